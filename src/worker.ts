@@ -1,0 +1,35 @@
+/**
+ * Composition root: global middleware, the route tree, and the exported handlers.
+ * Durable Object and Workflow classes are re-exported here as they are added.
+ */
+import { Hono } from "hono";
+import { requestId } from "hono/request-id";
+import type { AppEnv } from "./lib/context.ts";
+import { authenticate } from "./middleware/auth.ts";
+import { database } from "./middleware/database.ts";
+import { onError, onNotFound } from "./middleware/errors.ts";
+import { jsonBody } from "./middleware/json-body.ts";
+import { requestLog } from "./middleware/request-log.ts";
+import { health } from "./routes/health.ts";
+import { keysRoute } from "./routes/keys.ts";
+import { projectsRoute } from "./routes/projects.ts";
+import { usersRoute } from "./routes/users.ts";
+
+export const app = new Hono<AppEnv>();
+
+app.use(requestId({ headerName: "x-request-id" }));
+app.use(requestLog);
+app.onError(onError);
+app.notFound(onNotFound);
+
+app.use("/healthz", database);
+app.route("/healthz", health);
+
+app.use("/api/*", database, authenticate, jsonBody);
+app.route("/api/users", usersRoute);
+app.route("/api/keys", keysRoute);
+app.route("/api/projects", projectsRoute);
+
+export default {
+  fetch: app.fetch,
+} satisfies ExportedHandler<Env>;

@@ -1,0 +1,30 @@
+import { env, exports } from "cloudflare:workers";
+
+export const BASE = "http://orchestrator.test";
+
+/** Sends a request through the worker's real fetch handler. */
+export function call(path: string, init: RequestInit & { key?: string; json?: unknown } = {}): Promise<Response> {
+  const headers = new Headers(init.headers);
+  if (init.key) headers.set("authorization", `Bearer ${init.key}`);
+  let body = init.body;
+  if (init.json !== undefined) {
+    headers.set("content-type", "application/json");
+    body = JSON.stringify(init.json);
+  }
+  return exports.default.fetch(new Request(`${BASE}${path}`, { ...init, headers, body }));
+}
+
+export const adminKey = () => env.ADMIN_API_KEY;
+
+/** A fresh user with a `user`-scoped key, made through the API as an admin would. */
+export async function createUserWithKey(name = "someone"): Promise<{ userId: string; key: string }> {
+  const userRes = await call("/api/users", { method: "POST", key: adminKey(), json: { name } });
+  if (userRes.status !== 201) throw new Error(`create user: ${userRes.status} ${await userRes.text()}`);
+  const { user } = await userRes.json<{ user: { id: string } }>();
+  const keyRes = await call("/api/keys", { method: "POST", key: adminKey(), json: { userId: user.id, name: "test" } });
+  if (keyRes.status !== 201) throw new Error(`create key: ${keyRes.status} ${await keyRes.text()}`);
+  const { key } = await keyRes.json<{ key: string }>();
+  return { userId: user.id, key };
+}
+
+export const uniqueName = (prefix = "p") => `${prefix}-${crypto.randomUUID().slice(0, 8)}`;
