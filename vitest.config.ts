@@ -4,6 +4,7 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     globalSetup: ["./test/setup/global.ts"],
+    reporters: ["default", "./test/support/summary-reporter.ts"],
     projects: [
       {
         plugins: [

@@ -10,10 +10,10 @@ export const MIGRATIONS_DIR = join(dirname(fileURLToPath(import.meta.url)), ".."
  * so a Neon DATABASE_URL works unchanged; `wsProxy` is set only for local Postgres.
  */
 export async function runMigrations(databaseUrl: string, wsProxy?: string): Promise<void> {
-  const { db, close } = createDb({ databaseUrl, wsProxy });
+  const handle = createDb({ databaseUrl, wsProxy });
   try {
-    await migrate(db, { migrationsFolder: MIGRATIONS_DIR });
+    await migrate(handle.db, { migrationsFolder: MIGRATIONS_DIR });
   } finally {
-    await close();
+    await handle.close();
   }
 }

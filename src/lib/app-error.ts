@@ -1,5 +1,4 @@
 import { HTTPException } from "hono/http-exception";
-import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { errorStatus, type ErrorCode } from "../shared/errors.ts";
 
 /**
@@ -11,7 +10,7 @@ export class AppError extends HTTPException {
   readonly details: unknown;
 
   constructor(code: ErrorCode, message: string, options: { details?: unknown; cause?: unknown } = {}) {
-    super(errorStatus[code] as ContentfulStatusCode, { message, cause: options.cause });
+    super(errorStatus[code], { message, cause: options.cause });
     this.code = code;
     this.details = options.details;
   }

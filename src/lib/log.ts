@@ -5,16 +5,17 @@ const levelRank: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, err
 
 const SECRET_KEY = /pass(word)?|secret|token|api[-_]?key|authorization|cookie|private|credential|database_url/i;
 /** Our own API keys and connection strings with credentials are recognised in free text too. */
-const SECRET_VALUE = [/\bork_[A-Za-z0-9_-]{8,}/g, /(\w+:\/\/[^:/\s]+:)[^@\s]+@/g, /(Bearer\s+)[A-Za-z0-9._~+/=-]+/gi];
+const SECRET_VALUE: [RegExp, string][] = [
+  [/\bork_[A-Za-z0-9_-]{8,}/g, "[redacted]"],
+  [/(\w+:\/\/[^:/\s]+:)[^@\s]+@/g, "$1[redacted]@"],
+  [/(Bearer\s+)[A-Za-z0-9._~+/=-]+/gi, "$1[redacted]"],
+];
 
 /** Returns a copy of `value` in which secret-looking keys and values are replaced by "[redacted]". */
 export function redact(value: unknown, depth = 0): unknown {
   if (depth > 8) return "[deep]";
   if (typeof value === "string") {
-    return SECRET_VALUE.reduce(
-      (text, pattern) => text.replace(pattern, (_m, keep?: string) => `${typeof keep === "string" ? keep : ""}[redacted]`),
-      value,
-    );
+    return SECRET_VALUE.reduce((text, [pattern, replacement]) => text.replace(pattern, replacement), value);
   }
   if (Array.isArray(value)) return value.map((item) => redact(item, depth + 1));
   if (value instanceof Error) {

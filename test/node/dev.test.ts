@@ -1,0 +1,110 @@
+/**
+ * `npm run dev` as a new user runs it: first start writes secrets and prints the admin key,
+ * /healthz answers within 60 s, data survives a restart, Ctrl-C stops every process it started,
+ * and losing Postgres answers 503 without writing anything.
+ */
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { freePort } from "../../scripts/lib/ports.ts";
+import { isListening, type Spawned, spawnCollecting, waitFor } from "../support/processes.ts";
+
+const root = resolve(import.meta.dirname, "..", "..");
+const work = mkdtempSync(join(tmpdir(), "orchestrator-dev-"));
+// As root, Postgres runs as the `postgres` user, which must be able to reach its data folder.
+chmodSync(work, 0o755);
+const varsFile = join(work, "dev.vars");
+let running: Spawned | undefined;
+
+afterAll(async () => {
+  if (running?.child.exitCode === null) {
+    running.child.kill("SIGINT");
+    await running.exited;
+  }
+  rmSync(work, { recursive: true, force: true });
+});
+
+async function startDev(ports: { http: number; pg: number; proxy: number }) {
+  const started = Date.now();
+  const dev = spawnCollecting(process.execPath, [join(root, "scripts", "dev.ts")], {
+    cwd: root,
+    env: {
+      ...process.env,
+      PORT: String(ports.http),
+      DEV_PG_PORT: String(ports.pg),
+      DEV_PROXY_PORT: String(ports.proxy),
+      DEV_STATE_DIR: join(work, "state"),
+      DEV_VARS_FILE: varsFile,
+    },
+  });
+  running = dev;
+  await waitFor(
+    async () => {
+      const res = await fetch(`http://127.0.0.1:${ports.http}/healthz`);
+      return res.status === 200 ? ((await res.json()) as unknown) : undefined;
+    },
+    60_000,
+    () => dev.output(),
+    () => dev.child.exitCode !== null,
+  );
+  return { dev, readyMs: Date.now() - started };
+}
+
+async function stopDev(dev: Spawned) {
+  dev.child.kill("SIGINT");
+  return dev.exited;
+}
+
+const api = (port: number, key: string, path: string, init: RequestInit = {}) =>
+  fetch(`http://127.0.0.1:${port}${path}`, {
+    ...init,
+    headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...init.headers },
+  });
+
+describe("npm run dev", () => {
+  it("starts, serves, survives a restart and stops cleanly", async () => {
+    const ports = { http: await freePort(), pg: await freePort(), proxy: await freePort() };
+
+    const first = await startDev(ports);
+    expect(first.readyMs).toBeLessThan(60_000);
+    const keyLine = /ADMIN_API_KEY=(ork_[a-z0-9]+)/.exec(first.dev.output());
+    expect(keyLine?.[1]).toBeTruthy();
+    const adminKey = keyLine?.[1] ?? "";
+    expect(readFileSync(varsFile, "utf8")).toContain(`ADMIN_API_KEY=${adminKey}`);
+    expect(statSync(varsFile).mode & 0o777).toBe(0o600);
+
+    const created = await api(ports.http, adminKey, "/api/projects", {
+      method: "POST",
+      body: JSON.stringify({ name: "weather-bot", description: "Weather bot with notifications" }),
+    });
+    expect(created.status).toBe(201);
+
+    // Postgres goes away under the running system: 503 db_unavailable, and nothing is written.
+    const pidFile = readFileSync(join(work, "state", "postgres", "postmaster.pid"), "utf8");
+    process.kill(Number(pidFile.split("\n")[0]), "SIGINT");
+    await waitFor(async () => ((await isListening(ports.pg)) ? undefined : true), 15_000, () => "postgres still up");
+    const health = await fetch(`http://127.0.0.1:${ports.http}/healthz`);
+    expect(health.status).toBe(503);
+    expect(((await health.json()) as { error: { code: string } }).error.code).toBe("db_unavailable");
+    const lost = await api(ports.http, adminKey, "/api/projects", {
+      method: "POST",
+      body: JSON.stringify({ name: "lost-project" }),
+    });
+    expect(lost.status).toBe(503);
+    expect(lost.headers.get("content-type")).toContain("application/json");
+
+    // Ctrl-C stops wrangler, the proxy and Postgres.
+    expect(await stopDev(first.dev)).toBe(0);
+    for (const port of Object.values(ports)) expect(await isListening(port), `port ${port}`).toBe(false);
+
+    // Second run: same data, same key, no new key printed.
+    const second = await startDev(ports);
+    expect(second.dev.output()).not.toContain(adminKey);
+    const list = await api(ports.http, adminKey, "/api/projects");
+    const names = ((await list.json()) as { projects: { name: string }[] }).projects.map((p) => p.name);
+    expect(names).toEqual(["weather-bot"]);
+    expect(await stopDev(second.dev)).toBe(0);
+    for (const port of Object.values(ports)) expect(await isListening(port), `port ${port}`).toBe(false);
+  });
+});
