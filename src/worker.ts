@@ -13,7 +13,11 @@ import { requestLog } from "./middleware/request-log.ts";
 import { health } from "./routes/health.ts";
 import { keysRoute } from "./routes/keys.ts";
 import { projectsRoute } from "./routes/projects.ts";
+import { tasksRoute } from "./routes/tasks.ts";
 import { usersRoute } from "./routes/users.ts";
+import { webRoute } from "./routes/web.ts";
+
+export { TaskStream } from "./durable/task-stream.ts";
 
 export const app = new Hono<AppEnv>();
 
@@ -29,6 +33,8 @@ app.use("/api/*", database, authenticate, jsonBody);
 app.route("/api/users", usersRoute);
 app.route("/api/keys", keysRoute);
 app.route("/api/projects", projectsRoute);
+app.route("/api/tasks", tasksRoute);
+app.route("/", webRoute);
 
 export default {
   fetch: app.fetch,

@@ -10,6 +10,8 @@ export interface Principal {
   keyId: string;
   scopes: Scope[];
   isAdmin: boolean;
+  /** Set for a view token: the one task whose live stream it may open, and nothing else. */
+  viewTaskId?: string;
 }
 
 /** The one Hono environment type for every route. */

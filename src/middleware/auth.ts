@@ -5,6 +5,7 @@ import { AppError } from "../lib/app-error.ts";
 import { BOOTSTRAP_ADMIN_USER_ID } from "../lib/api-keys.ts";
 import type { AppEnv, Principal, Scope } from "../lib/context.ts";
 import { constantTimeEqual, sha256Hex } from "../lib/crypto.ts";
+import { verifyViewToken } from "../lib/view-token.ts";
 
 /**
  * Requires `Authorization: Bearer <key>`: either the ADMIN_API_KEY secret (compared in constant
@@ -12,32 +13,54 @@ import { constantTimeEqual, sha256Hex } from "../lib/crypto.ts";
  */
 export const authenticate = createMiddleware<AppEnv>(async (c, next) => {
   const header = c.req.header("authorization") ?? "";
+  const viewToken = c.req.query("token");
+  if (viewToken && !header) {
+    c.set("principal", await viewTokenPrincipal(c.env.SECRETS_ENCRYPTION_KEY, viewToken, c.req.method, c.req.path));
+    c.set("log", c.var.log.child({ keyId: "view-token" }));
+    return next();
+  }
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
   if (!match?.[1]) {
     throw new AppError("unauthorized", "Missing API key: send the header `Authorization: Bearer <key>`");
   }
   const presented = match[1];
-  const hash = await sha256Hex(presented);
-
-  const { success } = await c.env.API_RATE_LIMITER.limit({ key: hash });
-  if (!success) throw new AppError("rate_limited", "Too many requests for this API key; retry in a minute");
-
-  const principal = await resolvePrincipal(c.env.ADMIN_API_KEY, presented, hash, c.var.db);
+  const principal = await resolvePrincipal(c.env, presented, c.var.db);
   if (!principal) throw new AppError("unauthorized", "Invalid, revoked or expired API key");
   c.set("principal", principal);
   c.set("log", c.var.log.child({ keyId: principal.keyId }));
   await next();
 });
 
-async function resolvePrincipal(
-  adminKey: string,
-  presented: string,
-  hash: string,
-  db: AppEnv["Variables"]["db"],
-): Promise<Principal | null> {
-  if (adminKey && (await constantTimeEqual(presented, adminKey))) {
+const VIEWABLE = /^\/api\/tasks\/([^/]+)\/(ws|events)$/;
+const VIEW_TOKEN_PROBLEM = {
+  malformed: "The view link is malformed; ask for a new one",
+  bad_signature: "The view link is not valid; ask for a new one",
+  expired: "The view link has expired; ask for a new one",
+  other_task: "The view link is for another task",
+} as const;
+
+/** A view token opens exactly one task's live stream (GET …/ws or …/events) and nothing else. */
+async function viewTokenPrincipal(secret: string, token: string, method: string, path: string): Promise<Principal> {
+  const match = VIEWABLE.exec(path);
+  if (method !== "GET" || !match?.[1]) {
+    throw new AppError("unauthorized", "A view token only opens a task's live stream; use an API key for anything else");
+  }
+  const taskId = decodeURIComponent(match[1]);
+  const check = await verifyViewToken(secret, token, taskId);
+  if (!check.ok) throw new AppError("unauthorized", VIEW_TOKEN_PROBLEM[check.reason]);
+  return { userId: null, keyId: "view-token", scopes: [], isAdmin: false, viewTaskId: taskId };
+}
+
+async function resolvePrincipal(env: Env, presented: string, db: AppEnv["Variables"]["db"]): Promise<Principal | null> {
+  // The operator's own key: 160 random bits, so a rate limit adds nothing, and integrations that
+  // stream task events through it need far more than 300 requests a minute.
+  if (env.ADMIN_API_KEY && (await constantTimeEqual(presented, env.ADMIN_API_KEY))) {
     return { userId: BOOTSTRAP_ADMIN_USER_ID, keyId: "bootstrap", scopes: ["admin"], isAdmin: true };
   }
+  const hash = await sha256Hex(presented);
+  // Limited before the lookup, so unknown keys cost no database work either.
+  const { success } = await env.API_RATE_LIMITER.limit({ key: hash });
+  if (!success) throw new AppError("rate_limited", "Too many requests for this API key; retry in a minute");
   // One round trip both finds the key and records its use.
   const [row] = await db
     .update(apiKeys)

@@ -1,0 +1,160 @@
+// Live task view: follows one task's event stream over WebSocket, resuming after drops without
+// repeating or missing an event. Protocol: src/shared/events.ts (event:appended, stream:live, event:ack).
+
+const TERMINAL = new Set(["task.completed", "task.failed", "task.cancelled"]);
+const ICON = {
+  "task.started": "⏳", "step.started": "▶️", "step.progress": "…", "step.completed": "✅", log: "·",
+  "task.needs_input": "❓", "task.completed": "✅", "task.failed": "❌", "task.cancelled": "⏹",
+};
+const ACK_EVERY = 64;
+
+const taskId = decodeURIComponent(location.pathname.split("/").filter(Boolean).at(-1) ?? "");
+const token = new URLSearchParams(location.search).get("token") ?? "";
+const $ = (id) => document.getElementById(id);
+
+const view = {
+  lastSeq: 0,
+  reconnects: 0,
+  finished: false,
+  socket: null,
+  /** For tests and the "reconnect" affordance: drop the connection as a network failure would. */
+  dropConnection() { this.socket?.close(4000, "dropped by client"); },
+};
+window.__taskView = view;
+
+function setConnection(state, text) {
+  const el = $("connection");
+  el.dataset.state = state;
+  el.textContent = text;
+}
+
+function setStatus(status) {
+  const el = $("status");
+  el.dataset.status = status;
+  el.textContent = status.replace("_", " ");
+}
+
+function stepItem(name) {
+  let item = document.querySelector(`#steps li[data-step="${CSS.escape(name)}"]`);
+  if (!item) {
+    item = document.createElement("li");
+    item.dataset.step = name;
+    item.innerHTML = '<strong class="name"></strong><span class="detail"></span>';
+    item.querySelector(".name").textContent = name;
+    $("steps").append(item);
+  }
+  return item;
+}
+
+function render(event) {
+  const line = document.createElement("li");
+  line.dataset.seq = String(event.seq);
+  line.dataset.type = event.type;
+  const time = new Date(event.at).toLocaleTimeString();
+  line.innerHTML = '<span class="seq"></span><span class="time"></span><span class="text"></span>';
+  line.querySelector(".seq").textContent = `#${event.seq}`;
+  line.querySelector(".time").textContent = time;
+  line.querySelector(".text").textContent = `${ICON[event.type] ?? "·"} ${event.step ? `${event.step}: ` : ""}${event.message}`;
+  const log = $("log");
+  const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+  log.append(line);
+  if (atBottom) log.scrollTop = log.scrollHeight;
+
+  if (event.step) {
+    const item = stepItem(event.step);
+    if (event.type === "step.started" || event.type === "step.progress") item.dataset.state = "running";
+    if (event.type === "step.completed") item.dataset.state = "completed";
+    if (event.type === "task.failed") item.dataset.state = "failed";
+    item.querySelector(".detail").textContent = event.message;
+  }
+  if (event.type === "task.started" || event.type === "step.started") setStatus("running");
+  if (event.type === "task.needs_input") setStatus("needs_input");
+  if (TERMINAL.has(event.type)) showResult(event);
+}
+
+function showResult(event) {
+  view.finished = true;
+  const outcome = event.type.slice("task.".length);
+  setStatus(outcome);
+  const box = $("result");
+  box.hidden = false;
+  box.dataset.outcome = outcome;
+  box.innerHTML = "<h2></h2><p></p>";
+  box.querySelector("h2").textContent = outcome === "completed" ? "✅ Completed" : outcome === "failed" ? "❌ Failed" : "⏹ Cancelled";
+  box.querySelector("p").textContent = event.message;
+  if (event.data && Object.keys(event.data).length) {
+    const pre = document.createElement("pre");
+    pre.textContent = JSON.stringify(event.data, null, 2);
+    box.append(pre);
+  }
+  setConnection("done", "finished");
+}
+
+function showProblem(text) {
+  const el = $("problem");
+  el.hidden = false;
+  el.textContent = text;
+  setConnection("stopped", "not connected");
+}
+
+/** When a connection fails, ask the API why (a WebSocket handshake hides the status from scripts). */
+async function diagnose() {
+  try {
+    const res = await fetch(`/api/tasks/${encodeURIComponent(taskId)}/events?after=${view.lastSeq}&limit=1&token=${encodeURIComponent(token)}`);
+    if (res.status === 401 || res.status === 404) {
+      const body = await res.json();
+      return body.error?.message ?? `Error ${res.status}`;
+    }
+  } catch {
+    // Offline: keep retrying.
+  }
+  return null;
+}
+
+function connect() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const url = `${scheme}://${location.host}/api/tasks/${encodeURIComponent(taskId)}/ws?after=${view.lastSeq}&token=${encodeURIComponent(token)}`;
+  const socket = new WebSocket(url);
+  view.socket = socket;
+  let ackedSeq = view.lastSeq;
+  let ackTimer = null;
+  const ack = () => {
+    clearTimeout(ackTimer);
+    ackTimer = null;
+    if (view.lastSeq > ackedSeq && socket.readyState === WebSocket.OPEN) {
+      ackedSeq = view.lastSeq;
+      socket.send(JSON.stringify({ type: "event:ack", seq: ackedSeq }));
+    }
+  };
+
+  socket.addEventListener("open", () => setConnection("live", "live"));
+  socket.addEventListener("message", (message) => {
+    const frame = JSON.parse(message.data);
+    if (frame.type === "event:appended") {
+      // Exactly once: anything at or below what we have is a replay we already showed.
+      if (frame.event.seq <= view.lastSeq) return;
+      view.lastSeq = frame.event.seq;
+      render(frame.event);
+      if (view.lastSeq - ackedSeq >= ACK_EVERY) ack();
+      else if (!ackTimer) ackTimer = setTimeout(ack, 100);
+    } else if (frame.type === "stream:live") {
+      if (frame.closed && !view.finished) setConnection("done", "finished");
+    } else if (frame.type === "stream:error") {
+      showProblem(frame.message);
+    }
+  });
+  socket.addEventListener("close", async () => {
+    clearTimeout(ackTimer);
+    if (view.finished) return;
+    setConnection("reconnecting", "reconnecting…");
+    const problem = await diagnose();
+    if (problem) return showProblem(problem);
+    view.reconnects += 1;
+    const delay = Math.min(5000, 250 * 2 ** Math.min(view.reconnects, 5)) * (0.5 + Math.random() / 2);
+    setTimeout(connect, delay);
+  });
+}
+
+$("task-id").textContent = taskId;
+document.title = `Task ${taskId} · Orchestrator`;
+connect();

@@ -1,0 +1,58 @@
+/**
+ * Short-lived, task-scoped, signed tokens for the live task view. Browsers cannot send an
+ * Authorization header on a WebSocket, so the view link carries one of these instead.
+ * Format: base64url(JSON {t: taskId, exp: unix seconds}) "." base64url(HMAC-SHA256).
+ * The HMAC key is derived (HKDF) from SECRETS_ENCRYPTION_KEY, so no extra secret is needed.
+ */
+
+const encoder = new TextEncoder();
+
+function base64url(bytes: ArrayBuffer | Uint8Array): string {
+  const array = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+  return btoa(String.fromCharCode(...array)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+function fromBase64url(text: string): Uint8Array {
+  const padded = text.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - (text.length % 4)) % 4);
+  return Uint8Array.from(atob(padded), (char) => char.charCodeAt(0));
+}
+
+async function viewKey(secret: string): Promise<CryptoKey> {
+  const material = await crypto.subtle.importKey("raw", encoder.encode(secret), "HKDF", false, ["deriveKey"]);
+  return crypto.subtle.deriveKey(
+    { name: "HKDF", hash: "SHA-256", salt: new Uint8Array(0), info: encoder.encode("orchestrator/view-token/v1") },
+    material,
+    { name: "HMAC", hash: "SHA-256", length: 256 },
+    false,
+    ["sign", "verify"],
+  );
+}
+
+/** Issues a token that lets its holder watch `taskId` until `ttlSeconds` from now. */
+export async function signViewToken(secret: string, taskId: string, ttlSeconds: number, now = Date.now()): Promise<{ token: string; expiresAt: Date }> {
+  const exp = Math.floor(now / 1000) + ttlSeconds;
+  const payload = base64url(encoder.encode(JSON.stringify({ t: taskId, exp })));
+  const signature = await crypto.subtle.sign("HMAC", await viewKey(secret), encoder.encode(payload));
+  return { token: `${payload}.${base64url(signature)}`, expiresAt: new Date(exp * 1000) };
+}
+
+export type ViewTokenCheck = { ok: true } | { ok: false; reason: "malformed" | "bad_signature" | "expired" | "other_task" };
+
+/** Checks signature (in constant time, through WebCrypto), expiry and task. */
+export async function verifyViewToken(secret: string, token: string, taskId: string, now = Date.now()): Promise<ViewTokenCheck> {
+  const [payload, signature, extra] = token.split(".");
+  if (!payload || !signature || extra !== undefined) return { ok: false, reason: "malformed" };
+  let signatureBytes: Uint8Array;
+  let claims: { t?: unknown; exp?: unknown };
+  try {
+    signatureBytes = fromBase64url(signature);
+    claims = JSON.parse(new TextDecoder().decode(fromBase64url(payload))) as { t?: unknown; exp?: unknown };
+  } catch {
+    return { ok: false, reason: "malformed" };
+  }
+  const valid = await crypto.subtle.verify("HMAC", await viewKey(secret), signatureBytes, encoder.encode(payload));
+  if (!valid) return { ok: false, reason: "bad_signature" };
+  if (typeof claims.exp !== "number" || claims.exp * 1000 <= now) return { ok: false, reason: "expired" };
+  if (claims.t !== taskId) return { ok: false, reason: "other_task" };
+  return { ok: true };
+}

@@ -1,0 +1,128 @@
+import { Hono } from "hono";
+import { streamSSE } from "hono/streaming";
+import { z } from "zod";
+import { getTaskStream } from "../durable/task-stream.ts";
+import { AppError } from "../lib/app-error.ts";
+import type { AppEnv } from "../lib/context.ts";
+import { signViewToken } from "../lib/view-token.ts";
+import { validate } from "../lib/validate.ts";
+import { requireAdmin, requireScope } from "../middleware/auth.ts";
+import { appendTaskEvent, createTask, listTasks, loadTask } from "../services/tasks.ts";
+import { Page } from "../shared/api.ts";
+import { createAcker, isTerminal, TaskSocketServerMessage } from "../shared/events.ts";
+
+const TaskType = z.enum(["engineering", "deploy", "provision", "maintenance"]);
+const TaskStatus = z.enum(["queued", "running", "needs_input", "completed", "failed", "cancelled"]);
+const IdParam = z.object({ id: z.string().min(1).max(64) });
+const ListQuery = Page.extend({ type: TaskType.optional(), status: TaskStatus.optional(), projectId: z.string().optional() });
+const CreateTask = z.strictObject({
+  type: TaskType,
+  projectId: z.string().min(1).optional(),
+  ownerId: z.string().min(1).optional(),
+  input: z.record(z.string(), z.unknown()).optional(),
+});
+const AfterQuery = z.object({
+  after: z.coerce.number().int().min(0).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).optional(),
+  token: z.string().optional(),
+});
+const ViewLinkQuery = z.object({ ttl: z.coerce.number().int().min(60).max(7 * 24 * 3600).optional() });
+
+/** Where to resume: `?after=` wins, else the SSE `Last-Event-ID` header, else from the start. */
+function resumePoint(after: number | undefined, lastEventId: string | undefined): number {
+  if (after !== undefined) return after;
+  if (lastEventId === undefined || lastEventId === "") return 0;
+  const parsed = Number(lastEventId);
+  if (!Number.isInteger(parsed) || parsed < 0) throw new AppError("invalid_request", "Last-Event-ID must be an event seq");
+  return parsed;
+}
+
+/** Opens a watcher socket on the task's stream (the same fan-out the browser and CLI use). */
+async function openStreamSocket(env: Env, taskId: string, after: number): Promise<WebSocket> {
+  const res = await getTaskStream(env, taskId).fetch(
+    new Request(`https://task-stream/ws?after=${after}`, { headers: { upgrade: "websocket" } }),
+  );
+  if (!res.webSocket) throw new Error(`task stream refused the watcher: ${res.status}`);
+  res.webSocket.accept();
+  return res.webSocket;
+}
+
+/** `/api/tasks`: tasks, their event history, and live streams over SSE and WebSocket. */
+export const tasksRoute = new Hono<AppEnv>()
+  .get("/", requireScope("user"), validate("query", ListQuery), async (c) => {
+    return c.json({ tasks: await listTasks(c.var.db, c.var.principal, c.req.valid("query")) });
+  })
+  .post("/", requireAdmin, validate("json", CreateTask), async (c) => {
+    const body = c.req.valid("json");
+    const task = await createTask(c.var.db, { ...body, callerId: c.var.principal.userId ?? "" });
+    return c.json({ task }, 201);
+  })
+  .get("/:id", requireScope("user"), validate("param", IdParam), async (c) => {
+    const task = await loadTask(c.var.db, c.var.principal, c.req.valid("param").id);
+    const stream = await getTaskStream(c.env, task.id).info();
+    return c.json({ task, stream: { lastSeq: stream.lastSeq, closed: stream.closed } });
+  })
+  .post("/:id/events", requireAdmin, validate("param", IdParam), async (c) => {
+    const task = await loadTask(c.var.db, c.var.principal, c.req.valid("param").id);
+    const event = await appendTaskEvent(c.env, task.id, await c.req.json());
+    return c.json({ event }, 201);
+  })
+  .get("/:id/events", validate("param", IdParam), validate("query", AfterQuery), async (c) => {
+    const task = await loadTask(c.var.db, c.var.principal, c.req.valid("param").id);
+    const query = c.req.valid("query");
+    const after = resumePoint(query.after, c.req.header("last-event-id"));
+    if (!(c.req.header("accept") ?? "").includes("text/event-stream")) {
+      return c.json(await getTaskStream(c.env, task.id).read({ after, limit: query.limit }));
+    }
+    const socket = await openStreamSocket(c.env, task.id, after);
+    return streamSSE(c, async (sse) => {
+      await sse.writeSSE({ event: "stream:open", data: JSON.stringify({ taskId: task.id, after }), retry: 1000 });
+      const acker = createAcker((seq) => socket.send(JSON.stringify({ type: "event:ack", seq })));
+      // Writes happen one after another, in arrival order, each acknowledged once the client took it.
+      let chain = Promise.resolve();
+      await new Promise<void>((done) => {
+        const heartbeat = setInterval(() => void sse.write(": keep-alive\n\n").catch(() => undefined), 15_000);
+        const finish = () => {
+          clearInterval(heartbeat);
+          acker.stop();
+          done();
+        };
+        sse.onAbort(() => {
+          socket.close(1000, "client went away");
+          finish();
+        });
+        socket.addEventListener("close", () => void chain.then(finish));
+        socket.addEventListener("message", (message) => {
+          chain = chain.then(async () => {
+            const parsed = TaskSocketServerMessage.safeParse(JSON.parse(String(message.data)));
+            if (!parsed.success) return;
+            const frame = parsed.data;
+            if (frame.type === "event:appended") {
+              await sse.writeSSE({ id: String(frame.event.seq), event: frame.event.type, data: JSON.stringify(frame.event) });
+              acker.received(frame.event.seq);
+              if (isTerminal(frame.event.type)) finish();
+            } else if (frame.type === "stream:live" && frame.closed) {
+              finish();
+            }
+          });
+        });
+      });
+      socket.close(1000, "done");
+    });
+  })
+  .get("/:id/ws", validate("param", IdParam), validate("query", AfterQuery), async (c) => {
+    if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
+      throw new AppError("invalid_request", "This endpoint takes a WebSocket upgrade (Upgrade: websocket)");
+    }
+    const task = await loadTask(c.var.db, c.var.principal, c.req.valid("param").id);
+    const after = c.req.valid("query").after ?? 0;
+    return getTaskStream(c.env, task.id).fetch(new Request(`https://task-stream/ws?after=${after}`, c.req.raw));
+  })
+  .get("/:id/view-link", requireScope("user"), validate("param", IdParam), validate("query", ViewLinkQuery), async (c) => {
+    const task = await loadTask(c.var.db, c.var.principal, c.req.valid("param").id);
+    const ttl = c.req.valid("query").ttl ?? (Number(c.env.VIEW_TOKEN_TTL_SECONDS) || 3600);
+    const { token, expiresAt } = await signViewToken(c.env.SECRETS_ENCRYPTION_KEY, task.id, ttl);
+    const url = new URL(`/tasks/${encodeURIComponent(task.id)}`, c.req.url);
+    url.searchParams.set("token", token);
+    return c.json({ url: url.toString(), token, expiresAt: expiresAt.toISOString() });
+  });

@@ -1,0 +1,160 @@
+import { z } from "zod";
+
+/** The one event format for chat, WebSocket, SSE and CLI (DESIGN.md "Contracts"). */
+export const TaskEventType = z.enum([
+  "task.started",
+  "step.started",
+  "step.progress",
+  "step.completed",
+  "log",
+  "task.needs_input",
+  "task.completed",
+  "task.failed",
+  "task.cancelled",
+]);
+export type TaskEventType = z.infer<typeof TaskEventType>;
+
+export const TERMINAL_EVENT_TYPES = ["task.completed", "task.failed", "task.cancelled"] as const satisfies TaskEventType[];
+export const isTerminal = (type: TaskEventType) => (TERMINAL_EVENT_TYPES as readonly string[]).includes(type);
+
+/** ISO-8601 UTC with milliseconds, as `Date.prototype.toISOString` writes it: never a Date object. */
+export const IsoTimestamp = z.iso.datetime();
+
+export const TaskEvent = z.strictObject({
+  seq: z.number().int().positive(),
+  taskId: z.string().min(1),
+  at: IsoTimestamp,
+  type: TaskEventType,
+  step: z.string().min(1).max(100).optional(),
+  message: z.string().max(10_000),
+  data: z.record(z.string(), z.unknown()).optional(),
+  traceId: z.string().min(1).max(100).optional(),
+});
+export type TaskEvent = z.infer<typeof TaskEvent>;
+
+/** What a producer appends: the stream assigns `seq` and `taskId`, and `at` defaults to now. */
+export const TaskEventInput = z.strictObject({
+  type: TaskEventType,
+  step: z.string().min(1).max(100).optional(),
+  message: z.string().max(10_000),
+  at: IsoTimestamp.optional(),
+  data: z.record(z.string(), z.unknown()).optional(),
+  traceId: z.string().min(1).max(100).optional(),
+});
+export type TaskEventInput = z.infer<typeof TaskEventInput>;
+
+/** Largest `data` payload one event may carry, in bytes of JSON. */
+export const MAX_EVENT_DATA_BYTES = 64 * 1024;
+
+export class NotJsonError extends Error {
+  readonly path: string;
+  constructor(path: string, what: string) {
+    super(`data${path} is ${what}, which is not JSON; send strings, numbers, booleans, null, arrays or plain objects`);
+    this.path = path;
+  }
+}
+
+/**
+ * Returns `value` as plain JSON: Dates become ISO-8601 strings; anything JSON would silently drop
+ * or mangle (undefined, functions, symbols, bigint, NaN/Infinity, Map/Set/class instances, cycles)
+ * throws a NotJsonError naming where it is.
+ */
+export function toJsonValue(value: unknown, path = "", seen = new Set<object>()): unknown {
+  if (value === null || typeof value === "string" || typeof value === "boolean") return value;
+  if (typeof value === "number") {
+    if (!Number.isFinite(value)) throw new NotJsonError(path, String(value));
+    return value;
+  }
+  if (value instanceof Date) {
+    if (Number.isNaN(value.getTime())) throw new NotJsonError(path, "an invalid Date");
+    return value.toISOString();
+  }
+  if (typeof value !== "object") throw new NotJsonError(path, typeof value === "undefined" ? "undefined" : `a ${typeof value}`);
+  if (seen.has(value)) throw new NotJsonError(path, "a circular reference");
+  seen.add(value);
+  try {
+    if (Array.isArray(value)) return value.map((item, index) => toJsonValue(item, `${path}[${index}]`, seen));
+    const proto = Object.getPrototypeOf(value) as unknown;
+    if (proto !== Object.prototype && proto !== null) {
+      throw new NotJsonError(path, `a ${(value as { constructor?: { name?: string } }).constructor?.name ?? "class"} instance`);
+    }
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, toJsonValue(item, `${path}.${key}`, seen)]));
+  } finally {
+    seen.delete(value);
+  }
+}
+
+/**
+ * Validates producer input and normalises it into the stored shape (minus seq/taskId).
+ * Throws a ZodError or NotJsonError with a message fit for a 400.
+ */
+export function normalizeEventInput(input: unknown, now: Date = new Date()): Omit<TaskEvent, "seq" | "taskId"> {
+  const raw = input && typeof input === "object" && !Array.isArray(input) ? { ...(input as Record<string, unknown>) } : input;
+  if (raw && typeof raw === "object" && "at" in raw && raw.at instanceof Date) raw.at = toJsonValue(raw.at);
+  const parsed = TaskEventInput.parse(raw);
+  const data = parsed.data === undefined ? undefined : (toJsonValue(parsed.data) as Record<string, unknown>);
+  if (data && JSON.stringify(data).length > MAX_EVENT_DATA_BYTES) {
+    throw new NotJsonError("", `larger than ${MAX_EVENT_DATA_BYTES} bytes as JSON`);
+  }
+  return {
+    at: parsed.at ?? now.toISOString(),
+    type: parsed.type,
+    ...(parsed.step !== undefined ? { step: parsed.step } : {}),
+    message: parsed.message,
+    ...(data !== undefined ? { data } : {}),
+    ...(parsed.traceId !== undefined ? { traceId: parsed.traceId } : {}),
+  };
+}
+
+/** Messages on a task's WebSocket, server → client. Tagged `noun:verb`. */
+export const TaskSocketServerMessage = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("event:appended"), event: TaskEvent }),
+  /** Sent once the replay of history is done; `closed` when the task has already ended. */
+  z.object({ type: z.literal("stream:live"), lastSeq: z.number().int().min(0), closed: z.boolean() }),
+  z.object({ type: z.literal("stream:error"), code: z.string(), message: z.string() }),
+]);
+export type TaskSocketServerMessage = z.infer<typeof TaskSocketServerMessage>;
+
+/** Client → server: acknowledges receipt up to `seq`, which keeps a watcher within its send window. */
+export const TaskSocketClientMessage = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("event:ack"), seq: z.number().int().min(0) }),
+]);
+export type TaskSocketClientMessage = z.infer<typeof TaskSocketClientMessage>;
+
+/** How many events a watcher may be behind on acks before the stream drops it (it may resume). */
+export const WATCHER_ACK_WINDOW = 256;
+
+/**
+ * Batches acknowledgements for a watcher: acks after every `every` events, or once the stream
+ * has been quiet for `idleMs`, so a fast stream costs one ack per batch rather than one per event.
+ */
+export function createAcker(sendAck: (seq: number) => void, options: { every?: number; idleMs?: number } = {}) {
+  const every = options.every ?? Math.floor(WATCHER_ACK_WINDOW / 4);
+  const idleMs = options.idleMs ?? 100;
+  let lastSeen = 0;
+  let lastAcked = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const flush = () => {
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+    if (lastSeen > lastAcked) {
+      lastAcked = lastSeen;
+      try {
+        sendAck(lastSeen);
+      } catch {
+        // The socket is gone; the watcher resumes from its last seq anyway.
+      }
+    }
+  };
+  return {
+    received(seq: number) {
+      lastSeen = Math.max(lastSeen, seq);
+      if (lastSeen - lastAcked >= every) flush();
+      else if (!timer) timer = setTimeout(flush, idleMs);
+    },
+    stop() {
+      if (timer) clearTimeout(timer);
+      timer = undefined;
+    },
+  };
+}
