@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # System packages the test suite uses, from Debian's archive. Idempotent; needs root (or sudo).
 set -euo pipefail
-packages=(util-linux passwd)
+packages=(util-linux passwd chromium redis-server)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -1,0 +1,36 @@
+import { ErrorBody } from "../src/shared/errors.ts";
+import { CliError, type CliConfig } from "./config.ts";
+
+/** Describes why a request never got an answer, in words a user can act on. */
+export function describeNetworkError(config: CliConfig, error: unknown): string {
+  const cause = error instanceof Error && error.cause instanceof Error ? error.cause : error;
+  const code = cause && typeof cause === "object" && "code" in cause ? String(cause.code) : "";
+  const reason = code === "ECONNREFUSED" ? "connection refused" : code || (cause instanceof Error ? cause.message : String(cause));
+  return `cannot reach Orchestrator at ${config.url}: ${reason}`;
+}
+
+/** Calls the API and returns the parsed JSON body; any failure becomes a one-line CliError. */
+export async function apiGet<T>(config: CliConfig, path: string, what: string): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(`${config.url}${path}`, { headers: { authorization: `Bearer ${config.apiKey}` } });
+  } catch (error) {
+    throw new CliError(describeNetworkError(config, error));
+  }
+  if (res.ok) return (await res.json()) as T;
+  throw await responseError(res, what);
+}
+
+/** Turns an error response into a CliError with the server's message. */
+export async function responseError(res: Response, what: string): Promise<CliError> {
+  const text = await res.text();
+  let message = text.slice(0, 200);
+  try {
+    message = ErrorBody.parse(JSON.parse(text)).error.message;
+  } catch {
+    // Not our error format (a proxy in between?): show the start of the body.
+  }
+  if (res.status === 401) return new CliError(`API key rejected: ${message}`);
+  if (res.status === 404) return new CliError(`${what} not found`);
+  return new CliError(`${what}: HTTP ${res.status}: ${message}`);
+}

@@ -1,0 +1,131 @@
+#!/usr/bin/env node
+/**
+ * `orchestrator`: the command-line interface. Configured by ORCHESTRATOR_URL and ORCHESTRATOR_API_KEY
+ * (or a config file, see cli/config.ts). Exit codes: 0 success, 1 the task failed or was cancelled,
+ * 2 usage error, 3 the request could not be done (unreachable server, bad key, unknown task).
+ */
+import { parseArgs } from "node:util";
+import type { TaskEvent } from "../src/shared/events.ts";
+import { apiGet } from "./api.ts";
+import { CliError, loadConfig } from "./config.ts";
+import { followTask } from "./follow.ts";
+import { formatEvent } from "./format.ts";
+
+const USAGE = `Usage:
+  orchestrator tasks list [--type T] [--status S] [--project ID] [--limit N] [--json]
+  orchestrator tasks link <task-id> [--ttl SECONDS]    print a signed link to the live task view
+  orchestrator engineering status <task-id> [--follow] [--json]
+  orchestrator deploy status <task-id> [--follow] [--json]
+
+  --follow   print each event as it happens, until the task ends (exit 0 completed, 1 failed/cancelled)
+  --json     machine-readable output (NDJSON events with --follow)
+
+Configuration: ORCHESTRATOR_URL and ORCHESTRATOR_API_KEY, or {"url","apiKey"} in
+~/.config/orchestrator/config.json (or the file named by ORCHESTRATOR_CONFIG).`;
+
+interface Task {
+  id: string;
+  type: string;
+  status: string;
+  projectId: string | null;
+  createdAt: string;
+  finishedAt: string | null;
+  error: string | null;
+  result: unknown;
+}
+
+const out = (line: string) => process.stdout.write(`${line}\n`);
+
+function usage(message?: string): never {
+  throw new CliError(message ? `${message}\n\n${USAGE}` : USAGE, 2);
+}
+
+async function tasksList(args: string[]) {
+  const { values } = parseArgs({
+    args,
+    options: { type: { type: "string" }, status: { type: "string" }, project: { type: "string" }, limit: { type: "string" }, json: { type: "boolean" } },
+  });
+  const query = new URLSearchParams();
+  if (values.type) query.set("type", values.type);
+  if (values.status) query.set("status", values.status);
+  if (values.project) query.set("projectId", values.project);
+  if (values.limit) query.set("limit", values.limit);
+  const { tasks } = await apiGet<{ tasks: Task[] }>(loadConfig(), `/api/tasks?${query.toString()}`, "tasks");
+  if (values.json) return out(JSON.stringify(tasks));
+  if (tasks.length === 0) return out("No tasks.");
+  for (const task of tasks) {
+    out(`${task.id.padEnd(22)} ${task.type.padEnd(12)} ${task.status.padEnd(12)} ${task.createdAt}${task.projectId ? `  ${task.projectId}` : ""}`);
+  }
+}
+
+async function tasksLink(args: string[]) {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { ttl: { type: "string" } } });
+  const [taskId] = positionals;
+  if (!taskId) usage("tasks link needs a task id");
+  const query = values.ttl ? `?ttl=${encodeURIComponent(values.ttl)}` : "";
+  const link = await apiGet<{ url: string; expiresAt: string }>(loadConfig(), `/api/tasks/${encodeURIComponent(taskId)}/view-link${query}`, `task ${taskId}`);
+  out(link.url);
+  process.stderr.write(`(valid until ${link.expiresAt})\n`);
+}
+
+async function status(kind: "engineering" | "deploy", args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { follow: { type: "boolean" }, json: { type: "boolean" } } });
+  const [taskId] = positionals;
+  if (!taskId) usage(`${kind} status needs a task id`);
+  const config = loadConfig();
+  const { task } = await apiGet<{ task: Task }>(config, `/api/tasks/${encodeURIComponent(taskId)}`, `task ${taskId}`);
+  if (task.type !== kind) throw new CliError(`task ${taskId} is a ${task.type} task; use \`orchestrator ${task.type} status ${taskId}\``, 2);
+
+  if (values.follow) {
+    const terminal = await followTask(config, taskId, {
+      onEvent: (event) => out(values.json ? JSON.stringify(event) : formatEvent(event)),
+      onReconnect: (lastSeq, reason) => process.stderr.write(`… connection lost (${reason}); resuming after event #${lastSeq}\n`),
+    });
+    return terminal.type === "task.completed" ? 0 : 1;
+  }
+
+  const { stream } = await apiGet<{ stream: { lastSeq: number } }>(config, `/api/tasks/${encodeURIComponent(taskId)}`, `task ${taskId}`);
+  const after = Math.max(0, stream.lastSeq - 10);
+  const { events } = await apiGet<{ events: TaskEvent[] }>(config, `/api/tasks/${encodeURIComponent(taskId)}/events?after=${after}`, `task ${taskId}`);
+  if (values.json) {
+    out(JSON.stringify({ task, events }));
+  } else {
+    out(`${task.id}  ${task.type}  ${task.status}${task.projectId ? `  project ${task.projectId}` : ""}`);
+    out(`created ${task.createdAt}${task.finishedAt ? `, finished ${task.finishedAt}` : ""}`);
+    if (task.error) out(`error: ${task.error}`);
+    if (events.length) out(after > 0 ? `last ${events.length} events:` : "events:");
+    for (const event of events) out(`  ${formatEvent(event)}`);
+  }
+  return task.status === "failed" || task.status === "cancelled" ? 1 : 0;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [group, command, ...rest] = argv;
+  if (!group || group === "help" || group === "--help" || group === "-h") {
+    out(USAGE);
+    return group ? 0 : 2;
+  }
+  if (group === "tasks" && command === "list") return tasksList(rest).then(() => 0);
+  if (group === "tasks" && command === "link") return tasksLink(rest).then(() => 0);
+  if ((group === "engineering" || group === "deploy") && command === "status") return status(group, rest);
+  usage(`unknown command: ${argv.join(" ")}`);
+}
+
+const controller = new AbortController();
+process.on("SIGINT", () => controller.abort());
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    if (error instanceof CliError) {
+      process.stderr.write(`orchestrator: ${error.message}\n`);
+      process.exit(error.exitCode);
+    }
+    if (error instanceof TypeError && "code" in error && String(error.code).startsWith("ERR_PARSE_ARGS")) {
+      process.stderr.write(`orchestrator: ${error.message}\n\n${USAGE}\n`);
+      process.exit(2);
+    }
+    process.stderr.write(`orchestrator: unexpected error: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(3);
+  },
+);

@@ -1,0 +1,97 @@
+/**
+ * The real worker under `wrangler dev` on a free port, wired to the test run's Postgres
+ * (from test/setup/global.ts). For Node tests: the CLI, the browser view, the benchmarks.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { freePort } from "../../scripts/lib/ports.ts";
+import { type Spawned, spawnCollecting, waitFor } from "./processes.ts";
+
+export const ROOT = resolve(import.meta.dirname, "..", "..");
+const WRANGLER = join(ROOT, "node_modules", "wrangler", "bin", "wrangler.js");
+/** The stack's SECRETS_ENCRYPTION_KEY, so tests can sign view tokens as the worker would. */
+export const STACK_SECRETS_KEY = Buffer.from("stack-test-key-0123456789abcdef!").toString("base64");
+
+export interface Stack {
+  url: string;
+  port: number;
+  adminKey: string;
+  process: Spawned;
+  /** Calls the API with a key (the admin's by default) and returns status and JSON body. */
+  api<T = unknown>(path: string, init?: { method?: string; json?: unknown; key?: string }): Promise<{ status: number; body: T }>;
+  stop(): Promise<void>;
+}
+
+export interface StackOptions {
+  databaseUrl: string;
+  dbWsProxy: string;
+  adminKey: string;
+  logLevel?: string;
+}
+
+export async function startStack(options: StackOptions): Promise<Stack> {
+  const dir = mkdtempSync(join(tmpdir(), "orchestrator-stack-"));
+  const envFile = join(dir, "dev.vars");
+  writeFileSync(
+    envFile,
+    [
+      `DATABASE_URL=${options.databaseUrl}`,
+      `ADMIN_API_KEY=${options.adminKey}`,
+      `SECRETS_ENCRYPTION_KEY=${STACK_SECRETS_KEY}`,
+    ].join("\n"),
+  );
+  const port = await freePort();
+  const child = spawnCollecting(
+    process.execPath,
+    [
+      WRANGLER, "dev",
+      "--port", String(port),
+      "--ip", "127.0.0.1",
+      "--env-file", envFile,
+      "--persist-to", join(dir, "state"),
+      "--var", `DB_WS_PROXY:${options.dbWsProxy}`,
+      "--var", `LOG_LEVEL:${options.logLevel ?? "warn"}`,
+      "--show-interactive-dev-session=false",
+    ],
+    { cwd: ROOT, env: { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" } },
+  );
+  const url = `http://127.0.0.1:${port}`;
+  await waitFor(
+    async () => ((await fetch(`${url}/healthz`)).status === 200 ? true : undefined),
+    60_000,
+    () => child.output(),
+    () => child.child.exitCode !== null,
+  );
+  return {
+    url,
+    port,
+    adminKey: options.adminKey,
+    process: child,
+    async api<T>(path: string, init: { method?: string; json?: unknown; key?: string } = {}) {
+      const res = await fetch(`${url}${path}`, {
+        method: init.method ?? (init.json === undefined ? "GET" : "POST"),
+        headers: { authorization: `Bearer ${init.key ?? options.adminKey}`, "content-type": "application/json" },
+        body: init.json === undefined ? undefined : JSON.stringify(init.json),
+      });
+      const text = await res.text();
+      return { status: res.status, body: (text ? JSON.parse(text) : null) as T };
+    },
+    async stop() {
+      if (child.child.exitCode === null) {
+        child.child.kill("SIGTERM");
+        await Promise.race([child.exited, new Promise((r) => setTimeout(r, 10_000))]);
+        if (child.child.exitCode === null) child.child.kill("SIGKILL");
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A user with a `user` key, and a task of theirs, made through the API. */
+export async function userWithTask(stack: Stack, type: "engineering" | "deploy" = "engineering") {
+  const user = await stack.api<{ user: { id: string } }>("/api/users", { json: { name: "cli-user" } });
+  const key = await stack.api<{ key: string }>("/api/keys", { json: { userId: user.body.user.id, name: "cli" } });
+  const task = await stack.api<{ task: { id: string } }>("/api/tasks", { json: { type, ownerId: user.body.user.id } });
+  return { userId: user.body.user.id, key: key.body.key, taskId: task.body.task.id };
+}
