@@ -18,14 +18,14 @@ import {
   NotJsonError,
   type TaskEvent,
   type TaskEventType,
-  TaskSocketClientMessage,
+  type TaskSocketClientMessage,
   type TaskSocketServerMessage,
   WATCHER_ACK_WINDOW,
 } from "../shared/events.ts";
 
 export type AppendResult =
   | { ok: true; event: TaskEvent }
-  | { ok: false; code: "invalid_request" | "conflict" | "db_unavailable"; message: string };
+  | { ok: false; code: "invalid_request" | "not_found" | "conflict" | "db_unavailable"; message: string };
 
 export interface ReadResult {
   events: TaskEvent[];
@@ -113,10 +113,11 @@ export class TaskStream extends DurableObject<Env> {
     }
 
     // The task's row changes first: if Postgres is unreachable nothing is stored and the caller retries.
+    // This is also where a task's existence is checked: the first event always changes the status.
     const status = statusFor(normalized.type);
     if (status !== this.status || isTerminal(normalized.type)) {
       try {
-        await this.updateTaskRow(taskId, normalized, status);
+        if (!(await this.updateTaskRow(taskId, normalized, status))) return { ok: false, code: "not_found", message: "Task not found" };
       } catch (error) {
         if (isDbUnavailable(error)) return { ok: false, code: "db_unavailable", message: "The database is unavailable; the event was not stored" };
         throw error;
@@ -183,14 +184,15 @@ export class TaskStream extends DurableObject<Env> {
   override webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): void {
     const state = this.watchers.get(ws);
     if (!state) return;
-    let parsed: TaskSocketClientMessage;
-    try {
-      parsed = TaskSocketClientMessage.parse(JSON.parse(typeof message === "string" ? message : new TextDecoder().decode(message)));
-    } catch {
+    // Acks are the busiest inbound message: checked by hand rather than through zod.
+    const parsed = parseClientMessage(message);
+    if (!parsed) {
       this.send(ws, { type: "stream:error", code: "invalid_message", message: 'Send {"type":"event:ack","seq":N}' });
       return;
     }
-    state.acked = Math.max(state.acked, Math.min(parsed.seq, state.sent));
+    const acked = Math.max(state.acked, Math.min(parsed.seq, state.sent));
+    if (acked === state.acked && state.caughtUp) return;
+    state.acked = acked;
     this.pump(ws, state);
   }
 
@@ -291,11 +293,12 @@ export class TaskStream extends DurableObject<Env> {
       }));
   }
 
-  private async updateTaskRow(taskId: string, event: Omit<TaskEvent, "seq" | "taskId">, status: TaskStatus): Promise<void> {
+  /** Moves the task's row to `status`; false when there is no such task. */
+  private async updateTaskRow(taskId: string, event: Omit<TaskEvent, "seq" | "taskId">, status: TaskStatus): Promise<boolean> {
     const handle = createDb({ databaseUrl: this.env.DATABASE_URL, wsProxy: this.env.DB_WS_PROXY });
     try {
       const terminal = isTerminal(event.type);
-      await handle.db
+      const updated = await handle.db
         .update(tasks)
         .set({
           status,
@@ -304,10 +307,22 @@ export class TaskStream extends DurableObject<Env> {
           ...(event.type === "task.completed" ? { result: event.data ?? {} } : {}),
           ...(event.type === "task.failed" || event.type === "task.cancelled" ? { error: event.message } : {}),
         })
-        .where(eq(tasks.id, taskId));
+        .where(eq(tasks.id, taskId))
+        .returning({ id: tasks.id });
+      return updated.length > 0;
     } finally {
       this.ctx.waitUntil(handle.close().catch(() => undefined));
     }
+  }
+}
+
+function parseClientMessage(message: string | ArrayBuffer): TaskSocketClientMessage | null {
+  try {
+    const value = JSON.parse(typeof message === "string" ? message : new TextDecoder().decode(message)) as { type?: unknown; seq?: unknown };
+    if (value.type !== "event:ack" || typeof value.seq !== "number" || !Number.isInteger(value.seq) || value.seq < 0) return null;
+    return { type: "event:ack", seq: value.seq };
+  } catch {
+    return null;
   }
 }
 

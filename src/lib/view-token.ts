@@ -12,7 +12,7 @@ function base64url(bytes: ArrayBuffer | Uint8Array): string {
   return btoa(String.fromCharCode(...array)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
-function fromBase64url(text: string): Uint8Array {
+function fromBase64url(text: string): Uint8Array<ArrayBuffer> {
   const padded = text.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - (text.length % 4)) % 4);
   return Uint8Array.from(atob(padded), (char) => char.charCodeAt(0));
 }
@@ -42,7 +42,7 @@ export type ViewTokenCheck = { ok: true } | { ok: false; reason: "malformed" | "
 export async function verifyViewToken(secret: string, token: string, taskId: string, now = Date.now()): Promise<ViewTokenCheck> {
   const [payload, signature, extra] = token.split(".");
   if (!payload || !signature || extra !== undefined) return { ok: false, reason: "malformed" };
-  let signatureBytes: Uint8Array;
+  let signatureBytes: Uint8Array<ArrayBuffer>;
   let claims: { t?: unknown; exp?: unknown };
   try {
     signatureBytes = fromBase64url(signature);

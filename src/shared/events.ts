@@ -129,8 +129,8 @@ export const WATCHER_ACK_WINDOW = 256;
  * has been quiet for `idleMs`, so a fast stream costs one ack per batch rather than one per event.
  */
 export function createAcker(sendAck: (seq: number) => void, options: { every?: number; idleMs?: number } = {}) {
-  const every = options.every ?? Math.floor(WATCHER_ACK_WINDOW / 4);
-  const idleMs = options.idleMs ?? 100;
+  const every = options.every ?? Math.floor(WATCHER_ACK_WINDOW / 2);
+  const idleMs = options.idleMs ?? 1000;
   let lastSeen = 0;
   let lastAcked = 0;
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -150,7 +150,8 @@ export function createAcker(sendAck: (seq: number) => void, options: { every?: n
     received(seq: number) {
       lastSeen = Math.max(lastSeen, seq);
       if (lastSeen - lastAcked >= every) flush();
-      else if (!timer) timer = setTimeout(flush, idleMs);
+      // Jittered, so a thousand watchers of one stream do not all ack in the same instant.
+      else if (!timer) timer = setTimeout(flush, idleMs * (0.5 + Math.random()));
     },
     stop() {
       if (timer) clearTimeout(timer);

@@ -4,8 +4,8 @@
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { freePort } from "../../scripts/lib/ports.ts";
-import { spawnCollecting, waitFor } from "../support/processes.ts";
-import { ROOT, type Stack, startStack, userWithTask } from "../support/stack.ts";
+import { spawnCollecting, waitFor } from "../../scripts/lib/processes.ts";
+import { ROOT, type Stack, startStack, userWithTask } from "../../scripts/lib/local-stack.ts";
 import { startTcpProxy } from "../support/tcp-proxy.ts";
 
 let stack: Stack;
@@ -33,12 +33,12 @@ describe("orchestrator … status --follow", () => {
 
     await append(taskId, { type: "task.started", message: "Engineering task started" });
     await append(taskId, { type: "step.started", step: "Architect", message: "analyzing requirements..." });
-    await waitFor(async () => (stdout().length >= 2 ? true : undefined), 10_000, follow.output);
+    await waitFor(() => (stdout().length >= 2 ? true : undefined), 10_000, () => follow.output());
 
     proxy.dropAll(); // the network drops; events keep coming
     await append(taskId, { type: "step.started", step: "Developer", message: "implementing feature X..." });
     await append(taskId, { type: "log", step: "Developer", message: "committed 3f2a9c1" });
-    await waitFor(async () => (stdout().length >= 4 ? true : undefined), 15_000, follow.output);
+    await waitFor(() => (stdout().length >= 4 ? true : undefined), 15_000, () => follow.output());
     await append(taskId, { type: "task.completed", message: "Task completed successfully" });
 
     expect(await follow.exited).toBe(0);
@@ -57,7 +57,7 @@ describe("orchestrator … status --follow", () => {
     const { key, taskId } = await userWithTask(stack, "deploy");
     await append(taskId, { type: "task.started", message: "Deploy started" });
     const follow = cli(["deploy", "status", taskId, "--follow", "--json"], { ORCHESTRATOR_URL: stack.url, ORCHESTRATOR_API_KEY: key });
-    await waitFor(async () => (lines(follow.output()).length >= 1 ? true : undefined), 10_000, follow.output);
+    await waitFor(() => (lines(follow.output()).length >= 1 ? true : undefined), 10_000, () => follow.output());
     await append(taskId, { type: "task.failed", message: "health check failed", data: { attempts: 3 } });
     expect(await follow.exited).toBe(1);
     const events = lines(follow.output()).map((line) => JSON.parse(line) as { seq: number; type: string; data?: unknown });

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { freePort } from "../../scripts/lib/ports.ts";
-import { isListening, type Spawned, spawnCollecting, waitFor } from "../support/processes.ts";
+import { isListening, type Spawned, spawnCollecting, waitFor } from "../../scripts/lib/processes.ts";
 
 const root = resolve(import.meta.dirname, "..", "..");
 const work = mkdtempSync(join(tmpdir(), "orchestrator-dev-"));

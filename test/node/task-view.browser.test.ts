@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { type Browser, chromium } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { signViewToken } from "../../src/lib/view-token.ts";
-import { STACK_SECRETS_KEY, type Stack, startStack, userWithTask } from "../support/stack.ts";
+import { STACK_SECRETS_KEY, type Stack, startStack, userWithTask } from "../../scripts/lib/local-stack.ts";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const SCREENSHOTS = join(tmpdir(), "orchestrator-screenshots");

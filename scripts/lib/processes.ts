@@ -21,7 +21,7 @@ export function spawnCollecting(command: string, args: string[], options: { cwd?
 
 /** Polls `probe` until it returns a value, or throws after `timeoutMs` with `describe()` in the message. */
 export async function waitFor<T>(
-  probe: () => Promise<T | undefined>,
+  probe: () => Promise<T | undefined> | T | undefined,
   timeoutMs: number,
   describe: () => string,
   gaveUp: () => boolean = () => false,
@@ -29,7 +29,9 @@ export async function waitFor<T>(
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (gaveUp()) throw new Error(`gave up: ${describe()}`);
-    const value = await probe().catch(() => undefined);
+    const value = await Promise.resolve()
+      .then(probe)
+      .catch(() => undefined);
     if (value !== undefined) return value;
     await new Promise((resolve) => setTimeout(resolve, 250));
   }

@@ -5,7 +5,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { freePort } from "../../scripts/lib/ports.ts";
+import { freePort } from "./ports.ts";
 import { type Spawned, spawnCollecting, waitFor } from "./processes.ts";
 
 export const ROOT = resolve(import.meta.dirname, "..", "..");
