@@ -348,7 +348,7 @@ export interface TaskStreamClient {
  * `data`) and widens them to `unknown`; this client restates the real result types in one place.
  */
 export function getTaskStream(env: Env, taskId: string): TaskStreamClient {
-  const stub = env.TASK_STREAM.get(env.TASK_STREAM.idFromName(taskId));
+  const stub = getTaskStreamStub(env, taskId);
   return {
     append: (id, input) => stub.append(id, input),
     read: (options) => stub.read(options) as Promise<ReadResult>,

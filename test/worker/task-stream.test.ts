@@ -199,6 +199,26 @@ describe("TaskStream: watching over WebSocket", () => {
     expect(seqs(late.events)).toEqual([1, 2]);
   });
 
+  it("answers a malformed client message with stream:error and keeps the watcher", async () => {
+    const { taskId } = await newTask();
+    const watcher = await openWatcher(taskId);
+    const errors: unknown[] = [];
+    watcher.ws.addEventListener("message", (message) => {
+      const frame = JSON.parse(String(message.data)) as { type: string };
+      if (frame.type === "stream:error") errors.push(frame);
+    });
+    watcher.ws.send("not json");
+    watcher.ws.send(JSON.stringify({ type: "event:ack", seq: -1 }));
+    await appendOk(taskId, { type: "log", message: "still here" });
+    await watcher.waitForEvents(1);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(errors).toEqual([
+      { type: "stream:error", code: "invalid_message", message: 'Send {"type":"event:ack","seq":N}' },
+      { type: "stream:error", code: "invalid_message", message: 'Send {"type":"event:ack","seq":N}' },
+    ]);
+    expect(watcher.closed()).toBeNull();
+  });
+
   it("answers a plain GET on the ws endpoint with 400", async () => {
     const { taskId } = await newTask();
     const res = await call(`/api/tasks/${taskId}/ws`, { key: adminKey() });
