@@ -1,0 +1,7 @@
+import { describe, it } from "vitest";
+import { checkRefusals, checkVector } from "../support/job-cases.ts";
+
+describe("signed runner jobs in workerd (the control plane's side)", () => {
+  it("signs the fixed vector to the expected bytes", () => checkVector());
+  it("refuses tampered, foreign, expired, early, long-lived, replayed and malformed jobs", () => checkRefusals());
+});
