@@ -155,15 +155,15 @@ export class TaskStream extends DurableObject<Env> {
   }
 
   /** Pages the history: events with seq > after, oldest first. */
-  async read(options: { after?: number; limit?: number } = {}): Promise<ReadResult> {
+  read(options: { after?: number; limit?: number } = {}): ReadResult {
     const after = Math.max(0, Math.floor(options.after ?? 0));
     const limit = Math.min(READ_PAGE_MAX, Math.max(1, Math.floor(options.limit ?? 100)));
-    return await Promise.resolve({ events: this.eventsAfter(after, limit), lastSeq: this.lastSeq, closed: this.closed });
+    return { events: this.eventsAfter(after, limit), lastSeq: this.lastSeq, closed: this.closed };
   }
 
   /** Number of connected watchers and the stream position, for operators and tests. */
-  async info(): Promise<{ lastSeq: number; closed: boolean; watchers: number }> {
-    return await Promise.resolve({ lastSeq: this.lastSeq, closed: this.closed, watchers: this.ctx.getWebSockets().length });
+  info(): { lastSeq: number; closed: boolean; watchers: number } {
+    return { lastSeq: this.lastSeq, closed: this.closed, watchers: this.ctx.getWebSockets().length };
   }
 
   /** WebSocket upgrades only: `?after=<seq>` replays later history, then the socket follows live. */

@@ -5,17 +5,9 @@
  * The HMAC key is derived (HKDF) from SECRETS_ENCRYPTION_KEY, so no extra secret is needed.
  */
 
+import { fromBase64url, toBase64url } from "../shared/base64url.ts";
+
 const encoder = new TextEncoder();
-
-function base64url(bytes: ArrayBuffer | Uint8Array): string {
-  const array = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
-  return btoa(String.fromCharCode(...array)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-}
-
-function fromBase64url(text: string): Uint8Array<ArrayBuffer> {
-  const padded = text.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - (text.length % 4)) % 4);
-  return Uint8Array.from(atob(padded), (char) => char.charCodeAt(0));
-}
 
 async function viewKey(secret: string): Promise<CryptoKey> {
   const material = await crypto.subtle.importKey("raw", encoder.encode(secret), "HKDF", false, ["deriveKey"]);
@@ -31,9 +23,9 @@ async function viewKey(secret: string): Promise<CryptoKey> {
 /** Issues a token that lets its holder watch `taskId` until `ttlSeconds` from now. */
 export async function signViewToken(secret: string, taskId: string, ttlSeconds: number, now = Date.now()): Promise<{ token: string; expiresAt: Date }> {
   const exp = Math.floor(now / 1000) + ttlSeconds;
-  const payload = base64url(encoder.encode(JSON.stringify({ t: taskId, exp })));
+  const payload = toBase64url(encoder.encode(JSON.stringify({ t: taskId, exp })));
   const signature = await crypto.subtle.sign("HMAC", await viewKey(secret), encoder.encode(payload));
-  return { token: `${payload}.${base64url(signature)}`, expiresAt: new Date(exp * 1000) };
+  return { token: `${payload}.${toBase64url(signature)}`, expiresAt: new Date(exp * 1000) };
 }
 
 export type ViewTokenCheck = { ok: true } | { ok: false; reason: "malformed" | "bad_signature" | "expired" | "other_task" };

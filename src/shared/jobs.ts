@@ -5,6 +5,7 @@
  */
 import canonicalize from "canonicalize";
 import { z } from "zod";
+import { fromBase64url, toBase64url } from "./base64url.ts";
 
 export const JobType = z.enum(["noop", "docker.run", "ansible.playbook", "caddy.sync", "health.check", "provision"]);
 export type JobType = z.infer<typeof JobType>;
@@ -34,15 +35,6 @@ export const MAX_JOB_LIFETIME_SECONDS = 24 * 3600;
 
 const encoder = new TextEncoder();
 
-function base64url(bytes: ArrayBuffer): string {
-  return btoa(String.fromCharCode(...new Uint8Array(bytes))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-}
-
-function fromBase64url(text: string): Uint8Array<ArrayBuffer> {
-  const padded = text.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - (text.length % 4)) % 4);
-  return Uint8Array.from(atob(padded), (char) => char.charCodeAt(0));
-}
-
 /** The exact bytes that are signed: RFC 8785 canonical JSON of the envelope. */
 export function signingBytes(envelope: JobEnvelope): Uint8Array<ArrayBuffer> {
   const text = canonicalize(envelope);
@@ -54,7 +46,7 @@ export function signingBytes(envelope: JobEnvelope): Uint8Array<ArrayBuffer> {
 export async function generateSigningKeyPair(): Promise<{ privateKey: CryptoKey; publicKey: string }> {
   const pair = (await crypto.subtle.generateKey("Ed25519", true, ["sign", "verify"])) as CryptoKeyPair;
   const raw = (await crypto.subtle.exportKey("raw", pair.publicKey)) as ArrayBuffer;
-  return { privateKey: pair.privateKey, publicKey: base64url(raw) };
+  return { privateKey: pair.privateKey, publicKey: toBase64url(raw) };
 }
 
 /** Imports a raw Ed25519 public key given as base64url (how runners and the control plane exchange them). */
@@ -65,7 +57,7 @@ export function importPublicKey(publicKey: string): Promise<CryptoKey> {
 export async function signJob(privateKey: CryptoKey, envelope: JobEnvelope): Promise<SignedJob> {
   const checked = JobEnvelope.parse(envelope);
   const signature = await crypto.subtle.sign("Ed25519", privateKey, signingBytes(checked));
-  return { envelope: checked, signature: base64url(signature) };
+  return { envelope: checked, signature: toBase64url(signature) };
 }
 
 export type JobRefusal =

@@ -4,6 +4,7 @@
  */
 import { expect } from "vitest";
 import { importPublicKey, signJob, verifyJob, type JobEnvelope } from "../../src/shared/jobs.ts";
+import { toBase64url } from "../../src/shared/base64url.ts";
 import vector from "../fixtures/job-vector.json" with { type: "json" };
 
 async function vectorKeys() {
@@ -53,6 +54,6 @@ export async function checkRefusals(): Promise<void> {
   expect(wrong.ok ? "" : wrong.message).toBe("job job_1 is for runner run_a, not run_b");
   // Round trip of the exported public key form.
   const exported = await crypto.subtle.exportKey("raw", other.publicKey);
-  const raw = btoa(String.fromCharCode(...new Uint8Array(exported as ArrayBuffer))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  const raw = toBase64url(exported as ArrayBuffer);
   expect((await verifyJob(await signJob(other.privateKey, base), { publicKey: await importPublicKey(raw), runnerId: "run_a" })).ok).toBe(true);
 }
