@@ -18,6 +18,8 @@ export default defineConfig({
                 ADMIN_API_KEY: inject("adminApiKey"),
                 SECRETS_ENCRYPTION_KEY: "dGVzdC1rZXktMzItYnl0ZXMtbG9uZy10ZXN0LWtleSE=",
                 LOG_LEVEL: "warn",
+                JOB_SIGNING_KEY: "d29ya2VyLXRlc3Qtam9iLXNpZ25pbmctc2VlZC0zMiE",
+                RUNNER_ACK_LEASE_SECONDS: "2",
               },
             },
           })),

@@ -8,7 +8,7 @@ import { spawn } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { generateDevVars, isLocalDatabase, readDevVars, writeDevVars } from "./lib/dev-vars.ts";
+import { generateDevVars, isLocalDatabase, newJobSigningKey, readDevVars, writeDevVars } from "./lib/dev-vars.ts";
 import { runMigrations } from "./lib/migrate.ts";
 import { type LocalPostgres, startPostgres } from "./lib/postgres.ts";
 import { startWsProxy, type WsProxy } from "./lib/ws-proxy.ts";
@@ -49,6 +49,12 @@ async function main() {
     say(`  ADMIN_API_KEY=${fresh.ADMIN_API_KEY}`);
   } else {
     say(`using ${varsFile} (your admin key is its ADMIN_API_KEY)`);
+    if (!vars.JOB_SIGNING_KEY) {
+      // Added after the first release of .dev.vars: older files get a key instead of an error.
+      vars = { ...vars, JOB_SIGNING_KEY: newJobSigningKey() };
+      writeDevVars(varsFile, vars);
+      say(`added a JOB_SIGNING_KEY to ${varsFile}`);
+    }
   }
   const databaseUrl = vars.DATABASE_URL ?? "";
 

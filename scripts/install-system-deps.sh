@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # System packages the test suite uses, from Debian's archive. Idempotent; needs root (or sudo).
+# docker.io, caddy and ansible are the runner's real engines; busybox-static is copied into the
+# test image (no image can be pulled, so it is built FROM scratch).
 set -euo pipefail
-packages=(util-linux passwd chromium redis-server)
+packages=(util-linux passwd chromium redis-server docker.io caddy ansible busybox-static curl)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

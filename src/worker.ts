@@ -13,10 +13,13 @@ import { requestLog } from "./middleware/request-log.ts";
 import { health } from "./routes/health.ts";
 import { keysRoute } from "./routes/keys.ts";
 import { projectsRoute } from "./routes/projects.ts";
+import { runnerRoute } from "./routes/runner.ts";
+import { serversRoute } from "./routes/servers.ts";
 import { tasksRoute } from "./routes/tasks.ts";
 import { usersRoute } from "./routes/users.ts";
 import { webRoute } from "./routes/web.ts";
 
+export { RunnerHub } from "./durable/runner-hub.ts";
 export { TaskStream } from "./durable/task-stream.ts";
 
 export const app = new Hono<AppEnv>();
@@ -34,6 +37,11 @@ app.route("/api/users", usersRoute);
 app.route("/api/keys", keysRoute);
 app.route("/api/projects", projectsRoute);
 app.route("/api/tasks", tasksRoute);
+app.route("/api/servers", serversRoute);
+
+// The runner daemon's endpoints: authorised by the enrollment token, then by signed challenges.
+app.use("/runner/*", database, jsonBody);
+app.route("/runner", runnerRoute);
 app.route("/", webRoute);
 
 export default {

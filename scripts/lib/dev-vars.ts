@@ -14,6 +14,7 @@ export interface FreshDevVars {
   DATABASE_URL: string;
   ADMIN_API_KEY: string;
   SECRETS_ENCRYPTION_KEY: string;
+  JOB_SIGNING_KEY: string;
 }
 
 /** Generates local-only secrets for a new development setup. */
@@ -23,11 +24,17 @@ export function generateDevVars(pgPort: number): FreshDevVars {
     DATABASE_URL: `postgres://postgres:${pgPassword}@127.0.0.1:${pgPort}/orchestrator`,
     ADMIN_API_KEY: `ork_${randomBytes(30).toString("hex").slice(0, 40)}`,
     SECRETS_ENCRYPTION_KEY: randomBytes(32).toString("base64"),
+    JOB_SIGNING_KEY: newJobSigningKey(),
   };
 }
 
+/** An Ed25519 seed (base64url), as the JOB_SIGNING_KEY secret holds it. */
+export function newJobSigningKey(): string {
+  return randomBytes(32).toString("base64url");
+}
+
 /** Writes `.dev.vars` readable only by its owner: it holds the admin key and the database password. */
-export function writeDevVars(path: string, vars: FreshDevVars): void {
+export function writeDevVars(path: string, vars: FreshDevVars | Record<string, string>): void {
   const lines = [
     `# Local secrets written by \`npm run dev\` on ${new Date().toISOString()}. Never commit this file.`,
     ...Object.entries(vars).map(([key, value]) => `${key}=${value}`),

@@ -12,6 +12,8 @@ export const ROOT = resolve(import.meta.dirname, "..", "..");
 const WRANGLER = join(ROOT, "node_modules", "wrangler", "bin", "wrangler.js");
 /** The stack's SECRETS_ENCRYPTION_KEY, so tests can sign view tokens as the worker would. */
 export const STACK_SECRETS_KEY = Buffer.from("stack-test-key-0123456789abcdef!").toString("base64");
+/** The stack's JOB_SIGNING_KEY (an Ed25519 seed), so tests can tell its signatures from others'. */
+export const STACK_JOB_SIGNING_KEY = Buffer.from("stack-job-signing-seed-32-bytes!").toString("base64url");
 
 export interface Stack {
   url: string;
@@ -28,6 +30,8 @@ export interface StackOptions {
   dbWsProxy: string;
   adminKey: string;
   logLevel?: string;
+  /** Extra variables, e.g. shorter leases for tests. */
+  vars?: Record<string, string>;
 }
 
 export async function startStack(options: StackOptions): Promise<Stack> {
@@ -39,6 +43,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       `DATABASE_URL=${options.databaseUrl}`,
       `ADMIN_API_KEY=${options.adminKey}`,
       `SECRETS_ENCRYPTION_KEY=${STACK_SECRETS_KEY}`,
+      `JOB_SIGNING_KEY=${STACK_JOB_SIGNING_KEY}`,
+      ...Object.entries(options.vars ?? {}).map(([key, value]) => `${key}=${value}`),
     ].join("\n"),
   );
   const port = await freePort();
@@ -78,10 +84,11 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       return { status: res.status, body: (text ? JSON.parse(text) : null) as T };
     },
     async stop() {
-      if (child.child.exitCode === null) {
+      const running = () => child.child.exitCode === null && child.child.signalCode === null;
+      if (running()) {
         child.child.kill("SIGTERM");
         await Promise.race([child.exited, new Promise((r) => setTimeout(r, 10_000))]);
-        if (child.child.exitCode === null) child.child.kill("SIGKILL");
+        if (running()) child.child.kill("SIGKILL");
       }
       rmSync(dir, { recursive: true, force: true });
     },

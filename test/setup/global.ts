@@ -4,6 +4,8 @@
  */
 import { randomBytes } from "node:crypto";
 import type { TestProject } from "vitest/node";
+import Docker from "dockerode";
+import { ensureDockerEngine, ensureTestImage } from "../../scripts/lib/docker-engine.ts";
 import { startLocalDatabase } from "../../scripts/lib/local-db.ts";
 
 declare module "vitest" {
@@ -11,6 +13,8 @@ declare module "vitest" {
     databaseUrl: string;
     dbWsProxy: string;
     adminApiKey: string;
+    /** The Docker engine's socket (started here when it was not running) with the test image built. */
+    dockerSocket: string;
   }
 }
 
@@ -19,5 +23,12 @@ export default async function setup(project: TestProject) {
   project.provide("databaseUrl", db.databaseUrl);
   project.provide("dbWsProxy", db.wsProxy);
   project.provide("adminApiKey", `ork_testadmin${randomBytes(16).toString("hex")}`);
-  return () => db.stop();
+  // Once for the whole run: runner tests drive the real engine (DESIGN.md "Local stack").
+  const engine = await ensureDockerEngine();
+  await ensureTestImage(new Docker({ socketPath: engine.socketPath }));
+  project.provide("dockerSocket", engine.socketPath);
+  return async () => {
+    await db.stop();
+    await engine.stop();
+  };
 }

@@ -48,7 +48,9 @@ export async function checkRefusals(): Promise<void> {
   expect(await reason(await signJob(privateKey, { ...base, iat: now + 600, exp: now + 900 }))).toBe("not_yet_valid");
   expect(await reason(await signJob(privateKey, { ...base, exp: now + 3 * 24 * 3600 }))).toBe("lifetime_too_long");
   expect(await reason(signed, { seen: (id) => id === "job_1" })).toBe("replayed");
-  expect(await reason({ envelope: { ...base, type: "rm -rf" }, signature: signed.signature })).toBe("malformed");
+  expect(await reason({ envelope: { ...base, type: "x".repeat(51) }, signature: signed.signature })).toBe("malformed");
+  expect(await reason({ envelope: { ...base, type: "rm -rf" }, signature: signed.signature })).toBe("bad_signature");
+  expect(await reason(await signJob(privateKey, { ...base, type: "shell.exec" }))).toBe("unknown_type");
   expect(await reason({ envelope: base, signature: "!!" })).toBe("bad_signature");
   const wrong = await verify(signed, { runnerId: "run_b" });
   expect(wrong.ok ? "" : wrong.message).toBe("job job_1 is for runner run_a, not run_b");

@@ -1,0 +1,93 @@
+/**
+ * The runner's configuration file (JSON, mode 0600: it holds the runner's private key).
+ * `orchestrator-runner enroll` writes it; `orchestrator-runner run` reads it. Everything but the
+ * enrollment fields has a default that suits a VPS prepared by the provision playbook.
+ */
+import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { z } from "zod";
+
+export const RUNNER_ROOT = resolve(import.meta.dirname, "..");
+
+export const RunnerConfig = z.strictObject({
+  /** The control plane's origin, e.g. https://orchestrator.example.workers.dev */
+  edge: z.url(),
+  runnerId: z.string().min(1),
+  server: z.string().min(1),
+  /** The runner's Ed25519 private key: base64url of the 32-byte seed. */
+  privateKey: z.string().length(43),
+  publicKey: z.string().length(43),
+  /** The control plane's job-signing public key (base64url raw), received at enrollment. */
+  controlPlanePublicKey: z.string().length(43),
+  /** Where the runner keeps its journal of seen jobs and unacknowledged results. */
+  stateDir: z.string().default("/var/lib/orchestrator-runner"),
+  /** Jobs run at once. */
+  concurrency: z.number().int().min(1).max(64).default(2),
+  docker: z
+    .strictObject({
+      socketPath: z.string().default("/var/run/docker.sock"),
+    })
+    .prefault({}),
+  caddy: z
+    .strictObject({
+      /** Caddy's admin API (loopback only). */
+      adminUrl: z.url().default("http://127.0.0.1:2019"),
+      /** The JSON config Caddy is started with (`caddy run --config <path> --resume` keeps it across restarts). */
+      configPath: z.string().default("/var/lib/orchestrator-runner/caddy/caddy.json"),
+      /** Where health checks reach Caddy's HTTP listener. */
+      httpUrl: z.url().default("http://127.0.0.1:80"),
+      /** The addresses Caddy's server listens on. */
+      listen: z.array(z.string()).min(1).default([":80", ":443"]),
+      /** Plain HTTP only (tests, or a server behind another TLS terminator); otherwise Caddy gets certificates. */
+      disableTls: z.boolean().default(false),
+      binary: z.string().default("caddy"),
+    })
+    .prefault({}),
+  ansible: z
+    .strictObject({
+      /** Playbooks the runner may run; jobs name a file in here. */
+      playbookDir: z.string().default(join(RUNNER_ROOT, "ansible")),
+      binary: z.string().default("ansible-playbook"),
+    })
+    .prefault({}),
+});
+export type RunnerConfig = z.infer<typeof RunnerConfig>;
+export type RunnerConfigInput = z.input<typeof RunnerConfig>;
+
+/** /etc/orchestrator-runner/config.json for root (the systemd service), else under ~/.config. */
+export function defaultConfigPath(): string {
+  if (process.env.ORCHESTRATOR_RUNNER_CONFIG) return process.env.ORCHESTRATOR_RUNNER_CONFIG;
+  return process.getuid?.() === 0 ? "/etc/orchestrator-runner/config.json" : join(homedir(), ".config", "orchestrator-runner", "config.json");
+}
+
+export class ConfigError extends Error {}
+
+export function loadConfig(path: string): RunnerConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch {
+    throw new ConfigError(`no runner config at ${path}; run \`orchestrator-runner enroll --edge <url> --token <token>\` first`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new ConfigError(`${path} is not valid JSON`);
+  }
+  const parsed = RunnerConfig.safeParse(json);
+  if (!parsed.success) {
+    throw new ConfigError(`${path}: ${parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ")}`);
+  }
+  return parsed.data;
+}
+
+/** Writes the config atomically with mode 0600 (it holds the private key). */
+export function saveConfig(path: string, config: RunnerConfigInput): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  const temp = `${path}.${process.pid}.tmp`;
+  writeFileSync(temp, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+  chmodSync(temp, 0o600);
+  renameSync(temp, path);
+}

@@ -1,0 +1,408 @@
+/**
+ * The runner daemon: keeps one outbound WebSocket to the server's RunnerHub, checks every job it is
+ * sent (src/shared/jobs.ts#verifyJob, then the payload schema), journals it before running it, runs
+ * up to `concurrency` jobs at once with each job's timeout, honours signed cancels, and reports
+ * progress, log lines and results as messages signed with its own key.
+ */
+import WebSocket from "ws";
+import { JobPayloads, payloadSecrets } from "../../src/shared/job-payloads.ts";
+import { importPrivateKey, importPublicKey, type JobType, signValue, verifyJob, verifyValue } from "../../src/shared/jobs.ts";
+import {
+  CancelEnvelope,
+  connectProof,
+  HEARTBEAT_INTERVAL_MS,
+  HubMessage,
+  type LogLine,
+  type RunnerBodyInput,
+  type RunnerMessage,
+} from "../../src/shared/runner-protocol.ts";
+import type { RunnerConfig } from "./config.ts";
+import { removeJobContainers } from "./executors/docker-run.ts";
+import { executors } from "./executors/index.ts";
+import type { AbortReason, ExecutorOutcome } from "./executors/types.ts";
+import { Journal, type ResultBody } from "./journal.ts";
+import { RUNNER_VERSION } from "./version.ts";
+
+export { RUNNER_VERSION };
+
+export interface DaemonLogger {
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+}
+
+/** JSON lines on stderr, like the worker's logs. */
+export const stderrLogger: DaemonLogger = {
+  info: (msg, fields) => process.stderr.write(`${JSON.stringify({ level: "info", at: new Date().toISOString(), msg, ...fields })}\n`),
+  warn: (msg, fields) => process.stderr.write(`${JSON.stringify({ level: "warn", at: new Date().toISOString(), msg, ...fields })}\n`),
+};
+
+interface RunningJob {
+  id: string;
+  type: JobType;
+  controller: AbortController;
+  done: Promise<void>;
+}
+
+const LOG_FLUSH_MS = 50;
+const LOG_BATCH_MAX = 200;
+/** Messages kept while disconnected; beyond this, log lines are dropped (results are journaled anyway). */
+const OFFLINE_QUEUE_MAX = 5000;
+const BACKOFF_BASE_MS = 500;
+const BACKOFF_MAX_MS = 30_000;
+
+export class RunnerDaemon {
+  private readonly config: RunnerConfig;
+  private readonly log: DaemonLogger;
+  private readonly journal: Journal;
+  private readonly running = new Map<string, RunningJob>();
+  /** Accepted jobs waiting for a free slot (the hub normally sends no more than the slots). */
+  private readonly waiting: (() => void)[] = [];
+  private active = 0;
+  /** Cancels that arrived before their job: the job is refused when it comes. */
+  private readonly cancelledEarly = new Set<string>();
+  private readonly queue: RunnerBodyInput[] = [];
+  private socket: WebSocket | null = null;
+  private session: string | null = null;
+  private flushing = false;
+  private stopping = false;
+  private attempt = 0;
+  private heartbeat: NodeJS.Timeout | null = null;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private keys: Promise<{ privateKey: CryptoKey; controlPlane: CryptoKey }>;
+  private readonly connectedWaiters: (() => void)[] = [];
+
+  constructor(config: RunnerConfig, log: DaemonLogger = stderrLogger) {
+    this.config = config;
+    this.log = log;
+    this.journal = new Journal(config.stateDir);
+    this.keys = Promise.all([importPrivateKey(config.privateKey), importPublicKey(config.controlPlanePublicKey)]).then(([own, controlPlane]) => {
+      if (own.publicKey !== config.publicKey) throw new Error("the config's privateKey does not match its publicKey");
+      return { privateKey: own.privateKey, controlPlane };
+    });
+  }
+
+  /** Reports jobs a previous run left unfinished, then connects (and keeps reconnecting until stop()). */
+  async start(): Promise<void> {
+    await this.keys;
+    await this.recoverInterrupted();
+    this.connect();
+  }
+
+  /** Resolves once the hub has welcomed this runner (tests and the CLI's startup message use it). */
+  connected(): Promise<void> {
+    if (this.session && this.socket?.readyState === WebSocket.OPEN) return Promise.resolve();
+    return new Promise((resolve) => this.connectedWaiters.push(resolve));
+  }
+
+  /** Stops taking jobs, stops running ones (reported as interrupted), sends what it can, and disconnects. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    for (const job of this.running.values()) job.controller.abort("shutdown" satisfies AbortReason);
+    await Promise.race([Promise.all([...this.running.values()].map((job) => job.done)), sleep(15_000)]);
+    await Promise.race([this.drain(), sleep(3_000)]);
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.socket?.close(1000, "runner stopping");
+    this.journal.close();
+  }
+
+  // ---- Connection ----
+
+  private connect(): void {
+    if (this.stopping) return;
+    const url = new URL("/runner/connect", this.config.edge);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    url.searchParams.set("runner", this.config.runnerId);
+    const socket = new WebSocket(url, { handshakeTimeout: 15_000, headers: { "user-agent": `orchestrator-runner/${RUNNER_VERSION}` } });
+    this.socket = socket;
+    socket.on("message", (data) => {
+      this.onMessage(socket, String(data as Buffer)).catch((error: unknown) => this.log.warn("message handling failed", { error: String(error) }));
+    });
+    socket.on("unexpected-response", (_request, response) => {
+      let body = "";
+      response.on("data", (chunk: Buffer) => (body += chunk.toString()));
+      response.on("end", () => {
+        this.log.warn("the control plane refused the connection", { status: response.statusCode, body: body.slice(0, 500) });
+        socket.terminate();
+      });
+    });
+    socket.on("error", (error) => this.log.warn("connection error", { error: error.message }));
+    socket.on("close", (code, reason) => {
+      if (this.socket !== socket) return;
+      this.session = null;
+      this.socket = null;
+      if (this.heartbeat) clearInterval(this.heartbeat);
+      this.heartbeat = null;
+      if (this.stopping) return;
+      // Full jitter, so a fleet of runners does not reconnect in step after an outage.
+      const delay = Math.random() * Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** this.attempt++);
+      this.log.warn("disconnected; reconnecting", { code, reason: reason.toString(), inMs: Math.round(delay) });
+      this.reconnectTimer = setTimeout(() => this.connect(), delay);
+    });
+  }
+
+  private async onMessage(socket: WebSocket, text: string): Promise<void> {
+    let message: HubMessage;
+    try {
+      message = HubMessage.parse(JSON.parse(text));
+    } catch {
+      this.log.warn("ignored a malformed message from the hub");
+      return;
+    }
+    switch (message.t) {
+      case "challenge": {
+        const { privateKey } = await this.keys;
+        const hello: RunnerMessage = {
+          t: "hello",
+          runnerId: this.config.runnerId,
+          signature: await signValue(privateKey, connectProof(this.config.runnerId, message.challenge)),
+          version: RUNNER_VERSION,
+          concurrency: this.config.concurrency,
+        };
+        this.session = message.challenge;
+        socket.send(JSON.stringify(hello));
+        return;
+      }
+      case "welcome": {
+        this.attempt = 0;
+        this.log.info("connected", { server: message.server, runnerId: message.runnerId });
+        // Results the hub may not have: sent first, before anything new.
+        this.queue.unshift(...this.journal.unacknowledged());
+        this.heartbeat = setInterval(() => this.sendHeartbeat(), HEARTBEAT_INTERVAL_MS);
+        this.sendHeartbeat();
+        for (const resolve of this.connectedWaiters.splice(0)) resolve();
+        return;
+      }
+      case "job":
+        await this.onJob(message.job);
+        return;
+      case "cancel":
+        await this.onCancel(message.cancel, message.signature);
+        return;
+      case "ack":
+        this.journal.recordAcked(message.jobId);
+        return;
+    }
+  }
+
+  private sendHeartbeat(): void {
+    this.send({ kind: "heartbeat", running: [...this.running.keys()], concurrency: this.config.concurrency });
+  }
+
+  /** Queues a message; messages are signed and sent in order by one flusher. */
+  private send(body: RunnerBodyInput): void {
+    if (!this.session && this.queue.length >= OFFLINE_QUEUE_MAX) {
+      const index = this.queue.findIndex((queued) => queued.kind === "log" || queued.kind === "heartbeat" || queued.kind === "progress");
+      if (index >= 0) this.queue.splice(index, 1);
+    }
+    this.queue.push(body);
+    void this.flush();
+  }
+
+  private async flush(): Promise<void> {
+    if (this.flushing) return;
+    this.flushing = true;
+    try {
+      const { privateKey } = await this.keys;
+      while (this.queue.length && this.session && this.socket?.readyState === WebSocket.OPEN) {
+        const socket = this.socket;
+        const next = this.queue[0];
+        if (!next) break;
+        const body = { ...next, session: this.session, at: Date.now() };
+        const signature = await signValue(privateKey, body);
+        if (socket !== this.socket || socket.readyState !== WebSocket.OPEN) break;
+        socket.send(JSON.stringify({ t: "msg", body, signature } satisfies RunnerMessage));
+        this.queue.shift();
+      }
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  private drain(): Promise<void> {
+    return new Promise((resolve) => {
+      const check = () => (this.queue.length === 0 || !this.session ? resolve() : setTimeout(check, 20));
+      check();
+    });
+  }
+
+  // ---- Jobs ----
+
+  private async onJob(input: unknown): Promise<void> {
+    const { controlPlane } = await this.keys;
+    const check = await verifyJob(input, {
+      publicKey: controlPlane,
+      runnerId: this.config.runnerId,
+      seen: (id, nonce) => this.journal.seen(id, nonce),
+    });
+    const named = nameOf(input);
+    if (!check.ok) {
+      if (check.reason === "replayed" && named && this.answerDuplicate(named)) return;
+      this.log.warn("refused a job", { jobId: named, reason: check.reason, message: check.message });
+      this.send({ kind: "refused", ...(named ? { jobId: named } : {}), reason: check.reason, message: check.message });
+      return;
+    }
+    const { envelope } = check;
+    const payload = JobPayloads[envelope.type].safeParse(envelope.payload);
+    if (!payload.success) {
+      const message = `invalid ${envelope.type} payload: ${payload.error.issues.map((i) => `${i.path.join(".") || "payload"}: ${i.message}`).join("; ")}`;
+      this.log.warn("refused a job", { jobId: envelope.id, reason: "malformed_payload", message });
+      this.send({ kind: "refused", jobId: envelope.id, reason: "malformed_payload", message });
+      return;
+    }
+    if (this.cancelledEarly.delete(envelope.id)) {
+      this.send({ kind: "refused", jobId: envelope.id, reason: "cancelled", message: "the job was cancelled before it arrived" });
+      return;
+    }
+    // Journaled (fsynced) before anything runs: from here on, this id is never run again.
+    this.journal.recordSeen(envelope.id, envelope.nonce, envelope.exp, envelope.type);
+    this.send({ kind: "accepted", jobId: envelope.id });
+    const controller = new AbortController();
+    const job: RunningJob = { id: envelope.id, type: envelope.type, controller, done: Promise.resolve() };
+    this.running.set(job.id, job);
+    job.done = this.execute(job, payload.data, payloadSecrets(envelope.type, envelope.payload));
+  }
+
+  /** A job the journal knows: say where it is instead of running it again. False if it must be refused. */
+  private answerDuplicate(id: string): boolean {
+    if (this.running.has(id)) {
+      this.send({ kind: "accepted", jobId: id });
+      return true;
+    }
+    const entry = this.journal.get(id);
+    if (entry?.result && !entry.acked) {
+      this.send(entry.result);
+      return true;
+    }
+    return false;
+  }
+
+  private async execute(job: RunningJob, payload: { timeoutSeconds: number }, secrets: string[]): Promise<void> {
+    const { controller } = job;
+    const mask = masker(secrets);
+    const lines: LogLine[] = [];
+    let flushTimer: NodeJS.Timeout | null = null;
+    const flushLines = () => {
+      if (flushTimer) clearTimeout(flushTimer);
+      flushTimer = null;
+      while (lines.length) this.send({ kind: "log", jobId: job.id, lines: lines.splice(0, LOG_BATCH_MAX) });
+    };
+    await this.slot();
+    const timeout = setTimeout(() => controller.abort("timeout" satisfies AbortReason), payload.timeoutSeconds * 1000);
+    let outcome: ExecutorOutcome;
+    const started = Date.now();
+    try {
+      if (controller.signal.aborted) throw new Error("stopped before it started");
+      this.log.info("job started", { jobId: job.id, type: job.type });
+      const executor = executors[job.type] as (p: unknown, c: Parameters<(typeof executors)["noop"]>[1]) => Promise<ExecutorOutcome>;
+      outcome = await executor(payload, {
+        jobId: job.id,
+        signal: controller.signal,
+        config: this.config,
+        log: (line, stream = "stdout") => {
+          lines.push({ stream, line: mask(line).slice(0, 16_384) });
+          if (lines.length >= LOG_BATCH_MAX) flushLines();
+          else flushTimer ??= setTimeout(flushLines, LOG_FLUSH_MS);
+        },
+        progress: (step, message, data) => {
+          flushLines();
+          this.send({ kind: "progress", jobId: job.id, step, message: mask(message), ...(data ? { data: maskJson(data, mask) } : {}) });
+        },
+      });
+    } catch (error) {
+      outcome = { ok: false, message: error instanceof Error ? error.message : String(error) };
+    } finally {
+      clearTimeout(timeout);
+      flushLines();
+      this.running.delete(job.id);
+      this.release();
+    }
+    const result = this.resultFor(job, outcome, controller.signal, payload.timeoutSeconds, mask);
+    this.log.info("job finished", { jobId: job.id, ok: result.ok, reason: result.reason, ms: Date.now() - started });
+    this.journal.recordResult(result);
+    this.send(result);
+  }
+
+  private resultFor(job: RunningJob, outcome: ExecutorOutcome, signal: AbortSignal, timeoutSeconds: number, mask: (text: string) => string): ResultBody {
+    const base = { kind: "result" as const, jobId: job.id, ...(outcome.exitCode !== undefined ? { exitCode: outcome.exitCode } : {}), ...(outcome.data ? { data: maskJson(outcome.data, mask) } : {}) };
+    if (signal.aborted) {
+      const reason = signal.reason as AbortReason;
+      if (reason === "timeout") return { ...base, ok: false, reason: "timeout", message: `timed out after ${timeoutSeconds} s and was stopped` };
+      if (reason === "cancelled") return { ...base, ok: false, reason: "cancelled", message: "cancelled while running and stopped" };
+      return { ...base, ok: false, reason: "interrupted", message: "the runner was shutting down and stopped the job; it is not run again" };
+    }
+    return { ...base, ok: outcome.ok, message: mask(outcome.message), ...(outcome.ok ? {} : { reason: "failed" as const }) };
+  }
+
+  private async onCancel(cancel: CancelEnvelope, signature: string): Promise<void> {
+    const { controlPlane } = await this.keys;
+    const now = Math.floor(Date.now() / 1000);
+    const valid = CancelEnvelope.safeParse(cancel).success && (await verifyValue(controlPlane, cancel, signature));
+    if (!valid || cancel.runner !== this.config.runnerId || cancel.exp < now) {
+      this.log.warn("ignored a cancel that is not signed for this runner or has expired", { jobId: cancel.jobId });
+      return;
+    }
+    const job = this.running.get(cancel.jobId);
+    if (job) job.controller.abort("cancelled" satisfies AbortReason);
+    else if (!this.journal.get(cancel.jobId)) this.cancelledEarly.add(cancel.jobId);
+  }
+
+  /** Waits for one of the `concurrency` slots; release() hands it to the next waiting job. */
+  private slot(): Promise<void> {
+    if (this.active < this.config.concurrency) {
+      this.active++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  private release(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.active--;
+  }
+
+  /** Jobs journaled as received but with no result: the runner stopped while they ran. */
+  private async recoverInterrupted(): Promise<void> {
+    for (const entry of this.journal.unfinished()) {
+      if (entry.type === "docker.run") {
+        await removeJobContainers(this.config.docker.socketPath, entry.id).catch((error: unknown) =>
+          this.log.warn("could not remove an interrupted job's container", { jobId: entry.id, error: String(error) }),
+        );
+      }
+      this.log.warn("job interrupted by a runner restart", { jobId: entry.id });
+      this.journal.recordResult({
+        kind: "result",
+        jobId: entry.id,
+        ok: false,
+        reason: "interrupted",
+        message: "the runner stopped while the job ran (crash or restart); it is not run again",
+      });
+    }
+  }
+}
+
+function nameOf(input: unknown): string | undefined {
+  const id = (input as { envelope?: { id?: unknown } } | null)?.envelope?.id;
+  return typeof id === "string" && id.length <= 100 ? id : undefined;
+}
+
+/** Replaces every secret value with [secret]; longest first, so overlapping secrets are fully hidden. */
+function masker(secrets: string[]): (text: string) => string {
+  const sorted = [...new Set(secrets)].filter((s) => s.length >= 3).sort((a, b) => b.length - a.length);
+  if (!sorted.length) return (text) => text;
+  return (text) => sorted.reduce((out, secret) => out.split(secret).join("[secret]"), text);
+}
+
+function maskJson(data: Record<string, unknown>, mask: (text: string) => string): Record<string, unknown> {
+  try {
+    return JSON.parse(mask(JSON.stringify(data))) as Record<string, unknown>;
+  } catch {
+    // A secret that spans JSON syntax: drop the data rather than risk showing it.
+    return { redacted: "data withheld: it contained a secret value" };
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}

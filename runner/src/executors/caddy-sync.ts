@@ -1,0 +1,224 @@
+/**
+ * caddy.sync: makes Caddy serve exactly the payload's routes (domain → 127.0.0.1:<port>).
+ *
+ * The payload is the server's full route list, so the executor renders a whole Caddy JSON config
+ * rather than patching the running one: the result does not depend on what Caddy held before.
+ * Order matters for safety: render → `caddy validate` → atomic write of `configPath` → POST /load.
+ * A config Caddy refuses never reaches the file, and if /load refuses it (e.g. a listener that cannot
+ * bind), the previous file is put back; Caddy itself keeps running its old config on a failed /load.
+ * So after any failure the running config and the file a restart reads are both the last good one.
+ */
+import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdir, open, readFile, rename, unlink } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import type { JobPayload } from "../../../src/shared/job-payloads.ts";
+import type { RunnerConfig } from "../config.ts";
+import type { Executor, ExecutorOutcome } from "./types.ts";
+
+type Route = JobPayload<"caddy.sync">["routes"][number];
+
+const VALIDATE_TIMEOUT_MS = 30_000;
+const LOAD_TIMEOUT_MS = 30_000;
+/** The one server in the rendered config; its name only shows up in Caddy's logs and errors. */
+const SERVER_NAME = "orchestrator";
+
+export const caddySync: Executor<JobPayload<"caddy.sync">> = (payload, context) =>
+  // Two syncs at once would race on the file and on /load; the later one must win whole.
+  serialised(context.config.caddy.configPath, async () => {
+    const { caddy } = context.config;
+    if (context.signal.aborted) return { ok: false, message: `stopped before syncing: ${String(context.signal.reason)}` };
+    const routes = payload.routes.map((route) => ({ ...route, domain: route.domain.toLowerCase() }));
+    const domains = routes.map((route) => route.domain);
+
+    context.progress("render", `rendering ${routes.length} route${routes.length === 1 ? "" : "s"}`, { domains });
+    const duplicate = findDuplicate(routes);
+    if (duplicate) return { ok: false, message: duplicate };
+    const text = `${JSON.stringify(renderCaddyConfig(routes, caddy), null, 2)}\n`;
+
+    // The candidate goes next to configPath so that, once valid, a rename makes it the config atomically.
+    const dir = dirname(caddy.configPath);
+    await mkdir(dir, { recursive: true });
+    const candidate = join(dir, `.${basename(caddy.configPath)}.${randomBytes(6).toString("hex")}.tmp`);
+    await writeDurably(candidate, text);
+    try {
+      context.progress("validate", `checking the config with ${caddy.binary} validate`);
+      const refusal = await validate(caddy.binary, candidate, context.signal);
+      if (refusal) {
+        for (const line of refusal.output.split("\n").filter(Boolean)) context.log(line, "stderr");
+        return { ok: false, message: `caddy refused the config: ${refusal.message}` };
+      }
+
+      context.progress("write", `writing ${caddy.configPath}`);
+      const previous = await readIfExists(caddy.configPath);
+      await rename(candidate, caddy.configPath);
+
+      context.progress("reload", `loading the config through ${caddy.adminUrl}`);
+      let loadError: string | undefined;
+      try {
+        await syncDirectory(dir);
+        loadError = await load(caddy.adminUrl, text);
+      } catch (error) {
+        loadError = error instanceof Error ? error.message : String(error);
+      }
+      if (loadError) {
+        await restore(caddy.configPath, previous);
+        return { ok: false, message: loadError };
+      }
+    } finally {
+      await unlink(candidate).catch(() => undefined); // already renamed unless something failed
+    }
+
+    return {
+      ok: true,
+      message: `caddy serves ${routes.length} route${routes.length === 1 ? "" : "s"}`,
+      data: { routes: routes.length, domains },
+    } satisfies ExecutorOutcome;
+  });
+
+/** Caddy's native JSON config for the routes: one server, a host-matched reverse proxy per domain. */
+export function renderCaddyConfig(routes: readonly Route[], caddy: RunnerConfig["caddy"]): Record<string, unknown> {
+  const server: Record<string, unknown> = {
+    listen: caddy.listen,
+    routes: [
+      ...routes.map((route) => ({
+        match: [{ host: [route.domain] }],
+        handle: [{ handler: "reverse_proxy", upstreams: [{ dial: `127.0.0.1:${route.upstreamPort}` }] }],
+        terminal: true,
+      })),
+      // Without this, Caddy answers a host it has no route for with an empty 200, which a health
+      // check (or a person) would take for a working site.
+      { handle: [{ handler: "static_response", status_code: 404, body: "no site is configured for this host\n" }] },
+    ],
+  };
+  if (caddy.disableTls) server.automatic_https = { disable: true };
+  // /load replaces the whole config, admin section included: without it the admin endpoint would
+  // move back to Caddy's default address and the next sync could not reach it.
+  return { admin: { listen: adminListen(caddy.adminUrl) }, apps: { http: { servers: { [SERVER_NAME]: server } } } };
+}
+
+function adminListen(adminUrl: string): string {
+  const url = new URL(adminUrl);
+  const port = url.port || (url.protocol === "https:" ? "443" : "80");
+  return `${url.hostname}:${port}`; // hostname keeps the brackets of an IPv6 address
+}
+
+function findDuplicate(routes: readonly Route[]): string | undefined {
+  const seen = new Map<string, number>();
+  for (const route of routes) {
+    const port = seen.get(route.domain);
+    if (port !== undefined) {
+      return `duplicate domain ${route.domain} (upstream ports ${port} and ${route.upstreamPort}): each domain can have only one route; nothing was changed`;
+    }
+    seen.set(route.domain, route.upstreamPort);
+  }
+  return undefined;
+}
+
+/** Runs `caddy validate`; resolves with Caddy's complaint, or undefined when it accepts the file. */
+function validate(binary: string, path: string, signal: AbortSignal): Promise<{ message: string; output: string } | undefined> {
+  return new Promise((resolve, reject) => {
+    execFile(binary, ["validate", "--config", path], { signal, timeout: VALIDATE_TIMEOUT_MS }, (error, stdout, stderr) => {
+      if (!error) return resolve(undefined);
+      const code = error.code;
+      if (code === "ENOENT") return reject(new Error(`the caddy binary "${binary}" was not found: install Caddy or set caddy.binary in the runner config`));
+      if (signal.aborted) return reject(new Error(`caddy validate stopped: ${String(signal.reason)}`));
+      const output = `${stdout}${stderr}`;
+      if (error.killed) return resolve({ message: `caddy validate did not finish within ${VALIDATE_TIMEOUT_MS / 1000} s`, output });
+      resolve({ message: caddyErrorLine(output) ?? `caddy validate exited with code ${String(code)}`, output });
+    });
+  });
+}
+
+/** Caddy prints JSON log lines and then one `Error: …` line saying what is wrong. */
+function caddyErrorLine(output: string): string | undefined {
+  const lines = output.split("\n").map((line) => line.trim());
+  const error = lines.find((line) => line.startsWith("Error: "));
+  if (error) return error.slice("Error: ".length);
+  return lines.filter((line) => line && !line.startsWith("{")).at(-1);
+}
+
+/** POSTs the config to Caddy's /load; resolves with the reason when Caddy does not take it. */
+async function load(adminUrl: string, text: string): Promise<string | undefined> {
+  const url = `${adminUrl.replace(/\/+$/, "")}/load`;
+  let response: Response;
+  try {
+    // Deliberately not tied to the job's signal: /load takes milliseconds, and giving up on a load
+    // Caddy may already have applied would leave the file and the running config disagreeing.
+    response = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: text,
+      signal: AbortSignal.timeout(LOAD_TIMEOUT_MS),
+    });
+  } catch (error) {
+    const cause = error instanceof Error && error.cause instanceof Error ? error.cause.message : String(error);
+    return `could not reach Caddy's admin API at ${url}: ${cause}`;
+  }
+  if (response.ok) return undefined;
+  const body = await response.text();
+  let message = body.trim();
+  try {
+    const parsed = JSON.parse(body) as { error?: unknown };
+    if (typeof parsed.error === "string") message = parsed.error;
+  } catch {
+    // not JSON: keep the raw text
+  }
+  return `caddy refused the config (${response.status}): ${message || response.statusText}`;
+}
+
+async function readIfExists(path: string): Promise<string | null> {
+  try {
+    return await readFile(path, "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw error;
+  }
+}
+
+/** Puts the previous config file back (or removes the new one if there was none). */
+async function restore(path: string, previous: string | null): Promise<void> {
+  if (previous === null) {
+    await unlink(path).catch(() => undefined);
+  } else {
+    const temp = `${path}.${randomBytes(6).toString("hex")}.tmp`;
+    await writeDurably(temp, previous);
+    await rename(temp, path);
+  }
+  await syncDirectory(dirname(path));
+}
+
+/** Writes and fsyncs, so a crash right after the rename cannot leave an empty or partial config. */
+async function writeDurably(path: string, text: string): Promise<void> {
+  // Readable by all: Caddy usually runs as its own user, and the config holds no secrets.
+  const handle = await open(path, "w", 0o644);
+  try {
+    await handle.writeFile(text);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Makes a rename in `dir` durable. */
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+const queues = new Map<string, Promise<unknown>>();
+
+/** Runs `work` after every earlier call with the same key has settled. */
+function serialised<T>(key: string, work: () => Promise<T>): Promise<T> {
+  const run = (queues.get(key) ?? Promise.resolve()).then(work);
+  const settled = run.catch(() => undefined);
+  queues.set(key, settled);
+  void settled.then(() => {
+    if (queues.get(key) === settled) queues.delete(key);
+  });
+  return run;
+}

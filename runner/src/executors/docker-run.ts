@@ -1,0 +1,313 @@
+/**
+ * `docker.run`: runs one container to completion through the Docker Engine API (dockerode, never the
+ * CLI), streaming its output line by line and its lifecycle events as progress. The container is
+ * confined (no network unless asked for, CPU and memory limits, no capabilities, no privilege
+ * escalation) and always removed afterwards. Images are never pulled: a server runs only images built
+ * or loaded on it, so what runs is exactly what the operator put there.
+ */
+import { StringDecoder } from "node:string_decoder";
+import Docker from "dockerode";
+import type { JobPayload } from "../../../src/shared/job-payloads.ts";
+import type { ExecutorContext, ExecutorOutcome, Executor } from "./types.ts";
+
+export const JOB_LABEL = "orchestrator.job";
+export const MANAGED_LABEL = "orchestrator.managed";
+
+/** A line longer than this is reported in pieces, so a process printing without newlines cannot grow memory unbounded. */
+const MAX_LINE_CHARS = 16 * 1024;
+/** After the container exits, how long to wait for the rest of its output and its "die" event. */
+const DRAIN_MS = 5000;
+
+type Payload = JobPayload<"docker.run">;
+
+export const dockerRun: Executor<Payload> = async (payload, context) => {
+  const socketPath = context.config.docker.socketPath;
+  const docker = new Docker({ socketPath });
+  if (context.signal.aborted) return killed(context.signal);
+
+  try {
+    await docker.getImage(payload.image).inspect();
+  } catch (error) {
+    if (statusCode(error) === 404) return { ok: false, message: missingImage(payload.image) };
+    return engineFailure(error, socketPath, "checking the image");
+  }
+
+  // Events are read with `since` from just before creation: the engine flushes the events response
+  // before it subscribes, so without it a fast container's "start" could slip through unseen.
+  const since = Math.floor(Date.now() / 1000) - 1;
+  let container: Docker.Container;
+  try {
+    container = await docker.createContainer(containerSpec(payload, context.jobId));
+  } catch (error) {
+    if (statusCode(error) === 404) return { ok: false, message: missingImage(payload.image) };
+    if (statusCode(error) === 400) return { ok: false, message: `the engine refused to create the container: ${engineMessage(error)}` };
+    return engineFailure(error, socketPath, "creating the container");
+  }
+
+  // Closes our long-lived requests (attach, wait) to the engine once the job is over, however it ends.
+  const requests = new AbortController();
+  const lines = new LineSplitter(context);
+  let events: EventWatcher | undefined;
+  try {
+    events = await watchEvents(docker, container.id, since, context);
+    const output = await container.attach({ stream: true, stdout: true, stderr: true, abortSignal: requests.signal });
+    const outputDone = demultiplex(output, (stream, chunk) => lines.push(stream, chunk));
+
+    if (context.signal.aborted) return killed(context.signal);
+    try {
+      await container.start();
+    } catch (error) {
+      if (context.signal.aborted) return killed(context.signal);
+      // e.g. the command is not in the image, or the user does not exist in it.
+      return { ok: false, message: `the container did not start: ${engineMessage(error)}` };
+    }
+
+    const exited = container.wait({ condition: "not-running", abortSignal: requests.signal }) as Promise<{ StatusCode: number }>;
+    const first = await Promise.race([exited.then((result) => ({ exitCode: result.StatusCode })), whenAborted(context.signal)]);
+    if (!("exitCode" in first)) {
+      // Failing to kill is not fatal here: the forced removal below kills it too.
+      await container.kill().catch(() => undefined);
+      await withDeadline(outputDone, 1000);
+      return killed(context.signal);
+    }
+
+    await withDeadline(outputDone, DRAIN_MS);
+    lines.flush();
+    const state = (await container.inspect()).State;
+    await events.settle(DRAIN_MS);
+    const { exitCode } = first;
+    return {
+      ok: exitCode === 0,
+      exitCode,
+      message: `exited with code ${exitCode}${state.OOMKilled ? " (out of memory)" : ""}`,
+      data: { containerId: container.id, oomKilled: state.OOMKilled },
+    };
+  } finally {
+    requests.abort();
+    events?.close();
+    lines.flush();
+    // Reported rather than thrown: throwing would replace the job's real outcome.
+    await container.remove({ force: true, v: true }).catch((error: unknown) => {
+      if (!isGone(error)) context.log(`could not remove container ${container.id}: ${engineMessage(error)}`, "system");
+    });
+  }
+};
+
+function containerSpec(payload: Payload, jobId: string): Docker.ContainerCreateOptions {
+  const memory = payload.memoryMb * 1024 * 1024;
+  return {
+    Image: payload.image,
+    Cmd: payload.cmd,
+    Env: Object.entries({ ...payload.env, ...payload.secretEnv }).map(([name, value]) => `${name}=${value}`),
+    WorkingDir: payload.workdir || undefined,
+    User: payload.user || undefined,
+    Labels: { [JOB_LABEL]: jobId, [MANAGED_LABEL]: "true" },
+    AttachStdin: false,
+    AttachStdout: true,
+    AttachStderr: true,
+    Tty: false,
+    OpenStdin: false,
+    HostConfig: {
+      NanoCpus: Math.round(payload.cpus * 1e9),
+      Memory: memory,
+      // Equal to Memory: no swap on top, so the limit is the limit.
+      MemorySwap: memory,
+      NetworkMode: payload.network === "host" ? "host" : "none",
+      Privileged: false,
+      CapDrop: ["ALL"],
+      SecurityOpt: ["no-new-privileges"],
+      AutoRemove: false,
+    },
+  };
+}
+
+/**
+ * Removes (forcefully) every container of a job, e.g. one left running by a runner that restarted.
+ * Takes an engine client or its socket path. Returns how many containers it removed.
+ */
+export async function removeJobContainers(engine: Docker | string, jobId: string): Promise<number> {
+  const docker = typeof engine === "string" ? new Docker({ socketPath: engine }) : engine;
+  const containers = await docker.listContainers({ all: true, filters: { label: [`${JOB_LABEL}=${jobId}`] } });
+  for (const info of containers) {
+    await docker
+      .getContainer(info.Id)
+      .remove({ force: true, v: true })
+      .catch((error: unknown) => {
+        if (!isGone(error)) throw error;
+      });
+  }
+  return containers.length;
+}
+
+function missingImage(image: string): string {
+  return `image ${image} is not present on this server; images are built or loaded on the server, never pulled implicitly`;
+}
+
+function killed(signal: AbortSignal): ExecutorOutcome {
+  return { ok: false, message: `killed: ${String(signal.reason)}` };
+}
+
+function engineFailure(error: unknown, socketPath: string, doing: string): ExecutorOutcome {
+  const code = typeof error === "object" && error !== null && "code" in error ? String(error.code) : undefined;
+  if (code === "ENOENT" || code === "ECONNREFUSED" || code === "EACCES") {
+    return { ok: false, message: `cannot reach the Docker engine at ${socketPath} (${code}) while ${doing}: is dockerd running, and may the runner use its socket?` };
+  }
+  throw error;
+}
+
+// --- Output: the engine multiplexes stdout and stderr into frames of [type, 0, 0, 0, size(4, BE)] + data.
+
+type OutputStream = "stdout" | "stderr";
+
+/** Reads a multiplexed attach stream, handing each frame's data on in order. Resolves when the stream ends. */
+function demultiplex(stream: NodeJS.ReadableStream, onData: (stream: OutputStream, chunk: Buffer) => void): Promise<void> {
+  let pending: Buffer = Buffer.alloc(0);
+  stream.on("data", (chunk: Buffer) => {
+    pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+    while (pending.length >= 8) {
+      const size = pending.readUInt32BE(4);
+      if (pending.length < 8 + size) break;
+      const type = pending[0];
+      const data = pending.subarray(8, 8 + size);
+      pending = pending.subarray(8 + size);
+      if (type === 1) onData("stdout", data);
+      else if (type === 2) onData("stderr", data);
+    }
+  });
+  return new Promise((resolve) => {
+    // An aborted request ends in an error: the output is over either way.
+    stream.once("end", resolve);
+    stream.once("close", resolve);
+    stream.once("error", () => resolve());
+  });
+}
+
+/** Turns chunks into complete lines per stream (UTF-8 safe across chunk boundaries), reporting each as it completes. */
+class LineSplitter {
+  private readonly context: ExecutorContext;
+  private readonly streams = new Map<OutputStream, { decoder: StringDecoder; partial: string }>();
+
+  constructor(context: ExecutorContext) {
+    this.context = context;
+  }
+
+  push(stream: OutputStream, chunk: Buffer): void {
+    let state = this.streams.get(stream);
+    if (!state) {
+      state = { decoder: new StringDecoder("utf8"), partial: "" };
+      this.streams.set(stream, state);
+    }
+    const parts = (state.partial + state.decoder.write(chunk)).split("\n");
+    state.partial = parts.pop() ?? "";
+    for (const line of parts) this.emit(stream, line);
+    while (state.partial.length > MAX_LINE_CHARS) {
+      this.emit(stream, state.partial.slice(0, MAX_LINE_CHARS));
+      state.partial = state.partial.slice(MAX_LINE_CHARS);
+    }
+  }
+
+  /** Reports what is left of unfinished lines. Safe to call more than once. */
+  flush(): void {
+    for (const [stream, state] of this.streams) {
+      const rest = state.partial + state.decoder.end();
+      state.partial = "";
+      if (rest) this.emit(stream, rest);
+    }
+  }
+
+  private emit(stream: OutputStream, line: string): void {
+    this.context.log(line.endsWith("\r") ? line.slice(0, -1) : line, stream);
+  }
+}
+
+// --- Events: the container's start, oom and die, reported as progress.
+
+interface EventWatcher {
+  /** Resolves once the "die" event was reported, or after `ms`. */
+  settle(ms: number): Promise<void>;
+  close(): void;
+}
+
+interface DockerEvent {
+  status?: string;
+  Action?: string;
+  Actor?: { Attributes?: Record<string, string> };
+}
+
+async function watchEvents(docker: Docker, containerId: string, since: number, context: ExecutorContext): Promise<EventWatcher> {
+  const stream = (await docker.getEvents({ since, filters: { type: ["container"], container: [containerId] } })) as NodeJS.ReadableStream & { destroy(): void };
+  let died = false;
+  let onDie: (() => void) | undefined;
+  const data = { containerId };
+  const handle = (event: DockerEvent) => {
+    const action = event.Action ?? event.status;
+    if (action === "start") context.progress("docker", "container started", data);
+    else if (action === "oom") context.progress("docker", "container ran out of memory", data);
+    else if (action === "die") {
+      const exitCode = Number(event.Actor?.Attributes?.exitCode);
+      context.progress("docker", `container died (exit ${Number.isNaN(exitCode) ? "unknown" : exitCode})`, { ...data, exitCode });
+      died = true;
+      onDie?.();
+    }
+  };
+  let buffered = "";
+  stream.on("data", (chunk: Buffer) => {
+    buffered += chunk.toString("utf8");
+    const parts = buffered.split("\n");
+    buffered = parts.pop() ?? "";
+    for (const part of parts) {
+      if (!part.trim()) continue;
+      try {
+        handle(JSON.parse(part) as DockerEvent);
+      } catch {
+        // Not an event we understand; events are informative, the outcome does not depend on them.
+      }
+    }
+  });
+  stream.on("error", () => undefined); // destroyed at the end of the job, or the engine went away: nothing to report
+  return {
+    settle: (ms) =>
+      died
+        ? Promise.resolve()
+        : withDeadline(
+            new Promise<void>((resolve) => (onDie = resolve)),
+            ms,
+          ),
+    close: () => stream.destroy(),
+  };
+}
+
+// --- Small helpers.
+
+function whenAborted(signal: AbortSignal): Promise<{ aborted: true }> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve({ aborted: true });
+    signal.addEventListener("abort", () => resolve({ aborted: true }), { once: true });
+  });
+}
+
+/** Waits for `promise`, but no longer than `ms`; either way resolves. */
+async function withDeadline(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([promise.catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
+}
+
+/** A container that is already gone, or already being removed, is what we wanted. */
+function isGone(error: unknown): boolean {
+  const status = statusCode(error);
+  return status === 404 || status === 409;
+}
+
+function statusCode(error: unknown): number | undefined {
+  return typeof error === "object" && error !== null && "statusCode" in error && typeof error.statusCode === "number" ? error.statusCode : undefined;
+}
+
+/** The engine's own message (dockerode wraps it in "(HTTP code 400) unexpected - …"). */
+function engineMessage(error: unknown): string {
+  if (typeof error === "object" && error !== null && "json" in error) {
+    const json = error.json;
+    if (typeof json === "object" && json !== null && "message" in json && typeof json.message === "string") return json.message.trim();
+  }
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,18 @@
+/** Every job type the runner executes, by name. A type missing here is refused before anything runs. */
+import type { JobType } from "../../../src/shared/jobs.ts";
+import { ansiblePlaybook, provision } from "./ansible.ts";
+import { caddySync } from "./caddy-sync.ts";
+import { dockerRun } from "./docker-run.ts";
+import { healthCheck } from "./health-check.ts";
+import { noop } from "./noop.ts";
+import type { Executor } from "./types.ts";
+
+// Each payload was parsed with its own schema before it gets here, hence the widening.
+export const executors: Record<JobType, Executor<never>> = {
+  noop,
+  "docker.run": dockerRun,
+  "caddy.sync": caddySync,
+  "health.check": healthCheck,
+  "ansible.playbook": ansiblePlaybook,
+  provision,
+};

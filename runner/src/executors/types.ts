@@ -1,0 +1,30 @@
+/**
+ * The contract between the daemon and each job type's executor. An executor gets a payload already
+ * validated against its schema (src/shared/job-payloads.ts), does its work, reports as it goes, and
+ * resolves with an outcome. It must stop promptly once `signal` aborts (timeout, cancellation or
+ * shutdown): the daemon reports the job from `signal.reason`, whatever the executor returns then.
+ */
+import type { RunnerConfig } from "../config.ts";
+
+export interface ExecutorContext {
+  jobId: string;
+  /** Aborted with an AbortReason when the job must stop. */
+  signal: AbortSignal;
+  /** One line of output, streamed live to the job's task (secret values are masked by the daemon). */
+  log(line: string, stream?: "stdout" | "stderr" | "system"): void;
+  /** A named step of the job, e.g. "pull", "start", "validate". */
+  progress(step: string, message: string, data?: Record<string, unknown>): void;
+  config: RunnerConfig;
+}
+
+export type AbortReason = "timeout" | "cancelled" | "shutdown";
+
+export interface ExecutorOutcome {
+  ok: boolean;
+  /** One line a person reads: "exited with code 0", "caddy refused the config: …". */
+  message: string;
+  exitCode?: number;
+  data?: Record<string, unknown>;
+}
+
+export type Executor<P> = (payload: P, context: ExecutorContext) => Promise<ExecutorOutcome>;

@@ -1,0 +1,140 @@
+/**
+ * The runner's journal: every job id and nonce it has received, and every result the hub has not yet
+ * acknowledged. Appended as JSON lines and fsynced before the runner acts, so after a crash or restart
+ * a job is never run twice (its id is refused as replayed) and no result is lost (it is sent again).
+ * Entries are kept until the job's `exp` (plus clock skew) has passed and its result was acknowledged;
+ * after that the job's signature has expired anyway, so forgetting it is safe.
+ */
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
+import { join } from "node:path";
+import { CLOCK_SKEW_SECONDS } from "../../src/shared/jobs.ts";
+import type { RunnerBodyInput } from "../../src/shared/runner-protocol.ts";
+
+export type ResultBody = Extract<RunnerBodyInput, { kind: "result" }>;
+
+export interface JournalEntry {
+  id: string;
+  nonce: string;
+  exp: number;
+  type: string;
+  result?: ResultBody;
+  acked?: boolean;
+}
+
+type Record_ =
+  | { k: "seen"; id: string; nonce: string; exp: number; type: string }
+  | { k: "result"; id: string; result: ResultBody }
+  | { k: "acked"; id: string };
+
+export class Journal {
+  private readonly path: string;
+  private readonly entries = new Map<string, JournalEntry>();
+  private readonly nonces = new Set<string>();
+  private fd: number;
+  private appended = 0;
+
+  constructor(stateDir: string) {
+    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    this.path = join(stateDir, "journal.jsonl");
+    if (existsSync(this.path)) this.load();
+    this.compact();
+    this.fd = openSync(this.path, "a", 0o600);
+  }
+
+  /** Whether this id or nonce was ever received (the replay check). */
+  seen(id: string, nonce: string): boolean {
+    return this.entries.has(id) || this.nonces.has(nonce);
+  }
+
+  get(id: string): JournalEntry | undefined {
+    return this.entries.get(id);
+  }
+
+  /** Jobs received but without a result: after a restart, these were interrupted. */
+  unfinished(): JournalEntry[] {
+    return [...this.entries.values()].filter((entry) => !entry.result);
+  }
+
+  /** Results the hub has not acknowledged yet, oldest first. */
+  unacknowledged(): ResultBody[] {
+    return [...this.entries.values()].flatMap((entry) => (entry.result && !entry.acked ? [entry.result] : []));
+  }
+
+  recordSeen(id: string, nonce: string, exp: number, type: string): void {
+    this.append({ k: "seen", id, nonce, exp, type });
+  }
+
+  recordResult(result: ResultBody): void {
+    this.append({ k: "result", id: result.jobId, result });
+  }
+
+  recordAcked(id: string): void {
+    const entry = this.entries.get(id);
+    if (!entry?.result || entry.acked) return;
+    this.append({ k: "acked", id });
+  }
+
+  close(): void {
+    closeSync(this.fd);
+  }
+
+  private append(record: Record_): void {
+    this.apply(record);
+    writeSync(this.fd, `${JSON.stringify(record)}\n`);
+    fsyncSync(this.fd);
+    if (++this.appended >= 10_000) {
+      closeSync(this.fd);
+      this.compact();
+      this.fd = openSync(this.path, "a", 0o600);
+      this.appended = 0;
+    }
+  }
+
+  private apply(record: Record_): void {
+    if (record.k === "seen") {
+      this.entries.set(record.id, { id: record.id, nonce: record.nonce, exp: record.exp, type: record.type });
+      this.nonces.add(record.nonce);
+      return;
+    }
+    const entry = this.entries.get(record.id);
+    if (!entry) return;
+    if (record.k === "result") entry.result = record.result;
+    else entry.acked = true;
+  }
+
+  private load(): void {
+    const lines = readFileSync(this.path, "utf8").split("\n");
+    for (const [index, line] of lines.entries()) {
+      if (!line) continue;
+      try {
+        this.apply(JSON.parse(line) as Record_);
+      } catch {
+        // Only the last line can be torn (a crash mid-write); anything else is corruption worth stopping for.
+        if (index < lines.length - 2) throw new Error(`runner journal ${this.path} is damaged at line ${index + 1}`);
+      }
+    }
+  }
+
+  /** Rewrites the journal with only what must still be remembered. */
+  private compact(): void {
+    const now = Math.floor(Date.now() / 1000);
+    const keep: string[] = [];
+    for (const entry of [...this.entries.values()]) {
+      const expired = entry.exp + CLOCK_SKEW_SECONDS < now;
+      if (expired && (!entry.result || entry.acked)) {
+        this.entries.delete(entry.id);
+        this.nonces.delete(entry.nonce);
+        continue;
+      }
+      keep.push(JSON.stringify({ k: "seen", id: entry.id, nonce: entry.nonce, exp: entry.exp, type: entry.type }));
+      if (entry.result) keep.push(JSON.stringify({ k: "result", id: entry.id, result: entry.result }));
+      if (entry.acked) keep.push(JSON.stringify({ k: "acked", id: entry.id }));
+    }
+    const temp = `${this.path}.tmp`;
+    const fd = openSync(temp, "w", 0o600);
+    writeSync(fd, keep.length ? `${keep.join("\n")}\n` : "");
+    fsyncSync(fd);
+    closeSync(fd);
+    renameSync(temp, this.path);
+  }
+}

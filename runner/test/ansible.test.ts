@@ -1,0 +1,390 @@
+/**
+ * The ansible executors against the real ansible-playbook, on this machine (`-c local`). Only
+ * check mode for provision.yml: a real run would reconfigure the host.
+ */
+import { existsSync } from "node:fs";
+import { chmod, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { z } from "zod";
+import { AnsiblePlaybookPayload, ProvisionPayload } from "../../src/shared/job-payloads.ts";
+import { RUNNER_ROOT } from "../src/config.ts";
+import { ansibleArgs, ansibleEnv, ansiblePlaybook, provision, secretMasker, varsFileContent } from "../src/executors/ansible.ts";
+import type { ExecutorOutcome } from "../src/executors/types.ts";
+import { recordingContext, testConfig, type RecordingContext } from "./context.ts";
+
+const SHIPPED = join(RUNNER_ROOT, "ansible");
+
+/** Playbooks that exist only for these tests, in their own playbook directory. */
+const FIXTURES: Record<string, string> = {
+  "fail.yml": `
+- name: Fixture
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Fine first
+      ansible.builtin.debug: { msg: fine }
+    - name: Break on purpose
+      ansible.builtin.fail: { msg: broken on purpose }
+    - name: Never reached
+      ansible.builtin.debug: { msg: unreachable }
+`,
+  // Prints the secret everywhere it can, with no no_log: only the executor's masking hides it.
+  "leak.yml": `
+- name: Leaky
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Show {{ token }}
+      ansible.builtin.debug: { msg: "the token is {{ token }}" }
+    - name: Report it
+      ansible.builtin.set_stats: { data: { token: "{{ token }}" } }
+    - name: Fail with it
+      ansible.builtin.command: sh -c 'echo "out {{ token }}"; echo "err {{ token }}" >&2; exit 3'
+`,
+  "sleep.yml": `
+- name: Sleeper
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Sleep
+      ansible.builtin.command: sleep 617
+`,
+  "pause.yml": `
+- name: Pauser
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Pause
+      ansible.builtin.pause: { seconds: 60 }
+`,
+};
+
+let fixtureDir: string;
+let scratch: string;
+
+beforeAll(async () => {
+  fixtureDir = await mkdtemp(join(tmpdir(), "ansible-fixtures-"));
+  for (const [name, text] of Object.entries(FIXTURES)) await writeFile(join(fixtureDir, name), text);
+  // Named like a playbook, but points outside the playbook directory.
+  await symlink(join(SHIPPED, "facts.yml"), join(fixtureDir, "escape.yml"));
+  scratch = await mkdtemp(join(tmpdir(), "ansible-test-"));
+});
+
+afterAll(async () => {
+  await rm(fixtureDir, { recursive: true, force: true });
+  await rm(scratch, { recursive: true, force: true });
+});
+
+const shippedContext = () => recordingContext(testConfig());
+const fixtureContext = () => recordingContext(testConfig({ ansible: { playbookDir: fixtureDir } }));
+
+const playbook = (input: z.input<typeof AnsiblePlaybookPayload>) => AnsiblePlaybookPayload.parse(input);
+
+interface TaskRow {
+  name: string;
+  status: string;
+  detail?: string;
+}
+const tasksOf = (outcome: ExecutorOutcome) => (outcome.data?.tasks ?? []) as TaskRow[];
+
+/** Everything the executor reported, as one string to search. */
+const everything = (context: RecordingContext, outcome: ExecutorOutcome) =>
+  JSON.stringify({ lines: context.lines, steps: context.steps, outcome });
+
+async function until(condition: () => boolean, timeoutMs: number): Promise<void> {
+  const start = Date.now();
+  while (!condition()) {
+    if (Date.now() - start > timeoutMs) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** Command lines and environments of every process, read from /proc while `during` runs. */
+async function watchProcesses<T>(during: Promise<T>): Promise<{ result: T; seen: { cmdline: string; environ: string }[] }> {
+  const seen = new Map<string, { cmdline: string; environ: string }>();
+  let done = false;
+  const watcher = (async () => {
+    while (!done) {
+      for (const pid of await readdir("/proc")) {
+        if (!/^\d+$/.test(pid) || pid === String(process.pid)) continue;
+        try {
+          const cmdline = (await readFile(`/proc/${pid}/cmdline`, "utf8")).replaceAll("\0", " ");
+          const environ = (await readFile(`/proc/${pid}/environ`, "utf8")).replaceAll("\0", " ");
+          if (cmdline) seen.set(`${pid} ${cmdline}`, { cmdline, environ });
+        } catch {
+          // Exited while being read.
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  })();
+  try {
+    return { result: await during, seen: [...seen.values()] };
+  } finally {
+    done = true;
+    await watcher;
+  }
+}
+
+/** The executor's private work directories whose vars file holds `text` (other tests may run some too). */
+async function workDirsHolding(text: string): Promise<string[]> {
+  const dirs = (await readdir(tmpdir())).filter((name) => name.startsWith("orchestrator-ansible-")).map((name) => join(tmpdir(), name));
+  const holding: string[] = [];
+  for (const dir of dirs) if ((await readFile(join(dir, "vars.yml"), "utf8").catch(() => "")).includes(text)) holding.push(dir);
+  return holding;
+}
+
+/** Processes (not zombies) whose command line contains `text`. */
+async function processesWith(text: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const pid of await readdir("/proc")) {
+    if (!/^\d+$/.test(pid)) continue;
+    const cmdline = (await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).replaceAll("\0", " ");
+    const state = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+    if (cmdline.includes(text) && !/^\d+ \(.*\) Z /.test(state)) found.push(cmdline);
+  }
+  return found;
+}
+
+describe("ansible.playbook", () => {
+  it("runs facts.yml and reports parsed stats, tasks and the facts", async () => {
+    const context = shippedContext();
+    const outcome = await ansiblePlaybook(playbook({ playbook: "facts.yml" }), context);
+
+    expect(outcome.ok, outcome.message).toBe(true);
+    expect(outcome.exitCode).toBe(0);
+    expect(outcome.message).toMatch(/^playbook facts\.yml: ok=\d+ changed=0 failed=0$/);
+    expect(outcome.data?.check).toBe(false);
+    expect(outcome.data?.stats).toEqual({
+      localhost: { ok: 5, changed: 0, failed: 0, unreachable: 0, skipped: 0, rescued: 0, ignored: 0 },
+    });
+    expect(tasksOf(outcome).map((t) => [t.name, t.status])).toEqual([
+      ["Gathering Facts", "ok"],
+      ["Docker client version", "ok"],
+      ["Docker engine version", "ok"],
+      ["Caddy version", "ok"],
+      ["Report", "ok"],
+    ]);
+    const facts = outcome.data?.customStats as Record<string, unknown>;
+    expect(facts.os).toMatch(/^Debian 12/);
+    expect(facts.caddy).toMatch(/^v?2\./);
+    expect(facts.memory_mb).toMatchObject({ total: expect.any(Number) as number });
+    expect((facts.disk as { free_mb: number }).free_mb).toBeGreaterThan(0);
+    // Live: one progress report per task as it finished, stderr and task starts as log lines.
+    expect(context.steps.map((s) => s.message)).toContain("Report server facts / Report: ok");
+    expect(context.steps.every((s) => s.step === "task")).toBe(true);
+    expect(context.lines).toContainEqual({ stream: "system", line: "TASK [Report server facts / Caddy version]" });
+  });
+
+  it("writes an env file with a secret, which appears nowhere in what is reported or on any command line", async () => {
+    const secret = `s3cr3t-"quoted"\\back-${Date.now()}`;
+    const dest = join(scratch, "app.env");
+    const context = shippedContext();
+    const { result: outcome, seen } = await watchProcesses(
+      ansiblePlaybook(
+        playbook({
+          playbook: "write-env.yml",
+          // A Jinja expression in a payload is data, not code: it is written as is.
+          extraVars: { dest, env_vars: { NODE_ENV: "production", LITERAL: "{{ lookup('pipe', 'id') }}" }, secret_env: ["API_TOKEN"] },
+          secretVars: { API_TOKEN: secret },
+        }),
+        context,
+      ),
+    );
+
+    expect(outcome.ok, outcome.message).toBe(true);
+    expect(outcome.message).toMatch(/^playbook write-env\.yml: ok=\d+ changed=1 failed=0$/);
+    expect(((await stat(dest)).mode & 0o777).toString(8)).toBe("600");
+    expect(await readFile(dest, "utf8")).toBe(`NODE_ENV=production\nLITERAL={{ lookup('pipe', 'id') }}\nAPI_TOKEN=${secret}\n`);
+    expect(tasksOf(outcome)).toContainEqual(expect.objectContaining({ name: "Write the env file", status: "changed" }));
+
+    expect(everything(context, outcome)).not.toContain(secret);
+    expect(everything(context, outcome)).not.toContain(JSON.stringify(secret).slice(1, -1));
+    // The watcher did see the run, and no process had the secret in its arguments or environment.
+    expect(seen.some((p) => p.cmdline.includes("ansible-playbook") && p.cmdline.includes("write-env.yml"))).toBe(true);
+    expect(seen.filter((p) => p.cmdline.includes(secret) || p.environ.includes(secret))).toEqual([]);
+    // The variables file (and Ansible's temp files) went with the private work directory.
+    expect(await workDirsHolding(secret)).toEqual([]);
+  });
+
+  it("masks secrets that a playbook prints, in logs, progress, failure details and set_stats", async () => {
+    const secret = `leaky-${Date.now()}`;
+    const context = fixtureContext();
+    const outcome = await ansiblePlaybook(playbook({ playbook: "leak.yml", secretVars: { token: secret } }), context);
+
+    expect(outcome.ok).toBe(false);
+    const reported = everything(context, outcome);
+    expect(reported).not.toContain(secret);
+    expect(outcome.data?.customStats).toEqual({ token: "[secret]" });
+    expect(outcome.message).toContain("failed: Fail with it: non-zero return code: err [secret]");
+    expect(context.lines).toContainEqual({ stream: "stderr", line: "out [secret]" });
+  });
+
+  it("puts variables only in the vars file, and secrets nowhere in the arguments or environment", () => {
+    const args = ansibleArgs({ playbookPath: "/p/write-env.yml", varsFile: "/w/vars.yml", check: true });
+    expect(args).toEqual(["-i", "localhost,", "-c", "local", "--extra-vars", "@/w/vars.yml", "--check", "/p/write-env.yml"]);
+    expect(ansibleArgs({ playbookPath: "/p/x.yml", varsFile: "/w/v.yml", check: false })).not.toContain("--check");
+
+    const env = ansibleEnv("/w", { PATH: "/usr/bin", DATABASE_URL: "postgres://secret", https_proxy: "http://proxy:3128" });
+    expect(env).toMatchObject({ PATH: "/usr/bin", HOME: "/w/home", ANSIBLE_LOCAL_TEMP: "/w/tmp", ANSIBLE_STDOUT_CALLBACK: "ansible.posix.jsonl" });
+    expect(env.https_proxy).toBe("http://proxy:3128");
+    expect(JSON.stringify(env)).not.toContain("postgres://secret");
+
+    expect(varsFileContent({ a: "{{ x }}", n: 2, list: [true, null, "y"], nested: { "k\"": "v\n" } })).toBe(
+      '{!unsafe "a": !unsafe "{{ x }}", !unsafe "n": 2, !unsafe "list": [true, null, !unsafe "y"], !unsafe "nested": {!unsafe "k\\"": !unsafe "v\\n"}}\n',
+    );
+  });
+
+  it("masks longer secrets first, their JSON-escaped form, and the lines of multi-line secrets", () => {
+    const mask = secretMasker(["abc", "abcdef", 'q"t', "-----BEGIN KEY-----\nMIIBVwIBADANBgkqhkiG9w0BAQEFAASC\n-----END KEY-----", ""]);
+    expect(mask("x abcdef y abc")).toBe("x [secret] y [secret]");
+    expect(mask('{"v":"q\\"t"}')).toBe('{"v":"[secret]"}');
+    expect(mask("line: MIIBVwIBADANBgkqhkiG9w0BAQEFAASC")).toBe("line: [secret]");
+    expect(secretMasker([])("unchanged")).toBe("unchanged");
+  });
+
+  it("refuses playbook paths in the schema, and unknown or escaping playbooks before running anything", async () => {
+    for (const name of ["../facts.yml", "/etc/passwd", "sub/facts.yml", "facts.yml/..", ".hidden.yml", "facts.sh"]) {
+      expect(AnsiblePlaybookPayload.safeParse({ playbook: name }).success, name).toBe(false);
+    }
+
+    // A binary that would leave a mark if it were ever started.
+    const marker = join(scratch, "ran");
+    const fakeBinary = join(scratch, "fake-ansible-playbook");
+    await writeFile(fakeBinary, `#!/bin/sh\ntouch ${marker}\n`);
+    await chmod(fakeBinary, 0o755);
+
+    const refused = async (playbookDir: string, name: string) => {
+      const context = recordingContext(testConfig({ ansible: { playbookDir, binary: fakeBinary } }));
+      // Straight to the executor, as if the schema had been bypassed.
+      const outcome = await ansiblePlaybook({ playbook: name, extraVars: {}, secretVars: {}, check: false, timeoutSeconds: 60 }, context);
+      expect(outcome.ok).toBe(false);
+      expect(context.lines).toEqual([]);
+      expect(context.steps).toEqual([]);
+      return outcome;
+    };
+    const missing = await refused(SHIPPED, "nope.yml");
+    expect(missing.message).toBe(`playbook nope.yml: no playbook "nope.yml"; available playbooks in ${SHIPPED}: facts.yml, provision.yml, write-env.yml`);
+    expect(missing.data?.available).toEqual(["facts.yml", "provision.yml", "write-env.yml"]);
+    expect((await refused(SHIPPED, "../ansible/facts.yml")).message).toContain('"../ansible/facts.yml" is not a playbook file name');
+    expect((await refused(fixtureDir, "escape.yml")).message).toContain('"escape.yml" leads outside the playbook directory');
+    expect((await refused(join(scratch, "no-such-dir"), "facts.yml")).message).toContain("the playbook directory does not exist");
+    expect(existsSync(marker)).toBe(false);
+  });
+
+  it("reports a failing task by name, with ok false", async () => {
+    const context = fixtureContext();
+    const outcome = await ansiblePlaybook(playbook({ playbook: "fail.yml" }), context);
+
+    expect(outcome.ok).toBe(false);
+    expect(outcome.exitCode).toBe(2);
+    expect(outcome.message).toBe("playbook fail.yml: ok=1 changed=0 failed=1; failed: Break on purpose: broken on purpose");
+    expect(tasksOf(outcome).map((t) => [t.name, t.status])).toEqual([
+      ["Fine first", "ok"],
+      ["Break on purpose", "failed"],
+    ]);
+    expect(context.steps.map((s) => s.message)).toEqual(["Fixture / Fine first: ok", "Fixture / Break on purpose: failed: broken on purpose"]);
+  });
+
+  it("explains a playbook Ansible cannot load", async () => {
+    const dir = await mkdtemp(join(scratch, "broken-"));
+    await writeFile(join(dir, "broken.yml"), "- name: No hosts\n  tasks: []\n");
+    const outcome = await ansiblePlaybook(playbook({ playbook: "broken.yml" }), recordingContext(testConfig({ ansible: { playbookDir: dir } })));
+    expect(outcome.ok).toBe(false);
+    expect(outcome.exitCode).toBe(4);
+    expect(outcome.message).toMatch(/^playbook broken\.yml: ansible-playbook exited with code 4: ERROR! the field 'hosts' is required/);
+  });
+
+  it("says so when ansible-playbook is not installed", async () => {
+    const config = testConfig({ ansible: { playbookDir: SHIPPED, binary: join(scratch, "no-ansible-here") } });
+    const outcome = await ansiblePlaybook(playbook({ playbook: "facts.yml" }), recordingContext(config));
+    expect(outcome.ok).toBe(false);
+    expect(outcome.message).toContain("not found; install Debian's ansible package");
+  });
+
+  it.each([
+    ["sleep.yml", "Sleeper / Sleep"],
+    ["pause.yml", "Pauser / Pause"],
+  ])("stops %s promptly when aborted, leaving no process behind", async (name, task) => {
+    const context = fixtureContext();
+    const running = ansiblePlaybook(playbook({ playbook: name }), context);
+    await until(() => context.lines.some((l) => l.line === `TASK [${task}]`), 30_000);
+    if (name === "sleep.yml") {
+      // Wait for the module's own process: the abort must reach Ansible's children too.
+      const started = Date.now();
+      while ((await processesWith("sleep 617")).length === 0) {
+        if (Date.now() - started > 30_000) throw new Error("sleep 617 never started");
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    } else {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+
+    const abortedAt = Date.now();
+    context.abort("cancelled");
+    const outcome = await running;
+    const took = Date.now() - abortedAt;
+
+    expect(outcome.ok).toBe(false);
+    expect(outcome.message).toBe(`playbook ${name}: stopped (cancelled) after 0 tasks`);
+    expect(took).toBeLessThan(5000);
+    expect(await processesWith("sleep 617")).toEqual([]);
+    expect(await processesWith(fixtureDir)).toEqual([]);
+  });
+
+  it("keeps the variables in a 0600 file in a private 0700 directory while it runs", async () => {
+    const marker = `marker-${Date.now()}`;
+    const context = fixtureContext();
+    const running = ansiblePlaybook(playbook({ playbook: "sleep.yml", secretVars: { unused: marker } }), context);
+    await until(() => context.lines.some((l) => l.line === "TASK [Sleeper / Sleep]"), 30_000);
+    const [dir, ...others] = await workDirsHolding(marker);
+    expect(others).toEqual([]);
+    if (!dir) throw new Error("no work directory while the playbook runs");
+    expect(((await stat(dir)).mode & 0o777).toString(8)).toBe("700");
+    expect(((await stat(join(dir, "vars.yml"))).mode & 0o777).toString(8)).toBe("600");
+    expect(await readFile(join(dir, "vars.yml"), "utf8")).toBe(`{!unsafe "unused": !unsafe "${marker}"}\n`);
+    context.abort("cancelled");
+    await running;
+    expect(existsSync(dir)).toBe(false);
+  });
+
+  it("does not start a job that was aborted before it began", async () => {
+    const context = fixtureContext();
+    context.abort("shutdown");
+    const outcome = await ansiblePlaybook(playbook({ playbook: "sleep.yml" }), context);
+    expect(outcome).toEqual({ ok: false, message: "playbook sleep.yml: not started (shutdown)" });
+    expect(context.lines).toEqual([]);
+  });
+});
+
+describe("provision", () => {
+  it("passes in check mode on this machine, reports what it would change, and changes nothing", async () => {
+    const wouldCreate = ["/etc/systemd/system/orchestrator-runner.service", "/etc/systemd/system/caddy.service.d/orchestrator.conf", "/var/lib/orchestrator-runner/caddy"];
+    const existedBefore = wouldCreate.filter((path) => existsSync(path));
+    const nftablesBefore = await readFile("/etc/nftables.conf", "utf8").catch(() => "");
+    const passwdBefore = await readFile("/etc/passwd", "utf8");
+
+    const context = shippedContext();
+    const outcome = await provision(ProvisionPayload.parse({ check: true }), context);
+
+    expect(outcome.ok, outcome.message).toBe(true);
+    expect(outcome.message).toMatch(/^playbook provision\.yml \(check mode\): ok=\d+ changed=[1-9]\d* failed=0 skipped=\d+$/);
+    expect(outcome.data?.check).toBe(true);
+    const tasks = tasksOf(outcome);
+    expect(tasks.filter((t) => t.status === "failed")).toEqual([]);
+    const unitExisted = existedBefore.includes("/etc/systemd/system/orchestrator-runner.service");
+    expect(tasks).toContainEqual({ play: "Provision the orchestrator runner's server", name: "Runner service unit", host: "localhost", status: unitExisted ? "ok" : "changed" });
+    expect(tasks).toContainEqual(expect.objectContaining({ name: "Firewall ruleset", status: expect.stringMatching(/^(changed|ok)$/) as string }));
+    // No systemd here: service tasks are skipped and a task says why.
+    expect(tasks).toContainEqual(expect.objectContaining({ name: "Enable and start services", status: "skipped" }));
+    expect(context.steps.map((s) => s.message)).toContainEqual(expect.stringMatching(/Say what is left to do: ok$/));
+    expect(context.steps.every((s) => s.data?.check === true)).toBe(true);
+
+    // Check mode changed nothing.
+    expect(wouldCreate.filter((path) => existsSync(path))).toEqual(existedBefore);
+    expect(await readFile("/etc/nftables.conf", "utf8").catch(() => "")).toBe(nftablesBefore);
+    expect(await readFile("/etc/passwd", "utf8")).toBe(passwdBefore);
+  });
+});

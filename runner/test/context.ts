@@ -1,0 +1,40 @@
+/** An ExecutorContext for testing executors on their own: records what they report. */
+import { RunnerConfig, type RunnerConfigInput } from "../src/config.ts";
+import type { AbortReason, ExecutorContext } from "../src/executors/types.ts";
+
+const KEY = "A".repeat(43);
+
+export function testConfig(overrides: Partial<RunnerConfigInput> = {}): RunnerConfig {
+  return RunnerConfig.parse({
+    edge: "http://127.0.0.1:1",
+    runnerId: "run_test",
+    server: "test",
+    privateKey: KEY,
+    publicKey: KEY,
+    controlPlanePublicKey: KEY,
+    stateDir: "/tmp/orchestrator-runner-test",
+    ...overrides,
+  });
+}
+
+export interface RecordingContext extends ExecutorContext {
+  lines: { stream: string; line: string }[];
+  steps: { step: string; message: string; data?: Record<string, unknown> }[];
+  abort(reason: AbortReason): void;
+}
+
+export function recordingContext(config: RunnerConfig = testConfig(), jobId = `job_${Date.now()}`): RecordingContext {
+  const controller = new AbortController();
+  const lines: RecordingContext["lines"] = [];
+  const steps: RecordingContext["steps"] = [];
+  return {
+    jobId,
+    signal: controller.signal,
+    config,
+    lines,
+    steps,
+    log: (line, stream = "stdout") => lines.push({ stream, line }),
+    progress: (step, message, data) => steps.push({ step, message, data }),
+    abort: (reason) => controller.abort(reason),
+  };
+}

@@ -1,0 +1,135 @@
+/**
+ * health.check through a real Caddy on loopback: routes synced with caddy.sync, upstreams that answer,
+ * fail, recover on the third try, or never answer.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type TestCaddy, type Upstream, startCaddy, startUpstream } from "../../scripts/lib/caddy.ts";
+import { freePort } from "../../scripts/lib/ports.ts";
+import { CaddySyncPayload, HealthCheckPayload } from "../../src/shared/job-payloads.ts";
+import { caddySync } from "../src/executors/caddy-sync.ts";
+import { healthCheck } from "../src/executors/health-check.ts";
+import { recordingContext, testConfig } from "./context.ts";
+
+let caddy: TestCaddy;
+let app: Upstream;
+let flaky: Upstream;
+let hanging: Upstream;
+
+beforeAll(async () => {
+  caddy = await startCaddy();
+  app = await startUpstream("app-ok");
+  // 503 twice, then healthy: a deployment that takes a moment to come up.
+  flaky = await startUpstream("flaky", (_req, res, hit) => {
+    if (hit < 3) res.writeHead(503).end("starting");
+    else res.writeHead(200).end("ready");
+  });
+  hanging = await startUpstream("hanging", () => undefined); // accepts, never answers
+  const closedPort = await freePort(); // nothing listens: Caddy answers 502
+
+  const synced = await caddySync(
+    CaddySyncPayload.parse({
+      routes: [
+        { domain: "ok.test", upstreamPort: app.port },
+        { domain: "flaky.test", upstreamPort: flaky.port },
+        { domain: "hang.test", upstreamPort: hanging.port },
+        { domain: "down.test", upstreamPort: closedPort },
+      ],
+    }),
+    context(),
+  );
+  expect(synced.ok, synced.message).toBe(true);
+});
+
+afterAll(async () => {
+  await caddy?.stop();
+  await Promise.all([app?.close(), flaky?.close(), hanging?.close()]);
+});
+
+function context(httpUrl = caddy.httpUrl) {
+  return recordingContext(
+    testConfig({
+      caddy: {
+        adminUrl: caddy.adminUrl,
+        httpUrl,
+        configPath: caddy.configPath,
+        listen: [`127.0.0.1:${caddy.httpPort}`],
+        disableTls: true,
+        binary: caddy.binary,
+      },
+    }),
+  );
+}
+
+function check(input: Record<string, unknown>, ctx = context()) {
+  return { ctx, result: healthCheck(HealthCheckPayload.parse({ intervalMs: 50, ...input }), ctx) };
+}
+
+const attemptLines = (ctx: ReturnType<typeof context>) => ctx.lines.map((line) => line.line).filter((line) => line.startsWith("attempt "));
+
+describe("health.check", () => {
+  it("is healthy when the site answers an expected status with the expected body", async () => {
+    const { ctx, result } = check({ domain: "ok.test", expectBody: "app-ok", attempts: 3 });
+    expect(await result).toEqual({ ok: true, message: "healthy after 1 attempt (status 200)", data: { attempts: 1, status: 200 } });
+    expect(attemptLines(ctx)).toEqual(["attempt 1/3: 200 OK"]);
+  });
+
+  it("is unhealthy when the body lacks the expected text", async () => {
+    const { result } = check({ domain: "ok.test", expectBody: "version 2", attempts: 2 });
+    const outcome = await result;
+    expect(outcome.ok).toBe(false);
+    expect(outcome.message).toBe('unhealthy after 2 attempts: last 200 OK, body lacks "version 2"');
+  });
+
+  it("is unhealthy after every attempt when the upstream is down (502 from Caddy)", async () => {
+    const { ctx, result } = check({ domain: "down.test", attempts: 3 });
+    expect(await result).toEqual({
+      ok: false,
+      message: "unhealthy after 3 attempts: last 502 Bad Gateway",
+      data: { attempts: 3, status: 502 },
+    });
+    expect(attemptLines(ctx)).toEqual(["attempt 1/3: 502 Bad Gateway", "attempt 2/3: 502 Bad Gateway", "attempt 3/3: 502 Bad Gateway"]);
+  });
+
+  it("is unhealthy for a domain Caddy has no route for", async () => {
+    const { result } = check({ domain: "nowhere.test", attempts: 2 });
+    expect(await result).toEqual({ ok: false, message: "unhealthy after 2 attempts: last 404 Not Found", data: { attempts: 2, status: 404 } });
+  });
+
+  it("says so when nothing listens at Caddy's address", async () => {
+    const { result } = check({ domain: "ok.test", attempts: 2 }, context(`http://127.0.0.1:${await freePort()}`));
+    const outcome = await result;
+    expect(outcome.ok).toBe(false);
+    expect(outcome.message).toMatch(/^unhealthy after 2 attempts: last connect ECONNREFUSED 127\.0\.0\.1:\d+$/);
+    expect(outcome.data).toEqual({ attempts: 2, status: null });
+  });
+
+  it("succeeds on the attempt where the site becomes healthy", async () => {
+    const { ctx, result } = check({ domain: "flaky.test", expectBody: "ready", attempts: 10 });
+    expect(await result).toEqual({ ok: true, message: "healthy after 3 attempts (status 200)", data: { attempts: 3, status: 200 } });
+    expect(attemptLines(ctx)).toEqual([
+      "attempt 1/10: 503 Service Unavailable",
+      "attempt 2/10: 503 Service Unavailable",
+      "attempt 3/10: 200 OK",
+    ]);
+    expect(flaky.hits()).toBe(3);
+  });
+
+  it("stops promptly when aborted while waiting between attempts", async () => {
+    const { ctx, result } = check({ domain: "down.test", attempts: 1000, intervalMs: 60_000 });
+    const started = Date.now();
+    setTimeout(() => ctx.abort("cancelled"), 200);
+    const outcome = await result;
+    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(outcome).toEqual({ ok: false, message: "stopped after 1 attempt (cancelled)", data: { attempts: 1, status: 502 } });
+  });
+
+  it("stops promptly when aborted during a request that never gets an answer", async () => {
+    const { ctx, result } = check({ domain: "hang.test", attempts: 5 });
+    const started = Date.now();
+    setTimeout(() => ctx.abort("timeout"), 300);
+    const outcome = await result;
+    expect(Date.now() - started).toBeLessThan(1_500);
+    expect(outcome).toEqual({ ok: false, message: "stopped after 1 attempt (timeout)", data: { attempts: 1, status: null } });
+    expect(attemptLines(ctx)).toEqual([]);
+  });
+});

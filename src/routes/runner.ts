@@ -1,0 +1,34 @@
+import { Hono } from "hono";
+import { z } from "zod";
+import { AppError } from "../lib/app-error.ts";
+import type { AppEnv } from "../lib/context.ts";
+import { loadJobSigningKey } from "../lib/job-signing.ts";
+import { validate } from "../lib/validate.ts";
+import { enrollRunner, hubFor, hubIdentity, loadServerByRunner } from "../services/servers.ts";
+import { EnrollRunner, type EnrollRunnerResponse } from "../shared/api.ts";
+
+const ConnectQuery = z.object({ runner: z.string().min(1).max(100) });
+
+/**
+ * `/runner/*`: what a runner daemon calls. Enrollment is authorised by the one-time token itself;
+ * the WebSocket is authorised inside the RunnerHub, by a signature over a fresh challenge.
+ */
+export const runnerRoute = new Hono<AppEnv>()
+  .post("/enroll", validate("json", EnrollRunner), async (c) => {
+    const body = c.req.valid("json");
+    const row = await enrollRunner(c.var.db, body.token, body.publicKey);
+    const { publicKey } = await loadJobSigningKey(c.env);
+    c.var.log.info("runner enrolled", { server: row.handle, runnerId: row.runnerId, version: body.version });
+    return c.json({ runnerId: row.runnerId ?? "", server: row.handle, controlPlanePublicKey: publicKey } satisfies EnrollRunnerResponse, 201);
+  })
+  .get("/connect", validate("query", ConnectQuery), async (c) => {
+    if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
+      throw new AppError("invalid_request", "GET /runner/connect is a WebSocket endpoint for the runner daemon");
+    }
+    const row = await loadServerByRunner(c.var.db, c.req.valid("query").runner);
+    if (!row) throw new AppError("unauthorized", "Unknown runner id; enroll the runner again (`orchestrator-runner enroll`)");
+    if (row.status === "disabled") throw new AppError("forbidden", `Server ${row.handle} is disabled`);
+    const headers = new Headers(c.req.raw.headers);
+    headers.set("x-hub-identity", JSON.stringify(hubIdentity(row)));
+    return hubFor(c.env, row).fetch(new Request(c.req.raw.url, { headers }));
+  });

@@ -1,0 +1,66 @@
+import { Hono } from "hono";
+import { z } from "zod";
+import { AppError, notFound } from "../lib/app-error.ts";
+import type { AppEnv } from "../lib/context.ts";
+import { validate } from "../lib/validate.ts";
+import { requireAdmin } from "../middleware/auth.ts";
+import { createServer, hubFor, hubIdentity, listServers, loadServer, renewEnrollmentToken, serverView } from "../services/servers.ts";
+import { CreateJob, CreateServer, JobState, JobWaitQuery, NewEnrollmentToken, Page, ServerHandle } from "../shared/api.ts";
+
+const HandleParam = z.object({ handle: ServerHandle });
+const JobParam = z.object({ handle: ServerHandle, jobId: z.string().min(1).max(100) });
+const JobList = z.strictObject({ state: JobState.optional(), limit: z.coerce.number().int().min(1).max(500).default(50) });
+
+function enrollCommand(origin: string, token: string): string {
+  return `npx orchestrator-runner enroll --edge ${origin} --token ${token}`;
+}
+
+/**
+ * `/api/servers` (admin): servers, their runners' enrollment and status, and the jobs sent to them.
+ * The enrollment token is in the create/renew response only; the database keeps its hash.
+ */
+export const serversRoute = new Hono<AppEnv>()
+  .use(requireAdmin)
+  .post("/", validate("json", CreateServer), async (c) => {
+    const { server, enrollment } = await createServer(c.var.db, c.env, c.req.valid("json"));
+    const origin = new URL(c.req.url).origin;
+    return c.json({ server: serverView(server, c.env), enrollment: { ...enrollment, command: enrollCommand(origin, enrollment.token) } }, 201);
+  })
+  .get("/", validate("query", Page), async (c) => {
+    const rows = await listServers(c.var.db, c.req.valid("query"));
+    return c.json({ servers: rows.map((row) => serverView(row, c.env)) });
+  })
+  .get("/:handle", validate("param", HandleParam), async (c) => {
+    const row = await loadServer(c.var.db, c.req.valid("param").handle);
+    const hub = await hubFor(c.env, row).status();
+    return c.json({ server: serverView(row, c.env), runner: hub });
+  })
+  .post("/:handle/enrollment", validate("param", HandleParam), validate("json", NewEnrollmentToken), async (c) => {
+    const { server, enrollment } = await renewEnrollmentToken(c.var.db, c.env, c.req.valid("param").handle, c.req.valid("json").enrollmentTtlSeconds);
+    const origin = new URL(c.req.url).origin;
+    return c.json({ server: serverView(server, c.env), enrollment: { ...enrollment, command: enrollCommand(origin, enrollment.token) } }, 201);
+  })
+  .post("/:handle/jobs", validate("param", HandleParam), validate("json", CreateJob), async (c) => {
+    const row = await loadServer(c.var.db, c.req.valid("param").handle);
+    const result = await hubFor(c.env, row).enqueue(hubIdentity(row), c.req.valid("json"));
+    if (!result.ok) throw new AppError(result.code, result.message);
+    return c.json({ job: result.job }, 201);
+  })
+  .get("/:handle/jobs", validate("param", HandleParam), validate("query", JobList), async (c) => {
+    const row = await loadServer(c.var.db, c.req.valid("param").handle);
+    return c.json({ jobs: await hubFor(c.env, row).listJobs(c.req.valid("query")) });
+  })
+  .get("/:handle/jobs/:jobId", validate("param", JobParam), validate("query", JobWaitQuery), async (c) => {
+    const { handle, jobId } = c.req.valid("param");
+    const row = await loadServer(c.var.db, handle);
+    const job = await hubFor(c.env, row).wait(jobId, c.req.valid("query").wait * 1000);
+    if (!job) notFound("Job");
+    return c.json({ job });
+  })
+  .post("/:handle/jobs/:jobId/cancel", validate("param", JobParam), async (c) => {
+    const { handle, jobId } = c.req.valid("param");
+    const row = await loadServer(c.var.db, handle);
+    const job = await hubFor(c.env, row).cancel(jobId);
+    if (!job) notFound("Job");
+    return c.json({ job }, 202);
+  });

@@ -1,0 +1,104 @@
+/**
+ * What each job type's payload may contain. The control plane validates a payload before signing it,
+ * and the runner validates it again before running anything: the schema is the job type's contract
+ * of what it may and may not do (runner/README.md lists it for operators).
+ */
+import { z } from "zod";
+import type { JobType } from "./jobs.ts";
+
+const MAX_TIMEOUT_SECONDS = 6 * 3600;
+const timeout = (fallback: number) => z.number().int().min(1).max(MAX_TIMEOUT_SECONDS).default(fallback);
+const EnvName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be a variable name (letters, digits, _)");
+/** A DNS name as a route's domain: labels of letters, digits and hyphens. */
+export const Domain = z
+  .string()
+  .max(253)
+  .regex(/^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*$/i, "must be a DNS name such as app.example.com");
+
+export const NoopPayload = z.strictObject({
+  /** Echoed back in the result: the benchmark and liveness checks use it. */
+  echo: z.string().max(1000).optional(),
+  timeoutSeconds: timeout(30),
+});
+
+export const DockerRunPayload = z.strictObject({
+  image: z.string().min(1).max(300),
+  cmd: z.array(z.string().max(10_000)).max(200).optional(),
+  env: z.record(EnvName, z.string().max(100_000)).default({}),
+  /** Like env, but the values are masked wherever the job's output is reported. */
+  secretEnv: z.record(EnvName, z.string().max(100_000)).default({}),
+  /** No network unless asked for: "none" gives the container loopback only. */
+  network: z.enum(["none", "host"]).default("none"),
+  cpus: z.number().positive().max(64).default(1),
+  memoryMb: z.number().int().min(6).max(65_536).default(512),
+  workdir: z.string().max(1000).optional(),
+  user: z.string().max(100).optional(),
+  timeoutSeconds: timeout(600),
+});
+
+export const CaddyRoute = z.strictObject({
+  domain: Domain,
+  upstreamPort: z.number().int().min(1).max(65_535),
+});
+export const CaddySyncPayload = z.strictObject({
+  /** The full list of routes this server should serve; anything not listed stops being served. */
+  routes: z.array(CaddyRoute).max(1000),
+  timeoutSeconds: timeout(60),
+});
+
+export const HealthCheckPayload = z.strictObject({
+  /** Checked through Caddy with this Host header, as a visitor would reach it. */
+  domain: Domain,
+  path: z.string().startsWith("/").max(2000).default("/"),
+  /** Statuses that count as healthy. */
+  expectStatus: z.array(z.number().int().min(100).max(599)).min(1).max(20).default([200]),
+  /** Optional text the body must contain. */
+  expectBody: z.string().max(1000).optional(),
+  attempts: z.number().int().min(1).max(1000).default(10),
+  intervalMs: z.number().int().min(50).max(60_000).default(1000),
+  timeoutSeconds: timeout(60),
+});
+
+const ExtraVars = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.unknown());
+export const AnsiblePlaybookPayload = z.strictObject({
+  /** A playbook shipped in runner/ansible/, by file name: never a path. */
+  playbook: z.string().regex(/^[a-z0-9][a-z0-9_-]*\.ya?ml$/, "must be the file name of a playbook in runner/ansible/"),
+  extraVars: ExtraVars.default({}),
+  /** Passed through a 0600 file, never on the command line, and masked in everything reported. */
+  secretVars: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string().max(100_000)).default({}),
+  check: z.boolean().default(false),
+  timeoutSeconds: timeout(1800),
+});
+
+export const ProvisionPayload = z.strictObject({
+  /** Check mode: report what would change and change nothing. */
+  check: z.boolean().default(false),
+  extraVars: ExtraVars.default({}),
+  timeoutSeconds: timeout(3600),
+});
+
+export const JobPayloads = {
+  noop: NoopPayload,
+  "docker.run": DockerRunPayload,
+  "caddy.sync": CaddySyncPayload,
+  "health.check": HealthCheckPayload,
+  "ansible.playbook": AnsiblePlaybookPayload,
+  provision: ProvisionPayload,
+} as const satisfies Record<JobType, z.ZodType>;
+
+export type JobPayload<T extends JobType> = z.infer<(typeof JobPayloads)[T]>;
+
+/** Every secret value a payload carries, so that reports can mask them. */
+export function payloadSecrets(type: JobType, payload: Record<string, unknown>): string[] {
+  const secrets = type === "docker.run" ? payload.secretEnv : type === "ansible.playbook" ? payload.secretVars : undefined;
+  if (!secrets || typeof secrets !== "object") return [];
+  return Object.values(secrets).filter((value): value is string => typeof value === "string" && value.length > 0);
+}
+
+/** The payload with secret values replaced, for API responses and stored copies shown to people. */
+export function redactPayload(type: string, payload: Record<string, unknown>): Record<string, unknown> {
+  const key = type === "docker.run" ? "secretEnv" : type === "ansible.playbook" ? "secretVars" : undefined;
+  const secrets = key ? payload[key] : undefined;
+  if (!key || !secrets || typeof secrets !== "object") return payload;
+  return { ...payload, [key]: Object.fromEntries(Object.keys(secrets).map((name) => [name, "[redacted]"])) };
+}

@@ -1,0 +1,83 @@
+/**
+ * The WebSocket protocol between a RunnerHub (one per server) and its runner daemon.
+ *
+ * The runner connects outbound to `/runner/connect`; the hub sends a fresh challenge and the runner
+ * answers with `hello`, signing the challenge with its enrolled key. After that:
+ * - hub → runner: signed jobs, signed cancels, and acks of results (plain JSON, authenticity by signature);
+ * - runner → hub: every message is a `RunnerBody` signed with the runner's key and bound to this
+ *   connection's challenge (`session`), so a message cannot be forged or replayed into another session.
+ */
+import { z } from "zod";
+import { SignedJob } from "./jobs.ts";
+
+export const CONNECT_PURPOSE = "orchestrator-runner-connect";
+/** How often the runner reports in; the hub counts a runner silent for 3 beats as gone. */
+export const HEARTBEAT_INTERVAL_MS = 10_000;
+
+/** What the runner signs to prove its identity for one connection. */
+export function connectProof(runnerId: string, challenge: string) {
+  return { purpose: CONNECT_PURPOSE, runnerId, challenge };
+}
+
+export const CancelEnvelope = z.strictObject({
+  v: z.literal(1),
+  kind: z.literal("cancel"),
+  jobId: z.string().min(1).max(100),
+  runner: z.string().min(1).max(100),
+  iat: z.number().int().positive(),
+  exp: z.number().int().positive(),
+});
+export type CancelEnvelope = z.infer<typeof CancelEnvelope>;
+
+export const HubMessage = z.discriminatedUnion("t", [
+  z.strictObject({ t: z.literal("challenge"), challenge: z.string().min(16) }),
+  z.strictObject({ t: z.literal("welcome"), runnerId: z.string(), server: z.string() }),
+  z.strictObject({ t: z.literal("job"), job: z.unknown() }),
+  z.strictObject({ t: z.literal("cancel"), cancel: CancelEnvelope, signature: z.string() }),
+  /** The hub stored this job's result: the runner may forget its outbox copy. */
+  z.strictObject({ t: z.literal("ack"), jobId: z.string() }),
+]);
+export type HubMessage = z.infer<typeof HubMessage>;
+
+export const JobFailureReason = z.enum(["failed", "timeout", "cancelled", "interrupted", "refused", "undelivered"]);
+export type JobFailureReason = z.infer<typeof JobFailureReason>;
+
+const LogLine = z.strictObject({ stream: z.enum(["stdout", "stderr", "system"]), line: z.string().max(16_384) });
+export type LogLine = z.infer<typeof LogLine>;
+
+const Base = { session: z.string(), at: z.number() };
+export const RunnerBody = z.discriminatedUnion("kind", [
+  z.strictObject({ ...Base, kind: z.literal("accepted"), jobId: z.string() }),
+  z.strictObject({
+    ...Base,
+    kind: z.literal("refused"),
+    /** Absent when the job was too malformed to name. */
+    jobId: z.string().optional(),
+    reason: z.string(),
+    message: z.string(),
+  }),
+  z.strictObject({ ...Base, kind: z.literal("progress"), jobId: z.string(), step: z.string().max(100), message: z.string().max(10_000), data: z.record(z.string(), z.unknown()).optional() }),
+  z.strictObject({ ...Base, kind: z.literal("log"), jobId: z.string(), lines: z.array(LogLine).min(1).max(500) }),
+  z.strictObject({
+    ...Base,
+    kind: z.literal("result"),
+    jobId: z.string(),
+    ok: z.boolean(),
+    message: z.string().max(10_000),
+    reason: JobFailureReason.optional(),
+    exitCode: z.number().int().optional(),
+    data: z.record(z.string(), z.unknown()).optional(),
+  }),
+  z.strictObject({ ...Base, kind: z.literal("heartbeat"), running: z.array(z.string()).max(1000), concurrency: z.number().int().positive() }),
+]);
+export type RunnerBody = z.infer<typeof RunnerBody>;
+/** A body as the runner builds it, before `session` and `at` are stamped on. */
+export type RunnerBodyInput = RunnerBody extends infer B ? (B extends RunnerBody ? Omit<B, "session" | "at"> : never) : never;
+
+export const RunnerMessage = z.discriminatedUnion("t", [
+  z.strictObject({ t: z.literal("hello"), runnerId: z.string().min(1).max(100), signature: z.string(), version: z.string().max(50), concurrency: z.number().int().positive().max(1000) }),
+  z.strictObject({ t: z.literal("msg"), body: z.unknown(), signature: z.string() }),
+]);
+export type RunnerMessage = z.infer<typeof RunnerMessage>;
+
+export { SignedJob };

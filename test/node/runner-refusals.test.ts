@@ -1,0 +1,225 @@
+/**
+ * What a runner refuses, and that it runs nothing then. The hub here is a scripted WebSocket server
+ * that speaks the real protocol (src/shared/runner-protocol.ts) and plays the attacker: it sends
+ * tampered, foreign, expired, unknown and replayed jobs to a real `orchestrator-runner run` process
+ * that drives the real Docker engine.
+ */
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Docker from "dockerode";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { WebSocketServer, type WebSocket } from "ws";
+import { TEST_IMAGE } from "../../scripts/lib/docker-engine.ts";
+import { waitFor } from "../../scripts/lib/processes.ts";
+import { generateKeySeed, importPrivateKey, importPublicKey, type JobEnvelope, signJob, type SignedJob, verifyValue } from "../../src/shared/jobs.ts";
+import { connectProof, RunnerBody, RunnerMessage } from "../../src/shared/runner-protocol.ts";
+import { runnerCli } from "../support/runners.ts";
+import type { Spawned } from "../../scripts/lib/processes.ts";
+
+const RUNNER_ID = "run_refusals";
+let docker: Docker;
+let hub: ScriptedHub;
+let controlPlane: { privateKey: CryptoKey; publicKey: string };
+let configPath: string;
+let runner: Spawned | null = null;
+
+/** A hub that authenticates the runner like the real one and records its verified messages. */
+class ScriptedHub {
+  readonly server: WebSocketServer;
+  readonly messages: RunnerBody[] = [];
+  socket: WebSocket | null = null;
+  runnerKey: CryptoKey | null = null;
+  private challenge = "";
+
+  constructor(server: WebSocketServer, runnerPublicKey: string) {
+    this.server = server;
+    void importPublicKey(runnerPublicKey).then((key) => (this.runnerKey = key));
+    server.on("connection", (socket) => {
+      this.challenge = `challenge-${Math.random().toString(36).slice(2)}-${Date.now()}`;
+      socket.send(JSON.stringify({ t: "challenge", challenge: this.challenge }));
+      socket.on("message", (data) => void this.onMessage(socket, (data as Buffer).toString()));
+    });
+  }
+
+  get port(): number {
+    return (this.server.address() as { port: number }).port;
+  }
+
+  private async onMessage(socket: WebSocket, text: string) {
+    const message = RunnerMessage.parse(JSON.parse(text));
+    const key = this.runnerKey;
+    if (!key) throw new Error("runner key not imported yet");
+    if (message.t === "hello") {
+      if (!(await verifyValue(key, connectProof(message.runnerId, this.challenge), message.signature))) return socket.close(4401, "bad hello");
+      this.socket = socket;
+      socket.send(JSON.stringify({ t: "welcome", runnerId: message.runnerId, server: "scripted" }));
+      return;
+    }
+    if (!(await verifyValue(key, message.body, message.signature))) throw new Error("runner message with a bad signature");
+    const body = RunnerBody.parse(message.body);
+    this.messages.push(body);
+    if (body.kind === "result") socket.send(JSON.stringify({ t: "ack", jobId: body.jobId }));
+  }
+
+  send(job: unknown) {
+    this.socket?.send(JSON.stringify({ t: "job", job }));
+  }
+
+  /** The runner's answer about one job: its refusal, or its result. */
+  answer(jobId: string, kinds: RunnerBody["kind"][] = ["refused", "result"]) {
+    return waitFor(
+      () => this.messages.find((m) => "jobId" in m && m.jobId === jobId && kinds.includes(m.kind)),
+      20_000,
+      () => `no answer for ${jobId}: ${JSON.stringify(this.messages.filter((m) => m.kind !== "heartbeat"))}`,
+    );
+  }
+
+  about(jobId: string) {
+    return this.messages.filter((m) => "jobId" in m && m.jobId === jobId);
+  }
+}
+
+async function startRunner() {
+  const child = runnerCli(["run", "--config", configPath]);
+  runner = child;
+  await waitFor(() => (child.output().includes('"msg":"connected"') ? true : undefined), 20_000, () => child.output(), () => child.child.exitCode !== null);
+}
+
+async function stopRunner() {
+  if (!runner) return;
+  runner.child.kill("SIGTERM");
+  await runner.exited;
+  runner = null;
+}
+
+let counter = 0;
+function envelope(overrides: Partial<JobEnvelope> = {}): JobEnvelope {
+  const now = Math.floor(Date.now() / 1000);
+  counter++;
+  return {
+    v: 1,
+    id: `job_refusal_${counter}_${now}`,
+    runner: RUNNER_ID,
+    type: "docker.run",
+    payload: { image: TEST_IMAGE, cmd: ["echo", "ran"] },
+    iat: now,
+    exp: now + 600,
+    nonce: `nonce-${counter}-${Math.random().toString(36).slice(2)}`,
+    ...overrides,
+  };
+}
+
+async function containersFor(jobId: string) {
+  return docker.listContainers({ all: true, filters: { label: [`orchestrator.job=${jobId}`] } });
+}
+
+async function expectRefused(job: SignedJob | Record<string, unknown>, jobId: string, reason: string) {
+  hub.send(job);
+  const answer = await hub.answer(jobId);
+  expect(answer).toMatchObject({ kind: "refused", reason });
+  expect(hub.about(jobId).map((m) => m.kind)).toEqual(["refused"]);
+  expect(await containersFor(jobId)).toEqual([]);
+  return answer;
+}
+
+beforeAll(async () => {
+  docker = new Docker({ socketPath: inject("dockerSocket") });
+  const cp = await generateKeySeed();
+  controlPlane = { privateKey: (await importPrivateKey(cp.seed)).privateKey, publicKey: cp.publicKey };
+  const own = await generateKeySeed();
+  const server = new WebSocketServer({ host: "127.0.0.1", port: 0, path: "/runner/connect" });
+  await new Promise((resolve) => server.once("listening", resolve));
+  hub = new ScriptedHub(server, own.publicKey);
+  const dir = mkdtempSync(join(tmpdir(), "orchestrator-refusals-"));
+  configPath = join(dir, "config.json");
+  writeFileSync(
+    configPath,
+    JSON.stringify({
+      edge: `http://127.0.0.1:${hub.port}`,
+      runnerId: RUNNER_ID,
+      server: "scripted",
+      privateKey: own.seed,
+      publicKey: own.publicKey,
+      controlPlanePublicKey: cp.publicKey,
+      stateDir: join(dir, "state"),
+      docker: { socketPath: inject("dockerSocket") },
+    }),
+    { mode: 0o600 },
+  );
+  await startRunner();
+}, 120_000);
+
+afterAll(async () => {
+  await stopRunner();
+  hub?.server.close();
+});
+
+describe("the runner refuses, and runs nothing", () => {
+  it("a tampered payload", async () => {
+    const signed = await signJob(controlPlane.privateKey, envelope());
+    const tampered = { ...signed, envelope: { ...signed.envelope, payload: { image: TEST_IMAGE, cmd: ["sh", "-c", "echo pwned"] } } };
+    await expectRefused(tampered, signed.envelope.id, "bad_signature");
+  });
+
+  it("a job signed with another key", async () => {
+    const other = await importPrivateKey((await generateKeySeed()).seed);
+    const signed = await signJob(other.privateKey, envelope());
+    await expectRefused(signed, signed.envelope.id, "bad_signature");
+  });
+
+  it("an expired job", async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const signed = await signJob(controlPlane.privateKey, envelope({ iat: now - 1000, exp: now - 300 }));
+    const answer = await expectRefused(signed, signed.envelope.id, "expired");
+    expect(answer.kind === "refused" && answer.message).toContain("expired at");
+  });
+
+  it("another runner's job", async () => {
+    const signed = await signJob(controlPlane.privateKey, envelope({ runner: "run_someone_else" }));
+    await expectRefused(signed, signed.envelope.id, "wrong_runner");
+  });
+
+  it("an unknown job type", async () => {
+    const signed = await signJob(controlPlane.privateKey, envelope({ type: "shell.exec", payload: { command: "rm -rf /" } }));
+    await expectRefused(signed, signed.envelope.id, "unknown_type");
+  });
+
+  it("a payload outside its job type's schema (a network other than none/host)", async () => {
+    const signed = await signJob(controlPlane.privateKey, envelope({ payload: { image: TEST_IMAGE, network: "bridge" } }));
+    await expectRefused(signed, signed.envelope.id, "malformed_payload");
+  });
+
+  it("a replayed job id, also after the runner restarts", async () => {
+    const signed = await signJob(controlPlane.privateKey, envelope());
+    const id = signed.envelope.id;
+    hub.send(signed);
+    expect(await hub.answer(id, ["result"])).toMatchObject({ kind: "result", ok: true, exitCode: 0 });
+    const lines = () => hub.about(id).flatMap((m) => (m.kind === "log" ? m.lines.map((l) => l.line) : []));
+    expect(lines()).toEqual(["ran"]);
+    const ranOnce = hub.about(id).length;
+
+    hub.send(signed);
+    await waitFor(() => (hub.about(id).length > ranOnce ? true : undefined), 10_000, () => "no answer to the replay");
+    expect(hub.about(id).at(-1)).toMatchObject({ kind: "refused", reason: "replayed" });
+
+    await stopRunner();
+    await startRunner();
+    const before = hub.about(id).length;
+    // The same id with a fresh nonce, and the same nonce under a fresh id: both are replays.
+    hub.send(await signJob(controlPlane.privateKey, { ...signed.envelope, nonce: `fresh-${Date.now()}-nonce` }));
+    await waitFor(() => (hub.about(id).length > before ? true : undefined), 10_000, () => "no answer to the replay after restart");
+    expect(hub.about(id).at(-1)).toMatchObject({ kind: "refused", reason: "replayed" });
+    const sameNonce = await signJob(controlPlane.privateKey, { ...signed.envelope, id: `${id}_other` });
+    hub.send(sameNonce);
+    expect(await hub.answer(sameNonce.envelope.id)).toMatchObject({ kind: "refused", reason: "replayed" });
+    expect(lines()).toEqual(["ran"]);
+  });
+
+  it("a malformed message, naming no job", async () => {
+    const count = hub.messages.length;
+    hub.send({ hello: "there" });
+    await waitFor(() => hub.messages.slice(count).find((m) => m.kind === "refused"), 10_000, () => "no refusal");
+    expect(hub.messages.slice(count).find((m) => m.kind === "refused")).toMatchObject({ reason: "malformed" });
+  });
+});

@@ -1,0 +1,194 @@
+/**
+ * The runner through the real path: worker (wrangler dev) → RunnerHub → a real `orchestrator-runner`
+ * process → the real Docker engine, with the job's output read back from the task's stream.
+ */
+import { readFileSync, statSync } from "node:fs";
+import Docker from "dockerode";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { TEST_IMAGE } from "../../scripts/lib/docker-engine.ts";
+import { type Stack, startStack } from "../../scripts/lib/local-stack.ts";
+import { waitFor } from "../../scripts/lib/processes.ts";
+import type { TaskEvent } from "../../src/shared/events.ts";
+import { enrolledRunner, finishedJob, jobInState, registerServer, runnerCli, submitJob, type TestRunner } from "../support/runners.ts";
+
+let stack: Stack;
+let docker: Docker;
+let runner: TestRunner;
+const HANDLE = "vps-one";
+
+async function taskWithEvents() {
+  const user = await stack.api<{ user: { id: string } }>("/api/users", { json: { name: "runner-test" } });
+  const task = await stack.api<{ task: { id: string } }>("/api/tasks", { json: { type: "deploy", ownerId: user.body.user.id } });
+  return task.body.task.id;
+}
+
+async function events(taskId: string) {
+  return (await stack.api<{ events: TaskEvent[] }>(`/api/tasks/${taskId}/events?limit=1000`)).body.events;
+}
+
+async function containersFor(jobId: string) {
+  return docker.listContainers({ all: true, filters: { label: [`orchestrator.job=${jobId}`] } });
+}
+
+beforeAll(async () => {
+  docker = new Docker({ socketPath: inject("dockerSocket") });
+  stack = await startStack({
+    databaseUrl: inject("databaseUrl"),
+    dbWsProxy: inject("dbWsProxy"),
+    adminKey: inject("adminApiKey"),
+    vars: { RUNNER_ACK_LEASE_SECONDS: "3" },
+  });
+  const { enrollment } = await registerServer(stack, HANDLE);
+  runner = await enrolledRunner(stack, enrollment.token, { docker: { socketPath: inject("dockerSocket") }, concurrency: 2 });
+}, 180_000);
+
+afterAll(async () => {
+  await runner?.stop();
+  await stack?.stop();
+});
+
+describe("enrollment", () => {
+  it("stores the identity with mode 0600, refuses a used or expired token, and shows the status", async () => {
+    const config = JSON.parse(readFileSync(runner.configPath, "utf8")) as { runnerId: string; server: string; privateKey: string };
+    expect(statSync(runner.configPath).mode & 0o777).toBe(0o600);
+    expect(config.runnerId).toMatch(/^run_/);
+    expect(config.server).toBe(HANDLE);
+
+    const server = await stack.api<{ server: { status: string; runnerId: string } }>(`/api/servers/${HANDLE}`);
+    expect(server.body.server).toMatchObject({ status: "offline", runnerId: config.runnerId });
+
+    // The token of a fresh server, used twice: the second use is refused, and nothing is overwritten.
+    const other = await registerServer(stack, "vps-used");
+    const first = runnerCli(["enroll", "--edge", stack.url, "--token", other.enrollment.token, "--config", `${runner.dir}/used-1.json`]);
+    expect(await first.exited).toBe(0);
+    const second = runnerCli(["enroll", "--edge", stack.url, "--token", other.enrollment.token, "--config", `${runner.dir}/used-2.json`]);
+    expect(await second.exited).toBe(3);
+    expect(second.output()).toContain("not valid or was already used");
+
+    const expiring = await registerServer(stack, "vps-expired", { enrollmentTtlSeconds: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const late = runnerCli(["enroll", "--edge", stack.url, "--token", expiring.enrollment.token, "--config", `${runner.dir}/late.json`]);
+    expect(await late.exited).toBe(3);
+    expect(late.output()).toContain("expired");
+    const pending = await stack.api<{ server: { status: string; runnerId: string | null } }>(`/api/servers/vps-expired`);
+    expect(pending.body.server).toMatchObject({ status: "pending", runnerId: null });
+  });
+
+  it("is online while the runner is connected and offline after it stops", async () => {
+    await runner.start();
+    const online = await stack.api<{ server: { status: string; lastSeenAt: string }; runner: { connected: boolean } }>(`/api/servers/${HANDLE}`);
+    expect(online.body.server.status).toBe("online");
+    expect(online.body.runner.connected).toBe(true);
+    expect(Date.now() - Date.parse(online.body.server.lastSeenAt)).toBeLessThan(15_000);
+    await runner.stop();
+    await waitFor(
+      async () => ((await stack.api<{ server: { status: string } }>(`/api/servers/${HANDLE}`)).body.server.status === "offline" ? true : undefined),
+      10_000,
+      () => "server never showed offline",
+    );
+    await runner.start();
+  });
+});
+
+describe("docker.run", () => {
+  it("streams the container's lines to the task in order and reports the exit code", async () => {
+    const taskId = await taskWithEvents();
+    const job = await submitJob(stack, HANDLE, {
+      type: "docker.run",
+      taskId,
+      finishTask: true,
+      payload: { image: TEST_IMAGE, cmd: ["sh", "-c", "for i in $(seq 1 30); do echo line $i; done; echo oops >&2; exit 3"] },
+    });
+    const done = await finishedJob(stack, HANDLE, job.id);
+    expect(done).toMatchObject({ state: "failed", outcome: { ok: false, exitCode: 3, reason: "failed" } });
+    const list = await events(taskId);
+    const logs = list.filter((e) => e.type === "log" && e.data?.stream === "stdout").map((e) => e.message);
+    expect(logs).toEqual(Array.from({ length: 30 }, (_, i) => `line ${i + 1}`));
+    expect(list.filter((e) => e.data?.stream === "stderr").map((e) => e.message)).toEqual(["oops"]);
+    const types = list.map((e) => e.type);
+    expect(types.indexOf("step.started")).toBeLessThan(types.indexOf("log"));
+    const completed = list.find((e) => e.type === "step.completed");
+    expect(completed?.data).toMatchObject({ jobId: job.id, ok: false, exitCode: 3 });
+    expect(list.at(-1)).toMatchObject({ type: "task.failed" });
+    expect(await containersFor(job.id)).toEqual([]);
+  });
+
+  it("kills a job past its timeout and says so", async () => {
+    const started = Date.now();
+    const job = await submitJob(stack, HANDLE, { type: "docker.run", payload: { image: TEST_IMAGE, cmd: ["sleep", "60"], timeoutSeconds: 2 } });
+    const done = await finishedJob(stack, HANDLE, job.id);
+    expect(done).toMatchObject({ state: "failed", outcome: { ok: false, reason: "timeout" } });
+    expect(done.outcome?.message).toContain("timed out after 2 s");
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(await containersFor(job.id)).toEqual([]);
+  });
+
+  it("cancels a running job", async () => {
+    const job = await submitJob(stack, HANDLE, { type: "docker.run", payload: { image: TEST_IMAGE, cmd: ["sleep", "60"] } });
+    await jobInState(stack, HANDLE, job.id, "running");
+    const res = await stack.api<{ job: { id: string } }>(`/api/servers/${HANDLE}/jobs/${job.id}/cancel`, { method: "POST" });
+    expect(res.status).toBe(202);
+    const done = await finishedJob(stack, HANDLE, job.id);
+    expect(done).toMatchObject({ state: "cancelled", outcome: { reason: "cancelled" } });
+    expect(await containersFor(job.id)).toEqual([]);
+  });
+
+  it("runs a job id at most once when the runner is killed mid-job and restarted", async () => {
+    const taskId = await taskWithEvents();
+    const since = Math.floor(Date.now() / 1000);
+    const job = await submitJob(stack, HANDLE, {
+      type: "docker.run",
+      taskId,
+      payload: { image: TEST_IMAGE, cmd: ["sh", "-c", "echo started; sleep 60"] },
+    });
+    await waitFor(async () => ((await events(taskId)).some((e) => e.message === "started") ? true : undefined), 30_000, () => "job never started");
+    await runner.kill();
+    await runner.start();
+    const done = await finishedJob(stack, HANDLE, job.id);
+    expect(done).toMatchObject({ state: "failed", outcome: { ok: false, reason: "interrupted" } });
+    // One container was ever created for the job, and the restarted runner removed it.
+    const created = await dockerEvents(since, job.id, "create");
+    expect(created).toBe(1);
+    expect(await containersFor(job.id)).toEqual([]);
+    expect((await events(taskId)).filter((e) => e.message === "started")).toHaveLength(1);
+  });
+});
+
+describe("the queue", () => {
+  it("keeps jobs for an offline runner until it connects, and fails them clearly after their deadline", async () => {
+    await runner.stop();
+    const waiting = await submitJob(stack, HANDLE, { type: "noop", payload: { echo: "hello" } });
+    const doomed = await submitJob(stack, HANDLE, { type: "noop", payload: {}, ttlSeconds: 5 });
+    expect(waiting.state).toBe("queued");
+    const failed = await finishedJob(stack, HANDLE, doomed.id, 30_000);
+    expect(failed).toMatchObject({ state: "failed", outcome: { reason: "undelivered" } });
+    expect(failed.outcome?.message).toContain("did not take the job before its deadline");
+    await runner.start();
+    const done = await finishedJob(stack, HANDLE, waiting.id);
+    expect(done).toMatchObject({ state: "succeeded", outcome: { ok: true, data: { echo: "hello" } } });
+  });
+
+  it("answers bad job requests with a clear error", async () => {
+    const bad = await stack.api<{ error: { code: string; message: string } }>(`/api/servers/${HANDLE}/jobs`, {
+      json: { type: "docker.run", payload: { image: TEST_IMAGE, network: "bridge" } },
+    });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.message).toContain("network");
+    const unknown = await stack.api<{ error: { code: string } }>(`/api/servers/${HANDLE}/jobs`, { json: { type: "shell", payload: {} } });
+    expect(unknown.status).toBe(400);
+    const missing = await stack.api<{ error: { code: string } }>(`/api/servers/nope-server/jobs/job_x`);
+    expect(missing.status).toBe(404);
+  });
+});
+
+/** Counts Docker events of one kind for a job's containers since `since` (unix seconds). */
+async function dockerEvents(since: number, jobId: string, action: string): Promise<number> {
+  const stream = (await docker.getEvents({
+    since,
+    until: Math.floor(Date.now() / 1000) + 1,
+    filters: { type: ["container"], label: [`orchestrator.job=${jobId}`], event: [action] },
+  }));
+  let text = "";
+  for await (const chunk of stream) text += String(chunk);
+  return text.split("\n").filter((line) => line.trim()).length;
+}
