@@ -1,9 +1,11 @@
 /**
- * `npm run bench -- <name> [--watchers 100,1000] [--events 1000]`: benchmarks that print figures,
- * one JSON line per case. Names: fanout (`--only ours` or `--only redis` runs one side).
+ * `npm run bench -- <name> [options]`: benchmarks that print figures, one JSON line per case.
+ * - fanout [--watchers 100,1000] [--events 1000] [--only ours|redis]
+ * - jobs [--jobs 1000] [--in-flight 1,8] [--docker-runs 20]
  */
 import { parseArgs } from "node:util";
 import { fanout } from "./fanout.ts";
+import { jobs } from "./jobs.ts";
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -11,15 +13,21 @@ const { values, positionals } = parseArgs({
     watchers: { type: "string", default: "100,1000" },
     events: { type: "string", default: "1000" },
     only: { type: "string" },
+    jobs: { type: "string", default: "1000" },
+    "in-flight": { type: "string", default: "1,8" },
+    "docker-runs": { type: "string", default: "20" },
   },
 });
 const [name] = positionals;
 const benches: Record<string, () => Promise<void>> = {
   fanout: () => fanout({ watchers: values.watchers.split(",").map(Number), events: Number(values.events), only: values.only }),
+  jobs: () => jobs({ jobs: Number(values.jobs), inFlight: values["in-flight"].split(",").map(Number), dockerRuns: Number(values["docker-runs"]) }),
 };
 const bench = name ? benches[name] : undefined;
 if (!bench) {
-  console.error(`usage: npm run bench -- <${Object.keys(benches).join("|")}> [--watchers 100,1000] [--events 1000] [--only ours|redis]`);
+  console.error(
+    `usage: npm run bench -- fanout [--watchers 100,1000] [--events 1000] [--only ours|redis]\n       npm run bench -- jobs [--jobs 1000] [--in-flight 1,8] [--docker-runs 20]`,
+  );
   process.exit(2);
 }
 await bench();

@@ -51,6 +51,15 @@ const FIXTURES: Record<string, string> = {
     - name: Sleep
       ansible.builtin.command: sleep 617
 `,
+  // A task that ignores SIGTERM: only the SIGKILL to the process group stops it.
+  "stubborn.yml": `
+- name: Stubborn
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Ignore SIGTERM
+      ansible.builtin.shell: trap '' TERM; while true; do sleep 0.1; done; echo stubborn-619
+`,
   "pause.yml": `
 - name: Pauser
   hosts: all
@@ -176,6 +185,8 @@ describe("ansible.playbook", () => {
     expect(context.steps.map((s) => s.message)).toContain("Report server facts / Report: ok");
     expect(context.steps.every((s) => s.step === "task")).toBe(true);
     expect(context.lines).toContainEqual({ stream: "system", line: "TASK [Report server facts / Caddy version]" });
+    // A clean run says nothing on stderr (no warnings about HOME, temp dirs or the interpreter).
+    expect(context.lines.filter((l) => l.stream === "stderr")).toEqual([]);
   });
 
   it("writes an env file with a secret, which appears nowhere in what is reported or on any command line", async () => {
@@ -219,7 +230,9 @@ describe("ansible.playbook", () => {
     expect(reported).not.toContain(secret);
     expect(outcome.data?.customStats).toEqual({ token: "[secret]" });
     expect(outcome.message).toContain("failed: Fail with it: non-zero return code: err [secret]");
-    expect(context.lines).toContainEqual({ stream: "stderr", line: "out [secret]" });
+    expect(context.lines).toContainEqual({ stream: "stdout", line: "the token is [secret]" });
+    expect(context.lines).toContainEqual({ stream: "stdout", line: "out [secret]" });
+    expect(context.lines).toContainEqual({ stream: "stderr", line: "err [secret]" });
   });
 
   it("puts variables only in the vars file, and secrets nowhere in the arguments or environment", () => {
@@ -305,17 +318,18 @@ describe("ansible.playbook", () => {
   });
 
   it.each([
-    ["sleep.yml", "Sleeper / Sleep"],
-    ["pause.yml", "Pauser / Pause"],
-  ])("stops %s promptly when aborted, leaving no process behind", async (name, task) => {
+    ["sleep.yml", "Sleeper / Sleep", "sleep 617"],
+    ["stubborn.yml", "Stubborn / Ignore SIGTERM", "stubborn-619"],
+    ["pause.yml", "Pauser / Pause", undefined],
+  ])("stops %s promptly when aborted, leaving no process behind", async (name, task, processMarker) => {
     const context = fixtureContext();
     const running = ansiblePlaybook(playbook({ playbook: name }), context);
     await until(() => context.lines.some((l) => l.line === `TASK [${task}]`), 30_000);
-    if (name === "sleep.yml") {
+    if (processMarker) {
       // Wait for the module's own process: the abort must reach Ansible's children too.
       const started = Date.now();
-      while ((await processesWith("sleep 617")).length === 0) {
-        if (Date.now() - started > 30_000) throw new Error("sleep 617 never started");
+      while ((await processesWith(processMarker)).length === 0) {
+        if (Date.now() - started > 30_000) throw new Error(`${processMarker} never started`);
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
     } else {
@@ -330,7 +344,7 @@ describe("ansible.playbook", () => {
     expect(outcome.ok).toBe(false);
     expect(outcome.message).toBe(`playbook ${name}: stopped (cancelled) after 0 tasks`);
     expect(took).toBeLessThan(5000);
-    expect(await processesWith("sleep 617")).toEqual([]);
+    if (processMarker) expect(await processesWith(processMarker)).toEqual([]);
     expect(await processesWith(fixtureDir)).toEqual([]);
   });
 
@@ -380,6 +394,7 @@ describe("provision", () => {
     // No systemd here: service tasks are skipped and a task says why.
     expect(tasks).toContainEqual(expect.objectContaining({ name: "Enable and start services", status: "skipped" }));
     expect(context.steps.map((s) => s.message)).toContainEqual(expect.stringMatching(/Say what is left to do: ok$/));
+    expect(context.lines).toContainEqual({ stream: "stdout", line: "systemd is not running here (service manager: process_api): services were not enabled or started" });
     expect(context.steps.every((s) => s.data?.check === true)).toBe(true);
 
     // Check mode changed nothing.

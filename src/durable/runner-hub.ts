@@ -47,7 +47,10 @@ export interface HubStatus {
   jobs: Record<JobState, number>;
 }
 
-export type EnqueueResult = { ok: true; job: JobView } | { ok: false; code: "invalid_request" | "conflict"; message: string };
+export type EnqueueResult =
+  | { ok: true; job: JobView }
+  /** `unknown_server`: the hub has not been told who it serves yet; call again with the identity. */
+  | { ok: false; code: "invalid_request" | "conflict" | "unknown_server"; message: string };
 
 interface SocketState {
   challenge: string;
@@ -95,6 +98,8 @@ export class RunnerHub extends DurableObject<Env> {
   private readonly waiters = new Map<string, Set<(job: JobView) => void>>();
   private runnerKey: { publicKey: string; key: Promise<CryptoKey> } | null = null;
   private lastSeenWrite = 0;
+  /** Who this hub serves (kept in meta; cached, since every job view names the server). */
+  private known: HubIdentity | null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -107,13 +112,16 @@ export class RunnerHub extends DurableObject<Env> {
       created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER, outcome TEXT,
       cancel_requested INTEGER NOT NULL DEFAULT 0)`);
     this.sql.exec(`CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, created_at)`);
+    this.known = JSON.parse(this.meta().get("identity") ?? "null") as HubIdentity | null;
   }
 
   // ---- RPC: the API and workflows ----
 
   /** Validates, signs and queues a job for this server's runner, and sends it at once if the runner is connected. */
-  async enqueue(identity: HubIdentity, input: CreateJob): Promise<EnqueueResult> {
-    this.remember(identity);
+  async enqueue(given: HubIdentity | null, input: CreateJob): Promise<EnqueueResult> {
+    if (given) this.remember(given);
+    const identity = this.known;
+    if (!identity) return { ok: false, code: "unknown_server", message: "this hub does not know its server yet" };
     if (!identity.runnerId) return { ok: false, code: "conflict", message: `Server ${identity.handle} has no enrolled runner yet` };
     const payload = JobPayloads[input.type].safeParse(input.payload);
     if (!payload.success) {
@@ -143,6 +151,11 @@ export class RunnerHub extends DurableObject<Env> {
     this.pump();
     await this.scheduleAlarm();
     return { ok: true, job: this.view(this.row(envelope.id)) };
+  }
+
+  /** Called at enrollment, so jobs can be queued without a database lookup. */
+  setIdentity(identity: HubIdentity): void {
+    this.remember(identity);
   }
 
   getJob(id: string): JobView | null {
@@ -526,11 +539,14 @@ export class RunnerHub extends DurableObject<Env> {
   }
 
   private remember(identity: HubIdentity): void {
+    if (JSON.stringify(identity) === JSON.stringify(this.known)) return;
+    this.known = identity;
     this.setMeta("identity", JSON.stringify(identity));
   }
 
   private identity(): HubIdentity {
-    return JSON.parse(this.meta().get("identity") ?? "null") as HubIdentity;
+    if (!this.known) throw new Error("RunnerHub used before it was told its server");
+    return this.known;
   }
 
   private meta(): Map<string, string> {
@@ -577,7 +593,8 @@ function isFinished(state: JobState): boolean {
 
 /** A typed client for the hub; every caller goes through it (RPC typings lose `unknown`-heavy types). */
 export interface RunnerHubClient {
-  enqueue(identity: HubIdentity, input: CreateJob): Promise<EnqueueResult>;
+  enqueue(identity: HubIdentity | null, input: CreateJob): Promise<EnqueueResult>;
+  setIdentity(identity: HubIdentity): Promise<void>;
   getJob(id: string): Promise<JobView | null>;
   listJobs(options: { state?: JobState; limit: number }): Promise<JobView[]>;
   wait(id: string, timeoutMs: number): Promise<JobView | null>;
@@ -586,10 +603,12 @@ export interface RunnerHubClient {
   fetch(request: Request): Promise<Response>;
 }
 
-export function getRunnerHub(env: Env, serverId: string): RunnerHubClient {
-  const stub = getRunnerHubStub(env, serverId);
+/** The hub of a server, by handle (unique and never renamed), so job calls need no database lookup. */
+export function getRunnerHub(env: Env, handle: string): RunnerHubClient {
+  const stub = getRunnerHubStub(env, handle);
   return {
     enqueue: (identity, input) => stub.enqueue(identity, input),
+    setIdentity: (identity) => stub.setIdentity(identity),
     getJob: (id) => stub.getJob(id),
     listJobs: (options) => stub.listJobs(options) as Promise<JobView[]>,
     wait: (id, timeoutMs) => stub.wait(id, timeoutMs),
@@ -599,6 +618,6 @@ export function getRunnerHub(env: Env, serverId: string): RunnerHubClient {
   };
 }
 
-export function getRunnerHubStub(env: Env, serverId: string): DurableObjectStub<RunnerHub> {
-  return env.RUNNER_HUB.get(env.RUNNER_HUB.idFromName(serverId));
+export function getRunnerHubStub(env: Env, handle: string): DurableObjectStub<RunnerHub> {
+  return env.RUNNER_HUB.get(env.RUNNER_HUB.idFromName(handle));
 }

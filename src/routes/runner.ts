@@ -17,6 +17,8 @@ export const runnerRoute = new Hono<AppEnv>()
   .post("/enroll", validate("json", EnrollRunner), async (c) => {
     const body = c.req.valid("json");
     const row = await enrollRunner(c.var.db, body.token, body.publicKey);
+    // The hub learns its new runner now; connecting tells it again, should this call fail.
+    await hubFor(c.env, row).setIdentity(hubIdentity(row)).catch((error: unknown) => c.var.log.warn("hub not told of the enrollment", { error: String(error) }));
     const { publicKey } = await loadJobSigningKey(c.env);
     c.var.log.info("runner enrolled", { server: row.handle, runnerId: row.runnerId, version: body.version });
     return c.json({ runnerId: row.runnerId ?? "", server: row.handle, controlPlanePublicKey: publicKey } satisfies EnrollRunnerResponse, 201);

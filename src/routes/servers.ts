@@ -40,27 +40,33 @@ export const serversRoute = new Hono<AppEnv>()
     const origin = new URL(c.req.url).origin;
     return c.json({ server: serverView(server, c.env), enrollment: { ...enrollment, command: enrollCommand(origin, enrollment.token) } }, 201);
   })
-  .post("/:handle/jobs", validate("param", HandleParam), validate("json", CreateJob), async (c) => {
-    const row = await loadServer(c.var.db, c.req.valid("param").handle);
-    const result = await hubFor(c.env, row).enqueue(hubIdentity(row), c.req.valid("json"));
-    if (!result.ok) throw new AppError(result.code, result.message);
-    return c.json({ job: result.job }, 201);
+  // Job calls go straight to the server's hub, which knows its runner: no database round trip.
+  .post("/:handle/jobs", validate("param", HandleParam), validate("query", JobWaitQuery), validate("json", CreateJob), async (c) => {
+    const { handle } = c.req.valid("param");
+    const hub = hubFor(c.env, { handle });
+    let result = await hub.enqueue(null, c.req.valid("json"));
+    if (!result.ok && result.code === "unknown_server") {
+      result = await hub.enqueue(hubIdentity(await loadServer(c.var.db, handle)), c.req.valid("json"));
+    }
+    if (!result.ok) throw new AppError(result.code === "unknown_server" ? "internal_error" : result.code, result.message);
+    // `?wait=N`: answer once the job has finished (or after N seconds), saving the caller a second request.
+    const { wait } = c.req.valid("query");
+    const job = wait > 0 ? ((await hub.wait(result.job.id, wait * 1000)) ?? result.job) : result.job;
+    return c.json({ job }, 201);
   })
   .get("/:handle/jobs", validate("param", HandleParam), validate("query", JobList), async (c) => {
-    const row = await loadServer(c.var.db, c.req.valid("param").handle);
-    return c.json({ jobs: await hubFor(c.env, row).listJobs(c.req.valid("query")) });
+    const { handle } = c.req.valid("param");
+    return c.json({ jobs: await hubFor(c.env, await loadServer(c.var.db, handle)).listJobs(c.req.valid("query")) });
   })
   .get("/:handle/jobs/:jobId", validate("param", JobParam), validate("query", JobWaitQuery), async (c) => {
     const { handle, jobId } = c.req.valid("param");
-    const row = await loadServer(c.var.db, handle);
-    const job = await hubFor(c.env, row).wait(jobId, c.req.valid("query").wait * 1000);
+    const job = await hubFor(c.env, { handle }).wait(jobId, c.req.valid("query").wait * 1000);
     if (!job) notFound("Job");
     return c.json({ job });
   })
   .post("/:handle/jobs/:jobId/cancel", validate("param", JobParam), async (c) => {
     const { handle, jobId } = c.req.valid("param");
-    const row = await loadServer(c.var.db, handle);
-    const job = await hubFor(c.env, row).cancel(jobId);
+    const job = await hubFor(c.env, { handle }).cancel(jobId);
     if (!job) notFound("Job");
     return c.json({ job }, 202);
   });

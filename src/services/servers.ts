@@ -140,6 +140,6 @@ export async function loadServerByRunner(db: Db, runnerId: string): Promise<Serv
   return row;
 }
 
-export function hubFor(env: Env, row: ServerRow) {
-  return getRunnerHub(env, row.id);
+export function hubFor(env: Env, row: Pick<ServerRow, "handle">) {
+  return getRunnerHub(env, row.handle);
 }

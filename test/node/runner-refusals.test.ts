@@ -14,7 +14,7 @@ import { TEST_IMAGE } from "../../scripts/lib/docker-engine.ts";
 import { waitFor } from "../../scripts/lib/processes.ts";
 import { generateKeySeed, importPrivateKey, importPublicKey, type JobEnvelope, signJob, type SignedJob, verifyValue } from "../../src/shared/jobs.ts";
 import { connectProof, RunnerBody, RunnerMessage } from "../../src/shared/runner-protocol.ts";
-import { runnerCli } from "../support/runners.ts";
+import { runnerCli } from "../../scripts/lib/local-runner.ts";
 import type { Spawned } from "../../scripts/lib/processes.ts";
 
 const RUNNER_ID = "run_refusals";

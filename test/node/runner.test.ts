@@ -9,7 +9,7 @@ import { TEST_IMAGE } from "../../scripts/lib/docker-engine.ts";
 import { type Stack, startStack } from "../../scripts/lib/local-stack.ts";
 import { waitFor } from "../../scripts/lib/processes.ts";
 import type { TaskEvent } from "../../src/shared/events.ts";
-import { enrolledRunner, finishedJob, jobInState, registerServer, runnerCli, submitJob, type TestRunner } from "../support/runners.ts";
+import { enrolledRunner, finishedJob, jobInState, registerServer, runnerCli, submitJob, type TestRunner } from "../../scripts/lib/local-runner.ts";
 
 let stack: Stack;
 let docker: Docker;

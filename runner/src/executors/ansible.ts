@@ -10,7 +10,7 @@
  * - Every secret value is masked before anything leaves this module.
  */
 import { spawn } from "node:child_process";
-import { mkdtemp, readdir, realpath, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, realpath, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, sep } from "node:path";
 import type { JobPayload } from "../../../src/shared/job-payloads.ts";
@@ -195,6 +195,7 @@ export async function runPlaybook(run: PlaybookRun, context: ExecutorContext): P
   // mkdtemp makes the directory 0700: the vars file, HOME and Ansible's temp files stay private.
   const workDir = await mkdtemp(join(tmpdir(), "orchestrator-ansible-"));
   try {
+    for (const dir of ["home", "tmp", "remote-tmp"]) await mkdir(join(workDir, dir), { mode: 0o700 });
     const varsFile = join(workDir, "vars.yml");
     await writeFile(varsFile, varsFileContent({ ...run.extraVars, ...run.secretVars }), { mode: 0o600 });
     const report = new Report(run, context, mask);
@@ -242,6 +243,8 @@ function spawnPlaybook(
       signal.removeEventListener("abort", onAbort);
       clearTimeout(killTimer);
       clearTimeout(deadline);
+      // ansible-playbook is gone, but a module process that ignored SIGTERM may not be.
+      if (aborted) killGroup("SIGKILL");
       resolve({ ...result, aborted });
     };
     const killGroup = (name: NodeJS.Signals) => {
@@ -260,8 +263,9 @@ function spawnPlaybook(
       deadline = setTimeout(() => finish({ exitCode: child.exitCode, signal: child.signalCode }), KILL_GRACE_MS + 1000);
     };
 
-    splitLines(child.stdout, (line) => report.stdoutLine(line));
-    splitLines(child.stderr, (line) => report.stderrLine(line));
+    // Nothing is reported once the outcome is settled (after an abort's deadline).
+    splitLines(child.stdout, (line) => settled || report.stdoutLine(line));
+    splitLines(child.stderr, (line) => settled || report.stderrLine(line));
     child.on("error", (error) => finish({ exitCode: null, signal: null, spawnError: error }));
     child.on("close", (exitCode, exitSignal) => finish({ exitCode, signal: exitSignal }));
     if (signal.aborted) onAbort();
@@ -367,7 +371,12 @@ class Report {
       if (status === "failed" || status === "unreachable") {
         task.detail = truncate(this.mask(failureDetail(result)), MAX_DETAIL);
         this.failures.push(task);
-        for (const line of outputLines(result)) this.context.log(this.mask(line), "stderr");
+        for (const stream of ["stdout", "stderr"] as const) {
+          for (const line of outputLines(result, stream)) this.context.log(this.mask(line), stream);
+        }
+      } else if (status === "ok" && isDebug(result)) {
+        // What a playbook says to its reader (provision.yml's notes, say), as Ansible would print it.
+        for (const line of debugLines(result)) this.context.log(this.mask(line), "stdout");
       }
       if (this.tasks.length < MAX_TASKS) this.tasks.push(task);
       else this.tasksDropped++;
@@ -474,9 +483,22 @@ function failureDetail(result: Record<string, unknown>): string {
 }
 
 /** A failed command's own output, for the log. */
-function outputLines(result: Record<string, unknown>): string[] {
-  const lines = (key: string) => (Array.isArray(result[key]) ? (result[key] as unknown[]).filter((l): l is string => typeof l === "string") : []);
-  return [...lines("stdout_lines"), ...lines("stderr_lines")].slice(-50);
+function outputLines(result: Record<string, unknown>, stream: "stdout" | "stderr"): string[] {
+  const lines = result[`${stream}_lines`];
+  return Array.isArray(lines) ? lines.filter((line): line is string => typeof line === "string").slice(-50) : [];
+}
+
+function isDebug(result: Record<string, unknown>): boolean {
+  return result.action === "ansible.builtin.debug" || result.action === "debug";
+}
+
+function debugLines(result: Record<string, unknown>): string[] {
+  const { msg } = result;
+  if (msg === undefined) return [];
+  const items = Array.isArray(msg) ? (msg as unknown[]) : [msg];
+  return items
+    .flatMap((item) => (typeof item === "string" ? item.split("\n") : [JSON.stringify(item)]))
+    .slice(0, 50);
 }
 
 function maskDeep<T>(value: T, mask: (text: string) => string): T {

@@ -6,9 +6,9 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { RunnerConfigInput } from "../../runner/src/config.ts";
-import type { Stack } from "../../scripts/lib/local-stack.ts";
-import { ROOT } from "../../scripts/lib/local-stack.ts";
-import { type Spawned, spawnCollecting, waitFor } from "../../scripts/lib/processes.ts";
+import type { Stack } from "./local-stack.ts";
+import { ROOT } from "./local-stack.ts";
+import { type Spawned, spawnCollecting, waitFor } from "./processes.ts";
 import type { JobView } from "../../src/shared/api.ts";
 
 export const RUNNER_BIN = join(ROOT, "runner", "bin.ts");
