@@ -16,6 +16,8 @@ const USAGE = `Usage:
   orchestrator tasks link <task-id> [--ttl SECONDS]    print a signed link to the live task view
   orchestrator engineering status <task-id> [--follow] [--json]
   orchestrator deploy status <task-id> [--follow] [--json]
+  orchestrator servers list [--json]                  servers, their runners' status and last heartbeat
+  orchestrator servers show <handle> [--json]         one server, its runner's connection and job counts
 
   --follow   print each event as it happens, until the task ends (exit 0 completed, 1 failed/cancelled)
   --json     machine-readable output (NDJSON events with --follow)
@@ -99,6 +101,47 @@ async function status(kind: "engineering" | "deploy", args: string[]): Promise<n
   return task.status === "failed" || task.status === "cancelled" ? 1 : 0;
 }
 
+interface ServerView {
+  handle: string;
+  host: string;
+  status: string;
+  runnerId: string | null;
+  lastSeenAt: string | null;
+  labels: Record<string, string>;
+}
+
+function since(iso: string | null): string {
+  if (!iso) return "never";
+  const seconds = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+  return seconds < 120 ? `${seconds}s ago` : seconds < 7200 ? `${Math.round(seconds / 60)}m ago` : iso;
+}
+
+async function serversList(args: string[]) {
+  const { values } = parseArgs({ args, options: { json: { type: "boolean" } } });
+  const { servers } = await apiGet<{ servers: ServerView[] }>(loadConfig(), "/api/servers?limit=200", "servers");
+  if (values.json) return out(JSON.stringify(servers));
+  if (servers.length === 0) return out("No servers. An admin registers one with POST /api/servers (see runner/README.md).");
+  for (const server of servers) {
+    out(`${server.handle.padEnd(20)} ${server.status.padEnd(8)} ${server.host.padEnd(24)} last seen ${since(server.lastSeenAt)}`);
+  }
+}
+
+async function serversShow(args: string[]) {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: "boolean" } } });
+  const [handle] = positionals;
+  if (!handle) usage("servers show needs a server handle");
+  const body = await apiGet<{ server: ServerView; runner: { connected: boolean; lastHeartbeatAt: string | null; jobs: Record<string, number> } }>(
+    loadConfig(),
+    `/api/servers/${encodeURIComponent(handle)}`,
+    `server ${handle}`,
+  );
+  if (values.json) return out(JSON.stringify(body));
+  const { server, runner } = body;
+  out(`${server.handle}  ${server.status}  ${server.host}`);
+  out(`runner ${server.runnerId ?? "not enrolled"}${runner.connected ? ", connected" : ""}; last heartbeat ${since(runner.lastHeartbeatAt ?? server.lastSeenAt)}`);
+  out(`jobs: ${Object.entries(runner.jobs).map(([state, n]) => `${n} ${state}`).join(", ")}`);
+}
+
 async function main(argv: string[]): Promise<number> {
   const [group, command, ...rest] = argv;
   if (!group || group === "help" || group === "--help" || group === "-h") {
@@ -108,6 +151,8 @@ async function main(argv: string[]): Promise<number> {
   if (group === "tasks" && command === "list") return tasksList(rest).then(() => 0);
   if (group === "tasks" && command === "link") return tasksLink(rest).then(() => 0);
   if ((group === "engineering" || group === "deploy") && command === "status") return status(group, rest);
+  if (group === "servers" && command === "list") return serversList(rest).then(() => 0);
+  if (group === "servers" && command === "show") return serversShow(rest).then(() => 0);
   usage(`unknown command: ${argv.join(" ")}`);
 }
 

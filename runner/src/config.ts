@@ -33,7 +33,10 @@ export const RunnerConfig = z.strictObject({
     .strictObject({
       /** Caddy's admin API (loopback only). */
       adminUrl: z.url().default("http://127.0.0.1:2019"),
-      /** The JSON config Caddy is started with (`caddy run --config <path> --resume` keeps it across restarts). */
+      /**
+       * The JSON config Caddy is started with (`caddy run --config <path>`). caddy.sync writes it only
+       * with a config Caddy validated and loaded, so a restarted Caddy serves the last good routes.
+       */
       configPath: z.string().default("/var/lib/orchestrator-runner/caddy/caddy.json"),
       /** Where health checks reach Caddy's HTTP listener. */
       httpUrl: z.url().default("http://127.0.0.1:80"),

@@ -5,15 +5,19 @@
 import { readFileSync, statSync } from "node:fs";
 import Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { startCaddy, startUpstream, type TestCaddy, type Upstream } from "../../scripts/lib/caddy.ts";
 import { TEST_IMAGE } from "../../scripts/lib/docker-engine.ts";
-import { type Stack, startStack } from "../../scripts/lib/local-stack.ts";
-import { waitFor } from "../../scripts/lib/processes.ts";
+import { join } from "node:path";
+import { ROOT, type Stack, startStack } from "../../scripts/lib/local-stack.ts";
+import { spawnCollecting, waitFor } from "../../scripts/lib/processes.ts";
 import type { TaskEvent } from "../../src/shared/events.ts";
 import { enrolledRunner, finishedJob, jobInState, registerServer, runnerCli, submitJob, type TestRunner } from "../../scripts/lib/local-runner.ts";
 
 let stack: Stack;
 let docker: Docker;
 let runner: TestRunner;
+let caddy: TestCaddy;
+let app: Upstream;
 const HANDLE = "vps-one";
 
 async function taskWithEvents() {
@@ -38,13 +42,21 @@ beforeAll(async () => {
     adminKey: inject("adminApiKey"),
     vars: { RUNNER_ACK_LEASE_SECONDS: "3" },
   });
+  caddy = await startCaddy();
+  app = await startUpstream("hello from the app");
   const { enrollment } = await registerServer(stack, HANDLE);
-  runner = await enrolledRunner(stack, enrollment.token, { docker: { socketPath: inject("dockerSocket") }, concurrency: 2 });
+  runner = await enrolledRunner(stack, enrollment.token, {
+    docker: { socketPath: inject("dockerSocket") },
+    concurrency: 2,
+    caddy: { adminUrl: caddy.adminUrl, httpUrl: caddy.httpUrl, configPath: caddy.configPath, listen: [`127.0.0.1:${caddy.httpPort}`], disableTls: true },
+  });
 }, 180_000);
 
 afterAll(async () => {
   await runner?.stop();
   await stack?.stop();
+  await caddy?.stop();
+  await app?.close();
 });
 
 describe("enrollment", () => {
@@ -80,6 +92,17 @@ describe("enrollment", () => {
     expect(online.body.server.status).toBe("online");
     expect(online.body.runner.connected).toBe(true);
     expect(Date.now() - Date.parse(online.body.server.lastSeenAt)).toBeLessThan(15_000);
+    // What an operator sees in the CLI.
+    const env = { ...process.env, ORCHESTRATOR_URL: stack.url, ORCHESTRATOR_API_KEY: stack.adminKey };
+    const list = spawnCollecting(process.execPath, [join(ROOT, "cli", "bin.ts"), "servers", "list"], { cwd: ROOT, env });
+    expect(await list.exited, list.output()).toBe(0);
+    expect(list.output()).toMatch(new RegExp(`^${HANDLE}\\s+online\\s+${HANDLE}\\.example\\.test\\s+last seen \\d+s ago$`, "m"));
+    const show = spawnCollecting(process.execPath, [join(ROOT, "cli", "bin.ts"), "servers", "show", HANDLE], { cwd: ROOT, env });
+    expect(await show.exited, show.output()).toBe(0);
+    expect(show.output()).toContain(", connected; last heartbeat");
+    const missing = spawnCollecting(process.execPath, [join(ROOT, "cli", "bin.ts"), "servers", "show", "no-such-server"], { cwd: ROOT, env });
+    expect(await missing.exited).toBe(3);
+    expect(missing.output()).toContain("server no-such-server not found");
     await runner.stop();
     await waitFor(
       async () => ((await stack.api<{ server: { status: string } }>(`/api/servers/${HANDLE}`)).body.server.status === "offline" ? true : undefined),
@@ -151,6 +174,40 @@ describe("docker.run", () => {
     expect(created).toBe(1);
     expect(await containersFor(job.id)).toEqual([]);
     expect((await events(taskId)).filter((e) => e.message === "started")).toHaveLength(1);
+  });
+});
+
+describe("routing a deployed service", () => {
+  it("caddy.sync publishes a route, health.check sees it through Caddy, and a refused sync changes nothing", async () => {
+    const taskId = await taskWithEvents();
+    const synced = await submitJob(stack, HANDLE, { type: "caddy.sync", taskId, payload: { routes: [{ domain: "shop.example.test", upstreamPort: app.port }] } });
+    expect(await finishedJob(stack, HANDLE, synced.id)).toMatchObject({ state: "succeeded", outcome: { data: { domains: ["shop.example.test"] } } });
+    const healthy = await submitJob(stack, HANDLE, {
+      type: "health.check",
+      taskId,
+      payload: { domain: "shop.example.test", expectBody: "hello from the app", attempts: 3, intervalMs: 100 },
+    });
+    expect(await finishedJob(stack, HANDLE, healthy.id)).toMatchObject({ state: "succeeded", outcome: { ok: true, data: { attempts: 1, status: 200 } } });
+
+    // Two routes for one domain: refused before Caddy is touched; the published route keeps serving.
+    const refused = await submitJob(stack, HANDLE, {
+      type: "caddy.sync",
+      payload: { routes: [{ domain: "shop.example.test", upstreamPort: app.port }, { domain: "shop.example.test", upstreamPort: 1 }] },
+    });
+    expect(await finishedJob(stack, HANDLE, refused.id)).toMatchObject({ state: "failed", outcome: { ok: false, reason: "failed" } });
+    const still = await submitJob(stack, HANDLE, { type: "health.check", payload: { domain: "shop.example.test", attempts: 1 } });
+    expect(await finishedJob(stack, HANDLE, still.id)).toMatchObject({ state: "succeeded" });
+
+    // Removing the route: the domain stops being served, and the check says so.
+    const removed = await submitJob(stack, HANDLE, { type: "caddy.sync", payload: { routes: [] } });
+    expect(await finishedJob(stack, HANDLE, removed.id)).toMatchObject({ state: "succeeded" });
+    const gone = await submitJob(stack, HANDLE, { type: "health.check", payload: { domain: "shop.example.test", attempts: 2, intervalMs: 100 } });
+    const goneDone = await finishedJob(stack, HANDLE, gone.id);
+    expect(goneDone).toMatchObject({ state: "failed", outcome: { ok: false, data: { status: 404 } } });
+    expect(goneDone.outcome?.message).toContain("unhealthy after 2 attempts");
+
+    const steps = (await events(taskId)).filter((e) => e.type === "step.completed").map((e) => e.step);
+    expect(steps).toEqual(["caddy.sync", "health.check"]);
   });
 });
 
