@@ -7,6 +7,7 @@ import { parseArgs } from "node:util";
 import { ConfigError, defaultConfigPath, loadConfig } from "./src/config.ts";
 import { RunnerDaemon } from "./src/daemon.ts";
 import { enroll, EnrollError } from "./src/enroll.ts";
+import { JournalLockedError } from "./src/journal.ts";
 
 const USAGE = `Usage:
   orchestrator-runner enroll --edge <url> --token <token> [--config <path>] [--state-dir <dir>] [--concurrency N] [--force]
@@ -83,7 +84,7 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`orchestrator-runner: ${error.message}\n\n${USAGE}\n`);
       process.exit(2);
     }
-    if (error instanceof ConfigError || error instanceof EnrollError) {
+    if (error instanceof ConfigError || error instanceof EnrollError || error instanceof JournalLockedError) {
       process.stderr.write(`orchestrator-runner: ${error.message}\n`);
       process.exit(3);
     }

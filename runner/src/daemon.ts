@@ -5,7 +5,7 @@
  * progress, log lines and results as messages signed with its own key.
  */
 import WebSocket from "ws";
-import { JobPayloads, payloadSecrets } from "../../src/shared/job-payloads.ts";
+import { describePayloadIssues, JobPayloads, payloadSecrets } from "../../src/shared/job-payloads.ts";
 import { importPrivateKey, importPublicKey, type JobType, signValue, verifyJob, verifyValue } from "../../src/shared/jobs.ts";
 import {
   CancelEnvelope,
@@ -21,6 +21,7 @@ import { removeJobContainers } from "./executors/docker-run.ts";
 import { executors } from "./executors/index.ts";
 import type { AbortReason, ExecutorOutcome } from "./executors/types.ts";
 import { Journal, type ResultBody } from "./journal.ts";
+import { secretMasker } from "./mask.ts";
 import { RUNNER_VERSION } from "./version.ts";
 
 export { RUNNER_VERSION };
@@ -45,6 +46,7 @@ interface RunningJob {
 
 const LOG_FLUSH_MS = 50;
 const LOG_BATCH_MAX = 200;
+const MAX_LOG_LINES_PER_JOB = 20_000;
 /** Messages kept while disconnected; beyond this, log lines are dropped (results are journaled anyway). */
 const OFFLINE_QUEUE_MAX = 5000;
 const BACKOFF_BASE_MS = 500;
@@ -62,7 +64,10 @@ export class RunnerDaemon {
   private readonly cancelledEarly = new Set<string>();
   private readonly queue: RunnerBodyInput[] = [];
   private socket: WebSocket | null = null;
+  /** The connection's challenge, used as the session of every message once the hub has welcomed us. */
   private session: string | null = null;
+  private challenge: string | null = null;
+  private inbox: Promise<void> = Promise.resolve();
   private flushing = false;
   private stopping = false;
   private attempt = 0;
@@ -116,7 +121,11 @@ export class RunnerDaemon {
     const socket = new WebSocket(url, { handshakeTimeout: 15_000, headers: { "user-agent": `orchestrator-runner/${RUNNER_VERSION}` } });
     this.socket = socket;
     socket.on("message", (data) => {
-      this.onMessage(socket, String(data as Buffer)).catch((error: unknown) => this.log.warn("message handling failed", { error: String(error) }));
+      // One at a time, in order: a cancel must not overtake the job it cancels.
+      const text = (data as Buffer).toString();
+      this.inbox = this.inbox
+        .then(() => this.onMessage(socket, text))
+        .catch((error: unknown) => this.log.warn("message handling failed", { error: String(error) }));
     });
     socket.on("unexpected-response", (_request, response) => {
       let body = "";
@@ -159,11 +168,13 @@ export class RunnerDaemon {
           version: RUNNER_VERSION,
           concurrency: this.config.concurrency,
         };
-        this.session = message.challenge;
+        this.challenge = message.challenge;
         socket.send(JSON.stringify(hello));
         return;
       }
       case "welcome": {
+        // Messages go out only now: before the welcome, a refused hello would lose them.
+        this.session = this.challenge;
         this.attempt = 0;
         this.log.info("connected", { server: message.server, runnerId: message.runnerId });
         // Results the hub may not have: sent first, before anything new.
@@ -239,19 +250,21 @@ export class RunnerDaemon {
     if (!check.ok) {
       if (check.reason === "replayed" && named && this.answerDuplicate(named)) return;
       this.log.warn("refused a job", { jobId: named, reason: check.reason, message: check.message });
-      this.send({ kind: "refused", ...(named ? { jobId: named } : {}), reason: check.reason, message: check.message });
+      this.send({ kind: "refused", ...(named ? { jobId: named } : {}), reason: check.reason, message: clip(check.message, 10_000) });
       return;
     }
     const { envelope } = check;
     const payload = JobPayloads[envelope.type].safeParse(envelope.payload);
     if (!payload.success) {
-      const message = `invalid ${envelope.type} payload: ${payload.error.issues.map((i) => `${i.path.join(".") || "payload"}: ${i.message}`).join("; ")}`;
+      const message = `invalid ${envelope.type} payload: ${describePayloadIssues(payload.error)}`;
       this.log.warn("refused a job", { jobId: envelope.id, reason: "malformed_payload", message });
-      this.send({ kind: "refused", jobId: envelope.id, reason: "malformed_payload", message });
+      this.send({ kind: "refused", jobId: envelope.id, reason: "malformed_payload", message: clip(message, 10_000) });
       return;
     }
     if (this.cancelledEarly.delete(envelope.id)) {
-      this.send({ kind: "refused", jobId: envelope.id, reason: "cancelled", message: "the job was cancelled before it arrived" });
+      // Journaled like a finished job, so a redelivery is answered with this result, never run.
+      this.journal.recordSeen(envelope.id, envelope.nonce, envelope.exp, envelope.type);
+      this.finishWith({ kind: "result", jobId: envelope.id, ok: false, reason: "cancelled", message: "cancelled before it started" });
       return;
     }
     // Journaled (fsynced) before anything runs: from here on, this id is never run again.
@@ -279,7 +292,8 @@ export class RunnerDaemon {
 
   private async execute(job: RunningJob, payload: { timeoutSeconds: number }, secrets: string[]): Promise<void> {
     const { controller } = job;
-    const mask = masker(secrets);
+    const mask = secretMasker(secrets);
+    let logged = 0;
     const lines: LogLine[] = [];
     let flushTimer: NodeJS.Timeout | null = null;
     const flushLines = () => {
@@ -300,13 +314,18 @@ export class RunnerDaemon {
         signal: controller.signal,
         config: this.config,
         log: (line, stream = "stdout") => {
-          lines.push({ stream, line: mask(line).slice(0, 16_384) });
+          // A bound on what one job can push through the hub into its task's stream.
+          if (++logged > MAX_LOG_LINES_PER_JOB) {
+            if (logged === MAX_LOG_LINES_PER_JOB + 1) lines.push({ stream: "system", line: `output truncated: only the first ${MAX_LOG_LINES_PER_JOB} lines are streamed` });
+            return;
+          }
+          lines.push({ stream, line: clip(mask(line), 16_384) });
           if (lines.length >= LOG_BATCH_MAX) flushLines();
           else flushTimer ??= setTimeout(flushLines, LOG_FLUSH_MS);
         },
         progress: (step, message, data) => {
           flushLines();
-          this.send({ kind: "progress", jobId: job.id, step, message: mask(message), ...(data ? { data: maskJson(data, mask) } : {}) });
+          this.send({ kind: "progress", jobId: job.id, step: clip(step, 100), message: clip(mask(message), 10_000), ...(data ? { data: maskJson(data, mask) } : {}) });
         },
       });
     } catch (error) {
@@ -319,7 +338,17 @@ export class RunnerDaemon {
     }
     const result = this.resultFor(job, outcome, controller.signal, payload.timeoutSeconds, mask);
     this.log.info("job finished", { jobId: job.id, ok: result.ok, reason: result.reason, ms: Date.now() - started });
-    this.journal.recordResult(result);
+    this.finishWith(result);
+  }
+
+  /** Journals a result (so it survives a restart until the hub acknowledges it), then sends it. */
+  private finishWith(result: ResultBody): void {
+    try {
+      this.journal.recordResult(result);
+    } catch (error) {
+      // A full disk must not turn a finished job into a crash; the hub still hears about it.
+      this.log.warn("could not journal a result", { jobId: result.jobId, error: String(error) });
+    }
     this.send(result);
   }
 
@@ -331,7 +360,7 @@ export class RunnerDaemon {
       if (reason === "cancelled") return { ...base, ok: false, reason: "cancelled", message: "cancelled while running and stopped" };
       return { ...base, ok: false, reason: "interrupted", message: "the runner was shutting down and stopped the job; it is not run again" };
     }
-    return { ...base, ok: outcome.ok, message: mask(outcome.message), ...(outcome.ok ? {} : { reason: "failed" as const }) };
+    return { ...base, ok: outcome.ok, message: clip(mask(outcome.message), 10_000), ...(outcome.ok ? {} : { reason: "failed" as const }) };
   }
 
   private async onCancel(cancel: CancelEnvelope, signature: string): Promise<void> {
@@ -387,11 +416,9 @@ function nameOf(input: unknown): string | undefined {
   return typeof id === "string" && id.length <= 100 ? id : undefined;
 }
 
-/** Replaces every secret value with [secret]; longest first, so overlapping secrets are fully hidden. */
-function masker(secrets: string[]): (text: string) => string {
-  const sorted = [...new Set(secrets)].filter((s) => s.length >= 3).sort((a, b) => b.length - a.length);
-  if (!sorted.length) return (text) => text;
-  return (text) => sorted.reduce((out, secret) => out.split(secret).join("[secret]"), text);
+/** Shortens text to what the protocol carries, saying so. */
+function clip(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 20)}… (${text.length - max + 20} more)`;
 }
 
 function maskJson(data: Record<string, unknown>, mask: (text: string) => string): Record<string, unknown> {

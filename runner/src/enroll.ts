@@ -28,6 +28,11 @@ export async function enroll(options: {
   } catch {
     throw new EnrollError(`--edge must be the control plane's URL, e.g. https://orchestrator.example.workers.dev (got "${options.edge}")`);
   }
+  // The control plane's public key is trusted from this answer on: only over TLS, or on this machine.
+  const loopback = ["127.0.0.1", "localhost", "[::1]"].includes(edge.hostname);
+  if (edge.protocol !== "https:" && !loopback) {
+    throw new EnrollError(`--edge must be an https:// URL (got ${edge.origin}); plain http is accepted only for loopback`);
+  }
   const { seed, publicKey } = await generateKeySeed();
   let response: Response;
   try {

@@ -5,7 +5,7 @@
  * Entries are kept until the job's `exp` (plus clock skew) has passed and its result was acknowledged;
  * after that the job's signature has expired anyway, so forgetting it is safe.
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { CLOCK_SKEW_SECONDS } from "../../src/shared/jobs.ts";
 import type { RunnerBodyInput } from "../../src/shared/runner-protocol.ts";
@@ -28,6 +28,7 @@ type Record_ =
 
 export class Journal {
   private readonly path: string;
+  private readonly lockPath: string;
   private readonly entries = new Map<string, JournalEntry>();
   private readonly nonces = new Set<string>();
   private fd: number;
@@ -35,6 +36,8 @@ export class Journal {
 
   constructor(stateDir: string) {
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    this.lockPath = join(stateDir, "runner.lock");
+    takeLock(this.lockPath);
     this.path = join(stateDir, "journal.jsonl");
     if (existsSync(this.path)) this.load();
     this.compact();
@@ -76,6 +79,7 @@ export class Journal {
 
   close(): void {
     closeSync(this.fd);
+    rmSync(this.lockPath, { force: true });
   }
 
   private append(record: Record_): void {
@@ -120,8 +124,10 @@ export class Journal {
     const now = Math.floor(Date.now() / 1000);
     const keep: string[] = [];
     for (const entry of [...this.entries.values()]) {
+      // Forgotten only once it can no longer be replayed (expired) and the hub has its result: a job
+      // still running, or a result not yet acknowledged, is kept however old it is.
       const expired = entry.exp + CLOCK_SKEW_SECONDS < now;
-      if (expired && (!entry.result || entry.acked)) {
+      if (expired && entry.result && entry.acked) {
         this.entries.delete(entry.id);
         this.nonces.delete(entry.nonce);
         continue;
@@ -136,5 +142,39 @@ export class Journal {
     fsyncSync(fd);
     closeSync(fd);
     renameSync(temp, this.path);
+  }
+}
+
+export class JournalLockedError extends Error {}
+
+/**
+ * One daemon per state directory: two daemons with one identity would each run jobs the other
+ * already journaled. A lock left by a dead process (its pid is gone) is taken over.
+ */
+function takeLock(path: string): void {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(path, "wx", 0o600);
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      return;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+      const pid = Number(readFileSync(path, "utf8").trim());
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
+        throw new JournalLockedError(`another orchestrator-runner (pid ${pid}) is using ${path}; stop it first`);
+      }
+      rmSync(path, { force: true });
+    }
+  }
+  throw new JournalLockedError(`could not lock ${path}`);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
   }
 }

@@ -21,8 +21,8 @@ import { loadJobSigningKey } from "../lib/job-signing.ts";
 import { appendTaskEvent } from "../services/tasks.ts";
 import type { CreateJob, JobOutcomeView, JobState, JobView } from "../shared/api.ts";
 import type { TaskEventInput } from "../shared/events.ts";
-import { JobPayloads, redactPayload } from "../shared/job-payloads.ts";
-import { type JobEnvelope, signJob, signValue, verifyValue, importPublicKey } from "../shared/jobs.ts";
+import { describePayloadIssues, JobPayloads, redactPayload } from "../shared/job-payloads.ts";
+import { CLOCK_SKEW_SECONDS, type JobEnvelope, signJob, signValue, verifyValue, importPublicKey } from "../shared/jobs.ts";
 import {
   type CancelEnvelope,
   connectProof,
@@ -78,14 +78,20 @@ interface JobRow extends Record<string, SqlStorageValue> {
   finished_at: number | null;
   outcome: string | null;
   cancel_requested: number;
+  /** The signed cancel, kept to be sent again (before the job itself) after a reconnect. */
+  cancel_message: string | null;
 }
 
-const ACTIVE_STATES = ["delivered", "running"];
 /** How long a runner that stops heartbeating keeps a running job before it counts as lost. */
 const RUNNING_LEASE_MS = 3 * HEARTBEAT_INTERVAL_MS;
 /** Time for a reconnecting runner to report a job that outlived its connection. */
 const RESULT_GRACE_MS = 60_000;
 const AUTH_TIMEOUT_MS = 15_000;
+/**
+ * When an undelivered job fails: at `exp` if it was never sent; if it was sent, only once the runner
+ * could no longer accept it either (exp + clock skew) and its acceptance had time to arrive.
+ */
+const DEADLINE_SQL = `CASE WHEN attempts = 0 THEN expires_at ELSE expires_at + ? END`;
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
@@ -110,7 +116,7 @@ export class RunnerHub extends DurableObject<Env> {
       envelope TEXT NOT NULL, signature TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
       lease_until INTEGER, expires_at INTEGER NOT NULL, timeout_seconds INTEGER NOT NULL,
       created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER, outcome TEXT,
-      cancel_requested INTEGER NOT NULL DEFAULT 0)`);
+      cancel_requested INTEGER NOT NULL DEFAULT 0, cancel_message TEXT)`);
     this.sql.exec(`CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, created_at)`);
     this.known = JSON.parse(this.meta().get("identity") ?? "null") as HubIdentity | null;
   }
@@ -125,7 +131,7 @@ export class RunnerHub extends DurableObject<Env> {
     if (!identity.runnerId) return { ok: false, code: "conflict", message: `Server ${identity.handle} has no enrolled runner yet` };
     const payload = JobPayloads[input.type].safeParse(input.payload);
     if (!payload.success) {
-      const summary = payload.error.issues.map((i) => `${i.path.join(".") || "payload"}: ${i.message}`).join("; ");
+      const summary = describePayloadIssues(payload.error);
       return { ok: false, code: "invalid_request", message: `Invalid ${input.type} payload: ${summary}` };
     }
     const now = Date.now();
@@ -189,17 +195,24 @@ export class RunnerHub extends DurableObject<Env> {
     });
   }
 
-  /** Cancels a job: a queued one at once, a delivered or running one through a signed cancel to the runner. */
+  /**
+   * Cancels a job. One never sent ends at once. One that was ever sent may be running on the runner
+   * even if its acceptance was lost, so the runner is told through a signed cancel, sent now and
+   * again before any redelivery; the runner's result then ends the job as cancelled.
+   */
   async cancel(id: string): Promise<JobView | null> {
     const row = this.findRow(id);
     if (!row) return null;
-    if (row.state === "queued") {
+    if (row.state === "queued" && row.attempts === 0) {
       await this.finish(row, { ok: false, reason: "cancelled", message: "cancelled before it reached the runner" }, "cancelled");
-    } else if (ACTIVE_STATES.includes(row.state)) {
-      // Remembered, so a runner that is offline now gets the cancel when it reconnects.
-      this.sql.exec(`UPDATE jobs SET cancel_requested = 1, updated_at = ? WHERE id = ?`, Date.now(), id);
+    } else if (!isFinished(row.state as JobState) && !row.cancel_requested) {
+      const runner = (JSON.parse(row.envelope) as JobEnvelope).runner;
+      const iat = Math.floor(Date.now() / 1000);
+      const cancel: CancelEnvelope = { v: 1, kind: "cancel", jobId: row.id, runner, iat, exp: iat + 24 * 3600 };
+      const message: HubMessage = { t: "cancel", cancel, signature: await signValue(await this.signingKey(), cancel) };
+      this.sql.exec(`UPDATE jobs SET cancel_requested = 1, cancel_message = ?, updated_at = ? WHERE id = ?`, JSON.stringify(message), Date.now(), id);
       const socket = this.runnerSocket();
-      if (socket) await this.sendCancel(socket, row);
+      if (socket) this.send(socket, message);
     }
     return this.view(this.row(id));
   }
@@ -280,11 +293,28 @@ export class RunnerHub extends DurableObject<Env> {
       return;
     }
     const body = RunnerBody.safeParse(parsed.body);
-    if (!body.success || body.data.session !== state.challenge) {
-      ws.close(4400, body.success ? "message from another session" : "malformed message body");
+    if (!body.success) {
+      // Signed by the runner but not understood (e.g. an over-long report). Closing would only bring it
+      // back with the same message, forever; a result ends its job as failed and is acknowledged.
+      await this.onUnreadableBody(ws, parsed.body, body.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "));
+      return;
+    }
+    if (body.data.session !== state.challenge) {
+      ws.close(4400, "message from another session");
       return;
     }
     await this.handleBody(ws, body.data);
+  }
+
+  private async onUnreadableBody(ws: WebSocket, raw: unknown, problem: string): Promise<void> {
+    const fields = (raw ?? {}) as { kind?: unknown; jobId?: unknown };
+    console.error(JSON.stringify({ level: "warn", msg: "unreadable runner message", kind: fields.kind, problem: problem.slice(0, 500) }));
+    if (fields.kind !== "result" || typeof fields.jobId !== "string") return;
+    const row = this.findRow(fields.jobId);
+    if (row && !isFinished(row.state as JobState)) {
+      await this.finish(row, { ok: false, reason: "failed", message: `the runner's result could not be read: ${problem.slice(0, 500)}` });
+    }
+    this.send(ws, { t: "ack", jobId: fields.jobId });
   }
 
   private async authenticate(ws: WebSocket, state: SocketState, message: RunnerMessage): Promise<void> {
@@ -307,11 +337,12 @@ export class RunnerHub extends DurableObject<Env> {
     this.send(ws, { t: "welcome", runnerId: message.runnerId, server: identity.handle });
     // Jobs sent on an earlier connection and never accepted are sent again.
     this.sql.exec(`UPDATE jobs SET state = 'queued', lease_until = NULL WHERE state = 'delivered'`);
-    for (const row of this.sql.exec<JobRow>(`SELECT * FROM jobs WHERE state = 'running' AND cancel_requested = 1`).toArray()) {
-      await this.sendCancel(ws, row);
+    for (const row of this.sql.exec<JobRow>(`SELECT * FROM jobs WHERE state = 'running' AND cancel_message IS NOT NULL`).toArray()) {
+      this.send(ws, JSON.parse(row.cancel_message ?? "null") as HubMessage);
     }
     this.pump();
-    await this.setServerStatus("online");
+    // Not awaited: Postgres being slow must not hold up the runner's messages behind this one.
+    this.ctx.waitUntil(this.setServerStatus("online"));
     await this.scheduleAlarm();
   }
 
@@ -325,13 +356,13 @@ export class RunnerHub extends DurableObject<Env> {
         }
         const state = ws.deserializeAttachment() as SocketState;
         if (state.concurrency !== body.concurrency) ws.serializeAttachment({ ...state, concurrency: body.concurrency });
-        if (now - this.lastSeenWrite > HEARTBEAT_INTERVAL_MS / 2) await this.setServerStatus("online");
+        if (now - this.lastSeenWrite > HEARTBEAT_INTERVAL_MS / 2) this.ctx.waitUntil(this.setServerStatus("online"));
         this.pump();
         return;
       }
       case "accepted": {
         const row = this.findRow(body.jobId);
-        if (!row || !["delivered", "queued", "running"].includes(row.state)) return;
+        if (!row || !(["delivered", "queued", "running"].includes(row.state) || wasUndelivered(row))) return;
         if (row.state !== "running") {
           this.sql.exec(
             `UPDATE jobs SET state = 'running', started_at = COALESCE(started_at, ?), lease_until = ?, updated_at = ? WHERE id = ?`,
@@ -365,7 +396,8 @@ export class RunnerHub extends DurableObject<Env> {
       }
       case "result": {
         const row = this.findRow(body.jobId);
-        if (row && !isFinished(row.state as JobState)) {
+        // A job given up as undelivered that the runner did take: its real outcome wins.
+        if (row && (!isFinished(row.state as JobState) || wasUndelivered(row))) {
           const outcome: JobOutcomeView = {
             ok: body.ok,
             message: body.message,
@@ -389,13 +421,16 @@ export class RunnerHub extends DurableObject<Env> {
     const now = Date.now();
     for (const ws of this.ctx.getWebSockets()) {
       const state = ws.deserializeAttachment() as SocketState | null;
-      if (state && !state.authenticated && now - state.openedAt > AUTH_TIMEOUT_MS) ws.close(4401, "no hello in time");
+      if (state && !state.authenticated && now - state.openedAt >= AUTH_TIMEOUT_MS) ws.close(4401, "no hello in time");
     }
     const connected = this.runnerSocket() !== null;
-    const expired = this.sql.exec<JobRow>(`SELECT * FROM jobs WHERE state IN ('queued', 'delivered') AND expires_at <= ?`, now).toArray();
+    const expired = this.sql.exec<JobRow>(`SELECT * FROM jobs WHERE state IN ('queued', 'delivered') AND ${DEADLINE_SQL} <= ?`, this.deliveryGraceMs(), now).toArray();
     for (const row of expired) {
       const offline = connected ? "" : ` (runner offline since ${this.meta().get("disconnected_at") ?? "it was enrolled"})`;
-      await this.finish(row, { ok: false, reason: "undelivered", message: `the runner of ${this.identity().handle} did not take the job before its deadline${offline}` });
+      const message = row.attempts === 0
+        ? `the runner of ${this.identity().handle} did not take the job before its deadline${offline}`
+        : `the runner of ${this.identity().handle} did not confirm the job before its deadline${offline}; if it reports the job later, that outcome replaces this one`;
+      await this.finish(row, { ok: false, reason: "undelivered", message });
     }
     // Sent, never accepted: send again.
     this.sql.exec(`UPDATE jobs SET state = 'queued', lease_until = NULL, updated_at = ? WHERE state = 'delivered' AND lease_until <= ?`, now, now);
@@ -431,6 +466,9 @@ export class RunnerHub extends DurableObject<Env> {
     const lease = now + Number(this.env.RUNNER_ACK_LEASE_SECONDS || 15) * 1000;
     for (const row of this.sql.exec<JobRow>(`SELECT * FROM jobs WHERE state = 'queued' AND expires_at > ? ORDER BY created_at LIMIT ?`, now, free).toArray()) {
       this.sql.exec(`UPDATE jobs SET state = 'delivered', attempts = attempts + 1, lease_until = ?, updated_at = ? WHERE id = ?`, lease, now, row.id);
+      // A cancelled job that may have reached the runner: the cancel goes first, so the runner
+      // answers the job with a cancelled result whether or not it had seen it.
+      if (row.cancel_message) this.send(socket, JSON.parse(row.cancel_message) as HubMessage);
       this.send(socket, { t: "job", job: { envelope: JSON.parse(row.envelope) as unknown, signature: row.signature } });
     }
   }
@@ -441,6 +479,10 @@ export class RunnerHub extends DurableObject<Env> {
       `UPDATE jobs SET state = ?, outcome = ?, finished_at = ?, updated_at = ?, lease_until = NULL WHERE id = ?`,
       state, JSON.stringify(outcome), now, now, row.id,
     );
+    // A finished job is never sent again: its secrets need not be kept.
+    const envelope = JSON.parse(row.envelope) as JobEnvelope;
+    const redacted = redactPayload(row.type, envelope.payload);
+    if (redacted !== envelope.payload) this.sql.exec(`UPDATE jobs SET envelope = ? WHERE id = ?`, JSON.stringify({ ...envelope, payload: redacted }), row.id);
     const job = this.view(this.row(row.id));
     const step = row.type;
     const data = { jobId: row.id, ok: outcome.ok, ...(outcome.reason ? { reason: outcome.reason } : {}), ...(outcome.exitCode !== undefined ? { exitCode: outcome.exitCode } : {}) };
@@ -479,11 +521,18 @@ export class RunnerHub extends DurableObject<Env> {
     const next = this.sql
       .exec<{ at: number | null }>(
         `SELECT MIN(t) AS at FROM (
-           SELECT MIN(expires_at) AS t FROM jobs WHERE state IN ('queued', 'delivered')
+           SELECT MIN(${DEADLINE_SQL}) AS t FROM jobs WHERE state IN ('queued', 'delivered')
            UNION ALL SELECT MIN(lease_until) FROM jobs WHERE state IN ('delivered', 'running'))`,
+        this.deliveryGraceMs(),
       )
       .one().at;
-    const candidates = [next, at].filter((t): t is number => typeof t === "number");
+    // Sockets that have not said hello yet are closed at their deadline.
+    const pendingAuth = this.ctx
+      .getWebSockets()
+      .map((ws) => ws.deserializeAttachment() as SocketState | null)
+      .filter((state): state is SocketState => state !== null && !state.authenticated)
+      .map((state) => state.openedAt + AUTH_TIMEOUT_MS);
+    const candidates = [next, at, ...pendingAuth].filter((t): t is number => typeof t === "number");
     if (!candidates.length) return;
     const wanted = Math.min(...candidates);
     const current = await this.ctx.storage.getAlarm();
@@ -505,13 +554,6 @@ export class RunnerHub extends DurableObject<Env> {
     }
   }
 
-  private async sendCancel(ws: WebSocket, row: JobRow): Promise<void> {
-    const runner = (JSON.parse(row.envelope) as JobEnvelope).runner;
-    const iat = Math.floor(Date.now() / 1000);
-    const cancel: CancelEnvelope = { v: 1, kind: "cancel", jobId: row.id, runner, iat, exp: iat + 300 };
-    this.send(ws, { t: "cancel", cancel, signature: await signValue(await this.signingKey(), cancel) });
-  }
-
   private async setServerStatus(status: "online" | "offline"): Promise<void> {
     const now = new Date();
     this.lastSeenWrite = now.getTime();
@@ -528,6 +570,10 @@ export class RunnerHub extends DurableObject<Env> {
     }
   }
 
+  private deliveryGraceMs(): number {
+    return (CLOCK_SKEW_SECONDS + Number(this.env.RUNNER_ACK_LEASE_SECONDS || 15)) * 1000;
+  }
+
   private signingKey(): Promise<CryptoKey> {
     return loadJobSigningKey(this.env).then((k) => k.privateKey);
   }
@@ -540,8 +586,19 @@ export class RunnerHub extends DurableObject<Env> {
 
   private remember(identity: HubIdentity): void {
     if (JSON.stringify(identity) === JSON.stringify(this.known)) return;
+    const previous = this.known;
     this.known = identity;
     this.setMeta("identity", JSON.stringify(identity));
+    if (previous?.runnerId && (previous.runnerId !== identity.runnerId || previous.runnerPublicKey !== identity.runnerPublicKey)) {
+      // Re-enrolled (e.g. after a key leak): the old runner's connection is no longer trusted, and
+      // jobs signed for it would be refused by the new one.
+      for (const ws of this.ctx.getWebSockets()) ws.close(4401, "this runner was replaced by a new enrollment");
+      const now = Date.now();
+      this.sql.exec(
+        `UPDATE jobs SET state = 'failed', finished_at = ?, updated_at = ?, lease_until = NULL, outcome = ? WHERE state IN ('queued', 'delivered')`,
+        now, now, JSON.stringify({ ok: false, reason: "undelivered", message: "the server's runner was re-enrolled before it took this job; submit it again" } satisfies JobOutcomeView),
+      );
+    }
   }
 
   private identity(): HubIdentity {
@@ -585,6 +642,10 @@ export class RunnerHub extends DurableObject<Env> {
       outcome: row.outcome ? (JSON.parse(row.outcome) as JobOutcomeView) : null,
     };
   }
+}
+
+function wasUndelivered(row: JobRow): boolean {
+  return row.state === "failed" && row.outcome !== null && (JSON.parse(row.outcome) as JobOutcomeView).reason === "undelivered";
 }
 
 function isFinished(state: JobState): boolean {

@@ -19,7 +19,7 @@ const limit = bodyLimit({
 export const jsonBody = createMiddleware<AppEnv>(async (c, next) => {
   if (c.req.method === "GET" || c.req.method === "HEAD" || c.req.method === "DELETE") return next();
   // A bodiless POST (e.g. …/cancel) has nothing to check; routes that need a body validate it.
-  if (c.req.header("content-length") === "0" || (!c.req.header("content-length") && !c.req.header("transfer-encoding"))) return next();
+  if (c.req.raw.body === null || c.req.header("content-length") === "0") return next();
   return limit(c, async () => {
     const type = c.req.header("content-type") ?? "";
     if (!/^application\/([\w.+-]+\+)?json\b/i.test(type)) {

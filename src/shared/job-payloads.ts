@@ -59,13 +59,23 @@ export const HealthCheckPayload = z.strictObject({
   timeoutSeconds: timeout(60),
 });
 
-const ExtraVars = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.unknown());
+/**
+ * Extra vars outrank everything in Ansible, connection settings included: `ansible_python_interpreter`
+ * or `ansible_connection` from a payload would run commands or move the run to another host. So
+ * `ansible_*` and Ansible's reserved names are refused.
+ */
+const RESERVED_VARS = new Set(["hostvars", "vars", "environment", "omit", "playbook_dir", "inventory_hostname", "inventory_dir", "group_names", "groups", "role_path"]);
+const VarName = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be a variable name")
+  .refine((name) => !/^ansible_/i.test(name) && !RESERVED_VARS.has(name), "ansible_* and Ansible's reserved variable names cannot be set by a job");
+const ExtraVars = z.record(VarName, z.unknown());
 export const AnsiblePlaybookPayload = z.strictObject({
   /** A playbook shipped in runner/ansible/, by file name: never a path. */
   playbook: z.string().regex(/^[a-z0-9][a-z0-9_-]*\.ya?ml$/, "must be the file name of a playbook in runner/ansible/"),
   extraVars: ExtraVars.default({}),
   /** Passed through a 0600 file, never on the command line, and masked in everything reported. */
-  secretVars: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string().max(100_000)).default({}),
+  secretVars: z.record(VarName, z.string().max(100_000)).default({}),
   check: z.boolean().default(false),
   timeoutSeconds: timeout(1800),
 });
@@ -73,7 +83,14 @@ export const AnsiblePlaybookPayload = z.strictObject({
 export const ProvisionPayload = z.strictObject({
   /** Check mode: report what would change and change nothing. */
   check: z.boolean().default(false),
-  extraVars: ExtraVars.default({}),
+  /** Only the firewall's settings: paths and binaries end up in root's systemd units, so they are fixed. */
+  extraVars: z
+    .strictObject({
+      firewall_enabled: z.boolean().optional(),
+      firewall_ssh_port: z.number().int().min(1).max(65_535).optional(),
+      firewall_extra_tcp_ports: z.array(z.number().int().min(1).max(65_535)).max(50).optional(),
+    })
+    .default({}),
   timeoutSeconds: timeout(3600),
 });
 
@@ -101,4 +118,15 @@ export function redactPayload(type: string, payload: Record<string, unknown>): R
   const secrets = key ? payload[key] : undefined;
   if (!key || !secrets || typeof secrets !== "object") return payload;
   return { ...payload, [key]: Object.fromEntries(Object.keys(secrets).map((name) => [name, "[redacted]"])) };
+}
+
+/** One line naming each problem in a payload; a bad record key (zod's `invalid_key`) names why. */
+export function describePayloadIssues(error: z.ZodError): string {
+  return error.issues
+    .map((issue) => {
+      const path = issue.path.join(".") || "payload";
+      const inner = issue.code === "invalid_key" ? issue.issues.map((i) => i.message).join(", ") : "";
+      return `${path}: ${inner || issue.message}`;
+    })
+    .join("; ");
 }

@@ -156,6 +156,16 @@ describe("docker.run", () => {
     expect(await containersFor(job.id)).toEqual([]);
   });
 
+  it("reports an over-long failure message shortened, and stays connected for the next job", async () => {
+    const job = await submitJob(stack, HANDLE, { type: "docker.run", payload: { image: TEST_IMAGE, cmd: [`/x${"a".repeat(9990)}`] } });
+    const done = await finishedJob(stack, HANDLE, job.id);
+    expect(done).toMatchObject({ state: "failed", outcome: { ok: false, reason: "failed" } });
+    expect(done.outcome?.message).toContain("the container did not start");
+    expect(done.outcome?.message.length).toBeLessThanOrEqual(10_000);
+    const next = await submitJob(stack, HANDLE, { type: "noop", payload: {} });
+    expect(await finishedJob(stack, HANDLE, next.id, 15_000)).toMatchObject({ state: "succeeded" });
+  });
+
   it("runs a job id at most once when the runner is killed mid-job and restarted", async () => {
     const taskId = await taskWithEvents();
     const since = Math.floor(Date.now() / 1000);
@@ -231,6 +241,12 @@ describe("the queue", () => {
     });
     expect(bad.status).toBe(400);
     expect(bad.body.error.message).toContain("network");
+    // Extra vars outrank connection settings in Ansible: a payload may not set ansible_* at all.
+    const interpreter = await stack.api<{ error: { code: string; message: string } }>(`/api/servers/${HANDLE}/jobs`, {
+      json: { type: "ansible.playbook", payload: { playbook: "facts.yml", extraVars: { ansible_python_interpreter: "touch /tmp/x; python3" } } },
+    });
+    expect(interpreter.status).toBe(400);
+    expect(interpreter.body.error.message).toContain("ansible_* and Ansible's reserved variable names");
     const unknown = await stack.api<{ error: { code: string } }>(`/api/servers/${HANDLE}/jobs`, { json: { type: "shell", payload: {} } });
     expect(unknown.status).toBe(400);
     const missing = await stack.api<{ error: { code: string } }>(`/api/servers/nope-server/jobs/job_x`);

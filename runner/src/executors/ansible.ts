@@ -15,6 +15,9 @@ import { tmpdir } from "node:os";
 import { join, sep } from "node:path";
 import type { JobPayload } from "../../../src/shared/job-payloads.ts";
 import type { Executor, ExecutorContext, ExecutorOutcome } from "./types.ts";
+import { secretMasker } from "../mask.ts";
+
+export { secretMasker };
 
 /** Ships with Debian's `ansible` package (ansible.posix collection); ansible-core alone lacks it. */
 export const STDOUT_CALLBACK = "ansible.posix.jsonl";
@@ -22,7 +25,6 @@ export const STDOUT_CALLBACK = "ansible.posix.jsonl";
 const PLAYBOOK_NAME = /^[a-z0-9][a-z0-9_-]*\.ya?ml$/;
 /** After SIGTERM, how long the playbook's processes get before SIGKILL. */
 const KILL_GRACE_MS = 3000;
-const MASK = "[secret]";
 /** Caps on what goes into the outcome, which travels back in a signed message. */
 const MAX_TASKS = 500;
 const MAX_DETAIL = 1000;
@@ -116,26 +118,6 @@ export function varsFileContent(vars: Record<string, unknown>): string {
     throw new TypeError(`cannot pass a ${typeof value} to Ansible`);
   };
   return `${emit(vars)}\n`;
-}
-
-/**
- * Replaces every secret value with "[secret]". Longer secrets first, so one that contains another
- * is masked whole; the JSON-escaped form too (secrets inside raw JSON lines); and the lines of a
- * multi-line secret (a key file), as output is split into lines before it is masked.
- */
-export function secretMasker(secrets: readonly string[]): (text: string) => string {
-  const needles = new Set<string>();
-  for (const secret of secrets) {
-    if (!secret) continue;
-    needles.add(secret);
-    needles.add(JSON.stringify(secret).slice(1, -1));
-    if (/[\r\n]/.test(secret)) {
-      for (const line of secret.split(/\r?\n/)) if (line.trim().length >= 8) needles.add(line.trim());
-    }
-  }
-  const sorted = [...needles].sort((a, b) => b.length - a.length);
-  if (sorted.length === 0) return (text) => text;
-  return (text) => sorted.reduce((masked, needle) => masked.split(needle).join(MASK), text);
 }
 
 export class PlaybookNotFound extends Error {

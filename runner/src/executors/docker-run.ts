@@ -116,6 +116,8 @@ function containerSpec(payload: Payload, jobId: string): Docker.ContainerCreateO
       Privileged: false,
       CapDrop: ["ALL"],
       SecurityOpt: ["no-new-privileges"],
+      // A fork bomb stays inside the container.
+      PidsLimit: 512,
       AutoRemove: false,
     },
   };

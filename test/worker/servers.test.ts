@@ -1,0 +1,652 @@
+/**
+ * Servers, runner enrollment and the RunnerHub, as an admin and a runner daemon see them: the admin
+ * API's answers, the one-time enrollment token, and a scripted runner speaking the real WebSocket
+ * protocol (challenge → signed hello → signed jobs and messages) inside workerd, against Postgres.
+ * The real runner process is covered by the Node tests; this file checks the hub's side of the wire.
+ */
+import { env, exports } from "cloudflare:workers";
+import { runDurableObjectAlarm } from "cloudflare:test";
+import { eq } from "drizzle-orm";
+import { describe, expect, it } from "vitest";
+import { createDb } from "../../src/db/client.ts";
+import { servers } from "../../src/db/schema.ts";
+import { getRunnerHubStub, type HubStatus } from "../../src/durable/runner-hub.ts";
+import { sha256Hex } from "../../src/lib/crypto.ts";
+import type { EnrollRunnerResponse, JobView } from "../../src/shared/api.ts";
+import type { TaskEvent } from "../../src/shared/events.ts";
+import { generateKeySeed, importPrivateKey, importPublicKey, signValue, verifyJob, verifyValue } from "../../src/shared/jobs.ts";
+import { connectProof, HubMessage, type RunnerBodyInput } from "../../src/shared/runner-protocol.ts";
+import type { ServerView } from "../../src/services/servers.ts";
+import { adminKey, BASE, call, createUserWithKey } from "./helpers.ts";
+import { newTask } from "./stream-helpers.ts";
+
+type ErrorJson = { error: { code: string; message: string; requestId: string } };
+interface Enrollment {
+  token: string;
+  expiresAt: string;
+  command: string;
+}
+type HubOf<T extends HubMessage["t"]> = Extract<HubMessage, { t: T }>;
+
+/** The ack lease the worker project's bindings set (RUNNER_ACK_LEASE_SECONDS). */
+const LEASE_MS = Number(env.RUNNER_ACK_LEASE_SECONDS) * 1000;
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+const newHandle = () => `srv-${crypto.randomUUID().slice(0, 8)}`;
+
+/** Reads `read()` until `ok` holds, or fails naming what it waited for and the last value seen. */
+async function until<T>(read: () => Promise<T>, ok: (value: T) => boolean, what: string, ms = 5000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await read();
+    if (ok(value)) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last seen: ${JSON.stringify(value)}`);
+    await sleep(25);
+  }
+}
+
+// ---- The admin API ----
+
+async function createServer(handle = newHandle(), extra: Record<string, unknown> = {}): Promise<{ handle: string; server: ServerView; enrollment: Enrollment }> {
+  const res = await call("/api/servers", { method: "POST", key: adminKey(), json: { handle, host: `${handle}.example.test`, ...extra } });
+  if (res.status !== 201) throw new Error(`create server: ${res.status} ${await res.text()}`);
+  return { handle, ...(await res.json<{ server: ServerView; enrollment: Enrollment }>()) };
+}
+
+async function getServer(handle: string): Promise<{ server: ServerView; runner: HubStatus }> {
+  const res = await call(`/api/servers/${handle}`, { key: adminKey() });
+  if (res.status !== 200) throw new Error(`get server: ${res.status} ${await res.text()}`);
+  return res.json();
+}
+
+async function enqueue(handle: string, job: Record<string, unknown> = { type: "noop" }): Promise<JobView> {
+  const res = await call(`/api/servers/${handle}/jobs`, { method: "POST", key: adminKey(), json: job });
+  if (res.status !== 201) throw new Error(`enqueue: ${res.status} ${await res.text()}`);
+  return (await res.json<{ job: JobView }>()).job;
+}
+
+async function getJob(handle: string, jobId: string, waitSeconds = 0): Promise<JobView> {
+  const res = await call(`/api/servers/${handle}/jobs/${jobId}?wait=${waitSeconds}`, { key: adminKey() });
+  if (res.status !== 200) throw new Error(`get job: ${res.status} ${await res.text()}`);
+  return (await res.json<{ job: JobView }>()).job;
+}
+
+async function taskEvents(taskId: string): Promise<TaskEvent[]> {
+  const res = await call(`/api/tasks/${taskId}/events`, { key: adminKey() });
+  if (res.status !== 200) throw new Error(`task events: ${res.status} ${await res.text()}`);
+  return (await res.json<{ events: TaskEvent[] }>()).events;
+}
+
+// ---- The runner's side ----
+
+function enroll(token: string, publicKey: string): Promise<Response> {
+  return call("/runner/enroll", { method: "POST", json: { token, publicKey, version: "test" } });
+}
+
+interface Runner {
+  handle: string;
+  runnerId: string;
+  privateKey: CryptoKey;
+  /** The control plane's job-signing public key, as enrollment handed it out. */
+  controlPlaneKey: CryptoKey;
+}
+
+/** A server with an enrolled runner that has a fresh key pair, and has not connected yet. */
+async function enrolledRunner(): Promise<Runner> {
+  const { handle, enrollment } = await createServer();
+  const { seed, publicKey } = await generateKeySeed();
+  const res = await enroll(enrollment.token, publicKey);
+  if (res.status !== 201) throw new Error(`enroll: ${res.status} ${await res.text()}`);
+  const body = await res.json<EnrollRunnerResponse>();
+  return {
+    handle,
+    runnerId: body.runnerId,
+    privateKey: (await importPrivateKey(seed)).privateKey,
+    controlPlaneKey: await importPublicKey(body.controlPlanePublicKey),
+  };
+}
+
+interface Connection {
+  ws: WebSocket;
+  /** This connection's challenge: what `hello` signs and what every message's `session` names. */
+  challenge: string;
+  /** Every hub message received so far, in order. */
+  received: HubMessage[];
+  /** The oldest not yet taken message of type `t` (waiting for it up to `ms`). */
+  next<T extends HubMessage["t"]>(t: T, ms?: number): Promise<HubOf<T>>;
+  /** Answers the challenge, signed with `key` (the enrolled one unless given). */
+  hello(key?: CryptoKey): Promise<void>;
+  /** A signed runner message; `session` and `key` default to this connection's challenge and the enrolled key. */
+  send(body: RunnerBodyInput, options?: { session?: string; key?: CryptoKey }): Promise<void>;
+  closed(): { code: number; reason: string } | null;
+  waitForClose(ms?: number): Promise<{ code: number; reason: string }>;
+}
+
+/** Opens `/runner/connect` as the runner daemon does and reads the challenge (no hello yet). */
+async function connect(runner: Runner): Promise<Connection> {
+  const res = await exports.default.fetch(new Request(`${BASE}/runner/connect?runner=${encodeURIComponent(runner.runnerId)}`, { headers: { upgrade: "websocket" } }));
+  const ws = res.webSocket;
+  if (!ws) throw new Error(`no websocket: ${res.status} ${await res.text()}`);
+  ws.accept();
+  const received: HubMessage[] = [];
+  const pending: HubMessage[] = [];
+  const malformed: string[] = [];
+  let closed: { code: number; reason: string } | null = null;
+  ws.addEventListener("message", (event) => {
+    const parsed = HubMessage.safeParse(JSON.parse(String(event.data)));
+    if (!parsed.success) {
+      malformed.push(String(event.data));
+      return;
+    }
+    received.push(parsed.data);
+    pending.push(parsed.data);
+  });
+  ws.addEventListener("close", (event) => {
+    closed = { code: event.code, reason: event.reason };
+  });
+
+  async function next<T extends HubMessage["t"]>(t: T, ms = 5000): Promise<HubOf<T>> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      if (malformed.length) throw new Error(`the hub sent a message outside the protocol: ${malformed[0]}`);
+      const index = pending.findIndex((m) => m.t === t);
+      if (index >= 0) return pending.splice(index, 1)[0] as HubOf<T>;
+      if (Date.now() > deadline) throw new Error(`no "${t}" message within ${ms} ms; received ${JSON.stringify(received)}; closed ${JSON.stringify(closed)}`);
+      await sleep(10);
+    }
+  }
+
+  const { challenge } = await next("challenge");
+  return {
+    ws,
+    challenge,
+    received,
+    next,
+    async hello(key = runner.privateKey) {
+      const signature = await signValue(key, connectProof(runner.runnerId, challenge));
+      ws.send(JSON.stringify({ t: "hello", runnerId: runner.runnerId, signature, version: "test", concurrency: 1 }));
+    },
+    async send(input, options = {}) {
+      const body = { ...input, session: options.session ?? challenge, at: Date.now() };
+      ws.send(JSON.stringify({ t: "msg", body, signature: await signValue(options.key ?? runner.privateKey, body) }));
+    },
+    closed: () => closed,
+    async waitForClose(ms = 5000) {
+      const deadline = Date.now() + ms;
+      while (!closed) {
+        if (Date.now() > deadline) throw new Error(`socket still open after ${ms} ms; received ${JSON.stringify(received)}`);
+        await sleep(10);
+      }
+      return closed;
+    },
+  };
+}
+
+/** Connects, authenticates and waits for `welcome`. */
+async function online(runner: Runner): Promise<Connection> {
+  const conn = await connect(runner);
+  await conn.hello();
+  const welcome = await conn.next("welcome");
+  expect(welcome).toEqual({ t: "welcome", runnerId: runner.runnerId, server: runner.handle });
+  return conn;
+}
+
+/** A key the hub never saw. */
+async function strangerKey(): Promise<CryptoKey> {
+  return (await importPrivateKey((await generateKeySeed()).seed)).privateKey;
+}
+
+/**
+ * Lets the ack lease run out and makes sure the hub's alarm has run: it normally fires by itself;
+ * running it again once the lease has passed changes nothing but covers a runtime that does not.
+ */
+async function passAckLease(handle: string): Promise<void> {
+  await sleep(LEASE_MS + 300);
+  await runDurableObjectAlarm(getRunnerHubStub(env, handle));
+}
+
+// ---- Tests ----
+
+describe("servers API", () => {
+  it("creates a pending server with a one-time enrollment token whose hash only is stored", async () => {
+    const handle = newHandle();
+    const before = Date.now();
+    const { server, enrollment } = await createServer(handle, { labels: { region: "test" }, capacity: 3 });
+    expect(server).toMatchObject({ handle, host: `${handle}.example.test`, labels: { region: "test" }, capacity: 3, status: "pending", runnerId: null, enrolledAt: null });
+    expect(enrollment.token).toMatch(/^ort_[A-Za-z0-9]{20,}$/);
+    // The default lifetime is ENROLLMENT_TOKEN_TTL_SECONDS (3600 in wrangler.toml).
+    const expiresIn = Date.parse(enrollment.expiresAt) - before;
+    expect(expiresIn).toBeGreaterThan(3590_000);
+    expect(expiresIn).toBeLessThan(3610_000);
+    expect(enrollment.command).toContain(`--token ${enrollment.token}`);
+    expect(enrollment.command).toContain(`--edge ${BASE}`);
+
+    const shown = await getServer(handle);
+    expect(shown.server).toMatchObject({ handle, status: "pending", runnerId: null });
+    expect(shown.runner).toMatchObject({ connected: false, jobs: { queued: 0, running: 0 } });
+    const list = await (await call("/api/servers?limit=200", { key: adminKey() })).json<{ servers: ServerView[] }>();
+    expect(list.servers.map((s) => s.handle)).toContain(handle);
+    expect(JSON.stringify(list)).not.toContain(enrollment.token);
+    expect(JSON.stringify(shown)).not.toContain(enrollment.token);
+
+    const handleDb = createDb({ databaseUrl: env.DATABASE_URL, wsProxy: env.DB_WS_PROXY });
+    try {
+      const [row] = await handleDb.db.select().from(servers).where(eq(servers.handle, handle));
+      expect(row?.enrollmentTokenHash).toBe(await sha256Hex(enrollment.token));
+      expect(JSON.stringify(row)).not.toContain(enrollment.token.slice(4));
+    } finally {
+      await handleDb.close();
+    }
+  });
+
+  it("keeps every servers route from a user key (403)", async () => {
+    const { handle } = await createServer();
+    const { key } = await createUserWithKey("not-an-admin");
+    const attempts: [string, RequestInit & { json?: unknown }][] = [
+      ["/api/servers", { method: "POST", json: { handle: newHandle(), host: "x.example.test" } }],
+      ["/api/servers", {}],
+      [`/api/servers/${handle}`, {}],
+      [`/api/servers/${handle}/enrollment`, { method: "POST", json: {} }],
+      [`/api/servers/${handle}/jobs`, { method: "POST", json: { type: "noop" } }],
+      [`/api/servers/${handle}/jobs`, {}],
+    ];
+    for (const [path, init] of attempts) {
+      const res = await call(path, { ...init, key });
+      expect(res.status, `${init.method ?? "GET"} ${path}`).toBe(403);
+      expect((await res.json<ErrorJson>()).error.code).toBe("forbidden");
+    }
+    expect((await call("/api/servers")).status).toBe(401);
+    // Nothing the user tried took effect.
+    expect((await getServer(handle)).runner.jobs.queued).toBe(0);
+  });
+
+  it("answers bad handles with 400 naming `handle`, a taken one with 409, an unknown one with 404", async () => {
+    for (const handle of ["Bad_Handle", "ab", "1abc", "a--b", "x".repeat(41)]) {
+      const res = await call("/api/servers", { method: "POST", key: adminKey(), json: { handle, host: "h.example.test" } });
+      expect(res.status, handle).toBe(400);
+      const body = await res.json<ErrorJson>();
+      expect(body.error.code).toBe("invalid_request");
+      expect(body.error.message).toMatch(/\bhandle\b/);
+    }
+    const bad = await call("/api/servers/NOT_A_HANDLE", { key: adminKey() });
+    expect(bad.status).toBe(400);
+    expect((await bad.json<ErrorJson>()).error.message).toMatch(/\bhandle\b/);
+
+    const { handle, enrollment } = await createServer();
+    const again = await call("/api/servers", { method: "POST", key: adminKey(), json: { handle, host: "other.example.test" } });
+    expect(again.status).toBe(409);
+    const conflict = await again.json<ErrorJson>();
+    expect(conflict.error.code).toBe("conflict");
+    expect(conflict.error.message).toContain(handle);
+    // The first server and its token are untouched by the refused duplicate.
+    expect((await getServer(handle)).server.host).toBe(`${handle}.example.test`);
+    expect((await enroll(enrollment.token, (await generateKeySeed()).publicKey)).status).toBe(201);
+
+    const missing = newHandle();
+    for (const [path, init] of [
+      [`/api/servers/${missing}`, {}],
+      [`/api/servers/${missing}/enrollment`, { method: "POST", json: {} }],
+      [`/api/servers/${missing}/jobs`, { method: "POST", json: { type: "noop" } }],
+      [`/api/servers/${missing}/jobs`, {}],
+      [`/api/servers/${handle}/jobs/job_nonexistent`, {}],
+      [`/api/servers/${handle}/jobs/job_nonexistent/cancel`, { method: "POST" }],
+    ] as [string, RequestInit & { json?: unknown }][]) {
+      const res = await call(path, { ...init, key: adminKey() });
+      expect(res.status, `${init.method ?? "GET"} ${path}`).toBe(404);
+      expect(res.headers.get("content-type")).toContain("application/json");
+      const body = await res.json<ErrorJson>();
+      expect(body.error.code).toBe("not_found");
+      expect(body.error.requestId).toBe(res.headers.get("x-request-id"));
+    }
+  });
+
+  it("refuses a job for a server without a runner (409) and a malformed job (400)", async () => {
+    const pending = await createServer();
+    const res = await call(`/api/servers/${pending.handle}/jobs`, { method: "POST", key: adminKey(), json: { type: "noop" } });
+    expect(res.status).toBe(409);
+    expect((await res.json<ErrorJson>()).error.message).toMatch(/no enrolled runner/);
+
+    const runner = await enrolledRunner();
+    for (const job of [{ type: "rm -rf" }, { type: "noop", payload: { echo: 5 } }, { type: "noop", ttlSeconds: 1 }, { type: "noop", extra: true }]) {
+      const bad = await call(`/api/servers/${runner.handle}/jobs`, { method: "POST", key: adminKey(), json: job });
+      expect(bad.status, JSON.stringify(job)).toBe(400);
+      expect((await bad.json<ErrorJson>()).error.code).toBe("invalid_request");
+    }
+    expect((await getServer(runner.handle)).runner.jobs).toMatchObject({ queued: 0, delivered: 0 });
+  });
+});
+
+describe("runner enrollment", () => {
+  it("refuses a malformed public key (400) without using up the token", async () => {
+    const { enrollment } = await createServer();
+    for (const publicKey of ["", "short", "!".repeat(43), "a".repeat(44)]) {
+      const res = await enroll(enrollment.token, publicKey);
+      expect(res.status, publicKey).toBe(400);
+      expect((await res.json<ErrorJson>()).error.message).toMatch(/publicKey/);
+    }
+    expect((await enroll(enrollment.token, (await generateKeySeed()).publicKey)).status).toBe(201);
+  });
+
+  it("exchanges the token once for a runner id and the control plane's public key", async () => {
+    const { handle, enrollment } = await createServer();
+    const { publicKey } = await generateKeySeed();
+    const res = await enroll(enrollment.token, publicKey);
+    expect(res.status).toBe(201);
+    const body = await res.json<EnrollRunnerResponse>();
+    expect(body.runnerId).toMatch(/^run_/);
+    expect(body.server).toBe(handle);
+    expect(body.controlPlanePublicKey).toBe((await importPrivateKey(env.JOB_SIGNING_KEY)).publicKey);
+
+    const shown = await getServer(handle);
+    expect(shown.server).toMatchObject({ runnerId: body.runnerId, status: "offline" });
+    expect(shown.server.enrolledAt).not.toBeNull();
+
+    const again = await enroll(enrollment.token, (await generateKeySeed()).publicKey);
+    expect(again.status).toBe(401);
+    const refusal = await again.json<ErrorJson>();
+    expect(refusal.error.code).toBe("unauthorized");
+    expect(refusal.error.message).toMatch(/already used/);
+    // The refused attempt did not replace the runner.
+    expect((await getServer(handle)).server.runnerId).toBe(body.runnerId);
+    expect((await enroll("ort_madeupmadeupmadeupmadeup", publicKey)).status).toBe(401);
+  });
+
+  it("renews the token: the old one stops working, the new one works once and replaces the runner", async () => {
+    const { handle, enrollment: first } = await createServer();
+    const renewedRes = await call(`/api/servers/${handle}/enrollment`, { method: "POST", key: adminKey(), json: { enrollmentTtlSeconds: 600 } });
+    expect(renewedRes.status).toBe(201);
+    const renewed = (await renewedRes.json<{ enrollment: Enrollment }>()).enrollment;
+    expect(renewed.token).not.toBe(first.token);
+    expect(Date.parse(renewed.expiresAt) - Date.now()).toBeLessThan(601_000);
+    expect((await enroll(first.token, (await generateKeySeed()).publicKey)).status).toBe(401);
+
+    const original = await enroll(renewed.token, (await generateKeySeed()).publicKey);
+    expect(original.status).toBe(201);
+    const oldRunnerId = (await original.json<EnrollRunnerResponse>()).runnerId;
+
+    const third = (await (await call(`/api/servers/${handle}/enrollment`, { method: "POST", key: adminKey(), json: {} })).json<{ enrollment: Enrollment }>()).enrollment;
+    const replaced = await enroll(third.token, (await generateKeySeed()).publicKey);
+    expect(replaced.status).toBe(201);
+    const newRunnerId = (await replaced.json<EnrollRunnerResponse>()).runnerId;
+    expect(newRunnerId).not.toBe(oldRunnerId);
+    expect((await enroll(third.token, (await generateKeySeed()).publicKey)).status).toBe(401);
+    expect((await getServer(handle)).server.runnerId).toBe(newRunnerId);
+
+    const oldConnect = await call(`/runner/connect?runner=${oldRunnerId}`, { headers: { upgrade: "websocket" } });
+    expect(oldConnect.status).toBe(401);
+    expect(oldConnect.webSocket).toBeNull();
+    // Jobs are now signed for the new runner.
+    const job = await enqueue(handle);
+    expect(job.state).toBe("queued");
+  });
+});
+
+describe("GET /runner/connect", () => {
+  it("answers a plain GET with 400 and an unknown runner id with 401, as JSON", async () => {
+    const runner = await enrolledRunner();
+    const plain = await call(`/runner/connect?runner=${runner.runnerId}`);
+    expect(plain.status).toBe(400);
+    const body = await plain.json<ErrorJson>();
+    expect(body.error.code).toBe("invalid_request");
+    expect(body.error.message).toMatch(/WebSocket/);
+
+    const unknown = await call("/runner/connect?runner=run_nobody", { headers: { upgrade: "websocket" } });
+    expect(unknown.status).toBe(401);
+    expect((await unknown.json<ErrorJson>()).error.message).toMatch(/enroll/);
+    expect((await call("/runner/connect", { headers: { upgrade: "websocket" } })).status).toBe(400);
+  });
+});
+
+describe("the runner's WebSocket", () => {
+  it("closes a hello signed with another key (4401) and a message before hello; the server does not go online", async () => {
+    const runner = await enrolledRunner();
+    const forged = await connect(runner);
+    expect(forged.challenge.length).toBeGreaterThanOrEqual(16);
+    await forged.hello(await strangerKey());
+    expect((await forged.waitForClose()).code).toBe(4401);
+    expect(forged.received.map((m) => m.t)).toEqual(["challenge"]);
+
+    const eager = await connect(runner);
+    expect(eager.challenge).not.toBe(forged.challenge);
+    await eager.send({ kind: "heartbeat", running: [], concurrency: 1 });
+    expect((await eager.waitForClose()).code).toBe(4401);
+
+    const shown = await getServer(runner.handle);
+    expect(shown.server.status).not.toBe("online");
+    expect(shown.runner.connected).toBe(false);
+    // A queued job is not sent to a connection that never proved its key.
+    const job = await enqueue(runner.handle);
+    expect((await getJob(runner.handle, job.id)).state).toBe("queued");
+  });
+
+  it("welcomes a correctly signed hello and shows the server online", async () => {
+    const runner = await enrolledRunner();
+    const conn = await online(runner);
+    const shown = await until(() => getServer(runner.handle), (s) => s.server.status === "online", "status online");
+    expect(shown.runner.connected).toBe(true);
+    expect(shown.runner.connectedAt).not.toBeNull();
+    expect(shown.server.lastSeenAt).not.toBeNull();
+    conn.ws.close(1000, "done");
+  });
+
+  it("sends a queued job signed for this runner, sends it again when not accepted within the lease, and acks its result", { timeout: 20_000 }, async () => {
+    const runner = await enrolledRunner();
+    // Queued while the runner is away: sent as soon as it connects.
+    const queued = await enqueue(runner.handle, { type: "noop", payload: { echo: "hi" } });
+    expect(queued).toMatchObject({ state: "queued", attempts: 0, server: runner.handle, type: "noop" });
+    const conn = await online(runner);
+
+    const first = await conn.next("job");
+    const check = await verifyJob(first.job, { publicKey: runner.controlPlaneKey, runnerId: runner.runnerId });
+    expect(check).toMatchObject({ ok: true, envelope: { id: queued.id, runner: runner.runnerId, type: "noop", payload: { echo: "hi" } } });
+    // The same job does not verify for another runner.
+    expect(await verifyJob(first.job, { publicKey: runner.controlPlaneKey, runnerId: "run_someone_else" })).toMatchObject({ ok: false, reason: "wrong_runner" });
+    expect(await getJob(runner.handle, queued.id)).toMatchObject({ state: "delivered", attempts: 1 });
+
+    // Not accepted: after the lease the hub sends the very same signed job again.
+    await passAckLease(runner.handle);
+    const second = await conn.next("job");
+    expect(second.job).toEqual(first.job);
+    expect(await getJob(runner.handle, queued.id)).toMatchObject({ state: "delivered", attempts: 2 });
+
+    await conn.send({ kind: "accepted", jobId: queued.id });
+    const running = await until(() => getJob(runner.handle, queued.id), (j) => j.state === "running", "job running");
+    expect(running.startedAt).not.toBeNull();
+    await conn.send({ kind: "result", jobId: queued.id, ok: true, message: "echo: hi", exitCode: 0, data: { echo: "hi" } });
+    expect(await conn.next("ack")).toEqual({ t: "ack", jobId: queued.id });
+    const done = await getJob(runner.handle, queued.id);
+    expect(done).toMatchObject({ state: "succeeded", attempts: 2, outcome: { ok: true, message: "echo: hi", exitCode: 0, data: { echo: "hi" } } });
+    expect(done.finishedAt).not.toBeNull();
+    // A repeated result is acknowledged again and changes nothing.
+    await conn.send({ kind: "result", jobId: queued.id, ok: false, message: "late duplicate" });
+    expect(await conn.next("ack")).toEqual({ t: "ack", jobId: queued.id });
+    expect((await getJob(runner.handle, queued.id)).outcome).toMatchObject({ ok: true, message: "echo: hi" });
+    // Only those two deliveries: an accepted job is not sent again.
+    expect(conn.received.filter((m) => m.t === "job")).toHaveLength(2);
+    conn.ws.close(1000, "done");
+  });
+
+  it("puts the job's log lines on its task's stream, in order, and finishes the task", async () => {
+    const { taskId } = await newTask("deploy");
+    const runner = await enrolledRunner();
+    const conn = await online(runner);
+    const job = await enqueue(runner.handle, { type: "noop", taskId, finishTask: true });
+    expect((await conn.next("job")).job).toMatchObject({ envelope: { id: job.id, taskId } });
+
+    await conn.send({ kind: "accepted", jobId: job.id });
+    await conn.send({ kind: "log", jobId: job.id, lines: [{ stream: "stdout", line: "line one" }, { stream: "stderr", line: "line two" }] });
+    await conn.send({ kind: "progress", jobId: job.id, step: "noop", message: "halfway", data: { pct: 50 } });
+    await conn.send({ kind: "log", jobId: job.id, lines: [{ stream: "stdout", line: "line three" }] });
+    await conn.send({ kind: "result", jobId: job.id, ok: true, message: "all done" });
+    await conn.next("ack");
+
+    const events = await until(() => taskEvents(taskId), (e) => e.some((x) => x.type === "task.completed"), "task.completed on the stream");
+    expect(events.map((e) => [e.type, e.message])).toEqual([
+      ["step.started", `noop job ${job.id} started on ${runner.handle}`],
+      ["log", "line one"],
+      ["log", "line two"],
+      ["step.progress", "halfway"],
+      ["log", "line three"],
+      ["step.completed", "noop succeeded: all done"],
+      ["task.completed", "all done"],
+    ]);
+    expect(events.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect(events[2]).toMatchObject({ step: "noop", data: { stream: "stderr", jobId: job.id } });
+    const task = await (await call(`/api/tasks/${taskId}`, { key: adminKey() })).json<{ task: { status: string } }>();
+    expect(task.task.status).toBe("completed");
+    conn.ws.close(1000, "done");
+  });
+
+  it("closes the socket on a message with a bad signature (4401): the job is not finished and the server goes offline", async () => {
+    const runner = await enrolledRunner();
+    const conn = await online(runner);
+    await until(() => getServer(runner.handle), (s) => s.server.status === "online", "status online");
+    const job = await enqueue(runner.handle);
+    await conn.next("job");
+    await conn.send({ kind: "result", jobId: job.id, ok: true, message: "forged success" }, { key: await strangerKey() });
+    expect(await conn.waitForClose()).toEqual({ code: 4401, reason: "bad message signature" });
+    expect(conn.received.some((m) => m.t === "ack")).toBe(false);
+    // The connection is gone, so the unaccepted job waits for the next one; nothing of the forgery stuck.
+    const after = await until(() => getJob(runner.handle, job.id), (j) => j.state === "queued", "job queued again");
+    expect(after).toMatchObject({ attempts: 1, outcome: null, startedAt: null, finishedAt: null });
+    const shown = await until(() => getServer(runner.handle), (s) => s.server.status === "offline", "status offline");
+    expect(shown.runner.connected).toBe(false);
+  });
+
+  it("replaces an older connection, and closes one that sends another connection's session (4400)", async () => {
+    const runner = await enrolledRunner();
+    const older = await online(runner);
+    const job = await enqueue(runner.handle);
+    await older.next("job");
+
+    const newer = await online(runner);
+    expect((await older.waitForClose()).code).toBe(4000);
+    // Sent on the old connection, never accepted: sent again on the new one.
+    expect((await newer.next("job")).job).toMatchObject({ envelope: { id: job.id } });
+    expect(await getJob(runner.handle, job.id)).toMatchObject({ state: "delivered", attempts: 2 });
+
+    // Correctly signed, but bound to the older connection's challenge: a replay.
+    await newer.send({ kind: "accepted", jobId: job.id }, { session: older.challenge });
+    expect(await newer.waitForClose()).toEqual({ code: 4400, reason: "message from another session" });
+    const after = await until(() => getJob(runner.handle, job.id), (j) => j.state === "queued", "job queued again");
+    expect(after).toMatchObject({ attempts: 2, startedAt: null, outcome: null });
+  });
+
+  it("sends a signed cancel for a running job, and records the runner's cancelled result", async () => {
+    const runner = await enrolledRunner();
+    const conn = await online(runner);
+    const job = await enqueue(runner.handle);
+    await conn.next("job");
+    await conn.send({ kind: "accepted", jobId: job.id });
+    await until(() => getJob(runner.handle, job.id), (j) => j.state === "running", "job running");
+
+    const res = await call(`/api/servers/${runner.handle}/jobs/${job.id}/cancel`, { method: "POST", key: adminKey() });
+    expect(res.status).toBe(202);
+    expect((await res.json<{ job: JobView }>()).job.state).toBe("running");
+    const cancel = await conn.next("cancel");
+    expect(cancel.cancel).toMatchObject({ v: 1, kind: "cancel", jobId: job.id, runner: runner.runnerId });
+    expect(cancel.cancel.exp).toBeGreaterThan(cancel.cancel.iat);
+    expect(await verifyValue(runner.controlPlaneKey, cancel.cancel, cancel.signature)).toBe(true);
+    expect(await verifyValue(runner.controlPlaneKey, { ...cancel.cancel, jobId: "job_other" }, cancel.signature)).toBe(false);
+
+    await conn.send({ kind: "result", jobId: job.id, ok: false, reason: "cancelled", message: "stopped on request" });
+    await conn.next("ack");
+    expect(await getJob(runner.handle, job.id)).toMatchObject({ state: "cancelled", outcome: { ok: false, reason: "cancelled" } });
+    conn.ws.close(1000, "done");
+  });
+
+  it("cancels a job that was sent but never accepted: the cancel goes out again before every redelivery", { timeout: 20_000 }, async () => {
+    const runner = await enrolledRunner();
+    const conn = await online(runner);
+    const job = await enqueue(runner.handle);
+    await conn.next("job");
+    const res = await call(`/api/servers/${runner.handle}/jobs/${job.id}/cancel`, { method: "POST", key: adminKey() });
+    expect(res.status).toBe(202);
+    // It may be running on the runner with its acceptance lost: not cancelled here, but told to the runner.
+    expect((await res.json<{ job: JobView }>()).job.state).toBe("delivered");
+    await conn.next("cancel");
+    await passAckLease(runner.handle);
+    const order = conn.received.slice(-2).map((m) => m.t);
+    expect(order).toEqual(["cancel", "job"]);
+    await conn.send({ kind: "result", jobId: job.id, ok: false, reason: "cancelled", message: "cancelled before it started" });
+    await conn.next("ack");
+    expect(await getJob(runner.handle, job.id)).toMatchObject({ state: "cancelled", outcome: { reason: "cancelled" } });
+    conn.ws.close(1000, "done");
+  });
+
+  it("ends a job whose signed result it cannot read, acks it, and keeps the runner connected", async () => {
+    const runner = await enrolledRunner();
+    const conn = await online(runner);
+    const job = await enqueue(runner.handle);
+    await conn.next("job");
+    await conn.send({ kind: "accepted", jobId: job.id });
+    await conn.send({ kind: "result", jobId: job.id, ok: false, reason: "failed", message: "x".repeat(20_000) });
+    await conn.next("ack");
+    const done = await getJob(runner.handle, job.id);
+    expect(done).toMatchObject({ state: "failed", outcome: { reason: "failed" } });
+    expect(done.outcome?.message).toContain("could not be read");
+    expect(conn.closed()).toBeNull();
+    const next = await enqueue(runner.handle);
+    expect((await conn.next("job")).job).toMatchObject({ envelope: { id: next.id } });
+    conn.ws.close(1000, "done");
+  });
+
+  it("cuts off the old runner when the server is enrolled again, and fails the jobs signed for it", async () => {
+    const runner = await enrolledRunner();
+    const conn = await online(runner);
+    await conn.send({ kind: "heartbeat", running: [], concurrency: 1 });
+    // Busy runner: concurrency 1, so the second job stays queued.
+    const first = await enqueue(runner.handle);
+    await conn.next("job");
+    const second = await enqueue(runner.handle);
+    const renew = await call(`/api/servers/${runner.handle}/enrollment`, { method: "POST", key: adminKey(), json: {} });
+    expect(renew.status).toBe(201);
+    const { enrollment } = await renew.json<{ enrollment: Enrollment }>();
+    const { publicKey } = await generateKeySeed();
+    expect((await enroll(enrollment.token, publicKey)).status).toBe(201);
+    expect(await conn.waitForClose()).toEqual({ code: 4401, reason: "this runner was replaced by a new enrollment" });
+    for (const id of [first.id, second.id]) {
+      const job = await getJob(runner.handle, id);
+      expect(job).toMatchObject({ state: "failed", outcome: { reason: "undelivered" } });
+      expect(job.outcome?.message).toContain("re-enrolled");
+    }
+    expect(conn.received.filter((m) => m.t === "job")).toHaveLength(1);
+  });
+
+  it("shows the server offline once the runner disconnects, and queues its unaccepted job again", async () => {
+    const runner = await enrolledRunner();
+    const conn = await online(runner);
+    await until(() => getServer(runner.handle), (s) => s.server.status === "online", "status online");
+    const job = await enqueue(runner.handle);
+    await conn.next("job");
+
+    conn.ws.close(1000, "shutting down");
+    const shown = await until(() => getServer(runner.handle), (s) => s.server.status === "offline", "status offline");
+    expect(shown.runner.connected).toBe(false);
+    expect(await getJob(runner.handle, job.id)).toMatchObject({ state: "queued", attempts: 1 });
+  });
+
+  it("fails a job that no runner took before its deadline with reason undelivered", { timeout: 20_000 }, async () => {
+    const runner = await enrolledRunner();
+    const job = await enqueue(runner.handle, { type: "noop", ttlSeconds: 5 });
+    expect(Date.parse(job.expiresAt) - Date.parse(job.createdAt)).toBeLessThanOrEqual(5000);
+    expect((await getJob(runner.handle, job.id)).state).toBe("queued");
+    // `?wait=` answers once the job has finished; the hub's alarm at the deadline finishes it.
+    let done = await getJob(runner.handle, job.id, 8);
+    if (done.state === "queued") {
+      // A runtime whose alarms do not fire on their own: run the one due at the deadline.
+      await runDurableObjectAlarm(getRunnerHubStub(env, runner.handle));
+      done = await getJob(runner.handle, job.id);
+    }
+    expect(done).toMatchObject({ state: "failed", attempts: 0, outcome: { ok: false, reason: "undelivered" } });
+    expect(done.outcome?.message).toMatch(/did not take the job before its deadline/);
+    expect(done.outcome?.message).toContain("offline");
+    expect(Date.parse(done.finishedAt ?? "")).toBeGreaterThanOrEqual(Date.parse(job.expiresAt));
+
+    // A runner that connects afterwards is not sent the expired job.
+    const conn = await online(runner);
+    await sleep(300);
+    expect(conn.received.filter((m) => m.t === "job")).toHaveLength(0);
+    conn.ws.close(1000, "done");
+  });
+});
