@@ -113,6 +113,23 @@ describe("enrollment", () => {
   });
 });
 
+describe("the orchestrator-runner command", () => {
+  it("runs from the repository root as `npx orchestrator-runner`, and says how to use it", async () => {
+    const help = spawnCollecting("npx", ["--no-install", "orchestrator-runner", "--help"], { cwd: ROOT, env: process.env });
+    expect(await help.exited, help.output()).toBe(0);
+    expect(help.output()).toContain("orchestrator-runner enroll --edge <url> --token <token>");
+    const bad = spawnCollecting("npx", ["--no-install", "orchestrator-runner", "enroll", "--edge", stack.url], { cwd: ROOT, env: process.env });
+    expect(await bad.exited).toBe(2);
+    expect(bad.output()).toContain("enroll needs --edge and --token");
+    const plain = spawnCollecting("npx", ["--no-install", "orchestrator-runner", "enroll", "--edge", "http://203.0.113.9", "--token", "ort_whatever-token", "--config", `${runner.dir}/plain.json`], { cwd: ROOT, env: process.env });
+    expect(await plain.exited).toBe(3);
+    expect(plain.output()).toContain("--edge must be an https:// URL");
+    const noConfig = spawnCollecting("npx", ["--no-install", "orchestrator-runner", "run", "--config", `${runner.dir}/absent.json`], { cwd: ROOT, env: process.env });
+    expect(await noConfig.exited).toBe(3);
+    expect(noConfig.output()).toContain("no runner config at");
+  });
+});
+
 describe("docker.run", () => {
   it("streams the container's lines to the task in order and reports the exit code", async () => {
     const taskId = await taskWithEvents();
