@@ -16,6 +16,7 @@ import { DurableObject } from "cloudflare:workers";
 import { eq } from "drizzle-orm";
 import { createDb } from "../db/client.ts";
 import { servers } from "../db/schema.ts";
+import { AppError } from "../lib/app-error.ts";
 import { newId, randomToken } from "../lib/crypto.ts";
 import { loadJobSigningKey } from "../lib/job-signing.ts";
 import { appendTaskEvent } from "../services/tasks.ts";
@@ -60,6 +61,15 @@ interface SocketState {
   concurrency: number;
 }
 
+interface OutboxRow extends Record<string, SqlStorageValue> {
+  seq: number;
+  task_id: string;
+  job_id: string;
+  event: string;
+  attempts: number;
+  next_at: number;
+}
+
 interface JobRow extends Record<string, SqlStorageValue> {
   id: string;
   type: string;
@@ -87,6 +97,8 @@ const RUNNING_LEASE_MS = 3 * HEARTBEAT_INTERVAL_MS;
 /** Time for a reconnecting runner to report a job that outlived its connection. */
 const RESULT_GRACE_MS = 60_000;
 const AUTH_TIMEOUT_MS = 15_000;
+/** About two hours of retries (backoff capped at a minute) before a task event is given up. */
+const TASK_EVENT_MAX_ATTEMPTS = 130;
 /**
  * When an undelivered job fails: at `exp` if it was never sent; if it was sent, only once the runner
  * could no longer accept it either (exp + clock skew) and its acceptance had time to arrive.
@@ -101,6 +113,7 @@ export class RunnerHub extends DurableObject<Env> {
   private inbox: Promise<void> = Promise.resolve();
   /** Task events are appended in order, one at a time. */
   private outbox: Promise<void> = Promise.resolve();
+  private draining = false;
   private readonly waiters = new Map<string, Set<(job: JobView) => void>>();
   private runnerKey: { publicKey: string; key: Promise<CryptoKey> } | null = null;
   private lastSeenWrite = 0;
@@ -118,6 +131,9 @@ export class RunnerHub extends DurableObject<Env> {
       created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER, outcome TEXT,
       cancel_requested INTEGER NOT NULL DEFAULT 0, cancel_message TEXT)`);
     this.sql.exec(`CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, created_at)`);
+    this.sql.exec(`CREATE TABLE IF NOT EXISTS task_outbox (
+      seq INTEGER PRIMARY KEY AUTOINCREMENT, task_id TEXT NOT NULL, job_id TEXT NOT NULL, event TEXT NOT NULL,
+      attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL DEFAULT 0)`);
     this.known = JSON.parse(this.meta().get("identity") ?? "null") as HubIdentity | null;
   }
 
@@ -449,6 +465,7 @@ export class RunnerHub extends DurableObject<Env> {
       });
     }
     this.pump();
+    this.drainTaskEvents();
     await this.scheduleAlarm();
   }
 
@@ -504,17 +521,50 @@ export class RunnerHub extends DurableObject<Env> {
   }
 
   /** Queues a task event behind the ones before it; a failing append is logged, never reordered. */
+  /**
+   * Task events go through a table, appended in order by one drain: one the stream cannot take yet
+   * (Postgres down: a status change needs it) is retried with backoff, holding back the ones after
+   * it, and survives the hub being evicted. Events the stream refuses for good are logged and dropped.
+   */
   private toTask(row: JobRow, event: TaskEventInput): void {
-    const taskId = row.task_id;
-    if (!taskId) return;
-    this.outbox = this.outbox.then(async () => {
-      try {
-        await appendTaskEvent(this.env, taskId, event);
-      } catch (error) {
-        console.error(JSON.stringify({ level: "warn", msg: "task event not appended", taskId, jobId: row.id, error: error instanceof Error ? error.message : String(error) }));
-      }
+    if (!row.task_id) return;
+    this.sql.exec(`INSERT INTO task_outbox (task_id, job_id, event) VALUES (?, ?, ?)`, row.task_id, row.id, JSON.stringify(event));
+    this.drainTaskEvents();
+  }
+
+  private drainTaskEvents(): void {
+    if (this.draining) return;
+    this.draining = true;
+    this.outbox = this.drainLoop().finally(() => {
+      this.draining = false;
+      // An event queued while the loop was finishing is picked up here, not left for the next one.
+      if (this.sql.exec(`SELECT 1 FROM task_outbox WHERE next_at <= ? LIMIT 1`, Date.now()).toArray().length) this.drainTaskEvents();
     });
     this.ctx.waitUntil(this.outbox);
+  }
+
+  private async drainLoop(): Promise<void> {
+    for (;;) {
+      const head = this.sql.exec<OutboxRow>(`SELECT * FROM task_outbox ORDER BY seq LIMIT 1`).toArray()[0];
+      if (!head || head.next_at > Date.now()) return;
+      try {
+        await appendTaskEvent(this.env, head.task_id, JSON.parse(head.event) as TaskEventInput);
+        this.sql.exec(`DELETE FROM task_outbox WHERE seq = ?`, head.seq);
+      } catch (error) {
+        const code = error instanceof AppError ? error.code : "internal_error";
+        const message = error instanceof Error ? error.message : String(error);
+        const permanent = ["invalid_request", "not_found", "conflict"].includes(code) || head.attempts >= TASK_EVENT_MAX_ATTEMPTS;
+        console.error(JSON.stringify({ level: "warn", msg: permanent ? "task event dropped" : "task event delayed", taskId: head.task_id, jobId: head.job_id, code, error: message }));
+        if (permanent) {
+          this.sql.exec(`DELETE FROM task_outbox WHERE seq = ?`, head.seq);
+          continue;
+        }
+        const retryAt = Date.now() + Math.min(60_000, 1000 * 2 ** head.attempts);
+        this.sql.exec(`UPDATE task_outbox SET attempts = attempts + 1, next_at = ? WHERE seq = ?`, retryAt, head.seq);
+        await this.scheduleAlarm(retryAt);
+        return;
+      }
+    }
   }
 
   private async scheduleAlarm(at?: number): Promise<void> {
@@ -522,7 +572,8 @@ export class RunnerHub extends DurableObject<Env> {
       .exec<{ at: number | null }>(
         `SELECT MIN(t) AS at FROM (
            SELECT MIN(${DEADLINE_SQL}) AS t FROM jobs WHERE state IN ('queued', 'delivered')
-           UNION ALL SELECT MIN(lease_until) FROM jobs WHERE state IN ('delivered', 'running'))`,
+           UNION ALL SELECT MIN(lease_until) FROM jobs WHERE state IN ('delivered', 'running')
+           UNION ALL SELECT MIN(next_at) FROM task_outbox WHERE next_at > 0)`,
         this.deliveryGraceMs(),
       )
       .one().at;

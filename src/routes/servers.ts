@@ -1,4 +1,6 @@
+import { eq } from "drizzle-orm";
 import { Hono } from "hono";
+import { tasks } from "../db/schema.ts";
 import { z } from "zod";
 import { AppError, notFound } from "../lib/app-error.ts";
 import type { AppEnv } from "../lib/context.ts";
@@ -43,8 +45,13 @@ export const serversRoute = new Hono<AppEnv>()
   // Job calls go straight to the server's hub, which knows its runner: no database round trip.
   .post("/:handle/jobs", validate("param", HandleParam), validate("query", JobWaitQuery), validate("json", CreateJob), async (c) => {
     const { handle } = c.req.valid("param");
+    const body = c.req.valid("json");
+    if (body.taskId) {
+      const [task] = await c.var.db.select({ id: tasks.id }).from(tasks).where(eq(tasks.id, body.taskId));
+      if (!task) throw new AppError("invalid_request", `No task with id ${body.taskId}`);
+    }
     const hub = hubFor(c.env, { handle });
-    let result = await hub.enqueue(null, c.req.valid("json"));
+    let result = await hub.enqueue(null, body);
     if (!result.ok && result.code === "unknown_server") {
       result = await hub.enqueue(hubIdentity(await loadServer(c.var.db, handle)), c.req.valid("json"));
     }

@@ -574,6 +574,15 @@ describe("the runner's WebSocket", () => {
     conn.ws.close(1000, "done");
   });
 
+  it("refuses a job for a task that does not exist (400), before anything is queued", async () => {
+    const runner = await enrolledRunner();
+    const res = await call(`/api/servers/${runner.handle}/jobs`, { method: "POST", key: adminKey(), json: { type: "noop", taskId: "dep_doesnotexist" } });
+    expect(res.status).toBe(400);
+    expect((await res.json<{ error: { message: string } }>()).error.message).toBe("No task with id dep_doesnotexist");
+    const list = await call(`/api/servers/${runner.handle}/jobs`, { key: adminKey() });
+    expect((await list.json<{ jobs: JobView[] }>()).jobs).toEqual([]);
+  });
+
   it("ends a job whose signed result it cannot read, acks it, and keeps the runner connected", async () => {
     const runner = await enrolledRunner();
     const conn = await online(runner);
