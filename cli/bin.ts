@@ -16,6 +16,7 @@ const USAGE = `Usage:
   orchestrator tasks link <task-id> [--ttl SECONDS]    print a signed link to the live task view
   orchestrator engineering status <task-id> [--follow] [--json]
   orchestrator deploy status <task-id> [--follow] [--json]
+  orchestrator provision status <task-id> [--follow] [--json]
   orchestrator servers list [--json]                  servers, their runners' status and last heartbeat
   orchestrator servers show <handle> [--json]         one server, its runner's connection and job counts
 
@@ -70,7 +71,7 @@ async function tasksLink(args: string[]) {
   process.stderr.write(`(valid until ${link.expiresAt})\n`);
 }
 
-async function status(kind: "engineering" | "deploy", args: string[]): Promise<number> {
+async function status(kind: "engineering" | "deploy" | "provision", args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { follow: { type: "boolean" }, json: { type: "boolean" } } });
   const [taskId] = positionals;
   if (!taskId) usage(`${kind} status needs a task id`);
@@ -150,7 +151,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (group === "tasks" && command === "list") return tasksList(rest).then(() => 0);
   if (group === "tasks" && command === "link") return tasksLink(rest).then(() => 0);
-  if ((group === "engineering" || group === "deploy") && command === "status") return status(group, rest);
+  if ((group === "engineering" || group === "deploy" || group === "provision") && command === "status") return status(group, rest);
   if (group === "servers" && command === "list") return serversList(rest).then(() => 0);
   if (group === "servers" && command === "show") return serversShow(rest).then(() => 0);
   usage(`unknown command: ${argv.join(" ")}`);

@@ -63,6 +63,8 @@ interface SocketState {
 
 interface OutboxRow extends Record<string, SqlStorageValue> {
   seq: number;
+  /** `task`: a task event (task_id, event); `workflow`: a workflow wake-up (task_id = instance id, event = its payload). */
+  kind: string;
   task_id: string;
   job_id: string;
   event: string;
@@ -90,6 +92,8 @@ interface JobRow extends Record<string, SqlStorageValue> {
   cancel_requested: number;
   /** The signed cancel, kept to be sent again (before the job itself) after a reconnect. */
   cancel_message: string | null;
+  /** CreateJob["notify"] as JSON: the workflow instance to wake when the job finishes. */
+  notify: string | null;
 }
 
 /** How long a runner that stops heartbeating keeps a running job before it counts as lost. */
@@ -129,10 +133,10 @@ export class RunnerHub extends DurableObject<Env> {
       envelope TEXT NOT NULL, signature TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
       lease_until INTEGER, expires_at INTEGER NOT NULL, timeout_seconds INTEGER NOT NULL,
       created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER, outcome TEXT,
-      cancel_requested INTEGER NOT NULL DEFAULT 0, cancel_message TEXT)`);
+      cancel_requested INTEGER NOT NULL DEFAULT 0, cancel_message TEXT, notify TEXT)`);
     this.sql.exec(`CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, created_at)`);
     this.sql.exec(`CREATE TABLE IF NOT EXISTS task_outbox (
-      seq INTEGER PRIMARY KEY AUTOINCREMENT, task_id TEXT NOT NULL, job_id TEXT NOT NULL, event TEXT NOT NULL,
+      seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL DEFAULT 'task', task_id TEXT NOT NULL, job_id TEXT NOT NULL, event TEXT NOT NULL,
       attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL DEFAULT 0)`);
     this.known = JSON.parse(this.meta().get("identity") ?? "null") as HubIdentity | null;
   }
@@ -165,10 +169,10 @@ export class RunnerHub extends DurableObject<Env> {
     };
     const signed = await signJob(await this.signingKey(), envelope);
     this.sql.exec(
-      `INSERT INTO jobs (id, type, task_id, finish_task, envelope, signature, state, expires_at, timeout_seconds, created_at, updated_at)
-       VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)`,
+      `INSERT INTO jobs (id, type, task_id, finish_task, envelope, signature, state, expires_at, timeout_seconds, created_at, updated_at, notify)
+       VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)`,
       envelope.id, input.type, input.taskId ?? null, input.finishTask ? 1 : 0, JSON.stringify(signed.envelope), signed.signature,
-      envelope.exp * 1000, payload.data.timeoutSeconds, now, now,
+      envelope.exp * 1000, payload.data.timeoutSeconds, now, now, input.notify ? JSON.stringify(input.notify) : null,
     );
     this.pump();
     await this.scheduleAlarm();
@@ -511,6 +515,12 @@ export class RunnerHub extends DurableObject<Env> {
           ? { type: "task.cancelled", message: outcome.message, data: { jobId: row.id } }
           : { type: "task.failed", message: outcome.message, data }); 
     }
+    // A waiting workflow is woken through the same ordered outbox, after the task's events.
+    if (row.notify) {
+      const notify = JSON.parse(row.notify) as NonNullable<CreateJob["notify"]>;
+      this.sql.exec(`INSERT INTO task_outbox (kind, task_id, job_id, event) VALUES ('workflow', ?, ?, ?)`, notify.instanceId, row.id, JSON.stringify({ workflow: notify.workflow, job }));
+      this.drainTaskEvents();
+    }
     // Waiters hear about it after the task's stream has it, so a caller that reads the stream next sees it all.
     const waiters = [...(this.waiters.get(row.id) ?? [])];
     this.waiters.delete(row.id);
@@ -548,7 +558,8 @@ export class RunnerHub extends DurableObject<Env> {
       const head = this.sql.exec<OutboxRow>(`SELECT * FROM task_outbox ORDER BY seq LIMIT 1`).toArray()[0];
       if (!head || head.next_at > Date.now()) return;
       try {
-        await appendTaskEvent(this.env, head.task_id, JSON.parse(head.event) as TaskEventInput);
+        if (head.kind === "workflow") await this.wakeWorkflow(head);
+        else await appendTaskEvent(this.env, head.task_id, JSON.parse(head.event) as TaskEventInput);
         this.sql.exec(`DELETE FROM task_outbox WHERE seq = ?`, head.seq);
       } catch (error) {
         const code = error instanceof AppError ? error.code : "internal_error";
@@ -565,6 +576,14 @@ export class RunnerHub extends DurableObject<Env> {
         return;
       }
     }
+  }
+
+  private async wakeWorkflow(row: OutboxRow): Promise<void> {
+    const { workflow, job } = JSON.parse(row.event) as { workflow: NonNullable<CreateJob["notify"]>["workflow"]; job: JobView };
+    const binding = { "provision-server": this.env.PROVISION_SERVER }[workflow];
+    const instance = await binding.get(row.task_id);
+    // As JSON text: a job's payload and data are free-form, which Workflows' typing cannot express.
+    await instance.sendEvent({ type: job.id, payload: JSON.stringify(job) });
   }
 
   private async scheduleAlarm(at?: number): Promise<void> {

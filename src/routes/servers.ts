@@ -7,7 +7,8 @@ import type { AppEnv } from "../lib/context.ts";
 import { validate } from "../lib/validate.ts";
 import { requireAdmin } from "../middleware/auth.ts";
 import { createServer, hubFor, hubIdentity, listServers, loadServer, renewEnrollmentToken, serverView } from "../services/servers.ts";
-import { CreateJob, CreateServer, JobState, JobWaitQuery, NewEnrollmentToken, Page, ServerHandle } from "../shared/api.ts";
+import { createTask } from "../services/tasks.ts";
+import { CreateJob, CreateServer, JobState, JobWaitQuery, NewEnrollmentToken, Page, ProvisionServer, ServerHandle } from "../shared/api.ts";
 
 const HandleParam = z.object({ handle: ServerHandle });
 const JobParam = z.object({ handle: ServerHandle, jobId: z.string().min(1).max(100) });
@@ -41,6 +42,16 @@ export const serversRoute = new Hono<AppEnv>()
     const { server, enrollment } = await renewEnrollmentToken(c.var.db, c.env, c.req.valid("param").handle, c.req.valid("json").enrollmentTtlSeconds);
     const origin = new URL(c.req.url).origin;
     return c.json({ server: serverView(server, c.env), enrollment: { ...enrollment, command: enrollCommand(origin, enrollment.token) } }, 201);
+  })
+  // Provisioning runs as a workflow on a `provision` task: follow it like any task (SSE, CLI, live view).
+  .post("/:handle/provision", validate("param", HandleParam), validate("json", ProvisionServer), async (c) => {
+    const row = await loadServer(c.var.db, c.req.valid("param").handle);
+    if (!row.runnerId) throw new AppError("conflict", `Server ${row.handle} has no enrolled runner yet`);
+    const { check } = c.req.valid("json");
+    const task = await createTask(c.var.db, { type: "provision", callerId: c.var.principal.userId ?? "", input: { server: row.handle, check } });
+    await hubFor(c.env, row).setIdentity(hubIdentity(row));
+    await c.env.PROVISION_SERVER.create({ id: task.id, params: { taskId: task.id, handle: row.handle, check } });
+    return c.json({ task }, 202);
   })
   // Job calls go straight to the server's hub, which knows its runner: no database round trip.
   .post("/:handle/jobs", validate("param", HandleParam), validate("query", JobWaitQuery), validate("json", CreateJob), async (c) => {

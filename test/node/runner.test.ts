@@ -238,6 +238,39 @@ describe("routing a deployed service", () => {
   });
 });
 
+describe("provisioning a server (workflow)", () => {
+  it("runs provision.yml in check mode and facts.yml through the runner, woken by the hub, and completes the task", async () => {
+    const started = await stack.api<{ task: { id: string; type: string } }>(`/api/servers/${HANDLE}/provision`, { json: { check: true } });
+    expect(started.status).toBe(202);
+    expect(started.body.task.type).toBe("provision");
+    const taskId = started.body.task.id;
+    const list = await waitFor(
+      async () => {
+        const all = await events(taskId);
+        return all.some((e) => e.type === "task.completed" || e.type === "task.failed") ? all : undefined;
+      },
+      90_000,
+      () => "the provision task never ended",
+    );
+    const last = list.at(-1);
+    expect(last, JSON.stringify(list.filter((e) => e.type !== "log"))).toMatchObject({ type: "task.completed" });
+    expect(last?.message).toContain("checked: playbook provision.yml (check mode)");
+    expect(last?.data).toMatchObject({ facts: { os: expect.stringContaining("Debian") as unknown } });
+    const completed = list.filter((e) => e.type === "step.completed").map((e) => `${e.step}:${String(e.data?.ok)}`);
+    expect(completed).toEqual(["provision:true", "ansible.playbook:true"]);
+    expect(list.some((e) => e.type === "step.progress" && e.message.includes("Runner service unit"))).toBe(true);
+    const task = await stack.api<{ task: { status: string } }>(`/api/tasks/${taskId}`);
+    expect(task.body.task.status).toBe("completed");
+  });
+
+  it("refuses to provision a server without a runner", async () => {
+    await registerServer(stack, "vps-unenrolled");
+    const res = await stack.api<{ error: { code: string; message: string } }>(`/api/servers/vps-unenrolled/provision`, { json: {} });
+    expect(res.status).toBe(409);
+    expect(res.body.error.message).toContain("no enrolled runner");
+  });
+});
+
 describe("the queue", () => {
   it("keeps jobs for an offline runner until it connects, and fails them clearly after their deadline", async () => {
     await runner.stop();
