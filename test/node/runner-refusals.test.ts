@@ -2,7 +2,8 @@
  * What a runner refuses, and that it runs nothing then. The hub here is a scripted WebSocket server
  * that speaks the real protocol (src/shared/runner-protocol.ts) and plays the attacker: it sends
  * tampered, foreign, expired, unknown and replayed jobs to a real `orchestrator-runner run` process
- * that drives the real Docker engine.
+ * that drives the real Docker engine. The same hub then drops the connection and withholds an ack (the
+ * runner reconnects and re-sends its result) and sends more jobs than the runner has slots.
  */
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -29,6 +30,9 @@ class ScriptedHub {
   readonly server: WebSocketServer;
   readonly messages: RunnerBody[] = [];
   socket: WebSocket | null = null;
+  /** How many times the runner has said hello (connections). */
+  hellos = 0;
+  ackResults = true;
   runnerKey: CryptoKey | null = null;
   private challenge = "";
 
@@ -53,13 +57,14 @@ class ScriptedHub {
     if (message.t === "hello") {
       if (!(await verifyValue(key, connectProof(message.runnerId, this.challenge), message.signature))) return socket.close(4401, "bad hello");
       this.socket = socket;
+      this.hellos++;
       socket.send(JSON.stringify({ t: "welcome", runnerId: message.runnerId, server: "scripted" }));
       return;
     }
     if (!(await verifyValue(key, message.body, message.signature))) throw new Error("runner message with a bad signature");
     const body = RunnerBody.parse(message.body);
     this.messages.push(body);
-    if (body.kind === "result") socket.send(JSON.stringify({ t: "ack", jobId: body.jobId }));
+    if (body.kind === "result" && this.ackResults) socket.send(JSON.stringify({ t: "ack", jobId: body.jobId }));
   }
 
   send(job: unknown) {
@@ -221,5 +226,39 @@ describe("the runner refuses, and runs nothing", () => {
     hub.send({ hello: "there" });
     await waitFor(() => hub.messages.slice(count).find((m) => m.kind === "refused"), 10_000, () => "no refusal");
     expect(hub.messages.slice(count).find((m) => m.kind === "refused")).toMatchObject({ reason: "malformed" });
+  });
+});
+
+describe("the runner's connection and slots", () => {
+  it("reconnects after the hub drops it, and sends again the result the hub never acknowledged", async () => {
+    hub.ackResults = false;
+    const signed = await signJob(controlPlane.privateKey, envelope({ type: "noop", payload: { echo: "once" } }));
+    hub.send(signed);
+    await hub.answer(signed.envelope.id, ["result"]);
+    const hellos = hub.hellos;
+    hub.ackResults = true;
+    hub.socket?.close(1012, "hub restarting");
+    await waitFor(() => (hub.hellos > hellos ? true : undefined), 15_000, () => "the runner did not reconnect");
+    // The unacknowledged result comes again, first, on the new connection; the job is not run again.
+    await waitFor(() => (hub.about(signed.envelope.id).filter((m) => m.kind === "result").length === 2 ? true : undefined), 10_000, () => "result not sent again");
+    expect(hub.about(signed.envelope.id).filter((m) => m.kind === "accepted")).toHaveLength(1);
+  });
+
+  it("runs at most `concurrency` (2) jobs at once", async () => {
+    const jobs = await Promise.all(
+      [1, 2, 3].map((n) => signJob(controlPlane.privateKey, envelope({ payload: { image: TEST_IMAGE, cmd: ["sh", "-c", `echo start ${n}; sleep 1; echo end ${n}`] } }))),
+    );
+    const start = hub.messages.length;
+    for (const job of jobs) hub.send(job);
+    for (const job of jobs) expect(await hub.answer(job.envelope.id, ["result"])).toMatchObject({ ok: true });
+    const lines = hub.messages.slice(start).flatMap((m) => (m.kind === "log" ? m.lines.map((l) => l.line) : []));
+    let running = 0;
+    let most = 0;
+    for (const line of lines) {
+      running += line.startsWith("start") ? 1 : line.startsWith("end") ? -1 : 0;
+      most = Math.max(most, running);
+    }
+    expect(lines.filter((l) => l.startsWith("start"))).toHaveLength(3);
+    expect(most).toBe(2);
   });
 });
