@@ -177,8 +177,10 @@ export class RunnerDaemon {
         this.session = this.challenge;
         this.attempt = 0;
         this.log.info("connected", { server: message.server, runnerId: message.runnerId });
-        // Results the hub may not have: sent first, before anything new.
-        this.queue.unshift(...this.journal.unacknowledged());
+        // Results the hub may not have, once each, after what is queued: a job's log lines stay ahead of
+        // its result (the hub ignores lines for a finished job).
+        const queued = new Set(this.queue.flatMap((m) => (m.kind === "result" ? [m.jobId] : [])));
+        this.queue.push(...this.journal.unacknowledged().filter((result) => !queued.has(result.jobId)));
         this.heartbeat = setInterval(() => this.sendHeartbeat(), HEARTBEAT_INTERVAL_MS);
         this.sendHeartbeat();
         for (const resolve of this.connectedWaiters.splice(0)) resolve();

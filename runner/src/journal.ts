@@ -161,7 +161,7 @@ function takeLock(path: string): void {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
       const pid = Number(readFileSync(path, "utf8").trim());
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isRunner(pid)) {
         throw new JournalLockedError(`another orchestrator-runner (pid ${pid}) is using ${path}; stop it first`);
       }
       rmSync(path, { force: true });
@@ -170,11 +170,20 @@ function takeLock(path: string): void {
   throw new JournalLockedError(`could not lock ${path}`);
 }
 
-function isAlive(pid: number): boolean {
+/**
+ * Whether `pid` is a live runner. After a reboot the pid in a stale lock may belong to another
+ * program, so on Linux its command line must name the runner too.
+ */
+function isRunner(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
+    if ((error as NodeJS.ErrnoException).code !== "EPERM") return false;
+  }
+  try {
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+    return /orchestrator-runner|runner\/bin\.ts/.test(cmdline);
+  } catch {
+    return true;
   }
 }

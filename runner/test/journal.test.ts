@@ -1,5 +1,6 @@
 /** The runner's journal: what it remembers across restarts, and that one daemon owns it. */
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -58,12 +59,21 @@ describe("the runner's journal", () => {
     expect(() => new Journal(state)).toThrow(/damaged at line 1/);
   });
 
-  it("belongs to one daemon at a time; a lock left by a dead process is taken over", () => {
+  it("belongs to one daemon at a time; a lock left by a dead process, or by a pid now reused by another program, is taken over", async () => {
     const state = dir();
     const journal = new Journal(state);
+    // A live process whose command line names the runner holds the lock.
+    const other = spawn(process.execPath, ["-e", "setTimeout(() => {}, 30000)", "orchestrator-runner"], { stdio: "ignore" });
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      writeFileSync(join(state, "runner.lock"), String(other.pid));
+      expect(() => new Journal(state)).toThrow(JournalLockedError);
+    } finally {
+      other.kill();
+    }
+    // pid 1 is alive but is not a runner (a pid reused after a reboot).
     writeFileSync(join(state, "runner.lock"), "1");
-    // pid 1 is alive: another runner.
-    expect(() => new Journal(state)).toThrow(JournalLockedError);
+    new Journal(state).close();
     writeFileSync(join(state, "runner.lock"), "999999999");
     const again = new Journal(state);
     expect(readFileSync(join(state, "runner.lock"), "utf8")).toBe(String(process.pid));

@@ -48,6 +48,12 @@ export interface HubStatus {
   jobs: Record<JobState, number>;
 }
 
+/** What the hub queues: the API's job, or one from a workflow that wants waking when it finishes. */
+export type HubJobInput = CreateJob & {
+  /** The workflow instance to wake: `sendEvent({type: <job id>, payload: <the finished job as JSON>})`. */
+  notify?: { workflow: "provision-server"; instanceId: string };
+};
+
 export type EnqueueResult =
   | { ok: true; job: JobView }
   /** `unknown_server`: the hub has not been told who it serves yet; call again with the identity. */
@@ -55,6 +61,8 @@ export type EnqueueResult =
 
 interface SocketState {
   challenge: string;
+  /** Closed for not saying hello in time; it may linger until the peer completes the close. */
+  closing?: boolean;
   openedAt: number;
   authenticated: boolean;
   runnerId: string | null;
@@ -94,6 +102,7 @@ interface JobRow extends Record<string, SqlStorageValue> {
   cancel_message: string | null;
   /** CreateJob["notify"] as JSON: the workflow instance to wake when the job finishes. */
   notify: string | null;
+  idem_key: string | null;
 }
 
 /** How long a runner that stops heartbeating keeps a running job before it counts as lost. */
@@ -103,6 +112,8 @@ const RESULT_GRACE_MS = 60_000;
 const AUTH_TIMEOUT_MS = 15_000;
 /** About two hours of retries (backoff capped at a minute) before a task event is given up. */
 const TASK_EVENT_MAX_ATTEMPTS = 130;
+const WORKFLOW_WAKE_MAX_ATTEMPTS = 5;
+const OUTBOX_IN_FLIGHT_MS = 30_000;
 /**
  * When an undelivered job fails: at `exp` if it was never sent; if it was sent, only once the runner
  * could no longer accept it either (exp + clock skew) and its acceptance had time to arrive.
@@ -133,7 +144,8 @@ export class RunnerHub extends DurableObject<Env> {
       envelope TEXT NOT NULL, signature TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
       lease_until INTEGER, expires_at INTEGER NOT NULL, timeout_seconds INTEGER NOT NULL,
       created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER, outcome TEXT,
-      cancel_requested INTEGER NOT NULL DEFAULT 0, cancel_message TEXT, notify TEXT)`);
+      cancel_requested INTEGER NOT NULL DEFAULT 0, cancel_message TEXT, notify TEXT, idem_key TEXT)`);
+    this.sql.exec(`CREATE UNIQUE INDEX IF NOT EXISTS jobs_idem ON jobs (idem_key) WHERE idem_key IS NOT NULL`);
     this.sql.exec(`CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, created_at)`);
     this.sql.exec(`CREATE TABLE IF NOT EXISTS task_outbox (
       seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL DEFAULT 'task', task_id TEXT NOT NULL, job_id TEXT NOT NULL, event TEXT NOT NULL,
@@ -144,11 +156,15 @@ export class RunnerHub extends DurableObject<Env> {
   // ---- RPC: the API and workflows ----
 
   /** Validates, signs and queues a job for this server's runner, and sends it at once if the runner is connected. */
-  async enqueue(given: HubIdentity | null, input: CreateJob): Promise<EnqueueResult> {
+  async enqueue(given: HubIdentity | null, input: HubJobInput): Promise<EnqueueResult> {
     if (given) this.remember(given);
     const identity = this.known;
     if (!identity) return { ok: false, code: "unknown_server", message: "this hub does not know its server yet" };
     if (!identity.runnerId) return { ok: false, code: "conflict", message: `Server ${identity.handle} has no enrolled runner yet` };
+    if (input.idempotencyKey) {
+      const existing = this.sql.exec<JobRow>(`SELECT * FROM jobs WHERE idem_key = ?`, input.idempotencyKey).toArray()[0];
+      if (existing) return { ok: true, job: this.view(existing) };
+    }
     const payload = JobPayloads[input.type].safeParse(input.payload);
     if (!payload.success) {
       const summary = describePayloadIssues(payload.error);
@@ -169,10 +185,10 @@ export class RunnerHub extends DurableObject<Env> {
     };
     const signed = await signJob(await this.signingKey(), envelope);
     this.sql.exec(
-      `INSERT INTO jobs (id, type, task_id, finish_task, envelope, signature, state, expires_at, timeout_seconds, created_at, updated_at, notify)
-       VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)`,
+      `INSERT INTO jobs (id, type, task_id, finish_task, envelope, signature, state, expires_at, timeout_seconds, created_at, updated_at, notify, idem_key)
+       VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)`,
       envelope.id, input.type, input.taskId ?? null, input.finishTask ? 1 : 0, JSON.stringify(signed.envelope), signed.signature,
-      envelope.exp * 1000, payload.data.timeoutSeconds, now, now, input.notify ? JSON.stringify(input.notify) : null,
+      envelope.exp * 1000, payload.data.timeoutSeconds, now, now, input.notify ? JSON.stringify(input.notify) : null, input.idempotencyKey ?? null,
     );
     this.pump();
     await this.scheduleAlarm();
@@ -313,6 +329,10 @@ export class RunnerHub extends DurableObject<Env> {
       return;
     }
     const body = RunnerBody.safeParse(parsed.body);
+    if (!body.success && (parsed.body as { session?: unknown } | null)?.session !== state.challenge) {
+      ws.close(4400, "message from another session");
+      return;
+    }
     if (!body.success) {
       // Signed by the runner but not understood (e.g. an over-long report). Closing would only bring it
       // back with the same message, forever; a result ends its job as failed and is acknowledged.
@@ -441,7 +461,10 @@ export class RunnerHub extends DurableObject<Env> {
     const now = Date.now();
     for (const ws of this.ctx.getWebSockets()) {
       const state = ws.deserializeAttachment() as SocketState | null;
-      if (state && !state.authenticated && now - state.openedAt >= AUTH_TIMEOUT_MS) ws.close(4401, "no hello in time");
+      if (state && !state.authenticated && !state.closing && now - state.openedAt >= AUTH_TIMEOUT_MS) {
+        ws.serializeAttachment({ ...state, closing: true } satisfies SocketState);
+        closeQuietly(ws, 4401, "no hello in time");
+      }
     }
     const connected = this.runnerSocket() !== null;
     const expired = this.sql.exec<JobRow>(`SELECT * FROM jobs WHERE state IN ('queued', 'delivered') AND ${DEADLINE_SQL} <= ?`, this.deliveryGraceMs(), now).toArray();
@@ -517,7 +540,7 @@ export class RunnerHub extends DurableObject<Env> {
     }
     // A waiting workflow is woken through the same ordered outbox, after the task's events.
     if (row.notify) {
-      const notify = JSON.parse(row.notify) as NonNullable<CreateJob["notify"]>;
+      const notify = JSON.parse(row.notify) as NonNullable<HubJobInput["notify"]>;
       this.sql.exec(`INSERT INTO task_outbox (kind, task_id, job_id, event) VALUES ('workflow', ?, ?, ?)`, notify.instanceId, row.id, JSON.stringify({ workflow: notify.workflow, job }));
       this.drainTaskEvents();
     }
@@ -525,7 +548,7 @@ export class RunnerHub extends DurableObject<Env> {
     const waiters = [...(this.waiters.get(row.id) ?? [])];
     this.waiters.delete(row.id);
     if (waiters.length) {
-      await this.outbox;
+      await this.jobEventsSettled(row.id);
       for (const resolve of waiters) resolve(job);
     }
   }
@@ -547,16 +570,45 @@ export class RunnerHub extends DurableObject<Env> {
     this.draining = true;
     this.outbox = this.drainLoop().finally(() => {
       this.draining = false;
-      // An event queued while the loop was finishing is picked up here, not left for the next one.
-      if (this.sql.exec(`SELECT 1 FROM task_outbox WHERE next_at <= ? LIMIT 1`, Date.now()).toArray().length) this.drainTaskEvents();
+      // An event queued while the loop was finishing is picked up here. Only a head that is due counts:
+      // one waiting out a backoff must not restart the loop (that would spin without yielding).
+      if (this.outboxHeadDue()) this.drainTaskEvents();
     });
     this.ctx.waitUntil(this.outbox);
   }
 
+  private outboxHead(): OutboxRow | undefined {
+    return this.sql.exec<OutboxRow>(`SELECT * FROM task_outbox ORDER BY seq LIMIT 1`).toArray()[0];
+  }
+
+  private outboxHeadDue(): boolean {
+    const head = this.outboxHead();
+    return head !== undefined && head.next_at <= Date.now();
+  }
+
+  /** Resolves once this job's events have been appended (or are waiting out a failure): what waiters wait for. */
+  private async jobEventsSettled(jobId: string): Promise<void> {
+    for (let round = 0; round < 1000; round++) {
+      await this.outbox;
+      const pending = this.sql.exec(`SELECT 1 FROM task_outbox WHERE job_id = ? AND attempts = 0 LIMIT 1`, jobId).toArray().length > 0;
+      if (!pending) return;
+      if (!this.draining) {
+        if (!this.outboxHeadDue()) return;
+        this.drainTaskEvents();
+      }
+    }
+  }
+
   private async drainLoop(): Promise<void> {
     for (;;) {
-      const head = this.sql.exec<OutboxRow>(`SELECT * FROM task_outbox ORDER BY seq LIMIT 1`).toArray()[0];
-      if (!head || head.next_at > Date.now()) return;
+      const head = this.outboxHead();
+      if (!head) return;
+      if (head.next_at > Date.now()) {
+        await this.scheduleAlarm(head.next_at);
+        return;
+      }
+      // In flight: should the hub be reset mid-append, the alarm picks the row up again after this.
+      this.sql.exec(`UPDATE task_outbox SET next_at = ? WHERE seq = ?`, Date.now() + OUTBOX_IN_FLIGHT_MS, head.seq);
       try {
         if (head.kind === "workflow") await this.wakeWorkflow(head);
         else await appendTaskEvent(this.env, head.task_id, JSON.parse(head.event) as TaskEventInput);
@@ -564,7 +616,9 @@ export class RunnerHub extends DurableObject<Env> {
       } catch (error) {
         const code = error instanceof AppError ? error.code : "internal_error";
         const message = error instanceof Error ? error.message : String(error);
-        const permanent = ["invalid_request", "not_found", "conflict"].includes(code) || head.attempts >= TASK_EVENT_MAX_ATTEMPTS;
+        // A workflow that is gone (or an event it cannot take) does not come back: a few tries, then dropped.
+        const maxAttempts = head.kind === "workflow" ? WORKFLOW_WAKE_MAX_ATTEMPTS : TASK_EVENT_MAX_ATTEMPTS;
+        const permanent = ["invalid_request", "not_found", "conflict"].includes(code) || /not.?found/i.test(message) || head.attempts >= maxAttempts;
         console.error(JSON.stringify({ level: "warn", msg: permanent ? "task event dropped" : "task event delayed", taskId: head.task_id, jobId: head.job_id, code, error: message }));
         if (permanent) {
           this.sql.exec(`DELETE FROM task_outbox WHERE seq = ?`, head.seq);
@@ -579,7 +633,7 @@ export class RunnerHub extends DurableObject<Env> {
   }
 
   private async wakeWorkflow(row: OutboxRow): Promise<void> {
-    const { workflow, job } = JSON.parse(row.event) as { workflow: NonNullable<CreateJob["notify"]>["workflow"]; job: JobView };
+    const { workflow, job } = JSON.parse(row.event) as { workflow: NonNullable<HubJobInput["notify"]>["workflow"]; job: JobView };
     const binding = { "provision-server": this.env.PROVISION_SERVER }[workflow];
     const instance = await binding.get(row.task_id);
     // As JSON text: a job's payload and data are free-form, which Workflows' typing cannot express.
@@ -592,7 +646,7 @@ export class RunnerHub extends DurableObject<Env> {
         `SELECT MIN(t) AS at FROM (
            SELECT MIN(${DEADLINE_SQL}) AS t FROM jobs WHERE state IN ('queued', 'delivered')
            UNION ALL SELECT MIN(lease_until) FROM jobs WHERE state IN ('delivered', 'running')
-           UNION ALL SELECT MIN(next_at) FROM task_outbox WHERE next_at > 0)`,
+           UNION ALL SELECT next_at FROM (SELECT next_at FROM task_outbox ORDER BY seq LIMIT 1))`,
         this.deliveryGraceMs(),
       )
       .one().at;
@@ -600,7 +654,7 @@ export class RunnerHub extends DurableObject<Env> {
     const pendingAuth = this.ctx
       .getWebSockets()
       .map((ws) => ws.deserializeAttachment() as SocketState | null)
-      .filter((state): state is SocketState => state !== null && !state.authenticated)
+      .filter((state): state is SocketState => state !== null && !state.authenticated && !state.closing)
       .map((state) => state.openedAt + AUTH_TIMEOUT_MS);
     const candidates = [next, at, ...pendingAuth].filter((t): t is number => typeof t === "number");
     if (!candidates.length) return;
@@ -660,14 +714,13 @@ export class RunnerHub extends DurableObject<Env> {
     this.known = identity;
     this.setMeta("identity", JSON.stringify(identity));
     if (previous?.runnerId && (previous.runnerId !== identity.runnerId || previous.runnerPublicKey !== identity.runnerPublicKey)) {
-      // Re-enrolled (e.g. after a key leak): the old runner's connection is no longer trusted, and
-      // jobs signed for it would be refused by the new one.
-      for (const ws of this.ctx.getWebSockets()) ws.close(4401, "this runner was replaced by a new enrollment");
-      const now = Date.now();
-      this.sql.exec(
-        `UPDATE jobs SET state = 'failed', finished_at = ?, updated_at = ?, lease_until = NULL, outcome = ? WHERE state IN ('queued', 'delivered')`,
-        now, now, JSON.stringify({ ok: false, reason: "undelivered", message: "the server's runner was re-enrolled before it took this job; submit it again" } satisfies JobOutcomeView),
-      );
+      // Re-enrolled (e.g. after a key leak): jobs signed for the old runner would be refused by the
+      // new one, so they end now, through finish() (task events, waiters, workflows, redaction); and
+      // the old runner's connection is no longer trusted.
+      const outcome: JobOutcomeView = { ok: false, reason: "undelivered", message: "the server's runner was re-enrolled before it took this job; submit it again" };
+      // finish() marks the row before its first await, so every job is failed by the time this returns.
+      for (const row of this.sql.exec<JobRow>(`SELECT * FROM jobs WHERE state IN ('queued', 'delivered')`).toArray()) this.ctx.waitUntil(this.finish(row, outcome));
+      for (const ws of this.ctx.getWebSockets()) closeQuietly(ws, 4401, "this runner was replaced by a new enrollment");
     }
   }
 
@@ -714,6 +767,15 @@ export class RunnerHub extends DurableObject<Env> {
   }
 }
 
+/** Closes a socket that may already be closing; a second close must not abort the caller. */
+function closeQuietly(ws: WebSocket, code: number, reason: string): void {
+  try {
+    ws.close(code, reason);
+  } catch {
+    // already closed
+  }
+}
+
 function wasUndelivered(row: JobRow): boolean {
   return row.state === "failed" && row.outcome !== null && (JSON.parse(row.outcome) as JobOutcomeView).reason === "undelivered";
 }
@@ -724,7 +786,7 @@ function isFinished(state: JobState): boolean {
 
 /** A typed client for the hub; every caller goes through it (RPC typings lose `unknown`-heavy types). */
 export interface RunnerHubClient {
-  enqueue(identity: HubIdentity | null, input: CreateJob): Promise<EnqueueResult>;
+  enqueue(identity: HubIdentity | null, input: HubJobInput): Promise<EnqueueResult>;
   setIdentity(identity: HubIdentity): Promise<void>;
   getJob(id: string): Promise<JobView | null>;
   listJobs(options: { state?: JobState; limit: number }): Promise<JobView[]>;

@@ -7,7 +7,7 @@ import type { AppEnv } from "../lib/context.ts";
 import { validate } from "../lib/validate.ts";
 import { requireAdmin } from "../middleware/auth.ts";
 import { createServer, hubFor, hubIdentity, listServers, loadServer, renewEnrollmentToken, serverView } from "../services/servers.ts";
-import { createTask } from "../services/tasks.ts";
+import { appendTaskEvent, createTask } from "../services/tasks.ts";
 import { CreateJob, CreateServer, JobState, JobWaitQuery, NewEnrollmentToken, Page, ProvisionServer, ServerHandle } from "../shared/api.ts";
 
 const HandleParam = z.object({ handle: ServerHandle });
@@ -49,8 +49,14 @@ export const serversRoute = new Hono<AppEnv>()
     if (!row.runnerId) throw new AppError("conflict", `Server ${row.handle} has no enrolled runner yet`);
     const { check } = c.req.valid("json");
     const task = await createTask(c.var.db, { type: "provision", callerId: c.var.principal.userId ?? "", input: { server: row.handle, check } });
-    await hubFor(c.env, row).setIdentity(hubIdentity(row));
-    await c.env.PROVISION_SERVER.create({ id: task.id, params: { taskId: task.id, handle: row.handle, check } });
+    try {
+      await hubFor(c.env, row).setIdentity(hubIdentity(row));
+      await c.env.PROVISION_SERVER.create({ id: task.id, params: { taskId: task.id, handle: row.handle, check } });
+    } catch (error) {
+      // The task must not stay queued forever when its workflow never started.
+      await appendTaskEvent(c.env, task.id, { type: "task.failed", message: "the provisioning workflow could not be started" }).catch(() => undefined);
+      throw error;
+    }
     return c.json({ task }, 202);
   })
   // Job calls go straight to the server's hub, which knows its runner: no database round trip.

@@ -101,8 +101,8 @@ export const CreateJob = z.strictObject({
   ttlSeconds: z.number().int().min(5).max(24 * 3600).default(3600),
   /** End the task with the job's outcome (task.completed / task.failed); otherwise a workflow decides. */
   finishTask: z.boolean().default(false),
-  /** A workflow instance to wake when the job finishes: `sendEvent({type: <job id>, payload: <job>})`. */
-  notify: z.strictObject({ workflow: z.enum(["provision-server"]), instanceId: z.string().min(1).max(100) }).optional(),
+  /** Submitting again with the same key returns the job already queued instead of a second one. */
+  idempotencyKey: z.string().min(1).max(200).optional(),
 });
 
 export const ProvisionServer = z.strictObject({

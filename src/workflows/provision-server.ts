@@ -27,27 +27,42 @@ export class ProvisionServerWorkflow extends WorkflowEntrypoint<Env, ProvisionSe
         await appendTaskEvent(this.env, taskId, input);
       });
 
-    /** Queues one job on the server and sleeps until the hub reports its result. */
-    const runJob = async (name: string, job: Pick<CreateJob, "type" | "payload">, timeout: `${number} ${"minutes" | "hours"}`): Promise<JobView> => {
+    /**
+     * Queues one job on the server and sleeps until the hub reports its result. The wait covers the
+     * job's time in the queue (`ttlSeconds`) plus its run (`timeoutSeconds`) plus a margin; past it the
+     * job is cancelled, so it cannot change the server after the task has given up on it.
+     */
+    const runJob = async (name: string, job: Pick<CreateJob, "type" | "payload">, ttlSeconds: number, timeoutSeconds: number): Promise<JobView> => {
       const jobId = await step.do(`queue ${name}`, async () => {
         const queued = await getRunnerHub(this.env, handle).enqueue(null, {
-          ...job,
+          type: job.type,
+          payload: { ...job.payload, timeoutSeconds },
           taskId,
-          ttlSeconds: 3600,
+          ttlSeconds,
           finishTask: false,
+          // A retried step finds the job it already queued instead of queueing a second one.
+          idempotencyKey: `${event.instanceId}:${name}`,
           notify: { workflow: PROVISION_WORKFLOW, instanceId: event.instanceId },
         });
         if (!queued.ok) throw new NonRetryableError(`could not queue the ${name} job: ${queued.message}`);
         return queued.job.id;
       });
-      const done = await step.waitForEvent<string>(`${name} result`, { type: jobId, timeout });
-      return JSON.parse(done.payload) as JobView;
+      const waitMinutes = Math.ceil((ttlSeconds + timeoutSeconds + 300) / 60);
+      try {
+        const done = await step.waitForEvent<string>(`${name} result`, { type: jobId, timeout: `${waitMinutes} minutes` });
+        return JSON.parse(done.payload) as JobView;
+      } catch (error) {
+        await step.do(`cancel ${name}`, async () => {
+          await getRunnerHub(this.env, handle).cancel(jobId);
+        });
+        throw error;
+      }
     };
 
     await say("announce", { type: "task.started", message: `Provisioning ${handle}${check ? " in check mode (nothing is changed)" : ""}` });
     let provision: JobView;
     try {
-      provision = await runJob("provision", { type: "provision", payload: { check } }, "2 hours");
+      provision = await runJob("provision", { type: "provision", payload: { check } }, 3600, 3600);
     } catch (error) {
       await say("give up", { type: "task.failed", message: `provisioning ${handle} did not finish: ${error instanceof Error ? error.message : String(error)}` });
       return;
@@ -58,7 +73,7 @@ export class ProvisionServerWorkflow extends WorkflowEntrypoint<Env, ProvisionSe
     }
     let facts: JobView | null = null;
     try {
-      facts = await runJob("facts", { type: "ansible.playbook", payload: { playbook: "facts.yml" } }, "10 minutes");
+      facts = await runJob("facts", { type: "ansible.playbook", payload: { playbook: "facts.yml" } }, 600, 300);
     } catch {
       // The server is provisioned either way; the facts are a report.
     }

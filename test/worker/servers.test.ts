@@ -583,6 +583,23 @@ describe("the runner's WebSocket", () => {
     expect((await list.json<{ jobs: JobView[] }>()).jobs).toEqual([]);
   });
 
+  it("queues a job once per idempotency key, and keeps workflow wake-ups out of the public API", async () => {
+    const runner = await enrolledRunner();
+    const first = await enqueue(runner.handle, { type: "noop", idempotencyKey: "deploy-42:step-1" });
+    const again = await enqueue(runner.handle, { type: "noop", idempotencyKey: "deploy-42:step-1" });
+    expect(again.id).toBe(first.id);
+    const other = await enqueue(runner.handle, { type: "noop", idempotencyKey: "deploy-42:step-2" });
+    expect(other.id).not.toBe(first.id);
+    const list = await call(`/api/servers/${runner.handle}/jobs`, { key: adminKey() });
+    expect((await list.json<{ jobs: JobView[] }>()).jobs).toHaveLength(2);
+    const notify = await call(`/api/servers/${runner.handle}/jobs`, {
+      method: "POST",
+      key: adminKey(),
+      json: { type: "noop", notify: { workflow: "provision-server", instanceId: "x" } },
+    });
+    expect(notify.status).toBe(400);
+  });
+
   it("ends a job whose signed result it cannot read, acks it, and keeps the runner connected", async () => {
     const runner = await enrolledRunner();
     const conn = await online(runner);
