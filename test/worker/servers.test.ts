@@ -5,7 +5,7 @@
  * The real runner process is covered by the Node tests; this file checks the hub's side of the wire.
  */
 import { env, exports } from "cloudflare:workers";
-import { runDurableObjectAlarm } from "cloudflare:test";
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { createDb } from "../../src/db/client.ts";
@@ -676,3 +676,28 @@ describe("the runner's WebSocket", () => {
     conn.ws.close(1000, "done");
   });
 });
+
+describe("the hub's task-event outbox", () => {
+  it("holds later events behind one waiting out a backoff, without spinning, and delivers them in order when it is due", { timeout: 20_000 }, async () => {
+    const runner = await enrolledRunner();
+    const { taskId } = await newTask();
+    const stub = getRunnerHubStub(env, runner.handle);
+    const retryAt = Date.now() + 1500;
+    // As after a failed append (Postgres down): the head has a retry time, a later event is due.
+    await runInDurableObject(stub, (instance, state) => {
+      const insert = `INSERT INTO task_outbox (task_id, job_id, event, attempts, next_at) VALUES (?, 'job_test', ?, ?, ?)`;
+      state.storage.sql.exec(insert, taskId, JSON.stringify({ type: "log", message: "first" }), 1, retryAt);
+      state.storage.sql.exec(insert, taskId, JSON.stringify({ type: "log", message: "second" }), 0, 0);
+      (instance as unknown as { drainTaskEvents(): void }).drainTaskEvents();
+    });
+    await sleep(300);
+    expect(await taskEvents(taskId)).toEqual([]);
+    const alarm = await runInDurableObject(stub, (_instance, state) => state.storage.getAlarm());
+    expect(alarm).toBeGreaterThanOrEqual(retryAt - 5);
+    const delivered = await until(() => taskEvents(taskId), (events) => events.length === 2, "events after the retry time", 10_000);
+    expect(delivered.map((e) => e.message)).toEqual(["first", "second"]);
+    const left = await runInDurableObject(stub, (_instance, state) => state.storage.sql.exec(`SELECT COUNT(*) AS n FROM task_outbox`).one().n);
+    expect(left).toBe(0);
+  });
+});
+
