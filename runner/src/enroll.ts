@@ -5,6 +5,7 @@
  */
 import { existsSync } from "node:fs";
 import type { EnrollRunnerResponse } from "../../src/shared/api.ts";
+import { ErrorBody } from "../../src/shared/errors.ts";
 import { generateKeySeed } from "../../src/shared/jobs.ts";
 import { type RunnerConfigInput, saveConfig } from "./config.ts";
 import { RUNNER_VERSION } from "./version.ts";
@@ -48,7 +49,7 @@ export async function enroll(options: {
   if (!response.ok) {
     let message = text.slice(0, 300);
     try {
-      message = (JSON.parse(text) as { error?: { message?: string } }).error?.message ?? message;
+      message = ErrorBody.parse(JSON.parse(text)).error.message;
     } catch {
       // not JSON: show the start of the body
     }

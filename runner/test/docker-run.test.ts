@@ -184,6 +184,12 @@ describe("docker.run", () => {
     expect(linesOf(ctx, "stdout")).toEqual(["CapEff:\t0000000000000000", "CapBnd:\t0000000000000000", "NoNewPrivs:\t1"]);
   });
 
+  it("caps the number of processes (a fork bomb stays inside)", async () => {
+    const ctx = context();
+    await dockerRun(shell("cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max"), ctx);
+    expect(linesOf(ctx, "stdout")).toEqual(["512"]);
+  });
+
   it("refuses an image that is not on the server, without pulling it or creating a container", async () => {
     const ctx = context();
     const missing = "orchestrator-test/not-here:1";

@@ -200,11 +200,6 @@ export class RunnerHub extends DurableObject<Env> {
     this.remember(identity);
   }
 
-  getJob(id: string): JobView | null {
-    const row = this.findRow(id);
-    return row ? this.view(row) : null;
-  }
-
   listJobs(options: { state?: JobState; limit: number }): JobView[] {
     const rows = options.state
       ? this.sql.exec<JobRow>(`SELECT * FROM jobs WHERE state = ? ORDER BY created_at DESC LIMIT ?`, options.state, options.limit)
@@ -788,7 +783,6 @@ function isFinished(state: JobState): boolean {
 export interface RunnerHubClient {
   enqueue(identity: HubIdentity | null, input: HubJobInput): Promise<EnqueueResult>;
   setIdentity(identity: HubIdentity): Promise<void>;
-  getJob(id: string): Promise<JobView | null>;
   listJobs(options: { state?: JobState; limit: number }): Promise<JobView[]>;
   wait(id: string, timeoutMs: number): Promise<JobView | null>;
   cancel(id: string): Promise<JobView | null>;
@@ -802,7 +796,6 @@ export function getRunnerHub(env: Env, handle: string): RunnerHubClient {
   return {
     enqueue: (identity, input) => stub.enqueue(identity, input),
     setIdentity: (identity) => stub.setIdentity(identity),
-    getJob: (id) => stub.getJob(id),
     listJobs: (options) => stub.listJobs(options) as Promise<JobView[]>,
     wait: (id, timeoutMs) => stub.wait(id, timeoutMs),
     cancel: (id) => stub.cancel(id),

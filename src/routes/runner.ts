@@ -1,10 +1,11 @@
 import { Hono } from "hono";
+import { getRunnerHub } from "../durable/runner-hub.ts";
 import { z } from "zod";
 import { AppError } from "../lib/app-error.ts";
 import type { AppEnv } from "../lib/context.ts";
 import { loadJobSigningKey } from "../lib/job-signing.ts";
 import { validate } from "../lib/validate.ts";
-import { enrollRunner, hubFor, hubIdentity, loadServerByRunner } from "../services/servers.ts";
+import { enrollRunner, hubIdentity, loadServerByRunner } from "../services/servers.ts";
 import { EnrollRunner, type EnrollRunnerResponse } from "../shared/api.ts";
 
 const ConnectQuery = z.object({ runner: z.string().min(1).max(100) });
@@ -18,7 +19,7 @@ export const runnerRoute = new Hono<AppEnv>()
     const body = c.req.valid("json");
     const row = await enrollRunner(c.var.db, body.token, body.publicKey);
     // The hub learns its new runner now; connecting tells it again, should this call fail.
-    await hubFor(c.env, row).setIdentity(hubIdentity(row)).catch((error: unknown) => c.var.log.warn("hub not told of the enrollment", { error: String(error) }));
+    await getRunnerHub(c.env, row.handle).setIdentity(hubIdentity(row)).catch((error: unknown) => c.var.log.warn("hub not told of the enrollment", { error: String(error) }));
     const { publicKey } = await loadJobSigningKey(c.env);
     c.var.log.info("runner enrolled", { server: row.handle, runnerId: row.runnerId, version: body.version });
     return c.json({ runnerId: row.runnerId ?? "", server: row.handle, controlPlanePublicKey: publicKey } satisfies EnrollRunnerResponse, 201);
@@ -32,5 +33,5 @@ export const runnerRoute = new Hono<AppEnv>()
     if (row.status === "disabled") throw new AppError("forbidden", `Server ${row.handle} is disabled`);
     const headers = new Headers(c.req.raw.headers);
     headers.set("x-hub-identity", JSON.stringify(hubIdentity(row)));
-    return hubFor(c.env, row).fetch(new Request(c.req.raw.url, { headers }));
+    return getRunnerHub(c.env, row.handle).fetch(new Request(c.req.raw.url, { headers }));
   });

@@ -1,12 +1,13 @@
 import { eq } from "drizzle-orm";
 import { Hono } from "hono";
+import { getRunnerHub } from "../durable/runner-hub.ts";
 import { tasks } from "../db/schema.ts";
 import { z } from "zod";
 import { AppError, notFound } from "../lib/app-error.ts";
 import type { AppEnv } from "../lib/context.ts";
 import { validate } from "../lib/validate.ts";
 import { requireAdmin } from "../middleware/auth.ts";
-import { createServer, hubFor, hubIdentity, listServers, loadServer, renewEnrollmentToken, serverView } from "../services/servers.ts";
+import { createServer, hubIdentity, listServers, loadServer, renewEnrollmentToken, serverView } from "../services/servers.ts";
 import { appendTaskEvent, createTask } from "../services/tasks.ts";
 import { CreateJob, CreateServer, JobState, JobWaitQuery, NewEnrollmentToken, Page, ProvisionServer, ServerHandle } from "../shared/api.ts";
 
@@ -35,7 +36,7 @@ export const serversRoute = new Hono<AppEnv>()
   })
   .get("/:handle", validate("param", HandleParam), async (c) => {
     const row = await loadServer(c.var.db, c.req.valid("param").handle);
-    const hub = await hubFor(c.env, row).status();
+    const hub = await getRunnerHub(c.env, row.handle).status();
     return c.json({ server: serverView(row, c.env), runner: hub });
   })
   .post("/:handle/enrollment", validate("param", HandleParam), validate("json", NewEnrollmentToken), async (c) => {
@@ -50,7 +51,7 @@ export const serversRoute = new Hono<AppEnv>()
     const { check } = c.req.valid("json");
     const task = await createTask(c.var.db, { type: "provision", callerId: c.var.principal.userId ?? "", input: { server: row.handle, check } });
     try {
-      await hubFor(c.env, row).setIdentity(hubIdentity(row));
+      await getRunnerHub(c.env, row.handle).setIdentity(hubIdentity(row));
       await c.env.PROVISION_SERVER.create({ id: task.id, params: { taskId: task.id, handle: row.handle, check } });
     } catch (error) {
       // The task must not stay queued forever when its workflow never started.
@@ -67,7 +68,7 @@ export const serversRoute = new Hono<AppEnv>()
       const [task] = await c.var.db.select({ id: tasks.id }).from(tasks).where(eq(tasks.id, body.taskId));
       if (!task) throw new AppError("invalid_request", `No task with id ${body.taskId}`);
     }
-    const hub = hubFor(c.env, { handle });
+    const hub = getRunnerHub(c.env, handle);
     let result = await hub.enqueue(null, body);
     if (!result.ok && result.code === "unknown_server") {
       result = await hub.enqueue(hubIdentity(await loadServer(c.var.db, handle)), c.req.valid("json"));
@@ -80,17 +81,18 @@ export const serversRoute = new Hono<AppEnv>()
   })
   .get("/:handle/jobs", validate("param", HandleParam), validate("query", JobList), async (c) => {
     const { handle } = c.req.valid("param");
-    return c.json({ jobs: await hubFor(c.env, await loadServer(c.var.db, handle)).listJobs(c.req.valid("query")) });
+    await loadServer(c.var.db, handle); // 404 for an unknown server rather than an empty list
+    return c.json({ jobs: await getRunnerHub(c.env, handle).listJobs(c.req.valid("query")) });
   })
   .get("/:handle/jobs/:jobId", validate("param", JobParam), validate("query", JobWaitQuery), async (c) => {
     const { handle, jobId } = c.req.valid("param");
-    const job = await hubFor(c.env, { handle }).wait(jobId, c.req.valid("query").wait * 1000);
+    const job = await getRunnerHub(c.env, handle).wait(jobId, c.req.valid("query").wait * 1000);
     if (!job) notFound("Job");
     return c.json({ job });
   })
   .post("/:handle/jobs/:jobId/cancel", validate("param", JobParam), async (c) => {
     const { handle, jobId } = c.req.valid("param");
-    const job = await hubFor(c.env, { handle }).cancel(jobId);
+    const job = await getRunnerHub(c.env, handle).cancel(jobId);
     if (!job) notFound("Job");
     return c.json({ job }, 202);
   });

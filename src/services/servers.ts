@@ -4,7 +4,7 @@
 import { and, eq, gt, sql } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { servers } from "../db/schema.ts";
-import { getRunnerHub, type HubIdentity } from "../durable/runner-hub.ts";
+import type { HubIdentity } from "../durable/runner-hub.ts";
 import { AppError, notFound } from "../lib/app-error.ts";
 import { newId, randomToken, sha256Hex } from "../lib/crypto.ts";
 import type { CreateServer, ServerStatus } from "../shared/api.ts";
@@ -138,8 +138,4 @@ export async function listServers(db: Db, page: { limit: number; offset: number 
 export async function loadServerByRunner(db: Db, runnerId: string): Promise<ServerRow | undefined> {
   const [row] = await db.select().from(servers).where(eq(servers.runnerId, runnerId));
   return row;
-}
-
-export function hubFor(env: Env, row: Pick<ServerRow, "handle">) {
-  return getRunnerHub(env, row.handle);
 }

@@ -105,19 +105,26 @@ export const JobPayloads = {
 
 export type JobPayload<T extends JobType> = z.infer<(typeof JobPayloads)[T]>;
 
+/** The payload field holding each job type's secret values (name → value). */
+const SECRET_FIELD: Partial<Record<string, string>> = { "docker.run": "secretEnv", "ansible.playbook": "secretVars" };
+
+function secretsOf(type: string, payload: Record<string, unknown>): { field: string; secrets: Record<string, unknown> } | null {
+  const field = SECRET_FIELD[type];
+  const secrets = field ? payload[field] : undefined;
+  return field && secrets && typeof secrets === "object" ? { field, secrets: secrets as Record<string, unknown> } : null;
+}
+
 /** Every secret value a payload carries, so that reports can mask them. */
 export function payloadSecrets(type: JobType, payload: Record<string, unknown>): string[] {
-  const secrets = type === "docker.run" ? payload.secretEnv : type === "ansible.playbook" ? payload.secretVars : undefined;
-  if (!secrets || typeof secrets !== "object") return [];
-  return Object.values(secrets).filter((value): value is string => typeof value === "string" && value.length > 0);
+  const found = secretsOf(type, payload);
+  return found ? Object.values(found.secrets).filter((value): value is string => typeof value === "string" && value.length > 0) : [];
 }
 
 /** The payload with secret values replaced, for API responses and stored copies shown to people. */
 export function redactPayload(type: string, payload: Record<string, unknown>): Record<string, unknown> {
-  const key = type === "docker.run" ? "secretEnv" : type === "ansible.playbook" ? "secretVars" : undefined;
-  const secrets = key ? payload[key] : undefined;
-  if (!key || !secrets || typeof secrets !== "object") return payload;
-  return { ...payload, [key]: Object.fromEntries(Object.keys(secrets).map((name) => [name, "[redacted]"])) };
+  const found = secretsOf(type, payload);
+  if (!found) return payload;
+  return { ...payload, [found.field]: Object.fromEntries(Object.keys(found.secrets).map((name) => [name, "[redacted]"])) };
 }
 
 /** One line naming each problem in a payload; a bad record key (zod's `invalid_key`) names why. */

@@ -83,12 +83,6 @@ export async function generateKeySeed(): Promise<{ seed: string; publicKey: stri
   return { seed: jwk.d, publicKey: jwk.x };
 }
 
-export async function generateSigningKeyPair(): Promise<{ privateKey: CryptoKey; publicKey: string }> {
-  const pair = (await crypto.subtle.generateKey("Ed25519", true, ["sign", "verify"])) as CryptoKeyPair;
-  const raw = (await crypto.subtle.exportKey("raw", pair.publicKey)) as ArrayBuffer;
-  return { privateKey: pair.privateKey, publicKey: toBase64url(raw) };
-}
-
 /** Imports a raw Ed25519 public key given as base64url (how runners and the control plane exchange them). */
 export function importPublicKey(publicKey: string): Promise<CryptoKey> {
   return crypto.subtle.importKey("raw", fromBase64url(publicKey), "Ed25519", false, ["verify"]);

@@ -244,6 +244,16 @@ describe("the runner's connection and slots", () => {
     expect(hub.about(signed.envelope.id).filter((m) => m.kind === "accepted")).toHaveLength(1);
   });
 
+  it("streams at most 20,000 lines of one job, then says the output was truncated", async () => {
+    const signed = await signJob(controlPlane.privateKey, envelope({ payload: { image: TEST_IMAGE, cmd: ["seq", "1", "20050"] } }));
+    hub.send(signed);
+    expect(await hub.answer(signed.envelope.id, ["result"])).toMatchObject({ ok: true, exitCode: 0 });
+    const lines = hub.about(signed.envelope.id).flatMap((m) => (m.kind === "log" ? m.lines : []));
+    expect(lines).toHaveLength(20_001);
+    expect(lines[19_999]?.line).toBe("20000");
+    expect(lines[20_000]).toEqual({ stream: "system", line: "output truncated: only the first 20000 lines are streamed" });
+  });
+
   it("runs at most `concurrency` (2) jobs at once", async () => {
     const jobs = await Promise.all(
       [1, 2, 3].map((n) => signJob(controlPlane.privateKey, envelope({ payload: { image: TEST_IMAGE, cmd: ["sh", "-c", `echo start ${n}; sleep 1; echo end ${n}`] } }))),

@@ -297,6 +297,12 @@ describe("the queue", () => {
     });
     expect(interpreter.status).toBe(400);
     expect(interpreter.body.error.message).toContain("ansible_* and Ansible's reserved variable names");
+    // provision takes only the firewall settings: paths end up in root's systemd units.
+    const unitPath = await stack.api<{ error: { message: string } }>(`/api/servers/${HANDLE}/jobs`, {
+      json: { type: "provision", payload: { check: true, extraVars: { runner_node_path: "/tmp/evil" } } },
+    });
+    expect(unitPath.status).toBe(400);
+    expect(unitPath.body.error.message).toContain("runner_node_path");
     const unknown = await stack.api<{ error: { code: string } }>(`/api/servers/${HANDLE}/jobs`, { json: { type: "shell", payload: {} } });
     expect(unknown.status).toBe(400);
     const missing = await stack.api<{ error: { code: string } }>(`/api/servers/nope-server/jobs/job_x`);
