@@ -5,7 +5,10 @@
  *   `POST /api/servers/:handle/jobs?wait=30` until its answer carries the result) p50/p99, and jobs/s;
  * - sign_verify: the cost of signing one job and verifying it (Ed25519 over canonical JSON, WebCrypto in Node);
  * - docker_run: a `docker.run` of `true` through the whole path against `docker run --rm <image> true`
- *   from the Docker CLI, in the same run, as a ratio of medians.
+ *   from the Docker CLI, in the same run, as a ratio of medians;
+ * - docker_run_log_lines: a `docker.run` printing `--log-lines` lines on a task: the time from the POST
+ *   until the task's stream holds its terminal event, and the events per second delivered into the
+ *   stream, beside the same container run by the Docker CLI with its output discarded.
  */
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
@@ -26,6 +29,7 @@ interface Options {
   /** One noop case per value: 1 measures latency alone, more measures throughput under load. */
   inFlight: number[];
   dockerRuns: number;
+  logLines: number;
 }
 
 /** Submits a job and long-polls until it has a result; returns the job and the elapsed milliseconds. */
@@ -133,6 +137,40 @@ async function dockerCase(stack: Stack, options: Options, socketPath: string) {
   };
 }
 
+/** Waits until the task's stream is closed (its terminal event is in); returns its last seq. */
+async function streamClosed(stack: Stack, taskId: string): Promise<number> {
+  for (;;) {
+    const res = await stack.api<{ stream: { lastSeq: number; closed: boolean } }>(`/api/tasks/${taskId}`);
+    if (res.body.stream.closed) return res.body.stream.lastSeq;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+async function logLinesCase(stack: Stack, options: Options, socketPath: string) {
+  const cmd = ["sh", "-c", `seq 1 ${options.logLines}`];
+  const env = { ...process.env, DOCKER_HOST: `unix://${socketPath}` };
+  const t0 = nowMs();
+  await run("docker", ["run", "--rm", "--network", "none", TEST_IMAGE, ...cmd], { env, maxBuffer: 64 * 1024 * 1024 });
+  const plainMs = nowMs() - t0;
+  const task = await stack.api<{ task: { id: string } }>("/api/tasks", { json: { type: "maintenance" } });
+  const started = nowMs();
+  const created = await stack.api<{ job: JobView }>(`/api/servers/${HANDLE}/jobs`, {
+    json: { type: "docker.run", payload: { image: TEST_IMAGE, cmd, timeoutSeconds: 1800 }, taskId: task.body.task.id, finishTask: true },
+  });
+  if (created.status !== 201) throw new Error(`POST job: ${created.status} ${JSON.stringify(created.body)}`);
+  const events = await streamClosed(stack, task.body.task.id);
+  const elapsed = nowMs() - started;
+  return {
+    bench: "jobs",
+    case: "docker_run_log_lines",
+    lines: options.logLines,
+    events,
+    until_last_event_ms: round(elapsed),
+    events_per_s: round(events / (elapsed / 1000), 1),
+    plain_docker_run_ms: round(plainMs),
+  };
+}
+
 export async function jobs(options: Options): Promise<void> {
   const engine = await ensureDockerEngine();
   await ensureTestImage(new Docker({ socketPath: engine.socketPath }));
@@ -145,6 +183,7 @@ export async function jobs(options: Options): Promise<void> {
     for (const inFlight of options.inFlight) console.log(JSON.stringify(await noopCase(stack, { jobs: options.jobs, inFlight })));
     console.log(JSON.stringify(await signVerifyCase()));
     console.log(JSON.stringify(await dockerCase(stack, options, engine.socketPath)));
+    console.log(JSON.stringify(await logLinesCase(stack, options, engine.socketPath)));
   } finally {
     await runner.stop();
     await stack.stop();

@@ -1,7 +1,7 @@
 /**
  * `npm run bench -- <name> [options]`: benchmarks that print figures, one JSON line per case.
  * - fanout [--watchers 100,1000] [--events 1000] [--only ours|redis]
- * - jobs [--jobs 1000] [--in-flight 1,8] [--docker-runs 20]
+ * - jobs [--jobs 1000] [--in-flight 1,8] [--docker-runs 20] [--log-lines 50000]
  */
 import { parseArgs } from "node:util";
 import { fanout } from "./fanout.ts";
@@ -16,17 +16,18 @@ const { values, positionals } = parseArgs({
     jobs: { type: "string", default: "1000" },
     "in-flight": { type: "string", default: "1,8" },
     "docker-runs": { type: "string", default: "20" },
+    "log-lines": { type: "string", default: "50000" },
   },
 });
 const [name] = positionals;
 const benches: Record<string, () => Promise<void>> = {
   fanout: () => fanout({ watchers: values.watchers.split(",").map(Number), events: Number(values.events), only: values.only }),
-  jobs: () => jobs({ jobs: Number(values.jobs), inFlight: values["in-flight"].split(",").map(Number), dockerRuns: Number(values["docker-runs"]) }),
+  jobs: () => jobs({ jobs: Number(values.jobs), inFlight: values["in-flight"].split(",").map(Number), dockerRuns: Number(values["docker-runs"]), logLines: Number(values["log-lines"]) }),
 };
 const bench = name ? benches[name] : undefined;
 if (!bench) {
   console.error(
-    `usage: npm run bench -- fanout [--watchers 100,1000] [--events 1000] [--only ours|redis]\n       npm run bench -- jobs [--jobs 1000] [--in-flight 1,8] [--docker-runs 20]`,
+    `usage: npm run bench -- fanout [--watchers 100,1000] [--events 1000] [--only ours|redis]\n       npm run bench -- jobs [--jobs 1000] [--in-flight 1,8] [--docker-runs 20] [--log-lines 50000]`,
   );
   process.exit(2);
 }
