@@ -17,6 +17,7 @@ import {
   timestamp,
   uniqueIndex,
 } from "drizzle-orm/pg-core";
+import { API_KEY_SCOPES, PROJECT_STATUSES, SERVER_STATUSES, TASK_STATUSES, TASK_TYPES } from "../shared/api.ts";
 
 const createdAt = () => timestamp("created_at", { withTimezone: true }).notNull().defaultNow();
 const updatedAt = () => timestamp("updated_at", { withTimezone: true }).notNull().defaultNow();
@@ -25,19 +26,11 @@ const tstz = (name: string) => timestamp(name, { withTimezone: true });
 /** Postgres full-text vector; drizzle has no built-in type for it. */
 const tsvector = customType<{ data: string }>({ dataType: () => "tsvector" });
 
-export const apiKeyScope = pgEnum("api_key_scope", ["admin", "user", "runner"]);
-export const projectStatus = pgEnum("project_status", [
-  "draft",
-  "engineering",
-  "ready",
-  "deploying",
-  "deployed",
-  "failed",
-  "archived",
-]);
-export const taskStatus = pgEnum("task_status", ["queued", "running", "needs_input", "completed", "failed", "cancelled"]);
-export const taskType = pgEnum("task_type", ["engineering", "deploy", "provision", "maintenance"]);
-export const serverStatus = pgEnum("server_status", ["pending", "online", "offline", "missing", "disabled"]);
+export const apiKeyScope = pgEnum("api_key_scope", API_KEY_SCOPES);
+export const projectStatus = pgEnum("project_status", PROJECT_STATUSES);
+export const taskStatus = pgEnum("task_status", TASK_STATUSES);
+export const taskType = pgEnum("task_type", TASK_TYPES);
+export const serverStatus = pgEnum("server_status", SERVER_STATUSES);
 export const deploymentStatus = pgEnum("deployment_status", [
   "pending",
   "deploying",

@@ -9,9 +9,11 @@
  * closed (code 4008) so it cannot hold memory or slow the others; it resumes with `after=<last seq>`.
  */
 import { DurableObject } from "cloudflare:workers";
-import { eq } from "drizzle-orm";
+import { and, eq, notInArray } from "drizzle-orm";
 import { createDb, isDbUnavailable } from "../db/client.ts";
 import { tasks } from "../db/schema.ts";
+import { settings } from "../lib/settings.ts";
+import { FINAL_TASK_STATUSES, type TaskStatus } from "../shared/api.ts";
 import {
   isTerminal,
   normalizeEventInput,
@@ -22,10 +24,20 @@ import {
   type TaskSocketServerMessage,
   WATCHER_ACK_WINDOW,
 } from "../shared/events.ts";
+import { migrate, type SqlMigration } from "./sql-migrations.ts";
 
-export type AppendResult =
-  | { ok: true; event: TaskEvent }
-  | { ok: false; code: "invalid_request" | "not_found" | "conflict" | "db_unavailable"; message: string };
+type AppendFailure = { ok: false; code: "invalid_request" | "not_found" | "conflict" | "db_unavailable"; message: string };
+
+/** `duplicate`: the producer's eventId was already stored; `event` is the stored one. */
+export type AppendResult = { ok: true; event: TaskEvent; duplicate?: boolean } | AppendFailure;
+
+/**
+ * A batch: the stored events in order (repeats of a known eventId as the stored event), and the
+ * inputs that were not stored, by index, with why (invalid, or after the stream ended).
+ */
+export type AppendManyResult =
+  | { ok: true; events: TaskEvent[]; rejected: { index: number; code: "invalid_request" | "conflict"; message: string }[] }
+  | AppendFailure;
 
 export interface ReadResult {
   events: TaskEvent[];
@@ -42,9 +54,7 @@ interface WatcherState {
   caughtUp: boolean;
 }
 
-type TaskStatus = (typeof tasks.$inferSelect)["status"];
-
-/** The task status an event implies, or undefined when it changes nothing. */
+/** The task status an event implies. */
 function statusFor(type: TaskEventType): TaskStatus {
   switch (type) {
     case "task.completed":
@@ -68,10 +78,41 @@ interface EventRow extends Record<string, SqlStorageValue> {
   message: string;
   data: string | null;
   trace_id: string | null;
+  traceparent: string | null;
+  event_id: string | null;
 }
 
-const DEFAULT_RETENTION_SECONDS = 7 * 24 * 3600;
 const READ_PAGE_MAX = 1000;
+/** Events one appendMany takes. */
+export const APPEND_BATCH_MAX = 1000;
+
+type Normalized = Omit<TaskEvent, "seq" | "taskId">;
+type Rejection = { index: number; code: "invalid_request" | "conflict"; message: string };
+type BatchResult = { ok: true; stored: { event: TaskEvent; duplicate: boolean }[]; rejected: Rejection[] } | AppendFailure;
+
+/** The stream's SQLite schema, version by version (DESIGN.md: numbered migrations, never IF NOT EXISTS plus a later column). */
+export const TASK_STREAM_MIGRATIONS: readonly SqlMigration[] = [
+  {
+    version: 1,
+    name: "events and meta",
+    up(sql) {
+      // IF NOT EXISTS: stores made before versioning began already have these tables.
+      sql.exec(`CREATE TABLE IF NOT EXISTS events (
+        seq INTEGER PRIMARY KEY, at TEXT NOT NULL, type TEXT NOT NULL, step TEXT,
+        message TEXT NOT NULL, data TEXT, trace_id TEXT)`);
+      sql.exec(`CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`);
+    },
+  },
+  {
+    version: 2,
+    name: "producer event ids and traceparent",
+    up(sql) {
+      sql.exec(`ALTER TABLE events ADD COLUMN event_id TEXT`);
+      sql.exec(`ALTER TABLE events ADD COLUMN traceparent TEXT`);
+      sql.exec(`CREATE UNIQUE INDEX events_event_id ON events (event_id) WHERE event_id IS NOT NULL`);
+    },
+  },
+];
 
 export class TaskStream extends DurableObject<Env> {
   private readonly sql: SqlStorage;
@@ -81,11 +122,17 @@ export class TaskStream extends DurableObject<Env> {
   private status: string | null;
   /** In-memory mirror of each socket's WatcherState; rebuilt from attachments after hibernation. */
   private readonly watchers = new Map<WebSocket, WatcherState>();
+  /**
+   * Appends run one at a time: each awaits Postgres, and without this a slower status write could
+   * commit after a later one (a `running` after the terminal `completed`).
+   */
+  private appending: Promise<unknown> = Promise.resolve();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
-    this.createSchema();
+    // Synchronous, first thing: no request reaches the object before its schema is current.
+    migrate(ctx.storage, TASK_STREAM_MIGRATIONS);
     const meta = new Map(this.sql.exec<{ key: string; value: string }>(`SELECT key, value FROM meta`).toArray().map((r) => [r.key, r.value]));
     this.taskId = meta.get("task_id") ?? null;
     this.closed = meta.has("closed_at");
@@ -100,58 +147,116 @@ export class TaskStream extends DurableObject<Env> {
   }
 
   /** Appends one event (validated and normalised) and fans it out. Terminal events close the stream. */
-  async append(taskId: string, input: unknown): Promise<AppendResult> {
+  append(taskId: string, input: unknown): Promise<AppendResult> {
+    return this.exclusive(async () => {
+      const result = await this.appendBatch(taskId, [input]);
+      if (!result.ok) return result;
+      const [first] = result.stored;
+      if (first) return { ok: true, event: first.event, ...(first.duplicate ? { duplicate: true } : {}) };
+      const [rejected] = result.rejected;
+      return { ok: false, code: rejected?.code ?? "invalid_request", message: rejected?.message ?? "invalid event" };
+    });
+  }
+
+  /**
+   * Appends up to APPEND_BATCH_MAX events in order, in one call: the runner hub's path for log
+   * backlogs. The task's row is written at most once for the whole batch. Inputs that cannot be
+   * stored (invalid, or after a terminal event) are reported, the others stored.
+   */
+  appendMany(taskId: string, inputs: unknown[]): Promise<AppendManyResult> {
+    if (inputs.length > APPEND_BATCH_MAX) {
+      return Promise.resolve({ ok: false, code: "invalid_request", message: `at most ${APPEND_BATCH_MAX} events per batch (got ${inputs.length})` });
+    }
+    return this.exclusive(async () => {
+      const result = await this.appendBatch(taskId, inputs);
+      return result.ok ? { ok: true, events: result.stored.map((s) => s.event), rejected: result.rejected } : result;
+    });
+  }
+
+  private exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.appending.then(work, work);
+    this.appending = run.catch(() => undefined);
+    return run;
+  }
+
+  private async appendBatch(taskId: string, inputs: unknown[]): Promise<BatchResult> {
     if (this.taskId && this.taskId !== taskId) {
       return { ok: false, code: "invalid_request", message: "This stream belongs to another task" };
     }
-    if (this.closed) return { ok: false, code: "conflict", message: "The task has ended; its stream takes no more events" };
-    let normalized: Omit<TaskEvent, "seq" | "taskId">;
-    try {
-      normalized = normalizeEventInput(input);
-    } catch (error) {
-      return { ok: false, code: "invalid_request", message: describeInvalid(error) };
+    const rejected: Rejection[] = [];
+    // What to store, in order; a known eventId stands for its stored event instead.
+    const plan: ({ kind: "new"; event: Normalized } | { kind: "known"; event: TaskEvent })[] = [];
+    const batchIds = new Set<string>();
+    let closing = this.closed;
+    for (const [index, input] of inputs.entries()) {
+      let normalized: Normalized;
+      try {
+        normalized = normalizeEventInput(input);
+      } catch (error) {
+        rejected.push({ index, code: "invalid_request", message: describeInvalid(error) });
+        continue;
+      }
+      const known = normalized.eventId ? this.eventById(normalized.eventId) : undefined;
+      if (known) {
+        plan.push({ kind: "known", event: known });
+        continue;
+      }
+      if (normalized.eventId && batchIds.has(normalized.eventId)) continue;
+      if (closing) {
+        rejected.push({ index, code: "conflict", message: "The task has ended; its stream takes no more events" });
+        continue;
+      }
+      if (normalized.eventId) batchIds.add(normalized.eventId);
+      plan.push({ kind: "new", event: normalized });
+      if (isTerminal(normalized.type)) closing = true;
     }
+    const fresh = plan.flatMap((step) => (step.kind === "new" ? [step.event] : []));
+    if (fresh.length === 0) return { ok: true, stored: plan.map((step) => ({ event: step.event as TaskEvent, duplicate: true })), rejected };
 
     // The task's row changes first: if Postgres is unreachable nothing is stored and the caller retries.
     // This is also where a task's existence is checked: the first event always changes the status.
-    const status = statusFor(normalized.type);
-    if (status !== this.status || isTerminal(normalized.type)) {
+    const last = fresh.at(-1) as Normalized;
+    const status = statusFor(last.type);
+    const terminal = fresh.find((event) => isTerminal(event.type));
+    if (status !== this.status || terminal) {
       try {
-        if (!(await this.updateTaskRow(taskId, normalized, status))) return { ok: false, code: "not_found", message: "Task not found" };
+        if (!(await this.updateTaskRow(taskId, terminal ?? last, status))) return { ok: false, code: "not_found", message: "Task not found" };
       } catch (error) {
         if (isDbUnavailable(error)) return { ok: false, code: "db_unavailable", message: "The database is unavailable; the event was not stored" };
         throw error;
       }
     }
-    // updateTaskRow awaited: re-check, another append may have ended the stream meanwhile.
-    if (this.closed) return { ok: false, code: "conflict", message: "The task has ended; its stream takes no more events" };
 
-    const event: TaskEvent = { seq: this.lastSeq + 1, taskId, ...normalized };
+    const stored: { event: TaskEvent; duplicate: boolean }[] = [];
     this.ctx.storage.transactionSync(() => {
-      this.sql.exec(
-        `INSERT INTO events (seq, at, type, step, message, data, trace_id) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-        event.seq,
-        event.at,
-        event.type,
-        event.step ?? null,
-        event.message,
-        event.data === undefined ? null : JSON.stringify(event.data),
-        event.traceId ?? null,
-      );
+      let seq = this.lastSeq;
+      for (const step of plan) {
+        if (step.kind === "known") {
+          stored.push({ event: step.event, duplicate: true });
+          continue;
+        }
+        const event: TaskEvent = { seq: ++seq, taskId, ...step.event };
+        this.sql.exec(
+          `INSERT INTO events (seq, at, type, step, message, data, trace_id, traceparent, event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          event.seq, event.at, event.type, event.step ?? null, event.message,
+          event.data === undefined ? null : JSON.stringify(event.data),
+          event.traceId ?? null, event.traceparent ?? null, event.eventId ?? null,
+        );
+        stored.push({ event, duplicate: false });
+      }
       if (!this.taskId) this.sql.exec(`INSERT OR REPLACE INTO meta (key, value) VALUES ('task_id', ?)`, taskId);
       this.sql.exec(`INSERT OR REPLACE INTO meta (key, value) VALUES ('status', ?)`, status);
-      if (isTerminal(event.type)) this.sql.exec(`INSERT OR REPLACE INTO meta (key, value) VALUES ('closed_at', ?)`, new Date().toISOString());
+      if (terminal) this.sql.exec(`INSERT OR REPLACE INTO meta (key, value) VALUES ('closed_at', ?)`, new Date().toISOString());
+      this.lastSeq = seq;
     });
     this.taskId = taskId;
-    this.lastSeq = event.seq;
     this.status = status;
-    if (isTerminal(event.type)) {
+    if (terminal) {
       this.closed = true;
-      const retention = Number(this.env.TASK_STREAM_RETENTION_SECONDS) || DEFAULT_RETENTION_SECONDS;
-      await this.ctx.storage.setAlarm(Date.now() + retention * 1000);
+      await this.ctx.storage.setAlarm(Date.now() + settings(this.env).TASK_STREAM_RETENTION_SECONDS * 1000);
     }
-    this.broadcast(event);
-    return { ok: true, event };
+    for (const { event, duplicate } of stored) if (!duplicate) this.broadcast(event);
+    return { ok: true, stored, rejected };
   }
 
   /** Pages the history: events with seq > after, oldest first. */
@@ -217,17 +322,10 @@ export class TaskStream extends DurableObject<Env> {
     const closedAt = new Date().toISOString();
     await this.ctx.storage.deleteAll();
     // A tombstone: without it a late append would start a new history for a finished task.
-    this.createSchema();
+    migrate(this.ctx.storage, TASK_STREAM_MIGRATIONS);
     this.sql.exec(`INSERT INTO meta (key, value) VALUES ('closed_at', ?), ('task_id', ?)`, closedAt, this.taskId ?? "");
     this.lastSeq = 0;
     this.status = null;
-  }
-
-  private createSchema(): void {
-    this.sql.exec(`CREATE TABLE IF NOT EXISTS events (
-      seq INTEGER PRIMARY KEY, at TEXT NOT NULL, type TEXT NOT NULL, step TEXT,
-      message TEXT NOT NULL, data TEXT, trace_id TEXT)`);
-    this.sql.exec(`CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`);
   }
 
   /** Sends replay pages while the watcher's window allows; marks it live once it has everything. */
@@ -277,24 +375,37 @@ export class TaskStream extends DurableObject<Env> {
   }
 
   private eventsAfter(after: number, limit: number): TaskEvent[] {
-    const taskId = this.taskId ?? "";
     return this.sql
-      .exec<EventRow>(`SELECT seq, at, type, step, message, data, trace_id FROM events WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
+      .exec<EventRow>(`SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
       .toArray()
-      .map((row) => ({
-        seq: row.seq,
-        taskId,
-        at: row.at,
-        type: row.type as TaskEventType,
-        ...(row.step !== null ? { step: row.step } : {}),
-        message: row.message,
-        ...(row.data !== null ? { data: JSON.parse(row.data) as Record<string, unknown> } : {}),
-        ...(row.trace_id !== null ? { traceId: row.trace_id } : {}),
-      }));
+      .map((row) => this.toEvent(row));
   }
 
-  /** Moves the task's row to `status`; false when there is no such task. */
-  private async updateTaskRow(taskId: string, event: Omit<TaskEvent, "seq" | "taskId">, status: TaskStatus): Promise<boolean> {
+  private eventById(eventId: string): TaskEvent | undefined {
+    const row = this.sql.exec<EventRow>(`SELECT * FROM events WHERE event_id = ?`, eventId).toArray()[0];
+    return row ? this.toEvent(row) : undefined;
+  }
+
+  private toEvent(row: EventRow): TaskEvent {
+    return {
+      seq: row.seq,
+      taskId: this.taskId ?? "",
+      at: row.at,
+      type: row.type as TaskEventType,
+      ...(row.step !== null ? { step: row.step } : {}),
+      message: row.message,
+      ...(row.data !== null ? { data: JSON.parse(row.data) as Record<string, unknown> } : {}),
+      ...(row.trace_id !== null ? { traceId: row.trace_id } : {}),
+      ...(row.traceparent !== null ? { traceparent: row.traceparent } : {}),
+      ...(row.event_id !== null ? { eventId: row.event_id } : {}),
+    };
+  }
+
+  /**
+   * Moves the task's row to `status`; false when there is no such task. A row that has reached a
+   * final status is never moved back by a non-terminal event.
+   */
+  private async updateTaskRow(taskId: string, event: Normalized, status: TaskStatus): Promise<boolean> {
     const handle = createDb({ databaseUrl: this.env.DATABASE_URL, wsProxy: this.env.DB_WS_PROXY });
     try {
       const terminal = isTerminal(event.type);
@@ -307,9 +418,11 @@ export class TaskStream extends DurableObject<Env> {
           ...(event.type === "task.completed" ? { result: event.data ?? {} } : {}),
           ...(event.type === "task.failed" || event.type === "task.cancelled" ? { error: event.message } : {}),
         })
-        .where(eq(tasks.id, taskId))
+        .where(terminal ? eq(tasks.id, taskId) : and(eq(tasks.id, taskId), notInArray(tasks.status, FINAL_TASK_STATUSES)))
         .returning({ id: tasks.id });
-      return updated.length > 0;
+      if (updated.length > 0 || terminal) return updated.length > 0;
+      const [existing] = await handle.db.select({ id: tasks.id }).from(tasks).where(eq(tasks.id, taskId));
+      return existing !== undefined;
     } finally {
       this.ctx.waitUntil(handle.close().catch(() => undefined));
     }
@@ -338,6 +451,7 @@ function describeInvalid(error: unknown): string {
 
 export interface TaskStreamClient {
   append(taskId: string, input: unknown): Promise<AppendResult>;
+  appendMany(taskId: string, inputs: unknown[]): Promise<AppendManyResult>;
   read(options?: { after?: number; limit?: number }): Promise<ReadResult>;
   info(): Promise<{ lastSeq: number; closed: boolean; watchers: number }>;
   fetch(request: Request): Promise<Response>;
@@ -351,6 +465,7 @@ export function getTaskStream(env: Env, taskId: string): TaskStreamClient {
   const stub = getTaskStreamStub(env, taskId);
   return {
     append: (id, input) => stub.append(id, input),
+    appendMany: (id, inputs) => stub.appendMany(id, inputs),
     read: (options) => stub.read(options) as Promise<ReadResult>,
     info: () => stub.info(),
     fetch: (request) => stub.fetch(request),

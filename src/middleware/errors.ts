@@ -23,12 +23,16 @@ const codeForStatus: Partial<Record<number, ErrorCode>> = {
   429: "rate_limited",
 };
 
+/** The only thing a 500 says: what went wrong is in the logs, under the request id. */
+export const INTERNAL_ERROR_MESSAGE = "Internal error; the request id identifies it in the logs";
+
 /**
  * The one error handler: AppErrors answer with their code, a lost database with 503
- * `db_unavailable`, anything unknown is logged in full and answered with a generic 500.
+ * `db_unavailable`, anything unknown (an `internal_error` AppError too) is logged in full and answered
+ * with a generic 500 whose message says nothing of the cause.
  */
 export const onError: ErrorHandler<AppEnv> = (err, c) => {
-  if (err instanceof AppError) return respond(c, err.code, err.message, err.details);
+  if (err instanceof AppError && err.code !== "internal_error") return respond(c, err.code, err.message, err.details);
   if (isDbUnavailable(err)) {
     (c.var.log ?? createLogger("warn")).warn("database unavailable", { error: err });
     return respond(c, "db_unavailable", "The database is unavailable; nothing was changed. Retry shortly.");
@@ -41,7 +45,7 @@ export const onError: ErrorHandler<AppEnv> = (err, c) => {
     error: err,
     path: c.req.path,
   });
-  return respond(c, "internal_error", "Internal error; the request id identifies it in the logs");
+  return respond(c, "internal_error", INTERNAL_ERROR_MESSAGE);
 };
 
 export const onNotFound: NotFoundHandler<AppEnv> = (c) =>

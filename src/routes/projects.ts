@@ -1,4 +1,4 @@
-import { and, desc, eq, type SQL } from "drizzle-orm";
+import { and, desc, eq, type SQL, sql } from "drizzle-orm";
 import { Hono } from "hono";
 import { z } from "zod";
 import { isForeignKeyViolation, isUniqueViolation } from "../db/errors.ts";
@@ -10,9 +10,10 @@ import { validate } from "../lib/validate.ts";
 import { requireScope } from "../middleware/auth.ts";
 import { CreateProject, Page, ProjectStatus, UpdateProject } from "../shared/api.ts";
 
-/** Admins see every project; anyone else only their own. */
+/** Admins see every project; anyone else only their own. A caller with no user sees none (fails closed). */
 function visibleTo(principal: Principal): SQL | undefined {
-  return principal.isAdmin || !principal.userId ? undefined : eq(projects.ownerId, principal.userId);
+  if (principal.isAdmin) return undefined;
+  return principal.userId ? eq(projects.ownerId, principal.userId) : sql`false`;
 }
 
 const IdParam = z.object({ id: z.string().min(1).max(64) });
@@ -71,6 +72,10 @@ export const projectsRoute = new Hono<AppEnv>()
   .patch("/:id", validate("param", IdParam), validate("json", UpdateProject), async (c) => {
     const { id } = c.req.valid("param");
     const patch = c.req.valid("json");
+    // A project's status is the pipelines' to set; an admin may repair it by hand.
+    if (patch.status !== undefined && !c.var.principal.isAdmin) {
+      throw new AppError("forbidden", "A project's status is set by its pipelines (engineering, deploy); only an admin can change it by hand");
+    }
     const [project] = await c.var.db
       .update(projects)
       .set({ ...patch, updatedAt: new Date() })

@@ -17,10 +17,11 @@ const ConnectQuery = z.object({ runner: z.string().min(1).max(100) });
 export const runnerRoute = new Hono<AppEnv>()
   .post("/enroll", validate("json", EnrollRunner), async (c) => {
     const body = c.req.valid("json");
+    // Before the token is used up: a misconfigured control plane must not burn enrollment tokens.
+    const { publicKey } = await loadJobSigningKey(c.env);
     const row = await enrollRunner(c.var.db, body.token, body.publicKey);
     // The hub learns its new runner now; connecting tells it again, should this call fail.
-    await getRunnerHub(c.env, row.handle).setIdentity(hubIdentity(row)).catch((error: unknown) => c.var.log.warn("hub not told of the enrollment", { error: String(error) }));
-    const { publicKey } = await loadJobSigningKey(c.env);
+    await getRunnerHub(c.env, row.handle).setIdentity(hubIdentity(row)).catch((error: unknown) => c.var.log.warn("hub not told of the enrollment", { error }));
     c.var.log.info("runner enrolled", { server: row.handle, runnerId: row.runnerId, version: body.version });
     return c.json({ runnerId: row.runnerId ?? "", server: row.handle, controlPlanePublicKey: publicKey } satisfies EnrollRunnerResponse, 201);
   })

@@ -9,6 +9,8 @@ import { validate } from "../lib/validate.ts";
 import { requireAdmin } from "../middleware/auth.ts";
 import { createServer, hubIdentity, listServers, loadServer, renewEnrollmentToken, serverView } from "../services/servers.ts";
 import { appendTaskEvent, createTask } from "../services/tasks.ts";
+import { parseTraceparent } from "../shared/trace.ts";
+import type { ProvisionServerParams } from "../workflows/provision-server.ts";
 import { CreateJob, CreateServer, JobState, JobWaitQuery, NewEnrollmentToken, Page, ProvisionServer, ServerHandle } from "../shared/api.ts";
 
 const HandleParam = z.object({ handle: ServerHandle });
@@ -50,9 +52,11 @@ export const serversRoute = new Hono<AppEnv>()
     if (!row.runnerId) throw new AppError("conflict", `Server ${row.handle} has no enrolled runner yet`);
     const { check } = c.req.valid("json");
     const task = await createTask(c.var.db, { type: "provision", callerId: c.var.principal.userId ?? "", input: { server: row.handle, check } });
+    const traceparent = parseTraceparent(c.req.header("traceparent"));
     try {
       await getRunnerHub(c.env, row.handle).setIdentity(hubIdentity(row));
-      await c.env.PROVISION_SERVER.create({ id: task.id, params: { taskId: task.id, handle: row.handle, check } });
+      const params: ProvisionServerParams = { taskId: task.id, handle: row.handle, check, ...(traceparent ? { traceparent } : {}) };
+      await c.env.PROVISION_SERVER.create({ id: task.id, params });
     } catch (error) {
       // The task must not stay queued forever when its workflow never started.
       await appendTaskEvent(c.env, task.id, { type: "task.failed", message: "the provisioning workflow could not be started" }).catch(() => undefined);
@@ -63,7 +67,9 @@ export const serversRoute = new Hono<AppEnv>()
   // Job calls go straight to the server's hub, which knows its runner: no database round trip.
   .post("/:handle/jobs", validate("param", HandleParam), validate("query", JobWaitQuery), validate("json", CreateJob), async (c) => {
     const { handle } = c.req.valid("param");
-    const body = c.req.valid("json");
+    const given = c.req.valid("json");
+    const traceparent = given.traceparent ?? parseTraceparent(c.req.header("traceparent"));
+    const body = { ...given, ...(traceparent ? { traceparent } : {}) };
     if (body.taskId) {
       const [task] = await c.var.db.select({ id: tasks.id }).from(tasks).where(eq(tasks.id, body.taskId));
       if (!task) throw new AppError("invalid_request", `No task with id ${body.taskId}`);
@@ -71,9 +77,12 @@ export const serversRoute = new Hono<AppEnv>()
     const hub = getRunnerHub(c.env, handle);
     let result = await hub.enqueue(null, body);
     if (!result.ok && result.code === "unknown_server") {
-      result = await hub.enqueue(hubIdentity(await loadServer(c.var.db, handle)), c.req.valid("json"));
+      result = await hub.enqueue(hubIdentity(await loadServer(c.var.db, handle)), body);
     }
-    if (!result.ok) throw new AppError(result.code === "unknown_server" ? "internal_error" : result.code, result.message);
+    if (!result.ok) {
+      if (result.code === "unknown_server") throw new Error(`the hub of ${handle} still does not know its server: ${result.message}`);
+      throw new AppError(result.code, result.message);
+    }
     // `?wait=N`: answer once the job has finished (or after N seconds), saving the caller a second request.
     const { wait } = c.req.valid("query");
     const job = wait > 0 ? ((await hub.wait(result.job.id, wait * 1000)) ?? result.job) : result.job;

@@ -4,15 +4,14 @@ import { z } from "zod";
 import { getTaskStream } from "../durable/task-stream.ts";
 import { AppError } from "../lib/app-error.ts";
 import type { AppEnv } from "../lib/context.ts";
+import { settings } from "../lib/settings.ts";
 import { signViewToken } from "../lib/view-token.ts";
 import { validate } from "../lib/validate.ts";
 import { requireAdmin, requireScope } from "../middleware/auth.ts";
 import { appendTaskEvent, createTask, listTasks, loadTask } from "../services/tasks.ts";
-import { Page } from "../shared/api.ts";
+import { Page, TaskStatus, TaskType } from "../shared/api.ts";
 import { createAcker, isTerminal, TaskSocketServerMessage } from "../shared/events.ts";
 
-const TaskType = z.enum(["engineering", "deploy", "provision", "maintenance"]);
-const TaskStatus = z.enum(["queued", "running", "needs_input", "completed", "failed", "cancelled"]);
 const IdParam = z.object({ id: z.string().min(1).max(64) });
 const ListQuery = Page.extend({ type: TaskType.optional(), status: TaskStatus.optional(), projectId: z.string().optional() });
 const CreateTask = z.strictObject({
@@ -120,7 +119,7 @@ export const tasksRoute = new Hono<AppEnv>()
   })
   .get("/:id/view-link", requireScope("user"), validate("param", IdParam), validate("query", ViewLinkQuery), async (c) => {
     const task = await loadTask(c.var.db, c.var.principal, c.req.valid("param").id);
-    const ttl = c.req.valid("query").ttl ?? (Number(c.env.VIEW_TOKEN_TTL_SECONDS) || 3600);
+    const ttl = c.req.valid("query").ttl ?? settings(c.env).VIEW_TOKEN_TTL_SECONDS;
     const { token, expiresAt } = await signViewToken(c.env.SECRETS_ENCRYPTION_KEY, task.id, ttl);
     const url = new URL(`/tasks/${encodeURIComponent(task.id)}`, c.req.url);
     url.searchParams.set("token", token);

@@ -7,22 +7,10 @@ import { servers } from "../db/schema.ts";
 import type { HubIdentity } from "../durable/runner-hub.ts";
 import { AppError, notFound } from "../lib/app-error.ts";
 import { newId, randomToken, sha256Hex } from "../lib/crypto.ts";
-import type { CreateServer, ServerStatus } from "../shared/api.ts";
+import { settings } from "../lib/settings.ts";
+import type { CreateServer, ServerStatus, ServerView } from "../shared/api.ts";
 
 export type ServerRow = typeof servers.$inferSelect;
-
-export interface ServerView {
-  id: string;
-  handle: string;
-  host: string;
-  labels: Record<string, string>;
-  capacity: number;
-  status: ServerStatus;
-  runnerId: string | null;
-  enrolledAt: string | null;
-  lastSeenAt: string | null;
-  createdAt: string;
-}
 
 /**
  * `online` while the runner is connected and heartbeating; `offline` once it disconnected (or went
@@ -31,7 +19,7 @@ export interface ServerView {
 export function serverStatus(row: ServerRow, env: Pick<Env, "RUNNER_MISSING_AFTER_SECONDS">, now = Date.now()): ServerStatus {
   if (row.status === "disabled" || row.status === "pending") return row.status;
   const silentMs = row.lastSeenAt ? now - row.lastSeenAt.getTime() : Number.POSITIVE_INFINITY;
-  if (silentMs > Number(env.RUNNER_MISSING_AFTER_SECONDS || 300) * 1000) return "missing";
+  if (silentMs > settings(env).RUNNER_MISSING_AFTER_SECONDS * 1000) return "missing";
   if (row.status === "online" && silentMs > 30_000) return "offline";
   return row.status === "online" ? "online" : "offline";
 }
@@ -56,7 +44,7 @@ export function hubIdentity(row: ServerRow): HubIdentity {
 }
 
 function enrollmentTtl(env: Pick<Env, "ENROLLMENT_TOKEN_TTL_SECONDS">, requested?: number): number {
-  return requested ?? Number(env.ENROLLMENT_TOKEN_TTL_SECONDS || 3600);
+  return requested ?? settings(env).ENROLLMENT_TOKEN_TTL_SECONDS;
 }
 
 async function newEnrollmentToken(ttlSeconds: number) {

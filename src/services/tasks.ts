@@ -3,6 +3,7 @@
  */
 import { and, desc, eq, type SQL } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
+import { isForeignKeyViolation } from "../db/errors.ts";
 import { projects, tasks } from "../db/schema.ts";
 import { getTaskStream } from "../durable/task-stream.ts";
 import { AppError, notFound } from "../lib/app-error.ts";
@@ -11,7 +12,8 @@ import { newId } from "../lib/crypto.ts";
 import type { TaskEvent } from "../shared/events.ts";
 
 export type Task = typeof tasks.$inferSelect;
-export type TaskType = Task["type"];
+export type { TaskType } from "../shared/api.ts";
+import type { TaskType } from "../shared/api.ts";
 
 const ID_PREFIX: Record<TaskType, string> = { engineering: "eng", deploy: "dep", provision: "prv", maintenance: "mnt" };
 
@@ -65,16 +67,22 @@ export async function createTask(
     if (!project) throw new AppError("invalid_request", `No project with id ${input.projectId}`);
     ownerId ??= project.ownerId;
   }
-  const [task] = await db
-    .insert(tasks)
-    .values({
-      id: newId(ID_PREFIX[input.type]),
-      type: input.type,
-      projectId: input.projectId,
-      ownerId: ownerId ?? input.callerId,
-      input: input.input ?? {},
-    })
-    .returning();
+  let task: Task | undefined;
+  try {
+    [task] = await db
+      .insert(tasks)
+      .values({
+        id: newId(ID_PREFIX[input.type]),
+        type: input.type,
+        projectId: input.projectId,
+        ownerId: ownerId ?? input.callerId,
+        input: input.input ?? {},
+      })
+      .returning();
+  } catch (error) {
+    if (isForeignKeyViolation(error)) throw new AppError("invalid_request", `No user with id ${ownerId ?? input.callerId}`);
+    throw error;
+  }
   if (!task) throw new Error("insert returned no row");
   return task;
 }

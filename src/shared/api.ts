@@ -1,12 +1,44 @@
+/**
+ * The HTTP API's contracts: request bodies, the views it answers with, and the enums behind them.
+ * Each enum here is the one source of its values (the database enums are built from them), and
+ * each view is a schema that the CLI and the runner parse rather than cast.
+ */
 import { z } from "zod";
+import { JobType } from "./jobs.ts";
+import { Traceparent } from "./trace.ts";
+
+export const TASK_TYPES = ["engineering", "deploy", "provision", "maintenance"] as const;
+export const TaskType = z.enum(TASK_TYPES);
+export type TaskType = z.infer<typeof TaskType>;
+
+export const TASK_STATUSES = ["queued", "running", "needs_input", "completed", "failed", "cancelled"] as const;
+export const TaskStatus = z.enum(TASK_STATUSES);
+export type TaskStatus = z.infer<typeof TaskStatus>;
+/** Statuses a task never leaves. */
+export const FINAL_TASK_STATUSES = ["completed", "failed", "cancelled"] as const satisfies TaskStatus[];
+
+export const PROJECT_STATUSES = ["draft", "engineering", "ready", "deploying", "deployed", "failed", "archived"] as const;
+export const ProjectStatus = z.enum(PROJECT_STATUSES);
+export type ProjectStatus = z.infer<typeof ProjectStatus>;
+
+export const SERVER_STATUSES = ["pending", "online", "offline", "missing", "disabled"] as const;
+export const ServerStatus = z.enum(SERVER_STATUSES);
+export type ServerStatus = z.infer<typeof ServerStatus>;
+
+export const JOB_STATES = ["queued", "delivered", "running", "succeeded", "failed", "cancelled"] as const;
+export const JobState = z.enum(JOB_STATES);
+export type JobState = z.infer<typeof JobState>;
+/** States a job never leaves. */
+export const FINAL_JOB_STATES = ["succeeded", "failed", "cancelled"] as const satisfies JobState[];
+export const isFinalJobState = (state: JobState) => (FINAL_JOB_STATES as readonly string[]).includes(state);
+
+export const API_KEY_SCOPES = ["admin", "user", "runner"] as const;
 
 /** A project name becomes a DNS label (`<name>.<base-domain>`): lower-case, 3–40 characters. */
 export const ProjectName = z
   .string()
   .regex(/^[a-z][a-z0-9-]{1,38}[a-z0-9]$/, "must be 3-40 characters of a-z, 0-9 and '-', starting with a letter")
   .refine((name) => !name.includes("--"), "must not contain '--'");
-
-export const ProjectStatus = z.enum(["draft", "engineering", "ready", "deploying", "deployed", "failed", "archived"]);
 
 const JsonObject = z.record(z.string(), z.unknown());
 
@@ -38,7 +70,7 @@ export const CreateUser = z.strictObject({
 });
 export type CreateUser = z.infer<typeof CreateUser>;
 
-export const Scope = z.enum(["admin", "user", "runner"]);
+export const Scope = z.enum(API_KEY_SCOPES);
 
 export const CreateApiKey = z.strictObject({
   userId: z.string().min(1),
@@ -80,20 +112,15 @@ export const EnrollRunner = z.strictObject({
 });
 export type EnrollRunner = z.infer<typeof EnrollRunner>;
 
-export interface EnrollRunnerResponse {
-  runnerId: string;
-  server: string;
-  controlPlanePublicKey: string;
-}
-
-export const ServerStatus = z.enum(["pending", "online", "offline", "missing", "disabled"]);
-export type ServerStatus = z.infer<typeof ServerStatus>;
-
-export const JobState = z.enum(["queued", "delivered", "running", "succeeded", "failed", "cancelled"]);
-export type JobState = z.infer<typeof JobState>;
+export const EnrollRunnerResponse = z.object({
+  runnerId: z.string().min(1),
+  server: z.string().min(1),
+  controlPlanePublicKey: z.string().length(43),
+});
+export type EnrollRunnerResponse = z.infer<typeof EnrollRunnerResponse>;
 
 export const CreateJob = z.strictObject({
-  type: z.enum(["noop", "docker.run", "ansible.playbook", "caddy.sync", "health.check", "provision"]),
+  type: JobType,
   payload: JsonObject.default({}),
   /** The task whose stream shows the job's progress and log lines. */
   taskId: z.string().min(1).max(100).optional(),
@@ -103,6 +130,8 @@ export const CreateJob = z.strictObject({
   finishTask: z.boolean().default(false),
   /** Submitting again with the same key returns the job already queued instead of a second one. */
   idempotencyKey: z.string().min(1).max(200).optional(),
+  /** The trace this job belongs to; the API also takes it from the request's `traceparent` header. */
+  traceparent: Traceparent.optional(),
 });
 
 export const ProvisionServer = z.strictObject({
@@ -116,27 +145,87 @@ export const JobWaitQuery = z.strictObject({
   wait: z.coerce.number().min(0).max(60).default(0),
 });
 
-export interface JobOutcomeView {
-  ok: boolean;
-  message: string;
-  reason?: string;
-  exitCode?: number;
-  data?: Record<string, unknown>;
-}
+export const JobOutcomeView = z.object({
+  ok: z.boolean(),
+  message: z.string(),
+  reason: z.string().optional(),
+  exitCode: z.number().int().optional(),
+  data: z.record(z.string(), z.unknown()).optional(),
+});
+export type JobOutcomeView = z.infer<typeof JobOutcomeView>;
 
-export interface JobView {
-  id: string;
-  server: string;
-  type: string;
-  taskId: string | null;
-  state: JobState;
-  attempts: number;
-  createdAt: string;
-  updatedAt: string;
-  expiresAt: string;
-  startedAt: string | null;
-  finishedAt: string | null;
+export const JobView = z.object({
+  id: z.string(),
+  server: z.string(),
+  type: z.string(),
+  taskId: z.string().nullable(),
+  state: JobState,
+  attempts: z.number().int(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+  expiresAt: z.string(),
+  startedAt: z.string().nullable(),
+  finishedAt: z.string().nullable(),
   /** Secret values (docker secretEnv, ansible secretVars) are shown as "[redacted]". */
-  payload: Record<string, unknown>;
-  outcome: JobOutcomeView | null;
-}
+  payload: z.record(z.string(), z.unknown()),
+  outcome: JobOutcomeView.nullable(),
+  /**
+   * What the runner reported after the job had already ended here (it was given up as undelivered,
+   * then ran after all). A finished job's state never changes, so this is where that report goes.
+   */
+  lateOutcome: JobOutcomeView.optional(),
+  traceparent: Traceparent.optional(),
+});
+export type JobView = z.infer<typeof JobView>;
+
+export const ServerView = z.object({
+  id: z.string(),
+  handle: z.string(),
+  host: z.string(),
+  labels: z.record(z.string(), z.string()),
+  capacity: z.number().int(),
+  status: ServerStatus,
+  runnerId: z.string().nullable(),
+  enrolledAt: z.string().nullable(),
+  lastSeenAt: z.string().nullable(),
+  createdAt: z.string(),
+});
+export type ServerView = z.infer<typeof ServerView>;
+
+/** A port range on a server, inclusive at both ends. */
+export const PortRange = z.strictObject({ from: z.number().int().min(1).max(65_535), to: z.number().int().min(1).max(65_535) }).refine((r) => r.from <= r.to, "from must not be above to");
+export type PortRange = z.infer<typeof PortRange>;
+
+/** The live side of a server, from its RunnerHub. */
+export const HubStatus = z.object({
+  connected: z.boolean(),
+  connectedAt: z.string().nullable(),
+  lastHeartbeatAt: z.string().nullable(),
+  /** What the runner said of itself when it connected: its version and the release port range it allots. */
+  runnerVersion: z.string().nullable(),
+  releasePorts: PortRange.nullable(),
+  jobs: z.record(JobState, z.number().int()),
+  /** Deliveries waiting in the hub (task events, workflow wake-ups), and those parked after failing. */
+  outbox: z.object({
+    pending: z.number().int(),
+    parked: z.array(z.object({ lane: z.string(), items: z.number().int(), since: z.string(), error: z.string() })),
+  }),
+});
+export type HubStatus = z.infer<typeof HubStatus>;
+
+export const TaskView = z.object({
+  id: z.string(),
+  type: TaskType,
+  status: TaskStatus,
+  projectId: z.string().nullable(),
+  ownerId: z.string(),
+  input: z.record(z.string(), z.unknown()),
+  result: z.record(z.string(), z.unknown()).nullable(),
+  error: z.string().nullable(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+  finishedAt: z.string().nullable(),
+});
+export type TaskView = z.infer<typeof TaskView>;
+
+export const TaskStreamPosition = z.object({ lastSeq: z.number().int(), closed: z.boolean() });

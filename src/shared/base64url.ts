@@ -1,7 +1,10 @@
 /** base64url without padding (RFC 4648 §5): for tokens, signatures and raw keys in URLs and JSON. */
 export function toBase64url(bytes: ArrayBuffer | Uint8Array): string {
   const array = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
-  return btoa(String.fromCharCode(...array)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  // In slices: spreading a large array into one call would overflow the stack.
+  let binary = "";
+  for (let i = 0; i < array.length; i += 8192) binary += String.fromCharCode(...array.subarray(i, i + 8192));
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
 /** Decodes base64url (padding optional); throws on characters outside the alphabet. */

@@ -1,4 +1,6 @@
 import { z } from "zod";
+import { fitData, MAX_EVENT_DATA_CHARS, MAX_EVENT_MESSAGE_CHARS, truncateText } from "./limits.ts";
+import { Traceparent } from "./trace.ts";
 
 /** The one event format for chat, WebSocket, SSE and CLI (DESIGN.md "Contracts"). */
 export const TaskEventType = z.enum([
@@ -20,15 +22,20 @@ export const isTerminal = (type: TaskEventType) => (TERMINAL_EVENT_TYPES as read
 /** ISO-8601 UTC with milliseconds, as `Date.prototype.toISOString` writes it: never a Date object. */
 export const IsoTimestamp = z.iso.datetime();
 
+/** A producer's own id for an event: a repeat with the same id is the same event, stored once. */
+export const EventId = z.string().min(1).max(200);
+
 export const TaskEvent = z.strictObject({
   seq: z.number().int().positive(),
   taskId: z.string().min(1),
   at: IsoTimestamp,
   type: TaskEventType,
   step: z.string().min(1).max(100).optional(),
-  message: z.string().max(10_000),
+  message: z.string().max(MAX_EVENT_MESSAGE_CHARS),
   data: z.record(z.string(), z.unknown()).optional(),
   traceId: z.string().min(1).max(100).optional(),
+  traceparent: Traceparent.optional(),
+  eventId: EventId.optional(),
 });
 export type TaskEvent = z.infer<typeof TaskEvent>;
 
@@ -36,15 +43,28 @@ export type TaskEvent = z.infer<typeof TaskEvent>;
 export const TaskEventInput = z.strictObject({
   type: TaskEventType,
   step: z.string().min(1).max(100).optional(),
-  message: z.string().max(10_000),
+  message: z.string().max(MAX_EVENT_MESSAGE_CHARS),
   at: IsoTimestamp.optional(),
   data: z.record(z.string(), z.unknown()).optional(),
   traceId: z.string().min(1).max(100).optional(),
+  traceparent: Traceparent.optional(),
+  /** Makes the append idempotent: a repeat returns the event already stored under this id. */
+  eventId: EventId.optional(),
 });
 export type TaskEventInput = z.infer<typeof TaskEventInput>;
 
-/** Largest `data` payload one event may carry, in bytes of JSON. */
-export const MAX_EVENT_DATA_BYTES = 64 * 1024;
+/**
+ * Brings an event within the limits instead of letting it be refused: the message is truncated
+ * with a marker and over-large data keeps only its small fields (`whereFull` tells the reader
+ * where the rest is). Producers whose events must not be lost (the runner hub, terminal events)
+ * pass them through this.
+ */
+export function fitEventInput<T extends { message: string; data?: Record<string, unknown> }>(event: T, whereFull: string): T {
+  const message = truncateText(event.message, MAX_EVENT_MESSAGE_CHARS);
+  const data = event.data === undefined ? undefined : fitData(event.data, MAX_EVENT_DATA_CHARS, whereFull);
+  if (message === event.message && data === event.data) return event;
+  return { ...event, message, ...(data !== undefined ? { data } : {}) };
+}
 
 export class NotJsonError extends Error {
   readonly path: string;
@@ -86,15 +106,17 @@ export function toJsonValue(value: unknown, path = "", seen = new Set<object>())
 
 /**
  * Validates producer input and normalises it into the stored shape (minus seq/taskId).
- * Throws a ZodError or NotJsonError with a message fit for a 400.
+ * Throws a ZodError or NotJsonError with a message fit for a 400. A terminal event is never refused
+ * for its size: it is fitted (fitEventInput) instead, since refusing it would leave the task open.
  */
 export function normalizeEventInput(input: unknown, now: Date = new Date()): Omit<TaskEvent, "seq" | "taskId"> {
-  const raw = input && typeof input === "object" && !Array.isArray(input) ? { ...(input as Record<string, unknown>) } : input;
+  let raw = input && typeof input === "object" && !Array.isArray(input) ? { ...(input as Record<string, unknown>) } : input;
   if (raw && typeof raw === "object" && "at" in raw && raw.at instanceof Date) raw.at = toJsonValue(raw.at);
+  if (isTerminalInput(raw)) raw = fitTerminal(raw);
   const parsed = TaskEventInput.parse(raw);
   const data = parsed.data === undefined ? undefined : (toJsonValue(parsed.data) as Record<string, unknown>);
-  if (data && JSON.stringify(data).length > MAX_EVENT_DATA_BYTES) {
-    throw new NotJsonError("", `larger than ${MAX_EVENT_DATA_BYTES} bytes as JSON`);
+  if (data && JSON.stringify(data).length > MAX_EVENT_DATA_CHARS) {
+    throw new NotJsonError("", `larger than ${MAX_EVENT_DATA_CHARS} characters as JSON`);
   }
   return {
     at: parsed.at ?? now.toISOString(),
@@ -103,7 +125,27 @@ export function normalizeEventInput(input: unknown, now: Date = new Date()): Omi
     message: parsed.message,
     ...(data !== undefined ? { data } : {}),
     ...(parsed.traceId !== undefined ? { traceId: parsed.traceId } : {}),
+    ...(parsed.traceparent !== undefined ? { traceparent: parsed.traceparent } : {}),
+    ...(parsed.eventId !== undefined ? { eventId: parsed.eventId } : {}),
   };
+}
+
+type TerminalInput = Record<string, unknown> & { type: (typeof TERMINAL_EVENT_TYPES)[number]; message: string; data?: Record<string, unknown> };
+
+function isTerminalInput(raw: unknown): raw is TerminalInput {
+  if (!raw || typeof raw !== "object") return false;
+  const { type, message, data } = raw as Record<string, unknown>;
+  const dataOk = data === undefined || (typeof data === "object" && data !== null && !Array.isArray(data));
+  return typeof type === "string" && isTerminal(type as TaskEventType) && typeof message === "string" && dataOk;
+}
+
+function fitTerminal(raw: TerminalInput): TerminalInput {
+  try {
+    const data = raw.data === undefined ? undefined : (toJsonValue(raw.data) as Record<string, unknown>);
+    return fitEventInput({ ...raw, ...(data !== undefined ? { data } : {}) }, "the full result stays with whatever produced it");
+  } catch {
+    return raw; // data that is not JSON is refused by the normal path, naming where
+  }
 }
 
 /** Messages on a task's WebSocket, server → client. Tagged `noun:verb`. */

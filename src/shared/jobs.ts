@@ -6,6 +6,7 @@
 import canonicalize from "canonicalize";
 import { z } from "zod";
 import { fromBase64url, toBase64url } from "./base64url.ts";
+import { Traceparent } from "./trace.ts";
 
 export const JobType = z.enum(["noop", "docker.run", "ansible.playbook", "caddy.sync", "health.check", "provision"]);
 export type JobType = z.infer<typeof JobType>;
@@ -23,6 +24,8 @@ export const JobEnvelope = z.strictObject({
   iat: z.number().int().positive(),
   exp: z.number().int().positive(),
   nonce: z.string().min(16).max(100),
+  /** The trace the job belongs to; the runner puts it on its reports and spans. */
+  traceparent: Traceparent.optional(),
 });
 export type JobEnvelope = z.infer<typeof JobEnvelope>;
 

@@ -8,7 +8,10 @@
  *   connection's challenge (`session`), so a message cannot be forged or replayed into another session.
  */
 import { z } from "zod";
+import { PortRange } from "./api.ts";
 import { SignedJob } from "./jobs.ts";
+import { MAX_LOG_LINE_CHARS, MAX_REPORT_MESSAGE_CHARS } from "./limits.ts";
+import { Traceparent } from "./trace.ts";
 
 export const CONNECT_PURPOSE = "orchestrator-runner-connect";
 /** How often the runner reports in; the hub counts a runner silent for 3 beats as gone. */
@@ -42,10 +45,11 @@ export type HubMessage = z.infer<typeof HubMessage>;
 export const JobFailureReason = z.enum(["failed", "timeout", "cancelled", "interrupted", "refused", "undelivered"]);
 export type JobFailureReason = z.infer<typeof JobFailureReason>;
 
-const LogLine = z.strictObject({ stream: z.enum(["stdout", "stderr", "system"]), line: z.string().max(16_384) });
+const LogLine = z.strictObject({ stream: z.enum(["stdout", "stderr", "system"]), line: z.string().max(MAX_LOG_LINE_CHARS) });
 export type LogLine = z.infer<typeof LogLine>;
 
-const Base = { session: z.string(), at: z.number() };
+/** Every report carries its session, its time and, when the job has one, the job's trace. */
+const Base = { session: z.string(), at: z.number(), traceparent: Traceparent.optional() };
 export const RunnerBody = z.discriminatedUnion("kind", [
   z.strictObject({ ...Base, kind: z.literal("accepted"), jobId: z.string() }),
   z.strictObject({
@@ -56,14 +60,14 @@ export const RunnerBody = z.discriminatedUnion("kind", [
     reason: z.string(),
     message: z.string(),
   }),
-  z.strictObject({ ...Base, kind: z.literal("progress"), jobId: z.string(), step: z.string().max(100), message: z.string().max(10_000), data: z.record(z.string(), z.unknown()).optional() }),
+  z.strictObject({ ...Base, kind: z.literal("progress"), jobId: z.string(), step: z.string().max(100), message: z.string().max(MAX_REPORT_MESSAGE_CHARS), data: z.record(z.string(), z.unknown()).optional() }),
   z.strictObject({ ...Base, kind: z.literal("log"), jobId: z.string(), lines: z.array(LogLine).min(1).max(500) }),
   z.strictObject({
     ...Base,
     kind: z.literal("result"),
     jobId: z.string(),
     ok: z.boolean(),
-    message: z.string().max(10_000),
+    message: z.string().max(MAX_REPORT_MESSAGE_CHARS),
     reason: JobFailureReason.optional(),
     exitCode: z.number().int().optional(),
     data: z.record(z.string(), z.unknown()).optional(),
@@ -72,10 +76,18 @@ export const RunnerBody = z.discriminatedUnion("kind", [
 ]);
 export type RunnerBody = z.infer<typeof RunnerBody>;
 /** A body as the runner builds it, before `session` and `at` are stamped on. */
-export type RunnerBodyInput = RunnerBody extends infer B ? (B extends RunnerBody ? Omit<B, "session" | "at"> : never) : never;
+export type RunnerBodyInput = RunnerBody extends infer B ? (B extends RunnerBody ? Omit<B, "session" | "at" | "traceparent"> : never) : never;
 
 export const RunnerMessage = z.discriminatedUnion("t", [
-  z.strictObject({ t: z.literal("hello"), runnerId: z.string().min(1).max(100), signature: z.string(), version: z.string().max(50), concurrency: z.number().int().positive().max(1000) }),
+  z.strictObject({
+    t: z.literal("hello"),
+    runnerId: z.string().min(1).max(100),
+    signature: z.string(),
+    version: z.string().max(50),
+    concurrency: z.number().int().positive().max(1000),
+    /** The internal ports this runner's releases listen on: what caddy.sync may route to. */
+    releasePorts: PortRange.optional(),
+  }),
   z.strictObject({ t: z.literal("msg"), body: z.unknown(), signature: z.string() }),
 ]);
 export type RunnerMessage = z.infer<typeof RunnerMessage>;

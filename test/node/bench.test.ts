@@ -25,14 +25,14 @@ describe("npm run bench -- fanout", () => {
 
 describe("npm run bench -- jobs", () => {
   it("runs every case through the local stack and prints one JSON line each", async () => {
-    const bench = spawnCollecting(process.execPath, [join(ROOT, "bench", "run.ts"), "jobs", "--jobs", "20", "--in-flight", "1,4", "--docker-runs", "2"], { cwd: ROOT, env: process.env });
+    const bench = spawnCollecting(process.execPath, [join(ROOT, "bench", "run.ts"), "jobs", "--jobs", "20", "--in-flight", "1,4", "--docker-runs", "2", "--log-lines", "2000"], { cwd: ROOT, env: process.env });
     expect(await bench.exited, bench.output()).toBe(0);
     const lines = bench
       .output()
       .split("\n")
       .filter((line) => line.startsWith('{"bench":"jobs"'))
       .map((line) => JSON.parse(line) as Record<string, number | string>);
-    expect(lines.map((l) => `${l.case}:${l.in_flight ?? ""}`)).toEqual(["noop:1", "noop:4", "sign_verify:", "docker_run_true:"]);
+    expect(lines.map((l) => `${l.case}:${l.in_flight ?? ""}`)).toEqual(["noop:1", "noop:4", "sign_verify:", "docker_run_true:", "docker_run_log_lines:"]);
     for (const noop of lines.slice(0, 2)) {
       expect(noop.p50_ms).toBeGreaterThan(0);
       expect(noop.p99_ms).toBeGreaterThanOrEqual(Number(noop.p50_ms));
@@ -40,5 +40,8 @@ describe("npm run bench -- jobs", () => {
     }
     expect(lines[2]?.sign_plus_verify_us).toBeGreaterThan(0);
     expect(lines[3]?.ratio_p50).toBeGreaterThan(0);
+    // Every line reached the task's stream: 2000 log events plus the job's step and terminal events.
+    expect(lines[4]?.events).toBeGreaterThanOrEqual(2000);
+    expect(lines[4]?.events_per_s).toBeGreaterThan(0);
   });
 });

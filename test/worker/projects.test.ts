@@ -28,10 +28,18 @@ describe("/api/projects", () => {
     const patched = await call(`/api/projects/${project.id}`, {
       method: "PATCH",
       key,
-      json: { status: "engineering", repositoryUrl: "https://git.example.test/acme/weather" },
+      json: { description: "weather with alerts", repositoryUrl: "https://git.example.test/acme/weather" },
     });
     expect(patched.status).toBe(200);
-    expect((await patched.json<{ project: Project }>()).project.status).toBe("engineering");
+    expect((await patched.json<{ project: Project }>()).project.description).toBe("weather with alerts");
+    // The status is the pipelines' to set: the owner is refused and nothing changes; an admin may repair it.
+    const byOwner = await call(`/api/projects/${project.id}`, { method: "PATCH", key, json: { status: "deployed", description: "sneaky" } });
+    expect(byOwner.status).toBe(403);
+    expect((await byOwner.json<{ error: { code: string; message: string } }>()).error.message).toContain("set by its pipelines");
+    const unchanged = await (await call(`/api/projects/${project.id}`, { key })).json<{ project: Project }>();
+    expect(unchanged.project).toMatchObject({ status: "draft", description: "weather with alerts" });
+    const byAdmin = await call(`/api/projects/${project.id}`, { method: "PATCH", key: adminKey(), json: { status: "engineering" } });
+    expect(byAdmin.status).toBe(200);
     const filtered = await call("/api/projects?status=engineering", { key });
     expect((await filtered.json<{ projects: Project[] }>()).projects).toHaveLength(1);
   });

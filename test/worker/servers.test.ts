@@ -10,13 +10,13 @@ import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { createDb } from "../../src/db/client.ts";
 import { servers } from "../../src/db/schema.ts";
-import { getRunnerHubStub, type HubStatus } from "../../src/durable/runner-hub.ts";
+import type { Outbox } from "../../src/durable/outbox.ts";
+import { getRunnerHubStub } from "../../src/durable/runner-hub.ts";
 import { sha256Hex } from "../../src/lib/crypto.ts";
-import type { EnrollRunnerResponse, JobView } from "../../src/shared/api.ts";
+import type { EnrollRunnerResponse, HubStatus, JobView, ServerView } from "../../src/shared/api.ts";
 import type { TaskEvent } from "../../src/shared/events.ts";
 import { generateKeySeed, importPrivateKey, importPublicKey, signValue, verifyJob, verifyValue } from "../../src/shared/jobs.ts";
 import { connectProof, HubMessage, type RunnerBodyInput } from "../../src/shared/runner-protocol.ts";
-import type { ServerView } from "../../src/services/servers.ts";
 import { adminKey, BASE, call, createUserWithKey } from "./helpers.ts";
 import { newTask } from "./stream-helpers.ts";
 
@@ -683,12 +683,12 @@ describe("the hub's task-event outbox", () => {
     const { taskId } = await newTask();
     const stub = getRunnerHubStub(env, runner.handle);
     const retryAt = Date.now() + 1500;
-    // As after a failed append (Postgres down): the head has a retry time, a later event is due.
+    // As after a failed append (Postgres down): the lane waits out its backoff with two events in it.
     await runInDurableObject(stub, (instance, state) => {
-      const insert = `INSERT INTO task_outbox (task_id, job_id, event, attempts, next_at) VALUES (?, 'job_test', ?, ?, ?)`;
-      state.storage.sql.exec(insert, taskId, JSON.stringify({ type: "log", message: "first" }), 1, retryAt);
-      state.storage.sql.exec(insert, taskId, JSON.stringify({ type: "log", message: "second" }), 0, 0);
-      (instance as unknown as { drainTaskEvents(): void }).drainTaskEvents();
+      const outbox = Reflect.get(instance, "outbox") as Outbox;
+      for (const message of ["first", "second"]) outbox.push(`task:${taskId}`, { jobId: "job_test", event: { type: "log", message } });
+      state.storage.sql.exec(`UPDATE outbox_lanes SET attempts = 1, next_at = ? WHERE lane = ?`, retryAt, `task:${taskId}`);
+      (instance as unknown as { kick(): void }).kick();
     });
     await sleep(300);
     expect(await taskEvents(taskId)).toEqual([]);
@@ -696,7 +696,7 @@ describe("the hub's task-event outbox", () => {
     expect(alarm).toBeGreaterThanOrEqual(retryAt - 5);
     const delivered = await until(() => taskEvents(taskId), (events) => events.length === 2, "events after the retry time", 10_000);
     expect(delivered.map((e) => e.message)).toEqual(["first", "second"]);
-    const left = await runInDurableObject(stub, (_instance, state) => state.storage.sql.exec(`SELECT COUNT(*) AS n FROM task_outbox`).one().n);
+    const left = await runInDurableObject(stub, (_instance, state) => state.storage.sql.exec(`SELECT COUNT(*) AS n FROM outbox_items`).one().n);
     expect(left).toBe(0);
   });
 });

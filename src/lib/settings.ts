@@ -1,0 +1,32 @@
+/**
+ * The worker's numeric settings (wrangler.toml `[vars]`, overridable per environment), parsed once
+ * per `env` with zod: a malformed value is a clear startup error naming it, not a NaN somewhere.
+ */
+import { z } from "zod";
+
+const seconds = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+/** Empty strings count as unset, as they do in `.dev.vars`. */
+const unsetIfEmpty = (value: unknown) => (value === "" ? undefined : value);
+
+const Settings = z.object({
+  TASK_STREAM_RETENTION_SECONDS: z.preprocess(unsetIfEmpty, seconds(7 * 24 * 3600)),
+  VIEW_TOKEN_TTL_SECONDS: z.preprocess(unsetIfEmpty, seconds(3600)),
+  ENROLLMENT_TOKEN_TTL_SECONDS: z.preprocess(unsetIfEmpty, seconds(3600)),
+  RUNNER_ACK_LEASE_SECONDS: z.preprocess(unsetIfEmpty, seconds(15)),
+  RUNNER_MISSING_AFTER_SECONDS: z.preprocess(unsetIfEmpty, seconds(300)),
+});
+export type Settings = z.infer<typeof Settings>;
+
+const cache = new WeakMap<object, Settings>();
+
+/** The settings of this environment; throws naming the variable when one is not a positive integer. */
+export function settings(env: Partial<Record<keyof Settings, unknown>>): Settings {
+  const cached = cache.get(env);
+  if (cached) return cached;
+  const parsed = Settings.safeParse(env);
+  if (!parsed.success) {
+    throw new Error(`invalid setting ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+  }
+  cache.set(env, parsed.data);
+  return parsed.data;
+}

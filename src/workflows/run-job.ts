@@ -1,0 +1,98 @@
+/**
+ * The one way a workflow runs a job on a server: queue it (idempotently, so a retried step finds the
+ * job it already queued), sleep until the hub wakes the workflow, and always read the job back from
+ * the hub before deciding. A wake-up that never came costs one wait slice, not the job's outcome.
+ */
+import type { WorkflowStep } from "cloudflare:workers";
+import { NonRetryableError } from "cloudflare:workflows";
+import { getRunnerHub } from "../durable/runner-hub.ts";
+import { type CreateJob, isFinalJobState, JobView } from "../shared/api.ts";
+import type { WorkflowName } from "./registry.ts";
+
+export interface JobRunContext {
+  env: Env;
+  step: WorkflowStep;
+  /** This workflow's name and instance, for the hub's wake-up. */
+  workflow: WorkflowName;
+  instanceId: string;
+  /** The server that runs the job, and the task its events stream to. */
+  handle: string;
+  taskId: string;
+  traceparent?: string;
+}
+
+export interface JobSpec {
+  type: CreateJob["type"];
+  payload: Record<string, unknown>;
+  /** How long the job may wait for the runner before it fails as undelivered. */
+  ttlSeconds: number;
+  /** How long it may run (the payload's timeoutSeconds). */
+  timeoutSeconds: number;
+}
+
+/** The first wait; each later one doubles, up to the cap, so a long job costs few steps. */
+const FIRST_SLICE_SECONDS = 30;
+const MAX_SLICE_SECONDS = 600;
+/** Beyond queue time plus run time: the runner's report and the hub's wake-up. */
+const MARGIN_SECONDS = 300;
+
+export class JobDidNotFinish extends Error {
+  readonly job: JobView;
+  constructor(message: string, job: JobView) {
+    super(message);
+    this.job = job;
+  }
+}
+
+/**
+ * Runs one job to its end and returns it as the hub has it (its `outcome` says how it went). If it
+ * has not ended when its time is up (queue time + run time + a margin) it is cancelled, and
+ * JobDidNotFinish is thrown carrying the job as it was.
+ */
+export async function runJob(context: JobRunContext, name: string, spec: JobSpec): Promise<JobView> {
+  const { env, step, handle } = context;
+  const jobId = await step.do(`queue ${name}`, async () => {
+    const queued = await getRunnerHub(env, handle).enqueue(null, {
+      type: spec.type,
+      payload: { ...spec.payload, timeoutSeconds: spec.timeoutSeconds },
+      taskId: context.taskId,
+      ttlSeconds: spec.ttlSeconds,
+      finishTask: false,
+      idempotencyKey: `${context.instanceId}:${name}`,
+      notify: { workflow: context.workflow, instanceId: context.instanceId },
+      ...(context.traceparent ? { traceparent: context.traceparent } : {}),
+    });
+    if (!queued.ok) throw new NonRetryableError(`could not queue the ${name} job: ${queued.message}`);
+    return queued.job.id;
+  });
+
+  // Steps return the job as JSON text: its payload and data are free-form, which Workflows' typing cannot express.
+  const readBack = async (round: number) =>
+    JobView.parse(
+      JSON.parse(
+        await step.do(`${name} read ${round}`, async () => {
+          const job = await getRunnerHub(env, handle).wait(jobId, 0);
+          if (!job) throw new NonRetryableError(`job ${jobId} is no longer known to ${handle}`);
+          return JSON.stringify(job);
+        }),
+      ),
+    );
+
+  let waited = 0;
+  const budget = spec.ttlSeconds + spec.timeoutSeconds + MARGIN_SECONDS;
+  for (let round = 0; ; round++) {
+    const slice = Math.min(MAX_SLICE_SECONDS, FIRST_SLICE_SECONDS * 2 ** round, Math.max(1, budget - waited));
+    try {
+      await step.waitForEvent(`${name} result ${round}`, { type: jobId, timeout: `${slice} seconds` });
+    } catch {
+      // Timed out: the wake-up may have been lost; the job itself says how it stands.
+    }
+    waited += slice;
+    const job = await readBack(round);
+    if (isFinalJobState(job.state)) return job;
+    if (waited >= budget) {
+      const cancelled = JobView.parse(JSON.parse(await step.do(`cancel ${name}`, async () => JSON.stringify((await getRunnerHub(env, handle).cancel(jobId)) ?? job))));
+      throw new JobDidNotFinish(`the ${name} job did not finish within ${Math.round(budget / 60)} minutes and was cancelled (it was ${cancelled.state})`, cancelled);
+    }
+  }
+}
