@@ -7,6 +7,7 @@ import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "n
 import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { z } from "zod";
+import { PortRange } from "../../src/shared/api.ts";
 
 export const RUNNER_ROOT = resolve(import.meta.dirname, "..");
 
@@ -24,15 +25,32 @@ export const RunnerConfig = z.strictObject({
   stateDir: z.string().default("/var/lib/orchestrator-runner"),
   /** Jobs run at once. */
   concurrency: z.number().int().min(1).max(64).default(2),
+  /** Where jobs may write files (write-env.yml, releases): `<root>/<project>/…`. Never set by a job. */
+  deploymentsRoot: z.string().startsWith("/", "must be an absolute path").default("/srv/orchestrator"),
+  /** The internal ports releases listen on (127.0.0.1 only, never opened in the firewall): all caddy.sync may route to. */
+  releasePorts: PortRange.default({ from: 20_000, to: 29_999 }),
   docker: z
     .strictObject({
       socketPath: z.string().default("/var/run/docker.sock"),
+      /**
+       * Whether docker.run may use the server's own network (`network: "host"`): loopback services
+       * included. Only for a runner whose operator trusts every job it is sent.
+       */
+      allowHostNetwork: z.boolean().default(false),
+      egress: z
+        .strictObject({
+          /** The port of the egress proxy on each egress network's gateway address. */
+          proxyPort: z.number().int().min(1).max(65_535).default(3128),
+          /** The nft binary that confines egress networks (provision.yml installs nftables). */
+          nftBinary: z.string().default("nft"),
+        })
+        .prefault({}),
     })
     .prefault({}),
   caddy: z
     .strictObject({
-      /** Caddy's admin API (loopback only). */
-      adminUrl: z.url().default("http://127.0.0.1:2019"),
+      /** Caddy's admin API, as a unix socket (Caddy's `admin.listen: unix/<path>`): never a TCP port. */
+      adminSocket: z.string().startsWith("/", "must be an absolute path").default("/run/orchestrator-caddy/admin.sock"),
       /**
        * The JSON config Caddy is started with (`caddy run --config <path>`). caddy.sync writes it only
        * with a config Caddy validated and loaded, so a restarted Caddy serves the last good routes.

@@ -4,8 +4,10 @@
  * up to `concurrency` jobs at once with each job's timeout, honours signed cancels, and reports
  * progress, log lines and results as messages signed with its own key.
  */
+import Docker from "dockerode";
 import WebSocket from "ws";
 import { describePayloadIssues, JobPayloads, payloadSecrets } from "../../src/shared/job-payloads.ts";
+import { MAX_LOG_LINE_CHARS, MAX_LOG_LINES_PER_JOB, MAX_REPORT_MESSAGE_CHARS, truncateText } from "../../src/shared/limits.ts";
 import { importPrivateKey, importPublicKey, type JobType, signValue, verifyJob, verifyValue } from "../../src/shared/jobs.ts";
 import {
   CancelEnvelope,
@@ -17,6 +19,7 @@ import {
   type RunnerMessage,
 } from "../../src/shared/runner-protocol.ts";
 import type { RunnerConfig } from "./config.ts";
+import { EgressGateway } from "./egress.ts";
 import { removeJobContainers } from "./executors/docker-run.ts";
 import { executors } from "./executors/index.ts";
 import type { AbortReason, ExecutorOutcome } from "./executors/types.ts";
@@ -45,8 +48,9 @@ interface RunningJob {
 }
 
 const LOG_FLUSH_MS = 50;
-const LOG_BATCH_MAX = 200;
-const MAX_LOG_LINES_PER_JOB = 20_000;
+/** Lines per log message, and characters: a batch of long lines is split to keep messages small. */
+const LOG_BATCH_MAX = 500;
+const LOG_BATCH_MAX_CHARS = 256 * 1024;
 /** Messages kept while disconnected; beyond this, log lines are dropped (results are journaled anyway). */
 const OFFLINE_QUEUE_MAX = 5000;
 const BACKOFF_BASE_MS = 500;
@@ -75,10 +79,14 @@ export class RunnerDaemon {
   private reconnectTimer: NodeJS.Timeout | null = null;
   private keys: Promise<{ privateKey: CryptoKey; controlPlane: CryptoKey }>;
   private readonly connectedWaiters: (() => void)[] = [];
+  private readonly egress: EgressGateway;
+  /** The trace of each job still reporting, stamped on its messages. */
+  private readonly traces = new Map<string, string>();
 
   constructor(config: RunnerConfig, log: DaemonLogger = stderrLogger) {
     this.config = config;
     this.log = log;
+    this.egress = new EgressGateway(new Docker({ socketPath: config.docker.socketPath }), config.docker.egress);
     this.journal = new Journal(config.stateDir);
     this.keys = Promise.all([importPrivateKey(config.privateKey), importPublicKey(config.controlPlanePublicKey)]).then(([own, controlPlane]) => {
       if (own.publicKey !== config.publicKey) throw new Error("the config's privateKey does not match its publicKey");
@@ -167,6 +175,7 @@ export class RunnerDaemon {
           signature: await signValue(privateKey, connectProof(this.config.runnerId, message.challenge)),
           version: RUNNER_VERSION,
           concurrency: this.config.concurrency,
+          releasePorts: this.config.releasePorts,
         };
         this.challenge = message.challenge;
         socket.send(JSON.stringify(hello));
@@ -194,6 +203,7 @@ export class RunnerDaemon {
         return;
       case "ack":
         this.journal.recordAcked(message.jobId);
+        this.traces.delete(message.jobId);
         return;
     }
   }
@@ -221,7 +231,8 @@ export class RunnerDaemon {
         const socket = this.socket;
         const next = this.queue[0];
         if (!next) break;
-        const body = { ...next, session: this.session, at: Date.now() };
+        const traceparent = "jobId" in next && next.jobId ? this.traces.get(next.jobId) : undefined;
+        const body = { ...next, session: this.session, at: Date.now(), ...(traceparent ? { traceparent } : {}) };
         const signature = await signValue(privateKey, body);
         if (socket !== this.socket || socket.readyState !== WebSocket.OPEN) break;
         socket.send(JSON.stringify({ t: "msg", body, signature } satisfies RunnerMessage));
@@ -252,7 +263,7 @@ export class RunnerDaemon {
     if (!check.ok) {
       if (check.reason === "replayed" && named && this.answerDuplicate(named)) return;
       this.log.warn("refused a job", { jobId: named, reason: check.reason, message: check.message });
-      this.send({ kind: "refused", ...(named ? { jobId: named } : {}), reason: check.reason, message: clip(check.message, 10_000) });
+      this.send({ kind: "refused", ...(named ? { jobId: named } : {}), reason: check.reason, message: truncateText(check.message, MAX_REPORT_MESSAGE_CHARS) });
       return;
     }
     const { envelope } = check;
@@ -260,7 +271,7 @@ export class RunnerDaemon {
     if (!payload.success) {
       const message = `invalid ${envelope.type} payload: ${describePayloadIssues(payload.error)}`;
       this.log.warn("refused a job", { jobId: envelope.id, reason: "malformed_payload", message });
-      this.send({ kind: "refused", jobId: envelope.id, reason: "malformed_payload", message: clip(message, 10_000) });
+      this.send({ kind: "refused", jobId: envelope.id, reason: "malformed_payload", message: truncateText(message, MAX_REPORT_MESSAGE_CHARS) });
       return;
     }
     if (this.cancelledEarly.delete(envelope.id)) {
@@ -271,6 +282,7 @@ export class RunnerDaemon {
     }
     // Journaled (fsynced) before anything runs: from here on, this id is never run again.
     this.journal.recordSeen(envelope.id, envelope.nonce, envelope.exp, envelope.type);
+    if (envelope.traceparent) this.traces.set(envelope.id, envelope.traceparent);
     this.send({ kind: "accepted", jobId: envelope.id });
     const controller = new AbortController();
     const job: RunningJob = { id: envelope.id, type: envelope.type, controller, done: Promise.resolve() };
@@ -298,10 +310,20 @@ export class RunnerDaemon {
     let logged = 0;
     const lines: LogLine[] = [];
     let flushTimer: NodeJS.Timeout | null = null;
+    let pendingChars = 0;
     const flushLines = () => {
       if (flushTimer) clearTimeout(flushTimer);
       flushTimer = null;
-      while (lines.length) this.send({ kind: "log", jobId: job.id, lines: lines.splice(0, LOG_BATCH_MAX) });
+      while (lines.length) {
+        let count = 0;
+        let chars = 0;
+        while (count < lines.length && count < LOG_BATCH_MAX && (count === 0 || chars + (lines[count]?.line.length ?? 0) <= LOG_BATCH_MAX_CHARS)) {
+          chars += lines[count]?.line.length ?? 0;
+          count++;
+        }
+        this.send({ kind: "log", jobId: job.id, lines: lines.splice(0, count) });
+      }
+      pendingChars = 0;
     };
     await this.slot();
     const timeout = setTimeout(() => controller.abort("timeout" satisfies AbortReason), payload.timeoutSeconds * 1000);
@@ -315,19 +337,22 @@ export class RunnerDaemon {
         jobId: job.id,
         signal: controller.signal,
         config: this.config,
+        egress: this.egress,
         log: (line, stream = "stdout") => {
           // A bound on what one job can push through the hub into its task's stream.
           if (++logged > MAX_LOG_LINES_PER_JOB) {
             if (logged === MAX_LOG_LINES_PER_JOB + 1) lines.push({ stream: "system", line: `output truncated: only the first ${MAX_LOG_LINES_PER_JOB} lines are streamed` });
             return;
           }
-          lines.push({ stream, line: clip(mask(line), 16_384) });
-          if (lines.length >= LOG_BATCH_MAX) flushLines();
+          const text = truncateText(mask(line), MAX_LOG_LINE_CHARS);
+          lines.push({ stream, line: text });
+          pendingChars += text.length;
+          if (lines.length >= LOG_BATCH_MAX || pendingChars >= LOG_BATCH_MAX_CHARS) flushLines();
           else flushTimer ??= setTimeout(flushLines, LOG_FLUSH_MS);
         },
         progress: (step, message, data) => {
           flushLines();
-          this.send({ kind: "progress", jobId: job.id, step: clip(step, 100), message: clip(mask(message), 10_000), ...(data ? { data: maskJson(data, mask) } : {}) });
+          this.send({ kind: "progress", jobId: job.id, step: truncateText(step, 100), message: truncateText(mask(message), MAX_REPORT_MESSAGE_CHARS), ...(data ? { data: maskJson(data, mask) } : {}) });
         },
       });
     } catch (error) {
@@ -362,7 +387,7 @@ export class RunnerDaemon {
       if (reason === "cancelled") return { ...base, ok: false, reason: "cancelled", message: "cancelled while running and stopped" };
       return { ...base, ok: false, reason: "interrupted", message: "the runner was shutting down and stopped the job; it is not run again" };
     }
-    return { ...base, ok: outcome.ok, message: clip(mask(outcome.message), 10_000), ...(outcome.ok ? {} : { reason: "failed" as const }) };
+    return { ...base, ok: outcome.ok, message: truncateText(mask(outcome.message), MAX_REPORT_MESSAGE_CHARS), ...(outcome.ok ? {} : { reason: "failed" as const }) };
   }
 
   private async onCancel(cancel: CancelEnvelope, signature: string): Promise<void> {
@@ -416,11 +441,6 @@ export class RunnerDaemon {
 function nameOf(input: unknown): string | undefined {
   const id = (input as { envelope?: { id?: unknown } } | null)?.envelope?.id;
   return typeof id === "string" && id.length <= 100 ? id : undefined;
-}
-
-/** Shortens text to what the protocol carries, saying so. */
-function clip(text: string, max: number): string {
-  return text.length <= max ? text : `${text.slice(0, max - 20)}… (${text.length - max + 20} more)`;
 }
 
 function maskJson(data: Record<string, unknown>, mask: (text: string) => string): Record<string, unknown> {

@@ -8,9 +8,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { z } from "zod";
-import { AnsiblePlaybookPayload, ProvisionPayload } from "../../src/shared/job-payloads.ts";
+import { AnsiblePlaybookPayload, describePayloadIssues, ProvisionPayload } from "../../src/shared/job-payloads.ts";
 import { RUNNER_ROOT } from "../src/config.ts";
-import { ansibleArgs, ansibleEnv, ansiblePlaybook, provision, secretMasker, varsFileContent } from "../src/executors/ansible.ts";
+import { ansibleArgs, ansibleEnv, ansiblePlaybook, provision, runPlaybook, secretMasker, varsFileContent } from "../src/executors/ansible.ts";
 import type { ExecutorOutcome } from "../src/executors/types.ts";
 import { recordingContext, testConfig, type RecordingContext } from "./context.ts";
 
@@ -90,6 +90,9 @@ const shippedContext = () => recordingContext(testConfig());
 const fixtureContext = () => recordingContext(testConfig({ ansible: { playbookDir: fixtureDir } }));
 
 const playbook = (input: z.input<typeof AnsiblePlaybookPayload>) => AnsiblePlaybookPayload.parse(input);
+/** A test-only playbook, run by the executor's core (jobs can name only the shipped ones). */
+const fixture = (name: string, context: RecordingContext, secretVars: Record<string, string> = {}) =>
+  runPlaybook({ playbook: name, extraVars: {}, secretVars, check: false }, context);
 
 interface TaskRow {
   name: string;
@@ -189,16 +192,16 @@ describe("ansible.playbook", () => {
     expect(context.lines.filter((l) => l.stream === "stderr")).toEqual([]);
   });
 
-  it("writes an env file with a secret, which appears nowhere in what is reported or on any command line", async () => {
+  it("writes an env file with a secret under the deployments root, which appears nowhere in what is reported or on any command line", async () => {
     const secret = `s3cr3t-"quoted"\\back-${Date.now()}`;
-    const dest = join(scratch, "app.env");
-    const context = shippedContext();
+    const root = await mkdtemp(join(scratch, "deployments-"));
+    const context = recordingContext(testConfig({ deploymentsRoot: root }));
     const { result: outcome, seen } = await watchProcesses(
       ansiblePlaybook(
         playbook({
           playbook: "write-env.yml",
           // A Jinja expression in a payload is data, not code: it is written as is.
-          extraVars: { dest, env_vars: { NODE_ENV: "production", LITERAL: "{{ lookup('pipe', 'id') }}" }, secret_env: ["API_TOKEN"] },
+          extraVars: { project: "weather-bot", env_vars: { NODE_ENV: "production", LITERAL: "{{ lookup('pipe', 'id') }}" }, secret_env: ["API_TOKEN"] },
           secretVars: { API_TOKEN: secret },
         }),
         context,
@@ -206,8 +209,10 @@ describe("ansible.playbook", () => {
     );
 
     expect(outcome.ok, outcome.message).toBe(true);
-    expect(outcome.message).toMatch(/^playbook write-env\.yml: ok=\d+ changed=1 failed=0$/);
+    expect(outcome.message).toMatch(/^playbook write-env\.yml: ok=\d+ changed=\d+ failed=0$/);
+    const dest = join(root, "weather-bot", ".env");
     expect(((await stat(dest)).mode & 0o777).toString(8)).toBe("600");
+    expect(((await stat(join(root, "weather-bot"))).mode & 0o777).toString(8)).toBe("700");
     expect(await readFile(dest, "utf8")).toBe(`NODE_ENV=production\nLITERAL={{ lookup('pipe', 'id') }}\nAPI_TOKEN=${secret}\n`);
     expect(tasksOf(outcome)).toContainEqual(expect.objectContaining({ name: "Write the env file", status: "changed" }));
 
@@ -220,10 +225,32 @@ describe("ansible.playbook", () => {
     expect(await workDirsHolding(secret)).toEqual([]);
   });
 
+  it("writes env files only inside the deployments root: paths, the root itself and symlinks are refused", async () => {
+    const root = await mkdtemp(join(scratch, "confined-"));
+    const outside = await mkdtemp(join(scratch, "outside-"));
+    // What a job might try: a path of its own, a project or file that climbs out, or the root itself.
+    for (const extraVars of [
+      { dest: join(outside, "x.env"), project: "app" },
+      { project: "../etc" },
+      { project: "app", file: "../../x.env" },
+      { project: "app", file: "sub/x.env" },
+      { project: "app", deployments_root: outside },
+    ]) {
+      expect(AnsiblePlaybookPayload.safeParse({ playbook: "write-env.yml", extraVars }).success, JSON.stringify(extraVars)).toBe(false);
+    }
+    // A symlink planted where the project's directory goes (by a release, say) is not followed.
+    await symlink(outside, join(root, "planted"));
+    const context = recordingContext(testConfig({ deploymentsRoot: root }));
+    const outcome = await ansiblePlaybook(playbook({ playbook: "write-env.yml", extraVars: { project: "planted", env_vars: { A: "1" } } }), context);
+    expect(outcome.ok).toBe(false);
+    expect(outcome.message).toContain("refusing to write through a symlink");
+    expect(await readdir(outside)).toEqual([]);
+  });
+
   it("masks secrets that a playbook prints, in logs, progress, failure details and set_stats", async () => {
     const secret = `leaky-${Date.now()}`;
     const context = fixtureContext();
-    const outcome = await ansiblePlaybook(playbook({ playbook: "leak.yml", secretVars: { token: secret } }), context);
+    const outcome = await fixture("leak.yml", context, { token: secret });
 
     expect(outcome.ok).toBe(false);
     const reported = everything(context, outcome);
@@ -269,27 +296,50 @@ describe("ansible.playbook", () => {
     await writeFile(fakeBinary, `#!/bin/sh\ntouch ${marker}\n`);
     await chmod(fakeBinary, 0o755);
 
-    const refused = async (playbookDir: string, name: string) => {
+    const refused = async (playbookDir: string, name: string, run: typeof ansiblePlaybook | typeof fixture) => {
       const context = recordingContext(testConfig({ ansible: { playbookDir, binary: fakeBinary } }));
-      // Straight to the executor, as if the schema had been bypassed.
-      const outcome = await ansiblePlaybook({ playbook: name, extraVars: {}, secretVars: {}, check: false, timeoutSeconds: 60 }, context);
+      const outcome =
+        run === ansiblePlaybook
+          ? // Straight to the executor, as if the schema had been bypassed.
+            await ansiblePlaybook({ playbook: name as "facts.yml", extraVars: {}, secretVars: {}, check: false, timeoutSeconds: 60 }, context)
+          : await fixture(name, context);
       expect(outcome.ok).toBe(false);
       expect(context.lines).toEqual([]);
       expect(context.steps).toEqual([]);
       return outcome;
     };
-    const missing = await refused(SHIPPED, "nope.yml");
+    // A job names only the playbooks with a variable schema: provision.yml is the provision job's alone.
+    for (const name of ["provision.yml", "nope.yml"]) {
+      expect((await refused(SHIPPED, name, ansiblePlaybook)).message).toContain("not a playbook an ansible.playbook job may run (facts.yml, write-env.yml)");
+    }
+    const missing = await refused(SHIPPED, "nope.yml", fixture);
     expect(missing.message).toBe(`playbook nope.yml: no playbook "nope.yml"; available playbooks in ${SHIPPED}: facts.yml, provision.yml, write-env.yml`);
     expect(missing.data?.available).toEqual(["facts.yml", "provision.yml", "write-env.yml"]);
-    expect((await refused(SHIPPED, "../ansible/facts.yml")).message).toContain('"../ansible/facts.yml" is not a playbook file name');
-    expect((await refused(fixtureDir, "escape.yml")).message).toContain('"escape.yml" leads outside the playbook directory');
-    expect((await refused(join(scratch, "no-such-dir"), "facts.yml")).message).toContain("the playbook directory does not exist");
+    expect((await refused(SHIPPED, "../ansible/facts.yml", fixture)).message).toContain('"../ansible/facts.yml" is not a playbook file name');
+    expect((await refused(fixtureDir, "escape.yml", fixture)).message).toContain('"escape.yml" leads outside the playbook directory');
+    expect((await refused(join(scratch, "no-such-dir"), "facts.yml", fixture)).message).toContain("the playbook directory does not exist");
     expect(existsSync(marker)).toBe(false);
+  });
+
+  it("takes for each playbook only the variables its schema names, and no secret it does not use", () => {
+    const refusal = (input: unknown) => {
+      const parsed = AnsiblePlaybookPayload.safeParse(input);
+      return parsed.success ? "accepted" : describePayloadIssues(parsed.error);
+    };
+    // provision.yml's variables end up in root's systemd units: reachable through the provision job only.
+    expect(refusal({ playbook: "provision.yml", extraVars: { caddy_binary: "/bin/sh -c id" } })).toContain("provision.yml runs through the provision job type");
+    expect(refusal({ playbook: "facts.yml", extraVars: { anything: 1 } })).toContain("extraVars");
+    expect(refusal({ playbook: "facts.yml", secretVars: { TOKEN: "x" } })).toContain("secretVars.TOKEN: unused secret: facts.yml takes no secrets");
+    expect(refusal({ playbook: "write-env.yml", extraVars: { project: "app" }, secretVars: { TOKEN: "x" } })).toContain("it is not listed in extraVars.secret_env");
+    expect(refusal({ playbook: "write-env.yml", extraVars: { project: "app", secret_env: ["TOKEN"] } })).toContain("names a secret that is not in secretVars");
+    expect(refusal({ playbook: "write-env.yml", extraVars: { project: "app", secret_env: ["TOKEN"] }, secretVars: { TOKEN: "x" } })).toBe("accepted");
+    expect(refusal({ playbook: "write-env.yml", extraVars: { project: "app" }, secretVars: { ansible_python_interpreter: "x" } })).toContain("ansible_* and Ansible's reserved variable names");
+    expect(ProvisionPayload.safeParse({ extraVars: { runner_node_path: "/tmp/evil" } }).success).toBe(false);
   });
 
   it("reports a failing task by name, with ok false", async () => {
     const context = fixtureContext();
-    const outcome = await ansiblePlaybook(playbook({ playbook: "fail.yml" }), context);
+    const outcome = await fixture("fail.yml", context);
 
     expect(outcome.ok).toBe(false);
     expect(outcome.exitCode).toBe(2);
@@ -304,7 +354,7 @@ describe("ansible.playbook", () => {
   it("explains a playbook Ansible cannot load", async () => {
     const dir = await mkdtemp(join(scratch, "broken-"));
     await writeFile(join(dir, "broken.yml"), "- name: No hosts\n  tasks: []\n");
-    const outcome = await ansiblePlaybook(playbook({ playbook: "broken.yml" }), recordingContext(testConfig({ ansible: { playbookDir: dir } })));
+    const outcome = await fixture("broken.yml", recordingContext(testConfig({ ansible: { playbookDir: dir } })));
     expect(outcome.ok).toBe(false);
     expect(outcome.exitCode).toBe(4);
     expect(outcome.message).toMatch(/^playbook broken\.yml: ansible-playbook exited with code 4: ERROR! the field 'hosts' is required/);
@@ -323,7 +373,7 @@ describe("ansible.playbook", () => {
     ["pause.yml", "Pauser / Pause", undefined],
   ])("stops %s promptly when aborted, leaving no process behind", async (name, task, processMarker) => {
     const context = fixtureContext();
-    const running = ansiblePlaybook(playbook({ playbook: name }), context);
+    const running = fixture(name, context);
     await until(() => context.lines.some((l) => l.line === `TASK [${task}]`), 30_000);
     if (processMarker) {
       // Wait for the module's own process: the abort must reach Ansible's children too.
@@ -351,7 +401,7 @@ describe("ansible.playbook", () => {
   it("keeps the variables in a 0600 file in a private 0700 directory while it runs", async () => {
     const marker = `marker-${Date.now()}`;
     const context = fixtureContext();
-    const running = ansiblePlaybook(playbook({ playbook: "sleep.yml", secretVars: { unused: marker } }), context);
+    const running = fixture("sleep.yml", context, { unused: marker });
     await until(() => context.lines.some((l) => l.line === "TASK [Sleeper / Sleep]"), 30_000);
     const [dir, ...others] = await workDirsHolding(marker);
     expect(others).toEqual([]);
@@ -367,7 +417,7 @@ describe("ansible.playbook", () => {
   it("does not start a job that was aborted before it began", async () => {
     const context = fixtureContext();
     context.abort("shutdown");
-    const outcome = await ansiblePlaybook(playbook({ playbook: "sleep.yml" }), context);
+    const outcome = await fixture("sleep.yml", context);
     expect(outcome).toEqual({ ok: false, message: "playbook sleep.yml: not started (shutdown)" });
     expect(context.lines).toEqual([]);
   });

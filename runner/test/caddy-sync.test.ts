@@ -7,6 +7,7 @@ import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type TestCaddy, type Upstream, startCaddy, startUpstream } from "../../scripts/lib/caddy.ts";
 import { CaddySyncPayload } from "../../src/shared/job-payloads.ts";
+import { adminRequest } from "../src/caddy-admin.ts";
 import { caddySync } from "../src/executors/caddy-sync.ts";
 import { recordingContext, testConfig } from "./context.ts";
 
@@ -30,7 +31,7 @@ function context(caddyOverrides: { listen?: string[] } = {}) {
   return recordingContext(
     testConfig({
       caddy: {
-        adminUrl: caddy.adminUrl,
+        adminSocket: caddy.adminSocket,
         httpUrl: caddy.httpUrl,
         configPath: caddy.configPath,
         listen: [`127.0.0.1:${caddy.httpPort}`],
@@ -79,7 +80,7 @@ describe("caddy.sync", () => {
     expect(unknown.body).not.toMatch(/app-/);
 
     // The file a restart reads is the config Caddy is running.
-    const running: unknown = await (await fetch(`${caddy.adminUrl}/config/`)).json();
+    const running: unknown = JSON.parse((await adminRequest(caddy.adminSocket, "GET", "/config/")).body);
     expect(JSON.parse(readFileSync(caddy.configPath, "utf8"))).toEqual(running);
   });
 

@@ -1,5 +1,8 @@
 /** An ExecutorContext for testing executors on their own: records what they report. */
+import { TEST_RELEASE_PORTS } from "../../scripts/lib/ports.ts";
+import Docker from "dockerode";
 import { RunnerConfig, type RunnerConfigInput } from "../src/config.ts";
+import { EgressGateway } from "../src/egress.ts";
 import type { AbortReason, ExecutorContext } from "../src/executors/types.ts";
 
 const KEY = "A".repeat(43);
@@ -13,6 +16,7 @@ export function testConfig(overrides: Partial<RunnerConfigInput> = {}): RunnerCo
     publicKey: KEY,
     controlPlanePublicKey: KEY,
     stateDir: "/tmp/orchestrator-runner-test",
+    releasePorts: TEST_RELEASE_PORTS,
     ...overrides,
   });
 }
@@ -31,6 +35,7 @@ export function recordingContext(config: RunnerConfig = testConfig(), jobId = `j
     jobId,
     signal: controller.signal,
     config,
+    egress: new EgressGateway(new Docker({ socketPath: config.docker.socketPath }), config.docker.egress),
     lines,
     steps,
     log: (line, stream = "stdout") => lines.push({ stream, line }),

@@ -8,7 +8,8 @@ import Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type DockerEngine, ensureDockerEngine, ensureTestImage } from "../../scripts/lib/docker-engine.ts";
 import { DockerRunPayload, type JobPayload } from "../../src/shared/job-payloads.ts";
-import { dockerRun, JOB_LABEL, removeJobContainers } from "../src/executors/docker-run.ts";
+import { dockerRun, removeJobContainers } from "../src/executors/docker-run.ts";
+import { JOB_LABEL } from "../src/labels.ts";
 import { type RecordingContext, recordingContext, testConfig } from "./context.ts";
 
 let engine: DockerEngine;
@@ -26,9 +27,9 @@ afterAll(async () => {
   await engine?.stop();
 });
 
-function context(): RecordingContext {
+function context(docker: { allowHostNetwork?: boolean } = {}): RecordingContext {
   jobCounter += 1;
-  return recordingContext(testConfig({ docker: { socketPath: engine.socketPath } }), `job_dockerrun_${process.pid}_${Date.now()}_${jobCounter}`);
+  return recordingContext(testConfig({ docker: { socketPath: engine.socketPath, ...docker } }), `job_dockerrun_${process.pid}_${Date.now()}_${jobCounter}`);
 }
 
 type Payload = JobPayload<"docker.run">;
@@ -101,24 +102,37 @@ describe("docker.run", () => {
 
   describe("network", () => {
     let server: Server;
+    let other: Server;
     let port = 0;
+    let otherPort = 0;
     let requests = 0;
+    let otherRequests = 0;
 
-    beforeAll(async () => {
-      server = createServer((_req, res) => {
-        requests += 1;
+    const listen = async (handler: () => void, host: string) => {
+      const created = createServer((_req, res) => {
+        handler();
         res.end("hello-from-host\n");
       });
-      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-      port = (server.address() as AddressInfo).port;
+      await new Promise<void>((resolve) => created.listen(0, host, resolve));
+      return { server: created, port: (created.address() as AddressInfo).port };
+    };
+
+    beforeAll(async () => {
+      ({ server, port } = await listen(() => (requests += 1), "127.0.0.1"));
+      // On every address, the egress networks' gateways included: only the firewall keeps containers off it.
+      ({ server: other, port: otherPort } = await listen(() => (otherRequests += 1), "0.0.0.0"));
     });
 
     afterAll(async () => {
       await new Promise((resolve) => server.close(resolve));
+      await new Promise((resolve) => other.close(resolve));
     });
 
     // nc, not wget: Debian's static busybox wget segfaults (exit 139) even outside a container.
     const fetchFromHost = () => `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 127.0.0.1 ${port}`;
+    /** The proxy's address from HTTP_PROXY, as the container sees it. */
+    const proxyAddress = `p=\${HTTP_PROXY#http://}; gw=\${p%:*}; pp=\${p##*:}`;
+    const viaProxy = (target: string) => `${proxyAddress}; printf 'GET http://${target}/ HTTP/1.0\\r\\n\\r\\n' | nc -w 3 $gw $pp`;
 
     it('has no way out by default ("none": loopback only)', async () => {
       const ctx = context();
@@ -132,8 +146,16 @@ describe("docker.run", () => {
       expect(requests).toBe(before);
     });
 
-    it('reaches the host\'s loopback with network "host"', async () => {
+    it('refuses network "host" unless the runner allows it, creating nothing', async () => {
       const ctx = context();
+      const outcome = await dockerRun(shell(fetchFromHost(), { network: "host" }), ctx);
+      expect(outcome.ok).toBe(false);
+      expect(outcome.message).toContain('network "host" is refused');
+      expect(await containersOf(ctx.jobId)).toEqual([]);
+    });
+
+    it('reaches the host\'s loopback with network "host" on a runner that allows it', async () => {
+      const ctx = context({ allowHostNetwork: true });
       const before = requests;
       const outcome = await dockerRun(shell(fetchFromHost(), { network: "host" }), ctx);
 
@@ -141,6 +163,43 @@ describe("docker.run", () => {
       expect(linesOf(ctx, "stdout")[0]).toBe("HTTP/1.1 200 OK");
       expect(linesOf(ctx, "stdout")).toContain("hello-from-host");
       expect(requests).toBe(before + 1);
+    });
+
+    it('"egress" reaches its listed destinations through the proxy, and nothing else', { timeout: 60_000 }, async () => {
+      const ctx = context();
+      const before = { requests, otherRequests };
+      const script = [
+        // Listed: plain HTTP through the proxy, and a CONNECT tunnel.
+        `echo "== allowed"; ${viaProxy(`127.0.0.1:${port}`)}`,
+        `echo "== tunnel"; ${proxyAddress}; printf 'CONNECT 127.0.0.1:${port} HTTP/1.1\\r\\n\\r\\nGET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 $gw $pp`,
+        // Not listed: another port of the same host, through the proxy.
+        `echo "== refused"; ${viaProxy(`127.0.0.1:${otherPort}`)}`,
+        // Around the proxy: the host's other ports on the gateway address, dropped by the firewall.
+        `echo "== direct"; ${proxyAddress}; printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 $gw ${otherPort} || echo "direct failed"`,
+      ].join("; ");
+      const outcome = await dockerRun(shell(script, { network: "egress", egress: [`127.0.0.1:${port}`], timeoutSeconds: 30 }), ctx);
+
+      expect(outcome.ok, JSON.stringify(ctx.lines)).toBe(true);
+      const out = linesOf(ctx, "stdout");
+      const section = (name: string) => out.slice(out.indexOf(`== ${name}`) + 1, out.findIndex((line, i) => i > out.indexOf(`== ${name}`) && line.startsWith("== ")) >>> 0);
+      expect(section("allowed")).toContain("hello-from-host");
+      expect(section("tunnel")).toEqual(expect.arrayContaining(["HTTP/1.1 200 Connection Established", "hello-from-host"]));
+      expect(section("refused")[0]).toBe("HTTP/1.1 403 Forbidden");
+      expect(section("refused")).toContain(`egress to 127.0.0.1:${otherPort} is not allowed for this job`);
+      expect(section("direct")).toEqual(["direct failed"]);
+      expect(requests).toBe(before.requests + 2);
+      expect(otherRequests).toBe(before.otherRequests);
+      expect(linesOf(ctx, "system")).toContain(`egress refused: 127.0.0.1:${otherPort} is not among this job's destinations`);
+      expect(ctx.steps).toContainEqual(expect.objectContaining({ step: "network", message: `egress only to 127.0.0.1:${port}` }));
+      // The job's network went with it.
+      expect(await docker.listNetworks({ filters: { label: [`${JOB_LABEL}=${ctx.jobId}`] } })).toEqual([]);
+    });
+
+    it('needs destinations for "egress", and takes them for nothing else', () => {
+      expect(DockerRunPayload.safeParse({ image, network: "egress" }).success).toBe(false);
+      expect(DockerRunPayload.safeParse({ image, egress: ["example.org:443"] }).success).toBe(false);
+      expect(DockerRunPayload.safeParse({ image, network: "egress", egress: ["example.org"] }).success).toBe(false);
+      expect(DockerRunPayload.safeParse({ image, network: "egress", egress: ["*.npmjs.org:443", "[::1]:8080", "model.local:8788"] }).success).toBe(true);
     });
   });
 

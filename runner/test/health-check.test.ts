@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type TestCaddy, type Upstream, startCaddy, startUpstream } from "../../scripts/lib/caddy.ts";
-import { freePort } from "../../scripts/lib/ports.ts";
+import { freePort, freePortIn, TEST_RELEASE_PORTS } from "../../scripts/lib/ports.ts";
 import { CaddySyncPayload, HealthCheckPayload } from "../../src/shared/job-payloads.ts";
 import { caddySync } from "../src/executors/caddy-sync.ts";
 import { healthCheck } from "../src/executors/health-check.ts";
@@ -24,7 +24,7 @@ beforeAll(async () => {
     else res.writeHead(200).end("ready");
   });
   hanging = await startUpstream("hanging", () => undefined); // accepts, never answers
-  const closedPort = await freePort(); // nothing listens: Caddy answers 502
+  const closedPort = await freePortIn(TEST_RELEASE_PORTS); // nothing listens: Caddy answers 502
 
   const synced = await caddySync(
     CaddySyncPayload.parse({
@@ -49,7 +49,7 @@ function context(httpUrl = caddy.httpUrl) {
   return recordingContext(
     testConfig({
       caddy: {
-        adminUrl: caddy.adminUrl,
+        adminSocket: caddy.adminSocket,
         httpUrl,
         configPath: caddy.configPath,
         listen: [`127.0.0.1:${caddy.httpPort}`],

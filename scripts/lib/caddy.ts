@@ -8,15 +8,16 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { type IncomingMessage, type ServerResponse, createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort } from "./ports.ts";
+import { adminConfig, adminRequest } from "../../runner/src/caddy-admin.ts";
+import { freePort, freePortIn, TEST_RELEASE_PORTS } from "./ports.ts";
 import { type Spawned, isListening, spawnCollecting, waitFor } from "./processes.ts";
 
 export interface TestCaddy {
-  adminUrl: string;
+  /** Caddy's admin API: a unix socket, as the runner requires (never a TCP port). */
+  adminSocket: string;
   /** Caddy's plain-HTTP listener, e.g. http://127.0.0.1:41234 */
   httpUrl: string;
   httpPort: number;
-  adminPort: number;
   /** The file Caddy was started with, and is started with again by restart(). */
   configPath: string;
   dir: string;
@@ -34,13 +35,13 @@ const BINARY = process.env.CADDY_BINARY ?? "caddy";
 export async function startCaddy(): Promise<TestCaddy> {
   await checkInstalled();
   const dir = mkdtempSync(join(tmpdir(), "orchestrator-caddy-"));
-  const [adminPort, httpPort] = [await freePort(), await freePort()];
+  const httpPort = await freePort();
   const configPath = join(dir, "caddy.json");
-  const adminUrl = `http://127.0.0.1:${adminPort}`;
+  const adminSocket = join(dir, "admin.sock");
   writeFileSync(
     configPath,
     JSON.stringify({
-      admin: { listen: `127.0.0.1:${adminPort}` },
+      admin: adminConfig(adminSocket),
       apps: { http: { servers: { test: { listen: [`127.0.0.1:${httpPort}`], automatic_https: { disable: true }, routes: [] } } } },
     }),
   );
@@ -52,9 +53,9 @@ export async function startCaddy(): Promise<TestCaddy> {
     const started = spawnCollecting(BINARY, ["run", "--config", configPath], { cwd: dir, env });
     caddy = started;
     await waitFor(
-      async () => ((await fetch(`${adminUrl}/config/`)).ok && (await isListening(httpPort)) ? true : undefined),
+      async () => ((await adminRequest(adminSocket, "GET", "/config/").catch(() => ({ status: 0 }))).status === 200 && (await isListening(httpPort)) ? true : undefined),
       15_000,
-      () => `caddy did not come up on ${adminUrl} and port ${httpPort}:\n${started.output()}`,
+      () => `caddy did not come up on ${adminSocket} and port ${httpPort}:\n${started.output()}`,
       () => hasExited(started),
     );
   };
@@ -70,10 +71,9 @@ export async function startCaddy(): Promise<TestCaddy> {
     throw error;
   }
   return {
-    adminUrl,
+    adminSocket,
     httpUrl: `http://127.0.0.1:${httpPort}`,
     httpPort,
-    adminPort,
     configPath,
     dir,
     binary: BINARY,
@@ -122,8 +122,9 @@ export interface Upstream {
 }
 
 /**
- * An app behind Caddy: an HTTP server on a free loopback port. By default it answers 200 with `name`;
- * `handler` gets the 1-based request number to script answers that change over time.
+ * An app behind Caddy: an HTTP server on a free loopback port among the test release ports. By
+ * default it answers 200 with `name`; `handler` gets the 1-based request number to script answers
+ * that change over time.
  */
 export async function startUpstream(name: string, handler?: (req: IncomingMessage, res: ServerResponse, hit: number) => void): Promise<Upstream> {
   let hits = 0;
@@ -134,7 +135,7 @@ export async function startUpstream(name: string, handler?: (req: IncomingMessag
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(0, "127.0.0.1", resolve);
+    void freePortIn(TEST_RELEASE_PORTS).then((port) => server.listen(port, "127.0.0.1", resolve), reject);
   });
   const address = server.address();
   if (!address || typeof address === "string") throw new Error("upstream server has no TCP address");

@@ -12,3 +12,23 @@ export function freePort(): Promise<number> {
     });
   });
 }
+
+/**
+ * The release ports test runners are configured with (the runner's `releasePorts`): the apps that
+ * tests put behind Caddy listen in here, since caddy.sync routes only to these.
+ */
+export const TEST_RELEASE_PORTS = { from: 43_000, to: 43_999 } as const;
+
+/** A free port on 127.0.0.1 inside `range`, tried at random so parallel tests rarely collide. */
+export async function freePortIn(range: { from: number; to: number }): Promise<number> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = range.from + Math.floor(Math.random() * (range.to - range.from + 1));
+    const free = await new Promise<boolean>((resolve) => {
+      const server = createServer();
+      server.once("error", () => resolve(false));
+      server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
+  throw new Error(`no free port in ${range.from}-${range.to}`);
+}

@@ -5,10 +5,10 @@
  */
 import { z } from "zod";
 import type { JobType } from "./jobs.ts";
+import { EnvName, PLAYBOOKS, PlaybookName, ProvisionVars } from "./playbooks.ts";
 
 const MAX_TIMEOUT_SECONDS = 6 * 3600;
 const timeout = (fallback: number) => z.number().int().min(1).max(MAX_TIMEOUT_SECONDS).default(fallback);
-const EnvName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be a variable name (letters, digits, _)");
 /** A DNS name as a route's domain: labels of letters, digits and hyphens. */
 export const Domain = z
   .string()
@@ -21,20 +21,45 @@ export const NoopPayload = z.strictObject({
   timeoutSeconds: timeout(30),
 });
 
-export const DockerRunPayload = z.strictObject({
-  image: z.string().min(1).max(300),
-  cmd: z.array(z.string().max(10_000)).max(200).optional(),
-  env: z.record(EnvName, z.string().max(100_000)).default({}),
-  /** Like env, but the values are masked wherever the job's output is reported. */
-  secretEnv: z.record(EnvName, z.string().max(100_000)).default({}),
-  /** No network unless asked for: "none" gives the container loopback only. */
-  network: z.enum(["none", "host"]).default("none"),
-  cpus: z.number().positive().max(64).default(1),
-  memoryMb: z.number().int().min(6).max(65_536).default(512),
-  workdir: z.string().max(1000).optional(),
-  user: z.string().max(100).optional(),
-  timeoutSeconds: timeout(600),
-});
+/**
+ * Where a `docker.run` container may connect (runner/README.md "Networks"):
+ * - `none`: nowhere; the container has loopback only (the default);
+ * - `egress`: only the listed `host:port` destinations, through the runner's egress proxy, on a
+ *   network of the job's own that the host's firewall confines to that proxy: what build, test and
+ *   coding-agent containers get (the model endpoint, the git host, package registries);
+ * - `host`: the server's own network, loopback included. For trusted operator jobs only: a runner
+ *   refuses it unless its configuration allows it (`docker.allowHostNetwork`).
+ */
+export const DockerNetwork = z.enum(["none", "egress", "host"]);
+
+/** `host:port` (or `*.domain:port` for a registry's hosts): one destination an egress container may reach. */
+export const EgressTarget = z
+  .string()
+  .max(300)
+  .regex(/^(\*\.)?([A-Za-z0-9-]+\.)*[A-Za-z0-9-]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, "must be host:port (or *.domain:port)")
+  .refine((target) => {
+    const port = Number(target.slice(target.lastIndexOf(":") + 1));
+    return port >= 1 && port <= 65_535;
+  }, "the port must be 1-65535");
+
+export const DockerRunPayload = z
+  .strictObject({
+    image: z.string().min(1).max(300),
+    cmd: z.array(z.string().max(10_000)).max(200).optional(),
+    env: z.record(EnvName, z.string().max(100_000)).default({}),
+    /** Like env, but the values are masked wherever the job's output is reported. */
+    secretEnv: z.record(EnvName, z.string().max(100_000)).default({}),
+    network: DockerNetwork.default("none"),
+    /** With `network: "egress"`: every destination the container may reach, and nothing else. */
+    egress: z.array(EgressTarget).max(50).default([]),
+    cpus: z.number().positive().max(64).default(1),
+    memoryMb: z.number().int().min(6).max(65_536).default(512),
+    workdir: z.string().max(1000).optional(),
+    user: z.string().max(100).optional(),
+    timeoutSeconds: timeout(600),
+  })
+  .refine((payload) => payload.network === "egress" || payload.egress.length === 0, { path: ["egress"], message: 'egress destinations need network "egress"' })
+  .refine((payload) => payload.network !== "egress" || payload.egress.length > 0, { path: ["egress"], message: 'network "egress" needs at least one destination (or use network "none")' });
 
 export const CaddyRoute = z.strictObject({
   domain: Domain,
@@ -62,35 +87,48 @@ export const HealthCheckPayload = z.strictObject({
 /**
  * Extra vars outrank everything in Ansible, connection settings included: `ansible_python_interpreter`
  * or `ansible_connection` from a payload would run commands or move the run to another host. So
- * `ansible_*` and Ansible's reserved names are refused.
+ * `ansible_*` and Ansible's reserved names are refused as secret names too.
  */
 const RESERVED_VARS = new Set(["hostvars", "vars", "environment", "omit", "playbook_dir", "inventory_hostname", "inventory_dir", "group_names", "groups", "role_path"]);
 const VarName = z
   .string()
   .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be a variable name")
   .refine((name) => !/^ansible_/i.test(name) && !RESERVED_VARS.has(name), "ansible_* and Ansible's reserved variable names cannot be set by a job");
-const ExtraVars = z.record(VarName, z.unknown());
-export const AnsiblePlaybookPayload = z.strictObject({
-  /** A playbook shipped in runner/ansible/, by file name: never a path. */
-  playbook: z.string().regex(/^[a-z0-9][a-z0-9_-]*\.ya?ml$/, "must be the file name of a playbook in runner/ansible/"),
-  extraVars: ExtraVars.default({}),
-  /** Passed through a 0600 file, never on the command line, and masked in everything reported. */
-  secretVars: z.record(VarName, z.string().max(100_000)).default({}),
-  check: z.boolean().default(false),
-  timeoutSeconds: timeout(1800),
-});
+
+/** A shipped playbook, its own variables (PLAYBOOKS in ./playbooks.ts) and the secrets it names. */
+export const AnsiblePlaybookPayload = z
+  .strictObject({
+    playbook: PlaybookName,
+    extraVars: z.record(z.string(), z.unknown()).default({}),
+    /** Passed through a 0600 file, never on the command line, and masked in everything reported. */
+    secretVars: z.record(VarName, z.string().max(100_000)).default({}),
+    check: z.boolean().default(false),
+    timeoutSeconds: timeout(1800),
+  })
+  .transform((payload, ctx) => {
+    const contract: { vars: z.ZodType<Record<string, unknown>>; secretsNamedBy?: string } = PLAYBOOKS[payload.playbook];
+    const vars = contract.vars.safeParse(payload.extraVars);
+    if (!vars.success) {
+      for (const issue of vars.error.issues) ctx.addIssue({ ...issue, path: ["extraVars", ...issue.path] });
+      return z.NEVER;
+    }
+    const named = contract.secretsNamedBy ? (vars.data[contract.secretsNamedBy] as string[] | undefined) ?? [] : [];
+    for (const name of Object.keys(payload.secretVars)) {
+      if (!named.includes(name)) {
+        const why = contract.secretsNamedBy ? `it is not listed in extraVars.${contract.secretsNamedBy}` : `${payload.playbook} takes no secrets`;
+        ctx.addIssue({ code: "custom", path: ["secretVars", name], message: `unused secret: ${why}` });
+      }
+    }
+    for (const name of named) {
+      if (!(name in payload.secretVars)) ctx.addIssue({ code: "custom", path: ["extraVars", contract.secretsNamedBy ?? "", name], message: "names a secret that is not in secretVars" });
+    }
+    return { ...payload, extraVars: vars.data };
+  });
 
 export const ProvisionPayload = z.strictObject({
   /** Check mode: report what would change and change nothing. */
   check: z.boolean().default(false),
-  /** Only the firewall's settings: paths and binaries end up in root's systemd units, so they are fixed. */
-  extraVars: z
-    .strictObject({
-      firewall_enabled: z.boolean().optional(),
-      firewall_ssh_port: z.number().int().min(1).max(65_535).optional(),
-      firewall_extra_tcp_ports: z.array(z.number().int().min(1).max(65_535)).max(50).optional(),
-    })
-    .default({}),
+  extraVars: ProvisionVars.default({}),
   timeoutSeconds: timeout(3600),
 });
 

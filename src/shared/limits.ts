@@ -17,14 +17,15 @@ export const MAX_REPORT_MESSAGE_CHARS = 10_000;
 
 /**
  * Shortens `text` to at most `max` characters, ending in a marker that says how much was cut, so a
- * reader can tell a truncated line from a short one.
+ * reader can tell a truncated line from a short one. `alreadyCut` counts characters dropped before
+ * `text` got here (a reader that kept only a line's start).
  */
-export function truncateText(text: string, max: number): string {
-  if (text.length <= max) return text;
+export function truncateText(text: string, max: number, alreadyCut = 0): string {
+  if (text.length <= max && alreadyCut === 0) return text;
   const marker = (cut: number) => ` … [truncated: ${cut} more characters]`;
   // The count never has more digits than the whole length, so this marker is the longest it can be.
-  const keep = max - marker(text.length).length;
-  return `${text.slice(0, Math.max(0, keep))}${marker(text.length - keep)}`;
+  const keep = Math.min(text.length, max - marker(text.length + alreadyCut).length);
+  return `${text.slice(0, Math.max(0, keep))}${marker(text.length - keep + alreadyCut)}`;
 }
 
 /**

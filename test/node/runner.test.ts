@@ -5,6 +5,7 @@
 import { readFileSync, statSync } from "node:fs";
 import Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { TEST_RELEASE_PORTS } from "../../scripts/lib/ports.ts";
 import { startCaddy, startUpstream, type TestCaddy, type Upstream } from "../../scripts/lib/caddy.ts";
 import { TEST_IMAGE } from "../../scripts/lib/docker-engine.ts";
 import { join } from "node:path";
@@ -48,7 +49,8 @@ beforeAll(async () => {
   runner = await enrolledRunner(stack, enrollment.token, {
     docker: { socketPath: inject("dockerSocket") },
     concurrency: 2,
-    caddy: { adminUrl: caddy.adminUrl, httpUrl: caddy.httpUrl, configPath: caddy.configPath, listen: [`127.0.0.1:${caddy.httpPort}`], disableTls: true },
+    releasePorts: TEST_RELEASE_PORTS,
+    caddy: { adminSocket: caddy.adminSocket, httpUrl: caddy.httpUrl, configPath: caddy.configPath, listen: [`127.0.0.1:${caddy.httpPort}`], disableTls: true },
   });
 }, 180_000);
 

@@ -11,9 +11,11 @@
  */
 import { spawn } from "node:child_process";
 import { mkdir, mkdtemp, readdir, realpath, rm, stat, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { tmpdir, userInfo } from "node:os";
 import { join, sep } from "node:path";
 import type { JobPayload } from "../../../src/shared/job-payloads.ts";
+import { PlaybookName } from "../../../src/shared/playbooks.ts";
+import type { RunnerConfig } from "../config.ts";
 import type { Executor, ExecutorContext, ExecutorOutcome } from "./types.ts";
 import { secretMasker } from "../mask.ts";
 
@@ -59,11 +61,38 @@ export interface PlaybookRun {
   check: boolean;
 }
 
-export const ansiblePlaybook: Executor<JobPayload<"ansible.playbook">> = (payload, context) =>
-  runPlaybook({ playbook: payload.playbook, extraVars: payload.extraVars, secretVars: payload.secretVars, check: payload.check }, context);
+/**
+ * Variables the runner sets from its own configuration, after the payload's: where a playbook may
+ * write and as whom. The payload schemas have no such fields, so a job cannot move them.
+ */
+export function runnerVars(playbook: string, config: RunnerConfig): Record<string, unknown> {
+  const owner = userInfo().username;
+  switch (playbook) {
+    case "write-env.yml":
+      return { deployments_root: config.deploymentsRoot, deployments_owner: owner };
+    case "provision.yml":
+      return {
+        runner_deployments_root: config.deploymentsRoot,
+        runner_caddy_config: config.caddy.configPath,
+        runner_caddy_admin_socket: config.caddy.adminSocket,
+        runner_egress_proxy_port: config.docker.egress.proxyPort,
+      };
+    default:
+      return {};
+  }
+}
+
+export const ansiblePlaybook: Executor<JobPayload<"ansible.playbook">> = (payload, context) => {
+  // The payload passed its schema; this holds even if that check were bypassed.
+  if (!PlaybookName.safeParse(payload.playbook).success) {
+    return Promise.resolve({ ok: false, message: `playbook ${String(payload.playbook)}: not a playbook an ansible.playbook job may run (${PlaybookName.options.join(", ")})` });
+  }
+  const extraVars = { ...payload.extraVars, ...runnerVars(payload.playbook, context.config) };
+  return runPlaybook({ playbook: payload.playbook, extraVars, secretVars: payload.secretVars, check: payload.check }, context);
+};
 
 export const provision: Executor<JobPayload<"provision">> = (payload, context) =>
-  runPlaybook({ playbook: "provision.yml", extraVars: payload.extraVars, secretVars: {}, check: payload.check }, context);
+  runPlaybook({ playbook: "provision.yml", extraVars: { ...payload.extraVars, ...runnerVars("provision.yml", context.config) }, secretVars: {}, check: payload.check }, context);
 
 /** The ansible-playbook arguments: the variables file is the only way variables get in. */
 export function ansibleArgs(options: { playbookPath: string; varsFile: string; check: boolean }): string[] {

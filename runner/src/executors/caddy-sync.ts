@@ -1,5 +1,7 @@
 /**
- * caddy.sync: makes Caddy serve exactly the payload's routes (domain → 127.0.0.1:<port>).
+ * caddy.sync: makes Caddy serve exactly the payload's routes (domain → 127.0.0.1:<port>), where every
+ * port is one of the server's release ports (config `releasePorts`): a public route can never point
+ * at another service on the server.
  *
  * The payload is the server's full route list, so the executor renders a whole Caddy JSON config
  * rather than patching the running one: the result does not depend on what Caddy held before.
@@ -13,6 +15,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, open, readFile, rename, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { JobPayload } from "../../../src/shared/job-payloads.ts";
+import { AdminSocketError, adminConfig, adminRequest, checkAdminSocket } from "../caddy-admin.ts";
 import type { RunnerConfig } from "../config.ts";
 import type { Executor, ExecutorOutcome } from "./types.ts";
 
@@ -34,6 +37,8 @@ export const caddySync: Executor<JobPayload<"caddy.sync">> = (payload, context) 
     context.progress("render", `rendering ${routes.length} route${routes.length === 1 ? "" : "s"}`, { domains });
     const duplicate = findDuplicate(routes);
     if (duplicate) return { ok: false, message: duplicate };
+    const outside = outsideReleasePorts(routes, context.config.releasePorts);
+    if (outside) return { ok: false, message: outside };
     const text = `${JSON.stringify(renderCaddyConfig(routes, caddy), null, 2)}\n`;
 
     // The candidate goes next to configPath so that, once valid, a rename makes it the config atomically.
@@ -53,11 +58,11 @@ export const caddySync: Executor<JobPayload<"caddy.sync">> = (payload, context) 
       const previous = await readIfExists(caddy.configPath);
       await rename(candidate, caddy.configPath);
 
-      context.progress("reload", `loading the config through ${caddy.adminUrl}`);
+      context.progress("reload", `loading the config through Caddy's admin socket ${caddy.adminSocket}`);
       let loadError: string | undefined;
       try {
         await syncDirectory(dir);
-        loadError = await load(caddy.adminUrl, text);
+        loadError = await load(caddy.adminSocket, text);
       } catch (error) {
         loadError = error instanceof Error ? error.message : String(error);
       }
@@ -93,14 +98,15 @@ export function renderCaddyConfig(routes: readonly Route[], caddy: RunnerConfig[
   };
   if (caddy.disableTls) server.automatic_https = { disable: true };
   // /load replaces the whole config, admin section included: without it the admin endpoint would
-  // move back to Caddy's default address and the next sync could not reach it.
-  return { admin: { listen: adminListen(caddy.adminUrl) }, apps: { http: { servers: { [SERVER_NAME]: server } } } };
+  // move back to Caddy's default address (a loopback port) and the next sync could not reach it.
+  return { admin: adminConfig(caddy.adminSocket), apps: { http: { servers: { [SERVER_NAME]: server } } } };
 }
 
-function adminListen(adminUrl: string): string {
-  const url = new URL(adminUrl);
-  const port = url.port || (url.protocol === "https:" ? "443" : "80");
-  return `${url.hostname}:${port}`; // hostname keeps the brackets of an IPv6 address
+function outsideReleasePorts(routes: readonly Route[], range: RunnerConfig["releasePorts"]): string | undefined {
+  const bad = routes.filter((route) => route.upstreamPort < range.from || route.upstreamPort > range.to);
+  if (bad.length === 0) return undefined;
+  const list = bad.slice(0, 5).map((route) => `${route.domain} → ${route.upstreamPort}`).join(", ");
+  return `upstream ports must be this server's release ports ${range.from}-${range.to}; refused: ${list}${bad.length > 5 ? ` and ${bad.length - 5} more` : ""}; nothing was changed`;
 }
 
 function findDuplicate(routes: readonly Route[]): string | undefined {
@@ -139,32 +145,26 @@ function caddyErrorLine(output: string): string | undefined {
 }
 
 /** POSTs the config to Caddy's /load; resolves with the reason when Caddy does not take it. */
-async function load(adminUrl: string, text: string): Promise<string | undefined> {
-  const url = `${adminUrl.replace(/\/+$/, "")}/load`;
-  let response: Response;
+async function load(socketPath: string, text: string): Promise<string | undefined> {
+  let response: { status: number; body: string };
   try {
+    await checkAdminSocket(socketPath);
     // Deliberately not tied to the job's signal: /load takes milliseconds, and giving up on a load
     // Caddy may already have applied would leave the file and the running config disagreeing.
-    response = await fetch(url, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: text,
-      signal: AbortSignal.timeout(LOAD_TIMEOUT_MS),
-    });
+    response = await adminRequest(socketPath, "POST", "/load", text, LOAD_TIMEOUT_MS);
   } catch (error) {
-    const cause = error instanceof Error && error.cause instanceof Error ? error.cause.message : String(error);
-    return `could not reach Caddy's admin API at ${url}: ${cause}`;
+    if (error instanceof AdminSocketError) return error.message;
+    return `could not reach Caddy's admin socket ${socketPath}: ${error instanceof Error ? error.message : String(error)}`;
   }
-  if (response.ok) return undefined;
-  const body = await response.text();
-  let message = body.trim();
+  if (response.status >= 200 && response.status < 300) return undefined;
+  let message = response.body.trim();
   try {
-    const parsed = JSON.parse(body) as { error?: unknown };
+    const parsed = JSON.parse(response.body) as { error?: unknown };
     if (typeof parsed.error === "string") message = parsed.error;
   } catch {
     // not JSON: keep the raw text
   }
-  return `caddy refused the config (${response.status}): ${message || response.statusText}`;
+  return `caddy refused the config (${response.status}): ${message || "no reason given"}`;
 }
 
 async function readIfExists(path: string): Promise<string | null> {

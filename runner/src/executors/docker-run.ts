@@ -1,20 +1,23 @@
 /**
  * `docker.run`: runs one container to completion through the Docker Engine API (dockerode, never the
  * CLI), streaming its output line by line and its lifecycle events as progress. The container is
- * confined (no network unless asked for, CPU and memory limits, no capabilities, no privilege
- * escalation) and always removed afterwards. Images are never pulled: a server runs only images built
- * or loaded on it, so what runs is exactly what the operator put there.
+ * confined (a network policy, CPU and memory limits, no capabilities, no privilege escalation) and
+ * always removed afterwards. Images are never pulled: a server runs only images built or loaded on
+ * it, so what runs is exactly what the operator put there.
+ *
+ * Networks (the payload's `network`): `none` gives loopback only; `egress` a network of the job's own
+ * whose one way out is the runner's allow-listing proxy (../egress.ts); `host` the server's network,
+ * refused unless the runner's configuration allows it. No policy reaches Caddy's admin API: it is a
+ * unix socket, never mounted into a container.
  */
 import { StringDecoder } from "node:string_decoder";
 import Docker from "dockerode";
 import type { JobPayload } from "../../../src/shared/job-payloads.ts";
+import { MAX_LOG_LINE_CHARS, truncateText } from "../../../src/shared/limits.ts";
+import { EgressUnavailable, type EgressSession, removeJobNetworks } from "../egress.ts";
+import { JOB_LABEL, MANAGED_LABEL } from "../labels.ts";
 import type { ExecutorContext, ExecutorOutcome, Executor } from "./types.ts";
 
-export const JOB_LABEL = "orchestrator.job";
-export const MANAGED_LABEL = "orchestrator.managed";
-
-/** A line longer than this is reported in pieces, so a process printing without newlines cannot grow memory unbounded. */
-const MAX_LINE_CHARS = 16 * 1024;
 /** After the container exits, how long to wait for the rest of its output and its "die" event. */
 const DRAIN_MS = 5000;
 
@@ -24,6 +27,12 @@ export const dockerRun: Executor<Payload> = async (payload, context) => {
   const socketPath = context.config.docker.socketPath;
   const docker = new Docker({ socketPath });
   if (context.signal.aborted) return killed(context.signal);
+  if (payload.network === "host" && !context.config.docker.allowHostNetwork) {
+    return {
+      ok: false,
+      message: 'network "host" is refused: this runner keeps jobs off the server\'s own network (docker.allowHostNetwork is off); use "egress" with the destinations the job needs',
+    };
+  }
 
   try {
     await docker.getImage(payload.image).inspect();
@@ -35,10 +44,21 @@ export const dockerRun: Executor<Payload> = async (payload, context) => {
   // Events are read with `since` from just before creation: the engine flushes the events response
   // before it subscribes, so without it a fast container's "start" could slip through unseen.
   const since = Math.floor(Date.now() / 1000) - 1;
+  let egress: EgressSession | undefined;
+  if (payload.network === "egress") {
+    try {
+      egress = await context.egress.open(context.jobId, payload.egress, (target) => context.log(`egress refused: ${target} is not among this job's destinations`, "system"));
+    } catch (error) {
+      if (error instanceof EgressUnavailable) return { ok: false, message: error.message };
+      return engineFailure(error, socketPath, "creating the job's egress network");
+    }
+    context.progress("network", `egress only to ${payload.egress.join(", ")}`, { egress: payload.egress });
+  }
   let container: Docker.Container;
   try {
-    container = await docker.createContainer(containerSpec(payload, context.jobId));
+    container = await docker.createContainer(containerSpec(payload, context.jobId, egress));
   } catch (error) {
+    await egress?.close();
     if (statusCode(error) === 404) return { ok: false, message: missingImage(payload.image) };
     if (statusCode(error) === 400) return { ok: false, message: `the engine refused to create the container: ${engineMessage(error)}` };
     return engineFailure(error, socketPath, "creating the container");
@@ -90,15 +110,17 @@ export const dockerRun: Executor<Payload> = async (payload, context) => {
     await container.remove({ force: true, v: true }).catch((error: unknown) => {
       if (!isGone(error)) context.log(`could not remove container ${container.id}: ${engineMessage(error)}`, "system");
     });
+    await egress?.close();
   }
 };
 
-function containerSpec(payload: Payload, jobId: string): Docker.ContainerCreateOptions {
+function containerSpec(payload: Payload, jobId: string, egress: EgressSession | undefined): Docker.ContainerCreateOptions {
   const memory = payload.memoryMb * 1024 * 1024;
   return {
     Image: payload.image,
     Cmd: payload.cmd,
-    Env: Object.entries({ ...payload.env, ...payload.secretEnv }).map(([name, value]) => `${name}=${value}`),
+    // The proxy settings last: the way out is the proxy, whatever the job says.
+    Env: Object.entries({ ...payload.env, ...payload.secretEnv, ...egress?.env }).map(([name, value]) => `${name}=${value}`),
     WorkingDir: payload.workdir || undefined,
     User: payload.user || undefined,
     Labels: { [JOB_LABEL]: jobId, [MANAGED_LABEL]: "true" },
@@ -112,7 +134,7 @@ function containerSpec(payload: Payload, jobId: string): Docker.ContainerCreateO
       Memory: memory,
       // Equal to Memory: no swap on top, so the limit is the limit.
       MemorySwap: memory,
-      NetworkMode: payload.network === "host" ? "host" : "none",
+      NetworkMode: egress ? egress.network : payload.network === "host" ? "host" : "none",
       Privileged: false,
       CapDrop: ["ALL"],
       SecurityOpt: ["no-new-privileges"],
@@ -124,8 +146,8 @@ function containerSpec(payload: Payload, jobId: string): Docker.ContainerCreateO
 }
 
 /**
- * Removes (forcefully) every container of a job, e.g. one left running by a runner that restarted.
- * Takes an engine client or its socket path. Returns how many containers it removed.
+ * Removes (forcefully) every container of a job and its egress network, e.g. ones left by a runner
+ * that restarted. Takes an engine client or its socket path. Returns how many containers it removed.
  */
 export async function removeJobContainers(engine: Docker | string, jobId: string): Promise<number> {
   const docker = typeof engine === "string" ? new Docker({ socketPath: engine }) : engine;
@@ -138,6 +160,7 @@ export async function removeJobContainers(engine: Docker | string, jobId: string
         if (!isGone(error)) throw error;
       });
   }
+  await removeJobNetworks(docker, jobId);
   return containers.length;
 }
 
@@ -184,10 +207,14 @@ function demultiplex(stream: NodeJS.ReadableStream, onData: (stream: OutputStrea
   });
 }
 
-/** Turns chunks into complete lines per stream (UTF-8 safe across chunk boundaries), reporting each as it completes. */
+/**
+ * Turns chunks into complete lines per stream (UTF-8 safe across chunk boundaries), reporting each as
+ * it completes. A line longer than a task event can hold is cut there, with a marker saying how much
+ * was cut: memory stays bounded however long a process prints without a newline.
+ */
 class LineSplitter {
   private readonly context: ExecutorContext;
-  private readonly streams = new Map<OutputStream, { decoder: StringDecoder; partial: string }>();
+  private readonly streams = new Map<OutputStream, { decoder: StringDecoder; partial: string; dropped: number }>();
 
   constructor(context: ExecutorContext) {
     this.context = context;
@@ -196,29 +223,37 @@ class LineSplitter {
   push(stream: OutputStream, chunk: Buffer): void {
     let state = this.streams.get(stream);
     if (!state) {
-      state = { decoder: new StringDecoder("utf8"), partial: "" };
+      state = { decoder: new StringDecoder("utf8"), partial: "", dropped: 0 };
       this.streams.set(stream, state);
     }
-    const parts = (state.partial + state.decoder.write(chunk)).split("\n");
-    state.partial = parts.pop() ?? "";
-    for (const line of parts) this.emit(stream, line);
-    while (state.partial.length > MAX_LINE_CHARS) {
-      this.emit(stream, state.partial.slice(0, MAX_LINE_CHARS));
-      state.partial = state.partial.slice(MAX_LINE_CHARS);
-    }
+    const pieces = state.decoder.write(chunk).split("\n");
+    pieces.forEach((piece, index) => {
+      if (!state) return;
+      // Beyond the longest line reported, only the length is kept.
+      const room = MAX_LOG_LINE_CHARS - state.partial.length;
+      if (piece.length <= room) state.partial += piece;
+      else {
+        state.partial += piece.slice(0, Math.max(0, room));
+        state.dropped += piece.length - Math.max(0, room);
+      }
+      if (index < pieces.length - 1) this.emitLine(stream, state);
+    });
   }
 
   /** Reports what is left of unfinished lines. Safe to call more than once. */
   flush(): void {
     for (const [stream, state] of this.streams) {
-      const rest = state.partial + state.decoder.end();
-      state.partial = "";
-      if (rest) this.emit(stream, rest);
+      const rest = state.decoder.end();
+      if (rest) this.push(stream, Buffer.from(rest));
+      if (state.partial || state.dropped) this.emitLine(stream, state);
     }
   }
 
-  private emit(stream: OutputStream, line: string): void {
-    this.context.log(line.endsWith("\r") ? line.slice(0, -1) : line, stream);
+  private emitLine(stream: OutputStream, state: { partial: string; dropped: number }): void {
+    const line = state.partial.endsWith("\r") ? state.partial.slice(0, -1) : state.partial;
+    this.context.log(state.dropped ? truncateText(line, MAX_LOG_LINE_CHARS, state.dropped) : line, stream);
+    state.partial = "";
+    state.dropped = 0;
   }
 }
 

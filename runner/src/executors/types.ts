@@ -5,6 +5,7 @@
  * shutdown): the daemon reports the job from `signal.reason`, whatever the executor returns then.
  */
 import type { RunnerConfig } from "../config.ts";
+import type { EgressGateway } from "../egress.ts";
 
 export interface ExecutorContext {
   jobId: string;
@@ -15,6 +16,8 @@ export interface ExecutorContext {
   /** A named step of the job, e.g. "pull", "start", "validate". */
   progress(step: string, message: string, data?: Record<string, unknown>): void;
   config: RunnerConfig;
+  /** Networks and proxies for `egress` containers (one per runner: it owns the firewall table). */
+  egress: EgressGateway;
 }
 
 export type AbortReason = "timeout" | "cancelled" | "shutdown";

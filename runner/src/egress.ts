@@ -1,0 +1,294 @@
+/**
+ * The `egress` network policy of docker.run: a container that may reach only the destinations its
+ * job lists (the model endpoint, the git host, package registries), and nothing else on the server
+ * or beyond it.
+ *
+ * Each such job gets a Docker network of its own (`--internal`, bridge `oe-<id>`), and an HTTP proxy
+ * that listens on that network's gateway address and forwards only to the job's `host:port` list
+ * (CONNECT for TLS, absolute URLs for plain HTTP). The host's firewall (nftables table
+ * `inet orchestrator_egress`, applied before the first egress job) drops everything else from those
+ * bridges: other host ports, forwarding out, and traffic between job networks. Without that table
+ * in place no egress container runs: the policy fails closed.
+ */
+import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
+import { lookup } from "node:dns/promises";
+import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from "node:http";
+import { isIP, connect, type Socket } from "node:net";
+import type Docker from "dockerode";
+import type { RunnerConfig } from "./config.ts";
+import { JOB_LABEL, MANAGED_LABEL } from "./labels.ts";
+/** Interface names of egress bridges: what the firewall matches (`oe-*`). Linux allows 15 characters. */
+export const BRIDGE_PREFIX = "oe-";
+export const FIREWALL_TABLE = "orchestrator_egress";
+
+export class EgressUnavailable extends Error {}
+
+export interface EgressSession {
+  /** The Docker network the container joins. */
+  network: string;
+  /** Proxy settings for the container (HTTP_PROXY, HTTPS_PROXY and their lower-case forms). */
+  env: Record<string, string>;
+  close(): Promise<void>;
+}
+
+/** The nftables ruleset that confines egress bridges to their proxy port. */
+export function firewallRules(proxyPort: number): string {
+  return [
+    `table inet ${FIREWALL_TABLE}`,
+    `delete table inet ${FIREWALL_TABLE}`,
+    `table inet ${FIREWALL_TABLE} {`,
+    `  chain input {`,
+    `    type filter hook input priority filter - 10; policy accept;`,
+    `    iifname "${BRIDGE_PREFIX}*" tcp dport ${proxyPort} accept`,
+    `    iifname "${BRIDGE_PREFIX}*" drop`,
+    `  }`,
+    `  chain forward {`,
+    `    type filter hook forward priority filter - 10; policy accept;`,
+    `    iifname "${BRIDGE_PREFIX}*" drop`,
+    `    oifname "${BRIDGE_PREFIX}*" drop`,
+    `  }`,
+    `}`,
+    "",
+  ].join("\n");
+}
+
+export class EgressGateway {
+  private readonly docker: Docker;
+  private readonly settings: RunnerConfig["docker"]["egress"];
+  private firewall: Promise<void> | null = null;
+
+  constructor(docker: Docker, settings: RunnerConfig["docker"]["egress"]) {
+    this.docker = docker;
+    this.settings = settings;
+  }
+
+  /** Applies the firewall table once per runner; throws EgressUnavailable when it cannot. */
+  ensureFirewall(): Promise<void> {
+    this.firewall ??= applyRules(this.settings.nftBinary, firewallRules(this.settings.proxyPort)).catch((error: unknown) => {
+      this.firewall = null;
+      throw error;
+    });
+    return this.firewall;
+  }
+
+  /** A network and proxy for one job, allowing exactly `allow`. `onRefused` hears of each refused attempt. */
+  async open(jobId: string, allow: readonly string[], onRefused: (target: string) => void): Promise<EgressSession> {
+    await this.ensureFirewall();
+    const bridge = `${BRIDGE_PREFIX}${createHash("sha256").update(jobId).digest("hex").slice(0, 12)}`;
+    const name = `orchestrator-egress-${jobId}`;
+    const network = await this.docker.createNetwork({
+      Name: name,
+      Driver: "bridge",
+      Internal: true,
+      CheckDuplicate: true,
+      Labels: { [JOB_LABEL]: jobId, [MANAGED_LABEL]: "true" },
+      Options: { "com.docker.network.bridge.name": bridge },
+    });
+    let proxy: Proxy | undefined;
+    try {
+      const info = (await network.inspect()) as { IPAM?: { Config?: { Gateway?: string; Subnet?: string }[] } };
+      const { Gateway: gateway, Subnet: subnet } = info.IPAM?.Config?.[0] ?? {};
+      if (!gateway || !subnet) throw new EgressUnavailable(`the egress network ${name} has no gateway address`);
+      proxy = await startProxy(gateway, this.settings.proxyPort, subnet, allowList(allow), onRefused);
+      const url = `http://${gateway}:${this.settings.proxyPort}`;
+      const running = proxy;
+      return {
+        network: name,
+        env: { HTTP_PROXY: url, HTTPS_PROXY: url, http_proxy: url, https_proxy: url, NO_PROXY: "", no_proxy: "" },
+        close: async () => {
+          await running.close();
+          await network.remove().catch(() => undefined);
+        },
+      };
+    } catch (error) {
+      if (proxy) await proxy.close();
+      await network.remove().catch(() => undefined);
+      throw error;
+    }
+  }
+}
+
+/** Removes the egress networks of a job (one a crashed runner left behind). */
+export async function removeJobNetworks(docker: Docker, jobId: string): Promise<void> {
+  const networks = await docker.listNetworks({ filters: { label: [`${JOB_LABEL}=${jobId}`] } });
+  for (const info of networks) await docker.getNetwork(info.Id).remove().catch(() => undefined);
+}
+
+function applyRules(nft: string, rules: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(nft, ["-f", "-"], { timeout: 15_000 }, (error, _stdout, stderr) => {
+      if (!error) return resolve();
+      const why = (error as NodeJS.ErrnoException).code === "ENOENT" ? `${nft} is not installed (Debian: apt install nftables)` : stderr.trim() || error.message;
+      reject(new EgressUnavailable(`the egress policy cannot be enforced on this server (${why}), so no egress container runs; the runner needs nftables and root (provision.yml sets both up)`));
+    });
+    child.stdin?.end(rules);
+  });
+}
+
+interface Allowed {
+  /** `host:port` exactly, or a suffix `.domain:port` for `*.domain:port`. */
+  exact: Set<string>;
+  wildcards: { suffix: string; port: number }[];
+}
+
+function allowList(targets: readonly string[]): Allowed {
+  const allowed: Allowed = { exact: new Set(), wildcards: [] };
+  for (const target of targets) {
+    const { host, port } = splitTarget(target);
+    if (host.startsWith("*.")) allowed.wildcards.push({ suffix: host.slice(1), port });
+    else allowed.exact.add(`${host}:${port}`);
+  }
+  return allowed;
+}
+
+/** `host:port` → lower-case host (IPv6 without brackets) and port. */
+function splitTarget(target: string): { host: string; port: number } {
+  const at = target.lastIndexOf(":");
+  const host = target.slice(0, at).replace(/^\[|\]$/g, "").toLowerCase();
+  return { host, port: Number(target.slice(at + 1)) };
+}
+
+/** How a destination is allowed: exactly (connect to whatever it is), by wildcard (public addresses only), or not. */
+function verdict(allowed: Allowed, host: string, port: number): "exact" | "wildcard" | "refused" {
+  if (allowed.exact.has(`${host}:${port}`)) return "exact";
+  if (allowed.wildcards.some((w) => w.port === port && host.endsWith(w.suffix) && host.length > w.suffix.length)) return "wildcard";
+  return "refused";
+}
+
+/** Loopback, private, link-local and unspecified addresses: never reached through a wildcard. */
+function isInternal(address: string): boolean {
+  if (isIP(address) === 6) {
+    const a = address.toLowerCase();
+    if (a.startsWith("::ffff:")) return isInternal(a.slice(7));
+    return a === "::1" || a === "::" || a.startsWith("fc") || a.startsWith("fd") || a.startsWith("fe80");
+  }
+  const [first = 0, second = 0] = address.split(".").map(Number);
+  return first === 0 || first === 10 || first === 127 || (first === 169 && second === 254) || (first === 172 && second >= 16 && second <= 31) || (first === 192 && second === 168) || (first === 100 && second >= 64 && second <= 127);
+}
+
+/** Where to connect for an allowed destination; null when a wildcard would lead inside the server's networks. */
+async function resolveTarget(host: string, kind: "exact" | "wildcard"): Promise<string | null> {
+  if (kind === "exact") return host;
+  const { address } = await lookup(host);
+  return isInternal(address) ? null : address;
+}
+
+interface Proxy {
+  /** Stops listening and cuts every connection still open. */
+  close(): Promise<void>;
+}
+
+/** Whether an IPv4 address is inside a CIDR block. */
+export function inSubnet(address: string, cidr: string): boolean {
+  const [base = "", bits = "32"] = cidr.split("/");
+  const toNumber = (ip: string) => ip.split(".").reduce((n, part) => (n << 8) + Number(part), 0) >>> 0;
+  if (isIP(base) !== 4 || isIP(address.replace(/^::ffff:/, "")) !== 4) return false;
+  const mask = Number(bits) === 0 ? 0 : (~0 << (32 - Number(bits))) >>> 0;
+  return (toNumber(address.replace(/^::ffff:/, "")) & mask) === (toNumber(base) & mask);
+}
+
+/**
+ * The job's proxy. It answers only its own network's containers: another job's container could
+ * reach this address too (the host owns every gateway address), and must not use this allow-list.
+ */
+function startProxy(listenHost: string, port: number, subnet: string, allowed: Allowed, onRefused: (target: string) => void): Promise<Proxy> {
+  const sockets = new Set<Socket>();
+  const refuse = (target: string) => {
+    onRefused(target);
+    return `egress to ${target} is not allowed for this job`;
+  };
+
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    // Plain HTTP through a proxy: the request line holds the absolute URL.
+    let url: URL;
+    try {
+      url = new URL(req.url ?? "");
+      if (url.protocol !== "http:") throw new Error("not http");
+    } catch {
+      res.writeHead(400, { "content-type": "text/plain" }).end("this is an egress proxy: send absolute http:// URLs, or CONNECT for https\n");
+      return;
+    }
+    const host = url.hostname.replace(/^\[|\]$/g, "").toLowerCase();
+    const targetPort = Number(url.port || 80);
+    const kind = verdict(allowed, host, targetPort);
+    if (kind === "refused") {
+      res.writeHead(403, { "content-type": "text/plain" }).end(`${refuse(`${host}:${targetPort}`)}\n`);
+      return;
+    }
+    void resolveTarget(host, kind).then(
+      (address) => {
+        if (!address) {
+          res.writeHead(403, { "content-type": "text/plain" }).end(`${refuse(`${host}:${targetPort}`)} (it resolves to an internal address)\n`);
+          return;
+        }
+        const headers = { ...req.headers };
+        delete headers["proxy-authorization"];
+        delete headers["proxy-connection"];
+        const upstream = httpRequest({ host: address, port: targetPort, method: req.method, path: `${url.pathname}${url.search}`, headers }, (answer) => {
+          res.writeHead(answer.statusCode ?? 502, answer.headers);
+          answer.pipe(res);
+        });
+        upstream.on("error", (error) => {
+          if (!res.headersSent) res.writeHead(502, { "content-type": "text/plain" });
+          res.end(`egress proxy: ${host}:${targetPort}: ${error.message}\n`);
+        });
+        req.pipe(upstream);
+      },
+      (error: unknown) => res.writeHead(502, { "content-type": "text/plain" }).end(`egress proxy: cannot resolve ${host}: ${String(error)}\n`),
+    );
+  });
+
+  server.on("connect", (req: IncomingMessage, client: Socket, head: Buffer) => {
+    sockets.add(client);
+    client.on("close", () => sockets.delete(client));
+    client.on("error", () => client.destroy());
+    const { host, port: targetPort } = splitTarget(req.url ?? "");
+    const kind = Number.isInteger(targetPort) && targetPort > 0 ? verdict(allowed, host, targetPort) : "refused";
+    if (kind === "refused") {
+      client.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\n\r\n${refuse(`${host}:${targetPort}`)}\n`);
+      return;
+    }
+    void resolveTarget(host, kind).then(
+      (address) => {
+        if (!address) {
+          client.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\n\r\n${refuse(`${host}:${targetPort}`)} (it resolves to an internal address)\n`);
+          return;
+        }
+        const upstream = connect(targetPort, address, () => {
+          client.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+          if (head.length) upstream.write(head);
+          upstream.pipe(client);
+          client.pipe(upstream);
+        });
+        sockets.add(upstream);
+        upstream.on("close", () => {
+          sockets.delete(upstream);
+          client.destroy();
+        });
+        upstream.on("error", (error) => {
+          if (client.writable && !upstream.readable) client.end(`HTTP/1.1 502 Bad Gateway\r\n\r\negress proxy: ${host}:${targetPort}: ${error.message}\n`);
+          else client.destroy();
+        });
+        client.on("close", () => upstream.destroy());
+      },
+      () => client.end(`HTTP/1.1 502 Bad Gateway\r\n\r\negress proxy: cannot resolve ${host}\n`),
+    );
+  });
+  server.on("connection", (socket: Socket) => {
+    if (!inSubnet(socket.remoteAddress ?? "", subnet)) {
+      socket.destroy();
+      return;
+    }
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+  });
+  const close = (): Promise<void> => {
+    for (const socket of sockets) socket.destroy();
+    return new Promise((resolve) => server.close(() => resolve()));
+  };
+  return new Promise((resolve, reject) => {
+    server.once("error", (error) => reject(new EgressUnavailable(`the egress proxy could not listen on ${listenHost}:${port}: ${error.message}`)));
+    server.listen(port, listenHost, () => resolve({ close }));
+  });
+}

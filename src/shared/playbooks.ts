@@ -1,0 +1,54 @@
+/**
+ * The Ansible playbooks a job may run, each with the variables it takes. The control plane checks
+ * a job's variables against these before signing it, and the runner again before running it; a
+ * playbook that is not listed here cannot be run by an `ansible.playbook` job at all, and a playbook
+ * takes no variable its schema does not name. `provision.yml` is reachable only through the
+ * `provision` job type (ProvisionVars): its variables end up in root's systemd units.
+ *
+ * Variables the runner sets from its own configuration (where files go, who owns them) are not in
+ * these schemas, so no payload can set them.
+ */
+import { z } from "zod";
+
+export const EnvName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be a variable name (letters, digits, _)");
+/** A project's directory under the runner's deployments root: a DNS label, like a project name. */
+const ProjectDir = z.string().regex(/^[a-z][a-z0-9-]{1,38}[a-z0-9]$/, "must be a project name (3-40 characters of a-z, 0-9 and '-')");
+/** A file name inside that directory: no slashes, no leading dot-dot. */
+const FileName = z.string().regex(/^(?!\.\.?$)[A-Za-z0-9._-]{1,100}$/, "must be a plain file name (letters, digits, '.', '_', '-')");
+
+/** write-env.yml: one env file for a project, `<deployments root>/<project>/<file>`, mode 0600. */
+export const WriteEnvVars = z.strictObject({
+  project: ProjectDir,
+  file: FileName.default(".env"),
+  /** Plain values. */
+  env_vars: z.record(EnvName, z.string().max(100_000)).default({}),
+  /** Names of the job's secretVars to write too (a secret is written only where it is named). */
+  secret_env: z.array(EnvName).max(500).default([]),
+});
+
+/** facts.yml reports what the server runs; it takes nothing. */
+export const FactsVars = z.strictObject({});
+
+/** provision.yml, through the `provision` job type only: the firewall's settings and nothing else. */
+export const ProvisionVars = z.strictObject({
+  firewall_enabled: z.boolean().optional(),
+  firewall_ssh_port: z.number().int().min(1).max(65_535).optional(),
+  firewall_extra_tcp_ports: z.array(z.number().int().min(1).max(65_535)).max(50).optional(),
+});
+
+interface PlaybookContract {
+  vars: z.ZodType<Record<string, unknown>>;
+  /** The variable listing which secretVars the playbook uses; absent: it takes no secrets. */
+  secretsNamedBy?: string;
+}
+
+/** The playbooks an `ansible.playbook` job may name, by file name. */
+export const PLAYBOOKS = {
+  "facts.yml": { vars: FactsVars },
+  "write-env.yml": { vars: WriteEnvVars, secretsNamedBy: "secret_env" },
+} as const satisfies Record<string, PlaybookContract>;
+
+export const PlaybookName = z.enum(Object.keys(PLAYBOOKS) as [keyof typeof PLAYBOOKS, ...(keyof typeof PLAYBOOKS)[]], {
+  error: () => `must be one of the playbooks a job may run: ${Object.keys(PLAYBOOKS).join(", ")} (provision.yml runs through the provision job type)`,
+});
+export type PlaybookName = z.infer<typeof PlaybookName>;
