@@ -3,7 +3,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["node_modules/", ".wrangler/", ".dev-state/", "worker-configuration.d.ts", "migrations/", "public/"] },
+  { ignores: ["node_modules/", ".wrangler/", ".dev-state/", "worker-configuration.d.ts", "migrations/", "public/", "dist/"] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

@@ -20,6 +20,7 @@ export default defineConfig({
                 LOG_LEVEL: "warn",
                 JOB_SIGNING_KEY: "d29ya2VyLXRlc3Qtam9iLXNpZ25pbmctc2VlZC0zMiE",
                 RUNNER_ACK_LEASE_SECONDS: "2",
+                JOB_WAIT_SLICE_SECONDS: "1",
               },
             },
           })),

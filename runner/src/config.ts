@@ -3,13 +3,16 @@
  * `orchestrator-runner enroll` writes it; `orchestrator-runner run` reads it. Everything but the
  * enrollment fields has a default that suits a VPS prepared by the provision playbook.
  */
-import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { z } from "zod";
 import { PortRange } from "../../src/shared/api.ts";
 
-export const RUNNER_ROOT = resolve(import.meta.dirname, "..");
+/** The runner's own files: beside the bundle (`dist/runner/ansible`), or the source tree's `runner/`. */
+export const RUNNER_ROOT = existsSync(join(import.meta.dirname, "ansible")) ? import.meta.dirname : resolve(import.meta.dirname, "..");
+/** Whether this runner runs from the bundle (`npm run build:runner`), which provision.yml can install. */
+export const RUNNER_BUNDLE = existsSync(join(RUNNER_ROOT, "orchestrator-runner.mjs")) ? join(RUNNER_ROOT, "orchestrator-runner.mjs") : null;
 
 export const RunnerConfig = z.strictObject({
   /** The control plane's origin, e.g. https://orchestrator.example.workers.dev */

@@ -132,7 +132,8 @@ describe("docker.run", () => {
     const fetchFromHost = () => `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 127.0.0.1 ${port}`;
     /** The proxy's address from HTTP_PROXY, as the container sees it. */
     const proxyAddress = `p=\${HTTP_PROXY#http://}; gw=\${p%:*}; pp=\${p##*:}`;
-    const viaProxy = (target: string) => `${proxyAddress}; printf 'GET http://${target}/ HTTP/1.0\\r\\n\\r\\n' | nc -w 3 $gw $pp`;
+    // The sleep keeps nc's side open until the answer is in (busybox nc half-closes on end of input).
+    const viaProxy = (target: string) => `${proxyAddress}; (printf 'GET http://${target}/ HTTP/1.0\\r\\n\\r\\n'; sleep 1) | nc -w 3 $gw $pp`;
 
     it('has no way out by default ("none": loopback only)', async () => {
       const ctx = context();
@@ -171,7 +172,7 @@ describe("docker.run", () => {
       const script = [
         // Listed: plain HTTP through the proxy, and a CONNECT tunnel.
         `echo "== allowed"; ${viaProxy(`127.0.0.1:${port}`)}`,
-        `echo "== tunnel"; ${proxyAddress}; printf 'CONNECT 127.0.0.1:${port} HTTP/1.1\\r\\n\\r\\nGET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 $gw $pp`,
+        `echo "== tunnel"; ${proxyAddress}; (printf 'CONNECT 127.0.0.1:${port} HTTP/1.1\\r\\n\\r\\nGET / HTTP/1.0\\r\\n\\r\\n'; sleep 1) | nc -w 3 $gw $pp`,
         // Not listed: another port of the same host, through the proxy.
         `echo "== refused"; ${viaProxy(`127.0.0.1:${otherPort}`)}`,
         // Around the proxy: the host's other ports on the gateway address, dropped by the firewall.

@@ -106,6 +106,8 @@ export class RunnerHub extends DurableObject<Env> {
     }
     const payload = JobPayloads[input.type].safeParse(input.payload);
     if (!payload.success) return { ok: false, code: "invalid_request", message: `Invalid ${input.type} payload: ${describePayloadIssues(payload.error)}` };
+    const outside = this.outsideReleasePorts(input.type, payload.data);
+    if (outside) return { ok: false, code: "invalid_request", message: outside };
     if (input.notify && !WorkflowName.safeParse(input.notify.workflow).success) {
       return { ok: false, code: "invalid_request", message: `no workflow named ${input.notify.workflow}` };
     }
@@ -150,6 +152,20 @@ export class RunnerHub extends DurableObject<Env> {
     await this.pump();
     await this.planAlarm();
     return { ok: true, job: this.view(row) };
+  }
+
+  /** A caddy.sync route to a port outside what the runner said it allots (the runner refuses it too). */
+  private outsideReleasePorts(type: string, payload: unknown): string | undefined {
+    const known = this.meta("release_ports");
+    const range = known ? (JSON.parse(known) as HubStatus["releasePorts"]) : null;
+    if (type !== "caddy.sync" || !range) return undefined;
+    const routes = (payload as { routes: { domain: string; upstreamPort: number }[] }).routes;
+    const bad = routes.filter((route) => route.upstreamPort < range.from || route.upstreamPort > range.to);
+    if (bad.length === 0) return undefined;
+    return `Invalid caddy.sync payload: upstream ports must be ${this.identity().handle}'s release ports ${range.from}-${range.to}; refused: ${bad
+      .slice(0, 5)
+      .map((route) => `${route.domain} → ${route.upstreamPort}`)
+      .join(", ")}`;
   }
 
   /** Called at enrollment, so jobs can be queued without a database lookup. */

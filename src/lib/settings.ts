@@ -14,6 +14,8 @@ const Settings = z.object({
   ENROLLMENT_TOKEN_TTL_SECONDS: z.preprocess(unsetIfEmpty, seconds(3600)),
   RUNNER_ACK_LEASE_SECONDS: z.preprocess(unsetIfEmpty, seconds(15)),
   RUNNER_MISSING_AFTER_SECONDS: z.preprocess(unsetIfEmpty, seconds(300)),
+  /** A workflow waiting on a job reads it back after this long without a wake-up (doubling, up to 10 minutes). */
+  JOB_WAIT_SLICE_SECONDS: z.preprocess(unsetIfEmpty, seconds(30)),
 });
 export type Settings = z.infer<typeof Settings>;
 

@@ -1,20 +1,16 @@
-import { and, desc, eq, type SQL, sql } from "drizzle-orm";
+import { and, desc, eq } from "drizzle-orm";
 import { Hono } from "hono";
 import { z } from "zod";
 import { isForeignKeyViolation, isUniqueViolation } from "../db/errors.ts";
 import { projects } from "../db/schema.ts";
 import { AppError, notFound } from "../lib/app-error.ts";
-import type { AppEnv, Principal } from "../lib/context.ts";
+import type { AppEnv } from "../lib/context.ts";
 import { newId } from "../lib/crypto.ts";
 import { validate } from "../lib/validate.ts";
 import { requireScope } from "../middleware/auth.ts";
+import { projectVisibleTo } from "../services/projects.ts";
 import { CreateProject, Page, ProjectStatus, UpdateProject } from "../shared/api.ts";
 
-/** Admins see every project; anyone else only their own. A caller with no user sees none (fails closed). */
-function visibleTo(principal: Principal): SQL | undefined {
-  if (principal.isAdmin) return undefined;
-  return principal.userId ? eq(projects.ownerId, principal.userId) : sql`false`;
-}
 
 const IdParam = z.object({ id: z.string().min(1).max(64) });
 const ListQuery = Page.extend({ status: ProjectStatus.optional() });
@@ -27,7 +23,7 @@ export const projectsRoute = new Hono<AppEnv>()
     const rows = await c.var.db
       .select()
       .from(projects)
-      .where(and(visibleTo(c.var.principal), status ? eq(projects.status, status) : undefined))
+      .where(and(projectVisibleTo(c.var.principal), status ? eq(projects.status, status) : undefined))
       .orderBy(desc(projects.createdAt), desc(projects.id))
       .limit(limit)
       .offset(offset);
@@ -65,7 +61,7 @@ export const projectsRoute = new Hono<AppEnv>()
     const [project] = await c.var.db
       .select()
       .from(projects)
-      .where(and(eq(projects.id, id), visibleTo(c.var.principal)));
+      .where(and(eq(projects.id, id), projectVisibleTo(c.var.principal)));
     if (!project) notFound("Project");
     return c.json({ project });
   })
@@ -79,7 +75,7 @@ export const projectsRoute = new Hono<AppEnv>()
     const [project] = await c.var.db
       .update(projects)
       .set({ ...patch, updatedAt: new Date() })
-      .where(and(eq(projects.id, id), visibleTo(c.var.principal)))
+      .where(and(eq(projects.id, id), projectVisibleTo(c.var.principal)))
       .returning();
     if (!project) notFound("Project");
     return c.json({ project });

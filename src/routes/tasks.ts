@@ -8,7 +8,7 @@ import { settings } from "../lib/settings.ts";
 import { signViewToken } from "../lib/view-token.ts";
 import { validate } from "../lib/validate.ts";
 import { requireAdmin, requireScope } from "../middleware/auth.ts";
-import { appendTaskEvent, createTask, listTasks, loadTask } from "../services/tasks.ts";
+import { appendTaskEventOnce, createTask, listTasks, loadTask } from "../services/tasks.ts";
 import { Page, TaskStatus, TaskType } from "../shared/api.ts";
 import { createAcker, isTerminal, TaskSocketServerMessage } from "../shared/events.ts";
 
@@ -62,9 +62,10 @@ export const tasksRoute = new Hono<AppEnv>()
     return c.json({ task, stream: { lastSeq: stream.lastSeq, closed: stream.closed } });
   })
   // Admin only, so no ownership lookup: the stream itself answers 404 for an unknown task.
+  // A repeat of an `eventId` already stored answers 200 with the stored event, so producers may retry.
   .post("/:id/events", requireAdmin, validate("param", IdParam), async (c) => {
-    const event = await appendTaskEvent(c.env, c.req.valid("param").id, await c.req.json());
-    return c.json({ event }, 201);
+    const { event, duplicate } = await appendTaskEventOnce(c.env, c.req.valid("param").id, await c.req.json());
+    return c.json({ event, ...(duplicate ? { duplicate } : {}) }, duplicate ? 200 : 201);
   })
   .get("/:id/events", validate("param", IdParam), validate("query", AfterQuery), async (c) => {
     const task = await loadTask(c.var.db, c.var.principal, c.req.valid("param").id);

@@ -92,7 +92,12 @@ export async function createTask(
  * for status-changing events, updates the task's row. Failures are AppErrors fit for a response.
  */
 export async function appendTaskEvent(env: Env, taskId: string, input: unknown): Promise<TaskEvent> {
+  return (await appendTaskEventOnce(env, taskId, input)).event;
+}
+
+/** appendTaskEvent, also saying whether the event was a repeat of one already stored (same eventId). */
+export async function appendTaskEventOnce(env: Env, taskId: string, input: unknown): Promise<{ event: TaskEvent; duplicate: boolean }> {
   const result = await getTaskStream(env, taskId).append(taskId, input);
-  if ("event" in result) return result.event;
+  if (result.ok) return { event: result.event, duplicate: result.duplicate === true };
   throw new AppError(result.code, result.message);
 }

@@ -6,6 +6,7 @@
 import type { WorkflowStep } from "cloudflare:workers";
 import { NonRetryableError } from "cloudflare:workflows";
 import { getRunnerHub } from "../durable/runner-hub.ts";
+import { settings } from "../lib/settings.ts";
 import { type CreateJob, isFinalJobState, JobView } from "../shared/api.ts";
 import type { WorkflowName } from "./registry.ts";
 
@@ -30,8 +31,7 @@ export interface JobSpec {
   timeoutSeconds: number;
 }
 
-/** The first wait; each later one doubles, up to the cap, so a long job costs few steps. */
-const FIRST_SLICE_SECONDS = 30;
+/** Each wait after the first (JOB_WAIT_SLICE_SECONDS) doubles, up to this, so a long job costs few steps. */
 const MAX_SLICE_SECONDS = 600;
 /** Beyond queue time plus run time: the runner's report and the hub's wake-up. */
 const MARGIN_SECONDS = 300;
@@ -80,8 +80,9 @@ export async function runJob(context: JobRunContext, name: string, spec: JobSpec
 
   let waited = 0;
   const budget = spec.ttlSeconds + spec.timeoutSeconds + MARGIN_SECONDS;
+  const firstSlice = settings(env).JOB_WAIT_SLICE_SECONDS;
   for (let round = 0; ; round++) {
-    const slice = Math.min(MAX_SLICE_SECONDS, FIRST_SLICE_SECONDS * 2 ** round, Math.max(1, budget - waited));
+    const slice = Math.min(MAX_SLICE_SECONDS, firstSlice * 2 ** round, Math.max(1, budget - waited));
     try {
       await step.waitForEvent(`${name} result ${round}`, { type: jobId, timeout: `${slice} seconds` });
     } catch {

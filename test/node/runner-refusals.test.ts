@@ -5,7 +5,7 @@
  * that drives the real Docker engine. The same hub then drops the connection and withholds an ack (the
  * runner reconnects and re-sends its result) and sends more jobs than the runner has slots.
  */
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Docker from "dockerode";
@@ -14,6 +14,7 @@ import { WebSocketServer, type WebSocket } from "ws";
 import { TEST_IMAGE } from "../../scripts/lib/docker-engine.ts";
 import { waitFor } from "../../scripts/lib/processes.ts";
 import { generateKeySeed, importPrivateKey, importPublicKey, type JobEnvelope, signJob, type SignedJob, verifyValue } from "../../src/shared/jobs.ts";
+import { MAX_LOG_LINE_CHARS } from "../../src/shared/limits.ts";
 import { connectProof, RunnerBody, RunnerMessage } from "../../src/shared/runner-protocol.ts";
 import { runnerCli } from "../../scripts/lib/local-runner.ts";
 import type { Spawned } from "../../scripts/lib/processes.ts";
@@ -23,6 +24,7 @@ let docker: Docker;
 let hub: ScriptedHub;
 let controlPlane: { privateKey: CryptoKey; publicKey: string };
 let configPath: string;
+let stateDir: string;
 let runner: Spawned | null = null;
 
 /** A hub that authenticates the runner like the real one and records its verified messages. */
@@ -138,6 +140,7 @@ beforeAll(async () => {
   hub = new ScriptedHub(server, own.publicKey);
   const dir = mkdtempSync(join(tmpdir(), "orchestrator-refusals-"));
   configPath = join(dir, "config.json");
+  stateDir = join(dir, "state");
   writeFileSync(
     configPath,
     JSON.stringify({
@@ -147,8 +150,10 @@ beforeAll(async () => {
       privateKey: own.seed,
       publicKey: own.publicKey,
       controlPlanePublicKey: cp.publicKey,
-      stateDir: join(dir, "state"),
+      stateDir,
       docker: { socketPath: inject("dockerSocket") },
+      // Where a caddy.sync would write, had the runner taken it; the release ports are the defaults.
+      caddy: { configPath: join(stateDir, "caddy.json"), adminSocket: join(dir, "no-caddy-here.sock") },
     }),
     { mode: 0o600 },
   );
@@ -190,9 +195,47 @@ describe("the runner refuses, and runs nothing", () => {
     await expectRefused(signed, signed.envelope.id, "unknown_type");
   });
 
-  it("a payload outside its job type's schema (a network other than none/host)", async () => {
+  it("a payload outside its job type's schema (a network that is no policy)", async () => {
     const signed = await signJob(controlPlane.privateKey, envelope({ payload: { image: TEST_IMAGE, network: "bridge" } }));
     await expectRefused(signed, signed.envelope.id, "malformed_payload");
+  });
+
+  it("provision.yml through an ansible.playbook job, even signed: its variables would reach root's systemd units", async () => {
+    const marker = join(tmpdir(), `pwned-${Date.now()}`);
+    const signed = await signJob(
+      controlPlane.privateKey,
+      envelope({ type: "ansible.playbook", payload: { playbook: "provision.yml", extraVars: { caddy_binary: `/bin/sh -c 'touch ${marker}'` } } }),
+    );
+    const answer = await expectRefused(signed, signed.envelope.id, "malformed_payload");
+    expect(answer.kind === "refused" && answer.message).toContain("provision.yml runs through the provision job type");
+    expect(existsSync(marker)).toBe(false);
+  });
+
+  it("an env file outside the deployments root, even signed", async () => {
+    const target = join(tmpdir(), `outside-${Date.now()}.env`);
+    const signed = await signJob(controlPlane.privateKey, envelope({ type: "ansible.playbook", payload: { playbook: "write-env.yml", extraVars: { dest: target, project: "app" } } }));
+    await expectRefused(signed, signed.envelope.id, "malformed_payload");
+    expect(existsSync(target)).toBe(false);
+  });
+});
+
+describe("the runner runs a signed job only as far as its own configuration allows", () => {
+  it("a caddy.sync route to a port outside the release ports: failed, and Caddy's config untouched", async () => {
+    const signed = await signJob(controlPlane.privateKey, envelope({ type: "caddy.sync", payload: { routes: [{ domain: "ssh.example.test", upstreamPort: 22 }] } }));
+    hub.send(signed);
+    const answer = await hub.answer(signed.envelope.id, ["result"]);
+    expect(answer).toMatchObject({ kind: "result", ok: false, reason: "failed" });
+    expect(answer.kind === "result" && answer.message).toBe("upstream ports must be this server's release ports 20000-29999; refused: ssh.example.test → 22; nothing was changed");
+    expect(existsSync(join(stateDir, "caddy.json"))).toBe(false);
+  });
+
+  it("a docker.run on the server's own network, on a runner that does not allow it: failed, no container", async () => {
+    const signed = await signJob(controlPlane.privateKey, envelope({ payload: { image: TEST_IMAGE, cmd: ["echo", "on the host"], network: "host" } }));
+    hub.send(signed);
+    const answer = await hub.answer(signed.envelope.id, ["result"]);
+    expect(answer).toMatchObject({ kind: "result", ok: false });
+    expect(answer.kind === "result" && answer.message).toContain('network "host" is refused');
+    expect(await containersFor(signed.envelope.id)).toEqual([]);
   });
 
   it("a replayed job id, also after the runner restarts", async () => {
@@ -244,14 +287,27 @@ describe("the runner's connection and slots", () => {
     expect(hub.about(signed.envelope.id).filter((m) => m.kind === "accepted")).toHaveLength(1);
   });
 
-  it("streams at most 20,000 lines of one job, then says the output was truncated", async () => {
-    const signed = await signJob(controlPlane.privateKey, envelope({ payload: { image: TEST_IMAGE, cmd: ["seq", "1", "20050"] } }));
+  it("streams at most 100,000 lines of one job, then says the output was truncated", async () => {
+    const signed = await signJob(controlPlane.privateKey, envelope({ payload: { image: TEST_IMAGE, cmd: ["seq", "1", "100050"] } }));
     hub.send(signed);
     expect(await hub.answer(signed.envelope.id, ["result"])).toMatchObject({ ok: true, exitCode: 0 });
     const lines = hub.about(signed.envelope.id).flatMap((m) => (m.kind === "log" ? m.lines : []));
-    expect(lines).toHaveLength(20_001);
-    expect(lines[19_999]?.line).toBe("20000");
-    expect(lines[20_000]).toEqual({ stream: "system", line: "output truncated: only the first 20000 lines are streamed" });
+    expect(lines).toHaveLength(100_001);
+    expect(lines[99_999]?.line).toBe("100000");
+    expect(lines[100_000]).toEqual({ stream: "system", line: "output truncated: only the first 100000 lines are streamed" });
+  });
+
+  it("cuts a 20,000-character line to what a task event holds, saying how much was cut", async () => {
+    const signed = await signJob(controlPlane.privateKey, envelope({ payload: { image: TEST_IMAGE, cmd: ["sh", "-c", "head -c 20000 /dev/zero | tr '\\0' z; echo; echo after"] } }));
+    hub.send(signed);
+    expect(await hub.answer(signed.envelope.id, ["result"])).toMatchObject({ ok: true });
+    const lines = hub.about(signed.envelope.id).flatMap((m) => (m.kind === "log" ? m.lines.map((l) => l.line) : []));
+    expect(lines).toHaveLength(2);
+    expect(lines[0]?.length).toBeLessThanOrEqual(MAX_LOG_LINE_CHARS);
+    expect(lines[0]).toMatch(/^z+ … \[truncated: \d+ more characters\]$/);
+    const kept = (lines[0] ?? "").replace(/ … .*$/, "").length;
+    expect(kept + Number(/truncated: (\d+)/.exec(lines[0] ?? "")?.[1])).toBe(20_000);
+    expect(lines[1]).toBe("after");
   });
 
   it("runs at most `concurrency` (2) jobs at once", async () => {

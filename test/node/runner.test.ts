@@ -7,6 +7,7 @@ import Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { TEST_RELEASE_PORTS } from "../../scripts/lib/ports.ts";
 import { startCaddy, startUpstream, type TestCaddy, type Upstream } from "../../scripts/lib/caddy.ts";
+import { adminRequest } from "../../runner/src/caddy-admin.ts";
 import { TEST_IMAGE } from "../../scripts/lib/docker-engine.ts";
 import { join } from "node:path";
 import { ROOT, type Stack, startStack } from "../../scripts/lib/local-stack.ts";
@@ -221,7 +222,7 @@ describe("routing a deployed service", () => {
     // Two routes for one domain: refused before Caddy is touched; the published route keeps serving.
     const refused = await submitJob(stack, HANDLE, {
       type: "caddy.sync",
-      payload: { routes: [{ domain: "shop.example.test", upstreamPort: app.port }, { domain: "shop.example.test", upstreamPort: 1 }] },
+      payload: { routes: [{ domain: "shop.example.test", upstreamPort: app.port }, { domain: "shop.example.test", upstreamPort: app.port === TEST_RELEASE_PORTS.to ? app.port - 1 : app.port + 1 }] },
     });
     expect(await finishedJob(stack, HANDLE, refused.id)).toMatchObject({ state: "failed", outcome: { ok: false, reason: "failed" } });
     const still = await submitJob(stack, HANDLE, { type: "health.check", payload: { domain: "shop.example.test", attempts: 1 } });
@@ -237,6 +238,91 @@ describe("routing a deployed service", () => {
 
     const steps = (await events(taskId)).filter((e) => e.type === "step.completed").map((e) => e.step);
     expect(steps).toEqual(["caddy.sync", "health.check"]);
+  });
+});
+
+describe("what a job cannot touch", () => {
+  it("a container cannot reach Caddy's admin API, through any network it may have, and Caddy's config stays as it was", { timeout: 60_000 }, async () => {
+    const synced = await submitJob(stack, HANDLE, { type: "caddy.sync", payload: { routes: [{ domain: "kept.example.test", upstreamPort: app.port }] } });
+    expect(await finishedJob(stack, HANDLE, synced.id)).toMatchObject({ state: "succeeded" });
+    const before = (await adminRequest(caddy.adminSocket, "GET", "/config/")).body;
+    const takeover = JSON.stringify({ apps: { http: { servers: { evil: { listen: [":80"], routes: [] } } } } });
+    const proxy = `p=\${HTTP_PROXY#http://}; gw=\${p%:*}; pp=\${p##*:}`;
+    const script = [
+      // The socket is a file on the host, never mounted into a container.
+      `echo "== socket"; test -e ${caddy.adminSocket} && echo present || echo absent`,
+      // Caddy's default admin port, through the proxy: not a listed destination (and nothing listens there).
+      `echo "== admin port"; ${proxy}; (printf 'POST http://127.0.0.1:2019/load HTTP/1.0\\r\\nContent-Length: ${takeover.length}\\r\\n\\r\\n${takeover.replaceAll('"', '\\"')}'; sleep 1) | nc -w 3 $gw $pp | head -1`,
+      // The one listed destination, Caddy's public listener, has no admin API behind it.
+      `echo "== listener"; ${proxy}; (printf 'POST http://127.0.0.1:${caddy.httpPort}/load HTTP/1.0\\r\\nHost: nobody.example.test\\r\\n\\r\\n'; sleep 1) | nc -w 3 $gw $pp | head -1`,
+      // Around the proxy, straight to the host: dropped by the firewall.
+      `echo "== direct"; ${proxy}; echo x | nc -w 2 $gw 2019 || echo "direct failed"`,
+    ].join("; ");
+    const taskId = await taskWithEvents();
+    const job = await submitJob(stack, HANDLE, {
+      type: "docker.run",
+      taskId,
+      payload: { image: TEST_IMAGE, cmd: ["sh", "-c", script], network: "egress", egress: [`127.0.0.1:${caddy.httpPort}`], timeoutSeconds: 30 },
+    });
+    const done = await finishedJob(stack, HANDLE, job.id);
+    expect(done.state, JSON.stringify(done.outcome)).toBe("succeeded");
+    const out = (await events(taskId)).filter((e) => e.type === "log" && e.data?.stream === "stdout").map((e) => e.message);
+    const after = (heading: string) => out[out.indexOf(`== ${heading}`) + 1];
+    expect(after("socket")).toBe("absent");
+    expect(after("admin port")).toBe("HTTP/1.1 403 Forbidden");
+    // Caddy's catch-all for a host it does not serve: /load is just a path there.
+    expect(after("listener")).toBe("HTTP/1.1 404 Not Found");
+    expect(after("direct")).toBe("direct failed");
+    // And on the server's own network, where 127.0.0.1:2019 would be Caddy's default: this runner refuses the job.
+    const host = await submitJob(stack, HANDLE, { type: "docker.run", payload: { image: TEST_IMAGE, cmd: ["true"], network: "host" } });
+    const refused = await finishedJob(stack, HANDLE, host.id);
+    expect(refused.outcome?.message).toContain('network "host" is refused');
+
+    expect((await adminRequest(caddy.adminSocket, "GET", "/config/")).body).toBe(before);
+    const still = await submitJob(stack, HANDLE, { type: "health.check", payload: { domain: "kept.example.test", attempts: 2, intervalMs: 100 } });
+    expect(await finishedJob(stack, HANDLE, still.id)).toMatchObject({ state: "succeeded" });
+  });
+
+  it("refuses, before anything is signed, provision.yml through ansible.playbook, env files outside the root, and routes outside the release ports", async () => {
+    const refusal = async (json: Record<string, unknown>) => {
+      const res = await stack.api<{ error: { code: string; message: string } }>(`/api/servers/${HANDLE}/jobs`, { json });
+      expect(res.status, JSON.stringify(res.body)).toBe(400);
+      return res.body.error.message;
+    };
+    expect(await refusal({ type: "ansible.playbook", payload: { playbook: "provision.yml", extraVars: { caddy_binary: "/bin/sh" } } })).toContain("provision.yml runs through the provision job type");
+    expect(await refusal({ type: "ansible.playbook", payload: { playbook: "write-env.yml", extraVars: { project: "app", dest: "/etc/cron.d/x" } } })).toContain("extraVars");
+    expect(await refusal({ type: "ansible.playbook", payload: { playbook: "write-env.yml", extraVars: { project: "../../etc" } } })).toContain("extraVars.project");
+    const outside = await refusal({ type: "caddy.sync", payload: { routes: [{ domain: "db.example.test", upstreamPort: 5432 }] } });
+    expect(outside).toContain(`release ports ${TEST_RELEASE_PORTS.from}-${TEST_RELEASE_PORTS.to}`);
+    expect(outside).toContain("db.example.test → 5432");
+  });
+});
+
+describe("redelivery", () => {
+  it("runs each job once and loses none when the runner is killed between delivery and acceptance, 20 times", { timeout: 180_000 }, async () => {
+    if (!runner.process) await runner.start();
+    const since = Math.floor(Date.now() / 1000);
+    const ids: string[] = [];
+    for (let round = 0; round < 20; round++) {
+      const pid = runner.process?.child.pid;
+      if (!pid) throw new Error("the runner is not running");
+      // Stopped, the runner cannot read the job the hub sends: delivered, never accepted, then killed.
+      process.kill(pid, "SIGSTOP");
+      const job = await submitJob(stack, HANDLE, { type: "docker.run", payload: { image: TEST_IMAGE, cmd: ["true"] } });
+      await jobInState(stack, HANDLE, job.id, "delivered");
+      await runner.kill();
+      await runner.start();
+      ids.push(job.id);
+      // Sent again to the new runner, it runs; it ends before the next round stops that runner.
+      await finishedJob(stack, HANDLE, job.id, 60_000);
+    }
+    for (const id of ids) {
+      const done = await finishedJob(stack, HANDLE, id, 60_000);
+      expect(done, JSON.stringify(done)).toMatchObject({ state: "succeeded", outcome: { ok: true, exitCode: 0 } });
+      expect(done.attempts).toBeGreaterThanOrEqual(2);
+    }
+    const created = await Promise.all(ids.map((id) => dockerEvents(since, id, "create")));
+    expect(created).toEqual(ids.map(() => 1));
   });
 });
 
@@ -298,7 +384,7 @@ describe("the queue", () => {
       json: { type: "ansible.playbook", payload: { playbook: "facts.yml", extraVars: { ansible_python_interpreter: "touch /tmp/x; python3" } } },
     });
     expect(interpreter.status).toBe(400);
-    expect(interpreter.body.error.message).toContain("ansible_* and Ansible's reserved variable names");
+    expect(interpreter.body.error.message).toContain('Unrecognized key: "ansible_python_interpreter"');
     // provision takes only the firewall settings: paths end up in root's systemd units.
     const unitPath = await stack.api<{ error: { message: string } }>(`/api/servers/${HANDLE}/jobs`, {
       json: { type: "provision", payload: { check: true, extraVars: { runner_node_path: "/tmp/evil" } } },
