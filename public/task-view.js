@@ -116,6 +116,8 @@ function connect() {
   const url = `${scheme}://${location.host}/api/tasks/${encodeURIComponent(taskId)}/ws?after=${view.lastSeq}&token=${encodeURIComponent(token)}`;
   const socket = new WebSocket(url);
   view.socket = socket;
+  // Set once this socket is given up on, so its (possibly late) close does not reconnect twice.
+  let retired = false;
   let ackedSeq = view.lastSeq;
   let ackTimer = null;
   const ack = () => {
@@ -139,13 +141,19 @@ function connect() {
       else if (!ackTimer) ackTimer = setTimeout(ack, 100);
     } else if (frame.type === "stream:live") {
       if (frame.closed && !view.finished) setConnection("done", "finished");
+    } else if (frame.type === "stream:error" && frame.code === "watcher_too_slow") {
+      // Dropped for lagging behind: resume on a new socket from what we have.
+      retired = true;
+      clearTimeout(ackTimer);
+      socket.close(1000, "resuming");
+      connect();
     } else if (frame.type === "stream:error") {
       showProblem(frame.message);
     }
   });
   socket.addEventListener("close", async () => {
     clearTimeout(ackTimer);
-    if (view.finished) return;
+    if (view.finished || retired) return;
     setConnection("reconnecting", "reconnecting…");
     const problem = await diagnose();
     if (problem) return showProblem(problem);

@@ -23,6 +23,7 @@ import {
   type TaskSocketClientMessage,
   type TaskSocketServerMessage,
   WATCHER_ACK_WINDOW,
+  WATCHER_TOO_SLOW,
 } from "../shared/events.ts";
 import { migrate, type SqlMigration } from "./sql-migrations.ts";
 
@@ -353,6 +354,8 @@ export class TaskStream extends DurableObject<Env> {
       if (!state?.caughtUp) continue;
       if (event.seq - state.acked > WATCHER_ACK_WINDOW) {
         this.watchers.delete(ws);
+        // Said in a frame first: frames go out at once, a close frame possibly only when the object is idle.
+        this.send(ws, { type: "stream:error", code: WATCHER_TOO_SLOW, message: `watcher too slow; reconnect with after=${state.acked}`, after: state.acked });
         ws.close(4008, `watcher too slow; reconnect with after=${state.acked}`);
         continue;
       }

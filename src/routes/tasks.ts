@@ -101,7 +101,8 @@ export const tasksRoute = new Hono<AppEnv>()
               await sse.writeSSE({ id: String(frame.event.seq), event: frame.event.type, data: JSON.stringify(frame.event) });
               acker.received(frame.event.seq);
               if (isTerminal(frame.event.type)) finish();
-            } else if (frame.type === "stream:live" && frame.closed) {
+            } else if ((frame.type === "stream:live" && frame.closed) || frame.type === "stream:error") {
+              // Ended, or dropped for lagging: the client reconnects with Last-Event-ID.
               finish();
             }
           });

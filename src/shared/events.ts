@@ -153,12 +153,20 @@ export const TaskSocketServerMessage = z.discriminatedUnion("type", [
   z.object({ type: z.literal("event:appended"), event: TaskEvent }),
   /** Sent once the replay of history is done; `closed` when the task has already ended. */
   z.object({ type: z.literal("stream:live"), lastSeq: z.number().int().min(0), closed: z.boolean() }),
-  z.object({ type: z.literal("stream:error"), code: z.string(), message: z.string() }),
+  /**
+   * `watcher_too_slow`: this watcher fell WATCHER_ACK_WINDOW events behind on acks and gets no more
+   * events on this socket; reconnect with `after`. Sent before the 4008 close because the runtime
+   * may deliver a hibernatable socket's close frame only once the object is idle.
+   */
+  z.object({ type: z.literal("stream:error"), code: z.string(), message: z.string(), after: z.number().int().min(0).optional() }),
 ]);
 export type TaskSocketServerMessage = z.infer<typeof TaskSocketServerMessage>;
 
 /** Client → server: acknowledges receipt up to `seq`, which keeps a watcher within its send window. */
 export type TaskSocketClientMessage = { type: "event:ack"; seq: number };
+
+/** The stream:error code that tells a watcher it was dropped for lagging, and where to resume. */
+export const WATCHER_TOO_SLOW = "watcher_too_slow";
 
 /** How many events a watcher may be behind on acks before the stream drops it (it may resume). */
 export const WATCHER_ACK_WINDOW = 256;

@@ -3,6 +3,8 @@
  */
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import WebSocket from "ws";
+import { WATCHER_ACK_WINDOW, WATCHER_TOO_SLOW } from "../../src/shared/events.ts";
 import { freePort } from "../../scripts/lib/ports.ts";
 import { spawnCollecting, waitFor } from "../../scripts/lib/processes.ts";
 import { ROOT, type Stack, startStack, userWithTask } from "../../scripts/lib/local-stack.ts";
@@ -142,5 +144,39 @@ describe("orchestrator tasks and status", () => {
     });
     expect(await npx.exited, npx.output()).toBe(0);
     expect(npx.output()).toContain('"type":"engineering"');
+  });
+});
+
+describe("a live watcher that stops acknowledging (independent ws client against wrangler dev)", () => {
+  it("is told and closed (4008) the moment it falls a window behind, and gets nothing more", async () => {
+    const { key, taskId } = await userWithTask(stack);
+    const socket = new WebSocket(`${stack.url.replace(/^http/, "ws")}/api/tasks/${taskId}/ws`, { headers: { authorization: `Bearer ${key}` } });
+    const frames: { at: number; frame: { type: string; code?: string; after?: number; event?: { seq: number } } }[] = [];
+    let closeFrameAt = 0;
+    socket.on("message", (data: Buffer) => frames.push({ at: Date.now(), frame: JSON.parse(data.toString()) as (typeof frames)[number]["frame"] }));
+    await new Promise((resolve) => socket.once("open", resolve));
+    const watch = setInterval(() => {
+      // CLOSING once the server's close frame is in (the TCP connection goes later).
+      if (!closeFrameAt && socket.readyState === WebSocket.CLOSING) closeFrameAt = Date.now();
+    }, 5);
+    let behindAt = 0;
+    for (let seq = 1; seq <= WATCHER_ACK_WINDOW + 44; seq++) {
+      await append(taskId, { type: "log", message: `line ${seq}` });
+      if (seq === WATCHER_ACK_WINDOW + 1) behindAt = Date.now();
+    }
+    const burstEnd = Date.now();
+    await waitFor(() => (closeFrameAt ? true : undefined), 15_000, () => "no close frame");
+    clearInterval(watch);
+    socket.terminate();
+
+    const told = frames.find((f) => f.frame.type === "stream:error");
+    expect(told?.frame).toMatchObject({ code: WATCHER_TOO_SLOW, after: 0 });
+    const toldAfterMs = (told?.at ?? Infinity) - behindAt;
+    const closeAfterMs = closeFrameAt - behindAt;
+    console.log(`slow watcher: told ${toldAfterMs} ms and sent the close frame ${closeAfterMs} ms after falling behind; the burst went on for ${burstEnd - behindAt} ms`);
+    expect(toldAfterMs).toBeLessThan(500);
+    expect(closeAfterMs).toBeLessThan(500);
+    const events = frames.filter((f) => f.frame.type === "event:appended").map((f) => f.frame.event?.seq);
+    expect(events).toEqual(Array.from({ length: WATCHER_ACK_WINDOW }, (_, i) => i + 1));
   });
 });
