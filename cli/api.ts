@@ -1,3 +1,4 @@
+import type { z } from "zod";
 import { ErrorBody } from "../src/shared/errors.ts";
 import { CliError, type CliConfig } from "./config.ts";
 
@@ -9,16 +10,22 @@ export function describeNetworkError(config: CliConfig, error: unknown): string 
   return `cannot reach Orchestrator at ${config.url}: ${reason}`;
 }
 
-/** Calls the API and returns the parsed JSON body; any failure becomes a one-line CliError. */
-export async function apiGet<T>(config: CliConfig, path: string, what: string): Promise<T> {
+/**
+ * Calls the API and returns its JSON body as `schema` reads it (the contract in src/shared); any
+ * failure, an answer of the wrong shape included, becomes a one-line CliError.
+ */
+export async function apiGet<S extends z.ZodType>(config: CliConfig, path: string, what: string, schema: S): Promise<z.infer<S>> {
   let res: Response;
   try {
     res = await fetch(`${config.url}${path}`, { headers: { authorization: `Bearer ${config.apiKey}` } });
   } catch (error) {
     throw new CliError(describeNetworkError(config, error));
   }
-  if (res.ok) return (await res.json()) as T;
-  throw await responseError(res, what);
+  if (!res.ok) throw await responseError(res, what);
+  const parsed = schema.safeParse(await res.json().catch(() => undefined));
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  throw new CliError(`${what}: the server's answer is not what this CLI expects (${issue ? `${issue.path.join(".")}: ${issue.message}` : "unreadable"}); is the CLI older than the server?`);
 }
 
 /** Turns an error response into a CliError with the server's message. */

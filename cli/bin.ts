@@ -5,7 +5,9 @@
  * 2 usage error, 3 the request could not be done (unreachable server, bad key, unknown task).
  */
 import { parseArgs } from "node:util";
-import type { TaskEvent } from "../src/shared/events.ts";
+import { z } from "zod";
+import { HubStatus, ServerView, TaskStreamPosition, TaskView } from "../src/shared/api.ts";
+import { TaskEvent } from "../src/shared/events.ts";
 import { apiGet } from "./api.ts";
 import { CliError, loadConfig } from "./config.ts";
 import { followTask } from "./follow.ts";
@@ -26,16 +28,12 @@ const USAGE = `Usage:
 Configuration: ORCHESTRATOR_URL and ORCHESTRATOR_API_KEY, or {"url","apiKey"} in
 ~/.config/orchestrator/config.json (or the file named by ORCHESTRATOR_CONFIG).`;
 
-interface Task {
-  id: string;
-  type: string;
-  status: string;
-  projectId: string | null;
-  createdAt: string;
-  finishedAt: string | null;
-  error: string | null;
-  result: unknown;
-}
+const TaskList = z.object({ tasks: z.array(TaskView) });
+const TaskShown = z.object({ task: TaskView, stream: TaskStreamPosition });
+const EventPage = z.object({ events: z.array(TaskEvent) });
+const ViewLink = z.object({ url: z.string(), expiresAt: z.string() });
+const ServerList = z.object({ servers: z.array(ServerView) });
+const ServerShown = z.object({ server: ServerView, runner: HubStatus });
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -53,7 +51,7 @@ async function tasksList(args: string[]) {
   if (values.status) query.set("status", values.status);
   if (values.project) query.set("projectId", values.project);
   if (values.limit) query.set("limit", values.limit);
-  const { tasks } = await apiGet<{ tasks: Task[] }>(loadConfig(), `/api/tasks?${query.toString()}`, "tasks");
+  const { tasks } = await apiGet(loadConfig(), `/api/tasks?${query.toString()}`, "tasks", TaskList);
   if (values.json) return out(JSON.stringify(tasks));
   if (tasks.length === 0) return out("No tasks.");
   for (const task of tasks) {
@@ -66,7 +64,7 @@ async function tasksLink(args: string[]) {
   const [taskId] = positionals;
   if (!taskId) usage("tasks link needs a task id");
   const query = values.ttl ? `?ttl=${encodeURIComponent(values.ttl)}` : "";
-  const link = await apiGet<{ url: string; expiresAt: string }>(loadConfig(), `/api/tasks/${encodeURIComponent(taskId)}/view-link${query}`, `task ${taskId}`);
+  const link = await apiGet(loadConfig(), `/api/tasks/${encodeURIComponent(taskId)}/view-link${query}`, `task ${taskId}`, ViewLink);
   out(link.url);
   process.stderr.write(`(valid until ${link.expiresAt})\n`);
 }
@@ -76,7 +74,7 @@ async function status(kind: "engineering" | "deploy" | "provision", args: string
   const [taskId] = positionals;
   if (!taskId) usage(`${kind} status needs a task id`);
   const config = loadConfig();
-  const { task } = await apiGet<{ task: Task }>(config, `/api/tasks/${encodeURIComponent(taskId)}`, `task ${taskId}`);
+  const { task } = await apiGet(config, `/api/tasks/${encodeURIComponent(taskId)}`, `task ${taskId}`, TaskShown);
   if (task.type !== kind) throw new CliError(`task ${taskId} is a ${task.type} task; use \`orchestrator ${task.type} status ${taskId}\``, 2);
 
   if (values.follow) {
@@ -87,9 +85,9 @@ async function status(kind: "engineering" | "deploy" | "provision", args: string
     return terminal.type === "task.completed" ? 0 : 1;
   }
 
-  const { stream } = await apiGet<{ stream: { lastSeq: number } }>(config, `/api/tasks/${encodeURIComponent(taskId)}`, `task ${taskId}`);
+  const { stream } = await apiGet(config, `/api/tasks/${encodeURIComponent(taskId)}`, `task ${taskId}`, TaskShown);
   const after = Math.max(0, stream.lastSeq - 10);
-  const { events } = await apiGet<{ events: TaskEvent[] }>(config, `/api/tasks/${encodeURIComponent(taskId)}/events?after=${after}`, `task ${taskId}`);
+  const { events } = await apiGet(config, `/api/tasks/${encodeURIComponent(taskId)}/events?after=${after}`, `task ${taskId}`, EventPage);
   if (values.json) {
     out(JSON.stringify({ task, events }));
   } else {
@@ -102,14 +100,6 @@ async function status(kind: "engineering" | "deploy" | "provision", args: string
   return task.status === "failed" || task.status === "cancelled" ? 1 : 0;
 }
 
-interface ServerView {
-  handle: string;
-  host: string;
-  status: string;
-  runnerId: string | null;
-  lastSeenAt: string | null;
-  labels: Record<string, string>;
-}
 
 function since(iso: string | null): string {
   if (!iso) return "never";
@@ -119,7 +109,7 @@ function since(iso: string | null): string {
 
 async function serversList(args: string[]) {
   const { values } = parseArgs({ args, options: { json: { type: "boolean" } } });
-  const { servers } = await apiGet<{ servers: ServerView[] }>(loadConfig(), "/api/servers?limit=200", "servers");
+  const { servers } = await apiGet(loadConfig(), "/api/servers?limit=200", "servers", ServerList);
   if (values.json) return out(JSON.stringify(servers));
   if (servers.length === 0) return out("No servers. An admin registers one with POST /api/servers (see runner/README.md).");
   for (const server of servers) {
@@ -131,16 +121,14 @@ async function serversShow(args: string[]) {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: "boolean" } } });
   const [handle] = positionals;
   if (!handle) usage("servers show needs a server handle");
-  const body = await apiGet<{ server: ServerView; runner: { connected: boolean; lastHeartbeatAt: string | null; jobs: Record<string, number> } }>(
-    loadConfig(),
-    `/api/servers/${encodeURIComponent(handle)}`,
-    `server ${handle}`,
-  );
+  const body = await apiGet(loadConfig(), `/api/servers/${encodeURIComponent(handle)}`, `server ${handle}`, ServerShown);
   if (values.json) return out(JSON.stringify(body));
   const { server, runner } = body;
   out(`${server.handle}  ${server.status}  ${server.host}`);
   out(`runner ${server.runnerId ?? "not enrolled"}${runner.connected ? ", connected" : ""}; last heartbeat ${since(runner.lastHeartbeatAt ?? server.lastSeenAt)}`);
   out(`jobs: ${Object.entries(runner.jobs).map(([state, n]) => `${n} ${state}`).join(", ")}`);
+  if (runner.releasePorts) out(`release ports ${runner.releasePorts.from}-${runner.releasePorts.to}; runner ${runner.runnerVersion ?? "?"}`);
+  if (runner.outbox.parked.length) out(`deliveries parked: ${runner.outbox.parked.map((lane) => `${lane.lane} (${lane.items}, since ${lane.since}: ${lane.error})`).join("; ")}`);
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -4,7 +4,7 @@
  * plane's public key, and writes them to the config file with mode 0600.
  */
 import { existsSync } from "node:fs";
-import type { EnrollRunnerResponse } from "../../src/shared/api.ts";
+import { EnrollRunnerResponse } from "../../src/shared/api.ts";
 import { ErrorBody } from "../../src/shared/errors.ts";
 import { generateKeySeed } from "../../src/shared/jobs.ts";
 import { type RunnerConfigInput, saveConfig } from "./config.ts";
@@ -55,7 +55,15 @@ export async function enroll(options: {
     }
     throw new EnrollError(`enrollment refused (${response.status}): ${message}`);
   }
-  const body = JSON.parse(text) as EnrollRunnerResponse;
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  const answer = EnrollRunnerResponse.safeParse(json);
+  if (!answer.success) throw new EnrollError(`enrollment answered with something this runner does not understand (${answer.error.issues[0]?.message ?? "unreadable"}); is the runner older than the control plane?`);
+  const body = answer.data;
   saveConfig(options.configPath, {
     ...options.settings,
     edge: edge.origin,

@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { ROOT, type Stack, startStack } from "../../scripts/lib/local-stack.ts";
 import { spawnCollecting, waitFor } from "../../scripts/lib/processes.ts";
 import type { TaskEvent } from "../../src/shared/events.ts";
+import { MAX_EVENT_MESSAGE_CHARS } from "../../src/shared/limits.ts";
 import { enrolledRunner, finishedJob, jobInState, registerServer, runnerCli, submitJob, type TestRunner } from "../../scripts/lib/local-runner.ts";
 
 let stack: Stack;
@@ -154,6 +155,21 @@ describe("docker.run", () => {
     expect(completed?.data).toMatchObject({ jobId: job.id, ok: false, exitCode: 3 });
     expect(list.at(-1)).toMatchObject({ type: "task.failed" });
     expect(await containersFor(job.id)).toEqual([]);
+  });
+
+  it("stores a 20,000-character line in the task's stream cut to what an event holds, with a marker, and keeps the next line whole", async () => {
+    const taskId = await taskWithEvents();
+    const job = await submitJob(stack, HANDLE, {
+      type: "docker.run",
+      taskId,
+      payload: { image: TEST_IMAGE, cmd: ["sh", "-c", "head -c 20000 /dev/zero | tr '\\0' q; echo; echo next"] },
+    });
+    expect(await finishedJob(stack, HANDLE, job.id)).toMatchObject({ state: "succeeded" });
+    const logs = (await events(taskId)).filter((e) => e.type === "log").map((e) => e.message);
+    expect(logs).toHaveLength(2);
+    expect(logs[0]?.length).toBeLessThanOrEqual(MAX_EVENT_MESSAGE_CHARS);
+    expect(logs[0]).toMatch(/^q{16000,} … \[truncated: \d+ more characters\]$/);
+    expect(logs[1]).toBe("next");
   });
 
   it("kills a job past its timeout and says so", async () => {
