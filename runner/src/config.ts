@@ -46,6 +46,12 @@ export const RunnerConfig = z.strictObject({
           proxyPort: z.number().int().min(1).max(65_535).default(3128),
           /** The nft binary that confines egress networks (provision.yml installs nftables). */
           nftBinary: z.string().default("nft"),
+          /**
+           * Destinations inside the server (loopback, private and link-local addresses, the server's own
+           * addresses) that egress jobs may still be sent to, as `host:port`: e.g. a model server on
+           * this machine. Anything else inside is refused, whatever a job lists.
+           */
+          internalTargets: z.array(z.string().regex(/^.+:\d{1,5}$/, "must be host:port")).default([]),
         })
         .prefault({}),
     })

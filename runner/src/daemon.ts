@@ -338,13 +338,14 @@ export class RunnerDaemon {
         signal: controller.signal,
         config: this.config,
         egress: this.egress,
-        log: (line, stream = "stdout") => {
+        log: (line, stream = "stdout", cut = 0) => {
           // A bound on what one job can push through the hub into its task's stream.
           if (++logged > MAX_LOG_LINES_PER_JOB) {
             if (logged === MAX_LOG_LINES_PER_JOB + 1) lines.push({ stream: "system", line: `output truncated: only the first ${MAX_LOG_LINES_PER_JOB} lines are streamed` });
             return;
           }
-          const text = truncateText(mask(line), MAX_LOG_LINE_CHARS);
+          // Masked first, then cut: a secret across the cut is hidden whole.
+          const text = truncateText(mask(line), MAX_LOG_LINE_CHARS, cut);
           lines.push({ stream, line: text });
           pendingChars += text.length;
           if (lines.length >= LOG_BATCH_MAX || pendingChars >= LOG_BATCH_MAX_CHARS) flushLines();

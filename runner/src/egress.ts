@@ -15,6 +15,7 @@ import { createHash } from "node:crypto";
 import { lookup } from "node:dns/promises";
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from "node:http";
 import { isIP, connect, type Socket } from "node:net";
+import { networkInterfaces } from "node:os";
 import type Docker from "dockerode";
 import type { RunnerConfig } from "./config.ts";
 import { JOB_LABEL, MANAGED_LABEL } from "./labels.ts";
@@ -23,6 +24,9 @@ export const BRIDGE_PREFIX = "oe-";
 export const FIREWALL_TABLE = "orchestrator_egress";
 
 export class EgressUnavailable extends Error {}
+
+/** Connections one job's proxy takes at once. */
+const MAX_CONNECTIONS = 256;
 
 export interface EgressSession {
   /** The Docker network the container joins. */
@@ -90,7 +94,7 @@ export class EgressGateway {
       const info = (await network.inspect()) as { IPAM?: { Config?: { Gateway?: string; Subnet?: string }[] } };
       const { Gateway: gateway, Subnet: subnet } = info.IPAM?.Config?.[0] ?? {};
       if (!gateway || !subnet) throw new EgressUnavailable(`the egress network ${name} has no gateway address`);
-      proxy = await startProxy(gateway, this.settings.proxyPort, subnet, allowList(allow), onRefused);
+      proxy = await startProxy(gateway, this.settings.proxyPort, subnet, allowList(allow), new Set(this.settings.internalTargets.map(normalizeTarget)), onRefused);
       const url = `http://${gateway}:${this.settings.proxyPort}`;
       const running = proxy;
       return {
@@ -142,6 +146,11 @@ function allowList(targets: readonly string[]): Allowed {
   return allowed;
 }
 
+function normalizeTarget(target: string): string {
+  const { host, port } = splitTarget(target);
+  return `${host}:${port}`;
+}
+
 /** `host:port` → lower-case host (IPv6 without brackets) and port. */
 function splitTarget(target: string): { host: string; port: number } {
   const at = target.lastIndexOf(":");
@@ -149,30 +158,43 @@ function splitTarget(target: string): { host: string; port: number } {
   return { host, port: Number(target.slice(at + 1)) };
 }
 
-/** How a destination is allowed: exactly (connect to whatever it is), by wildcard (public addresses only), or not. */
-function verdict(allowed: Allowed, host: string, port: number): "exact" | "wildcard" | "refused" {
-  if (allowed.exact.has(`${host}:${port}`)) return "exact";
-  if (allowed.wildcards.some((w) => w.port === port && host.endsWith(w.suffix) && host.length > w.suffix.length)) return "wildcard";
-  return "refused";
+/** Whether the job lists a destination, exactly or by wildcard. */
+function listed(allowed: Allowed, host: string, port: number): boolean {
+  return allowed.exact.has(`${host}:${port}`) || allowed.wildcards.some((w) => w.port === port && host.endsWith(w.suffix) && host.length > w.suffix.length);
 }
 
-/** Loopback, private, link-local and unspecified addresses: never reached through a wildcard. */
-function isInternal(address: string): boolean {
+/** Loopback, private, link-local and unspecified addresses, and the server's own: inside the server's reach. */
+function isInternal(address: string, own: ReadonlySet<string>): boolean {
+  if (own.has(address.toLowerCase())) return true;
   if (isIP(address) === 6) {
     const a = address.toLowerCase();
-    if (a.startsWith("::ffff:")) return isInternal(a.slice(7));
+    if (a.startsWith("::ffff:")) return isInternal(a.slice(7), own);
     return a === "::1" || a === "::" || a.startsWith("fc") || a.startsWith("fd") || a.startsWith("fe80");
   }
   const [first = 0, second = 0] = address.split(".").map(Number);
   return first === 0 || first === 10 || first === 127 || (first === 169 && second === 254) || (first === 172 && second >= 16 && second <= 31) || (first === 192 && second === 168) || (first === 100 && second >= 64 && second <= 127);
 }
 
-/** Where to connect for an allowed destination; null when a wildcard would lead inside the server's networks. */
-async function resolveTarget(host: string, kind: "exact" | "wildcard"): Promise<string | null> {
-  if (kind === "exact") return host;
-  const { address } = await lookup(host);
-  return isInternal(address) ? null : address;
+/** The server's own addresses, which count as inside it. */
+function ownAddresses(): Set<string> {
+  return new Set(Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((info) => info.address.toLowerCase())));
 }
+
+/**
+ * The address to connect to for a listed destination: resolved once here (so a name cannot be
+ * rebound between the check and the connection), and refused when it lies inside the server unless
+ * the runner's configuration names it (`internalTargets`).
+ */
+async function resolveTarget(host: string, port: number, internalAllowed: ReadonlySet<string>, own: ReadonlySet<string>): Promise<{ address: string } | { refused: string }> {
+  const address = isIP(host) ? host : (await lookup(host)).address;
+  if (isInternal(address, own) && !internalAllowed.has(`${host}:${port}`)) {
+    return { refused: `it leads inside the server (${address}), which this runner allows only for ${[...internalAllowed].join(", ") || "nothing"}` };
+  }
+  return { address };
+}
+
+/** Request headers that belong to one connection and are not passed on. */
+const HOP_BY_HOP = ["connection", "keep-alive", "proxy-authorization", "proxy-authenticate", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"];
 
 interface Proxy {
   /** Stops listening and cuts every connection still open. */
@@ -192,8 +214,13 @@ export function inSubnet(address: string, cidr: string): boolean {
  * The job's proxy. It answers only its own network's containers: another job's container could
  * reach this address too (the host owns every gateway address), and must not use this allow-list.
  */
-function startProxy(listenHost: string, port: number, subnet: string, allowed: Allowed, onRefused: (target: string) => void): Promise<Proxy> {
+function startProxy(listenHost: string, port: number, subnet: string, allowed: Allowed, internalAllowed: ReadonlySet<string>, onRefused: (target: string) => void): Promise<Proxy> {
   const sockets = new Set<Socket>();
+  const own = ownAddresses();
+  const track = (socket: Socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+  };
   const refuse = (target: string) => {
     onRefused(target);
     return `egress to ${target} is not allowed for this job`;
@@ -211,24 +238,24 @@ function startProxy(listenHost: string, port: number, subnet: string, allowed: A
     }
     const host = url.hostname.replace(/^\[|\]$/g, "").toLowerCase();
     const targetPort = Number(url.port || 80);
-    const kind = verdict(allowed, host, targetPort);
-    if (kind === "refused") {
+    if (!listed(allowed, host, targetPort)) {
       res.writeHead(403, { "content-type": "text/plain" }).end(`${refuse(`${host}:${targetPort}`)}\n`);
       return;
     }
-    void resolveTarget(host, kind).then(
-      (address) => {
-        if (!address) {
-          res.writeHead(403, { "content-type": "text/plain" }).end(`${refuse(`${host}:${targetPort}`)} (it resolves to an internal address)\n`);
+    void resolveTarget(host, targetPort, internalAllowed, own).then(
+      (target) => {
+        if ("refused" in target) {
+          res.writeHead(403, { "content-type": "text/plain" }).end(`${refuse(`${host}:${targetPort}`)}: ${target.refused}\n`);
           return;
         }
-        const headers = { ...req.headers };
-        delete headers["proxy-authorization"];
-        delete headers["proxy-connection"];
-        const upstream = httpRequest({ host: address, port: targetPort, method: req.method, path: `${url.pathname}${url.search}`, headers }, (answer) => {
+        const headers = Object.fromEntries(Object.entries(req.headers).filter(([name]) => !HOP_BY_HOP.includes(name)));
+        // The Host is the destination's, whatever the client said: no reaching other sites behind the same address.
+        headers.host = url.host;
+        const upstream = httpRequest({ host: target.address, port: targetPort, method: req.method, path: `${url.pathname}${url.search}`, headers }, (answer) => {
           res.writeHead(answer.statusCode ?? 502, answer.headers);
           answer.pipe(res);
         });
+        upstream.on("socket", track);
         upstream.on("error", (error) => {
           if (!res.headersSent) res.writeHead(502, { "content-type": "text/plain" });
           res.end(`egress proxy: ${host}:${targetPort}: ${error.message}\n`);
@@ -240,32 +267,27 @@ function startProxy(listenHost: string, port: number, subnet: string, allowed: A
   });
 
   server.on("connect", (req: IncomingMessage, client: Socket, head: Buffer) => {
-    sockets.add(client);
-    client.on("close", () => sockets.delete(client));
+    track(client);
     client.on("error", () => client.destroy());
     const { host, port: targetPort } = splitTarget(req.url ?? "");
-    const kind = Number.isInteger(targetPort) && targetPort > 0 ? verdict(allowed, host, targetPort) : "refused";
-    if (kind === "refused") {
+    if (!(Number.isInteger(targetPort) && targetPort > 0 && listed(allowed, host, targetPort))) {
       client.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\n\r\n${refuse(`${host}:${targetPort}`)}\n`);
       return;
     }
-    void resolveTarget(host, kind).then(
-      (address) => {
-        if (!address) {
-          client.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\n\r\n${refuse(`${host}:${targetPort}`)} (it resolves to an internal address)\n`);
+    void resolveTarget(host, targetPort, internalAllowed, own).then(
+      (target) => {
+        if ("refused" in target) {
+          client.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\n\r\n${refuse(`${host}:${targetPort}`)}: ${target.refused}\n`);
           return;
         }
-        const upstream = connect(targetPort, address, () => {
+        const upstream = connect(targetPort, target.address, () => {
           client.write("HTTP/1.1 200 Connection Established\r\n\r\n");
           if (head.length) upstream.write(head);
           upstream.pipe(client);
           client.pipe(upstream);
         });
-        sockets.add(upstream);
-        upstream.on("close", () => {
-          sockets.delete(upstream);
-          client.destroy();
-        });
+        track(upstream);
+        upstream.on("close", () => client.destroy());
         upstream.on("error", (error) => {
           if (client.writable && !upstream.readable) client.end(`HTTP/1.1 502 Bad Gateway\r\n\r\negress proxy: ${host}:${targetPort}: ${error.message}\n`);
           else client.destroy();
@@ -280,9 +302,10 @@ function startProxy(listenHost: string, port: number, subnet: string, allowed: A
       socket.destroy();
       return;
     }
-    sockets.add(socket);
-    socket.on("close", () => sockets.delete(socket));
+    track(socket);
   });
+  // A container cannot use up the runner's file descriptors.
+  server.maxConnections = MAX_CONNECTIONS;
   const close = (): Promise<void> => {
     for (const socket of sockets) socket.destroy();
     return new Promise((resolve) => server.close(() => resolve()));

@@ -36,12 +36,12 @@ const FIXTURES: Record<string, string> = {
   hosts: all
   gather_facts: false
   tasks:
-    - name: Show {{ token }}
-      ansible.builtin.debug: { msg: "the token is {{ token }}" }
+    - name: Show {{ job_secrets.token }}
+      ansible.builtin.debug: { msg: "the token is {{ job_secrets.token }}" }
     - name: Report it
-      ansible.builtin.set_stats: { data: { token: "{{ token }}" } }
+      ansible.builtin.set_stats: { data: { token: "{{ job_secrets.token }}" } }
     - name: Fail with it
-      ansible.builtin.command: sh -c 'echo "out {{ token }}"; echo "err {{ token }}" >&2; exit 3'
+      ansible.builtin.command: sh -c 'echo "out {{ job_secrets.token }}"; echo "err {{ job_secrets.token }}" >&2; exit 3'
 `,
   "sleep.yml": `
 - name: Sleeper
@@ -223,6 +223,25 @@ describe("ansible.playbook", () => {
     expect(seen.filter((p) => p.cmdline.includes(secret) || p.environ.includes(secret))).toEqual([]);
     // The variables file (and Ansible's temp files) went with the private work directory.
     expect(await workDirsHolding(secret)).toEqual([]);
+  });
+
+  it("lets no secret stand in for another variable: where the file goes stays the runner's to say", async () => {
+    const root = await mkdtemp(join(scratch, "shadow-"));
+    const outside = await mkdtemp(join(scratch, "shadow-outside-"));
+    const context = recordingContext(testConfig({ deploymentsRoot: root }));
+    // Named like the playbook's own variables and the runner's: read only as job_secrets.<name>.
+    const names = ["dest", "deployments_root", "deployments_owner", "project_dir"];
+    const outcome = await ansiblePlaybook(
+      playbook({
+        playbook: "write-env.yml",
+        extraVars: { project: "app", env_vars: { A: "1" }, secret_env: names },
+        secretVars: Object.fromEntries(names.map((name) => [name, join(outside, "x.sh")])),
+      }),
+      context,
+    );
+    expect(outcome.ok, outcome.message).toBe(true);
+    expect(await readdir(outside)).toEqual([]);
+    expect(await readFile(join(root, "app", ".env"), "utf8")).toContain(`dest=${join(outside, "x.sh")}`);
   });
 
   it("writes env files only inside the deployments root: paths, the root itself and symlinks are refused", async () => {
@@ -408,7 +427,7 @@ describe("ansible.playbook", () => {
     if (!dir) throw new Error("no work directory while the playbook runs");
     expect(((await stat(dir)).mode & 0o777).toString(8)).toBe("700");
     expect(((await stat(join(dir, "vars.yml"))).mode & 0o777).toString(8)).toBe("600");
-    expect(await readFile(join(dir, "vars.yml"), "utf8")).toBe(`{!unsafe "unused": !unsafe "${marker}"}\n`);
+    expect(await readFile(join(dir, "vars.yml"), "utf8")).toBe(`{!unsafe "job_secrets": {!unsafe "unused": !unsafe "${marker}"}}\n`);
     context.abort("cancelled");
     await running;
     expect(existsSync(dir)).toBe(false);

@@ -1,6 +1,7 @@
 /** An ExecutorContext for testing executors on their own: records what they report. */
 import { TEST_RELEASE_PORTS } from "../../scripts/lib/ports.ts";
 import Docker from "dockerode";
+import { MAX_LOG_LINE_CHARS, truncateText } from "../../src/shared/limits.ts";
 import { RunnerConfig, type RunnerConfigInput } from "../src/config.ts";
 import { EgressGateway } from "../src/egress.ts";
 import type { AbortReason, ExecutorContext } from "../src/executors/types.ts";
@@ -38,7 +39,8 @@ export function recordingContext(config: RunnerConfig = testConfig(), jobId = `j
     egress: new EgressGateway(new Docker({ socketPath: config.docker.socketPath }), config.docker.egress),
     lines,
     steps,
-    log: (line, stream = "stdout") => lines.push({ stream, line }),
+    // Cut as the daemon cuts, so executors can be tested on long lines.
+    log: (line, stream = "stdout", cut = 0) => lines.push({ stream, line: truncateText(line, MAX_LOG_LINE_CHARS, cut) }),
     progress: (step, message, data) => steps.push({ step, message, data }),
     abort: (reason) => controller.abort(reason),
   };

@@ -27,9 +27,10 @@ afterAll(async () => {
   await engine?.stop();
 });
 
-function context(docker: { allowHostNetwork?: boolean } = {}): RecordingContext {
+function context(docker: { allowHostNetwork?: boolean; internalTargets?: string[] } = {}): RecordingContext {
   jobCounter += 1;
-  return recordingContext(testConfig({ docker: { socketPath: engine.socketPath, ...docker } }), `job_dockerrun_${process.pid}_${Date.now()}_${jobCounter}`);
+  const { internalTargets = [], ...rest } = docker;
+  return recordingContext(testConfig({ docker: { socketPath: engine.socketPath, egress: { internalTargets }, ...rest } }), `job_dockerrun_${process.pid}_${Date.now()}_${jobCounter}`);
 }
 
 type Payload = JobPayload<"docker.run">;
@@ -167,7 +168,8 @@ describe("docker.run", () => {
     });
 
     it('"egress" reaches its listed destinations through the proxy, and nothing else', { timeout: 60_000 }, async () => {
-      const ctx = context();
+      // The listed server is on this machine's loopback: the runner's configuration must allow that too.
+      const ctx = context({ internalTargets: [`127.0.0.1:${port}`] });
       const before = { requests, otherRequests };
       const script = [
         // Listed: plain HTTP through the proxy, and a CONNECT tunnel.
@@ -194,6 +196,17 @@ describe("docker.run", () => {
       expect(ctx.steps).toContainEqual(expect.objectContaining({ step: "network", message: `egress only to 127.0.0.1:${port}` }));
       // The job's network went with it.
       expect(await docker.listNetworks({ filters: { label: [`${JOB_LABEL}=${ctx.jobId}`] } })).toEqual([]);
+    });
+
+    it('"egress" never leads inside the server unless the runner names the destination, whatever the job lists', { timeout: 60_000 }, async () => {
+      const ctx = context();
+      const before = requests;
+      const outcome = await dockerRun(shell(viaProxy(`127.0.0.1:${port}`), { network: "egress", egress: [`127.0.0.1:${port}`, `localhost:${port}`], timeoutSeconds: 30 }), ctx);
+      expect(outcome.ok).toBe(true);
+      const out = linesOf(ctx, "stdout");
+      expect(out[0]).toBe("HTTP/1.1 403 Forbidden");
+      expect(out.join("\n")).toContain("it leads inside the server (127.0.0.1), which this runner allows only for nothing");
+      expect(requests).toBe(before);
     });
 
     it('needs destinations for "egress", and takes them for nothing else', () => {

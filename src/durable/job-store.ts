@@ -100,6 +100,11 @@ export const HUB_MIGRATIONS: readonly SqlMigration[] = [
       sql.exec(`ALTER TABLE jobs ADD COLUMN late_outcome TEXT`);
       sql.exec(`ALTER TABLE jobs ADD COLUMN traceparent TEXT`);
       OUTBOX_MIGRATION.up(sql);
+      // Finished jobs kept their secrets in the clear until here; they are never sent again.
+      for (const row of sql.exec<{ id: string; type: string; envelope: string }>(`SELECT id, type, envelope FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled')`).toArray()) {
+        const envelope = JSON.parse(row.envelope) as JobEnvelope;
+        sql.exec(`UPDATE jobs SET envelope = ? WHERE id = ?`, JSON.stringify({ ...envelope, payload: redactPayload(row.type, envelope.payload) }), row.id);
+      }
       // The single queue becomes lanes, keeping each destination's order.
       const old = sql.exec<{ seq: number; kind: string; task_id: string; job_id: string; event: string }>(`SELECT * FROM task_outbox ORDER BY seq`).toArray();
       for (const row of old) {
@@ -216,9 +221,12 @@ export class JobStore {
   finish(id: string, outcome: JobOutcomeView, state: JobState, now: number): Transition | null {
     const row = this.get(id);
     if (!row || isFinalJobState(row.state as JobState)) return null;
+    // A finished job is never sent again: none of its secrets need be kept, sealed or not.
+    const envelope = JSON.parse(row.envelope) as JobEnvelope;
+    const shown = JSON.stringify({ ...envelope, payload: redactPayload(row.type, envelope.payload) });
     this.sql.exec(
-      `UPDATE jobs SET state = ?, outcome = ?, finished_at = ?, updated_at = ?, lease_until = NULL, sealed_envelope = NULL WHERE id = ?`,
-      state, JSON.stringify(outcome), now, now, id,
+      `UPDATE jobs SET state = ?, outcome = ?, finished_at = ?, updated_at = ?, lease_until = NULL, sealed_envelope = NULL, envelope = ? WHERE id = ?`,
+      state, JSON.stringify(outcome), now, now, shown, id,
     );
     const done = this.row(id);
     if (!row.task_id) return { row: done, events: [] };

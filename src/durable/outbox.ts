@@ -3,9 +3,11 @@
  *
  * Items pushed to a lane are delivered in order, in batches, and deleted only once delivered, so
  * they survive the object being evicted or reset mid-delivery (an item may then be delivered twice:
- * destinations dedupe by the item's id). Lanes are independent: a destination that fails or is slow
- * holds back only its own lane. A lane that keeps failing is parked: kept, reported in `status()`,
- * and retried only every PARKED_RETRY_MS, never in front of the others.
+ * destinations dedupe by the item's id). Lanes are independent: each delivers on its own, started as
+ * soon as it is due, and a delivery that hangs is given up after DELIVERY_TIMEOUT_MS, so a destination
+ * that fails or is slow holds back only its own lane. A lane that keeps failing is parked: kept,
+ * reported in `status()`, and retried only every PARKED_RETRY_MS, never in front of the others; after
+ * PARKED_MAX_MS parked its items are given up, with an error in the log.
  *
  * An item may wait for another lane (`after`): a workflow's wake-up for a job goes out only once the
  * job's task events are in, so the workflow never reads a stream that lacks them.
@@ -35,9 +37,14 @@ export interface OutboxOptions {
   concurrency?: number;
 }
 
-/** How long a delivery may take before another attempt may start (the object may have been reset mid-call). */
+/** A delivery taking longer than this counts as failed (and is retried). */
+const DELIVERY_TIMEOUT_MS = 20_000;
+/** Until when a lane counts as being delivered; beyond DELIVERY_TIMEOUT_MS, so only a reset object leaves it stale. */
 const IN_FLIGHT_MS = 30_000;
+/** Batches one lane delivers before it lets other due lanes have its turn. */
+const BATCHES_PER_TURN = 20;
 export const PARKED_RETRY_MS = 5 * 60_000;
+export const PARKED_MAX_MS = 7 * 24 * 3600_000;
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_MAX_MS = 30_000;
 const DEFAULT_MAX_ATTEMPTS = 12;
@@ -81,10 +88,9 @@ export interface OutboxStatus {
 export class Outbox {
   private readonly sql: SqlStorage;
   private readonly options: Required<OutboxOptions>;
-  /** Lanes being delivered by this instance right now. */
-  private readonly busy = new Set<string>();
-  private draining: Promise<void> | null = null;
-  private again = false;
+  /** Lanes being delivered by this instance right now, each on its own. */
+  private readonly running = new Map<string, Promise<void>>();
+  private idleWaiters: (() => void)[] = [];
   /** Callers waiting for an item to be delivered (or given up on). */
   private readonly watchers = new Set<() => void>();
 
@@ -112,34 +118,38 @@ export class Outbox {
   }
 
   /**
-   * Delivers every due lane, concurrently, until none is due. Safe to call at any time and from
-   * anywhere (a call during a drain makes the running drain go round once more).
+   * Starts every due lane that is not delivering already, and resolves once no lane is delivering.
+   * Safe to call at any time: a lane already on its way is not started twice. Lanes in flight have
+   * their watchdog time set (nextAt) by the time this returns.
    */
   drain(): Promise<void> {
-    if (this.draining) {
-      this.again = true;
-      return this.draining;
+    this.startDue();
+    if (this.running.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private startDue(): void {
+    const free = this.options.concurrency - this.running.size;
+    if (free <= 0) return;
+    for (const lane of this.dueLanes(free)) {
+      const run = this.deliverLane(lane).finally(() => {
+        this.running.delete(lane);
+        this.startDue();
+        if (this.running.size === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
+      });
+      this.running.set(lane, run);
     }
-    this.draining = (async () => {
-      try {
-        do {
-          this.again = false;
-          await this.round();
-        } while (this.again || this.dueLanes(1).length > 0);
-      } finally {
-        this.draining = null;
-      }
-    })();
-    return this.draining;
   }
 
   /** When the next delivery (or retry, or in-flight watchdog) is due; null when the outbox is empty. */
   nextAt(): number | null {
     let next: number | null = null;
+    const now = Date.now();
     for (const row of this.sql.exec<LaneRow>(`SELECT * FROM outbox_lanes`).toArray()) {
       // A lane waiting on another is woken by that lane's delivery, not by the clock.
-      if (this.blocked(row.lane)) continue;
-      const at = Math.max(row.next_at, row.in_flight_until ?? 0);
+      if (!this.running.has(row.lane) && this.blocked(row.lane)) continue;
+      // A lane being delivered here needs the clock only as a watchdog, should the object be reset.
+      const at = this.running.has(row.lane) ? Math.max(row.in_flight_until ?? 0, now + 1000) : Math.max(row.next_at, row.in_flight_until ?? 0);
       if (next === null || at < next) next = at;
     }
     return next;
@@ -189,20 +199,15 @@ export class Outbox {
     });
   }
 
-  private async round(): Promise<void> {
-    const lanes = this.dueLanes(this.options.concurrency);
-    await Promise.all(lanes.map((lane) => this.deliverLane(lane)));
-  }
-
   private dueLanes(limit: number): string[] {
     const now = Date.now();
-    const rows = this.sql
-      .exec<LaneRow>(
-        `SELECT * FROM outbox_lanes WHERE next_at <= ? AND (in_flight_until IS NULL OR in_flight_until <= ?) ORDER BY next_at LIMIT ?`,
-        now, now, limit + this.busy.size,
-      )
-      .toArray();
-    return rows.map((row) => row.lane).filter((lane) => !this.busy.has(lane) && !this.blocked(lane)).slice(0, limit);
+    const due: string[] = [];
+    for (const { lane } of this.sql.exec<LaneRow>(`SELECT lane FROM outbox_lanes WHERE next_at <= ? AND (in_flight_until IS NULL OR in_flight_until <= ?) ORDER BY next_at`, now, now).toArray()) {
+      if (this.running.has(lane) || this.blocked(lane)) continue;
+      due.push(lane);
+      if (due.length >= limit) break;
+    }
+    return due;
   }
 
   /** Whether the head of a lane waits for another lane's item that is still undelivered. */
@@ -224,30 +229,31 @@ export class Outbox {
   }
 
   private async deliverLane(lane: string): Promise<void> {
-    this.busy.add(lane);
-    try {
-      for (;;) {
-        const rows = this.batch(lane);
-        if (rows.length === 0) {
-          this.sql.exec(`DELETE FROM outbox_lanes WHERE lane = ? AND NOT EXISTS (SELECT 1 FROM outbox_items WHERE lane = ?)`, lane, lane);
-          return;
-        }
-        if (rows[0]?.after_lane && this.blocked(lane)) return;
-        this.sql.exec(`UPDATE outbox_lanes SET in_flight_until = ? WHERE lane = ?`, Date.now() + IN_FLIGHT_MS, lane);
-        const items = rows.map((row) => ({ seq: row.seq, lane, body: JSON.parse(row.body) as unknown }));
-        try {
-          await this.options.deliver(lane, items);
-          this.remove(lane, rows);
-          this.sql.exec(`UPDATE outbox_lanes SET attempts = 0, in_flight_until = NULL, parked_at = NULL, last_error = NULL WHERE lane = ?`, lane);
-        } catch (error) {
-          if (!this.failed(lane, rows, error)) return;
-        } finally {
-          this.notify();
-        }
+    for (let batch = 0; batch < BATCHES_PER_TURN; batch++) {
+      const rows = this.batch(lane);
+      if (rows.length === 0) {
+        this.sql.exec(`DELETE FROM outbox_lanes WHERE lane = ? AND NOT EXISTS (SELECT 1 FROM outbox_items WHERE lane = ?)`, lane, lane);
+        return;
       }
-    } finally {
-      this.busy.delete(lane);
+      if (rows[0]?.after_lane && this.blocked(lane)) return;
+      this.sql.exec(`UPDATE outbox_lanes SET in_flight_until = ? WHERE lane = ?`, Date.now() + IN_FLIGHT_MS, lane);
+      const items = rows.map((row) => ({ seq: row.seq, lane, body: JSON.parse(row.body) as unknown }));
+      let delivered = false;
+      try {
+        await withTimeout(this.options.deliver(lane, items), DELIVERY_TIMEOUT_MS, `delivery to ${lane} took longer than ${DELIVERY_TIMEOUT_MS / 1000} s`);
+        delivered = true;
+        this.remove(lane, rows);
+        this.sql.exec(`UPDATE outbox_lanes SET attempts = 0, in_flight_until = NULL, parked_at = NULL, last_error = NULL WHERE lane = ?`, lane);
+      } catch (error) {
+        if (!this.failed(lane, rows, error)) return;
+      } finally {
+        this.notify();
+        // A lane waiting on this one may be free to go now.
+        if (delivered) this.startDue();
+      }
     }
+    // Its turn is over: still due, but behind every lane that was waiting meanwhile.
+    this.sql.exec(`UPDATE outbox_lanes SET in_flight_until = NULL, next_at = ? WHERE lane = ?`, Date.now(), lane);
   }
 
   /** The next batch of a lane: up to its batch size, stopping before an item that waits on another lane. */
@@ -274,6 +280,13 @@ export class Outbox {
     const state = this.sql.exec<LaneRow>(`SELECT * FROM outbox_lanes WHERE lane = ?`, lane).one();
     const attempts = state.attempts + 1;
     const now = Date.now();
+    if (state.parked_at !== null && now - state.parked_at > PARKED_MAX_MS) {
+      const items = this.pendingOn(lane);
+      this.options.log.error("outbox lane given up: parked for a week, its items are dropped", { lane, items, error: message.slice(0, 500) });
+      this.sql.exec(`DELETE FROM outbox_items WHERE lane = ?`, lane);
+      this.sql.exec(`DELETE FROM outbox_lanes WHERE lane = ?`, lane);
+      return false;
+    }
     if (attempts >= this.options.maxAttempts) {
       if (state.parked_at === null) {
         this.options.log.error("outbox lane parked: its destination keeps failing; retried every few minutes", { lane, items: this.pendingOn(lane), attempts, error: message.slice(0, 500) });
@@ -293,4 +306,12 @@ export class Outbox {
   private notify(): void {
     for (const check of [...this.watchers]) check();
   }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)));
+  return Promise.race([promise, timeout]).finally(() => {
+    if (timer !== null) clearTimeout(timer);
+  });
 }

@@ -20,7 +20,7 @@ import { openText, packSealed, sealText, unpackSealed } from "../lib/secrets.ts"
 import { settings } from "../lib/settings.ts";
 import { type CreateJob, type HubStatus, isFinalJobState, type JobOutcomeView, type JobState, type JobView } from "../shared/api.ts";
 import { fitEventInput, type TaskEventInput } from "../shared/events.ts";
-import { describePayloadIssues, JobPayloads, payloadSecrets, redactPayload } from "../shared/job-payloads.ts";
+import { describePayloadIssues, type JobPayload, JobPayloads, outsideReleasePorts, payloadSecrets, redactPayload } from "../shared/job-payloads.ts";
 import { CLOCK_SKEW_SECONDS, importPublicKey, type JobEnvelope, signJob, signValue } from "../shared/jobs.ts";
 import { type CancelEnvelope, HEARTBEAT_INTERVAL_MS, type HubMessage, type RunnerBody } from "../shared/runner-protocol.ts";
 import { WorkflowName, workflowBinding } from "../workflows/registry.ts";
@@ -74,6 +74,10 @@ export class RunnerHub extends DurableObject<Env> {
   private readonly waiters = new Map<string, Set<(job: JobView) => void>>();
   private runnerKey: { publicKey: string; key: Promise<CryptoKey> } | null = null;
   private lastSeenWrite = 0;
+  /** Status writes to Postgres, one after another, so a late "online" never lands after "offline". */
+  private statusWrites: Promise<void> = Promise.resolve();
+  /** Whether a drain's alarm planning is already under way (kick). */
+  private kicked = false;
   /** Who this hub serves (kept in meta; cached, since every job view names the server). */
   private known: HubIdentity | null;
 
@@ -132,6 +136,9 @@ export class RunnerHub extends DurableObject<Env> {
     const sealed = hasSecrets ? packSealed(await sealText(this.env.SECRETS_ENCRYPTION_KEY, "job-secrets", JSON.stringify(signed.envelope), id)) : null;
     const shown = hasSecrets ? { ...signed.envelope, payload: redactPayload(input.type, signed.envelope.payload) } : signed.envelope;
     const notify: JobNotify | null = input.notify ?? null;
+    // Another call with the same key may have queued it while this one was signing.
+    const raced = input.idempotencyKey ? this.jobs.byIdempotencyKey(input.idempotencyKey) : undefined;
+    if (raced) return { ok: true, job: this.view(raced) };
     const row = this.jobs.insert(
       {
         id,
@@ -159,13 +166,8 @@ export class RunnerHub extends DurableObject<Env> {
     const known = this.meta("release_ports");
     const range = known ? (JSON.parse(known) as HubStatus["releasePorts"]) : null;
     if (type !== "caddy.sync" || !range) return undefined;
-    const routes = (payload as { routes: { domain: string; upstreamPort: number }[] }).routes;
-    const bad = routes.filter((route) => route.upstreamPort < range.from || route.upstreamPort > range.to);
-    if (bad.length === 0) return undefined;
-    return `Invalid caddy.sync payload: upstream ports must be ${this.identity().handle}'s release ports ${range.from}-${range.to}; refused: ${bad
-      .slice(0, 5)
-      .map((route) => `${route.domain} → ${route.upstreamPort}`)
-      .join(", ")}`;
+    const refusal = outsideReleasePorts((payload as { routes: JobPayload<"caddy.sync">["routes"] }).routes, range);
+    return refusal ? `Invalid caddy.sync payload: ${refusal}` : undefined;
   }
 
   /** Called at enrollment, so jobs can be queued without a database lookup. */
@@ -258,12 +260,13 @@ export class RunnerHub extends DurableObject<Env> {
       .catch((error: unknown) => this.log.error("runner message failed", { error }));
   }
 
-  override async webSocketClose(ws: WebSocket): Promise<void> {
-    await this.onSocketGone(ws);
+  // Through the inbox: a close must not overtake the hello it follows.
+  override webSocketClose(ws: WebSocket): Promise<void> {
+    return (this.inbox = this.inbox.then(() => this.onSocketGone(ws)).catch((error: unknown) => this.log.error("runner socket close failed", { error })));
   }
 
-  override async webSocketError(ws: WebSocket): Promise<void> {
-    await this.onSocketGone(ws);
+  override webSocketError(ws: WebSocket): Promise<void> {
+    return this.webSocketClose(ws);
   }
 
   private async onSocketGone(ws: WebSocket): Promise<void> {
@@ -271,7 +274,8 @@ export class RunnerHub extends DurableObject<Env> {
     if (!state?.authenticated || this.runnerSocket(ws)) return;
     // Sent but not accepted: sent again once the runner is back (its journal refuses a second run).
     this.jobs.requeueDelivered(Date.now());
-    await this.setServerStatus("offline");
+    // Not awaited: this runs in the inbox, which must not wait on Postgres.
+    this.ctx.waitUntil(this.setServerStatus("offline"));
     await this.planAlarm();
   }
 
@@ -502,22 +506,41 @@ export class RunnerHub extends DurableObject<Env> {
       if (!name.success) throw new Undeliverable(`no workflow named ${first}`);
       for (const item of items) {
         const body = item.body as WorkflowLaneBody;
-        const instance = await workflowBinding(this.env, name.data).get(rest.join(":"));
-        // As JSON text: a job's payload and data are free-form, which Workflows' typing cannot express.
-        await instance.sendEvent({ type: body.jobId, payload: JSON.stringify(body.job) });
+        try {
+          const instance = await workflowBinding(this.env, name.data).get(rest.join(":"));
+          // As JSON text: a job's payload and data are free-form, which Workflows' typing cannot express.
+          await instance.sendEvent({ type: body.jobId, payload: JSON.stringify(body.job) });
+        } catch (error) {
+          // An instance that does not exist or has ended will never take it (and reads its jobs back anyway).
+          const message = error instanceof Error ? error.message : String(error);
+          if (/not.?found|terminat|complete|errored|finished/i.test(message)) throw new Undeliverable(`workflow ${lane}: ${message}`);
+          throw error;
+        }
       }
       return;
     }
     throw new Undeliverable(`unknown outbox lane ${lane}`);
   }
 
-  /** Delivers what the outbox holds, in the background, then plans the next retry. */
+  /**
+   * Delivers what the outbox holds, in the background. The alarm is planned as deliveries start (their
+   * watchdog, should the object be reset) and once they are all done (the next retry).
+   */
   private kick(): void {
+    const idle = this.outbox.drain();
+    if (this.kicked) return;
+    this.kicked = true;
     this.ctx.waitUntil(
-      this.outbox
-        .drain()
-        .then(() => this.planAlarm())
-        .catch((error: unknown) => this.log.error("outbox drain failed", { error })),
+      this.planAlarm()
+        .then(() => idle)
+        .then(() => {
+          this.kicked = false;
+          return this.planAlarm();
+        })
+        .catch((error: unknown) => {
+          this.kicked = false;
+          this.log.error("outbox drain failed", { error });
+        }),
     );
   }
 
@@ -532,7 +555,10 @@ export class RunnerHub extends DurableObject<Env> {
     const lease = now + settings(this.env).RUNNER_ACK_LEASE_SECONDS * 1000;
     // Marked delivered before any await, so a concurrent pump cannot send the same jobs.
     const batch = this.jobs.deliverable(now, free);
+    if (batch.length === 0) return;
     for (const row of batch) this.jobs.markDelivered(row.id, now, lease);
+    // Their ack lease is a deadline of its own.
+    this.ctx.waitUntil(this.planAlarm());
     for (const row of batch) {
       let envelope: unknown;
       try {
@@ -582,10 +608,16 @@ export class RunnerHub extends DurableObject<Env> {
     }
   }
 
-  private async setServerStatus(status: "online" | "offline"): Promise<void> {
+  private setServerStatus(status: "online" | "offline"): Promise<void> {
+    this.lastSeenWrite = Date.now();
+    if (status === "offline") this.setMeta("disconnected_at", new Date().toISOString());
+    const write = this.statusWrites.then(() => this.writeServerStatus(status));
+    this.statusWrites = write;
+    return write;
+  }
+
+  private async writeServerStatus(status: "online" | "offline"): Promise<void> {
     const now = new Date();
-    this.lastSeenWrite = now.getTime();
-    if (status === "offline") this.setMeta("disconnected_at", now.toISOString());
     const { serverId } = this.identity();
     const handle = createDb({ databaseUrl: this.env.DATABASE_URL, wsProxy: this.env.DB_WS_PROXY });
     try {

@@ -35,6 +35,7 @@ export function migrate(storage: DurableObjectStorage, migrations: readonly SqlM
     const current = schemaVersion(storage.sql);
     const latest = ordered.length;
     if (current > latest) throw new Error(`this store is at schema version ${current}, newer than this code knows (${latest})`);
+    if (current === latest) return;
     for (const migration of ordered.slice(current)) {
       migration.up(storage.sql);
       ran.push(migration);
@@ -47,36 +48,10 @@ export function migrate(storage: DurableObjectStorage, migrations: readonly SqlM
 
 /** The columns a table has (empty when the table does not exist). */
 export function columnsOf(sql: SqlStorage, table: string): Set<string> {
-  const row = sql.exec<{ sql: string | null }>(`SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?`, table).toArray()[0];
-  if (!row?.sql) return new Set();
-  // The CREATE TABLE text, plus any ALTER TABLE … ADD COLUMN SQLite appended to it.
-  const body = row.sql.slice(row.sql.indexOf("(") + 1, row.sql.lastIndexOf(")"));
-  return new Set(
-    splitTopLevel(body)
-      .map((part) => part.trim().split(/\s+/)[0]?.replace(/^["'`[]|["'`\]]$/g, "") ?? "")
-      .filter((name) => name && !/^(PRIMARY|UNIQUE|CHECK|FOREIGN|CONSTRAINT)$/i.test(name)),
-  );
+  return new Set(sql.exec<{ name: string }>(`PRAGMA table_info(${JSON.stringify(table)})`).toArray().map((column) => column.name));
 }
 
 /** Adds a column unless the table already has it: for stores made before versioning began. */
 export function addColumnIfMissing(sql: SqlStorage, table: string, column: string, definition: string): void {
   if (!columnsOf(sql, table).has(column)) sql.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${definition}`);
-}
-
-function splitTopLevel(text: string): string[] {
-  const parts: string[] = [];
-  let depth = 0;
-  let current = "";
-  for (const char of text) {
-    if (char === "(") depth++;
-    if (char === ")") depth--;
-    if (char === "," && depth === 0) {
-      parts.push(current);
-      current = "";
-    } else {
-      current += char;
-    }
-  }
-  if (current.trim()) parts.push(current);
-  return parts;
 }

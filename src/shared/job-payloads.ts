@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import type { JobType } from "./jobs.ts";
+import { MAX_SECRET_VALUE_CHARS } from "./limits.ts";
 import { EnvName, PLAYBOOKS, PlaybookName, ProvisionVars } from "./playbooks.ts";
 
 const MAX_TIMEOUT_SECONDS = 6 * 3600;
@@ -48,7 +49,7 @@ export const DockerRunPayload = z
     cmd: z.array(z.string().max(10_000)).max(200).optional(),
     env: z.record(EnvName, z.string().max(100_000)).default({}),
     /** Like env, but the values are masked wherever the job's output is reported. */
-    secretEnv: z.record(EnvName, z.string().max(100_000)).default({}),
+    secretEnv: z.record(EnvName, z.string().max(MAX_SECRET_VALUE_CHARS)).default({}),
     network: DockerNetwork.default("none"),
     /** With `network: "egress"`: every destination the container may reach, and nothing else. */
     egress: z.array(EgressTarget).max(50).default([]),
@@ -65,6 +66,17 @@ export const CaddyRoute = z.strictObject({
   domain: Domain,
   upstreamPort: z.number().int().min(1).max(65_535),
 });
+/**
+ * The routes of a caddy.sync that point outside a server's release ports, as a refusal, or undefined
+ * when all are inside. The control plane checks it before signing, the runner again before syncing.
+ */
+export function outsideReleasePorts(routes: readonly z.infer<typeof CaddyRoute>[], range: { from: number; to: number }): string | undefined {
+  const bad = routes.filter((route) => route.upstreamPort < range.from || route.upstreamPort > range.to);
+  if (bad.length === 0) return undefined;
+  const list = bad.slice(0, 5).map((route) => `${route.domain} → ${route.upstreamPort}`).join(", ");
+  return `upstream ports must be this server's release ports ${range.from}-${range.to}; refused: ${list}${bad.length > 5 ? ` and ${bad.length - 5} more` : ""}`;
+}
+
 export const CaddySyncPayload = z.strictObject({
   /** The full list of routes this server should serve; anything not listed stops being served. */
   routes: z.array(CaddyRoute).max(1000),
@@ -101,7 +113,7 @@ export const AnsiblePlaybookPayload = z
     playbook: PlaybookName,
     extraVars: z.record(z.string(), z.unknown()).default({}),
     /** Passed through a 0600 file, never on the command line, and masked in everything reported. */
-    secretVars: z.record(VarName, z.string().max(100_000)).default({}),
+    secretVars: z.record(VarName, z.string().max(MAX_SECRET_VALUE_CHARS)).default({}),
     check: z.boolean().default(false),
     timeoutSeconds: timeout(1800),
   })

@@ -12,6 +12,8 @@ export const MAX_EVENT_DATA_CHARS = 64 * 1024;
 export const MAX_LOG_LINE_CHARS = MAX_EVENT_MESSAGE_CHARS;
 /** Lines one job may stream into its task; the rest is counted and said, not sent. */
 export const MAX_LOG_LINES_PER_JOB = 100_000;
+/** Longest secret value a job may carry (docker secretEnv, ansible secretVars). */
+export const MAX_SECRET_VALUE_CHARS = 100_000;
 /** Longest free-text message in a runner report (progress, result, refusal). */
 export const MAX_REPORT_MESSAGE_CHARS = 10_000;
 

@@ -297,6 +297,19 @@ describe("the runner's connection and slots", () => {
     expect(lines[100_000]).toEqual({ stream: "system", line: "output truncated: only the first 100000 lines are streamed" });
   });
 
+  it("masks a secret that spans the point where a long line is cut, never showing part of it", async () => {
+    const secret = `tok-${"s".repeat(190)}-${Date.now()}`;
+    const signed = await signJob(controlPlane.privateKey, envelope({
+      payload: { image: TEST_IMAGE, cmd: ["sh", "-c", `head -c 16300 /dev/zero | tr '\\0' a; printf '%s' "$TOKEN"; head -c 5000 /dev/zero | tr '\\0' b; echo`], secretEnv: { TOKEN: secret } },
+    }));
+    hub.send(signed);
+    expect(await hub.answer(signed.envelope.id, ["result"])).toMatchObject({ ok: true });
+    const [line = ""] = hub.about(signed.envelope.id).flatMap((m) => (m.kind === "log" ? m.lines.map((l) => l.line) : []));
+    expect(line.length).toBeLessThanOrEqual(MAX_LOG_LINE_CHARS);
+    expect(line).toContain("[secret]");
+    expect(line).not.toContain(secret.slice(0, 20));
+  });
+
   it("cuts a 20,000-character line to what a task event holds, saying how much was cut", async () => {
     const signed = await signJob(controlPlane.privateKey, envelope({ payload: { image: TEST_IMAGE, cmd: ["sh", "-c", "head -c 20000 /dev/zero | tr '\\0' z; echo; echo after"] } }));
     hub.send(signed);

@@ -49,7 +49,8 @@ beforeAll(async () => {
   app = await startUpstream("hello from the app");
   const { enrollment } = await registerServer(stack, HANDLE);
   runner = await enrolledRunner(stack, enrollment.token, {
-    docker: { socketPath: inject("dockerSocket") },
+    // Caddy's listener is on this machine's loopback: egress jobs may be sent there, and nowhere else inside.
+    docker: { socketPath: inject("dockerSocket"), egress: { internalTargets: [`127.0.0.1:${caddy.httpPort}`] } },
     concurrency: 2,
     releasePorts: TEST_RELEASE_PORTS,
     caddy: { adminSocket: caddy.adminSocket, httpUrl: caddy.httpUrl, configPath: caddy.configPath, listen: [`127.0.0.1:${caddy.httpPort}`], disableTls: true },

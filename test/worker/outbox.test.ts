@@ -66,6 +66,57 @@ describe("Outbox", () => {
     });
   });
 
+  it("starts a lane that becomes due while another hangs, and gives a hanging delivery up in time", { timeout: 40_000 }, async () => {
+    const delivered: Record<string, number> = {};
+    let hung = 0;
+    await withOutbox(
+      {
+        deliver: (lane) => {
+          if (lane === "task:slow") {
+            hung++;
+            return new Promise(() => undefined); // never answers
+          }
+          delivered[lane] = Date.now();
+          return Promise.resolve();
+        },
+      },
+      async (outbox) => {
+        outbox.push("task:slow", "stuck");
+        const first = outbox.drain();
+        await sleep(50);
+        const pushedAt = Date.now();
+        outbox.push("task:quick", "fine");
+        void outbox.drain();
+        // Not held until the hanging lane is done: delivered as soon as it was pushed.
+        while (delivered["task:quick"] === undefined && Date.now() - pushedAt < 5000) await sleep(10);
+        expect((delivered["task:quick"] ?? Infinity) - pushedAt).toBeLessThan(1000);
+        // While it hangs, the watchdog is in the future: no alarm loop.
+        expect((outbox.nextAt() ?? 0) - Date.now()).toBeGreaterThan(500);
+        await first;
+        expect(hung).toBe(1);
+        expect(outbox.pendingOn("task:slow")).toBe(1);
+        expect(outbox.status().parked).toEqual([]);
+        expect((outbox.nextAt() ?? 0) - Date.now()).toBeGreaterThan(0);
+      },
+    );
+  });
+
+  it("is not starved by many lanes waiting on a failing one", async () => {
+    const delivered: string[] = [];
+    await withOutbox(
+      { deliver: (lane) => (lane === "task:t" ? Promise.reject(new Error("down")) : (delivered.push(lane), Promise.resolve())) },
+      async (outbox) => {
+        const last = outbox.push("task:t", "event");
+        for (let i = 0; i < 40; i++) outbox.push(`workflow:w:${i}`, "wake", { lane: "task:t", seq: last });
+        outbox.push("task:other", "event");
+        await outbox.drain();
+        expect(delivered).toEqual(["task:other"]);
+        // The waiting lanes need no clock; the failing one's retry is in the future.
+        expect((outbox.nextAt() ?? 0) - Date.now()).toBeGreaterThan(0);
+      },
+    );
+  });
+
   it("drops what the destination refuses for good, and goes on with the lane", async () => {
     const delivered: string[] = [];
     await withOutbox(

@@ -57,7 +57,10 @@ export interface PlaybookRun {
   /** A file name in config.ansible.playbookDir. */
   playbook: string;
   extraVars: Record<string, unknown>;
+  /** The job's secrets: the playbook reads them as `job_secrets.<name>`, so no name can shadow another variable. */
   secretVars: Record<string, string>;
+  /** Set by the runner from its configuration, last: nothing a job sends can override them. */
+  runnerVars?: Record<string, unknown>;
   check: boolean;
 }
 
@@ -87,12 +90,14 @@ export const ansiblePlaybook: Executor<JobPayload<"ansible.playbook">> = (payloa
   if (!PlaybookName.safeParse(payload.playbook).success) {
     return Promise.resolve({ ok: false, message: `playbook ${String(payload.playbook)}: not a playbook an ansible.playbook job may run (${PlaybookName.options.join(", ")})` });
   }
-  const extraVars = { ...payload.extraVars, ...runnerVars(payload.playbook, context.config) };
-  return runPlaybook({ playbook: payload.playbook, extraVars, secretVars: payload.secretVars, check: payload.check }, context);
+  return runPlaybook(
+    { playbook: payload.playbook, extraVars: payload.extraVars, secretVars: payload.secretVars, runnerVars: runnerVars(payload.playbook, context.config), check: payload.check },
+    context,
+  );
 };
 
 export const provision: Executor<JobPayload<"provision">> = (payload, context) =>
-  runPlaybook({ playbook: "provision.yml", extraVars: { ...payload.extraVars, ...runnerVars("provision.yml", context.config) }, secretVars: {}, check: payload.check }, context);
+  runPlaybook({ playbook: "provision.yml", extraVars: payload.extraVars, secretVars: {}, runnerVars: runnerVars("provision.yml", context.config), check: payload.check }, context);
 
 /** The ansible-playbook arguments: the variables file is the only way variables get in. */
 export function ansibleArgs(options: { playbookPath: string; varsFile: string; check: boolean }): string[] {
@@ -208,7 +213,8 @@ export async function runPlaybook(run: PlaybookRun, context: ExecutorContext): P
   try {
     for (const dir of ["home", "tmp", "remote-tmp"]) await mkdir(join(workDir, dir), { mode: 0o700 });
     const varsFile = join(workDir, "vars.yml");
-    await writeFile(varsFile, varsFileContent({ ...run.extraVars, ...run.secretVars }), { mode: 0o600 });
+    // The runner's variables last, so they win over anything of the job's; secrets in their own mapping.
+    await writeFile(varsFile, varsFileContent({ ...run.extraVars, job_secrets: run.secretVars, ...run.runnerVars }), { mode: 0o600 });
     const report = new Report(run, context, mask);
     const result = await spawnPlaybook(
       context.config.ansible.binary,

@@ -14,7 +14,7 @@ import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdir, open, readFile, rename, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import type { JobPayload } from "../../../src/shared/job-payloads.ts";
+import { type JobPayload, outsideReleasePorts } from "../../../src/shared/job-payloads.ts";
 import { AdminSocketError, adminConfig, adminRequest, checkAdminSocket } from "../caddy-admin.ts";
 import type { RunnerConfig } from "../config.ts";
 import type { Executor, ExecutorOutcome } from "./types.ts";
@@ -38,7 +38,7 @@ export const caddySync: Executor<JobPayload<"caddy.sync">> = (payload, context) 
     const duplicate = findDuplicate(routes);
     if (duplicate) return { ok: false, message: duplicate };
     const outside = outsideReleasePorts(routes, context.config.releasePorts);
-    if (outside) return { ok: false, message: outside };
+    if (outside) return { ok: false, message: `${outside}; nothing was changed` };
     const text = `${JSON.stringify(renderCaddyConfig(routes, caddy), null, 2)}\n`;
 
     // The candidate goes next to configPath so that, once valid, a rename makes it the config atomically.
@@ -102,12 +102,6 @@ export function renderCaddyConfig(routes: readonly Route[], caddy: RunnerConfig[
   return { admin: adminConfig(caddy.adminSocket), apps: { http: { servers: { [SERVER_NAME]: server } } } };
 }
 
-function outsideReleasePorts(routes: readonly Route[], range: RunnerConfig["releasePorts"]): string | undefined {
-  const bad = routes.filter((route) => route.upstreamPort < range.from || route.upstreamPort > range.to);
-  if (bad.length === 0) return undefined;
-  const list = bad.slice(0, 5).map((route) => `${route.domain} → ${route.upstreamPort}`).join(", ");
-  return `upstream ports must be this server's release ports ${range.from}-${range.to}; refused: ${list}${bad.length > 5 ? ` and ${bad.length - 5} more` : ""}; nothing was changed`;
-}
 
 function findDuplicate(routes: readonly Route[]): string | undefined {
   const seen = new Map<string, number>();

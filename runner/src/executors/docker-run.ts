@@ -13,7 +13,7 @@
 import { StringDecoder } from "node:string_decoder";
 import Docker from "dockerode";
 import type { JobPayload } from "../../../src/shared/job-payloads.ts";
-import { MAX_LOG_LINE_CHARS, truncateText } from "../../../src/shared/limits.ts";
+import { MAX_LOG_LINE_CHARS, MAX_SECRET_VALUE_CHARS } from "../../../src/shared/limits.ts";
 import { EgressUnavailable, type EgressSession, removeJobNetworks } from "../egress.ts";
 import { JOB_LABEL, MANAGED_LABEL } from "../labels.ts";
 import type { ExecutorContext, ExecutorOutcome, Executor } from "./types.ts";
@@ -209,9 +209,13 @@ function demultiplex(stream: NodeJS.ReadableStream, onData: (stream: OutputStrea
 
 /**
  * Turns chunks into complete lines per stream (UTF-8 safe across chunk boundaries), reporting each as
- * it completes. A line longer than a task event can hold is cut there, with a marker saying how much
- * was cut: memory stays bounded however long a process prints without a newline.
+ * it completes. Of a line longer than a task event can hold, only the start is kept (and how much was
+ * dropped), so memory stays bounded however long a process prints without a newline. The start kept is
+ * longer than an event by a secret's length: the daemon masks before it cuts, so a secret across the
+ * cut is masked whole, never shown in part.
  */
+const KEEP_CHARS = MAX_LOG_LINE_CHARS + MAX_SECRET_VALUE_CHARS;
+
 class LineSplitter {
   private readonly context: ExecutorContext;
   private readonly streams = new Map<OutputStream, { decoder: StringDecoder; partial: string; dropped: number }>();
@@ -230,7 +234,7 @@ class LineSplitter {
     pieces.forEach((piece, index) => {
       if (!state) return;
       // Beyond the longest line reported, only the length is kept.
-      const room = MAX_LOG_LINE_CHARS - state.partial.length;
+      const room = KEEP_CHARS - state.partial.length;
       if (piece.length <= room) state.partial += piece;
       else {
         state.partial += piece.slice(0, Math.max(0, room));
@@ -251,7 +255,7 @@ class LineSplitter {
 
   private emitLine(stream: OutputStream, state: { partial: string; dropped: number }): void {
     const line = state.partial.endsWith("\r") ? state.partial.slice(0, -1) : state.partial;
-    this.context.log(state.dropped ? truncateText(line, MAX_LOG_LINE_CHARS, state.dropped) : line, stream);
+    this.context.log(line, stream, state.dropped);
     state.partial = "";
     state.dropped = 0;
   }

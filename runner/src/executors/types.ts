@@ -11,8 +11,11 @@ export interface ExecutorContext {
   jobId: string;
   /** Aborted with an AbortReason when the job must stop. */
   signal: AbortSignal;
-  /** One line of output, streamed live to the job's task (secret values are masked by the daemon). */
-  log(line: string, stream?: "stdout" | "stderr" | "system"): void;
+  /**
+   * One line of output, streamed live to the job's task. The daemon masks secret values, then cuts the
+   * line to what a task event holds; `cut` counts characters the executor already dropped from its end.
+   */
+  log(line: string, stream?: "stdout" | "stderr" | "system", cut?: number): void;
   /** A named step of the job, e.g. "pull", "start", "validate". */
   progress(step: string, message: string, data?: Record<string, unknown>): void;
   config: RunnerConfig;
