@@ -210,10 +210,6 @@ export class JobStore {
     for (const id of ids) this.sql.exec(`UPDATE jobs SET lease_until = MAX(COALESCE(lease_until, 0), ?) WHERE id = ? AND state = 'running'`, leaseUntil, id);
   }
 
-  extendLease(id: string, until: number): void {
-    this.sql.exec(`UPDATE jobs SET lease_until = ? WHERE id = ? AND state = 'running'`, until, id);
-  }
-
   /**
    * Ends a job that has not ended: its outcome, the events for its task, and its secrets dropped.
    * Null when it had already finished (the caller may record the report as a late outcome).
@@ -272,17 +268,38 @@ export class JobStore {
   // ---- Deadlines ----
 
   /**
-   * When an undelivered job fails: at `exp` if it was never sent; if it was sent, only once the runner
-   * could no longer accept it either (exp + clock skew) and its acceptance had time to arrive (`graceMs`).
+   * What the hub's alarm must end now, with why: jobs past their delivery deadline (at `exp` if never
+   * sent; if sent, once the runner could no longer accept them either, exp + clock skew, and their
+   * acceptance had `graceMs` to arrive), and running jobs whose lease lapsed. A disconnected runner
+   * gets until the job's own timeout plus `resultGraceMs` to come back and report, so those leases are
+   * extended instead. Sent-but-unaccepted jobs whose ack lease lapsed are queued to be sent again.
    */
-  pastDeadline(now: number, graceMs: number): JobRow[] {
-    return this.sql
-      .exec<JobRow>(`SELECT * FROM jobs WHERE state IN ('queued', 'delivered') AND (CASE WHEN attempts = 0 THEN expires_at ELSE expires_at + ? END) <= ?`, graceMs, now)
+  sweep(now: number, context: { graceMs: number; resultGraceMs: number; connected: boolean; server: string; offlineSince: string | null }): { id: string; outcome: JobOutcomeView }[] {
+    const ended: { id: string; outcome: JobOutcomeView }[] = [];
+    const offline = context.connected ? "" : ` (runner offline since ${context.offlineSince ?? "it was enrolled"})`;
+    const pastDeadline = this.sql
+      .exec<JobRow>(`SELECT * FROM jobs WHERE state IN ('queued', 'delivered') AND (CASE WHEN attempts = 0 THEN expires_at ELSE expires_at + ? END) <= ?`, context.graceMs, now)
       .toArray();
-  }
-
-  lapsedRunning(now: number): JobRow[] {
-    return this.sql.exec<JobRow>(`SELECT * FROM jobs WHERE state = 'running' AND lease_until <= ?`, now).toArray();
+    for (const row of pastDeadline) {
+      const message =
+        row.attempts === 0
+          ? `the runner of ${context.server} did not take the job before its deadline${offline}`
+          : `the runner of ${context.server} did not confirm the job before its deadline${offline}; should it report the job later, that report is kept as the job's late outcome`;
+      ended.push({ id: row.id, outcome: { ok: false, reason: "undelivered", message } });
+    }
+    this.requeueDelivered(now, true);
+    for (const row of this.sql.exec<JobRow>(`SELECT * FROM jobs WHERE state = 'running' AND lease_until <= ?`, now).toArray()) {
+      const deadline = (row.started_at ?? now) + row.timeout_seconds * 1000 + context.resultGraceMs;
+      if (!context.connected && deadline > now) {
+        this.sql.exec(`UPDATE jobs SET lease_until = ? WHERE id = ? AND state = 'running'`, deadline, row.id);
+        continue;
+      }
+      const message = context.connected
+        ? "the runner no longer reports this job (it restarted or lost it); it is not run again"
+        : "the runner went offline while the job ran and did not report back; it is not run again";
+      ended.push({ id: row.id, outcome: { ok: false, reason: "interrupted", message } });
+    }
+    return ended;
   }
 
   /** The earliest deadline or lease among unfinished jobs: when the hub's alarm must look again. */

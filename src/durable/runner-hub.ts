@@ -10,26 +10,23 @@
  * per job id, and task events carry ids that make their delivery exactly once.
  */
 import { DurableObject } from "cloudflare:workers";
-import { eq } from "drizzle-orm";
-import { createDb } from "../db/client.ts";
-import { servers } from "../db/schema.ts";
-import { newId, randomToken } from "../lib/crypto.ts";
 import { loadJobSigningKey } from "../lib/job-signing.ts";
 import { createLogger, type Logger } from "../lib/log.ts";
-import { openText, packSealed, sealText, unpackSealed } from "../lib/secrets.ts";
 import { settings } from "../lib/settings.ts";
 import { type CreateJob, type HubStatus, isFinalJobState, type JobOutcomeView, type JobState, type JobView } from "../shared/api.ts";
 import { fitEventInput, type TaskEventInput } from "../shared/events.ts";
-import { describePayloadIssues, type JobPayload, JobPayloads, outsideReleasePorts, payloadSecrets, redactPayload } from "../shared/job-payloads.ts";
-import { CLOCK_SKEW_SECONDS, importPublicKey, type JobEnvelope, signJob, signValue } from "../shared/jobs.ts";
+import { describePayloadIssues, type JobPayload, JobPayloads, outsideReleasePorts } from "../shared/job-payloads.ts";
+import { CLOCK_SKEW_SECONDS, importPublicKey, type JobEnvelope, signValue } from "../shared/jobs.ts";
 import { type CancelEnvelope, HEARTBEAT_INTERVAL_MS, type HubMessage, type RunnerBody } from "../shared/runner-protocol.ts";
-import { WorkflowName, workflowBinding } from "../workflows/registry.ts";
+import { WorkflowName } from "../workflows/registry.ts";
 import { earliest, scheduleAlarm } from "./alarm.ts";
+import { deliverToLane, type TaskLaneBody, taskLane, Undeliverable, type WorkflowLaneBody, workflowLane } from "./hub-deliveries.ts";
+import { envelopeToSend, sealedJob } from "./job-sealing.ts";
 import { HUB_MIGRATIONS, type JobNotify, type JobRow, JobStore, jobView, type Transition } from "./job-store.ts";
 import { Outbox, type OutboxItem } from "./outbox.ts";
 import { AUTH_TIMEOUT_MS, helloOverdue, newSession, readRunnerMessage, type SessionState, type SessionVerdict } from "./runner-session.ts";
+import { ServerStatusWriter } from "./server-status.ts";
 import { migrate } from "./sql-migrations.ts";
-import { getTaskStream } from "./task-stream.ts";
 
 /** Who this hub serves; the worker passes it from Postgres, so it follows re-enrollment. */
 export interface HubIdentity {
@@ -59,11 +56,6 @@ const TASK_BATCH = 500;
 /** How long a `?wait=` caller waits, beyond the job's end, for the job's events to reach its task. */
 const EVENTS_SETTLE_MS = 10_000;
 
-type TaskLaneBody = { jobId: string; event: TaskEventInput };
-type WorkflowLaneBody = { jobId: string; job: JobView };
-
-/** A destination's answer that retrying cannot change. */
-class Undeliverable extends Error {}
 
 export class RunnerHub extends DurableObject<Env> {
   private readonly jobs: JobStore;
@@ -73,9 +65,7 @@ export class RunnerHub extends DurableObject<Env> {
   private inbox: Promise<void> = Promise.resolve();
   private readonly waiters = new Map<string, Set<(job: JobView) => void>>();
   private runnerKey: { publicKey: string; key: Promise<CryptoKey> } | null = null;
-  private lastSeenWrite = 0;
-  /** Status writes to Postgres, one after another, so a late "online" never lands after "offline". */
-  private statusWrites: Promise<void> = Promise.resolve();
+  private readonly serverStatus: ServerStatusWriter;
   /** Whether a drain's alarm planning is already under way (kick). */
   private kicked = false;
   /** Who this hub serves (kept in meta; cached, since every job view names the server). */
@@ -88,6 +78,7 @@ export class RunnerHub extends DurableObject<Env> {
     this.jobs = new JobStore(ctx.storage.sql);
     this.known = JSON.parse(this.meta("identity") ?? "null") as HubIdentity | null;
     this.log = createLogger(env.LOG_LEVEL, { component: "runner-hub", ...(this.known ? { server: this.known.handle } : {}) });
+    this.serverStatus = new ServerStatusWriter(env, ctx, this.log);
     this.outbox = new Outbox(ctx.storage.sql, {
       deliver: (lane, items) => this.deliver(lane, items),
       batchSize: (lane) => (lane.startsWith("task:") ? TASK_BATCH : 1),
@@ -116,46 +107,11 @@ export class RunnerHub extends DurableObject<Env> {
       return { ok: false, code: "invalid_request", message: `no workflow named ${input.notify.workflow}` };
     }
     const now = Date.now();
-    const iat = Math.floor(now / 1000);
-    const id = newId("job");
-    const envelope: JobEnvelope = {
-      v: 1,
-      id,
-      runner: identity.runnerId,
-      type: input.type,
-      ...(input.taskId ? { taskId: input.taskId } : {}),
-      payload: payload.data,
-      iat,
-      exp: iat + input.ttlSeconds,
-      nonce: randomToken(24),
-      ...(input.traceparent ? { traceparent: input.traceparent } : {}),
-    };
-    const signed = await signJob(await this.signingKey(), envelope);
-    // A payload with secrets is kept sealed until the runner has it; the plain column shows it redacted.
-    const hasSecrets = payloadSecrets(input.type, signed.envelope.payload).length > 0;
-    const sealed = hasSecrets ? packSealed(await sealText(this.env.SECRETS_ENCRYPTION_KEY, "job-secrets", JSON.stringify(signed.envelope), id)) : null;
-    const shown = hasSecrets ? { ...signed.envelope, payload: redactPayload(input.type, signed.envelope.payload) } : signed.envelope;
-    const notify: JobNotify | null = input.notify ?? null;
+    const job = await sealedJob(this.env, identity.runnerId, input, payload.data, now);
     // Another call with the same key may have queued it while this one was signing.
     const raced = input.idempotencyKey ? this.jobs.byIdempotencyKey(input.idempotencyKey) : undefined;
     if (raced) return { ok: true, job: this.view(raced) };
-    const row = this.jobs.insert(
-      {
-        id,
-        type: input.type,
-        task_id: input.taskId ?? null,
-        finishTask: input.finishTask,
-        envelope: JSON.stringify(shown),
-        signature: signed.signature,
-        sealed_envelope: sealed,
-        expires_at: envelope.exp * 1000,
-        timeout_seconds: payload.data.timeoutSeconds,
-        notify: notify ? JSON.stringify(notify) : null,
-        idem_key: input.idempotencyKey ?? null,
-        traceparent: input.traceparent ?? null,
-      },
-      now,
-    );
+    const row = this.jobs.insert(job, now);
     await this.pump();
     await this.planAlarm();
     return { ok: true, job: this.view(row) };
@@ -330,7 +286,7 @@ export class RunnerHub extends DurableObject<Env> {
         this.jobs.renewLeases(body.running, now + RUNNING_LEASE_MS);
         const state = ws.deserializeAttachment() as SessionState;
         if (state.concurrency !== body.concurrency) ws.serializeAttachment({ ...state, concurrency: body.concurrency });
-        if (now - this.lastSeenWrite > HEARTBEAT_INTERVAL_MS / 2) this.ctx.waitUntil(this.setServerStatus("online"));
+        if (now - this.serverStatus.lastWriteAt > HEARTBEAT_INTERVAL_MS / 2) this.ctx.waitUntil(this.setServerStatus("online"));
         await this.pump();
         return;
       }
@@ -401,37 +357,19 @@ export class RunnerHub extends DurableObject<Env> {
       }
     }
     const connected = this.runnerSocket() !== null;
-    const handle = this.identity().handle;
-    for (const row of this.jobs.pastDeadline(now, this.deliveryGraceMs())) {
-      const offline = connected ? "" : ` (runner offline since ${this.meta("disconnected_at") ?? "it was enrolled"})`;
-      const message =
-        row.attempts === 0
-          ? `the runner of ${handle} did not take the job before its deadline${offline}`
-          : `the runner of ${handle} did not confirm the job before its deadline${offline}; should it report the job later, that report is kept as the job's late outcome`;
-      this.finishJob(row.id, { ok: false, reason: "undelivered", message });
-    }
-    // Sent, never accepted: send again.
-    this.jobs.requeueDelivered(now, true);
-    for (const row of this.jobs.lapsedRunning(now)) {
-      // A connected runner that stopped listing the job no longer has it. A disconnected one gets until
-      // the job's own timeout plus a grace period to come back and report.
-      const deadline = (row.started_at ?? now) + row.timeout_seconds * 1000 + RESULT_GRACE_MS;
-      if (!connected && deadline > now) {
-        this.jobs.extendLease(row.id, deadline);
-        continue;
-      }
-      this.finishJob(row.id, {
-        ok: false,
-        reason: "interrupted",
-        message: connected ? "the runner no longer reports this job (it restarted or lost it); it is not run again" : "the runner went offline while the job ran and did not report back; it is not run again",
-      });
-    }
+    const ended = this.jobs.sweep(now, { graceMs: this.deliveryGraceMs(), resultGraceMs: RESULT_GRACE_MS, connected, server: this.identity().handle, offlineSince: this.meta("disconnected_at") ?? null });
+    for (const { id, outcome } of ended) this.finishJob(id, outcome);
     await this.pump();
     this.kick();
     await this.planAlarm();
   }
 
   // ---- Internals ----
+
+  /** What the outbox calls; a field of its own so tests can stand in for a destination. */
+  private deliver(lane: string, items: OutboxItem[]): Promise<void> {
+    return deliverToLane(this.env, this.log, lane, items);
+  }
 
   /** Ends a job through the store; its events, wake-up and waiters follow. False when it had already ended. */
   private finishJob(id: string, outcome: JobOutcomeView, state: JobState = outcome.ok ? "succeeded" : "failed"): boolean {
@@ -442,7 +380,7 @@ export class RunnerHub extends DurableObject<Env> {
     if (notify) {
       // After the task's events, so the woken workflow finds them in the stream.
       const body: WorkflowLaneBody = { jobId: id, job: this.view(done.row) };
-      this.outbox.push(`workflow:${notify.workflow}:${notify.instanceId}`, body, last);
+      this.outbox.push(workflowLane(notify.workflow, notify.instanceId), body, last);
       this.kick();
     }
     const waiters = [...(this.waiters.get(id) ?? [])];
@@ -463,7 +401,7 @@ export class RunnerHub extends DurableObject<Env> {
   private emit(transition: Transition): { lane: string; seq: number } | undefined {
     const { row, events } = transition;
     if (!row.task_id || events.length === 0) return undefined;
-    const lane = `task:${row.task_id}`;
+    const lane = taskLane(row.task_id);
     const whereFull = `the whole of it is on job ${row.id} (GET /api/servers/${this.identity().handle}/jobs/${row.id})`;
     let seq = 0;
     for (const event of events) {
@@ -477,49 +415,9 @@ export class RunnerHub extends DurableObject<Env> {
   /** Waits until the job's task events have been delivered (or are failing), at most `timeoutMs`. */
   private async eventsSettled(row: JobRow, timeoutMs: number): Promise<void> {
     if (!row.task_id) return;
-    const lane = `task:${row.task_id}`;
+    const lane = taskLane(row.task_id);
     const last = this.outbox.lastSeq(lane);
     if (last !== null) await this.outbox.whenDelivered(lane, last, timeoutMs);
-  }
-
-  private async deliver(lane: string, items: OutboxItem[]): Promise<void> {
-    const [kind, first = "", ...rest] = lane.split(":");
-    if (kind === "task") {
-      const taskId = [first, ...rest].join(":");
-      const inputs = items.map((item) => {
-        const body = item.body as TaskLaneBody;
-        // The item's seq never repeats in this hub: a redelivery after a reset is stored once.
-        return { ...body.event, eventId: `job:${body.jobId}:${item.seq}` };
-      });
-      const result = await getTaskStream(this.env, taskId).appendMany(taskId, inputs);
-      if (!result.ok) {
-        if (result.code === "db_unavailable") throw new Error(result.message);
-        throw new Undeliverable(`task ${taskId}: ${result.code}: ${result.message}`);
-      }
-      if (result.rejected.length) {
-        this.log.warn("task stream refused some job events", { taskId, refused: result.rejected.length, first: result.rejected[0]?.message });
-      }
-      return;
-    }
-    if (kind === "workflow") {
-      const name = WorkflowName.safeParse(first);
-      if (!name.success) throw new Undeliverable(`no workflow named ${first}`);
-      for (const item of items) {
-        const body = item.body as WorkflowLaneBody;
-        try {
-          const instance = await workflowBinding(this.env, name.data).get(rest.join(":"));
-          // As JSON text: a job's payload and data are free-form, which Workflows' typing cannot express.
-          await instance.sendEvent({ type: body.jobId, payload: JSON.stringify(body.job) });
-        } catch (error) {
-          // An instance that does not exist or has ended will never take it (and reads its jobs back anyway).
-          const message = error instanceof Error ? error.message : String(error);
-          if (/not.?found|terminat|complete|errored|finished/i.test(message)) throw new Undeliverable(`workflow ${lane}: ${message}`);
-          throw error;
-        }
-      }
-      return;
-    }
-    throw new Undeliverable(`unknown outbox lane ${lane}`);
   }
 
   /**
@@ -562,9 +460,7 @@ export class RunnerHub extends DurableObject<Env> {
     for (const row of batch) {
       let envelope: unknown;
       try {
-        envelope = row.sealed_envelope
-          ? JSON.parse(await openText(this.env.SECRETS_ENCRYPTION_KEY, "job-secrets", unpackSealed(row.sealed_envelope), row.id))
-          : JSON.parse(row.envelope);
+        envelope = await envelopeToSend(this.env, row);
       } catch {
         this.finishJob(row.id, { ok: false, reason: "failed", message: "the job's secrets could not be decrypted (was SECRETS_ENCRYPTION_KEY changed?); submit it again" });
         continue;
@@ -609,25 +505,8 @@ export class RunnerHub extends DurableObject<Env> {
   }
 
   private setServerStatus(status: "online" | "offline"): Promise<void> {
-    this.lastSeenWrite = Date.now();
     if (status === "offline") this.setMeta("disconnected_at", new Date().toISOString());
-    const write = this.statusWrites.then(() => this.writeServerStatus(status));
-    this.statusWrites = write;
-    return write;
-  }
-
-  private async writeServerStatus(status: "online" | "offline"): Promise<void> {
-    const now = new Date();
-    const { serverId } = this.identity();
-    const handle = createDb({ databaseUrl: this.env.DATABASE_URL, wsProxy: this.env.DB_WS_PROXY });
-    try {
-      await handle.db.update(servers).set({ status, lastSeenAt: now }).where(eq(servers.id, serverId));
-    } catch (error) {
-      // The connection state lives here; Postgres catches up on the next heartbeat.
-      this.log.warn("server status not written", { serverId, error });
-    } finally {
-      this.ctx.waitUntil(handle.close().catch(() => undefined));
-    }
+    return this.serverStatus.write(this.identity().serverId, status);
   }
 
   private deliveryGraceMs(): number {
