@@ -1,0 +1,310 @@
+/**
+ * A GitHub stand-in for tests, `npm run dev` and the demo: the REST routes the pipelines use, with a
+ * GitHub App's authentication, and real bare git repositories served over smart HTTP (Debian git's
+ * `git http-backend`) with token auth. Production code reaches it as it reaches api.github.com, with
+ * only the base URL changed.
+ *
+ * - `GET /app/installations/:id`, `POST /app/installations/:id/access_tokens`: the App's RS256 JWT
+ *   (iss = app id) is verified against the App's public key.
+ * - `POST /orgs/:org/repos`, `GET /repos/:owner/:repo`, `GET /repos/:owner/:repo/commits/:ref`,
+ *   `GET /repos/:owner/:repo/contents/:path?ref=`: an installation token (`Authorization: token …`
+ *   or `Bearer …`).
+ * - `/<owner>/<repo>.git/…`: git over HTTP, Basic auth with the installation token as password.
+ */
+import { execFile, spawn } from "node:child_process";
+import { createVerify, generateKeyPairSync, randomBytes, type KeyObject } from "node:crypto";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
+const GIT_HTTP_BACKEND = "/usr/lib/git-core/git-http-backend";
+const TOKEN_TTL_MS = 3600_000;
+
+export interface Repo {
+  id: number;
+  name: string;
+  full_name: string;
+  private: boolean;
+  description: string | null;
+  default_branch: string;
+  clone_url: string;
+  html_url: string;
+  owner: { login: string; type: string };
+}
+
+export interface GitHubOptions {
+  /** The App: its id, and its key pair (a fresh one unless given). */
+  appId?: number;
+  installationId?: number;
+  org?: string;
+  /** Where the bare repositories live (a temp dir unless given; removed on stop when it made it). */
+  dir?: string;
+}
+
+export class GitHubServer {
+  readonly appId: number;
+  readonly installationId: number;
+  readonly org: string;
+  /** PKCS#8 PEM: what the control plane is configured with (GITHUB_APP_PRIVATE_KEY). */
+  readonly appPrivateKeyPem: string;
+  private readonly appPublicKey: KeyObject;
+  private readonly dir: string;
+  private readonly ownsDir: boolean;
+  private readonly tokens = new Map<string, number>();
+  private readonly repos = new Map<string, Repo>();
+  private server: Server | null = null;
+  /** Every API request, for tests to assert on (method, path, status). */
+  readonly requests: { method: string; path: string; status: number }[] = [];
+  url = "";
+
+  constructor(options: GitHubOptions = {}) {
+    this.appId = options.appId ?? 4242;
+    this.installationId = options.installationId ?? 77;
+    this.org = options.org ?? "orchestrator-test";
+    const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+    this.appPrivateKeyPem = privateKey.export({ type: "pkcs8", format: "pem" }).toString();
+    this.appPublicKey = publicKey;
+    this.ownsDir = !options.dir;
+    this.dir = options.dir ?? mkdtempSync(join(tmpdir(), "github-standin-"));
+  }
+
+  async start(port = 0, host = "127.0.0.1"): Promise<void> {
+    const server = createServer((req, res) => {
+      void this.handle(req, res).catch((error: unknown) => json(res, 500, { message: String(error) }));
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, host, resolve);
+    });
+    this.server = server;
+    this.url = `http://${host}:${(server.address() as AddressInfo).port}`;
+    for (const name of await this.existingRepos()) this.registerRepo(name);
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    this.server = null;
+    if (server) {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+    if (this.ownsDir) rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** The bare repository on disk, for tests that look inside (`git --git-dir … log`). */
+  repoPath(name: string): string {
+    return join(this.dir, this.org, `${name}.git`);
+  }
+
+  repo(name: string): Repo | undefined {
+    return this.repos.get(name);
+  }
+
+  /** A token as the App would get one, for tests that push or clone by hand. */
+  issueToken(): string {
+    const token = `ghs_${randomBytes(18).toString("base64url")}`;
+    this.tokens.set(token, Date.now() + TOKEN_TTL_MS);
+    return token;
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? "/", "http://github");
+    const path = url.pathname;
+    if (/^\/[^/]+\/[^/]+\.git(\/|$)/.test(path)) return this.git(req, res, url);
+    const respond = (status: number, body: unknown) => {
+      this.requests.push({ method: req.method ?? "GET", path, status });
+      json(res, status, body);
+    };
+    const installation = new RegExp(`^/app/installations/(\\d+)(/access_tokens)?$`).exec(path);
+    if (installation) {
+      if (!this.validJwt(req.headers.authorization)) return respond(401, { message: "A JSON web token could not be decoded" });
+      if (Number(installation[1]) !== this.installationId) return respond(404, { message: "Not Found" });
+      if (installation[2] && req.method === "POST") {
+        const token = this.issueToken();
+        return respond(201, {
+          token,
+          expires_at: new Date(Date.now() + TOKEN_TTL_MS).toISOString(),
+          permissions: { administration: "write", contents: "write", metadata: "read" },
+          repository_selection: "all",
+        });
+      }
+      if (!installation[2] && req.method === "GET") {
+        return respond(200, { id: this.installationId, app_id: this.appId, account: { login: this.org, type: "Organization" }, permissions: { administration: "write", contents: "write", metadata: "read" } });
+      }
+      return respond(404, { message: "Not Found" });
+    }
+    if (!this.validToken(tokenOf(req.headers.authorization))) return respond(401, { message: "Bad credentials" });
+    const createRepo = /^\/orgs\/([^/]+)\/repos$/.exec(path);
+    if (createRepo && req.method === "POST") {
+      if (createRepo[1] !== this.org) return respond(404, { message: "Not Found" });
+      const body = JSON.parse(await readBody(req)) as { name?: unknown; private?: unknown; description?: unknown };
+      const name = typeof body.name === "string" ? body.name : "";
+      if (!/^[A-Za-z0-9._-]{1,100}$/.test(name)) return respond(422, { message: "Validation Failed", errors: [{ resource: "Repository", field: "name", code: "invalid" }] });
+      if (this.repos.has(name)) {
+        return respond(422, { message: "Repository creation failed.", errors: [{ resource: "Repository", code: "custom", field: "name", message: "name already exists on this account" }] });
+      }
+      await this.createBareRepo(name);
+      const repo = this.registerRepo(name, body.private !== false, typeof body.description === "string" ? body.description : null);
+      return respond(201, repo);
+    }
+    const repoRoute = /^\/repos\/([^/]+)\/([^/]+)(?:\/(commits|contents)\/(.+))?$/.exec(path);
+    if (repoRoute && req.method === "GET") {
+      const [, owner, name = "", kind, rest = ""] = repoRoute;
+      const repo = owner === this.org ? this.repos.get(name) : undefined;
+      if (!repo) return respond(404, { message: "Not Found" });
+      if (!kind) return respond(200, repo);
+      if (kind === "commits") {
+        const commit = await this.commit(name, decodeURIComponent(rest));
+        return commit ? respond(200, commit) : respond(422, { message: `No commit found for SHA: ${decodeURIComponent(rest)}` });
+      }
+      const file = await this.file(name, decodeURIComponent(rest), url.searchParams.get("ref") ?? repo.default_branch);
+      return file === null ? respond(404, { message: "Not Found" }) : respond(200, { type: "file", encoding: "base64", path: decodeURIComponent(rest), content: Buffer.from(file).toString("base64") });
+    }
+    return respond(404, { message: "Not Found" });
+  }
+
+  /** An RS256 JWT from the App, current (iat/exp), for this App id. */
+  private validJwt(header: string | undefined): boolean {
+    const token = /^Bearer\s+(\S+)$/i.exec(header ?? "")?.[1];
+    const [head, payload, signature] = token?.split(".") ?? [];
+    if (!head || !payload || !signature) return false;
+    const verifier = createVerify("RSA-SHA256");
+    verifier.update(`${head}.${payload}`);
+    if (!verifier.verify(this.appPublicKey, Buffer.from(signature, "base64url"))) return false;
+    try {
+      const claims = JSON.parse(Buffer.from(payload, "base64url").toString()) as { iss?: unknown; iat?: unknown; exp?: unknown };
+      const now = Math.floor(Date.now() / 1000);
+      return String(claims.iss) === String(this.appId) && typeof claims.exp === "number" && claims.exp > now && claims.exp - now <= 600 && typeof claims.iat === "number" && claims.iat <= now + 60;
+    } catch {
+      return false;
+    }
+  }
+
+  private validToken(token: string | undefined): boolean {
+    const expires = token ? this.tokens.get(token) : undefined;
+    return expires !== undefined && expires > Date.now();
+  }
+
+  private async createBareRepo(name: string): Promise<void> {
+    const path = this.repoPath(name);
+    mkdirSync(join(this.dir, this.org), { recursive: true });
+    await run("git", ["init", "--bare", "--quiet", "--initial-branch=main", path]);
+    await run("git", ["--git-dir", path, "config", "http.receivepack", "true"]);
+  }
+
+  private registerRepo(name: string, isPrivate = true, description: string | null = null): Repo {
+    const repo: Repo = {
+      id: this.repos.size + 1000,
+      name,
+      full_name: `${this.org}/${name}`,
+      private: isPrivate,
+      description,
+      default_branch: "main",
+      clone_url: `${this.url}/${this.org}/${name}.git`,
+      html_url: `${this.url}/${this.org}/${name}`,
+      owner: { login: this.org, type: "Organization" },
+    };
+    this.repos.set(name, repo);
+    return repo;
+  }
+
+  private async existingRepos(): Promise<string[]> {
+    const orgDir = join(this.dir, this.org);
+    if (!existsSync(orgDir)) return [];
+    const { stdout } = await run("ls", [orgDir]);
+    return stdout.split("\n").filter((entry) => entry.endsWith(".git")).map((entry) => entry.slice(0, -4));
+  }
+
+  private async commit(name: string, ref: string): Promise<Record<string, unknown> | null> {
+    if (!/^[A-Za-z0-9._/-]{1,200}$/.test(ref)) return null;
+    try {
+      const { stdout } = await run("git", ["--git-dir", this.repoPath(name), "log", "-1", "--format=%H%n%an%n%ae%n%aI%n%s", `${ref}^{commit}`, "--"]);
+      const [sha, author, email, date, message] = stdout.trim().split("\n");
+      return { sha, commit: { message, author: { name: author, email, date } }, html_url: `${this.url}/${this.org}/${name}/commit/${sha}` };
+    } catch {
+      return null;
+    }
+  }
+
+  private async file(name: string, path: string, ref: string): Promise<string | null> {
+    if (!/^[A-Za-z0-9._/-]{1,200}$/.test(ref) || path.includes("..")) return null;
+    try {
+      const { stdout } = await run("git", ["--git-dir", this.repoPath(name), "show", `${ref}:${path}`], { maxBuffer: 10 * 1024 * 1024 });
+      return stdout;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Smart HTTP through git http-backend (CGI), after checking the token in Basic auth. */
+  private git(req: IncomingMessage, res: ServerResponse, url: URL): void {
+    const basic = /^Basic\s+(\S+)$/i.exec(req.headers.authorization ?? "")?.[1];
+    const password = basic ? Buffer.from(basic, "base64").toString().split(":").slice(1).join(":") : undefined;
+    if (!this.validToken(password)) {
+      res.writeHead(401, { "www-authenticate": 'Basic realm="GitHub"', "content-type": "text/plain" }).end("Authentication failed\n");
+      return;
+    }
+    const child = spawn(GIT_HTTP_BACKEND, [], {
+      env: {
+        GIT_PROJECT_ROOT: this.dir,
+        GIT_HTTP_EXPORT_ALL: "1",
+        PATH_INFO: url.pathname,
+        QUERY_STRING: url.search.slice(1),
+        REQUEST_METHOD: req.method ?? "GET",
+        CONTENT_TYPE: req.headers["content-type"] ?? "",
+        REMOTE_USER: "x-access-token",
+        REMOTE_ADDR: req.socket.remoteAddress ?? "",
+        ...(req.headers["content-encoding"] ? { HTTP_CONTENT_ENCODING: req.headers["content-encoding"] } : {}),
+        GIT_PROTOCOL: String(req.headers["git-protocol"] ?? ""),
+      },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    req.pipe(child.stdin);
+    let head = Buffer.alloc(0);
+    let headersDone = false;
+    child.stdout.on("data", (chunk: Buffer) => {
+      if (headersDone) return void res.write(chunk);
+      head = Buffer.concat([head, chunk]);
+      const end = head.indexOf("\r\n\r\n");
+      if (end < 0) return;
+      headersDone = true;
+      let status = 200;
+      const headers: Record<string, string> = {};
+      for (const line of head.subarray(0, end).toString().split("\r\n")) {
+        const at = line.indexOf(":");
+        const key = line.slice(0, at).trim();
+        const value = line.slice(at + 1).trim();
+        if (key.toLowerCase() === "status") status = Number(value.split(" ")[0]);
+        else headers[key] = value;
+      }
+      res.writeHead(status, headers);
+      res.write(head.subarray(end + 4));
+    });
+    child.stdout.on("end", () => res.end());
+    child.on("error", (error) => {
+      if (!res.headersSent) res.writeHead(500).end(String(error));
+    });
+  }
+}
+
+function tokenOf(header: string | undefined): string | undefined {
+  return /^(?:token|Bearer)\s+(\S+)$/i.exec(header ?? "")?.[1];
+}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = "";
+    req.setEncoding("utf8");
+    req.on("data", (chunk: string) => (text += chunk));
+    req.on("end", () => resolve(text));
+    req.on("error", reject);
+  });
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
+}
