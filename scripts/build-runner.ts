@@ -2,7 +2,8 @@
  * `npm run build:runner`: the runner as a VPS installs it, with none of this repository's
  * development dependencies (wrangler, workerd, playwright…). Writes `dist/runner/`:
  *   orchestrator-runner.mjs   the daemon and its libraries (zod, ws, dockerode) in one ES module
- *   ansible/                  the playbooks and templates it runs
+ *   ansible/                  the playbooks (and their templates) it runs
+ *   templates/                the project templates repo.scaffold renders
  *   package.json, README.md
  * and `dist/orchestrator-runner-<version>.tar.gz` of that directory. Node 20 or newer runs it:
  * `node orchestrator-runner.mjs enroll …`. provision.yml installs it as a systemd service.
@@ -42,6 +43,7 @@ await build({
   logLevel: "warning",
 });
 cpSync(join(ROOT, "runner", "ansible"), join(OUT, "ansible"), { recursive: true });
+cpSync(join(ROOT, "runner", "templates"), join(OUT, "templates"), { recursive: true });
 cpSync(join(ROOT, "runner", "README.md"), join(OUT, "README.md"));
 writeFileSync(
   join(OUT, "package.json"),

@@ -74,6 +74,8 @@ export const RunnerConfig = z.strictObject({
       binary: z.string().default("caddy"),
     })
     .prefault({}),
+  /** The project templates repo.scaffold renders (one directory each). */
+  templatesDir: z.string().default(join(RUNNER_ROOT, "templates")),
   ansible: z
     .strictObject({
       /** Playbooks the runner may run; jobs name a file in here. */

@@ -7,6 +7,7 @@ import { z } from "zod";
 import type { JobType } from "./jobs.ts";
 import { MAX_SECRET_VALUE_CHARS } from "./limits.ts";
 import { EnvName, PLAYBOOKS, PlaybookName, ProvisionVars } from "./playbooks.ts";
+import { TemplateName, TemplateValues } from "./templates.ts";
 
 const MAX_TIMEOUT_SECONDS = 6 * 3600;
 const timeout = (fallback: number) => z.number().int().min(1).max(MAX_TIMEOUT_SECONDS).default(fallback);
@@ -57,6 +58,8 @@ export const DockerRunPayload = z
     memoryMb: z.number().int().min(6).max(65_536).default(512),
     workdir: z.string().max(1000).optional(),
     user: z.string().max(100).optional(),
+    /** Files to read out of the container once it has exited, returned in `outcome.data.files` (text, capped). */
+    collect: z.array(z.string().startsWith("/").max(500)).max(10).default([]),
     timeoutSeconds: timeout(600),
   })
   .refine((payload) => payload.network === "egress" || payload.egress.length === 0, { path: ["egress"], message: 'egress destinations need network "egress"' })
@@ -144,6 +147,26 @@ export const ProvisionPayload = z.strictObject({
   timeoutSeconds: timeout(3600),
 });
 
+/** A git branch name, as refs allow it (no "..", no leading "-"). */
+export const BranchName = z.string().regex(/^(?!-)(?!.*\.\.)[A-Za-z0-9._/-]{1,100}$/, "must be a branch name");
+
+/**
+ * repo.scaffold: renders a template from runner/templates/ with `values` and pushes it as the first
+ * commit of an empty repository. A branch that already exists is left as it is (its head is reported),
+ * so a retried job changes nothing.
+ */
+export const RepoScaffoldPayload = z.strictObject({
+  template: TemplateName,
+  repoUrl: z.url({ protocol: /^https?$/ }),
+  branch: BranchName.default("main"),
+  values: TemplateValues.default({}),
+  /** The git host's token: sent as an HTTP header, never in a URL or an argument, and masked in reports. */
+  secrets: z.strictObject({ GIT_TOKEN: z.string().min(1).max(MAX_SECRET_VALUE_CHARS) }),
+  author: z.strictObject({ name: z.string().min(1).max(100), email: z.string().min(3).max(200) }).default({ name: "Orchestrator Preparer", email: "preparer@orchestrator.invalid" }),
+  message: z.string().min(1).max(500).default("Scaffold from the template"),
+  timeoutSeconds: timeout(120),
+});
+
 export const JobPayloads = {
   noop: NoopPayload,
   "docker.run": DockerRunPayload,
@@ -151,12 +174,13 @@ export const JobPayloads = {
   "health.check": HealthCheckPayload,
   "ansible.playbook": AnsiblePlaybookPayload,
   provision: ProvisionPayload,
+  "repo.scaffold": RepoScaffoldPayload,
 } as const satisfies Record<JobType, z.ZodType>;
 
 export type JobPayload<T extends JobType> = z.infer<(typeof JobPayloads)[T]>;
 
 /** The payload field holding each job type's secret values (name → value). */
-const SECRET_FIELD: Partial<Record<string, string>> = { "docker.run": "secretEnv", "ansible.playbook": "secretVars" };
+const SECRET_FIELD: Partial<Record<string, string>> = { "docker.run": "secretEnv", "ansible.playbook": "secretVars", "repo.scaffold": "secrets" };
 
 function secretsOf(type: string, payload: Record<string, unknown>): { field: string; secrets: Record<string, unknown> } | null {
   const field = SECRET_FIELD[type];

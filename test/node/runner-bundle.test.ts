@@ -36,7 +36,7 @@ afterAll(async () => {
 describe("the bundled runner", () => {
   it("is one module and its playbooks, and runs jobs with nothing else installed", { timeout: 120_000 }, async () => {
     const bundle = join(dir, "runner");
-    expect(readdirSync(bundle).sort()).toEqual(["README.md", "ansible", "orchestrator-runner.mjs", "orchestrator-runner.mjs.LEGAL.txt", "package.json"]);
+    expect(readdirSync(bundle).sort()).toEqual(["README.md", "ansible", "orchestrator-runner.mjs", "orchestrator-runner.mjs.LEGAL.txt", "package.json", "templates"]);
     expect(existsSync(join(dir, "node_modules"))).toBe(false);
 
     const { enrollment } = await registerServer(stack, HANDLE);

@@ -96,11 +96,12 @@ export const dockerRun: Executor<Payload> = async (payload, context) => {
     const state = (await container.inspect()).State;
     await events.settle(DRAIN_MS);
     const { exitCode } = first;
+    const files = payload.collect.length ? await collectFiles(container, payload.collect) : undefined;
     return {
       ok: exitCode === 0,
       exitCode,
       message: `exited with code ${exitCode}${state.OOMKilled ? " (out of memory)" : ""}`,
-      data: { containerId: container.id, oomKilled: state.OOMKilled },
+      data: { containerId: container.id, oomKilled: state.OOMKilled, ...(files ? { files } : {}) },
     };
   } finally {
     requests.abort();
@@ -316,6 +317,65 @@ async function watchEvents(docker: Docker, containerId: string, since: number, c
           ),
     close: () => stream.destroy(),
   };
+}
+
+// --- Files out of the container: what a job leaves in /out for the pipeline to read.
+
+/** Per file and in all: what fits in one result message with room to spare. */
+const MAX_FILE_BYTES = 128 * 1024;
+const MAX_COLLECTED_BYTES = 256 * 1024;
+
+export type CollectedFile = { content: string; bytes: number; truncated?: true } | { missing: true };
+
+async function collectFiles(container: Docker.Container, paths: readonly string[]): Promise<Record<string, CollectedFile>> {
+  const files: Record<string, CollectedFile> = {};
+  let budget = MAX_COLLECTED_BYTES;
+  for (const path of paths) {
+    let file: { data: Buffer; size: number } | null;
+    try {
+      file = firstFileOfTar(await streamToBuffer((await container.getArchive({ path })), MAX_FILE_BYTES + 64 * 1024));
+    } catch {
+      file = null;
+    }
+    if (!file) {
+      files[path] = { missing: true };
+      continue;
+    }
+    const keep = Math.min(file.data.length, MAX_FILE_BYTES, budget);
+    budget -= keep;
+    files[path] = { content: file.data.subarray(0, keep).toString("utf8"), bytes: file.size, ...(keep < file.size ? { truncated: true as const } : {}) };
+  }
+  return files;
+}
+
+async function streamToBuffer(stream: NodeJS.ReadableStream, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    const buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk);
+    chunks.push(buffer);
+    size += buffer.length;
+    if (size >= limit) break;
+  }
+  return Buffer.concat(chunks);
+}
+
+/**
+ * The content of the first regular file in a tar archive (Docker's archive of one path), or null.
+ * A ustar header is 512 bytes: the size is octal at offset 124, the type flag at 156 ('0' or NUL
+ * for a file); the content follows, padded to 512.
+ */
+export function firstFileOfTar(tar: Buffer): { data: Buffer; size: number } | null {
+  for (let offset = 0; offset + 512 <= tar.length; ) {
+    const header = tar.subarray(offset, offset + 512);
+    if (header.every((byte) => byte === 0)) return null;
+    const size = Number.parseInt(header.subarray(124, 136).toString("ascii").replace(/\0.*$/, "").trim() || "0", 8);
+    const type = header[156];
+    const start = offset + 512;
+    if (type === 0x30 || type === 0) return { data: tar.subarray(start, Math.min(tar.length, start + size)), size };
+    offset = start + Math.ceil(size / 512) * 512;
+  }
+  return null;
 }
 
 // --- Small helpers.

@@ -5,6 +5,7 @@ import { caddySync } from "./caddy-sync.ts";
 import { dockerRun } from "./docker-run.ts";
 import { healthCheck } from "./health-check.ts";
 import { noop } from "./noop.ts";
+import { repoScaffold } from "./repo-scaffold.ts";
 import type { Executor } from "./types.ts";
 
 // Each payload was parsed with its own schema before it gets here, hence the widening.
@@ -15,4 +16,5 @@ export const executors: Record<JobType, Executor<never>> = {
   "health.check": healthCheck,
   "ansible.playbook": ansiblePlaybook,
   provision,
+  "repo.scaffold": repoScaffold,
 };

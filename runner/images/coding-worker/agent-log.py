@@ -1,0 +1,32 @@
+"""Turns a coding agent's JSON event lines into one readable line each, for the task's log."""
+import json
+import sys
+
+def describe(event):
+    part = event.get("part") or {}
+    kind = event.get("type")
+    if kind == "tool_use":
+        state = part.get("state") or {}
+        target = (state.get("input") or {}).get("filePath") or (state.get("input") or {}).get("command") or ""
+        return f"tool {part.get('tool')} {target}: {state.get('status')}".rstrip()
+    if kind == "text":
+        return f"agent: {part.get('text', '').strip()}"
+    if kind == "step_finish":
+        tokens = part.get("tokens") or {}
+        return f"step done ({part.get('reason')}, {tokens.get('input', 0)} in / {tokens.get('output', 0)} out tokens)"
+    if kind == "error":
+        return f"agent error: {json.dumps(event.get('error') or part)[:2000]}"
+    return None
+
+for line in sys.stdin:
+    line = line.rstrip("\n")
+    if not line:
+        continue
+    try:
+        event = json.loads(line)
+    except ValueError:
+        print(line, flush=True)
+        continue
+    text = describe(event) if isinstance(event, dict) else None
+    if text:
+        print(text, flush=True)

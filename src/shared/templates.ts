@@ -1,0 +1,21 @@
+/**
+ * The project templates a new repository is scaffolded from (runner/templates/<name>/), and how each
+ * is tested. The Architect picks one; the Preparer's `repo.scaffold` job renders it.
+ */
+import { z } from "zod";
+
+export const PROJECT_TEMPLATES = {
+  "python-http": {
+    description: "a small HTTP service in Python on the standard library, tested with pytest",
+    testCommand: "python3 -m pytest -q --junitxml=.orchestrator/junit.xml",
+    /** The same, measuring line coverage of the service's code (pytest-cov). */
+    coverageCommand: "python3 -m pytest -q --junitxml=.orchestrator/junit.xml --cov=app --cov-report=term",
+    junitPath: ".orchestrator/junit.xml",
+  },
+} as const;
+
+export const TemplateName = z.enum(Object.keys(PROJECT_TEMPLATES) as [keyof typeof PROJECT_TEMPLATES, ...(keyof typeof PROJECT_TEMPLATES)[]]);
+export type TemplateName = z.infer<typeof TemplateName>;
+
+/** The values a template's `{{name}}` placeholders take. */
+export const TemplateValues = z.record(z.string().regex(/^[a-z_]{1,40}$/), z.string().max(4000));
