@@ -22,6 +22,7 @@ import { webRoute } from "./routes/web.ts";
 export { RunnerHub } from "./durable/runner-hub.ts";
 export { TaskStream } from "./durable/task-stream.ts";
 export { ProvisionServerWorkflow } from "./workflows/provision-server.ts";
+export { EngineeringWorkflow } from "./workflows/engineering.ts";
 
 export const app = new Hono<AppEnv>();
 

@@ -7,8 +7,8 @@
  * - `GET /app/installations/:id`, `POST /app/installations/:id/access_tokens`: the App's RS256 JWT
  *   (iss = app id) is verified against the App's public key.
  * - `POST /orgs/:org/repos`, `GET /repos/:owner/:repo`, `GET /repos/:owner/:repo/commits/:ref`,
- *   `GET /repos/:owner/:repo/contents/:path?ref=`: an installation token (`Authorization: token …`
- *   or `Bearer …`).
+ *   `GET /repos/:owner/:repo/contents/:path?ref=`, `PATCH /repos/:owner/:repo/git/refs/heads/:branch`
+ *   (a fast-forward unless `force`): an installation token (`Authorization: token …` or `Bearer …`).
  * - `/<owner>/<repo>.git/…`: git over HTTP, Basic auth with the installation token as password.
  */
 import { execFile, spawn } from "node:child_process";
@@ -54,7 +54,8 @@ export class GitHubServer {
   private readonly appPublicKey: KeyObject;
   private readonly dir: string;
   private readonly ownsDir: boolean;
-  private readonly tokens = new Map<string, number>();
+  /** Installation tokens: when each expires, and the repositories it is limited to (null: all). */
+  private readonly tokens = new Map<string, { expires: number; repositories: string[] | null }>();
   private readonly repos = new Map<string, Repo>();
   private server: Server | null = null;
   /** Every API request, for tests to assert on (method, path, status). */
@@ -105,9 +106,9 @@ export class GitHubServer {
   }
 
   /** A token as the App would get one, for tests that push or clone by hand. */
-  issueToken(): string {
+  issueToken(repositories: string[] | null = null): string {
     const token = `ghs_${randomBytes(18).toString("base64url")}`;
-    this.tokens.set(token, Date.now() + TOKEN_TTL_MS);
+    this.tokens.set(token, { expires: Date.now() + TOKEN_TTL_MS, repositories });
     return token;
   }
 
@@ -124,12 +125,18 @@ export class GitHubServer {
       if (!this.validJwt(req.headers.authorization)) return respond(401, { message: "A JSON web token could not be decoded" });
       if (Number(installation[1]) !== this.installationId) return respond(404, { message: "Not Found" });
       if (installation[2] && req.method === "POST") {
-        const token = this.issueToken();
+        // As GitHub does: a token may be narrowed to some repositories and some of the App's permissions.
+        const text = await readBody(req);
+        const body = (text ? JSON.parse(text) : {}) as { repositories?: unknown; permissions?: Record<string, string> };
+        const repositories = Array.isArray(body.repositories) ? body.repositories.map(String) : null;
+        const unknown = repositories?.filter((name) => !this.repos.has(name)) ?? [];
+        if (unknown.length) return respond(422, { message: `There is at least one repository that does not exist or is not accessible to the parent installation: ${unknown.join(", ")}` });
+        const token = this.issueToken(repositories);
         return respond(201, {
           token,
           expires_at: new Date(Date.now() + TOKEN_TTL_MS).toISOString(),
-          permissions: { administration: "write", contents: "write", metadata: "read" },
-          repository_selection: "all",
+          permissions: body.permissions ?? { administration: "write", contents: "write", metadata: "read" },
+          repository_selection: repositories ? "selected" : "all",
         });
       }
       if (!installation[2] && req.method === "GET") {
@@ -151,10 +158,20 @@ export class GitHubServer {
       const repo = this.registerRepo(name, body.private !== false, typeof body.description === "string" ? body.description : null);
       return respond(201, repo);
     }
+    // Octokit sends the ref encoded as one segment (heads%2Fmain).
+    const refRoute = /^\/repos\/([^/]+)\/([^/]+)\/git\/refs\/(.+)$/.exec(path);
+    if (refRoute && req.method === "PATCH" && decodeURIComponent(refRoute[3] ?? "").startsWith("heads/")) {
+      const [, owner, name = ""] = refRoute;
+      const branch = decodeURIComponent(refRoute[3] ?? "").slice("heads/".length);
+      if (owner !== this.org || !this.repos.has(name) || !this.validToken(tokenOf(req.headers.authorization), name)) return respond(404, { message: "Not Found" });
+      const body = JSON.parse(await readBody(req)) as { sha?: unknown; force?: unknown };
+      const result = await this.updateRef(name, branch, String(body.sha ?? ""), body.force === true);
+      return result.ok ? respond(200, { ref: `refs/heads/${branch}`, object: { sha: body.sha, type: "commit" } }) : respond(422, { message: result.message });
+    }
     const repoRoute = /^\/repos\/([^/]+)\/([^/]+)(?:\/(commits|contents)\/(.+))?$/.exec(path);
     if (repoRoute && req.method === "GET") {
       const [, owner, name = "", kind, rest = ""] = repoRoute;
-      const repo = owner === this.org ? this.repos.get(name) : undefined;
+      const repo = owner === this.org && this.validToken(tokenOf(req.headers.authorization), name) ? this.repos.get(name) : undefined;
       if (!repo) return respond(404, { message: "Not Found" });
       if (!kind) return respond(200, repo);
       if (kind === "commits") {
@@ -184,9 +201,10 @@ export class GitHubServer {
     }
   }
 
-  private validToken(token: string | undefined): boolean {
-    const expires = token ? this.tokens.get(token) : undefined;
-    return expires !== undefined && expires > Date.now();
+  private validToken(token: string | undefined, repository?: string): boolean {
+    const entry = token ? this.tokens.get(token) : undefined;
+    if (!entry || entry.expires <= Date.now()) return false;
+    return !repository || !entry.repositories || entry.repositories.includes(repository);
   }
 
   private async createBareRepo(name: string): Promise<void> {
@@ -219,6 +237,20 @@ export class GitHubServer {
     return stdout.split("\n").filter((entry) => entry.endsWith(".git")).map((entry) => entry.slice(0, -4));
   }
 
+  /** Moves a branch to a commit, as GitHub's refs API does: only forward unless forced. */
+  private async updateRef(name: string, branch: string, sha: string, force: boolean): Promise<{ ok: true } | { ok: false; message: string }> {
+    const gitDir = this.repoPath(name);
+    if (!/^[0-9a-f]{40}$/.test(sha) || !(await this.commit(name, sha))) return { ok: false, message: "Object does not exist" };
+    const current = await run("git", ["--git-dir", gitDir, "rev-parse", "--verify", "--quiet", `refs/heads/${branch}`]).then((r) => r.stdout.trim()).catch(() => null);
+    if (!current) return { ok: false, message: "Reference does not exist" };
+    if (!force) {
+      const forward = await run("git", ["--git-dir", gitDir, "merge-base", "--is-ancestor", current, sha]).then(() => true).catch(() => false);
+      if (!forward) return { ok: false, message: "Update is not a fast forward" };
+    }
+    await run("git", ["--git-dir", gitDir, "update-ref", `refs/heads/${branch}`, sha, current]);
+    return { ok: true };
+  }
+
   private async commit(name: string, ref: string): Promise<Record<string, unknown> | null> {
     if (!/^[A-Za-z0-9._/-]{1,200}$/.test(ref)) return null;
     try {
@@ -244,7 +276,8 @@ export class GitHubServer {
   private git(req: IncomingMessage, res: ServerResponse, url: URL): void {
     const basic = /^Basic\s+(\S+)$/i.exec(req.headers.authorization ?? "")?.[1];
     const password = basic ? Buffer.from(basic, "base64").toString().split(":").slice(1).join(":") : undefined;
-    if (!this.validToken(password)) {
+    const repository = /^\/[^/]+\/([^/]+)\.git/.exec(url.pathname)?.[1];
+    if (!this.validToken(password, repository)) {
       res.writeHead(401, { "www-authenticate": 'Basic realm="GitHub"', "content-type": "text/plain" }).end("Authentication failed\n");
       return;
     }

@@ -47,6 +47,8 @@ export interface Reply {
   usage?: { promptTokens?: number; completionTokens?: number };
   /** Answer with this HTTP status and message instead (an outage, a rate limit). */
   error?: { status: number; message: string };
+  /** Wait this long before answering: a slow or hung model. */
+  delayMs?: number;
 }
 
 export interface Turn {
@@ -163,7 +165,9 @@ export class ModelServer {
     }
     recorded.answeredBy = chosen.label;
     const reply = typeof chosen.turn.reply === "function" ? chosen.turn.reply(request) : chosen.turn.reply;
-    if (reply.error) return sendJson(res, reply.error.status, { error: { message: reply.error.message, type: "server_error" } });
+    if (reply.delayMs) await new Promise((resolve) => setTimeout(resolve, reply.delayMs));
+    // OpenAI's error types: clients (opencode among them) retry a server_error, not a request error.
+    if (reply.error) return sendJson(res, reply.error.status, { error: { message: reply.error.message, type: reply.error.status >= 500 ? "server_error" : "invalid_request_error" } });
     if (request.stream) return streamAnswer(res, request, reply);
     return sendJson(res, 200, completionAnswer(request, reply));
   }

@@ -25,6 +25,9 @@ export const FIREWALL_TABLE = "orchestrator_egress";
 
 export class EgressUnavailable extends Error {}
 
+/** What a container reaches without the proxy: its own loopback. */
+const LOOPBACK_NAMES = "localhost,127.0.0.1,::1";
+
 /** Connections one job's proxy takes at once. */
 const MAX_CONNECTIONS = 256;
 
@@ -99,7 +102,9 @@ export class EgressGateway {
       const running = proxy;
       return {
         network: name,
-        env: { HTTP_PROXY: url, HTTPS_PROXY: url, http_proxy: url, https_proxy: url, NO_PROXY: "", no_proxy: "" },
+        // The container's own loopback is never the proxy's: a test suite talking to the service it
+        // started must reach it directly.
+        env: { HTTP_PROXY: url, HTTPS_PROXY: url, http_proxy: url, https_proxy: url, NO_PROXY: LOOPBACK_NAMES, no_proxy: LOOPBACK_NAMES },
         close: async () => {
           await running.close();
           await network.remove().catch(() => undefined);

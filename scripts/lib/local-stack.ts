@@ -44,7 +44,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       `ADMIN_API_KEY=${options.adminKey}`,
       `SECRETS_ENCRYPTION_KEY=${STACK_SECRETS_KEY}`,
       `JOB_SIGNING_KEY=${STACK_JOB_SIGNING_KEY}`,
-      ...Object.entries(options.vars ?? {}).map(([key, value]) => `${key}=${value}`),
+      // A multi-line value (a PEM key) goes in double quotes with its newlines escaped, as dotenv reads it.
+      ...Object.entries(options.vars ?? {}).map(([key, value]) => (value.includes("\n") ? `${key}="${value.replaceAll("\n", "\\n")}"` : `${key}=${value}`)),
     ].join("\n"),
   );
   const port = await freePort();

@@ -88,3 +88,13 @@ export function isDbUnavailable(error: unknown): boolean {
   }
   return false;
 }
+
+/** Runs `work` with a database handle of its own, closed afterwards: for workflows and Durable Objects. */
+export async function withDb<T>(env: { DATABASE_URL: string; DB_WS_PROXY: string }, work: (db: Db) => Promise<T>): Promise<T> {
+  const handle = createDb({ databaseUrl: env.DATABASE_URL, wsProxy: env.DB_WS_PROXY });
+  try {
+    return await work(handle.db);
+  } finally {
+    await handle.close().catch(() => undefined);
+  }
+}

@@ -160,11 +160,20 @@ export const tasks = pgTable(
     input: jsonb("input").$type<Record<string, unknown>>().notNull().default({}),
     result: jsonb("result").$type<Record<string, unknown>>(),
     error: text("error"),
+    /** While the task is `needs_input`: what it asks (the data of its `task.needs_input` event). */
+    pendingInput: jsonb("pending_input").$type<Record<string, unknown>>(),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
     finishedAt: tstz("finished_at"),
   },
-  (t) => [index("tasks_owner_idx").on(t.ownerId, t.createdAt), index("tasks_project_idx").on(t.projectId)],
+  (t) => [
+    index("tasks_owner_idx").on(t.ownerId, t.createdAt),
+    index("tasks_project_idx").on(t.projectId),
+    // One engineering run at a time per project.
+    uniqueIndex("tasks_one_active_engineering")
+      .on(t.projectId)
+      .where(sql`${t.type} = 'engineering' AND ${t.status} IN ('queued', 'running', 'needs_input')`),
+  ],
 );
 
 export const deployments = pgTable(

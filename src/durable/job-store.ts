@@ -163,6 +163,11 @@ export class JobStore {
     ).toArray();
   }
 
+  /** A task's jobs that have not ended. */
+  activeForTask(taskId: string): JobRow[] {
+    return this.sql.exec<JobRow>(`SELECT * FROM jobs WHERE task_id = ? AND state NOT IN ('succeeded', 'failed', 'cancelled')`, taskId).toArray();
+  }
+
   counts(): Record<JobState, number> {
     const counts: Record<JobState, number> = { queued: 0, delivered: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0 };
     for (const { state, n } of this.sql.exec<{ state: JobState; n: number }>(`SELECT state, COUNT(*) AS n FROM jobs GROUP BY state`)) counts[state] = n;

@@ -180,6 +180,16 @@ export class RunnerHub extends DurableObject<Env> {
     return this.view(this.jobs.row(id));
   }
 
+  /** Cancels every job of a task that has not ended (a cancelled task stops its containers); returns them as they now are. */
+  async cancelTask(taskId: string): Promise<JobView[]> {
+    const cancelled: JobView[] = [];
+    for (const row of this.jobs.activeForTask(taskId)) {
+      const job = await this.cancel(row.id);
+      if (job) cancelled.push(job);
+    }
+    return cancelled;
+  }
+
   status(): HubStatus {
     const socket = this.runnerSocket();
     const releasePorts = this.meta("release_ports");
@@ -572,6 +582,7 @@ export interface RunnerHubClient {
   listJobs(options: { state?: JobState; limit: number }): Promise<JobView[]>;
   wait(id: string, timeoutMs: number): Promise<JobView | null>;
   cancel(id: string): Promise<JobView | null>;
+  cancelTask(taskId: string): Promise<JobView[]>;
   status(): Promise<HubStatus>;
   fetch(request: Request): Promise<Response>;
 }
@@ -585,6 +596,7 @@ export function getRunnerHub(env: Env, handle: string): RunnerHubClient {
     listJobs: (options) => stub.listJobs(options) as Promise<JobView[]>,
     wait: (id, timeoutMs) => stub.wait(id, timeoutMs),
     cancel: (id) => stub.cancel(id),
+    cancelTask: (taskId) => stub.cancelTask(taskId) as Promise<JobView[]>,
     status: () => stub.status(),
     fetch: (request) => stub.fetch(request),
   };

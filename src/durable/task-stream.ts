@@ -14,6 +14,7 @@ import { createDb, isDbUnavailable } from "../db/client.ts";
 import { tasks } from "../db/schema.ts";
 import { settings } from "../lib/settings.ts";
 import { FINAL_TASK_STATUSES, type TaskStatus } from "../shared/api.ts";
+import { PendingInput } from "../shared/task-input.ts";
 import {
   isTerminal,
   normalizeEventInput,
@@ -420,6 +421,8 @@ export class TaskStream extends DurableObject<Env> {
           ...(terminal ? { finishedAt: new Date(event.at) } : {}),
           ...(event.type === "task.completed" ? { result: event.data ?? {} } : {}),
           ...(event.type === "task.failed" || event.type === "task.cancelled" ? { error: event.message } : {}),
+          // What a waiting task asks is kept on its row for the input route, and only while it waits.
+          pendingInput: event.type === "task.needs_input" ? (PendingInput.safeParse(event.data).data ?? null) : null,
         })
         .where(terminal ? eq(tasks.id, taskId) : and(eq(tasks.id, taskId), notInArray(tasks.status, FINAL_TASK_STATUSES)))
         .returning({ id: tasks.id });

@@ -1,4 +1,4 @@
-import { and, desc, eq } from "drizzle-orm";
+import { and, desc, eq, sql } from "drizzle-orm";
 import { Hono } from "hono";
 import { z } from "zod";
 import { isForeignKeyViolation, isUniqueViolation } from "../db/errors.ts";
@@ -8,9 +8,12 @@ import type { AppEnv } from "../lib/context.ts";
 import { newId } from "../lib/crypto.ts";
 import { validate } from "../lib/validate.ts";
 import { requireScope } from "../middleware/auth.ts";
+import { startEngineering } from "../services/engineering.ts";
 import { projectVisibleTo } from "../services/projects.ts";
-import { CreateProject, Page, ProjectStatus, UpdateProject } from "../shared/api.ts";
+import { CreateProject, Page, ProjectStatus, ServerHandle, UpdateProject } from "../shared/api.ts";
+import { parseTraceparent } from "../shared/trace.ts";
 
+const StartEngineering = z.strictObject({ server: ServerHandle.optional() }).default({});
 
 const IdParam = z.object({ id: z.string().min(1).max(64) });
 const ListQuery = Page.extend({ status: ProjectStatus.optional() });
@@ -65,9 +68,30 @@ export const projectsRoute = new Hono<AppEnv>()
     if (!project) notFound("Project");
     return c.json({ project });
   })
+  // The engineering pipeline for this project, on a new task (follow it like any task).
+  .post("/:id/engineering", validate("param", IdParam), validate("json", StartEngineering), async (c) => {
+    const body = c.req.valid("json");
+    const traceparent = parseTraceparent(c.req.header("traceparent"));
+    const task = await startEngineering(c.var.db, c.env, c.var.principal, c.req.valid("param").id, { ...body, ...(traceparent ? { traceparent } : {}) });
+    return c.json({ task }, 202);
+  })
   .patch("/:id", validate("param", IdParam), validate("json", UpdateProject), async (c) => {
     const { id } = c.req.valid("param");
-    const patch = c.req.valid("json");
+    const { testCommand, coverageThreshold, maxIterations, agentTimeoutSeconds, testTimeoutSeconds, decisionTimeoutSeconds, ...fields } = c.req.valid("json");
+    // Engineering settings live in config.engineering, merged into what is there (or into a config given with them).
+    const engineering = Object.fromEntries(
+      Object.entries({ testCommand, coverageThreshold, maxIterations, agentTimeoutSeconds, testTimeoutSeconds, decisionTimeoutSeconds }).filter(([, value]) => value !== undefined),
+    );
+    const patch = {
+      ...fields,
+      ...(Object.keys(engineering).length
+        ? {
+            config: fields.config
+              ? { ...fields.config, engineering: { ...(fields.config.engineering as Record<string, unknown> | undefined), ...engineering } }
+              : sql`jsonb_set(${projects.config}, '{engineering}', coalesce(${projects.config}->'engineering', '{}'::jsonb) || ${JSON.stringify(engineering)}::jsonb)`,
+          }
+        : {}),
+    };
     // A project's status is the pipelines' to set; an admin may repair it by hand.
     if (patch.status !== undefined && !c.var.principal.isAdmin) {
       throw new AppError("forbidden", "A project's status is set by its pipelines (engineering, deploy); only an admin can change it by hand");

@@ -8,6 +8,7 @@ import { settings } from "../lib/settings.ts";
 import { signViewToken } from "../lib/view-token.ts";
 import { validate } from "../lib/validate.ts";
 import { requireAdmin, requireScope } from "../middleware/auth.ts";
+import { answerTask, cancelTask } from "../services/task-control.ts";
 import { appendTaskEventOnce, createTask, listTasks, loadTask } from "../services/tasks.ts";
 import { Page, TaskStatus, TaskType } from "../shared/api.ts";
 import { createAcker, isTerminal, TaskSocketServerMessage } from "../shared/events.ts";
@@ -118,6 +119,17 @@ export const tasksRoute = new Hono<AppEnv>()
     const task = await loadTask(c.var.db, c.var.principal, c.req.valid("param").id);
     const after = c.req.valid("query").after ?? 0;
     return getTaskStream(c.env, task.id).fetch(new Request(`https://task-stream/ws?after=${after}`, c.req.raw));
+  })
+  // The one route for every answer a task waits for (the Product Owner's, the console's, the CLI's).
+  .post("/:id/input", requireScope("user"), validate("param", IdParam), validate("json", z.record(z.string(), z.unknown())), async (c) => {
+    const task = await loadTask(c.var.db, c.var.principal, c.req.valid("param").id);
+    const { answer } = await answerTask(c.var.db, c.env, task, c.req.valid("json"));
+    return c.json({ task: await loadTask(c.var.db, c.var.principal, task.id), answer }, 202);
+  })
+  .post("/:id/cancel", requireScope("user"), validate("param", IdParam), async (c) => {
+    const task = await loadTask(c.var.db, c.var.principal, c.req.valid("param").id);
+    const { stoppedJobs } = await cancelTask(c.env, task, c.var.principal.isAdmin ? "an admin" : `user ${c.var.principal.userId ?? "?"}`);
+    return c.json({ task: await loadTask(c.var.db, c.var.principal, task.id), stoppedJobs });
   })
   .get("/:id/view-link", requireScope("user"), validate("param", IdParam), validate("query", ViewLinkQuery), async (c) => {
     const task = await loadTask(c.var.db, c.var.principal, c.req.valid("param").id);

@@ -135,3 +135,31 @@ function derLength(length: number): number[] {
   for (let rest = length; rest > 0; rest >>= 8) bytes.unshift(rest & 0xff);
   return [0x80 | bytes.length, ...bytes];
 }
+
+/**
+ * A token for one repository only, with the permissions a job needs to clone and push (contents:
+ * write) and no more: what the Preparer, Developer and Tester containers get. It lasts about an hour.
+ */
+export async function repositoryToken(config: GitHubAppConfig, repository: string): Promise<string> {
+  const app = octokit(config, await appJwt(config), "bearer");
+  const { data } = await app.rest.apps.createInstallationAccessToken({
+    installation_id: Number(config.installationId),
+    repositories: [repository],
+    permissions: { contents: "write", metadata: "read" },
+  });
+  return data.token;
+}
+
+/**
+ * Moves `branch` forward to `sha` (GitHub's refs API, never forced). False when the branch has moved
+ * on meanwhile and `sha` is not ahead of it: the work then stays on its own branch.
+ */
+export async function fastForward(config: GitHubAppConfig, access: InstallationAccess, repository: Pick<Repository, "owner" | "name">, branch: string, sha: string): Promise<boolean> {
+  try {
+    await octokit(config, access.token, "token").rest.git.updateRef({ owner: repository.owner, repo: repository.name, ref: `heads/${branch}`, sha, force: false });
+    return true;
+  } catch (error) {
+    if (status(error) === 422) return false;
+    throw error;
+  }
+}

@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { JobType } from "./jobs.ts";
+import { EngineeringOverrides } from "./spec.ts";
 import { Traceparent } from "./trace.ts";
 
 export const TASK_TYPES = ["engineering", "deploy", "provision", "maintenance"] as const;
@@ -59,6 +60,8 @@ export const UpdateProject = z
     spec: JsonObject.nullable().optional(),
     repositoryUrl: z.url({ protocol: /^https?$/ }).nullable().optional(),
     config: JsonObject.optional(),
+    // The engineering pipeline's settings for this project (kept in config.engineering; they win over the spec's).
+    ...EngineeringOverrides.shape,
   })
   .refine((patch) => Object.keys(patch).length > 0, "give at least one field to change");
 export type UpdateProject = z.infer<typeof UpdateProject>;

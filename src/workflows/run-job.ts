@@ -24,7 +24,11 @@ export interface JobRunContext {
 
 export interface JobSpec {
   type: CreateJob["type"];
-  payload: Record<string, unknown>;
+  /**
+   * The payload, or a function making it inside the step that queues the job: for payloads holding
+   * short-lived secrets (a git token), which must never be kept in the workflow's step results.
+   */
+  payload: Record<string, unknown> | (() => Promise<Record<string, unknown>>);
   /** How long the job may wait for the runner before it fails as undelivered. */
   ttlSeconds: number;
   /** How long it may run (the payload's timeoutSeconds). */
@@ -52,9 +56,10 @@ export class JobDidNotFinish extends Error {
 export async function runJob(context: JobRunContext, name: string, spec: JobSpec): Promise<JobView> {
   const { env, step, handle } = context;
   const jobId = await step.do(`queue ${name}`, async () => {
+    const payload = typeof spec.payload === "function" ? await spec.payload() : spec.payload;
     const queued = await getRunnerHub(env, handle).enqueue(null, {
       type: spec.type,
-      payload: { ...spec.payload, timeoutSeconds: spec.timeoutSeconds },
+      payload: { ...payload, timeoutSeconds: spec.timeoutSeconds },
       taskId: context.taskId,
       ttlSeconds: spec.ttlSeconds,
       finishTask: false,

@@ -6,6 +6,7 @@ import { randomBytes } from "node:crypto";
 import type { TestProject } from "vitest/node";
 import Docker from "dockerode";
 import { ensureDockerEngine, ensureTestImage } from "../../scripts/lib/docker-engine.ts";
+import { ensureLocalCodingWorker } from "../../scripts/lib/images.ts";
 import { startLocalDatabase } from "../../scripts/lib/local-db.ts";
 
 declare module "vitest" {
@@ -15,6 +16,8 @@ declare module "vitest" {
     adminApiKey: string;
     /** The Docker engine's socket (started here when it was not running) with the test image built. */
     dockerSocket: string;
+    /** The coding-worker image (runner/images/coding-worker), built offline on a debootstrap base. */
+    codingWorkerImage: string;
   }
 }
 
@@ -25,8 +28,11 @@ export default async function setup(project: TestProject) {
   project.provide("adminApiKey", `ork_testadmin${randomBytes(16).toString("hex")}`);
   // Once for the whole run: runner tests drive the real engine (DESIGN.md "Local stack").
   const engine = await ensureDockerEngine();
-  await ensureTestImage(new Docker({ socketPath: engine.socketPath }));
+  const docker = new Docker({ socketPath: engine.socketPath });
+  await ensureTestImage(docker);
   project.provide("dockerSocket", engine.socketPath);
+  // Built once per content (about a minute the first time on a machine), reused after.
+  project.provide("codingWorkerImage", await ensureLocalCodingWorker(docker));
   return async () => {
     await db.stop();
     await engine.stop();

@@ -12,6 +12,7 @@
  */
 import { StringDecoder } from "node:string_decoder";
 import Docker from "dockerode";
+import tar from "tar-stream";
 import type { JobPayload } from "../../../src/shared/job-payloads.ts";
 import { MAX_LOG_LINE_CHARS, MAX_SECRET_VALUE_CHARS } from "../../../src/shared/limits.ts";
 import { EgressUnavailable, type EgressSession, removeJobNetworks } from "../egress.ts";
@@ -324,16 +325,22 @@ async function watchEvents(docker: Docker, containerId: string, since: number, c
 /** Per file and in all: what fits in one result message with room to spare. */
 const MAX_FILE_BYTES = 128 * 1024;
 const MAX_COLLECTED_BYTES = 256 * 1024;
+/** A file larger than this is not read through at all. */
+const MAX_SCANNED_BYTES = 64 * 1024 * 1024;
 
+/**
+ * A collected file. A long one keeps its end (`truncated`): a test run's summary and an agent's last
+ * words are at the end of what they wrote.
+ */
 export type CollectedFile = { content: string; bytes: number; truncated?: true } | { missing: true };
 
 async function collectFiles(container: Docker.Container, paths: readonly string[]): Promise<Record<string, CollectedFile>> {
   const files: Record<string, CollectedFile> = {};
   let budget = MAX_COLLECTED_BYTES;
   for (const path of paths) {
-    let file: { data: Buffer; size: number } | null;
+    let file: { tail: Buffer; size: number } | null;
     try {
-      file = firstFileOfTar(await streamToBuffer((await container.getArchive({ path })), MAX_FILE_BYTES + 64 * 1024));
+      file = await tailOfFirstFile(await container.getArchive({ path }), Math.min(MAX_FILE_BYTES, budget));
     } catch {
       file = null;
     }
@@ -341,41 +348,39 @@ async function collectFiles(container: Docker.Container, paths: readonly string[
       files[path] = { missing: true };
       continue;
     }
-    const keep = Math.min(file.data.length, MAX_FILE_BYTES, budget);
-    budget -= keep;
-    files[path] = { content: file.data.subarray(0, keep).toString("utf8"), bytes: file.size, ...(keep < file.size ? { truncated: true as const } : {}) };
+    budget -= file.tail.length;
+    files[path] = { content: file.tail.toString("utf8"), bytes: file.size, ...(file.tail.length < file.size ? { truncated: true as const } : {}) };
   }
   return files;
 }
 
-async function streamToBuffer(stream: NodeJS.ReadableStream, limit: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of stream) {
-    const buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk);
-    chunks.push(buffer);
-    size += buffer.length;
-    if (size >= limit) break;
-  }
-  return Buffer.concat(chunks);
-}
-
-/**
- * The content of the first regular file in a tar archive (Docker's archive of one path), or null.
- * A ustar header is 512 bytes: the size is octal at offset 124, the type flag at 156 ('0' or NUL
- * for a file); the content follows, padded to 512.
- */
-export function firstFileOfTar(tar: Buffer): { data: Buffer; size: number } | null {
-  for (let offset = 0; offset + 512 <= tar.length; ) {
-    const header = tar.subarray(offset, offset + 512);
-    if (header.every((byte) => byte === 0)) return null;
-    const size = Number.parseInt(header.subarray(124, 136).toString("ascii").replace(/\0.*$/, "").trim() || "0", 8);
-    const type = header[156];
-    const start = offset + 512;
-    if (type === 0x30 || type === 0) return { data: tar.subarray(start, Math.min(tar.length, start + size)), size };
-    offset = start + Math.ceil(size / 512) * 512;
-  }
-  return null;
+/** The last `keep` bytes of the first regular file in a tar stream (Docker's archive of one path), or null. */
+export async function tailOfFirstFile(archive: NodeJS.ReadableStream, keep: number): Promise<{ tail: Buffer; size: number } | null> {
+  const extract = tar.extract();
+  let found: { tail: Buffer; size: number } | null = null;
+  const done = new Promise<void>((resolve, reject) => {
+    extract.on("entry", (header, stream, next) => {
+      if (found || header.type !== "file" || (header.size ?? 0) > MAX_SCANNED_BYTES) {
+        stream.on("end", next).resume();
+        return;
+      }
+      let tail = Buffer.alloc(0);
+      stream.on("data", (data: unknown) => {
+        const chunk = Buffer.isBuffer(data) ? data : Buffer.from(String(data));
+        tail = Buffer.concat([tail, chunk]);
+        if (tail.length > keep) tail = tail.subarray(tail.length - keep);
+      });
+      stream.on("end", () => {
+        found = { tail: keep > 0 ? tail : Buffer.alloc(0), size: header.size ?? tail.length };
+        next();
+      });
+    });
+    extract.on("finish", resolve);
+    extract.on("error", reject);
+  });
+  (archive as NodeJS.ReadableStream & { pipe: (target: NodeJS.WritableStream) => void }).pipe(extract);
+  await done;
+  return found;
 }
 
 // --- Small helpers.

@@ -1,0 +1,2 @@
+ALTER TABLE "tasks" ADD COLUMN "pending_input" jsonb;--> statement-breakpoint
+CREATE UNIQUE INDEX "tasks_one_active_engineering" ON "tasks" USING btree ("project_id") WHERE "tasks"."type" = 'engineering' AND "tasks"."status" IN ('queued', 'running', 'needs_input');

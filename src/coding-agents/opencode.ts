@@ -1,0 +1,79 @@
+/**
+ * opencode (`opencode-ai` on npm), headless: `opencode run --format json` prints one JSON event per
+ * line. It reaches the model as an OpenAI-compatible provider defined in OPENCODE_CONFIG_CONTENT, with
+ * the key read from the environment by opencode itself (`{env:OPENAI_API_KEY}`); models-fetch,
+ * autoupdate, default plugins and LSP downloads are off, so it calls nothing but the model.
+ */
+import type { AgentReport, AgentRun, CodingAgent } from "./types.ts";
+
+const PROVIDER = "orchestrator";
+
+interface OpencodeEvent {
+  type?: string;
+  error?: unknown;
+  part?: { type?: string; text?: string; tool?: string; state?: { status?: string; error?: string }; tokens?: { input?: number; output?: number } };
+}
+
+export const opencode: CodingAgent = {
+  name: "opencode",
+  argv(run: AgentRun) {
+    return ["opencode", "run", "--pure", "--format", "json", "--title", "orchestrator round", "-m", `${PROVIDER}/${run.model}`, run.prompt];
+  },
+  env(run: AgentRun) {
+    const config = {
+      $schema: "https://opencode.ai/config.json",
+      autoupdate: false,
+      share: "disabled",
+      lsp: false,
+      formatter: false,
+      permission: { edit: "allow", bash: "allow", webfetch: "deny" },
+      provider: {
+        [PROVIDER]: {
+          npm: "@ai-sdk/openai-compatible",
+          name: "Orchestrator model endpoint",
+          options: { baseURL: run.baseUrl, apiKey: "{env:OPENAI_API_KEY}" },
+          models: { [run.model]: { name: run.model, tool_call: true } },
+        },
+      },
+      model: `${PROVIDER}/${run.model}`,
+    };
+    return {
+      OPENCODE_CONFIG_CONTENT: JSON.stringify(config),
+      OPENCODE_DISABLE_AUTOUPDATE: "1",
+      OPENCODE_DISABLE_MODELS_FETCH: "1",
+      OPENCODE_DISABLE_DEFAULT_PLUGINS: "1",
+      OPENCODE_DISABLE_LSP_DOWNLOAD: "1",
+      OPENCODE_DISABLE_PROJECT_CONFIG: "1",
+    };
+  },
+  report(output: string): AgentReport {
+    const report: AgentReport = { finalText: "", promptTokens: 0, completionTokens: 0, toolCalls: 0, errors: [] };
+    for (const line of output.split("\n")) {
+      if (!line.trim().startsWith("{")) continue;
+      let event: OpencodeEvent;
+      try {
+        event = JSON.parse(line) as OpencodeEvent;
+      } catch {
+        continue;
+      }
+      const part = event.part ?? {};
+      if (event.type === "text" && part.text?.trim()) report.finalText = part.text.trim();
+      else if (event.type === "tool_use") {
+        report.toolCalls++;
+        if (part.state?.status === "error") report.errors.push(`${part.tool ?? "tool"}: ${part.state.error ?? "failed"}`);
+      } else if (event.type === "step_finish") {
+        report.promptTokens += part.tokens?.input ?? 0;
+        report.completionTokens += part.tokens?.output ?? 0;
+      } else if (event.type === "error") report.errors.push(errorText(event.error));
+    }
+    return report;
+  },
+};
+
+/** opencode's error events carry `{name, data: {message, statusCode…}}`. */
+function errorText(error: unknown): string {
+  if (typeof error === "string") return error;
+  const { name, data } = (error ?? {}) as { name?: unknown; data?: { message?: unknown } };
+  const message = typeof data?.message === "string" ? data.message : JSON.stringify(error).slice(0, 1000);
+  return typeof name === "string" ? `${name}: ${message}` : message;
+}

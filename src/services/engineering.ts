@@ -1,0 +1,75 @@
+/**
+ * Starting the engineering pipeline for a project: which server runs its jobs, one run at a time per
+ * project, and the outside services it needs checked before anything is created.
+ */
+import { and, eq, inArray, isNotNull } from "drizzle-orm";
+import type { Db } from "../db/client.ts";
+import { isUniqueViolation } from "../db/errors.ts";
+import { projects, servers, tasks } from "../db/schema.ts";
+import { getRunnerHub } from "../durable/runner-hub.ts";
+import { AppError, notFound } from "../lib/app-error.ts";
+import type { Principal } from "../lib/context.ts";
+import type { EngineeringParams } from "../workflows/engineering.ts";
+import { githubAppConfig } from "./github.ts";
+import { modelEndpoint } from "./llm.ts";
+import { projectVisibleTo } from "./projects.ts";
+import { hubIdentity, loadServer } from "./servers.ts";
+import { appendTaskEvent, createTask, type Task } from "./tasks.ts";
+
+const ACTIVE: Task["status"][] = ["queued", "running", "needs_input"];
+
+/** The server a project's jobs run on: the one asked for, the project's own (`config.server`), or the only enrolled one. */
+async function buildServer(db: Db, asked: string | undefined, configured: unknown): Promise<string> {
+  const handle = asked ?? (typeof configured === "string" ? configured : undefined);
+  if (handle) return handle;
+  const enrolled = await db.select({ handle: servers.handle }).from(servers).where(isNotNull(servers.runnerId)).limit(2);
+  if (enrolled.length === 1 && enrolled[0]) return enrolled[0].handle;
+  throw new AppError(
+    "conflict",
+    enrolled.length === 0
+      ? "No server has an enrolled runner to run the engineering jobs; enroll one first (see runner/README.md)"
+      : 'More than one server has a runner: say which one runs this project\'s jobs ({"server": "<handle>"}, or the project\'s config.server)',
+  );
+}
+
+export async function startEngineering(
+  db: Db,
+  env: Env,
+  principal: Principal,
+  projectId: string,
+  options: { server?: string; traceparent?: string },
+): Promise<Task> {
+  const [project] = await db.select().from(projects).where(and(eq(projects.id, projectId), projectVisibleTo(principal)));
+  if (!project) notFound("Project");
+  if (options.server && !principal.isAdmin) throw new AppError("forbidden", "Only an admin chooses the server per run; set the project's config.server instead");
+  // Checked now, so that a missing setting is a clear 409 rather than a task that fails a moment later.
+  modelEndpoint(env);
+  githubAppConfig(env);
+  const [running] = await db
+    .select({ id: tasks.id, status: tasks.status })
+    .from(tasks)
+    .where(and(eq(tasks.projectId, project.id), eq(tasks.type, "engineering"), inArray(tasks.status, ACTIVE)))
+    .limit(1);
+  if (running) throw new AppError("conflict", `Project ${project.name} already has an engineering run in progress (task ${running.id}, ${running.status}); cancel it or wait for it`);
+  const server = await loadServer(db, await buildServer(db, options.server, project.config.server));
+  if (!server.runnerId) throw new AppError("conflict", `Server ${server.handle} has no enrolled runner yet`);
+
+  let task: Task;
+  try {
+    task = await createTask(db, { type: "engineering", projectId: project.id, callerId: principal.userId ?? "", input: { server: server.handle } });
+  } catch (error) {
+    // Two starts at once: the index tasks_one_active_engineering lets one through.
+    if (isUniqueViolation(error)) throw new AppError("conflict", `Project ${project.name} already has an engineering run in progress`);
+    throw error;
+  }
+  try {
+    await getRunnerHub(env, server.handle).setIdentity(hubIdentity(server));
+    const params: EngineeringParams = { taskId: task.id, projectId: project.id, handle: server.handle, ...(options.traceparent ? { traceparent: options.traceparent } : {}) };
+    await env.ENGINEERING.create({ id: task.id, params });
+  } catch (error) {
+    // A task must not stay queued forever when its workflow never started.
+    await appendTaskEvent(env, task.id, { type: "task.failed", message: "the engineering workflow could not be started" }).catch(() => undefined);
+    throw error;
+  }
+  return task;
+}

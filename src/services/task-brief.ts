@@ -1,0 +1,54 @@
+/**
+ * TASK.md: what the coding agent is asked to do in one Developer round. The first round builds the
+ * spec on the scaffolded template; later rounds carry the parsed test failures of the round before.
+ */
+import type { EngineeringSettings, ProjectSpec } from "../shared/spec.ts";
+import type { TestResults } from "../shared/test-results.ts";
+
+export interface BriefInput {
+  project: { name: string; description: string };
+  spec: ProjectSpec;
+  settings: EngineeringSettings;
+  round: number;
+  /** The Tester's results of the previous round; null on the first. */
+  previous: TestResults | null;
+}
+
+/** The prompt given on the command line; the brief itself is in the file. */
+export const AGENT_PROMPT = "Read TASK.md in the repository root and do what it asks. Work only in this repository. When you are done, stop.";
+
+export function taskBrief(input: BriefInput): string {
+  const { spec, settings, previous } = input;
+  const lines = [`# ${input.project.name}: round ${input.round}`, ""];
+  if (previous) {
+    lines.push(
+      "The tests failed in the previous round. Fix the code (not the tests, unless a test is wrong about the spec) so that they pass.",
+      "",
+      `Result: ${previous.summary}`,
+      "",
+      ...previous.failures.flatMap((failure) => [
+        `## ${failure.kind === "error" ? "Error" : "Failure"}: ${failure.test}`,
+        "",
+        failure.message,
+        ...(failure.trace ? ["", "```", failure.trace, "```"] : []),
+        "",
+      ]),
+    );
+  } else {
+    lines.push("Build the service below on the code already in this repository (it was scaffolded from a template). Add tests for what you build.", "");
+  }
+  lines.push("# The spec", "", spec.summary, "");
+  if (input.project.description) lines.push("Description given by the person:", "", input.project.description, "");
+  lines.push("## Modules", "", ...spec.modules.map((module) => `- ${module.name}: ${module.purpose}`), "");
+  if (spec.routes.length) lines.push("## Routes", "", ...spec.routes.map((route) => `- ${route.method} ${route.path}: ${route.purpose}`), "");
+  if (spec.entities.length) lines.push("## Entities", "", ...spec.entities.map((entity) => `- ${entity.name}: ${entity.fields.map((field) => `${field.name} (${field.type})`).join(", ")}`), "");
+  if (spec.env.length) lines.push("## Environment", "", ...spec.env.map((variable) => `- ${variable.name} (${variable.kind}): ${variable.description}`), "");
+  lines.push(
+    "## How it is checked",
+    "",
+    `The tests run with \`${settings.testCommand}\`${settings.coverageThreshold !== null ? ` and must cover at least ${settings.coverageThreshold}% of the lines` : ""}.`,
+    "Do not commit: the pipeline commits and pushes what you leave in the working tree.",
+    "",
+  );
+  return lines.join("\n");
+}

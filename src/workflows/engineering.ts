@@ -1,0 +1,361 @@
+/**
+ * EngineeringWorkflow: one project from its description to code whose tests pass, on one task.
+ *
+ *   Architect  the spec (a model call, zod-checked) and the GitHub repository (the App's installation)
+ *   Preparer   a repo.scaffold job: the template rendered with the spec, pushed as the first commit
+ *   Developer  a coding agent in the coding-worker container: TASK.md in, a pushed commit out
+ *   Tester     the spec's test command in a container at that commit, its results parsed
+ *
+ * Failing tests go back to the Developer with the parsed failures, for at most `maxIterations`
+ * rounds; then a person decides (task.needs_input → POST /api/tasks/:id/input) whether to go on.
+ * Every step reports to the task's stream; the containers' output arrives there as log events.
+ */
+import { WorkflowEntrypoint, type WorkflowEvent, type WorkflowStep, type WorkflowStepConfig } from "cloudflare:workers";
+import { NonRetryableError } from "cloudflare:workflows";
+import { eq } from "drizzle-orm";
+import { codingAgent } from "../coding-agents/index.ts";
+import { withDb } from "../db/client.ts";
+import { projects } from "../db/schema.ts";
+import { draftSpec, SpecRejected } from "../services/architect.ts";
+import { commitExists, ensureRepository, fastForward, githubAppConfig, installationAccess, repositoryToken, type Repository } from "../services/github.ts";
+import { agentConfig, modelEndpoint, modelErrorMessage, openaiClient, recordUsage } from "../services/llm.ts";
+import { taskBrief } from "../services/task-brief.ts";
+import { appendTaskEvent } from "../services/tasks.ts";
+import type { ProjectStatus } from "../shared/api.ts";
+import type { TaskEventInput } from "../shared/events.ts";
+import { EngineeringOverrides, type EngineeringSettings, engineeringSettings, ProjectSpec } from "../shared/spec.ts";
+import { DecisionAnswer, inputEventType, type PendingInput } from "../shared/task-input.ts";
+import type { TestResults } from "../shared/test-results.ts";
+import { AGENT_OUTPUT, collected, developPayload, developResult, type DevelopResult, scaffoldPayload, tailLines, testPayload, testResults } from "./engineering-jobs.ts";
+import { type JobRunContext, runJob } from "./run-job.ts";
+
+export interface EngineeringParams {
+  taskId: string;
+  projectId: string;
+  /** The server whose runner runs the jobs. */
+  handle: string;
+  traceparent?: string;
+}
+
+/** A failure to report as the task's end, in these words. */
+class PipelineFailure extends Error {}
+
+interface ProjectFacts {
+  id: string;
+  name: string;
+  description: string;
+  ownerId: string;
+  overrides: EngineeringOverrides;
+}
+
+const MODEL_STEP = { retries: { limit: 2, delay: "5 seconds", backoff: "exponential" }, timeout: "5 minutes" } as const;
+const API_STEP = { retries: { limit: 3, delay: "2 seconds", backoff: "exponential" }, timeout: "1 minute" } as const;
+
+export class EngineeringWorkflow extends WorkflowEntrypoint<Env, EngineeringParams> {
+  override async run(event: WorkflowEvent<EngineeringParams>, step: WorkflowStep): Promise<void> {
+    await new EngineeringRun(this.env, step, event.instanceId, event.payload).run();
+  }
+}
+
+class EngineeringRun {
+  private readonly jobs: JobRunContext;
+  private readonly env: Env;
+  private readonly step: WorkflowStep;
+  private readonly instanceId: string;
+  private readonly params: EngineeringParams;
+
+  constructor(env: Env, step: WorkflowStep, instanceId: string, params: EngineeringParams) {
+    this.env = env;
+    this.step = step;
+    this.instanceId = instanceId;
+    this.params = params;
+    this.jobs = { env, step, workflow: "engineering", instanceId, handle: params.handle, taskId: params.taskId, ...(params.traceparent ? { traceparent: params.traceparent } : {}) };
+  }
+
+  async run(): Promise<void> {
+    try {
+      const project = await this.loadProject();
+      await this.say("announce", { type: "task.started", message: `Engineering ${project.name}: Architect → Preparer → Developer ⇄ Tester on ${this.params.handle}` });
+      await this.setProjectStatus("start", "engineering");
+      const spec = await this.architect(project);
+      const settings = engineeringSettings(spec, project.overrides);
+      const repository = await this.repository(project, spec);
+      const base = await this.prepare(project, spec, settings, repository);
+      await this.rounds(project, spec, settings, repository, base);
+    } catch (error) {
+      const message = error instanceof PipelineFailure ? error.message : `the engineering pipeline stopped: ${error instanceof Error ? error.message : String(error)}`;
+      await this.setProjectStatus("failed", "failed").catch(() => undefined);
+      // A task cancelled meanwhile has its end already: its stream takes no second one.
+      await this.say("failed", { type: "task.failed", message }).catch(() => undefined);
+    }
+  }
+
+  // ---- Steps ----
+
+  private async loadProject(): Promise<ProjectFacts> {
+    return JSON.parse(
+      await this.doStep("load project", API_STEP, async () =>
+        withDb(this.env, async (db) => {
+          const [row] = await db.select().from(projects).where(eq(projects.id, this.params.projectId));
+          if (!row) throw new NonRetryableError(`project ${this.params.projectId} no longer exists`);
+          const overrides = EngineeringOverrides.safeParse(row.config.engineering ?? {});
+          return JSON.stringify({ id: row.id, name: row.name, description: row.description, ownerId: row.ownerId, overrides: overrides.success ? overrides.data : {} } satisfies ProjectFacts);
+        }),
+      ),
+    ) as ProjectFacts;
+  }
+
+  private async architect(project: ProjectFacts): Promise<ProjectSpec> {
+    await this.say("architect started", { type: "step.started", step: "architect", message: "Architect: writing the spec from the project's description" });
+    const drafted = JSON.parse(
+      await this.doStep("architect spec", MODEL_STEP, async () =>
+        withDb(this.env, async (db) => {
+          const [row] = await db.select({ spec: projects.spec }).from(projects).where(eq(projects.id, project.id));
+          const stored = ProjectSpec.safeParse(row?.spec);
+          if (row?.spec && stored.success) return JSON.stringify({ spec: stored.data, reused: true, attempts: 0 });
+          const config = await agentConfig(db, "architect");
+          const usage = (tokens: { promptTokens: number; completionTokens: number }) =>
+            recordUsage(db, { agent: "architect", model: config.model, ...tokens, projectId: project.id, taskId: this.params.taskId, userId: project.ownerId });
+          let endpoint;
+          try {
+            endpoint = modelEndpoint(this.env);
+          } catch (error) {
+            throw new NonRetryableError(error instanceof Error ? error.message : String(error));
+          }
+          try {
+            const result = await draftSpec(openaiClient(endpoint), config, project);
+            await usage(result.usage);
+            await db.update(projects).set({ spec: result.spec, updatedAt: new Date() }).where(eq(projects.id, project.id));
+            return JSON.stringify({ spec: result.spec, reused: false, attempts: result.attempts });
+          } catch (error) {
+            if (error instanceof SpecRejected) {
+              await usage(error.usage);
+              throw new NonRetryableError(error.message);
+            }
+            throw new Error(modelErrorMessage(error), { cause: error });
+          }
+        }),
+      ),
+    ) as { spec: unknown; reused: boolean; attempts: number };
+    const spec = ProjectSpec.parse(drafted.spec);
+    const how = drafted.reused ? "the stored spec is used" : `spec written${drafted.attempts > 1 ? " (the first reply was rejected and the model asked again)" : ""}`;
+    await this.say("architect spec ready", {
+      type: "step.progress",
+      step: "architect",
+      message: `Architect: ${how}: ${spec.summary} (${spec.modules.length} modules, ${spec.routes.length} routes, ${spec.env.length} env vars, template ${spec.template})`,
+      data: { spec },
+    });
+    return spec;
+  }
+
+  private async repository(project: ProjectFacts, spec: ProjectSpec): Promise<Repository> {
+    const { repository, created } = JSON.parse(
+      await this.doStep("architect repository", API_STEP, async () => {
+        const config = this.github();
+        const access = await installationAccess(config);
+        const result = await ensureRepository(config, access, project.name, spec.summary);
+        await withDb(this.env, (db) => db.update(projects).set({ repositoryUrl: result.repository.htmlUrl, updatedAt: new Date() }).where(eq(projects.id, project.id)));
+        return JSON.stringify(result);
+      }),
+    ) as { repository: Repository; created: boolean };
+    await this.say("architect completed", {
+      type: "step.completed",
+      step: "architect",
+      message: `Architect: repository ${repository.fullName} ${created ? "created" : "already there, reused"}`,
+      data: { repository: repository.htmlUrl, created },
+    });
+    return repository;
+  }
+
+  private async prepare(project: ProjectFacts, spec: ProjectSpec, settings: EngineeringSettings, repository: Repository): Promise<string> {
+    await this.say("preparer started", { type: "step.started", step: "preparer", message: `Preparer: scaffolding ${repository.fullName} from the ${spec.template} template` });
+    const job = await runJob(this.jobs, "scaffold", {
+      type: "repo.scaffold",
+      payload: async () => scaffoldPayload(spec, project, settings, { cloneUrl: repository.cloneUrl, token: await this.repoToken(repository) }),
+      ttlSeconds: 900,
+      timeoutSeconds: 300,
+    });
+    const sha = job.outcome?.ok ? job.outcome.data?.sha : undefined;
+    if (typeof sha !== "string") throw new PipelineFailure(`Preparer: scaffolding ${repository.fullName} failed: ${job.outcome?.message ?? job.state}`);
+    await this.say("preparer completed", { type: "step.completed", step: "preparer", message: `Preparer: ${job.outcome?.message ?? "scaffolded"}`, data: { sha, jobId: job.id } });
+    return sha;
+  }
+
+  private async rounds(project: ProjectFacts, spec: ProjectSpec, settings: EngineeringSettings, repository: Repository, base: string): Promise<void> {
+    const branch = `orchestrator/${this.params.taskId}`;
+    let limit = settings.maxIterations;
+    let previous: TestResults | null = null;
+    let ref = base;
+    for (let round = 1; ; round++) {
+      if (round > limit && previous) limit += await this.askToContinue(round - 1, previous, settings);
+      const developed = await this.develop(project, spec, settings, repository, { round, branch, ref, previous });
+      const results = await this.test(spec, settings, repository, round, developed.sha);
+      if (results.passed) {
+        // The default branch moves to the passing commit, so the next run (and a deploy) starts there.
+        const merged = await this.doStep("merge", API_STEP, async () => {
+          const config = this.github();
+          return fastForward(config, await installationAccess(config), repository, repository.defaultBranch, developed.sha);
+        });
+        await this.setProjectStatus("ready", "ready");
+        await this.say("completed", {
+          type: "task.completed",
+          message: `${project.name}: the tests pass at ${developed.sha.slice(0, 12)} after ${round} round${round === 1 ? "" : "s"} (${results.summary}); ${merged ? `${repository.defaultBranch} is there now` : `${repository.defaultBranch} has moved on meanwhile, so the work stays on ${branch}`}`,
+          data: { sha: developed.sha, branch, merged, defaultBranch: repository.defaultBranch, repository: repository.htmlUrl, rounds: round, tests: results },
+        });
+        return;
+      }
+      previous = results;
+      ref = developed.sha;
+    }
+  }
+
+  private async develop(project: ProjectFacts, spec: ProjectSpec, settings: EngineeringSettings, repository: Repository, at: { round: number; branch: string; ref: string; previous: TestResults | null }): Promise<DevelopResult> {
+    const { round } = at;
+    const setup = JSON.parse(
+      await this.doStep(`developer ${round} setup`, API_STEP, async () =>
+        withDb(this.env, async (db) => {
+          const config = await agentConfig(db, "developer");
+          return JSON.stringify({ model: config.model, agent: codingAgent(config.settings.codingAgent).name });
+        }),
+      ),
+    ) as { model: string; agent: string };
+    const agent = codingAgent(setup.agent);
+    await this.say(`developer ${round} started`, {
+      type: "step.started",
+      step: "developer",
+      message: `Developer round ${round}: ${agent.name} (${setup.model}) ${at.previous ? `fixing ${at.previous.failures.length} failure${at.previous.failures.length === 1 ? "" : "s"}` : "building the spec"}`,
+      data: { round, agent: agent.name, model: setup.model },
+    });
+    const brief = taskBrief({ project, spec, settings, round, previous: at.previous });
+    const job = await runJob(this.jobs, `develop ${round}`, {
+      type: "docker.run",
+      payload: async () => {
+        const endpoint = modelEndpoint(this.env);
+        return developPayload({
+          image: this.env.CODING_WORKER_IMAGE,
+          agent,
+          model: { baseUrl: endpoint.baseUrl, apiKey: endpoint.apiKey, name: setup.model },
+          repo: { cloneUrl: repository.cloneUrl, token: await this.repoToken(repository) },
+          branch: at.branch,
+          baseRef: at.ref,
+          brief,
+          round,
+          agentTimeoutSeconds: settings.agentTimeoutSeconds,
+        });
+      },
+      ttlSeconds: 900,
+      timeoutSeconds: settings.agentTimeoutSeconds + 180,
+    });
+    const output = collected(job, AGENT_OUTPUT) ?? "";
+    const report = agent.report(output);
+    if (report.promptTokens + report.completionTokens > 0) {
+      await this.doStep(`developer ${round} usage`, API_STEP, async () =>
+        withDb(this.env, (db) => recordUsage(db, { agent: "developer", model: setup.model, promptTokens: report.promptTokens, completionTokens: report.completionTokens, projectId: project.id, taskId: this.params.taskId, userId: project.ownerId })),
+      );
+    }
+    const result = developResult(job);
+    const tail = tailLines(output, 8);
+    if (!result || !job.outcome?.ok) {
+      throw new PipelineFailure(`Developer round ${round} failed: ${job.outcome?.message ?? job.state}${tail ? `\nThe agent's output ended with:\n${tail}` : ""}`);
+    }
+    if (result.agentExit !== 0) {
+      const how = result.agentExit === 124 ? `did not finish within ${settings.agentTimeoutSeconds} s` : `exited with code ${result.agentExit}`;
+      throw new PipelineFailure(`Developer round ${round}: ${agent.name} ${how}${report.errors.length ? ` (${report.errors.at(-1) ?? ""})` : ""}${tail ? `\nIts output ended with:\n${tail}` : ""}`);
+    }
+    const exists = await this.doStep(`developer ${round} verify`, API_STEP, async () => {
+      const config = this.github();
+      return commitExists(config, await installationAccess(config), repository, result.sha);
+    });
+    if (!exists) throw new PipelineFailure(`Developer round ${round} reported commit ${result.sha}, which is not in ${repository.fullName}: nothing was pushed there`);
+    await this.say(`developer ${round} completed`, {
+      type: "step.completed",
+      step: "developer",
+      message: `Developer round ${round}: ${result.changed ? `pushed ${result.sha.slice(0, 12)} to ${result.branch}` : `no changes (still at ${result.sha.slice(0, 12)})`}${report.finalText ? `: ${report.finalText.slice(0, 300)}` : ""}`,
+      data: { round, sha: result.sha, branch: result.branch, changed: result.changed, toolCalls: report.toolCalls, jobId: job.id },
+    });
+    return result;
+  }
+
+  private async test(spec: ProjectSpec, settings: EngineeringSettings, repository: Repository, round: number, sha: string): Promise<TestResults> {
+    await this.say(`tester ${round} started`, { type: "step.started", step: "tester", message: `Tester round ${round}: \`${settings.testCommand}\` at ${sha.slice(0, 12)}`, data: { round, sha } });
+    const job = await runJob(this.jobs, `test ${round}`, {
+      type: "docker.run",
+      payload: async () => testPayload({ image: this.env.CODING_WORKER_IMAGE, repo: { cloneUrl: repository.cloneUrl, token: await this.repoToken(repository) }, sha, spec, settings, testTimeoutSeconds: settings.testTimeoutSeconds }),
+      ttlSeconds: 900,
+      timeoutSeconds: settings.testTimeoutSeconds + 120,
+    });
+    const results = testResults(job, settings.coverageThreshold);
+    if (!results) throw new PipelineFailure(`Tester round ${round} could not run the tests: ${job.outcome?.message ?? job.state}`);
+    await this.say(`tester ${round} completed`, {
+      type: "step.completed",
+      step: "tester",
+      message: `Tester round ${round}: ${results.passed ? "passed" : "failed"}: ${results.summary}`,
+      data: { round, sha, jobId: job.id, tests: results },
+    });
+    return results;
+  }
+
+  /** Asks a person whether to go on after `rounds` rounds; the rounds to add, or a PipelineFailure for "stop". */
+  private async askToContinue(rounds: number, last: TestResults, settings: EngineeringSettings): Promise<number> {
+    const inputId = `after-${rounds}`;
+    const expiresAt = await this.doStep(`decision ${rounds} deadline`, API_STEP, () => Promise.resolve(new Date(Date.now() + settings.decisionTimeoutSeconds * 1000).toISOString()));
+    const question: PendingInput = {
+      kind: "decision",
+      inputId,
+      question: `The tests still fail after ${rounds} round${rounds === 1 ? "" : "s"} (${last.summary}). Continue for more rounds, or stop?`,
+      options: ["continue", "stop"],
+      expiresAt,
+    };
+    await this.say(`decision ${rounds} asked`, { type: "task.needs_input", message: question.question, data: { ...question, rounds, tests: last } });
+    let answer: DecisionAnswer;
+    try {
+      const event = await this.step.waitForEvent(`decision ${rounds}`, { type: inputEventType(inputId), timeout: `${settings.decisionTimeoutSeconds} seconds` });
+      answer = DecisionAnswer.parse(event.payload);
+    } catch {
+      throw new PipelineFailure(`no decision came within ${settings.decisionTimeoutSeconds} s after ${rounds} rounds, so the task stopped (${last.summary})`);
+    }
+    if (answer.decision === "stop") throw new PipelineFailure(`stopped by decision after ${rounds} rounds${answer.reason ? ` (${answer.reason})` : ""}: ${last.summary}`);
+    await this.say(`decision ${rounds} taken`, { type: "step.progress", step: "developer", message: `Going on for ${answer.rounds} more round${answer.rounds === 1 ? "" : "s"}, as decided`, data: { decision: answer } });
+    return answer.rounds;
+  }
+
+  // ---- Helpers ----
+
+  /** A workflow step whose final failure names the step, in words for the task's stream. */
+  private async doStep<T extends Rpc.Serializable<T>>(name: string, config: WorkflowStepConfig, work: () => Promise<T>): Promise<T> {
+    try {
+      return await this.step.do(name, config, work);
+    } catch (error) {
+      if (error instanceof PipelineFailure) throw error;
+      // Errors come back from the engine as "NonRetryableError: …" or "HttpError: …": the words are what matter.
+      const message = (error instanceof Error ? error.message : String(error)).replace(/^(\w*Error: )+/, "");
+      throw new PipelineFailure(`${name}: ${message}`, { cause: error });
+    }
+  }
+
+  /** The App's configuration; missing settings stop the run (no retry can fix them). */
+  private github() {
+    try {
+      return githubAppConfig(this.env);
+    } catch (error) {
+      throw new NonRetryableError(error instanceof Error ? error.message : String(error));
+    }
+  }
+
+  private async repoToken(repository: Repository): Promise<string> {
+    return repositoryToken(this.github(), repository.name);
+  }
+
+  private async setProjectStatus(name: string, status: ProjectStatus): Promise<void> {
+    await this.doStep(`project ${name}`, API_STEP, async () => {
+      await withDb(this.env, (db) => db.update(projects).set({ status, updatedAt: new Date() }).where(eq(projects.id, this.params.projectId)));
+    });
+  }
+
+  /** An event on the task, once: its id is the instance and the step name, so a replay stores it once. */
+  private async say(name: string, input: Omit<TaskEventInput, "eventId">): Promise<void> {
+    await this.doStep(`say ${name}`, API_STEP, async () => {
+      await appendTaskEvent(this.env, this.params.taskId, { ...input, eventId: `${this.instanceId}:${name}`, ...(this.params.traceparent ? { traceparent: this.params.traceparent } : {}) });
+    });
+  }
+}

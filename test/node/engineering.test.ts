@@ -1,0 +1,355 @@
+/**
+ * The engineering pipeline through the real path: the worker (wrangler dev) runs EngineeringWorkflow,
+ * which calls the scripted model (the `openai` SDK) and the GitHub stand-in (octokit), and sends jobs
+ * to a real runner that runs them in real Docker: repo.scaffold, then opencode in the coding-worker
+ * image against the same scripted model, then pytest in that image. The stand-ins are the ones
+ * `npm run dev` uses (standins/).
+ */
+import { execFile } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import Docker from "dockerode";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { enrolledRunner, registerServer, type TestRunner } from "../../scripts/lib/local-runner.ts";
+import { type Stack, startStack } from "../../scripts/lib/local-stack.ts";
+import { waitFor } from "../../scripts/lib/processes.ts";
+import type { TaskEvent } from "../../src/shared/events.ts";
+import { GitHubServer } from "../../standins/github-server.ts";
+import { type ChatRequest, messageText, ModelServer, type Scenario, type Turn } from "../../standins/model-server.ts";
+import { egressTarget } from "../../src/workflows/engineering-jobs.ts";
+
+const run = promisify(execFile);
+const MODEL_KEY = `sk-test-${Math.random().toString(36).slice(2)}${Date.now().toString(36)}`;
+const HANDLE = "build-box";
+const STANDIN_HOST = "127.0.0.2";
+
+let stack: Stack;
+let runner: TestRunner;
+let docker: Docker;
+const model = new ModelServer({ apiKey: MODEL_KEY });
+const github = new GitHubServer();
+const allEvents: TaskEvent[] = [];
+const errorBodies: unknown[] = [];
+
+// ---- The scripted model's parts ----
+
+const SPEC = {
+  summary: "A greeting service: GET /hello answers with a greeting for the name given.",
+  modules: [{ name: "greeting", purpose: "builds the greeting text" }],
+  routes: [{ method: "GET", path: "/hello", purpose: "greets ?name=" }],
+  env: [{ name: "GREETING_PREFIX", kind: "user", description: "the word the greeting starts with" }],
+};
+const architect = (reply: string, name = "architect"): Turn => ({ name, match: { tools: false, anyMessage: "You are the Architect" }, reply: { content: reply } });
+const write = (name: string, files: Record<string, string>): Turn => ({
+  name,
+  match: { tools: ["write"], lastRole: "user" },
+  reply: { toolCalls: Object.entries(files).map(([path, content]) => ({ name: "write", arguments: { filePath: `/work/repo/${path}`, content } })) },
+});
+/** opencode's write tool overwrites only a file the agent has read: read first, then write. */
+const rewrite = (name: string, path: string, content: string): Turn[] => [
+  { name: `${name}: read`, match: { tools: ["read"], lastRole: "user" }, reply: { toolCalls: [{ name: "read", arguments: { filePath: `/work/repo/${path}` } }] } },
+  { name: `${name}: write`, match: { tools: ["write"], lastRole: "tool" }, reply: { toolCalls: [{ name: "write", arguments: { filePath: `/work/repo/${path}`, content } }] } },
+];
+const done = (name: string, text: string): Turn => ({ name, match: { tools: true, lastRole: "tool" }, reply: { content: text } });
+
+const GREETING_TEST = `from app.greeting import greeting\n\n\ndef test_greeting():\n    assert greeting("Ada") == "Hello, Ada!", "the greeting must end with an exclamation mark"\n`;
+const BROKEN = `def greeting(name):\n    return f"Hello, {name}"\n`;
+const FIXED = `def greeting(name):\n    return f"Hello, {name}!"\n`;
+
+function load(scenario: Scenario) {
+  model.load({ ...scenario, side: [{ name: "title", match: { tools: false, lastMessage: /title/i }, reply: { content: "A title" } }] });
+}
+
+// ---- Helpers ----
+
+async function newProject(name: string, settings: Record<string, unknown> = {}) {
+  const user = await stack.api<{ user: { id: string } }>("/api/users", { json: { name: `owner of ${name}` } });
+  const key = await stack.api<{ key: string }>("/api/keys", { json: { userId: user.body.user.id, name: "eng" } });
+  const project = await stack.api<{ project: { id: string } }>("/api/projects", {
+    json: { name, description: "Greets people by name over HTTP.", ownerId: user.body.user.id },
+  });
+  expect(project.status).toBe(201);
+  if (Object.keys(settings).length) {
+    const patched = await stack.api(`/api/projects/${project.body.project.id}`, { method: "PATCH", json: settings, key: key.body.key });
+    expect(patched.status, JSON.stringify(patched.body)).toBe(200);
+  }
+  return { id: project.body.project.id, key: key.body.key };
+}
+
+async function start(projectId: string, key: string) {
+  const res = await stack.api<{ task: { id: string } }>(`/api/projects/${projectId}/engineering`, { json: {}, key });
+  expect(res.status, JSON.stringify(res.body)).toBe(202);
+  return res.body.task.id;
+}
+
+async function eventsOf(taskId: string): Promise<TaskEvent[]> {
+  const res = await stack.api<{ events: TaskEvent[] }>(`/api/tasks/${taskId}/events?limit=1000`);
+  return res.body.events;
+}
+
+/** Waits until the task's stream has an event `until` accepts; returns all events so far. */
+async function until(taskId: string, accept: (event: TaskEvent) => boolean, timeoutMs = 180_000): Promise<TaskEvent[]> {
+  let seen: TaskEvent[] = [];
+  await waitFor(
+    async () => {
+      seen = await eventsOf(taskId);
+      return seen.some(accept) ? true : undefined;
+    },
+    timeoutMs,
+    () => `task ${taskId} did not get there; its events:\n${seen.map((e) => `${e.seq} ${e.type} ${e.step ?? ""} ${e.message}`).join("\n")}\nrunner:\n${runner.output().slice(-3000)}`,
+  );
+  return seen;
+}
+
+const TERMINAL = ["task.completed", "task.failed", "task.cancelled"];
+async function finished(taskId: string, timeoutMs?: number) {
+  const events = await until(taskId, (event) => TERMINAL.includes(event.type), timeoutMs);
+  allEvents.push(...events);
+  return { events, last: events.at(-1) as TaskEvent };
+}
+
+const git = (args: string[]) => run("git", args).then((result) => result.stdout.trim());
+
+beforeAll(async () => {
+  docker = new Docker({ socketPath: inject("dockerSocket") });
+  // On 127.0.0.2: a container's own loopback (127.0.0.1) is never proxied, and the stand-ins are
+  // reached through the egress proxy, as api.openai.com and github.com would be.
+  await model.start(0, STANDIN_HOST);
+  await github.start(0, STANDIN_HOST);
+  stack = await startStack({
+    databaseUrl: inject("databaseUrl"),
+    dbWsProxy: inject("dbWsProxy"),
+    adminKey: inject("adminApiKey"),
+    vars: {
+      OPENAI_BASE_URL: model.baseUrl,
+      OPENAI_API_KEY: MODEL_KEY,
+      GITHUB_API_URL: github.url,
+      GITHUB_APP_ID: String(github.appId),
+      GITHUB_INSTALLATION_ID: String(github.installationId),
+      GITHUB_APP_PRIVATE_KEY: github.appPrivateKeyPem,
+      CODING_WORKER_IMAGE: inject("codingWorkerImage"),
+      JOB_WAIT_SLICE_SECONDS: "1",
+    },
+  });
+  const { enrollment } = await registerServer(stack, HANDLE);
+  runner = await enrolledRunner(stack, enrollment.token, {
+    // The stand-ins listen on this machine's loopback: the job containers may reach them through the egress proxy.
+    docker: { socketPath: inject("dockerSocket"), egress: { internalTargets: [egressTarget(model.url), egressTarget(github.url)] } },
+    concurrency: 2,
+  });
+  await runner.start();
+}, 240_000);
+
+afterAll(async () => {
+  await runner?.stop();
+  await stack?.stop();
+  await model.stop();
+  await github.stop();
+});
+
+describe("the engineering pipeline", () => {
+  let first: { id: string; key: string };
+
+  it("fails a round on a real test failure, reworks it, and completes with a pushed SHA whose tests pass", { timeout: 300_000 }, async () => {
+    load({
+      turns: [
+        // Not JSON the first time: the Architect is shown why and asked once more.
+        architect("Here is the spec you asked for!", "architect (prose)"),
+        architect(JSON.stringify(SPEC)),
+        write("round 1: a greeting that misses its mark", { "app/greeting.py": BROKEN, "tests/test_greeting.py": GREETING_TEST }),
+        done("round 1 done", "Added the greeting module and its test."),
+        ...rewrite("round 2: the fix", "app/greeting.py", FIXED),
+        done("round 2 done", "Fixed the greeting."),
+      ],
+    });
+    first = await newProject("greeter");
+    const taskId = await start(first.id, first.key);
+    const { events, last } = await finished(taskId);
+    expect(last.type, last.message).toBe("task.completed");
+    expect(model.remaining()).toEqual([]);
+
+    // The Architect's retry carried the validation error.
+    const architectCalls = model.requests.filter((request) => messageText((request.body as ChatRequest).messages[0]).includes("You are the Architect"));
+    expect(architectCalls).toHaveLength(2);
+    expect(messageText((architectCalls[1]?.body as ChatRequest).messages.at(-1))).toContain("the reply is not JSON");
+
+    // Round 1's failure, parsed: the test's name and its message.
+    const tester1 = events.find((event) => event.type === "step.completed" && event.step === "tester" && event.data?.round === 1);
+    expect(tester1?.message).toContain("Tester round 1: failed");
+    const failures = (tester1?.data?.tests as { failures: { test: string; message: string }[] }).failures;
+    expect(failures[0]?.test).toBe("tests.test_greeting::test_greeting");
+    expect(failures[0]?.message).toContain("the greeting must end with an exclamation mark");
+    // ...went back to the Developer, whose second round was told about it.
+    const round2 = model.requests.find((request) => request.answeredBy === "round 2: the fix: write");
+    expect(round2).toBeDefined();
+    expect(events.some((event) => event.type === "step.started" && event.step === "developer" && event.data?.round === 2 && event.message.includes("fixing 1 failure"))).toBe(true);
+    // The agent's and the tests' output arrived as log lines.
+    expect(events.some((event) => event.type === "log" && event.message.includes("tool write"))).toBe(true);
+    expect(events.some((event) => event.type === "log" && event.message.includes("3 passed in"))).toBe(true);
+
+    // The final SHA is on the branch in the repository, and its tests pass when run again by hand.
+    const sha = String(last.data?.sha);
+    const branch = String(last.data?.branch);
+    expect(branch).toBe(`orchestrator/${taskId}`);
+    const bare = github.repoPath("greeter");
+    expect(await git(["--git-dir", bare, "rev-parse", `refs/heads/${branch}`])).toBe(sha);
+    // ...and main was moved forward to it.
+    expect(last.data).toMatchObject({ merged: true, defaultBranch: "main" });
+    expect(await git(["--git-dir", bare, "rev-parse", "refs/heads/main"])).toBe(sha);
+    const checkout = mkdtempSync(join(tmpdir(), "greeter-"));
+    await git(["clone", "--quiet", bare, checkout]);
+    await git(["-C", checkout, "checkout", "--quiet", sha]);
+    const retest = await run("docker", ["run", "--rm", "--network", "none", "--user", "0", "-v", `${checkout}:/src`, "-w", "/src", inject("codingWorkerImage"), "python3", "-m", "pytest", "-q", "-p", "no:cacheprovider"]);
+    expect(retest.stdout).toMatch(/3 passed/);
+    // TASK.md was the agent's, not the repository's.
+    await expect(git(["-C", checkout, "cat-file", "-e", `${sha}:TASK.md`])).rejects.toThrow();
+
+    // The project has its spec, its repository and its new status.
+    const project = await stack.api<{ project: { spec: { summary: string }; repositoryUrl: string; status: string } }>(`/api/projects/${first.id}`, { key: first.key });
+    expect(project.body.project).toMatchObject({ spec: { summary: SPEC.summary }, repositoryUrl: `${github.url}/${github.org}/greeter`, status: "ready" });
+    // The key went to the model and the agent, as the bearer of their requests.
+    expect(model.requests.every((request) => request.apiKey === MODEL_KEY)).toBe(true);
+  });
+
+  it("runs again on the same project without a second repository, reusing the spec, held to a coverage threshold", { timeout: 240_000 }, async () => {
+    const patched = await stack.api<{ project: { config: { engineering: Record<string, unknown> } } }>(`/api/projects/${first.id}`, { method: "PATCH", json: { coverageThreshold: 60 }, key: first.key });
+    expect(patched.body.project.config.engineering).toEqual({ coverageThreshold: 60 });
+    load({ turns: [write("a passing change", { "tests/test_more.py": "from app.greeting import greeting\n\n\ndef test_more():\n    assert greeting('Bo') == 'Hello, Bo!'\n" }), done("done", "ok")] });
+    const taskId = await start(first.id, first.key);
+    const { events, last } = await finished(taskId);
+    expect(last.type, last.message).toBe("task.completed");
+    expect(events.find((event) => event.step === "architect" && event.type === "step.completed")?.message).toContain("already there, reused");
+    expect(events.some((event) => event.step === "architect" && event.message.includes("the stored spec is used"))).toBe(true);
+    expect(github.requests.filter((request) => request.method === "POST" && request.path.endsWith("/repos"))).toHaveLength(1);
+    // With a threshold, the template's coverage command ran and its figure was read.
+    expect(events.find((event) => event.type === "step.started" && event.step === "tester")?.message).toContain("--cov=app");
+    const tester = events.find((event) => event.type === "step.completed" && event.step === "tester");
+    expect((tester?.data?.tests as { coverage: number }).coverage).toBeGreaterThan(60);
+    // It started from main, where the first run's work is.
+    expect(events.find((event) => event.step === "preparer" && event.type === "step.completed")?.message).toContain("already scaffolded");
+  });
+
+  it("asks for a decision when the rounds run out: continue goes on, stop fails it cleanly", { timeout: 300_000 }, async () => {
+    load({
+      turns: [
+        architect(JSON.stringify(SPEC)),
+        write("round 1", { "app/greeting.py": BROKEN, "tests/test_greeting.py": GREETING_TEST }),
+        done("round 1 done", "Done."),
+        ...rewrite("round 2", "app/greeting.py", BROKEN.replace("Hello", "Hi")),
+        done("round 2 done", "Done again."),
+      ],
+    });
+    const project = await newProject("stubborn", { maxIterations: 1 });
+    const taskId = await start(project.id, project.key);
+    const asked = await until(taskId, (event) => event.type === "task.needs_input");
+    const question = asked.find((event) => event.type === "task.needs_input");
+    expect(question?.data).toMatchObject({ kind: "decision", options: ["continue", "stop"], rounds: 1 });
+    const task = await stack.api<{ task: { status: string; pendingInput: { inputId: string } } }>(`/api/tasks/${taskId}`, { key: project.key });
+    expect(task.body.task).toMatchObject({ status: "needs_input", pendingInput: { kind: "decision", inputId: "after-1" } });
+
+    // A wrong answer is refused and changes nothing.
+    const wrong = await stack.api<{ error: { code: string; message: string } }>(`/api/tasks/${taskId}/input`, { json: { decision: "maybe" }, key: project.key });
+    expect(wrong.status).toBe(400);
+    expect(wrong.body.error.message).toContain("Not an answer to");
+    errorBodies.push(wrong.body);
+
+    const goOn = await stack.api(`/api/tasks/${taskId}/input`, { json: { decision: "continue", rounds: 1 }, key: project.key });
+    expect(goOn.status, JSON.stringify(goOn.body)).toBe(202);
+    // The same question answered twice: the second is refused.
+    const again = await stack.api(`/api/tasks/${taskId}/input`, { json: { decision: "stop" }, key: project.key });
+    expect(again.status).toBe(409);
+    errorBodies.push(again.body);
+
+    const second = await until(taskId, (event) => event.type === "task.needs_input" && event.data?.rounds === 2);
+    expect(second.some((event) => event.message.includes("Going on for 1 more round"))).toBe(true);
+    const stop = await stack.api(`/api/tasks/${taskId}/input`, { json: { decision: "stop", reason: "not worth it" }, key: project.key });
+    expect(stop.status).toBe(202);
+    const { last } = await finished(taskId);
+    expect(last.type).toBe("task.failed");
+    expect(last.message).toContain("stopped by decision after 2 rounds (not worth it)");
+    expect(model.remaining()).toEqual([]);
+  });
+
+  it("fails the step when the Developer's commit is not in the repository", { timeout: 240_000 }, async () => {
+    load({
+      turns: [
+        architect(JSON.stringify(SPEC)),
+        {
+          name: "push elsewhere",
+          match: { tools: ["bash"], lastRole: "user" },
+          reply: { toolCalls: [{ name: "bash", arguments: { command: "git init --bare -q /tmp/decoy.git && git remote set-url origin /tmp/decoy.git && echo x > x.txt", description: "Point origin elsewhere" } }] },
+        },
+        done("done", "Done."),
+      ],
+    });
+    const project = await newProject("decoyed");
+    const taskId = await start(project.id, project.key);
+    const { last } = await finished(taskId);
+    expect(last.type).toBe("task.failed");
+    expect(last.message).toMatch(/Developer round 1 reported commit [0-9a-f]{40}, which is not in orchestrator-test\/decoyed/);
+  });
+
+  it("fails the round with the output's tail when the agent exits non-zero", { timeout: 240_000 }, async () => {
+    load({ turns: [architect(JSON.stringify(SPEC)), { name: "refuse", match: { tools: true }, reply: { error: { status: 400, message: "This model's maximum context length is exceeded" } } }] });
+    const project = await newProject("refused");
+    const taskId = await start(project.id, project.key);
+    const { last } = await finished(taskId);
+    expect(last.type).toBe("task.failed");
+    expect(last.message).toContain("Developer round 1: opencode exited with code 1");
+    expect(last.message).toContain("maximum context length is exceeded");
+  });
+
+  it("fails the round when the agent runs out of time", { timeout: 240_000 }, async () => {
+    load({ turns: [architect(JSON.stringify(SPEC)), { name: "hang", match: { tools: true }, reply: { delayMs: 120_000, content: "too late" } }] });
+    const project = await newProject("sluggish", { agentTimeoutSeconds: 8 });
+    const taskId = await start(project.id, project.key);
+    const { last } = await finished(taskId);
+    expect(last.type).toBe("task.failed");
+    expect(last.message).toContain("Developer round 1: opencode did not finish within 8 s");
+  });
+
+  it("cancels mid-Developer: the container is gone and the task ends cancelled", { timeout: 240_000 }, async () => {
+    load({ turns: [architect(JSON.stringify(SPEC)), { name: "hang", match: { tools: true }, reply: { delayMs: 120_000, content: "too late" } }] });
+    const project = await newProject("cancelled");
+    const taskId = await start(project.id, project.key);
+    await until(taskId, (event) => event.type === "step.started" && event.step === "docker.run");
+    const jobContainers = async () => (await docker.listContainers({ all: true })).filter((container) => Object.keys(container.Labels).includes("orchestrator.job"));
+    await waitFor(async () => ((await jobContainers()).length > 0 ? true : undefined), 30_000, () => "no job container started");
+
+    const cancel = await stack.api<{ task: { status: string }; stoppedJobs: string[] }>(`/api/tasks/${taskId}/cancel`, { json: {}, key: project.key });
+    expect(cancel.status, JSON.stringify(cancel.body)).toBe(200);
+    expect(cancel.body.task.status).toBe("cancelled");
+    expect(cancel.body.stoppedJobs).toHaveLength(1);
+    expect(await jobContainers()).toEqual([]);
+    const { last } = await finished(taskId);
+    expect(last.type).toBe("task.cancelled");
+    // Cancelling again is refused.
+    const again = await stack.api(`/api/tasks/${taskId}/cancel`, { json: {}, key: project.key });
+    expect(again.status).toBe(409);
+    errorBodies.push(again.body);
+  });
+
+  it("fails clearly when the Architect's reply is not a valid spec twice", { timeout: 120_000 }, async () => {
+    load({ turns: [architect("{\"summary\": \"no modules\"}", "bad 1"), architect("still not a spec", "bad 2")] });
+    const project = await newProject("unspecified");
+    const taskId = await start(project.id, project.key);
+    const { last } = await finished(taskId);
+    expect(last.type).toBe("task.failed");
+    expect(last.message).toContain("the Architect's reply was rejected twice; the second time: the reply is not JSON");
+    const repos = github.requests.filter((request) => request.method === "POST" && request.path.endsWith("/repos"));
+    expect(repos.every((request) => !request.path.includes("unspecified"))).toBe(true);
+  });
+
+  it("never shows the model key: not in any event, runner log line or error body", async () => {
+    expect(allEvents.length).toBeGreaterThan(50);
+    for (const text of [JSON.stringify(allEvents), runner.output(), stack.process.output(), JSON.stringify(errorBodies)]) {
+      expect(text).not.toContain(MODEL_KEY);
+    }
+    // The jobs as the API shows them have it redacted too.
+    const jobs = await stack.api<{ jobs: unknown[] }>(`/api/servers/${HANDLE}/jobs?limit=200`);
+    expect(JSON.stringify(jobs.body)).not.toContain(MODEL_KEY);
+    expect(JSON.stringify(jobs.body)).toContain("[redacted]");
+  });
+});
