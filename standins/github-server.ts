@@ -165,7 +165,7 @@ export class GitHubServer {
       const branch = decodeURIComponent(refRoute[3] ?? "").slice("heads/".length);
       if (owner !== this.org || !this.repos.has(name) || !this.validToken(tokenOf(req.headers.authorization), name)) return respond(404, { message: "Not Found" });
       const body = JSON.parse(await readBody(req)) as { sha?: unknown; force?: unknown };
-      const result = await this.updateRef(name, branch, String(body.sha ?? ""), body.force === true);
+      const result = await this.updateRef(name, branch, typeof body.sha === "string" ? body.sha : "", body.force === true);
       return result.ok ? respond(200, { ref: `refs/heads/${branch}`, object: { sha: body.sha, type: "commit" } }) : respond(422, { message: result.message });
     }
     const repoRoute = /^\/repos\/([^/]+)\/([^/]+)(?:\/(commits|contents)\/(.+))?$/.exec(path);
