@@ -15,9 +15,13 @@ export function describeNetworkError(config: CliConfig, error: unknown): string 
  * failure, an answer of the wrong shape included, becomes a one-line CliError.
  */
 export async function apiGet<S extends z.ZodType>(config: CliConfig, path: string, what: string, schema: S): Promise<z.infer<S>> {
+  return apiCall(config, path, {}, what, schema);
+}
+
+async function apiCall<S extends z.ZodType>(config: CliConfig, path: string, init: RequestInit, what: string, schema: S): Promise<z.infer<S>> {
   let res: Response;
   try {
-    res = await fetch(`${config.url}${path}`, { headers: { authorization: `Bearer ${config.apiKey}` } });
+    res = await fetch(`${config.url}${path}`, { ...init, headers: { ...(init.headers as Record<string, string> | undefined), authorization: `Bearer ${config.apiKey}` } });
   } catch (error) {
     throw new CliError(describeNetworkError(config, error));
   }
@@ -26,6 +30,11 @@ export async function apiGet<S extends z.ZodType>(config: CliConfig, path: strin
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0];
   throw new CliError(`${what}: the server's answer is not what this CLI expects (${issue ? `${issue.path.join(".")}: ${issue.message}` : "unreadable"}); is the CLI older than the server?`);
+}
+
+/** POSTs a JSON body and returns the answer as `schema` reads it; failures as for apiGet. */
+export async function apiPost<S extends z.ZodType>(config: CliConfig, path: string, body: unknown, what: string, schema: S): Promise<z.infer<S>> {
+  return apiCall(config, path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) }, what, schema);
 }
 
 /** Turns an error response into a CliError with the server's message. */

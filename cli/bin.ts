@@ -8,7 +8,7 @@ import { parseArgs } from "node:util";
 import { z } from "zod";
 import { HubStatus, ServerView, TaskStreamPosition, TaskView } from "../src/shared/api.ts";
 import { TaskEvent } from "../src/shared/events.ts";
-import { apiGet } from "./api.ts";
+import { apiGet, apiPost } from "./api.ts";
 import { CliError, loadConfig } from "./config.ts";
 import { followTask } from "./follow.ts";
 import { formatEvent } from "./format.ts";
@@ -16,7 +16,12 @@ import { formatEvent } from "./format.ts";
 const USAGE = `Usage:
   orchestrator tasks list [--type T] [--status S] [--project ID] [--limit N] [--json]
   orchestrator tasks link <task-id> [--ttl SECONDS]    print a signed link to the live task view
+  orchestrator engineering start <project> [--server HANDLE] [--follow] [--json]
+                                                      run the engineering pipeline (project id or name)
   orchestrator engineering status <task-id> [--follow] [--json]
+  orchestrator tasks answer <task-id> continue [--rounds N] | stop [--reason TEXT]
+                                                      answer a task that waits for a decision
+  orchestrator tasks cancel <task-id>                 stop a task, its workflow and its running jobs
   orchestrator deploy status <task-id> [--follow] [--json]
   orchestrator provision status <task-id> [--follow] [--json]
   orchestrator servers list [--json]                  servers, their runners' status and last heartbeat
@@ -34,6 +39,9 @@ const EventPage = z.object({ events: z.array(TaskEvent) });
 const ViewLink = z.object({ url: z.string(), expiresAt: z.string() });
 const ServerList = z.object({ servers: z.array(ServerView) });
 const ServerShown = z.object({ server: ServerView, runner: HubStatus });
+const TaskStarted = z.object({ task: TaskView });
+const ProjectList = z.object({ projects: z.array(z.object({ id: z.string(), name: z.string() })) });
+const Cancelled = z.object({ task: TaskView, stoppedJobs: z.array(z.string()) });
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -69,6 +77,57 @@ async function tasksLink(args: string[]) {
   process.stderr.write(`(valid until ${link.expiresAt})\n`);
 }
 
+/** Prints a task's events as they happen until it ends; the exit code says how it ended. */
+async function follow(config: ReturnType<typeof loadConfig>, taskId: string, json: boolean | undefined): Promise<number> {
+  const terminal = await followTask(config, taskId, {
+    onEvent: (event) => {
+      out(json ? JSON.stringify(event) : formatEvent(event));
+      if (event.type === "task.needs_input" && !json) process.stderr.write(`   answer with: orchestrator tasks answer ${taskId} continue [--rounds N]   or   … stop [--reason TEXT]\n`);
+    },
+    onReconnect: (lastSeq, reason) => process.stderr.write(`… connection lost (${reason}); resuming after event #${lastSeq}\n`),
+  });
+  return terminal.type === "task.completed" ? 0 : 1;
+}
+
+async function engineeringStart(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { server: { type: "string" }, follow: { type: "boolean" }, json: { type: "boolean" } } });
+  const [project] = positionals;
+  if (!project) usage("engineering start needs a project (its id or name)");
+  const config = loadConfig();
+  let projectId = project;
+  if (!project.startsWith("prj_")) {
+    const { projects } = await apiGet(config, `/api/projects?name=${encodeURIComponent(project)}`, `project ${project}`, ProjectList);
+    const found = projects.find((candidate) => candidate.name === project);
+    if (!found) throw new CliError(`project ${project} not found`);
+    projectId = found.id;
+  }
+  const { task } = await apiPost(config, `/api/projects/${encodeURIComponent(projectId)}/engineering`, values.server ? { server: values.server } : {}, `project ${project}`, TaskStarted);
+  if (!values.follow) {
+    out(values.json ? JSON.stringify(task) : `started ${task.id}; follow it with: orchestrator engineering status ${task.id} --follow`);
+    return 0;
+  }
+  process.stderr.write(`started ${task.id}\n`);
+  return follow(config, task.id, values.json);
+}
+
+async function tasksAnswer(args: string[]) {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { rounds: { type: "string" }, reason: { type: "string" } } });
+  const [taskId, decision] = positionals;
+  if (!taskId || (decision !== "continue" && decision !== "stop")) usage("tasks answer needs a task id and `continue` or `stop`");
+  const rounds = values.rounds === undefined ? undefined : Number(values.rounds);
+  if (rounds !== undefined && (!Number.isInteger(rounds) || rounds < 1)) usage("--rounds must be a whole number of rounds, 1 or more");
+  const body = decision === "continue" ? { decision, ...(rounds ? { rounds } : {}) } : { decision, ...(values.reason ? { reason: values.reason } : {}) };
+  const { task } = await apiPost(loadConfig(), `/api/tasks/${encodeURIComponent(taskId)}/input`, body, `task ${taskId}`, TaskStarted);
+  out(`${task.id}: answered "${decision}"`);
+}
+
+async function tasksCancel(args: string[]) {
+  const [taskId] = parseArgs({ args, allowPositionals: true, options: {} }).positionals;
+  if (!taskId) usage("tasks cancel needs a task id");
+  const { task, stoppedJobs } = await apiPost(loadConfig(), `/api/tasks/${encodeURIComponent(taskId)}/cancel`, {}, `task ${taskId}`, Cancelled);
+  out(`${task.id}: ${task.status}${stoppedJobs.length ? ` (stopped ${stoppedJobs.join(", ")})` : ""}`);
+}
+
 async function status(kind: "engineering" | "deploy" | "provision", args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { follow: { type: "boolean" }, json: { type: "boolean" } } });
   const [taskId] = positionals;
@@ -77,13 +136,7 @@ async function status(kind: "engineering" | "deploy" | "provision", args: string
   const { task } = await apiGet(config, `/api/tasks/${encodeURIComponent(taskId)}`, `task ${taskId}`, TaskShown);
   if (task.type !== kind) throw new CliError(`task ${taskId} is a ${task.type} task; use \`orchestrator ${task.type} status ${taskId}\``, 2);
 
-  if (values.follow) {
-    const terminal = await followTask(config, taskId, {
-      onEvent: (event) => out(values.json ? JSON.stringify(event) : formatEvent(event)),
-      onReconnect: (lastSeq, reason) => process.stderr.write(`… connection lost (${reason}); resuming after event #${lastSeq}\n`),
-    });
-    return terminal.type === "task.completed" ? 0 : 1;
-  }
+  if (values.follow) return follow(config, taskId, values.json);
 
   const { stream } = await apiGet(config, `/api/tasks/${encodeURIComponent(taskId)}`, `task ${taskId}`, TaskShown);
   const after = Math.max(0, stream.lastSeq - 10);
@@ -139,6 +192,9 @@ async function main(argv: string[]): Promise<number> {
   }
   if (group === "tasks" && command === "list") return tasksList(rest).then(() => 0);
   if (group === "tasks" && command === "link") return tasksLink(rest).then(() => 0);
+  if (group === "tasks" && command === "answer") return tasksAnswer(rest).then(() => 0);
+  if (group === "tasks" && command === "cancel") return tasksCancel(rest).then(() => 0);
+  if (group === "engineering" && command === "start") return engineeringStart(rest);
   if ((group === "engineering" || group === "deploy" || group === "provision") && command === "status") return status(group, rest);
   if (group === "servers" && command === "list") return serversList(rest).then(() => 0);
   if (group === "servers" && command === "show") return serversShow(rest).then(() => 0);

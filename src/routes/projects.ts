@@ -16,17 +16,17 @@ import { parseTraceparent } from "../shared/trace.ts";
 const StartEngineering = z.strictObject({ server: ServerHandle.optional() }).default({});
 
 const IdParam = z.object({ id: z.string().min(1).max(64) });
-const ListQuery = Page.extend({ status: ProjectStatus.optional() });
+const ListQuery = Page.extend({ status: ProjectStatus.optional(), name: z.string().max(100).optional() });
 
 /** `/api/projects`: owner-scoped project CRUD. */
 export const projectsRoute = new Hono<AppEnv>()
   .use(requireScope("user"))
   .get("/", validate("query", ListQuery), async (c) => {
-    const { limit, offset, status } = c.req.valid("query");
+    const { limit, offset, status, name } = c.req.valid("query");
     const rows = await c.var.db
       .select()
       .from(projects)
-      .where(and(projectVisibleTo(c.var.principal), status ? eq(projects.status, status) : undefined))
+      .where(and(projectVisibleTo(c.var.principal), status ? eq(projects.status, status) : undefined, name ? eq(projects.name, name) : undefined))
       .orderBy(desc(projects.createdAt), desc(projects.id))
       .limit(limit)
       .offset(offset);

@@ -13,8 +13,8 @@ import { promisify } from "node:util";
 import Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { enrolledRunner, registerServer, type TestRunner } from "../../scripts/lib/local-runner.ts";
-import { type Stack, startStack } from "../../scripts/lib/local-stack.ts";
-import { waitFor } from "../../scripts/lib/processes.ts";
+import { ROOT, type Stack, startStack } from "../../scripts/lib/local-stack.ts";
+import { spawnCollecting, waitFor } from "../../scripts/lib/processes.ts";
 import type { TaskEvent } from "../../src/shared/events.ts";
 import { GitHubServer } from "../../standins/github-server.ts";
 import { type ChatRequest, messageText, ModelServer, type Scenario, type Turn } from "../../standins/model-server.ts";
@@ -108,6 +108,13 @@ async function finished(taskId: string, timeoutMs?: number) {
   const events = await until(taskId, (event) => TERMINAL.includes(event.type), timeoutMs);
   allEvents.push(...events);
   return { events, last: events.at(-1) as TaskEvent };
+}
+
+function cli(args: string[], key: string) {
+  return spawnCollecting(process.execPath, [join(ROOT, "cli", "bin.ts"), ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ORCHESTRATOR_CONFIG: "/nonexistent/config.json", ORCHESTRATOR_URL: stack.url, ORCHESTRATOR_API_KEY: key },
+  });
 }
 
 const git = (args: string[]) => run("git", args).then((result) => result.stdout.trim());
@@ -242,7 +249,9 @@ describe("the engineering pipeline", () => {
       ],
     });
     const project = await newProject("stubborn", { maxIterations: 1 });
-    const taskId = await start(project.id, project.key);
+    // Started and followed from the CLI, by the project's name.
+    const follower = cli(["engineering", "start", "stubborn", "--follow"], project.key);
+    const taskId = await waitFor(() => /started (eng_\w+)/.exec(follower.output())?.[1], 30_000, () => follower.output());
     const asked = await until(taskId, (event) => event.type === "task.needs_input");
     const question = asked.find((event) => event.type === "task.needs_input");
     expect(question?.data).toMatchObject({ kind: "decision", options: ["continue", "stop"], rounds: 1 });
@@ -255,8 +264,8 @@ describe("the engineering pipeline", () => {
     expect(wrong.body.error.message).toContain("Not an answer to");
     errorBodies.push(wrong.body);
 
-    const goOn = await stack.api(`/api/tasks/${taskId}/input`, { json: { decision: "continue", rounds: 1 }, key: project.key });
-    expect(goOn.status, JSON.stringify(goOn.body)).toBe(202);
+    const goOn = cli(["tasks", "answer", taskId, "continue", "--rounds", "1"], project.key);
+    expect(await goOn.exited, goOn.output()).toBe(0);
     // The same question answered twice: the second is refused.
     const again = await stack.api(`/api/tasks/${taskId}/input`, { json: { decision: "stop" }, key: project.key });
     expect(again.status).toBe(409);
@@ -269,6 +278,11 @@ describe("the engineering pipeline", () => {
     const { last } = await finished(taskId);
     expect(last.type).toBe("task.failed");
     expect(last.message).toContain("stopped by decision after 2 rounds (not worth it)");
+    // The follower printed the run as it went, told how to answer, and exited 1 for the failure.
+    expect(await follower.exited).toBe(1);
+    expect(follower.output()).toContain("❓ The tests still fail after 1 round");
+    expect(follower.output()).toContain(`answer with: orchestrator tasks answer ${taskId} continue`);
+    expect(follower.output()).toContain("❌ stopped by decision after 2 rounds");
     expect(model.remaining()).toEqual([]);
   });
 
@@ -318,10 +332,9 @@ describe("the engineering pipeline", () => {
     const jobContainers = async () => (await docker.listContainers({ all: true })).filter((container) => Object.keys(container.Labels).includes("orchestrator.job"));
     await waitFor(async () => ((await jobContainers()).length > 0 ? true : undefined), 30_000, () => "no job container started");
 
-    const cancel = await stack.api<{ task: { status: string }; stoppedJobs: string[] }>(`/api/tasks/${taskId}/cancel`, { json: {}, key: project.key });
-    expect(cancel.status, JSON.stringify(cancel.body)).toBe(200);
-    expect(cancel.body.task.status).toBe("cancelled");
-    expect(cancel.body.stoppedJobs).toHaveLength(1);
+    const cancel = cli(["tasks", "cancel", taskId], project.key);
+    expect(await cancel.exited, cancel.output()).toBe(0);
+    expect(cancel.output()).toMatch(new RegExp(`${taskId}: cancelled \\(stopped job_\\w+\\)`));
     expect(await jobContainers()).toEqual([]);
     const { last } = await finished(taskId);
     expect(last.type).toBe("task.cancelled");
