@@ -2,8 +2,10 @@
  * `npm run bench -- <name> [options]`: benchmarks that print figures, one JSON line per case.
  * - fanout [--watchers 100,1000] [--events 1000] [--only ours|redis]
  * - jobs [--jobs 1000] [--in-flight 1,8] [--docker-runs 20] [--log-lines 50000]
+ * - engineering [--rounds 10]
  */
 import { parseArgs } from "node:util";
+import { engineering } from "./engineering.ts";
 import { fanout } from "./fanout.ts";
 import { jobs } from "./jobs.ts";
 
@@ -17,17 +19,19 @@ const { values, positionals } = parseArgs({
     "in-flight": { type: "string", default: "1,8" },
     "docker-runs": { type: "string", default: "20" },
     "log-lines": { type: "string", default: "50000" },
+    rounds: { type: "string", default: "10" },
   },
 });
 const [name] = positionals;
 const benches: Record<string, () => Promise<void>> = {
   fanout: () => fanout({ watchers: values.watchers.split(",").map(Number), events: Number(values.events), only: values.only }),
+  engineering: () => engineering({ rounds: Number(values.rounds) }),
   jobs: () => jobs({ jobs: Number(values.jobs), inFlight: values["in-flight"].split(",").map(Number), dockerRuns: Number(values["docker-runs"]), logLines: Number(values["log-lines"]) }),
 };
 const bench = name ? benches[name] : undefined;
 if (!bench) {
   console.error(
-    `usage: npm run bench -- fanout [--watchers 100,1000] [--events 1000] [--only ours|redis]\n       npm run bench -- jobs [--jobs 1000] [--in-flight 1,8] [--docker-runs 20] [--log-lines 50000]`,
+    `usage: npm run bench -- fanout [--watchers 100,1000] [--events 1000] [--only ours|redis]\n       npm run bench -- jobs [--jobs 1000] [--in-flight 1,8] [--docker-runs 20] [--log-lines 50000]\n       npm run bench -- engineering [--rounds 10]`,
   );
   process.exit(2);
 }

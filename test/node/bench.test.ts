@@ -45,3 +45,20 @@ describe("npm run bench -- jobs", () => {
     expect(lines[4]?.events_per_s).toBeGreaterThan(0);
   });
 });
+
+describe("npm run bench -- engineering", () => {
+  it("runs rounds through the whole pipeline and prints the overhead beside the bare docker runs", { timeout: 300_000 }, async () => {
+    const bench = spawnCollecting(process.execPath, [join(ROOT, "bench", "run.ts"), "engineering", "--rounds", "2"], { cwd: ROOT, env: process.env });
+    expect(await bench.exited, bench.output()).toBe(0);
+    const [line] = bench
+      .output()
+      .split("\n")
+      .filter((text) => text.startsWith('{"bench":"engineering"'))
+      .map((text) => JSON.parse(text) as Record<string, number | boolean>);
+    expect(line).toMatchObject({ case: "round_overhead", rounds: 2, goal_overhead_ms: 300 });
+    expect(line?.inside_containers_p50_ms).toBeGreaterThan(0);
+    expect(line?.round_wall_p50_ms).toBeGreaterThan(Number(line?.inside_containers_p50_ms));
+    expect(line?.overhead_p50_ms).toBeGreaterThan(0);
+    expect(line?.bare_docker_run_two_p50_ms).toBeGreaterThan(0);
+  });
+});

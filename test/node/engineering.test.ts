@@ -12,24 +12,24 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { enrolledRunner, registerServer, type TestRunner } from "../../scripts/lib/local-runner.ts";
-import { ROOT, type Stack, startStack } from "../../scripts/lib/local-stack.ts";
+import { type EngineeringStack, startEngineeringStack } from "../../scripts/lib/engineering-stack.ts";
+import type { TestRunner } from "../../scripts/lib/local-runner.ts";
+import { ROOT, type Stack } from "../../scripts/lib/local-stack.ts";
 import { spawnCollecting, waitFor } from "../../scripts/lib/processes.ts";
 import type { TaskEvent } from "../../src/shared/events.ts";
-import { GitHubServer } from "../../standins/github-server.ts";
-import { type ChatRequest, messageText, ModelServer, type Scenario, type Turn } from "../../standins/model-server.ts";
-import { egressTarget } from "../../src/workflows/engineering-jobs.ts";
+import type { GitHubServer } from "../../standins/github-server.ts";
+import { type ChatRequest, messageText, type ModelServer, type Scenario, type Turn } from "../../standins/model-server.ts";
 
 const run = promisify(execFile);
-const MODEL_KEY = `sk-test-${Math.random().toString(36).slice(2)}${Date.now().toString(36)}`;
 const HANDLE = "build-box";
-const STANDIN_HOST = "127.0.0.2";
 
+let env: EngineeringStack;
 let stack: Stack;
 let runner: TestRunner;
 let docker: Docker;
-const model = new ModelServer({ apiKey: MODEL_KEY });
-const github = new GitHubServer();
+let model: ModelServer;
+let github: GitHubServer;
+let MODEL_KEY = "";
 const allEvents: TaskEvent[] = [];
 const errorBodies: unknown[] = [];
 
@@ -121,39 +121,20 @@ const git = (args: string[]) => run("git", args).then((result) => result.stdout.
 
 beforeAll(async () => {
   docker = new Docker({ socketPath: inject("dockerSocket") });
-  // On 127.0.0.2: a container's own loopback (127.0.0.1) is never proxied, and the stand-ins are
-  // reached through the egress proxy, as api.openai.com and github.com would be.
-  await model.start(0, STANDIN_HOST);
-  await github.start(0, STANDIN_HOST);
-  stack = await startStack({
+  env = await startEngineeringStack({
     databaseUrl: inject("databaseUrl"),
     dbWsProxy: inject("dbWsProxy"),
     adminKey: inject("adminApiKey"),
-    vars: {
-      OPENAI_BASE_URL: model.baseUrl,
-      OPENAI_API_KEY: MODEL_KEY,
-      GITHUB_API_URL: github.url,
-      GITHUB_APP_ID: String(github.appId),
-      GITHUB_INSTALLATION_ID: String(github.installationId),
-      GITHUB_APP_PRIVATE_KEY: github.appPrivateKeyPem,
-      CODING_WORKER_IMAGE: inject("codingWorkerImage"),
-      JOB_WAIT_SLICE_SECONDS: "1",
-    },
+    dockerSocket: inject("dockerSocket"),
+    image: inject("codingWorkerImage"),
+    handle: HANDLE,
   });
-  const { enrollment } = await registerServer(stack, HANDLE);
-  runner = await enrolledRunner(stack, enrollment.token, {
-    // The stand-ins listen on this machine's loopback: the job containers may reach them through the egress proxy.
-    docker: { socketPath: inject("dockerSocket"), egress: { internalTargets: [egressTarget(model.url), egressTarget(github.url)] } },
-    concurrency: 2,
-  });
-  await runner.start();
+  ({ stack, runner, model, github } = env);
+  MODEL_KEY = env.modelKey;
 }, 240_000);
 
 afterAll(async () => {
-  await runner?.stop();
-  await stack?.stop();
-  await model.stop();
-  await github.stop();
+  await env?.stop();
 });
 
 describe("the engineering pipeline", () => {

@@ -102,7 +102,8 @@ export const dockerRun: Executor<Payload> = async (payload, context) => {
       ok: exitCode === 0,
       exitCode,
       message: `exited with code ${exitCode}${state.OOMKilled ? " (out of memory)" : ""}`,
-      data: { containerId: container.id, oomKilled: state.OOMKilled, ...(files ? { files } : {}) },
+      // How long the container itself ran, as the engine saw it: what a pipeline's overhead is measured against.
+      data: { containerId: container.id, oomKilled: state.OOMKilled, ranMs: Date.parse(state.FinishedAt) - Date.parse(state.StartedAt), ...(files ? { files } : {}) },
     };
   } finally {
     requests.abort();

@@ -1,0 +1,70 @@
+/**
+ * The whole engineering path on this machine, for tests and the benchmark: the scripted model and the
+ * GitHub stand-in (standins/), the worker under wrangler dev configured to use them, and a real runner
+ * whose job containers may reach them through the egress proxy.
+ *
+ * The stand-ins listen on 127.0.0.2: a container's own loopback (127.0.0.1) is never proxied, so the
+ * stand-ins are reached through the egress proxy, as api.openai.com and github.com would be.
+ */
+import { randomBytes } from "node:crypto";
+import { GitHubServer } from "../../standins/github-server.ts";
+import { ModelServer } from "../../standins/model-server.ts";
+import { egressTarget } from "../../src/workflows/engineering-jobs.ts";
+import { enrolledRunner, registerServer, type TestRunner } from "./local-runner.ts";
+import { type Stack, startStack } from "./local-stack.ts";
+
+export const STANDIN_HOST = "127.0.0.2";
+
+export interface EngineeringStack {
+  stack: Stack;
+  runner: TestRunner;
+  model: ModelServer;
+  github: GitHubServer;
+  modelKey: string;
+  handle: string;
+  stop(): Promise<void>;
+}
+
+export async function startEngineeringStack(options: { databaseUrl: string; dbWsProxy: string; adminKey: string; dockerSocket: string; image: string; handle?: string }): Promise<EngineeringStack> {
+  const modelKey = `sk-test-${randomBytes(12).toString("hex")}`;
+  const handle = options.handle ?? "build-box";
+  const model = new ModelServer({ apiKey: modelKey });
+  const github = new GitHubServer();
+  await model.start(0, STANDIN_HOST);
+  await github.start(0, STANDIN_HOST);
+  const stack = await startStack({
+    databaseUrl: options.databaseUrl,
+    dbWsProxy: options.dbWsProxy,
+    adminKey: options.adminKey,
+    vars: {
+      OPENAI_BASE_URL: model.baseUrl,
+      OPENAI_API_KEY: modelKey,
+      GITHUB_API_URL: github.url,
+      GITHUB_APP_ID: String(github.appId),
+      GITHUB_INSTALLATION_ID: String(github.installationId),
+      GITHUB_APP_PRIVATE_KEY: github.appPrivateKeyPem,
+      CODING_WORKER_IMAGE: options.image,
+      JOB_WAIT_SLICE_SECONDS: "1",
+    },
+  });
+  const { enrollment } = await registerServer(stack, handle);
+  const runner = await enrolledRunner(stack, enrollment.token, {
+    docker: { socketPath: options.dockerSocket, egress: { internalTargets: [egressTarget(model.url), egressTarget(github.url)] } },
+    concurrency: 2,
+  });
+  await runner.start();
+  return {
+    stack,
+    runner,
+    model,
+    github,
+    modelKey,
+    handle,
+    async stop() {
+      await runner.stop();
+      await stack.stop();
+      await model.stop();
+      await github.stop();
+    },
+  };
+}
