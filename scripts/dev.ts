@@ -2,7 +2,11 @@
  * `npm run dev`: the whole system on this machine.
  * Starts embedded Postgres (data in .dev-state/), the WebSocket proxy the Neon driver needs to reach it,
  * applies migrations, writes .dev.vars with fresh local secrets on first run, then runs `wrangler dev`.
- * Ctrl-C stops everything it started. Settings: PORT, DEV_STATE_DIR, DEV_VARS_FILE, DEV_PG_PORT, DEV_PROXY_PORT.
+ * Unless .dev.vars names a real model (OPENAI_API_KEY) and a real GitHub App (GITHUB_APP_ID…), the
+ * local stand-ins take their place (standins/: the scripted model and the GitHub stand-in, on
+ * 127.0.0.2), and where they listen is written to .dev-state/standins.json for `npm run dev:runner`.
+ * Ctrl-C stops everything it started. Settings: PORT, DEV_STATE_DIR, DEV_VARS_FILE, DEV_PG_PORT,
+ * DEV_PROXY_PORT, DEV_MODEL_PORT, DEV_GITHUB_PORT.
  */
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
@@ -12,6 +16,7 @@ import { generateDevVars, isLocalDatabase, newJobSigningKey, readDevVars, writeD
 import { runMigrations } from "./lib/migrate.ts";
 import { type LocalPostgres, startPostgres } from "./lib/postgres.ts";
 import { startWsProxy, type WsProxy } from "./lib/ws-proxy.ts";
+import { type DevStandins, startDevStandins } from "./lib/dev-standins.ts";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const port = Number(process.env.PORT ?? 8787);
@@ -22,12 +27,16 @@ const proxyPort = Number(process.env.DEV_PROXY_PORT ?? 54330);
 
 const wranglerBin = join(root, "node_modules", "wrangler", "bin", "wrangler.js");
 const say = (line: string) => console.log(`[dev] ${line}`);
+const STANDIN_SECRETS = new Set(["OPENAI_API_KEY", "GITHUB_APP_PRIVATE_KEY"]);
 
 let postgres: LocalPostgres | undefined;
 let proxy: WsProxy | undefined;
+let standins: DevStandins | undefined;
 let stopping = false;
 
 async function stopServices() {
+  await standins?.stop().catch(() => undefined);
+  standins = undefined;
   await proxy?.close().catch(() => undefined);
   proxy = undefined;
   // A Postgres that was stopped from outside may never answer; don't hang on it.
@@ -80,6 +89,8 @@ async function main() {
   await runMigrations(databaseUrl, wsProxy || undefined);
   say("migrations applied");
 
+  standins = await startDevStandins({ vars, stateDir, say });
+
   const wranglerArgs = [
     "dev",
     "--port", String(port),
@@ -87,6 +98,9 @@ async function main() {
     "--persist-to", join(stateDir, "wrangler"),
     "--var", `DB_WS_PROXY:${wsProxy}`,
     "--show-interactive-dev-session=false",
+    ...Object.entries(standins.vars)
+      .filter(([name]) => !STANDIN_SECRETS.has(name))
+      .flatMap(([name, value]) => ["--var", `${name}:${value}`]),
   ];
   if (varsFile !== join(root, ".dev.vars")) wranglerArgs.push("--env-file", varsFile);
   say(`starting wrangler dev on http://127.0.0.1:${port}  (try: curl -s localhost:${port}/healthz)`);
@@ -94,7 +108,8 @@ async function main() {
   const wrangler = spawn(process.execPath, [wranglerBin, ...wranglerArgs], {
     cwd: root,
     stdio: ["ignore", "inherit", "inherit"],
-    env: { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" },
+    // The stand-ins' secrets as wrangler reads secrets (the environment), their addresses as --var.
+    env: { ...process.env, ...Object.fromEntries(Object.entries(standins.vars).filter(([name]) => STANDIN_SECRETS.has(name))), WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" },
   });
 
   const shutdown = (signal: NodeJS.Signals) => {

@@ -1,0 +1,57 @@
+/**
+ * For `npm run dev`: the stand-ins for the outside services .dev.vars does not name, started on
+ * 127.0.0.2 (see scripts/lib/engineering-stack.ts for why), and the worker variables that point at
+ * them. The scripted model answers with the demo scenario (standins/demo-scenario.ts); the GitHub
+ * stand-in keeps its repositories in .dev-state/github.
+ */
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { demoScenario } from "../../standins/demo-scenario.ts";
+import { GitHubServer } from "../../standins/github-server.ts";
+import { ModelServer } from "../../standins/model-server.ts";
+import { egressTarget } from "../../src/workflows/engineering-jobs.ts";
+import { STANDIN_HOST } from "./engineering-stack.ts";
+
+export interface DevStandins {
+  /** Worker variables (`wrangler dev --var`) for what the stand-ins replace. */
+  vars: Record<string, string>;
+  /** host:port of each stand-in: what a local runner's egress jobs must be let through to. */
+  targets: string[];
+  stop(): Promise<void>;
+}
+
+export async function startDevStandins(options: { vars: Record<string, string>; stateDir: string; say: (line: string) => void }): Promise<DevStandins> {
+  const vars: Record<string, string> = {};
+  const targets: string[] = [];
+  const stops: (() => Promise<void>)[] = [];
+  if (!options.vars.OPENAI_API_KEY) {
+    const key = "sk-dev-standin";
+    const model = new ModelServer({ apiKey: key, scenario: demoScenario() });
+    await model.start(Number(process.env.DEV_MODEL_PORT ?? 8790), STANDIN_HOST);
+    Object.assign(vars, { OPENAI_BASE_URL: model.baseUrl, OPENAI_API_KEY: key });
+    targets.push(egressTarget(model.url));
+    stops.push(() => model.stop());
+    options.say(`model: the scripted stand-in on ${model.baseUrl} (set OPENAI_API_KEY and OPENAI_BASE_URL in .dev.vars for a real one)`);
+  }
+  if (!options.vars.GITHUB_APP_ID) {
+    const github = new GitHubServer({ dir: join(options.stateDir, "github") });
+    await github.start(Number(process.env.DEV_GITHUB_PORT ?? 8791), STANDIN_HOST);
+    Object.assign(vars, {
+      GITHUB_API_URL: github.url,
+      GITHUB_APP_ID: String(github.appId),
+      GITHUB_INSTALLATION_ID: String(github.installationId),
+      GITHUB_APP_PRIVATE_KEY: github.appPrivateKeyPem,
+    });
+    targets.push(egressTarget(github.url));
+    stops.push(() => github.stop());
+    options.say(`github: the stand-in on ${github.url}, repositories in ${join(options.stateDir, "github")} (set GITHUB_APP_ID… in .dev.vars for a real App)`);
+  }
+  writeFileSync(join(options.stateDir, "standins.json"), JSON.stringify({ targets }, null, 2));
+  return {
+    vars,
+    targets,
+    async stop() {
+      for (const stop of stops) await stop();
+    },
+  };
+}
