@@ -25,7 +25,7 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-async function startDev(ports: { http: number; pg: number; proxy: number }) {
+async function startDev(ports: { http: number; pg: number; proxy: number; model: number; github: number }) {
   const started = Date.now();
   const dev = spawnCollecting(process.execPath, [join(root, "scripts", "dev.ts")], {
     cwd: root,
@@ -34,6 +34,8 @@ async function startDev(ports: { http: number; pg: number; proxy: number }) {
       PORT: String(ports.http),
       DEV_PG_PORT: String(ports.pg),
       DEV_PROXY_PORT: String(ports.proxy),
+      DEV_MODEL_PORT: String(ports.model),
+      DEV_GITHUB_PORT: String(ports.github),
       DEV_STATE_DIR: join(work, "state"),
       DEV_VARS_FILE: varsFile,
     },
@@ -64,7 +66,7 @@ const api = (port: number, key: string, path: string, init: RequestInit = {}) =>
 
 describe("npm run dev", () => {
   it("starts, serves, survives a restart and stops cleanly", async () => {
-    const ports = { http: await freePort(), pg: await freePort(), proxy: await freePort() };
+    const ports = { http: await freePort(), pg: await freePort(), proxy: await freePort(), model: await freePort(), github: await freePort() };
 
     const first = await startDev(ports);
     expect(first.readyMs).toBeLessThan(60_000);
@@ -79,6 +81,13 @@ describe("npm run dev", () => {
       body: JSON.stringify({ name: "weather-bot", description: "Weather bot with notifications" }),
     });
     expect(created.status).toBe(201);
+    // The stand-ins for the model and GitHub came up, and the worker uses them: the pipeline's
+    // configuration check passes (it is the runner that is missing).
+    expect(first.dev.output()).toContain(`model: the scripted stand-in on http://127.0.0.2:${ports.model}/v1`);
+    const { project } = (await created.json()) as { project: { id: string } };
+    const engineering = await api(ports.http, adminKey, `/api/projects/${project.id}/engineering`, { method: "POST", body: "{}" });
+    expect(engineering.status).toBe(409);
+    expect(((await engineering.json()) as { error: { message: string } }).error.message).toContain("No server has an enrolled runner");
 
     // Postgres goes away under the running system: 503 db_unavailable, and nothing is written.
     const pidFile = readFileSync(join(work, "state", "postgres", "postmaster.pid"), "utf8");
