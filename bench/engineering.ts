@@ -47,7 +47,7 @@ export async function engineering(options: { rounds: number }): Promise<void> {
       side: [{ name: "agent", match: { tools: true }, reply: { content: "Nothing to change." } }],
     });
     const user = await stack.api<{ user: { id: string } }>("/api/users", { json: { name: "bench" } });
-    const project = await stack.api<{ project: { id: string } }>("/api/projects", { json: { name: "bench-rounds", description: "trivial", ownerId: user.body.user.id } });
+    const project = await stack.api<{ project: { id: string } }>("/api/projects", { json: { name: "bench-rounds", description: "trivial", ownerId: user.body.user.id, config: { server: env.handle } } });
     await stack.api(`/api/projects/${project.body.project.id}`, { method: "PATCH", json: { testCommand: "true", maxIterations: options.rounds } });
     const started = await stack.api<{ task: { id: string } }>(`/api/projects/${project.body.project.id}/engineering`, { json: {} });
     if (started.status !== 202) throw new Error(`start: ${started.status} ${JSON.stringify(started.body)}`);

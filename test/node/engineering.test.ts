@@ -69,7 +69,8 @@ async function newProject(name: string, settings: Record<string, unknown> = {}) 
   const user = await stack.api<{ user: { id: string } }>("/api/users", { json: { name: `owner of ${name}` } });
   const key = await stack.api<{ key: string }>("/api/keys", { json: { userId: user.body.user.id, name: "eng" } });
   const project = await stack.api<{ project: { id: string } }>("/api/projects", {
-    json: { name, description: "Greets people by name over HTTP.", ownerId: user.body.user.id },
+    // Other test files enroll runners in the same database: the project names its build server.
+    json: { name, description: "Greets people by name over HTTP.", ownerId: user.body.user.id, config: { server: HANDLE } },
   });
   expect(project.status).toBe(201);
   if (Object.keys(settings).length) {
