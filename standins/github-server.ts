@@ -19,6 +19,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { readBody, sendJson } from "./http.ts";
 
 const run = promisify(execFile);
 const GIT_HTTP_BACKEND = "/usr/lib/git-core/git-http-backend";
@@ -75,7 +76,7 @@ export class GitHubServer {
 
   async start(port = 0, host = "127.0.0.1"): Promise<void> {
     const server = createServer((req, res) => {
-      void this.handle(req, res).catch((error: unknown) => json(res, 500, { message: String(error) }));
+      void this.handle(req, res).catch((error: unknown) => sendJson(res, 500, { message: String(error) }));
     });
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -118,7 +119,7 @@ export class GitHubServer {
     if (/^\/[^/]+\/[^/]+\.git(\/|$)/.test(path)) return this.git(req, res, url);
     const respond = (status: number, body: unknown) => {
       this.requests.push({ method: req.method ?? "GET", path, status });
-      json(res, status, body);
+      sendJson(res, status, body);
     };
     const installation = new RegExp(`^/app/installations/(\\d+)(/access_tokens)?$`).exec(path);
     if (installation) {
@@ -328,16 +329,4 @@ function tokenOf(header: string | undefined): string | undefined {
   return /^(?:token|Bearer)\s+(\S+)$/i.exec(header ?? "")?.[1];
 }
 
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let text = "";
-    req.setEncoding("utf8");
-    req.on("data", (chunk: string) => (text += chunk));
-    req.on("end", () => resolve(text));
-    req.on("error", reject);
-  });
-}
 
-function json(res: ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
-}

@@ -12,6 +12,7 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { readBody, sendJson } from "./http.ts";
 
 export interface ChatMessage {
   role: string;
@@ -304,20 +305,7 @@ function embeddingsAnswer(body: Record<string, unknown>) {
   };
 }
 
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let text = "";
-    req.setEncoding("utf8");
-    req.on("data", (chunk: string) => (text += chunk));
-    req.on("end", () => resolve(text));
-    req.on("error", reject);
-  });
-}
 
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  if (res.headersSent) return void res.end();
-  res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
-}
 
 function stringOf(value: unknown): string {
   return typeof value === "string" ? value : "";
