@@ -362,11 +362,15 @@ export class RunnerDaemon {
       clearTimeout(timeout);
       flushLines();
       this.running.delete(job.id);
+    }
+    try {
+      const result = this.resultFor(job, outcome, controller.signal, payload.timeoutSeconds, mask);
+      this.log.info("job finished", { jobId: job.id, ok: result.ok, reason: result.reason, ms: Date.now() - started });
+      this.finishWith(result);
+      await outcome.afterReport?.().catch((error: unknown) => this.log.warn("tidying after a job failed", { jobId: job.id, error: String(error) }));
+    } finally {
       this.release();
     }
-    const result = this.resultFor(job, outcome, controller.signal, payload.timeoutSeconds, mask);
-    this.log.info("job finished", { jobId: job.id, ok: result.ok, reason: result.reason, ms: Date.now() - started });
-    this.finishWith(result);
   }
 
   /** Journals a result (so it survives a restart until the hub acknowledges it), then sends it. */

@@ -94,7 +94,7 @@ export async function ensureRepository(config: GitHubAppConfig, access: Installa
 }
 
 /** Whether `sha` is a commit of the repository. */
-export async function commitExists(config: GitHubAppConfig, access: InstallationAccess, repository: Pick<Repository, "owner" | "name">, sha: string): Promise<boolean> {
+export async function commitExists(config: GitHubAppConfig, access: Pick<InstallationAccess, "token">, repository: Pick<Repository, "owner" | "name">, sha: string): Promise<boolean> {
   try {
     const { data } = await octokit(config, access.token, "token").rest.repos.getCommit({ owner: repository.owner, repo: repository.name, ref: sha });
     return data.sha === sha;
@@ -140,14 +140,14 @@ function derLength(length: number): number[] {
  * A token for one repository only, with the permissions a job needs to clone and push (contents:
  * write) and no more: what the Preparer, Developer and Tester containers get. It lasts about an hour.
  */
-export async function repositoryToken(config: GitHubAppConfig, repository: string): Promise<string> {
+export async function repositoryToken(config: GitHubAppConfig, repository: string): Promise<{ token: string; expiresAt: string }> {
   const app = octokit(config, await appJwt(config), "bearer");
   const { data } = await app.rest.apps.createInstallationAccessToken({
     installation_id: Number(config.installationId),
     repositories: [repository],
     permissions: { contents: "write", metadata: "read" },
   });
-  return data.token;
+  return { token: data.token, expiresAt: data.expires_at };
 }
 
 /**

@@ -63,6 +63,7 @@ class EngineeringRun {
   private readonly step: WorkflowStep;
   private readonly instanceId: string;
   private readonly params: EngineeringParams;
+  private readonly tokens = new Map<string, { token: string; expiresAt: string }>();
 
   constructor(env: Env, step: WorkflowStep, instanceId: string, params: EngineeringParams) {
     this.env = env;
@@ -263,8 +264,7 @@ class EngineeringRun {
       throw new PipelineFailure(`Developer round ${round}: ${agent.name} ${how}${report.errors.length ? ` (${report.errors.at(-1) ?? ""})` : ""}${tail ? `\nIts output ended with:\n${tail}` : ""}`);
     }
     const exists = await this.doStep(`developer ${round} verify`, API_STEP, async () => {
-      const config = this.github();
-      return commitExists(config, await installationAccess(config), repository, result.sha);
+      return commitExists(this.github(), { token: await this.repoToken(repository) }, repository, result.sha);
     });
     if (!exists) throw new PipelineFailure(`Developer round ${round} reported commit ${result.sha}, which is not in ${repository.fullName}: nothing was pushed there`);
     await this.say(`developer ${round} completed`, {
@@ -342,8 +342,16 @@ class EngineeringRun {
     }
   }
 
+  /**
+   * A token for this repository only, reused while it has ten minutes left (GitHub's last an hour).
+   * Kept in memory, never in a step's result: a replayed run just asks for a new one.
+   */
   private async repoToken(repository: Repository): Promise<string> {
-    return repositoryToken(this.github(), repository.name);
+    const cached = this.tokens.get(repository.fullName);
+    if (cached && Date.parse(cached.expiresAt) - Date.now() > 10 * 60_000) return cached.token;
+    const fresh = await repositoryToken(this.github(), repository.name);
+    this.tokens.set(repository.fullName, fresh);
+    return fresh.token;
   }
 
   private async setProjectStatus(name: string, status: ProjectStatus): Promise<void> {

@@ -35,26 +35,37 @@ export const dockerRun: Executor<Payload> = async (payload, context) => {
     };
   }
 
-  try {
-    await docker.getImage(payload.image).inspect();
-  } catch (error) {
-    if (statusCode(error) === 404) return { ok: false, message: missingImage(payload.image) };
-    return engineFailure(error, socketPath, "checking the image");
-  }
-
   // Events are read with `since` from just before creation: the engine flushes the events response
   // before it subscribes, so without it a fast container's "start" could slip through unseen.
   const since = Math.floor(Date.now() / 1000) - 1;
-  let egress: EgressSession | undefined;
-  if (payload.network === "egress") {
-    try {
-      egress = await context.egress.open(context.jobId, payload.egress, (target) => context.log(`egress refused: ${target} is not among this job's destinations`, "system"));
-    } catch (error) {
-      if (error instanceof EgressUnavailable) return { ok: false, message: error.message };
-      return engineFailure(error, socketPath, "creating the job's egress network");
-    }
-    context.progress("network", `egress only to ${payload.egress.join(", ")}`, { egress: payload.egress });
+  // The image check and the egress network are independent: set them up side by side.
+  const [image, opened] = await Promise.all([
+    docker
+      .getImage(payload.image)
+      .inspect()
+      .then(
+        () => ({ ok: true as const }),
+        (error: unknown) => ({ ok: false as const, error }),
+      ),
+    payload.network === "egress"
+      ? context.egress.open(context.jobId, payload.egress, (target) => context.log(`egress refused: ${target} is not among this job's destinations`, "system")).then(
+          (session) => ({ ok: true as const, session }),
+          (error: unknown) => ({ ok: false as const, error }),
+        )
+      : Promise.resolve({ ok: true as const, session: undefined }),
+  ]);
+  const egress = opened.ok ? opened.session : undefined;
+  if (!image.ok) {
+    await egress?.close();
+    if (statusCode(image.error) === 404) return { ok: false, message: missingImage(payload.image) };
+    return engineFailure(image.error, socketPath, "checking the image");
   }
+  if (!opened.ok) {
+    if (opened.error instanceof EgressUnavailable) return { ok: false, message: opened.error.message };
+    return engineFailure(opened.error, socketPath, "creating the job's egress network");
+  }
+  if (egress) context.progress("network", `egress only to ${payload.egress.join(", ")}`, { egress: payload.egress });
+
   let container: Docker.Container;
   try {
     container = await docker.createContainer(containerSpec(payload, context.jobId, egress));
@@ -69,9 +80,20 @@ export const dockerRun: Executor<Payload> = async (payload, context) => {
   const requests = new AbortController();
   const lines = new LineSplitter(context);
   let events: EventWatcher | undefined;
+  const removeContainer = async () => {
+    // Reported rather than thrown: throwing would replace the job's real outcome.
+    await container.remove({ force: true, v: true }).catch((error: unknown) => {
+      if (!isGone(error)) context.log(`could not remove container ${container.id}: ${engineMessage(error)}`, "system");
+    });
+    await egress?.close();
+  };
+  let removeLater = false;
   try {
-    events = await watchEvents(docker, container.id, since, context);
-    const output = await container.attach({ stream: true, stdout: true, stderr: true, abortSignal: requests.signal });
+    const [watcher, output] = await Promise.all([
+      watchEvents(docker, container.id, since, context),
+      container.attach({ stream: true, stdout: true, stderr: true, abortSignal: requests.signal }),
+    ]);
+    events = watcher;
     const outputDone = demultiplex(output, (stream, chunk) => lines.push(stream, chunk));
 
     if (context.signal.aborted) return killed(context.signal);
@@ -83,8 +105,10 @@ export const dockerRun: Executor<Payload> = async (payload, context) => {
       return { ok: false, message: `the container did not start: ${engineMessage(error)}` };
     }
 
+    // The "die" event comes as the process exits; `wait` only once the engine has also torn down the
+    // container's network namespace (tens of ms on a bridge). Whichever comes first gives the exit code.
     const exited = container.wait({ condition: "not-running", abortSignal: requests.signal }) as Promise<{ StatusCode: number }>;
-    const first = await Promise.race([exited.then((result) => ({ exitCode: result.StatusCode })), whenAborted(context.signal)]);
+    const first = await Promise.race([exited.then((result) => ({ exitCode: result.StatusCode })), events.exited, whenAborted(context.signal)]);
     if (!("exitCode" in first)) {
       // Failing to kill is not fatal here: the forced removal below kills it too.
       await container.kill().catch(() => undefined);
@@ -94,26 +118,24 @@ export const dockerRun: Executor<Payload> = async (payload, context) => {
 
     await withDeadline(outputDone, DRAIN_MS);
     lines.flush();
-    const state = (await container.inspect()).State;
     await events.settle(DRAIN_MS);
+    const [state, files] = await Promise.all([container.inspect().then((info) => info.State), payload.collect.length ? collectFiles(container, payload.collect) : undefined]);
     const { exitCode } = first;
-    const files = payload.collect.length ? await collectFiles(container, payload.collect) : undefined;
+    // The container is over and its result known: removing it and its network need not hold up the report.
+    removeLater = true;
     return {
       ok: exitCode === 0,
       exitCode,
       message: `exited with code ${exitCode}${state.OOMKilled ? " (out of memory)" : ""}`,
       // How long the container itself ran, as the engine saw it: what a pipeline's overhead is measured against.
       data: { containerId: container.id, oomKilled: state.OOMKilled, ranMs: Date.parse(state.FinishedAt) - Date.parse(state.StartedAt), ...(files ? { files } : {}) },
+      afterReport: removeContainer,
     };
   } finally {
     requests.abort();
     events?.close();
     lines.flush();
-    // Reported rather than thrown: throwing would replace the job's real outcome.
-    await container.remove({ force: true, v: true }).catch((error: unknown) => {
-      if (!isGone(error)) context.log(`could not remove container ${container.id}: ${engineMessage(error)}`, "system");
-    });
-    await egress?.close();
+    if (!removeLater) await removeContainer();
   }
 };
 
@@ -269,6 +291,8 @@ class LineSplitter {
 interface EventWatcher {
   /** Resolves once the "die" event was reported, or after `ms`. */
   settle(ms: number): Promise<void>;
+  /** Resolves with the exit code the "die" event carries (never, if it carries none). */
+  exited: Promise<{ exitCode: number }>;
   close(): void;
 }
 
@@ -282,6 +306,8 @@ async function watchEvents(docker: Docker, containerId: string, since: number, c
   const stream = (await docker.getEvents({ since, filters: { type: ["container"], container: [containerId] } })) as NodeJS.ReadableStream & { destroy(): void };
   let died = false;
   let onDie: (() => void) | undefined;
+  let onExit: ((result: { exitCode: number }) => void) | undefined;
+  const exited = new Promise<{ exitCode: number }>((resolve) => (onExit = resolve));
   const data = { containerId };
   const handle = (event: DockerEvent) => {
     const action = event.Action ?? event.status;
@@ -292,6 +318,7 @@ async function watchEvents(docker: Docker, containerId: string, since: number, c
       context.progress("docker", `container died (exit ${Number.isNaN(exitCode) ? "unknown" : exitCode})`, { ...data, exitCode });
       died = true;
       onDie?.();
+      if (!Number.isNaN(exitCode) && event.Actor?.Attributes?.exitCode !== undefined) onExit?.({ exitCode });
     }
   };
   let buffered = "";
@@ -317,6 +344,7 @@ async function watchEvents(docker: Docker, containerId: string, since: number, c
             new Promise<void>((resolve) => (onDie = resolve)),
             ms,
           ),
+    exited,
     close: () => stream.destroy(),
   };
 }
@@ -336,22 +364,20 @@ const MAX_SCANNED_BYTES = 64 * 1024 * 1024;
 export type CollectedFile = { content: string; bytes: number; truncated?: true } | { missing: true };
 
 async function collectFiles(container: Docker.Container, paths: readonly string[]): Promise<Record<string, CollectedFile>> {
+  // Read side by side, each up to the per-file limit; the budget for all is then spent in the payload's order.
+  const read = await Promise.all(paths.map((path) => container.getArchive({ path }).then((archive) => tailOfFirstFile(archive, MAX_FILE_BYTES), () => null)));
   const files: Record<string, CollectedFile> = {};
   let budget = MAX_COLLECTED_BYTES;
-  for (const path of paths) {
-    let file: { tail: Buffer; size: number } | null;
-    try {
-      file = await tailOfFirstFile(await container.getArchive({ path }), Math.min(MAX_FILE_BYTES, budget));
-    } catch {
-      file = null;
-    }
+  paths.forEach((path, index) => {
+    const file = read[index];
     if (!file) {
       files[path] = { missing: true };
-      continue;
+      return;
     }
-    budget -= file.tail.length;
-    files[path] = { content: file.tail.toString("utf8"), bytes: file.size, ...(file.tail.length < file.size ? { truncated: true as const } : {}) };
-  }
+    const tail = file.tail.length > budget ? file.tail.subarray(file.tail.length - budget) : file.tail;
+    budget -= tail.length;
+    files[path] = { content: tail.toString("utf8"), bytes: file.size, ...(tail.length < file.size ? { truncated: true as const } : {}) };
+  });
   return files;
 }
 

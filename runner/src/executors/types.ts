@@ -31,6 +31,11 @@ export interface ExecutorOutcome {
   message: string;
   exitCode?: number;
   data?: Record<string, unknown>;
+  /**
+   * Tidying that need not hold up the report (removing a finished container and its network). The
+   * daemon runs it after sending the result, while the job still holds its slot.
+   */
+  afterReport?: () => Promise<void>;
 }
 
 export type Executor<P> = (payload: P, context: ExecutorContext) => Promise<ExecutorOutcome>;
