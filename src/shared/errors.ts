@@ -13,6 +13,7 @@ export const ErrorCode = z.enum([
   "rate_limited",
   "internal_error",
   "db_unavailable",
+  "upstream_unavailable",
 ]);
 export type ErrorCode = z.infer<typeof ErrorCode>;
 
@@ -29,6 +30,8 @@ export const errorStatus = {
   rate_limited: 429,
   internal_error: 500,
   db_unavailable: 503,
+  /** An outside service we depend on (Telegram, say) could not be reached or answered with an error of its own. */
+  upstream_unavailable: 502,
 } as const satisfies Record<ErrorCode, number>;
 
 /** The body of every HTTP error: `{ error: { code, message, requestId } }`. */
