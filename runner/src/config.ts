@@ -65,8 +65,8 @@ export const RunnerConfig = z.strictObject({
        * with a config Caddy validated and loaded, so a restarted Caddy serves the last good routes.
        */
       configPath: z.string().default("/var/lib/orchestrator-runner/caddy/caddy.json"),
-      /** Where health checks reach Caddy's HTTP listener. */
-      httpUrl: z.url().default("http://127.0.0.1:80"),
+      /** Where health checks reach Caddy's listener; unset: https://127.0.0.1:443, or http://127.0.0.1:80 with disableTls. */
+      httpUrl: z.url().optional(),
       /** The addresses Caddy's server listens on. */
       listen: z.array(z.string()).min(1).default([":80", ":443"]),
       /** Plain HTTP only (tests, or a server behind another TLS terminator); otherwise Caddy gets certificates. */

@@ -85,3 +85,13 @@ export async function ensureLocalCodingWorker(docker: Docker): Promise<string> {
   const base = await ensureDebianBase(docker);
   return buildCodingWorker(docker, { base, preinstalled: true });
 }
+
+/** The base the deploy fixture's Dockerfile names (`FROM orchestrator-local/python:3`): the local Debian base, which has python3. */
+export const RELEASE_BASE_TAG = "orchestrator-local/python:3";
+
+export async function ensureReleaseBase(docker: Docker): Promise<string> {
+  const base = await ensureDebianBase(docker);
+  const [repo = "", tag = ""] = RELEASE_BASE_TAG.split(":");
+  await docker.getImage(base).tag({ repo, tag });
+  return RELEASE_BASE_TAG;
+}

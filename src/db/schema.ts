@@ -39,6 +39,9 @@ export const deploymentStatus = pgEnum("deployment_status", [
   "failed",
   "rolled_back",
   "superseded",
+  // Added with the deploy pipeline: the release Caddy routes to now, and one stopped for good.
+  "active",
+  "removed",
 ]);
 export const ragScope = pgEnum("rag_scope", ["docs", "code", "history", "logs"]);
 
@@ -125,6 +128,8 @@ export const servers = pgTable("servers", {
   enrollmentExpiresAt: tstz("enrollment_expires_at"),
   enrolledAt: tstz("enrolled_at"),
   lastSeenAt: tstz("last_seen_at"),
+  /** Projects deployed here answer at `<project>.<baseDomain>` (unless they have a domain of their own). */
+  baseDomain: text("base_domain"),
   createdAt: createdAt(),
 });
 
@@ -139,12 +144,19 @@ export const serviceDeployments = pgTable(
       .notNull()
       .references(() => servers.id),
     domain: text("domain").notNull().unique(),
+    /** The active release's port (its deployments row holds it too). */
     internalPort: integer("internal_port").notNull(),
     status: deploymentStatus("status").notNull().default("pending"),
+    /** The release Caddy routes the domain to. */
+    activeDeploymentId: text("active_deployment_id"),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
-  (t) => [index("service_deployments_server_idx").on(t.serverId)],
+  (t) => [
+    index("service_deployments_server_idx").on(t.serverId),
+    uniqueIndex("service_deployments_project_idx").on(t.projectId),
+    uniqueIndex("service_deployments_port_idx").on(t.serverId, t.internalPort),
+  ],
 );
 
 export const tasks = pgTable(
@@ -173,6 +185,10 @@ export const tasks = pgTable(
     uniqueIndex("tasks_one_active_engineering")
       .on(t.projectId)
       .where(sql`${t.type} = 'engineering' AND ${t.status} IN ('queued', 'running', 'needs_input')`),
+    // One deploy (or rollback) at a time per project: two would race for its route.
+    uniqueIndex("tasks_one_active_deploy")
+      .on(t.projectId)
+      .where(sql`${t.type} = 'deploy' AND ${t.status} IN ('queued', 'running', 'needs_input')`),
   ],
 );
 
@@ -191,10 +207,22 @@ export const deployments = pgTable(
     health: jsonb("health").$type<Record<string, unknown>>(),
     /** The release this one replaced: what a rollback goes back to. */
     previousDeploymentId: text("previous_deployment_id"),
+    domain: text("domain"),
+    /** Its internal port while it runs (in the server's release range); null once it is stopped. */
+    port: integer("port"),
+    /** How it came about: a build of a commit, or a rollback starting a kept release's image. */
+    kind: text("kind").notNull().default("build"),
+    /** For a rollback: the release whose image it runs. */
+    sourceDeploymentId: text("source_deployment_id"),
+    stoppedAt: tstz("stopped_at"),
     createdAt: createdAt(),
     finishedAt: tstz("finished_at"),
   },
-  (t) => [index("deployments_project_idx").on(t.projectId, t.createdAt)],
+  (t) => [
+    index("deployments_project_idx").on(t.projectId, t.createdAt),
+    // Two running releases on one server never share a port.
+    uniqueIndex("deployments_port_idx").on(t.serverId, t.port).where(sql`${t.port} IS NOT NULL`),
+  ],
 );
 
 export const telegramBots = pgTable("telegram_bots", {

@@ -89,6 +89,11 @@ export const CaddySyncPayload = z.strictObject({
 export const HealthCheckPayload = z.strictObject({
   /** Checked through Caddy with this Host header, as a visitor would reach it. */
   domain: Domain,
+  /**
+   * Check a release directly on 127.0.0.1:<port> instead (still with the Host header), before it gets
+   * any traffic. Must be one of the runner's release ports.
+   */
+  upstreamPort: z.number().int().min(1).max(65_535).optional(),
   path: z.string().startsWith("/").max(2000).default("/"),
   /** Statuses that count as healthy. */
   expectStatus: z.array(z.number().int().min(100).max(599)).min(1).max(20).default([200]),
@@ -121,7 +126,7 @@ export const AnsiblePlaybookPayload = z
     timeoutSeconds: timeout(1800),
   })
   .transform((payload, ctx) => {
-    const contract: { vars: z.ZodType<Record<string, unknown>>; secretsNamedBy?: string } = PLAYBOOKS[payload.playbook];
+    const contract: { vars: z.ZodType<Record<string, unknown>>; secretsNamedBy?: string; alsoSecrets?: readonly string[] } = PLAYBOOKS[payload.playbook];
     const vars = contract.vars.safeParse(payload.extraVars);
     if (!vars.success) {
       for (const issue of vars.error.issues) ctx.addIssue({ ...issue, path: ["extraVars", ...issue.path] });
@@ -129,7 +134,7 @@ export const AnsiblePlaybookPayload = z
     }
     const named = contract.secretsNamedBy ? (vars.data[contract.secretsNamedBy] as string[] | undefined) ?? [] : [];
     for (const name of Object.keys(payload.secretVars)) {
-      if (!named.includes(name)) {
+      if (!named.includes(name) && !contract.alsoSecrets?.includes(name)) {
         const why = contract.secretsNamedBy ? `it is not listed in extraVars.${contract.secretsNamedBy}` : `${payload.playbook} takes no secrets`;
         ctx.addIssue({ code: "custom", path: ["secretVars", name], message: `unused secret: ${why}` });
       }

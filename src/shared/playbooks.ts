@@ -26,6 +26,41 @@ export const WriteEnvVars = z.strictObject({
   secret_env: z.array(EnvName).max(500).default([]),
 });
 
+/** A release of a project: the deployment's id, which also names its compose project and image tag. */
+export const ReleaseId = z.string().regex(/^[a-z0-9][a-z0-9_]{2,40}$/, "must be a release id (3-41 characters of a-z, 0-9 and _)");
+const CommitSha = z.string().regex(/^[0-9a-f]{40}$/, "must be a full 40-character commit SHA");
+const Port = z.number().int().min(1).max(65_535);
+
+/**
+ * deploy_project.yml: one release of a project under `<deployments root>/<project>/releases/<release>/`.
+ *   build  check out `commit`, write the env file (0600), build the image, start it on 127.0.0.1:`port`
+ *   start  start a release built before (a rollback): same image, a fresh port, no build
+ *   stop   stop it; its image, compose file and env file stay for a rollback
+ *   remove stop it and delete its image and files (undeploy)
+ * The compose file is the runner's own (hardened: no capabilities, limits, the project's network), not
+ * the repository's: a model-written compose file could mount the host or join its network.
+ * The release port must be one of the runner's release ports (checked by the runner, which knows them).
+ */
+const ReleaseBase = { project: ProjectDir, release: ReleaseId };
+export const DeployProjectVars = z.discriminatedUnion("action", [
+  z.strictObject({
+    ...ReleaseBase,
+    action: z.literal("build"),
+    commit: CommitSha,
+    repo_url: z.url({ protocol: /^https?$/ }),
+    port: Port,
+    container_port: Port.default(8000),
+    memory_mb: z.number().int().min(32).max(65_536).default(512),
+    env_vars: z.record(EnvName, z.string().max(100_000)).default({}),
+    /** Names of the job's secretVars that go into the env file; GIT_TOKEN (the clone's) never does. */
+    secret_env: z.array(EnvName).max(500).default([]),
+  }),
+  z.strictObject({ ...ReleaseBase, action: z.literal("start"), port: Port, container_port: Port.default(8000), memory_mb: z.number().int().min(32).max(65_536).default(512) }),
+  z.strictObject({ ...ReleaseBase, action: z.literal("stop") }),
+  z.strictObject({ ...ReleaseBase, action: z.literal("remove") }),
+]);
+export type DeployProjectVars = z.input<typeof DeployProjectVars>;
+
 /** facts.yml reports what the server runs; it takes nothing. */
 export const FactsVars = z.strictObject({});
 
@@ -40,12 +75,15 @@ interface PlaybookContract {
   vars: z.ZodType<Record<string, unknown>>;
   /** The variable listing which secretVars the playbook uses; absent: it takes no secrets. */
   secretsNamedBy?: string;
+  /** Secrets the playbook takes besides those it names (e.g. the clone's token). */
+  alsoSecrets?: readonly string[];
 }
 
 /** The playbooks an `ansible.playbook` job may name, by file name. */
 export const PLAYBOOKS = {
   "facts.yml": { vars: FactsVars },
   "write-env.yml": { vars: WriteEnvVars, secretsNamedBy: "secret_env" },
+  "deploy_project.yml": { vars: DeployProjectVars, secretsNamedBy: "secret_env", alsoSecrets: ["GIT_TOKEN"] },
 } as const satisfies Record<string, PlaybookContract>;
 
 export const PlaybookName = z.enum(Object.keys(PLAYBOOKS) as [keyof typeof PLAYBOOKS, ...(keyof typeof PLAYBOOKS)[]], {

@@ -73,6 +73,8 @@ export function runnerVars(playbook: string, config: RunnerConfig): Record<strin
   switch (playbook) {
     case "write-env.yml":
       return { deployments_root: config.deploymentsRoot, deployments_owner: owner };
+    case "deploy_project.yml":
+      return { deployments_root: config.deploymentsRoot, deployments_owner: owner, release_port_from: config.releasePorts.from, release_port_to: config.releasePorts.to };
     case "provision.yml":
       return {
         runner_deployments_root: config.deploymentsRoot,

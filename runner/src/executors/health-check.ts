@@ -7,6 +7,7 @@ import { type IncomingMessage, request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { JobPayload } from "../../../src/shared/job-payloads.ts";
+import type { RunnerConfig } from "../config.ts";
 import type { Executor } from "./types.ts";
 
 /** One try may take this long; a hung upstream must not eat the whole job. */
@@ -14,15 +15,25 @@ const ATTEMPT_TIMEOUT_MS = 5_000;
 /** Enough of the body to look for `expectBody`; the rest is not read. */
 const MAX_BODY_BYTES = 1024 * 1024;
 
+/** Of a failed answer's body, this much is kept as evidence. */
+const EVIDENCE_CHARS = 500;
+
 interface Answer {
   status: number | null;
+  /** The start of the body of an answer that was not healthy. */
+  body?: string;
   /** "502 Bad Gateway", "connect ECONNREFUSED 127.0.0.1:80", "200 OK, body lacks "ready"". */
   summary: string;
   healthy: boolean;
 }
 
 export const healthCheck: Executor<JobPayload<"health.check">> = async (payload, context) => {
-  const url = new URL(`${context.config.caddy.httpUrl.replace(/\/+$/, "")}${payload.path}`);
+  const { releasePorts, caddy } = context.config;
+  if (payload.upstreamPort !== undefined && (payload.upstreamPort < releasePorts.from || payload.upstreamPort > releasePorts.to)) {
+    return { ok: false, message: `port ${payload.upstreamPort} is not one of this runner's release ports ${releasePorts.from}-${releasePorts.to}` };
+  }
+  const base = payload.upstreamPort !== undefined ? `http://127.0.0.1:${payload.upstreamPort}` : caddyUrl(caddy);
+  const url = new URL(`${base}${payload.path}`);
   context.progress("check", `GET ${url.href} with Host ${payload.domain}, up to ${payload.attempts} attempts`);
   let last: Answer | undefined;
   let attempts = 0;
@@ -36,7 +47,7 @@ export const healthCheck: Executor<JobPayload<"health.check">> = async (payload,
         return {
           ok: true,
           message: `healthy after ${attempt} attempt${attempt === 1 ? "" : "s"} (status ${String(last.status)})`,
-          data: { attempts: attempt, status: last.status },
+          data: { attempts: attempt, status: last.status, url: url.href },
         };
       }
     }
@@ -51,9 +62,18 @@ export const healthCheck: Executor<JobPayload<"health.check">> = async (payload,
   return {
     ok: false,
     message: `unhealthy after ${attempts} attempt${attempts === 1 ? "" : "s"}: last ${last?.summary ?? "no answer"}`,
-    data: { attempts, status: last?.status ?? null },
+    data: { attempts, status: last?.status ?? null, url: url.href, ...(last?.body !== undefined ? { body: last.body } : {}) },
   };
 };
+
+/**
+ * Where Caddy's listener is reached: the configured URL, else HTTPS on 443 when Caddy serves TLS (plain
+ * HTTP there only redirects), else HTTP on 80.
+ */
+function caddyUrl(caddy: RunnerConfig["caddy"]): string {
+  if (caddy.httpUrl) return caddy.httpUrl.replace(/\/+$/, "");
+  return caddy.disableTls ? "http://127.0.0.1:80" : "https://127.0.0.1:443";
+}
 
 /** One GET. Network failures and timeouts are answers too; only the job's abort throws. */
 async function probe(url: URL, payload: JobPayload<"health.check">, jobSignal: AbortSignal): Promise<Answer> {
@@ -63,8 +83,8 @@ async function probe(url: URL, payload: JobPayload<"health.check">, jobSignal: A
     const status = response.statusCode ?? 0;
     const line = `${status} ${response.statusMessage ?? ""}`.trim();
     if (!payload.expectStatus.includes(status)) {
-      response.destroy();
-      return { status, summary: line, healthy: false };
+      const body = (await readBody(response, EVIDENCE_CHARS * 4).catch(() => "")).slice(0, EVIDENCE_CHARS);
+      return { status, summary: line, healthy: false, body };
     }
     if (payload.expectBody === undefined) {
       response.destroy();
@@ -72,7 +92,7 @@ async function probe(url: URL, payload: JobPayload<"health.check">, jobSignal: A
     }
     const body = await readBody(response);
     if (!body.includes(payload.expectBody)) {
-      return { status, summary: `${line}, body lacks ${JSON.stringify(payload.expectBody)}`, healthy: false };
+      return { status, summary: `${line}, body lacks ${JSON.stringify(payload.expectBody)}`, healthy: false, body: body.slice(0, EVIDENCE_CHARS) };
     }
     return { status, summary: line, healthy: true };
   } catch (error) {
@@ -102,8 +122,9 @@ function get(url: URL, host: string, signal: AbortSignal): Promise<IncomingMessa
       headers: { host, "user-agent": "orchestrator-runner health.check" },
       agent: false,
       signal,
-      // Over HTTPS, ask for the site's certificate, as a browser visiting the domain would.
-      ...(url.protocol === "https:" ? { servername: host } : {}),
+      // Over HTTPS, ask for the site's certificate, as a browser visiting the domain would. Whether
+      // the certificate is valid yet (ACME may still be at work) is not what this checks: the route is.
+      ...(url.protocol === "https:" ? { servername: host, rejectUnauthorized: false } : {}),
     });
     req.once("response", resolve);
     req.once("error", reject);
@@ -111,13 +132,13 @@ function get(url: URL, host: string, signal: AbortSignal): Promise<IncomingMessa
   });
 }
 
-async function readBody(response: IncomingMessage): Promise<string> {
+async function readBody(response: IncomingMessage, limit = MAX_BODY_BYTES): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of response as AsyncIterable<Buffer>) {
     chunks.push(chunk);
     size += chunk.length;
-    if (size >= MAX_BODY_BYTES) break; // leaving the loop destroys the stream
+    if (size >= limit) break; // leaving the loop destroys the stream
   }
   return Buffer.concat(chunks).toString("utf8");
 }
