@@ -6,15 +6,18 @@
 import { execFile } from "node:child_process";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { mkdtemp, writeFile } from "node:fs/promises";
+import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { Api, GrammyError } from "grammy";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT } from "../../scripts/lib/local-stack.ts";
 import { commitExists, ensureRepository, githubAppConfig, installationAccess } from "../../src/services/github.ts";
 import { GitHubServer } from "../../standins/github-server.ts";
 import { embed, ModelServer } from "../../standins/model-server.ts";
+import { TelegramServer } from "../../standins/telegram-server.ts";
 
 const run = promisify(execFile);
 
@@ -146,5 +149,90 @@ describe("production code and the stand-ins", () => {
     };
     for (const dir of ["src", "runner", "cli", "public"]) walk(join(ROOT, dir));
     expect(offenders).toEqual([]);
+  });
+});
+
+describe("the Telegram stand-in", () => {
+  const telegram = new TelegramServer();
+  beforeAll(() => telegram.start());
+  afterAll(() => telegram.stop());
+
+  it("answers grammY as Telegram does: getMe for the token's bot, sendMessage recorded, webhooks set, read and deleted", async () => {
+    const token = telegram.addBot({ username: "weather_standin_bot", firstName: "Weather" });
+    expect(token).toMatch(/^\d+:[A-Za-z0-9_-]{35}$/);
+    const api = new Api(token, { apiRoot: telegram.apiRoot });
+    const me = await api.getMe();
+    expect(me).toMatchObject({ id: Number(token.split(":")[0]), is_bot: true, first_name: "Weather", username: "weather_standin_bot", can_join_groups: true });
+
+    const sent = await api.sendMessage(4242, "Your bot is live");
+    expect(sent).toMatchObject({ message_id: 1, from: { username: "weather_standin_bot" }, chat: { id: 4242, type: "private" }, text: "Your bot is live" });
+    expect((await api.sendMessage(-100123, "hi all")).chat).toMatchObject({ type: "supergroup" });
+    expect(telegram.messages.map((m) => [m.chatId, m.text])).toEqual([[4242, "Your bot is live"], [-100123, "hi all"]]);
+
+    expect(await api.setWebhook("https://weather.example.test/telegram", { secret_token: "s3cret", allowed_updates: ["message"] })).toBe(true);
+    expect(await api.getWebhookInfo()).toMatchObject({ url: "https://weather.example.test/telegram", pending_update_count: 0, allowed_updates: ["message"] });
+    expect(await api.deleteWebhook()).toBe(true);
+    expect(await api.getWebhookInfo()).toEqual({ url: "", has_custom_certificate: false, pending_update_count: 0 });
+    expect(telegram.calls("getMe").map((r) => [r.token, r.username])).toEqual([[token, "weather_standin_bot"]]);
+  });
+
+  it("speaks the wire format: 401 Unauthorized for an unknown token, form and query parameters, 400 and 404 descriptions", async () => {
+    const token = telegram.addBot({ username: "wire_standin_bot" });
+    const unknown = await fetch(`${telegram.url}/bot123456:${"x".repeat(35)}/getMe`);
+    expect(unknown.status).toBe(401);
+    expect(await unknown.json()).toEqual({ ok: false, error_code: 401, description: "Unauthorized" });
+    const stranger = new Api(`123456:${"y".repeat(35)}`, { apiRoot: telegram.apiRoot });
+    const refused = await stranger.getMe().catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(GrammyError);
+    expect(refused).toMatchObject({ error_code: 401, description: "Unauthorized" });
+
+    const form = await fetch(`${telegram.url}/bot${token}/sendMessage`, { method: "POST", body: new URLSearchParams({ chat_id: "77", text: "from a form" }) });
+    expect(await form.json()).toMatchObject({ ok: true, result: { chat: { id: 77 }, text: "from a form" } });
+    const query = await fetch(`${telegram.url}/bot${token}/sendMessage?chat_id=78&text=from%20the%20query`);
+    expect(await query.json()).toMatchObject({ ok: true, result: { chat: { id: 78 }, text: "from the query" } });
+    const multipart = new FormData();
+    multipart.set("chat_id", "@some_channel");
+    multipart.set("text", "multipart");
+    expect(await (await fetch(`${telegram.url}/bot${token}/sendMessage`, { method: "POST", body: multipart })).json()).toMatchObject({ ok: true, result: { chat: { type: "channel" } } });
+
+    const empty = await fetch(`${telegram.url}/bot${token}/sendMessage`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ chat_id: 1 }) });
+    expect([empty.status, await empty.json()]).toEqual([400, { ok: false, error_code: 400, description: "Bad Request: message text is empty" }]);
+    const noChat = await fetch(`${telegram.url}/bot${token}/sendMessage`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ text: "x" }) });
+    expect(await noChat.json()).toMatchObject({ error_code: 400, description: "Bad Request: chat_id is empty" });
+    const method = await fetch(`${telegram.url}/bot${token}/noSuchMethod`);
+    expect([method.status, await method.json()]).toEqual([404, { ok: false, error_code: 404, description: "Not Found" }]);
+    // Method names are case-insensitive, as Telegram's are.
+    expect(await (await fetch(`${telegram.url}/bot${token}/getme`)).json()).toMatchObject({ ok: true, result: { username: "wire_standin_bot" } });
+
+    telegram.revokeBot(token);
+    expect((await fetch(`${telegram.url}/bot${token}/getMe`)).status).toBe(401);
+  });
+
+  it("delivers an update to the webhook with its secret token, and can play an outage", async () => {
+    const token = telegram.addBot({ username: "hook_standin_bot" });
+    const received: { secret: string | undefined; body: string }[] = [];
+    const hook = createServer((req, res) => {
+      let body = "";
+      req.on("data", (chunk: Buffer) => (body += chunk.toString()));
+      req.on("end", () => {
+        received.push({ secret: req.headers["x-telegram-bot-api-secret-token"] as string | undefined, body });
+        res.end("ok");
+      });
+    });
+    await new Promise<void>((resolve) => hook.listen(0, "127.0.0.1", resolve));
+    const address = hook.address();
+    const port = typeof address === "object" && address ? address.port : 0;
+    const api = new Api(token, { apiRoot: telegram.apiRoot });
+    await api.setWebhook(`http://127.0.0.1:${port}/hook`, { secret_token: "hook-secret" });
+    expect(await telegram.deliverUpdate(token, { update_id: 1, message: { text: "/start" } })).toBe(200);
+    expect(received).toEqual([{ secret: "hook-secret", body: JSON.stringify({ update_id: 1, message: { text: "/start" } }) }]);
+    await new Promise<void>((resolve) => hook.close(() => resolve()));
+
+    telegram.setOutage(true);
+    const down = await fetch(`${telegram.url}/bot${token}/getMe`);
+    expect(down.status).toBe(502);
+    expect(down.headers.get("content-type")).toBe("text/html");
+    telegram.setOutage(false);
+    expect((await fetch(`${telegram.url}/bot${token}/getMe`)).status).toBe(200);
   });
 });

@@ -1,0 +1,383 @@
+/**
+ * A Telegram Bot API server for tests, `npm run dev` and the demo: `GET|POST /bot<token>/<method>`
+ * with parameters in the query string, a JSON body or a form body (urlencoded or multipart), and
+ * answers shaped as Telegram's: `{ok: true, result}` or `{ok: false, error_code, description}`, an
+ * unknown token being a 401 `Unauthorized`. Production code reaches it as it reaches
+ * api.telegram.org, through grammY's `Api` (its `apiRoot` option) or plain fetch, with only the
+ * base URL changed.
+ *
+ * Methods: getMe, sendMessage, setWebhook, deleteWebhook, getWebhookInfo. Bots are made with
+ * `addBot` (a token of the real form `<bot id>:<35 characters>`); every request is recorded, and so
+ * is every message sent. `deliverUpdate` posts an update to a bot's webhook as Telegram does.
+ *
+ * Where it is kinder than Telegram: webhooks may be plain `http://` URLs (local tests have no TLS)
+ * on any port. Everything else it refuses the way Telegram does.
+ */
+import { randomBytes } from "node:crypto";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { readBody, sendJson } from "./http.ts";
+
+/** A bot as getMe describes it (Telegram's `User` with the bot-only fields). */
+export interface BotUser {
+  id: number;
+  is_bot: true;
+  first_name: string;
+  username: string;
+  can_join_groups: boolean;
+  can_read_all_group_messages: boolean;
+  supports_inline_queries: boolean;
+  can_connect_to_business: boolean;
+  has_main_web_app: boolean;
+}
+
+export interface Webhook {
+  url: string;
+  secretToken: string | null;
+  maxConnections: number;
+  allowedUpdates: string[] | null;
+  setAt: number;
+}
+
+interface Bot {
+  token: string;
+  user: BotUser;
+  webhook: Webhook | null;
+  nextMessageId: number;
+}
+
+export interface Chat {
+  id: number | string;
+  type: "private" | "group" | "supergroup" | "channel";
+}
+
+/** What sendMessage answers with (Telegram's `Message`, the fields a text message has). */
+export interface Message {
+  message_id: number;
+  from: BotUser;
+  chat: Record<string, unknown> & Chat;
+  date: number;
+  text: string;
+  [key: string]: unknown;
+}
+
+export interface RecordedRequest {
+  at: string;
+  httpMethod: string;
+  /** As in the path, with its original case (Telegram matches method names case-insensitively). */
+  method: string;
+  /** The token in the path, so tests can check which one was sent (and where it must not appear). */
+  token: string;
+  /** The bot the token belongs to, or null for a token the server does not know. */
+  username: string | null;
+  params: Record<string, unknown>;
+  status: number;
+}
+
+export interface SentMessage {
+  at: string;
+  username: string;
+  chatId: number | string;
+  text: string;
+  params: Record<string, unknown>;
+  message: Message;
+}
+
+export interface AddBotOptions {
+  username: string;
+  firstName?: string;
+  canJoinGroups?: boolean;
+  canReadAllGroupMessages?: boolean;
+  supportsInlineQueries?: boolean;
+}
+
+type Params = Record<string, unknown>;
+type Answer = { status: number; body: unknown };
+
+class BadRequest extends Error {}
+
+const ok = (result: unknown): Answer => ({ status: 200, body: { ok: true, result } });
+const fail = (status: number, description: string): Answer => ({ status, body: { ok: false, error_code: status, description } });
+
+const TOKEN_TAIL = 35;
+const USERNAME = /^[A-Za-z][A-Za-z0-9_]{3,31}$/;
+const SECRET_TOKEN = /^[A-Za-z0-9_-]{1,256}$/;
+const UPDATE_TYPES = new Set(["message", "edited_message", "channel_post", "edited_channel_post", "business_connection", "business_message", "edited_business_message", "deleted_business_messages", "message_reaction", "message_reaction_count", "inline_query", "chosen_inline_result", "callback_query", "shipping_query", "pre_checkout_query", "purchased_paid_media", "poll", "poll_answer", "my_chat_member", "chat_member", "chat_join_request", "chat_boost", "removed_chat_boost"]);
+
+export class TelegramServer {
+  readonly requests: RecordedRequest[] = [];
+  readonly messages: SentMessage[] = [];
+  private readonly bots = new Map<string, Bot>();
+  private nextBotId = 7_000_000_000 + Math.floor(Math.random() * 1_000_000_000);
+  private server: Server | null = null;
+  private outage = false;
+  url = "";
+
+  /** The base URL grammY's `apiRoot` and TELEGRAM_API_URL take (no trailing slash). */
+  get apiRoot(): string {
+    return this.url;
+  }
+
+  /** Registers a bot (as @BotFather would) and returns its token, `<bot id>:<35 characters>`. */
+  addBot(options: AddBotOptions): string {
+    if (!USERNAME.test(options.username) || !/bot$/i.test(options.username)) {
+      throw new Error(`a bot username is 5-32 characters of a-z, 0-9 and _, ending in "bot": ${options.username}`);
+    }
+    if ([...this.bots.values()].some((bot) => bot.user.username.toLowerCase() === options.username.toLowerCase())) {
+      throw new Error(`the username ${options.username} is taken`);
+    }
+    const id = this.nextBotId++;
+    const token = `${id}:${randomBytes(32).toString("base64url").slice(0, TOKEN_TAIL)}`;
+    this.bots.set(token, {
+      token,
+      user: {
+        id,
+        is_bot: true,
+        first_name: options.firstName ?? (options.username.replace(/_?bot$/i, "") || options.username),
+        username: options.username,
+        can_join_groups: options.canJoinGroups ?? true,
+        can_read_all_group_messages: options.canReadAllGroupMessages ?? false,
+        supports_inline_queries: options.supportsInlineQueries ?? false,
+        can_connect_to_business: false,
+        has_main_web_app: false,
+      },
+      webhook: null,
+      nextMessageId: 1,
+    });
+    return token;
+  }
+
+  /** Revokes a token (as /revoke in @BotFather): calls with it answer 401 from now on. */
+  revokeBot(token: string): void {
+    this.bots.delete(token);
+  }
+
+  /** The bot a token belongs to, for tests that look at its state (its webhook, say). */
+  bot(token: string): { user: BotUser; webhook: Webhook | null } | undefined {
+    const bot = this.bots.get(token);
+    return bot ? { user: bot.user, webhook: bot.webhook } : undefined;
+  }
+
+  /**
+   * While on, every request is answered as a Telegram outage looks from outside: a 502 HTML page
+   * from the front proxy, not the API's JSON.
+   */
+  setOutage(on: boolean): void {
+    this.outage = on;
+  }
+
+  /** Requests for one method (case-insensitive), in order. */
+  calls(method: string): RecordedRequest[] {
+    return this.requests.filter((request) => request.method.toLowerCase() === method.toLowerCase());
+  }
+
+  /**
+   * Posts an update to the bot's webhook as Telegram does (JSON, with the secret token header when
+   * one was set) and returns the status the webhook answered with.
+   */
+  async deliverUpdate(token: string, update: Record<string, unknown>): Promise<number> {
+    const webhook = this.bots.get(token)?.webhook;
+    if (!webhook) throw new Error("this bot has no webhook");
+    const headers: Record<string, string> = { "content-type": "application/json" };
+    if (webhook.secretToken) headers["x-telegram-bot-api-secret-token"] = webhook.secretToken;
+    const res = await fetch(webhook.url, { method: "POST", headers, body: JSON.stringify(update) });
+    await res.body?.cancel();
+    return res.status;
+  }
+
+  async start(port = 0, host = "127.0.0.1"): Promise<void> {
+    const server = createServer((req, res) => {
+      void this.handle(req, res).catch((error: unknown) => sendJson(res, 500, { ok: false, error_code: 500, description: `Internal Server Error: ${String(error)}` }));
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, host, resolve);
+    });
+    this.server = server;
+    this.url = `http://${host}:${(server.address() as AddressInfo).port}`;
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    this.server = null;
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? "/", "http://telegram");
+    if (this.outage) {
+      res.writeHead(502, { "content-type": "text/html" }).end("<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>\r\n");
+      return;
+    }
+    if (url.pathname === "/_standin/requests" && req.method === "GET") return sendJson(res, 200, { requests: this.requests, messages: this.messages });
+    if (url.pathname === "/_standin/bots" && req.method === "POST") {
+      const body = JSON.parse((await readBody(req)) || "{}") as Partial<AddBotOptions>;
+      if (typeof body.username !== "string") return sendJson(res, 400, { error: "username is required" });
+      try {
+        return sendJson(res, 201, { token: this.addBot({ ...body, username: body.username }) });
+      } catch (error) {
+        return sendJson(res, 409, { error: error instanceof Error ? error.message : String(error) });
+      }
+    }
+    const route = /^\/bot([^/]+)\/([A-Za-z]*)$/.exec(url.pathname);
+    if (!route || (req.method !== "GET" && req.method !== "POST")) return send(res, fail(404, "Not Found"));
+    const token = decodeURIComponent(route[1] ?? "");
+    const method = route[2] ?? "";
+    const bot = this.bots.get(token);
+    let params: Params = {};
+    let answer: Answer;
+    try {
+      params = await parameters(req, url);
+      answer = bot ? this.call(bot, method, params) : fail(401, "Unauthorized");
+    } catch (error) {
+      answer = fail(400, `Bad Request: ${error instanceof BadRequest ? error.message : "can't parse request body"}`);
+    }
+    this.requests.push({ at: new Date().toISOString(), httpMethod: req.method, method, token, username: bot?.user.username ?? null, params, status: answer.status });
+    send(res, answer);
+  }
+
+  private call(bot: Bot, method: string, params: Params): Answer {
+    switch (method.toLowerCase()) {
+      case "getme":
+        return ok(bot.user);
+      case "sendmessage":
+        return this.sendMessage(bot, params);
+      case "setwebhook":
+        return setWebhook(bot, params);
+      case "deletewebhook": {
+        const had = bot.webhook !== null;
+        bot.webhook = null;
+        return { status: 200, body: { ok: true, result: true, description: had ? "Webhook was deleted" : "Webhook is already deleted" } };
+      }
+      case "getwebhookinfo":
+        return ok(webhookInfo(bot.webhook));
+      default:
+        return fail(404, "Not Found");
+    }
+  }
+
+  private sendMessage(bot: Bot, params: Params): Answer {
+    const chatId = chatIdOf(params.chat_id);
+    const text = textOf(params.text);
+    if (text.trim() === "") return fail(400, "Bad Request: message text is empty");
+    if (text.length > 4096) return fail(400, "Bad Request: message is too long");
+    const message: Message = {
+      message_id: bot.nextMessageId++,
+      from: bot.user,
+      chat: chatOf(chatId),
+      date: Math.floor(Date.now() / 1000),
+      text,
+    };
+    this.messages.push({ at: new Date().toISOString(), username: bot.user.username, chatId, text, params, message });
+    return ok(message);
+  }
+}
+
+function send(res: ServerResponse, answer: Answer): void {
+  sendJson(res, answer.status, answer.body);
+}
+
+/** Query parameters, then the body's (JSON, urlencoded or multipart), as the Bot API merges them. */
+async function parameters(req: IncomingMessage, url: URL): Promise<Params> {
+  const params: Params = Object.fromEntries(url.searchParams);
+  const type = req.headers["content-type"] ?? "";
+  const body = await readBody(req);
+  if (body === "") return params;
+  if (/^application\/json/i.test(type)) {
+    const parsed = safeJson(body);
+    if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) throw new BadRequest("can't parse JSON object");
+    return { ...params, ...(parsed as Params) };
+  }
+  if (/^(application\/x-www-form-urlencoded|multipart\/form-data)/i.test(type)) {
+    const form = await new Response(body, { headers: { "content-type": type } }).formData();
+    for (const [key, value] of form) params[key] = typeof value === "string" ? value : value.name;
+  }
+  return params;
+}
+
+/** A parameter as the text Telegram reads: a JSON body may send numbers and booleans where strings go. */
+function textOf(value: unknown): string {
+  if (value === undefined || value === null) return "";
+  return typeof value === "string" ? value : JSON.stringify(value);
+}
+
+/** A chat id as Telegram reads it: an integer (also sent as a string) or a channel's `@username`. */
+function chatIdOf(value: unknown): number | string {
+  if (value === undefined || value === "") throw new BadRequest("chat_id is empty");
+  if (typeof value === "number" && Number.isSafeInteger(value)) return value;
+  if (typeof value === "string" && /^-?\d{1,16}$/.test(value)) return Number(value);
+  if (typeof value === "string" && /^@[A-Za-z][A-Za-z0-9_]{3,31}$/.test(value)) return value;
+  throw new BadRequest("chat not found");
+}
+
+function chatOf(id: number | string): Message["chat"] {
+  if (typeof id === "string") return { id: -1_000_000_000_000 - (hash(id) % 1_000_000_000), type: "channel", title: id.slice(1), username: id.slice(1) };
+  if (id > 0) return { id, type: "private", first_name: `User ${id}` };
+  if (String(id).startsWith("-100")) return { id, type: "supergroup", title: `Supergroup ${id}` };
+  return { id, type: "group", title: `Group ${id}`, all_members_are_administrators: true };
+}
+
+function hash(text: string): number {
+  let value = 0;
+  for (const char of text) value = (value * 31 + char.charCodeAt(0)) >>> 0;
+  return value;
+}
+
+function setWebhook(bot: Bot, params: Params): Answer {
+  const url = textOf(params.url);
+  if (url === "") {
+    const had = bot.webhook !== null;
+    bot.webhook = null;
+    return { status: 200, body: { ok: true, result: true, description: had ? "Webhook was deleted" : "Webhook is already deleted" } };
+  }
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return fail(400, "Bad Request: bad webhook: Failed to resolve host: Name or service not known");
+  }
+  if (parsed.protocol !== "https:" && parsed.protocol !== "http:") return fail(400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook");
+  const secretToken = textOf(params.secret_token) || null;
+  if (secretToken !== null && !SECRET_TOKEN.test(secretToken)) return fail(400, "Bad Request: secret token contains unallowed characters");
+  const maxConnections = params.max_connections === undefined ? 40 : Number(params.max_connections);
+  if (!Number.isInteger(maxConnections) || maxConnections < 1 || maxConnections > 100) return fail(400, "Bad Request: bad webhook: max_connections must be between 1 and 100");
+  let allowedUpdates: string[] | null = null;
+  if (params.allowed_updates !== undefined) {
+    const given: unknown = typeof params.allowed_updates === "string" ? safeJson(params.allowed_updates) : params.allowed_updates;
+    if (!Array.isArray(given) || !given.every((item) => typeof item === "string")) return fail(400, "Bad Request: can't parse allowed updates JSON object");
+    // Telegram ignores update types it does not know.
+    allowedUpdates = given.filter((item) => UPDATE_TYPES.has(item));
+  }
+  const same = bot.webhook?.url === url;
+  bot.webhook = { url, secretToken, maxConnections, allowedUpdates: allowedUpdates ?? bot.webhook?.allowedUpdates ?? null, setAt: Math.floor(Date.now() / 1000) };
+  return { status: 200, body: { ok: true, result: true, description: same ? "Webhook is already set" : "Webhook was set" } };
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function webhookInfo(webhook: Webhook | null): Record<string, unknown> {
+  if (!webhook) return { url: "", has_custom_certificate: false, pending_update_count: 0 };
+  return {
+    url: webhook.url,
+    has_custom_certificate: false,
+    pending_update_count: 0,
+    max_connections: webhook.maxConnections,
+    ip_address: "127.0.0.1",
+    ...(webhook.allowedUpdates ? { allowed_updates: webhook.allowedUpdates } : {}),
+  };
+}
+
+/** Starts a Telegram stand-in on loopback (a free port unless given) and returns it. */
+export async function startTelegramServer(port = 0, host = "127.0.0.1"): Promise<TelegramServer> {
+  const server = new TelegramServer();
+  await server.start(port, host);
+  return server;
+}
