@@ -16,6 +16,7 @@ import { projectsRoute } from "./routes/projects.ts";
 import { runnerRoute } from "./routes/runner.ts";
 import { serversRoute } from "./routes/servers.ts";
 import { tasksRoute } from "./routes/tasks.ts";
+import { telegramBotsRoute } from "./routes/telegram-bots.ts";
 import { usersRoute } from "./routes/users.ts";
 import { webRoute } from "./routes/web.ts";
 
@@ -40,6 +41,7 @@ app.route("/api/keys", keysRoute);
 app.route("/api/projects", projectsRoute);
 app.route("/api/tasks", tasksRoute);
 app.route("/api/servers", serversRoute);
+app.route("/api/telegram-bots", telegramBotsRoute);
 
 // The runner daemon's endpoints: authorised by the enrollment token, then by signed challenges.
 app.use("/runner/*", database, jsonBody);

@@ -1,0 +1,192 @@
+/**
+ * The Telegram bot pool: bots an admin registered ahead of time (a bot can only be made by a person
+ * talking to @BotFather), each given to at most one project when it is deployed and freed when it is
+ * undeployed. Tokens are checked with getMe before they are stored, and stored sealed
+ * (AES-GCM, src/lib/secrets.ts, bound to the bot's row id); no view and no error carries one.
+ *
+ * Telegram is reached through grammY's `Api` at TELEGRAM_API_URL: api.telegram.org in production,
+ * the stand-in (standins/telegram-server.ts) in tests.
+ */
+import { and, asc, eq, inArray, isNull, sql } from "drizzle-orm";
+import { Api, GrammyError } from "grammy";
+import { z } from "zod";
+import type { Db } from "../db/client.ts";
+import { isForeignKeyViolation, isUniqueViolation } from "../db/errors.ts";
+import { projects, telegramBots } from "../db/schema.ts";
+import { AppError, notFound } from "../lib/app-error.ts";
+import { newId } from "../lib/crypto.ts";
+import { openText, sealText } from "../lib/secrets.ts";
+import type { TelegramBotView } from "../shared/telegram-bots.ts";
+
+export type TelegramBotRow = typeof telegramBots.$inferSelect;
+
+/** What the pool needs of the environment (a plain object in Node tests and scripts). */
+export interface TelegramEnv {
+  TELEGRAM_API_URL?: string;
+  SECRETS_ENCRYPTION_KEY: string;
+}
+
+/** Long enough for a slow Telegram, short enough that an admin's request does not hang. */
+const TELEGRAM_TIMEOUT_SECONDS = 10;
+
+const ApiRoot = z.url({ protocol: /^https?$/ }).default("https://api.telegram.org");
+
+/** The Bot API's base URL, without the trailing slash grammY refuses. */
+export function telegramApiRoot(env: Pick<TelegramEnv, "TELEGRAM_API_URL">): string {
+  const parsed = ApiRoot.safeParse(env.TELEGRAM_API_URL || undefined);
+  if (!parsed.success) throw new Error(`invalid setting TELEGRAM_API_URL: ${parsed.error.issues.map((issue) => issue.message).join("; ")}`);
+  return parsed.data.replace(/\/+$/, "");
+}
+
+export function botView(row: TelegramBotRow): TelegramBotView {
+  return {
+    id: row.id,
+    username: row.username,
+    projectId: row.projectId,
+    allocatedAt: row.allocatedAt?.toISOString() ?? null,
+    createdAt: row.createdAt.toISOString(),
+  };
+}
+
+/**
+ * Turns a failed getMe into what the admin should do. Telegram's descriptions never contain the
+ * token; grammY's network errors may (inside their cause), so none is passed on.
+ */
+function telegramFailure(error: unknown, apiRoot: string): AppError {
+  if (error instanceof GrammyError) {
+    const said = `${error.error_code}: ${error.description}`;
+    if (error.error_code === 401 || error.error_code === 404) {
+      return new AppError("invalid_request", `Telegram refused this bot token (${said}): it is wrong or was revoked; check it with @BotFather. Nothing was stored`);
+    }
+    if (error.error_code === 429 || error.error_code >= 500) {
+      return new AppError("upstream_unavailable", `Telegram could not check the token right now (${said}); nothing was stored, retry shortly`);
+    }
+    return new AppError("invalid_request", `Telegram refused the token check (${said}); nothing was stored`);
+  }
+  return new AppError("upstream_unavailable", `Telegram (${apiRoot}) could not be reached or gave no Bot API answer; nothing was stored, retry shortly`);
+}
+
+/**
+ * Adds a bot to the pool: asks Telegram who the token belongs to (getMe), then stores the bot's
+ * username and its token sealed. 400 for a token Telegram refuses, 409 for a bot already in the
+ * pool, 502 when Telegram cannot be asked; in each case nothing is stored.
+ */
+export async function registerBot(env: TelegramEnv, db: Db, token: string): Promise<TelegramBotRow> {
+  const apiRoot = telegramApiRoot(env);
+  let me: Awaited<ReturnType<Api["getMe"]>>;
+  try {
+    me = await new Api(token, { apiRoot, timeoutSeconds: TELEGRAM_TIMEOUT_SECONDS }).getMe();
+  } catch (error) {
+    throw telegramFailure(error, apiRoot);
+  }
+  if (!me.is_bot || !me.username) throw new AppError("invalid_request", "This token does not belong to a bot with a username; nothing was stored");
+  const id = newId("tgb");
+  const sealed = await sealText(env.SECRETS_ENCRYPTION_KEY, "telegram-bots", token, id);
+  const [row] = await db
+    .insert(telegramBots)
+    .values({ id, username: me.username, tokenCiphertext: sealed.ciphertext, tokenIv: sealed.iv })
+    .onConflictDoNothing({ target: telegramBots.username })
+    .returning();
+  if (!row) throw new AppError("conflict", `The bot @${me.username} is already in the pool`);
+  return row;
+}
+
+/** The pool, oldest first; `available` keeps only the free bots. */
+export async function listBots(db: Db, options: { available?: boolean; limit?: number; offset?: number } = {}): Promise<TelegramBotRow[]> {
+  return db
+    .select()
+    .from(telegramBots)
+    .where(options.available ? isNull(telegramBots.projectId) : undefined)
+    .orderBy(asc(telegramBots.createdAt), asc(telegramBots.id))
+    .limit(options.limit ?? 200)
+    .offset(options.offset ?? 0);
+}
+
+async function botOfProject(db: Db, projectId: string): Promise<TelegramBotRow | undefined> {
+  const [row] = await db.select().from(telegramBots).where(eq(telegramBots.projectId, projectId));
+  return row;
+}
+
+/**
+ * Gives a bot to a project: the bot `botId`, or any free one when it is null. A project that has a
+ * bot already gets that one back, so the deploy pipeline may call this on every run.
+ *
+ * The claim is one UPDATE that only matches a free row (`project_id IS NULL`), so of two racing
+ * claims on the last free bot exactly one wins; the loser answers 409. The unique project_id column
+ * stops one project from taking two bots: the second claim fails and finds the first one's bot.
+ */
+export async function allocateBot(db: Db, botId: string | null, projectId: string): Promise<TelegramBotRow> {
+  const [project] = await db.select({ id: projects.id }).from(projects).where(eq(projects.id, projectId));
+  if (!project) notFound("Project");
+  const held = await botOfProject(db, projectId);
+  if (held) return heldOrConflict(held, botId);
+
+  // Any free bot: first skipping the rows other claims have locked, so concurrent claims take
+  // different bots instead of queueing on one. A locked row may still come free (its claim can fail
+  // when that project got a bot meanwhile), so finding none, ask once more, waiting on those rows.
+  const modes = botId === null ? (["skip-locked", "wait"] as const) : (["wait"] as const);
+  for (const mode of modes) {
+    const claimed = await claim(db, botId, projectId, mode);
+    if (claimed) return claimed;
+    const won = await botOfProject(db, projectId);
+    if (won) return heldOrConflict(won, botId);
+  }
+
+  if (botId === null) throw new AppError("conflict", "No free bot: every bot in the pool is allocated; register another (POST /api/telegram-bots)");
+  const [bot] = await db.select().from(telegramBots).where(eq(telegramBots.id, botId));
+  if (!bot) notFound("Telegram bot");
+  throw new AppError("conflict", `The bot @${bot.username} is allocated to another project`);
+}
+
+/**
+ * One UPDATE … WHERE project_id IS NULL … RETURNING: the row claimed, or undefined when there was
+ * none to claim or the project took another bot meanwhile (the unique project_id refused this one).
+ */
+async function claim(db: Db, botId: string | null, projectId: string, mode: "skip-locked" | "wait"): Promise<TelegramBotRow | undefined> {
+  const free = db
+    .select({ id: telegramBots.id })
+    .from(telegramBots)
+    .where(isNull(telegramBots.projectId))
+    .orderBy(asc(telegramBots.createdAt), asc(telegramBots.id))
+    .limit(1);
+  const target = botId === null ? inArray(telegramBots.id, mode === "skip-locked" ? free.for("update", { skipLocked: true }) : free.for("update")) : eq(telegramBots.id, botId);
+  try {
+    const [row] = await db
+      .update(telegramBots)
+      .set({ projectId, allocatedAt: sql`now()` })
+      .where(and(target, isNull(telegramBots.projectId)))
+      .returning();
+    return row;
+  } catch (error) {
+    if (isUniqueViolation(error)) return undefined;
+    if (isForeignKeyViolation(error)) notFound("Project");
+    throw error;
+  }
+}
+
+function heldOrConflict(held: TelegramBotRow, botId: string | null): TelegramBotRow {
+  if (botId === null || held.id === botId) return held;
+  throw new AppError("conflict", `This project has the bot @${held.username} already; release it first`);
+}
+
+/** Frees one bot by its id (a free bot stays free); 404 for an unknown id. */
+export async function releaseBot(db: Db, botId: string): Promise<TelegramBotRow> {
+  const [row] = await db.update(telegramBots).set({ projectId: null, allocatedAt: null }).where(eq(telegramBots.id, botId)).returning();
+  if (!row) notFound("Telegram bot");
+  return row;
+}
+
+/** Frees the project's bot, if it has one (undeploy); returns what was freed. */
+export async function releaseBots(db: Db, projectId: string): Promise<TelegramBotRow[]> {
+  return db.update(telegramBots).set({ projectId: null, allocatedAt: null }).where(eq(telegramBots.projectId, projectId)).returning();
+}
+
+/**
+ * The token of the project's bot, opened, or null when the project has none: for the deploy
+ * pipeline's secret resolver, and nothing that answers a client.
+ */
+export async function botTokenFor(env: Pick<TelegramEnv, "SECRETS_ENCRYPTION_KEY">, db: Db, projectId: string): Promise<string | null> {
+  const bot = await botOfProject(db, projectId);
+  if (!bot) return null;
+  return openText(env.SECRETS_ENCRYPTION_KEY, "telegram-bots", { ciphertext: bot.tokenCiphertext, iv: bot.tokenIv }, bot.id);
+}
