@@ -6,6 +6,7 @@ ALTER TABLE "deployments" ADD COLUMN "kind" text DEFAULT 'build' NOT NULL;--> st
 ALTER TABLE "deployments" ADD COLUMN "source_deployment_id" text;--> statement-breakpoint
 ALTER TABLE "deployments" ADD COLUMN "stopped_at" timestamp with time zone;--> statement-breakpoint
 ALTER TABLE "servers" ADD COLUMN "base_domain" text;--> statement-breakpoint
+ALTER TABLE "servers" ADD COLUMN "route_generation" integer DEFAULT 0 NOT NULL;--> statement-breakpoint
 ALTER TABLE "service_deployments" ADD COLUMN "active_deployment_id" text;--> statement-breakpoint
 CREATE UNIQUE INDEX "deployments_port_idx" ON "deployments" USING btree ("server_id","port") WHERE "deployments"."port" IS NOT NULL;--> statement-breakpoint
 CREATE UNIQUE INDEX "service_deployments_project_idx" ON "service_deployments" USING btree ("project_id");--> statement-breakpoint

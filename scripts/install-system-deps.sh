@@ -14,3 +14,20 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
+
+# docker compose v2 (the deploy pipeline's releases) is not in Debian bookworm. Debian trixie's
+# docker-compose package is: fetch it with a sources list of its own (trixie never becomes an apt
+# source here) and unpack its CLI plugin where the docker CLI looks for plugins.
+if ! docker compose version >/dev/null 2>&1; then
+  work=$(mktemp -d)
+  mkdir -p "$work/lists/partial" "$work/cache/archives/partial"
+  echo "deb ${DEBIAN_MIRROR:-http://deb.debian.org/debian} trixie main" > "$work/sources.list"
+  apt_opts=(-o "Dir::Etc::SourceList=$work/sources.list" -o Dir::Etc::SourceParts=/dev/null -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache" -o APT::Sandbox::User=root)
+  apt-get "${apt_opts[@]}" update -qq
+  (cd "$work" && apt-get "${apt_opts[@]}" download docker-compose >/dev/null)
+  dpkg-deb -x "$work"/docker-compose_*.deb "$work/root"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO install -D -m 0755 "$work/root/usr/libexec/docker/cli-plugins/docker-compose" /usr/libexec/docker/cli-plugins/docker-compose
+  rm -rf "$work"
+  docker compose version
+fi

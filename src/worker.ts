@@ -10,6 +10,7 @@ import { database } from "./middleware/database.ts";
 import { onError, onNotFound } from "./middleware/errors.ts";
 import { jsonBody } from "./middleware/json-body.ts";
 import { requestLog } from "./middleware/request-log.ts";
+import { projectDeploysRoute, serverServicesRoute } from "./routes/deploys.ts";
 import { health } from "./routes/health.ts";
 import { keysRoute } from "./routes/keys.ts";
 import { projectsRoute } from "./routes/projects.ts";
@@ -24,6 +25,7 @@ export { RunnerHub } from "./durable/runner-hub.ts";
 export { TaskStream } from "./durable/task-stream.ts";
 export { ProvisionServerWorkflow } from "./workflows/provision-server.ts";
 export { EngineeringWorkflow } from "./workflows/engineering.ts";
+export { DeployWorkflow } from "./workflows/deploy.ts";
 
 export const app = new Hono<AppEnv>();
 
@@ -39,8 +41,10 @@ app.use("/api/*", database, authenticate, jsonBody);
 app.route("/api/users", usersRoute);
 app.route("/api/keys", keysRoute);
 app.route("/api/projects", projectsRoute);
+app.route("/api/projects", projectDeploysRoute);
 app.route("/api/tasks", tasksRoute);
 app.route("/api/servers", serversRoute);
+app.route("/api/servers", serverServicesRoute);
 app.route("/api/telegram-bots", telegramBotsRoute);
 
 // The runner daemon's endpoints: authorised by the enrollment token, then by signed challenges.

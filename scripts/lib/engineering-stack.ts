@@ -10,6 +10,7 @@ import { randomBytes } from "node:crypto";
 import { GitHubServer } from "../../standins/github-server.ts";
 import { ModelServer } from "../../standins/model-server.ts";
 import { egressTarget } from "../../src/workflows/engineering-jobs.ts";
+import type { RunnerConfigInput } from "../../runner/src/config.ts";
 import { enrolledRunner, registerServer, type TestRunner } from "./local-runner.ts";
 import { type Stack, startStack } from "./local-stack.ts";
 
@@ -25,7 +26,18 @@ export interface EngineeringStack {
   stop(): Promise<void>;
 }
 
-export async function startEngineeringStack(options: { databaseUrl: string; dbWsProxy: string; adminKey: string; dockerSocket: string; image: string; handle?: string }): Promise<EngineeringStack> {
+export async function startEngineeringStack(options: {
+  databaseUrl: string;
+  dbWsProxy: string;
+  adminKey: string;
+  dockerSocket: string;
+  image: string;
+  handle?: string;
+  /** More worker vars (e.g. the deploy pipeline's drain time). */
+  vars?: Record<string, string>;
+  /** More runner settings (e.g. Caddy, release ports, the deployments root for the deploy pipeline). */
+  runner?: Partial<RunnerConfigInput>;
+}): Promise<EngineeringStack> {
   const modelKey = `sk-test-${randomBytes(12).toString("hex")}`;
   const handle = options.handle ?? "build-box";
   const model = new ModelServer({ apiKey: modelKey });
@@ -45,12 +57,14 @@ export async function startEngineeringStack(options: { databaseUrl: string; dbWs
       GITHUB_APP_PRIVATE_KEY: github.appPrivateKeyPem,
       CODING_WORKER_IMAGE: options.image,
       JOB_WAIT_SLICE_SECONDS: "1",
+      ...options.vars,
     },
   });
   const { enrollment } = await registerServer(stack, handle);
   const runner = await enrolledRunner(stack, enrollment.token, {
     docker: { socketPath: options.dockerSocket, egress: { internalTargets: [egressTarget(model.url), egressTarget(github.url)] } },
     concurrency: 2,
+    ...options.runner,
   });
   await runner.start();
   return {

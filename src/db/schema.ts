@@ -18,6 +18,7 @@ import {
   uniqueIndex,
 } from "drizzle-orm/pg-core";
 import { API_KEY_SCOPES, PROJECT_STATUSES, SERVER_STATUSES, TASK_STATUSES, TASK_TYPES } from "../shared/api.ts";
+import { DEPLOYMENT_STATUSES } from "../shared/deploys.ts";
 
 const createdAt = () => timestamp("created_at", { withTimezone: true }).notNull().defaultNow();
 const updatedAt = () => timestamp("updated_at", { withTimezone: true }).notNull().defaultNow();
@@ -31,18 +32,8 @@ export const projectStatus = pgEnum("project_status", PROJECT_STATUSES);
 export const taskStatus = pgEnum("task_status", TASK_STATUSES);
 export const taskType = pgEnum("task_type", TASK_TYPES);
 export const serverStatus = pgEnum("server_status", SERVER_STATUSES);
-export const deploymentStatus = pgEnum("deployment_status", [
-  "pending",
-  "deploying",
-  "healthy",
-  "unhealthy",
-  "failed",
-  "rolled_back",
-  "superseded",
-  // Added with the deploy pipeline: the release Caddy routes to now, and one stopped for good.
-  "active",
-  "removed",
-]);
+// The release lifecycle; "active" and "removed" came with the deploy pipeline (migration 0003).
+export const deploymentStatus = pgEnum("deployment_status", DEPLOYMENT_STATUSES);
 export const ragScope = pgEnum("rag_scope", ["docs", "code", "history", "logs"]);
 
 export const users = pgTable("users", {
@@ -130,6 +121,8 @@ export const servers = pgTable("servers", {
   lastSeenAt: tstz("last_seen_at"),
   /** Projects deployed here answer at `<project>.<baseDomain>` (unless they have a domain of their own). */
   baseDomain: text("base_domain"),
+  /** Counts this server's route list versions: each caddy.sync carries the one it was read at. */
+  routeGeneration: integer("route_generation").notNull().default(0),
   createdAt: createdAt(),
 });
 

@@ -16,6 +16,10 @@ const Settings = z.object({
   RUNNER_MISSING_AFTER_SECONDS: z.preprocess(unsetIfEmpty, seconds(300)),
   /** A workflow waiting on a job reads it back after this long without a wake-up (doubling, up to 10 minutes). */
   JOB_WAIT_SLICE_SECONDS: z.preprocess(unsetIfEmpty, seconds(30)),
+  /** After a release takes over the route, the previous one keeps running this long for requests in flight. */
+  DEPLOY_DRAIN_SECONDS: z.preprocess(unsetIfEmpty, seconds(10)),
+  /** How long a deploy waits for missing user secrets before it fails. */
+  DEPLOY_SECRETS_TIMEOUT_SECONDS: z.preprocess(unsetIfEmpty, seconds(24 * 3600)),
 });
 export type Settings = z.infer<typeof Settings>;
 

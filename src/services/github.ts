@@ -163,3 +163,37 @@ export async function fastForward(config: GitHubAppConfig, access: InstallationA
     throw error;
   }
 }
+
+/** The repository `owner/name` of a project (from its html URL), as the App's token sees it. */
+export async function getRepository(config: GitHubAppConfig, token: string, owner: string, name: string): Promise<Repository | null> {
+  try {
+    const { data } = await octokit(config, token, "token").rest.repos.get({ owner, repo: name });
+    return repositoryOf(data);
+  } catch (error) {
+    if (status(error) === 404) return null;
+    throw error;
+  }
+}
+
+/** The full SHA a branch, tag or SHA names, or null when the repository has no such ref. */
+export async function resolveCommit(config: GitHubAppConfig, token: string, repository: Pick<Repository, "owner" | "name">, ref: string): Promise<string | null> {
+  try {
+    const { data } = await octokit(config, token, "token").rest.repos.getCommit({ owner: repository.owner, repo: repository.name, ref });
+    return data.sha;
+  } catch (error) {
+    if (status(error) === 404 || status(error) === 422) return null;
+    throw error;
+  }
+}
+
+/** A text file of the repository at `ref`, or null when there is none. */
+export async function fileAt(config: GitHubAppConfig, token: string, repository: Pick<Repository, "owner" | "name">, path: string, ref: string): Promise<string | null> {
+  try {
+    const { data } = await octokit(config, token, "token").rest.repos.getContent({ owner: repository.owner, repo: repository.name, path, ref });
+    if (Array.isArray(data) || data.type !== "file" || !("content" in data)) return null;
+    return new TextDecoder().decode(Uint8Array.from(atob(data.content.replace(/\s/g, "")), (c) => c.charCodeAt(0)));
+  } catch (error) {
+    if (status(error) === 404) return null;
+    throw error;
+  }
+}

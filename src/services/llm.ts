@@ -10,7 +10,7 @@ import { agentConfigs, llmUsage } from "../db/schema.ts";
 import { AppError } from "../lib/app-error.ts";
 import { newId } from "../lib/crypto.ts";
 
-export const AGENT_NAMES = ["architect", "developer"] as const;
+export const AGENT_NAMES = ["architect", "developer", "env_analyzer"] as const;
 export type AgentName = (typeof AGENT_NAMES)[number];
 
 export interface AgentConfig {
@@ -23,6 +23,7 @@ export interface AgentConfig {
 export const DEFAULT_AGENT_CONFIGS: Record<AgentName, AgentConfig> = {
   architect: { model: "gpt-4.1-mini", temperature: 0.2, settings: {} },
   developer: { model: "gpt-4.1", temperature: null, settings: { codingAgent: "opencode" } },
+  env_analyzer: { model: "gpt-4.1-mini", temperature: 0, settings: {} },
 };
 
 export async function agentConfig(db: Db, agent: AgentName): Promise<AgentConfig> {

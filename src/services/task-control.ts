@@ -2,6 +2,7 @@
  * A person acting on a running task: answering what it asks (`task.needs_input`), or cancelling it.
  * Both reach the task's workflow, whose instance id is the task's id.
  */
+import { putSecrets } from "./project-secrets.ts";
 import { and, eq, sql } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { tasks } from "../db/schema.ts";
@@ -37,15 +38,30 @@ export async function answerTask(db: Db, env: Env, task: Task, body: unknown): P
     .where(and(eq(tasks.id, task.id), eq(tasks.status, "needs_input"), sql`${tasks.pendingInput}->>'inputId' = ${pending.data.inputId}`))
     .returning({ id: tasks.id });
   if (!claimed.length) throw new AppError("conflict", `Task ${task.id} has been answered already`);
+  let payload: unknown = read.answer;
+  let shown: unknown = read.answer;
+  if (pending.data.kind === "secrets" && "secrets" in read.answer) {
+    // Stored with the project first; the workflow (whose events persist) hears only the names.
+    const asked = new Set((pending.data.fields ?? []).map((field) => field.name));
+    const names = Object.keys(read.answer.secrets);
+    const unknown = names.filter((name) => !asked.has(name));
+    if (unknown.length || !task.projectId) {
+      await db.update(tasks).set({ pendingInput: pending.data }).where(eq(tasks.id, task.id));
+      throw new AppError("invalid_request", `Not asked for: ${unknown.join(", ") || "(a task without a project)"}; this deploy asks for ${[...asked].join(", ")}`);
+    }
+    await putSecrets(env, db, task.projectId, read.answer.secrets, "user");
+    payload = { provided: names };
+    shown = payload;
+  }
   try {
     const instance = await workflow.get(task.id);
-    await instance.sendEvent({ type: inputEventType(pending.data.inputId), payload: read.answer });
+    await instance.sendEvent({ type: inputEventType(pending.data.inputId), payload });
   } catch (error) {
     // Not delivered: the question stays open for another answer.
     await db.update(tasks).set({ pendingInput: pending.data }).where(eq(tasks.id, task.id));
     throw error;
   }
-  return { answer: read.answer };
+  return { answer: shown };
 }
 
 /** Stops a task: its workflow, then its running jobs (waiting for their containers to go), then ends it `task.cancelled`. */

@@ -83,6 +83,12 @@ export function outsideReleasePorts(routes: readonly z.infer<typeof CaddyRoute>[
 export const CaddySyncPayload = z.strictObject({
   /** The full list of routes this server should serve; anything not listed stops being served. */
   routes: z.array(CaddyRoute).max(1000),
+  /**
+   * Which version of the server's route list this is (the control plane counts them per server). A
+   * sync older than the one Caddy already serves changes nothing: two deploys that read the list
+   * at nearly the same time cannot leave the older list in place.
+   */
+  generation: z.number().int().min(0).optional(),
   timeoutSeconds: timeout(60),
 });
 

@@ -14,7 +14,19 @@ export const DecisionAnswer = z.discriminatedUnion("decision", [
 ]);
 export type DecisionAnswer = z.infer<typeof DecisionAnswer>;
 
-export const TASK_INPUT_KINDS = { decision: DecisionAnswer } as const;
+/**
+ * A deploy is missing secrets only the person has: their values. They are stored encrypted with the
+ * project before the workflow hears of it, and the workflow is told only their names.
+ */
+export const SecretsAnswer = z.strictObject({
+  secrets: z.record(
+    z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be a variable name"),
+    z.string().min(1).max(16_384).refine((value) => !/[\r\n]/.test(value), "must be one line"),
+  ),
+});
+export type SecretsAnswer = z.infer<typeof SecretsAnswer>;
+
+export const TASK_INPUT_KINDS = { decision: DecisionAnswer, secrets: SecretsAnswer } as const;
 export const InputKind = z.enum(Object.keys(TASK_INPUT_KINDS) as [keyof typeof TASK_INPUT_KINDS]);
 export type InputKind = z.infer<typeof InputKind>;
 
@@ -26,6 +38,8 @@ export const PendingInput = z.object({
   question: z.string(),
   /** For `decision`: the answers it takes. */
   options: z.array(z.string()).optional(),
+  /** For `secrets`: the variables asked for, and why each is needed. */
+  fields: z.array(z.object({ name: z.string(), reason: z.string().optional() })).optional(),
   expiresAt: z.string(),
 });
 export type PendingInput = z.infer<typeof PendingInput>;
@@ -33,7 +47,7 @@ export type PendingInput = z.infer<typeof PendingInput>;
 export const inputEventType = (inputId: string) => `input-${inputId}`;
 
 /** Checks an answer against what was asked: the parsed answer, or the error to give the sender. */
-export function readAnswer(kind: InputKind, body: unknown): { ok: true; answer: DecisionAnswer } | { ok: false; message: string } {
+export function readAnswer(kind: InputKind, body: unknown): { ok: true; answer: DecisionAnswer | SecretsAnswer } | { ok: false; message: string } {
   const parsed = TASK_INPUT_KINDS[kind].safeParse(body);
   if (parsed.success) return { ok: true, answer: parsed.data };
   return { ok: false, message: parsed.error.issues.map((issue) => `${issue.path.join(".") || "body"}: ${issue.message}`).join("; ") };

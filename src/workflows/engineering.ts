@@ -10,35 +10,24 @@
  * rounds; then a person decides (task.needs_input → POST /api/tasks/:id/input) whether to go on.
  * Every step reports to the task's stream; the containers' output arrives there as log events.
  */
-import { WorkflowEntrypoint, type WorkflowEvent, type WorkflowStep, type WorkflowStepConfig } from "cloudflare:workers";
+import { WorkflowEntrypoint, type WorkflowEvent, type WorkflowStep } from "cloudflare:workers";
 import { NonRetryableError } from "cloudflare:workflows";
 import { eq } from "drizzle-orm";
 import { codingAgent } from "../coding-agents/index.ts";
 import { withDb } from "../db/client.ts";
 import { projects } from "../db/schema.ts";
 import { draftSpec, SpecRejected } from "../services/architect.ts";
-import { commitExists, ensureRepository, fastForward, githubAppConfig, installationAccess, repositoryToken, type Repository } from "../services/github.ts";
+import { commitExists, ensureRepository, fastForward, installationAccess, type Repository } from "../services/github.ts";
 import { agentConfig, modelEndpoint, modelErrorMessage, openaiClient, recordUsage } from "../services/llm.ts";
 import { taskBrief } from "../services/task-brief.ts";
-import { appendTaskEvent } from "../services/tasks.ts";
-import type { ProjectStatus } from "../shared/api.ts";
-import type { TaskEventInput } from "../shared/events.ts";
 import { EngineeringOverrides, type EngineeringSettings, engineeringSettings, ProjectSpec } from "../shared/spec.ts";
 import { DecisionAnswer, inputEventType, type PendingInput } from "../shared/task-input.ts";
 import type { TestResults } from "../shared/test-results.ts";
 import { AGENT_OUTPUT, collected, developPayload, developResult, type DevelopResult, scaffoldPayload, tailLines, testPayload, testResults } from "./engineering-jobs.ts";
-import { type JobRunContext, runJob } from "./run-job.ts";
+import { API_STEP, MODEL_STEP, PipelineFailure, type PipelineParams, PipelineRun } from "./pipeline-run.ts";
+import { runJob } from "./run-job.ts";
 
-export interface EngineeringParams {
-  taskId: string;
-  projectId: string;
-  /** The server whose runner runs the jobs. */
-  handle: string;
-  traceparent?: string;
-}
-
-/** A failure to report as the task's end, in these words. */
-class PipelineFailure extends Error {}
+export type EngineeringParams = PipelineParams;
 
 interface ProjectFacts {
   id: string;
@@ -48,8 +37,6 @@ interface ProjectFacts {
   overrides: EngineeringOverrides;
 }
 
-const MODEL_STEP = { retries: { limit: 2, delay: "5 seconds", backoff: "exponential" }, timeout: "5 minutes" } as const;
-const API_STEP = { retries: { limit: 3, delay: "2 seconds", backoff: "exponential" }, timeout: "1 minute" } as const;
 
 export class EngineeringWorkflow extends WorkflowEntrypoint<Env, EngineeringParams> {
   override async run(event: WorkflowEvent<EngineeringParams>, step: WorkflowStep): Promise<void> {
@@ -57,20 +44,9 @@ export class EngineeringWorkflow extends WorkflowEntrypoint<Env, EngineeringPara
   }
 }
 
-class EngineeringRun {
-  private readonly jobs: JobRunContext;
-  private readonly env: Env;
-  private readonly step: WorkflowStep;
-  private readonly instanceId: string;
-  private readonly params: EngineeringParams;
-  private readonly tokens = new Map<string, { token: string; expiresAt: string }>();
-
+class EngineeringRun extends PipelineRun<EngineeringParams> {
   constructor(env: Env, step: WorkflowStep, instanceId: string, params: EngineeringParams) {
-    this.env = env;
-    this.step = step;
-    this.instanceId = instanceId;
-    this.params = params;
-    this.jobs = { env, step, workflow: "engineering", instanceId, handle: params.handle, taskId: params.taskId, ...(params.traceparent ? { traceparent: params.traceparent } : {}) };
+    super("engineering", env, step, instanceId, params);
   }
 
   async run(): Promise<void> {
@@ -317,53 +293,5 @@ class EngineeringRun {
     if (answer.decision === "stop") throw new PipelineFailure(`stopped by decision after ${rounds} rounds${answer.reason ? ` (${answer.reason})` : ""}: ${last.summary}`);
     await this.say(`decision ${rounds} taken`, { type: "step.progress", step: "developer", message: `Going on for ${answer.rounds} more round${answer.rounds === 1 ? "" : "s"}, as decided`, data: { decision: answer } });
     return answer.rounds;
-  }
-
-  // ---- Helpers ----
-
-  /** A workflow step whose final failure names the step, in words for the task's stream. */
-  private async doStep<T extends Rpc.Serializable<T>>(name: string, config: WorkflowStepConfig, work: () => Promise<T>): Promise<T> {
-    try {
-      return await this.step.do(name, config, work);
-    } catch (error) {
-      if (error instanceof PipelineFailure) throw error;
-      // Errors come back from the engine as "NonRetryableError: …" or "HttpError: …": the words are what matter.
-      const message = (error instanceof Error ? error.message : String(error)).replace(/^(\w*Error: )+/, "");
-      throw new PipelineFailure(`${name}: ${message}`, { cause: error });
-    }
-  }
-
-  /** The App's configuration; missing settings stop the run (no retry can fix them). */
-  private github() {
-    try {
-      return githubAppConfig(this.env);
-    } catch (error) {
-      throw new NonRetryableError(error instanceof Error ? error.message : String(error));
-    }
-  }
-
-  /**
-   * A token for this repository only, reused while it has ten minutes left (GitHub's last an hour).
-   * Kept in memory, never in a step's result: a replayed run just asks for a new one.
-   */
-  private async repoToken(repository: Repository): Promise<string> {
-    const cached = this.tokens.get(repository.fullName);
-    if (cached && Date.parse(cached.expiresAt) - Date.now() > 10 * 60_000) return cached.token;
-    const fresh = await repositoryToken(this.github(), repository.name);
-    this.tokens.set(repository.fullName, fresh);
-    return fresh.token;
-  }
-
-  private async setProjectStatus(name: string, status: ProjectStatus): Promise<void> {
-    await this.doStep(`project ${name}`, API_STEP, async () => {
-      await withDb(this.env, (db) => db.update(projects).set({ status, updatedAt: new Date() }).where(eq(projects.id, this.params.projectId)));
-    });
-  }
-
-  /** An event on the task, once: its id is the instance and the step name, so a replay stores it once. */
-  private async say(name: string, input: Omit<TaskEventInput, "eventId">): Promise<void> {
-    await this.doStep(`say ${name}`, API_STEP, async () => {
-      await appendTaskEvent(this.env, this.params.taskId, { ...input, eventId: `${this.instanceId}:${name}`, ...(this.params.traceparent ? { traceparent: this.params.traceparent } : {}) });
-    });
   }
 }

@@ -6,7 +6,7 @@ import { randomBytes } from "node:crypto";
 import type { TestProject } from "vitest/node";
 import Docker from "dockerode";
 import { ensureDockerEngine, ensureTestImage } from "../../scripts/lib/docker-engine.ts";
-import { ensureLocalCodingWorker } from "../../scripts/lib/images.ts";
+import { ensureLocalCodingWorker, ensureReleaseBase } from "../../scripts/lib/images.ts";
 import { startLocalDatabase } from "../../scripts/lib/local-db.ts";
 
 declare module "vitest" {
@@ -33,6 +33,8 @@ export default async function setup(project: TestProject) {
   project.provide("dockerSocket", engine.socketPath);
   // Built once per content (about a minute the first time on a machine), reused after.
   project.provide("codingWorkerImage", await ensureLocalCodingWorker(docker));
+  // The deploy fixture's Dockerfile builds FROM this (nothing can be pulled here).
+  await ensureReleaseBase(docker);
   return async () => {
     await db.stop();
     await engine.stop();

@@ -39,6 +39,11 @@ export const caddySync: Executor<JobPayload<"caddy.sync">> = (payload, context) 
     if (duplicate) return { ok: false, message: duplicate };
     const outside = outsideReleasePorts(routes, context.config.releasePorts);
     if (outside) return { ok: false, message: `${outside}; nothing was changed` };
+    const generationFile = `${caddy.configPath}.generation`;
+    const served = await readGeneration(generationFile);
+    if (payload.generation !== undefined && served !== undefined && payload.generation <= served) {
+      return { ok: true, message: `caddy already serves a newer route list (generation ${served}, this is ${payload.generation}); nothing to change`, data: { routes: routes.length, domains, generation: served, superseded: true } };
+    }
     const text = `${JSON.stringify(renderCaddyConfig(routes, caddy), null, 2)}\n`;
 
     // The candidate goes next to configPath so that, once valid, a rename makes it the config atomically.
@@ -74,10 +79,11 @@ export const caddySync: Executor<JobPayload<"caddy.sync">> = (payload, context) 
       await unlink(candidate).catch(() => undefined); // already renamed unless something failed
     }
 
+    if (payload.generation !== undefined) await writeDurably(generationFile, `${payload.generation}\n`);
     return {
       ok: true,
       message: `caddy serves ${routes.length} route${routes.length === 1 ? "" : "s"}`,
-      data: { routes: routes.length, domains },
+      data: { routes: routes.length, domains, ...(payload.generation !== undefined ? { generation: payload.generation } : {}) },
     } satisfies ExecutorOutcome;
   });
 
@@ -102,6 +108,12 @@ export function renderCaddyConfig(routes: readonly Route[], caddy: RunnerConfig[
   return { admin: adminConfig(caddy.adminSocket), apps: { http: { servers: { [SERVER_NAME]: server } } } };
 }
 
+
+async function readGeneration(path: string): Promise<number | undefined> {
+  const text = await readIfExists(path);
+  const value = text === null ? Number.NaN : Number(text.trim());
+  return Number.isInteger(value) ? value : undefined;
+}
 
 function findDuplicate(routes: readonly Route[]): string | undefined {
   const seen = new Map<string, number>();

@@ -1,0 +1,136 @@
+/**
+ * The deploy pipeline's routes:
+ *   /api/projects/:id/deploy | rollback | undeploy   start one on a task (follow it like any task)
+ *   /api/projects/:id/deployments                     release history
+ *   /api/projects/:id/secrets                         set secrets; list their names (never a value)
+ *   /api/servers/:handle/services                     the seed's service API: what runs on a server
+ */
+import { and, eq, inArray } from "drizzle-orm";
+import { Hono } from "hono";
+import { z } from "zod";
+import { deployments, projects, serviceDeployments, tasks } from "../db/schema.ts";
+import { AppError, notFound } from "../lib/app-error.ts";
+import type { AppEnv } from "../lib/context.ts";
+import { validate } from "../lib/validate.ts";
+import { requireScope } from "../middleware/auth.ts";
+import { deploymentView, listDeployments, startDeployTask } from "../services/deploys.ts";
+import { deleteSecret, putSecrets, secretViews } from "../services/project-secrets.ts";
+import { projectVisibleTo } from "../services/projects.ts";
+import { loadServer } from "../services/servers.ts";
+import { PutSecrets, StartDeploy, StartRollback } from "../shared/deploys.ts";
+import { EnvName } from "../shared/playbooks.ts";
+import { PendingInput, inputEventType } from "../shared/task-input.ts";
+import { parseTraceparent } from "../shared/trace.ts";
+
+const IdParam = z.object({ id: z.string().min(1).max(64) });
+const SecretParam = IdParam.extend({ name: EnvName });
+const ServiceParam = z.object({ handle: z.string().min(1).max(100), id: z.string().min(1).max(64) });
+const CreateService = z.strictObject({ projectId: z.string().min(1).max(64), ref: z.string().min(1).max(200).optional() });
+
+async function visibleProject(c: { var: AppEnv["Variables"] }, id: string) {
+  const [project] = await c.var.db.select().from(projects).where(and(eq(projects.id, id), projectVisibleTo(c.var.principal)));
+  if (!project) notFound("Project");
+  return project;
+}
+
+/**
+ * A deploy waiting for secrets hears of new ones set through PUT, as it would of an answer: only the
+ * names reach it. Its question is claimed once, so an answer and a PUT cannot both wake it.
+ */
+async function wakeWaitingDeploy(c: { var: AppEnv["Variables"]; env: Env }, projectId: string, names: string[]): Promise<string | null> {
+  const [waiting] = await c.var.db.select().from(tasks).where(and(eq(tasks.projectId, projectId), eq(tasks.type, "deploy"), eq(tasks.status, "needs_input")));
+  const pending = PendingInput.safeParse(waiting?.pendingInput);
+  if (!waiting || !pending.success || pending.data.kind !== "secrets") return null;
+  const claimed = await c.var.db.update(tasks).set({ pendingInput: null, updatedAt: new Date() }).where(and(eq(tasks.id, waiting.id), eq(tasks.status, "needs_input"))).returning({ id: tasks.id });
+  if (!claimed.length) return null;
+  try {
+    await (await c.env.DEPLOY.get(waiting.id)).sendEvent({ type: inputEventType(pending.data.inputId), payload: { provided: names } });
+  } catch (error) {
+    await c.var.db.update(tasks).set({ pendingInput: pending.data }).where(eq(tasks.id, waiting.id));
+    throw error;
+  }
+  return waiting.id;
+}
+
+export const projectDeploysRoute = new Hono<AppEnv>()
+  .use(requireScope("user"))
+  .post("/:id/deploy", validate("param", IdParam), validate("json", StartDeploy.default({})), async (c) => {
+    const body = c.req.valid("json");
+    const traceparent = parseTraceparent(c.req.header("traceparent"));
+    const task = await startDeployTask(c.var.db, c.env, c.var.principal, c.req.valid("param").id, { mode: "deploy", ...body }, traceparent ?? undefined);
+    return c.json({ task }, 202);
+  })
+  .post("/:id/rollback", validate("param", IdParam), validate("json", StartRollback.default({})), async (c) => {
+    const body = c.req.valid("json");
+    const task = await startDeployTask(c.var.db, c.env, c.var.principal, c.req.valid("param").id, { mode: "rollback", ...body });
+    return c.json({ task }, 202);
+  })
+  .post("/:id/undeploy", validate("param", IdParam), async (c) => {
+    const task = await startDeployTask(c.var.db, c.env, c.var.principal, c.req.valid("param").id, { mode: "undeploy" });
+    return c.json({ task }, 202);
+  })
+  .get("/:id/deployments", validate("param", IdParam), async (c) => {
+    const project = await visibleProject(c, c.req.valid("param").id);
+    return c.json({ deployments: await listDeployments(c.var.db, project.id) });
+  })
+  .get("/:id/secrets", validate("param", IdParam), async (c) => {
+    const project = await visibleProject(c, c.req.valid("param").id);
+    return c.json({ secrets: await secretViews(c.var.db, project.id) });
+  })
+  .put("/:id/secrets", validate("param", IdParam), validate("json", PutSecrets), async (c) => {
+    const project = await visibleProject(c, c.req.valid("param").id);
+    const { secrets } = c.req.valid("json");
+    await putSecrets(c.env, c.var.db, project.id, secrets, "user");
+    const woke = await wakeWaitingDeploy(c, project.id, Object.keys(secrets));
+    return c.json({ secrets: await secretViews(c.var.db, project.id), ...(woke ? { resumedTask: woke } : {}) });
+  })
+  .delete("/:id/secrets/:name", validate("param", SecretParam), async (c) => {
+    const { id, name } = c.req.valid("param");
+    const project = await visibleProject(c, id);
+    if (!(await deleteSecret(c.var.db, project.id, name))) notFound("Secret");
+    return c.body(null, 204);
+  });
+
+/** `/api/servers/:handle/services`: the projects a server runs (admin). POST deploys one there; DELETE undeploys it. */
+export const serverServicesRoute = new Hono<AppEnv>()
+  .use(requireScope("admin"))
+  .get("/:handle/services", validate("param", z.object({ handle: z.string().min(1).max(100) })), async (c) => {
+    const server = await loadServer(c.var.db, c.req.valid("param").handle);
+    const rows = await c.var.db
+      .select({ service: serviceDeployments, project: { id: projects.id, name: projects.name } })
+      .from(serviceDeployments)
+      .innerJoin(projects, eq(projects.id, serviceDeployments.projectId))
+      .where(eq(serviceDeployments.serverId, server.id));
+    const active = rows.map((row) => row.service.activeDeploymentId).filter((id): id is string => Boolean(id));
+    const releases = active.length ? await c.var.db.select().from(deployments).where(inArray(deployments.id, active)) : [];
+    return c.json({
+      services: rows.map(({ service, project }) => ({
+        id: service.id,
+        project,
+        domain: service.domain,
+        url: `https://${service.domain}`,
+        internalPort: service.internalPort,
+        status: service.status,
+        activeDeployment: (() => {
+          const release = releases.find((row) => row.id === service.activeDeploymentId);
+          return release ? deploymentView(release, server.handle) : null;
+        })(),
+        updatedAt: service.updatedAt.toISOString(),
+      })),
+    });
+  })
+  .post("/:handle/services", validate("param", z.object({ handle: z.string().min(1).max(100) })), validate("json", CreateService), async (c) => {
+    const { handle } = c.req.valid("param");
+    const body = c.req.valid("json");
+    await loadServer(c.var.db, handle);
+    const task = await startDeployTask(c.var.db, c.env, c.var.principal, body.projectId, { mode: "deploy", server: handle, ...(body.ref ? { ref: body.ref } : {}) });
+    return c.json({ task }, 202);
+  })
+  .delete("/:handle/services/:id", validate("param", ServiceParam), async (c) => {
+    const { handle, id } = c.req.valid("param");
+    const server = await loadServer(c.var.db, handle);
+    const [service] = await c.var.db.select().from(serviceDeployments).where(and(eq(serviceDeployments.id, id), eq(serviceDeployments.serverId, server.id)));
+    if (!service) throw new AppError("not_found", `No service ${id} on ${handle}`);
+    const task = await startDeployTask(c.var.db, c.env, c.var.principal, service.projectId, { mode: "undeploy" });
+    return c.json({ task }, 202);
+  });

@@ -1,0 +1,518 @@
+/**
+ * DeployWorkflow: one release of a project, from a commit to `https://<project>.<domain>`, on one task.
+ *
+ *   Placement       the server (DeployParams), the domain, a release port of the server's range
+ *   EnvAnalyzer     `.env.example` at the commit, each variable classified (a model call, cached per project)
+ *   SecretResolver  infra secrets generated once, computed values filled, the bot from the pool,
+ *                   user secrets asked for (task.needs_input) until they are there
+ *   Release         deploy_project.yml: check out, env file, build, start beside the running release
+ *   Health          the new release checked directly; only then the route moves (caddy.sync with the
+ *                   server's whole route list), checked again through Caddy; the old release stops
+ *                   after a drain. An unhealthy release never gets traffic and is stopped.
+ *
+ * Rollback is the same from Release on, starting a kept release's image with no build; undeploy takes
+ * the route away and removes every release. The outcome is recorded as the owner's notification.
+ */
+import { WorkflowEntrypoint, type WorkflowEvent, type WorkflowStep } from "cloudflare:workers";
+import { NonRetryableError } from "cloudflare:workflows";
+import { and, eq, ne } from "drizzle-orm";
+import { type Db, withDb } from "../db/client.ts";
+import { deployments, projects, servers, serviceDeployments } from "../db/schema.ts";
+import { getRunnerHub } from "../durable/runner-hub.ts";
+import { settings } from "../lib/settings.ts";
+import { newDeploymentId, projectDomain, releaseOf, reservePort, routeList } from "../services/deploys.ts";
+import { BOT_TOKEN_VAR, classifyEnv, computedValue, EnvAnalysisFailed, generateSecret, parseEnvExample } from "../services/env-analyzer.ts";
+import { fileAt, getRepository, type Repository, resolveCommit } from "../services/github.ts";
+import { agentConfig, modelEndpoint, modelErrorMessage, openaiClient, recordUsage } from "../services/llm.ts";
+import { openSecrets, putSecrets, putSecretsIfAbsent, secretViews } from "../services/project-secrets.ts";
+import { allocateBot, botTokenFor, releaseBots } from "../services/telegram-bots.ts";
+import type { JobView } from "../shared/api.ts";
+import type { DeployNotification, EnvKind } from "../shared/deploys.ts";
+import type { DeployProjectVars } from "../shared/playbooks.ts";
+import { inputEventType, type PendingInput } from "../shared/task-input.ts";
+import { API_STEP, MODEL_STEP, PipelineFailure, type PipelineParams, PipelineRun } from "./pipeline-run.ts";
+import { runJob } from "./run-job.ts";
+
+export interface DeployParams extends PipelineParams {
+  serverId: string;
+  mode: "deploy" | "rollback" | "undeploy";
+  ref?: string;
+  /** For a rollback: the release to bring back. */
+  targetDeploymentId?: string;
+}
+
+/** The port the fixture and the python-http template listen on inside their container. */
+const CONTAINER_PORT = 8000;
+const DEFAULT_HEALTH_PATH = "/healthz";
+/** How often a deploy asks again for user secrets that are still missing. */
+const MAX_SECRET_ASKS = 5;
+
+interface Facts {
+  project: { id: string; name: string; ownerId: string; repositoryUrl: string | null; healthPath: string; envKinds: Record<string, { kind: EnvKind; reason: string }> };
+  server: { id: string; handle: string };
+  domain: string;
+  releasePorts: { from: number; to: number };
+  /** The release serving now, if any. */
+  active: { id: string; release: string; port: number | null } | null;
+}
+
+interface Release {
+  id: string;
+  /** The release directory and image it runs (its own, or for a rollback the kept release's). */
+  release: string;
+  port: number;
+  commit: string;
+}
+
+export class DeployWorkflow extends WorkflowEntrypoint<Env, DeployParams> {
+  override async run(event: WorkflowEvent<DeployParams>, step: WorkflowStep): Promise<void> {
+    await new DeployRun(this.env, step, event.instanceId, event.payload).run();
+  }
+}
+
+class DeployRun extends PipelineRun<DeployParams> {
+  constructor(env: Env, step: WorkflowStep, instanceId: string, params: DeployParams) {
+    super("deploy", env, step, instanceId, params);
+  }
+
+  async run(): Promise<void> {
+    let facts: Facts | undefined;
+    try {
+      facts = await this.facts();
+      const verb = { deploy: "Deploying", rollback: "Rolling back", undeploy: "Undeploying" }[this.params.mode];
+      await this.say("announce", { type: "task.started", message: `${verb} ${facts.project.name} on ${facts.server.handle} (${facts.domain})` });
+      if (this.params.mode === "undeploy") return await this.undeploy(facts);
+      await this.setProjectStatus("start", "deploying");
+      const release = this.params.mode === "deploy" ? await this.build(facts) : await this.rollback(facts);
+      await this.goLive(facts, release);
+    } catch (error) {
+      const message = error instanceof PipelineFailure ? error.message : `the deploy stopped: ${error instanceof Error ? error.message : String(error)}`;
+      const serving = facts?.active ? "deployed" : "failed";
+      await this.setProjectStatus("failed", serving).catch(() => undefined);
+      const notification: DeployNotification = { ok: false, message: `${facts?.project.name ?? "The project"}: ${message}` };
+      await this.say("failed", { type: "task.failed", message, data: { notification } }).catch(() => undefined);
+    }
+  }
+
+  // ---- Placement ----
+
+  private async facts(): Promise<Facts> {
+    return JSON.parse(
+      await this.doStep("load", API_STEP, async () => {
+        const status = await getRunnerHub(this.env, this.params.handle).status();
+        return withDb(this.env, async (db) => {
+          const [project] = await db.select().from(projects).where(eq(projects.id, this.params.projectId));
+          if (!project) throw new NonRetryableError(`project ${this.params.projectId} no longer exists`);
+          const [server] = await db.select().from(servers).where(eq(servers.id, this.params.serverId));
+          if (!server) throw new NonRetryableError(`server ${this.params.handle} no longer exists`);
+          if (!status.releasePorts && this.params.mode !== "undeploy") throw new NonRetryableError(`the runner of ${server.handle} has not said which release ports it allots yet: is it connected?`);
+          const [service] = await db.select().from(serviceDeployments).where(eq(serviceDeployments.projectId, project.id));
+          const [active] = service?.activeDeploymentId ? await db.select().from(deployments).where(eq(deployments.id, service.activeDeploymentId)) : [];
+          const envKinds = (project.config.env ?? {}) as Facts["project"]["envKinds"];
+          const facts: Facts = {
+            project: { id: project.id, name: project.name, ownerId: project.ownerId, repositoryUrl: project.repositoryUrl, healthPath: typeof project.config.healthPath === "string" ? project.config.healthPath : DEFAULT_HEALTH_PATH, envKinds },
+            server: { id: server.id, handle: server.handle },
+            domain: service?.domain ?? projectDomain(project, server),
+            releasePorts: status.releasePorts ?? { from: 0, to: 0 },
+            active: active ? { id: active.id, release: releaseOf(active), port: active.port } : null,
+          };
+          return JSON.stringify(facts);
+        });
+      }),
+    ) as Facts;
+  }
+
+  /** The new release's row and port: made once, whatever replays. */
+  private async createRelease(facts: Facts, commit: string, source: { id: string; release: string } | null): Promise<Release> {
+    return JSON.parse(
+      await this.doStep("placement", API_STEP, async () =>
+        withDb(this.env, async (db) => {
+          const [existing] = await db.select().from(deployments).where(eq(deployments.taskId, this.params.taskId));
+          const id = existing?.id ?? newDeploymentId();
+          if (!existing) {
+            await db.insert(deployments).values({
+              id,
+              projectId: facts.project.id,
+              serverId: facts.server.id,
+              taskId: this.params.taskId,
+              commitSha: commit,
+              image: `orchestrator-release/${facts.project.name}:${source?.release ?? id}`,
+              domain: facts.domain,
+              kind: source ? "rollback" : "build",
+              sourceDeploymentId: source?.id ?? null,
+              previousDeploymentId: facts.active?.id ?? null,
+              status: "deploying",
+            });
+          }
+          const port = existing?.port ?? (await reservePort(db, facts.server.id, facts.releasePorts, id));
+          return JSON.stringify({ id, release: source?.release ?? id, port, commit } satisfies Release);
+        }),
+      ),
+    ) as Release;
+  }
+
+  // ---- Deploy: commit, env, secrets, build ----
+
+  private async build(facts: Facts): Promise<Release> {
+    const repository = await this.repository(facts);
+    const ref = this.params.ref ?? repository.defaultBranch;
+    const commit = await this.doStep("resolve commit", API_STEP, async () => {
+      const sha = await resolveCommit(this.github(), await this.repoToken(repository), repository, ref);
+      if (!sha) throw new NonRetryableError(`${repository.fullName} has no ${ref}`);
+      return sha;
+    });
+    const release = await this.createRelease(facts, commit, null);
+    await this.say("placement", { type: "step.completed", step: "placement", message: `Placement: ${facts.server.handle}, release ${release.id} on port ${release.port}, ${facts.domain}`, data: { server: facts.server.handle, port: release.port, domain: facts.domain, deploymentId: release.id, commit } });
+
+    const kinds = await this.analyzeEnv(facts, repository, commit);
+    const env = await this.resolveSecrets(facts, kinds);
+
+    await this.say("release started", { type: "step.started", step: "release", message: `Release: building ${commit.slice(0, 12)} and starting it on port ${release.port}, beside the running release` });
+    const job = await runJob(this.jobs, "release", {
+      type: "ansible.playbook",
+      payload: async () => {
+        const secretNames = Object.keys(env.secret);
+        const values = await withDb(this.env, (db) => openSecrets(this.env, db, facts.project.id, secretNames));
+        const missing = secretNames.filter((name) => !(name in values));
+        if (missing.length) throw new NonRetryableError(`the project's secrets ${missing.join(", ")} are gone`);
+        const vars: DeployProjectVars = { project: facts.project.name, release: release.release, action: "build", commit, repo_url: repository.cloneUrl, port: release.port, container_port: CONTAINER_PORT, env_vars: env.plain, secret_env: secretNames };
+        return { playbook: "deploy_project.yml", extraVars: vars, secretVars: { ...values, GIT_TOKEN: await this.repoToken(repository) } };
+      },
+      ttlSeconds: 900,
+      timeoutSeconds: 1200,
+    });
+    if (!job.outcome?.ok) {
+      await this.stopRelease(facts, release, "failed", { job: job.outcome?.message ?? job.state });
+      throw new PipelineFailure(`Release ${release.id}: the build or start failed: ${job.outcome?.message ?? job.state}`);
+    }
+    await this.say("release completed", { type: "step.completed", step: "release", message: `Release ${release.id}: built and started on 127.0.0.1:${release.port}`, data: { deploymentId: release.id, port: release.port, jobId: job.id } });
+    return release;
+  }
+
+  private async repository(facts: Facts): Promise<Repository> {
+    return JSON.parse(
+      await this.doStep("repository", API_STEP, async () => {
+        const match = /github\.com\/([^/]+)\/([^/.]+)|\/([^/]+)\/([^/.]+?)(?:\.git)?$/.exec(facts.project.repositoryUrl ?? "");
+        const owner = match?.[1] ?? match?.[3];
+        const name = match?.[2] ?? match?.[4];
+        if (!owner || !name) throw new NonRetryableError(`project ${facts.project.name} has no repository to deploy from (${facts.project.repositoryUrl ?? "none"})`);
+        const access = await this.repoToken({ fullName: `${owner}/${name}`, name });
+        const repository = await getRepository(this.github(), access, owner, name);
+        if (!repository) throw new NonRetryableError(`repository ${owner}/${name} is not reachable through the GitHub App`);
+        return JSON.stringify(repository);
+      }),
+    ) as Repository;
+  }
+
+  /** Each `.env.example` variable's kind: those this project has had classified before, and the rest from the model. */
+  private async analyzeEnv(facts: Facts, repository: Repository, commit: string): Promise<Record<string, { kind: EnvKind; reason: string }>> {
+    await this.say("env started", { type: "step.started", step: "env_analyzer", message: "EnvAnalyzer: reading .env.example" });
+    const kinds = JSON.parse(
+      await this.doStep("env analyzer", MODEL_STEP, async () => {
+        const text = await fileAt(this.github(), await this.repoToken(repository), repository, ".env.example", commit);
+        const vars = parseEnvExample(text ?? "");
+        const known = facts.project.envKinds;
+        const unknown = vars.filter((v) => !known[v.name] && v.name !== BOT_TOKEN_VAR);
+        const result: Record<string, { kind: EnvKind; reason: string }> = {};
+        for (const v of vars) {
+          const stored = known[v.name];
+          if (v.name === BOT_TOKEN_VAR) result[v.name] = { kind: "bot", reason: "from the Telegram bot pool" };
+          else if (stored) result[v.name] = stored;
+        }
+        if (unknown.length) {
+          await withDb(this.env, async (db) => {
+            const config = await agentConfig(db, "env_analyzer");
+            const usage = (tokens: { promptTokens: number; completionTokens: number }) =>
+              recordUsage(db, { agent: "env_analyzer", model: config.model, ...tokens, projectId: facts.project.id, taskId: this.params.taskId, userId: facts.project.ownerId });
+            let classified;
+            try {
+              classified = await classifyEnv(openaiClient(modelEndpoint(this.env)), config.model, unknown);
+            } catch (error) {
+              if (error instanceof EnvAnalysisFailed) {
+                await usage(error.usage);
+                throw new NonRetryableError(error.message);
+              }
+              throw new Error(modelErrorMessage(error), { cause: error });
+            }
+            await usage(classified.usage);
+            Object.assign(result, classified.kinds);
+            // Remembered with the project: the next deploy does not ask the model about these again.
+            const [row] = await db.select({ config: projects.config }).from(projects).where(eq(projects.id, facts.project.id));
+            await db.update(projects).set({ config: { ...row?.config, env: { ...known, ...classified.kinds } }, updatedAt: new Date() }).where(eq(projects.id, facts.project.id));
+          });
+        }
+        return JSON.stringify({ kinds: result, asked: unknown.map((v) => v.name) });
+      }),
+    ) as { kinds: Record<string, { kind: EnvKind; reason: string }>; asked: string[] };
+    const summary = Object.entries(kinds.kinds).map(([name, { kind }]) => `${name} (${kind})`).join(", ") || "no variables";
+    await this.say("env completed", {
+      type: "step.completed",
+      step: "env_analyzer",
+      message: `EnvAnalyzer: ${summary}${kinds.asked.length ? `; asked the model about ${kinds.asked.length}` : "; all known already"}`,
+      data: { variables: Object.fromEntries(Object.entries(kinds.kinds).map(([name, { kind }]) => [name, kind])), classifiedNow: kinds.asked },
+    });
+    return kinds.kinds;
+  }
+
+  /**
+   * The env file's contents, as names: plain computed values, and the names of the project's secrets
+   * to put in (their values are read only inside the release job's step). Asks for missing user secrets.
+   */
+  private async resolveSecrets(facts: Facts, kinds: Record<string, { kind: EnvKind; reason: string }>): Promise<{ plain: Record<string, string>; secret: Record<string, true> }> {
+    const plain: Record<string, string> = {};
+    const asked: { name: string; reason: string }[] = [];
+    for (const [name, { kind, reason }] of Object.entries(kinds)) {
+      const value = kind === "computed" ? computedValue(name, { domain: facts.domain, containerPort: CONTAINER_PORT, projectName: facts.project.name }) : undefined;
+      if (value !== undefined) plain[name] = value;
+      else if (kind === "user" || kind === "computed") asked.push({ name, reason: kind === "computed" ? `${reason || "derived from the deployment"}; this pipeline cannot derive it` : reason });
+    }
+    const generated = Object.entries(kinds).filter(([, { kind }]) => kind === "infra").map(([name]) => name);
+    const needsBot = BOT_TOKEN_VAR in kinds;
+    for (let ask = 1; ; ask++) {
+      const missing = JSON.parse(
+        await this.doStep(`secrets ${ask}`, API_STEP, async () =>
+          withDb(this.env, async (db) => {
+            await putSecretsIfAbsent(this.env, db, facts.project.id, Object.fromEntries(generated.map((name) => [name, generateSecret()])), "infra");
+            if (needsBot) await this.ensureBot(db, facts);
+            const have = new Set((await secretViews(db, facts.project.id)).map((view) => view.name));
+            return JSON.stringify(asked.filter((field) => !have.has(field.name)));
+          }),
+        ),
+      ) as { name: string; reason: string }[];
+      if (missing.length === 0) break;
+      if (ask > MAX_SECRET_ASKS) throw new PipelineFailure(`SecretResolver: still missing ${missing.map((f) => f.name).join(", ")} after asking ${MAX_SECRET_ASKS} times`);
+      await this.askForSecrets(ask, missing);
+    }
+    const secretNames = [...generated, ...(needsBot ? [BOT_TOKEN_VAR] : []), ...asked.map((field) => field.name)];
+    await this.say("secrets resolved", {
+      type: "step.completed",
+      step: "secret_resolver",
+      message: `SecretResolver: ${generated.length} generated, ${Object.keys(plain).length} computed, ${asked.length} from the owner${needsBot ? ", the bot from the pool" : ""}`,
+      data: { generated, computed: Object.keys(plain), user: asked.map((field) => field.name), bot: needsBot },
+    });
+    return { plain, secret: Object.fromEntries(secretNames.map((name) => [name, true as const])) };
+  }
+
+  /** TELEGRAM_BOT_TOKEN from the pool, once per project (kept as the project's secret of kind "bot"). */
+  private async ensureBot(db: Db, facts: Facts): Promise<void> {
+    const have = (await secretViews(db, facts.project.id)).some((view) => view.name === BOT_TOKEN_VAR);
+    if (have) return;
+    await allocateBot(db, null, facts.project.id).catch((error: unknown) => {
+      throw new NonRetryableError(`SecretResolver: the project needs ${BOT_TOKEN_VAR} and the Telegram bot pool has none to give (${error instanceof Error ? error.message : String(error)}); an admin adds bots with POST /api/telegram-bots`);
+    });
+    const token = await botTokenFor(this.env, db, facts.project.id);
+    if (!token) throw new NonRetryableError("SecretResolver: the allocated bot's token could not be read");
+    await putSecrets(this.env, db, facts.project.id, { [BOT_TOKEN_VAR]: token }, "bot");
+  }
+
+  private async askForSecrets(ask: number, missing: { name: string; reason: string }[]): Promise<void> {
+    const inputId = `secrets-${ask}`;
+    const timeout = settings(this.env).DEPLOY_SECRETS_TIMEOUT_SECONDS;
+    const expiresAt = await this.doStep(`secrets ${ask} deadline`, API_STEP, () => Promise.resolve(new Date(Date.now() + timeout * 1000).toISOString()));
+    const names = missing.map((field) => field.name).join(", ");
+    const question: PendingInput = {
+      kind: "secrets",
+      inputId,
+      question: `The deploy needs ${names}: give ${missing.length === 1 ? "its value" : "their values"} (PUT /api/projects/:id/secrets, or answer this task)`,
+      fields: missing,
+      expiresAt,
+    };
+    await this.say(`secrets ${ask} asked`, { type: "task.needs_input", message: question.question, data: { ...question } });
+    try {
+      await this.step.waitForEvent(`secrets ${ask} given`, { type: inputEventType(inputId), timeout: `${timeout} seconds` });
+    } catch {
+      throw new PipelineFailure(`SecretResolver: ${names} ${missing.length === 1 ? "was" : "were"} not given within ${timeout} s, so the deploy stopped`);
+    }
+    await this.say(`secrets ${ask} taken`, { type: "step.progress", step: "secret_resolver", message: "SecretResolver: secrets received; checking again" });
+  }
+
+  // ---- Rollback ----
+
+  private async rollback(facts: Facts): Promise<Release> {
+    const target = JSON.parse(
+      await this.doStep("rollback target", API_STEP, async () =>
+        withDb(this.env, async (db) => {
+          const [row] = await db.select().from(deployments).where(eq(deployments.id, this.params.targetDeploymentId ?? ""));
+          if (!row) throw new NonRetryableError(`release ${this.params.targetDeploymentId ?? "(none)"} no longer exists`);
+          return JSON.stringify({ id: row.id, release: releaseOf(row), commit: row.commitSha });
+        }),
+      ),
+    ) as { id: string; release: string; commit: string };
+    const release = await this.createRelease(facts, target.commit, target);
+    await this.say("rollback started", { type: "step.started", step: "release", message: `Rollback: starting release ${target.release} (${target.commit.slice(0, 12)}) again on port ${release.port}, no rebuild`, data: { deploymentId: release.id, source: target.id, port: release.port } });
+    const job = await runJob(this.jobs, "restart", {
+      type: "ansible.playbook",
+      payload: { playbook: "deploy_project.yml", extraVars: { project: facts.project.name, release: target.release, action: "start", port: release.port, container_port: CONTAINER_PORT } satisfies DeployProjectVars },
+      ttlSeconds: 900,
+      timeoutSeconds: 300,
+    });
+    if (!job.outcome?.ok) {
+      await this.stopRelease(facts, release, "failed", { job: job.outcome?.message ?? job.state });
+      throw new PipelineFailure(`Rollback to ${target.id}: the release did not start: ${job.outcome?.message ?? job.state}`);
+    }
+    return release;
+  }
+
+  // ---- Health gate, route switch, drain ----
+
+  private async goLive(facts: Facts, release: Release): Promise<void> {
+    await this.say("health started", { type: "step.started", step: "health", message: `Health: checking the new release on 127.0.0.1:${release.port}${facts.project.healthPath} before it gets traffic` });
+    const direct = await runJob(this.jobs, "health direct", {
+      type: "health.check",
+      payload: { domain: facts.domain, upstreamPort: release.port, path: facts.project.healthPath, attempts: 30, intervalMs: 500 },
+      ttlSeconds: 300,
+      timeoutSeconds: 60,
+    });
+    if (!direct.outcome?.ok) {
+      const evidence = await this.stopRelease(facts, release, "unhealthy", healthEvidence(direct));
+      throw new PipelineFailure(
+        `Release ${release.id} is unhealthy, so it got no traffic${facts.active ? ` and ${facts.active.id} keeps serving` : ""}: ${direct.outcome?.message ?? direct.state}${evidence.body ? `\nIt answered: ${evidence.body.slice(0, 300)}` : ""}${evidence.logTail?.length ? `\nIts last log lines:\n${evidence.logTail.slice(-10).join("\n")}` : ""}`,
+      );
+    }
+    await this.say("health direct ok", { type: "step.progress", step: "health", message: `Health: the new release answers (${direct.outcome.message}); moving the route`, data: { jobId: direct.id } });
+
+    await this.doStep("route to new", API_STEP, () => withDb(this.env, (db) => this.pointRoute(db, facts, { id: release.id, port: release.port })));
+    const synced = await this.syncRoutes(facts, "new");
+    if (!synced.ok) {
+      await this.revertRoute(facts, "caddy refused");
+      await this.stopRelease(facts, release, "failed", { caddy: synced.message });
+      throw new PipelineFailure(`Routes: Caddy did not take the new route (${synced.message}); ${facts.active ? "the previous release keeps serving" : "nothing was routed"}`);
+    }
+    const visitor = await runJob(this.jobs, "health caddy", {
+      type: "health.check",
+      payload: { domain: facts.domain, path: facts.project.healthPath, attempts: 10, intervalMs: 500 },
+      ttlSeconds: 300,
+      timeoutSeconds: 60,
+    });
+    if (!visitor.outcome?.ok) {
+      await this.revertRoute(facts, "unreachable through caddy");
+      await this.stopRelease(facts, release, "unhealthy", healthEvidence(visitor));
+      throw new PipelineFailure(`Release ${release.id} answered directly but not through Caddy for ${facts.domain} (${visitor.outcome?.message ?? visitor.state}); the route went back`);
+    }
+    const previousStatus = this.params.mode === "rollback" ? "rolled_back" : "superseded";
+    await this.doStep("mark active", API_STEP, () =>
+      withDb(this.env, async (db) => {
+        await db.update(deployments).set({ status: "active", health: { direct: healthEvidence(direct), visitor: healthEvidence(visitor) }, finishedAt: new Date() }).where(eq(deployments.id, release.id));
+        if (facts.active) await db.update(deployments).set({ status: previousStatus }).where(eq(deployments.id, facts.active.id));
+      }),
+    );
+    await this.setProjectStatus("deployed", "deployed");
+    const url = `https://${facts.domain}`;
+    await this.say("live", { type: "step.completed", step: "health", message: `Live: ${url} is served by release ${release.id}`, data: { url, deploymentId: release.id } });
+
+    if (facts.active && facts.active.port !== null) {
+      const drain = settings(this.env).DEPLOY_DRAIN_SECONDS;
+      await this.say("drain", { type: "step.progress", step: "drain", message: `Drain: the previous release ${facts.active.id} keeps running ${drain} s for requests in flight, then stops` });
+      await this.step.sleep("drain", `${drain} seconds`);
+      await this.stopRelease(facts, { id: facts.active.id, release: facts.active.release }, previousStatus, undefined);
+    }
+    const notification: DeployNotification = { ok: true, message: `${facts.project.name} is live at ${url}`, url };
+    await this.say("completed", { type: "task.completed", message: notification.message, data: { url, deploymentId: release.id, commit: release.commit, notification } });
+  }
+
+  /** Points the project's route at a release (or, with null, removes it) in the database. */
+  private async pointRoute(db: Db, facts: Facts, to: { id: string; port: number } | null): Promise<void> {
+    if (!to) {
+      await db.delete(serviceDeployments).where(eq(serviceDeployments.projectId, facts.project.id));
+      return;
+    }
+    await db
+      .insert(serviceDeployments)
+      .values({ id: `svc_${facts.project.id}`, projectId: facts.project.id, serverId: facts.server.id, domain: facts.domain, internalPort: to.port, status: "active", activeDeploymentId: to.id })
+      .onConflictDoUpdate({ target: serviceDeployments.projectId, set: { internalPort: to.port, activeDeploymentId: to.id, status: "active", updatedAt: new Date() } });
+  }
+
+  /** Back to the release that served before (or no route), in the database and in Caddy. */
+  private async revertRoute(facts: Facts, why: string): Promise<void> {
+    await this.doStep(`route back (${why})`, API_STEP, () =>
+      withDb(this.env, (db) => this.pointRoute(db, facts, facts.active && facts.active.port !== null ? { id: facts.active.id, port: facts.active.port } : null)),
+    );
+    await this.syncRoutes(facts, `back (${why})`);
+  }
+
+  /** Sends Caddy the server's whole route list as the database has it now. */
+  private async syncRoutes(facts: Facts, name: string): Promise<{ ok: boolean; message: string }> {
+    const job = await runJob(this.jobs, `routes ${name}`, {
+      type: "caddy.sync",
+      payload: async () => withDb(this.env, (db) => routeList(db, facts.server.id)),
+      ttlSeconds: 300,
+      timeoutSeconds: 60,
+    });
+    return { ok: job.outcome?.ok === true, message: job.outcome?.message ?? job.state };
+  }
+
+  /**
+   * Stops a release (its image and files stay for a rollback), frees its port and records why.
+   * Returns what the release left as evidence (its last log lines). Never throws: it runs on the way
+   * to a failure whose reason matters more.
+   */
+  private async stopRelease(facts: Facts, release: { id: string; release: string }, status: "failed" | "unhealthy" | "superseded" | "rolled_back", evidence: Record<string, unknown> | undefined): Promise<{ body?: string; logTail?: string[] }> {
+    let logTail: string[];
+    try {
+      const job = await runJob(this.jobs, `stop ${release.id}`, {
+        type: "ansible.playbook",
+        payload: { playbook: "deploy_project.yml", extraVars: { project: facts.project.name, release: release.release, action: "stop" } satisfies DeployProjectVars },
+        ttlSeconds: 600,
+        timeoutSeconds: 180,
+      });
+      const stats = job.outcome?.data?.customStats as { release?: { logTail?: unknown } } | undefined;
+      logTail = Array.isArray(stats?.release?.logTail) ? stats.release.logTail.map(String) : [];
+    } catch (error) {
+      logTail = [`(the release could not be stopped: ${error instanceof Error ? error.message : String(error)})`];
+    }
+    const recorded = { ...evidence, ...(logTail.length ? { logTail } : {}) };
+    await this.doStep(`stopped ${release.id}`, API_STEP, () =>
+      withDb(this.env, async (db) => {
+        const final = status === "failed" || status === "unhealthy";
+        await db
+          .update(deployments)
+          .set({ port: null, stoppedAt: new Date(), ...(final ? { status, health: recorded, finishedAt: new Date() } : {}) })
+          .where(eq(deployments.id, release.id));
+      }),
+    ).catch(() => undefined);
+    return { ...(typeof evidence?.body === "string" ? { body: evidence.body } : {}), logTail };
+  }
+
+  // ---- Undeploy ----
+
+  private async undeploy(facts: Facts): Promise<void> {
+    await this.doStep("route away", API_STEP, () => withDb(this.env, (db) => this.pointRoute(db, facts, null)));
+    const synced = await this.syncRoutes(facts, "without");
+    if (!synced.ok) throw new PipelineFailure(`Undeploy: Caddy did not take the route list without ${facts.domain}: ${synced.message}`);
+    const releases = JSON.parse(
+      await this.doStep("releases", API_STEP, async () =>
+        withDb(this.env, async (db) => {
+          const rows = await db.select().from(deployments).where(and(eq(deployments.projectId, facts.project.id), eq(deployments.serverId, facts.server.id), ne(deployments.status, "removed")));
+          return JSON.stringify([...new Set(rows.map(releaseOf))]);
+        }),
+      ),
+    ) as string[];
+    for (const release of releases) {
+      const job = await runJob(this.jobs, `remove ${release}`, {
+        type: "ansible.playbook",
+        payload: { playbook: "deploy_project.yml", extraVars: { project: facts.project.name, release, action: "remove" } satisfies DeployProjectVars },
+        ttlSeconds: 600,
+        timeoutSeconds: 300,
+      });
+      if (!job.outcome?.ok) throw new PipelineFailure(`Undeploy: release ${release} could not be removed: ${job.outcome?.message ?? job.state}`);
+    }
+    const freed = JSON.parse(
+      await this.doStep("forget releases", API_STEP, () =>
+        withDb(this.env, async (db) => {
+          await db.update(deployments).set({ status: "removed", port: null, stoppedAt: new Date() }).where(and(eq(deployments.projectId, facts.project.id), eq(deployments.serverId, facts.server.id)));
+          const bots = await releaseBots(db, facts.project.id);
+          await db.update(projects).set({ status: "ready", updatedAt: new Date() }).where(eq(projects.id, facts.project.id));
+          return JSON.stringify(bots.map((bot) => bot.username));
+        }),
+      ),
+    ) as string[];
+    const message = `${facts.project.name} is undeployed from ${facts.server.handle}: route, ${releases.length} release${releases.length === 1 ? "" : "s"} and ${freed.length ? `bot @${freed.join(", @")}` : "no bot"} removed`;
+    await this.say("completed", { type: "task.completed", message, data: { releases, bots: freed, notification: { ok: true, message } satisfies DeployNotification } });
+  }
+}
+
+/** What a health check found, for the release's history. */
+function healthEvidence(job: JobView): Record<string, unknown> {
+  const data = job.outcome?.data ?? {};
+  return { ok: job.outcome?.ok ?? false, message: job.outcome?.message ?? job.state, status: data.status ?? null, attempts: data.attempts ?? null, ...(data.body !== undefined ? { body: data.body } : {}), ...(data.url ? { url: data.url } : {}) };
+}
