@@ -37,6 +37,10 @@ export async function apiPost<S extends z.ZodType>(config: CliConfig, path: stri
   return apiCall(config, path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) }, what, schema);
 }
 
+export async function apiPut<S extends z.ZodType>(config: CliConfig, path: string, body: unknown, what: string, schema: S): Promise<z.infer<S>> {
+  return apiCall(config, path, { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify(body) }, what, schema);
+}
+
 /** Turns an error response into a CliError with the server's message. */
 export async function responseError(res: Response, what: string): Promise<CliError> {
   const text = await res.text();

@@ -7,8 +7,9 @@
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { HubStatus, ServerView, TaskStreamPosition, TaskView } from "../src/shared/api.ts";
+import { DeploymentView, SecretView } from "../src/shared/deploys.ts";
 import { TaskEvent } from "../src/shared/events.ts";
-import { apiGet, apiPost } from "./api.ts";
+import { apiGet, apiPost, apiPut } from "./api.ts";
 import { CliError, loadConfig } from "./config.ts";
 import { followTask } from "./follow.ts";
 import { formatEvent } from "./format.ts";
@@ -22,7 +23,15 @@ const USAGE = `Usage:
   orchestrator tasks answer <task-id> continue [--rounds N] | stop [--reason TEXT]
                                                       answer a task that waits for a decision
   orchestrator tasks cancel <task-id>                 stop a task, its workflow and its running jobs
+  orchestrator deploy start <project> [--ref REF] [--server HANDLE] [--follow] [--json]
+                                                      deploy the project (at REF, default its default branch)
   orchestrator deploy status <task-id> [--follow] [--json]
+  orchestrator deploy rollback <project> [--to DEPLOYMENT] [--follow] [--json]
+                                                      back to the previous healthy release (or the one named), no rebuild
+  orchestrator deploy history <project> [--json]      releases: commit, status, health, when
+  orchestrator deploy undeploy <project> [--follow]   stop serving it: route, releases, port and bot go
+  orchestrator secrets set <project> NAME=value ...   set the project's secrets (a waiting deploy goes on)
+  orchestrator secrets list <project> [--json]        their names and kinds (never a value)
   orchestrator provision status <task-id> [--follow] [--json]
   orchestrator servers list [--json]                  servers, their runners' status and last heartbeat
   orchestrator servers show <handle> [--json]         one server, its runner's connection and job counts
@@ -42,6 +51,8 @@ const ServerShown = z.object({ server: ServerView, runner: HubStatus });
 const TaskStarted = z.object({ task: TaskView });
 const ProjectList = z.object({ projects: z.array(z.object({ id: z.string(), name: z.string() })) });
 const Cancelled = z.object({ task: TaskView, stoppedJobs: z.array(z.string()) });
+const History = z.object({ deployments: z.array(DeploymentView) });
+const Secrets = z.object({ secrets: z.array(SecretView), resumedTask: z.string().optional() });
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -89,25 +100,74 @@ async function follow(config: ReturnType<typeof loadConfig>, taskId: string, jso
   return terminal.type === "task.completed" ? 0 : 1;
 }
 
-async function engineeringStart(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { server: { type: "string" }, follow: { type: "boolean" }, json: { type: "boolean" } } });
+/** A project's id from its id or name. */
+async function projectIdOf(config: ReturnType<typeof loadConfig>, project: string): Promise<string> {
+  if (project.startsWith("prj_")) return project;
+  const { projects } = await apiGet(config, `/api/projects?name=${encodeURIComponent(project)}`, `project ${project}`, ProjectList);
+  const found = projects.find((candidate) => candidate.name === project);
+  if (!found) throw new CliError(`project ${project} not found`);
+  return found.id;
+}
+
+/** Starts a pipeline on a project (POST /api/projects/:id/<action>), then follows it or says how to. */
+async function startOnProject(kind: "engineering" | "deploy", action: string, args: string[], options: Record<string, { type: "string" }>, body: (values: Record<string, string | boolean | undefined>) => Record<string, unknown>): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { ...options, follow: { type: "boolean" }, json: { type: "boolean" } } });
   const [project] = positionals;
-  if (!project) usage("engineering start needs a project (its id or name)");
+  if (!project) usage(`${kind} ${action === "engineering" ? "start" : action} needs a project (its id or name)`);
   const config = loadConfig();
-  let projectId = project;
-  if (!project.startsWith("prj_")) {
-    const { projects } = await apiGet(config, `/api/projects?name=${encodeURIComponent(project)}`, `project ${project}`, ProjectList);
-    const found = projects.find((candidate) => candidate.name === project);
-    if (!found) throw new CliError(`project ${project} not found`);
-    projectId = found.id;
-  }
-  const { task } = await apiPost(config, `/api/projects/${encodeURIComponent(projectId)}/engineering`, values.server ? { server: values.server } : {}, `project ${project}`, TaskStarted);
+  const projectId = await projectIdOf(config, project);
+  const { task } = await apiPost(config, `/api/projects/${encodeURIComponent(projectId)}/${action}`, body(values), `project ${project}`, TaskStarted);
   if (!values.follow) {
-    out(values.json ? JSON.stringify(task) : `started ${task.id}; follow it with: orchestrator engineering status ${task.id} --follow`);
+    out(values.json ? JSON.stringify(task) : `started ${task.id}; follow it with: orchestrator ${kind} status ${task.id} --follow`);
     return 0;
   }
   process.stderr.write(`started ${task.id}\n`);
-  return follow(config, task.id, values.json);
+  return follow(config, task.id, Boolean(values.json));
+}
+
+const engineeringStart = (args: string[]) => startOnProject("engineering", "engineering", args, { server: { type: "string" } }, (v) => (v.server ? { server: v.server } : {}));
+const deployStart = (args: string[]) =>
+  startOnProject("deploy", "deploy", args, { ref: { type: "string" }, server: { type: "string" } }, (v) => ({ ...(v.ref ? { ref: v.ref } : {}), ...(v.server ? { server: v.server } : {}) }));
+const deployRollback = (args: string[]) => startOnProject("deploy", "rollback", args, { to: { type: "string" } }, (v) => (v.to ? { deploymentId: v.to } : {}));
+const deployUndeploy = (args: string[]) => startOnProject("deploy", "undeploy", args, {}, () => ({}));
+
+async function deployHistory(args: string[]) {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: "boolean" } } });
+  const [project] = positionals;
+  if (!project) usage("deploy history needs a project (its id or name)");
+  const config = loadConfig();
+  const { deployments } = await apiGet(config, `/api/projects/${encodeURIComponent(await projectIdOf(config, project))}/deployments`, `project ${project}`, History);
+  if (values.json) return out(JSON.stringify(deployments));
+  if (!deployments.length) return out(`${project} has not been deployed`);
+  for (const release of deployments) {
+    const health = release.health && typeof release.health.message === "string" ? `  ${release.health.message}` : "";
+    out(`${release.createdAt}  ${release.id}  ${release.status.padEnd(11)} ${release.kind === "rollback" ? "rollback " : ""}${release.commitSha.slice(0, 12)}  ${release.domain ?? ""}${release.port ? `  :${release.port}` : ""}${health}`);
+  }
+}
+
+async function secretsSet(args: string[]) {
+  const [project, ...pairs] = parseArgs({ args, allowPositionals: true, options: {} }).positionals;
+  if (!project || pairs.length === 0) usage("secrets set needs a project and NAME=value pairs");
+  const secrets = Object.fromEntries(
+    pairs.map((pair) => {
+      const at = pair.indexOf("=");
+      if (at < 1) usage(`not NAME=value: ${pair.split("=")[0] ?? ""}`);
+      return [pair.slice(0, at), pair.slice(at + 1)];
+    }),
+  );
+  const config = loadConfig();
+  const result = await apiPut(config, `/api/projects/${encodeURIComponent(await projectIdOf(config, project))}/secrets`, { secrets }, `project ${project}`, Secrets);
+  out(`set ${Object.keys(secrets).join(", ")}${result.resumedTask ? `; deploy ${result.resumedTask} goes on` : ""}`);
+}
+
+async function secretsList(args: string[]) {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: "boolean" } } });
+  const [project] = positionals;
+  if (!project) usage("secrets list needs a project (its id or name)");
+  const config = loadConfig();
+  const { secrets } = await apiGet(config, `/api/projects/${encodeURIComponent(await projectIdOf(config, project))}/secrets`, `project ${project}`, Secrets);
+  if (values.json) return out(JSON.stringify(secrets));
+  for (const secret of secrets) out(`${secret.name.padEnd(30)} ${secret.kind.padEnd(9)} set ${secret.updatedAt}`);
 }
 
 async function tasksAnswer(args: string[]) {
@@ -195,6 +255,12 @@ async function main(argv: string[]): Promise<number> {
   if (group === "tasks" && command === "answer") return tasksAnswer(rest).then(() => 0);
   if (group === "tasks" && command === "cancel") return tasksCancel(rest).then(() => 0);
   if (group === "engineering" && command === "start") return engineeringStart(rest);
+  if (group === "deploy" && command === "start") return deployStart(rest);
+  if (group === "deploy" && command === "rollback") return deployRollback(rest);
+  if (group === "deploy" && command === "undeploy") return deployUndeploy(rest);
+  if (group === "deploy" && command === "history") return deployHistory(rest).then(() => 0);
+  if (group === "secrets" && command === "set") return secretsSet(rest).then(() => 0);
+  if (group === "secrets" && command === "list") return secretsList(rest).then(() => 0);
   if ((group === "engineering" || group === "deploy" || group === "provision") && command === "status") return status(group, rest);
   if (group === "servers" && command === "list") return serversList(rest).then(() => 0);
   if (group === "servers" && command === "show") return serversShow(rest).then(() => 0);

@@ -59,14 +59,17 @@ async function events(taskId: string): Promise<TaskEvent[]> {
   return (await env.stack.api<{ events: TaskEvent[] }>(`/api/tasks/${taskId}/events?limit=1000`)).body.events;
 }
 
+const listing = (all: TaskEvent[]) => all.map((e) => `${e.type} ${e.step ?? ""} ${e.message}`).join("\n");
+
 async function ended(taskId: string, ms = 240_000): Promise<TaskEvent[]> {
+  let seen: TaskEvent[] = [];
   return waitFor(
     async () => {
-      const all = await events(taskId);
-      return all.some((e) => e.type === "task.completed" || e.type === "task.failed" || e.type === "task.cancelled") ? all : undefined;
+      seen = await events(taskId);
+      return seen.some((e) => e.type === "task.completed" || e.type === "task.failed" || e.type === "task.cancelled") ? seen : undefined;
     },
     ms,
-    async () => `task ${taskId} did not end:\n${(await events(taskId)).map((e) => `${e.type} ${e.step ?? ""} ${e.message}`).join("\n")}\n${env.runner.output().slice(-3000)}`,
+    () => `task ${taskId} did not end:\n${listing(seen)}\n${env.runner.output().slice(-3000)}`,
   );
 }
 
@@ -195,10 +198,11 @@ describe("deploying a project", () => {
   it("v1: waits for the user's secret, then answers through Caddy with the generated and given secrets in its environment", async () => {
     await pushVersion("v1");
     const taskId = await deploy();
+    let seen: TaskEvent[] = [];
     const asked = await waitFor(
-      async () => (await events(taskId)).find((e) => e.type === "task.needs_input"),
+      async () => (seen = await events(taskId)).find((e) => e.type === "task.needs_input"),
       180_000,
-      async () => `no question:\n${(await events(taskId)).map((e) => `${e.type} ${e.message}`).join("\n")}`,
+      () => `no question:\n${listing(seen)}`,
     );
     expect(asked.message).toContain("WEATHER_API_KEY");
     expect((asked.data as { fields: { name: string }[] }).fields.map((f) => f.name)).toEqual(["WEATHER_API_KEY"]);
@@ -209,7 +213,7 @@ describe("deploying a project", () => {
     expect(JSON.stringify(put.body)).not.toContain(WEATHER_KEY);
 
     const all = await ended(taskId);
-    expect(all.at(-1)?.type, all.map((e) => `${e.type} ${e.message}`).join("\n")).toBe("task.completed");
+    expect(all.at(-1)?.type, listing(all)).toBe("task.completed");
     expect(all.at(-1)?.data?.url).toBe(`https://${domain}`);
     const answer = await visit("/");
     expect(answer.status).toBe(200);
@@ -242,7 +246,7 @@ describe("deploying a project", () => {
     const all = await ended(taskId);
     await new Promise((resolve) => setTimeout(resolve, 3000)); // past the drain: v1 is stopped by now
     const answers = await load.stop();
-    expect(all.at(-1)?.type, all.map((e) => `${e.type} ${e.message}`).join("\n")).toBe("task.completed");
+    expect(all.at(-1)?.type, listing(all)).toBe("task.completed");
     const failed = answers.filter((a) => a.status !== 200);
     expect(failed, JSON.stringify(failed.slice(0, 5))).toEqual([]);
     const versions = answers.map(versionOf);
@@ -281,14 +285,14 @@ describe("deploying a project", () => {
     await pushVersion("v3");
     const deployed = await ended(await deploy());
     expect(deployed.at(-1)?.type).toBe("task.completed");
-    expect(JSON.parse((await visit("/")).body).version).toBe("v3");
+    expect(versionOf(await visit("/"))).toBe("v3");
 
     const since = Math.floor(Date.now() / 1000);
     const rolled = await env.stack.api<{ task: { id: string } }>(`/api/projects/${projectId}/rollback`, { json: {} });
     expect(rolled.status, JSON.stringify(rolled.body)).toBe(202);
     const all = await ended(rolled.body.task.id);
-    expect(all.at(-1)?.type, all.map((e) => `${e.type} ${e.message}`).join("\n")).toBe("task.completed");
-    expect(JSON.parse((await visit("/")).body).version).toBe("v2");
+    expect(all.at(-1)?.type, listing(all)).toBe("task.completed");
+    expect(versionOf(await visit("/"))).toBe("v2");
     const imageEvents = (await run("docker", ["events", "--since", String(since), "--until", String(Math.floor(Date.now() / 1000)), "--filter", "type=image", "--format", "{{.Action}}"])).stdout.trim();
     expect(imageEvents.split("\n").filter((action) => action === "tag" || action === "build")).toEqual([]);
     const releases = await history();
@@ -301,7 +305,7 @@ describe("deploying a project", () => {
     const started = await env.stack.api<{ task: { id: string } }>(`/api/projects/${projectId}/undeploy`, { json: {} });
     expect(started.status).toBe(202);
     const all = await ended(started.body.task.id);
-    expect(all.at(-1)?.type, all.map((e) => `${e.type} ${e.message}`).join("\n")).toBe("task.completed");
+    expect(all.at(-1)?.type, listing(all)).toBe("task.completed");
     expect((await visit("/")).status).toBe(404);
     expect(await docker.listContainers({ all: true, filters: { label: [`orchestrator.project=${projectName}`] } })).toEqual([]);
     const images = await docker.listImages({ filters: { reference: [`orchestrator-release/${projectName}`] } });
