@@ -14,12 +14,11 @@
 import { execFile, spawn } from "node:child_process";
 import { createVerify, generateKeyPairSync, randomBytes, type KeyObject } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { readBody, sendJson } from "./http.ts";
+import { close, listen, readBody, sendJson } from "./http.ts";
 
 const run = promisify(execFile);
 const GIT_HTTP_BACKEND = "/usr/lib/git-core/git-http-backend";
@@ -75,25 +74,16 @@ export class GitHubServer {
   }
 
   async start(port = 0, host = "127.0.0.1"): Promise<void> {
-    const server = createServer((req, res) => {
-      void this.handle(req, res).catch((error: unknown) => sendJson(res, 500, { message: String(error) }));
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(port, host, resolve);
-    });
+    const { server, url } = await listen((req, res) => this.handle(req, res), (error) => ({ message: String(error) }), port, host);
     this.server = server;
-    this.url = `http://${host}:${(server.address() as AddressInfo).port}`;
+    this.url = url;
     for (const name of await this.existingRepos()) this.registerRepo(name);
   }
 
   async stop(): Promise<void> {
     const server = this.server;
     this.server = null;
-    if (server) {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    }
+    await close(server);
     if (this.ownsDir) rmSync(this.dir, { recursive: true, force: true });
   }
 

@@ -10,9 +10,8 @@
  * turn. Anything else is a 500 that says which turn was expected, so a script that goes wrong says so.
  */
 import { randomUUID } from "node:crypto";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
-import { readBody, sendJson } from "./http.ts";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import { close, listen, readBody, sendJson } from "./http.ts";
 
 export interface ChatMessage {
   role: string;
@@ -114,23 +113,15 @@ export class ModelServer {
   }
 
   async start(port = 0, host = "127.0.0.1"): Promise<void> {
-    const server = createServer((req, res) => {
-      void this.handle(req, res).catch((error: unknown) => sendJson(res, 500, { error: { message: String(error), type: "server_error" } }));
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(port, host, resolve);
-    });
+    const { server, url } = await listen((req, res) => this.handle(req, res), (error) => ({ error: { message: String(error), type: "server_error" } }), port, host);
     this.server = server;
-    this.url = `http://${host}:${(server.address() as AddressInfo).port}`;
+    this.url = url;
   }
 
   async stop(): Promise<void> {
     const server = this.server;
-    if (!server) return;
     this.server = null;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await close(server);
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {

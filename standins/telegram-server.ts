@@ -14,9 +14,8 @@
  * on any port. Everything else it refuses the way Telegram does.
  */
 import { randomBytes } from "node:crypto";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
-import { readBody, sendJson } from "./http.ts";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import { close, listen, readBody, sendJson } from "./http.ts";
 
 /** A bot as getMe describes it (Telegram's `User` with the bot-only fields). */
 export interface BotUser {
@@ -186,23 +185,15 @@ export class TelegramServer {
   }
 
   async start(port = 0, host = "127.0.0.1"): Promise<void> {
-    const server = createServer((req, res) => {
-      void this.handle(req, res).catch((error: unknown) => sendJson(res, 500, { ok: false, error_code: 500, description: `Internal Server Error: ${String(error)}` }));
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(port, host, resolve);
-    });
+    const { server, url } = await listen((req, res) => this.handle(req, res), (error) => ({ ok: false, error_code: 500, description: `Internal Server Error: ${String(error)}` }), port, host);
     this.server = server;
-    this.url = `http://${host}:${(server.address() as AddressInfo).port}`;
+    this.url = url;
   }
 
   async stop(): Promise<void> {
     const server = this.server;
-    if (!server) return;
     this.server = null;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await close(server);
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
