@@ -329,11 +329,11 @@ describe("ansible.playbook", () => {
     };
     // A job names only the playbooks with a variable schema: provision.yml is the provision job's alone.
     for (const name of ["provision.yml", "nope.yml"]) {
-      expect((await refused(SHIPPED, name, ansiblePlaybook)).message).toContain("not a playbook an ansible.playbook job may run (facts.yml, write-env.yml)");
+      expect((await refused(SHIPPED, name, ansiblePlaybook)).message).toContain("not a playbook an ansible.playbook job may run (facts.yml, write-env.yml, deploy_project.yml)");
     }
     const missing = await refused(SHIPPED, "nope.yml", fixture);
-    expect(missing.message).toBe(`playbook nope.yml: no playbook "nope.yml"; available playbooks in ${SHIPPED}: facts.yml, provision.yml, write-env.yml`);
-    expect(missing.data?.available).toEqual(["facts.yml", "provision.yml", "write-env.yml"]);
+    expect(missing.message).toBe(`playbook nope.yml: no playbook "nope.yml"; available playbooks in ${SHIPPED}: deploy_project.yml, facts.yml, provision.yml, write-env.yml`);
+    expect(missing.data?.available).toEqual(["deploy_project.yml", "facts.yml", "provision.yml", "write-env.yml"]);
     expect((await refused(SHIPPED, "../ansible/facts.yml", fixture)).message).toContain('"../ansible/facts.yml" is not a playbook file name');
     expect((await refused(fixtureDir, "escape.yml", fixture)).message).toContain('"escape.yml" leads outside the playbook directory');
     expect((await refused(join(scratch, "no-such-dir"), "facts.yml", fixture)).message).toContain("the playbook directory does not exist");

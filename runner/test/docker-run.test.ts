@@ -8,7 +8,8 @@ import Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type DockerEngine, ensureDockerEngine, ensureTestImage } from "../../scripts/lib/docker-engine.ts";
 import { DockerRunPayload, type JobPayload } from "../../src/shared/job-payloads.ts";
-import { dockerRun, removeJobContainers } from "../src/executors/docker-run.ts";
+import { dockerRun as runExecutor, removeJobContainers } from "../src/executors/docker-run.ts";
+import type { ExecutorOutcome } from "../src/executors/types.ts";
 import { JOB_LABEL } from "../src/labels.ts";
 import { type RecordingContext, recordingContext, testConfig } from "./context.ts";
 
@@ -42,6 +43,13 @@ function payload(input: PayloadInput): Payload {
 
 function shell(script: string, extra: PayloadInput = {}): Payload {
   return payload({ cmd: ["sh", "-c", script], ...extra });
+}
+
+/** The executor as the daemon runs it: the outcome, then (after the report) its tidying. */
+async function dockerRun(job: Payload, ctx: RecordingContext): Promise<Omit<ExecutorOutcome, "afterReport">> {
+  const { afterReport, ...outcome } = await runExecutor(job, ctx);
+  await afterReport?.();
+  return outcome;
 }
 
 async function containersOf(jobId: string): Promise<Docker.ContainerInfo[]> {
