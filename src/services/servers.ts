@@ -31,6 +31,7 @@ export function serverView(row: ServerRow, env: Pick<Env, "RUNNER_MISSING_AFTER_
     host: row.host,
     labels: row.labels,
     capacity: row.capacity,
+    baseDomain: row.baseDomain,
     status: serverStatus(row, env),
     runnerId: row.runnerId,
     enrolledAt: row.enrolledAt?.toISOString() ?? null,
@@ -62,6 +63,7 @@ export async function createServer(db: Db, env: Env, input: CreateServer) {
       host: input.host,
       labels: input.labels,
       capacity: input.capacity,
+      baseDomain: input.baseDomain ?? null,
       enrollmentTokenHash: enrollment.hash,
       enrollmentExpiresAt: enrollment.expiresAt,
     })

@@ -98,6 +98,14 @@ export const CreateServer = z.strictObject({
   host: z.string().trim().min(1).max(253),
   labels: z.record(z.string().min(1).max(63), z.string().max(255)).default({}),
   capacity: z.number().int().min(1).max(1000).default(10),
+  /** Projects deployed here answer at `<project>.<baseDomain>` (its DNS has a wildcard record for it); default `localhost`. */
+  baseDomain: z
+    .string()
+    .trim()
+    .toLowerCase()
+    .max(200)
+    .regex(/^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*$/, "must be a DNS name such as apps.example.com")
+    .optional(),
   /** How long the enrollment token stays valid; the default is ENROLLMENT_TOKEN_TTL_SECONDS. */
   enrollmentTtlSeconds: z.number().int().min(1).max(7 * 24 * 3600).optional(),
 });
@@ -187,6 +195,7 @@ export const ServerView = z.object({
   host: z.string(),
   labels: z.record(z.string(), z.string()),
   capacity: z.number().int(),
+  baseDomain: z.string().nullable(),
   status: ServerStatus,
   runnerId: z.string().nullable(),
   enrolledAt: z.string().nullable(),

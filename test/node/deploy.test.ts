@@ -1,195 +1,61 @@
 /**
  * The deploy pipeline through the real path: worker (wrangler dev) → DeployWorkflow → RunnerHub → a
  * real runner → Ansible (deploy_project.yml) → docker compose v2 → a real Caddy, with the scripted
- * model (EnvAnalyzer) and the GitHub stand-in holding the fixture project (test/fixtures/deploy-app).
+ * model (EnvAnalyzer), the GitHub stand-in holding the fixture project (test/fixtures/deploy-app) and
+ * the Telegram stand-in behind the bot pool.
  *
  * One project goes through a life: v1 (waiting for a user secret), v2 under steady load (zero
  * failed requests), a broken release under load (turned away, v2 keeps serving), v3, a rollback to
- * v2 with no build, and an undeploy.
+ * v2 with no build, and an undeploy. Then two projects side by side: concurrent deploys, a bot from
+ * the pool, a runner killed mid-release, and the bot given back on undeploy.
  */
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { request } from "node:http";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { promisify } from "node:util";
 import Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { startCaddy, type TestCaddy } from "../../scripts/lib/caddy.ts";
-import { type EngineeringStack, startEngineeringStack } from "../../scripts/lib/engineering-stack.ts";
-import { ROOT } from "../../scripts/lib/local-stack.ts";
-import { TEST_RELEASE_PORTS } from "../../scripts/lib/ports.ts";
+import { DeployHarness, type Fixture, listing, versionOf } from "../../scripts/lib/deploy-harness.ts";
 import { waitFor } from "../../scripts/lib/processes.ts";
-import type { DeploymentView } from "../../src/shared/deploys.ts";
 import type { TaskEvent } from "../../src/shared/events.ts";
 
 const run = promisify(execFile);
 const HANDLE = "deploy-box";
-const FIXTURE = join(ROOT, "test", "fixtures", "deploy-app");
+const WEATHER_KEY = `wk-${randomBytes(10).toString("hex")}`;
 
-let env: EngineeringStack;
-let caddy: TestCaddy;
+let h: DeployHarness;
 let docker: Docker;
-let work: string;
-let deploymentsRoot: string;
+let first: Fixture;
 let projectId: string;
 let projectName: string;
 let domain: string;
-const WEATHER_KEY = `wk-${randomBytes(10).toString("hex")}`;
 
-async function git(args: string[], cwd: string, token?: string) {
-  const auth = token ? { GIT_CONFIG_COUNT: "1", GIT_CONFIG_KEY_0: "http.extraHeader", GIT_CONFIG_VALUE_0: `Authorization: Basic ${Buffer.from(`x-access-token:${token}`).toString("base64")}` } : {};
-  return run("git", args, { cwd, env: { ...process.env, ...auth, GIT_AUTHOR_NAME: "t", GIT_AUTHOR_EMAIL: "t@t", GIT_COMMITTER_NAME: "t", GIT_COMMITTER_EMAIL: "t@t" } });
-}
-
-/** Commits the fixture with VERSION set (a version ending in "-broken" fails its health check), pushes it to main, returns the SHA. */
-async function pushVersion(version: string): Promise<string> {
-  const dir = join(work, "checkout");
-  rmSync(join(dir, "app"), { recursive: true, force: true });
-  cpSync(FIXTURE, dir, { recursive: true });
-  writeFileSync(join(dir, "VERSION"), `${version}\n`);
-  await git(["add", "-A"], dir);
-  await git(["commit", "-q", "-m", version], dir);
-  await git(["push", "-q", "origin", "HEAD:main"], dir, env.github.issueToken());
-  return (await git(["rev-parse", "HEAD"], dir)).stdout.trim();
-}
-
-async function events(taskId: string): Promise<TaskEvent[]> {
-  return (await env.stack.api<{ events: TaskEvent[] }>(`/api/tasks/${taskId}/events?limit=1000`)).body.events;
-}
-
-const listing = (all: TaskEvent[]) => all.map((e) => `${e.type} ${e.step ?? ""} ${e.message}`).join("\n");
-
-async function ended(taskId: string, ms = 240_000): Promise<TaskEvent[]> {
-  let seen: TaskEvent[] = [];
-  return waitFor(
-    async () => {
-      seen = await events(taskId);
-      return seen.some((e) => e.type === "task.completed" || e.type === "task.failed" || e.type === "task.cancelled") ? seen : undefined;
-    },
-    ms,
-    () => `task ${taskId} did not end:\n${listing(seen)}\n${env.runner.output().slice(-3000)}`,
-  );
-}
-
-async function deploy(json: Record<string, unknown> = {}): Promise<string> {
-  const started = await env.stack.api<{ task: { id: string } }>(`/api/projects/${projectId}/deploy`, { json });
-  expect(started.status, JSON.stringify(started.body)).toBe(202);
-  return started.body.task.id;
-}
-
-/** One GET through Caddy for the project's Host, as a visitor's browser would send it. */
-function visit(path = "/"): Promise<{ status: number; body: string }> {
-  return new Promise((resolve) => {
-    const req = request(`${caddy.httpUrl}${path}`, { headers: { host: domain }, agent: false, timeout: 5000 }, (res) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (chunk: string) => (body += chunk));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on("timeout", () => req.destroy(new Error("timeout")));
-    req.on("error", (error) => resolve({ status: 0, body: error.message }));
-    req.end();
-  });
-}
-
-/** A steady client: 20 requests a second through Caddy until stopped; every answer is kept. */
-function steadyLoad() {
-  const answers: { status: number; body: string }[] = [];
-  let running = true;
-  const loop = (async () => {
-    while (running) {
-      const started = Date.now();
-      answers.push(await visit("/"));
-      await new Promise((resolve) => setTimeout(resolve, Math.max(0, 50 - (Date.now() - started))));
-    }
-  })();
-  return {
-    answers,
-    async stop() {
-      running = false;
-      await loop;
-      return answers;
-    },
-  };
-}
-
-const versionOf = (answer: { body: string }) => {
-  try {
-    return (JSON.parse(answer.body) as { version?: string }).version ?? null;
-  } catch {
-    return null;
-  }
-};
-
-async function history(): Promise<DeploymentView[]> {
-  return (await env.stack.api<{ deployments: DeploymentView[] }>(`/api/projects/${projectId}/deployments`)).body.deployments;
-}
+const events = (taskId: string) => h.events(taskId);
+const ended = (taskId: string, ms?: number) => h.ended(taskId, ms);
+const pushVersion = (version: string, fixture: Fixture = first) => h.pushVersion(fixture, version);
+const deploy = (json: Record<string, unknown> = {}, fixture: Fixture = first) => h.start(fixture, "deploy", json);
+const visit = (path = "/", host = domain) => h.visit(host, path);
+const steadyLoad = () => h.steadyLoad(domain);
+const history = (fixture: Fixture = first) => h.history(fixture);
 
 beforeAll(async () => {
   docker = new Docker({ socketPath: inject("dockerSocket") });
-  work = mkdtempSync(join(tmpdir(), "deploy-test-"));
-  deploymentsRoot = join(work, "deployments");
-  caddy = await startCaddy();
-  env = await startEngineeringStack({
+  h = await DeployHarness.start({
     databaseUrl: inject("databaseUrl"),
     dbWsProxy: inject("dbWsProxy"),
     adminKey: inject("adminApiKey"),
     dockerSocket: inject("dockerSocket"),
     image: inject("codingWorkerImage"),
     handle: HANDLE,
-    vars: { DEPLOY_DRAIN_SECONDS: "2" },
-    runner: {
-      releasePorts: TEST_RELEASE_PORTS,
-      deploymentsRoot,
-      caddy: { adminSocket: caddy.adminSocket, httpUrl: caddy.httpUrl, configPath: caddy.configPath, listen: [`127.0.0.1:${caddy.httpPort}`], disableTls: true },
-    },
   });
-  // The EnvAnalyzer's answer for the fixture's .env.example.
-  env.model.load({
-    turns: [],
-    side: [
-      {
-        name: "env-analyzer",
-        match: { tools: false, anyMessage: "You are the EnvAnalyzer" },
-        reply: {
-          content: JSON.stringify({
-            variables: [
-              { name: "PORT", kind: "computed", reason: "the port to listen on" },
-              { name: "DOMAIN", kind: "computed", reason: "the public domain" },
-              { name: "SESSION_SECRET", kind: "infra", reason: "signs sessions" },
-              { name: "WEATHER_API_KEY", kind: "user", reason: "the weather provider's API key" },
-            ],
-          }),
-        },
-      },
-    ],
-  });
-
-  // The fixture project in the GitHub stand-in, and the project pointing at it.
-  projectName = `fixture-${randomBytes(3).toString("hex")}`;
-  domain = `${projectName}.localhost`;
-  const token = env.github.issueToken();
-  const created = await fetch(`${env.github.url}/orgs/${env.github.org}/repos`, { method: "POST", headers: { authorization: `token ${token}`, "content-type": "application/json" }, body: JSON.stringify({ name: projectName, private: true }) });
-  expect(created.status).toBe(201);
-  const repo = (await created.json()) as { clone_url: string; html_url: string };
-  const dir = join(work, "checkout");
-  await git(["init", "-q", "-b", "main", dir], work);
-  await git(["remote", "add", "origin", repo.clone_url], dir);
-  const user = await env.stack.api<{ user: { id: string } }>("/api/users", { json: { name: "deployer" } });
-  const project = await env.stack.api<{ project: { id: string } }>("/api/projects", { json: { name: projectName, description: "the deploy fixture", ownerId: user.body.user.id, config: { server: HANDLE } } });
-  projectId = project.body.project.id;
-  const patched = await env.stack.api(`/api/projects/${projectId}`, { method: "PATCH", json: { repositoryUrl: repo.html_url } });
-  expect(patched.status).toBe(200);
+  first = await h.newFixture("fixture");
+  ({ projectId, projectName, domain } = first);
 }, 240_000);
 
 afterAll(async () => {
-  await env?.stop();
-  await caddy?.stop();
-  const left = await docker.listContainers({ all: true, filters: { label: [`orchestrator.project=${projectName}`] } });
-  for (const container of left) await docker.getContainer(container.Id).remove({ force: true }).catch(() => undefined);
-  rmSync(work, { recursive: true, force: true });
+  await h?.stop();
+  // Whatever a failed test left running (release containers restart by themselves).
+  const left = await docker.listContainers({ all: true, filters: { label: ["orchestrator.release"] } });
+  for (const container of left.filter((c) => /^(fixture|pair|bot)-/.test(c.Labels["orchestrator.project"] ?? ""))) await docker.getContainer(container.Id).remove({ force: true }).catch(() => undefined);
 });
 
 describe("deploying a project", () => {
@@ -207,7 +73,7 @@ describe("deploying a project", () => {
     expect(asked.message).toContain("WEATHER_API_KEY");
     expect((asked.data as { fields: { name: string }[] }).fields.map((f) => f.name)).toEqual(["WEATHER_API_KEY"]);
 
-    const put = await env.stack.api<{ secrets: { name: string; set: boolean }[]; resumedTask?: string }>(`/api/projects/${projectId}/secrets`, { method: "PUT", json: { secrets: { WEATHER_API_KEY: WEATHER_KEY } } });
+    const put = await h.env.stack.api<{ secrets: { name: string; set: boolean }[]; resumedTask?: string }>(`/api/projects/${projectId}/secrets`, { method: "PUT", json: { secrets: { WEATHER_API_KEY: WEATHER_KEY } } });
     expect(put.status).toBe(200);
     expect(put.body.resumedTask).toBe(taskId);
     expect(JSON.stringify(put.body)).not.toContain(WEATHER_KEY);
@@ -228,13 +94,13 @@ describe("deploying a project", () => {
     expect(session).toMatch(/^[0-9a-f]{64}$/);
     secretsSeen.push(session);
 
-    const names = await env.stack.api<{ secrets: { name: string; kind: string }[] }>(`/api/projects/${projectId}/secrets`);
+    const names = await h.env.stack.api<{ secrets: { name: string; kind: string }[] }>(`/api/projects/${projectId}/secrets`);
     expect(names.body.secrets.map((s) => `${s.name}:${s.kind}`).sort()).toEqual(["SESSION_SECRET:infra", "WEATHER_API_KEY:user"]);
     const [release] = await history();
     expect(release?.status).toBe("active");
 
     // No secret in any event, log line, job or API response of the run.
-    const jobs = await env.stack.api(`/api/servers/${HANDLE}/jobs?limit=200`);
+    const jobs = await h.env.stack.api(`/api/servers/${HANDLE}/jobs?limit=200`);
     const text = JSON.stringify([all, names.body, await history(), jobs.body]);
     for (const secret of secretsSeen) expect(text).not.toContain(secret);
   }, 300_000);
@@ -289,7 +155,7 @@ describe("deploying a project", () => {
 
     const since = Math.floor(Date.now() / 1000);
     const imagesBefore = (await docker.listImages({ filters: { reference: [`orchestrator-release/${projectName}`] } })).map((image) => image.Id).sort();
-    const rolled = await env.stack.api<{ task: { id: string } }>(`/api/projects/${projectId}/rollback`, { json: {} });
+    const rolled = await h.env.stack.api<{ task: { id: string } }>(`/api/projects/${projectId}/rollback`, { json: {} });
     expect(rolled.status, JSON.stringify(rolled.body)).toBe(202);
     const all = await ended(rolled.body.task.id);
     expect(all.at(-1)?.type, listing(all)).toBe("task.completed");
@@ -305,7 +171,7 @@ describe("deploying a project", () => {
   }, 300_000);
 
   it("undeploy removes the route, the containers, the images and the ports", async () => {
-    const started = await env.stack.api<{ task: { id: string } }>(`/api/projects/${projectId}/undeploy`, { json: {} });
+    const started = await h.env.stack.api<{ task: { id: string } }>(`/api/projects/${projectId}/undeploy`, { json: {} });
     expect(started.status).toBe(202);
     const all = await ended(started.body.task.id);
     expect(all.at(-1)?.type, listing(all)).toBe("task.completed");
@@ -315,7 +181,73 @@ describe("deploying a project", () => {
     expect(images).toEqual([]);
     const releases = await history();
     expect(releases.every((r) => r.port === null && r.status === "removed")).toBe(true);
-    const services = await env.stack.api<{ services: unknown[] }>(`/api/servers/${HANDLE}/services`);
+    const services = await h.env.stack.api<{ services: unknown[] }>(`/api/servers/${HANDLE}/services`);
     expect(services.body.services).toEqual([]);
+  }, 300_000);
+});
+
+describe("projects side by side on one server", () => {
+  let pair: Fixture;
+  let bot: Fixture;
+  let botToken: string;
+
+  it("two deploys at once both end routed, and a project that needs a Telegram bot gets one from the pool", async () => {
+    botToken = h.telegram.addBot({ username: `pool_${randomBytes(3).toString("hex")}_bot` });
+    const registered = await h.env.stack.api<{ bot: { id: string; username: string } }>("/api/telegram-bots", { json: { token: botToken } });
+    expect(registered.status, JSON.stringify(registered.body)).toBe(201);
+    pair = await h.newFixture("pair");
+    bot = await h.newFixture("bot", ["# The bot this service runs as.", "TELEGRAM_BOT_TOKEN="]);
+    for (const fixture of [pair, bot]) {
+      await pushVersion("p1", fixture);
+      const put = await h.env.stack.api(`/api/projects/${fixture.projectId}/secrets`, { method: "PUT", json: { secrets: { WEATHER_API_KEY: WEATHER_KEY } } });
+      expect(put.status).toBe(200);
+    }
+    const [a, b] = await Promise.all([deploy({}, pair), deploy({}, bot)]);
+    const [endA, endB] = await Promise.all([ended(a), ended(b)]);
+    expect(endA.at(-1)?.type, listing(endA)).toBe("task.completed");
+    expect(endB.at(-1)?.type, listing(endB)).toBe("task.completed");
+    // Both routes survived each other's sync, and the first project's too.
+    for (const host of [pair.domain, bot.domain]) expect(versionOf(await visit("/", host)), host).toBe("p1");
+    const services = await h.env.stack.api<{ services: { project: { name: string } }[] }>(`/api/servers/${HANDLE}/services`);
+    expect(services.body.services.map((service) => service.project.name).sort()).toEqual([bot.projectName, pair.projectName].sort());
+
+    const [container] = await docker.listContainers({ filters: { label: [`orchestrator.project=${bot.projectName}`] } });
+    expect((await docker.getContainer(container?.Id ?? "").inspect()).Config.Env).toContain(`TELEGRAM_BOT_TOKEN=${botToken}`);
+    const bots = await h.env.stack.api<{ bots: { id: string; projectId: string | null }[] }>("/api/telegram-bots");
+    expect(bots.body.bots.find((entry) => entry.id === registered.body.bot.id)?.projectId).toBe(bot.projectId);
+    const secrets = await h.env.stack.api<{ secrets: { name: string; kind: string }[] }>(`/api/projects/${bot.projectId}/secrets`);
+    expect(secrets.body.secrets.find((secret) => secret.name === "TELEGRAM_BOT_TOKEN")?.kind).toBe("bot");
+    expect(JSON.stringify([endB, bots.body, secrets.body])).not.toContain(botToken);
+  }, 300_000);
+
+  it("a runner killed mid-release: the deploy ends with a reason, and the project still answers from one release", async () => {
+    await pushVersion("p2", pair);
+    const taskId = await deploy({}, pair);
+    await waitFor(async () => ((await events(taskId)).some((e) => e.type === "step.started" && e.step === "release") ? true : undefined), 120_000, () => "the release never started");
+    await h.env.runner.kill();
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    await h.env.runner.start();
+    const all = await ended(taskId, 300_000);
+    const end = all.at(-1);
+    console.info(`runner killed mid-release: ${end?.type ?? "?"}: ${end?.message ?? ""}`);
+    expect(["task.completed", "task.failed"]).toContain(end?.type);
+    expect(end?.message.length).toBeGreaterThan(10);
+    // Whatever the outcome, the domain is served by exactly the release the history calls active.
+    const answer = await visit("/", pair.domain);
+    expect(answer.status).toBe(200);
+    expect(versionOf(answer)).toBe(end?.type === "task.completed" ? "p2" : "p1");
+    const active = (await history(pair)).filter((release) => release.status === "active");
+    expect(active).toHaveLength(1);
+  }, 400_000);
+
+  it("undeploy gives the bot back to the pool", async () => {
+    const started = await h.env.stack.api<{ task: { id: string } }>(`/api/projects/${bot.projectId}/undeploy`, { json: {} });
+    const all = await ended(started.body.task.id);
+    expect(all.at(-1)?.type, listing(all)).toBe("task.completed");
+    expect(all.at(-1)?.message).toContain("bot @");
+    const available = await h.env.stack.api<{ bots: { username: string }[] }>("/api/telegram-bots/available");
+    expect(available.body.bots.length).toBeGreaterThan(0);
+    expect((await visit("/", bot.domain)).status).toBe(404);
+    expect(versionOf(await visit("/", pair.domain))).not.toBeNull();
   }, 300_000);
 });
