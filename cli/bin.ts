@@ -140,7 +140,9 @@ async function deployHistory(args: string[]) {
   if (values.json) return out(JSON.stringify(deployments));
   if (!deployments.length) return out(`${project} has not been deployed`);
   for (const release of deployments) {
-    const health = release.health && typeof release.health.message === "string" ? `  ${release.health.message}` : "";
+    // A release that served has its checks (direct, then through Caddy); one turned away, the failed one's evidence.
+    const evidence = (release.health?.visitor ?? release.health) as { message?: unknown } | null | undefined;
+    const health = typeof evidence?.message === "string" ? `  ${evidence.message}` : "";
     out(`${release.createdAt}  ${release.id}  ${release.status.padEnd(11)} ${release.kind === "rollback" ? "rollback " : ""}${release.commitSha.slice(0, 12)}  ${release.domain ?? ""}${release.port ? `  :${release.port}` : ""}${health}`);
   }
 }

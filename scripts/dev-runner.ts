@@ -3,15 +3,18 @@
  * have somewhere to run their jobs. It registers the server `local` (once), enrolls a runner for it in
  * .dev-state/runner/, lets its egress jobs reach the stand-ins `npm run dev` started
  * (.dev-state/standins.json), builds the coding-worker image offline if it is missing (root, Docker
- * and debootstrap: see scripts/install-system-deps.sh), and runs the runner until Ctrl-C.
- * Settings: PORT, DEV_STATE_DIR, DEV_VARS_FILE, DEV_RUNNER_HANDLE, DOCKER_SOCKET.
+ * and debootstrap: see scripts/install-system-deps.sh), starts a Caddy for the deploy pipeline's
+ * routes (plain HTTP on 127.0.0.1:DEV_CADDY_PORT, admin on a unix socket, config kept in
+ * .dev-state/caddy), and runs the runner until Ctrl-C. Releases live in .dev-state/deployments.
+ * Settings: PORT, DEV_STATE_DIR, DEV_VARS_FILE, DEV_RUNNER_HANDLE, DOCKER_SOCKET, DEV_CADDY_PORT (8780).
  */
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import Docker from "dockerode";
 import { readDevVars } from "./lib/dev-vars.ts";
-import { buildCodingWorker, ensureDebianBase } from "./lib/images.ts";
+import { startCaddy } from "./lib/caddy.ts";
+import { buildCodingWorker, ensureDebianBase, ensureReleaseBase } from "./lib/images.ts";
 import { ROOT } from "./lib/local-stack.ts";
 import { RUNNER_BIN } from "./lib/local-runner.ts";
 
@@ -23,6 +26,7 @@ const handle = process.env.DEV_RUNNER_HANDLE ?? "local";
 const runnerDir = join(stateDir, "runner");
 const configPath = join(runnerDir, "config.json");
 const socketPath = process.env.DOCKER_SOCKET ?? "/var/run/docker.sock";
+const caddyPort = Number(process.env.DEV_CADDY_PORT ?? 8780);
 const say = (line: string) => console.log(`[dev:runner] ${line}`);
 
 async function api<T>(path: string, body?: unknown): Promise<{ status: number; body: T }> {
@@ -63,18 +67,35 @@ async function main() {
   const config = JSON.parse(readFileSync(configPath, "utf8")) as Record<string, unknown>;
   const docker = (config.docker ?? {}) as Record<string, unknown>;
   const egress = (docker.egress ?? {}) as Record<string, unknown>;
-  writeFileSync(configPath, JSON.stringify({ ...config, docker: { ...docker, socketPath, egress: { ...egress, internalTargets: targets } } }, null, 2), { mode: 0o600 });
+  const caddy = await startCaddy({ dir: join(stateDir, "caddy"), httpPort: caddyPort, keep: true });
+  writeFileSync(
+    configPath,
+    JSON.stringify(
+      {
+        ...config,
+        docker: { ...docker, socketPath, egress: { ...egress, internalTargets: targets } },
+        deploymentsRoot: join(stateDir, "deployments"),
+        caddy: { adminSocket: caddy.adminSocket, configPath: caddy.configPath, httpUrl: caddy.httpUrl, listen: [`127.0.0.1:${caddyPort}`], disableTls: true },
+      },
+      null,
+      2,
+    ),
+    { mode: 0o600 },
+  );
   say(`runner for server "${handle}"; its egress jobs may reach ${targets.join(", ") || "no stand-in (real services configured)"}`);
+  say(`caddy: deployed projects answer on ${caddy.httpUrl} for their Host (curl -H 'Host: <project>.localhost' ${caddy.httpUrl}/)`);
 
   // The image of what runner/images/coding-worker holds now (tagged by content, so unchanged files cost nothing).
   const engine = new Docker({ socketPath });
   say("checking the coding-worker image (built offline from Debian's packages when missing: about a minute)…");
   const tag = await buildCodingWorker(engine, { base: await ensureDebianBase(engine), preinstalled: true });
   await engine.getImage(tag).tag({ repo: "orchestrator/coding-worker", tag: "latest" });
-  say(`coding-worker image: ${tag} (orchestrator/coding-worker:latest)`);
+  say(`coding-worker image: ${tag} (orchestrator/coding-worker:latest); release base: ${await ensureReleaseBase(engine)}`);
   const child = runner(["run", "--config", configPath]);
   for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => child.kill(signal));
-  child.on("exit", (code) => process.exit(code ?? 0));
+  child.on("exit", (code) => {
+    void caddy.stop().finally(() => process.exit(code ?? 0));
+  });
 }
 
 main().catch((error: unknown) => {

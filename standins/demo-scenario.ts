@@ -5,6 +5,8 @@
  * - the Architect gets a spec made from the project's name and description;
  * - the coding agent reads TASK.md and app/main.py, writes main.py back with a GET /about route that
  *   tells what the service is for (the spec's summary), adds a test for that route, and says so;
+ * - the EnvAnalyzer gets each variable of the .env.example it is shown classified by its name (a
+ *   password or secret is generated, a port, domain or URL computed, any other key asked of the owner);
  * - anything else without tools (a title request) gets a short title.
  */
 import type { ChatRequest, Scenario } from "./model-server.ts";
@@ -100,11 +102,25 @@ function summaryFrom(request: ChatRequest): string {
   return (heading >= 0 ? lines.slice(heading + 1).find((line) => line !== "") : undefined) ?? "A service built by Orchestrator.";
 }
 
+/** The EnvAnalyzer's answer, by the variables' names (as a model would reason about them). */
+export function classifyByName(request: ChatRequest): { variables: { name: string; kind: "infra" | "computed" | "user"; reason: string }[] } {
+  const text = messageText(request.messages.find((message) => message.role === "user"));
+  const names = [...text.matchAll(/^([A-Za-z_][A-Za-z0-9_]*)=/gm)].map((match) => match[1] ?? "");
+  return {
+    variables: names.map((name) => {
+      if (/(^|_)(PORT|HOST|DOMAIN|URL|HOSTNAME|ENV|ENVIRONMENT)$/.test(name)) return { name, kind: "computed", reason: "comes from the deployment" };
+      if (/(SECRET|PASSWORD|SALT|SIGNING)/.test(name)) return { name, kind: "infra", reason: "a secret the platform can generate" };
+      return { name, kind: "user", reason: "a credential only the owner has" };
+    }),
+  };
+}
+
 export function demoScenario(): Scenario {
   return {
     turns: [],
     side: [
       { name: "architect", match: { tools: false, anyMessage: "You are the Architect" }, reply: (request) => ({ content: JSON.stringify(spec(request)) }) },
+      { name: "env-analyzer", match: { tools: false, anyMessage: "You are the EnvAnalyzer" }, reply: (request) => ({ content: JSON.stringify(classifyByName(request)) }) },
       { name: "title", match: { tools: false }, reply: { content: "Build the service" } },
       { name: "agent: done", match: { tools: true, lastRole: "tool", lastMessage: /Wrote file successfully/i }, reply: { content: "Added GET /about with its test." } },
       {

@@ -10,6 +10,8 @@
  *   `GET /repos/:owner/:repo/contents/:path?ref=`, `PATCH /repos/:owner/:repo/git/refs/heads/:branch`
  *   (a fast-forward unless `force`): an installation token (`Authorization: token …` or `Bearer …`).
  * - `/<owner>/<repo>.git/…`: git over HTTP, Basic auth with the installation token as password.
+ * - `POST /_standin/token`: an installation token, no questions asked (the stand-in's own route, for
+ *   scripts such as `npm run dev:fixture` that put a repository in place; never on GitHub).
  */
 import { execFile, spawn } from "node:child_process";
 import { createVerify, generateKeyPairSync, randomBytes, type KeyObject } from "node:crypto";
@@ -111,6 +113,7 @@ export class GitHubServer {
       this.requests.push({ method: req.method ?? "GET", path, status });
       sendJson(res, status, body);
     };
+    if (path === "/_standin/token" && req.method === "POST") return respond(201, { token: this.issueToken(), org: this.org });
     const installation = new RegExp(`^/app/installations/(\\d+)(/access_tokens)?$`).exec(path);
     if (installation) {
       if (!this.validJwt(req.headers.authorization)) return respond(401, { message: "A JSON web token could not be decoded" });

@@ -4,7 +4,7 @@
  * to proxy to. The runner's Caddy executors are tested against this, not against a fake.
  */
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { type IncomingMessage, type ServerResponse, createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -32,13 +32,19 @@ export interface TestCaddy {
 
 const BINARY = process.env.CADDY_BINARY ?? "caddy";
 
-export async function startCaddy(): Promise<TestCaddy> {
+/**
+ * A temp dir and a free port unless given. With `keep`, the directory stays when it stops (`npm run
+ * dev:runner` keeps its Caddy's last routes across restarts, as a server would).
+ */
+export async function startCaddy(options: { dir?: string; httpPort?: number; keep?: boolean } = {}): Promise<TestCaddy> {
   await checkInstalled();
-  const dir = mkdtempSync(join(tmpdir(), "orchestrator-caddy-"));
-  const httpPort = await freePort();
+  const dir = options.dir ?? mkdtempSync(join(tmpdir(), "orchestrator-caddy-"));
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const httpPort = options.httpPort ?? (await freePort());
   const configPath = join(dir, "caddy.json");
   const adminSocket = join(dir, "admin.sock");
-  writeFileSync(
+  rmSync(adminSocket, { force: true });
+  if (!options.keep || !existsSync(configPath)) writeFileSync(
     configPath,
     JSON.stringify({
       admin: adminConfig(adminSocket),
@@ -80,7 +86,7 @@ export async function startCaddy(): Promise<TestCaddy> {
     output: () => caddy?.output() ?? "",
     async stop() {
       await halt();
-      rmSync(dir, { recursive: true, force: true });
+      if (!options.keep) rmSync(dir, { recursive: true, force: true });
     },
     async restart() {
       await halt();

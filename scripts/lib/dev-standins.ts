@@ -8,6 +8,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { demoScenario } from "../../standins/demo-scenario.ts";
 import { GitHubServer } from "../../standins/github-server.ts";
+import { TelegramServer } from "../../standins/telegram-server.ts";
 import { ModelServer } from "../../standins/model-server.ts";
 import { egressTarget } from "../../src/workflows/engineering-jobs.ts";
 import { STANDIN_HOST } from "./engineering-stack.ts";
@@ -46,7 +47,16 @@ export async function startDevStandins(options: { vars: Record<string, string>; 
     stops.push(() => github.stop());
     options.say(`github: the stand-in on ${github.url}, repositories in ${join(options.stateDir, "github")} (set GITHUB_APP_ID… in .dev.vars for a real App)`);
   }
-  writeFileSync(join(options.stateDir, "standins.json"), JSON.stringify({ targets }, null, 2));
+  const githubUrl: string | undefined = vars.GITHUB_API_URL;
+  if (!options.vars.TELEGRAM_API_URL) {
+    const telegram = new TelegramServer();
+    await telegram.start(Number(process.env.DEV_TELEGRAM_PORT ?? 8792), STANDIN_HOST);
+    vars.TELEGRAM_API_URL = telegram.url;
+    stops.push(() => telegram.stop());
+    options.say(`telegram: the Bot API stand-in on ${telegram.url} (POST /_standin/bots makes a bot; set TELEGRAM_API_URL in .dev.vars for the real one)`);
+  }
+  // For dev:runner (what its egress jobs may reach) and dev:fixture (where to put the fixture's repository).
+  writeFileSync(join(options.stateDir, "standins.json"), JSON.stringify({ targets, ...(githubUrl ? { github: githubUrl } : {}) }, null, 2));
   return {
     vars,
     targets,

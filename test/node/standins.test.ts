@@ -18,6 +18,8 @@ import { commitExists, ensureRepository, githubAppConfig, installationAccess } f
 import { GitHubServer } from "../../standins/github-server.ts";
 import { embed, ModelServer } from "../../standins/model-server.ts";
 import { TelegramServer } from "../../standins/telegram-server.ts";
+import { demoScenario } from "../../standins/demo-scenario.ts";
+import { classifyEnv, parseEnvExample } from "../../src/services/env-analyzer.ts";
 
 const run = promisify(execFile);
 
@@ -234,5 +236,20 @@ describe("the Telegram stand-in", () => {
     expect(down.headers.get("content-type")).toBe("text/html");
     telegram.setOutage(false);
     expect((await fetch(`${telegram.url}/bot${token}/getMe`)).status).toBe(200);
+  });
+});
+
+describe("the demo scenario's EnvAnalyzer", () => {
+  it("classifies the deploy fixture's variables through the real client, in the shape the pipeline checks", async () => {
+    const model = new ModelServer({ apiKey: "sk-demo", scenario: demoScenario() });
+    await model.start();
+    try {
+      const client = new OpenAI({ baseURL: model.baseUrl, apiKey: "sk-demo" });
+      const vars = parseEnvExample(readFileSync(join(ROOT, "test", "fixtures", "deploy-app", ".env.example"), "utf8"));
+      const { kinds } = await classifyEnv(client, "gpt-4.1-mini", vars);
+      expect(Object.fromEntries(Object.entries(kinds).map(([name, { kind }]) => [name, kind]))).toEqual({ PORT: "computed", DOMAIN: "computed", SESSION_SECRET: "infra", WEATHER_API_KEY: "user" });
+    } finally {
+      await model.stop();
+    }
   });
 });
