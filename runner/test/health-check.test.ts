@@ -8,6 +8,7 @@ import { freePort, freePortIn, TEST_RELEASE_PORTS } from "../../scripts/lib/port
 import { CaddySyncPayload, HealthCheckPayload } from "../../src/shared/job-payloads.ts";
 import { caddySync } from "../src/executors/caddy-sync.ts";
 import { healthCheck } from "../src/executors/health-check.ts";
+import { adminConfig, adminRequest } from "../src/caddy-admin.ts";
 import { recordingContext, testConfig } from "./context.ts";
 
 let caddy: TestCaddy;
@@ -131,5 +132,55 @@ describe("health.check", () => {
     expect(Date.now() - started).toBeLessThan(1_500);
     expect(outcome).toEqual({ ok: false, message: "stopped after 1 attempt (timeout)", data: { attempts: 1, status: null } });
     expect(attemptLines(ctx)).toEqual([]);
+  });
+});
+
+describe("health.check with Caddy's TLS on", () => {
+  let tls: TestCaddy;
+  let httpPort: number;
+  let httpsPort: number;
+
+  beforeAll(async () => {
+    tls = await startCaddy();
+    httpPort = await freePort();
+    httpsPort = await freePort();
+    // As on a server: HTTPS for the site (here from Caddy's own CA, as for any *.localhost name), and
+    // plain HTTP that only redirects to it. The local CA is not installed into this machine's trust store.
+    const config = {
+      admin: adminConfig(tls.adminSocket),
+      apps: {
+        http: {
+          http_port: httpPort,
+          https_port: httpsPort,
+          servers: { site: { listen: [`127.0.0.1:${httpsPort}`], routes: [{ match: [{ host: ["ok.localhost"] }], handle: [{ handler: "reverse_proxy", upstreams: [{ dial: `127.0.0.1:${app.port}` }] }], terminal: true }] } },
+        },
+        pki: { certificate_authorities: { local: { install_trust: false } } },
+      },
+    };
+    const loaded = await adminRequest(tls.adminSocket, "POST", "/load", JSON.stringify(config));
+    expect(loaded.status, loaded.body).toBe(200);
+  }, 60_000);
+
+  afterAll(async () => {
+    await tls?.stop();
+  });
+
+  const tlsContext = (httpUrl: string | undefined, disableTls: boolean) => recordingContext(testConfig({ caddy: { adminSocket: tls.adminSocket, ...(httpUrl ? { httpUrl } : {}), configPath: tls.configPath, listen: [`127.0.0.1:${httpsPort}`], disableTls, binary: tls.binary } }));
+
+  it("reaches the site over HTTPS with the domain as SNI, where plain HTTP only redirects", async () => {
+    const secure = await healthCheck(HealthCheckPayload.parse({ domain: "ok.localhost", path: "/", expectBody: "app-ok", attempts: 20, intervalMs: 250 }), tlsContext(`https://127.0.0.1:${httpsPort}`, false));
+    expect(secure, JSON.stringify(secure)).toMatchObject({ ok: true, data: { status: 200 } });
+    const plain = await healthCheck(HealthCheckPayload.parse({ domain: "ok.localhost", path: "/", attempts: 1 }), tlsContext(`http://127.0.0.1:${httpPort}`, false));
+    expect(plain.ok).toBe(false);
+    expect(plain.message).toMatch(/30[178]/);
+  }, 60_000);
+
+  it("defaults to HTTPS on 443 when TLS is on, and to HTTP on 80 with disableTls", async () => {
+    const onTls = tlsContext(undefined, false);
+    await healthCheck(HealthCheckPayload.parse({ domain: "nothing.localhost", attempts: 1 }), onTls);
+    expect(onTls.steps[0]?.message).toContain("GET https://127.0.0.1/ with Host nothing.localhost");
+    const plain = tlsContext(undefined, true);
+    await healthCheck(HealthCheckPayload.parse({ domain: "nothing.localhost", attempts: 1 }), plain);
+    expect(plain.steps[0]?.message).toContain("GET http://127.0.0.1/ with Host nothing.localhost");
   });
 });

@@ -17,7 +17,7 @@ import type { TaskEvent } from "../../src/shared/events.ts";
 import { startCaddy, type TestCaddy } from "./caddy.ts";
 import { type EngineeringStack, startEngineeringStack } from "./engineering-stack.ts";
 import { ROOT } from "./local-stack.ts";
-import { TEST_RELEASE_PORTS } from "./ports.ts";
+import { DEPLOY_RELEASE_PORTS } from "./ports.ts";
 import { waitFor } from "./processes.ts";
 
 const run = promisify(execFile);
@@ -82,7 +82,7 @@ export class DeployHarness {
       ...options,
       vars: { DEPLOY_DRAIN_SECONDS: String(options.drainSeconds ?? 2), TELEGRAM_API_URL: telegram.url, RUNNER_ACK_LEASE_SECONDS: "3" },
       runner: {
-        releasePorts: TEST_RELEASE_PORTS,
+        releasePorts: DEPLOY_RELEASE_PORTS,
         deploymentsRoot: join(work, "deployments"),
         caddy: { adminSocket: caddy.adminSocket, httpUrl: caddy.httpUrl, configPath: caddy.configPath, listen: [`127.0.0.1:${caddy.httpPort}`], disableTls: true },
       },

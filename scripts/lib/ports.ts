@@ -19,6 +19,13 @@ export function freePort(): Promise<number> {
  */
 export const TEST_RELEASE_PORTS = { from: 43_000, to: 43_999 } as const;
 
+/**
+ * The deploy pipeline's test and benchmark runners: reservations start at the bottom of the range, so
+ * it sits below the kernel's ephemeral ports (32768+) and apart from TEST_RELEASE_PORTS, where other
+ * tests bind at random.
+ */
+export const DEPLOY_RELEASE_PORTS = { from: 21_000, to: 21_999 } as const;
+
 /** A free port on 127.0.0.1 inside `range`, tried at random so parallel tests rarely collide. */
 export async function freePortIn(range: { from: number; to: number }): Promise<number> {
   for (let attempt = 0; attempt < 200; attempt++) {

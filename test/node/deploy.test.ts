@@ -202,7 +202,13 @@ describe("projects side by side on one server", () => {
       const put = await h.env.stack.api(`/api/projects/${fixture.projectId}/secrets`, { method: "PUT", json: { secrets: { WEATHER_API_KEY: WEATHER_KEY } } });
       expect(put.status).toBe(200);
     }
-    const [a, b] = await Promise.all([deploy({}, pair), deploy({}, bot)]);
+    // One through the project's route, the other through the seed's service API.
+    const viaServices = async () => {
+      const res = await h.env.stack.api<{ task: { id: string } }>(`/api/servers/${HANDLE}/services`, { json: { projectId: bot.projectId } });
+      expect(res.status, JSON.stringify(res.body)).toBe(202);
+      return res.body.task.id;
+    };
+    const [a, b] = await Promise.all([deploy({}, pair), viaServices()]);
     const [endA, endB] = await Promise.all([ended(a), ended(b)]);
     expect(endA.at(-1)?.type, listing(endA)).toBe("task.completed");
     expect(endB.at(-1)?.type, listing(endB)).toBe("task.completed");
@@ -240,8 +246,12 @@ describe("projects side by side on one server", () => {
     expect(active).toHaveLength(1);
   }, 400_000);
 
-  it("undeploy gives the bot back to the pool", async () => {
-    const started = await h.env.stack.api<{ task: { id: string } }>(`/api/projects/${bot.projectId}/undeploy`, { json: {} });
+  it("undeploy (DELETE on the service API) gives the bot back to the pool", async () => {
+    const services = await h.env.stack.api<{ services: { id: string; project: { id: string } }[] }>(`/api/servers/${HANDLE}/services`);
+    const service = services.body.services.find((entry) => entry.project.id === bot.projectId);
+    expect(service).toBeDefined();
+    const started = await h.env.stack.api<{ task: { id: string } }>(`/api/servers/${HANDLE}/services/${service?.id ?? ""}`, { method: "DELETE" });
+    expect(started.status, JSON.stringify(started.body)).toBe(202);
     const all = await ended(started.body.task.id);
     expect(all.at(-1)?.type, listing(all)).toBe("task.completed");
     expect(all.at(-1)?.message).toContain("bot @");
