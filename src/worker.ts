@@ -18,6 +18,7 @@ import { runnerRoute } from "./routes/runner.ts";
 import { serversRoute } from "./routes/servers.ts";
 import { tasksRoute } from "./routes/tasks.ts";
 import { telegramBotsRoute } from "./routes/telegram-bots.ts";
+import { usageRoute } from "./routes/usage.ts";
 import { usersRoute } from "./routes/users.ts";
 import { webRoute } from "./routes/web.ts";
 
@@ -39,6 +40,7 @@ app.route("/healthz", health);
 
 app.use("/api/*", database, authenticate, jsonBody);
 app.route("/api/users", usersRoute);
+app.route("/api/usage", usageRoute);
 app.route("/api/keys", keysRoute);
 app.route("/api/projects", projectsRoute);
 app.route("/api/projects", projectDeploysRoute);

@@ -14,6 +14,7 @@ import { newId } from "../lib/crypto.ts";
 import type { DeploymentView } from "../shared/deploys.ts";
 import type { DeployParams } from "../workflows/deploy.ts";
 import { githubAppConfig } from "./github.ts";
+import { checkBudget } from "./usage.ts";
 import { projectVisibleTo } from "./projects.ts";
 import { hubIdentity, type ServerRow } from "./servers.ts";
 import { appendTaskEvent, createTask, type Task } from "./tasks.ts";
@@ -149,6 +150,8 @@ export async function startDeployTask(
   if (!project) notFound("Project");
   if (request.mode === "deploy" && request.server && !principal.isAdmin) throw new AppError("forbidden", "Only an admin chooses the server; set the project's config.server or config.serverLabels instead");
   if (request.mode === "deploy") {
+    // The EnvAnalyzer is a model call.
+    await checkBudget(db, env, { projectId: project.id, userId: project.ownerId });
     githubAppConfig(env);
     if (!project.repositoryUrl) throw new AppError("conflict", `Project ${project.name} has no repository yet: run its engineering pipeline first`);
   }

@@ -12,6 +12,7 @@ import type { Principal } from "../lib/context.ts";
 import type { EngineeringParams } from "../workflows/engineering.ts";
 import { githubAppConfig } from "./github.ts";
 import { modelEndpoint } from "./llm.ts";
+import { checkBudget } from "./usage.ts";
 import { projectVisibleTo } from "./projects.ts";
 import { hubIdentity, loadServer } from "./servers.ts";
 import { appendTaskEvent, createTask, type Task } from "./tasks.ts";
@@ -42,7 +43,8 @@ export async function startEngineering(
   const [project] = await db.select().from(projects).where(and(eq(projects.id, projectId), projectVisibleTo(principal)));
   if (!project) notFound("Project");
   if (options.server && !principal.isAdmin) throw new AppError("forbidden", "Only an admin chooses the server per run; set the project's config.server instead");
-  // Checked now, so that a missing setting is a clear 409 rather than a task that fails a moment later.
+  // Checked now, so that a used-up budget or a missing setting is a clear 402/409 rather than a task that fails a moment later.
+  await checkBudget(db, env, { projectId: project.id, userId: project.ownerId });
   modelEndpoint(env);
   githubAppConfig(env);
   const [running] = await db

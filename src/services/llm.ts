@@ -8,6 +8,7 @@ import OpenAI from "openai";
 import type { Db } from "../db/client.ts";
 import { agentConfigs, llmUsage } from "../db/schema.ts";
 import { AppError } from "../lib/app-error.ts";
+import { costOf, modelPrices } from "../shared/usage.ts";
 import { newId } from "../lib/crypto.ts";
 
 export const AGENT_NAMES = ["architect", "developer", "env_analyzer"] as const;
@@ -59,8 +60,10 @@ export interface UsageRecord {
   userId?: string | null;
 }
 
-export async function recordUsage(db: Db, usage: UsageRecord): Promise<void> {
-  await db.insert(llmUsage).values({ id: newId("llm"), ...usage });
+/** Records a call's tokens and what they cost, priced with this deployment's table (MODEL_PRICES). */
+export async function recordUsage(db: Db, env: { MODEL_PRICES?: string }, usage: UsageRecord): Promise<void> {
+  const costUsd = costOf(modelPrices(env.MODEL_PRICES), usage.model, usage.promptTokens, usage.completionTokens);
+  await db.insert(llmUsage).values({ id: newId("llm"), ...usage, costUsd: costUsd.toFixed(6) });
 }
 
 /** An error from the model call as a sentence that never includes the key (the SDK's messages do not carry it). */

@@ -14,6 +14,7 @@ export const ErrorCode = z.enum([
   "internal_error",
   "db_unavailable",
   "upstream_unavailable",
+  "budget_exceeded",
 ]);
 export type ErrorCode = z.infer<typeof ErrorCode>;
 
@@ -32,6 +33,7 @@ export const errorStatus = {
   db_unavailable: 503,
   /** An outside service we depend on (Telegram, say) could not be reached or answered with an error of its own. */
   upstream_unavailable: 502,
+  budget_exceeded: 402,
 } as const satisfies Record<ErrorCode, number>;
 
 /** The body of every HTTP error: `{ error: { code, message, requestId } }`. */

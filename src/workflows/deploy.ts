@@ -221,9 +221,10 @@ class DeployRun extends PipelineRun<DeployParams> {
         }
         if (unknown.length) {
           await withDb(this.env, async (db) => {
+            await this.withinBudget(db, { projectId: facts.project.id, userId: facts.project.ownerId });
             const config = await agentConfig(db, "env_analyzer");
             const usage = (tokens: { promptTokens: number; completionTokens: number }) =>
-              recordUsage(db, { agent: "env_analyzer", model: config.model, ...tokens, projectId: facts.project.id, taskId: this.params.taskId, userId: facts.project.ownerId });
+              recordUsage(db, this.env, { agent: "env_analyzer", model: config.model, ...tokens, projectId: facts.project.id, taskId: this.params.taskId, userId: facts.project.ownerId });
             let classified;
             try {
               classified = await classifyEnv(openaiClient(modelEndpoint(this.env)), config.model, unknown);

@@ -90,9 +90,10 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
           const [row] = await db.select({ spec: projects.spec }).from(projects).where(eq(projects.id, project.id));
           const stored = ProjectSpec.safeParse(row?.spec);
           if (row?.spec && stored.success) return JSON.stringify({ spec: stored.data, reused: true, attempts: 0 });
+          await this.withinBudget(db, { projectId: project.id, userId: project.ownerId });
           const config = await agentConfig(db, "architect");
           const usage = (tokens: { promptTokens: number; completionTokens: number }) =>
-            recordUsage(db, { agent: "architect", model: config.model, ...tokens, projectId: project.id, taskId: this.params.taskId, userId: project.ownerId });
+            recordUsage(db, this.env, { agent: "architect", model: config.model, ...tokens, projectId: project.id, taskId: this.params.taskId, userId: project.ownerId });
           let endpoint;
           try {
             endpoint = modelEndpoint(this.env);
@@ -191,6 +192,7 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
     const setup = JSON.parse(
       await this.doStep(`developer ${round} setup`, API_STEP, async () =>
         withDb(this.env, async (db) => {
+          await this.withinBudget(db, { projectId: project.id, userId: project.ownerId });
           const config = await agentConfig(db, "developer");
           return JSON.stringify({ model: config.model, agent: codingAgent(config.settings.codingAgent).name });
         }),
@@ -227,7 +229,7 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
     const report = agent.report(output);
     if (report.promptTokens + report.completionTokens > 0) {
       await this.doStep(`developer ${round} usage`, API_STEP, async () =>
-        withDb(this.env, (db) => recordUsage(db, { agent: "developer", model: setup.model, promptTokens: report.promptTokens, completionTokens: report.completionTokens, projectId: project.id, taskId: this.params.taskId, userId: project.ownerId })),
+        withDb(this.env, (db) => recordUsage(db, this.env, { agent: "developer", model: setup.model, promptTokens: report.promptTokens, completionTokens: report.completionTokens, projectId: project.id, taskId: this.params.taskId, userId: project.ownerId })),
       );
     }
     const result = developResult(job);

@@ -6,9 +6,11 @@
 import type { WorkflowStep, WorkflowStepConfig } from "cloudflare:workers";
 import { NonRetryableError } from "cloudflare:workflows";
 import { eq } from "drizzle-orm";
-import { withDb } from "../db/client.ts";
+import { type Db, withDb } from "../db/client.ts";
 import { projects } from "../db/schema.ts";
+import { AppError } from "../lib/app-error.ts";
 import { githubAppConfig, repositoryToken } from "../services/github.ts";
+import { checkBudget } from "../services/usage.ts";
 import { appendTaskEvent } from "../services/tasks.ts";
 import type { ProjectStatus } from "../shared/api.ts";
 import type { TaskEventInput } from "../shared/events.ts";
@@ -54,6 +56,16 @@ export abstract class PipelineRun<P extends PipelineParams> {
       // Errors come back from the engine as "NonRetryableError: …" or "HttpError: …": the words are what matter.
       const message = (error instanceof Error ? error.message : String(error)).replace(/^(\w*Error: )+/, "");
       throw new PipelineFailure(`${name}: ${message}`, { cause: error });
+    }
+  }
+
+  /** Stops the run, before a model call, when the project's or the owner's model budget is used up. */
+  protected async withinBudget(db: Db, who: { projectId: string; userId: string }): Promise<void> {
+    try {
+      await checkBudget(db, this.env, who);
+    } catch (error) {
+      if (error instanceof AppError) throw new NonRetryableError(error.message);
+      throw error;
     }
   }
 
