@@ -6,9 +6,12 @@
  * api.telegram.org, through grammY's `Api` (its `apiRoot` option) or plain fetch, with only the
  * base URL changed.
  *
- * Methods: getMe, sendMessage, setWebhook, deleteWebhook, getWebhookInfo. Bots are made with
- * `addBot` (a token of the real form `<bot id>:<35 characters>`); every request is recorded, and so
- * is every message sent. `deliverUpdate` posts an update to a bot's webhook as Telegram does.
+ * Methods: getMe, sendMessage, editMessageText, deleteMessage, answerCallbackQuery, sendChatAction,
+ * setMyCommands, setWebhook, deleteWebhook, getWebhookInfo. Bots are made with `addBot` (a token of
+ * the real form `<bot id>:<35 characters>`); every request is recorded, and so is every message sent
+ * (with its edits and deletion), chat action and command list. `deliverUpdate` posts an update to a
+ * bot's webhook as Telegram does; `floodControl(n, s)` answers the next n calls 429 with
+ * `retry_after: s`, as Telegram's flood control does.
  *
  * Where it is kinder than Telegram: webhooks may be plain `http://` URLs (local tests have no TLS)
  * on any port. Everything else it refuses the way Telegram does.
@@ -80,6 +83,9 @@ export interface SentMessage {
   text: string;
   params: Record<string, unknown>;
   message: Message;
+  /** How often the bot edited it (editMessageText), and whether it deleted it. */
+  edits?: number;
+  deleted?: boolean;
 }
 
 export interface AddBotOptions {
@@ -101,6 +107,7 @@ const fail = (status: number, description: string): Answer => ({ status, body: {
 const TOKEN_TAIL = 35;
 const USERNAME = /^[A-Za-z][A-Za-z0-9_]{3,31}$/;
 const SECRET_TOKEN = /^[A-Za-z0-9_-]{1,256}$/;
+const CHAT_ACTIONS = new Set(["typing", "upload_photo", "record_video", "upload_video", "record_voice", "upload_voice", "upload_document", "choose_sticker", "find_location", "record_video_note", "upload_video_note"]);
 const UPDATE_TYPES = new Set(["message", "edited_message", "channel_post", "edited_channel_post", "business_connection", "business_message", "edited_business_message", "deleted_business_messages", "message_reaction", "message_reaction_count", "inline_query", "chosen_inline_result", "callback_query", "shipping_query", "pre_checkout_query", "purchased_paid_media", "poll", "poll_answer", "my_chat_member", "chat_member", "chat_join_request", "chat_boost", "removed_chat_boost"]);
 
 export class TelegramServer {
@@ -110,6 +117,14 @@ export class TelegramServer {
   private nextBotId = 7_000_000_000 + Math.floor(Math.random() * 1_000_000_000);
   private server: Server | null = null;
   private outage = false;
+  /** Answers left to give as 429 Too Many Requests, and the retry_after they carry. */
+  private floodLeft = 0;
+  private floodRetryAfter = 1;
+  /** Chat actions ("typing"…) and command lists the bots set, for tests to read. */
+  readonly chatActions: { username: string; chatId: number | string; action: string }[] = [];
+  readonly commands = new Map<string, { command: string; description: string }[]>();
+  /** Messages of users (not the bot's own) the bot deleted. */
+  readonly deletedUserMessages: { username: string; chatId: number | string; messageId: number }[] = [];
   url = "";
 
   /** The base URL grammY's `apiRoot` and TELEGRAM_API_URL take (no trailing slash). */
@@ -163,6 +178,15 @@ export class TelegramServer {
    */
   setOutage(on: boolean): void {
     this.outage = on;
+  }
+
+  /**
+   * The next `times` Bot API calls answer 429 `Too Many Requests: retry after N` with
+   * `parameters.retry_after`, as Telegram's flood control does.
+   */
+  floodControl(times: number, retryAfterSeconds = 1): void {
+    this.floodLeft = times;
+    this.floodRetryAfter = retryAfterSeconds;
   }
 
   /** Requests for one method (case-insensitive), in order. */
@@ -221,7 +245,10 @@ export class TelegramServer {
     let answer: Answer;
     try {
       params = await parameters(req, url);
-      answer = bot ? this.call(bot, method, params) : fail(401, "Unauthorized");
+      if (bot && this.floodLeft > 0) {
+        this.floodLeft--;
+        answer = { status: 429, body: { ok: false, error_code: 429, description: `Too Many Requests: retry after ${this.floodRetryAfter}`, parameters: { retry_after: this.floodRetryAfter } } };
+      } else answer = bot ? this.call(bot, method, params) : fail(401, "Unauthorized");
     } catch (error) {
       answer = fail(400, `Bad Request: ${error instanceof BadRequest ? error.message : "can't parse request body"}`);
     }
@@ -244,9 +271,62 @@ export class TelegramServer {
       }
       case "getwebhookinfo":
         return ok(webhookInfo(bot.webhook));
+      case "editmessagetext":
+        return this.editMessageText(bot, params);
+      case "deletemessage":
+        return this.deleteMessage(bot, params);
+      case "answercallbackquery":
+        if (textOf(params.callback_query_id) === "") return fail(400, "Bad Request: query is too old and response timeout expired or query ID is invalid");
+        return ok(true);
+      case "sendchataction": {
+        const action = textOf(params.action);
+        if (!CHAT_ACTIONS.has(action)) return fail(400, "Bad Request: wrong parameter action in request");
+        this.chatActions.push({ username: bot.user.username, chatId: chatIdOf(params.chat_id), action });
+        return ok(true);
+      }
+      case "setmycommands": {
+        const list = typeof params.commands === "string" ? safeJson(params.commands) : params.commands;
+        if (!Array.isArray(list) || list.some((entry) => typeof (entry as { command?: unknown }).command !== "string" || !/^[a-z0-9_]{1,32}$/.test((entry as { command: string }).command))) {
+          return fail(400, "Bad Request: BOT_COMMAND_INVALID");
+        }
+        this.commands.set(bot.user.username, list as { command: string; description: string }[]);
+        return ok(true);
+      }
       default:
         return fail(404, "Not Found");
     }
+  }
+
+  /** The bot's own message in a chat, as sendMessage recorded it. */
+  private sentMessage(bot: Bot, params: Params): SentMessage | undefined {
+    const chatId = chatIdOf(params.chat_id);
+    const id = Number(params.message_id);
+    return this.messages.find((sent) => sent.username === bot.user.username && sent.chatId === chatId && sent.message.message_id === id && !sent.deleted);
+  }
+
+  private editMessageText(bot: Bot, params: Params): Answer {
+    const sent = this.sentMessage(bot, params);
+    if (!sent) return fail(400, "Bad Request: message to edit not found");
+    const text = textOf(params.text);
+    if (text.trim() === "") return fail(400, "Bad Request: message text is empty");
+    if (text === sent.text) return fail(400, "Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message");
+    sent.text = text;
+    sent.message = { ...sent.message, text, edit_date: Math.floor(Date.now() / 1000) };
+    sent.edits = (sent.edits ?? 0) + 1;
+    return ok(sent.message);
+  }
+
+  private deleteMessage(bot: Bot, params: Params): Answer {
+    const chatId = chatIdOf(params.chat_id);
+    const id = Number(params.message_id);
+    const own = this.sentMessage(bot, params);
+    if (own) {
+      own.deleted = true;
+      return ok(true);
+    }
+    // A user's message in a private chat with the bot can be deleted too (a secret typed into the chat).
+    this.deletedUserMessages.push({ username: bot.user.username, chatId, messageId: id });
+    return Number.isSafeInteger(id) && id > 0 ? ok(true) : fail(400, "Bad Request: message to delete not found");
   }
 
   private sendMessage(bot: Bot, params: Params): Answer {

@@ -178,6 +178,33 @@ describe("the Telegram stand-in", () => {
     expect(telegram.calls("getMe").map((r) => [r.token, r.username])).toEqual([[token, "weather_standin_bot"]]);
   });
 
+  it("edits, deletes, answers callbacks, records chat actions and commands, and applies flood control with retry_after", async () => {
+    const token = telegram.addBot({ username: "po_standin_bot" });
+    const api = new Api(token, { apiRoot: telegram.apiRoot });
+    const sent = await api.sendMessage(777, "Working on it…");
+    const edited = await api.editMessageText(777, sent.message_id, "Done: https://weather.localhost");
+    expect(edited).toMatchObject({ message_id: sent.message_id, text: "Done: https://weather.localhost" });
+    const unchanged = await api.editMessageText(777, sent.message_id, "Done: https://weather.localhost").catch((error: unknown) => error);
+    expect(unchanged).toBeInstanceOf(GrammyError);
+    expect((unchanged as GrammyError).description).toContain("message is not modified");
+    expect(await api.deleteMessage(777, 99)).toBe(true); // a user's message, e.g. one holding a secret
+    expect(telegram.deletedUserMessages).toEqual([{ username: "po_standin_bot", chatId: 777, messageId: 99 }]);
+    expect(await api.deleteMessage(777, sent.message_id)).toBe(true);
+    expect(telegram.messages.find((m) => m.message.message_id === sent.message_id && m.username === "po_standin_bot")).toMatchObject({ deleted: true, edits: 1 });
+    expect(await api.answerCallbackQuery("cbq-1", { text: "Confirmed" })).toBe(true);
+    expect(await api.sendChatAction(777, "typing")).toBe(true);
+    expect(telegram.chatActions).toContainEqual({ username: "po_standin_bot", chatId: 777, action: "typing" });
+    expect(await api.setMyCommands([{ command: "status", description: "What is running" }])).toBe(true);
+    expect(telegram.commands.get("po_standin_bot")).toEqual([{ command: "status", description: "What is running" }]);
+
+    telegram.floodControl(1, 2);
+    const flooded = await api.sendMessage(777, "too fast").catch((error: unknown) => error);
+    expect(flooded).toBeInstanceOf(GrammyError);
+    expect((flooded as GrammyError).error_code).toBe(429);
+    expect((flooded as GrammyError).parameters.retry_after).toBe(2);
+    expect((await api.sendMessage(777, "after waiting")).text).toBe("after waiting");
+  });
+
   it("speaks the wire format: 401 Unauthorized for an unknown token, form and query parameters, 400 and 404 descriptions", async () => {
     const token = telegram.addBot({ username: "wire_standin_bot" });
     const unknown = await fetch(`${telegram.url}/bot123456:${"x".repeat(35)}/getMe`);
