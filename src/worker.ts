@@ -10,6 +10,7 @@ import { database } from "./middleware/database.ts";
 import { onError, onNotFound } from "./middleware/errors.ts";
 import { jsonBody } from "./middleware/json-body.ts";
 import { requestLog } from "./middleware/request-log.ts";
+import { deliverOutbox } from "./services/telegram-outbox.ts";
 import { projectDeploysRoute, serverServicesRoute } from "./routes/deploys.ts";
 import { health } from "./routes/health.ts";
 import { keysRoute } from "./routes/keys.ts";
@@ -17,6 +18,7 @@ import { projectsRoute } from "./routes/projects.ts";
 import { runnerRoute } from "./routes/runner.ts";
 import { serversRoute } from "./routes/servers.ts";
 import { tasksRoute } from "./routes/tasks.ts";
+import { telegramOutboxRoute } from "./routes/telegram-outbox.ts";
 import { telegramBotsRoute } from "./routes/telegram-bots.ts";
 import { usageRoute } from "./routes/usage.ts";
 import { usersRoute } from "./routes/users.ts";
@@ -48,6 +50,7 @@ app.route("/api/tasks", tasksRoute);
 app.route("/api/servers", serversRoute);
 app.route("/api/servers", serverServicesRoute);
 app.route("/api/telegram-bots", telegramBotsRoute);
+app.route("/api/telegram/outbox", telegramOutboxRoute);
 
 // The runner daemon's endpoints: authorised by the enrollment token, then by signed challenges.
 app.use("/runner/*", database, jsonBody);
@@ -56,4 +59,6 @@ app.route("/", webRoute);
 
 export default {
   fetch: app.fetch,
+  // The telegram-outbox queue is the only one: its consumer delivers messages to chats.
+  queue: (batch, env) => deliverOutbox(batch as MessageBatch<{ id: string }>, env),
 } satisfies ExportedHandler<Env>;

@@ -123,6 +123,8 @@ export class TelegramServer {
   /** Chat actions ("typing"…) and command lists the bots set, for tests to read. */
   readonly chatActions: { username: string; chatId: number | string; action: string }[] = [];
   readonly commands = new Map<string, { command: string; description: string }[]>();
+  /** Chats whose user has blocked the bot: sending there answers 403, as Telegram does. */
+  private readonly blocked = new Set<string>();
   /** Messages of users (not the bot's own) the bot deleted. */
   readonly deletedUserMessages: { username: string; chatId: number | string; messageId: number }[] = [];
   url = "";
@@ -187,6 +189,11 @@ export class TelegramServer {
   floodControl(times: number, retryAfterSeconds = 1): void {
     this.floodLeft = times;
     this.floodRetryAfter = retryAfterSeconds;
+  }
+
+  /** The user of a private chat blocks the bot: messages to it are refused (403) from now on. */
+  blockBot(chatId: number): void {
+    this.blocked.add(String(chatId));
   }
 
   /** Requests for one method (case-insensitive), in order. */
@@ -331,6 +338,7 @@ export class TelegramServer {
 
   private sendMessage(bot: Bot, params: Params): Answer {
     const chatId = chatIdOf(params.chat_id);
+    if (this.blocked.has(String(chatId))) return fail(403, "Forbidden: bot was blocked by the user");
     const text = textOf(params.text);
     if (text.trim() === "") return fail(400, "Bad Request: message text is empty");
     if (text.length > 4096) return fail(400, "Bad Request: message is too long");

@@ -230,6 +230,29 @@ export const telegramBots = pgTable("telegram_bots", {
   createdAt: createdAt(),
 });
 
+/**
+ * Messages to Telegram through the `telegram-outbox` queue: one row per message (however many parts
+ * it is split into), so a retried delivery goes on after the parts already sent, and a message that
+ * could not be sent stays visible to an admin.
+ */
+export const telegramOutbox = pgTable(
+  "telegram_outbox",
+  {
+    id: text("id").primaryKey(),
+    chatId: text("chat_id").notNull(),
+    text: text("text").notNull(),
+    parts: integer("parts").notNull(),
+    partsSent: integer("parts_sent").notNull().default(0),
+    /** queued → sent | failed */
+    status: text("status").notNull().default("queued"),
+    attempts: integer("attempts").notNull().default(0),
+    error: text("error"),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [index("telegram_outbox_status_idx").on(t.status, t.createdAt)],
+);
+
 export const incidents = pgTable(
   "incidents",
   {

@@ -1,0 +1,109 @@
+/**
+ * The Telegram outbox: every message the system sends to a chat goes through the `telegram-outbox`
+ * queue. A text longer than Telegram's limit is split on paragraph boundaries (then lines, then
+ * words); parts go out in order; 429s wait out `retry_after` (grammY's auto-retry); a failed delivery
+ * is retried with backoff and goes on after the parts already sent. A message that cannot be sent is
+ * kept as `failed` with the reason, for an admin (`GET /api/telegram/outbox?status=failed`): nothing is
+ * dropped silently.
+ */
+import { autoRetry } from "@grammyjs/auto-retry";
+import { desc, eq } from "drizzle-orm";
+import { Api, GrammyError, HttpError } from "grammy";
+import type { Db } from "../db/client.ts";
+import { withDb } from "../db/client.ts";
+import { telegramOutbox } from "../db/schema.ts";
+import { AppError } from "../lib/app-error.ts";
+import { newId } from "../lib/crypto.ts";
+import { createLogger } from "../lib/log.ts";
+import { telegramApiRoot } from "./telegram-bots.ts";
+
+/** Telegram's limit for one message's text. */
+export const TELEGRAM_TEXT_LIMIT = 4096;
+/** Deliveries of one message before it is given up as failed (the queue's max_retries + 1). */
+export const MAX_DELIVERIES = 6;
+
+export interface OutboxEnv {
+  TELEGRAM_API_URL?: string;
+  TELEGRAM_BOT_TOKEN?: string;
+  TELEGRAM_OUTBOX: Queue<{ id: string }>;
+  DATABASE_URL: string;
+  DB_WS_PROXY: string;
+  LOG_LEVEL?: string;
+}
+
+/** Splits a text into parts of at most `limit` characters, at the largest boundary that fits: paragraph, line, word, anything. */
+export function splitMessage(text: string, limit = TELEGRAM_TEXT_LIMIT): string[] {
+  const parts: string[] = [];
+  let rest = text.trim();
+  while (rest.length > limit) {
+    const window = rest.slice(0, limit + 1);
+    const cut = [window.lastIndexOf("\n\n"), window.lastIndexOf("\n"), window.lastIndexOf(" ")].find((at) => at > limit / 4) ?? limit;
+    parts.push(rest.slice(0, cut).trimEnd());
+    rest = rest.slice(cut).trimStart();
+  }
+  if (rest) parts.push(rest);
+  return parts;
+}
+
+/** Queues a message to a chat; returns its outbox id. */
+export async function sendToChat(env: OutboxEnv, db: Db, chatId: number | string, text: string): Promise<string> {
+  if (!env.TELEGRAM_BOT_TOKEN) throw new AppError("conflict", "No Telegram bot is configured: set the TELEGRAM_BOT_TOKEN secret");
+  const parts = splitMessage(text);
+  if (parts.length === 0) throw new AppError("invalid_request", "The message is empty");
+  const id = newId("tgm");
+  await db.insert(telegramOutbox).values({ id, chatId: String(chatId), text, parts: parts.length });
+  await env.TELEGRAM_OUTBOX.send({ id });
+  return id;
+}
+
+export async function listOutbox(db: Db, status?: string, limit = 100) {
+  const rows = await db
+    .select({ id: telegramOutbox.id, chatId: telegramOutbox.chatId, parts: telegramOutbox.parts, partsSent: telegramOutbox.partsSent, status: telegramOutbox.status, attempts: telegramOutbox.attempts, error: telegramOutbox.error, createdAt: telegramOutbox.createdAt, updatedAt: telegramOutbox.updatedAt })
+    .from(telegramOutbox)
+    .where(status ? eq(telegramOutbox.status, status) : undefined)
+    .orderBy(desc(telegramOutbox.createdAt))
+    .limit(limit);
+  return rows.map((row) => ({ ...row, createdAt: row.createdAt.toISOString(), updatedAt: row.updatedAt.toISOString() }));
+}
+
+/** Telegram refuses these for good: retrying cannot help (a chat that does not exist, a bot that was blocked). */
+function permanent(error: unknown): boolean {
+  return error instanceof GrammyError && (error.error_code === 400 || error.error_code === 403 || error.error_code === 401);
+}
+
+/** The queue consumer: delivers each message's remaining parts in order. */
+export async function deliverOutbox(batch: MessageBatch<{ id: string }>, env: OutboxEnv): Promise<void> {
+  const log = createLogger(env.LOG_LEVEL, { component: "telegram-outbox" });
+  const api = new Api(env.TELEGRAM_BOT_TOKEN ?? "", { apiRoot: telegramApiRoot(env) });
+  // 429s wait out retry_after (up to a minute) inside the call. Outages (5xx, network) go back to the
+  // queue with backoff instead: waiting them out here would hold up every message behind this one.
+  api.config.use(autoRetry({ maxRetryAttempts: 3, maxDelaySeconds: 60, rethrowInternalServerErrors: true, rethrowHttpErrors: true }));
+  await withDb(env, async (db) => {
+    for (const message of batch.messages) {
+      const [row] = await db.select().from(telegramOutbox).where(eq(telegramOutbox.id, message.body.id));
+      if (!row || row.status !== "queued") {
+        message.ack();
+        continue;
+      }
+      const parts = splitMessage(row.text);
+      let sent = row.partsSent;
+      try {
+        for (; sent < parts.length; sent++) {
+          await api.sendMessage(row.chatId, parts[sent] ?? "");
+          await db.update(telegramOutbox).set({ partsSent: sent + 1, updatedAt: new Date() }).where(eq(telegramOutbox.id, row.id));
+        }
+        await db.update(telegramOutbox).set({ status: "sent", attempts: row.attempts + 1, error: null, updatedAt: new Date() }).where(eq(telegramOutbox.id, row.id));
+        message.ack();
+      } catch (error) {
+        const reason = error instanceof GrammyError ? `Telegram answered ${error.error_code}: ${error.description}` : error instanceof HttpError ? "Telegram could not be reached" : error instanceof Error ? error.message : String(error);
+        const attempts = row.attempts + 1;
+        const giveUp = permanent(error) || attempts >= MAX_DELIVERIES;
+        await db.update(telegramOutbox).set({ attempts, error: reason, status: giveUp ? "failed" : "queued", updatedAt: new Date() }).where(eq(telegramOutbox.id, row.id));
+        if (giveUp) {
+          log.warn("telegram message not sent", { outboxId: row.id, chatId: row.chatId, partsSent: sent, parts: parts.length, reason });
+          message.ack();
+        } else message.retry({ delaySeconds: Math.min(300, 2 ** attempts) });
+      }
+    }
+  });
+}
