@@ -3,7 +3,7 @@
  * ending with passing tests. Every answer is a side turn, so the script is never used up:
  *
  * - the Architect gets a spec made from the project's name and description;
- * - the coding agent reads TASK.md and app/main.py, writes main.py back with a GET /about route that
+ * - the coding agent reads TASK.md and app/main.py, edits main.py to add a GET /about route that
  *   tells what the service is for (the spec's summary), adds a test for that route, and says so;
  * - the EnvAnalyzer gets each variable of the .env.example it is shown classified by its name (a
  *   password or secret is generated, a port, domain or URL computed, any other key asked of the owner);
@@ -31,58 +31,21 @@ function spec(request: ChatRequest) {
   };
 }
 
-const MAIN_PY = (summary: string) => `"""A small HTTP service on the standard library. Add a route by adding a function to ROUTES."""
-import json
-import os
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-ABOUT = ${JSON.stringify(summary)}
-
-
-def health(_handler):
-    return 200, {"ok": True}
-
-
-def about(_handler):
-    return 200, {"about": ABOUT}
-
-
-ROUTES = {
-    ("GET", "/healthz"): health,
-    ("GET", "/about"): about,
-}
-
-
-class Handler(BaseHTTPRequestHandler):
-    def _dispatch(self, method):
-        route = ROUTES.get((method, self.path.split("?", 1)[0]))
-        status, body = route(self) if route else (404, {"error": "not found"})
-        payload = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def do_GET(self):
-        self._dispatch("GET")
-
-    def do_POST(self):
-        self._dispatch("POST")
-
-    def log_message(self, format, *args):
-        print(f"{self.address_string()} {format % args}", flush=True)
-
-
-def serve(port=None):
-    return ThreadingHTTPServer(("0.0.0.0", int(port or os.environ.get("PORT", "8000"))), Handler)
-
-
-if __name__ == "__main__":
-    server = serve()
-    print(f"listening on port {server.server_address[1]}", flush=True)
-    server.serve_forever()
-`;
+/**
+ * The agent's edits to the template's app/main.py (runner/templates/python-http), as a model makes
+ * them: exact snippets of the file it read, replaced with the same plus the /about route.
+ */
+const ABOUT_EDITS = (summary: string) => [
+  {
+    oldString: "from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer\n",
+    newString: `from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer\n\nABOUT = ${JSON.stringify(summary)}\n`,
+  },
+  {
+    oldString: 'def health(_handler):\n    return 200, {"ok": True}\n',
+    newString: 'def health(_handler):\n    return 200, {"ok": True}\n\n\ndef about(_handler):\n    return 200, {"about": ABOUT}\n',
+  },
+  { oldString: '    ("GET", "/healthz"): health,\n', newString: '    ("GET", "/healthz"): health,\n    ("GET", "/about"): about,\n' },
+];
 
 const ABOUT_TEST = `def test_about(get):
     status, body = get("/about")
@@ -124,11 +87,12 @@ export function demoScenario(): Scenario {
       { name: "title", match: { tools: false }, reply: { content: "Build the service" } },
       { name: "agent: done", match: { tools: true, lastRole: "tool", lastMessage: /Wrote file successfully/i }, reply: { content: "Added GET /about with its test." } },
       {
-        name: "agent: write",
-        match: { tools: ["write"], lastRole: "tool" },
+        name: "agent: edit and write",
+        match: { tools: ["edit", "write"], lastRole: "tool" },
         reply: (request) => ({
           toolCalls: [
-            { name: "write", arguments: { filePath: "/work/repo/app/main.py", content: MAIN_PY(summaryFrom(request)) } },
+            ...ABOUT_EDITS(summaryFrom(request)).map((edit) => ({ name: "edit", arguments: { filePath: "/work/repo/app/main.py", ...edit } })),
+            // Last, so that its answer ("Wrote file successfully") is the one the done turn sees.
             { name: "write", arguments: { filePath: "/work/repo/tests/test_about.py", content: ABOUT_TEST } },
           ],
         }),

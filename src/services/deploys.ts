@@ -135,8 +135,6 @@ export async function routeList(db: Db, serverId: string): Promise<{ generation:
 
 const ACTIVE_TASK: Task["status"][] = ["queued", "running", "needs_input"];
 
-export type DeployMode = DeployParams["mode"];
-
 /** Starts a deploy, rollback or undeploy of a project on a new `deploy` task. */
 export async function startDeployTask(
   db: Db,
