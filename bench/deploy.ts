@@ -94,6 +94,8 @@ export async function deploy(): Promise<void> {
     // The releases it left (their database is gone with the bench's): they would hold release ports.
     const left = await docker.listContainers({ all: true, filters: { label: ["orchestrator.release"] } });
     for (const container of left.filter((c) => (c.Labels["orchestrator.project"] ?? "").startsWith("bench-"))) await docker.getContainer(container.Id).remove({ force: true }).catch(() => undefined);
+    const networks = await docker.listNetworks({ filters: { label: ["orchestrator.project"] } });
+    for (const network of networks.filter((n) => (n.Labels?.["orchestrator.project"] ?? "").startsWith("bench-"))) await docker.getNetwork(network.Id).remove().catch(() => undefined);
     await db.stop();
     await engine.stop();
   }

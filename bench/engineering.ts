@@ -54,15 +54,19 @@ export async function engineering(options: { rounds: number }): Promise<void> {
     const started = await stack.api<{ task: { id: string } }>(`/api/projects/${project.body.project.id}/engineering`, { json: {} });
     if (started.status !== 202) throw new Error(`start: ${started.status} ${JSON.stringify(started.body)}`);
     const taskId = started.body.task.id;
+    let seen: TaskEvent[] = [];
     const events = await waitFor(
       async () => {
         const page = (await stack.api<{ events: TaskEvent[] }>(`/api/tasks/${taskId}/events?limit=1000`)).body.events;
-        if (page.some((event) => event.type === "task.failed" || event.type === "task.completed")) throw new Error(`the run ended early: ${page.at(-1)?.message ?? ""}`);
-        return page.some((event) => event.type === "task.needs_input") ? page : undefined;
+        seen = page;
+        return page.some((event) => event.type === "task.needs_input" || event.type === "task.failed" || event.type === "task.completed") ? page : undefined;
       },
       60_000 + options.rounds * 60_000,
-      () => "the rounds did not finish",
+      // What the stream had got to, and the runner's last words: where it stalled.
+      () => `the rounds did not finish; the stream's last events:\n${seen.filter((event) => event.type !== "log").slice(-8).map((event) => `${event.at} ${event.type} ${event.step ?? ""} ${event.message}`).join("\n")}\nrunner: ${env.runner.output().slice(-1500)}\nworker: ${stack.process.output().slice(-2500)}`,
     );
+    const ended = events.find((event) => event.type === "task.failed" || event.type === "task.completed");
+    if (ended) throw new Error(`the run ended before its rounds were done: ${ended.message}`);
     await stack.api(`/api/tasks/${taskId}/input`, { json: { decision: "stop" } });
 
     const job = async (id: unknown) => (await stack.api<{ job: JobView }>(`/api/servers/${env.handle}/jobs/${String(id)}`)).body.job;

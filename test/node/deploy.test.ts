@@ -56,6 +56,8 @@ afterAll(async () => {
   // Whatever a failed test left running (release containers restart by themselves).
   const left = await docker.listContainers({ all: true, filters: { label: ["orchestrator.release"] } });
   for (const container of left.filter((c) => /^(fixture|pair|bot)-/.test(c.Labels["orchestrator.project"] ?? ""))) await docker.getContainer(container.Id).remove({ force: true }).catch(() => undefined);
+  const networks = await docker.listNetworks({ filters: { label: ["orchestrator.project"] } });
+  for (const network of networks.filter((n) => /^(fixture|pair|bot)-/.test(n.Labels?.["orchestrator.project"] ?? ""))) await docker.getNetwork(network.Id).remove().catch(() => undefined);
 });
 
 describe("deploying a project", () => {
@@ -177,6 +179,7 @@ describe("deploying a project", () => {
     expect(all.at(-1)?.type, listing(all)).toBe("task.completed");
     expect((await visit("/")).status).toBe(404);
     expect(await docker.listContainers({ all: true, filters: { label: [`orchestrator.project=${projectName}`] } })).toEqual([]);
+    expect(await docker.listNetworks({ filters: { label: [`orchestrator.project=${projectName}`] } })).toEqual([]);
     const images = await docker.listImages({ filters: { reference: [`orchestrator-release/${projectName}`] } });
     expect(images).toEqual([]);
     const releases = await history();
