@@ -27,7 +27,7 @@ const proxyPort = Number(process.env.DEV_PROXY_PORT ?? 54330);
 
 const wranglerBin = join(root, "node_modules", "wrangler", "bin", "wrangler.js");
 const say = (line: string) => console.log(`[dev] ${line}`);
-const STANDIN_SECRETS = new Set(["OPENAI_API_KEY", "GITHUB_APP_PRIVATE_KEY"]);
+const STANDIN_SECRETS = new Set(["OPENAI_API_KEY", "GITHUB_APP_PRIVATE_KEY", "TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET"]);
 
 let postgres: LocalPostgres | undefined;
 let proxy: WsProxy | undefined;
@@ -89,7 +89,7 @@ async function main() {
   await runMigrations(databaseUrl, wsProxy || undefined);
   say("migrations applied");
 
-  standins = await startDevStandins({ vars, stateDir, say });
+  standins = await startDevStandins({ vars, stateDir, workerUrl: `http://127.0.0.1:${port}`, say });
 
   const wranglerArgs = [
     "dev",
@@ -97,6 +97,8 @@ async function main() {
     "--ip", "127.0.0.1",
     "--persist-to", join(stateDir, "wrangler"),
     "--var", `DB_WS_PROXY:${wsProxy}`,
+    // The chat's links to the live task view.
+    "--var", `PUBLIC_URL:${vars.PUBLIC_URL || `http://127.0.0.1:${port}`}`,
     "--show-interactive-dev-session=false",
     ...Object.entries(standins.vars)
       .filter(([name]) => !STANDIN_SECRETS.has(name))

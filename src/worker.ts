@@ -21,11 +21,14 @@ import { tasksRoute } from "./routes/tasks.ts";
 import { telegramOutboxRoute } from "./routes/telegram-outbox.ts";
 import { telegramBotsRoute } from "./routes/telegram-bots.ts";
 import { usageRoute } from "./routes/usage.ts";
+import { chatLinkRoute, chatRoute } from "./routes/chat.ts";
+import { telegramRoute } from "./routes/telegram.ts";
 import { usersRoute } from "./routes/users.ts";
 import { webRoute } from "./routes/web.ts";
 
 export { RunnerHub } from "./durable/runner-hub.ts";
 export { TaskStream } from "./durable/task-stream.ts";
+export { ProductOwner } from "./durable/product-owner.ts";
 export { ProvisionServerWorkflow } from "./workflows/provision-server.ts";
 export { EngineeringWorkflow } from "./workflows/engineering.ts";
 export { DeployWorkflow } from "./workflows/deploy.ts";
@@ -51,6 +54,13 @@ app.route("/api/servers", serversRoute);
 app.route("/api/servers", serverServicesRoute);
 app.route("/api/telegram-bots", telegramBotsRoute);
 app.route("/api/telegram/outbox", telegramOutboxRoute);
+app.route("/api/chat", chatLinkRoute);
+
+// Telegram's updates (authorised by the webhook's secret token) and the chat WebSocket (by key or signed link).
+app.use("/telegram/*", database);
+app.route("/telegram", telegramRoute);
+app.use("/chat/*", database);
+app.route("/chat", chatRoute);
 
 // The runner daemon's endpoints: authorised by the enrollment token, then by signed challenges.
 app.use("/runner/*", database, jsonBody);

@@ -11,6 +11,7 @@
  */
 import type { ChatRequest, Scenario } from "./model-server.ts";
 import { messageText } from "./model-server.ts";
+import { productOwnerSide } from "./po-scenario.ts";
 
 function projectOf(request: ChatRequest): { name: string; description: string } {
   const text = messageText(request.messages.find((message) => message.role === "user"));
@@ -82,6 +83,8 @@ export function demoScenario(): Scenario {
   return {
     turns: [],
     side: [
+      // First: the Product Owner's requests (no tools for the intent parser and the summariser) are its own.
+      ...productOwnerSide(),
       { name: "architect", match: { tools: false, anyMessage: "You are the Architect" }, reply: (request) => ({ content: JSON.stringify(spec(request)) }) },
       { name: "env-analyzer", match: { tools: false, anyMessage: "You are the EnvAnalyzer" }, reply: (request) => ({ content: JSON.stringify(classifyByName(request)) }) },
       { name: "title", match: { tools: false }, reply: { content: "Build the service" } },

@@ -120,6 +120,8 @@ export class TelegramServer {
   /** Answers left to give as 429 Too Many Requests, and the retry_after they carry. */
   private floodLeft = 0;
   private floodRetryAfter = 1;
+  /** Only calls of this method are limited (null: every call). */
+  private floodMethod: string | null = null;
   /** Chat actions ("typing"…) and command lists the bots set, for tests to read. */
   readonly chatActions: { username: string; chatId: number | string; action: string }[] = [];
   readonly commands = new Map<string, { command: string; description: string }[]>();
@@ -186,9 +188,10 @@ export class TelegramServer {
    * The next `times` Bot API calls answer 429 `Too Many Requests: retry after N` with
    * `parameters.retry_after`, as Telegram's flood control does.
    */
-  floodControl(times: number, retryAfterSeconds = 1): void {
+  floodControl(times: number, retryAfterSeconds = 1, method?: string): void {
     this.floodLeft = times;
     this.floodRetryAfter = retryAfterSeconds;
+    this.floodMethod = method?.toLowerCase() ?? null;
   }
 
   /** The user of a private chat blocks the bot: messages to it are refused (403) from now on. */
@@ -252,7 +255,7 @@ export class TelegramServer {
     let answer: Answer;
     try {
       params = await parameters(req, url);
-      if (bot && this.floodLeft > 0) {
+      if (bot && this.floodLeft > 0 && (this.floodMethod === null || this.floodMethod === method.toLowerCase())) {
         this.floodLeft--;
         answer = { status: 429, body: { ok: false, error_code: 429, description: `Too Many Requests: retry after ${this.floodRetryAfter}`, parameters: { retry_after: this.floodRetryAfter } } };
       } else answer = bot ? this.call(bot, method, params) : fail(401, "Unauthorized");

@@ -73,14 +73,14 @@ export class DeployHarness {
     this.handle = handle;
   }
 
-  static async start(options: { databaseUrl: string; dbWsProxy: string; adminKey: string; dockerSocket: string; image: string; handle: string; drainSeconds?: number }): Promise<DeployHarness> {
+  static async start(options: { databaseUrl: string; dbWsProxy: string; adminKey: string; dockerSocket: string; image: string; handle: string; drainSeconds?: number; vars?: (telegram: TelegramServer) => Record<string, string> }): Promise<DeployHarness> {
     const work = mkdtempSync(join(tmpdir(), "deploy-harness-"));
     const caddy = await startCaddy();
     const telegram = new TelegramServer();
     await telegram.start();
     const env = await startEngineeringStack({
       ...options,
-      vars: { DEPLOY_DRAIN_SECONDS: String(options.drainSeconds ?? 2), TELEGRAM_API_URL: telegram.url, RUNNER_ACK_LEASE_SECONDS: "3" },
+      vars: { DEPLOY_DRAIN_SECONDS: String(options.drainSeconds ?? 2), TELEGRAM_API_URL: telegram.url, RUNNER_ACK_LEASE_SECONDS: "3", ...options.vars?.(telegram) },
       runner: {
         releasePorts: DEPLOY_RELEASE_PORTS,
         deploymentsRoot: join(work, "deployments"),
@@ -104,7 +104,7 @@ export class DeployHarness {
   }
 
   /** A project whose repository (in the GitHub stand-in) is the fixture; `extraEnv` lines go into its .env.example. */
-  async newFixture(prefix: string, extraEnv: string[] = []): Promise<Fixture> {
+  async newFixture(prefix: string, extraEnv: string[] = [], ownerId?: string): Promise<Fixture> {
     const name = `${prefix}-${randomBytes(3).toString("hex")}`;
     const created = await fetch(`${this.env.github.url}/orgs/${this.env.github.org}/repos`, {
       method: "POST",
@@ -118,7 +118,7 @@ export class DeployHarness {
     await this.git(["remote", "add", "origin", repo.clone_url], checkout);
     if (extraEnv.length) writeFileSync(join(checkout, ".env.extra"), `${extraEnv.join("\n")}\n`);
     if (!this.ownerId) this.ownerId = (await this.env.stack.api<{ user: { id: string } }>("/api/users", { json: { name: "deployer" } })).body.user.id;
-    const project = await this.env.stack.api<{ project: { id: string } }>("/api/projects", { json: { name, description: "the deploy fixture", ownerId: this.ownerId, config: { server: this.handle } } });
+    const project = await this.env.stack.api<{ project: { id: string } }>("/api/projects", { json: { name, description: "the deploy fixture", ownerId: ownerId ?? this.ownerId, config: { server: this.handle } } });
     const patched = await this.env.stack.api(`/api/projects/${project.body.project.id}`, { method: "PATCH", json: { repositoryUrl: repo.html_url } });
     if (patched.status !== 200) throw new Error(`setting ${name}'s repository: ${patched.status}`);
     return { projectId: project.body.project.id, projectName: name, domain: `${name}.localhost`, checkout };

@@ -4,7 +4,9 @@
  * them. The scripted model answers with the demo scenario (standins/demo-scenario.ts); the GitHub
  * stand-in keeps its repositories in .dev-state/github.
  */
+import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
+import { Api } from "grammy";
 import { join } from "node:path";
 import { demoScenario } from "../../standins/demo-scenario.ts";
 import { GitHubServer } from "../../standins/github-server.ts";
@@ -21,7 +23,7 @@ export interface DevStandins {
   stop(): Promise<void>;
 }
 
-export async function startDevStandins(options: { vars: Record<string, string>; stateDir: string; say: (line: string) => void }): Promise<DevStandins> {
+export async function startDevStandins(options: { vars: Record<string, string>; stateDir: string; workerUrl: string; say: (line: string) => void }): Promise<DevStandins> {
   const vars: Record<string, string> = {};
   const targets: string[] = [];
   const stops: (() => Promise<void>)[] = [];
@@ -52,8 +54,15 @@ export async function startDevStandins(options: { vars: Record<string, string>; 
     const telegram = new TelegramServer();
     await telegram.start(Number(process.env.DEV_TELEGRAM_PORT ?? 8792), STANDIN_HOST);
     vars.TELEGRAM_API_URL = telegram.url;
+    // The Product Owner's own bot, its webhook pointed at this worker as `npm run telegram:set-webhook` would.
+    if (!options.vars.TELEGRAM_BOT_TOKEN) {
+      const token = telegram.addBot({ username: "orchestrator_dev_bot" });
+      const secret = randomBytes(16).toString("hex");
+      await new Api(token, { apiRoot: telegram.url }).setWebhook(`${options.workerUrl}/telegram/webhook`, { secret_token: secret });
+      Object.assign(vars, { TELEGRAM_BOT_TOKEN: token, TELEGRAM_WEBHOOK_SECRET: secret, TELEGRAM_SIGNUP: "open" });
+    }
     stops.push(() => telegram.stop());
-    options.say(`telegram: the Bot API stand-in on ${telegram.url} (POST /_standin/bots makes a bot; set TELEGRAM_API_URL in .dev.vars for the real one)`);
+    options.say(`telegram: the Bot API stand-in on ${telegram.url}, the Product Owner as @orchestrator_dev_bot (POST /_standin/bots makes a bot; set TELEGRAM_API_URL in .dev.vars for the real one)`);
   }
   // For dev:runner (what its egress jobs may reach) and dev:fixture (where to put the fixture's repository).
   writeFileSync(join(options.stateDir, "standins.json"), JSON.stringify({ targets, ...(githubUrl ? { github: githubUrl } : {}) }, null, 2));

@@ -16,6 +16,8 @@ export const STACK_SECRETS_KEY = Buffer.from("stack-test-key-0123456789abcdef!")
 export const STACK_JOB_SIGNING_KEY = Buffer.from("stack-job-signing-seed-32-bytes!").toString("base64url");
 
 export interface Stack {
+  /** wrangler dev's local state (Durable Objects' SQLite, queues…): what tests search for leaked secrets. */
+  stateDir: string;
   url: string;
   port: number;
   adminKey: string;
@@ -37,6 +39,8 @@ export interface StackOptions {
 export async function startStack(options: StackOptions): Promise<Stack> {
   const dir = mkdtempSync(join(tmpdir(), "orchestrator-stack-"));
   const envFile = join(dir, "dev.vars");
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
   writeFileSync(
     envFile,
     [
@@ -44,11 +48,12 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       `ADMIN_API_KEY=${options.adminKey}`,
       `SECRETS_ENCRYPTION_KEY=${STACK_SECRETS_KEY}`,
       `JOB_SIGNING_KEY=${STACK_JOB_SIGNING_KEY}`,
+      // The chat's links to the live task view point here.
+      `PUBLIC_URL=${url}`,
       // A multi-line value (a PEM key) goes in double quotes with its newlines escaped, as dotenv reads it.
       ...Object.entries(options.vars ?? {}).map(([key, value]) => (value.includes("\n") ? `${key}="${value.replaceAll("\n", "\\n")}"` : `${key}=${value}`)),
     ].join("\n"),
   );
-  const port = await freePort();
   const child = spawnCollecting(
     process.execPath,
     [
@@ -63,7 +68,6 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     ],
     { cwd: ROOT, env: { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" } },
   );
-  const url = `http://127.0.0.1:${port}`;
   await waitFor(
     async () => ((await fetch(`${url}/healthz`)).status === 200 ? true : undefined),
     60_000,
@@ -73,6 +77,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   return {
     url,
     port,
+    stateDir: join(dir, "state"),
     adminKey: options.adminKey,
     process: child,
     async api<T>(path: string, init: { method?: string; json?: unknown; key?: string } = {}) {

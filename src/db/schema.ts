@@ -247,6 +247,8 @@ export const telegramOutbox = pgTable(
     status: text("status").notNull().default("queued"),
     attempts: integer("attempts").notNull().default(0),
     error: text("error"),
+    /** An inline keyboard (Bot API InlineKeyboardMarkup), sent with the last part: a confirmation's buttons. */
+    replyMarkup: jsonb("reply_markup").$type<Record<string, unknown>>(),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },

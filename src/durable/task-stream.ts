@@ -9,6 +9,8 @@
  * closed (code 4008) so it cannot hold memory or slow the others; it resumes with `after=<last seq>`.
  */
 import { DurableObject } from "cloudflare:workers";
+import { getAgentByName } from "agents";
+import { createLogger } from "../lib/log.ts";
 import { and, eq, notInArray } from "drizzle-orm";
 import { createDb, isDbUnavailable } from "../db/client.ts";
 import { tasks } from "../db/schema.ts";
@@ -258,7 +260,48 @@ export class TaskStream extends DurableObject<Env> {
       await this.ctx.storage.setAlarm(Date.now() + settings(this.env).TASK_STREAM_RETENTION_SECONDS * 1000);
     }
     for (const { event, duplicate } of stored) if (!duplicate) this.broadcast(event);
+    this.notifyWatcher(stored.flatMap(({ event, duplicate }) => (duplicate ? [] : [event])));
     return { ok: true, stored, rejected };
+  }
+
+  /**
+   * A Product Owner follows this task: it is told of each question (`task.needs_input`) and of the
+   * end. Returns what it would have been told already (the open question, or the end), so that an
+   * event appended before the watch began is not missed.
+   */
+  watch(taskId: string, agent: string): TaskEvent[] {
+    if (this.taskId && this.taskId !== taskId) return [];
+    this.sql.exec(`INSERT OR REPLACE INTO meta (key, value) VALUES ('watcher', ?)`, agent);
+    const last = this.sql.exec<{ seq: number }>(`SELECT seq FROM events WHERE type IN ('task.needs_input', 'task.completed', 'task.failed', 'task.cancelled') ORDER BY seq DESC LIMIT 1`).toArray()[0];
+    if (!last) return [];
+    const [event] = this.eventsAfter(last.seq - 1, 1);
+    // A question already answered (the task went on) is not asked again.
+    return event && (isTerminal(event.type) || this.status === "needs_input") ? [event] : [];
+  }
+
+  /** Tells the watching agent; a notice that cannot be delivered is recovered by the agent itself on its next turn. */
+  private notifyWatcher(events: TaskEvent[]): void {
+    const relevant = events.filter((event) => event.type === "task.needs_input" || isTerminal(event.type));
+    if (relevant.length === 0) return;
+    const watcher = this.sql.exec<{ value: string }>(`SELECT value FROM meta WHERE key = 'watcher'`).toArray()[0]?.value;
+    if (!watcher) return;
+    const deliver = async () => {
+      for (const event of relevant) {
+        for (let attempt = 1; ; attempt++) {
+          try {
+            await (await getAgentByName(this.env.PRODUCT_OWNER, watcher)).onTaskEvent(event);
+            break;
+          } catch (error) {
+            if (attempt >= 3) {
+              createLogger(this.env.LOG_LEVEL, { component: "task-stream" }).warn("could not tell the product owner", { taskId: event.taskId, agent: watcher, type: event.type, error: error instanceof Error ? error.message : String(error) });
+              break;
+            }
+            await new Promise((resolve) => setTimeout(resolve, 250 * attempt));
+          }
+        }
+      }
+    };
+    this.ctx.waitUntil(deliver());
   }
 
   /** Pages the history: events with seq > after, oldest first. */

@@ -9,10 +9,10 @@ import { fromBase64url, toBase64url } from "../shared/base64url.ts";
 
 const encoder = new TextEncoder();
 
-async function viewKey(secret: string): Promise<CryptoKey> {
+async function viewKey(secret: string, purpose = "view-token"): Promise<CryptoKey> {
   const material = await crypto.subtle.importKey("raw", encoder.encode(secret), "HKDF", false, ["deriveKey"]);
   return crypto.subtle.deriveKey(
-    { name: "HKDF", hash: "SHA-256", salt: new Uint8Array(0), info: encoder.encode("orchestrator/view-token/v1") },
+    { name: "HKDF", hash: "SHA-256", salt: new Uint8Array(0), info: encoder.encode(`orchestrator/${purpose}/v1`) },
     material,
     { name: "HMAC", hash: "SHA-256", length: 256 },
     false,
@@ -47,4 +47,32 @@ export async function verifyViewToken(secret: string, token: string, taskId: str
   if (typeof claims.exp !== "number" || claims.exp * 1000 <= now) return { ok: false, reason: "expired" };
   if (claims.t !== taskId) return { ok: false, reason: "other_task" };
   return { ok: true };
+}
+
+/**
+ * The web console's sign-in: a token for one user's chat, made the same way under its own key (a
+ * view token is never a chat token, nor the other way round).
+ */
+export async function signChatToken(secret: string, userId: string, ttlSeconds: number, now = Date.now()): Promise<{ token: string; expiresAt: Date }> {
+  const exp = Math.floor(now / 1000) + ttlSeconds;
+  const payload = toBase64url(encoder.encode(JSON.stringify({ u: userId, exp })));
+  const signature = await crypto.subtle.sign("HMAC", await viewKey(secret, "chat-token"), encoder.encode(payload));
+  return { token: `${payload}.${toBase64url(signature)}`, expiresAt: new Date(exp * 1000) };
+}
+
+export async function verifyChatToken(secret: string, token: string, now = Date.now()): Promise<{ ok: true; userId: string } | { ok: false; reason: "malformed" | "bad_signature" | "expired" }> {
+  const [payload, signature, extra] = token.split(".");
+  if (!payload || !signature || extra !== undefined) return { ok: false, reason: "malformed" };
+  let signatureBytes: Uint8Array<ArrayBuffer>;
+  let claims: { u?: unknown; exp?: unknown };
+  try {
+    signatureBytes = fromBase64url(signature);
+    claims = JSON.parse(new TextDecoder().decode(fromBase64url(payload))) as { u?: unknown; exp?: unknown };
+  } catch {
+    return { ok: false, reason: "malformed" };
+  }
+  if (!(await crypto.subtle.verify("HMAC", await viewKey(secret, "chat-token"), signatureBytes, encoder.encode(payload)))) return { ok: false, reason: "bad_signature" };
+  if (typeof claims.exp !== "number" || claims.exp * 1000 <= now) return { ok: false, reason: "expired" };
+  if (typeof claims.u !== "string" || !claims.u) return { ok: false, reason: "malformed" };
+  return { ok: true, userId: claims.u };
 }

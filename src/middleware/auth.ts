@@ -51,7 +51,7 @@ async function viewTokenPrincipal(secret: string, token: string, method: string,
   return { userId: null, keyId: "view-token", scopes: [], isAdmin: false, viewTaskId: taskId };
 }
 
-async function resolvePrincipal(env: Env, presented: string, db: AppEnv["Variables"]["db"]): Promise<Principal | null> {
+export async function resolvePrincipal(env: Env, presented: string, db: AppEnv["Variables"]["db"]): Promise<Principal | null> {
   // The operator's own key: 160 random bits, so a rate limit adds nothing, and integrations that
   // stream task events through it need far more than 300 requests a minute.
   if (env.ADMIN_API_KEY && (await constantTimeEqual(presented, env.ADMIN_API_KEY))) {

@@ -1,15 +1,13 @@
 import { and, desc, eq, sql } from "drizzle-orm";
 import { Hono } from "hono";
 import { z } from "zod";
-import { isForeignKeyViolation, isUniqueViolation } from "../db/errors.ts";
 import { projects } from "../db/schema.ts";
 import { AppError, notFound } from "../lib/app-error.ts";
 import type { AppEnv } from "../lib/context.ts";
-import { newId } from "../lib/crypto.ts";
 import { validate } from "../lib/validate.ts";
 import { requireScope } from "../middleware/auth.ts";
 import { startEngineering } from "../services/engineering.ts";
-import { projectVisibleTo } from "../services/projects.ts";
+import { createProject, projectVisibleTo } from "../services/projects.ts";
 import { CreateProject, Page, ProjectStatus, ServerHandle, UpdateProject } from "../shared/api.ts";
 import { parseTraceparent } from "../shared/trace.ts";
 
@@ -33,31 +31,8 @@ export const projectsRoute = new Hono<AppEnv>()
     return c.json({ projects: rows });
   })
   .post("/", validate("json", CreateProject), async (c) => {
-    const body = c.req.valid("json");
-    const { principal } = c.var;
-    if (body.ownerId && !principal.isAdmin && body.ownerId !== principal.userId) {
-      throw new AppError("forbidden", "Only an admin can create a project for another user");
-    }
-    const ownerId = body.ownerId ?? principal.userId;
-    if (!ownerId) throw new AppError("invalid_request", "ownerId is required for this key");
-    try {
-      const [project] = await c.var.db
-        .insert(projects)
-        .values({
-          id: newId("prj"),
-          name: body.name,
-          ownerId,
-          description: body.description ?? "",
-          spec: body.spec,
-          config: body.config ?? {},
-        })
-        .returning();
-      return c.json({ project }, 201);
-    } catch (error) {
-      if (isUniqueViolation(error)) throw new AppError("conflict", `A project named "${body.name}" already exists`);
-      if (isForeignKeyViolation(error)) throw new AppError("invalid_request", `No user with id ${ownerId}`);
-      throw error;
-    }
+    const project = await createProject(c.var.db, c.var.principal, c.req.valid("json"));
+    return c.json({ project }, 201);
   })
   .get("/:id", validate("param", IdParam), async (c) => {
     const { id } = c.req.valid("param");

@@ -11,7 +11,7 @@ import { AppError } from "../lib/app-error.ts";
 import { costOf, modelPrices } from "../shared/usage.ts";
 import { newId } from "../lib/crypto.ts";
 
-export const AGENT_NAMES = ["architect", "developer", "env_analyzer"] as const;
+export const AGENT_NAMES = ["architect", "developer", "env_analyzer", "product_owner", "intent_parser", "summariser"] as const;
 export type AgentName = (typeof AGENT_NAMES)[number];
 
 export interface AgentConfig {
@@ -25,6 +25,10 @@ export const DEFAULT_AGENT_CONFIGS: Record<AgentName, AgentConfig> = {
   architect: { model: "gpt-4.1-mini", temperature: 0.2, settings: {} },
   developer: { model: "gpt-4.1", temperature: null, settings: { codingAgent: "opencode" } },
   env_analyzer: { model: "gpt-4.1-mini", temperature: 0, settings: {} },
+  product_owner: { model: "gpt-4.1", temperature: 0.3, settings: {} },
+  // The cheap ones: a classification and a summary per call.
+  intent_parser: { model: "gpt-4.1-nano", temperature: 0, settings: {} },
+  summariser: { model: "gpt-4.1-mini", temperature: 0, settings: {} },
 };
 
 export async function agentConfig(db: Db, agent: AgentName): Promise<AgentConfig> {

@@ -9,6 +9,7 @@
 import { autoRetry } from "@grammyjs/auto-retry";
 import { desc, eq } from "drizzle-orm";
 import { Api, GrammyError, HttpError } from "grammy";
+import type { InlineKeyboardMarkup } from "grammy/types";
 import type { Db } from "../db/client.ts";
 import { withDb } from "../db/client.ts";
 import { telegramOutbox } from "../db/schema.ts";
@@ -45,13 +46,13 @@ export function splitMessage(text: string, limit = TELEGRAM_TEXT_LIMIT): string[
   return parts;
 }
 
-/** Queues a message to a chat; returns its outbox id. */
-export async function sendToChat(env: OutboxEnv, db: Db, chatId: number | string, text: string): Promise<string> {
+/** Queues a message to a chat (with an inline keyboard under its last part); returns its outbox id. */
+export async function sendToChat(env: OutboxEnv, db: Db, chatId: number | string, text: string, replyMarkup?: InlineKeyboardMarkup): Promise<string> {
   if (!env.TELEGRAM_BOT_TOKEN) throw new AppError("conflict", "No Telegram bot is configured: set the TELEGRAM_BOT_TOKEN secret");
   const parts = splitMessage(text);
   if (parts.length === 0) throw new AppError("invalid_request", "The message is empty");
   const id = newId("tgm");
-  await db.insert(telegramOutbox).values({ id, chatId: String(chatId), text, parts: parts.length });
+  await db.insert(telegramOutbox).values({ id, chatId: String(chatId), text, parts: parts.length, replyMarkup: replyMarkup ? { ...replyMarkup } : null });
   await env.TELEGRAM_OUTBOX.send({ id });
   return id;
 }
@@ -89,7 +90,8 @@ export async function deliverOutbox(batch: MessageBatch<{ id: string }>, env: Ou
       let sent = row.partsSent;
       try {
         for (; sent < parts.length; sent++) {
-          await api.sendMessage(row.chatId, parts[sent] ?? "");
+          const last = sent === parts.length - 1;
+          await api.sendMessage(row.chatId, parts[sent] ?? "", last && row.replyMarkup ? { reply_markup: row.replyMarkup as unknown as InlineKeyboardMarkup } : {});
           await db.update(telegramOutbox).set({ partsSent: sent + 1, updatedAt: new Date() }).where(eq(telegramOutbox.id, row.id));
         }
         await db.update(telegramOutbox).set({ status: "sent", attempts: row.attempts + 1, error: null, updatedAt: new Date() }).where(eq(telegramOutbox.id, row.id));

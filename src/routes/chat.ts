@@ -1,0 +1,62 @@
+/**
+ * The Product Owner outside Telegram: the web console (`GET /chat`) and `orchestrator chat` talk to
+ * the same agent over one WebSocket, `GET /chat/ws`. The CLI signs in with its API key
+ * (`Authorization: Bearer`); a browser cannot send that header on a WebSocket, so the console trades
+ * the key for a signed chat link first (`POST /api/chat/link`) and connects with `?token=`.
+ */
+import { Hono } from "hono";
+import { CHAT_USER_HEADER, getProductOwner } from "../durable/product-owner.ts";
+import { AppError } from "../lib/app-error.ts";
+import type { AppEnv } from "../lib/context.ts";
+import { signChatToken, verifyChatToken } from "../lib/view-token.ts";
+import { requireAdmin, requireScope, resolvePrincipal } from "../middleware/auth.ts";
+import { userById } from "../services/chat-users.ts";
+
+/** A chat link lasts a working day; the console asks for a new one (with the key) after that. */
+const CHAT_TOKEN_TTL_SECONDS = 12 * 3600;
+
+/** `POST /api/chat/link`: a signed link to the web console for the caller; `GET /api/chat/agents/:name`: an agent's storage, for admins. */
+export const chatLinkRoute = new Hono<AppEnv>()
+  .get("/agents/:name", requireAdmin, async (c) => {
+    const name = c.req.param("name");
+    if (!/^(tg:-?\d{1,20}|web:[A-Za-z0-9_-]{1,64})$/.test(name)) throw new AppError("invalid_request", "An agent is named tg:<chat id> or web:<user id>");
+    return c.json(await (await getProductOwner(c.env, name)).stats());
+  })
+  .post("/link", requireScope("user"), async (c) => {
+  const userId = c.var.principal.userId;
+  if (!userId) throw new AppError("forbidden", "This key has no user to chat as");
+  const { token, expiresAt } = await signChatToken(c.env.SECRETS_ENCRYPTION_KEY, userId, CHAT_TOKEN_TTL_SECONDS);
+  const url = new URL("/chat", c.req.url);
+  url.searchParams.set("token", token);
+  return c.json({ token, expiresAt: expiresAt.toISOString(), url: url.toString() });
+});
+
+const TOKEN_PROBLEM = { malformed: "The chat link is malformed", bad_signature: "The chat link is not valid", expired: "The chat link has expired: sign in again" } as const;
+
+export const chatRoute = new Hono<AppEnv>()
+  .get("/", async (c) => {
+    const page = await c.env.ASSETS.fetch(new Request(new URL("/chat.html", c.req.url)));
+    return new Response(page.body, { status: page.status, headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" } });
+  })
+  .get("/ws", async (c) => {
+    const header = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header("authorization") ?? "")?.[1];
+    const token = c.req.query("token");
+    let userId: string | null;
+    if (header) {
+      const principal = await resolvePrincipal(c.env, header, c.var.db);
+      if (!principal) throw new AppError("unauthorized", "Invalid, revoked or expired API key");
+      userId = principal.userId;
+    } else if (token) {
+      const check = await verifyChatToken(c.env.SECRETS_ENCRYPTION_KEY, token);
+      if (!check.ok) throw new AppError("unauthorized", TOKEN_PROBLEM[check.reason]);
+      userId = check.userId;
+    } else throw new AppError("unauthorized", "Sign in: send `Authorization: Bearer <key>`, or open the chat with its signed link (?token=)");
+    const user = userId ? await userById(c.var.db, userId) : null;
+    if (!user) throw new AppError("forbidden", "This key has no user to chat as");
+    // Checked after signing in, so that the console can tell an expired link (401) from a network problem.
+    if (c.req.header("upgrade")?.toLowerCase() !== "websocket") throw new AppError("invalid_request", "This is the chat's WebSocket: connect with an Upgrade: websocket request");
+    const headers = new Headers(c.req.raw.headers);
+    headers.set(CHAT_USER_HEADER, JSON.stringify(user));
+    const agent = await getProductOwner(c.env, `web:${user.userId}`);
+    return agent.fetch(new Request(c.req.raw.url, { method: "GET", headers }));
+  });

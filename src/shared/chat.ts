@@ -1,0 +1,56 @@
+/**
+ * The Product Owner's conversation contract: what the web console and `orchestrator chat` send over
+ * the chat WebSocket (`GET /chat/ws`), what they get back, and the names the agent's parts share
+ * (session states, capability groups). Telegram carries the same entries as messages and inline
+ * keyboards.
+ */
+import { z } from "zod";
+
+/** PROCESSING: a turn is running; AWAITING: the agent waits for the person (a confirmation, an answer); IDLE: neither. */
+export const SESSION_STATES = ["IDLE", "PROCESSING", "AWAITING"] as const;
+export const SessionState = z.enum(SESSION_STATES);
+export type SessionState = z.infer<typeof SessionState>;
+
+/** The seed's capability groups: the intent parser picks some, and only their tools reach the model. */
+export const CAPABILITY_GROUPS = ["project_management", "engineering", "deploy", "infrastructure", "diagnose", "admin"] as const;
+export const CapabilityGroup = z.enum(CAPABILITY_GROUPS);
+export type CapabilityGroup = z.infer<typeof CapabilityGroup>;
+
+/** The longest message a person may send (Telegram's own limit). */
+export const CHAT_TEXT_LIMIT = 4096;
+
+export const ChatButton = z.object({
+  label: z.string(),
+  /** Sent back as `chat.choice` with the entry's actionId. */
+  choice: z.string(),
+});
+export type ChatButton = z.infer<typeof ChatButton>;
+
+/** One message in the conversation, as the person sees it. */
+export const ChatEntry = z.object({
+  id: z.string(),
+  at: z.string(),
+  from: z.enum(["user", "agent"]),
+  text: z.string(),
+  /** A question with buttons: answer with `chat.choice` { actionId, choice }. */
+  actionId: z.string().optional(),
+  buttons: z.array(ChatButton).optional(),
+  /** A task this message is about, and the signed link to its live view. */
+  taskId: z.string().optional(),
+  taskLink: z.string().optional(),
+});
+export type ChatEntry = z.infer<typeof ChatEntry>;
+
+export const ClientMessage = z.discriminatedUnion("type", [
+  z.strictObject({ type: z.literal("chat.message"), text: z.string().trim().min(1, "the message is empty").max(CHAT_TEXT_LIMIT) }),
+  z.strictObject({ type: z.literal("chat.choice"), actionId: z.string().min(1).max(80), choice: z.string().min(1).max(80) }),
+]);
+export type ClientMessage = z.infer<typeof ClientMessage>;
+
+export type ServerMessage =
+  /** Sent on connect: the conversation so far (its latest entries) and the session state. */
+  | { type: "chat.history"; entries: ChatEntry[]; state: SessionState }
+  | { type: "chat.entry"; entry: ChatEntry }
+  | { type: "chat.state"; state: SessionState }
+  /** A message the agent could not take (malformed, too long); nothing was lost from the conversation. */
+  | { type: "chat.error"; code: string; message: string };

@@ -1,0 +1,87 @@
+/**
+ * The scripted model's Product Owner side, for `npm run dev`, the demo and the tests that do not
+ * script every word: the intent parser, the summariser and the Product Owner itself, each answered
+ * by rules a model would follow on a simple conversation. Every answer is a side turn.
+ *
+ * - The intent parser picks groups by keywords (build → engineering, deploy → deploy…).
+ * - The Product Owner, asked for a new product ("Weather bot with notifications"), creates a
+ *   project named after it, then starts its engineering (the person confirms); asked to deploy,
+ *   roll back or take a project offline, it calls that tool; anything else gets a short answer.
+ * - The summariser merges the turns it is given into a line per message.
+ */
+import { type ChatRequest, messageText, type Reply, type Turn } from "./model-server.ts";
+
+const ACTION_WORDS = /\b(deploy|roll ?back|offline|undeploy)\b/i;
+
+export function intentOf(text: string): { groups: string[]; intent: string } {
+  const groups = new Set<string>();
+  if (/\b(deploy|release|live|roll ?back|offline|undeploy|url)\b/i.test(text)) groups.add("deploy");
+  if (/\b(fail|error|broken|wrong|why)\b/i.test(text)) groups.add("diagnose");
+  if (/\b(spend|cost|budget|usage)\b/i.test(text)) groups.add("admin");
+  if (/\b(server|runner|vps)\b/i.test(text)) groups.add("infrastructure");
+  if (groups.size === 0 || /\b(build|bot|app|service|site|make|create|new|want|project)\b/i.test(text)) {
+    groups.add("project_management");
+    groups.add("engineering");
+  }
+  return { groups: [...groups], intent: text.slice(0, 60) };
+}
+
+/** A project name from a description: "Weather bot with notifications" → weather-bot-notifications. */
+export function slugOf(text: string): string {
+  const words = text.toLowerCase().replace(/[^a-z0-9 ]+/g, " ").split(/\s+/).filter((w) => w && !["a", "an", "the", "with", "and", "for", "i", "want", "please", "build", "me", "make"].includes(w));
+  const slug = words.slice(0, 4).join("-").slice(0, 36).replace(/-+$/, "");
+  return /^[a-z]/.test(slug) && slug.length >= 3 ? slug : `app-${slug || "new"}`.slice(0, 36);
+}
+
+const lastUser = (request: ChatRequest) => messageText([...request.messages].reverse().find((message) => message.role === "user"));
+
+function toolCall(name: string, args: Record<string, unknown>): Reply {
+  return { toolCalls: [{ name, arguments: args }] };
+}
+
+/** The Product Owner's next move, from the conversation it is shown. */
+export function productOwnerReply(request: ChatRequest): Reply {
+  const last = request.messages.at(-1);
+  const offered = new Set((request.tools ?? []).map((tool) => tool.function.name));
+  if (last?.role === "tool") {
+    const previous = [...request.messages].reverse().find((message) => message.role === "assistant" && message.tool_calls?.length);
+    const call = previous?.tool_calls?.find((c) => c.id === last.tool_call_id) ?? previous?.tool_calls?.[0];
+    const result = messageText(last);
+    if (call?.function.name === "create_project" && !result.startsWith("error")) {
+      const name = (JSON.parse(call.function.arguments) as { name: string }).name;
+      if (offered.has("start_engineering")) return toolCall("start_engineering", { project: name });
+      return toolCall("respond", { text: `Project ${name} is created. Say "build ${name}" when you want it built.` });
+    }
+    if (call?.function.name === "create_project" && /already exists/.test(result)) {
+      const args = JSON.parse(call.function.arguments) as { name: string; description: string };
+      return toolCall("create_project", { name: `${args.name.slice(0, 33)}-${Math.floor(Math.random() * 90 + 10)}`, description: args.description });
+    }
+    if (result.startsWith("error")) return toolCall("respond", { text: `That did not work: ${result.replace(/^error:\s*/, "")}` });
+    if (/asked to confirm/.test(result)) return { toolCalls: [{ name: "finish", arguments: {} }] };
+    return toolCall("respond", { text: "Done." });
+  }
+  const text = lastUser(request).trim();
+  const named = /\b(?:deploy|roll ?back|undeploy|offline)\s+([a-z][a-z0-9-]{2,39})\b/i.exec(text)?.[1];
+  if (ACTION_WORDS.test(text) && named) {
+    if (/roll ?back/i.test(text) && offered.has("rollback_project")) return toolCall("rollback_project", { project: named });
+    if (/(undeploy|offline)/i.test(text) && offered.has("undeploy_project")) return toolCall("undeploy_project", { project: named });
+    if (offered.has("deploy_project")) return toolCall("deploy_project", { project: named });
+  }
+  const build = /^build\s+([a-z][a-z0-9-]{2,39})$/i.exec(text)?.[1];
+  if (build && offered.has("start_engineering")) return toolCall("start_engineering", { project: build });
+  if (/^(hi|hello|hey)\b/i.test(text) || text.length < 12) return toolCall("respond", { text: "Hello! Describe the product you want (for example “Weather bot with notifications”) and I will build and deploy it." });
+  if (offered.has("create_project")) return toolCall("create_project", { name: slugOf(text), description: text });
+  return toolCall("respond", { text: "I can build products and deploy them: describe what you want." });
+}
+
+export function productOwnerSide(): Turn[] {
+  return [
+    { name: "intent parser", match: { tools: false, anyMessage: "You are the Intent Parser" }, reply: (request) => ({ content: JSON.stringify(intentOf(lastUser(request).replace(/^[\s\S]*Message: /, ""))) }) },
+    {
+      name: "summariser",
+      match: { tools: false, anyMessage: "You are the Summariser" },
+      reply: (request) => ({ content: lastUser(request).split("New turns:\n")[1]?.split("\n").filter((line) => line.startsWith("user:")).slice(-10).join("\n").slice(0, 1500) ?? "" }),
+    },
+    { name: "product owner", match: { tools: ["respond", "finish"], anyMessage: "You are the Product Owner" }, reply: productOwnerReply },
+  ];
+}
