@@ -27,7 +27,7 @@ import { systemPrompt } from "../services/po/prompt.ts";
 import { answerTask } from "../services/task-control.ts";
 import { sendToChat } from "../services/telegram-outbox.ts";
 import { FINAL_TASK_STATUSES } from "../shared/api.ts";
-import { type ChatButton, type ChatEntry, ClientMessage, type ServerMessage, type SessionState } from "../shared/chat.ts";
+import { CAPABILITY_GROUPS, type ChatButton, type ChatEntry, ClientMessage, type ServerMessage, type SessionState } from "../shared/chat.ts";
 import type { TaskEvent } from "../shared/events.ts";
 import { PendingInput } from "../shared/task-input.ts";
 import { type ChatAddress, type ChatUser, ConversationStore, type PendingAction, type Work } from "./po-store.ts";
@@ -210,7 +210,8 @@ export class ProductOwner extends Agent<Env> {
     const call = modelCaller(db, this.env, user.userId);
     await summariseIfLong(this.store, call);
     const summary = this.store.get<string>("summary") ?? "";
-    const { intent } = await parseIntent(call, text, summary.slice(0, 500));
+    // PO_CAPABILITIES=all offers every tool (no intent parser): for models that do better that way, and for comparison.
+    const groups = this.env.PO_CAPABILITIES === "all" ? [...CAPABILITY_GROUPS] : (await parseIntent(call, text, summary.slice(0, 500))).intent.groups;
     const result = await runTurn(
       {
         call,
@@ -224,7 +225,7 @@ export class ProductOwner extends Agent<Env> {
         escalate: (reason, detail) => this.escalate(db, reason, detail),
         budgetWarning: async (warning) => void (await this.say(`⚠️ Heads up: ${warning}.`)),
       },
-      intent.groups,
+      groups,
     );
     this.store.set("groups", result.groups);
   }
