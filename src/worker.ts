@@ -21,6 +21,7 @@ import { tasksRoute } from "./routes/tasks.ts";
 import { telegramOutboxRoute } from "./routes/telegram-outbox.ts";
 import { telegramBotsRoute } from "./routes/telegram-bots.ts";
 import { usageRoute } from "./routes/usage.ts";
+import { incidentsRoute } from "./routes/incidents.ts";
 import { chatLinkRoute, chatRoute } from "./routes/chat.ts";
 import { telegramRoute } from "./routes/telegram.ts";
 import { usersRoute } from "./routes/users.ts";
@@ -55,6 +56,7 @@ app.route("/api/servers", serverServicesRoute);
 app.route("/api/telegram-bots", telegramBotsRoute);
 app.route("/api/telegram/outbox", telegramOutboxRoute);
 app.route("/api/chat", chatLinkRoute);
+app.route("/api/incidents", incidentsRoute);
 
 // Telegram's updates (authorised by the webhook's secret token) and the chat WebSocket (by key or signed link).
 app.use("/telegram/*", database);

@@ -215,6 +215,21 @@ describe("a conversation", () => {
   }, 300_000);
 });
 
+describe("human escalation", () => {
+  it("stops after its rounds run out, says so, and records that a person must decide", async () => {
+    script([
+      { name: "po: going round in circles", match: { tools: true, anyMessage: "You are the Product Owner" }, reply: { toolCalls: [{ name: "list_projects", arguments: {} }] }, times: 6 },
+    ]);
+    const chatId = 9011;
+    await send(chatId, "list my projects over and over");
+    const told = await replyMatching(chatId, /I need a person to decide/);
+    expect(told.text).toMatch(/no answer after 6 rounds/);
+    expect(model.remaining()).toEqual([]);
+    const { body } = await stack.api<{ incidents: { kind: string; message: string; data: { chat: string } }[] }>("/api/incidents?kind=needs_human_approval");
+    expect(body.incidents.some((incident) => incident.data.chat === `tg:${chatId}` && /no answer after 6 rounds/.test(incident.message))).toBe(true);
+  });
+});
+
 describe("async work from the chat", () => {
   it("takes a secret the deploy asks for in the chat, deletes its message, and never stores or shows it", async () => {
     script([]);
