@@ -100,6 +100,8 @@ async function main() {
     // The chat's links to the live task view.
     "--var", `PUBLIC_URL:${vars.PUBLIC_URL || `http://127.0.0.1:${port}`}`,
     "--show-interactive-dev-session=false",
+    // GET /__scheduled?cron=… runs the scheduler's cron handler on demand.
+    "--test-scheduled",
     ...Object.entries(standins.vars)
       .filter(([name]) => !STANDIN_SECRETS.has(name))
       .flatMap(([name, value]) => ["--var", `${name}:${value}`]),
@@ -127,7 +129,14 @@ async function main() {
   process.on("SIGINT", () => shutdown("SIGINT"));
   process.on("SIGTERM", () => shutdown("SIGTERM"));
 
+  // wrangler dev never fires Cron Triggers by itself: the scheduler's crons, as Cloudflare would run them.
+  const cronTimer = setInterval(() => {
+    const minute = new Date().getUTCMinutes();
+    const due = ["* * * * *", ...(minute % 5 === 0 ? ["*/5 * * * *"] : []), ...(minute % 15 === 0 ? ["*/15 * * * *"] : [])];
+    for (const cron of due) fetch(`http://127.0.0.1:${port}/__scheduled?cron=${encodeURIComponent(cron)}`).then((res) => res.body?.cancel(), () => undefined);
+  }, 60_000);
   const code = await new Promise<number>((done) => wrangler.on("exit", (exitCode) => done(exitCode ?? 0)));
+  clearInterval(cronTimer);
   await stopServices();
   say("stopped");
   process.exit(stopping ? 0 : code);

@@ -11,6 +11,7 @@ import { onError, onNotFound } from "./middleware/errors.ts";
 import { jsonBody } from "./middleware/json-body.ts";
 import { requestLog } from "./middleware/request-log.ts";
 import { deliverOutbox } from "./services/telegram-outbox.ts";
+import { runScheduled } from "./scheduler/index.ts";
 import { projectDeploysRoute, serverServicesRoute } from "./routes/deploys.ts";
 import { health } from "./routes/health.ts";
 import { keysRoute } from "./routes/keys.ts";
@@ -30,6 +31,7 @@ import { webRoute } from "./routes/web.ts";
 export { RunnerHub } from "./durable/runner-hub.ts";
 export { TaskStream } from "./durable/task-stream.ts";
 export { ProductOwner } from "./durable/product-owner.ts";
+export { Lock } from "./durable/lock.ts";
 export { ProvisionServerWorkflow } from "./workflows/provision-server.ts";
 export { EngineeringWorkflow } from "./workflows/engineering.ts";
 export { DeployWorkflow } from "./workflows/deploy.ts";
@@ -73,4 +75,8 @@ export default {
   fetch: app.fetch,
   // The telegram-outbox queue is the only one: its consumer delivers messages to chats.
   queue: (batch, env) => deliverOutbox(batch as MessageBatch<{ id: string }>, env),
+  // Cron Triggers: the scheduler's jobs, each under its lock (the run lasts as long as this promise).
+  scheduled: async (controller, env) => {
+    await runScheduled(controller.cron, env, controller.scheduledTime);
+  },
 } satisfies ExportedHandler<Env>;

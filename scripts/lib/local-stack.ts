@@ -65,6 +65,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       "--var", `DB_WS_PROXY:${options.dbWsProxy}`,
       "--var", `LOG_LEVEL:${options.logLevel ?? "warn"}`,
       "--show-interactive-dev-session=false",
+      // GET /__scheduled?cron=… runs the scheduler's cron handler on demand.
+      "--test-scheduled",
     ],
     { cwd: ROOT, env: { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" } },
   );

@@ -130,6 +130,22 @@ export class ProductOwner extends Agent<Env> {
     await this.queue("taskEvent", event, ONCE);
   }
 
+  /**
+   * Something the person should hear that no message of theirs asked for (a service that keeps
+   * failing its health checks): queued like everything else, and told in their chat.
+   */
+  async notify(text: string, telegramChatId?: number): Promise<void> {
+    if (telegramChatId && !this.store.get<ChatAddress>("address")) this.store.set("address", { channel: "telegram", chatId: telegramChatId, chatType: "private" } satisfies ChatAddress);
+    await this.queue("notice", { text }, ONCE);
+  }
+
+  async notice({ text }: { text: string }): Promise<void> {
+    await this.session(async () => {
+      await this.say(text);
+      this.store.appendTurn({ role: "user", content: `[The system told the person: ${text}]` });
+    });
+  }
+
   /** Storage size and conversation length, for operators and the benchmark. */
   stats(): { bytes: number; turns: number; entries: number; state: SessionState; summary: boolean } {
     return { bytes: this.store.bytes(), turns: this.store.turns().length, entries: this.store.entries().length, state: this.store.state, summary: Boolean(this.store.get("summary")) };

@@ -1,4 +1,5 @@
 import { and, eq, gt, isNull, or, sql } from "drizzle-orm";
+import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
 import { apiKeys, users } from "../db/schema.ts";
 import { AppError } from "../lib/app-error.ts";
@@ -6,6 +7,7 @@ import { BOOTSTRAP_ADMIN_USER_ID } from "../lib/api-keys.ts";
 import type { AppEnv, Principal, Scope } from "../lib/context.ts";
 import { constantTimeEqual, sha256Hex } from "../lib/crypto.ts";
 import { verifyViewToken } from "../lib/view-token.ts";
+import { authFailed } from "./rate-limit.ts";
 
 /**
  * Requires `Authorization: Bearer <key>`: either the ADMIN_API_KEY secret (compared in constant
@@ -15,21 +17,35 @@ export const authenticate = createMiddleware<AppEnv>(async (c, next) => {
   const header = c.req.header("authorization") ?? "";
   const viewToken = c.req.query("token");
   if (viewToken && !header) {
-    c.set("principal", await viewTokenPrincipal(c.env.SECRETS_ENCRYPTION_KEY, viewToken, c.req.method, c.req.path));
+    c.set("principal", await failingSlowly(c, () => viewTokenPrincipal(c.env.SECRETS_ENCRYPTION_KEY, viewToken, c.req.method, c.req.path)));
     c.set("log", c.var.log.child({ keyId: "view-token" }));
     return next();
   }
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
   if (!match?.[1]) {
+    await authFailed(c);
     throw new AppError("unauthorized", "Missing API key: send the header `Authorization: Bearer <key>`");
   }
   const presented = match[1];
   const principal = await resolvePrincipal(c.env, presented, c.var.db);
-  if (!principal) throw new AppError("unauthorized", "Invalid, revoked or expired API key");
+  if (!principal) {
+    await authFailed(c);
+    throw new AppError("unauthorized", "Invalid, revoked or expired API key");
+  }
   c.set("principal", principal);
   c.set("log", c.var.log.child({ keyId: principal.keyId }));
   await next();
 });
+
+/** Runs a check that throws `unauthorized` on failure, counting the failure against the caller's address. */
+export async function failingSlowly<T>(c: Context<AppEnv>, check: () => Promise<T>): Promise<T> {
+  try {
+    return await check();
+  } catch (error) {
+    if (error instanceof AppError && error.code === "unauthorized") await authFailed(c);
+    throw error;
+  }
+}
 
 const VIEWABLE = /^\/api\/tasks\/([^/]+)\/(ws|events)$/;
 const VIEW_TOKEN_PROBLEM = {

@@ -4,11 +4,14 @@ import { isDbUnavailable } from "../db/client.ts";
 import { AppError } from "../lib/app-error.ts";
 import type { AppEnv } from "../lib/context.ts";
 import { createLogger } from "../lib/log.ts";
+import { RATE_LIMIT_PERIOD_SECONDS } from "./rate-limit.ts";
 import { type ErrorBody, type ErrorCode, errorStatus } from "../shared/errors.ts";
 
 function respond(c: Context<AppEnv>, code: ErrorCode, message: string, details?: unknown) {
   const body: ErrorBody = { error: { code, message, requestId: c.get("requestId") ?? "unknown" } };
   if (details !== undefined) body.error.details = details;
+  // Every limit here counts over a minute: that is the longest a client has to wait.
+  if (code === "rate_limited") c.header("Retry-After", String(RATE_LIMIT_PERIOD_SECONDS));
   return c.json(body, errorStatus[code]);
 }
 

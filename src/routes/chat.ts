@@ -10,6 +10,7 @@ import { AppError } from "../lib/app-error.ts";
 import type { AppEnv } from "../lib/context.ts";
 import { signChatToken, verifyChatToken } from "../lib/view-token.ts";
 import { requireAdmin, requireScope, resolvePrincipal } from "../middleware/auth.ts";
+import { authFailed, limitByAddress } from "../middleware/rate-limit.ts";
 import { userById } from "../services/chat-users.ts";
 
 /** A chat link lasts a working day; the console asks for a new one (with the key) after that. */
@@ -38,19 +39,28 @@ export const chatRoute = new Hono<AppEnv>()
     const page = await c.env.ASSETS.fetch(new Request(new URL("/chat.html", c.req.url)));
     return new Response(page.body, { status: page.status, headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" } });
   })
-  .get("/ws", async (c) => {
+  .get("/ws", limitByAddress("chat"), async (c) => {
     const header = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header("authorization") ?? "")?.[1];
     const token = c.req.query("token");
     let userId: string | null;
     if (header) {
       const principal = await resolvePrincipal(c.env, header, c.var.db);
-      if (!principal) throw new AppError("unauthorized", "Invalid, revoked or expired API key");
+      if (!principal) {
+        await authFailed(c);
+        throw new AppError("unauthorized", "Invalid, revoked or expired API key");
+      }
       userId = principal.userId;
     } else if (token) {
       const check = await verifyChatToken(c.env.SECRETS_ENCRYPTION_KEY, token);
-      if (!check.ok) throw new AppError("unauthorized", TOKEN_PROBLEM[check.reason]);
+      if (!check.ok) {
+        await authFailed(c);
+        throw new AppError("unauthorized", TOKEN_PROBLEM[check.reason]);
+      }
       userId = check.userId;
-    } else throw new AppError("unauthorized", "Sign in: send `Authorization: Bearer <key>`, or open the chat with its signed link (?token=)");
+    } else {
+      await authFailed(c);
+      throw new AppError("unauthorized", "Sign in: send `Authorization: Bearer <key>`, or open the chat with its signed link (?token=)");
+    }
     const user = userId ? await userById(c.var.db, userId) : null;
     if (!user) throw new AppError("forbidden", "This key has no user to chat as");
     // Checked after signing in, so that the console can tell an expired link (401) from a network problem.

@@ -5,6 +5,8 @@ import { AppError } from "../lib/app-error.ts";
 import type { AppEnv } from "../lib/context.ts";
 import { loadJobSigningKey } from "../lib/job-signing.ts";
 import { validate } from "../lib/validate.ts";
+import { failingSlowly } from "../middleware/auth.ts";
+import { authFailed, limitByAddress } from "../middleware/rate-limit.ts";
 import { enrollRunner, hubIdentity, loadServerByRunner } from "../services/servers.ts";
 import { EnrollRunner, type EnrollRunnerResponse } from "../shared/api.ts";
 
@@ -15,22 +17,25 @@ const ConnectQuery = z.object({ runner: z.string().min(1).max(100) });
  * the WebSocket is authorised inside the RunnerHub, by a signature over a fresh challenge.
  */
 export const runnerRoute = new Hono<AppEnv>()
-  .post("/enroll", validate("json", EnrollRunner), async (c) => {
+  .post("/enroll", limitByAddress("enroll"), validate("json", EnrollRunner), async (c) => {
     const body = c.req.valid("json");
     // Before the token is used up: a misconfigured control plane must not burn enrollment tokens.
     const { publicKey } = await loadJobSigningKey(c.env);
-    const row = await enrollRunner(c.var.db, body.token, body.publicKey);
+    const row = await failingSlowly(c, () => enrollRunner(c.var.db, body.token, body.publicKey));
     // The hub learns its new runner now; connecting tells it again, should this call fail.
     await getRunnerHub(c.env, row.handle).setIdentity(hubIdentity(row)).catch((error: unknown) => c.var.log.warn("hub not told of the enrollment", { error }));
     c.var.log.info("runner enrolled", { server: row.handle, runnerId: row.runnerId, version: body.version });
     return c.json({ runnerId: row.runnerId ?? "", server: row.handle, controlPlanePublicKey: publicKey } satisfies EnrollRunnerResponse, 201);
   })
-  .get("/connect", validate("query", ConnectQuery), async (c) => {
+  .get("/connect", limitByAddress("connect"), validate("query", ConnectQuery), async (c) => {
     if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
       throw new AppError("invalid_request", "GET /runner/connect is a WebSocket endpoint for the runner daemon");
     }
     const row = await loadServerByRunner(c.var.db, c.req.valid("query").runner);
-    if (!row) throw new AppError("unauthorized", "Unknown runner id; enroll the runner again (`orchestrator-runner enroll`)");
+    if (!row) {
+      await authFailed(c);
+      throw new AppError("unauthorized", "Unknown runner id; enroll the runner again (`orchestrator-runner enroll`)");
+    }
     if (row.status === "disabled") throw new AppError("forbidden", `Server ${row.handle} is disabled`);
     const headers = new Headers(c.req.raw.headers);
     headers.set("x-hub-identity", JSON.stringify(hubIdentity(row)));

@@ -10,7 +10,9 @@ import { Hono } from "hono";
 import { getProductOwner, type InboundUpdate } from "../durable/product-owner.ts";
 import { AppError } from "../lib/app-error.ts";
 import type { AppEnv } from "../lib/context.ts";
+import { constantTimeEqual } from "../lib/crypto.ts";
 import { createLogger } from "../lib/log.ts";
+import { authFailed } from "../middleware/rate-limit.ts";
 import { CHAT_TEXT_LIMIT } from "../shared/chat.ts";
 import { telegramApiRoot } from "../services/telegram-bots.ts";
 
@@ -77,6 +79,11 @@ function handlerFor(env: Env): { bot: Bot; handler: Handler } {
 export const telegramRoute = new Hono<AppEnv>().post("/webhook", async (c) => {
   if (!c.env.TELEGRAM_BOT_TOKEN || !c.env.TELEGRAM_WEBHOOK_SECRET) {
     throw new AppError("conflict", "The Telegram webhook is not configured: set the TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET secrets (README: Connecting a real bot)");
+  }
+  // Checked here too (grammY checks it again) so that a wrong secret counts against the caller's address.
+  if (!(await constantTimeEqual(c.req.header("x-telegram-bot-api-secret-token") ?? "", c.env.TELEGRAM_WEBHOOK_SECRET))) {
+    await authFailed(c);
+    return c.body(null, 401);
   }
   const { bot, handler } = handlerFor(c.env);
   // getMe failing (a revoked token, Telegram down) is an outage, not a malformed update: Telegram retries on the 5xx.

@@ -2,6 +2,7 @@ import { Hono } from "hono";
 import { html } from "hono/html";
 import type { AppEnv } from "../lib/context.ts";
 import { verifyViewToken } from "../lib/view-token.ts";
+import { authFailed, limitByAddress } from "../middleware/rate-limit.ts";
 
 const PROBLEM = {
   missing: ["This link is incomplete", "The live view needs the signed link the chat or the CLI gave you."],
@@ -30,10 +31,11 @@ function errorPage(title: string, detail: string) {
 }
 
 /** The web console's pages. `/tasks/:id?token=…` is the live task view. */
-export const webRoute = new Hono<AppEnv>().get("/tasks/:id", async (c) => {
+export const webRoute = new Hono<AppEnv>().get("/tasks/:id", limitByAddress("view"), async (c) => {
   const token = c.req.query("token");
   const check = token ? await verifyViewToken(c.env.SECRETS_ENCRYPTION_KEY, token, c.req.param("id")) : ({ ok: false, reason: "missing" } as const);
   if (!check.ok) {
+    await authFailed(c);
     const [title, detail] = PROBLEM[check.reason];
     return c.html(errorPage(title, detail), 401);
   }

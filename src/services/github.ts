@@ -164,6 +164,14 @@ export async function fastForward(config: GitHubAppConfig, access: InstallationA
   }
 }
 
+/** owner and name from a repository's URL (github.com's, or a stand-in's `…/<owner>/<name>[.git]`). */
+export function repositoryFromUrl(url: string | null | undefined): { owner: string; name: string } | null {
+  const match = /github\.com\/([^/]+)\/([^/.]+)|\/([^/]+)\/([^/.]+?)(?:\.git)?$/.exec(url ?? "");
+  const owner = match?.[1] ?? match?.[3];
+  const name = match?.[2] ?? match?.[4];
+  return owner && name ? { owner, name } : null;
+}
+
 /** The repository `owner/name` of a project (from its html URL), as the App's token sees it. */
 export async function getRepository(config: GitHubAppConfig, token: string, owner: string, name: string): Promise<Repository | null> {
   try {

@@ -80,3 +80,6 @@ export const DeployNotification = z.object({
   url: z.string().optional(),
 });
 export type DeployNotification = z.infer<typeof DeployNotification>;
+
+/** Where a release is asked whether it is healthy, unless the project's config.healthPath says otherwise. */
+export const DEFAULT_HEALTH_PATH = "/healthz";

@@ -22,12 +22,12 @@ import { getRunnerHub } from "../durable/runner-hub.ts";
 import { settings } from "../lib/settings.ts";
 import { newDeploymentId, projectDomain, releaseOf, reservePort, routeList } from "../services/deploys.ts";
 import { BOT_TOKEN_VAR, classifyEnv, computedValue, EnvAnalysisFailed, generateSecret, parseEnvExample } from "../services/env-analyzer.ts";
-import { fileAt, getRepository, type Repository, resolveCommit } from "../services/github.ts";
+import { fileAt, getRepository, type Repository, repositoryFromUrl, resolveCommit } from "../services/github.ts";
 import { agentConfig, modelEndpoint, modelErrorMessage, openaiClient, recordUsage } from "../services/llm.ts";
 import { openSecrets, putSecrets, putSecretsIfAbsent, secretViews } from "../services/project-secrets.ts";
 import { allocateBot, botTokenFor, releaseBots } from "../services/telegram-bots.ts";
 import type { JobView } from "../shared/api.ts";
-import type { DeployNotification, EnvKind } from "../shared/deploys.ts";
+import { DEFAULT_HEALTH_PATH, type DeployNotification, type EnvKind } from "../shared/deploys.ts";
 import type { DeployProjectVars } from "../shared/playbooks.ts";
 import { inputEventType, type PendingInput } from "../shared/task-input.ts";
 import { API_STEP, MODEL_STEP, PipelineFailure, type PipelineParams, PipelineRun } from "./pipeline-run.ts";
@@ -43,7 +43,6 @@ export interface DeployParams extends PipelineParams {
 
 /** The port the fixture and the python-http template listen on inside their container. */
 const CONTAINER_PORT = 8000;
-const DEFAULT_HEALTH_PATH = "/healthz";
 /** How often a deploy asks again for user secrets that are still missing. */
 const MAX_SECRET_ASKS = 5;
 
@@ -192,9 +191,7 @@ class DeployRun extends PipelineRun<DeployParams> {
   private async repository(facts: Facts): Promise<Repository> {
     return JSON.parse(
       await this.doStep("repository", API_STEP, async () => {
-        const match = /github\.com\/([^/]+)\/([^/.]+)|\/([^/]+)\/([^/.]+?)(?:\.git)?$/.exec(facts.project.repositoryUrl ?? "");
-        const owner = match?.[1] ?? match?.[3];
-        const name = match?.[2] ?? match?.[4];
+        const { owner, name } = repositoryFromUrl(facts.project.repositoryUrl) ?? {};
         if (!owner || !name) throw new NonRetryableError(`project ${facts.project.name} has no repository to deploy from (${facts.project.repositoryUrl ?? "none"})`);
         const access = await this.repoToken({ fullName: `${owner}/${name}`, name });
         const repository = await getRepository(this.github(), access, owner, name);

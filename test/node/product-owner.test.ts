@@ -272,6 +272,50 @@ describe("async work from the chat", () => {
   }, 420_000);
 });
 
+describe("the scheduler's health checks", () => {
+  const tick = async () => {
+    const res = await fetch(`${stack.url}/__scheduled?cron=${encodeURIComponent("* * * * *")}`);
+    await res.body?.cancel();
+    expect(res.status).toBe(200);
+  };
+  const openIncident = async (projectId: string) =>
+    (await stack.api<{ incidents: { id: string; projectId: string; data: { failures: number } }[] }>("/api/incidents?kind=deployment_unhealthy")).body.incidents.find((row) => row.projectId === projectId);
+
+  it("checks live deployments under a lock, opens an incident when one fails, tells its owner after 3 failures, and closes it on recovery", async () => {
+    script([]);
+    const chatId = 9012;
+    await send(chatId, "hello");
+    await replies(chatId, 1);
+    const { body } = await stack.api<{ users: { id: string; telegramId: number | null }[] }>("/api/users?limit=200");
+    const fixture = await h.newFixture("chat", [], body.users.find((u) => u.telegramId === chatId)?.id);
+    await h.pushVersion(fixture, "v1");
+    await h.putSecrets(fixture, { WEATHER_API_KEY: "wk-health" });
+    expect((await h.ended(await h.start(fixture, "deploy"))).at(-1)?.type).toBe("task.completed");
+
+    // Two runs at once: one checks, the other is refused the lock and says so.
+    await Promise.all([tick(), tick()]);
+    await waitFor(() => (stack.process.output().includes("scheduler job skipped: another run holds its lock") ? true : undefined), 10_000, () => stack.process.output().slice(-2000));
+    expect(await openIncident(fixture.projectId)).toBeUndefined();
+
+    const [container] = await docker.listContainers({ filters: { label: [`orchestrator.project=${fixture.projectName}`] } });
+    await docker.getContainer(container?.Id ?? "").stop();
+    try {
+      for (let failures = 1; failures <= 3; failures++) {
+        await tick();
+        expect((await openIncident(fixture.projectId))?.data.failures).toBe(failures);
+      }
+      const told = await replyMatching(chatId, /has failed its last 3 health checks/);
+      expect(told.text).toContain(fixture.projectName);
+    } finally {
+      await docker.getContainer(container?.Id ?? "").start();
+    }
+    await waitFor(async () => ((await h.visit(fixture.domain, "/")).status === 200 ? true : undefined), 30_000, () => "the release did not come back");
+    await tick();
+    expect(await openIncident(fixture.projectId)).toBeUndefined();
+    await h.ended(await h.start(fixture, "undeploy"));
+  }, 300_000);
+});
+
 describe("cost control and delivery", () => {
   it("warns at 80% of the budget, then makes no model call and says so once it is used up", async () => {
     const chatId = 9008;

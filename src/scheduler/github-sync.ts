@@ -1,0 +1,45 @@
+/**
+ * `github_sync`: each project's repository state, as the GitHub App sees it: default branch and its
+ * head commit, kept in the project's `config.github`. A repository the App can no longer reach opens a
+ * `repository_unreachable` incident; reaching it again resolves it.
+ */
+import { and, eq, isNotNull, isNull, sql } from "drizzle-orm";
+import type { Db } from "../db/client.ts";
+import { incidents, projects } from "../db/schema.ts";
+import { newId } from "../lib/crypto.ts";
+import type { Logger } from "../lib/log.ts";
+import { getRepository, githubAppConfig, installationAccess, repositoryFromUrl, resolveCommit } from "../services/github.ts";
+
+export interface GithubSyncResult {
+  checked: number;
+  moved: { project: string; from: string | null; to: string }[];
+  unreachable: string[];
+}
+
+export async function githubSync(db: Db, env: Env, log: Logger): Promise<GithubSyncResult> {
+  const rows = await db.select().from(projects).where(isNotNull(projects.repositoryUrl));
+  const result: GithubSyncResult = { checked: 0, moved: [], unreachable: [] };
+  if (rows.length === 0) return result;
+  const config = githubAppConfig(env);
+  const { token } = await installationAccess(config);
+  for (const project of rows) {
+    const where = repositoryFromUrl(project.repositoryUrl);
+    if (!where) continue;
+    result.checked++;
+    const repository = await getRepository(config, token, where.owner, where.name);
+    const [open] = await db.select({ id: incidents.id }).from(incidents).where(and(eq(incidents.projectId, project.id), eq(incidents.kind, "repository_unreachable"), isNull(incidents.resolvedAt)));
+    if (!repository) {
+      result.unreachable.push(project.name);
+      if (!open) await db.insert(incidents).values({ id: newId("inc"), projectId: project.id, kind: "repository_unreachable", message: `${where.owner}/${where.name} is not reachable through the GitHub App`, data: { repository: `${where.owner}/${where.name}` } });
+      log.warn("repository unreachable", { project: project.name, repository: `${where.owner}/${where.name}` });
+      continue;
+    }
+    if (open) await db.update(incidents).set({ resolvedAt: new Date() }).where(eq(incidents.id, open.id));
+    const head = await resolveCommit(config, token, repository, repository.defaultBranch);
+    const known = (project.config.github as { headSha?: string } | undefined)?.headSha ?? null;
+    if (head && head !== known) result.moved.push({ project: project.name, from: known, to: head });
+    const state = { defaultBranch: repository.defaultBranch, headSha: head, syncedAt: new Date().toISOString() };
+    await db.update(projects).set({ config: sql`jsonb_set(${projects.config}, '{github}', ${JSON.stringify(state)}::jsonb)` }).where(eq(projects.id, project.id));
+  }
+  return result;
+}

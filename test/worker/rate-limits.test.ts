@@ -1,0 +1,41 @@
+/**
+ * Limits by client address: failed sign-ins of every kind (API key, view link, chat link, enrollment
+ * token, the webhook's secret) slow down to 429 with Retry-After, and the error body stays the
+ * project's; a good key from another address is not affected.
+ */
+import { describe, expect, it } from "vitest";
+import { adminKey, call } from "./helpers.ts";
+
+const address = () => `127.1.${Math.floor(Math.random() * 256)}.${Math.floor(Math.random() * 254) + 1}`;
+
+describe("failed authentication per address", () => {
+  it("answers 401 until the address has failed 30 times in a minute, then 429 with Retry-After", async () => {
+    const from = address();
+    const statuses: number[] = [];
+    for (let i = 0; i < 32; i++) statuses.push((await call("/api/projects", { key: `ork_guess${i}`, headers: { "cf-connecting-ip": from } })).status);
+    expect(statuses.slice(0, 30).every((status) => status === 401)).toBe(true);
+    const limited = await call("/api/projects", { key: "ork_guess-again", headers: { "cf-connecting-ip": from } });
+    expect(limited.status).toBe(429);
+    expect(limited.headers.get("retry-after")).toBe("60");
+    const { error } = await limited.json<{ error: { code: string; message: string; requestId: string } }>();
+    expect(error.code).toBe("rate_limited");
+    expect(error.message).toMatch(/failed sign-ins/);
+    expect(error.requestId).toBeTruthy();
+    // Someone else, with a good key, is not limited.
+    expect((await call("/api/projects", { key: adminKey(), headers: { "cf-connecting-ip": address() } })).status).toBe(200);
+  });
+
+  it("counts every kind of credential: view links, chat links, enrollment tokens, the chat socket", async () => {
+    const from = address();
+    const attempts = [
+      () => call("/tasks/tsk_x?token=bad", { headers: { "cf-connecting-ip": from } }),
+      () => call("/api/tasks/tsk_x/events?token=bad", { headers: { "cf-connecting-ip": from } }),
+      () => call("/chat/ws?token=bad", { headers: { "cf-connecting-ip": from } }),
+      () => call("/runner/enroll", { method: "POST", json: { token: "ort_nope0000000000000000", publicKey: "A".repeat(43), version: "t" }, headers: { "cf-connecting-ip": from } }),
+    ];
+    const statuses: number[] = [];
+    for (let i = 0; i < 32; i++) statuses.push((await (attempts[i % attempts.length] as () => Promise<Response>)()).status);
+    expect(statuses.slice(0, 30).every((status) => status === 401 || status === 400)).toBe(true);
+    expect(statuses.slice(30)).toEqual([429, 429]);
+  });
+});
