@@ -6,15 +6,21 @@
  */
 import { parseArgs } from "node:util";
 import { z } from "zod";
-import { HubStatus, ServerView, TaskStreamPosition, TaskView } from "../src/shared/api.ts";
+import { HubStatus, ProjectStatus, ServerView, type TaskStatus, TaskStreamPosition, TaskView } from "../src/shared/api.ts";
+import { CHAT_TEXT_LIMIT } from "../src/shared/chat.ts";
 import { DeploymentView, SecretView } from "../src/shared/deploys.ts";
 import { TaskEvent } from "../src/shared/events.ts";
 import { apiGet, apiPost, apiPut } from "./api.ts";
+import { chatRepl, newProduct } from "./chat.ts";
 import { CliError, loadConfig } from "./config.ts";
 import { followTask } from "./follow.ts";
 import { formatEvent } from "./format.ts";
 
 const USAGE = `Usage:
+  orchestrator new "<what you want>" [--yes] [--follow]
+                                                      tell the Product Owner what to build and answer its questions
+  orchestrator chat                                   talk with the Product Owner (/quit or Ctrl-D to leave)
+  orchestrator status [--json]                        your projects and their active tasks
   orchestrator tasks list [--type T] [--status S] [--project ID] [--limit N] [--json]
   orchestrator tasks link <task-id> [--ttl SECONDS]    print a signed link to the live task view
   orchestrator engineering start <project> [--server HANDLE] [--follow] [--json]
@@ -38,6 +44,7 @@ const USAGE = `Usage:
 
   --follow   print each event as it happens, until the task ends (exit 0 completed, 1 failed/cancelled)
   --json     machine-readable output (NDJSON events with --follow)
+  --yes      answer "yes" to the Product Owner's confirmations (new)
 
 Configuration: ORCHESTRATOR_URL and ORCHESTRATOR_API_KEY, or {"url","apiKey"} in
 ~/.config/orchestrator/config.json (or the file named by ORCHESTRATOR_CONFIG).`;
@@ -50,6 +57,7 @@ const ServerList = z.object({ servers: z.array(ServerView) });
 const ServerShown = z.object({ server: ServerView, runner: HubStatus });
 const TaskStarted = z.object({ task: TaskView });
 const ProjectList = z.object({ projects: z.array(z.object({ id: z.string(), name: z.string() })) });
+const ProjectOverview = z.object({ projects: z.array(z.object({ id: z.string(), name: z.string(), status: ProjectStatus, description: z.string(), updatedAt: z.string() })) });
 const Cancelled = z.object({ task: TaskView, stoppedJobs: z.array(z.string()) });
 const History = z.object({ deployments: z.array(DeploymentView) });
 const Secrets = z.object({ secrets: z.array(SecretView), resumedTask: z.string().optional() });
@@ -246,12 +254,57 @@ async function serversShow(args: string[]) {
   if (runner.outbox.parked.length) out(`deliveries parked: ${runner.outbox.parked.map((lane) => `${lane.lane} (${lane.items}, since ${lane.since}: ${lane.error})`).join("; ")}`);
 }
 
+async function newCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { yes: { type: "boolean", short: "y" }, follow: { type: "boolean" } } });
+  const text = positionals.join(" ").trim();
+  if (!text) usage('new needs what you want built, e.g. orchestrator new "Weather bot with notifications"');
+  if (text.length > CHAT_TEXT_LIMIT) usage(`the message is ${text.length} characters; the chat takes up to ${CHAT_TEXT_LIMIT}`);
+  const config = loadConfig();
+  return newProduct(config, text, { yes: values.yes, ...(values.follow ? { follow: (taskId: string) => follow(config, taskId, false) } : {}), signal: controller.signal });
+}
+
+async function chatCommand(args: string[]): Promise<number> {
+  parseArgs({ args, options: {} });
+  return chatRepl(loadConfig(), { signal: controller.signal });
+}
+
+const ACTIVE_STATUSES: TaskStatus[] = ["running", "needs_input", "queued"];
+
+/** `orchestrator status`: the person's projects, and the tasks running or waiting on them. */
+async function overview(args: string[]) {
+  const { values } = parseArgs({ args, options: { json: { type: "boolean" } } });
+  const config = loadConfig();
+  const [{ projects }, ...pages] = await Promise.all([
+    apiGet(config, "/api/projects?limit=200", "projects", ProjectOverview),
+    // The API filters by one status at a time.
+    ...ACTIVE_STATUSES.map((state) => apiGet(config, `/api/tasks?status=${state}&limit=200`, "tasks", TaskList)),
+  ]);
+  const tasks = pages.flatMap((page) => page.tasks).sort((a, b) => b.createdAt.localeCompare(a.createdAt));
+  if (values.json) return out(JSON.stringify({ projects, tasks }));
+  if (projects.length === 0) out('No projects yet. Start one with: orchestrator new "<what you want>"');
+  else {
+    const width = Math.max(7, ...projects.map((project) => project.name.length)) + 2;
+    out(`${"PROJECT".padEnd(width)}${"STATUS".padEnd(13)}UPDATED`);
+    for (const project of projects) out(`${project.name.padEnd(width)}${project.status.padEnd(13)}${since(project.updatedAt)}`);
+  }
+  if (tasks.length === 0) return out("No active tasks.");
+  const names = new Map(projects.map((project) => [project.id, project.name]));
+  const projectOf = (task: TaskView) => (task.projectId ? (names.get(task.projectId) ?? task.projectId) : "-");
+  const width = Math.max(7, ...tasks.map((task) => projectOf(task).length)) + 2;
+  out("");
+  out(`${"TASK".padEnd(22)} ${"TYPE".padEnd(12)} ${"STATUS".padEnd(12)} ${"PROJECT".padEnd(width)}CREATED`);
+  for (const task of tasks) out(`${task.id.padEnd(22)} ${task.type.padEnd(12)} ${task.status.padEnd(12)} ${projectOf(task).padEnd(width)}${since(task.createdAt)}`);
+}
+
 async function main(argv: string[]): Promise<number> {
   const [group, command, ...rest] = argv;
   if (!group || group === "help" || group === "--help" || group === "-h") {
     out(USAGE);
     return group ? 0 : 2;
   }
+  if (group === "new") return newCommand(argv.slice(1));
+  if (group === "chat") return chatCommand(argv.slice(1));
+  if (group === "status") return overview(argv.slice(1)).then(() => 0);
   if (group === "tasks" && command === "list") return tasksList(rest).then(() => 0);
   if (group === "tasks" && command === "link") return tasksLink(rest).then(() => 0);
   if (group === "tasks" && command === "answer") return tasksAnswer(rest).then(() => 0);
