@@ -59,6 +59,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     [
       WRANGLER, "dev",
       "--port", String(port),
+      // Its own inspector port: two stacks starting at once would otherwise both take the default (9229).
+      "--inspector-port", String(await freePort()),
       "--ip", "127.0.0.1",
       "--env-file", envFile,
       "--persist-to", join(dir, "state"),

@@ -57,6 +57,8 @@ export const apiKeys = pgTable(
     /** The key's first characters, to recognise it in a list. */
     prefix: text("prefix").notNull(),
     scopes: apiKeyScope("scopes").array().notNull(),
+    /** A key limited to one project sees and acts on that project (and its tasks) only. */
+    projectId: text("project_id").references(() => projects.id, { onDelete: "cascade" }),
     createdAt: createdAt(),
     lastUsedAt: tstz("last_used_at"),
     expiresAt: tstz("expires_at"),

@@ -10,6 +10,8 @@ export interface Principal {
   keyId: string;
   scopes: Scope[];
   isAdmin: boolean;
+  /** Set for a key limited to one project: that project and its tasks are all it reaches. */
+  projectId?: string;
   /** Set for a view token: the one task whose live stream it may open, and nothing else. */
   viewTaskId?: string;
 }

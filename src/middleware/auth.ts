@@ -90,11 +90,12 @@ export async function resolvePrincipal(env: Env, presented: string, db: AppEnv["
         or(isNull(apiKeys.expiresAt), gt(apiKeys.expiresAt, sql`now()`)),
       ),
     )
-    .returning({ id: apiKeys.id, userId: apiKeys.userId, scopes: apiKeys.scopes, userIsAdmin: users.isAdmin });
+    .returning({ id: apiKeys.id, userId: apiKeys.userId, scopes: apiKeys.scopes, projectId: apiKeys.projectId, userIsAdmin: users.isAdmin });
   if (!row) return null;
   // An admin-scoped key counts only while its user is still an admin.
-  const isAdmin = row.scopes.includes("admin") && row.userIsAdmin;
-  return { userId: row.userId, keyId: row.id, scopes: row.scopes, isAdmin };
+  // A key limited to a project is never an admin's reach, whoever holds it.
+  const isAdmin = row.scopes.includes("admin") && row.userIsAdmin && !row.projectId;
+  return { userId: row.userId, keyId: row.id, scopes: row.scopes, isAdmin, ...(row.projectId ? { projectId: row.projectId } : {}) };
 }
 
 /** Allows the request only if the caller's key has one of `scopes` (admins pass every check). */

@@ -12,11 +12,13 @@ export type ProjectRow = typeof projects.$inferSelect;
 
 /** Admins see every project; anyone else only their own. A caller with no user sees none: it fails closed. */
 export function projectVisibleTo(principal: Principal): SQL | undefined {
+  if (principal.projectId) return principal.userId ? and(eq(projects.id, principal.projectId), eq(projects.ownerId, principal.userId)) : sql`false`;
   if (principal.isAdmin) return undefined;
   return principal.userId ? eq(projects.ownerId, principal.userId) : sql`false`;
 }
 
 export async function createProject(db: Db, principal: Principal, body: CreateProject): Promise<ProjectRow> {
+  if (principal.projectId) throw new AppError("forbidden", "This key is limited to one project; it cannot create others");
   if (body.ownerId && !principal.isAdmin && body.ownerId !== principal.userId) {
     throw new AppError("forbidden", "Only an admin can create a project for another user");
   }

@@ -20,6 +20,7 @@ const ID_PREFIX: Record<TaskType, string> = { engineering: "eng", deploy: "dep",
 /** Who may see a task: admins all, users their own, a view token only its task. */
 export function taskVisibleTo(principal: Principal): SQL | undefined {
   if (principal.viewTaskId) return eq(tasks.id, principal.viewTaskId);
+  if (principal.projectId) return and(eq(tasks.projectId, principal.projectId), eq(tasks.ownerId, principal.userId ?? ""));
   if (principal.isAdmin) return undefined;
   return eq(tasks.ownerId, principal.userId ?? "");
 }

@@ -76,11 +76,29 @@ export type CreateUser = z.infer<typeof CreateUser>;
 export const Scope = z.enum(API_KEY_SCOPES);
 
 export const CreateApiKey = z.strictObject({
-  userId: z.string().min(1),
+  /** Whose key it is: an admin names anyone; a user's own key needs no userId. */
+  userId: z.string().min(1).optional(),
   name: z.string().trim().min(1).max(200),
   scopes: z.array(Scope).min(1).default(["user"]),
   expiresAt: z.iso.datetime({ offset: true }).optional(),
+  /** Limit the key to this project (its owner's): it sees and acts on nothing else. */
+  projectId: z.string().min(1).max(64).optional(),
 });
+
+/** A key as listed: never the key itself, nor its hash. */
+export const ApiKeyView = z.object({
+  id: z.string(),
+  userId: z.string(),
+  name: z.string(),
+  prefix: z.string(),
+  scopes: z.array(Scope),
+  projectId: z.string().nullable(),
+  createdAt: z.string(),
+  lastUsedAt: z.string().nullable(),
+  expiresAt: z.string().nullable(),
+  revokedAt: z.string().nullable(),
+});
+export type ApiKeyView = z.infer<typeof ApiKeyView>;
 export type CreateApiKey = z.infer<typeof CreateApiKey>;
 
 /** `?limit=&offset=` for list endpoints. */
