@@ -76,6 +76,19 @@ export const RunnerConfig = z.strictObject({
     .prefault({}),
   /** The project templates repo.scaffold renders (one directory each). */
   templatesDir: z.string().default(join(RUNNER_ROOT, "templates")),
+  /** Where the runner's spans go (OTLP/HTTP, JSON): each job is a span in the trace that started it. */
+  tracing: z
+    .strictObject({
+      /** e.g. http://127.0.0.1:4318/v1/traces (a collector), https://api.honeycomb.io/v1/traces. Unset: no spans. */
+      otlpEndpoint: z.url().optional(),
+      /** Sent with each export (an API key header, say). */
+      headers: z.record(z.string(), z.string()).default({}),
+      serviceName: z.string().min(1).default("orchestrator-runner"),
+      /** A slow or dead endpoint is given up on after this; the spans are dropped, the jobs never wait. */
+      exportTimeoutMs: z.number().int().min(100).max(60_000).default(2000),
+      flushIntervalMs: z.number().int().min(100).max(60_000).default(1000),
+    })
+    .prefault({}),
   ansible: z
     .strictObject({
       /** Playbooks the runner may run; jobs name a file in here. */

@@ -22,6 +22,7 @@ import type { RunnerConfig } from "./config.ts";
 import { EgressGateway } from "./egress.ts";
 import { removeJobContainers } from "./executors/docker-run.ts";
 import { executors } from "./executors/index.ts";
+import { endJobSpan, type JobTracing, jobTracing } from "./tracing.ts";
 import type { AbortReason, ExecutorOutcome } from "./executors/types.ts";
 import { Journal, type ResultBody } from "./journal.ts";
 import { secretMasker } from "./mask.ts";
@@ -82,12 +83,14 @@ export class RunnerDaemon {
   private readonly egress: EgressGateway;
   /** The trace of each job still reporting, stamped on its messages. */
   private readonly traces = new Map<string, string>();
+  private readonly tracing: JobTracing;
 
   constructor(config: RunnerConfig, log: DaemonLogger = stderrLogger) {
     this.config = config;
     this.log = log;
     this.egress = new EgressGateway(new Docker({ socketPath: config.docker.socketPath }), config.docker.egress);
     this.journal = new Journal(config.stateDir);
+    this.tracing = jobTracing(config);
     this.keys = Promise.all([importPrivateKey(config.privateKey), importPublicKey(config.controlPlanePublicKey)]).then(([own, controlPlane]) => {
       if (own.publicKey !== config.publicKey) throw new Error("the config's privateKey does not match its publicKey");
       return { privateKey: own.privateKey, controlPlane };
@@ -117,6 +120,7 @@ export class RunnerDaemon {
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.socket?.close(1000, "runner stopping");
     this.journal.close();
+    await this.tracing.shutdown();
   }
 
   // ---- Connection ----
@@ -326,6 +330,7 @@ export class RunnerDaemon {
       pendingChars = 0;
     };
     await this.slot();
+    const span = this.tracing.startJob({ id: job.id, type: job.type, traceparent: this.traces.get(job.id) });
     const timeout = setTimeout(() => controller.abort("timeout" satisfies AbortReason), payload.timeoutSeconds * 1000);
     let outcome: ExecutorOutcome;
     const started = Date.now();
@@ -366,6 +371,7 @@ export class RunnerDaemon {
     try {
       const result = this.resultFor(job, outcome, controller.signal, payload.timeoutSeconds, mask);
       this.log.info("job finished", { jobId: job.id, ok: result.ok, reason: result.reason, ms: Date.now() - started });
+      endJobSpan(span, result, Date.now() - started);
       this.finishWith(result);
       await outcome.afterReport?.().catch((error: unknown) => this.log.warn("tidying after a job failed", { jobId: job.id, error: String(error) }));
     } finally {
