@@ -15,6 +15,7 @@ import { chatRepl, newProduct } from "./chat.ts";
 import { CliError, loadConfig } from "./config.ts";
 import { followTask } from "./follow.ts";
 import { formatEvent } from "./format.ts";
+import { type Cli, keysCreate, keysList, keysRevoke, login, logout } from "./keys.ts";
 
 const USAGE = `Usage:
   orchestrator new "<what you want>" [--yes] [--follow]
@@ -41,13 +42,22 @@ const USAGE = `Usage:
   orchestrator provision status <task-id> [--follow] [--json]
   orchestrator servers list [--json]                  servers, their runners' status and last heartbeat
   orchestrator servers show <handle> [--json]         one server, its runner's connection and job counts
+  orchestrator keys create <name> [--scope user|admin|runner ...] [--project ID-OR-NAME] [--user USER-ID]
+                           [--expires DATE|30d] [--json]
+                                                      issue an API key; it is shown this once only
+  orchestrator keys list [--all] [--user USER-ID] [--json]
+                                                      your keys, never the keys themselves; --all adds revoked ones
+  orchestrator keys revoke <key-id>                   revoke a key; it stops working at once
+  orchestrator login [--url URL] [--key KEY]          check a key and save it with the URL to the config file
+                                                      (without --key, it is read from stdin or asked for)
+  orchestrator logout                                 remove the saved key from the config file
 
   --follow   print each event as it happens, until the task ends (exit 0 completed, 1 failed/cancelled)
   --json     machine-readable output (NDJSON events with --follow)
   --yes      answer "yes" to the Product Owner's confirmations (new)
 
 Configuration: ORCHESTRATOR_URL and ORCHESTRATOR_API_KEY, or {"url","apiKey"} in
-~/.config/orchestrator/config.json (or the file named by ORCHESTRATOR_CONFIG).`;
+~/.config/orchestrator/config.json (or the file named by ORCHESTRATOR_CONFIG), which \`orchestrator login\` writes.`;
 
 const TaskList = z.object({ tasks: z.array(TaskView) });
 const TaskShown = z.object({ task: TaskView, stream: TaskStreamPosition });
@@ -268,6 +278,9 @@ async function chatCommand(args: string[]): Promise<number> {
   return chatRepl(loadConfig(), { signal: controller.signal });
 }
 
+/** What the key and login commands (cli/keys.ts) use of this file. */
+const cli: Cli = { out, usage, projectIdOf, since };
+
 const ACTIVE_STATUSES: TaskStatus[] = ["running", "needs_input", "queued"];
 
 /** `orchestrator status`: the person's projects, and the tasks running or waiting on them. */
@@ -319,6 +332,14 @@ async function main(argv: string[]): Promise<number> {
   if ((group === "engineering" || group === "deploy" || group === "provision") && command === "status") return status(group, rest);
   if (group === "servers" && command === "list") return serversList(rest).then(() => 0);
   if (group === "servers" && command === "show") return serversShow(rest).then(() => 0);
+  if (group === "keys" && command === "create") return keysCreate(rest, cli).then(() => 0);
+  if (group === "keys" && command === "list") return keysList(rest, cli).then(() => 0);
+  if (group === "keys" && command === "revoke") return keysRevoke(rest, cli).then(() => 0);
+  if (group === "login") return login(argv.slice(1), cli).then(() => 0);
+  if (group === "logout") {
+    logout(argv.slice(1), cli);
+    return 0;
+  }
   usage(`unknown command: ${argv.join(" ")}`);
 }
 

@@ -1,9 +1,10 @@
-import { existsSync, readFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { z } from "zod";
 
 const ConfigFile = z.object({ url: z.string().url().optional(), apiKey: z.string().min(1).optional() });
+type ConfigFile = z.infer<typeof ConfigFile>;
 
 export interface CliConfig {
   url: string;
@@ -16,24 +17,74 @@ export function configPath(env: NodeJS.ProcessEnv = process.env): string {
   return join(env.XDG_CONFIG_HOME ?? join(homedir(), ".config"), "orchestrator", "config.json");
 }
 
+/** The file's JSON object as it is (other fields included), or `{}` when there is no file. */
+function readFileObject(path: string): Record<string, unknown> {
+  if (!existsSync(path)) return {};
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(path, "utf8"));
+  } catch (error) {
+    throw new CliError(`${path} is not valid JSON (${error instanceof Error ? error.message : String(error)}); fix or remove it`);
+  }
+  if (!json || typeof json !== "object" || Array.isArray(json)) throw new CliError(`${path} is not a valid config: expected {"url": "...", "apiKey": "..."}`);
+  return json as Record<string, unknown>;
+}
+
+function readConfigFile(path: string): ConfigFile {
+  const parsed = ConfigFile.safeParse(readFileObject(path));
+  if (!parsed.success) throw new CliError(`${path} is not a valid config: expected {"url": "...", "apiKey": "..."}`);
+  return parsed.data;
+}
+
 /**
  * Resolves the server URL and API key: environment first (ORCHESTRATOR_URL, ORCHESTRATOR_API_KEY),
- * then the config file `{ "url": …, "apiKey": … }`.
+ * then the config file `{ "url": …, "apiKey": … }` (which `orchestrator login` writes).
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): CliConfig {
   const path = configPath(env);
-  let file: z.infer<typeof ConfigFile> = {};
-  if (existsSync(path)) {
-    const parsed = ConfigFile.safeParse(JSON.parse(readFileSync(path, "utf8")));
-    if (!parsed.success) throw new CliError(`${path} is not a valid config: expected {"url": "...", "apiKey": "..."}`);
-    file = parsed.data;
-  }
+  const file = readConfigFile(path);
   const url = env.ORCHESTRATOR_URL || file.url;
   const apiKey = env.ORCHESTRATOR_API_KEY || file.apiKey;
   if (!url || !apiKey) {
-    throw new CliError(`set ORCHESTRATOR_URL and ORCHESTRATOR_API_KEY, or write {"url","apiKey"} to ${path}`);
+    throw new CliError(`set ORCHESTRATOR_URL and ORCHESTRATOR_API_KEY, run \`orchestrator login\`, or write {"url","apiKey"} to ${path}`);
   }
   return { url: url.replace(/\/+$/, ""), apiKey };
+}
+
+/** The server URL alone (environment, then the file), for commands that bring their own key. */
+export function configuredUrl(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return env.ORCHESTRATOR_URL || readConfigFile(configPath(env)).url;
+}
+
+/**
+ * Writes the file with only its owner able to read it (0600), its directory made 0700 if missing;
+ * other fields already in the file stay. The mode is set before the key goes in.
+ */
+function writeConfigFile(path: string, content: Record<string, unknown>): void {
+  try {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    if (existsSync(path)) chmodSync(path, 0o600);
+    writeFileSync(path, `${JSON.stringify(content, null, 2)}\n`, { mode: 0o600 });
+    chmodSync(path, 0o600);
+  } catch (error) {
+    throw new CliError(`cannot write ${path}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
+/** Saves the URL and key to the config file; returns the file's path. */
+export function saveLogin(url: string, apiKey: string, env: NodeJS.ProcessEnv = process.env): string {
+  const path = configPath(env);
+  writeConfigFile(path, { ...readFileObject(path), url, apiKey });
+  return path;
+}
+
+/** Removes the key from the config file (the URL stays); says whether there was one. */
+export function removeSavedKey(env: NodeJS.ProcessEnv = process.env): { path: string; removed: boolean } {
+  const path = configPath(env);
+  const { apiKey, ...rest } = readFileObject(path);
+  if (apiKey === undefined) return { path, removed: false };
+  writeConfigFile(path, rest);
+  return { path, removed: true };
 }
 
 /** An error the CLI reports as one line and a non-zero exit. */
