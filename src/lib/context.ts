@@ -24,5 +24,7 @@ export interface AppEnv {
     log: Logger;
     db: Db;
     principal: Principal;
+    /** The trace this request belongs to (the caller's traceparent, or a new one). */
+    traceparent: string;
   };
 }

@@ -4,32 +4,60 @@
  * (`Authorization: Bearer`); a browser cannot send that header on a WebSocket, so the console trades
  * the key for a signed chat link first (`POST /api/chat/link`) and connects with `?token=`.
  */
+import { createRoute } from "@hono/zod-openapi";
 import { Hono } from "hono";
+import { z } from "zod";
 import { CHAT_USER_HEADER, getProductOwner } from "../durable/product-owner.ts";
 import { AppError } from "../lib/app-error.ts";
 import type { AppEnv } from "../lib/context.ts";
+import { apiDoc, apiRouter, errors, jsonResponse } from "../lib/openapi.ts";
 import { signChatToken, verifyChatToken } from "../lib/view-token.ts";
 import { requireAdmin, requireScope, resolvePrincipal } from "../middleware/auth.ts";
 import { authFailed, limitByAddress } from "../middleware/rate-limit.ts";
 import { userById } from "../services/chat-users.ts";
+import { SessionState } from "../shared/chat.ts";
 
 /** A chat link lasts a working day; the console asks for a new one (with the key) after that. */
 const CHAT_TOKEN_TTL_SECONDS = 12 * 3600;
 
+const doc = apiDoc("chat");
+const agentStats = createRoute({
+  ...doc,
+  method: "get",
+  path: "/agents/{name}",
+  summary: "A Product Owner agent's storage (admin)",
+  middleware: [requireAdmin],
+  // Any name matches here: the handler checks it (and answers 400 naming the two forms).
+  request: { params: z.object({ name: z.string().describe("tg:<chat id> or web:<user id>") }) },
+  responses: {
+    200: jsonResponse(z.object({ bytes: z.number().int(), turns: z.number().int(), entries: z.number().int(), state: SessionState, summary: z.boolean() }), "The agent's storage"),
+    ...errors(400, 403),
+  },
+});
+const link = createRoute({
+  ...doc,
+  method: "post",
+  path: "/link",
+  summary: "A signed link to the web console for the caller (valid for 12 hours)",
+  middleware: [requireScope("user")],
+  responses: { 200: jsonResponse(z.object({ token: z.string(), expiresAt: z.string(), url: z.string() }), "The link"), ...errors(403) },
+});
+
 /** `POST /api/chat/link`: a signed link to the web console for the caller; `GET /api/chat/agents/:name`: an agent's storage, for admins. */
-export const chatLinkRoute = new Hono<AppEnv>()
-  .get("/agents/:name", requireAdmin, async (c) => {
+export const chatLinkRoute = apiRouter();
+chatLinkRoute
+  .openapi(agentStats, async (c) => {
     const name = c.req.param("name");
     if (!/^(tg:-?\d{1,20}|web:[A-Za-z0-9_-]{1,64})$/.test(name)) throw new AppError("invalid_request", "An agent is named tg:<chat id> or web:<user id>");
-    return c.json(await (await getProductOwner(c.env, name)).stats());
+    return c.json(await (await getProductOwner(c.env, name)).stats(), 200);
   })
-  .post("/link", requireScope("user"), async (c) => {
+  .openapi(link, async (c) => {
   const userId = c.var.principal.userId;
   if (!userId) throw new AppError("forbidden", "This key has no user to chat as");
   const { token, expiresAt } = await signChatToken(c.env.SECRETS_ENCRYPTION_KEY, userId, CHAT_TOKEN_TTL_SECONDS);
   const url = new URL("/chat", c.req.url);
   url.searchParams.set("token", token);
-  return c.json({ token, expiresAt: expiresAt.toISOString(), url: url.toString() });
+  return c.json({ token, expiresAt: expiresAt.toISOString(), url: url.toString() }, 200);
 });
 
 const TOKEN_PROBLEM = { malformed: "The chat link is malformed", bad_signature: "The chat link is not valid", expired: "The chat link has expired: sign in again" } as const;

@@ -5,27 +5,126 @@
  *   /api/projects/:id/secrets                         set secrets; list their names (never a value)
  *   /api/servers/:handle/services                     the seed's service API: what runs on a server
  */
+import { createRoute } from "@hono/zod-openapi";
 import { and, eq, inArray } from "drizzle-orm";
-import { Hono } from "hono";
 import { z } from "zod";
 import { deployments, projects, serviceDeployments, tasks } from "../db/schema.ts";
 import { AppError, notFound } from "../lib/app-error.ts";
 import type { AppEnv } from "../lib/context.ts";
-import { validate } from "../lib/validate.ts";
+import { apiDoc, apiRouter, errors, jsonBody, jsonResponse, views } from "../lib/openapi.ts";
 import { requireScope } from "../middleware/auth.ts";
 import { deploymentView, listDeployments, startDeployTask } from "../services/deploys.ts";
 import { deleteSecret, putSecrets, secretViews } from "../services/project-secrets.ts";
 import { projectVisibleTo } from "../services/projects.ts";
 import { loadServer } from "../services/servers.ts";
-import { PutSecrets, StartDeploy, StartRollback } from "../shared/deploys.ts";
+import { DEPLOYMENT_STATUSES, PutSecrets, StartDeploy, StartRollback } from "../shared/deploys.ts";
 import { EnvName } from "../shared/playbooks.ts";
 import { PendingInput, inputEventType } from "../shared/task-input.ts";
-import { parseTraceparent } from "../shared/trace.ts";
 
 const IdParam = z.object({ id: z.string().min(1).max(64) });
 const SecretParam = IdParam.extend({ name: EnvName });
 const ServiceParam = z.object({ handle: z.string().min(1).max(100), id: z.string().min(1).max(64) });
 const CreateService = z.strictObject({ projectId: z.string().min(1).max(64), ref: z.string().min(1).max(200).optional() });
+
+const doc = apiDoc("deploys");
+const TaskResponse = z.object({ task: views.Task });
+const SecretsResponse = z.object({ secrets: z.array(views.Secret) });
+
+const deploy = createRoute({
+  ...doc,
+  method: "post",
+  path: "/{id}/deploy",
+  summary: "Deploy the project on a new task (follow it like any task)",
+  request: { params: IdParam, body: jsonBody(StartDeploy.default({}), "What to deploy and where; the body may be left out") },
+  responses: { 202: jsonResponse(TaskResponse, "The deploy task"), ...errors(400, 402, 403, 404, 409, 413, 415) },
+});
+const rollback = createRoute({
+  ...doc,
+  method: "post",
+  path: "/{id}/rollback",
+  summary: "Roll back to an earlier release (default: the one before the active release) on a new task",
+  request: { params: IdParam, body: jsonBody(StartRollback.default({}), "The release to go back to; the body may be left out") },
+  responses: { 202: jsonResponse(TaskResponse, "The rollback task"), ...errors(400, 403, 404, 409, 413, 415) },
+});
+const undeploy = createRoute({
+  ...doc,
+  method: "post",
+  path: "/{id}/undeploy",
+  summary: "Take the project off its server on a new task",
+  request: { params: IdParam },
+  responses: { 202: jsonResponse(TaskResponse, "The undeploy task"), ...errors(400, 403, 404, 409) },
+});
+const listReleases = createRoute({
+  ...doc,
+  method: "get",
+  path: "/{id}/deployments",
+  summary: "The project's release history",
+  request: { params: IdParam },
+  responses: { 200: jsonResponse(z.object({ deployments: z.array(views.Deployment) }), "The releases"), ...errors(400, 403, 404) },
+});
+const listSecrets = createRoute({
+  ...doc,
+  method: "get",
+  path: "/{id}/secrets",
+  summary: "The names of the project's secrets (never a value)",
+  request: { params: IdParam },
+  responses: { 200: jsonResponse(SecretsResponse, "The secrets"), ...errors(400, 403, 404) },
+});
+const putSecretsRoute = createRoute({
+  ...doc,
+  method: "put",
+  path: "/{id}/secrets",
+  summary: "Set secrets by name; a deploy waiting for them resumes",
+  request: { params: IdParam, body: jsonBody(PutSecrets) },
+  responses: {
+    200: jsonResponse(SecretsResponse.extend({ resumedTask: z.string().optional().describe("The deploy task that was waiting for these secrets") }), "The secrets"),
+    ...errors(400, 403, 404, 413, 415),
+  },
+});
+const deleteSecretRoute = createRoute({
+  ...doc,
+  method: "delete",
+  path: "/{id}/secrets/{name}",
+  summary: "Delete a secret",
+  request: { params: SecretParam },
+  responses: { 204: { description: "Deleted" }, ...errors(400, 403, 404) },
+});
+
+const HandleParam = z.object({ handle: z.string().min(1).max(100) });
+const Service = z.object({
+  id: z.string(),
+  project: z.object({ id: z.string(), name: z.string() }),
+  domain: z.string(),
+  url: z.string(),
+  internalPort: z.number().int(),
+  status: z.enum(DEPLOYMENT_STATUSES),
+  activeDeployment: views.Deployment.nullable(),
+  updatedAt: z.string(),
+});
+const listServices = createRoute({
+  ...doc,
+  method: "get",
+  path: "/{handle}/services",
+  summary: "The projects a server runs (admin)",
+  request: { params: HandleParam },
+  responses: { 200: jsonResponse(z.object({ services: z.array(Service) }), "The services"), ...errors(400, 403, 404) },
+});
+const createService = createRoute({
+  ...doc,
+  method: "post",
+  path: "/{handle}/services",
+  summary: "Deploy a project on this server, on a new task (admin)",
+  request: { params: HandleParam, body: jsonBody(CreateService) },
+  responses: { 202: jsonResponse(TaskResponse, "The deploy task"), ...errors(400, 402, 403, 404, 409, 413, 415) },
+});
+const deleteService = createRoute({
+  ...doc,
+  method: "delete",
+  path: "/{handle}/services/{id}",
+  summary: "Undeploy a service from this server, on a new task (admin)",
+  request: { params: ServiceParam },
+  responses: { 202: jsonResponse(TaskResponse, "The undeploy task"), ...errors(400, 403, 404, 409) },
+});
 
 async function visibleProject(c: { var: AppEnv["Variables"] }, id: string) {
   const [project] = await c.var.db.select().from(projects).where(and(eq(projects.id, id), projectVisibleTo(c.var.principal)));
@@ -52,39 +151,40 @@ async function wakeWaitingDeploy(c: { var: AppEnv["Variables"]; env: Env }, proj
   return waiting.id;
 }
 
-export const projectDeploysRoute = new Hono<AppEnv>()
-  .use(requireScope("user"))
-  .post("/:id/deploy", validate("param", IdParam), validate("json", StartDeploy.default({})), async (c) => {
+export const projectDeploysRoute = apiRouter();
+projectDeploysRoute.use(requireScope("user"));
+projectDeploysRoute
+  .openapi(deploy, async (c) => {
     const body = c.req.valid("json");
-    const traceparent = parseTraceparent(c.req.header("traceparent"));
+    const { traceparent } = c.var;
     const task = await startDeployTask(c.var.db, c.env, c.var.principal, c.req.valid("param").id, { mode: "deploy", ...body }, traceparent ?? undefined);
     return c.json({ task }, 202);
   })
-  .post("/:id/rollback", validate("param", IdParam), validate("json", StartRollback.default({})), async (c) => {
+  .openapi(rollback, async (c) => {
     const body = c.req.valid("json");
     const task = await startDeployTask(c.var.db, c.env, c.var.principal, c.req.valid("param").id, { mode: "rollback", ...body });
     return c.json({ task }, 202);
   })
-  .post("/:id/undeploy", validate("param", IdParam), async (c) => {
+  .openapi(undeploy, async (c) => {
     const task = await startDeployTask(c.var.db, c.env, c.var.principal, c.req.valid("param").id, { mode: "undeploy" });
     return c.json({ task }, 202);
   })
-  .get("/:id/deployments", validate("param", IdParam), async (c) => {
+  .openapi(listReleases, async (c) => {
     const project = await visibleProject(c, c.req.valid("param").id);
-    return c.json({ deployments: await listDeployments(c.var.db, project.id) });
+    return c.json({ deployments: await listDeployments(c.var.db, project.id) }, 200);
   })
-  .get("/:id/secrets", validate("param", IdParam), async (c) => {
+  .openapi(listSecrets, async (c) => {
     const project = await visibleProject(c, c.req.valid("param").id);
-    return c.json({ secrets: await secretViews(c.var.db, project.id) });
+    return c.json({ secrets: await secretViews(c.var.db, project.id) }, 200);
   })
-  .put("/:id/secrets", validate("param", IdParam), validate("json", PutSecrets), async (c) => {
+  .openapi(putSecretsRoute, async (c) => {
     const project = await visibleProject(c, c.req.valid("param").id);
     const { secrets } = c.req.valid("json");
     await putSecrets(c.env, c.var.db, project.id, secrets, "user");
     const woke = await wakeWaitingDeploy(c, project.id, Object.keys(secrets));
-    return c.json({ secrets: await secretViews(c.var.db, project.id), ...(woke ? { resumedTask: woke } : {}) });
+    return c.json({ secrets: await secretViews(c.var.db, project.id), ...(woke ? { resumedTask: woke } : {}) }, 200);
   })
-  .delete("/:id/secrets/:name", validate("param", SecretParam), async (c) => {
+  .openapi(deleteSecretRoute, async (c) => {
     const { id, name } = c.req.valid("param");
     const project = await visibleProject(c, id);
     if (!(await deleteSecret(c.var.db, project.id, name))) notFound("Secret");
@@ -92,9 +192,10 @@ export const projectDeploysRoute = new Hono<AppEnv>()
   });
 
 /** `/api/servers/:handle/services`: the projects a server runs (admin). POST deploys one there; DELETE undeploys it. */
-export const serverServicesRoute = new Hono<AppEnv>()
-  .use(requireScope("admin"))
-  .get("/:handle/services", validate("param", z.object({ handle: z.string().min(1).max(100) })), async (c) => {
+export const serverServicesRoute = apiRouter();
+serverServicesRoute.use(requireScope("admin"));
+serverServicesRoute
+  .openapi(listServices, async (c) => {
     const server = await loadServer(c.var.db, c.req.valid("param").handle);
     const rows = await c.var.db
       .select({ service: serviceDeployments, project: { id: projects.id, name: projects.name } })
@@ -117,16 +218,16 @@ export const serverServicesRoute = new Hono<AppEnv>()
         })(),
         updatedAt: service.updatedAt.toISOString(),
       })),
-    });
+    }, 200);
   })
-  .post("/:handle/services", validate("param", z.object({ handle: z.string().min(1).max(100) })), validate("json", CreateService), async (c) => {
+  .openapi(createService, async (c) => {
     const { handle } = c.req.valid("param");
     const body = c.req.valid("json");
     await loadServer(c.var.db, handle);
     const task = await startDeployTask(c.var.db, c.env, c.var.principal, body.projectId, { mode: "deploy", server: handle, ...(body.ref ? { ref: body.ref } : {}) });
     return c.json({ task }, 202);
   })
-  .delete("/:handle/services/:id", validate("param", ServiceParam), async (c) => {
+  .openapi(deleteService, async (c) => {
     const { handle, id } = c.req.valid("param");
     const server = await loadServer(c.var.db, handle);
     const [service] = await c.var.db.select().from(serviceDeployments).where(and(eq(serviceDeployments.id, id), eq(serviceDeployments.serverId, server.id)));

@@ -1,10 +1,9 @@
+import { createRoute } from "@hono/zod-openapi";
 import { and, desc, eq, isNull, sql } from "drizzle-orm";
-import { Hono } from "hono";
 import { z } from "zod";
 import { incidents } from "../db/schema.ts";
 import { AppError, notFound } from "../lib/app-error.ts";
-import type { AppEnv } from "../lib/context.ts";
-import { validate } from "../lib/validate.ts";
+import { apiDoc, apiRouter, errors, jsonBody, jsonResponse, named } from "../lib/openapi.ts";
 import { requireAdmin } from "../middleware/auth.ts";
 import { Page } from "../shared/api.ts";
 
@@ -15,26 +14,59 @@ const Resolve = z.strictObject({ note: z.string().trim().max(2000).optional() })
 
 const view = (row: typeof incidents.$inferSelect) => ({ ...row, openedAt: row.openedAt.toISOString(), resolvedAt: row.resolvedAt?.toISOString() ?? null });
 
+const Incident = named(
+  z.object({
+    id: z.string(),
+    projectId: z.string().nullable(),
+    serverId: z.string().nullable(),
+    kind: z.string(),
+    severity: z.string(),
+    message: z.string(),
+    data: z.record(z.string(), z.unknown()).nullable(),
+    openedAt: z.string(),
+    resolvedAt: z.string().nullable(),
+  }),
+  "Incident",
+);
+const doc = apiDoc("incidents");
+const resolve = createRoute({
+  ...doc,
+  method: "post",
+  path: "/{id}/resolve",
+  summary: "Close an incident, with an optional note (admin)",
+  request: { params: IdParam, body: jsonBody(Resolve, "An optional note; the body may be left out") },
+  responses: { 200: jsonResponse(z.object({ incident: Incident }), "The resolved incident"), ...errors(400, 403, 404, 409, 413, 415) },
+});
+const list = createRoute({
+  ...doc,
+  method: "get",
+  path: "/",
+  summary: "What needs an admin, newest first: open incidents unless open=false (admin)",
+  request: { query: ListQuery },
+  responses: { 200: jsonResponse(z.object({ incidents: z.array(Incident) }), "The incidents"), ...errors(400, 403) },
+});
+
 /**
  * `GET /api/incidents`: what needs an admin (a Product Owner's `needs_human_approval`, a runner gone
  * missing, a deployment failing its health checks…), open ones unless `open=false`, newest first.
  * `POST /api/incidents/:id/resolve`: closes one, with an optional note.
  */
-export const incidentsRoute = new Hono<AppEnv>()
-  .use(requireAdmin)
-  .post("/:id/resolve", validate("param", IdParam), validate("json", Resolve), async (c) => {
+export const incidentsRoute = apiRouter();
+incidentsRoute.use(requireAdmin);
+incidentsRoute
+  .openapi(resolve, async (c) => {
     const { note } = c.req.valid("json");
     const [row] = await c.var.db
       .update(incidents)
       .set({ resolvedAt: new Date(), ...(note ? { data: sql`coalesce(${incidents.data}, '{}'::jsonb) || ${JSON.stringify({ resolution: note, resolvedBy: c.var.principal.userId })}::jsonb` } : {}) })
       .where(and(eq(incidents.id, c.req.valid("param").id), isNull(incidents.resolvedAt)))
       .returning();
-    if (row) return c.json({ incident: view(row) });
+    if (row) return c.json({ incident: view(row) }, 200);
     const [known] = await c.var.db.select({ id: incidents.id }).from(incidents).where(eq(incidents.id, c.req.valid("param").id));
     if (!known) notFound("Incident");
     throw new AppError("conflict", "This incident is resolved already");
   })
-  .get("/", validate("query", ListQuery), async (c) => {
+  .openapi(list, async (c) => {
   const { limit, offset, kind, open } = c.req.valid("query");
   const rows = await c.var.db
     .select()
@@ -43,5 +75,5 @@ export const incidentsRoute = new Hono<AppEnv>()
     .orderBy(desc(incidents.openedAt))
     .limit(limit)
     .offset(offset);
-  return c.json({ incidents: rows.map(view) });
+  return c.json({ incidents: rows.map(view) }, 200);
   });

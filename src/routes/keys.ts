@@ -1,12 +1,12 @@
+import { createRoute } from "@hono/zod-openapi";
 import { and, desc, eq, isNull, type SQL } from "drizzle-orm";
-import { Hono } from "hono";
 import { z } from "zod";
 import { apiKeys, projects, users } from "../db/schema.ts";
 import { AppError, notFound } from "../lib/app-error.ts";
 import { generateApiKey } from "../lib/api-keys.ts";
-import type { AppEnv, Principal } from "../lib/context.ts";
+import type { Principal } from "../lib/context.ts";
 import { newId } from "../lib/crypto.ts";
-import { validate } from "../lib/validate.ts";
+import { apiDoc, apiRouter, errors, jsonBody, jsonResponse, views } from "../lib/openapi.ts";
 import { requireScope } from "../middleware/auth.ts";
 import { type ApiKeyView, CreateApiKey, Page } from "../shared/api.ts";
 
@@ -36,13 +36,41 @@ function refuseLimited(principal: Principal): void {
   if (principal.projectId) throw new AppError("forbidden", "A key limited to one project cannot manage keys");
 }
 
+const doc = apiDoc("keys");
+const create = createRoute({
+  ...doc,
+  method: "post",
+  path: "/",
+  summary: "Issue a key: the plain key is in this response only",
+  description: "A user issues `user` keys for themselves; an admin issues any scope for anyone (an admin-scoped key only for an admin user). `projectId` limits the key to one project of its owner.",
+  request: { body: jsonBody(CreateApiKey) },
+  responses: { 201: jsonResponse(z.object({ apiKey: views.ApiKey, key: z.string().describe("The key itself: shown once, never stored") }), "The new key"), ...errors(400, 403, 413, 415) },
+});
+const list = createRoute({
+  ...doc,
+  method: "get",
+  path: "/",
+  summary: "List keys (an admin's: all; a user's: their own), never the key itself",
+  request: { query: ListQuery },
+  responses: { 200: jsonResponse(z.object({ keys: z.array(views.ApiKey) }), "The keys"), ...errors(400, 403) },
+});
+const revoke = createRoute({
+  ...doc,
+  method: "delete",
+  path: "/{id}",
+  summary: "Revoke a key: it fails at once",
+  request: { params: IdParam },
+  responses: { 200: jsonResponse(z.object({ apiKey: views.ApiKey }), "The revoked key"), ...errors(400, 403, 404, 409) },
+});
+
 /**
  * `/api/keys`: issue (the plain key is in that one response only), list (prefix, scopes, owner,
  * project, last use, expiry; never the key) and revoke. A revoked key fails at once.
  */
-export const keysRoute = new Hono<AppEnv>()
-  .use(requireScope("user"))
-  .post("/", validate("json", CreateApiKey), async (c) => {
+export const keysRoute = apiRouter();
+keysRoute.use(requireScope("user"));
+keysRoute
+  .openapi(create, async (c) => {
     const body = c.req.valid("json");
     const { principal } = c.var;
     refuseLimited(principal);
@@ -76,7 +104,7 @@ export const keysRoute = new Hono<AppEnv>()
     if (!row) throw new Error("insert returned no row");
     return c.json({ apiKey: view(row), key }, 201);
   })
-  .get("/", validate("query", ListQuery), async (c) => {
+  .openapi(list, async (c) => {
     const { limit, offset, userId, revoked } = c.req.valid("query");
     refuseLimited(c.var.principal);
     const rows = await c.var.db
@@ -86,9 +114,9 @@ export const keysRoute = new Hono<AppEnv>()
       .orderBy(desc(apiKeys.createdAt))
       .limit(limit)
       .offset(offset);
-    return c.json({ keys: rows.map(view) });
+    return c.json({ keys: rows.map(view) }, 200);
   })
-  .delete("/:id", validate("param", IdParam), async (c) => {
+  .openapi(revoke, async (c) => {
     refuseLimited(c.var.principal);
     const { id } = c.req.valid("param");
     const [row] = await c.var.db
@@ -96,7 +124,7 @@ export const keysRoute = new Hono<AppEnv>()
       .set({ revokedAt: new Date() })
       .where(and(eq(apiKeys.id, id), keysOf(c.var.principal), isNull(apiKeys.revokedAt)))
       .returning();
-    if (row) return c.json({ apiKey: view(row) });
+    if (row) return c.json({ apiKey: view(row) }, 200);
     const [known] = await c.var.db.select({ revokedAt: apiKeys.revokedAt }).from(apiKeys).where(and(eq(apiKeys.id, id), keysOf(c.var.principal)));
     if (!known) notFound("API key");
     throw new AppError("conflict", "This key is revoked already");

@@ -1,17 +1,16 @@
-import { Hono } from "hono";
+import { createRoute } from "@hono/zod-openapi";
 import { streamSSE } from "hono/streaming";
 import { z } from "zod";
 import { getTaskStream } from "../durable/task-stream.ts";
 import { AppError } from "../lib/app-error.ts";
-import type { AppEnv } from "../lib/context.ts";
+import { apiDoc, apiRouter, errors, jsonBody, jsonResponse, views } from "../lib/openapi.ts";
 import { settings } from "../lib/settings.ts";
 import { signViewToken } from "../lib/view-token.ts";
-import { validate } from "../lib/validate.ts";
 import { requireAdmin, requireScope } from "../middleware/auth.ts";
 import { answerTask, cancelTask } from "../services/task-control.ts";
 import { appendTaskEventOnce, createTask, listTasks, loadTask } from "../services/tasks.ts";
-import { Page, TaskStatus, TaskType } from "../shared/api.ts";
-import { createAcker, isTerminal, TaskSocketServerMessage } from "../shared/events.ts";
+import { Page, TaskStatus, TaskStreamPosition, TaskType } from "../shared/api.ts";
+import { createAcker, isTerminal, TaskEventInput, TaskSocketServerMessage } from "../shared/events.ts";
 
 const IdParam = z.object({ id: z.string().min(1).max(64) });
 const ListQuery = Page.extend({ type: TaskType.optional(), status: TaskStatus.optional(), projectId: z.string().optional() });
@@ -47,33 +46,142 @@ async function openStreamSocket(env: Env, taskId: string, after: number): Promis
   return res.webSocket;
 }
 
+const doc = apiDoc("tasks");
+const TaskResponse = z.object({ task: views.Task });
+const EventResponse = z.object({ event: views.TaskEvent, duplicate: z.literal(true).optional() });
+
+const list = createRoute({
+  ...doc,
+  method: "get",
+  path: "/",
+  summary: "List the tasks the key may see, newest first",
+  middleware: [requireScope("user")],
+  request: { query: ListQuery },
+  responses: { 200: jsonResponse(z.object({ tasks: z.array(views.Task) }), "The tasks"), ...errors(400, 403) },
+});
+const create = createRoute({
+  ...doc,
+  method: "post",
+  path: "/",
+  summary: "Create a queued task (admin)",
+  middleware: [requireAdmin],
+  request: { body: jsonBody(CreateTask) },
+  responses: { 201: jsonResponse(TaskResponse, "The new task"), ...errors(400, 403, 413, 415) },
+});
+const get = createRoute({
+  ...doc,
+  method: "get",
+  path: "/{id}",
+  summary: "Get a task and where its event stream is",
+  middleware: [requireScope("user")],
+  request: { params: IdParam },
+  responses: { 200: jsonResponse(TaskResponse.extend({ stream: TaskStreamPosition }), "The task"), ...errors(400, 403, 404) },
+});
+const appendEvent = createRoute({
+  ...doc,
+  method: "post",
+  path: "/{id}/events",
+  summary: "Append an event to a task's stream (admin: producers)",
+  description: "The body is checked by the stream itself (the stream assigns `seq` and `taskId`; `at` defaults to now). A repeat of an `eventId` already stored answers 200 with the stored event, so producers may retry.",
+  middleware: [requireAdmin],
+  request: {
+    params: IdParam,
+    // Described, not validated here: the stream normalises and checks the event (services/tasks.ts).
+    body: { required: true, content: { "application/json": { schema: { $ref: "#/components/schemas/TaskEventInput" } } } },
+  },
+  responses: {
+    201: jsonResponse(EventResponse, "The event, appended"),
+    200: jsonResponse(EventResponse, "A repeat of an `eventId` already stored: the stored event, with `duplicate: true`"),
+    ...errors(400, 403, 404, 409, 413, 415),
+  },
+});
+const readEvents = createRoute({
+  ...doc,
+  method: "get",
+  path: "/{id}/events",
+  summary: "Read a task's events, or follow them live over SSE",
+  description:
+    "As JSON: the events after `after` (at most `limit`). With `Accept: text/event-stream`: Server-Sent Events, one per task event (`id` is its seq, `event` its type), from `after` or the `Last-Event-ID` header, until the task ends. A view token (`?token=`) works here too.",
+  request: { params: IdParam, query: AfterQuery },
+  responses: {
+    200: {
+      description: "The events",
+      content: {
+        "application/json": { schema: z.object({ events: z.array(views.TaskEvent), lastSeq: z.number().int(), closed: z.boolean() }) },
+        "text/event-stream": { schema: { type: "string", description: "`stream:open`, then one event per task event" } },
+      },
+    },
+    ...errors(400, 403, 404),
+  },
+});
+const websocket = createRoute({
+  ...doc,
+  method: "get",
+  path: "/{id}/ws",
+  summary: "Follow a task's events over a WebSocket",
+  description: "Takes `Upgrade: websocket`. The server sends `event:appended`, `stream:live` and `stream:error` frames; the client acknowledges with `event:ack`.",
+  request: { params: IdParam, query: AfterQuery },
+  responses: { 101: { description: "Switching to the WebSocket" }, ...errors(400, 403, 404) },
+});
+const input = createRoute({
+  ...doc,
+  method: "post",
+  path: "/{id}/input",
+  summary: "Answer what a task waits for",
+  description: "The answer to the task's pending question: `{decision: \"continue\", rounds?}` / `{decision: \"stop\", reason?}` for a decision, `{secrets: {NAME: value}}` for secrets.",
+  middleware: [requireScope("user")],
+  request: { params: IdParam, body: jsonBody(z.record(z.string(), z.unknown())) },
+  responses: { 202: jsonResponse(TaskResponse.extend({ answer: z.unknown() }), "The answer, taken"), ...errors(400, 403, 404, 409, 413, 415) },
+});
+const cancel = createRoute({
+  ...doc,
+  method: "post",
+  path: "/{id}/cancel",
+  summary: "Cancel a task and stop its jobs",
+  middleware: [requireScope("user")],
+  request: { params: IdParam },
+  responses: { 200: jsonResponse(TaskResponse.extend({ stoppedJobs: z.array(z.string()) }), "The cancelled task"), ...errors(400, 403, 404, 409) },
+});
+const viewLink = createRoute({
+  ...doc,
+  method: "get",
+  path: "/{id}/view-link",
+  summary: "A signed link to the task's live view",
+  middleware: [requireScope("user")],
+  request: { params: IdParam, query: ViewLinkQuery },
+  responses: { 200: jsonResponse(z.object({ url: z.string(), token: z.string(), expiresAt: z.string() }), "The link"), ...errors(400, 403, 404) },
+});
+
 /** `/api/tasks`: tasks, their event history, and live streams over SSE and WebSocket. */
-export const tasksRoute = new Hono<AppEnv>()
-  .get("/", requireScope("user"), validate("query", ListQuery), async (c) => {
-    return c.json({ tasks: await listTasks(c.var.db, c.var.principal, c.req.valid("query")) });
+export const tasksRoute = apiRouter();
+// Named for the append route's body, which refers to it (a clone: see `named` in lib/openapi.ts).
+tasksRoute.openAPIRegistry.register("TaskEventInput", TaskEventInput.clone());
+tasksRoute
+  .openapi(list, async (c) => {
+    return c.json({ tasks: await listTasks(c.var.db, c.var.principal, c.req.valid("query")) }, 200);
   })
-  .post("/", requireAdmin, validate("json", CreateTask), async (c) => {
+  .openapi(create, async (c) => {
     const body = c.req.valid("json");
     const task = await createTask(c.var.db, { ...body, callerId: c.var.principal.userId ?? "" });
     return c.json({ task }, 201);
   })
-  .get("/:id", requireScope("user"), validate("param", IdParam), async (c) => {
+  .openapi(get, async (c) => {
     const task = await loadTask(c.var.db, c.var.principal, c.req.valid("param").id);
     const stream = await getTaskStream(c.env, task.id).info();
-    return c.json({ task, stream: { lastSeq: stream.lastSeq, closed: stream.closed } });
+    return c.json({ task, stream: { lastSeq: stream.lastSeq, closed: stream.closed } }, 200);
   })
   // Admin only, so no ownership lookup: the stream itself answers 404 for an unknown task.
   // A repeat of an `eventId` already stored answers 200 with the stored event, so producers may retry.
-  .post("/:id/events", requireAdmin, validate("param", IdParam), async (c) => {
+  .openapi(appendEvent, async (c) => {
     const { event, duplicate } = await appendTaskEventOnce(c.env, c.req.valid("param").id, await c.req.json());
     return c.json({ event, ...(duplicate ? { duplicate } : {}) }, duplicate ? 200 : 201);
   })
-  .get("/:id/events", validate("param", IdParam), validate("query", AfterQuery), async (c) => {
+  .openapi(readEvents, async (c) => {
     const task = await loadTask(c.var.db, c.var.principal, c.req.valid("param").id);
     const query = c.req.valid("query");
     const after = resumePoint(query.after, c.req.header("last-event-id"));
     if (!(c.req.header("accept") ?? "").includes("text/event-stream")) {
-      return c.json(await getTaskStream(c.env, task.id).read({ after, limit: query.limit }));
+      return c.json(await getTaskStream(c.env, task.id).read({ after, limit: query.limit }), 200);
     }
     const socket = await openStreamSocket(c.env, task.id, after);
     return streamSSE(c, async (sse) => {
@@ -112,7 +220,7 @@ export const tasksRoute = new Hono<AppEnv>()
       socket.close(1000, "done");
     });
   })
-  .get("/:id/ws", validate("param", IdParam), validate("query", AfterQuery), async (c) => {
+  .openapi(websocket, async (c) => {
     if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
       throw new AppError("invalid_request", "This endpoint takes a WebSocket upgrade (Upgrade: websocket)");
     }
@@ -121,21 +229,21 @@ export const tasksRoute = new Hono<AppEnv>()
     return getTaskStream(c.env, task.id).fetch(new Request(`https://task-stream/ws?after=${after}`, c.req.raw));
   })
   // The one route for every answer a task waits for (the Product Owner's, the console's, the CLI's).
-  .post("/:id/input", requireScope("user"), validate("param", IdParam), validate("json", z.record(z.string(), z.unknown())), async (c) => {
+  .openapi(input, async (c) => {
     const task = await loadTask(c.var.db, c.var.principal, c.req.valid("param").id);
     const { answer } = await answerTask(c.var.db, c.env, task, c.req.valid("json"));
     return c.json({ task: await loadTask(c.var.db, c.var.principal, task.id), answer }, 202);
   })
-  .post("/:id/cancel", requireScope("user"), validate("param", IdParam), async (c) => {
+  .openapi(cancel, async (c) => {
     const task = await loadTask(c.var.db, c.var.principal, c.req.valid("param").id);
     const { stoppedJobs } = await cancelTask(c.env, task, c.var.principal.isAdmin ? "an admin" : `user ${c.var.principal.userId ?? "?"}`);
-    return c.json({ task: await loadTask(c.var.db, c.var.principal, task.id), stoppedJobs });
+    return c.json({ task: await loadTask(c.var.db, c.var.principal, task.id), stoppedJobs }, 200);
   })
-  .get("/:id/view-link", requireScope("user"), validate("param", IdParam), validate("query", ViewLinkQuery), async (c) => {
+  .openapi(viewLink, async (c) => {
     const task = await loadTask(c.var.db, c.var.principal, c.req.valid("param").id);
     const ttl = c.req.valid("query").ttl ?? settings(c.env).VIEW_TOKEN_TTL_SECONDS;
     const { token, expiresAt } = await signViewToken(c.env.SECRETS_ENCRYPTION_KEY, task.id, ttl);
     const url = new URL(`/tasks/${encodeURIComponent(task.id)}`, c.req.url);
     url.searchParams.set("token", token);
-    return c.json({ url: url.toString(), token, expiresAt: expiresAt.toISOString() });
+    return c.json({ url: url.toString(), token, expiresAt: expiresAt.toISOString() }, 200);
   });

@@ -1,36 +1,85 @@
-import { Hono } from "hono";
+import { createRoute } from "@hono/zod-openapi";
 import { z } from "zod";
-import type { AppEnv } from "../lib/context.ts";
-import { validate } from "../lib/validate.ts";
+import { apiDoc, apiRouter, errors, jsonBody, jsonResponse, views } from "../lib/openapi.ts";
 import { requireAdmin, requireScope } from "../middleware/auth.ts";
 import { allocateBot, botView, listBots, registerBot, releaseBot } from "../services/telegram-bots.ts";
 import { AllocateBot, BotListQuery, RegisterBot } from "../shared/telegram-bots.ts";
 
 const IdParam = z.object({ id: z.string().min(1).max(64) });
 
+const doc = apiDoc("telegram");
+const BotResponse = z.object({ bot: views.TelegramBot });
+const BotsResponse = z.object({ bots: z.array(views.TelegramBot) });
+const register = createRoute({
+  ...doc,
+  method: "post",
+  path: "/",
+  summary: "Add a bot to the pool by its token (checked with Telegram; admin)",
+  middleware: [requireAdmin],
+  request: { body: jsonBody(RegisterBot) },
+  responses: { 201: jsonResponse(BotResponse, "The bot"), ...errors(400, 403, 409, 413, 415, 502) },
+});
+const list = createRoute({
+  ...doc,
+  method: "get",
+  path: "/",
+  summary: "List the pool's bots (admin)",
+  middleware: [requireAdmin],
+  request: { query: BotListQuery },
+  responses: { 200: jsonResponse(BotsResponse, "The bots"), ...errors(400, 403) },
+});
+const available = createRoute({
+  ...doc,
+  method: "get",
+  path: "/available",
+  summary: "List the bots that are free",
+  middleware: [requireScope("user")],
+  request: { query: BotListQuery },
+  responses: { 200: jsonResponse(BotsResponse, "The free bots"), ...errors(400, 403) },
+});
+const allocate = createRoute({
+  ...doc,
+  method: "post",
+  path: "/{id}/allocate",
+  summary: "Give a bot to a project (admin)",
+  middleware: [requireAdmin],
+  request: { params: IdParam, body: jsonBody(AllocateBot) },
+  responses: { 200: jsonResponse(BotResponse, "The bot"), ...errors(400, 403, 404, 409, 413, 415) },
+});
+const release = createRoute({
+  ...doc,
+  method: "post",
+  path: "/{id}/release",
+  summary: "Free a bot (admin)",
+  middleware: [requireAdmin],
+  request: { params: IdParam },
+  responses: { 200: jsonResponse(BotResponse, "The bot"), ...errors(400, 403, 404) },
+});
+
 /**
  * `/api/telegram-bots`: the pool of Telegram bots that deployed projects are given. Admins fill it
  * and hand bots out; any user may see which bots are free. No answer carries a token.
  */
-export const telegramBotsRoute = new Hono<AppEnv>()
-  .post("/", requireAdmin, validate("json", RegisterBot), async (c) => {
+export const telegramBotsRoute = apiRouter();
+telegramBotsRoute
+  .openapi(register, async (c) => {
     const row = await registerBot(c.env, c.var.db, c.req.valid("json").token);
     c.var.log.info("telegram bot registered", { botId: row.id, username: row.username });
     return c.json({ bot: botView(row) }, 201);
   })
-  .get("/", requireAdmin, validate("query", BotListQuery), async (c) => {
+  .openapi(list, async (c) => {
     const rows = await listBots(c.var.db, c.req.valid("query"));
-    return c.json({ bots: rows.map(botView) });
+    return c.json({ bots: rows.map(botView) }, 200);
   })
-  .get("/available", requireScope("user"), validate("query", BotListQuery), async (c) => {
+  .openapi(available, async (c) => {
     const rows = await listBots(c.var.db, { ...c.req.valid("query"), available: true });
-    return c.json({ bots: rows.map(botView) });
+    return c.json({ bots: rows.map(botView) }, 200);
   })
-  .post("/:id/allocate", requireAdmin, validate("param", IdParam), validate("json", AllocateBot), async (c) => {
+  .openapi(allocate, async (c) => {
     const row = await allocateBot(c.var.db, c.req.valid("param").id, c.req.valid("json").projectId);
-    return c.json({ bot: botView(row) });
+    return c.json({ bot: botView(row) }, 200);
   })
-  .post("/:id/release", requireAdmin, validate("param", IdParam), async (c) => {
+  .openapi(release, async (c) => {
     const row = await releaseBot(c.var.db, c.req.valid("param").id);
-    return c.json({ bot: botView(row) });
+    return c.json({ bot: botView(row) }, 200);
   });

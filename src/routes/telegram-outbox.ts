@@ -2,10 +2,9 @@
  * `/api/telegram/outbox` (admin): what the system sent or failed to send to Telegram chats
  * (`GET ?status=queued|sent|failed`), and `POST {chatId, text}` to send a message through it.
  */
-import { Hono } from "hono";
+import { createRoute } from "@hono/zod-openapi";
 import { z } from "zod";
-import type { AppEnv } from "../lib/context.ts";
-import { validate } from "../lib/validate.ts";
+import { apiDoc, apiRouter, errors, jsonBody, jsonResponse } from "../lib/openapi.ts";
 import { requireScope } from "../middleware/auth.ts";
 import { listOutbox, sendToChat } from "../services/telegram-outbox.ts";
 
@@ -15,13 +14,43 @@ const SendMessage = z.strictObject({
   text: z.string().trim().min(1).max(100_000),
 });
 
-export const telegramOutboxRoute = new Hono<AppEnv>()
-  .use(requireScope("admin"))
-  .get("/", validate("query", ListQuery), async (c) => {
+const OutboxMessage = z.object({
+  id: z.string(),
+  chatId: z.string(),
+  parts: z.number().int(),
+  partsSent: z.number().int(),
+  status: z.string(),
+  attempts: z.number().int(),
+  error: z.string().nullable(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+});
+const doc = apiDoc("telegram");
+const list = createRoute({
+  ...doc,
+  method: "get",
+  path: "/",
+  summary: "What was sent, queued or failed to send to Telegram chats, newest first (admin)",
+  request: { query: ListQuery },
+  responses: { 200: jsonResponse(z.object({ messages: z.array(OutboxMessage) }), "The messages"), ...errors(400, 403) },
+});
+const send = createRoute({
+  ...doc,
+  method: "post",
+  path: "/",
+  summary: "Send a message to a chat through the outbox (admin)",
+  request: { body: jsonBody(SendMessage) },
+  responses: { 202: jsonResponse(z.object({ id: z.string() }), "The message, queued"), ...errors(400, 403, 409, 413, 415) },
+});
+
+export const telegramOutboxRoute = apiRouter();
+telegramOutboxRoute.use(requireScope("admin"));
+telegramOutboxRoute
+  .openapi(list, async (c) => {
     const { status, limit } = c.req.valid("query");
-    return c.json({ messages: await listOutbox(c.var.db, status, limit) });
+    return c.json({ messages: await listOutbox(c.var.db, status, limit) }, 200);
   })
-  .post("/", validate("json", SendMessage), async (c) => {
+  .openapi(send, async (c) => {
     const { chatId, text } = c.req.valid("json");
     const id = await sendToChat(c.env, c.var.db, chatId, text);
     return c.json({ id }, 202);

@@ -5,6 +5,7 @@
  * 200 in milliseconds whatever the model is doing. Updates the agent does not handle, and bodies that
  * are not updates at all, get 200 and a log line: a 5xx would only make Telegram send them again.
  */
+import { AsyncLocalStorage } from "node:async_hooks";
 import { Bot, type Context, webhookCallback } from "grammy";
 import { Hono } from "hono";
 import { getProductOwner, type InboundUpdate } from "../durable/product-owner.ts";
@@ -24,6 +25,9 @@ const handlers = new Map<string, { bot: Bot; handler: Handler }>();
 /** Raised by a handler when the update could not be handed over: Telegram should send it again. */
 class HandOverFailed extends Error {}
 
+/** The trace of the webhook request being handled: the update, and the turn it starts, carry it on. */
+const requestTrace = new AsyncLocalStorage<string>();
+
 function handlerFor(env: Env): { bot: Bot; handler: Handler } {
   const key = `${env.TELEGRAM_BOT_TOKEN}|${env.TELEGRAM_WEBHOOK_SECRET}|${env.TELEGRAM_API_URL}`;
   const known = handlers.get(key);
@@ -33,7 +37,8 @@ function handlerFor(env: Env): { bot: Bot; handler: Handler } {
   const handOver = async (update: InboundUpdate) => {
     try {
       const agent = await getProductOwner(env, `tg:${update.chat.id}`);
-      const { duplicate } = await agent.receiveTelegram(update);
+      const traceparent = requestTrace.getStore();
+      const { duplicate } = await agent.receiveTelegram(traceparent ? { ...update, traceparent } : update);
       if (duplicate) log.info("duplicate telegram update ignored", { updateId: update.updateId, chatId: update.chat.id });
     } catch (error) {
       throw new HandOverFailed(error instanceof Error ? error.message : String(error));
@@ -89,7 +94,7 @@ export const telegramRoute = new Hono<AppEnv>().post("/webhook", async (c) => {
   // getMe failing (a revoked token, Telegram down) is an outage, not a malformed update: Telegram retries on the 5xx.
   if (!bot.isInited()) await bot.init();
   try {
-    return await handler(c);
+    return await requestTrace.run(c.var.traceparent, () => handler(c));
   } catch (error) {
     if (error instanceof HandOverFailed) throw error;
     // Not JSON, or not an update grammY can read.

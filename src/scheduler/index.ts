@@ -4,6 +4,8 @@
  */
 import { withDb } from "../db/client.ts";
 import { createLogger } from "../lib/log.ts";
+import { inSpan } from "../lib/spans.ts";
+import { newTraceparent, traceIdOf } from "../shared/trace.ts";
 import { githubSync } from "./github-sync.ts";
 import { healthChecker } from "./health-checker.ts";
 import { serverSync } from "./server-sync.ts";
@@ -27,12 +29,14 @@ export const SCHEDULER_JOBS: readonly SchedulerJob[] = [
 /** Runs the jobs of one cron tick; each job's outcome is logged, and one failing does not stop the others. */
 export async function runScheduled(cron: string, env: Env, scheduledTime = Date.now()): Promise<Record<string, unknown>> {
   const runId = `${cron.replace(/\s+/g, "_")}@${new Date(scheduledTime).toISOString()}-${crypto.randomUUID().slice(0, 8)}`;
-  const log = createLogger(env.LOG_LEVEL, { component: "scheduler", runId });
+  // Each tick is a trace of its own: its jobs' log lines and spans share its id.
+  const traceparent = newTraceparent();
+  const log = createLogger(env.LOG_LEVEL, { component: "scheduler", runId, traceId: traceIdOf(traceparent) });
   const outcomes: Record<string, unknown> = {};
   await Promise.all(
     SCHEDULER_JOBS.filter((job) => job.cron === cron).map(async (job) => {
       try {
-        const run = await withLock(env, log, job.name, runId, job.leaseMs, () => withDb(env, (db) => job.run(db, env, log, runId)));
+        const run = await inSpan(`scheduler.${job.name}`, { "orchestrator.scheduler.run": runId, traceparent }, () => withLock(env, log, job.name, runId, job.leaseMs, () => withDb(env, (db) => job.run(db, env, log, runId))));
         outcomes[job.name] = run.ran ? { ran: true, result: run.result } : { ran: false, heldBy: run.heldBy };
         if (run.ran) log.info("scheduler job done", { job: job.name, result: run.result });
       } catch (error) {

@@ -20,3 +20,10 @@ export function parseTraceparent(value: string | null | undefined): Traceparent 
   const parsed = Traceparent.safeParse(value?.trim().toLowerCase());
   return parsed.success ? parsed.data : undefined;
 }
+
+const hex = (bytes: number) => Array.from(crypto.getRandomValues(new Uint8Array(bytes)), (b) => b.toString(16).padStart(2, "0")).join("");
+
+/** A new trace (random ids, sampled): for work that arrives without one. */
+export function newTraceparent(): Traceparent {
+  return `00-${hex(16)}-${hex(8)}-01`;
+}
