@@ -4,12 +4,18 @@
  * - jobs [--jobs 1000] [--in-flight 1,8] [--docker-runs 20] [--log-lines 50000]
  * - engineering [--rounds 10]
  * - deploy
+ * - po [--chats 100] [--messages 5] [--turns 10,100,1000]
+ * - api [--clients 50] [--requests 2000] [--warmup 200]
+ * - rag [--queries 500] [--max-docs N] [--beir DIR] [--label]
  */
 import { parseArgs } from "node:util";
+import { api } from "./api.ts";
 import { deploy } from "./deploy.ts";
 import { engineering } from "./engineering.ts";
 import { fanout } from "./fanout.ts";
 import { jobs } from "./jobs.ts";
+import { po } from "./po.ts";
+import { rag } from "./rag.ts";
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -22,6 +28,16 @@ const { values, positionals } = parseArgs({
     "docker-runs": { type: "string", default: "20" },
     "log-lines": { type: "string", default: "50000" },
     rounds: { type: "string", default: "10" },
+    chats: { type: "string", default: "100" },
+    messages: { type: "string", default: "5" },
+    turns: { type: "string", default: "10,100,1000" },
+    clients: { type: "string", default: "50" },
+    requests: { type: "string", default: "2000" },
+    warmup: { type: "string", default: "200" },
+    queries: { type: "string", default: "500" },
+    "max-docs": { type: "string" },
+    beir: { type: "string" },
+    label: { type: "boolean" },
   },
 });
 const [name] = positionals;
@@ -29,12 +45,15 @@ const benches: Record<string, () => Promise<void>> = {
   fanout: () => fanout({ watchers: values.watchers.split(",").map(Number), events: Number(values.events), only: values.only }),
   engineering: () => engineering({ rounds: Number(values.rounds) }),
   deploy: () => deploy(),
+  po: () => po({ chats: Number(values.chats), messages: Number(values.messages), turns: values.turns.split(",").map(Number) }),
+  api: () => api({ clients: Number(values.clients), requests: Number(values.requests), warmup: Number(values.warmup) }),
+  rag: () => rag({ queries: Number(values.queries), ...(values["max-docs"] ? { maxDocs: Number(values["max-docs"]) } : {}), ...(values.beir ? { beir: values.beir } : {}), label: Boolean(values.label) }),
   jobs: () => jobs({ jobs: Number(values.jobs), inFlight: values["in-flight"].split(",").map(Number), dockerRuns: Number(values["docker-runs"]), logLines: Number(values["log-lines"]) }),
 };
 const bench = name ? benches[name] : undefined;
 if (!bench) {
   console.error(
-    `usage: npm run bench -- fanout [--watchers 100,1000] [--events 1000] [--only ours|redis]\n       npm run bench -- jobs [--jobs 1000] [--in-flight 1,8] [--docker-runs 20] [--log-lines 50000]\n       npm run bench -- engineering [--rounds 10]\n       npm run bench -- deploy`,
+    `usage: npm run bench -- fanout [--watchers 100,1000] [--events 1000] [--only ours|redis]\n       npm run bench -- jobs [--jobs 1000] [--in-flight 1,8] [--docker-runs 20] [--log-lines 50000]\n       npm run bench -- engineering [--rounds 10]\n       npm run bench -- deploy\n       npm run bench -- po [--chats 100] [--messages 5] [--turns 10,100,1000]\n       npm run bench -- api [--clients 50] [--requests 2000] [--warmup 200]\n       npm run bench -- rag [--queries 500] [--max-docs N] [--beir DIR] [--label]`,
   );
   process.exit(2);
 }

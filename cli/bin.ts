@@ -16,6 +16,7 @@ import { CliError, loadConfig } from "./config.ts";
 import { followTask } from "./follow.ts";
 import { formatEvent } from "./format.ts";
 import { type Cli, keysCreate, keysList, keysRevoke, login, logout } from "./keys.ts";
+import { searchCommand } from "./search.ts";
 
 const USAGE = `Usage:
   orchestrator new "<what you want>" [--yes] [--follow]
@@ -51,6 +52,9 @@ const USAGE = `Usage:
   orchestrator login [--url URL] [--key KEY]          check a key and save it with the URL to the config file
                                                       (without --key, it is read from stdin or asked for)
   orchestrator logout                                 remove the saved key from the config file
+  orchestrator search "<query>" [--project P] [--scope docs|code|history|logs] [--top-k N] [--max-tokens N]
+                      [--min-similarity X] [--mode hybrid|fts|vector] [--json]
+                                                      search the knowledge index: specs, docs, code, conversations, task logs
 
   --follow   print each event as it happens, until the task ends (exit 0 completed, 1 failed/cancelled)
   --json     machine-readable output (NDJSON events with --follow)
@@ -336,6 +340,7 @@ async function main(argv: string[]): Promise<number> {
   if (group === "keys" && command === "list") return keysList(rest, cli).then(() => 0);
   if (group === "keys" && command === "revoke") return keysRevoke(rest, cli).then(() => 0);
   if (group === "login") return login(argv.slice(1), cli).then(() => 0);
+  if (group === "search") return searchCommand(argv.slice(1), cli).then(() => 0);
   if (group === "logout") {
     logout(argv.slice(1), cli);
     return 0;

@@ -2,14 +2,16 @@
  * Composition root: global middleware, the route tree, and the exported handlers.
  * Durable Object and Workflow classes are re-exported here as they are added.
  */
-import { Hono } from "hono";
+import { OpenAPIHono } from "@hono/zod-openapi";
 import { requestId } from "hono/request-id";
 import type { AppEnv } from "./lib/context.ts";
+import { mountApiDocs } from "./lib/openapi.ts";
 import { authenticate } from "./middleware/auth.ts";
 import { database } from "./middleware/database.ts";
 import { onError, onNotFound } from "./middleware/errors.ts";
 import { jsonBody } from "./middleware/json-body.ts";
 import { requestLog } from "./middleware/request-log.ts";
+import { traceContext } from "./middleware/trace.ts";
 import { deliverOutbox } from "./services/telegram-outbox.ts";
 import { runScheduled } from "./scheduler/index.ts";
 import { projectDeploysRoute, serverServicesRoute } from "./routes/deploys.ts";
@@ -27,6 +29,8 @@ import { chatLinkRoute, chatRoute } from "./routes/chat.ts";
 import { telegramRoute } from "./routes/telegram.ts";
 import { usersRoute } from "./routes/users.ts";
 import { webRoute } from "./routes/web.ts";
+import { ragRoute } from "./routes/rag.ts";
+import { consumeRagIngest, RAG_INGEST_DEAD_LETTERS, RAG_INGEST_QUEUE, recordDeadLetters } from "./rag/consumer.ts";
 
 export { RunnerHub } from "./durable/runner-hub.ts";
 export { TaskStream } from "./durable/task-stream.ts";
@@ -35,17 +39,22 @@ export { Lock } from "./durable/lock.ts";
 export { ProvisionServerWorkflow } from "./workflows/provision-server.ts";
 export { EngineeringWorkflow } from "./workflows/engineering.ts";
 export { DeployWorkflow } from "./workflows/deploy.ts";
+export { VectorStore } from "./rag/vector-store.ts";
 
-export const app = new Hono<AppEnv>();
+// An OpenAPIHono, so that the /api routers' descriptions add up to the app's document.
+export const app = new OpenAPIHono<AppEnv>();
 
 app.use(requestId({ headerName: "x-request-id" }));
 app.use(requestLog);
+app.use(traceContext);
 app.onError(onError);
 app.notFound(onNotFound);
 
 app.use("/healthz", database);
 app.route("/healthz", health);
 
+// The API's OpenAPI document and its docs page: documentation, so before the key check.
+mountApiDocs(app);
 app.use("/api/*", database, authenticate, jsonBody);
 app.route("/api/users", usersRoute);
 app.route("/api/usage", usageRoute);
@@ -59,6 +68,7 @@ app.route("/api/telegram-bots", telegramBotsRoute);
 app.route("/api/telegram/outbox", telegramOutboxRoute);
 app.route("/api/chat", chatLinkRoute);
 app.route("/api/incidents", incidentsRoute);
+app.route("/api/rag", ragRoute);
 
 // Telegram's updates (authorised by the webhook's secret token) and the chat WebSocket (by key or signed link).
 app.use("/telegram/*", database);
@@ -73,8 +83,13 @@ app.route("/", webRoute);
 
 export default {
   fetch: app.fetch,
-  // The telegram-outbox queue is the only one: its consumer delivers messages to chats.
-  queue: (batch, env) => deliverOutbox(batch as MessageBatch<{ id: string }>, env),
+  // Each queue's consumer: telegram-outbox delivers messages to chats, rag-ingest fills the knowledge index.
+  queue: async (batch, env) => {
+    if (batch.queue === "telegram-outbox") return deliverOutbox(batch as MessageBatch<{ id: string }>, env);
+    if (batch.queue === RAG_INGEST_QUEUE) return consumeRagIngest(batch, env);
+    if (batch.queue === RAG_INGEST_DEAD_LETTERS) return recordDeadLetters(batch, env);
+    throw new Error(`no consumer for queue ${batch.queue}`);
+  },
   // Cron Triggers: the scheduler's jobs, each under its lock (the run lasts as long as this promise).
   scheduled: async (controller, env) => {
     await runScheduled(controller.cron, env, controller.scheduledTime);

@@ -262,14 +262,29 @@ function streamAnswer(res: ServerResponse, request: ChatRequest, reply: Reply): 
   res.end("data: [DONE]\n\n");
 }
 
+/** Words that say little about what a text is about; leaving them out makes cosine track the words that do. */
+const STOP_WORDS = new Set(
+  "a an and are as at be been but by can could do does for from had has have how i if in into is it its me my no not of on or our should so than that the their them then there these they this to too us was we were what when where which who why will with would you your".split(" "),
+);
+
+/** A crude English stemmer: "deploys", "deployed" and "deploying" land in the same dimension, as "service" and "services" do. */
+function stem(word: string): string {
+  for (const suffix of ["ingly", "edly", "ing", "ed", "es", "s", "ly"]) {
+    if (word.length > suffix.length + 3 && word.endsWith(suffix)) return word.slice(0, -suffix.length).replace(/e$/, "");
+  }
+  return word.length > 4 ? word.replace(/e$/, "") : word;
+}
+
 /**
- * Deterministic embeddings: a hashed bag of words, signed and L2-normalised, so that cosine similarity
- * follows word overlap and retrieval tests mean something.
+ * Deterministic embeddings: a hashed bag of content words (stop words dropped, words stemmed),
+ * signed and L2-normalised, so that cosine similarity follows the words two texts share: retrieval
+ * tests and the RAG benchmark mean something offline. Identifiers (`ERR_QUOTA_4471`) stay one word.
  */
 export function embed(text: string, dimensions = 512): number[] {
   const vector = new Array<number>(dimensions).fill(0);
   for (const word of text.toLowerCase().match(/[\p{L}\p{N}_]+/gu) ?? []) {
-    const hash = fnv1a(word);
+    if (STOP_WORDS.has(word)) continue;
+    const hash = fnv1a(stem(word));
     vector[hash % dimensions] = (vector[hash % dimensions] ?? 0) + ((hash >>> 31) & 1 ? -1 : 1);
   }
   const norm = Math.hypot(...vector) || 1;

@@ -44,7 +44,9 @@ export async function startPostgres(options: LocalPostgresOptions): Promise<Loca
     persistent: true,
     // Postgres refuses to run as root; as root the package runs it as a `postgres` system user.
     createPostgresUser: true,
-    postgresFlags: ["-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="],
+    // Each Product Owner turn and each request holds a connection while it runs (a request's pool, as on
+    // Neon): 100 busy chats at once need more than Postgres's default 100.
+    postgresFlags: ["-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=", "-c", "max_connections=400"],
     onLog: (message) => options.log?.(String(message).trimEnd()),
     onError: (message) => options.log?.(String(message).trimEnd()),
   });

@@ -15,6 +15,7 @@ import {
   pgTable,
   text,
   timestamp,
+  unique,
   uniqueIndex,
 } from "drizzle-orm/pg-core";
 import { API_KEY_SCOPES, PROJECT_STATUSES, SERVER_STATUSES, TASK_STATUSES, TASK_TYPES } from "../shared/api.ts";
@@ -298,19 +299,28 @@ export const agentConfigs = pgTable("agent_configs", {
   updatedAt: updatedAt(),
 });
 
+/**
+ * The knowledge index (src/rag/): one row per ingested document, versioned by the hash of what was
+ * embedded. A document belongs to a project, or (a chat's conversation summary) to one user only, or
+ * to neither: then only admins see it.
+ */
 export const ragDocuments = pgTable(
   "rag_documents",
   {
     id: text("id").primaryKey(),
     projectId: text("project_id").references(() => projects.id, { onDelete: "cascade" }),
+    /** Set for a document of no project: the one user who sees it. */
+    ownerId: text("owner_id").references(() => users.id, { onDelete: "cascade" }),
     scope: ragScope("scope").notNull(),
     source: text("source").notNull(),
     title: text("title").notNull().default(""),
     contentHash: text("content_hash").notNull(),
+    chunkCount: integer("chunk_count").notNull().default(0),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
-  (t) => [uniqueIndex("rag_documents_source_idx").on(t.projectId, t.scope, t.source)],
+  // NULLS NOT DISTINCT: a document of no project is still one per owner, scope and source.
+  (t) => [unique("rag_documents_source_key").on(t.projectId, t.ownerId, t.scope, t.source).nullsNotDistinct(), index("rag_documents_owner_idx").on(t.ownerId)],
 );
 
 export const ragChunks = pgTable(
@@ -321,17 +331,45 @@ export const ragChunks = pgTable(
       .notNull()
       .references(() => ragDocuments.id, { onDelete: "cascade" }),
     projectId: text("project_id").references(() => projects.id, { onDelete: "cascade" }),
+    ownerId: text("owner_id").references(() => users.id, { onDelete: "cascade" }),
     scope: ragScope("scope").notNull(),
     ordinal: integer("ordinal").notNull(),
+    /** Where the chunk sits: the headings above it, or the file and declaration it starts in. */
+    heading: text("heading").notNull().default(""),
     text: text("text").notNull(),
+    /** cl100k_base tokens of heading and text together: what the chunk costs a search's token budget. */
     tokenCount: integer("token_count").notNull(),
+    // English stemming, so "deploying" finds "deployment"; a heading match ranks above a body match.
     tsv: tsvector("tsv")
       .notNull()
-      .generatedAlwaysAs(sql`to_tsvector('simple', "text")`),
+      .generatedAlwaysAs(sql`setweight(to_tsvector('english', "heading"), 'A') || setweight(to_tsvector('english', "text"), 'B')`),
     createdAt: createdAt(),
   },
   (t) => [
-    index("rag_chunks_tsv_idx").using("gin", t.tsv),
+    // fastupdate off: a chunk goes straight into the index, so a search never wades through GIN's
+    // pending list of fresh entries (a seq scan in all but name until the next vacuum).
+    index("rag_chunks_tsv_idx").using("gin", t.tsv).with({ fastupdate: false }),
     index("rag_chunks_scope_idx").on(t.projectId, t.scope),
+    index("rag_chunks_document_idx").on(t.documentId),
+    index("rag_chunks_owner_idx").on(t.ownerId),
   ],
+);
+
+/**
+ * rag-ingest queue messages that could not be processed (after their retries, or unreadable): kept
+ * whole, so an admin sees why and can send one again (POST /api/rag/failures/:id/retry).
+ */
+export const ragIngestFailures = pgTable(
+  "rag_ingest_failures",
+  {
+    id: text("id").primaryKey(),
+    message: jsonb("message").$type<Record<string, unknown>>().notNull(),
+    /** What it was about, for a person: `docs README.md of prj_…`, `repository of prj_…`. */
+    subject: text("subject").notNull(),
+    projectId: text("project_id").references(() => projects.id, { onDelete: "cascade" }),
+    error: text("error").notNull(),
+    attempts: integer("attempts").notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [index("rag_ingest_failures_created_idx").on(t.createdAt)],
 );

@@ -8,12 +8,13 @@
 import { Agent, type Connection, type ConnectionContext, getAgentByName, type WSMessage } from "agents";
 import { and, eq } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
-import { withDb } from "../db/client.ts";
+import { isDbUnavailable, withDb } from "../db/client.ts";
 import { incidents, tasks } from "../db/schema.ts";
 import { AppError } from "../lib/app-error.ts";
 import { newId } from "../lib/crypto.ts";
 import { createLogger, type Logger } from "../lib/log.ts";
 import { openText, packSealed, sealText, unpackSealed } from "../lib/secrets.ts";
+import { inSpan } from "../lib/spans.ts";
 import { signViewToken } from "../lib/view-token.ts";
 import { chatPrincipal, type TelegramFrom, telegramUser, userById } from "../services/chat-users.ts";
 import { parseIntent } from "../services/po/intent.ts";
@@ -30,20 +31,24 @@ import { FINAL_TASK_STATUSES } from "../shared/api.ts";
 import { CAPABILITY_GROUPS, type ChatButton, type ChatEntry, ClientMessage, type ServerMessage, type SessionState } from "../shared/chat.ts";
 import type { TaskEvent } from "../shared/events.ts";
 import { PendingInput } from "../shared/task-input.ts";
+import { newTraceparent, traceIdOf } from "../shared/trace.ts";
 import { type ChatAddress, type ChatUser, ConversationStore, type PendingAction, type Work } from "./po-store.ts";
 import { getTaskStreamStub } from "./task-stream.ts";
 
 /** A Telegram update as the webhook hands it over: checked and reduced to what the agent uses. */
 export type InboundUpdate = {
   updateId: number;
+  /** The webhook request's trace: the turn, and any task it starts, carry it on. */
+  traceparent?: string;
   chat: { id: number; type: string };
   from: TelegramFrom;
 } & ({ kind: "message"; messageId: number; text: string } | { kind: "callback"; callbackId: string; data: string; messageId?: number });
 
-type Inbound =
+type Inbound = { traceparent?: string } & (
   | { kind: "message"; text: string; from?: TelegramFrom }
   | { kind: "choice"; actionId: string; choice: string; from?: TelegramFrom; callbackId?: string; messageId?: number }
-  | { kind: "secret"; actionId: string; sealed: string; messageId?: number };
+  | { kind: "secret"; actionId: string; sealed: string; messageId?: number }
+);
 
 /** Header the chat route sets (after signing the person in) on the WebSocket upgrade it forwards. */
 export const CHAT_USER_HEADER = "x-orchestrator-chat-user";
@@ -55,6 +60,8 @@ const CONFIRM: ChatButton[] = [
 ];
 /** No retries: a turn that failed half-way must not run its tools twice. */
 const ONCE = { retry: { maxAttempts: 1 } };
+/** Times a turn is put off (2, 4, 8… s) while the database cannot be reached before it starts. */
+const DB_RETRIES = 6;
 
 export class ProductOwner extends Agent<Env> {
   static override options = { sendIdentityOnConnect: false };
@@ -78,23 +85,24 @@ export class ProductOwner extends Agent<Env> {
   async receiveTelegram(update: InboundUpdate): Promise<{ duplicate: boolean }> {
     if (!this.store.firstSight(update.updateId)) return { duplicate: true };
     this.store.set("address", { channel: "telegram", chatId: update.chat.id, chatType: update.chat.type } satisfies ChatAddress);
+    const trace = { traceparent: update.traceparent ?? newTraceparent() };
     if (update.kind === "callback") {
-      await this.queue("handle", { kind: "choice", ...parseCallbackData(update.data), from: update.from, callbackId: update.callbackId, ...(update.messageId ? { messageId: update.messageId } : {}) } satisfies Inbound, ONCE);
+      await this.queue("handle", { kind: "choice", ...parseCallbackData(update.data), from: update.from, callbackId: update.callbackId, ...(update.messageId ? { messageId: update.messageId } : {}), ...trace } satisfies Inbound, ONCE);
     } else {
-      await this.enqueueText(update.text, update.from, update.messageId);
+      await this.enqueueText(update.text, update.from, update.messageId, trace.traceparent);
     }
     return { duplicate: false };
   }
 
   /** A secret asked for is sealed before it is queued: it is never stored in the clear, nor shown. */
-  private async enqueueText(text: string, from: TelegramFrom | undefined, messageId?: number): Promise<void> {
+  private async enqueueText(text: string, from: TelegramFrom | undefined, messageId: number | undefined, traceparent: string): Promise<void> {
     const secret = this.store.actions().find(({ action }) => action.kind === "secret");
     if (secret) {
       const sealed = packSealed(await sealText(this.env.SECRETS_ENCRYPTION_KEY, "project-secrets", text.trim(), `chat:${this.name}`));
-      await this.queue("handle", { kind: "secret", actionId: secret.id, sealed, ...(messageId ? { messageId } : {}) } satisfies Inbound, ONCE);
+      await this.queue("handle", { kind: "secret", actionId: secret.id, sealed, ...(messageId ? { messageId } : {}), traceparent } satisfies Inbound, ONCE);
       return;
     }
-    await this.queue("handle", { kind: "message", text, ...(from ? { from } : {}) } satisfies Inbound, ONCE);
+    await this.queue("handle", { kind: "message", text, ...(from ? { from } : {}), traceparent } satisfies Inbound, ONCE);
   }
 
   override onConnect(connection: Connection, ctx: ConnectionContext): void {
@@ -121,8 +129,9 @@ export class ProductOwner extends Agent<Env> {
       this.send(connection, { type: "chat.error", code: "invalid_message", message: 'Send JSON: {"type":"chat.message","text":"…"}' });
       return;
     }
-    if (message.type === "chat.message") await this.enqueueText(message.text, undefined);
-    else await this.queue("handle", { kind: "choice", actionId: message.actionId, choice: message.choice } satisfies Inbound, ONCE);
+    // Each message from the console or the CLI starts a trace of its own.
+    if (message.type === "chat.message") await this.enqueueText(message.text, undefined, undefined, newTraceparent());
+    else await this.queue("handle", { kind: "choice", actionId: message.actionId, choice: message.choice, traceparent: newTraceparent() } satisfies Inbound, ONCE);
   }
 
   /** From a task's stream (it was started from this chat): a question for the person, or its end. */
@@ -153,15 +162,34 @@ export class ProductOwner extends Agent<Env> {
 
   // ---- the queue's callbacks: one at a time, in order ----
 
-  async handle(inbound: Inbound): Promise<void> {
-    await this.session(async (db) => {
-      const user = await this.resolveUser(db, inbound);
-      if (!user) return;
-      await this.catchUp(db);
-      if (inbound.kind === "message") await this.converse(db, user, inbound.text);
-      else if (inbound.kind === "choice") await this.choose(db, user, inbound);
-      else await this.takeSecret(db, user, inbound);
-    });
+  async handle(inbound: Inbound & { attempt?: number }): Promise<void> {
+    this.traceparent = inbound.traceparent;
+    await inSpan(`product_owner.${inbound.kind}`, { "orchestrator.chat": this.name, traceparent: inbound.traceparent }, () =>
+      this.session(async (db) => {
+        let user: ChatUser | null;
+        try {
+          user = await this.resolveUser(db, inbound);
+        } catch (error) {
+          // Nothing has happened yet (no model call, no tool): an unreachable database is waited out, not escalated.
+          const attempt = (inbound.attempt ?? 0) + 1;
+          if (!isDbUnavailable(error) || attempt > DB_RETRIES) throw error;
+          this.log.warn("database unavailable before a turn; it runs again shortly", { chat: this.name, attempt, ...this.traceFields() });
+          await this.schedule(2 ** attempt, "handle", { ...inbound, attempt });
+          return;
+        }
+        if (!user) return;
+        await this.catchUp(db);
+        if (inbound.kind === "message") await this.converse(db, user, inbound.text);
+        else if (inbound.kind === "choice") await this.choose(db, user, inbound);
+        else await this.takeSecret(db, user, inbound);
+      }),
+    );
+  }
+
+  /** The trace of the item being handled: the tasks it starts carry it on. */
+  private traceparent: string | undefined;
+  private toolContext(db: Db, user: ChatUser) {
+    return { db, env: this.env, principal: chatPrincipal(user), ...(this.traceparent ? { traceparent: this.traceparent } : {}) };
   }
 
   async taskEvent(event: TaskEvent): Promise<void> {
@@ -189,7 +217,7 @@ export class ProductOwner extends Agent<Env> {
         }
       });
     } catch (error) {
-      this.log.error("product owner turn failed", { chat: this.name, error: error instanceof Error ? error.message : String(error) });
+      this.log.error("product owner turn failed", { chat: this.name, ...this.traceFields(), error: error instanceof Error ? error.message : String(error) });
     } finally {
       this.setSession(this.store.actions().length > 0 ? "AWAITING" : "IDLE");
     }
@@ -197,12 +225,16 @@ export class ProductOwner extends Agent<Env> {
 
   private turnDb: Db | null = null;
 
+  private traceFields(): { traceId?: string } {
+    return this.traceparent ? { traceId: traceIdOf(this.traceparent) } : {};
+  }
+
   private async failed(db: Db, error: unknown): Promise<void> {
     if (error instanceof AppError && error.code === "budget_exceeded") {
       await this.say(`I can't go on: ${error.message}. No model call was made.`);
       return;
     }
-    this.log.error("product owner turn failed", { chat: this.name, error: error instanceof Error ? error.message : String(error) });
+    this.log.error("product owner turn failed", { chat: this.name, ...this.traceFields(), error: error instanceof Error ? error.message : String(error) });
     await this.escalate(db, "something failed on my side", { error: error instanceof Error ? error.message : String(error) });
   }
 
@@ -231,7 +263,7 @@ export class ProductOwner extends Agent<Env> {
     const result = await runTurn(
       {
         call,
-        tools: { db, env: this.env, principal: chatPrincipal(user) },
+        tools: this.toolContext(db, user),
         system: systemPrompt(user, summary),
         history: this.store.turns().map((turn) => turn.message),
         append: (message) => this.store.appendTurn(message),
@@ -285,7 +317,7 @@ export class ProductOwner extends Agent<Env> {
     const tool = toolByName(pending.tool);
     if (!tool) return "the tool is gone";
     try {
-      const result = await tool.run({ db, env: this.env, principal: chatPrincipal(user) }, pending.args as never);
+      const result = await tool.run(this.toolContext(db, user), pending.args as never);
       if (result.task) return this.started(tool, result.task, pending.args);
       const text = `Done: ${JSON.stringify(result.result).slice(0, 300)}`;
       await this.say(text);
@@ -349,7 +381,7 @@ export class ProductOwner extends Agent<Env> {
     // The task's stream tells this agent what it asks and how it ends; what happened before now comes back at once.
     const seen = await (getTaskStreamStub(this.env, taskId).watch(taskId, this.name) as unknown as Promise<TaskEvent[]>);
     for (const event of seen) await this.onTaskEvent(event);
-    this.log.info("task started from chat", { chat: this.name, taskId, tool: tool.name });
+    this.log.info("task started from chat", { chat: this.name, taskId, tool: tool.name, ...this.traceFields() });
     return text;
   }
 

@@ -8,6 +8,7 @@ import type { Db } from "../db/client.ts";
 import { incidents, projects } from "../db/schema.ts";
 import { newId } from "../lib/crypto.ts";
 import type { Logger } from "../lib/log.ts";
+import { ingestRepositoryDocs } from "../rag/sources.ts";
 import { getRepository, githubAppConfig, installationAccess, repositoryFromUrl, resolveCommit } from "../services/github.ts";
 
 export interface GithubSyncResult {
@@ -37,7 +38,11 @@ export async function githubSync(db: Db, env: Env, log: Logger): Promise<GithubS
     if (open) await db.update(incidents).set({ resolvedAt: new Date() }).where(eq(incidents.id, open.id));
     const head = await resolveCommit(config, token, repository, repository.defaultBranch);
     const known = (project.config.github as { headSha?: string } | undefined)?.headSha ?? null;
-    if (head && head !== known) result.moved.push({ project: project.name, from: known, to: head });
+    if (head && head !== known) {
+      result.moved.push({ project: project.name, from: known, to: head });
+      // The knowledge index follows the default branch (its docs and code at the new head).
+      await ingestRepositoryDocs(env, { projectId: project.id, ref: head }).catch((error: unknown) => log.warn("knowledge sync not queued", { project: project.name, error }));
+    }
     const state = { defaultBranch: repository.defaultBranch, headSha: head, syncedAt: new Date().toISOString() };
     await db.update(projects).set({ config: sql`jsonb_set(${projects.config}, '{github}', ${JSON.stringify(state)}::jsonb)` }).where(eq(projects.id, project.id));
   }

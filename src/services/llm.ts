@@ -11,7 +11,7 @@ import { AppError } from "../lib/app-error.ts";
 import { costOf, modelPrices } from "../shared/usage.ts";
 import { newId } from "../lib/crypto.ts";
 
-export const AGENT_NAMES = ["architect", "developer", "env_analyzer", "product_owner", "intent_parser", "summariser"] as const;
+export const AGENT_NAMES = ["architect", "developer", "env_analyzer", "product_owner", "intent_parser", "summariser", "embeddings"] as const;
 export type AgentName = (typeof AGENT_NAMES)[number];
 
 export interface AgentConfig {
@@ -29,6 +29,8 @@ export const DEFAULT_AGENT_CONFIGS: Record<AgentName, AgentConfig> = {
   // The cheap ones: a classification and a summary per call.
   intent_parser: { model: "gpt-4.1-nano", temperature: 0, settings: {} },
   summariser: { model: "gpt-4.1-mini", temperature: 0, settings: {} },
+  // The knowledge index's vectors (src/rag/embeddings.ts): always 512 dimensions, the index's size.
+  embeddings: { model: "text-embedding-3-small", temperature: null, settings: {} },
 };
 
 export async function agentConfig(db: Db, agent: AgentName): Promise<AgentConfig> {

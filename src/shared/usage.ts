@@ -17,6 +17,7 @@ export const DEFAULT_MODEL_PRICES: ModelPrices = {
   "gpt-4.1-nano": { promptPerMillion: 0.1, completionPerMillion: 0.4 },
   "gpt-4o": { promptPerMillion: 2.5, completionPerMillion: 10 },
   "gpt-4o-mini": { promptPerMillion: 0.15, completionPerMillion: 0.6 },
+  "text-embedding-3-small": { promptPerMillion: 0.02, completionPerMillion: 0 },
 };
 
 /** The price table of this deployment; a malformed MODEL_PRICES is an error naming the problem. */

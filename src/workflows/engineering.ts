@@ -16,6 +16,7 @@ import { eq } from "drizzle-orm";
 import { codingAgent } from "../coding-agents/index.ts";
 import { withDb } from "../db/client.ts";
 import { projects } from "../db/schema.ts";
+import { ingestRepositoryDocs, ingestTaskLog } from "../rag/sources.ts";
 import { draftSpec, SpecRejected } from "../services/architect.ts";
 import { commitExists, ensureRepository, fastForward, installationAccess, type Repository } from "../services/github.ts";
 import { agentConfig, modelEndpoint, modelErrorMessage, openaiClient, recordUsage } from "../services/llm.ts";
@@ -65,6 +66,13 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
       // A task cancelled meanwhile has its end already: its stream takes no second one.
       await this.say("failed", { type: "task.failed", message }).catch(() => undefined);
     }
+    // However it ended: the repository's docs and code, and this run's log, into the knowledge index
+    // (queued only; the rag-ingest consumer does the work and retries it).
+    await this.doStep("index knowledge", API_STEP, async () => {
+      await ingestRepositoryDocs(this.env, { projectId: this.params.projectId });
+      await ingestTaskLog(this.env, this.params.taskId);
+      return "queued";
+    }).catch(() => undefined);
   }
 
   // ---- Steps ----

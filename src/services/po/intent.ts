@@ -24,7 +24,7 @@ Groups:
 - engineering: build a project (spec, repository, code, tests), task status, cancel
 - deploy: deploy, roll back, take offline, release history
 - infrastructure: servers
-- diagnose: failures, errors, what went wrong
+- diagnose: failures, errors, what went wrong, and searching the knowledge index (docs, code, past conversations, task logs)
 - admin: model spend, budgets
 Answer with JSON only: {"groups": ["..."], "intent": "<a few words>"}.`;
 

@@ -20,12 +20,15 @@ import { listServers, serverView } from "../servers.ts";
 import { cancelTask } from "../task-control.ts";
 import { listTasks, loadTask, type Task } from "../tasks.ts";
 import { usageReport } from "../usage.ts";
+import { KNOWLEDGE_TOOL_DESCRIPTION, KnowledgeToolInput, searchKnowledgeForChat } from "../../rag/knowledge-tool.ts";
 
 export interface ToolContext {
   db: Db;
   env: Env;
   /** The person in the chat: every tool acts as them. */
   principal: Principal;
+  /** The trace of the message being handled: tasks a tool starts carry it on. */
+  traceparent?: string;
 }
 
 export interface ToolResult {
@@ -105,9 +108,9 @@ export const TOOLS: readonly Tool[] = [
     description: "Build the project: the Architect writes its spec and creates its GitHub repository, coding agents write the code, its tests are run. Starts a task; the person is told when it ends.",
     input: ProjectRef,
     confirm: ({ project }) => `Start building ${project}? This creates its GitHub repository and spends model budget.`,
-    async run({ db, env, principal }, { project }) {
+    async run({ db, env, principal, traceparent }, { project }) {
       const row = await findProject(db, principal, project);
-      const task = await startEngineering(db, env, principal, row.id, {});
+      const task = await startEngineering(db, env, principal, row.id, traceparent ? { traceparent } : {});
       return { result: { started: taskSummary(task) }, task };
     },
   }),
@@ -141,9 +144,9 @@ export const TOOLS: readonly Tool[] = [
     description: "Deploy the project's default branch to its server at https://<project>.<base-domain>. Starts a task; the person is told the URL when it is live.",
     input: ProjectRef.extend({ ref: z.string().min(1).max(200).optional().describe("a branch, tag or commit; default: the default branch") }),
     confirm: ({ project, ref }) => `Deploy ${project}${ref ? ` at ${ref}` : ""}? It goes live on its server.`,
-    async run({ db, env, principal }, { project, ref }) {
+    async run({ db, env, principal, traceparent }, { project, ref }) {
       const row = await findProject(db, principal, project);
-      const task = await startDeployTask(db, env, principal, row.id, { mode: "deploy", ...(ref ? { ref } : {}) });
+      const task = await startDeployTask(db, env, principal, row.id, { mode: "deploy", ...(ref ? { ref } : {}) }, traceparent);
       return { result: { started: taskSummary(task) }, task };
     },
   }),
@@ -153,9 +156,9 @@ export const TOOLS: readonly Tool[] = [
     description: "Put the previous healthy release of the project back (no rebuild).",
     input: ProjectRef,
     confirm: ({ project }) => `Roll ${project} back to its previous release?`,
-    async run({ db, env, principal }, { project }) {
+    async run({ db, env, principal, traceparent }, { project }) {
       const row = await findProject(db, principal, project);
-      const task = await startDeployTask(db, env, principal, row.id, { mode: "rollback" });
+      const task = await startDeployTask(db, env, principal, row.id, { mode: "rollback" }, traceparent);
       return { result: { started: taskSummary(task) }, task };
     },
   }),
@@ -165,9 +168,9 @@ export const TOOLS: readonly Tool[] = [
     description: "Stop serving the project: its route, releases, port and bot are removed.",
     input: ProjectRef,
     confirm: ({ project }) => `Take ${project} offline and delete its releases?`,
-    async run({ db, env, principal }, { project }) {
+    async run({ db, env, principal, traceparent }, { project }) {
       const row = await findProject(db, principal, project);
-      const task = await startDeployTask(db, env, principal, row.id, { mode: "undeploy" });
+      const task = await startDeployTask(db, env, principal, row.id, { mode: "undeploy" }, traceparent);
       return { result: { started: taskSummary(task) }, task };
     },
   }),
@@ -203,6 +206,15 @@ export const TOOLS: readonly Tool[] = [
       const projectId = project ? (await findProject(db, principal, project)).id : undefined;
       const failed = await listTasks(db, principal, { status: "failed", ...(projectId ? { projectId } : {}), limit: 5, offset: 0 });
       return { result: { failed: failed.map(taskSummary) } };
+    },
+  }),
+  tool({
+    name: "search_knowledge",
+    group: "diagnose",
+    description: KNOWLEDGE_TOOL_DESCRIPTION,
+    input: KnowledgeToolInput,
+    async run({ db, env, principal }, args) {
+      return { result: await searchKnowledgeForChat(db, env, principal, args) };
     },
   }),
   // ---- admin ----
