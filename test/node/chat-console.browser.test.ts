@@ -67,6 +67,11 @@ describe("the web console", () => {
     const question = page.locator('#messages [data-from="agent"]', { hasText: "Start building weather-bot-notifications?" });
     await question.waitFor({ timeout: 60_000 });
     expect(await page.getAttribute("#state", "data-state")).toBe("AWAITING");
+    // Other test files enroll servers in the same database: this project's jobs run on this stack's runner.
+    const { body } = await stack.api<{ projects: { id: string; config: Record<string, unknown> }[] }>("/api/projects?name=weather-bot-notifications");
+    const project = body.projects[0];
+    expect(project).toBeDefined();
+    expect((await stack.api(`/api/projects/${project?.id ?? ""}`, { method: "PATCH", json: { config: { ...project?.config, server: "console-box" } } })).status).toBe(200);
     await question.getByRole("button", { name: /Confirm/ }).click();
 
     const link = page.locator("a[data-task-link]").first();

@@ -191,6 +191,8 @@ describe("a conversation", () => {
     await send(chatId, "A greeting service saying hello to people");
     const question = await replyMatching(chatId, /Start building greeting-service-saying-hello\?/);
     expect(question.params.reply_markup).toBeTruthy();
+    // Other test files enroll servers in the same database: this project's jobs run on this stack's runner.
+    await pinToServer(stack, "greeting-service-saying-hello", "po-box");
     // Someone else in the chat cannot answer it.
     expect(await press(question, /Confirm/, 4242)).toBe(200);
     await new Promise((resolve) => setTimeout(resolve, 1000));
@@ -364,6 +366,14 @@ describe("cost control and delivery", () => {
     expect(requestsWith("You are the Summariser").length).toBeGreaterThan(0);
   }, 400_000);
 });
+
+async function pinToServer(on: Stack, projectName: string, handle: string): Promise<void> {
+  const { body } = await on.api<{ projects: { id: string; config: Record<string, unknown> }[] }>(`/api/projects?name=${projectName}`);
+  const project = body.projects[0];
+  if (!project) throw new Error(`no project ${projectName}`);
+  const patched = await on.api(`/api/projects/${project.id}`, { method: "PATCH", json: { config: { ...project.config, server: handle } } });
+  if (patched.status !== 200) throw new Error(`PATCH ${projectName}: ${patched.status} ${JSON.stringify(patched.body)}`);
+}
 
 function filesContaining(dir: string, needle: string): string[] {
   const found: string[] = [];
