@@ -16,6 +16,7 @@ import { createLogger, type Logger } from "../lib/log.ts";
 import { openText, packSealed, sealText, unpackSealed } from "../lib/secrets.ts";
 import { inSpan } from "../lib/spans.ts";
 import { signViewToken } from "../lib/view-token.ts";
+import { ingestConversationSummary } from "../rag/sources.ts";
 import { chatPrincipal, type TelegramFrom, telegramUser, userById } from "../services/chat-users.ts";
 import { parseIntent } from "../services/po/intent.ts";
 import { runTurn } from "../services/po/loop.ts";
@@ -256,8 +257,7 @@ export class ProductOwner extends Agent<Env> {
     this.addEntry({ id: newId("msg"), at: new Date().toISOString(), from: "user", text });
     this.store.appendTurn({ role: "user", content: text });
     const call = modelCaller(db, this.env, user.userId);
-    await summariseIfLong(this.store, call);
-    const summary = this.store.get<string>("summary") ?? "";
+    const summary = await this.summarise(user, call);
     // PO_CAPABILITIES=all offers every tool (no intent parser): for models that do better that way, and for comparison.
     const groups = this.env.PO_CAPABILITIES === "all" ? [...CAPABILITY_GROUPS] : (await parseIntent(call, text, summary.slice(0, 500))).intent.groups;
     const result = await runTurn(
@@ -276,6 +276,19 @@ export class ProductOwner extends Agent<Env> {
       groups,
     );
     this.store.set("groups", result.groups);
+  }
+
+  /** Folds old turns into the running summary when the chat is long, and indexes each new summary for search_knowledge (scope history). */
+  private async summarise(user: ChatUser, call: ReturnType<typeof modelCaller>): Promise<string> {
+    const summarised = await summariseIfLong(this.store, call);
+    const summary = this.store.get<string>("summary") ?? "";
+    if (summarised && summary) {
+      // Indexing only queues a message; a failure to queue must not cost the person their answer.
+      await ingestConversationSummary(this.env, { userId: user.userId, chat: this.name, summary }).catch((error: unknown) =>
+        this.log.warn("conversation summary not indexed", { chat: this.name, ...this.traceFields(), error: error instanceof Error ? error.message : String(error) }),
+      );
+    }
+    return summary;
   }
 
   private async askToConfirm(db: Db, user: ChatUser, tool: Tool, args: unknown): Promise<void> {

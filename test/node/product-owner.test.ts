@@ -364,6 +364,14 @@ describe("cost control and delivery", () => {
     expect(body.bytes).toBeLessThan(256 * 1024);
     process.stdout.write(`200-turn chat: ${JSON.stringify(body)}\n`);
     expect(requestsWith("You are the Summariser").length).toBeGreaterThan(0);
+    // Each new summary is indexed (scope history, owned by the chat's user) for search_knowledge.
+    const indexed = await waitFor(async () => {
+      const { body: listed } = await stack.api<{ documents: { source: string; ownerId: string | null; projectId: string | null; title: string }[] }>("/api/rag/documents?scope=history&limit=100");
+      return listed.documents.find((document) => document.source === `chat:tg:${chatId}`);
+    }, 60_000, () => "the conversation summary was not indexed");
+    expect(indexed.title).toBe("Conversation summary");
+    expect(indexed.projectId).toBeNull();
+    expect(indexed.ownerId).toMatch(/\S/);
   }, 400_000);
 });
 
