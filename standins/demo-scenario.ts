@@ -2,16 +2,20 @@
  * The scripted model `npm run dev` (and the demo) answer with: any number of engineering runs, each
  * ending with passing tests. Every answer is a side turn, so the script is never used up:
  *
- * - the Architect gets a spec made from the project's name and description;
- * - the coding agent reads TASK.md and app/main.py, edits main.py to add a GET /about route that
- *   tells what the service is for (the spec's summary), adds a test for that route, and says so;
+ * - the Architect gets a spec made from the project's name and description: a route the description
+ *   names ("says hello at /hello" → GET /hello answering "hello"), else GET /about telling what the
+ *   service is for; a key it names (…_KEY, …_TOKEN) is an env variable the owner gives;
+ * - the coding agent reads TASK.md and app/main.py, edits main.py to add the spec's first route,
+ *   adds a test for it, and says so;
  * - the EnvAnalyzer gets each variable of the .env.example it is shown classified by its name (a
  *   password or secret is generated, a port, domain or URL computed, any other key asked of the owner);
  * - anything else without tools (a title request) gets a short title.
+ *
+ * What it writes for people (the agent's summary, titles) is labelled SCRIPTED_LABEL.
  */
 import type { ChatRequest, Scenario } from "./model-server.ts";
 import { messageText } from "./model-server.ts";
-import { productOwnerSide } from "./po-scenario.ts";
+import { productOwnerSide, SCRIPTED_LABEL } from "./po-scenario.ts";
 
 function projectOf(request: ChatRequest): { name: string; description: string } {
   const text = messageText(request.messages.find((message) => message.role === "user"));
@@ -20,50 +24,73 @@ function projectOf(request: ChatRequest): { name: string; description: string } 
   return { name, description };
 }
 
+/** The route a description names: "says hello at /hello" → GET /hello answering "hello". */
+export function namedRoute(description: string): { path: string; says: string } | null {
+  const match = /\bsays? "?([^"]+?)"? at (\/[a-z0-9/_-]*)/i.exec(description) ?? /\bat (\/[a-z0-9/_-]+)[^.]*?\bsays? "?([^".]+)"?/i.exec(description);
+  if (!match) return null;
+  const [path, says] = match[1]?.startsWith("/") ? [match[1], match[2] ?? ""] : [match[2] ?? "/", match[1] ?? ""];
+  return { path, says: says.trim() };
+}
+
 function spec(request: ChatRequest) {
   const { name, description } = projectOf(request);
   const summary = (description || `The ${name} service`).split("\n")[0]?.slice(0, 300) ?? name;
+  const route = namedRoute(description);
   return {
     summary,
     template: "python-http",
-    modules: [{ name: "about", purpose: `tells what ${name} is for` }],
-    routes: [{ method: "GET", path: "/about", purpose: "the service's name and purpose" }],
-    env: [],
+    modules: [{ name: route ? "greeting" : "about", purpose: route ? `answers ${route.path}` : `tells what ${name} is for` }],
+    routes: [route ? { method: "GET", path: route.path, purpose: `answers ${JSON.stringify({ message: route.says })}` } : { method: "GET", path: "/about", purpose: "the service's name and purpose" }],
+    // A key the person names ("…using my GREETING_API_KEY") is theirs to give at deploy time.
+    env: [...new Set(description.match(/\b[A-Z][A-Z0-9_]*_(?:KEY|TOKEN)\b/g) ?? [])].map((name) => ({ name, kind: "user", description: "the owner's own credential" })),
   };
 }
 
+/** The route the agent adds: the spec's first GET route as TASK.md lists it, or /about with the summary. */
+interface RouteToAdd {
+  path: string;
+  handler: string;
+  body: string;
+}
+
+function routeFrom(request: ChatRequest): RouteToAdd {
+  const brief = briefLines(request);
+  const listed = brief.map((line) => /^- GET (\/\S*): answers (\{.*\})$/.exec(line)).find(Boolean);
+  if (listed?.[1] && listed[2]) return { path: listed[1], handler: handlerName(listed[1]), body: listed[2] };
+  const heading = brief.findIndex((line) => line === "# The spec");
+  const summary = (heading >= 0 ? brief.slice(heading + 1).find((line) => line !== "") : undefined) ?? "A service built by Orchestrator.";
+  return { path: "/about", handler: "about", body: JSON.stringify({ about: summary }) };
+}
+
+const handlerName = (path: string) => `route_${path.replace(/[^a-z0-9]+/gi, "_").replace(/^_+|_+$/g, "") || "root"}`;
+
 /**
  * The agent's edits to the template's app/main.py (runner/templates/python-http), as a model makes
- * them: exact snippets of the file it read, replaced with the same plus the /about route.
+ * them: exact snippets of the file it read, replaced with the same plus the route. The body is a JSON
+ * object of strings, which is also a Python dict literal.
  */
-const ABOUT_EDITS = (summary: string) => [
-  {
-    oldString: "from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer\n",
-    newString: `from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer\n\nABOUT = ${JSON.stringify(summary)}\n`,
-  },
+const ROUTE_EDITS = (route: RouteToAdd) => [
   {
     oldString: 'def health(_handler):\n    return 200, {"ok": True}\n',
-    newString: 'def health(_handler):\n    return 200, {"ok": True}\n\n\ndef about(_handler):\n    return 200, {"about": ABOUT}\n',
+    newString: `def health(_handler):\n    return 200, {"ok": True}\n\n\ndef ${route.handler}(_handler):\n    return 200, ${route.body}\n`,
   },
-  { oldString: '    ("GET", "/healthz"): health,\n', newString: '    ("GET", "/healthz"): health,\n    ("GET", "/about"): about,\n' },
+  { oldString: '    ("GET", "/healthz"): health,\n', newString: `    ("GET", "/healthz"): health,\n    ("GET", ${JSON.stringify(route.path)}): ${route.handler},\n` },
 ];
 
-const ABOUT_TEST = `def test_about(get):
-    status, body = get("/about")
+const ROUTE_TEST = (route: RouteToAdd) => `def test_${route.handler}(get):
+    status, body = get(${JSON.stringify(route.path)})
     assert status == 200
-    assert body["about"]
+    assert body == ${route.body}
 `;
 
-/** The spec's summary, from TASK.md as the agent read it (its tools' output may number the lines). */
-function summaryFrom(request: ChatRequest): string {
-  const lines = request.messages
+/** TASK.md as the agent read it (its tools' output may number the lines). */
+function briefLines(request: ChatRequest): string[] {
+  return request.messages
     .filter((message) => message.role === "tool")
     .map(messageText)
     .join("\n")
     .split("\n")
     .map((line) => line.replace(/^\s*\d+\s*[:|]\s?/, "").trim());
-  const heading = lines.findIndex((line) => line === "# The spec");
-  return (heading >= 0 ? lines.slice(heading + 1).find((line) => line !== "") : undefined) ?? "A service built by Orchestrator.";
 }
 
 /** The EnvAnalyzer's answer, by the variables' names (as a model would reason about them). */
@@ -87,18 +114,21 @@ export function demoScenario(): Scenario {
       ...productOwnerSide(),
       { name: "architect", match: { tools: false, anyMessage: "You are the Architect" }, reply: (request) => ({ content: JSON.stringify(spec(request)) }) },
       { name: "env-analyzer", match: { tools: false, anyMessage: "You are the EnvAnalyzer" }, reply: (request) => ({ content: JSON.stringify(classifyByName(request)) }) },
-      { name: "title", match: { tools: false }, reply: { content: "Build the service" } },
-      { name: "agent: done", match: { tools: true, lastRole: "tool", lastMessage: /Wrote file successfully/i }, reply: { content: "Added GET /about with its test." } },
+      { name: "title", match: { tools: false }, reply: { content: `${SCRIPTED_LABEL} Build the service` } },
+      { name: "agent: done", match: { tools: true, lastRole: "tool", lastMessage: /Wrote file successfully/i }, reply: (request) => ({ content: `${SCRIPTED_LABEL} Added GET ${routeFrom(request).path} with its test.` }) },
       {
         name: "agent: edit and write",
         match: { tools: ["edit", "write"], lastRole: "tool" },
-        reply: (request) => ({
-          toolCalls: [
-            ...ABOUT_EDITS(summaryFrom(request)).map((edit) => ({ name: "edit", arguments: { filePath: "/work/repo/app/main.py", ...edit } })),
-            // Last, so that its answer ("Wrote file successfully") is the one the done turn sees.
-            { name: "write", arguments: { filePath: "/work/repo/tests/test_about.py", content: ABOUT_TEST } },
-          ],
-        }),
+        reply: (request) => {
+          const route = routeFrom(request);
+          return {
+            toolCalls: [
+              ...ROUTE_EDITS(route).map((edit) => ({ name: "edit", arguments: { filePath: "/work/repo/app/main.py", ...edit } })),
+              // Last, so that its answer ("Wrote file successfully") is the one the done turn sees.
+              { name: "write", arguments: { filePath: `/work/repo/tests/test_${route.handler}.py`, content: ROUTE_TEST(route) } },
+            ],
+          };
+        },
       },
       {
         name: "agent: read",

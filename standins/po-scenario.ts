@@ -8,8 +8,14 @@
  *   project named after it, then starts its engineering (the person confirms); asked to deploy,
  *   roll back or take a project offline, it calls that tool; anything else gets a short answer.
  * - The summariser merges the turns it is given into a line per message.
+ *
+ * Everything it says to the person starts with SCRIPTED_LABEL: nobody should mistake it for a model.
  */
 import { type ChatRequest, messageText, type Reply, type Turn } from "./model-server.ts";
+
+/** The label on every text the scripted model writes for a person to read. */
+export const SCRIPTED_LABEL = "[scripted model]";
+const labelled = (text: string) => `${SCRIPTED_LABEL} ${text}`;
 
 const ACTION_WORDS = /\b(deploy|roll ?back|offline|undeploy)\b/i;
 
@@ -28,7 +34,8 @@ export function intentOf(text: string): { groups: string[]; intent: string } {
 
 /** A project name from a description: "Weather bot with notifications" → weather-bot-notifications. */
 export function slugOf(text: string): string {
-  const words = text.toLowerCase().replace(/[^a-z0-9 ]+/g, " ").split(/\s+/).filter((w) => w && !["a", "an", "the", "with", "and", "for", "i", "want", "please", "build", "me", "make"].includes(w));
+  // Paths ("at /hello") are routes, not names.
+  const words = text.toLowerCase().replace(/(^|\s)\/\S*/g, " ").replace(/[^a-z0-9 ]+/g, " ").split(/\s+/).filter((w) => w && !["a", "an", "the", "with", "and", "for", "i", "want", "please", "build", "me", "make", "that", "which", "says", "say", "at", "to", "of", "on"].includes(w));
   const slug = words.slice(0, 4).join("-").slice(0, 36).replace(/-+$/, "");
   return /^[a-z]/.test(slug) && slug.length >= 3 ? slug : `app-${slug || "new"}`.slice(0, 36);
 }
@@ -36,8 +43,11 @@ export function slugOf(text: string): string {
 const lastUser = (request: ChatRequest) => messageText([...request.messages].reverse().find((message) => message.role === "user"));
 
 function toolCall(name: string, args: Record<string, unknown>): Reply {
-  return { toolCalls: [{ name, arguments: args }] };
+  return { toolCalls: [{ name, arguments: name === "respond" && typeof args.text === "string" ? { ...args, text: labelled(args.text) } : args }] };
 }
+
+/** Asked for something live ("build me…", "…and deploy it"), the build is confirmed with its deploy. */
+const wantsItLive = (request: ChatRequest) => /\b(build me|deploy|live|online|host)\b/i.test(lastUser(request));
 
 /** The Product Owner's next move, from the conversation it is shown. */
 export function productOwnerReply(request: ChatRequest): Reply {
@@ -49,7 +59,7 @@ export function productOwnerReply(request: ChatRequest): Reply {
     const result = messageText(last);
     if (call?.function.name === "create_project" && !result.startsWith("error")) {
       const name = (JSON.parse(call.function.arguments) as { name: string }).name;
-      if (offered.has("start_engineering")) return toolCall("start_engineering", { project: name });
+      if (offered.has("start_engineering")) return toolCall("start_engineering", { project: name, ...(wantsItLive(request) ? { deploy: true } : {}) });
       return toolCall("respond", { text: `Project ${name} is created. Say "build ${name}" when you want it built.` });
     }
     if (call?.function.name === "create_project" && /already exists/.test(result)) {

@@ -1,5 +1,5 @@
 /**
- * For `npm run dev`: the stand-ins for the outside services .dev.vars does not name, started on
+ * For the local factory (scripts/lib/factory.ts): the stand-ins for the outside services .dev.vars does not name, started on
  * 127.0.0.2 (see scripts/lib/engineering-stack.ts for why), and the worker variables that point at
  * them. The scripted model answers with the demo scenario (standins/demo-scenario.ts); the GitHub
  * stand-in keeps its repositories in .dev-state/github.
@@ -16,6 +16,10 @@ import { egressTarget } from "../../src/workflows/engineering-jobs.ts";
 import { STANDIN_HOST } from "./engineering-stack.ts";
 
 export interface DevStandins {
+  /** The stand-ins started (absent: a real service is configured). */
+  model?: ModelServer;
+  github?: GitHubServer;
+  telegram?: TelegramServer;
   /** Worker variables (`wrangler dev --var`) for what the stand-ins replace. */
   vars: Record<string, string>;
   /** host:port of each stand-in: what a local runner's egress jobs must be let through to. */
@@ -23,22 +27,31 @@ export interface DevStandins {
   stop(): Promise<void>;
 }
 
-export async function startDevStandins(options: { vars: Record<string, string>; stateDir: string; workerUrl: string; say: (line: string) => void }): Promise<DevStandins> {
+export async function startDevStandins(options: {
+  vars: Record<string, string>;
+  stateDir: string;
+  workerUrl: string;
+  say: (line: string) => void;
+  /** Their ports (0: any free one); DEV_MODEL_PORT, DEV_GITHUB_PORT, DEV_TELEGRAM_PORT or 8790-8792 by default. */
+  ports?: { model?: number; github?: number; telegram?: number };
+}): Promise<DevStandins> {
   const vars: Record<string, string> = {};
+  const started: Pick<DevStandins, "model" | "github" | "telegram"> = {};
   const targets: string[] = [];
   const stops: (() => Promise<void>)[] = [];
   if (!options.vars.OPENAI_API_KEY) {
     const key = "sk-dev-standin";
     const model = new ModelServer({ apiKey: key, scenario: demoScenario() });
-    await model.start(Number(process.env.DEV_MODEL_PORT ?? 8790), STANDIN_HOST);
+    await model.start(options.ports?.model ?? Number(process.env.DEV_MODEL_PORT ?? 8790), STANDIN_HOST);
+    started.model = model;
     Object.assign(vars, { OPENAI_BASE_URL: model.baseUrl, OPENAI_API_KEY: key });
     targets.push(egressTarget(model.url));
     stops.push(() => model.stop());
-    options.say(`model: the scripted stand-in on ${model.baseUrl} (set OPENAI_API_KEY and OPENAI_BASE_URL in .dev.vars for a real one)`);
   }
   if (!options.vars.GITHUB_APP_ID) {
     const github = new GitHubServer({ dir: join(options.stateDir, "github") });
-    await github.start(Number(process.env.DEV_GITHUB_PORT ?? 8791), STANDIN_HOST);
+    await github.start(options.ports?.github ?? Number(process.env.DEV_GITHUB_PORT ?? 8791), STANDIN_HOST);
+    started.github = github;
     Object.assign(vars, {
       GITHUB_API_URL: github.url,
       GITHUB_APP_ID: String(github.appId),
@@ -52,7 +65,8 @@ export async function startDevStandins(options: { vars: Record<string, string>; 
   const githubUrl: string | undefined = vars.GITHUB_API_URL;
   if (!options.vars.TELEGRAM_API_URL) {
     const telegram = new TelegramServer();
-    await telegram.start(Number(process.env.DEV_TELEGRAM_PORT ?? 8792), STANDIN_HOST);
+    await telegram.start(options.ports?.telegram ?? Number(process.env.DEV_TELEGRAM_PORT ?? 8792), STANDIN_HOST);
+    started.telegram = telegram;
     vars.TELEGRAM_API_URL = telegram.url;
     // The Product Owner's own bot, its webhook pointed at this worker as `npm run telegram:set-webhook` would.
     if (!options.vars.TELEGRAM_BOT_TOKEN) {
@@ -67,6 +81,7 @@ export async function startDevStandins(options: { vars: Record<string, string>; 
   // For dev:runner (what its egress jobs may reach) and dev:fixture (where to put the fixture's repository).
   writeFileSync(join(options.stateDir, "standins.json"), JSON.stringify({ targets, ...(githubUrl ? { github: githubUrl } : {}) }, null, 2));
   return {
+    ...started,
     vars,
     targets,
     async stop() {

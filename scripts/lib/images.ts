@@ -11,7 +11,7 @@
  */
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -94,4 +94,25 @@ export async function ensureReleaseBase(docker: Docker): Promise<string> {
   const [repo = "", tag = ""] = RELEASE_BASE_TAG.split(":");
   await docker.getImage(base).tag({ repo, tag });
   return RELEASE_BASE_TAG;
+}
+
+/** The base the project templates' Dockerfiles name (runner/templates/python-http: `FROM python:3.12-slim`). */
+export const TEMPLATE_BASE_TAG = "python:3.12-slim";
+
+/**
+ * On a machine that cannot pull, the templates' base is made from the local Debian base (python3,
+ * and `python` for the templates' commands) under the same name, so that a project built from a
+ * template deploys here as it would on a VPS. A real image of that name, pulled before, is kept.
+ */
+export async function ensureTemplateBase(docker: Docker): Promise<{ tag: string; built: boolean }> {
+  if (await hasImage(docker, TEMPLATE_BASE_TAG)) return { tag: TEMPLATE_BASE_TAG, built: false };
+  const base = await ensureDebianBase(docker);
+  const context = mkdtempSync(join(tmpdir(), "template-base-"));
+  try {
+    writeFileSync(join(context, "Dockerfile"), `FROM ${base}\nRUN ln -sf /usr/bin/python3 /usr/local/bin/python\nLABEL orchestrator.local-stand-in="${TEMPLATE_BASE_TAG}"\n`);
+    await run("docker", ["build", "--quiet", "--network", "host", "--tag", TEMPLATE_BASE_TAG, context], { maxBuffer: 16 * 1024 * 1024, env: { ...process.env, DOCKER_BUILDKIT: "0" } });
+  } finally {
+    rmSync(context, { recursive: true, force: true });
+  }
+  return { tag: TEMPLATE_BASE_TAG, built: true };
 }

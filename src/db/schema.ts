@@ -124,6 +124,8 @@ export const servers = pgTable("servers", {
   lastSeenAt: tstz("last_seen_at"),
   /** Projects deployed here answer at `<project>.<baseDomain>` (unless they have a domain of their own). */
   baseDomain: text("base_domain"),
+  /** Set for a server whose Caddy serves plain HTTP on this port (a local factory): its projects' URLs are http://<domain>:<port>. Null: https on 443. */
+  publicHttpPort: integer("public_http_port"),
   /** Counts this server's route list versions: each caddy.sync carries the one it was read at. */
   routeGeneration: integer("route_generation").notNull().default(0),
   createdAt: createdAt(),

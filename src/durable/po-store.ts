@@ -28,6 +28,13 @@ const MIGRATIONS: readonly SqlMigration[] = [
       sql.exec(`CREATE TABLE work (task_id TEXT PRIMARY KEY, type TEXT NOT NULL, project TEXT NOT NULL, done INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL)`);
     },
   },
+  {
+    version: 2,
+    name: "work that starts more work",
+    up(sql) {
+      sql.exec(`ALTER TABLE work ADD COLUMN then_deploy INTEGER NOT NULL DEFAULT 0`);
+    },
+  },
 ];
 
 /** Where this conversation's messages go. */
@@ -53,7 +60,12 @@ export interface Work {
   taskId: string;
   type: string;
   project: string;
+  /** An engineering run whose passing tests start a deploy (the person confirmed both at once). */
+  thenDeploy?: boolean;
 }
+
+type WorkRow = { task_id: string; type: string; project: string; then_deploy: number; done: number };
+const workOf = (row: WorkRow): Work => ({ taskId: row.task_id, type: row.type, project: row.project, ...(row.then_deploy ? { thenDeploy: true } : {}) });
 
 const cut = (text: string, limit: number) => (text.length > limit ? `${text.slice(0, limit)}… [cut: ${text.length - limit} more characters]` : text);
 
@@ -156,16 +168,16 @@ export class ConversationStore {
   // ---- the tasks it follows ----
 
   follow(work: Work): void {
-    this.sql.exec(`INSERT OR IGNORE INTO work (task_id, type, project, created_at) VALUES (?, ?, ?, ?)`, work.taskId, work.type, work.project, new Date().toISOString());
+    this.sql.exec(`INSERT OR IGNORE INTO work (task_id, type, project, then_deploy, created_at) VALUES (?, ?, ?, ?, ?)`, work.taskId, work.type, work.project, work.thenDeploy ? 1 : 0, new Date().toISOString());
   }
 
   work(taskId: string): (Work & { done: boolean }) | undefined {
-    const row = this.sql.exec<{ task_id: string; type: string; project: string; done: number }>(`SELECT * FROM work WHERE task_id = ?`, taskId).toArray()[0];
-    return row ? { taskId: row.task_id, type: row.type, project: row.project, done: row.done === 1 } : undefined;
+    const row = this.sql.exec<WorkRow>(`SELECT * FROM work WHERE task_id = ?`, taskId).toArray()[0];
+    return row ? { ...workOf(row), done: row.done === 1 } : undefined;
   }
 
   openWork(): Work[] {
-    return this.sql.exec<{ task_id: string; type: string; project: string }>(`SELECT task_id, type, project FROM work WHERE done = 0`).toArray().map((row) => ({ taskId: row.task_id, type: row.type, project: row.project }));
+    return this.sql.exec<WorkRow>(`SELECT * FROM work WHERE done = 0`).toArray().map(workOf);
   }
 
   /** Marks a task's outcome told; false when it had been told already. Old finished work is forgotten. */

@@ -198,7 +198,7 @@ export class ProductOwner extends Agent<Env> {
       const work = this.store.work(event.taskId);
       if (!work || work.done) return;
       if (event.type === "task.needs_input") await this.ask(db, work, event);
-      else if (event.type === "task.completed" || event.type === "task.failed" || event.type === "task.cancelled") await this.tellOutcome(work, event);
+      else if (event.type === "task.completed" || event.type === "task.failed" || event.type === "task.cancelled") await this.tellOutcome(db, work, event);
     });
   }
 
@@ -386,7 +386,8 @@ export class ProductOwner extends Agent<Env> {
 
   private async started(tool: Tool, task: { id: string; type: string; projectId: string | null }, toolArgs: unknown): Promise<string> {
     const taskId = task.id;
-    const work: Work = { taskId, type: task.type, project: (toolArgs as { project?: string } | undefined)?.project ?? task.projectId ?? "the project" };
+    const args = (toolArgs ?? {}) as { project?: string; deploy?: boolean };
+    const work: Work = { taskId, type: task.type, project: args.project ?? task.projectId ?? "the project", ...(tool.name === "start_engineering" && args.deploy ? { thenDeploy: true } : {}) };
     this.store.follow(work);
     const link = await this.taskLink(taskId);
     const text = startedText(work, taskId, link);
@@ -419,13 +420,23 @@ export class ProductOwner extends Agent<Env> {
     await this.say(`🤔 ${input.question}`, { actionId: id, taskId: work.taskId, buttons: (input.options ?? ["continue", "stop"]).map((option) => ({ label: option === "continue" ? "▶ One more round" : option === "stop" ? "■ Stop" : option, choice: option })) });
   }
 
-  private async tellOutcome(work: Work, event: Pick<TaskEvent, "type" | "message" | "data" | "step">): Promise<void> {
+  private async tellOutcome(db: Db, work: Work, event: Pick<TaskEvent, "type" | "message" | "data" | "step">): Promise<void> {
     if (!this.store.finishWork(work.taskId)) return;
     // Questions it asked are moot once it has ended.
     for (const { id, action } of this.store.actions()) if ((action.kind === "secret" || action.kind === "decision") && action.taskId === work.taskId) this.store.takeAction(id);
     const text = outcomeText(work, event);
     await this.say(text, { taskId: work.taskId });
     this.store.appendTurn({ role: "user", content: `[Task ${work.taskId} (${work.type} of ${work.project}) ended: ${event.type}: ${event.message}]` });
+    if (work.thenDeploy && event.type === "task.completed") await this.deployAfterBuild(db, work);
+  }
+
+  /** The deploy the person confirmed with the build: started once (finishWork above told this outcome once). */
+  private async deployAfterBuild(db: Db, work: Work): Promise<void> {
+    const user = this.store.get<ChatUser>("user");
+    const tool = toolByName("deploy_project");
+    if (!user || !tool) return;
+    const outcome = await this.runConfirmed(db, user, { kind: "confirm", tool: tool.name, args: { project: work.project }, question: `Deploy ${work.project}?` });
+    this.store.appendTurn({ role: "user", content: `[The deploy of ${work.project} that the person confirmed with its build: ${outcome}]` });
   }
 
   /** Tasks that ended while their notice was lost (an outage): told now, from the task's row. */
@@ -433,7 +444,7 @@ export class ProductOwner extends Agent<Env> {
     for (const work of this.store.openWork()) {
       const [task] = await db.select({ status: tasks.status, error: tasks.error, result: tasks.result }).from(tasks).where(eq(tasks.id, work.taskId));
       if (!task || !(FINAL_TASK_STATUSES as readonly string[]).includes(task.status)) continue;
-      await this.tellOutcome(work, { type: `task.${task.status}` as TaskEvent["type"], message: task.error ?? (task.result as { message?: string } | null)?.message ?? task.status, data: task.result ?? {} });
+      await this.tellOutcome(db, work, { type: `task.${task.status}` as TaskEvent["type"], message: task.error ?? (task.result as { message?: string } | null)?.message ?? task.status, data: task.result ?? {} });
     }
   }
 

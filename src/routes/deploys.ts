@@ -13,7 +13,7 @@ import { AppError, notFound } from "../lib/app-error.ts";
 import type { AppEnv } from "../lib/context.ts";
 import { apiDoc, apiRouter, errors, jsonBody, jsonResponse, views } from "../lib/openapi.ts";
 import { requireScope } from "../middleware/auth.ts";
-import { deploymentView, listDeployments, startDeployTask } from "../services/deploys.ts";
+import { deploymentView, listDeployments, projectUrl, startDeployTask } from "../services/deploys.ts";
 import { deleteSecret, putSecrets, secretViews } from "../services/project-secrets.ts";
 import { projectVisibleTo } from "../services/projects.ts";
 import { loadServer } from "../services/servers.ts";
@@ -209,7 +209,7 @@ serverServicesRoute
         id: service.id,
         project,
         domain: service.domain,
-        url: `https://${service.domain}`,
+        url: projectUrl(service.domain, server),
         internalPort: service.internalPort,
         status: service.status,
         activeDeployment: (() => {

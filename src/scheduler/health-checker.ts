@@ -12,6 +12,7 @@ import { getRunnerHub } from "../durable/runner-hub.ts";
 import { newId } from "../lib/crypto.ts";
 import type { Logger } from "../lib/log.ts";
 import { DEFAULT_HEALTH_PATH } from "../shared/deploys.ts";
+import { projectUrl } from "../services/deploys.ts";
 import { hubIdentity } from "../services/servers.ts";
 
 export const REPEATED_FAILURES = 3;
@@ -79,7 +80,7 @@ export async function healthChecker(db: Db, env: Env, log: Logger, runId: string
       }
       if (failures === REPEATED_FAILURES) {
         const chat = owner.telegramId ? `tg:${owner.telegramId}` : `web:${owner.id}`;
-        const text = `⚠️ ${project.name} (https://${service.domain}) has failed its last ${failures} health checks: ${message}\nAsk me to roll it back, or what failed.`;
+        const text = `⚠️ ${project.name} (${projectUrl(service.domain, server)}) has failed its last ${failures} health checks: ${message}\nAsk me to roll it back, or what failed.`;
         try {
           await (await getProductOwner(env, chat)).notify(text, owner.telegramId ?? undefined);
           result.notified++;

@@ -57,6 +57,11 @@ export async function listDeployments(db: Db, projectId: string, limit = 50): Pr
   return rows.map((row) => deploymentView(row.deployment, row.handle));
 }
 
+/** Where visitors reach a domain served by `server`: https, or plain HTTP on the port of a local factory's Caddy. */
+export function projectUrl(domain: string, server: Pick<ServerRow, "publicHttpPort"> | null | undefined): string {
+  return server?.publicHttpPort ? `http://${domain}:${server.publicHttpPort}` : `https://${domain}`;
+}
+
 /** A project's domain: its own (`config.domain`), else `<name>.<server's base domain>`. */
 export function projectDomain(project: Pick<ProjectRow, "name" | "config">, server: Pick<ServerRow, "baseDomain">): string {
   const own = project.config.domain;

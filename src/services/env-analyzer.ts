@@ -43,13 +43,15 @@ export const BOT_TOKEN_VAR = "TELEGRAM_BOT_TOKEN";
 
 export interface DeploymentFacts {
   domain: string;
+  /** Where visitors reach it (projectUrl). */
+  url: string;
   containerPort: number;
   projectName: string;
 }
 
 /** The computed variables this pipeline knows how to fill; a "computed" one it does not know is asked of the person. */
 export function computedValue(name: string, facts: DeploymentFacts): string | undefined {
-  const url = `https://${facts.domain}`;
+  const url = facts.url;
   const known: Record<string, string> = {
     PORT: String(facts.containerPort),
     HOST: "0.0.0.0",

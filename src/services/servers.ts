@@ -32,6 +32,7 @@ export function serverView(row: ServerRow, env: Pick<Env, "RUNNER_MISSING_AFTER_
     labels: row.labels,
     capacity: row.capacity,
     baseDomain: row.baseDomain,
+    publicHttpPort: row.publicHttpPort,
     status: serverStatus(row, env),
     runnerId: row.runnerId,
     enrolledAt: row.enrolledAt?.toISOString() ?? null,
@@ -64,6 +65,7 @@ export async function createServer(db: Db, env: Env, input: CreateServer) {
       labels: input.labels,
       capacity: input.capacity,
       baseDomain: input.baseDomain ?? null,
+      publicHttpPort: input.publicHttpPort ?? null,
       enrollmentTokenHash: enrollment.hash,
       enrollmentExpiresAt: enrollment.expiresAt,
     })

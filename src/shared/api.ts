@@ -124,6 +124,8 @@ export const CreateServer = z.strictObject({
     .max(200)
     .regex(/^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*$/, "must be a DNS name such as apps.example.com")
     .optional(),
+  /** For a server whose Caddy serves plain HTTP on this port (a local factory, no TLS): its projects answer at http://<domain>:<port>. */
+  publicHttpPort: z.number().int().min(1).max(65_535).optional(),
   /** How long the enrollment token stays valid; the default is ENROLLMENT_TOKEN_TTL_SECONDS. */
   enrollmentTtlSeconds: z.number().int().min(1).max(7 * 24 * 3600).optional(),
 });
@@ -214,6 +216,7 @@ export const ServerView = z.object({
   labels: z.record(z.string(), z.string()),
   capacity: z.number().int(),
   baseDomain: z.string().nullable(),
+  publicHttpPort: z.number().int().nullable(),
   status: ServerStatus,
   runnerId: z.string().nullable(),
   enrolledAt: z.string().nullable(),

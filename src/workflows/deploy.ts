@@ -20,7 +20,7 @@ import { type Db, withDb } from "../db/client.ts";
 import { deployments, projects, servers, serviceDeployments } from "../db/schema.ts";
 import { getRunnerHub } from "../durable/runner-hub.ts";
 import { settings } from "../lib/settings.ts";
-import { newDeploymentId, projectDomain, releaseOf, reservePort, routeList } from "../services/deploys.ts";
+import { newDeploymentId, projectDomain, projectUrl, releaseOf, reservePort, routeList } from "../services/deploys.ts";
 import { BOT_TOKEN_VAR, classifyEnv, computedValue, EnvAnalysisFailed, generateSecret, parseEnvExample } from "../services/env-analyzer.ts";
 import { fileAt, getRepository, type Repository, repositoryFromUrl, resolveCommit } from "../services/github.ts";
 import { agentConfig, modelEndpoint, modelErrorMessage, openaiClient, recordUsage } from "../services/llm.ts";
@@ -48,7 +48,7 @@ const MAX_SECRET_ASKS = 5;
 
 interface Facts {
   project: { id: string; name: string; ownerId: string; repositoryUrl: string | null; healthPath: string; envKinds: Record<string, { kind: EnvKind; reason: string }> };
-  server: { id: string; handle: string };
+  server: { id: string; handle: string; publicHttpPort: number | null };
   domain: string;
   releasePorts: { from: number; to: number };
   /** The release serving now, if any. */
@@ -110,7 +110,7 @@ class DeployRun extends PipelineRun<DeployParams> {
           const envKinds = (project.config.env ?? {}) as Facts["project"]["envKinds"];
           const facts: Facts = {
             project: { id: project.id, name: project.name, ownerId: project.ownerId, repositoryUrl: project.repositoryUrl, healthPath: typeof project.config.healthPath === "string" ? project.config.healthPath : DEFAULT_HEALTH_PATH, envKinds },
-            server: { id: server.id, handle: server.handle },
+            server: { id: server.id, handle: server.handle, publicHttpPort: server.publicHttpPort },
             domain: service?.domain ?? projectDomain(project, server),
             releasePorts: status.releasePorts ?? { from: 0, to: 0 },
             active: active ? { id: active.id, release: releaseOf(active), port: active.port } : null,
@@ -179,6 +179,10 @@ class DeployRun extends PipelineRun<DeployParams> {
       },
       ttlSeconds: 900,
       timeoutSeconds: 1200,
+      againIfInterrupted: 1,
+      onAgain: async (interrupted, attempt) => {
+        await this.say(`release again ${attempt}`, { type: "step.progress", step: "release", message: `Release: ${interrupted.outcome?.message ?? "the job was interrupted"}; running the release again (a fresh checkout, the same release)` });
+      },
     });
     if (!job.outcome?.ok) {
       await this.stopRelease(facts, release, "failed", { job: job.outcome?.message ?? job.state });
@@ -260,7 +264,7 @@ class DeployRun extends PipelineRun<DeployParams> {
     const plain: Record<string, string> = {};
     const asked: { name: string; reason: string }[] = [];
     for (const [name, { kind, reason }] of Object.entries(kinds)) {
-      const value = kind === "computed" ? computedValue(name, { domain: facts.domain, containerPort: CONTAINER_PORT, projectName: facts.project.name }) : undefined;
+      const value = kind === "computed" ? computedValue(name, { domain: facts.domain, url: projectUrl(facts.domain, facts.server), containerPort: CONTAINER_PORT, projectName: facts.project.name }) : undefined;
       if (value !== undefined) plain[name] = value;
       else if (kind === "user" || kind === "computed") asked.push({ name, reason: kind === "computed" ? `${reason || "derived from the deployment"}; this pipeline cannot derive it` : reason });
     }
@@ -395,7 +399,7 @@ class DeployRun extends PipelineRun<DeployParams> {
       }),
     );
     await this.setProjectStatus("deployed", "deployed");
-    const url = `https://${facts.domain}`;
+    const url = projectUrl(facts.domain, facts.server);
     await this.say("live", { type: "step.completed", step: "health", message: `Live: ${url} is served by release ${release.id}`, data: { url, deploymentId: release.id } });
 
     if (facts.active && facts.active.port !== null) {

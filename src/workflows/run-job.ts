@@ -33,6 +33,14 @@ export interface JobSpec {
   ttlSeconds: number;
   /** How long it may run (the payload's timeoutSeconds). */
   timeoutSeconds: number;
+  /**
+   * For jobs that are safe to run again (the release playbook: a fresh checkout, and the release's
+   * own container): how many times to queue it again when the runner was interrupted under it
+   * (killed, restarted). The runner itself never runs a job twice.
+   */
+  againIfInterrupted?: number;
+  /** Told before each new attempt. */
+  onAgain?: (job: JobView, attempt: number) => Promise<void>;
 }
 
 /** Each wait after the first (JOB_WAIT_SLICE_SECONDS) doubles, up to this, so a long job costs few steps. */
@@ -54,6 +62,16 @@ export class JobDidNotFinish extends Error {
  * JobDidNotFinish is thrown carrying the job as it was.
  */
 export async function runJob(context: JobRunContext, name: string, spec: JobSpec): Promise<JobView> {
+  let job = await runJobOnce(context, name, spec);
+  for (let attempt = 1; attempt <= (spec.againIfInterrupted ?? 0) && job.outcome?.reason === "interrupted"; attempt++) {
+    await spec.onAgain?.(job, attempt);
+    // Its own step names and idempotency key: a replayed workflow finds each attempt where it was.
+    job = await runJobOnce(context, `${name} again ${attempt}`, spec);
+  }
+  return job;
+}
+
+async function runJobOnce(context: JobRunContext, name: string, spec: JobSpec): Promise<JobView> {
   const { env, step, handle } = context;
   const jobId = await step.do(`queue ${name}`, async () => {
     const payload = typeof spec.payload === "function" ? await spec.payload() : spec.payload;

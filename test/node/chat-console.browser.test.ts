@@ -6,14 +6,15 @@
  */
 import { existsSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { type Browser, chromium } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type EngineeringStack, startEngineeringStack } from "../../scripts/lib/engineering-stack.ts";
 import { demoScenario } from "../../standins/demo-scenario.ts";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const SCREENSHOTS = join(tmpdir(), "orchestrator-screenshots");
+// SCREENSHOTS_DIR=docs/screenshots makes the README's pictures.
+const SCREENSHOTS = process.env.SCREENSHOTS_DIR ? resolve(process.env.SCREENSHOTS_DIR) : join(tmpdir(), "orchestrator-screenshots");
 
 let env: EngineeringStack;
 let browser: Browser;
@@ -86,6 +87,8 @@ describe("the web console", () => {
     await live.goto(href);
     await live.waitForSelector("#result[data-outcome]", { timeout: 240_000 });
     expect(await live.getAttribute("#result", "data-outcome")).toBe("completed");
+    await live.setViewportSize({ width: 1280, height: 860 });
+    await live.screenshot({ path: join(SCREENSHOTS, "task-view-live.png"), fullPage: false });
     // The chat tells the outcome when the task ends.
     await page.locator('#messages [data-from="agent"]', { hasText: "✅ weather-bot-notifications" }).waitFor({ timeout: 60_000 });
     await page.screenshot({ path: join(SCREENSHOTS, "chat-console.png"), fullPage: false });

@@ -25,7 +25,7 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-async function startDev(ports: { http: number; pg: number; proxy: number; model: number; github: number }) {
+async function startDev(ports: { http: number; pg: number; proxy: number; model: number; github: number; telegram: number; caddy: number }) {
   const started = Date.now();
   const dev = spawnCollecting(process.execPath, [join(root, "scripts", "dev.ts")], {
     cwd: root,
@@ -36,6 +36,8 @@ async function startDev(ports: { http: number; pg: number; proxy: number; model:
       DEV_PROXY_PORT: String(ports.proxy),
       DEV_MODEL_PORT: String(ports.model),
       DEV_GITHUB_PORT: String(ports.github),
+      DEV_TELEGRAM_PORT: String(ports.telegram),
+      DEV_CADDY_PORT: String(ports.caddy),
       DEV_STATE_DIR: join(work, "state"),
       DEV_VARS_FILE: varsFile,
     },
@@ -50,7 +52,15 @@ async function startDev(ports: { http: number; pg: number; proxy: number; model:
     () => dev.output(),
     () => dev.child.exitCode !== null,
   );
-  return { dev, readyMs: Date.now() - started };
+  const readyMs = Date.now() - started;
+  // Then the local runner, its Caddy and the console's link.
+  await waitFor(
+    () => (dev.output().includes("ready. The web console: ") ? true : undefined),
+    120_000,
+    () => dev.output(),
+    () => dev.child.exitCode !== null,
+  );
+  return { dev, readyMs };
 }
 
 async function stopDev(dev: Spawned) {
@@ -66,7 +76,7 @@ const api = (port: number, key: string, path: string, init: RequestInit = {}) =>
 
 describe("npm run dev", () => {
   it("starts, serves, survives a restart and stops cleanly", async () => {
-    const ports = { http: await freePort(), pg: await freePort(), proxy: await freePort(), model: await freePort(), github: await freePort() };
+    const ports = { http: await freePort(), pg: await freePort(), proxy: await freePort(), model: await freePort(), github: await freePort(), telegram: await freePort(), caddy: await freePort() };
 
     const first = await startDev(ports);
     expect(first.readyMs).toBeLessThan(60_000);
@@ -81,13 +91,16 @@ describe("npm run dev", () => {
       body: JSON.stringify({ name: "weather-bot", description: "Weather bot with notifications" }),
     });
     expect(created.status).toBe(201);
-    // The stand-ins for the model and GitHub came up, and the worker uses them: the pipeline's
-    // configuration check passes (it is the runner that is missing).
-    expect(first.dev.output()).toContain(`model: the scripted stand-in on http://127.0.0.2:${ports.model}/v1`);
-    const { project } = (await created.json()) as { project: { id: string } };
-    const engineering = await api(ports.http, adminKey, `/api/projects/${project.id}/engineering`, { method: "POST", body: "{}" });
-    expect(engineering.status).toBe(409);
-    expect(((await engineering.json()) as { error: { message: string } }).error.message).toContain("No server has an enrolled runner");
+    // No model configured: it says so in one line, with how to set one, and the scripted stand-in answers.
+    expect(first.dev.output()).toMatch(/model: none configured, so the SCRIPTED stand-in answers .*OPENAI_API_KEY=/);
+    // The local runner enrolled itself and is online; Caddy listens for <project>.localhost.
+    const server = await api(ports.http, adminKey, "/api/servers/local");
+    expect(((await server.json()) as { server: { status: string; publicHttpPort: number } }).server).toMatchObject({ status: "online", publicHttpPort: ports.caddy });
+    expect(await isListening(ports.caddy)).toBe(true);
+    // The console link signs the local user in.
+    const link = /The web console: (\S+)/.exec(first.dev.output())?.[1] ?? "";
+    expect(link).toMatch(new RegExp(`^http://127.0.0.1:${ports.http}/chat\\?token=`));
+    expect((await fetch(link)).status).toBe(200);
 
     // Postgres goes away under the running system: 503 db_unavailable, and nothing is written.
     const pidFile = readFileSync(join(work, "state", "postgres", "postmaster.pid"), "utf8");

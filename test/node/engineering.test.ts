@@ -351,7 +351,7 @@ describe("the engineering pipeline", () => {
     const { last } = await finished(taskId);
     expect(last.type, last.message).toBe("task.completed");
     const main = await git(["--git-dir", github.repoPath("demo-weather"), "show", `${String(last.data?.sha)}:app/main.py`]);
-    expect(main).toContain('ABOUT = "Greets people by name over HTTP."');
+    expect(main).toContain('return 200, {"about":"Greets people by name over HTTP."}');
     expect(last.message).toContain("3 passed");
   });
 

@@ -25,7 +25,7 @@ export function outcomeText(work: Work, event: Pick<TaskEvent, "type" | "message
   }
   if (event.type === "task.completed") {
     const repository = typeof data.repository === "string" ? `\nRepository: ${data.repository}` : "";
-    return `✅ ${event.message}${repository}\nSay “deploy ${work.project}” to put it live.`;
+    return `✅ ${event.message}${repository}\n${work.thenDeploy ? "Deploying it now, as you asked." : `Say “deploy ${work.project}” to put it live.`}`;
   }
   if (event.type === "task.cancelled") return `⏹ Building ${work.project} was cancelled: ${event.message}`;
   return `❌ Building ${work.project} failed${event.step ? ` at ${event.step}` : ""}: ${event.message}\nAsk me “what failed?” for details, or to start it again.`;

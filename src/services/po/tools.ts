@@ -106,8 +106,8 @@ export const TOOLS: readonly Tool[] = [
     name: "start_engineering",
     group: "engineering",
     description: "Build the project: the Architect writes its spec and creates its GitHub repository, coding agents write the code, its tests are run. Starts a task; the person is told when it ends.",
-    input: ProjectRef,
-    confirm: ({ project }) => `Start building ${project}? This creates its GitHub repository and spends model budget.`,
+    input: ProjectRef.extend({ deploy: z.boolean().optional().describe("deploy it as soon as its tests pass (when the person asked for it live); one confirmation covers both") }),
+    confirm: ({ project, deploy }) => `Start building ${project}${deploy ? " and deploy it once its tests pass" : ""}? This creates its GitHub repository and spends model budget.`,
     async run({ db, env, principal, traceparent }, { project }) {
       const row = await findProject(db, principal, project);
       const task = await startEngineering(db, env, principal, row.id, traceparent ? { traceparent } : {});

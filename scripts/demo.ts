@@ -1,0 +1,133 @@
+/**
+ * `npm run demo`: the factory's happy path for a newcomer. It uses the factory `npm run dev` runs
+ * (or starts one the same way), signs in to the chat as the local user, asks the Product Owner
+ *
+ *     Build me a service that says hello at /hello
+ *
+ * confirms, prints the conversation, the live task view's URL and, at the end, the project's URL
+ * and what it answered. Without OPENAI_API_KEY the scripted model plays every part, and each of its
+ * messages says so ([scripted model]); with it, the real model does.
+ * A factory it started keeps running for you to look around until Ctrl-C (`--exit`: stop at the end).
+ */
+import { request } from "node:http";
+import { ChatSession, EntryPrinter } from "../cli/chat.ts";
+import type { ChatEntry } from "../src/shared/chat.ts";
+import { devOptions, fireCrons, stopOnSignals } from "./dev.ts";
+import { consoleLink, consoleUser } from "./lib/console-user.ts";
+import { readDevVars } from "./lib/dev-vars.ts";
+import { type Factory, startFactory } from "./lib/factory.ts";
+
+export const DEMO_REQUEST = "Build me a service that says hello at /hello";
+const DEMO_PATH = "/hello";
+const DEADLINE_MS = 20 * 60_000;
+const say = (line: string) => console.log(`[demo] ${line}`);
+
+type Local = Pick<Factory, "api" | "url" | "caddyUrl" | "scriptedModel">;
+
+/** The factory `npm run dev` runs on PORT, if one answers. */
+async function running(options: ReturnType<typeof devOptions>): Promise<Local | null> {
+  const url = `http://127.0.0.1:${options.port}`;
+  const healthy = await fetch(`${url}/healthz`).then((res) => res.ok, () => false);
+  if (!healthy) return null;
+  const adminKey = readDevVars(options.varsFile).ADMIN_API_KEY ?? "";
+  const api: Factory["api"] = async (path, init = {}) => {
+    const res = await fetch(`${url}${path}`, {
+      method: init.method ?? (init.json === undefined ? "GET" : "POST"),
+      headers: { authorization: `Bearer ${init.key ?? adminKey}`, "content-type": "application/json" },
+      body: init.json === undefined ? undefined : JSON.stringify(init.json),
+    });
+    const text = await res.text();
+    return { status: res.status, body: (text ? JSON.parse(text) : null) as never };
+  };
+  if ((await api("/api/servers")).status === 401) throw new Error(`something answers on ${url} but refuses the admin key in ${options.varsFile}: is it this checkout's npm run dev?`);
+  return { url, api, caddyUrl: `http://127.0.0.1:${options.caddyPort}`, scriptedModel: !process.env.OPENAI_API_KEY && !readDevVars(options.varsFile).OPENAI_API_KEY };
+}
+
+/** One GET through Caddy with the project's Host header (what a browser sends for http://<project>.localhost:<port>). */
+function visit(caddyUrl: string, host: string, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${caddyUrl}${path}`, { headers: { host }, timeout: 10_000 }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => (body += chunk));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on("timeout", () => req.destroy(new Error("no answer within 10 s")));
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+let factory: Factory | undefined;
+
+async function main() {
+  const exitAtEnd = process.argv.includes("--exit") || process.env.CI === "true";
+  const options = { ...devOptions(false), say: (line: string) => say(line) };
+  stopOnSignals(() => factory, () => process.exit(130));
+
+  let local = await running(options);
+  if (local) say(`using the factory npm run dev runs on ${local.url}`);
+  else {
+    say("no factory answers on this port: starting one as npm run dev does (its output is kept quiet; npm run dev shows it all)…");
+    factory = await startFactory(options);
+    if (!factory.runner || !factory.caddyUrl) throw new Error(`the demo needs a runner and Caddy on this machine; missing:\n  ${factory.missing.join("\n  ")}`);
+    local = factory;
+  }
+  if (local.scriptedModel) say("the model is the SCRIPTED stand-in: every answer below is canned and labelled [scripted model]. Set OPENAI_API_KEY for a real model.");
+  const user = await consoleUser(local, options.stateDir);
+  say(`the web console, signed in as you: ${await consoleLink(local, user)}`);
+
+  const stop = new AbortController();
+  const session = await ChatSession.open({ url: local.url, apiKey: user.key }, stop.signal);
+  const printer = new EntryPrinter();
+  printer.seen(session.history);
+  let ended: (entry: ChatEntry) => void = () => undefined;
+  const outcome = new Promise<ChatEntry>((resolve) => (ended = resolve));
+  const links = new Set<string>();
+  session.onEntry = (entry) => {
+    printer.entry(entry);
+    if (entry.from !== "agent") return;
+    if (entry.taskLink && !links.has(entry.taskLink)) {
+      links.add(entry.taskLink);
+      say(`live task view: ${entry.taskLink}`);
+    }
+    if (/ is live at /.test(entry.text) || /^❌/.test(entry.text)) ended(entry);
+  };
+
+  say(`you> ${DEMO_REQUEST}`);
+  printer.expectEcho(DEMO_REQUEST);
+  await session.turn({ type: "chat.message", text: DEMO_REQUEST });
+  const question = session.openQuestion(() => true);
+  const yes = question?.buttons?.find((button) => button.choice === "yes");
+  if (!question?.actionId || !yes) throw new Error("the Product Owner asked no confirmation to build: see the conversation above");
+  say("you> (pressed Confirm)");
+  await session.turn({ type: "chat.choice", actionId: question.actionId, choice: yes.choice });
+
+  const deadline = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no result within ${DEADLINE_MS / 60_000} minutes`)), DEADLINE_MS).unref());
+  const last = await Promise.race([outcome, deadline]);
+  session.close();
+  const live = / is live at (\S+)/.exec(last.text)?.[1];
+  if (!live) throw new Error(`it did not go live: ${last.text}`);
+  const projectUrl = new URL(live);
+  const answer = await visit(local.caddyUrl ?? projectUrl.origin, projectUrl.host.replace(/:\d+$/, ""), DEMO_PATH);
+  say(`${projectUrl.origin}${DEMO_PATH} answered ${answer.status}: ${answer.body.trim()}`);
+  if (answer.status !== 200) throw new Error(`${projectUrl.origin}${DEMO_PATH} did not answer 200`);
+  say(`done. Try it: curl ${projectUrl.origin}${DEMO_PATH}`);
+
+  if (!factory || exitAtEnd) {
+    await factory?.stop();
+    process.exit(0);
+  }
+  fireCrons(factory.url);
+  say(`the factory keeps running so you can look around (console above, API ${factory.url}/api/docs). Ctrl-C stops it.`);
+}
+
+main().catch(async (error: unknown) => {
+  console.error(`[demo] failed: ${error instanceof Error ? error.message : String(error)}`);
+  if (factory) {
+    console.error(`[demo] the last of wrangler's output:\n${factory.wrangler.output().slice(-3000)}`);
+    if (factory.runner) console.error(`[demo] the last of the runner's output:\n${factory.runner.output().slice(-3000)}`);
+    await factory.stop();
+  }
+  process.exit(1);
+});

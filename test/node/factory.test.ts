@@ -1,0 +1,361 @@
+/**
+ * The whole factory end to end, started as `npm run dev` starts it (scripts/lib/factory.ts: embedded
+ * Postgres, wrangler dev, the stand-ins, a local runner with Docker, Ansible, compose and Caddy), on
+ * ports and a state folder of its own. A person writes to the Product Owner's bot in the Telegram
+ * stand-in, as in Telegram: "Build me a service that says hello at /hello", confirms, and waits.
+ * Then the same scenario with a failure injected at each stage in turn; each ends as a person would
+ * expect, and nothing is lost or done twice (containers, commits, releases, chat messages are counted).
+ */
+import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { request } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import Docker from "dockerode";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { type Factory, startFactory } from "../../scripts/lib/factory.ts";
+import { freePort } from "../../scripts/lib/ports.ts";
+import { waitFor } from "../../scripts/lib/processes.ts";
+import type { DeploymentView } from "../../src/shared/deploys.ts";
+import type { TaskEvent } from "../../src/shared/events.ts";
+import { demoScenario } from "../../standins/demo-scenario.ts";
+import type { Turn } from "../../standins/model-server.ts";
+import type { SentMessage } from "../../standins/telegram-server.ts";
+
+const run = promisify(execFile);
+/** Release ports of this file's runner: apart from the deploy tests' (21000-21999) and the test upstreams' (43000+). */
+const RELEASE_PORTS = { from: 22_000, to: 22_999 };
+const HANDLE = "factory-box";
+
+let work = "";
+let factory: Factory;
+let docker: Docker;
+let token = "";
+let updateId = 90_000;
+let messageId = 2_000_000;
+let nextChat = 7100;
+
+const telegram = () => {
+  const server = factory.standins.telegram;
+  if (!server) throw new Error("the factory runs no Telegram stand-in");
+  return server;
+};
+const github = () => {
+  const server = factory.standins.github;
+  if (!server) throw new Error("the factory runs no GitHub stand-in");
+  return server;
+};
+const model = () => {
+  const server = factory.standins.model;
+  if (!server) throw new Error("the factory runs no scripted model");
+  return server;
+};
+
+const person = (id: number) => ({ id, is_bot: false, first_name: `Person ${id}` });
+async function send(chatId: number, text: string): Promise<void> {
+  const update = { update_id: ++updateId, message: { message_id: ++messageId, date: Math.floor(Date.now() / 1000), chat: { id: chatId, type: "private", first_name: "P" }, from: person(chatId), text } };
+  expect(await telegram().deliverUpdate(token, update)).toBe(200);
+}
+const sentTo = (chatId: number) => telegram().messages.filter((m) => m.chatId === chatId);
+const chatLog = (chatId: number) => JSON.stringify(sentTo(chatId).map((m) => m.text), null, 1);
+async function replyMatching(chatId: number, pattern: RegExp, ms = 240_000): Promise<SentMessage> {
+  return waitFor(
+    () => sentTo(chatId).find((m) => pattern.test(m.text)),
+    ms,
+    () => `chat ${chatId} has no message like ${pattern}: ${chatLog(chatId)}\n--- wrangler:\n${factory.wrangler.output().slice(-3000)}\n--- runner:\n${factory.runner?.output().slice(-3000) ?? ""}`,
+  );
+}
+async function press(message: SentMessage, label: RegExp): Promise<void> {
+  const markup = message.params.reply_markup as { inline_keyboard: { text: string; callback_data: string }[][] } | string;
+  const rows = typeof markup === "string" ? (JSON.parse(markup) as { inline_keyboard: { text: string; callback_data: string }[][] }) : markup;
+  const button = rows.inline_keyboard.flat().find((b) => label.test(b.text));
+  if (!button) throw new Error(`no button ${label} under ${message.text}`);
+  const status = await telegram().deliverUpdate(token, { update_id: ++updateId, callback_query: { id: `cb${updateId}`, from: person(Number(message.chatId)), chat_instance: "ci", data: button.callback_data, message: { ...message.message } } });
+  expect(status).toBe(200);
+}
+const count = (chatId: number, pattern: RegExp) => sentTo(chatId).filter((m) => pattern.test(m.text)).length;
+
+/** The projects this file made, whose releases it removes at the end. */
+const built = new Set<string>();
+
+/** The person asks for it and confirms; resolves with the project's name. */
+async function ask(chatId: number, text: string): Promise<string> {
+  await send(chatId, text);
+  const question = await replyMatching(chatId, /Start building (\S+) and deploy it once its tests pass\?/, 60_000);
+  await press(question, /Confirm/);
+  const name = /Start building (\S+) and deploy/.exec(question.text)?.[1] ?? "";
+  built.add(name);
+  return name;
+}
+
+async function project(name: string) {
+  const { body } = await factory.api<{ projects: { id: string; name: string; repositoryUrl: string | null }[] }>(`/api/projects?name=${name}`);
+  const found = body.projects.find((p) => p.name === name);
+  if (!found) throw new Error(`no project ${name}`);
+  return found;
+}
+async function tasksOf(projectId: string) {
+  return (await factory.api<{ tasks: { id: string; type: string; status: string }[] }>(`/api/tasks?projectId=${projectId}`)).body.tasks;
+}
+async function events(taskId: string): Promise<TaskEvent[]> {
+  return (await factory.api<{ events: TaskEvent[] }>(`/api/tasks/${taskId}/events?limit=1000`)).body.events;
+}
+async function deployments(projectId: string): Promise<DeploymentView[]> {
+  return (await factory.api<{ deployments: DeploymentView[] }>(`/api/projects/${projectId}/deployments`)).body.deployments;
+}
+async function containers(name: string) {
+  return docker.listContainers({ all: true, filters: { label: [`orchestrator.project=${name}`] } });
+}
+const commits = async (name: string) => Number((await run("git", ["--git-dir", github().repoPath(name), "rev-list", "--count", "main"])).stdout.trim());
+const head = async (name: string) => (await run("git", ["--git-dir", github().repoPath(name), "rev-parse", "main"])).stdout.trim();
+
+/** One GET through Caddy with the project's Host header, as a browser sends it for http://<project>.localhost:<port>. */
+function visit(name: string, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve) => {
+    const req = request(`${factory.caddyUrl ?? ""}${path}`, { headers: { host: `${name}.localhost` }, agent: false, timeout: 5000 }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => (body += chunk));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.on("error", (error) => resolve({ status: 0, body: error.message }));
+    req.end();
+  });
+}
+
+/** The demo's scripted model, with `turns` answered first (each once, in order). */
+function script(turns: Turn[] = []): void {
+  model().load({ ...demoScenario(), turns });
+}
+
+/** A project that went live: what the person and the system must show for it. */
+async function expectLive(chatId: number, name: string, path = "/hello", says = "hello") {
+  const live = await replyMatching(chatId, new RegExp(`🚀 ${name} is live at (\\S+)`));
+  expect(live.text).toContain(`http://${name}.localhost:`);
+  const answer = await visit(name, path);
+  expect(answer.status, answer.body).toBe(200);
+  expect(JSON.parse(answer.body)).toEqual({ message: says });
+  return live;
+}
+
+beforeAll(async () => {
+  docker = new Docker({ socketPath: inject("dockerSocket") });
+  work = mkdtempSync(join(tmpdir(), "orchestrator-factory-"));
+  // As root, Postgres runs as the `postgres` user, which must reach its data folder.
+  chmodSync(work, 0o755);
+  const lines: string[] = [];
+  factory = await startFactory({
+    stateDir: join(work, "state"),
+    varsFile: join(work, "dev.vars"),
+    port: await freePort(),
+    pgPort: await freePort(),
+    proxyPort: await freePort(),
+    caddyPort: await freePort(),
+    standinPorts: { model: 0, github: 0, telegram: 0 },
+    handle: HANDLE,
+    releasePorts: RELEASE_PORTS,
+    vars: { DEPLOY_DRAIN_SECONDS: "1", JOB_WAIT_SLICE_SECONDS: "1", RUNNER_ACK_LEASE_SECONDS: "3", LOG_LEVEL: "info" },
+    echo: false,
+    say: (line) => lines.push(line),
+  });
+  expect(factory.missing, lines.join("\n")).toEqual([]);
+  expect(factory.scriptedModel).toBe(true);
+  token = factory.standins.vars.TELEGRAM_BOT_TOKEN ?? "";
+  expect(token).toBeTruthy();
+}, 300_000);
+
+afterAll(async () => {
+  await factory?.stop();
+  // The releases of this file's projects (the factory's runner leaves them running, as a server would).
+  for (const name of built) {
+    for (const container of await containers(name)) await docker.getContainer(container.Id).remove({ force: true }).catch(() => undefined);
+    const networks = await docker.listNetworks({ filters: { label: [`orchestrator.project=${name}`] } });
+    for (const network of networks) await docker.getNetwork(network.Id).remove().catch(() => undefined);
+  }
+  rmSync(work, { recursive: true, force: true });
+}, 120_000);
+
+let happy = { chatId: 0, name: "", commits: 0 };
+
+describe("the factory, from one chat message to a live URL", () => {
+  it("builds, tests and deploys 'a service that says hello at /hello' from one message and one confirmation", async () => {
+    script();
+    const chatId = nextChat++;
+    const name = await ask(chatId, "Build me a service that says hello at /hello");
+    expect(name).toBe("service-hello");
+    happy = { chatId, name, commits: 0 };
+    const built = await replyMatching(chatId, /^✅ service-hello: the tests pass at ([0-9a-f]{12})/);
+    expect(built.text).toContain("Deploying it now, as you asked.");
+    await expectLive(chatId, name);
+
+    // The repository holds the tested commit on main.
+    const row = await project(name);
+    const tasks = await tasksOf(row.id);
+    const build = tasks.find((task) => task.type === "engineering");
+    const release = tasks.find((task) => task.type === "deploy");
+    expect(build?.status).toBe("completed");
+    expect(release?.status).toBe("completed");
+    const buildEvents = await events(build?.id ?? "");
+    const sha = (buildEvents.at(-1)?.data as { sha?: string } | undefined)?.sha ?? "";
+    expect(sha.slice(0, 12)).toBe(/tests pass at ([0-9a-f]{12})/.exec(built.text)?.[1]);
+    expect(await head(name)).toBe(sha);
+    happy.commits = await commits(name);
+    // The task streams hold the whole story, from task.started to task.completed.
+    for (const task of [build, release]) {
+      const stream = await events(task?.id ?? "");
+      expect(stream[0]?.type).toBe("task.started");
+      expect(stream.at(-1)?.type).toBe("task.completed");
+      expect(stream.map((e) => e.seq)).toEqual(stream.map((_, i) => i + 1));
+    }
+    const releaseEvents = await events(release?.id ?? "");
+    expect(releaseEvents.at(-1)?.data?.commit).toBe(sha);
+    // llm_usage holds the model calls' cost.
+    const usage = (await factory.api<{ usage: { key: string; calls: number; costUsd: number }[] }>("/api/usage?by=agent")).body.usage;
+    for (const agent of ["architect", "developer", "env_analyzer", "intent_parser", "product_owner"]) {
+      const row = usage.find((u) => u.key === agent);
+      expect(row, `${agent} in ${JSON.stringify(usage)}`).toBeTruthy();
+      expect(row?.costUsd).toBeGreaterThan(0);
+    }
+    // Once each: one release live, one container, one build message, one live message.
+    expect((await deployments(row.id)).map((d) => d.status)).toEqual(["active"]);
+    expect((await containers(name)).filter((c) => c.State === "running")).toHaveLength(1);
+    expect(count(chatId, /^✅/)).toBe(1);
+    expect(count(chatId, /🚀/)).toBe(1);
+  }, 400_000);
+});
+
+/** The template's code, as the coding agent sees it: exact snippets to edit. */
+const HEALTH = 'def health(_handler):\n    return 200, {"ok": True}\n';
+const ROUTES = '    ("GET", "/healthz"): health,\n';
+
+describe("the same scenario with a failure injected at each stage", () => {
+  it("a failing test: the Developer fixes it in round two", async () => {
+    const fixing = { tools: true, lastRole: "tool", anyMessage: "The tests failed in the previous round" } as const;
+    script([
+      {
+        name: "round 1: a typo in the greeting",
+        match: { tools: ["edit", "write"], lastRole: "tool", anyMessage: "# The spec" },
+        reply: {
+          toolCalls: [
+            { name: "edit", arguments: { filePath: "/work/repo/app/main.py", oldString: HEALTH, newString: `${HEALTH}\n\ndef route_hello(_handler):\n    return 200, {"message": "helo"}\n` } },
+            { name: "edit", arguments: { filePath: "/work/repo/app/main.py", oldString: ROUTES, newString: `${ROUTES}    ("GET", "/hello"): route_hello,\n` } },
+            { name: "write", arguments: { filePath: "/work/repo/tests/test_route_hello.py", content: 'def test_hello(get):\n    status, body = get("/hello")\n    assert status == 200\n    assert body == {"message": "hello"}\n' } },
+          ],
+        },
+      },
+      { name: "round 2: the fix", match: fixing, reply: { toolCalls: [{ name: "edit", arguments: { filePath: "/work/repo/app/main.py", oldString: '{"message": "helo"}', newString: '{"message": "hello"}' } }] } },
+      { name: "round 2: done", match: fixing, reply: { content: "[scripted model] Fixed the greeting's typo." } },
+    ]);
+    const chatId = nextChat++;
+    const name = await ask(chatId, "Build me a greeting service that says hello at /hello");
+    const built = await replyMatching(chatId, new RegExp(`^✅ ${name}: the tests pass at [0-9a-f]{12} after 2 rounds`));
+    expect(model().remaining()).toEqual([]);
+    await expectLive(chatId, name);
+    const build = (await tasksOf((await project(name)).id)).find((task) => task.type === "engineering");
+    const stream = await events(build?.id ?? "");
+    expect(stream.some((e) => e.step === "tester" && /1 failed/.test(e.message))).toBe(true);
+    // Round one's commit and round two's, on top of the scaffold: one more than the happy path.
+    expect(await commits(name)).toBe(happy.commits + 1);
+    expect(count(chatId, /^✅/)).toBe(1);
+    expect(count(chatId, /🚀/)).toBe(1);
+    expect(built.text).toContain("Deploying it now");
+  }, 400_000);
+
+  it("a missing user secret: the deploy asks for it in the chat, and goes on once it is given", async () => {
+    script();
+    const chatId = nextChat++;
+    const value = `gk-${randomBytes(12).toString("hex")}`;
+    const name = await ask(chatId, "Build me a keyed service that says hello at /hello using my GREETING_API_KEY");
+    await replyMatching(chatId, new RegExp(`needs GREETING_API_KEY`));
+    await send(chatId, value);
+    await replyMatching(chatId, /Saved GREETING_API_KEY/);
+    await expectLive(chatId, name);
+    const [container] = (await containers(name)).filter((c) => c.State === "running");
+    expect((await docker.getContainer(container?.Id ?? "").inspect()).Config.Env).toContain(`GREETING_API_KEY=${value}`);
+    // Asked once, told once; the value is in no message the bot sent and no task event.
+    expect(count(chatId, /needs GREETING_API_KEY/)).toBe(1);
+    expect(count(chatId, /🚀/)).toBe(1);
+    expect(telegram().messages.some((m) => m.text.includes(value))).toBe(false);
+    for (const task of await tasksOf((await project(name)).id)) expect(JSON.stringify(await events(task.id))).not.toContain(value);
+    expect((await deployments((await project(name)).id)).map((d) => d.status)).toEqual(["active"]);
+  }, 400_000);
+
+  it("an unhealthy release: turned away, while the previous one keeps serving", async () => {
+    expect(happy.name, "the happy path ran first").toBeTruthy();
+    const { chatId, name } = happy;
+    // A commit whose health check fails, pushed to main as a person might.
+    const checkout = join(work, `${name}-broken`);
+    const auth = Buffer.from(`x-access-token:${github().issueToken()}`).toString("base64");
+    const git = (args: string[]) => run("git", ["-c", `http.extraHeader=Authorization: Basic ${auth}`, "-c", "user.name=t", "-c", "user.email=t@t", ...args], { cwd: work });
+    await git(["clone", "-q", `${github().url}/${github().org}/${name}.git`, checkout]);
+    const main = join(checkout, "app", "main.py");
+    writeFileSync(main, readFileSync(main, "utf8").replace(HEALTH, 'def health(_handler):\n    return 500, {"ok": False}\n'));
+    await git(["-C", checkout, "commit", "-q", "-am", "break the health check"]);
+    await git(["-C", checkout, "push", "-q", "origin", "HEAD:main"]);
+
+    await send(chatId, `deploy ${name}`);
+    const question = await replyMatching(chatId, new RegExp(`Deploy ${name}\\?`));
+    await press(question, /Confirm/);
+    const failed = await replyMatching(chatId, new RegExp(`^❌ The deploy of ${name} failed`));
+    expect(failed.text).toMatch(/health/i);
+    // The release that was live still is, and nothing else runs.
+    expect(await visit(name, "/hello")).toMatchObject({ status: 200 });
+    const history = (await deployments((await project(name)).id)).map((d) => d.status);
+    expect(history.filter((status) => status === "active")).toHaveLength(1);
+    expect(history).toHaveLength(2);
+    expect((await containers(name)).filter((c) => c.State === "running")).toHaveLength(1);
+    expect(count(chatId, /🚀/)).toBe(1);
+    expect(count(chatId, /^❌/)).toBe(1);
+  }, 400_000);
+
+  it("the runner killed and restarted mid-deploy: the deploy finishes once", async () => {
+    script();
+    const runner = factory.runner;
+    if (!runner) throw new Error("no runner");
+    const chatId = nextChat++;
+    const name = await ask(chatId, "Build me a sturdy service that says hello at /hello");
+    await replyMatching(chatId, new RegExp(`Deploying ${name} has started`));
+    // Killed while it runs the release playbook: no goodbye, no result sent.
+    await waitFor(
+      async () => ((await factory.api<{ jobs: { type: string }[] }>(`/api/servers/${HANDLE}/jobs?state=running`)).body.jobs.some((job) => job.type === "ansible.playbook") ? true : undefined),
+      120_000,
+      () => "the release playbook never ran",
+    );
+    await runner.kill();
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    await runner.start();
+    await expectLive(chatId, name);
+    // The interrupted release playbook was queued once more (the runner never runs a job twice itself).
+    const deploy = (await tasksOf((await project(name)).id)).find((task) => task.type === "deploy");
+    expect((await events(deploy?.id ?? "")).filter((e) => /running the release again/.test(e.message))).toHaveLength(1);
+    const history = await deployments((await project(name)).id);
+    expect(history.map((d) => d.status)).toEqual(["active"]);
+    expect((await containers(name)).filter((c) => c.State === "running")).toHaveLength(1);
+    expect(count(chatId, /🚀/)).toBe(1);
+    expect(count(chatId, /^❌/)).toBe(0);
+  }, 400_000);
+
+  it("wrangler dev restarted mid-engineering: the build and its deploy finish once", async () => {
+    script();
+    const chatId = nextChat++;
+    const name = await ask(chatId, "Build me a patient service that says hello at /hello");
+    const started = await replyMatching(chatId, new RegExp(`Building ${name} has started \\(task (eng_[A-Za-z0-9]+)\\)`));
+    const taskId = /task (eng_[A-Za-z0-9]+)/.exec(started.text)?.[1] ?? "";
+    await waitFor(async () => ((await events(taskId)).some((e) => e.step === "developer") ? true : undefined), 120_000, () => "the Developer never started");
+    await factory.wrangler.stop();
+    await factory.wrangler.start();
+    await replyMatching(chatId, new RegExp(`^✅ ${name}: the tests pass`));
+    await expectLive(chatId, name);
+    expect(await commits(name)).toBe(happy.commits);
+    expect((await deployments((await project(name)).id)).map((d) => d.status)).toEqual(["active"]);
+    expect((await containers(name)).filter((c) => c.State === "running")).toHaveLength(1);
+    expect(count(chatId, /^✅/)).toBe(1);
+    expect(count(chatId, /🚀/)).toBe(1);
+    const stream = await events(taskId);
+    expect(stream.filter((e) => e.type === "task.started")).toHaveLength(1);
+    expect(stream.filter((e) => e.type === "task.completed")).toHaveLength(1);
+  }, 400_000);
+});
