@@ -1,7 +1,7 @@
 /**
  * `npm run dev:fixture`: puts the deploy fixture (test/fixtures/deploy-app) in the GitHub stand-in
  * that `npm run dev` runs, as the repository of a project `deploy-fixture` on the server `local`
- * (`npm run dev:runner`), gives it the one secret only its owner could (WEATHER_API_KEY), and says how
+ * (`npm run dev` runs its runner), gives it the one secret only its owner could (WEATHER_API_KEY), and says how
  * to deploy it. Run again, it pushes the fixture once more (VERSION=<argument>, default v1).
  * Settings: PORT, DEV_STATE_DIR, DEV_VARS_FILE, DEV_RUNNER_HANDLE, DEV_CADDY_PORT.
  */

@@ -34,7 +34,7 @@ const BINARY = process.env.CADDY_BINARY ?? "caddy";
 
 /**
  * A temp dir and a free port unless given. With `keep`, the directory stays when it stops (`npm run
- * dev:runner` keeps its Caddy's last routes across restarts, as a server would).
+ * dev` keeps its Caddy's last routes across restarts, as a server would).
  */
 export async function startCaddy(options: { dir?: string; httpPort?: number; keep?: boolean } = {}): Promise<TestCaddy> {
   await checkInstalled();

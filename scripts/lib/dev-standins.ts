@@ -78,7 +78,7 @@ export async function startDevStandins(options: {
     stops.push(() => telegram.stop());
     options.say(`telegram: the Bot API stand-in on ${telegram.url}, the Product Owner as @orchestrator_dev_bot (POST /_standin/bots makes a bot; set TELEGRAM_API_URL in .dev.vars for the real one)`);
   }
-  // For dev:runner (what its egress jobs may reach) and dev:fixture (where to put the fixture's repository).
+  // For the factory's runner (what its egress jobs may reach) and dev:fixture (where to put the fixture's repository).
   writeFileSync(join(options.stateDir, "standins.json"), JSON.stringify({ targets, ...(githubUrl ? { github: githubUrl } : {}) }, null, 2));
   return {
     ...started,

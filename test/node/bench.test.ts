@@ -48,14 +48,14 @@ describe("npm run bench -- jobs", () => {
 
 describe("npm run bench -- engineering", () => {
   it("runs rounds through the whole pipeline and prints the overhead beside the bare docker runs", { timeout: 300_000 }, async () => {
-    const bench = spawnCollecting(process.execPath, [join(ROOT, "bench", "run.ts"), "engineering", "--rounds", "2"], { cwd: ROOT, env: process.env });
+    const bench = spawnCollecting(process.execPath, [join(ROOT, "bench", "run.ts"), "engineering", "--rounds", "1"], { cwd: ROOT, env: process.env });
     expect(await bench.exited, bench.output()).toBe(0);
     const [line] = bench
       .output()
       .split("\n")
       .filter((text) => text.startsWith('{"bench":"engineering"'))
       .map((text) => JSON.parse(text) as Record<string, number | boolean>);
-    expect(line).toMatchObject({ case: "round_overhead", rounds: 2, goal_overhead_ms: 300 });
+    expect(line).toMatchObject({ case: "round_overhead", rounds: 1, goal_overhead_ms: 300 });
     expect(line?.inside_containers_p50_ms).toBeGreaterThan(0);
     expect(line?.round_wall_p50_ms).toBeGreaterThan(Number(line?.inside_containers_p50_ms));
     expect(line?.overhead_p50_ms).toBeGreaterThan(0);
@@ -88,7 +88,7 @@ describe("npm run bench -- api", () => {
 
 describe("npm run bench -- po", () => {
   it("measures the webhook beside the no-op route, prompt tokens in both capability modes and the agent's storage", { timeout: 300_000 }, async () => {
-    const bench = spawnCollecting(process.execPath, [join(ROOT, "bench", "run.ts"), "po", "--chats", "4", "--messages", "2", "--turns", "10,50"], { cwd: ROOT, env: process.env });
+    const bench = spawnCollecting(process.execPath, [join(ROOT, "bench", "run.ts"), "po", "--chats", "4", "--messages", "2", "--turns", "5,25"], { cwd: ROOT, env: process.env });
     expect(await bench.exited, bench.output()).toBe(0);
     type Latency = { p50_ms: number; p99_ms: number; requests: number };
     type Tokens = { prompt_tokens_per_turn: number; intent_parser_tokens_per_turn: number; tools_offered_per_turn: number[] };
@@ -97,7 +97,7 @@ describe("npm run bench -- po", () => {
       .split("\n")
       .filter((line) => line.startsWith('{"bench":"po"'))
       .map((line) => JSON.parse(line) as Record<string, unknown> & { case: string; after_turns?: number });
-    expect(lines.map((l) => `${l.case}${l.after_turns ? `:${l.after_turns}` : ""}`)).toEqual(["webhook_latency", "prompt_tokens", "agent_storage:10", "agent_storage:50"]);
+    expect(lines.map((l) => `${l.case}${l.after_turns ? `:${l.after_turns}` : ""}`)).toEqual(["webhook_latency", "prompt_tokens", "agent_storage:5", "agent_storage:25"]);
     const [latency, tokens, ...storage] = lines;
     // Every message got its answer, once.
     expect(latency?.replies).toMatchObject({ expected: 8, answers: 8, chats_fully_answered: 4, chats_over_answered: 0 });

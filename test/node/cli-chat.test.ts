@@ -136,7 +136,7 @@ describe("before any server has a runner", () => {
     expect(await finished(first), first.output()).toBe(0);
     expect(lines(first.stdout())).toEqual([
       "you> hello",
-      expect.stringMatching(/^po> Hello! Describe the product you want/),
+      expect.stringMatching(/^po> \[scripted model\] Hello! Describe the product you want/),
       `you> ${text}`,
       expect.stringMatching(new RegExp(`^po> Start building ${project}\\? `)),
       "    1) ✅ Confirm   2) ✖ Cancel",
@@ -150,7 +150,7 @@ describe("before any server has a runner", () => {
     expect(await finished(again), again.output()).toBe(0);
     expect(lines(again.stdout())).toEqual([
       "you> hello",
-      expect.stringMatching(/^po> Hello! Describe the product you want/),
+      expect.stringMatching(/^po> \[scripted model\] Hello! Describe the product you want/),
       `you> ${text}`,
       expect.stringMatching(new RegExp(`^po> Start building ${project}\\? `)),
       "    ✖ Cancelled",
