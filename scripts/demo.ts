@@ -15,7 +15,7 @@ import type { ChatEntry } from "../src/shared/chat.ts";
 import { devOptions, fireCrons, stopOnSignals } from "./dev.ts";
 import { consoleLink, consoleUser } from "./lib/console-user.ts";
 import { readDevVars } from "./lib/dev-vars.ts";
-import { type Factory, startFactory } from "./lib/factory.ts";
+import { apiClient, type Factory, startFactory } from "./lib/factory.ts";
 
 export const DEMO_REQUEST = "Build me a service that says hello at /hello";
 const DEMO_PATH = "/hello";
@@ -30,15 +30,7 @@ async function running(options: ReturnType<typeof devOptions>): Promise<Local | 
   const healthy = await fetch(`${url}/healthz`).then((res) => res.ok, () => false);
   if (!healthy) return null;
   const adminKey = readDevVars(options.varsFile).ADMIN_API_KEY ?? "";
-  const api: Factory["api"] = async (path, init = {}) => {
-    const res = await fetch(`${url}${path}`, {
-      method: init.method ?? (init.json === undefined ? "GET" : "POST"),
-      headers: { authorization: `Bearer ${init.key ?? adminKey}`, "content-type": "application/json" },
-      body: init.json === undefined ? undefined : JSON.stringify(init.json),
-    });
-    const text = await res.text();
-    return { status: res.status, body: (text ? JSON.parse(text) : null) as never };
-  };
+  const api = apiClient(url, adminKey);
   if ((await api("/api/servers")).status === 401) throw new Error(`something answers on ${url} but refuses the admin key in ${options.varsFile}: is it this checkout's npm run dev?`);
   return { url, api, caddyUrl: `http://127.0.0.1:${options.caddyPort}`, scriptedModel: !process.env.OPENAI_API_KEY && !readDevVars(options.varsFile).OPENAI_API_KEY };
 }

@@ -7,7 +7,7 @@
  * - `GET /app/installations/:id`, `POST /app/installations/:id/access_tokens`: the App's RS256 JWT
  *   (iss = app id) is verified against the App's public key.
  * - `POST /orgs/:org/repos`, `GET /repos/:owner/:repo`, `GET /repos/:owner/:repo/commits/:ref`,
- *   `GET /repos/:owner/:repo/contents/:path?ref=`, `PATCH /repos/:owner/:repo/git/refs/heads/:branch`
+ *   `GET /repos/:owner/:repo/contents/:path?ref=`, `GET /repos/:owner/:repo/git/trees/:sha?recursive=1`, `PATCH /repos/:owner/:repo/git/refs/heads/:branch`
  *   (a fast-forward unless `force`): an installation token (`Authorization: token …` or `Bearer …`).
  * - `/<owner>/<repo>.git/…`: git over HTTP, Basic auth with the installation token as password.
  * - `POST /_standin/token`: an installation token, no questions asked (the stand-in's own route, for
@@ -162,12 +162,16 @@ export class GitHubServer {
       const result = await this.updateRef(name, branch, typeof body.sha === "string" ? body.sha : "", body.force === true);
       return result.ok ? respond(200, { ref: `refs/heads/${branch}`, object: { sha: body.sha, type: "commit" } }) : respond(422, { message: result.message });
     }
-    const repoRoute = /^\/repos\/([^/]+)\/([^/]+)(?:\/(commits|contents)\/(.+))?$/.exec(path);
+    const repoRoute = /^\/repos\/([^/]+)\/([^/]+)(?:\/(commits|contents|git\/trees)\/(.+))?$/.exec(path);
     if (repoRoute && req.method === "GET") {
       const [, owner, name = "", kind, rest = ""] = repoRoute;
       const repo = owner === this.org && this.validToken(tokenOf(req.headers.authorization), name) ? this.repos.get(name) : undefined;
       if (!repo) return respond(404, { message: "Not Found" });
       if (!kind) return respond(200, repo);
+      if (kind === "git/trees") {
+        const tree = await this.tree(name, decodeURIComponent(rest), url.searchParams.get("recursive") !== null);
+        return tree ? respond(200, tree) : respond(404, { message: "Not Found" });
+      }
       if (kind === "commits") {
         const commit = await this.commit(name, decodeURIComponent(rest));
         return commit ? respond(200, commit) : respond(422, { message: `No commit found for SHA: ${decodeURIComponent(rest)}` });
@@ -251,6 +255,26 @@ export class GitHubServer {
       const { stdout } = await run("git", ["--git-dir", this.repoPath(name), "log", "-1", "--format=%H%n%an%n%ae%n%aI%n%s", `${ref}^{commit}`, "--"]);
       const [sha, author, email, date, message] = stdout.trim().split("\n");
       return { sha, commit: { message, author: { name: author, email, date } }, html_url: `${this.url}/${this.org}/${name}/commit/${sha}` };
+    } catch {
+      return null;
+    }
+  }
+
+  /** GitHub's Git Trees API from `git ls-tree` (blobs with their sizes; `recursive` walks subtrees). */
+  private async tree(name: string, ref: string, recursive: boolean): Promise<Record<string, unknown> | null> {
+    if (!/^[A-Za-z0-9._/-]{1,200}$/.test(ref)) return null;
+    try {
+      const sha = (await run("git", ["--git-dir", this.repoPath(name), "rev-parse", `${ref}^{tree}`])).stdout.trim();
+      const { stdout } = await run("git", ["--git-dir", this.repoPath(name), "ls-tree", "-l", "-z", ...(recursive ? ["-r", "-t"] : []), sha], { maxBuffer: 32 * 1024 * 1024 });
+      const tree = stdout
+        .split("\0")
+        .filter(Boolean)
+        .map((line) => {
+          const [meta = "", path = ""] = line.split("\t");
+          const [mode, type, object, size] = meta.split(/\s+/);
+          return { path, mode, type, sha: object, ...(type === "blob" ? { size: Number(size) } : {}), url: `${this.url}/repos/${this.org}/${name}/git/${type}s/${object}` };
+        });
+      return { sha, url: `${this.url}/repos/${this.org}/${name}/git/trees/${sha}`, tree, truncated: false };
     } catch {
       return null;
     }

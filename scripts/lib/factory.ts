@@ -284,15 +284,7 @@ export async function startFactory(options: FactoryOptions): Promise<Factory> {
     say(`starting wrangler dev on ${url}`);
     await wrangler.first;
 
-    const api = async <T>(path: string, init: { method?: string; json?: unknown; key?: string } = {}) => {
-      const res = await fetch(`${url}${path}`, {
-        method: init.method ?? (init.json === undefined ? "GET" : "POST"),
-        headers: { authorization: `Bearer ${init.key ?? adminKey}`, "content-type": "application/json" },
-        body: init.json === undefined ? undefined : JSON.stringify(init.json),
-      });
-      const text = await res.text();
-      return { status: res.status, body: (text ? JSON.parse(text) : null) as T };
-    };
+    const api = apiClient(url, adminKey);
 
     // ---- the local runner, with Caddy ----
     const handle = options.handle ?? "local";
@@ -359,6 +351,19 @@ export async function startFactory(options: FactoryOptions): Promise<Factory> {
     await stopAll();
     throw error;
   }
+}
+
+/** Calls the factory's API with a key (the admin's by default): status and JSON body. */
+export function apiClient(url: string, adminKey: string): Factory["api"] {
+  return async <T>(path: string, init: { method?: string; json?: unknown; key?: string } = {}) => {
+    const res = await fetch(`${url}${path}`, {
+      method: init.method ?? (init.json === undefined ? "GET" : "POST"),
+      headers: { authorization: `Bearer ${init.key ?? adminKey}`, "content-type": "application/json" },
+      body: init.json === undefined ? undefined : JSON.stringify(init.json),
+    });
+    const text = await res.text();
+    return { status: res.status, body: (text ? JSON.parse(text) : null) as T };
+  };
 }
 
 /** Registers the server `handle` (once) and enrolls a runner for it in `dir` (once): the config's path. */

@@ -1,10 +1,13 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+
+// Each bench runs in its own processes (its own Postgres, wrangler dev, runner) and the assertions are
+// about what each prints, not how fast: so they run at once, and the file takes as long as the slowest.
 import { spawnCollecting } from "../../scripts/lib/processes.ts";
 import { ROOT } from "../../scripts/lib/local-stack.ts";
 
-describe("npm run bench -- fanout", () => {
-  it("runs both cases end to end and prints one JSON line per watcher count", async () => {
+describe("npm run bench", () => {
+  it.concurrent("fanout: runs both cases end to end and prints one JSON line per watcher count", { timeout: 300_000 }, async () => {
     const bench = spawnCollecting(process.execPath, [join(ROOT, "bench", "run.ts"), "fanout", "--watchers", "2,5", "--events", "20"], { cwd: ROOT, env: process.env });
     expect(await bench.exited, bench.output()).toBe(0);
     const results = bench
@@ -21,10 +24,8 @@ describe("npm run bench -- fanout", () => {
       }
     }
   });
-});
 
-describe("npm run bench -- jobs", () => {
-  it("runs every case through the local stack and prints one JSON line each", async () => {
+  it.concurrent("jobs: runs every case through the local stack and prints one JSON line each", { timeout: 300_000 }, async () => {
     const bench = spawnCollecting(process.execPath, [join(ROOT, "bench", "run.ts"), "jobs", "--jobs", "20", "--in-flight", "1,4", "--docker-runs", "2", "--log-lines", "2000"], { cwd: ROOT, env: process.env });
     expect(await bench.exited, bench.output()).toBe(0);
     const lines = bench
@@ -44,10 +45,8 @@ describe("npm run bench -- jobs", () => {
     expect(lines[4]?.events).toBeGreaterThanOrEqual(2000);
     expect(lines[4]?.events_per_s).toBeGreaterThan(0);
   });
-});
 
-describe("npm run bench -- engineering", () => {
-  it("runs rounds through the whole pipeline and prints the overhead beside the bare docker runs", { timeout: 300_000 }, async () => {
+  it.concurrent("engineering: runs rounds through the whole pipeline and prints the overhead beside the bare docker runs", { timeout: 300_000 }, async () => {
     const bench = spawnCollecting(process.execPath, [join(ROOT, "bench", "run.ts"), "engineering", "--rounds", "1"], { cwd: ROOT, env: process.env });
     expect(await bench.exited, bench.output()).toBe(0);
     const [line] = bench
@@ -61,10 +60,8 @@ describe("npm run bench -- engineering", () => {
     expect(line?.overhead_p50_ms).toBeGreaterThan(0);
     expect(line?.bare_docker_run_two_p50_ms).toBeGreaterThan(0);
   });
-});
 
-describe("npm run bench -- api", () => {
-  it("measures the projects route beside both health routes and prints one JSON line per route", { timeout: 180_000 }, async () => {
+  it.concurrent("api: measures the projects route beside both health routes and prints one JSON line per route", { timeout: 300_000 }, async () => {
     const bench = spawnCollecting(process.execPath, [join(ROOT, "bench", "run.ts"), "api", "--clients", "4", "--requests", "40", "--warmup", "8"], { cwd: ROOT, env: process.env });
     expect(await bench.exited, bench.output()).toBe(0);
     const lines = bench
@@ -84,10 +81,8 @@ describe("npm run bench -- api", () => {
     expect(typeof lines[0]?.minus_healthz_p50_ms).toBe("number");
     expect(typeof lines[0]?.meets_goal).toBe("boolean");
   });
-});
 
-describe("npm run bench -- po", () => {
-  it("measures the webhook beside the no-op route, prompt tokens in both capability modes and the agent's storage", { timeout: 300_000 }, async () => {
+  it.concurrent("po: measures the webhook beside the no-op route, prompt tokens in both capability modes and the agent's storage", { timeout: 300_000 }, async () => {
     const bench = spawnCollecting(process.execPath, [join(ROOT, "bench", "run.ts"), "po", "--chats", "4", "--messages", "2", "--turns", "5,25"], { cwd: ROOT, env: process.env });
     expect(await bench.exited, bench.output()).toBe(0);
     type Latency = { p50_ms: number; p99_ms: number; requests: number };

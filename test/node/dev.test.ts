@@ -25,7 +25,7 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-async function startDev(ports: { http: number; pg: number; proxy: number; model: number; github: number; telegram: number; caddy: number }) {
+async function startDev(ports: { http: number; pg: number; proxy: number; model: number; github: number; telegram: number; caddy: number }, options: { env?: Record<string, string>; state?: string; vars?: string } = {}) {
   const started = Date.now();
   const dev = spawnCollecting(process.execPath, [join(root, "scripts", "dev.ts")], {
     cwd: root,
@@ -38,8 +38,9 @@ async function startDev(ports: { http: number; pg: number; proxy: number; model:
       DEV_GITHUB_PORT: String(ports.github),
       DEV_TELEGRAM_PORT: String(ports.telegram),
       DEV_CADDY_PORT: String(ports.caddy),
-      DEV_STATE_DIR: join(work, "state"),
-      DEV_VARS_FILE: varsFile,
+      DEV_STATE_DIR: join(work, options.state ?? "state"),
+      DEV_VARS_FILE: options.vars ?? varsFile,
+      ...options.env,
     },
   });
   running = dev;
@@ -128,5 +129,21 @@ describe("npm run dev", () => {
     expect(names).toEqual(["weather-bot"]);
     expect(await stopDev(second.dev)).toBe(0);
     for (const port of Object.values(ports)) expect(await isListening(port), `port ${port}`).toBe(false);
+  });
+
+  it("names what the machine lacks, with the command that installs it, and starts the rest", async () => {
+    const ports = { http: await freePort(), pg: await freePort(), proxy: await freePort(), model: await freePort(), github: await freePort(), telegram: await freePort(), caddy: await freePort() };
+    // No Docker engine and no Caddy binary where it looks.
+    const { dev } = await startDev(ports, { state: "bare-state", vars: join(work, "bare.vars"), env: { DOCKER_SOCKET: join(work, "no-docker.sock"), CADDY_BINARY: join(work, "no-caddy") } });
+    const output = dev.output();
+    expect(output).toMatch(/missing: Docker \(.*sudo apt-get install -y docker\.io.*\): without it there is no runner, so builds and deploys wait/);
+    expect(output).toMatch(/missing: Caddy \(`sudo apt-get install -y caddy`\)/);
+    // The rest runs: the API, the console, the stand-ins; no runner is registered.
+    expect((await fetch(`http://127.0.0.1:${ports.http}/healthz`)).status).toBe(200);
+    expect(output).toContain("ready. The web console: ");
+    const adminKey = /ADMIN_API_KEY=(ork_[a-z0-9]+)/.exec(output)?.[1] ?? "";
+    const servers = (await (await api(ports.http, adminKey, "/api/servers")).json()) as { servers: unknown[] };
+    expect(servers.servers).toEqual([]);
+    expect(await stopDev(dev)).toBe(0);
   });
 });
