@@ -32,7 +32,7 @@ import { FINAL_TASK_STATUSES } from "../shared/api.ts";
 import { CAPABILITY_GROUPS, type ChatButton, type ChatEntry, ClientMessage, type ServerMessage, type SessionState } from "../shared/chat.ts";
 import type { TaskEvent } from "../shared/events.ts";
 import { PendingInput } from "../shared/task-input.ts";
-import { newTraceparent, traceIdOf } from "../shared/trace.ts";
+import { newTraceparent, traceIdOf, traceparentIn } from "../shared/trace.ts";
 import { type ChatAddress, type ChatUser, ConversationStore, type PendingAction, type Work } from "./po-store.ts";
 import { getTaskStreamStub } from "./task-stream.ts";
 
@@ -150,6 +150,7 @@ export class ProductOwner extends Agent<Env> {
   }
 
   async notice({ text }: { text: string }): Promise<void> {
+    this.traceparent = newTraceparent();
     await this.session(async () => {
       await this.say(text);
       this.store.appendTurn({ role: "user", content: `[The system told the person: ${text}]` });
@@ -194,6 +195,8 @@ export class ProductOwner extends Agent<Env> {
   }
 
   async taskEvent(event: TaskEvent): Promise<void> {
+    // What it does now (a deploy after a build, say) belongs to the task's trace, not the last message's.
+    this.traceparent = traceparentIn(event.traceId);
     await this.session(async (db) => {
       const work = this.store.work(event.taskId);
       if (!work || work.done) return;

@@ -10,6 +10,7 @@ import { getRunnerHub } from "../durable/runner-hub.ts";
 import { AppError, notFound } from "../lib/app-error.ts";
 import type { Principal } from "../lib/context.ts";
 import type { EngineeringParams } from "../workflows/engineering.ts";
+import { placeProject } from "./deploys.ts";
 import { githubAppConfig } from "./github.ts";
 import { modelEndpoint } from "./llm.ts";
 import { checkBudget } from "./usage.ts";
@@ -19,18 +20,19 @@ import { appendTaskEvent, createTask, type Task } from "./tasks.ts";
 
 const ACTIVE: Task["status"][] = ["queued", "running", "needs_input"];
 
-/** The server a project's jobs run on: the one asked for, the project's own (`config.server`), or the only enrolled one. */
-async function buildServer(db: Db, asked: string | undefined, configured: unknown): Promise<string> {
-  const handle = asked ?? (typeof configured === "string" ? configured : undefined);
+/**
+ * The server a project's jobs run on: the one asked for, the project's own (`config.server`), the
+ * only enrolled one (its jobs wait for it if it is offline), else where the project deploys
+ * (placeProject: the server it is deployed on, or the online one with the most free capacity and the
+ * project's labels), so that it is built where it will run.
+ */
+async function buildServer(db: Db, project: Pick<typeof projects.$inferSelect, "id" | "name" | "config">, asked: string | undefined): Promise<string> {
+  const handle = asked ?? (typeof project.config.server === "string" ? project.config.server : undefined);
   if (handle) return handle;
   const enrolled = await db.select({ handle: servers.handle }).from(servers).where(isNotNull(servers.runnerId)).limit(2);
+  if (enrolled.length === 0) throw new AppError("conflict", "No server has an enrolled runner to run the engineering jobs; enroll one first (see runner/README.md)");
   if (enrolled.length === 1 && enrolled[0]) return enrolled[0].handle;
-  throw new AppError(
-    "conflict",
-    enrolled.length === 0
-      ? "No server has an enrolled runner to run the engineering jobs; enroll one first (see runner/README.md)"
-      : 'More than one server has a runner: say which one runs this project\'s jobs ({"server": "<handle>"}, or the project\'s config.server)',
-  );
+  return (await placeProject(db, project, undefined)).handle;
 }
 
 export async function startEngineering(
@@ -53,7 +55,7 @@ export async function startEngineering(
     .where(and(eq(tasks.projectId, project.id), eq(tasks.type, "engineering"), inArray(tasks.status, ACTIVE)))
     .limit(1);
   if (running) throw new AppError("conflict", `Project ${project.name} already has an engineering run in progress (task ${running.id}, ${running.status}); cancel it or wait for it`);
-  const server = await loadServer(db, await buildServer(db, options.server, project.config.server));
+  const server = await loadServer(db, await buildServer(db, project, options.server));
   if (!server.runnerId) throw new AppError("conflict", `Server ${server.handle} has no enrolled runner yet`);
 
   let task: Task;

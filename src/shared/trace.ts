@@ -23,6 +23,11 @@ export function parseTraceparent(value: string | null | undefined): Traceparent 
 
 const hex = (bytes: number) => Array.from(crypto.getRandomValues(new Uint8Array(bytes)), (b) => b.toString(16).padStart(2, "0")).join("");
 
+/** A new span in the trace `traceId` (as a task event carries it), or a new trace when it is not one. */
+export function traceparentIn(traceId: string | undefined): Traceparent {
+  return traceId && /^(?!0{32})[0-9a-f]{32}$/.test(traceId) ? `00-${traceId}-${hex(8)}-01` : newTraceparent();
+}
+
 /** A new trace (random ids, sampled): for work that arrives without one. */
 export function newTraceparent(): Traceparent {
   return `00-${hex(16)}-${hex(8)}-01`;

@@ -105,8 +105,14 @@ async function events(taskId: string): Promise<TaskEvent[]> {
 async function deployments(projectId: string): Promise<DeploymentView[]> {
   return (await factory.api<{ deployments: DeploymentView[] }>(`/api/projects/${projectId}/deployments`)).body.deployments;
 }
+/**
+ * The containers of this factory's releases of `name`: the same project name may run on this Docker
+ * engine from another factory (a demo, `npm run dev`), so they are told apart by their release ids.
+ */
 async function containers(name: string) {
-  return docker.listContainers({ all: true, filters: { label: [`orchestrator.project=${name}`] } });
+  const releases = new Set((await deployments((await project(name)).id)).map((d) => d.sourceDeploymentId ?? d.id));
+  const all = await docker.listContainers({ all: true, filters: { label: [`orchestrator.project=${name}`] } });
+  return all.filter((container) => releases.has(container.Labels["orchestrator.release"] ?? ""));
 }
 const commits = async (name: string) => Number((await run("git", ["--git-dir", github().repoPath(name), "rev-list", "--count", "main"])).stdout.trim());
 const head = async (name: string) => (await run("git", ["--git-dir", github().repoPath(name), "rev-parse", "main"])).stdout.trim();
@@ -168,10 +174,17 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(async () => {
-  await factory?.stop();
   // The releases of this file's projects (the factory's runner leaves them running, as a server would).
+  const mine = new Map<string, { list: Docker.ContainerInfo[]; releases: string[] }>();
   for (const name of built) {
-    for (const container of await containers(name)) await docker.getContainer(container.Id).remove({ force: true }).catch(() => undefined);
+    const releases = await project(name).then(async (row) => (await deployments(row.id)).map((d) => d.sourceDeploymentId ?? d.id)).catch(() => []);
+    mine.set(name, { list: await containers(name).catch(() => []), releases });
+  }
+  await factory?.stop();
+  for (const [name, { list, releases }] of mine) {
+    for (const container of list) await docker.getContainer(container.Id).remove({ force: true }).catch(() => undefined);
+    for (const release of releases) await docker.getImage(`orchestrator-release/${name}:${release}`).remove({ force: true }).catch(() => undefined);
+    // A network another factory's release still uses stays (Docker refuses to remove it).
     const networks = await docker.listNetworks({ filters: { label: [`orchestrator.project=${name}`] } });
     for (const network of networks) await docker.getNetwork(network.Id).remove().catch(() => undefined);
   }
