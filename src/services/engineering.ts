@@ -26,7 +26,7 @@ const ACTIVE: Task["status"][] = ["queued", "running", "needs_input"];
  * (placeProject: the server it is deployed on, or the online one with the most free capacity and the
  * project's labels), so that it is built where it will run.
  */
-async function buildServer(db: Db, project: Pick<typeof projects.$inferSelect, "id" | "name" | "config">, asked: string | undefined): Promise<string> {
+export async function buildServer(db: Db, project: Pick<typeof projects.$inferSelect, "id" | "name" | "config">, asked: string | undefined): Promise<string> {
   const handle = asked ?? (typeof project.config.server === "string" ? project.config.server : undefined);
   if (handle) return handle;
   const enrolled = await db.select({ handle: servers.handle }).from(servers).where(isNotNull(servers.runnerId)).limit(2);

@@ -25,7 +25,7 @@ const hex = (bytes: number) => Array.from(crypto.getRandomValues(new Uint8Array(
 
 /** A new span in the trace `traceId` (as a task event carries it), or a new trace when it is not one. */
 export function traceparentIn(traceId: string | undefined): Traceparent {
-  return traceId && /^(?!0{32})[0-9a-f]{32}$/.test(traceId) ? `00-${traceId}-${hex(8)}-01` : newTraceparent();
+  return parseTraceparent(traceId ? `00-${traceId}-${hex(8)}-01` : undefined) ?? newTraceparent();
 }
 
 /** A new trace (random ids, sampled): for work that arrives without one. */

@@ -17,7 +17,8 @@ import Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type Factory, startFactory } from "../../scripts/lib/factory.ts";
 import { freePort } from "../../scripts/lib/ports.ts";
-import { waitFor } from "../../scripts/lib/processes.ts";
+import { spawnCollecting, waitFor } from "../../scripts/lib/processes.ts";
+import { ROOT } from "../../scripts/lib/local-stack.ts";
 import type { DeploymentView } from "../../src/shared/deploys.ts";
 import type { TaskEvent } from "../../src/shared/events.ts";
 import { demoScenario } from "../../standins/demo-scenario.ts";
@@ -371,4 +372,26 @@ describe("the same scenario with a failure injected at each stage", () => {
     expect(stream.filter((e) => e.type === "task.started")).toHaveLength(1);
     expect(stream.filter((e) => e.type === "task.completed")).toHaveLength(1);
   }, 400_000);
+});
+
+describe("npm run demo", () => {
+  it("plays the scenario against the running factory, and ends with the project's URL and its answer", async () => {
+    const demo = spawnCollecting(process.execPath, [join(ROOT, "scripts", "demo.ts")], {
+      cwd: ROOT,
+      env: { ...process.env, PORT: new URL(factory.url).port, DEV_STATE_DIR: join(work, "state"), DEV_VARS_FILE: join(work, "dev.vars"), DEV_CADDY_PORT: new URL(factory.caddyUrl ?? "").port, NO_COLOR: "1" },
+    });
+    expect(await demo.exited, demo.output()).toBe(0);
+    const output = demo.output();
+    const name = /🚀 (\S+) is live at/.exec(output)?.[1] ?? "";
+    built.add(name);
+    expect(output).toContain(`using the factory npm run dev runs on ${factory.url}`);
+    expect(output).toContain("the model is the SCRIPTED stand-in");
+    expect(output).toMatch(/\[demo\] the web console, signed in as you: http:\/\/127\.0\.0\.1:\d+\/chat\?token=/);
+    expect(output).toMatch(/\[demo\] live task view: http:\/\/127\.0\.0\.1:\d+\/tasks\/eng_/);
+    expect(output).toMatch(/\[demo\] live task view: http:\/\/127\.0\.0\.1:\d+\/tasks\/dep_/);
+    // The name was taken by the first test's project: the Product Owner chose another.
+    expect(name).toMatch(/^service-hello-\d+$/);
+    expect(output).toContain(`[demo] http://${name}.localhost:${new URL(factory.caddyUrl ?? "").port}/hello answered 200: {"message": "hello"}`);
+    expect(await visit(name, "/hello")).toMatchObject({ status: 200 });
+  }, 300_000);
 });

@@ -7,7 +7,7 @@
  */
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sql } from "drizzle-orm";
@@ -351,7 +351,7 @@ describe("a poison message", () => {
 });
 
 describe("a repository", () => {
-  it("indexes the project's spec and its repository's README through a sync, and removes what is deleted", async () => {
+  it("indexes the project's spec, its repository's README and code through a sync, and removes what is deleted", async () => {
     const token = github.issueToken();
     const created = await fetch(`${github.url}/orgs/${github.org}/repos`, { method: "POST", headers: { authorization: `token ${token}`, "content-type": "application/json" }, body: JSON.stringify({ name: alice.project.name }) });
     expect(created.status).toBe(201);
@@ -360,6 +360,8 @@ describe("a repository", () => {
       const git = (...args: string[]) => execFileSync("git", ["-C", work, ...args], { env: { ...process.env, GIT_AUTHOR_NAME: "t", GIT_AUTHOR_EMAIL: "t@example.test", GIT_COMMITTER_NAME: "t", GIT_COMMITTER_EMAIL: "t@example.test" } });
       git("init", "--quiet", "--initial-branch=main");
       writeFileSync(join(work, "README.md"), "# Ferry service\n\n## Timetable\n\nThe ferry to the lighthouse island leaves every hour from pier nine.");
+      mkdirSync(join(work, "ferry"));
+      writeFileSync(join(work, "ferry", "timetable.py"), "def next_departure(minute):\n    return 60 - minute % 60\n");
       git("add", ".");
       git("commit", "--quiet", "-m", "readme");
       git("push", "--quiet", github.repoPath(alice.project.name), "main");
@@ -368,6 +370,8 @@ describe("a repository", () => {
       expect((await stack.api("/api/rag/sync", { json: { project: alice.project.name }, key: alice.key })).status).toBe(202);
       await indexed(alice, "repo:README.md");
       await indexed(alice, "spec");
+      // Code is found through the repository's file tree (the Git Trees API), not a list of known names.
+      expect((await indexed(alice, "repo:ferry/timetable.py")).scope).toBe("code");
       const found = await search(alice, { q: "ferry lighthouse pier nine", scope: "docs" });
       expect(found.body.results[0]).toMatchObject({ source: "repo:README.md", heading: "Ferry service › Timetable" });
       expect((await search(alice, { q: "ferry timetable service", mode: "fts" })).body.results.map((r) => r.source)).toContain("spec");

@@ -11,6 +11,7 @@ import type { AppEnv } from "../../src/lib/context.ts";
 import { requestLog } from "../../src/middleware/request-log.ts";
 import { traceContext } from "../../src/middleware/trace.ts";
 import { inSpan } from "../../src/lib/spans.ts";
+import { traceparentIn } from "../../src/shared/trace.ts";
 import { adminKey, call } from "./helpers.ts";
 import { enrolledRunner } from "./runner-helpers.ts";
 
@@ -65,5 +66,20 @@ describe("custom spans", () => {
     expect(await inSpan("test.ok", { "orchestrator.test": true, traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" }, () => Promise.resolve(42))).toBe(42);
     await expect(inSpan("test.fails", {}, () => Promise.reject(new Error("boom")))).rejects.toThrow("boom");
     expect(env.LOG_LEVEL).toBeDefined();
+  });
+});
+
+describe("a span in a task's trace", () => {
+  it("continues the trace a task event names, and starts a new one for an event without a valid one", () => {
+    const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const inTask = traceparentIn(traceId);
+    expect(inTask).toMatch(TRACEPARENT);
+    expect(TRACEPARENT.exec(inTask)?.[1]).toBe(traceId);
+    expect(traceparentIn(traceId)).not.toBe(inTask);
+    for (const missing of [undefined, "0".repeat(32), "not-a-trace-id"]) {
+      const fresh = traceparentIn(missing);
+      expect(fresh).toMatch(TRACEPARENT);
+      expect(TRACEPARENT.exec(fresh)?.[1]).not.toBe(missing);
+    }
   });
 });
