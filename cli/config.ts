@@ -48,7 +48,31 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): CliConfig {
   if (!url || !apiKey) {
     throw new CliError(`set ORCHESTRATOR_URL and ORCHESTRATOR_API_KEY, run \`orchestrator login\`, or write {"url","apiKey"} to ${path}`);
   }
-  return { url: url.replace(/\/+$/, ""), apiKey };
+  return { url: safeServerUrl(url), apiKey };
+}
+
+/** Loopback: the only hosts an API key may travel to over plain http (a local factory, an SSH tunnel). */
+function isLoopback(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, "").toLowerCase();
+  return host === "localhost" || host.endsWith(".localhost") || host === "::1" || /^127(\.\d{1,3}){3}$/.test(host);
+}
+
+/**
+ * The server URL without its trailing slash, refused when a key sent to it could be read on the way:
+ * plain http to a host that is not this machine. Every command that sends a key goes through here.
+ */
+export function safeServerUrl(given: string): string {
+  let url: URL;
+  try {
+    url = new URL(given);
+  } catch {
+    throw new CliError(`the server address ${JSON.stringify(given)} is not a URL: give https://…`, 2);
+  }
+  if (url.protocol !== "https:" && url.protocol !== "http:") throw new CliError(`the server address must be https:// (or http:// on this machine), not ${JSON.stringify(given)}`, 2);
+  if (url.protocol === "http:" && !isLoopback(url.hostname)) {
+    throw new CliError(`refusing to send an API key over plain http:// to ${url.host}: anyone on the way could read it; use https://${url.host}${url.pathname === "/" ? "" : url.pathname}`, 2);
+  }
+  return url.toString().replace(/\/+$/, "");
 }
 
 /** The server URL alone (environment, then the file), for commands that bring their own key. */

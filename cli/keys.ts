@@ -9,7 +9,7 @@ import { z } from "zod";
 import { API_KEY_SCOPES, ApiKeyView } from "../src/shared/api.ts";
 import { ErrorBody } from "../src/shared/errors.ts";
 import { apiGet, apiPost, describeNetworkError, responseError } from "./api.ts";
-import { type CliConfig, CliError, configuredUrl, loadConfig, removeSavedKey, saveLogin } from "./config.ts";
+import { type CliConfig, CliError, configuredUrl, loadConfig, removeSavedKey, safeServerUrl, saveLogin } from "./config.ts";
 
 /** What these commands take from bin.ts: its output, its usage error, its project lookup and its "how long ago". */
 export interface Cli {
@@ -205,7 +205,7 @@ export async function login(args: string[], cli: Cli) {
     // said below
   }
   if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) cli.usage(`--url must be an http(s) address, not ${JSON.stringify(given)}`);
-  const base = url.toString().replace(/\/+$/, "");
+  const base = safeServerUrl(url.toString());
   const key = (values.key ?? (process.stdin.isTTY ? await promptHidden("API key: ") : await firstLine())).trim();
   if (!key) cli.usage("no API key given: pass --key KEY, or give it on stdin (orchestrator login < key.txt)");
 

@@ -30,6 +30,7 @@ import { telegramRoute } from "./routes/telegram.ts";
 import { usersRoute } from "./routes/users.ts";
 import { webRoute } from "./routes/web.ts";
 import { ragRoute } from "./routes/rag.ts";
+import { relayRoute } from "./routes/relay.ts";
 import { consumeRagIngest, RAG_INGEST_DEAD_LETTERS, RAG_INGEST_QUEUE, recordDeadLetters } from "./rag/consumer.ts";
 
 export { RunnerHub } from "./durable/runner-hub.ts";
@@ -75,6 +76,10 @@ app.use("/telegram/*", database);
 app.route("/telegram", telegramRoute);
 app.use("/chat/*", database);
 app.route("/chat", chatRoute);
+
+// The model relay for job containers: authorised by a job's own model credential (never an API key).
+app.use("/relay/*", database);
+app.route("/relay", relayRoute);
 
 // The runner daemon's endpoints: authorised by the enrollment token, then by signed challenges.
 app.use("/runner/*", database, jsonBody);

@@ -9,6 +9,7 @@
  * - `POST /orgs/:org/repos`, `GET /repos/:owner/:repo`, `GET /repos/:owner/:repo/commits/:ref`,
  *   `GET /repos/:owner/:repo/contents/:path?ref=`, `GET /repos/:owner/:repo/git/trees/:sha?recursive=1`, `PATCH /repos/:owner/:repo/git/refs/heads/:branch`
  *   (a fast-forward unless `force`): an installation token (`Authorization: token …` or `Bearer …`).
+ * - `DELETE /installation/token`: revokes the token the call is made with.
  * - `/<owner>/<repo>.git/…`: git over HTTP, Basic auth with the installation token as password.
  * - `POST /_standin/token`: an installation token, no questions asked (the stand-in's own route, for
  *   scripts such as `npm run dev:fixture` that put a repository in place; never on GitHub).
@@ -56,10 +57,12 @@ export class GitHubServer {
   private readonly appPublicKey: KeyObject;
   private readonly dir: string;
   private readonly ownsDir: boolean;
-  /** Installation tokens: when each expires, and the repositories it is limited to (null: all). */
+  /** Installation tokens: when each expires (0 once revoked), and the repositories it is limited to (null: all). */
   private readonly tokens = new Map<string, { expires: number; repositories: string[] | null }>();
   private readonly repos = new Map<string, Repo>();
   private server: Server | null = null;
+  /** The tokens git over HTTP was used with (jobs' tokens: the worker itself never runs git). */
+  readonly gitTokens = new Set<string>();
   /** Every API request, for tests to assert on (method, path, status). */
   readonly requests: { method: string; path: string; status: number }[] = [];
   url = "";
@@ -96,6 +99,16 @@ export class GitHubServer {
 
   repo(name: string): Repo | undefined {
     return this.repos.get(name);
+  }
+
+  /** Every installation token issued so far (revoked ones too): what tests look for where none may appear. */
+  issuedTokens(): string[] {
+    return [...this.tokens.keys()];
+  }
+
+  /** Whether a token still works (issued, not expired, not revoked). */
+  tokenWorks(token: string): boolean {
+    return this.validToken(token);
   }
 
   /** A token as the App would get one, for tests that push or clone by hand. */
@@ -139,6 +152,14 @@ export class GitHubServer {
       return respond(404, { message: "Not Found" });
     }
     if (!this.validToken(tokenOf(req.headers.authorization))) return respond(401, { message: "Bad credentials" });
+    // GitHub's DELETE /installation/token: the token that authorises the call ends now.
+    if (path === "/installation/token" && req.method === "DELETE") {
+      const entry = this.tokens.get(tokenOf(req.headers.authorization) ?? "");
+      if (entry) entry.expires = 0;
+      res.writeHead(204).end();
+      this.requests.push({ method: "DELETE", path, status: 204 });
+      return;
+    }
     const createRepo = /^\/orgs\/([^/]+)\/repos$/.exec(path);
     if (createRepo && req.method === "POST") {
       if (createRepo[1] !== this.org) return respond(404, { message: "Not Found" });
@@ -295,6 +316,7 @@ export class GitHubServer {
     const basic = /^Basic\s+(\S+)$/i.exec(req.headers.authorization ?? "")?.[1];
     const password = basic ? Buffer.from(basic, "base64").toString().split(":").slice(1).join(":") : undefined;
     const repository = /^\/[^/]+\/([^/]+)\.git/.exec(url.pathname)?.[1];
+    if (password) this.gitTokens.add(password);
     if (!this.validToken(password, repository)) {
       res.writeHead(401, { "www-authenticate": 'Basic realm="GitHub"', "content-type": "text/plain" }).end("Authentication failed\n");
       return;

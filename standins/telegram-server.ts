@@ -170,6 +170,16 @@ export class TelegramServer {
     this.bots.delete(token);
   }
 
+  /** A new token for the same bot (@BotFather's /revoke, then the token it gives): the old one answers 401 from now on. */
+  rotateToken(token: string): string {
+    const bot = this.bots.get(token);
+    if (!bot) throw new Error("no bot has this token");
+    const fresh = `${bot.user.id}:${randomBytes(32).toString("base64url").slice(0, TOKEN_TAIL)}`;
+    this.bots.delete(token);
+    this.bots.set(fresh, { ...bot, token: fresh });
+    return fresh;
+  }
+
   /** The bot a token belongs to, for tests that look at its state (its webhook, say). */
   bot(token: string): { user: BotUser; webhook: Webhook | null } | undefined {
     const bot = this.bots.get(token);

@@ -14,7 +14,7 @@ import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { lookup } from "node:dns/promises";
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from "node:http";
-import { isIP, connect, type Socket } from "node:net";
+import { BlockList, connect, isIP, type Socket } from "node:net";
 import { networkInterfaces } from "node:os";
 import type Docker from "dockerode";
 import type { RunnerConfig } from "./config.ts";
@@ -168,21 +168,49 @@ function listed(allowed: Allowed, host: string, port: number): boolean {
   return allowed.exact.has(`${host}:${port}`) || allowed.wildcards.some((w) => w.port === port && host.endsWith(w.suffix) && host.length > w.suffix.length);
 }
 
-/** Loopback, private, link-local and unspecified addresses, and the server's own: inside the server's reach. */
-function isInternal(address: string, own: ReadonlySet<string>): boolean {
-  if (own.has(address.toLowerCase())) return true;
-  if (isIP(address) === 6) {
-    const a = address.toLowerCase();
-    if (a.startsWith("::ffff:")) return isInternal(a.slice(7), own);
-    return a === "::1" || a === "::" || a.startsWith("fc") || a.startsWith("fd") || a.startsWith("fe80");
+/** IPv4 ranges inside a server's reach: "this" network, private, shared (CGNAT), loopback, link-local (cloud metadata). */
+const INTERNAL_V4: [string, number][] = [
+  ["0.0.0.0", 8],
+  ["10.0.0.0", 8],
+  ["100.64.0.0", 10],
+  ["127.0.0.0", 8],
+  ["169.254.0.0", 16],
+  ["172.16.0.0", 12],
+  ["192.168.0.0", 16],
+];
+
+/**
+ * Every address inside the server's reach, compared by the address's parsed bytes (net.BlockList), so
+ * that no spelling of it (`0:0:0:0:0:0:0:1`, `::ffff:7f00:1`, `::ffff:127.0.0.1`) gets past: IPv4's
+ * internal ranges, also as IPv4-mapped and IPv4-compatible IPv6; IPv6 loopback, unspecified,
+ * unique-local and link-local.
+ */
+export const INTERNAL_ADDRESSES = (() => {
+  const list = new BlockList();
+  for (const [network, prefix] of INTERNAL_V4) {
+    list.addSubnet(network, prefix, "ipv4");
+    list.addSubnet(`::ffff:${network}`, 96 + prefix, "ipv6");
   }
-  const [first = 0, second = 0] = address.split(".").map(Number);
-  return first === 0 || first === 10 || first === 127 || (first === 169 && second === 254) || (first === 172 && second >= 16 && second <= 31) || (first === 192 && second === 168) || (first === 100 && second >= 64 && second <= 127);
+  // IPv4-compatible (deprecated) addresses, `::` and `::1` among them.
+  list.addSubnet("::", 96, "ipv6");
+  list.addSubnet("fc00::", 7, "ipv6");
+  list.addSubnet("fe80::", 10, "ipv6");
+  return list;
+})();
+
+/** Whether an address is inside the server: an internal range, or one of the server's own addresses. Not an address at all: refused rather than guessed at. */
+export function isInternal(address: string, own: BlockList = new BlockList()): boolean {
+  const family = isIP(address);
+  if (family === 0) return true;
+  const type = family === 6 ? "ipv6" : "ipv4";
+  return INTERNAL_ADDRESSES.check(address, type) || own.check(address, type);
 }
 
 /** The server's own addresses, which count as inside it. */
-function ownAddresses(): Set<string> {
-  return new Set(Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((info) => info.address.toLowerCase())));
+function ownAddresses(): BlockList {
+  const own = new BlockList();
+  for (const info of Object.values(networkInterfaces()).flatMap((list) => list ?? [])) own.addAddress(info.address.replace(/%.*$/, ""), info.family === "IPv6" ? "ipv6" : "ipv4");
+  return own;
 }
 
 /**
@@ -190,7 +218,7 @@ function ownAddresses(): Set<string> {
  * rebound between the check and the connection), and refused when it lies inside the server unless
  * the runner's configuration names it (`internalTargets`).
  */
-async function resolveTarget(host: string, port: number, internalAllowed: ReadonlySet<string>, own: ReadonlySet<string>): Promise<{ address: string } | { refused: string }> {
+async function resolveTarget(host: string, port: number, internalAllowed: ReadonlySet<string>, own: BlockList): Promise<{ address: string } | { refused: string }> {
   const address = isIP(host) ? host : (await lookup(host)).address;
   if (isInternal(address, own) && !internalAllowed.has(`${host}:${port}`)) {
     return { refused: `it leads inside the server (${address}), which this runner allows only for ${[...internalAllowed].join(", ") || "nothing"}` };

@@ -296,6 +296,17 @@ describe("ansible.playbook", () => {
     );
   });
 
+  it("masks a token in the forms output shows it in: base64, base64url, URL-encoded, git's Basic header", () => {
+    const token = "ghs_Ab+cd/ef=gh12345678";
+    const mask = secretMasker([token]);
+    expect(mask(`Authorization: Basic ${Buffer.from(`x-access-token:${token}`).toString("base64")}`)).toBe("Authorization: Basic [secret]");
+    expect(mask(`https://x-access-token:${encodeURIComponent(token)}@github.com/o/r.git`)).toBe("https://x-access-token:[secret]@github.com/o/r.git");
+    expect(mask(`echo ${Buffer.from(token).toString("base64")}`)).toBe("echo [secret]");
+    expect(mask(Buffer.from(token).toString("base64url"))).toBe("[secret]");
+    // Too short for its derived forms to be told from ordinary text: only the value itself is masked.
+    expect(secretMasker(["short"])("short c2hvcnQ=")).toBe("[secret] c2hvcnQ=");
+  });
+
   it("masks longer secrets first, their JSON-escaped form, and the lines of multi-line secrets", () => {
     const mask = secretMasker(["abc", "abcdef", 'q"t', "-----BEGIN KEY-----\nMIIBVwIBADANBgkqhkiG9w0BAQEFAASC\n-----END KEY-----", ""]);
     expect(mask("x abcdef y abc")).toBe("x [secret] y [secret]");

@@ -44,8 +44,8 @@ export async function startDevStandins(options: {
     const model = new ModelServer({ apiKey: key, scenario: demoScenario() });
     await model.start(options.ports?.model ?? Number(process.env.DEV_MODEL_PORT ?? 8790), STANDIN_HOST);
     started.model = model;
+    // Only the worker calls it: job containers reach the model through the worker's relay.
     Object.assign(vars, { OPENAI_BASE_URL: model.baseUrl, OPENAI_API_KEY: key });
-    targets.push(egressTarget(model.url));
     stops.push(() => model.stop());
   }
   if (!options.vars.GITHUB_APP_ID) {

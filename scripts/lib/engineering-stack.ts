@@ -13,6 +13,8 @@ import { egressTarget } from "../../src/workflows/engineering-jobs.ts";
 import type { RunnerConfigInput } from "../../runner/src/config.ts";
 import { enrolledRunner, registerServer, type TestRunner } from "./local-runner.ts";
 import { type Stack, startStack } from "./local-stack.ts";
+import { freePort } from "./ports.ts";
+import { startRelayForwarder } from "./relay-forward.ts";
 
 export const STANDIN_HOST = "127.0.0.2";
 
@@ -44,11 +46,16 @@ export async function startEngineeringStack(options: {
   const github = new GitHubServer();
   await model.start(0, STANDIN_HOST);
   await github.start(0, STANDIN_HOST);
+  // Job containers reach the model only through the worker's relay, offered to them on STANDIN_HOST.
+  const port = await freePort();
+  const relay = await startRelayForwarder(port);
   const stack = await startStack({
     databaseUrl: options.databaseUrl,
     dbWsProxy: options.dbWsProxy,
     adminKey: options.adminKey,
+    port,
     vars: {
+      MODEL_RELAY_URL: relay.url,
       OPENAI_BASE_URL: model.baseUrl,
       OPENAI_API_KEY: modelKey,
       GITHUB_API_URL: github.url,
@@ -62,7 +69,7 @@ export async function startEngineeringStack(options: {
   });
   const { enrollment } = await registerServer(stack, handle);
   const runner = await enrolledRunner(stack, enrollment.token, {
-    docker: { socketPath: options.dockerSocket, egress: { internalTargets: [egressTarget(model.url), egressTarget(github.url)] } },
+    docker: { socketPath: options.dockerSocket, egress: { internalTargets: [relay.target, egressTarget(github.url)] } },
     concurrency: 2,
     ...options.runner,
   });
@@ -76,6 +83,7 @@ export async function startEngineeringStack(options: {
     handle,
     async stop() {
       await runner.stop();
+      await relay.close();
       await stack.stop();
       await model.stop();
       await github.stop();

@@ -26,6 +26,7 @@ import { freePort } from "./ports.ts";
 import { type LocalPostgres, startPostgres } from "./postgres.ts";
 import { type Spawned, spawnCollecting, waitFor } from "./processes.ts";
 import { startWsProxy, type WsProxy } from "./ws-proxy.ts";
+import { startRelayForwarder } from "./relay-forward.ts";
 
 const run = promisify(execFile);
 const WRANGLER = join(ROOT, "node_modules", "wrangler", "bin", "wrangler.js");
@@ -205,6 +206,9 @@ export async function startFactory(options: FactoryOptions): Promise<Factory> {
     say("migrations applied");
 
     const url = `http://127.0.0.1:${options.port}`;
+    // Job containers reach the model only through the worker's relay, offered to them on 127.0.0.2.
+    const relay = await startRelayForwarder(options.port);
+    stops.push(() => relay.close());
     const standins = await startDevStandins({ vars, stateDir: options.stateDir, workerUrl: url, say, ports: options.standinPorts });
     stops.push(() => standins.stop());
     const scriptedModel = Boolean(standins.model);
@@ -258,6 +262,7 @@ export async function startFactory(options: FactoryOptions): Promise<Factory> {
       "--var", `DB_WS_PROXY:${wsProxy}`,
       // The chat's links to the live task view.
       "--var", `PUBLIC_URL:${vars.PUBLIC_URL || url}`,
+      "--var", `MODEL_RELAY_URL:${vars.MODEL_RELAY_URL || relay.url}`,
       "--show-interactive-dev-session=false",
       // GET /__scheduled?cron=… runs the scheduler's cron handler on demand.
       "--test-scheduled",
@@ -304,7 +309,7 @@ export async function startFactory(options: FactoryOptions): Promise<Factory> {
         JSON.stringify(
           {
             ...config,
-            docker: { ...dockerConfig, socketPath, egress: { ...((dockerConfig.egress ?? {}) as Record<string, unknown>), internalTargets: standins.targets } },
+            docker: { ...dockerConfig, socketPath, egress: { ...((dockerConfig.egress ?? {}) as Record<string, unknown>), internalTargets: [...standins.targets, relay.target] } },
             deploymentsRoot: join(options.stateDir, "deployments"),
             ...(options.releasePorts ? { releasePorts: options.releasePorts } : {}),
             ...(caddy ? { caddy: { adminSocket: caddy.adminSocket, configPath: caddy.configPath, httpUrl: caddy.httpUrl, listen: [`127.0.0.1:${options.caddyPort}`], disableTls: true } } : {}),

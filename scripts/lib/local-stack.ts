@@ -34,12 +34,14 @@ export interface StackOptions {
   logLevel?: string;
   /** Extra variables, e.g. shorter leases for tests. */
   vars?: Record<string, string>;
+  /** The port to listen on (a free one unless given). */
+  port?: number;
 }
 
 export async function startStack(options: StackOptions): Promise<Stack> {
   const dir = mkdtempSync(join(tmpdir(), "orchestrator-stack-"));
   const envFile = join(dir, "dev.vars");
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const url = `http://127.0.0.1:${port}`;
   writeFileSync(
     envFile,

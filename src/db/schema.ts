@@ -80,8 +80,12 @@ export const projects = pgTable(
     status: projectStatus("status").notNull().default("draft"),
     description: text("description").notNull().default(""),
     spec: jsonb("spec").$type<Record<string, unknown>>(),
+    /** Set by the factory (the Architect creating `<org>/<name>`) or an admin linking one; never by the owner. */
     repositoryUrl: text("repository_url"),
+    /** What the owner sets (ProjectConfig): engineering settings, the health path. Merged on PATCH. */
     config: jsonb("config").$type<Record<string, unknown>>().notNull().default({}),
+    /** What the factory manages (ProjectManaged): budget, server, domain (an admin's), the pipelines' own state. */
+    managed: jsonb("managed").$type<Record<string, unknown>>().notNull().default({}),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
@@ -232,6 +236,11 @@ export const telegramBots = pgTable("telegram_bots", {
     .unique()
     .references(() => projects.id, { onDelete: "set null" }),
   allocatedAt: tstz("allocated_at"),
+  /**
+   * Set whenever the bot leaves a project (a trigger does it, however it is freed): a project's code
+   * had its token, so no other project gets the bot until an admin gives it a new token.
+   */
+  needsRotation: boolean("needs_rotation").notNull().default(false),
   createdAt: createdAt(),
 });
 
@@ -254,6 +263,8 @@ export const telegramOutbox = pgTable(
     error: text("error"),
     /** An inline keyboard (Bot API InlineKeyboardMarkup), sent with the last part: a confirmation's buttons. */
     replyMarkup: jsonb("reply_markup").$type<Record<string, unknown>>(),
+    /** When the row was handed to the queue; null while it has not been (a send that failed): the sweep sends it. */
+    enqueuedAt: tstz("enqueued_at"),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
@@ -291,6 +302,39 @@ export const llmUsage = pgTable(
     createdAt: createdAt(),
   },
   (t) => [index("llm_usage_project_idx").on(t.projectId, t.createdAt)],
+);
+
+/**
+ * Credentials a runner job's container is given instead of the factory's own keys, each ending with
+ * its job: a model credential the relay (/relay/v1) swaps for the real key, within a spend cap that
+ * also counts against the project's budget; and a repository token (kept sealed only so that it can
+ * be revoked at GitHub when the job ends).
+ */
+export const jobCredentials = pgTable(
+  "job_credentials",
+  {
+    id: text("id").primaryKey(),
+    taskId: text("task_id")
+      .notNull()
+      .references(() => tasks.id, { onDelete: "cascade" }),
+    projectId: text("project_id").references(() => projects.id, { onDelete: "cascade" }),
+    userId: text("user_id").references(() => users.id, { onDelete: "set null" }),
+    /** Which job it is for, within the task (`develop 2`): what is revoked when that job ends. */
+    purpose: text("purpose").notNull(),
+    /** SHA-256 of the model credential; null when the job reaches no model. */
+    modelKeyHash: text("model_key_hash").unique(),
+    /** The agent and model its calls are recorded and priced as. */
+    agent: text("agent").notNull(),
+    model: text("model").notNull(),
+    spendCapUsd: numeric("spend_cap_usd", { precision: 12, scale: 6 }).notNull(),
+    spentUsd: numeric("spent_usd", { precision: 12, scale: 6 }).notNull().default("0"),
+    /** The job's repository token, sealed (`v1.<iv>.<ciphertext>`), until it is revoked. */
+    gitToken: text("git_token"),
+    expiresAt: tstz("expires_at").notNull(),
+    revokedAt: tstz("revoked_at"),
+    createdAt: createdAt(),
+  },
+  (t) => [index("job_credentials_task_idx").on(t.taskId, t.purpose), index("job_credentials_open_idx").on(t.expiresAt).where(sql`${t.revokedAt} IS NULL`)],
 );
 
 export const agentConfigs = pgTable("agent_configs", {

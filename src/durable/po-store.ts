@@ -35,6 +35,13 @@ const MIGRATIONS: readonly SqlMigration[] = [
       sql.exec(`ALTER TABLE work ADD COLUMN then_deploy INTEGER NOT NULL DEFAULT 0`);
     },
   },
+  {
+    version: 3,
+    name: "work remembers the key that started it",
+    up(sql) {
+      sql.exec(`ALTER TABLE work ADD COLUMN key_id TEXT`);
+    },
+  },
 ];
 
 /** Where this conversation's messages go. */
@@ -54,7 +61,7 @@ export interface ChatUser {
 export type PendingAction =
   | { kind: "confirm"; tool: string; args: unknown; question: string; askedOf?: number; financial?: boolean }
   | { kind: "decision"; taskId: string; question: string; askedOf?: number }
-  | { kind: "secret"; taskId: string; name: string; project: string };
+  | { kind: "secret"; taskId: string; name: string; project: string; askedOf?: number };
 
 export interface Work {
   taskId: string;
@@ -62,10 +69,12 @@ export interface Work {
   project: string;
   /** An engineering run whose passing tests start a deploy (the person confirmed both at once). */
   thenDeploy?: boolean;
+  /** The key of the web or CLI session that started it: the follow-up acts with that key's reach (while it works). */
+  keyId?: string;
 }
 
-type WorkRow = { task_id: string; type: string; project: string; then_deploy: number; done: number };
-const workOf = (row: WorkRow): Work => ({ taskId: row.task_id, type: row.type, project: row.project, ...(row.then_deploy ? { thenDeploy: true } : {}) });
+type WorkRow = { task_id: string; type: string; project: string; then_deploy: number; done: number; key_id: string | null };
+const workOf = (row: WorkRow): Work => ({ taskId: row.task_id, type: row.type, project: row.project, ...(row.then_deploy ? { thenDeploy: true } : {}), ...(row.key_id ? { keyId: row.key_id } : {}) });
 
 const cut = (text: string, limit: number) => (text.length > limit ? `${text.slice(0, limit)}… [cut: ${text.length - limit} more characters]` : text);
 
@@ -104,6 +113,11 @@ export class ConversationStore {
     const inserted = this.sql.exec(`INSERT OR IGNORE INTO updates (update_id) VALUES (?)`, updateId).rowsWritten > 0;
     if (inserted) this.sql.exec(`DELETE FROM updates WHERE update_id NOT IN (SELECT update_id FROM updates ORDER BY update_id DESC LIMIT ?)`, UPDATES_KEPT);
     return inserted;
+  }
+
+  /** An update that could not be taken: its redelivery must be handled, not dropped as a duplicate. */
+  forgetUpdate(updateId: number): void {
+    this.sql.exec(`DELETE FROM updates WHERE update_id = ?`, updateId);
   }
 
   // ---- the model's turns ----
@@ -168,7 +182,7 @@ export class ConversationStore {
   // ---- the tasks it follows ----
 
   follow(work: Work): void {
-    this.sql.exec(`INSERT OR IGNORE INTO work (task_id, type, project, then_deploy, created_at) VALUES (?, ?, ?, ?, ?)`, work.taskId, work.type, work.project, work.thenDeploy ? 1 : 0, new Date().toISOString());
+    this.sql.exec(`INSERT OR IGNORE INTO work (task_id, type, project, then_deploy, key_id, created_at) VALUES (?, ?, ?, ?, ?, ?)`, work.taskId, work.type, work.project, work.thenDeploy ? 1 : 0, work.keyId ?? null, new Date().toISOString());
   }
 
   work(taskId: string): (Work & { done: boolean }) | undefined {

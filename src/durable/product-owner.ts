@@ -17,7 +17,9 @@ import { openText, packSealed, sealText, unpackSealed } from "../lib/secrets.ts"
 import { inSpan } from "../lib/spans.ts";
 import { signViewToken } from "../lib/view-token.ts";
 import { ingestConversationSummary } from "../rag/sources.ts";
-import { chatPrincipal, type TelegramFrom, telegramUser, userById } from "../services/chat-users.ts";
+import { type TelegramFrom, telegramPrincipal, telegramUser, userById } from "../services/chat-users.ts";
+import { principalOfKeyId } from "../middleware/auth.ts";
+import type { Principal } from "../lib/context.ts";
 import { parseIntent } from "../services/po/intent.ts";
 import { runTurn } from "../services/po/loop.ts";
 import { modelCaller } from "../services/po/model.ts";
@@ -29,7 +31,7 @@ import { systemPrompt } from "../services/po/prompt.ts";
 import { answerTask } from "../services/task-control.ts";
 import { sendToChat } from "../services/telegram-outbox.ts";
 import { FINAL_TASK_STATUSES } from "../shared/api.ts";
-import { CAPABILITY_GROUPS, type ChatButton, type ChatEntry, ClientMessage, type ServerMessage, type SessionState } from "../shared/chat.ts";
+import { CAPABILITY_GROUPS, type ChatButton, type ChatEntry, ChatSession, ClientMessage, type ServerMessage, type SessionState } from "../shared/chat.ts";
 import type { TaskEvent } from "../shared/events.ts";
 import { PendingInput } from "../shared/task-input.ts";
 import { newTraceparent, traceIdOf, traceparentIn } from "../shared/trace.ts";
@@ -45,14 +47,19 @@ export type InboundUpdate = {
   from: TelegramFrom;
 } & ({ kind: "message"; messageId: number; text: string } | { kind: "callback"; callbackId: string; data: string; messageId?: number });
 
-type Inbound = { traceparent?: string } & (
+/** `keyId`: the key the web or CLI session that sent it signed in with (Telegram has none: the person is their Telegram account). */
+type Inbound = { traceparent?: string; keyId?: string } & (
   | { kind: "message"; text: string; from?: TelegramFrom }
   | { kind: "choice"; actionId: string; choice: string; from?: TelegramFrom; callbackId?: string; messageId?: number }
   | { kind: "secret"; actionId: string; sealed: string; messageId?: number }
 );
 
-/** Header the chat route sets (after signing the person in) on the WebSocket upgrade it forwards. */
-export const CHAT_USER_HEADER = "x-orchestrator-chat-user";
+/** Header the chat route sets (after signing the person in) on the WebSocket upgrade it forwards: a ChatSession. */
+export const CHAT_SESSION_HEADER = "x-orchestrator-chat-session";
+/** The connection tag of every socket signed in with a key, so that revoking the key closes them. */
+const keyTag = (keyId: string) => `key:${keyId}`;
+/** Close code for a socket whose key was revoked (4401: the console's "sign in again"). */
+const SIGNED_OUT = 4401;
 /** The live view links a chat gives out last a day: a build can take longer than the default hour. */
 const CHAT_VIEW_LINK_TTL_SECONDS = 24 * 3600;
 const CONFIRM: ChatButton[] = [
@@ -84,37 +91,70 @@ export class ProductOwner extends Agent<Env> {
 
   /** From the Telegram webhook: queued at once (a secret is sealed first); redelivered updates are dropped. */
   async receiveTelegram(update: InboundUpdate): Promise<{ duplicate: boolean }> {
+    // One person's conversation: a group's members would share its questions, its secrets and its reach.
+    if (update.chat.type !== "private") return { duplicate: false };
     if (!this.store.firstSight(update.updateId)) return { duplicate: true };
-    this.store.set("address", { channel: "telegram", chatId: update.chat.id, chatType: update.chat.type } satisfies ChatAddress);
-    const trace = { traceparent: update.traceparent ?? newTraceparent() };
-    if (update.kind === "callback") {
-      await this.queue("handle", { kind: "choice", ...parseCallbackData(update.data), from: update.from, callbackId: update.callbackId, ...(update.messageId ? { messageId: update.messageId } : {}), ...trace } satisfies Inbound, ONCE);
-    } else {
-      await this.enqueueText(update.text, update.from, update.messageId, trace.traceparent);
+    try {
+      this.store.set("address", { channel: "telegram", chatId: update.chat.id, chatType: update.chat.type } satisfies ChatAddress);
+      const trace = { traceparent: update.traceparent ?? newTraceparent() };
+      if (update.kind === "callback") {
+        await this.queue("handle", { kind: "choice", ...parseCallbackData(update.data), from: update.from, callbackId: update.callbackId, ...(update.messageId ? { messageId: update.messageId } : {}), ...trace } satisfies Inbound, ONCE);
+      } else {
+        await this.enqueueText(update.text, { from: update.from }, update.messageId, trace.traceparent);
+      }
+    } catch (error) {
+      // Not taken: Telegram sends it again (the webhook answers 5xx), and it must not look seen then.
+      this.store.forgetUpdate(update.updateId);
+      throw error;
     }
     return { duplicate: false };
   }
 
-  /** A secret asked for is sealed before it is queued: it is never stored in the clear, nor shown. */
-  private async enqueueText(text: string, from: TelegramFrom | undefined, messageId: number | undefined, traceparent: string): Promise<void> {
-    const secret = this.store.actions().find(({ action }) => action.kind === "secret");
+  /**
+   * A secret asked for is sealed before it is queued: it is never stored in the clear, nor shown. It is
+   * taken only from the person it was asked of (their Telegram account); anyone else's text is a message.
+   */
+  private async enqueueText(text: string, sender: { from?: TelegramFrom; keyId?: string }, messageId: number | undefined, traceparent: string): Promise<void> {
+    const secret = this.store.actions().find(({ action }) => action.kind === "secret" && (action.askedOf === undefined || action.askedOf === sender.from?.id));
+    const who = { ...(sender.from ? { from: sender.from } : {}), ...(sender.keyId ? { keyId: sender.keyId } : {}) };
     if (secret) {
       const sealed = packSealed(await sealText(this.env.SECRETS_ENCRYPTION_KEY, "project-secrets", text.trim(), `chat:${this.name}`));
-      await this.queue("handle", { kind: "secret", actionId: secret.id, sealed, ...(messageId ? { messageId } : {}), traceparent } satisfies Inbound, ONCE);
+      await this.queue("handle", { kind: "secret", actionId: secret.id, sealed, ...(messageId ? { messageId } : {}), ...(sender.keyId ? { keyId: sender.keyId } : {}), traceparent } satisfies Inbound, ONCE);
       return;
     }
-    await this.queue("handle", { kind: "message", text, ...(from ? { from } : {}), traceparent } satisfies Inbound, ONCE);
+    await this.queue("handle", { kind: "message", text, ...who, traceparent } satisfies Inbound, ONCE);
+  }
+
+  /** The session a connection signed in as (the chat route checked it), or null. */
+  private sessionOf(request: Request): ChatSession | null {
+    const parsed = ChatSession.safeParse(safeJson(request.headers.get(CHAT_SESSION_HEADER)));
+    return parsed.success && this.name === `web:${parsed.data.user.userId}` ? parsed.data : null;
+  }
+
+  override getConnectionTags(_connection: Connection, ctx: ConnectionContext): string[] {
+    const session = this.sessionOf(ctx.request);
+    return session ? [keyTag(session.keyId)] : [];
   }
 
   override onConnect(connection: Connection, ctx: ConnectionContext): void {
-    const header = ctx.request.headers.get(CHAT_USER_HEADER);
-    const user = header ? (JSON.parse(header) as ChatUser) : null;
-    if (!user || this.name !== `web:${user.userId}`) {
-      connection.close(4401, "not signed in");
+    const session = this.sessionOf(ctx.request);
+    if (!session) {
+      connection.close(SIGNED_OUT, "not signed in");
       return;
     }
-    this.store.set("address", { channel: "web", userId: user.userId } satisfies ChatAddress);
+    connection.setState({ keyId: session.keyId });
+    this.store.set("address", { channel: "web", userId: session.user.userId } satisfies ChatAddress);
     this.send(connection, { type: "chat.history", entries: this.store.entries(), state: this.store.state });
+  }
+
+  /** A revoked key: every socket signed in with it is closed at once (its next message would be refused anyway). */
+  endKey(keyId: string): number {
+    let closed = 0;
+    for (const connection of this.getConnections(keyTag(keyId))) {
+      connection.close(SIGNED_OUT, "the key this chat signed in with was revoked");
+      closed++;
+    }
+    return closed;
   }
 
   override async onMessage(connection: Connection, raw: WSMessage): Promise<void> {
@@ -130,9 +170,14 @@ export class ProductOwner extends Agent<Env> {
       this.send(connection, { type: "chat.error", code: "invalid_message", message: 'Send JSON: {"type":"chat.message","text":"…"}' });
       return;
     }
+    const keyId = (connection.state as { keyId?: unknown } | null)?.keyId;
+    if (typeof keyId !== "string") {
+      connection.close(SIGNED_OUT, "not signed in");
+      return;
+    }
     // Each message from the console or the CLI starts a trace of its own.
-    if (message.type === "chat.message") await this.enqueueText(message.text, undefined, undefined, newTraceparent());
-    else await this.queue("handle", { kind: "choice", actionId: message.actionId, choice: message.choice, traceparent: newTraceparent() } satisfies Inbound, ONCE);
+    if (message.type === "chat.message") await this.enqueueText(message.text, { keyId }, undefined, newTraceparent());
+    else await this.queue("handle", { kind: "choice", actionId: message.actionId, choice: message.choice, keyId, traceparent: newTraceparent() } satisfies Inbound, ONCE);
   }
 
   /** From a task's stream (it was started from this chat): a question for the person, or its end. */
@@ -168,9 +213,9 @@ export class ProductOwner extends Agent<Env> {
     this.traceparent = inbound.traceparent;
     await inSpan(`product_owner.${inbound.kind}`, { "orchestrator.chat": this.name, traceparent: inbound.traceparent }, () =>
       this.session(async (db) => {
-        let user: ChatUser | null;
+        let person: Person | null;
         try {
-          user = await this.resolveUser(db, inbound);
+          person = await this.resolvePerson(db, inbound);
         } catch (error) {
           // Nothing has happened yet (no model call, no tool): an unreachable database is waited out, not escalated.
           const attempt = (inbound.attempt ?? 0) + 1;
@@ -179,19 +224,19 @@ export class ProductOwner extends Agent<Env> {
           await this.schedule(2 ** attempt, "handle", { ...inbound, attempt });
           return;
         }
-        if (!user) return;
+        if (!person) return;
         await this.catchUp(db);
-        if (inbound.kind === "message") await this.converse(db, user, inbound.text);
-        else if (inbound.kind === "choice") await this.choose(db, user, inbound);
-        else await this.takeSecret(db, user, inbound);
+        if (inbound.kind === "message") await this.converse(db, person, inbound.text);
+        else if (inbound.kind === "choice") await this.choose(db, person, inbound);
+        else await this.takeSecret(db, person, inbound);
       }),
     );
   }
 
   /** The trace of the item being handled: the tasks it starts carry it on. */
   private traceparent: string | undefined;
-  private toolContext(db: Db, user: ChatUser) {
-    return { db, env: this.env, principal: chatPrincipal(user), ...(this.traceparent ? { traceparent: this.traceparent } : {}) };
+  private toolContext(db: Db, principal: Principal) {
+    return { db, env: this.env, principal, ...(this.traceparent ? { traceparent: this.traceparent } : {}) };
   }
 
   async taskEvent(event: TaskEvent): Promise<void> {
@@ -242,21 +287,37 @@ export class ProductOwner extends Agent<Env> {
     await this.escalate(db, "something failed on my side", { error: error instanceof Error ? error.message : String(error) });
   }
 
-  private async resolveUser(db: Db, inbound: Inbound): Promise<ChatUser | null> {
+  /**
+   * Who sent it, and what their tools may reach: in the web console and the CLI, the key the session
+   * signed in with (checked again now: a revoked key's message is dropped and its sockets closed); in
+   * Telegram, the person's own account.
+   */
+  private async resolvePerson(db: Db, inbound: Inbound): Promise<Person | null> {
     const address = this.store.get<ChatAddress>("address");
+    if (address?.channel === "web") {
+      const principal = inbound.keyId ? await principalOfKeyId(db, inbound.keyId) : null;
+      const user = principal?.userId === address.userId ? await userById(db, address.userId) : null;
+      if (!principal || !user) {
+        this.log.warn("chat message from a key that no longer works, dropped", { chat: this.name, keyId: inbound.keyId ?? null, ...this.traceFields() });
+        if (inbound.keyId) this.endKey(inbound.keyId);
+        return null;
+      }
+      return { user: { ...user, isAdmin: principal.isAdmin }, principal };
+    }
     const from = inbound.kind === "secret" ? undefined : inbound.from;
-    const user = address?.channel === "web" ? await userById(db, address.userId) : from ? await telegramUser(db, this.env, from) : (this.store.get<ChatUser>("user") ?? null);
+    const user = from ? await telegramUser(db, this.env, from) : (this.store.get<ChatUser>("user") ?? null);
     if (!user) {
       await this.say(`Hello! This Orchestrator is open to invited people only. Ask an admin to add you: your Telegram id is ${from?.id ?? "unknown"}.`);
       return null;
     }
     this.store.set("user", user);
-    return user;
+    return { user, principal: telegramPrincipal(user) };
   }
 
   // ---- a message from the person ----
 
-  private async converse(db: Db, user: ChatUser, text: string): Promise<void> {
+  private async converse(db: Db, person: Person, text: string): Promise<void> {
+    const { user } = person;
     this.addEntry({ id: newId("msg"), at: new Date().toISOString(), from: "user", text });
     this.store.appendTurn({ role: "user", content: text });
     const call = modelCaller(db, this.env, user.userId);
@@ -266,13 +327,13 @@ export class ProductOwner extends Agent<Env> {
     const result = await runTurn(
       {
         call,
-        tools: this.toolContext(db, user),
+        tools: this.toolContext(db, person.principal),
         system: systemPrompt(user, summary),
         history: this.store.turns().map((turn) => turn.message),
         append: (message) => this.store.appendTurn(message),
         say: async (reply) => void (await this.say(reply)),
         confirm: (tool, args) => this.askToConfirm(db, user, tool, args),
-        started: async (tool, toolArgs, task) => void (await this.started(tool, task, toolArgs)),
+        started: async (tool, toolArgs, task) => void (await this.started(tool, task, toolArgs, person.principal)),
         escalate: (reason, detail) => this.escalate(db, reason, detail),
         budgetWarning: async (warning) => void (await this.say(`⚠️ Heads up: ${warning}.`)),
       },
@@ -304,7 +365,8 @@ export class ProductOwner extends Agent<Env> {
 
   // ---- a button pressed ----
 
-  private async choose(db: Db, user: ChatUser, inbound: Extract<Inbound, { kind: "choice" }>): Promise<void> {
+  private async choose(db: Db, person: Person, inbound: Extract<Inbound, { kind: "choice" }>): Promise<void> {
+    const { user } = person;
     const api = botApi(this.env);
     const pending = this.store.actions().find((candidate) => candidate.id === inbound.actionId)?.action;
     if (!pending || pending.kind === "secret") {
@@ -325,16 +387,16 @@ export class ProductOwner extends Agent<Env> {
     else if (!yes) {
       outcome = "Cancelled: nothing was done.";
       await this.say(outcome);
-    } else outcome = await this.runConfirmed(db, user, pending);
+    } else outcome = await this.runConfirmed(db, person, pending);
     this.store.appendTurn({ role: "user", content: `[${pending.question} The person answered: ${inbound.choice}. Outcome: ${outcome}]` });
   }
 
-  private async runConfirmed(db: Db, user: ChatUser, pending: Extract<PendingAction, { kind: "confirm" }>): Promise<string> {
+  private async runConfirmed(db: Db, person: Person, pending: Extract<PendingAction, { kind: "confirm" }>): Promise<string> {
     const tool = toolByName(pending.tool);
     if (!tool) return "the tool is gone";
     try {
-      const result = await tool.run(this.toolContext(db, user), pending.args as never);
-      if (result.task) return this.started(tool, result.task, pending.args);
+      const result = await tool.run(this.toolContext(db, person.principal), pending.args as never);
+      if (result.task) return this.started(tool, result.task, pending.args, person.principal);
       const text = `Done: ${JSON.stringify(result.result).slice(0, 300)}`;
       await this.say(text);
       return text;
@@ -365,7 +427,7 @@ export class ProductOwner extends Agent<Env> {
 
   // ---- a secret typed in the chat ----
 
-  private async takeSecret(db: Db, user: ChatUser, inbound: Extract<Inbound, { kind: "secret" }>): Promise<void> {
+  private async takeSecret(db: Db, { user }: Person, inbound: Extract<Inbound, { kind: "secret" }>): Promise<void> {
     const pending = this.store.actions().find((candidate) => candidate.id === inbound.actionId)?.action;
     const removed = inbound.messageId ? await this.deleteMessage(inbound.messageId) : true;
     const deletion = removed ? "I deleted your message that held it." : "Please delete your message that holds it: I could not.";
@@ -387,10 +449,13 @@ export class ProductOwner extends Agent<Env> {
 
   // ---- tasks started from this chat ----
 
-  private async started(tool: Tool, task: { id: string; type: string; projectId: string | null }, toolArgs: unknown): Promise<string> {
+  private async started(tool: Tool, task: { id: string; type: string; projectId: string | null }, toolArgs: unknown, by: Principal): Promise<string> {
     const taskId = task.id;
     const args = (toolArgs ?? {}) as { project?: string; deploy?: boolean };
-    const work: Work = { taskId, type: task.type, project: args.project ?? task.projectId ?? "the project", ...(tool.name === "start_engineering" && args.deploy ? { thenDeploy: true } : {}) };
+    const thenDeploy = tool.name === "start_engineering" && args.deploy === true;
+    // A web or CLI session's follow-up acts with its key's reach; Telegram's with the person's own.
+    const keyId = thenDeploy && this.store.get<ChatAddress>("address")?.channel === "web" ? by.keyId : undefined;
+    const work: Work = { taskId, type: task.type, project: args.project ?? task.projectId ?? "the project", ...(thenDeploy ? { thenDeploy: true } : {}), ...(keyId ? { keyId } : {}) };
     this.store.follow(work);
     const link = await this.taskLink(taskId);
     const text = startedText(work, taskId, link);
@@ -411,7 +476,8 @@ export class ProductOwner extends Agent<Env> {
       const field = input.fields?.[0];
       if (!field) return;
       for (const { id, action } of this.store.actions()) if (action.kind === "secret" && action.taskId === work.taskId) this.store.takeAction(id);
-      this.store.putAction(newId("act"), { kind: "secret", taskId: work.taskId, name: field.name, project: work.project });
+      // Taken only from the person it is asked of: their next message, nobody else's.
+      this.store.putAction(newId("act"), { kind: "secret", taskId: work.taskId, name: field.name, project: work.project, ...(user?.telegramId ? { askedOf: user.telegramId } : {}) });
       const more = (input.fields?.length ?? 1) > 1 ? ` (then ${input.fields?.slice(1).map((f) => f.name).join(", ")})` : "";
       await this.say(`🔑 The deploy of ${work.project} needs ${field.name}${field.reason ? `: ${field.reason}` : ""}${more}.\nSend its value as your next message. I store it encrypted, delete your message, and never show it again.`);
       return;
@@ -435,11 +501,26 @@ export class ProductOwner extends Agent<Env> {
 
   /** The deploy the person confirmed with the build: started once (finishWork above told this outcome once). */
   private async deployAfterBuild(db: Db, work: Work): Promise<void> {
-    const user = this.store.get<ChatUser>("user");
     const tool = toolByName("deploy_project");
-    if (!user || !tool) return;
-    const outcome = await this.runConfirmed(db, user, { kind: "confirm", tool: tool.name, args: { project: work.project }, question: `Deploy ${work.project}?` });
+    const person = await this.followUpPerson(db, work);
+    if (!person || !tool) {
+      if (tool) await this.say(`I did not deploy ${work.project}: the key you asked with no longer works. Ask me again once you have signed in.`);
+      return;
+    }
+    const outcome = await this.runConfirmed(db, person, { kind: "confirm", tool: tool.name, args: { project: work.project }, question: `Deploy ${work.project}?` });
     this.store.appendTurn({ role: "user", content: `[The deploy of ${work.project} that the person confirmed with its build: ${outcome}]` });
+  }
+
+  /** Who a follow-up of `work` acts as: the key that started it (while it still works), or the Telegram person. */
+  private async followUpPerson(db: Db, work: Work): Promise<Person | null> {
+    const address = this.store.get<ChatAddress>("address");
+    if (address?.channel === "web") {
+      const principal = work.keyId ? await principalOfKeyId(db, work.keyId) : null;
+      const user = principal?.userId === address.userId ? await userById(db, address.userId) : null;
+      return principal && user ? { user: { ...user, isAdmin: principal.isAdmin }, principal } : null;
+    }
+    const user = this.store.get<ChatUser>("user");
+    return user ? { user, principal: telegramPrincipal(user) } : null;
   }
 
   /** Tasks that ended while their notice was lost (an outage): told now, from the task's row. */
@@ -540,6 +621,21 @@ export class ProductOwner extends Agent<Env> {
 
   private broadcastMessage(message: ServerMessage): void {
     this.broadcast(JSON.stringify(message));
+  }
+}
+
+/** The person a queued item is from, and the reach their tools act with. */
+interface Person {
+  user: ChatUser;
+  principal: Principal;
+}
+
+function safeJson(text: string | null): unknown {
+  if (!text) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
   }
 }
 

@@ -8,7 +8,7 @@
  */
 import { fromBase64url, toBase64url } from "../shared/base64url.ts";
 
-export type SecretPurpose = "job-secrets" | "project-secrets" | "telegram-bots";
+export type SecretPurpose = "job-secrets" | "project-secrets" | "telegram-bots" | "job-credentials";
 
 export interface Sealed {
   /** base64url of the ciphertext with its 16-byte GCM tag. */

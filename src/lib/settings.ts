@@ -18,6 +18,8 @@ const Settings = z.object({
   JOB_WAIT_SLICE_SECONDS: z.preprocess(unsetIfEmpty, seconds(30)),
   /** After a release takes over the route, the previous one keeps running this long for requests in flight. */
   DEPLOY_DRAIN_SECONDS: z.preprocess(unsetIfEmpty, seconds(10)),
+  /** The most one Developer round's model credential may spend, in USD. */
+  DEVELOPER_ROUND_BUDGET_USD: z.preprocess(unsetIfEmpty, z.coerce.number().positive().default(5)),
   /** How long a deploy waits for missing user secrets before it fails. */
   DEPLOY_SECRETS_TIMEOUT_SECONDS: z.preprocess(unsetIfEmpty, seconds(24 * 3600)),
 });

@@ -50,29 +50,30 @@ export async function verifyViewToken(secret: string, token: string, taskId: str
 }
 
 /**
- * The web console's sign-in: a token for one user's chat, made the same way under its own key (a
- * view token is never a chat token, nor the other way round).
+ * The web console's sign-in: a token for one user's chat, bound to the API key it was made with (the
+ * chat acts with that key's reach, and ends when the key is revoked), made the same way under its own
+ * HMAC key (a view token is never a chat token, nor the other way round).
  */
-export async function signChatToken(secret: string, userId: string, ttlSeconds: number, now = Date.now()): Promise<{ token: string; expiresAt: Date }> {
+export async function signChatToken(secret: string, userId: string, keyId: string, ttlSeconds: number, now = Date.now()): Promise<{ token: string; expiresAt: Date }> {
   const exp = Math.floor(now / 1000) + ttlSeconds;
-  const payload = toBase64url(encoder.encode(JSON.stringify({ u: userId, exp })));
+  const payload = toBase64url(encoder.encode(JSON.stringify({ u: userId, k: keyId, exp })));
   const signature = await crypto.subtle.sign("HMAC", await viewKey(secret, "chat-token"), encoder.encode(payload));
   return { token: `${payload}.${toBase64url(signature)}`, expiresAt: new Date(exp * 1000) };
 }
 
-export async function verifyChatToken(secret: string, token: string, now = Date.now()): Promise<{ ok: true; userId: string } | { ok: false; reason: "malformed" | "bad_signature" | "expired" }> {
+export async function verifyChatToken(secret: string, token: string, now = Date.now()): Promise<{ ok: true; userId: string; keyId: string } | { ok: false; reason: "malformed" | "bad_signature" | "expired" }> {
   const [payload, signature, extra] = token.split(".");
   if (!payload || !signature || extra !== undefined) return { ok: false, reason: "malformed" };
   let signatureBytes: Uint8Array<ArrayBuffer>;
-  let claims: { u?: unknown; exp?: unknown };
+  let claims: { u?: unknown; k?: unknown; exp?: unknown };
   try {
     signatureBytes = fromBase64url(signature);
-    claims = JSON.parse(new TextDecoder().decode(fromBase64url(payload))) as { u?: unknown; exp?: unknown };
+    claims = JSON.parse(new TextDecoder().decode(fromBase64url(payload))) as { u?: unknown; k?: unknown; exp?: unknown };
   } catch {
     return { ok: false, reason: "malformed" };
   }
   if (!(await crypto.subtle.verify("HMAC", await viewKey(secret, "chat-token"), signatureBytes, encoder.encode(payload)))) return { ok: false, reason: "bad_signature" };
   if (typeof claims.exp !== "number" || claims.exp * 1000 <= now) return { ok: false, reason: "expired" };
-  if (typeof claims.u !== "string" || !claims.u) return { ok: false, reason: "malformed" };
-  return { ok: true, userId: claims.u };
+  if (typeof claims.u !== "string" || !claims.u || typeof claims.k !== "string" || !claims.k) return { ok: false, reason: "malformed" };
+  return { ok: true, userId: claims.u, keyId: claims.k };
 }

@@ -67,12 +67,32 @@ async function viewTokenPrincipal(secret: string, token: string, method: string,
   return { userId: null, keyId: "view-token", scopes: [], isAdmin: false, viewTaskId: taskId };
 }
 
+/** The bootstrap admin: the ADMIN_API_KEY secret, standing for the users row the first migration made. */
+const BOOTSTRAP_PRINCIPAL: Principal = { userId: BOOTSTRAP_ADMIN_USER_ID, keyId: "bootstrap", scopes: ["admin"], isAdmin: true };
+
+/** What a stored key may reach. An admin-scoped key counts only while its user is still an admin; a key limited to a project is never an admin's reach, whoever holds it. */
+function principalOf(row: { id: string; userId: string; scopes: Scope[]; projectId: string | null; userIsAdmin: boolean }): Principal {
+  const isAdmin = row.scopes.includes("admin") && row.userIsAdmin && !row.projectId;
+  return { userId: row.userId, keyId: row.id, scopes: row.scopes, isAdmin, ...(row.projectId ? { projectId: row.projectId } : {}) };
+}
+
+const keyFields = { id: apiKeys.id, userId: apiKeys.userId, scopes: apiKeys.scopes, projectId: apiKeys.projectId, userIsAdmin: users.isAdmin };
+const keyIsLive = () => and(eq(users.id, apiKeys.userId), isNull(apiKeys.revokedAt), or(isNull(apiKeys.expiresAt), gt(apiKeys.expiresAt, sql`now()`)));
+
+/**
+ * The principal of a key by its id, as long as the key still works (not revoked, not expired): what
+ * a session opened with that key (a chat link) acts as, checked again each time it acts.
+ */
+export async function principalOfKeyId(db: AppEnv["Variables"]["db"], keyId: string): Promise<Principal | null> {
+  if (keyId === BOOTSTRAP_PRINCIPAL.keyId) return BOOTSTRAP_PRINCIPAL;
+  const [row] = await db.select(keyFields).from(apiKeys).innerJoin(users, eq(users.id, apiKeys.userId)).where(and(eq(apiKeys.id, keyId), keyIsLive()));
+  return row ? principalOf(row) : null;
+}
+
 export async function resolvePrincipal(env: Env, presented: string, db: AppEnv["Variables"]["db"]): Promise<Principal | null> {
   // The operator's own key: 160 random bits, so a rate limit adds nothing, and integrations that
   // stream task events through it need far more than 300 requests a minute.
-  if (env.ADMIN_API_KEY && (await constantTimeEqual(presented, env.ADMIN_API_KEY))) {
-    return { userId: BOOTSTRAP_ADMIN_USER_ID, keyId: "bootstrap", scopes: ["admin"], isAdmin: true };
-  }
+  if (env.ADMIN_API_KEY && (await constantTimeEqual(presented, env.ADMIN_API_KEY))) return BOOTSTRAP_PRINCIPAL;
   const hash = await sha256Hex(presented);
   // Limited before the lookup, so unknown keys cost no database work either.
   const { success } = await env.API_RATE_LIMITER.limit({ key: hash });
@@ -82,20 +102,9 @@ export async function resolvePrincipal(env: Env, presented: string, db: AppEnv["
     .update(apiKeys)
     .set({ lastUsedAt: sql`now()` })
     .from(users)
-    .where(
-      and(
-        eq(apiKeys.keyHash, hash),
-        eq(users.id, apiKeys.userId),
-        isNull(apiKeys.revokedAt),
-        or(isNull(apiKeys.expiresAt), gt(apiKeys.expiresAt, sql`now()`)),
-      ),
-    )
-    .returning({ id: apiKeys.id, userId: apiKeys.userId, scopes: apiKeys.scopes, projectId: apiKeys.projectId, userIsAdmin: users.isAdmin });
-  if (!row) return null;
-  // An admin-scoped key counts only while its user is still an admin.
-  // A key limited to a project is never an admin's reach, whoever holds it.
-  const isAdmin = row.scopes.includes("admin") && row.userIsAdmin && !row.projectId;
-  return { userId: row.userId, keyId: row.id, scopes: row.scopes, isAdmin, ...(row.projectId ? { projectId: row.projectId } : {}) };
+    .where(and(eq(apiKeys.keyHash, hash), keyIsLive()))
+    .returning(keyFields);
+  return row ? principalOf(row) : null;
 }
 
 /** Allows the request only if the caller's key has one of `scopes` (admins pass every check). */

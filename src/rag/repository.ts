@@ -10,7 +10,8 @@
 import { Octokit } from "@octokit/rest";
 import { eq } from "drizzle-orm";
 import { projects } from "../db/schema.ts";
-import { fileAt, getRepository, type GitHubAppConfig, githubAppConfig, installationAccess, repositoryFromUrl, resolveCommit } from "../services/github.ts";
+import { fileAt, getRepository, githubAppConfig, type RepositoryReader, repositoryReader, resolveCommit } from "../services/github.ts";
+import { projectRepository, type ProjectRow } from "../services/projects.ts";
 import { kindOfSource } from "./chunking.ts";
 import type { RagScope } from "./contract.ts";
 import { deleteDocument, type IngestServices, projectSources, upsertDocument, type UpsertOutcome } from "./documents.ts";
@@ -36,30 +37,26 @@ export function scopeOfPath(path: string): RagScope | null {
   return kindOfSource(path) === "code" ? "code" : null;
 }
 
-/** The GitHub App's credentials, fetched once per consumer batch (a token lasts an hour). */
-export interface GitHubSession {
-  config: GitHubAppConfig;
-  token: string;
-}
-
-export function githubSessions(env: Env): () => Promise<GitHubSession> {
-  let session: Promise<GitHubSession> | null = null;
-  return () => {
-    session ??= (async () => {
-      const config = githubAppConfig(env);
-      return { config, token: (await installationAccess(config)).token };
-    })();
-    return session;
-  };
+/** The GitHub App's read access for one consumer batch: a token per repository, each limited to it. */
+export function githubSessions(env: Env): () => RepositoryReader {
+  let reader: RepositoryReader | null = null;
+  return () => (reader ??= repositoryReader(githubAppConfig(env)));
 }
 
 export interface RepositoryServices extends IngestServices {
   env: Env;
-  github: () => Promise<GitHubSession>;
+  github: () => RepositoryReader;
 }
 
-async function listFiles(session: GitHubSession, owner: string, name: string, sha: string): Promise<{ files: { path: string; size: number | null }[]; complete: boolean }> {
-  const client = new Octokit({ baseUrl: session.config.apiUrl, auth: session.token, userAgent: "orchestrator" });
+/** Where a project's repository is, with a token that reads it and nothing else; null when it has none of its own. */
+async function openRepository(reader: RepositoryReader, project: Pick<ProjectRow, "name" | "repositoryUrl" | "managed">): Promise<{ owner: string; name: string; token: string } | null> {
+  const where = projectRepository(project, await reader.org());
+  if (!where) return null;
+  return { ...where, token: await reader.tokenFor(where.name) };
+}
+
+async function listFiles(reader: RepositoryReader, token: string, owner: string, name: string, sha: string): Promise<{ files: { path: string; size: number | null }[]; complete: boolean }> {
+  const client = new Octokit({ baseUrl: reader.config.apiUrl, auth: token, userAgent: "orchestrator" });
   try {
     const { data } = await client.rest.git.getTree({ owner, repo: name, tree_sha: sha, recursive: "1" });
     const files = data.tree.filter((entry) => entry.type === "blob" && entry.path).map((entry) => ({ path: entry.path ?? "", size: entry.size ?? null }));
@@ -75,7 +72,7 @@ export interface SyncOutcome {
   spec: UpsertOutcome["status"] | "none";
   queued: number;
   removed: number;
-  listing: "tree" | "well-known" | "no repository";
+  listing: "tree" | "well-known" | "no repository" | "not the project's repository";
 }
 
 /** `repository:sync`: the spec now, one `repository:file` message per file, and the documents of deleted files removed. */
@@ -84,15 +81,17 @@ export async function syncRepository(services: RepositoryServices, projectId: st
   if (!project) return { skipped: "the project no longer exists" };
   const spec = specDocument(project);
   const specStatus = spec ? (await upsertDocument(services, spec)).status : "none";
-  const where = repositoryFromUrl(project.repositoryUrl);
-  if (!where) return { spec: specStatus, queued: 0, removed: 0, listing: "no repository" };
-  const session = await services.github();
-  const repository = await getRepository(session.config, session.token, where.owner, where.name);
+  if (!project.repositoryUrl) return { spec: specStatus, queued: 0, removed: 0, listing: "no repository" };
+  const reader = services.github();
+  const where = await openRepository(reader, project);
+  // A URL naming a repository that is not this project's (another's, put there by other means): nothing is read.
+  if (!where) return { spec: specStatus, queued: 0, removed: 0, listing: "not the project's repository" };
+  const repository = await getRepository(reader.config, where.token, where.owner, where.name);
   if (!repository) throw new Error(`${where.owner}/${where.name} is not reachable through the GitHub App`);
   const wanted = ref ?? repository.defaultBranch;
-  const sha = await resolveCommit(session.config, session.token, repository, wanted);
+  const sha = await resolveCommit(reader.config, where.token, repository, wanted);
   if (!sha) throw new Error(`${repository.fullName} has no commit ${wanted}`);
-  const { files, complete } = await listFiles(session, repository.owner, repository.name, sha);
+  const { files, complete } = await listFiles(reader, where.token, repository.owner, repository.name, sha);
   const messages: IngestMessage[] = [];
   for (const file of files) {
     const scope = scopeOfPath(file.path);
@@ -114,13 +113,13 @@ export async function syncRepository(services: RepositoryServices, projectId: st
 
 /** `repository:file`: one file at one commit, indexed; a file that is not there (any more) is removed. */
 export async function ingestRepositoryFile(services: RepositoryServices, message: { projectId: string; path: string; ref: string; scope: RagScope }): Promise<UpsertOutcome | { skipped: string } | { removed: boolean }> {
-  const [project] = await services.db.select({ repositoryUrl: projects.repositoryUrl }).from(projects).where(eq(projects.id, message.projectId));
+  const [project] = await services.db.select({ name: projects.name, repositoryUrl: projects.repositoryUrl, managed: projects.managed }).from(projects).where(eq(projects.id, message.projectId));
   if (!project) return { skipped: "the project no longer exists" };
-  const where = repositoryFromUrl(project.repositoryUrl);
-  if (!where) return { skipped: "the project has no repository" };
-  const session = await services.github();
+  const reader = services.github();
+  const where = await openRepository(reader, project);
+  if (!where) return { skipped: "the project has no repository of its own" };
   const key = { projectId: message.projectId, ownerId: null, scope: message.scope, source: `${REPOSITORY_PREFIX}${message.path}` };
-  const content = await fileAt(session.config, session.token, { owner: where.owner, name: where.name }, message.path, message.ref);
+  const content = await fileAt(reader.config, where.token, { owner: where.owner, name: where.name }, message.path, message.ref);
   if (content === null) return { removed: (await deleteDocument(services, key)).deleted };
   if (new TextEncoder().encode(content).byteLength > MAX_FILE_BYTES) return { skipped: `${message.path} is larger than ${MAX_FILE_BYTES} bytes` };
   // A NUL byte: a binary file with a text-like name.

@@ -7,15 +7,15 @@
 import { createRoute } from "@hono/zod-openapi";
 import { Hono } from "hono";
 import { z } from "zod";
-import { CHAT_USER_HEADER, getProductOwner } from "../durable/product-owner.ts";
+import { CHAT_SESSION_HEADER, getProductOwner } from "../durable/product-owner.ts";
 import { AppError } from "../lib/app-error.ts";
-import type { AppEnv } from "../lib/context.ts";
+import type { AppEnv, Principal } from "../lib/context.ts";
 import { apiDoc, apiRouter, errors, jsonResponse } from "../lib/openapi.ts";
 import { signChatToken, verifyChatToken } from "../lib/view-token.ts";
-import { requireAdmin, requireScope, resolvePrincipal } from "../middleware/auth.ts";
+import { principalOfKeyId, requireAdmin, requireScope, resolvePrincipal } from "../middleware/auth.ts";
 import { authFailed, limitByAddress } from "../middleware/rate-limit.ts";
-import { userById } from "../services/chat-users.ts";
-import { SessionState } from "../shared/chat.ts";
+import { assertMayChat, userById } from "../services/chat-users.ts";
+import { type ChatSession, SessionState } from "../shared/chat.ts";
 
 /** A chat link lasts a working day; the console asks for a new one (with the key) after that. */
 const CHAT_TOKEN_TTL_SECONDS = 12 * 3600;
@@ -38,7 +38,8 @@ const link = createRoute({
   ...doc,
   method: "post",
   path: "/link",
-  summary: "A signed link to the web console for the caller (valid for 12 hours)",
+  summary: "A signed link to the web console for the caller (valid for 12 hours, or until the key is revoked)",
+  description: "Needs a person's key: not a runner key, and not one limited to a project (403).",
   middleware: [requireScope("user")],
   responses: { 200: jsonResponse(z.object({ token: z.string(), expiresAt: z.string(), url: z.string() }), "The link"), ...errors(403) },
 });
@@ -52,13 +53,14 @@ chatLinkRoute
     return c.json(await (await getProductOwner(c.env, name)).stats(), 200);
   })
   .openapi(link, async (c) => {
-  const userId = c.var.principal.userId;
-  if (!userId) throw new AppError("forbidden", "This key has no user to chat as");
-  const { token, expiresAt } = await signChatToken(c.env.SECRETS_ENCRYPTION_KEY, userId, CHAT_TOKEN_TTL_SECONDS);
-  const url = new URL("/chat", c.req.url);
-  url.searchParams.set("token", token);
-  return c.json({ token, expiresAt: expiresAt.toISOString(), url: url.toString() }, 200);
-});
+    const { principal } = c.var;
+    assertMayChat(principal);
+    // Bound to the key: the chat acts with its reach, and the link dies with it.
+    const { token, expiresAt } = await signChatToken(c.env.SECRETS_ENCRYPTION_KEY, principal.userId, principal.keyId, CHAT_TOKEN_TTL_SECONDS);
+    const url = new URL("/chat", c.req.url);
+    url.searchParams.set("token", token);
+    return c.json({ token, expiresAt: expiresAt.toISOString(), url: url.toString() }, 200);
+  });
 
 const TOKEN_PROBLEM = { malformed: "The chat link is malformed", bad_signature: "The chat link is not valid", expired: "The chat link has expired: sign in again" } as const;
 
@@ -70,31 +72,37 @@ export const chatRoute = new Hono<AppEnv>()
   .get("/ws", limitByAddress("chat"), async (c) => {
     const header = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header("authorization") ?? "")?.[1];
     const token = c.req.query("token");
-    let userId: string | null;
+    let principal: Principal | null;
     if (header) {
-      const principal = await resolvePrincipal(c.env, header, c.var.db);
+      principal = await resolvePrincipal(c.env, header, c.var.db);
       if (!principal) {
         await authFailed(c);
         throw new AppError("unauthorized", "Invalid, revoked or expired API key");
       }
-      userId = principal.userId;
     } else if (token) {
       const check = await verifyChatToken(c.env.SECRETS_ENCRYPTION_KEY, token);
       if (!check.ok) {
         await authFailed(c);
         throw new AppError("unauthorized", TOKEN_PROBLEM[check.reason]);
       }
-      userId = check.userId;
+      // The link lives only as long as the key it was made with.
+      principal = await principalOfKeyId(c.var.db, check.keyId);
+      if (!principal || principal.userId !== check.userId) {
+        await authFailed(c);
+        throw new AppError("unauthorized", "The key this chat link was made with has been revoked or has expired: sign in again");
+      }
     } else {
       await authFailed(c);
       throw new AppError("unauthorized", "Sign in: send `Authorization: Bearer <key>`, or open the chat with its signed link (?token=)");
     }
-    const user = userId ? await userById(c.var.db, userId) : null;
+    assertMayChat(principal);
+    const user = await userById(c.var.db, principal.userId);
     if (!user) throw new AppError("forbidden", "This key has no user to chat as");
     // Checked after signing in, so that the console can tell an expired link (401) from a network problem.
     if (c.req.header("upgrade")?.toLowerCase() !== "websocket") throw new AppError("invalid_request", "This is the chat's WebSocket: connect with an Upgrade: websocket request");
     const headers = new Headers(c.req.raw.headers);
-    headers.set(CHAT_USER_HEADER, JSON.stringify(user));
+    // What the chat shows of its reach is the key's, not the user row's.
+    headers.set(CHAT_SESSION_HEADER, JSON.stringify({ user: { ...user, isAdmin: principal.isAdmin }, keyId: principal.keyId } satisfies ChatSession));
     const agent = await getProductOwner(c.env, `web:${user.userId}`);
     return agent.fetch(new Request(c.req.raw.url, { method: "GET", headers }));
   });

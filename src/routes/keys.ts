@@ -2,6 +2,7 @@ import { createRoute } from "@hono/zod-openapi";
 import { and, desc, eq, isNull, type SQL } from "drizzle-orm";
 import { z } from "zod";
 import { apiKeys, projects, users } from "../db/schema.ts";
+import { getProductOwner } from "../durable/product-owner.ts";
 import { AppError, notFound } from "../lib/app-error.ts";
 import { generateApiKey } from "../lib/api-keys.ts";
 import type { Principal } from "../lib/context.ts";
@@ -124,7 +125,13 @@ keysRoute
       .set({ revokedAt: new Date() })
       .where(and(eq(apiKeys.id, id), keysOf(c.var.principal), isNull(apiKeys.revokedAt)))
       .returning();
-    if (row) return c.json({ apiKey: view(row) }, 200);
+    if (row) {
+      // A chat the key signed in to ends with it: its sockets are closed now (each message checks the key too).
+      await (await getProductOwner(c.env, `web:${row.userId}`))
+        .endKey(row.id)
+        .catch((error: unknown) => c.var.log.warn("could not close the revoked key's chat sockets", { keyId: row.id, error: error instanceof Error ? error.message : String(error) }));
+      return c.json({ apiKey: view(row) }, 200);
+    }
     const [known] = await c.var.db.select({ revokedAt: apiKeys.revokedAt }).from(apiKeys).where(and(eq(apiKeys.id, id), keysOf(c.var.principal)));
     if (!known) notFound("API key");
     throw new AppError("conflict", "This key is revoked already");

@@ -1,12 +1,12 @@
 import { createRoute } from "@hono/zod-openapi";
-import { and, desc, eq, sql } from "drizzle-orm";
+import { and, desc, eq } from "drizzle-orm";
 import { z } from "zod";
 import { projects } from "../db/schema.ts";
-import { AppError, notFound } from "../lib/app-error.ts";
+import { notFound } from "../lib/app-error.ts";
 import { apiDoc, apiRouter, errors, jsonBody, jsonResponse, named, views } from "../lib/openapi.ts";
 import { requireScope } from "../middleware/auth.ts";
 import { startEngineering } from "../services/engineering.ts";
-import { createProject, projectVisibleTo } from "../services/projects.ts";
+import { createProject, projectVisibleTo, updateProject } from "../services/projects.ts";
 import { CreateProject, Page, ProjectStatus, ServerHandle, UpdateProject } from "../shared/api.ts";
 
 const StartEngineering = z.strictObject({ server: ServerHandle.optional() }).default({});
@@ -23,7 +23,8 @@ const Project = named(
     description: z.string(),
     spec: z.record(z.string(), z.unknown()).nullable(),
     repositoryUrl: z.string().nullable(),
-    config: z.record(z.string(), z.unknown()),
+    config: z.record(z.string(), z.unknown()).describe("The owner's settings"),
+    managed: z.record(z.string(), z.unknown()).describe("What the factory manages: budget, server, domain (an admin's), the pipelines' state"),
     createdAt: z.string(),
     updatedAt: z.string(),
   }),
@@ -68,7 +69,7 @@ const update = createRoute({
   ...doc,
   method: "patch",
   path: "/{id}",
-  summary: "Change a project; engineering settings are merged into config.engineering (status: admins only)",
+  summary: "Change a project: settings are merged into config (engineering ones into config.engineering); status, repositoryUrl and the managed settings are an admin's",
   request: { params: IdParam, body: jsonBody(UpdateProject) },
   responses: { 200: jsonResponse(ProjectResponse, "The changed project"), ...errors(400, 403, 404, 413, 415) },
 });
@@ -109,31 +110,6 @@ projectsRoute
     return c.json({ task }, 202);
   })
   .openapi(update, async (c) => {
-    const { id } = c.req.valid("param");
-    const { testCommand, coverageThreshold, maxIterations, agentTimeoutSeconds, testTimeoutSeconds, decisionTimeoutSeconds, ...fields } = c.req.valid("json");
-    // Engineering settings live in config.engineering, merged into what is there (or into a config given with them).
-    const engineering = Object.fromEntries(
-      Object.entries({ testCommand, coverageThreshold, maxIterations, agentTimeoutSeconds, testTimeoutSeconds, decisionTimeoutSeconds }).filter(([, value]) => value !== undefined),
-    );
-    const patch = {
-      ...fields,
-      ...(Object.keys(engineering).length
-        ? {
-            config: fields.config
-              ? { ...fields.config, engineering: { ...(fields.config.engineering as Record<string, unknown> | undefined), ...engineering } }
-              : sql`jsonb_set(${projects.config}, '{engineering}', coalesce(${projects.config}->'engineering', '{}'::jsonb) || ${JSON.stringify(engineering)}::jsonb)`,
-          }
-        : {}),
-    };
-    // A project's status is the pipelines' to set; an admin may repair it by hand.
-    if (patch.status !== undefined && !c.var.principal.isAdmin) {
-      throw new AppError("forbidden", "A project's status is set by its pipelines (engineering, deploy); only an admin can change it by hand");
-    }
-    const [project] = await c.var.db
-      .update(projects)
-      .set({ ...patch, updatedAt: new Date() })
-      .where(and(eq(projects.id, id), projectVisibleTo(c.var.principal)))
-      .returning();
-    if (!project) notFound("Project");
+    const project = await updateProject(c.var.db, c.var.principal, c.req.valid("param").id, c.req.valid("json"));
     return c.json({ project }, 200);
   });

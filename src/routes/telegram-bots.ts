@@ -2,8 +2,8 @@ import { createRoute } from "@hono/zod-openapi";
 import { z } from "zod";
 import { apiDoc, apiRouter, errors, jsonBody, jsonResponse, views } from "../lib/openapi.ts";
 import { requireAdmin, requireScope } from "../middleware/auth.ts";
-import { allocateBot, botView, listBots, registerBot, releaseBot } from "../services/telegram-bots.ts";
-import { AllocateBot, BotListQuery, RegisterBot } from "../shared/telegram-bots.ts";
+import { allocateBot, botView, listBots, registerBot, releaseBot, rotateBot } from "../services/telegram-bots.ts";
+import { AllocateBot, BotListQuery, RegisterBot, RotateBot } from "../shared/telegram-bots.ts";
 
 const IdParam = z.object({ id: z.string().min(1).max(64) });
 
@@ -50,10 +50,21 @@ const release = createRoute({
   ...doc,
   method: "post",
   path: "/{id}/release",
-  summary: "Free a bot (admin)",
+  summary: "Free a bot (admin): its project loses the token, and the bot waits for a new one",
   middleware: [requireAdmin],
   request: { params: IdParam },
   responses: { 200: jsonResponse(BotResponse, "The bot"), ...errors(400, 403, 404) },
+});
+
+const rotate = createRoute({
+  ...doc,
+  method: "post",
+  path: "/{id}/rotate",
+  summary: "Give a bot its new token after @BotFather's /revoke (checked with Telegram; admin)",
+  description: "A bot that served a project (whose code held its token) is given to no other project until this is done.",
+  middleware: [requireAdmin],
+  request: { params: IdParam, body: jsonBody(RotateBot) },
+  responses: { 200: jsonResponse(BotResponse, "The bot, ready to be given out"), ...errors(400, 403, 404, 413, 415, 502) },
 });
 
 /**
@@ -81,5 +92,10 @@ telegramBotsRoute
   })
   .openapi(release, async (c) => {
     const row = await releaseBot(c.var.db, c.req.valid("param").id);
+    return c.json({ bot: botView(row) }, 200);
+  })
+  .openapi(rotate, async (c) => {
+    const row = await rotateBot(c.env, c.var.db, c.req.valid("param").id, c.req.valid("json").token);
+    c.var.log.info("telegram bot token rotated", { botId: row.id, username: row.username });
     return c.json({ bot: botView(row) }, 200);
   });

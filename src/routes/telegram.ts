@@ -16,6 +16,8 @@ import { createLogger } from "../lib/log.ts";
 import { authFailed } from "../middleware/rate-limit.ts";
 import { CHAT_TEXT_LIMIT } from "../shared/chat.ts";
 import { telegramApiRoot } from "../services/telegram-bots.ts";
+import { sendToChat } from "../services/telegram-outbox.ts";
+import { withDb } from "../db/client.ts";
 
 type Handler = ReturnType<typeof webhookCallback<Context, "hono">>;
 
@@ -44,6 +46,19 @@ function handlerFor(env: Env): { bot: Bot; handler: Handler } {
       throw new HandOverFailed(error instanceof Error ? error.message : String(error));
     }
   };
+  // A conversation is one person's: its questions, the secrets it asks for and its reach. In a group
+  // its members would share them, so the Product Owner answers only in private chats.
+  bot.chatType(["group", "supergroup", "channel"]).on("message:text", async (ctx) => {
+    log.info("telegram message in a group refused", { updateId: ctx.update.update_id, chatType: ctx.chat.type });
+    try {
+      await withDb(env, (db) => sendToChat(env, db, ctx.chat.id, `I only talk in private chats, one person at a time: write to me directly${ctx.me.username ? ` (@${ctx.me.username})` : ""}.`));
+    } catch (error) {
+      throw new HandOverFailed(error instanceof Error ? error.message : String(error));
+    }
+  });
+  bot.chatType(["group", "supergroup", "channel"]).on("callback_query:data", async (ctx) => {
+    await ctx.answerCallbackQuery({ text: "I only talk in private chats." }).catch(() => undefined);
+  });
   bot.on("message:text", async (ctx) => {
     const { message } = ctx;
     if (!message.from || message.from.is_bot) return log.info("telegram message from a bot or no one ignored", { updateId: ctx.update.update_id });

@@ -14,6 +14,7 @@ import type { Logger } from "../lib/log.ts";
 import { DEFAULT_HEALTH_PATH } from "../shared/deploys.ts";
 import { projectUrl } from "../services/deploys.ts";
 import { hubIdentity } from "../services/servers.ts";
+import { configOf } from "../services/projects.ts";
 
 export const REPEATED_FAILURES = 3;
 /** How long the checker waits for the runners' answers before it counts a check as failed. */
@@ -48,7 +49,7 @@ export async function healthChecker(db: Db, env: Env, log: Logger, runId: string
         return;
       }
       result.checked++;
-      const path = typeof project.config.healthPath === "string" ? project.config.healthPath : DEFAULT_HEALTH_PATH;
+      const path = configOf(project).healthPath ?? DEFAULT_HEALTH_PATH;
       const queued = await hub.enqueue(hubIdentity(server), {
         type: "health.check",
         payload: { domain: service.domain, path, attempts: 3, intervalMs: 1000, timeoutSeconds: 20 },

@@ -8,6 +8,7 @@ import { eq } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { isUniqueViolation } from "../db/errors.ts";
 import { users } from "../db/schema.ts";
+import { AppError } from "../lib/app-error.ts";
 import type { Principal } from "../lib/context.ts";
 import { newId } from "../lib/crypto.ts";
 import type { ChatUser } from "../durable/po-store.ts";
@@ -47,7 +48,21 @@ export async function userById(db: Db, userId: string): Promise<ChatUser | null>
   return row ? { userId: row.id, name: row.name, isAdmin: row.isAdmin, ...(row.telegramId ? { telegramId: row.telegramId } : {}) } : null;
 }
 
-/** Tools act as the person: their own projects, their own tasks; an admin's reach when they are one. */
-export function chatPrincipal(user: ChatUser): Principal {
-  return { userId: user.userId, keyId: "chat", scopes: user.isAdmin ? ["admin", "user"] : ["user"], isAdmin: user.isAdmin };
+/**
+ * A Telegram chat's tools act as the person behind it: their own projects, their own tasks; an admin's
+ * reach when their user is one. (The web console and the CLI act with the key they signed in with.)
+ */
+export function telegramPrincipal(user: ChatUser): Principal {
+  return { userId: user.userId, keyId: "telegram", scopes: user.isAdmin ? ["admin", "user"] : ["user"], isAdmin: user.isAdmin };
+}
+
+/**
+ * Refuses a key the chat must not take: one of no user, a runner's (no `user` scope), or one limited to
+ * a project (the Product Owner's tools reach every project of the person, so such a key would reach
+ * past its limit).
+ */
+export function assertMayChat(principal: Principal): asserts principal is Principal & { userId: string } {
+  if (!principal.userId) throw new AppError("forbidden", "This key has no user to chat as");
+  if (!principal.isAdmin && !principal.scopes.includes("user")) throw new AppError("forbidden", "The chat needs a person's key (scope user); this key is not one");
+  if (principal.projectId) throw new AppError("forbidden", "A key limited to one project cannot open the chat: the Product Owner acts on all of your projects. Use a key that is not limited to a project");
 }

@@ -15,7 +15,7 @@ import type { DeploymentView } from "../shared/deploys.ts";
 import type { DeployParams } from "../workflows/deploy.ts";
 import { githubAppConfig } from "./github.ts";
 import { checkBudget } from "./usage.ts";
-import { projectVisibleTo } from "./projects.ts";
+import { managedOf, projectVisibleTo } from "./projects.ts";
 import { hubIdentity, type ServerRow } from "./servers.ts";
 import { appendTaskEvent, createTask, type Task } from "./tasks.ts";
 
@@ -62,26 +62,27 @@ export function projectUrl(domain: string, server: Pick<ServerRow, "publicHttpPo
   return server?.publicHttpPort ? `http://${domain}:${server.publicHttpPort}` : `https://${domain}`;
 }
 
-/** A project's domain: its own (`config.domain`), else `<name>.<server's base domain>`. */
-export function projectDomain(project: Pick<ProjectRow, "name" | "config">, server: Pick<ServerRow, "baseDomain">): string {
-  const own = project.config.domain;
-  if (typeof own === "string" && own) return own.toLowerCase();
+/** A project's domain: the one an admin gave it (`managed.domain`), else `<name>.<server's base domain>`. */
+export function projectDomain(project: Pick<ProjectRow, "name" | "managed">, server: Pick<ServerRow, "baseDomain">): string {
+  const own = managedOf(project).domain;
+  if (own) return own.toLowerCase();
   return `${project.name}.${server.baseDomain ?? DEFAULT_BASE_DOMAIN}`.toLowerCase();
 }
 
 /**
  * The server a project deploys to: the one it is already on, else the one asked for, else the
  * enrolled, online server with the most free capacity whose labels include the project's
- * `config.serverLabels`.
+ * `managed.serverLabels`.
  */
-export async function placeProject(db: Db, project: Pick<ProjectRow, "id" | "name" | "config">, asked: string | undefined): Promise<ServerRow> {
+export async function placeProject(db: Db, project: Pick<ProjectRow, "id" | "name" | "managed">, asked: string | undefined): Promise<ServerRow> {
   const [current] = await db.select({ server: servers }).from(serviceDeployments).innerJoin(servers, eq(servers.id, serviceDeployments.serverId)).where(eq(serviceDeployments.projectId, project.id));
   if (current) {
     if (asked && asked !== current.server.handle) throw new AppError("conflict", `Project ${project.name} is deployed on ${current.server.handle}; undeploy it there before moving it to ${asked}`);
     return current.server;
   }
-  const wanted = typeof project.config.server === "string" ? project.config.server : asked;
-  const labels = (project.config.serverLabels ?? {}) as Record<string, string>;
+  const managed = managedOf(project);
+  const wanted = managed.server ?? asked;
+  const labels = managed.serverLabels ?? {};
   const candidates = await db
     .select({ server: servers, used: sql<number>`(select count(*)::int from ${serviceDeployments} where ${serviceDeployments.serverId} = ${servers.id})` })
     .from(servers)
@@ -151,7 +152,7 @@ export async function startDeployTask(
 ): Promise<Task> {
   const [project] = await db.select().from(projects).where(and(eq(projects.id, projectId), projectVisibleTo(principal)));
   if (!project) notFound("Project");
-  if (request.mode === "deploy" && request.server && !principal.isAdmin) throw new AppError("forbidden", "Only an admin chooses the server; set the project's config.server or config.serverLabels instead");
+  if (request.mode === "deploy" && request.server && !principal.isAdmin) throw new AppError("forbidden", "Only an admin chooses the server (or gives the project one: config.server, config.serverLabels)");
   if (request.mode === "deploy") {
     // The EnvAnalyzer is a model call.
     await checkBudget(db, env, { projectId: project.id, userId: project.ownerId });

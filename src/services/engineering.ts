@@ -14,20 +14,20 @@ import { placeProject } from "./deploys.ts";
 import { githubAppConfig } from "./github.ts";
 import { modelEndpoint } from "./llm.ts";
 import { checkBudget } from "./usage.ts";
-import { projectVisibleTo } from "./projects.ts";
+import { managedOf, projectVisibleTo } from "./projects.ts";
 import { hubIdentity, loadServer } from "./servers.ts";
 import { appendTaskEvent, createTask, type Task } from "./tasks.ts";
 
 const ACTIVE: Task["status"][] = ["queued", "running", "needs_input"];
 
 /**
- * The server a project's jobs run on: the one asked for, the project's own (`config.server`), the
+ * The server a project's jobs run on: the one asked for, the project's own (`managed.server`), the
  * only enrolled one (its jobs wait for it if it is offline), else where the project deploys
  * (placeProject: the server it is deployed on, or the online one with the most free capacity and the
  * project's labels), so that it is built where it will run.
  */
-export async function buildServer(db: Db, project: Pick<typeof projects.$inferSelect, "id" | "name" | "config">, asked: string | undefined): Promise<string> {
-  const handle = asked ?? (typeof project.config.server === "string" ? project.config.server : undefined);
+export async function buildServer(db: Db, project: Pick<typeof projects.$inferSelect, "id" | "name" | "managed">, asked: string | undefined): Promise<string> {
+  const handle = asked ?? managedOf(project).server;
   if (handle) return handle;
   const enrolled = await db.select({ handle: servers.handle }).from(servers).where(isNotNull(servers.runnerId)).limit(2);
   if (enrolled.length === 0) throw new AppError("conflict", "No server has an enrolled runner to run the engineering jobs; enroll one first (see runner/README.md)");
@@ -44,7 +44,7 @@ export async function startEngineering(
 ): Promise<Task> {
   const [project] = await db.select().from(projects).where(and(eq(projects.id, projectId), projectVisibleTo(principal)));
   if (!project) notFound("Project");
-  if (options.server && !principal.isAdmin) throw new AppError("forbidden", "Only an admin chooses the server per run; set the project's config.server instead");
+  if (options.server && !principal.isAdmin) throw new AppError("forbidden", "Only an admin chooses the server per run (or gives the project one: config.server)");
   // Checked now, so that a used-up budget or a missing setting is a clear 402/409 rather than a task that fails a moment later.
   await checkBudget(db, env, { projectId: project.id, userId: project.ownerId });
   modelEndpoint(env);

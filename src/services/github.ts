@@ -63,6 +63,45 @@ export async function installationAccess(config: GitHubAppConfig): Promise<Insta
   return { token: access.token, expiresAt: access.expires_at, org };
 }
 
+/** The organisation the App is installed in (asked with the App's JWT alone: no installation token is made). */
+export async function installationOrg(config: GitHubAppConfig): Promise<string> {
+  const { data } = await octokit(config, await appJwt(config), "bearer").rest.apps.getInstallation({ installation_id: Number(config.installationId) });
+  const org = data.account && "login" in data.account ? data.account.login : null;
+  if (!org) throw new AppError("conflict", `GitHub App installation ${config.installationId} has no organisation account`);
+  return org;
+}
+
+/**
+ * Read access to project repositories, one repository at a time: each gets a token limited to it
+ * (read-only), made when first asked for and reused for the session (a consumer batch, a cron run).
+ */
+export interface RepositoryReader {
+  config: GitHubAppConfig;
+  /** The installation's organisation: the `<org>` of every repository the factory made. */
+  org(): Promise<string>;
+  /** A token that reads `name` and nothing else. */
+  tokenFor(name: string): Promise<string>;
+}
+
+export function repositoryReader(config: GitHubAppConfig): RepositoryReader {
+  let org: Promise<string> | null = null;
+  const tokens = new Map<string, Promise<string>>();
+  return {
+    config,
+    org: () => (org ??= installationOrg(config)),
+    tokenFor(name) {
+      let token = tokens.get(name);
+      if (!token) {
+        token = repositoryToken(config, name, { contents: "read", metadata: "read" }).then((access) => access.token);
+        // A failed request is not remembered: the next caller asks again.
+        token.catch(() => tokens.delete(name));
+        tokens.set(name, token);
+      }
+      return token;
+    },
+  };
+}
+
 export interface Repository {
   owner: string;
   name: string;
@@ -137,24 +176,34 @@ function derLength(length: number): number[] {
 }
 
 /**
- * A token for one repository only, with the permissions a job needs to clone and push (contents:
- * write) and no more: what the Preparer, Developer and Tester containers get. It lasts about an hour.
+ * A token for one repository only, with the permissions asked for (by default what a job needs to
+ * clone and push: contents write) and no more. It lasts about an hour unless revoked first.
  */
-export async function repositoryToken(config: GitHubAppConfig, repository: string): Promise<{ token: string; expiresAt: string }> {
+export async function repositoryToken(config: GitHubAppConfig, repository: string, permissions: { contents: "read" | "write"; metadata: "read" } = { contents: "write", metadata: "read" }): Promise<{ token: string; expiresAt: string }> {
   const app = octokit(config, await appJwt(config), "bearer");
   const { data } = await app.rest.apps.createInstallationAccessToken({
     installation_id: Number(config.installationId),
     repositories: [repository],
-    permissions: { contents: "write", metadata: "read" },
+    permissions,
   });
   return { token: data.token, expiresAt: data.expires_at };
+}
+
+/** Ends an installation token before its hour is up (GitHub's `DELETE /installation/token`, authorised by the token itself). */
+export async function revokeToken(config: GitHubAppConfig, token: string): Promise<void> {
+  try {
+    await octokit(config, token, "token").rest.apps.revokeInstallationAccessToken();
+  } catch (error) {
+    // Already expired or revoked: it ends either way.
+    if (status(error) !== 401) throw error;
+  }
 }
 
 /**
  * Moves `branch` forward to `sha` (GitHub's refs API, never forced). False when the branch has moved
  * on meanwhile and `sha` is not ahead of it: the work then stays on its own branch.
  */
-export async function fastForward(config: GitHubAppConfig, access: InstallationAccess, repository: Pick<Repository, "owner" | "name">, branch: string, sha: string): Promise<boolean> {
+export async function fastForward(config: GitHubAppConfig, access: Pick<InstallationAccess, "token">, repository: Pick<Repository, "owner" | "name">, branch: string, sha: string): Promise<boolean> {
   try {
     await octokit(config, access.token, "token").rest.git.updateRef({ owner: repository.owner, repo: repository.name, ref: `heads/${branch}`, sha, force: false });
     return true;

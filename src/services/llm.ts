@@ -51,6 +51,18 @@ export function modelEndpoint(env: { OPENAI_BASE_URL?: string; OPENAI_API_KEY?: 
   return { baseUrl: (env.OPENAI_BASE_URL || "https://api.openai.com/v1").replace(/\/+$/, ""), apiKey };
 }
 
+/**
+ * Where job containers reach the model relay (routes/relay.ts): MODEL_RELAY_URL, else PUBLIC_URL's
+ * /relay/v1. They never get OPENAI_BASE_URL's key, so without a relay they reach no model at all.
+ */
+export function modelRelayUrl(env: { MODEL_RELAY_URL?: string; PUBLIC_URL?: string }): string {
+  const explicit = (env.MODEL_RELAY_URL ?? "").trim();
+  if (explicit) return explicit.replace(/\/+$/, "");
+  const base = (env.PUBLIC_URL ?? "").trim().replace(/\/+$/, "");
+  if (!base) throw new AppError("conflict", "Job containers reach the model through this Orchestrator's relay: set PUBLIC_URL (or MODEL_RELAY_URL) to where they can reach it");
+  return `${base}/relay/v1`;
+}
+
 export function openaiClient(endpoint: ModelEndpoint): OpenAI {
   // Retries are the workflow step's; a call that hangs must not hold a step for ten minutes.
   return new OpenAI({ apiKey: endpoint.apiKey, baseURL: endpoint.baseUrl, maxRetries: 1, timeout: 120_000 });
@@ -66,10 +78,11 @@ export interface UsageRecord {
   userId?: string | null;
 }
 
-/** Records a call's tokens and what they cost, priced with this deployment's table (MODEL_PRICES). */
-export async function recordUsage(db: Db, env: { MODEL_PRICES?: string }, usage: UsageRecord): Promise<void> {
+/** Records a call's tokens and what they cost, priced with this deployment's table (MODEL_PRICES); returns the cost in USD. */
+export async function recordUsage(db: Db, env: { MODEL_PRICES?: string }, usage: UsageRecord): Promise<number> {
   const costUsd = costOf(modelPrices(env.MODEL_PRICES), usage.model, usage.promptTokens, usage.completionTokens);
   await db.insert(llmUsage).values({ id: newId("llm"), ...usage, costUsd: costUsd.toFixed(6) });
+  return costUsd;
 }
 
 /** An error from the model call as a sentence that never includes the key (the SDK's messages do not carry it). */

@@ -12,11 +12,13 @@ import { Api, GrammyError } from "grammy";
 import { z } from "zod";
 import type { Db } from "../db/client.ts";
 import { isForeignKeyViolation, isUniqueViolation } from "../db/errors.ts";
-import { projects, telegramBots } from "../db/schema.ts";
+import { projects, projectSecrets, telegramBots } from "../db/schema.ts";
 import { AppError, notFound } from "../lib/app-error.ts";
 import { newId } from "../lib/crypto.ts";
 import { openText, sealText } from "../lib/secrets.ts";
 import type { TelegramBotView } from "../shared/telegram-bots.ts";
+import { BOT_TOKEN_VAR } from "./env-analyzer.ts";
+import { putSecrets } from "./project-secrets.ts";
 
 export type TelegramBotRow = typeof telegramBots.$inferSelect;
 
@@ -44,6 +46,7 @@ export function botView(row: TelegramBotRow): TelegramBotView {
     username: row.username,
     projectId: row.projectId,
     allocatedAt: row.allocatedAt?.toISOString() ?? null,
+    needsRotation: row.needsRotation,
     createdAt: row.createdAt.toISOString(),
   };
 }
@@ -91,12 +94,15 @@ export async function registerBot(env: TelegramEnv, db: Db, token: string): Prom
   return row;
 }
 
-/** The pool, oldest first; `available` keeps only the free bots. */
+/** A bot another project may have: free, and its token never held by a project since it was last rotated. */
+const claimable = () => and(isNull(telegramBots.projectId), eq(telegramBots.needsRotation, false));
+
+/** The pool, oldest first; `available` keeps only the bots a project may be given. */
 export async function listBots(db: Db, options: { available?: boolean; limit?: number; offset?: number } = {}): Promise<TelegramBotRow[]> {
   return db
     .select()
     .from(telegramBots)
-    .where(options.available ? isNull(telegramBots.projectId) : undefined)
+    .where(options.available ? claimable() : undefined)
     .orderBy(asc(telegramBots.createdAt), asc(telegramBots.id))
     .limit(options.limit ?? 200)
     .offset(options.offset ?? 0);
@@ -132,9 +138,10 @@ export async function allocateBot(db: Db, botId: string | null, projectId: strin
     if (won) return heldOrConflict(won, botId);
   }
 
-  if (botId === null) throw new AppError("conflict", "No free bot: every bot in the pool is allocated; register another (POST /api/telegram-bots)");
+  if (botId === null) throw new AppError("conflict", "No free bot: every bot in the pool is allocated or waits for its token to be rotated; register another (POST /api/telegram-bots) or rotate one (POST /api/telegram-bots/:id/rotate)");
   const [bot] = await db.select().from(telegramBots).where(eq(telegramBots.id, botId));
   if (!bot) notFound("Telegram bot");
+  if (bot.needsRotation && !bot.projectId) throw new AppError("conflict", `The bot @${bot.username} served another project, which held its token: rotate the token first (POST /api/telegram-bots/${bot.id}/rotate)`);
   throw new AppError("conflict", `The bot @${bot.username} is allocated to another project`);
 }
 
@@ -146,7 +153,7 @@ async function claim(db: Db, botId: string | null, projectId: string, mode: "ski
   const free = db
     .select({ id: telegramBots.id })
     .from(telegramBots)
-    .where(isNull(telegramBots.projectId))
+    .where(claimable())
     .orderBy(asc(telegramBots.createdAt), asc(telegramBots.id))
     .limit(1);
   const target = botId === null ? inArray(telegramBots.id, mode === "skip-locked" ? free.for("update", { skipLocked: true }) : free.for("update")) : eq(telegramBots.id, botId);
@@ -154,7 +161,7 @@ async function claim(db: Db, botId: string | null, projectId: string, mode: "ski
     const [row] = await db
       .update(telegramBots)
       .set({ projectId, allocatedAt: sql`now()` })
-      .where(and(target, isNull(telegramBots.projectId)))
+      .where(and(target, claimable()))
       .returning();
     return row;
   } catch (error) {
@@ -169,16 +176,54 @@ function heldOrConflict(held: TelegramBotRow, botId: string | null): TelegramBot
   throw new AppError("conflict", `This project has the bot @${held.username} already; release it first`);
 }
 
-/** Frees one bot by its id (a free bot stays free); 404 for an unknown id. */
+/**
+ * Frees one bot by its id (a free bot stays free); 404 for an unknown id. The project it served loses
+ * its TELEGRAM_BOT_TOKEN, and the bot waits for a new token before another project may have it.
+ */
 export async function releaseBot(db: Db, botId: string): Promise<TelegramBotRow> {
+  const [held] = await db.select({ projectId: telegramBots.projectId }).from(telegramBots).where(eq(telegramBots.id, botId));
+  if (!held) notFound("Telegram bot");
   const [row] = await db.update(telegramBots).set({ projectId: null, allocatedAt: null }).where(eq(telegramBots.id, botId)).returning();
   if (!row) notFound("Telegram bot");
+  if (held.projectId) await forgetBotToken(db, held.projectId);
   return row;
 }
 
-/** Frees the project's bot, if it has one (undeploy); returns what was freed. */
+/** Frees the project's bot, if it has one (undeploy), and takes its token from the project; returns what was freed. */
 export async function releaseBots(db: Db, projectId: string): Promise<TelegramBotRow[]> {
-  return db.update(telegramBots).set({ projectId: null, allocatedAt: null }).where(eq(telegramBots.projectId, projectId)).returning();
+  const freed = await db.update(telegramBots).set({ projectId: null, allocatedAt: null }).where(eq(telegramBots.projectId, projectId)).returning();
+  await forgetBotToken(db, projectId);
+  return freed;
+}
+
+/** The project's copy of its pool bot's token (the secret the deploy put there). */
+async function forgetBotToken(db: Db, projectId: string): Promise<void> {
+  await db.delete(projectSecrets).where(and(eq(projectSecrets.projectId, projectId), eq(projectSecrets.name, BOT_TOKEN_VAR), eq(projectSecrets.kind, "bot")));
+}
+
+/**
+ * Gives a bot the new token an admin got from @BotFather after /revoke: checked with getMe (it must be
+ * the same bot, and not the token it had), stored sealed, and the bot may serve a project again.
+ * A bot still serving a project gets its new token there too (its next release uses it).
+ */
+export async function rotateBot(env: TelegramEnv, db: Db, botId: string, token: string): Promise<TelegramBotRow> {
+  const [bot] = await db.select().from(telegramBots).where(eq(telegramBots.id, botId));
+  if (!bot) notFound("Telegram bot");
+  const old = await openText(env.SECRETS_ENCRYPTION_KEY, "telegram-bots", { ciphertext: bot.tokenCiphertext, iv: bot.tokenIv }, bot.id);
+  if (old === token) throw new AppError("invalid_request", `This is the token @${bot.username} has now: revoke it with @BotFather (/revoke) and give the new one`);
+  const apiRoot = telegramApiRoot(env);
+  let me: Awaited<ReturnType<Api["getMe"]>>;
+  try {
+    me = await new Api(token, { apiRoot, timeoutSeconds: TELEGRAM_TIMEOUT_SECONDS }).getMe();
+  } catch (error) {
+    throw telegramFailure(error, apiRoot);
+  }
+  if (me.username?.toLowerCase() !== bot.username.toLowerCase()) throw new AppError("invalid_request", `This token belongs to @${me.username ?? "a bot without a username"}, not @${bot.username}; nothing was changed`);
+  const sealed = await sealText(env.SECRETS_ENCRYPTION_KEY, "telegram-bots", token, bot.id);
+  const [row] = await db.update(telegramBots).set({ tokenCiphertext: sealed.ciphertext, tokenIv: sealed.iv, needsRotation: false }).where(eq(telegramBots.id, bot.id)).returning();
+  if (!row) notFound("Telegram bot");
+  if (row.projectId) await putSecrets(env, db, row.projectId, { [BOT_TOKEN_VAR]: token }, "bot");
+  return row;
 }
 
 /**

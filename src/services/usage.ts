@@ -9,6 +9,7 @@ import { llmUsage, projects } from "../db/schema.ts";
 import { AppError } from "../lib/app-error.ts";
 import type { Principal } from "../lib/context.ts";
 import type { UsageRow } from "../shared/usage.ts";
+import { managedOf } from "./projects.ts";
 
 const GROUP_COLUMNS = { user: llmUsage.userId, project: llmUsage.projectId, agent: llmUsage.agent, model: llmUsage.model } as const;
 
@@ -54,9 +55,9 @@ const usd = (value: number) => `$${value.toFixed(2)}`;
 export async function checkBudget(db: Db, env: { USER_BUDGET_USD?: string }, who: { projectId?: string | null; userId?: string | null }): Promise<BudgetState> {
   const limits: { what: string; budget: number; used: number }[] = [];
   if (who.projectId) {
-    const [project] = await db.select({ name: projects.name, config: projects.config }).from(projects).where(eq(projects.id, who.projectId));
-    const budget = Number(project?.config.budgetUsd);
-    if (project && typeof project.config.budgetUsd === "number" && Number.isFinite(budget) && budget >= 0) {
+    const [project] = await db.select({ name: projects.name, managed: projects.managed }).from(projects).where(eq(projects.id, who.projectId));
+    const budget = project ? managedOf(project).budgetUsd : undefined;
+    if (project && budget !== undefined && Number.isFinite(budget) && budget >= 0) {
       limits.push({ what: `project ${project.name}`, budget, used: await spent(db, eq(llmUsage.projectId, who.projectId)) });
     }
   }

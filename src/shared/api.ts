@@ -43,11 +43,72 @@ export const ProjectName = z
 
 const JsonObject = z.record(z.string(), z.unknown());
 
+/** A server's handle names it in the API and CLI: lower-case, like a project name. */
+export const ServerHandle = ProjectName;
+
+/** A DNS name such as apps.example.com (lower-cased). */
+export const DomainName = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .max(200)
+  .regex(/^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*$/, "must be a DNS name such as apps.example.com");
+
+/** Where a release is asked whether it is healthy: a path on its own port. */
+export const HealthPath = z.string().regex(/^\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]{0,199}$/, "must be a path such as /healthz");
+
+/**
+ * What a project's owner sets (`config`): merged into what is there on every PATCH, never replaced.
+ * A value of null takes a setting back to its default.
+ */
+export const ProjectConfig = z.strictObject({
+  engineering: EngineeringOverrides.optional(),
+  healthPath: HealthPath.nullable().optional(),
+});
+export type ProjectConfig = z.infer<typeof ProjectConfig>;
+
+/** What only an admin sets, given in `config` like the rest (null removes it); anyone else gets 403. */
+export const AdminSettings = z.strictObject({
+  /** The project's model budget in USD. */
+  budgetUsd: z.number().min(0).max(100_000).nullable().optional(),
+  /** The server it builds and deploys on. */
+  server: ServerHandle.nullable().optional(),
+  /** Labels the server it is placed on must carry. */
+  serverLabels: z.record(z.string().min(1).max(63), z.string().max(255)).nullable().optional(),
+  /** A domain of its own instead of `<name>.<server's base domain>`; never one under a base domain. */
+  domain: DomainName.nullable().optional(),
+});
+export type AdminSettings = z.infer<typeof AdminSettings>;
+export const ADMIN_SETTINGS = Object.keys(AdminSettings.shape) as (keyof AdminSettings)[];
+
+/** What the pipelines keep for themselves: set by nobody's request. */
+export const FACTORY_SETTINGS = ["env", "github", "linkedRepository"] as const;
+
+/** `managed`, as stored and shown: the admin's settings and the pipelines' own state. */
+export const ProjectManaged = z.object({
+  budgetUsd: z.number().optional(),
+  server: z.string().optional(),
+  serverLabels: z.record(z.string(), z.string()).optional(),
+  domain: z.string().optional(),
+  /** The deploy's EnvAnalyzer: each variable's kind, remembered so the model is asked once. */
+  env: z.record(z.string(), z.object({ kind: z.string(), reason: z.string() })).optional(),
+  /** The repository sync's view of the default branch. */
+  github: z.object({ defaultBranch: z.string(), headSha: z.string().nullable(), syncedAt: z.string() }).optional(),
+  /** `<owner>/<name>` of a repository an admin linked (repositoryUrl), when it is not `<org>/<project name>`. */
+  linkedRepository: z.string().optional(),
+});
+export type ProjectManaged = z.infer<typeof ProjectManaged>;
+
+/** A project's `config` as a request gives it: the owner's settings, and the admin's (checked per key). */
+const ConfigInput = z.record(z.string(), z.unknown()).describe(
+  `The owner's settings (${Object.keys(ProjectConfig.shape).join(", ")}), merged into what is there; an admin's too (${ADMIN_SETTINGS.join(", ")}: 403 for anyone else). ${FACTORY_SETTINGS.join(", ")} are the pipelines' own: 403.`,
+);
+
 export const CreateProject = z.strictObject({
   name: ProjectName,
   description: z.string().max(10_000).optional(),
   spec: JsonObject.optional(),
-  config: JsonObject.optional(),
+  config: ConfigInput.optional(),
   /** Admins may create a project on behalf of a user. */
   ownerId: z.string().min(1).optional(),
 });
@@ -58,8 +119,9 @@ export const UpdateProject = z
     description: z.string().max(10_000).optional(),
     status: ProjectStatus.optional(),
     spec: JsonObject.nullable().optional(),
+    /** Set by the Architect; an admin may link another repository of the App's organisation (403 for anyone else). */
     repositoryUrl: z.url({ protocol: /^https?$/ }).nullable().optional(),
-    config: JsonObject.optional(),
+    config: ConfigInput.optional(),
     // The engineering pipeline's settings for this project (kept in config.engineering; they win over the spec's).
     ...EngineeringOverrides.shape,
   })
@@ -107,9 +169,6 @@ export const Page = z.strictObject({
   offset: z.coerce.number().int().min(0).default(0),
 });
 
-/** A server's handle names it in the API and CLI: lower-case, like a project name. */
-export const ServerHandle = ProjectName;
-
 export const CreateServer = z.strictObject({
   handle: ServerHandle,
   /** The server's public address (name or IP), as operators and Ansible know it. */
@@ -117,13 +176,7 @@ export const CreateServer = z.strictObject({
   labels: z.record(z.string().min(1).max(63), z.string().max(255)).default({}),
   capacity: z.number().int().min(1).max(1000).default(10),
   /** Projects deployed here answer at `<project>.<baseDomain>` (its DNS has a wildcard record for it); default `localhost`. */
-  baseDomain: z
-    .string()
-    .trim()
-    .toLowerCase()
-    .max(200)
-    .regex(/^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*$/, "must be a DNS name such as apps.example.com")
-    .optional(),
+  baseDomain: DomainName.optional(),
   /** For a server whose Caddy serves plain HTTP on this port (a local factory, no TLS): its projects answer at http://<domain>:<port>. */
   publicHttpPort: z.number().int().min(1).max(65_535).optional(),
   /** How long the enrollment token stays valid; the default is ENROLLMENT_TOKEN_TTL_SECONDS. */

@@ -16,6 +16,16 @@ export const CAPABILITY_GROUPS = ["project_management", "engineering", "deploy",
 export const CapabilityGroup = z.enum(CAPABILITY_GROUPS);
 export type CapabilityGroup = z.infer<typeof CapabilityGroup>;
 
+/**
+ * Who a web or CLI chat connection is, as the chat route (having checked the sign-in) tells the
+ * Product Owner on the WebSocket upgrade it forwards: the person, and the key their session acts with.
+ */
+export const ChatSession = z.object({
+  user: z.object({ userId: z.string().min(1), name: z.string(), isAdmin: z.boolean(), telegramId: z.number().int().optional() }),
+  keyId: z.string().min(1),
+});
+export type ChatSession = z.infer<typeof ChatSession>;
+
 /** The longest message a person may send (Telegram's own limit). */
 export const CHAT_TEXT_LIMIT = 4096;
 

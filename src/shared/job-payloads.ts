@@ -58,10 +58,17 @@ export const DockerRunPayload = z
     memoryMb: z.number().int().min(6).max(65_536).default(512),
     workdir: z.string().max(1000).optional(),
     user: z.string().max(100).optional(),
+    /**
+     * The command starts as root with only the capabilities to become another user (SETUID, SETGID)
+     * and runs what it does not trust (a coding agent, a test suite) as an unprivileged user, who can
+     * then read neither its environment (the secrets) nor its memory. `user` must be left out.
+     */
+    dropsPrivileges: z.boolean().default(false),
     /** Files to read out of the container once it has exited, returned in `outcome.data.files` (text, capped). */
     collect: z.array(z.string().startsWith("/").max(500)).max(10).default([]),
     timeoutSeconds: timeout(600),
   })
+  .refine((payload) => !(payload.dropsPrivileges && payload.user), { path: ["user"], message: "dropsPrivileges starts the command as root: leave user out" })
   .refine((payload) => payload.network === "egress" || payload.egress.length === 0, { path: ["egress"], message: 'egress destinations need network "egress"' })
   .refine((payload) => payload.network !== "egress" || payload.egress.length > 0, { path: ["egress"], message: 'network "egress" needs at least one destination (or use network "none")' });
 

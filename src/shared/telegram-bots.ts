@@ -16,6 +16,10 @@ export const BotToken = z.string().regex(/^\d{5,20}:[A-Za-z0-9_-]{30,60}$/, "mus
 export const RegisterBot = z.strictObject({ token: BotToken });
 export type RegisterBot = z.infer<typeof RegisterBot>;
 
+/** A bot's new token, after @BotFather's /revoke: the same bot, a token no project has seen. */
+export const RotateBot = z.strictObject({ token: BotToken });
+export type RotateBot = z.infer<typeof RotateBot>;
+
 export const AllocateBot = z.strictObject({ projectId: z.string().min(1).max(64) });
 export type AllocateBot = z.infer<typeof AllocateBot>;
 
@@ -28,6 +32,11 @@ export const TelegramBotView = z.object({
   /** The project the bot serves, or null while it is free. */
   projectId: z.string().nullable(),
   allocatedAt: z.string().nullable(),
+  /**
+   * It served a project whose code held its token: no project gets it until an admin rotates the
+   * token (POST /api/telegram-bots/:id/rotate).
+   */
+  needsRotation: z.boolean(),
   createdAt: z.string(),
 });
 export type TelegramBotView = z.infer<typeof TelegramBotView>;

@@ -15,14 +15,14 @@
  */
 import { WorkflowEntrypoint, type WorkflowEvent, type WorkflowStep } from "cloudflare:workers";
 import { NonRetryableError } from "cloudflare:workflows";
-import { and, eq, ne } from "drizzle-orm";
+import { and, eq, ne, sql } from "drizzle-orm";
 import { type Db, withDb } from "../db/client.ts";
 import { deployments, projects, servers, serviceDeployments } from "../db/schema.ts";
 import { getRunnerHub } from "../durable/runner-hub.ts";
 import { settings } from "../lib/settings.ts";
 import { newDeploymentId, projectDomain, projectUrl, releaseOf, reservePort, routeList } from "../services/deploys.ts";
 import { BOT_TOKEN_VAR, classifyEnv, computedValue, EnvAnalysisFailed, generateSecret, parseEnvExample } from "../services/env-analyzer.ts";
-import { fileAt, getRepository, type Repository, repositoryFromUrl, resolveCommit } from "../services/github.ts";
+import { fileAt, getRepository, installationOrg, type Repository, repositoryFromUrl, resolveCommit } from "../services/github.ts";
 import { agentConfig, modelEndpoint, modelErrorMessage, openaiClient, recordUsage } from "../services/llm.ts";
 import { openSecrets, putSecrets, putSecretsIfAbsent, secretViews } from "../services/project-secrets.ts";
 import { allocateBot, botTokenFor, releaseBots } from "../services/telegram-bots.ts";
@@ -32,6 +32,7 @@ import type { DeployProjectVars } from "../shared/playbooks.ts";
 import { inputEventType, type PendingInput } from "../shared/task-input.ts";
 import { API_STEP, MODEL_STEP, PipelineFailure, type PipelineParams, PipelineRun } from "./pipeline-run.ts";
 import { runJob } from "./run-job.ts";
+import { configOf, managedOf, projectRepository } from "../services/projects.ts";
 
 export interface DeployParams extends PipelineParams {
   serverId: string;
@@ -47,7 +48,7 @@ const CONTAINER_PORT = 8000;
 const MAX_SECRET_ASKS = 5;
 
 interface Facts {
-  project: { id: string; name: string; ownerId: string; repositoryUrl: string | null; healthPath: string; envKinds: Record<string, { kind: EnvKind; reason: string }> };
+  project: { id: string; name: string; ownerId: string; repositoryUrl: string | null; managed: { linkedRepository?: string }; healthPath: string; envKinds: Record<string, { kind: EnvKind; reason: string }> };
   server: { id: string; handle: string; publicHttpPort: number | null };
   domain: string;
   releasePorts: { from: number; to: number };
@@ -107,9 +108,10 @@ class DeployRun extends PipelineRun<DeployParams> {
           if (!status.releasePorts && this.params.mode !== "undeploy") throw new NonRetryableError(`the runner of ${server.handle} has not said which release ports it allots yet: is it connected?`);
           const [service] = await db.select().from(serviceDeployments).where(eq(serviceDeployments.projectId, project.id));
           const [active] = service?.activeDeploymentId ? await db.select().from(deployments).where(eq(deployments.id, service.activeDeploymentId)) : [];
-          const envKinds = (project.config.env ?? {}) as Facts["project"]["envKinds"];
+          const managed = managedOf(project);
+          const envKinds = (managed.env ?? {}) as Facts["project"]["envKinds"];
           const facts: Facts = {
-            project: { id: project.id, name: project.name, ownerId: project.ownerId, repositoryUrl: project.repositoryUrl, healthPath: typeof project.config.healthPath === "string" ? project.config.healthPath : DEFAULT_HEALTH_PATH, envKinds },
+            project: { id: project.id, name: project.name, ownerId: project.ownerId, repositoryUrl: project.repositoryUrl, managed: managed.linkedRepository ? { linkedRepository: managed.linkedRepository } : {}, healthPath: configOf(project).healthPath ?? DEFAULT_HEALTH_PATH, envKinds },
             server: { id: server.id, handle: server.handle, publicHttpPort: server.publicHttpPort },
             domain: service?.domain ?? projectDomain(project, server),
             releasePorts: status.releasePorts ?? { from: 0, to: 0 },
@@ -195,8 +197,11 @@ class DeployRun extends PipelineRun<DeployParams> {
   private async repository(facts: Facts): Promise<Repository> {
     return JSON.parse(
       await this.doStep("repository", API_STEP, async () => {
-        const { owner, name } = repositoryFromUrl(facts.project.repositoryUrl) ?? {};
-        if (!owner || !name) throw new NonRetryableError(`project ${facts.project.name} has no repository to deploy from (${facts.project.repositoryUrl ?? "none"})`);
+        if (!repositoryFromUrl(facts.project.repositoryUrl)) throw new NonRetryableError(`project ${facts.project.name} has no repository to deploy from (${facts.project.repositoryUrl ?? "none"})`);
+        // Only the repository the factory made for this project (or an admin linked): never one a URL merely names.
+        const own = projectRepository(facts.project, await installationOrg(this.github()));
+        if (!own) throw new NonRetryableError(`project ${facts.project.name}'s repository URL names a repository that is not its own (${facts.project.repositoryUrl ?? ""}); nothing was built from it`);
+        const { owner, name } = own;
         const access = await this.repoToken({ fullName: `${owner}/${name}`, name });
         const repository = await getRepository(this.github(), access, owner, name);
         if (!repository) throw new NonRetryableError(`repository ${owner}/${name} is not reachable through the GitHub App`);
@@ -239,8 +244,10 @@ class DeployRun extends PipelineRun<DeployParams> {
             await usage(classified.usage);
             Object.assign(result, classified.kinds);
             // Remembered with the project: the next deploy does not ask the model about these again.
-            const [row] = await db.select({ config: projects.config }).from(projects).where(eq(projects.id, facts.project.id));
-            await db.update(projects).set({ config: { ...row?.config, env: { ...known, ...classified.kinds } }, updatedAt: new Date() }).where(eq(projects.id, facts.project.id));
+            await db
+              .update(projects)
+              .set({ managed: sql`jsonb_set(${projects.managed}, '{env}', coalesce(${projects.managed}->'env', '{}'::jsonb) || ${JSON.stringify(classified.kinds)}::jsonb)`, updatedAt: new Date() })
+              .where(eq(projects.id, facts.project.id));
           });
         }
         return JSON.stringify({ kinds: result, asked: unknown.map((v) => v.name) });

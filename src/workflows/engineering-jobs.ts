@@ -65,7 +65,10 @@ export function developPayload(input: DevelopInput): Record<string, unknown> {
       AGENT_TIMEOUT_SECONDS: String(input.agentTimeoutSeconds),
       COMMIT_MESSAGE: `Developer round ${input.round}`,
     },
+    // The job's own relay credential and repository token, both ended with the job; the agent runs as an
+    // unprivileged user who cannot read them from this process (orchestrator-develop).
     secretEnv: { GIT_TOKEN: input.repo.token, OPENAI_API_KEY: input.model.apiKey },
+    dropsPrivileges: true,
     network: "egress",
     egress: [...new Set([egressTarget(input.model.baseUrl), egressTarget(input.repo.cloneUrl)])],
     cpus: 1,
@@ -110,7 +113,9 @@ export function testPayload(input: { image: string; repo: RepoAccess; sha: strin
       TEST_TIMEOUT_SECONDS: String(input.testTimeoutSeconds),
     },
     secretEnv: { GIT_TOKEN: input.repo.token },
-    // The tests reach nothing but the git host they were cloned from (the token is unset before they run).
+    // The tests run as an unprivileged user without the token (orchestrator-test), and reach nothing
+    // but the git host they were cloned from.
+    dropsPrivileges: true,
     network: "egress",
     egress: [egressTarget(input.repo.cloneUrl)],
     cpus: 1,

@@ -19,14 +19,15 @@ import { projects } from "../db/schema.ts";
 import { ingestRepositoryDocs, ingestTaskLog } from "../rag/sources.ts";
 import { draftSpec, SpecRejected } from "../services/architect.ts";
 import { commitExists, ensureRepository, fastForward, installationAccess, type Repository } from "../services/github.ts";
-import { agentConfig, modelEndpoint, modelErrorMessage, openaiClient, recordUsage } from "../services/llm.ts";
+import { agentConfig, modelEndpoint, modelErrorMessage, modelRelayUrl, openaiClient, recordUsage } from "../services/llm.ts";
+import { settings as workerSettings } from "../lib/settings.ts";
 import { taskBrief } from "../services/task-brief.ts";
-import { EngineeringOverrides, type EngineeringSettings, engineeringSettings, ProjectSpec } from "../shared/spec.ts";
+import { type EngineeringOverrides, type EngineeringSettings, engineeringSettings, ProjectSpec } from "../shared/spec.ts";
 import { DecisionAnswer, inputEventType, type PendingInput } from "../shared/task-input.ts";
 import type { TestResults } from "../shared/test-results.ts";
 import { AGENT_OUTPUT, collected, developPayload, developResult, type DevelopResult, scaffoldPayload, tailLines, testPayload, testResults } from "./engineering-jobs.ts";
 import { API_STEP, MODEL_STEP, PipelineFailure, type PipelineParams, PipelineRun } from "./pipeline-run.ts";
-import { runJob } from "./run-job.ts";
+import { configOf } from "../services/projects.ts";
 
 export type EngineeringParams = PipelineParams;
 
@@ -83,8 +84,7 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
         withDb(this.env, async (db) => {
           const [row] = await db.select().from(projects).where(eq(projects.id, this.params.projectId));
           if (!row) throw new NonRetryableError(`project ${this.params.projectId} no longer exists`);
-          const overrides = EngineeringOverrides.safeParse(row.config.engineering ?? {});
-          return JSON.stringify({ id: row.id, name: row.name, description: row.description, ownerId: row.ownerId, overrides: overrides.success ? overrides.data : {} } satisfies ProjectFacts);
+          return JSON.stringify({ id: row.id, name: row.name, description: row.description, ownerId: row.ownerId, overrides: configOf(row).engineering } satisfies ProjectFacts);
         }),
       ),
     ) as ProjectFacts;
@@ -155,9 +155,10 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
 
   private async prepare(project: ProjectFacts, spec: ProjectSpec, settings: EngineeringSettings, repository: Repository): Promise<string> {
     await this.say("preparer started", { type: "step.started", step: "preparer", message: `Preparer: scaffolding ${repository.fullName} from the ${spec.template} template` });
-    const job = await runJob(this.jobs, "scaffold", {
+    const job = await this.runJobWithCredentials("scaffold", {
       type: "repo.scaffold",
-      payload: async () => scaffoldPayload(spec, project, settings, { cloneUrl: repository.cloneUrl, token: await this.repoToken(repository) }),
+      userId: project.ownerId,
+      payload: async (issue) => scaffoldPayload(spec, project, settings, { cloneUrl: repository.cloneUrl, token: (await issue({ repository })).gitToken }),
       ttlSeconds: 900,
       timeoutSeconds: 300,
     });
@@ -179,8 +180,7 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
       if (results.passed) {
         // The default branch moves to the passing commit, so the next run (and a deploy) starts there.
         const merged = await this.doStep("merge", API_STEP, async () => {
-          const config = this.github();
-          return fastForward(config, await installationAccess(config), repository, repository.defaultBranch, developed.sha);
+          return fastForward(this.github(), { token: await this.repoToken(repository) }, repository, repository.defaultBranch, developed.sha);
         });
         await this.setProjectStatus("ready", "ready");
         await this.say("completed", {
@@ -214,15 +214,18 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
       data: { round, agent: agent.name, model: setup.model },
     });
     const brief = taskBrief({ project, spec, settings, round, previous: at.previous });
-    const job = await runJob(this.jobs, `develop ${round}`, {
+    const job = await this.runJobWithCredentials(`develop ${round}`, {
       type: "docker.run",
-      payload: async () => {
-        const endpoint = modelEndpoint(this.env);
+      userId: project.ownerId,
+      payload: async (issue) => {
+        // The container reaches the model through the relay with a credential of its own, never the factory's key.
+        const relay = modelRelayUrl(this.env);
+        const { gitToken, modelKey } = await issue({ repository, model: { agent: "developer", name: setup.model, spendCapUsd: workerSettings(this.env).DEVELOPER_ROUND_BUDGET_USD } });
         return developPayload({
           image: this.env.CODING_WORKER_IMAGE,
           agent,
-          model: { baseUrl: endpoint.baseUrl, apiKey: endpoint.apiKey, name: setup.model },
-          repo: { cloneUrl: repository.cloneUrl, token: await this.repoToken(repository) },
+          model: { baseUrl: relay, apiKey: modelKey, name: setup.model },
+          repo: { cloneUrl: repository.cloneUrl, token: gitToken },
           branch: at.branch,
           baseRef: at.ref,
           brief,
@@ -233,13 +236,9 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
       ttlSeconds: 900,
       timeoutSeconds: settings.agentTimeoutSeconds + 180,
     });
+    // Its model calls were recorded (and priced) by the relay as they were made.
     const output = collected(job, AGENT_OUTPUT) ?? "";
     const report = agent.report(output);
-    if (report.promptTokens + report.completionTokens > 0) {
-      await this.doStep(`developer ${round} usage`, API_STEP, async () =>
-        withDb(this.env, (db) => recordUsage(db, this.env, { agent: "developer", model: setup.model, promptTokens: report.promptTokens, completionTokens: report.completionTokens, projectId: project.id, taskId: this.params.taskId, userId: project.ownerId })),
-      );
-    }
     const result = developResult(job);
     const tail = tailLines(output, 8);
     if (!result || !job.outcome?.ok) {
@@ -264,9 +263,10 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
 
   private async test(spec: ProjectSpec, settings: EngineeringSettings, repository: Repository, round: number, sha: string): Promise<TestResults> {
     await this.say(`tester ${round} started`, { type: "step.started", step: "tester", message: `Tester round ${round}: \`${settings.testCommand}\` at ${sha.slice(0, 12)}`, data: { round, sha } });
-    const job = await runJob(this.jobs, `test ${round}`, {
+    const job = await this.runJobWithCredentials(`test ${round}`, {
       type: "docker.run",
-      payload: async () => testPayload({ image: this.env.CODING_WORKER_IMAGE, repo: { cloneUrl: repository.cloneUrl, token: await this.repoToken(repository) }, sha, spec, settings, testTimeoutSeconds: settings.testTimeoutSeconds }),
+      userId: null,
+      payload: async (issue) => testPayload({ image: this.env.CODING_WORKER_IMAGE, repo: { cloneUrl: repository.cloneUrl, token: (await issue({ repository })).gitToken }, sha, spec, settings, testTimeoutSeconds: settings.testTimeoutSeconds }),
       ttlSeconds: 900,
       timeoutSeconds: settings.testTimeoutSeconds + 120,
     });

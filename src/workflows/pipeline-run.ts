@@ -10,11 +10,14 @@ import { type Db, withDb } from "../db/client.ts";
 import { projects } from "../db/schema.ts";
 import { AppError } from "../lib/app-error.ts";
 import { githubAppConfig, repositoryToken } from "../services/github.ts";
+import { mintJobCredentials, revokeJobCredentials } from "../services/job-credentials.ts";
+import type { AgentName } from "../services/llm.ts";
 import { checkBudget } from "../services/usage.ts";
 import { appendTaskEvent } from "../services/tasks.ts";
 import type { ProjectStatus } from "../shared/api.ts";
 import type { TaskEventInput } from "../shared/events.ts";
-import type { JobRunContext } from "./run-job.ts";
+import type { JobView } from "../shared/api.ts";
+import { type JobRunContext, type JobSpec, runJob } from "./run-job.ts";
 import type { WorkflowName } from "./registry.ts";
 
 /** A failure to report as the task's end, in these words. */
@@ -79,7 +82,49 @@ export abstract class PipelineRun<P extends PipelineParams> {
   }
 
   /**
-   * A token for this repository only, reused while it has ten minutes left (GitHub's last an hour).
+   * Runs a job whose container gets credentials of its own, made in the step that queues it: a
+   * repository token for the one repository, a model credential for the relay. However the job ends
+   * they end with it (revoked at GitHub, refused by the relay); a run that stops before that leaves them
+   * to expire, and the scheduler revokes them then.
+   */
+  protected async runJobWithCredentials(
+    name: string,
+    spec: Omit<JobSpec, "payload"> & {
+      userId: string | null;
+      payload: (issue: (wanted: { repository?: { name: string }; model?: { agent: AgentName; name: string; spendCapUsd: number } }) => Promise<{ gitToken: string; modelKey: string }>) => Promise<Record<string, unknown>>;
+    },
+  ): Promise<JobView> {
+    const purpose = name;
+    const { payload, userId, ...rest } = spec;
+    try {
+      return await runJob(this.jobs, name, {
+        ...rest,
+        payload: () =>
+          payload(async (wanted) => {
+            const gitToken = wanted.repository ? (await repositoryToken(this.github(), wanted.repository.name)).token : "";
+            const { modelKey } = await withDb(this.env, (db) =>
+              mintJobCredentials(this.env, db, {
+                taskId: this.params.taskId,
+                projectId: this.params.projectId,
+                userId,
+                purpose,
+                // The job may wait for its runner, then run: it lives no longer than that.
+                ttlSeconds: spec.ttlSeconds + spec.timeoutSeconds,
+                ...(wanted.model ? { model: wanted.model } : {}),
+                ...(gitToken ? { gitToken } : {}),
+              }),
+            );
+            return { gitToken, modelKey: modelKey ?? "" };
+          }),
+      });
+    } finally {
+      await this.doStep(`${name} credentials ended`, API_STEP, () => withDb(this.env, (db) => revokeJobCredentials(this.env, db, this.params.taskId, purpose))).catch(() => undefined);
+    }
+  }
+
+  /**
+   * A token for this repository only, reused while it has ten minutes left (GitHub's last an hour),
+   * for the worker's own calls (never a job's: those get one each, runJobWithCredentials).
    * Kept in memory, never in a step's result: a replayed run just asks for a new one.
    */
   protected async repoToken(repository: { fullName: string; name: string }): Promise<string> {

@@ -302,3 +302,16 @@ describe("usage errors exit 2 with the usage", () => {
     expect(existsSync(join(dir, "never"))).toBe(false);
   });
 });
+
+describe("a key never travels over plain http to another machine", () => {
+  it.each([
+    [["login", "--url", "http://orchestrator.example.com", "--key", "ork_x"], {}],
+    [["keys", "list"], { ORCHESTRATOR_URL: "http://10.1.2.3:8787", ORCHESTRATOR_API_KEY: "ork_x" }],
+    [["engineering", "status", "eng_x"], { ORCHESTRATOR_URL: "http://[fe80::1]:8787", ORCHESTRATOR_API_KEY: "ork_x" }],
+  ])("%j refuses before sending anything", async (args, env) => {
+    const result = await run(args, { ORCHESTRATOR_CONFIG: join(dir, "never", "config.json"), ...env }, "");
+    expect(result.code, result.output).toBe(2);
+    expect(result.output).toMatch(/refusing to send an API key over plain http:\/\/ to \S+: anyone on the way could read it; use https:\/\//);
+    expect(existsSync(join(dir, "never"))).toBe(false);
+  });
+});

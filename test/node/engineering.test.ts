@@ -11,7 +11,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import Docker from "dockerode";
+import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { createDb } from "../../src/db/client.ts";
 import { type EngineeringStack, startEngineeringStack } from "../../scripts/lib/engineering-stack.ts";
 import type { TestRunner } from "../../scripts/lib/local-runner.ts";
 import { ROOT, type Stack } from "../../scripts/lib/local-stack.ts";
@@ -120,6 +122,17 @@ function cli(args: string[], key: string) {
 }
 
 const git = (args: string[]) => run("git", args).then((result) => result.stdout.trim());
+
+/** The knowledge index's text for a project (its task logs among it). */
+async function projectChunks(projectId: string): Promise<string[]> {
+  const handle = createDb({ databaseUrl: inject("databaseUrl"), wsProxy: inject("dbWsProxy") });
+  try {
+    const { rows } = await handle.db.execute<{ text: string }>(sql`select text from rag_chunks where project_id = ${projectId}`);
+    return rows.map((row) => row.text);
+  } finally {
+    await handle.close();
+  }
+}
 
 beforeAll(async () => {
   docker = new Docker({ socketPath: inject("dockerSocket") });
@@ -283,8 +296,8 @@ describe("the engineering pipeline", () => {
     });
     const project = await newProject("decoyed");
     const taskId = await start(project.id, project.key);
-    const { last } = await finished(taskId);
-    expect(last.type).toBe("task.failed");
+    const { last, events } = await finished(taskId);
+    expect(last.type, events.map((e) => `${e.type} ${e.message}`).join("\n")).toBe("task.failed");
     expect(last.message).toMatch(/Developer round 1 reported commit [0-9a-f]{40}, which is not in orchestrator-test\/decoyed/);
   });
 
@@ -353,6 +366,74 @@ describe("the engineering pipeline", () => {
     const main = await git(["--git-dir", github.repoPath("demo-weather"), "show", `${String(last.data?.sha)}:app/main.py`]);
     expect(main).toContain('return 200, {"about":"Greets people by name over HTTP."}');
     expect(last.message).toContain("3 passed");
+  });
+
+  it("keeps the factory's keys out of a Developer told to print them, and its credentials end with its job", { timeout: 240_000 }, async () => {
+    // A task that steers the agent to print everything it holds, as text it read could; and tests that try /proc/1/environ.
+    // Fails the round (and so the task) if the tests can see the token, in their environment or PID 1's.
+    const SPY_TEST = `import os\n\n\ndef test_the_token_is_out_of_reach():\n    assert "GIT_TOKEN" not in os.environ\n    try:\n        data = open("/proc/1/environ", "rb").read()\n    except OSError:\n        return\n    assert b"GIT_TOKEN" not in data, "the token is readable from /proc/1/environ"\n`;
+    load({
+      turns: [
+        architect(JSON.stringify(SPEC)),
+        {
+          name: "print everything",
+          match: { tools: ["bash"], lastRole: "user" },
+          reply: {
+            toolCalls: [
+              {
+                name: "bash",
+                arguments: {
+                  // PID 1's environment by a path spelled so that opencode's own guard does not see it.
+                  command: `env; git config -l; git remote -v; python3 -c "import base64; print(open(base64.b64decode('${Buffer.from("/proc/1/environ").toString("base64")}').decode()).read())"; printf %s "$OPENAI_API_KEY" | base64 -w0 | rev; echo; printf %s "$GIT_TOKEN" | base64 -w0 | rev; echo`,
+                  description: "Print the environment",
+                },
+              },
+              { name: "write", arguments: { filePath: "/work/repo/tests/test_spy.py", content: SPY_TEST } },
+            ],
+          },
+        },
+        done("done", "Printed it all."),
+      ],
+    });
+    const project = await newProject("spied-on");
+    const taskId = await start(project.id, project.key);
+    const { events, last } = await finished(taskId);
+    expect(last.type, last.message).toBe("task.completed");
+    expect(events.some((event) => event.step === "tester" && event.message.includes("Tester round 1: passed: 3 passed"))).toBe(true);
+    // What the agent's command printed, as the job collected it.
+    const jobs = await stack.api<{ jobs: { taskId: string | null; outcome: { data?: { files?: Record<string, { content?: string }> } } | null }[] }>(`/api/servers/${HANDLE}/jobs?limit=200`);
+    const printed = jobs.body.jobs
+      .filter((job) => job.taskId === taskId)
+      .map((job) => job.outcome?.data?.files?.["/out/agent.jsonl"]?.content ?? "")
+      .join("\n")
+      .replace(/\\n/g, "\n");
+    // It ran as an unprivileged user without the token: PID 1's environment was closed to it.
+    expect(printed).toContain("Permission denied: '/proc/1/environ'");
+    // The job's model credential, as the agent printed it (base64, reversed: no mask knows that form).
+    const reversed = printed.split("\n").map((line) => line.trim()).find((line) => /^[A-Za-z0-9+/=]{40,}$/.test(line) && Buffer.from([...line].reverse().join(""), "base64").toString().startsWith("orj_"));
+    expect(reversed, "the credential's printed form").toBeDefined();
+    const credential = Buffer.from([...(reversed ?? "")].reverse().join(""), "base64").toString();
+    // ...which the relay refuses now that its job has ended; it never was the factory's key.
+    const relayed = await fetch(`${stack.url}/relay/v1/models`, { headers: { authorization: `Bearer ${credential}` } });
+    expect(relayed.status).toBe(401);
+    expect(credential).not.toBe(MODEL_KEY);
+    // Each repository token a job got was revoked when the job ended.
+    const tokens = github.issuedTokens();
+    expect(tokens.length).toBeGreaterThan(0);
+
+    // Nothing anywhere holds the factory's key or a repository token, in any form they were printed in.
+    const forms = (secret: string) => {
+      const b64 = Buffer.from(secret).toString("base64");
+      return [secret, b64, [...b64].reverse().join(""), Buffer.from(`x-access-token:${secret}`).toString("base64")];
+    };
+    await waitFor(async () => ((await projectChunks(project.id)).length > 0 ? true : undefined), 60_000, () => "the task log was not indexed");
+    const places = { events: JSON.stringify(events), runner: runner.output(), worker: stack.process.output(), jobs: JSON.stringify(jobs.body), index: (await projectChunks(project.id)).join("\n") };
+    for (const [where, text] of Object.entries(places)) {
+      for (const secret of [MODEL_KEY, ...tokens]) for (const form of forms(secret)) expect(text.includes(form), `${where} holds a form of a secret`).toBe(false);
+    }
+    // Every token a job used for git (the worker itself never runs git) was revoked when its job ended.
+    expect(github.gitTokens.size).toBeGreaterThan(0);
+    for (const token of github.gitTokens) expect(github.tokenWorks(token), "a job's repository token outlived its job").toBe(false);
   });
 
   it("never shows the model key: not in any event, runner log line or error body", async () => {

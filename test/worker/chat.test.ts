@@ -24,12 +24,45 @@ describe("chat links and the chat WebSocket's sign-in", () => {
     // Not signed in, or with something else: 401 and a reason.
     expect(await errorOf(await call("/chat/ws"))).toMatchObject({ code: "unauthorized" });
     expect((await errorOf(await call("/chat/ws?token=garbage"))).message).toMatch(/malformed/);
-    const expired = await signChatToken(env.SECRETS_ENCRYPTION_KEY, userId, 60, Date.now() - 3_600_000);
+    const claims = JSON.parse(atob(body.token.split(".")[0]?.replace(/-/g, "+").replace(/_/g, "/") ?? "")) as { k: string };
+    const keyId = claims.k;
+    const expired = await signChatToken(env.SECRETS_ENCRYPTION_KEY, userId, keyId, 60, Date.now() - 3_600_000);
     expect((await errorOf(await call(`/chat/ws?token=${encodeURIComponent(expired.token)}`))).message).toMatch(/expired/);
     // A live view token is not a chat token.
     const view = await signViewToken(env.SECRETS_ENCRYPTION_KEY, userId, 600);
     expect((await errorOf(await call(`/chat/ws?token=${encodeURIComponent(view.token)}`))).message).toMatch(/not valid/);
     expect((await call("/chat/ws", { key: "ork_wrong" })).status).toBe(401);
+  });
+
+  it("takes only a person's own key, not limited to a project, on both the link and the socket", async () => {
+    const { userId } = await createUserWithKey("limited");
+    const project = await (await call("/api/projects", { method: "POST", key: adminKey(), json: { name: `lim-${crypto.randomUUID().slice(0, 8)}`, ownerId: userId } })).json<{ project: { id: string } }>();
+    const issue = async (json: Record<string, unknown>) => (await (await call("/api/keys", { method: "POST", key: adminKey(), json: { userId, name: "k", ...json } })).json<{ key: string }>()).key;
+    const limited = await issue({ projectId: project.project.id });
+    const runner = await issue({ scopes: ["runner"] });
+    for (const [key, why] of [
+      [limited, /limited to one project cannot open the chat/],
+      [runner, /scope user/],
+    ] as const) {
+      const link = await call("/api/chat/link", { method: "POST", key, json: {} });
+      expect(link.status).toBe(403);
+      const socket = await call("/chat/ws", { key, headers: { upgrade: "websocket" } });
+      expect(socket.status).toBe(403);
+      expect((await errorOf(socket)).message).toMatch(why);
+    }
+  });
+
+  it("ends a chat link with the key it was made with", async () => {
+    const { key } = await createUserWithKey("revoker");
+    const link = await (await call("/api/chat/link", { method: "POST", key, json: {} })).json<{ token: string }>();
+    // Signed in (then refused only as not being an upgrade) while the key works...
+    expect((await call(`/chat/ws?token=${encodeURIComponent(link.token)}`)).status).toBe(400);
+    const [listed] = (await (await call("/api/keys", { key })).json<{ keys: { id: string }[] }>()).keys;
+    expect((await call(`/api/keys/${listed?.id ?? ""}`, { method: "DELETE", key })).status).toBe(200);
+    // ...and not after it was revoked.
+    const after = await call(`/chat/ws?token=${encodeURIComponent(link.token)}`);
+    expect(after.status).toBe(401);
+    expect((await errorOf(after)).message).toMatch(/revoked or has expired: sign in again/);
   });
 
   it("shows an agent's storage to admins only, and names agents strictly", async () => {

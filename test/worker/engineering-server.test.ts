@@ -18,12 +18,12 @@ describe("the server of an engineering run", () => {
       const row = (handle: string, status: "online" | "offline", capacity: number) => ({ id: `srv_${handle}`, handle, host: `${handle}.example.test`, labels: { pool }, capacity, status, runnerId: `run_${handle}` });
       await db.insert(servers).values([row(offline, "offline", 50), row(online, "online", 5), row(full, "online", 0)]);
       try {
-        const project = { id: `prj_${pool}`, name: "placed", config: { serverLabels: { pool } } };
+        const project = { id: `prj_${pool}`, name: "placed", managed: { serverLabels: { pool } } };
         // The only one that is online, carries the labels and has room (more enrolled servers exist: other tests').
         expect(await buildServer(db, project, undefined)).toBe(online);
         // Named by an admin or by the project, it is taken as given.
         expect(await buildServer(db, project, offline)).toBe(offline);
-        expect(await buildServer(db, { ...project, config: { ...project.config, server: full } }, undefined)).toBe(full);
+        expect(await buildServer(db, { ...project, managed: { ...project.managed, server: full } }, undefined)).toBe(full);
         // None fits: the placement says why.
         await db.update(servers).set({ status: "offline" }).where(eq(servers.handle, online));
         await expect(buildServer(db, project, undefined)).rejects.toThrow(/No server can take placed/);

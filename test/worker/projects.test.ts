@@ -28,7 +28,7 @@ describe("/api/projects", () => {
     const patched = await call(`/api/projects/${project.id}`, {
       method: "PATCH",
       key,
-      json: { description: "weather with alerts", repositoryUrl: "https://git.example.test/acme/weather" },
+      json: { description: "weather with alerts" },
     });
     expect(patched.status).toBe(200);
     expect((await patched.json<{ project: Project }>()).project.description).toBe("weather with alerts");

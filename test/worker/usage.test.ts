@@ -9,10 +9,13 @@ import { recordUsage } from "../../src/services/llm.ts";
 import { costOf, DEFAULT_MODEL_PRICES, modelPrices } from "../../src/shared/usage.ts";
 import { adminKey, call, createUserWithKey, uniqueName } from "./helpers.ts";
 
-async function project(key: string, config: Record<string, unknown> = {}) {
-  const res = await call("/api/projects", { method: "POST", key, json: { name: uniqueName("spend"), description: "x", config } });
+/** A project of the key's user; its budget, when given, set by an admin (an owner may not set it). */
+async function project(key: string, budget?: { budgetUsd: number }) {
+  const res = await call("/api/projects", { method: "POST", key, json: { name: uniqueName("spend"), description: "x" } });
   expect(res.status).toBe(201);
-  return (await res.json<{ project: { id: string } }>()).project.id;
+  const { id } = (await res.json<{ project: { id: string } }>()).project;
+  if (budget) expect((await call(`/api/projects/${id}`, { method: "PATCH", key: adminKey(), json: { config: budget } })).status).toBe(200);
+  return id;
 }
 
 interface Report {

@@ -147,7 +147,7 @@ function containerSpec(payload: Payload, jobId: string, egress: EgressSession | 
     // The proxy settings last: the way out is the proxy, whatever the job says.
     Env: Object.entries({ ...payload.env, ...payload.secretEnv, ...egress?.env }).map(([name, value]) => `${name}=${value}`),
     WorkingDir: payload.workdir || undefined,
-    User: payload.user || undefined,
+    User: payload.dropsPrivileges ? "0:0" : payload.user || undefined,
     Labels: { [JOB_LABEL]: jobId, [MANAGED_LABEL]: "true" },
     AttachStdin: false,
     AttachStdout: true,
@@ -162,6 +162,8 @@ function containerSpec(payload: Payload, jobId: string, egress: EgressSession | 
       NetworkMode: egress ? egress.network : payload.network === "host" ? "host" : "none",
       Privileged: false,
       CapDrop: ["ALL"],
+      // Only to become the unprivileged user it runs the untrusted part as (no-new-privileges stays).
+      CapAdd: payload.dropsPrivileges ? ["SETUID", "SETGID"] : [],
       SecurityOpt: ["no-new-privileges"],
       // A fork bomb stays inside the container.
       PidsLimit: 512,

@@ -4,7 +4,7 @@
  * `request_capabilities`) are offered to the model. Every tool's arguments are checked with zod; a
  * tool with side effects names the question the person confirms before it runs.
  */
-import { and, desc, eq } from "drizzle-orm";
+import { desc, eq, sql } from "drizzle-orm";
 import { z } from "zod";
 import type { Db } from "../../db/client.ts";
 import { projects } from "../../db/schema.ts";
@@ -237,7 +237,7 @@ export const TOOLS: readonly Tool[] = [
     async run({ db, principal }, { project, usd }) {
       if (!principal.isAdmin) throw new AppError("forbidden", "Only an admin sets budgets");
       const row = await findProject(db, principal, project);
-      await db.update(projects).set({ config: { ...row.config, budgetUsd: usd }, updatedAt: new Date() }).where(and(eq(projects.id, row.id)));
+      await db.update(projects).set({ managed: sql`${projects.managed} || ${JSON.stringify({ budgetUsd: usd })}::jsonb`, updatedAt: new Date() }).where(eq(projects.id, row.id));
       return { result: { project: row.name, budgetUsd: usd } };
     },
   }),
