@@ -7,7 +7,7 @@
  * Telegram is reached through grammY's `Api` at TELEGRAM_API_URL: api.telegram.org in production,
  * the stand-in (standins/telegram-server.ts) in tests.
  */
-import { and, asc, eq, inArray, isNull, sql } from "drizzle-orm";
+import { and, asc, eq, isNull, sql } from "drizzle-orm";
 import { Api, GrammyError } from "grammy";
 import { z } from "zod";
 import type { Db } from "../db/client.ts";
@@ -146,24 +146,30 @@ export async function allocateBot(db: Db, botId: string | null, projectId: strin
 }
 
 /**
- * One UPDATE … WHERE project_id IS NULL … RETURNING: the row claimed, or undefined when there was
- * none to claim or the project took another bot meanwhile (the unique project_id refused this one).
+ * Claims a bot in one transaction: the bot named, or the oldest free one (its row locked, rows other
+ * claims hold skipped or waited for), then an UPDATE that only matches it while it is still free. The
+ * row claimed, or undefined when there was none to claim or the project took another bot meanwhile
+ * (the unique project_id refused this one). The two steps are separate statements on purpose: as one
+ * (`UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED LIMIT 1)`) the planner may run the locking
+ * subquery once per candidate row, and concurrent claims then miss free bots.
  */
 async function claim(db: Db, botId: string | null, projectId: string, mode: "skip-locked" | "wait"): Promise<TelegramBotRow | undefined> {
-  const free = db
-    .select({ id: telegramBots.id })
-    .from(telegramBots)
-    .where(claimable())
-    .orderBy(asc(telegramBots.createdAt), asc(telegramBots.id))
-    .limit(1);
-  const target = botId === null ? inArray(telegramBots.id, mode === "skip-locked" ? free.for("update", { skipLocked: true }) : free.for("update")) : eq(telegramBots.id, botId);
   try {
-    const [row] = await db
-      .update(telegramBots)
-      .set({ projectId, allocatedAt: sql`now()` })
-      .where(and(target, claimable()))
-      .returning();
-    return row;
+    return await db.transaction(async (tx) => {
+      let id = botId;
+      if (id === null) {
+        const oldestFree = tx.select({ id: telegramBots.id }).from(telegramBots).where(claimable()).orderBy(asc(telegramBots.createdAt), asc(telegramBots.id)).limit(1);
+        const [picked] = await (mode === "skip-locked" ? oldestFree.for("update", { skipLocked: true }) : oldestFree.for("update"));
+        if (!picked) return undefined;
+        id = picked.id;
+      }
+      const [row] = await tx
+        .update(telegramBots)
+        .set({ projectId, allocatedAt: sql`now()` })
+        .where(and(eq(telegramBots.id, id), claimable()))
+        .returning();
+      return row;
+    });
   } catch (error) {
     if (isUniqueViolation(error)) return undefined;
     if (isForeignKeyViolation(error)) notFound("Project");

@@ -9,13 +9,13 @@
  * free bot" must not depend on what other test files register or allocate at the same time.
  */
 import { createDecipheriv, hkdfSync, randomBytes } from "node:crypto";
-import { count, eq, isNull, like, sql } from "drizzle-orm";
+import { and, count, eq, isNull, like, sql } from "drizzle-orm";
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { runMigrations } from "../../scripts/lib/migrate.ts";
 import { freePort } from "../../scripts/lib/ports.ts";
 import { type Stack, STACK_SECRETS_KEY, startStack } from "../../scripts/lib/local-stack.ts";
 import { createDb, type Db, type DbHandle } from "../../src/db/client.ts";
-import { telegramBots } from "../../src/db/schema.ts";
+import { projects, projectSecrets, telegramBots } from "../../src/db/schema.ts";
 import { AppError } from "../../src/lib/app-error.ts";
 import type { TelegramBotView } from "../../src/shared/telegram-bots.ts";
 import { TelegramServer } from "../../standins/telegram-server.ts";
@@ -128,7 +128,7 @@ async function userKey(): Promise<string> {
 
 /** Gives every free bot to a project of its own, so that the next bot registered is the only free one. */
 async function exhaustPool(): Promise<void> {
-  for (const bot of await db.select().from(telegramBots).where(isNull(telegramBots.projectId))) {
+  for (const bot of await db.select().from(telegramBots).where(and(isNull(telegramBots.projectId), eq(telegramBots.needsRotation, false)))) {
     await allocateBot(db, bot.id, await newProject());
   }
 }
@@ -271,7 +271,7 @@ describe("listing the pool", () => {
     expect(all.status).toBe(200);
     expect(all.body.bots.map((b) => b.id)).toEqual(expect.arrayContaining([free.id, taken.id]));
     expect(all.body.bots.find((b) => b.id === taken.id)?.projectId).toEqual(expect.any(String) as string);
-    for (const bot of all.body.bots) expect(Object.keys(bot).sort()).toEqual(["allocatedAt", "createdAt", "id", "projectId", "username"]);
+    for (const bot of all.body.bots) expect(Object.keys(bot).sort()).toEqual(["allocatedAt", "createdAt", "id", "needsRotation", "projectId", "username"]);
 
     const available = await stack.api<{ bots: TelegramBotView[] }>("/api/telegram-bots/available?limit=200");
     expect(available.body.bots.map((b) => b.id)).toContain(free.id);
@@ -311,10 +311,31 @@ describe("allocating and releasing", () => {
 
     const released = await stack.api<BotJson>(`/api/telegram-bots/${bot.id}/release`, { method: "POST" });
     expect(released.status).toBe(200);
-    expect(released.body.bot).toMatchObject({ id: bot.id, projectId: null, allocatedAt: null });
+    expect(released.body.bot).toMatchObject({ id: bot.id, projectId: null, allocatedAt: null, needsRotation: true });
     expect(await botTokenFor(env(), db, project)).toBeNull();
+    // The project's code held its token: no other project gets the bot until an admin rotates it.
+    const waiting = await stack.api<{ bots: TelegramBotView[] }>("/api/telegram-bots/available?limit=200");
+    expect(waiting.body.bots.map((b) => b.id)).not.toContain(bot.id);
+    const refused = await allocate(bot.id, await newProject());
+    expect([refused.status, refused.body.error.message]).toEqual([409, `The bot @${bot.username} served another project, which held its token: rotate the token first (POST /api/telegram-bots/${bot.id}/rotate)`]);
+    // The old token, another bot's, a malformed one, a user's key: refused, nothing changed.
+    const rotate = (token: string, key?: string) => stack.api<BotJson & ErrorJson>(`/api/telegram-bots/${bot.id}/rotate`, { json: { token }, ...(key ? { key } : {}) });
+    expect((await rotate(bot.token)).body.error.message).toMatch(/is the token @\S+ has now: revoke it with @BotFather/);
+    expect((await rotate(other.token)).body.error.message).toMatch(/belongs to @\S+, not @/);
+    expect((await rotate("not-a-token")).status).toBe(400);
+    expect((await rotate(telegram.rotateToken(other.token), await userKey())).status).toBe(403);
+    const fresh = telegram.rotateToken(bot.token);
+    tokens.push(fresh);
+    const rotated = await rotate(fresh);
+    expect(rotated.status, JSON.stringify(rotated.body)).toBe(200);
+    expect(rotated.body.bot).toMatchObject({ id: bot.id, needsRotation: false, projectId: null });
+    expectNoToken(JSON.stringify(rotated.body));
     const available = await stack.api<{ bots: TelegramBotView[] }>("/api/telegram-bots/available?limit=200");
     expect(available.body.bots.map((b) => b.id)).toContain(bot.id);
+    const next = await newProject();
+    expect((await allocate(bot.id, next)).status).toBe(200);
+    expect(await botTokenFor(env(), db, next)).toBe(fresh);
+    expect((await stack.api(`/api/telegram-bots/${bot.id}/release`, { method: "POST" })).status).toBe(200);
     // Releasing a free bot changes nothing; an unknown one is a 404.
     expect((await stack.api(`/api/telegram-bots/${bot.id}/release`, { method: "POST" })).status).toBe(200);
     expect((await stack.api(`/api/telegram-bots/tgb_nonexistent/release`, { method: "POST" })).status).toBe(404);
@@ -383,10 +404,20 @@ describe("the deploy pipeline's side", () => {
     // With another key the token does not open: it is sealed, not encoded.
     await expect(botTokenFor({ SECRETS_ENCRYPTION_KEY: "another-key" }, db, project)).rejects.toThrow();
 
+    // The deploy keeps the token as the project's secret; undeploy takes it away with the bot.
+    await db.insert(projectSecrets).values({ id: `sec_${suffix()}`, projectId: project, name: "TELEGRAM_BOT_TOKEN", ciphertext: "x", iv: "y", kind: "bot" });
     const freed = await releaseBots(db, project);
-    expect(freed.map((b) => [b.id, b.projectId, b.allocatedAt])).toEqual([[bot.id, null, null]]);
+    expect(freed.map((b) => [b.id, b.projectId, b.allocatedAt, b.needsRotation])).toEqual([[bot.id, null, null, true]]);
     expect(await botTokenFor(env(), db, project)).toBeNull();
+    expect(await db.select().from(projectSecrets).where(eq(projectSecrets.projectId, project))).toEqual([]);
     expect(await releaseBots(db, project)).toEqual([]);
+    // Nor does a deleted project pass its bot on: the row's project goes, and the bot waits for a new token.
+    const gone = await registered("deleted");
+    const doomed = await newProject();
+    await allocateBot(db, gone.id, doomed);
+    await db.delete(projects).where(eq(projects.id, doomed));
+    const [after] = await db.select().from(telegramBots).where(eq(telegramBots.id, gone.id));
+    expect(after).toMatchObject({ projectId: null, needsRotation: true });
   });
 });
 
