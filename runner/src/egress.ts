@@ -21,6 +21,8 @@ import type { RunnerConfig } from "./config.ts";
 import { JOB_LABEL, MANAGED_LABEL } from "./labels.ts";
 /** Interface names of egress bridges: what the firewall matches (`oe-*`). Linux allows 15 characters. */
 export const BRIDGE_PREFIX = "oe-";
+/** Interface names of the projects' release bridges (deploy_project.yml names them `or-<hash>`). */
+export const RELEASE_BRIDGE_PREFIX = "or-";
 export const FIREWALL_TABLE = "orchestrator_egress";
 
 export class EgressUnavailable extends Error {}
@@ -36,11 +38,27 @@ export interface EgressSession {
   network: string;
   /** Proxy settings for the container (HTTP_PROXY, HTTPS_PROXY and their lower-case forms). */
   env: Record<string, string>;
+  /**
+   * The container's DNS server: the network's gateway, where the firewall answers nothing but the
+   * proxy port. Names are the proxy's to resolve; a lookup of the container's own goes nowhere, so no
+   * data leaves as a DNS query (Docker's resolver would otherwise ask the server's upstream servers).
+   */
+  dns: string[];
   close(): Promise<void>;
 }
 
-/** The nftables ruleset that confines egress bridges to their proxy port. */
+/**
+ * The nftables ruleset of the containers that run code a model wrote:
+ * - egress bridges (`oe-*`: builds, tests, coding agents) reach the proxy port and nothing else;
+ * - release bridges (`or-*`: projects' running releases) reach the internet, but not the server
+ *   itself (its ports: the runner's, Caddy's admin, other releases'), nor private, shared, loopback or
+ *   link-local addresses (cloud metadata at 169.254.169.254 among them), nor another project's bridge.
+ *   Answers to connections made to them (Caddy's, through the published port) pass, and DNS passes
+ *   (Docker's resolver asks the server's upstream servers from the container's own network).
+ */
 export function firewallRules(proxyPort: number): string {
+  const release = `"${RELEASE_BRIDGE_PREFIX}*"`;
+  const privateV4 = INTERNAL_V4.map(([network, prefix]) => `${network}/${prefix}`).join(", ");
   return [
     `table inet ${FIREWALL_TABLE}`,
     `delete table inet ${FIREWALL_TABLE}`,
@@ -49,11 +67,17 @@ export function firewallRules(proxyPort: number): string {
     `    type filter hook input priority filter - 10; policy accept;`,
     `    iifname "${BRIDGE_PREFIX}*" tcp dport ${proxyPort} accept`,
     `    iifname "${BRIDGE_PREFIX}*" drop`,
+    `    iifname ${release} ct state established,related accept`,
+    `    iifname ${release} drop`,
     `  }`,
     `  chain forward {`,
     `    type filter hook forward priority filter - 10; policy accept;`,
     `    iifname "${BRIDGE_PREFIX}*" drop`,
     `    oifname "${BRIDGE_PREFIX}*" drop`,
+    `    iifname ${release} ct state established,related accept`,
+    `    iifname ${release} meta l4proto { tcp, udp } th dport 53 accept`,
+    `    iifname ${release} ip daddr { ${privateV4} } drop`,
+    `    iifname ${release} ip6 daddr { ::/96, ::ffff:0:0/96, fc00::/7, fe80::/10 } drop`,
     `  }`,
     `}`,
     "",
@@ -105,6 +129,7 @@ export class EgressGateway {
         // The container's own loopback is never the proxy's: a test suite talking to the service it
         // started must reach it directly.
         env: { HTTP_PROXY: url, HTTPS_PROXY: url, http_proxy: url, https_proxy: url, NO_PROXY: LOOPBACK_NAMES, no_proxy: LOOPBACK_NAMES },
+        dns: [gateway],
         close: async () => {
           await running.close();
           await network.remove().catch(() => undefined);

@@ -74,14 +74,18 @@ async function taskEvents(env: Env, taskId: string): Promise<TaskEvent[]> {
   }
 }
 
-async function handle(services: RepositoryServices, message: IngestMessage): Promise<unknown> {
+async function handle(services: RepositoryServices, log: Logger, message: IngestMessage): Promise<unknown> {
   switch (message.type) {
     case "document:upsert":
       return upsertDocument(services, message.document);
     case "document:delete":
       return deleteDocument(services, message.key);
-    case "repository:sync":
-      return syncRepository(services, message.projectId, message.ref);
+    case "repository:sync": {
+      const outcome = await syncRepository(services, message.projectId, message.ref);
+      // A URL naming a repository the project does not own got into its row: worth an operator's look.
+      if ("listing" in outcome && outcome.listing === "not the project's repository") log.warn("repository sync refused: the project's URL names a repository that is not its own", { projectId: message.projectId });
+      return outcome;
+    }
     case "repository:file":
       return ingestRepositoryFile(services, message);
     case "task:log": {
@@ -103,7 +107,7 @@ async function settle(services: RepositoryServices, log: Logger, message: Messag
     return message.ack();
   }
   try {
-    const outcome = await handle(services, parsed.data);
+    const outcome = await handle(services, log, parsed.data);
     log.debug("rag-ingest message done", { messageId: message.id, subject: subjectOf(parsed.data), outcome });
     message.ack();
   } catch (error) {

@@ -236,7 +236,7 @@ tasksRoute
   })
   .openapi(cancel, async (c) => {
     const task = await loadTask(c.var.db, c.var.principal, c.req.valid("param").id);
-    const { stoppedJobs } = await cancelTask(c.env, task, c.var.principal.isAdmin ? "an admin" : `user ${c.var.principal.userId ?? "?"}`);
+    const { stoppedJobs } = await cancelTask(c.env, c.var.db, task, c.var.principal.isAdmin ? "an admin" : `user ${c.var.principal.userId ?? "?"}`);
     return c.json({ task: await loadTask(c.var.db, c.var.principal, task.id), stoppedJobs }, 200);
   })
   .openapi(viewLink, async (c) => {

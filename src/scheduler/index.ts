@@ -9,10 +9,11 @@ import { newTraceparent, traceIdOf } from "../shared/trace.ts";
 import { githubSync } from "./github-sync.ts";
 import { healthChecker } from "./health-checker.ts";
 import { serverSync } from "./server-sync.ts";
+import { sweep } from "./sweeper.ts";
 import { withLock } from "./with-lock.ts";
 
 export interface SchedulerJob {
-  name: "server_sync" | "health_checker" | "github_sync";
+  name: "server_sync" | "health_checker" | "github_sync" | "sweeper";
   /** The cron expression (as in wrangler.toml) that runs it. */
   cron: string;
   /** The lease: longer than a run takes, short enough that a dead holder's next run is not skipped twice. */
@@ -24,6 +25,8 @@ export const SCHEDULER_JOBS: readonly SchedulerJob[] = [
   { name: "server_sync", cron: "*/5 * * * *", leaseMs: 120_000, run: (db, env, log) => serverSync(db, env, log) },
   { name: "health_checker", cron: "* * * * *", leaseMs: 90_000, run: (db, env, log, runId) => healthChecker(db, env, log, runId) },
   { name: "github_sync", cron: "*/15 * * * *", leaseMs: 300_000, run: (db, env, log) => githubSync(db, env, log) },
+  // What a crash or a stopped workflow left half-done (tasks, releases, queued messages, credentials).
+  { name: "sweeper", cron: "* * * * *", leaseMs: 120_000, run: (db, env, log) => sweep(db, env, log) },
 ];
 
 /** Runs the jobs of one cron tick; each job's outcome is logged, and one failing does not stop the others. */

@@ -232,3 +232,63 @@ export function releaseOf(row: Pick<DeploymentRow, "id" | "sourceDeploymentId">)
 export function newDeploymentId(): string {
   return newId("dep");
 }
+
+/** How long settling a stopped deploy waits for each of its jobs (the route list, a release stopped). */
+const SETTLE_JOB_WAIT_MS = 60_000;
+
+/**
+ * Puts right what a deploy (or rollback) stopped part-way left behind: a cancel, a workflow that ended
+ * without finishing, a release left `deploying`. If the route was moved to its release, it goes back
+ * to the release that served before (when that one still runs), or away; then its release is stopped,
+ * its port freed and its row marked failed. Exactly one release serves afterwards (the previous one),
+ * or none for a first deploy. Runs outside any workflow, so its jobs go straight to the server's hub.
+ */
+export async function settleStoppedDeploy(env: Env, db: Db, task: Pick<Task, "id" | "projectId">, why: string): Promise<{ stopped: string[]; routedBack: boolean }> {
+  const outcome = { stopped: [] as string[], routedBack: false };
+  if (!task.projectId) return outcome;
+  const releases = await db
+    .select({ deployment: deployments, server: servers })
+    .from(deployments)
+    .innerJoin(servers, eq(servers.id, deployments.serverId))
+    .where(and(eq(deployments.taskId, task.id), inArray(deployments.status, ["pending", "deploying", "active"])));
+  for (const { deployment, server } of releases) {
+    const hub = getRunnerHub(env, server.handle);
+    const identity = hubIdentity(server);
+    const runJob = async (input: Parameters<typeof hub.enqueue>[1]) => {
+      const queued = await hub.enqueue(identity, input);
+      return queued.ok ? await hub.wait(queued.job.id, SETTLE_JOB_WAIT_MS) : null;
+    };
+    const [service] = await db.select().from(serviceDeployments).where(eq(serviceDeployments.projectId, task.projectId));
+    if (service?.activeDeploymentId === deployment.id) {
+      const [previous] = deployment.previousDeploymentId ? await db.select().from(deployments).where(eq(deployments.id, deployment.previousDeploymentId)) : [];
+      // Live, and the release before it already stopped (past its drain): it is the one that serves.
+      if (!previous?.port && deployment.status === "active") continue;
+      if (previous?.port) {
+        await db.update(serviceDeployments).set({ internalPort: previous.port, activeDeploymentId: previous.id, status: "active", updatedAt: new Date() }).where(eq(serviceDeployments.id, service.id));
+        await db.update(deployments).set({ status: "active", stoppedAt: null }).where(eq(deployments.id, previous.id));
+      } else {
+        await db.delete(serviceDeployments).where(eq(serviceDeployments.id, service.id));
+      }
+      const routes = await routeList(db, server.id);
+      await runJob({ type: "caddy.sync", payload: { ...routes, timeoutSeconds: 60 }, taskId: task.id, ttlSeconds: 300, finishTask: false, idempotencyKey: `settle:${task.id}:routes` });
+      outcome.routedBack = true;
+    }
+    if (deployment.port !== null) {
+      const project = await db.select({ name: projects.name }).from(projects).where(eq(projects.id, task.projectId));
+      const name = project[0]?.name;
+      if (name) {
+        await runJob({
+          type: "ansible.playbook",
+          payload: { playbook: "deploy_project.yml", extraVars: { project: name, release: releaseOf(deployment), action: "stop" }, timeoutSeconds: 180 },
+          taskId: task.id,
+          ttlSeconds: 600,
+          finishTask: false,
+          idempotencyKey: `settle:${task.id}:stop:${deployment.id}`,
+        });
+      }
+    }
+    await db.update(deployments).set({ status: "failed", port: null, stoppedAt: new Date(), finishedAt: new Date(), health: { ...deployment.health, settled: why } }).where(eq(deployments.id, deployment.id));
+    outcome.stopped.push(deployment.id);
+  }
+  return outcome;
+}

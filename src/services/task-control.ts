@@ -11,6 +11,7 @@ import { AppError } from "../lib/app-error.ts";
 import { FINAL_TASK_STATUSES } from "../shared/api.ts";
 import { inputEventType, PendingInput, readAnswer } from "../shared/task-input.ts";
 import { TASK_WORKFLOWS, workflowBinding } from "../workflows/registry.ts";
+import { settleStoppedDeploy } from "./deploys.ts";
 import { appendTaskEvent, type Task } from "./tasks.ts";
 
 /** How long a cancel waits for the task's running jobs to stop (their containers removed) before it reports. */
@@ -64,8 +65,12 @@ export async function answerTask(db: Db, env: Env, task: Task, body: unknown): P
   return { answer: shown };
 }
 
-/** Stops a task: its workflow, then its running jobs (waiting for their containers to go), then ends it `task.cancelled`. */
-export async function cancelTask(env: Env, task: Task, by: string): Promise<{ stoppedJobs: string[] }> {
+/**
+ * Stops a task: its workflow, then its running jobs (waiting for their containers to go); a deploy's
+ * release that never went live is stopped and the route put back (settleStoppedDeploy); then it ends
+ * `task.cancelled`.
+ */
+export async function cancelTask(env: Env, db: Db, task: Task, by: string): Promise<{ stoppedJobs: string[]; stoppedReleases: string[] }> {
   if ((FINAL_TASK_STATUSES as readonly string[]).includes(task.status)) throw new AppError("conflict", `Task ${task.id} has already ended (${task.status})`);
   const workflow = workflowOf(env, task);
   if (workflow) {
@@ -86,6 +91,12 @@ export async function cancelTask(env: Env, task: Task, by: string): Promise<{ st
       stopped.push(job.id);
     }
   }
-  await appendTaskEvent(env, task.id, { type: "task.cancelled", message: `cancelled by ${by}${stopped.length ? `; stopped ${stopped.length} running job${stopped.length === 1 ? "" : "s"}` : ""}`, data: { stoppedJobs: stopped } });
-  return { stoppedJobs: stopped };
+  const settled = task.type === "deploy" ? await settleStoppedDeploy(env, db, task, `cancelled by ${by}`) : { stopped: [], routedBack: false };
+  const what = [
+    stopped.length ? `stopped ${stopped.length} running job${stopped.length === 1 ? "" : "s"}` : "",
+    settled.stopped.length ? `stopped release ${settled.stopped.join(", ")}` : "",
+    settled.routedBack ? "the route went back to the release that served before" : "",
+  ].filter(Boolean);
+  await appendTaskEvent(env, task.id, { type: "task.cancelled", message: `cancelled by ${by}${what.length ? `; ${what.join("; ")}` : ""}`, data: { stoppedJobs: stopped, stoppedReleases: settled.stopped, routedBack: settled.routedBack } });
+  return { stoppedJobs: stopped, stoppedReleases: settled.stopped };
 }

@@ -7,7 +7,7 @@
  * dropped silently.
  */
 import { autoRetry } from "@grammyjs/auto-retry";
-import { desc, eq } from "drizzle-orm";
+import { and, desc, eq, isNull, lt } from "drizzle-orm";
 import { Api, GrammyError, HttpError } from "grammy";
 import type { InlineKeyboardMarkup } from "grammy/types";
 import type { Db } from "../db/client.ts";
@@ -53,8 +53,28 @@ export async function sendToChat(env: OutboxEnv, db: Db, chatId: number | string
   if (parts.length === 0) throw new AppError("invalid_request", "The message is empty");
   const id = newId("tgm");
   await db.insert(telegramOutbox).values({ id, chatId: String(chatId), text, parts: parts.length, replyMarkup: replyMarkup ? { ...replyMarkup } : null });
-  await env.TELEGRAM_OUTBOX.send({ id });
+  await enqueueOutbox(env, db, id).catch((error: unknown) =>
+    // Kept, not lost: the sweep hands a row the queue never got to it (sweepOutbox).
+    createLogger(env.LOG_LEVEL, { component: "telegram-outbox" }).warn("telegram message not queued; the sweep sends it", { outboxId: id, error: error instanceof Error ? error.message : String(error) }),
+  );
   return id;
+}
+
+/** Hands one outbox row to the queue and records that it did. */
+async function enqueueOutbox(env: OutboxEnv, db: Db, id: string): Promise<void> {
+  await env.TELEGRAM_OUTBOX.send({ id });
+  await db.update(telegramOutbox).set({ enqueuedAt: new Date() }).where(eq(telegramOutbox.id, id));
+}
+
+/** Rows the queue never got (a send that failed, a worker that stopped between the insert and the send), handed to it now. */
+export async function sweepOutbox(env: OutboxEnv, db: Db, olderThanMs = 30_000): Promise<number> {
+  const stuck = await db
+    .select({ id: telegramOutbox.id })
+    .from(telegramOutbox)
+    .where(and(isNull(telegramOutbox.enqueuedAt), eq(telegramOutbox.status, "queued"), lt(telegramOutbox.createdAt, new Date(Date.now() - olderThanMs))))
+    .limit(200);
+  for (const row of stuck) await enqueueOutbox(env, db, row.id);
+  return stuck.length;
 }
 
 export async function listOutbox(db: Db, status?: string, limit = 100) {

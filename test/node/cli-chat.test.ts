@@ -15,7 +15,9 @@ import { ROOT, type Stack, startStack } from "../../scripts/lib/local-stack.ts";
 import { createDb, type DbHandle } from "../../src/db/client.ts";
 import { demoScenario } from "../../standins/demo-scenario.ts";
 import { GitHubServer } from "../../standins/github-server.ts";
-import { ModelServer } from "../../standins/model-server.ts";
+import { type ChatRequest, messageText, ModelServer } from "../../standins/model-server.ts";
+import WebSocket from "ws";
+import { ChatSession } from "../../cli/chat.ts";
 
 const MODEL_KEY = `sk-cli-chat-${randomBytes(8).toString("hex")}`;
 let stack: Stack;
@@ -244,5 +246,65 @@ describe("orchestrator new/chat errors", () => {
     expect(await finished(usage)).toBe(2);
     expect(usage.output()).toContain("new needs what you want built");
     expect(usage.output()).toContain('orchestrator new "<what you want>" [--yes] [--follow]');
+  });
+});
+
+describe("the chat keeps each key's limits", () => {
+  it("closes an open chat socket within seconds of its key being revoked, and the key's link stops working", async () => {
+    const { key } = await newUser();
+    const link = await stack.api<{ token: string }>("/api/chat/link", { method: "POST", key });
+    expect(link.status).toBe(200);
+    const socket = new WebSocket(`${stack.url.replace(/^http/, "ws")}/chat/ws`, { headers: { authorization: `Bearer ${key}` } });
+    const history = new Promise<void>((resolve, reject) => {
+      socket.once("message", () => resolve());
+      socket.once("error", reject);
+    });
+    await history;
+    const closed = new Promise<{ code: number }>((resolve) => socket.once("close", (code) => resolve({ code })));
+    const [mine] = (await stack.api<{ keys: { id: string }[] }>("/api/keys", { key })).body.keys;
+    const revokedAt = Date.now();
+    expect((await stack.api(`/api/keys/${mine?.id ?? ""}`, { method: "DELETE", key })).status).toBe(200);
+    // Closing starts when the server's close frame arrives (the TCP connection may linger after it).
+    await waitFor(() => (socket.readyState !== WebSocket.OPEN ? true : undefined), 10_000, () => "the socket is still open");
+    expect(Date.now() - revokedAt).toBeLessThan(5000);
+    const { code } = await closed;
+    expect(code).toBe(4401);
+    const again = await fetch(`${stack.url}/chat/ws?token=${encodeURIComponent(link.body.token)}`);
+    expect(again.status).toBe(401);
+  });
+
+  it("gives an admin's non-admin key the chat of a person, not an admin's: its tools see only their own projects", async () => {
+    const adminUser = await stack.api<{ user: { id: string } }>("/api/users", { json: { name: `boss-${randomBytes(3).toString("hex")}`, isAdmin: true } });
+    const plainKey = (await stack.api<{ key: string }>("/api/keys", { json: { userId: adminUser.body.user.id, name: "everyday", scopes: ["user"] } })).body.key;
+    const mine = `mine-${randomBytes(3).toString("hex")}`;
+    const theirs = `theirs-${randomBytes(3).toString("hex")}`;
+    expect((await stack.api("/api/projects", { json: { name: mine }, key: plainKey })).status).toBe(201);
+    const { key: otherKey } = await newUser();
+    expect((await stack.api("/api/projects", { json: { name: theirs }, key: otherKey })).status).toBe(201);
+    model.load({
+      turns: [
+        { name: "po: list", match: { tools: ["list_projects"], lastRole: "user" }, reply: { toolCalls: [{ name: "list_projects", arguments: {} }] } },
+        { name: "po: answer", match: { tools: true, lastRole: "tool" }, reply: { toolCalls: [{ name: "respond", arguments: { text: "Here they are." } }] } },
+        { name: "po: finish", match: { tools: true, lastRole: "tool" }, reply: { toolCalls: [{ name: "finish", arguments: {} }] } },
+      ],
+      side: [{ name: "intent", match: { tools: false, anyMessage: "You are the Intent Parser" }, reply: { content: JSON.stringify({ groups: ["project_management"], intent: "list every project" }) } }],
+    });
+    try {
+      const session = await ChatSession.open({ url: stack.url, apiKey: plainKey }, new AbortController().signal);
+      try {
+        await session.turn({ type: "chat.message", text: "List every project there is, everyone's." }, 90_000);
+        await waitFor(() => ([...session.entries.values()].some((entry) => entry.text.includes("Here they are")) ? true : undefined), 60_000, () => JSON.stringify([...session.entries.values()]));
+      } finally {
+        session.close();
+      }
+      const answered = model.requests.find((request) => request.answeredBy === "po: answer");
+      const listed = ((answered?.body as ChatRequest | undefined)?.messages ?? []).filter((message) => message.role === "tool").map(messageText).join("\n");
+      expect(listed).toContain(mine);
+      expect(listed).not.toContain(theirs);
+      // An admin key does see everyone's: the reach is the key's, not the user row's.
+      expect(JSON.stringify((await stack.api("/api/projects?limit=200")).body)).toContain(theirs);
+    } finally {
+      model.load(demoScenario());
+    }
   });
 });

@@ -13,9 +13,11 @@ import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { promisify } from "node:util";
 import Docker from "dockerode";
+import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { DeployHarness, type Fixture, listing, versionOf } from "../../scripts/lib/deploy-harness.ts";
 import { waitFor } from "../../scripts/lib/processes.ts";
+import { createDb } from "../../src/db/client.ts";
 import type { TaskEvent } from "../../src/shared/events.ts";
 
 const run = promisify(execFile);
@@ -46,6 +48,8 @@ beforeAll(async () => {
     dockerSocket: inject("dockerSocket"),
     image: inject("codingWorkerImage"),
     handle: HANDLE,
+    // Long enough for a test to cancel a deploy during it.
+    drainSeconds: 4,
   });
   first = await h.newFixture("fixture");
   ({ projectId, projectName, domain } = first);
@@ -106,6 +110,57 @@ describe("deploying a project", () => {
     const text = JSON.stringify([all, names.body, await history(), jobs.body]);
     for (const secret of secretsSeen) expect(text).not.toContain(secret);
   }, 300_000);
+
+  it("keeps v1's release in its box: limits, a read-only root, and no way to the server's ports or private networks", async () => {
+    const [listed] = await docker.listContainers({ filters: { label: [`orchestrator.project=${projectName}`] } });
+    const container = docker.getContainer(listed?.Id ?? "");
+    const info = await container.inspect();
+    expect(info.HostConfig).toMatchObject({ ReadonlyRootfs: true, NanoCpus: 1e9, PidsLimit: 512, CapDrop: ["ALL"], Privileged: false });
+    expect(info.HostConfig.LogConfig).toMatchObject({ Type: "json-file", Config: { "max-size": "10m", "max-file": "3" } });
+    const exec = (code: string) => run("docker", ["exec", listed?.Id ?? "", "python3", "-c", code]).then((r) => r.stdout.trim());
+    expect(await exec(`
+import os
+try:
+    open("/app/written", "w")
+    print("root writable")
+except OSError:
+    print("root read-only")
+open("/tmp/scratch", "w").write("x")
+print("tmp writable")`)).toBe("root read-only\ntmp writable");
+
+    // A port on the server (the project bridge's gateway: the host's own address there), and a
+    // service on another private network of this machine.
+    const networkName = Object.keys(info.NetworkSettings.Networks)[0] ?? "";
+    const gateway = (await docker.getNetwork(networkName).inspect()).IPAM.Config[0].Gateway as string;
+    const { createServer } = await import("node:net");
+    const server = createServer((socket) => socket.end("host port answered\n"));
+    await new Promise<void>((resolve) => server.listen(0, gateway, resolve));
+    const hostPort = (server.address() as { port: number }).port;
+    const neighbour = `neighbour-${randomBytes(4).toString("hex")}`;
+    await docker.createNetwork({ Name: neighbour, Driver: "bridge" });
+    const other = await docker.createContainer({ Image: "orchestrator-test/busybox:1", Cmd: ["busybox", "nc", "-ll", "-p", "9000", "-e", "busybox", "echo", "neighbour answered"], HostConfig: { NetworkMode: neighbour } });
+    try {
+      await other.start();
+      const neighbourIp = (await other.inspect()).NetworkSettings.Networks[neighbour]?.IPAddress ?? "";
+      const reach = (host: string, port: number) =>
+        exec(`
+import socket
+try:
+    s = socket.create_connection((${JSON.stringify(host)}, ${port}), timeout=2)
+    print(s.recv(100).decode().strip() or "connected")
+except OSError as error:
+    print("unreachable")`);
+      // The runner itself can reach both: what stops the release is its firewall, not the network.
+      expect(await reach(gateway, hostPort)).toBe("unreachable");
+      expect(await reach(neighbourIp, 9000)).toBe("unreachable");
+      expect(await reach("169.254.169.254", 80)).toBe("unreachable");
+      expect((await run("docker", ["run", "--rm", "--network", neighbour, "orchestrator-test/busybox:1", "busybox", "nc", "-w", "2", neighbourIp, "9000"])).stdout).toContain("neighbour answered");
+    } finally {
+      server.close();
+      await other.remove({ force: true }).catch(() => undefined);
+      await docker.getNetwork(neighbour).remove().catch(() => undefined);
+    }
+  }, 120_000);
 
   it("v2 goes out under steady load with no failed request, and the answers switch from v1 to v2", async () => {
     await pushVersion("v2");
@@ -170,6 +225,35 @@ describe("deploying a project", () => {
     expect(releases[0]?.kind).toBe("rollback");
     expect(releases[0]?.status).toBe("active");
     expect(releases.find((r) => r.id === releases[0]?.previousDeploymentId)?.status).toBe("rolled_back");
+  }, 300_000);
+
+  it.each([
+    ["just after its release job was accepted", (e: TaskEvent) => e.type === "step.started" && e.message.includes("ansible.playbook job")],
+    ["at the route switch", (e: TaskEvent) => e.step === "health" && e.message.includes("moving the route")],
+    ["during the drain", (e: TaskEvent) => e.step === "drain"],
+  ])("a deploy cancelled %s leaves v2 the one release serving, and nothing of its own behind", async (_when, at) => {
+    await pushVersion("v4");
+    const serving = (await history()).filter((release) => release.status === "active");
+    expect(serving.map((release) => release.kind)).toEqual(["rollback"]);
+    const taskId = await deploy();
+    await waitFor(async () => ((await events(taskId)).some(at) ? true : undefined), 180_000, async () => listing(await events(taskId)));
+    const cancelled = await h.env.stack.api<{ task: { status: string } }>(`/api/tasks/${taskId}/cancel`, { json: {} });
+    expect(cancelled.status, JSON.stringify(cancelled.body)).toBe(200);
+    const all = await ended(taskId);
+    expect(all.at(-1)?.type, listing(all)).toBe("task.cancelled");
+
+    expect(versionOf(await visit("/"))).toBe("v2");
+    const releases = await history();
+    const mine = releases.find((release) => release.taskId === taskId);
+    if (mine) {
+      expect(mine).toMatchObject({ status: "failed", port: null });
+      const left = await docker.listContainers({ all: true, filters: { label: [`orchestrator.release=${mine.id}`] } });
+      expect(left).toEqual([]);
+    }
+    expect(releases.filter((release) => release.status === "active").map((release) => release.id)).toEqual(serving.map((release) => release.id));
+    expect(releases.filter((release) => release.port !== null).map((release) => release.id)).toEqual(serving.map((release) => release.id));
+    const running = await docker.listContainers({ filters: { label: [`orchestrator.project=${projectName}`] } });
+    expect(running).toHaveLength(1);
   }, 300_000);
 
   it("undeploy removes the route, the containers, the images and the ports", async () => {
@@ -258,9 +342,50 @@ describe("projects side by side on one server", () => {
     const all = await ended(started.body.task.id);
     expect(all.at(-1)?.type, listing(all)).toBe("task.completed");
     expect(all.at(-1)?.message).toContain("bot @");
-    const available = await h.env.stack.api<{ bots: { username: string }[] }>("/api/telegram-bots/available");
-    expect(available.body.bots.length).toBeGreaterThan(0);
     expect((await visit("/", bot.domain)).status).toBe(404);
     expect(versionOf(await visit("/", pair.domain))).not.toBeNull();
+
+    // The project's code had the bot's token: the bot waits for a new one, and the project has it no more.
+    const pool = await h.env.stack.api<{ bots: { id: string; username: string; projectId: string | null; needsRotation: boolean }[] }>("/api/telegram-bots?limit=200");
+    const old = pool.body.bots.find((entry) => entry.projectId === null && entry.needsRotation && entry.username.startsWith("pool_"));
+    expect(old).toBeDefined();
+    const available = await h.env.stack.api<{ bots: { id: string }[] }>("/api/telegram-bots/available?limit=200");
+    expect(available.body.bots.map((entry) => entry.id)).not.toContain(old?.id);
+    const secrets = await h.env.stack.api<{ secrets: { name: string }[] }>(`/api/projects/${bot.projectId}/secrets`);
+    expect(secrets.body.secrets.map((secret) => secret.name)).not.toContain("TELEGRAM_BOT_TOKEN");
+    const toOther = await h.env.stack.api<{ error: { message: string } }>(`/api/telegram-bots/${old?.id ?? ""}/allocate`, { json: { projectId: pair.projectId } });
+    expect([toOther.status, toOther.body.error.message]).toEqual([409, expect.stringContaining("rotate the token first") as string]);
+
+    // Deployed again, the project gets another bot (or none, when the pool has no other).
+    const nextToken = h.telegram.addBot({ username: `next_${randomBytes(3).toString("hex")}_bot` });
+    expect((await h.env.stack.api("/api/telegram-bots", { json: { token: nextToken } })).status).toBe(201);
+    const again = await h.start(bot, "deploy", {});
+    const redeployed = await ended(again);
+    expect(redeployed.at(-1)?.type, listing(redeployed)).toBe("task.completed");
+    const [container] = await docker.listContainers({ filters: { label: [`orchestrator.project=${bot.projectName}`] } });
+    const env = (await docker.getContainer(container?.Id ?? "").inspect()).Config.Env;
+    expect(env.find((line) => line.startsWith("TELEGRAM_BOT_TOKEN="))).toBeDefined();
+    expect(env).not.toContain(`TELEGRAM_BOT_TOKEN=${botToken}`);
   }, 300_000);
+
+  it("refuses to build from a repository that is not the project's own, however its URL got there", async () => {
+    const handle = createDb({ databaseUrl: inject("databaseUrl"), wsProxy: inject("dbWsProxy") });
+    const [row] = (await handle.db.execute<{ repository_url: string }>(sql`select repository_url from projects where id = ${pair.projectId}`)).rows;
+    const own = row?.repository_url ?? "";
+    const foreign = own.replace(pair.projectName, first.projectName);
+    try {
+      await handle.db.execute(sql`update projects set repository_url = ${foreign} where id = ${pair.projectId}`);
+      const releases = (await history(pair)).length;
+      const serving = versionOf(await visit("/", pair.domain));
+      const taskId = await deploy({}, pair);
+      const all = await ended(taskId);
+      expect(all.at(-1)?.type, listing(all)).toBe("task.failed");
+      expect(all.at(-1)?.message).toMatch(/names a repository that is not its own/);
+      expect(await history(pair)).toHaveLength(releases);
+      expect(versionOf(await visit("/", pair.domain))).toBe(serving);
+    } finally {
+      await handle.db.execute(sql`update projects set repository_url = ${own} where id = ${pair.projectId}`);
+      await handle.close();
+    }
+  }, 120_000);
 });

@@ -137,6 +137,22 @@ describe("the Telegram webhook", () => {
     expect(reply?.text).toMatch(/Describe the product/);
   });
 
+  it("talks only in private chats: a group's members are told so, and nothing reaches a conversation or the model", async () => {
+    const group = -1_007_770;
+    const before = model.requests.length;
+    for (const member of [9101, 9102]) {
+      const update = { update_id: ++updateId, message: { message_id: ++userMessageId, date: Math.floor(Date.now() / 1000), chat: { id: group, type: "group", title: "the team" }, from: from(member), text: "build me a weather bot" } };
+      expect(await telegram.deliverUpdate(token, update)).toBe(200);
+    }
+    const refusals = await replies(group, 2);
+    for (const refusal of refusals) expect(refusal.text).toMatch(/^I only talk in private chats, one person at a time: write to me directly/);
+    expect(model.requests.length).toBe(before);
+    const agent = await stack.api<{ turns: number; entries: number }>(`/api/chat/agents/tg:${group}`);
+    expect(agent.body).toMatchObject({ turns: 0, entries: 0 });
+    const { body } = await stack.api<{ users: { telegramId: number | null }[] }>("/api/users?limit=500");
+    expect(body.users.some((user) => user.telegramId === 9101 || user.telegramId === 9102)).toBe(false);
+  });
+
   it("processes a redelivered update once", async () => {
     const update = textUpdate(9003, "hi");
     expect(await telegram.deliverUpdate(token, update)).toBe(200);

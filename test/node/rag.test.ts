@@ -366,7 +366,9 @@ describe("a repository", () => {
       git("commit", "--quiet", "-m", "readme");
       git("push", "--quiet", github.repoPath(alice.project.name), "main");
       const repository = github.repo(alice.project.name)?.html_url;
-      expect((await stack.api(`/api/projects/${alice.project.id}`, { method: "PATCH", json: { repositoryUrl: repository, spec: { summary: "a ferry timetable service" } }, key: alice.key })).status).toBe(200);
+      // The repository is the factory's to set (the Architect makes it; here, an admin).
+      expect((await stack.api(`/api/projects/${alice.project.id}`, { method: "PATCH", json: { repositoryUrl: repository }, key: alice.key })).status).toBe(403);
+      expect((await stack.api(`/api/projects/${alice.project.id}`, { method: "PATCH", json: { repositoryUrl: repository, spec: { summary: "a ferry timetable service" } } })).status).toBe(200);
       expect((await stack.api("/api/rag/sync", { json: { project: alice.project.name }, key: alice.key })).status).toBe(202);
       await indexed(alice, "repo:README.md");
       await indexed(alice, "spec");
@@ -385,6 +387,45 @@ describe("a repository", () => {
     } finally {
       rmSync(work, { recursive: true, force: true });
     }
+  });
+});
+
+describe("another tenant's repository", () => {
+  it("is never read for a project whose URL names it, however the URL got there", async () => {
+    const token = github.issueToken();
+    const created = await fetch(`${github.url}/orgs/${github.org}/repos`, { method: "POST", headers: { authorization: `token ${token}`, "content-type": "application/json" }, body: JSON.stringify({ name: bob.project.name }) });
+    expect(created.status).toBe(201);
+    const work = mkdtempSync(join(tmpdir(), "rag-bob-"));
+    try {
+      const git = (...args: string[]) => execFileSync("git", ["-C", work, ...args], { env: { ...process.env, GIT_AUTHOR_NAME: "b", GIT_AUTHOR_EMAIL: "b@example.test", GIT_COMMITTER_NAME: "b", GIT_COMMITTER_EMAIL: "b@example.test" } });
+      git("init", "--quiet", "--initial-branch=main");
+      writeFileSync(join(work, "README.md"), "# Bob's secret plans\n\nThe launch code is ZEBRA-MARMALADE-42.");
+      git("add", ".");
+      git("commit", "--quiet", "-m", "plans");
+      git("push", "--quiet", github.repoPath(bob.project.name), "main");
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+    // Alice cannot point her project at it...
+    const bobs = github.repo(bob.project.name)?.html_url ?? "";
+    const refused = await stack.api<{ error: { code: string } }>(`/api/projects/${alice.project.id}`, { method: "PATCH", json: { repositoryUrl: bobs }, key: alice.key });
+    expect([refused.status, refused.body.error.code]).toEqual([403, "forbidden"]);
+    // ...and written straight into her project's row, the URL is not followed: a sync reads nothing of Bob's.
+    const url = new URL(inject("databaseUrl"));
+    url.pathname = `/${databaseName}`;
+    const db = createDb({ databaseUrl: url.toString(), wsProxy: inject("dbWsProxy") });
+    try {
+      await db.db.execute(sql`update projects set repository_url = ${bobs} where id = ${alice.project.id}`);
+    } finally {
+      await db.close();
+    }
+    const before = github.requests.length;
+    expect((await stack.api("/api/rag/sync", { json: { project: alice.project.name }, key: alice.key })).status).toBe(202);
+    // The sync has run, refusing the repository (the worker says so), without asking GitHub for it.
+    await waitFor(async () => (stack.process.output().includes("repository sync refused") ? true : undefined), 60_000, () => "the sync did not run");
+    expect(github.requests.slice(before).filter((request) => request.path.includes(bob.project.name))).toEqual([]);
+    expect((await search(alice, { q: "launch code ZEBRA MARMALADE", mode: "fts" })).body.results).toEqual([]);
+    expect((await documents(alice)).some((doc) => doc.source === "repo:README.md" && doc.title.includes("Bob"))).toBe(false);
   });
 });
 

@@ -87,10 +87,18 @@ export function runnerVars(playbook: string, config: RunnerConfig): Record<strin
   }
 }
 
-export const ansiblePlaybook: Executor<JobPayload<"ansible.playbook">> = (payload, context) => {
+export const ansiblePlaybook: Executor<JobPayload<"ansible.playbook">> = async (payload, context) => {
   // The payload passed its schema; this holds even if that check were bypassed.
   if (!PlaybookName.safeParse(payload.playbook).success) {
-    return Promise.resolve({ ok: false, message: `playbook ${String(payload.playbook)}: not a playbook an ansible.playbook job may run (${PlaybookName.options.join(", ")})` });
+    return { ok: false, message: `playbook ${String(payload.playbook)}: not a playbook an ansible.playbook job may run (${PlaybookName.options.join(", ")})` };
+  }
+  // A release runs code a model wrote: it starts only once the firewall keeps it off the server and private networks.
+  if (payload.playbook === "deploy_project.yml" && ["build", "start"].includes(String(payload.extraVars.action))) {
+    try {
+      await context.egress.ensureFirewall();
+    } catch (error) {
+      return { ok: false, message: error instanceof Error ? error.message.replace("no egress container runs", "no release starts") : String(error) };
+    }
   }
   return runPlaybook(
     { playbook: payload.playbook, extraVars: payload.extraVars, secretVars: payload.secretVars, runnerVars: runnerVars(payload.playbook, context.config), check: payload.check },

@@ -160,6 +160,7 @@ function containerSpec(payload: Payload, jobId: string, egress: EgressSession | 
       // Equal to Memory: no swap on top, so the limit is the limit.
       MemorySwap: memory,
       NetworkMode: egress ? egress.network : payload.network === "host" ? "host" : "none",
+      ...(egress ? { Dns: egress.dns, DnsSearch: [] } : {}),
       Privileged: false,
       CapDrop: ["ALL"],
       // Only to become the unprivileged user it runs the untrusted part as (no-new-privileges stays).

@@ -133,7 +133,7 @@ export const TOOLS: readonly Tool[] = [
     confirm: ({ taskId }) => `Stop task ${taskId}? Work in progress is lost.`,
     async run({ db, env, principal }, { taskId }) {
       const task = await loadTask(db, principal, taskId);
-      const { stoppedJobs } = await cancelTask(env, task, principal.userId ?? "product-owner");
+      const { stoppedJobs } = await cancelTask(env, db, task, principal.userId ?? "product-owner");
       return { result: { cancelled: task.id, stoppedJobs } };
     },
   }),
