@@ -69,19 +69,23 @@ function telegramFailure(error: unknown, apiRoot: string): AppError {
   return new AppError("upstream_unavailable", `Telegram (${apiRoot}) could not be reached or gave no Bot API answer; nothing was stored, retry shortly`);
 }
 
+/** Telegram's getMe for a token: the bot it belongs to, or the AppError telegramFailure makes of a refusal. */
+async function whoIs(env: TelegramEnv, token: string): Promise<Awaited<ReturnType<Api["getMe"]>>> {
+  const apiRoot = telegramApiRoot(env);
+  try {
+    return await new Api(token, { apiRoot, timeoutSeconds: TELEGRAM_TIMEOUT_SECONDS }).getMe();
+  } catch (error) {
+    throw telegramFailure(error, apiRoot);
+  }
+}
+
 /**
  * Adds a bot to the pool: asks Telegram who the token belongs to (getMe), then stores the bot's
  * username and its token sealed. 400 for a token Telegram refuses, 409 for a bot already in the
  * pool, 502 when Telegram cannot be asked; in each case nothing is stored.
  */
 export async function registerBot(env: TelegramEnv, db: Db, token: string): Promise<TelegramBotRow> {
-  const apiRoot = telegramApiRoot(env);
-  let me: Awaited<ReturnType<Api["getMe"]>>;
-  try {
-    me = await new Api(token, { apiRoot, timeoutSeconds: TELEGRAM_TIMEOUT_SECONDS }).getMe();
-  } catch (error) {
-    throw telegramFailure(error, apiRoot);
-  }
+  const me = await whoIs(env, token);
   if (!me.is_bot || !me.username) throw new AppError("invalid_request", "This token does not belong to a bot with a username; nothing was stored");
   const id = newId("tgb");
   const sealed = await sealText(env.SECRETS_ENCRYPTION_KEY, "telegram-bots", token, id);
@@ -217,13 +221,7 @@ export async function rotateBot(env: TelegramEnv, db: Db, botId: string, token: 
   if (!bot) notFound("Telegram bot");
   const old = await openText(env.SECRETS_ENCRYPTION_KEY, "telegram-bots", { ciphertext: bot.tokenCiphertext, iv: bot.tokenIv }, bot.id);
   if (old === token) throw new AppError("invalid_request", `This is the token @${bot.username} has now: revoke it with @BotFather (/revoke) and give the new one`);
-  const apiRoot = telegramApiRoot(env);
-  let me: Awaited<ReturnType<Api["getMe"]>>;
-  try {
-    me = await new Api(token, { apiRoot, timeoutSeconds: TELEGRAM_TIMEOUT_SECONDS }).getMe();
-  } catch (error) {
-    throw telegramFailure(error, apiRoot);
-  }
+  const me = await whoIs(env, token);
   if (me.username?.toLowerCase() !== bot.username.toLowerCase()) throw new AppError("invalid_request", `This token belongs to @${me.username ?? "a bot without a username"}, not @${bot.username}; nothing was changed`);
   const sealed = await sealText(env.SECRETS_ENCRYPTION_KEY, "telegram-bots", token, bot.id);
   const [row] = await db.update(telegramBots).set({ tokenCiphertext: sealed.ciphertext, tokenIv: sealed.iv, needsRotation: false }).where(eq(telegramBots.id, bot.id)).returning();
