@@ -73,7 +73,11 @@ export class DeployHarness {
     this.handle = handle;
   }
 
-  static async start(options: { databaseUrl: string; dbWsProxy: string; adminKey: string; dockerSocket: string; image: string; handle: string; drainSeconds?: number; vars?: (telegram: TelegramServer) => Record<string, string> }): Promise<DeployHarness> {
+  /**
+   * `releasePorts`: the runner's range; test files that run at the same time each need their own (the
+   * playbook refuses a port something else holds).
+   */
+  static async start(options: { databaseUrl: string; dbWsProxy: string; adminKey: string; dockerSocket: string; image: string; handle: string; drainSeconds?: number; releasePorts?: { from: number; to: number }; vars?: (telegram: TelegramServer) => Record<string, string> }): Promise<DeployHarness> {
     const work = mkdtempSync(join(tmpdir(), "deploy-harness-"));
     const caddy = await startCaddy();
     const telegram = new TelegramServer();
@@ -82,7 +86,7 @@ export class DeployHarness {
       ...options,
       vars: { DEPLOY_DRAIN_SECONDS: String(options.drainSeconds ?? 2), TELEGRAM_API_URL: telegram.url, RUNNER_ACK_LEASE_SECONDS: "3", ...options.vars?.(telegram) },
       runner: {
-        releasePorts: DEPLOY_RELEASE_PORTS,
+        releasePorts: options.releasePorts ?? DEPLOY_RELEASE_PORTS,
         deploymentsRoot: join(work, "deployments"),
         caddy: { adminSocket: caddy.adminSocket, httpUrl: caddy.httpUrl, configPath: caddy.configPath, listen: [`127.0.0.1:${caddy.httpPort}`], disableTls: true },
       },

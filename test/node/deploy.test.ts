@@ -42,6 +42,8 @@ const history = (fixture: Fixture = first) => h.history(fixture);
 beforeAll(async () => {
   docker = new Docker({ socketPath: inject("dockerSocket") });
   h = await DeployHarness.start({
+    // Apart from product-owner.test.ts's, which may run at the same time.
+    releasePorts: { from: 21_000, to: 21_499 },
     databaseUrl: inject("databaseUrl"),
     dbWsProxy: inject("dbWsProxy"),
     adminKey: inject("adminApiKey"),
@@ -131,7 +133,9 @@ print("tmp writable")`)).toBe("root read-only\ntmp writable");
     // A port on the server (the project bridge's gateway: the host's own address there), and a
     // service on another private network of this machine.
     const networkName = Object.keys(info.NetworkSettings.Networks)[0] ?? "";
-    const gateway = (await docker.getNetwork(networkName).inspect()).IPAM.Config[0].Gateway as string;
+    const network = (await docker.getNetwork(networkName).inspect()) as { IPAM: { Config: { Gateway?: string }[] } };
+    const gateway = network.IPAM.Config[0]?.Gateway ?? "";
+    expect(gateway).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
     const { createServer } = await import("node:net");
     const server = createServer((socket) => socket.end("host port answered\n"));
     await new Promise<void>((resolve) => server.listen(0, gateway, resolve));
@@ -236,7 +240,8 @@ except OSError as error:
     const serving = (await history()).filter((release) => release.status === "active");
     expect(serving.map((release) => release.kind)).toEqual(["rollback"]);
     const taskId = await deploy();
-    await waitFor(async () => ((await events(taskId)).some(at) ? true : undefined), 180_000, async () => listing(await events(taskId)));
+    let seen: TaskEvent[] = [];
+    await waitFor(async () => ((seen = await events(taskId)).some(at) ? true : undefined), 180_000, () => listing(seen));
     const cancelled = await h.env.stack.api<{ task: { status: string } }>(`/api/tasks/${taskId}/cancel`, { json: {} });
     expect(cancelled.status, JSON.stringify(cancelled.body)).toBe(200);
     const all = await ended(taskId);

@@ -80,6 +80,8 @@ function script(turns: Turn[]) {
 beforeAll(async () => {
   docker = new Docker({ socketPath: inject("dockerSocket") });
   h = await DeployHarness.start({
+    // Apart from deploy.test.ts's, which may run at the same time.
+    releasePorts: { from: 21_500, to: 21_999 },
     databaseUrl: inject("databaseUrl"),
     dbWsProxy: inject("dbWsProxy"),
     adminKey: inject("adminApiKey"),

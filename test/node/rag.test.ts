@@ -422,7 +422,7 @@ describe("another tenant's repository", () => {
     const before = github.requests.length;
     expect((await stack.api("/api/rag/sync", { json: { project: alice.project.name }, key: alice.key })).status).toBe(202);
     // The sync has run, refusing the repository (the worker says so), without asking GitHub for it.
-    await waitFor(async () => (stack.process.output().includes("repository sync refused") ? true : undefined), 60_000, () => "the sync did not run");
+    await waitFor(() => (stack.process.output().includes("repository sync refused") ? true : undefined), 60_000, () => "the sync did not run");
     expect(github.requests.slice(before).filter((request) => request.path.includes(bob.project.name))).toEqual([]);
     expect((await search(alice, { q: "launch code ZEBRA MARMALADE", mode: "fts" })).body.results).toEqual([]);
     expect((await documents(alice)).some((doc) => doc.source === "repo:README.md" && doc.title.includes("Bob"))).toBe(false);
