@@ -3,9 +3,6 @@ import { defineConfig } from "vitest/config";
 
 export default defineConfig({
   test: {
-    // Test files wait on Docker builds, wrangler and containers far more than they compute: on a
-    // 2-core machine the default (one file at a time) leaves the machine idle most of the run.
-    maxWorkers: 3,
     globalSetup: ["./test/setup/global.ts"],
     reporters: ["default", "./test/support/summary-reporter.ts"],
     projects: [

@@ -12,7 +12,7 @@ import type { Db } from "../db/client.ts";
 import { deployments, tasks } from "../db/schema.ts";
 import type { Logger } from "../lib/log.ts";
 import { settleStoppedDeploy } from "../services/deploys.ts";
-import { revokeExpiredCredentials } from "../services/job-credentials.ts";
+import { revokeExpiredCredentials, revokeJobCredentials } from "../services/job-credentials.ts";
 import { appendTaskEvent } from "../services/tasks.ts";
 import { sweepOutbox } from "../services/telegram-outbox.ts";
 import { FINAL_TASK_STATUSES } from "../shared/api.ts";
@@ -55,6 +55,7 @@ export async function sweep(db: Db, env: Env, log: Logger, options: { taskQuietM
     }
     if (!ENDED.has(status)) continue;
     try {
+      await revokeJobCredentials(env, db, task.id);
       const settled = task.type === "deploy" ? await settleStoppedDeploy(env, db, task, `its workflow ended (${status}) without finishing`) : { stopped: [] };
       await appendTaskEvent(env, task.id, {
         type: "task.failed",

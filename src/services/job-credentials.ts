@@ -77,9 +77,15 @@ export async function chargeCredential(db: Db, id: string, costUsd: number): Pro
     .where(eq(jobCredentials.id, id));
 }
 
-/** Ends every credential of one job (its model key is refused from now on, its repository token revoked at GitHub). */
-export async function revokeJobCredentials(env: CredentialEnv, db: Db, taskId: string, purpose: string): Promise<number> {
-  const rows = await db.select().from(jobCredentials).where(and(eq(jobCredentials.taskId, taskId), eq(jobCredentials.purpose, purpose), isNull(jobCredentials.revokedAt)));
+/**
+ * Ends every credential of one job (its model key is refused from now on, its repository token revoked
+ * at GitHub); without `purpose`, of every job of the task (it was cancelled, or its workflow stopped).
+ */
+export async function revokeJobCredentials(env: CredentialEnv, db: Db, taskId: string, purpose?: string): Promise<number> {
+  const rows = await db
+    .select()
+    .from(jobCredentials)
+    .where(and(eq(jobCredentials.taskId, taskId), purpose === undefined ? undefined : eq(jobCredentials.purpose, purpose), isNull(jobCredentials.revokedAt)));
   for (const row of rows) await revoke(env, db, row);
   return rows.length;
 }

@@ -12,6 +12,7 @@ import { FINAL_TASK_STATUSES } from "../shared/api.ts";
 import { inputEventType, PendingInput, readAnswer } from "../shared/task-input.ts";
 import { TASK_WORKFLOWS, workflowBinding } from "../workflows/registry.ts";
 import { settleStoppedDeploy } from "./deploys.ts";
+import { revokeJobCredentials } from "./job-credentials.ts";
 import { appendTaskEvent, type Task } from "./tasks.ts";
 
 /** How long a cancel waits for the task's running jobs to stop (their containers removed) before it reports. */
@@ -91,6 +92,8 @@ export async function cancelTask(env: Env, db: Db, task: Task, by: string): Prom
       stopped.push(job.id);
     }
   }
+  // The jobs are over: what their containers were given ends with them.
+  await revokeJobCredentials(env, db, task.id);
   const settled = task.type === "deploy" ? await settleStoppedDeploy(env, db, task, `cancelled by ${by}`) : { stopped: [], routedBack: false };
   const what = [
     stopped.length ? `stopped ${stopped.length} running job${stopped.length === 1 ? "" : "s"}` : "",

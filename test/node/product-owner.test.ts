@@ -151,7 +151,7 @@ describe("the Telegram webhook", () => {
     expect(model.requests.length).toBe(before);
     const agent = await stack.api<{ turns: number; entries: number }>(`/api/chat/agents/tg:${group}`);
     expect(agent.body).toMatchObject({ turns: 0, entries: 0 });
-    const { body } = await stack.api<{ users: { telegramId: number | null }[] }>("/api/users?limit=500");
+    const { body } = await stack.api<{ users: { telegramId: number | null }[] }>("/api/users?limit=200");
     expect(body.users.some((user) => user.telegramId === 9101 || user.telegramId === 9102)).toBe(false);
   });
 
