@@ -314,10 +314,13 @@ describe("the engineering pipeline", () => {
   it("fails the round when the agent runs out of time", { timeout: 240_000 }, async () => {
     load({ turns: [architect(JSON.stringify(SPEC)), { name: "hang", match: { tools: true }, reply: { delayMs: 120_000, content: "too late" } }] });
     const project = await newProject("sluggish", { agentTimeoutSeconds: 8 });
+    const started = Date.now();
     const taskId = await start(project.id, project.key);
     const { last } = await finished(taskId);
     expect(last.type).toBe("task.failed");
     expect(last.message).toContain("Developer round 1: opencode did not finish within 8 s");
+    // Stopped at its time, not when the model (hung for two minutes) would have answered.
+    expect(Date.now() - started).toBeLessThan(90_000);
   });
 
   it("cancels mid-Developer: the container is gone and the task ends cancelled", { timeout: 240_000 }, async () => {
