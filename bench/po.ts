@@ -136,7 +136,8 @@ function dumpOutput(env: Env): string {
 
 /** Samples the client connections Postgres holds (the worker's, through the proxy), for the peak and the limit. */
 async function watchConnections(env: Env) {
-  const handle = createDb({ databaseUrl: env.db.databaseUrl, wsProxy: env.db.wsProxy });
+  // The machine is busy by design here (the bench loads it): a sampler that cannot connect at once waits.
+  const handle = createDb({ databaseUrl: env.db.databaseUrl, wsProxy: env.db.wsProxy, connectionTimeoutMillis: 30_000 });
   const limit = Number(((await handle.db.execute(sql`show max_connections`)).rows[0] as { max_connections: string }).max_connections);
   let peak = 0;
   let failed = 0;
