@@ -1,12 +1,13 @@
 import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
+import HeavySpreadSequencer from "./test/support/sequencer.ts";
 
 export default defineConfig({
   test: {
-    // Two test files at a time: they wait on Docker, Ansible and wrangler as much as they compute, so
-    // one at a time leaves a 2-core machine half idle (measured: 36 min one at a time, 27 min three at
-    // a time, with three making timing-sensitive tests flaky).
+    // Two test files at a time, but never two Docker-heavy ones (test/support/heavy-gate.ts): the
+    // heavy ones slow each other down more than they gain, while a light file beside one costs little.
     maxWorkers: 2,
+    sequence: { sequencer: HeavySpreadSequencer },
     globalSetup: ["./test/setup/global.ts"],
     reporters: ["default", "./test/support/summary-reporter.ts"],
     projects: [

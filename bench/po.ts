@@ -134,7 +134,7 @@ function dumpOutput(env: Env): string {
   return path;
 }
 
-/** Samples the client connections Postgres holds (the worker's, through the proxy), for the peak and the limit. */
+/** Samples the client connections Postgres holds to this bench's database (the worker's, through the proxy), for the peak and the limit. */
 async function watchConnections(env: Env) {
   // The machine is busy by design here (the bench loads it): a sampler that cannot connect at once waits.
   const handle = createDb({ databaseUrl: env.db.databaseUrl, wsProxy: env.db.wsProxy, connectionTimeoutMillis: 30_000 });
@@ -144,7 +144,7 @@ async function watchConnections(env: Env) {
   let running = true;
   const loop = (async () => {
     while (running) {
-      const row = (await handle.db.execute(sql`select count(*)::int as n from pg_stat_activity where backend_type = 'client backend'`).catch(() => ({ rows: [] }))).rows[0] as { n: number } | undefined;
+      const row = (await handle.db.execute(sql`select count(*)::int as n from pg_stat_activity where backend_type = 'client backend' and datname = current_database()`).catch(() => ({ rows: [] }))).rows[0] as { n: number } | undefined;
       if (row) peak = Math.max(peak, row.n);
       else failed++;
       await new Promise((resolve) => setTimeout(resolve, 100));

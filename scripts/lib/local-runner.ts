@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { RunnerConfigInput } from "../../runner/src/config.ts";
-import type { Stack } from "./local-stack.ts";
+import type { StackClient } from "./local-stack.ts";
 import { ROOT } from "./local-stack.ts";
 import { type Spawned, spawnCollecting, waitFor } from "./processes.ts";
 import type { JobView } from "../../src/shared/api.ts";
@@ -17,7 +17,7 @@ export function runnerCli(args: string[]): Spawned {
   return spawnCollecting(process.execPath, [RUNNER_BIN, ...args], { cwd: ROOT, env: { ...process.env, NO_COLOR: "1" } });
 }
 
-export async function registerServer(stack: Stack, handle: string, extra: Record<string, unknown> = {}) {
+export async function registerServer(stack: StackClient, handle: string, extra: Record<string, unknown> = {}) {
   const res = await stack.api<{ server: { id: string }; enrollment: { token: string; command: string } }>("/api/servers", {
     json: { handle, host: `${handle}.example.test`, ...extra },
   });
@@ -38,7 +38,7 @@ export interface TestRunner {
 }
 
 /** Enrolls a runner with the CLI (and checks it worked), then applies test settings to its config. */
-export async function enrolledRunner(stack: Stack, token: string, settings: Partial<RunnerConfigInput> = {}): Promise<TestRunner> {
+export async function enrolledRunner(stack: StackClient, token: string, settings: Partial<RunnerConfigInput> = {}): Promise<TestRunner> {
   const dir = mkdtempSync(join(tmpdir(), "orchestrator-runner-"));
   const configPath = join(dir, "config.json");
   const enroll = runnerCli(["enroll", "--edge", stack.url, "--token", token, "--config", configPath, "--state-dir", join(dir, "state")]);
@@ -83,14 +83,14 @@ export async function enrolledRunner(stack: Stack, token: string, settings: Part
   return runner;
 }
 
-export async function submitJob(stack: Stack, handle: string, body: Record<string, unknown>): Promise<JobView> {
+export async function submitJob(stack: StackClient, handle: string, body: Record<string, unknown>): Promise<JobView> {
   const res = await stack.api<{ job: JobView }>(`/api/servers/${handle}/jobs`, { json: body });
   if (res.status !== 201) throw new Error(`POST jobs: ${res.status} ${JSON.stringify(res.body)}`);
   return res.body.job;
 }
 
 /** Waits (long-polling the API) until the job has finished. */
-export async function finishedJob(stack: Stack, handle: string, id: string, timeoutMs = 60_000): Promise<JobView> {
+export async function finishedJob(stack: StackClient, handle: string, id: string, timeoutMs = 60_000): Promise<JobView> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const res = await stack.api<{ job: JobView }>(`/api/servers/${handle}/jobs/${id}?wait=20`);
@@ -100,7 +100,7 @@ export async function finishedJob(stack: Stack, handle: string, id: string, time
   throw new Error(`job ${id} did not finish in ${timeoutMs} ms`);
 }
 
-export async function jobInState(stack: Stack, handle: string, id: string, state: string, timeoutMs = 30_000): Promise<JobView> {
+export async function jobInState(stack: StackClient, handle: string, id: string, state: string, timeoutMs = 30_000): Promise<JobView> {
   return waitFor(
     async () => {
       const res = await stack.api<{ job: JobView }>(`/api/servers/${handle}/jobs/${id}`);

@@ -15,16 +15,38 @@ export const STACK_SECRETS_KEY = Buffer.from("stack-test-key-0123456789abcdef!")
 /** The stack's JOB_SIGNING_KEY (an Ed25519 seed), so tests can tell its signatures from others'. */
 export const STACK_JOB_SIGNING_KEY = Buffer.from("stack-job-signing-seed-32-bytes!").toString("base64url");
 
-export interface Stack {
-  /** wrangler dev's local state (Durable Objects' SQLite, queues…): what tests search for leaked secrets. */
-  stateDir: string;
+/** A running worker as a client sees it: where it answers and the admin's key. */
+export interface StackClient {
   url: string;
   port: number;
   adminKey: string;
-  process: Spawned;
   /** Calls the API with a key (the admin's by default) and returns status and JSON body. */
   api<T = unknown>(path: string, init?: { method?: string; json?: unknown; key?: string }): Promise<{ status: number; body: T }>;
+}
+
+export interface Stack extends StackClient {
+  /** wrangler dev's local state (Durable Objects' SQLite, queues…): what tests search for leaked secrets. */
+  stateDir: string;
+  process: Spawned;
   stop(): Promise<void>;
+}
+
+/** A client of a worker someone else started (the test run's shared stack). */
+export function stackClient(url: string, adminKey: string): StackClient {
+  return {
+    url,
+    port: Number(new URL(url).port),
+    adminKey,
+    async api<T>(path: string, init: { method?: string; json?: unknown; key?: string } = {}) {
+      const res = await fetch(`${url}${path}`, {
+        method: init.method ?? (init.json === undefined ? "GET" : "POST"),
+        headers: { authorization: `Bearer ${init.key ?? adminKey}`, "content-type": "application/json" },
+        body: init.json === undefined ? undefined : JSON.stringify(init.json),
+      });
+      const text = await res.text();
+      return { status: res.status, body: (text ? JSON.parse(text) : null) as T };
+    },
+  };
 }
 
 export interface StackOptions {
@@ -81,20 +103,9 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     () => child.child.exitCode !== null,
   );
   return {
-    url,
-    port,
+    ...stackClient(url, options.adminKey),
     stateDir: join(dir, "state"),
-    adminKey: options.adminKey,
     process: child,
-    async api<T>(path: string, init: { method?: string; json?: unknown; key?: string } = {}) {
-      const res = await fetch(`${url}${path}`, {
-        method: init.method ?? (init.json === undefined ? "GET" : "POST"),
-        headers: { authorization: `Bearer ${init.key ?? options.adminKey}`, "content-type": "application/json" },
-        body: init.json === undefined ? undefined : JSON.stringify(init.json),
-      });
-      const text = await res.text();
-      return { status: res.status, body: (text ? JSON.parse(text) : null) as T };
-    },
     async stop() {
       const running = () => child.child.exitCode === null && child.child.signalCode === null;
       if (running()) {
@@ -108,7 +119,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
 }
 
 /** A user with a `user` key, and a task of theirs, made through the API. */
-export async function userWithTask(stack: Stack, type: "engineering" | "deploy" = "engineering") {
+export async function userWithTask(stack: StackClient, type: "engineering" | "deploy" = "engineering") {
   const user = await stack.api<{ user: { id: string } }>("/api/users", { json: { name: "cli-user" } });
   const key = await stack.api<{ key: string }>("/api/keys", { json: { userId: user.body.user.id, name: "cli" } });
   const task = await stack.api<{ task: { id: string } }>("/api/tasks", { json: { type, ownerId: user.body.user.id } });

@@ -8,18 +8,19 @@ import { existsSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Browser, chromium } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { type Stack, startStack } from "../../scripts/lib/local-stack.ts";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type StackClient } from "../../scripts/lib/local-stack.ts";
+import { sharedStack } from "../support/shared.ts";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const SCREENSHOTS = join(tmpdir(), "orchestrator-screenshots");
 
-let stack: Stack;
+let stack: StackClient;
 let browser: Browser;
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: run scripts/install-system-deps.sh (Debian's chromium)`);
   mkdirSync(SCREENSHOTS, { recursive: true });
-  stack = await startStack({ databaseUrl: inject("databaseUrl"), dbWsProxy: inject("dbWsProxy"), adminKey: inject("adminApiKey") });
+  stack = sharedStack();
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
@@ -27,7 +28,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await browser?.close();
-  await stack?.stop();
 });
 
 /** Requests the page itself makes to the network (not data: or blob: URLs, which never leave it). */

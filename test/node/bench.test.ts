@@ -1,14 +1,21 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 
-// Each bench runs in its own processes (its own Postgres, wrangler dev, runner) and the assertions are
-// about what each prints, not how fast: so they run at once, and the file takes as long as the slowest.
+// Each bench runs in its own processes (its own wrangler dev and runner, its own database on the test
+// run's Postgres) and the assertions are about what each prints, not how fast: so they run at once, and
+// the file takes as long as the slowest.
 import { spawnCollecting } from "../../scripts/lib/processes.ts";
 import { ROOT } from "../../scripts/lib/local-stack.ts";
+import { sharedDatabaseEnv } from "../support/shared.ts";
+import { oneHeavyFileAtATime } from "../support/heavy-gate.ts";
+
+const env = { ...process.env, ...sharedDatabaseEnv() };
+
+oneHeavyFileAtATime();
 
 describe("npm run bench", () => {
   it.concurrent("fanout: runs both cases end to end and prints one JSON line per watcher count", { timeout: 300_000 }, async () => {
-    const bench = spawnCollecting(process.execPath, [join(ROOT, "bench", "run.ts"), "fanout", "--watchers", "2,5", "--events", "20"], { cwd: ROOT, env: process.env });
+    const bench = spawnCollecting(process.execPath, [join(ROOT, "bench", "run.ts"), "fanout", "--watchers", "2,5", "--events", "20"], { cwd: ROOT, env });
     expect(await bench.exited, bench.output()).toBe(0);
     const results = bench
       .output()
@@ -26,7 +33,7 @@ describe("npm run bench", () => {
   });
 
   it.concurrent("jobs: runs every case through the local stack and prints one JSON line each", { timeout: 300_000 }, async () => {
-    const bench = spawnCollecting(process.execPath, [join(ROOT, "bench", "run.ts"), "jobs", "--jobs", "20", "--in-flight", "1,4", "--docker-runs", "2", "--log-lines", "2000"], { cwd: ROOT, env: process.env });
+    const bench = spawnCollecting(process.execPath, [join(ROOT, "bench", "run.ts"), "jobs", "--jobs", "20", "--in-flight", "1,4", "--docker-runs", "2", "--log-lines", "2000"], { cwd: ROOT, env });
     expect(await bench.exited, bench.output()).toBe(0);
     const lines = bench
       .output()
@@ -47,7 +54,7 @@ describe("npm run bench", () => {
   });
 
   it.concurrent("engineering: runs rounds through the whole pipeline and prints the overhead beside the bare docker runs", { timeout: 300_000 }, async () => {
-    const bench = spawnCollecting(process.execPath, [join(ROOT, "bench", "run.ts"), "engineering", "--rounds", "1"], { cwd: ROOT, env: process.env });
+    const bench = spawnCollecting(process.execPath, [join(ROOT, "bench", "run.ts"), "engineering", "--rounds", "1"], { cwd: ROOT, env });
     expect(await bench.exited, bench.output()).toBe(0);
     const [line] = bench
       .output()
@@ -62,7 +69,7 @@ describe("npm run bench", () => {
   });
 
   it.concurrent("api: measures the projects route beside both health routes and prints one JSON line per route", { timeout: 300_000 }, async () => {
-    const bench = spawnCollecting(process.execPath, [join(ROOT, "bench", "run.ts"), "api", "--clients", "4", "--requests", "40", "--warmup", "8"], { cwd: ROOT, env: process.env });
+    const bench = spawnCollecting(process.execPath, [join(ROOT, "bench", "run.ts"), "api", "--clients", "4", "--requests", "40", "--warmup", "8"], { cwd: ROOT, env });
     expect(await bench.exited, bench.output()).toBe(0);
     const lines = bench
       .output()
@@ -83,7 +90,7 @@ describe("npm run bench", () => {
   });
 
   it.concurrent("po: measures the webhook beside the no-op route, prompt tokens in both capability modes and the agent's storage", { timeout: 300_000 }, async () => {
-    const bench = spawnCollecting(process.execPath, [join(ROOT, "bench", "run.ts"), "po", "--chats", "4", "--messages", "2", "--turns", "5,25"], { cwd: ROOT, env: process.env });
+    const bench = spawnCollecting(process.execPath, [join(ROOT, "bench", "run.ts"), "po", "--chats", "4", "--messages", "2", "--turns", "5,25"], { cwd: ROOT, env });
     expect(await bench.exited, bench.output()).toBe(0);
     type Latency = { p50_ms: number; p99_ms: number; requests: number };
     type Tokens = { prompt_tokens_per_turn: number; intent_parser_tokens_per_turn: number; tools_offered_per_turn: number[] };

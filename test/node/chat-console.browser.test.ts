@@ -11,6 +11,7 @@ import { type Browser, chromium } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type EngineeringStack, startEngineeringStack } from "../../scripts/lib/engineering-stack.ts";
 import { demoScenario } from "../../standins/demo-scenario.ts";
+import { oneHeavyFileAtATime } from "../support/heavy-gate.ts";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 // SCREENSHOTS_DIR=docs/screenshots makes the README's pictures.
@@ -18,6 +19,8 @@ const SCREENSHOTS = process.env.SCREENSHOTS_DIR ? resolve(process.env.SCREENSHOT
 
 let env: EngineeringStack;
 let browser: Browser;
+
+oneHeavyFileAtATime();
 
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: run scripts/install-system-deps.sh (Debian's chromium)`);

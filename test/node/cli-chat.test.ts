@@ -5,17 +5,16 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
-import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { runMigrations } from "../../scripts/lib/migrate.ts";
+import type { LocalDatabase } from "../../scripts/lib/local-db.ts";
 import { freePort } from "../../scripts/lib/ports.ts";
 import { waitFor } from "../../scripts/lib/processes.ts";
 import { registerServer } from "../../scripts/lib/local-runner.ts";
 import { ROOT, type Stack, startStack } from "../../scripts/lib/local-stack.ts";
-import { createDb, type DbHandle } from "../../src/db/client.ts";
 import { demoScenario } from "../../standins/demo-scenario.ts";
 import { GitHubServer } from "../../standins/github-server.ts";
 import { type ChatRequest, messageText, ModelServer } from "../../standins/model-server.ts";
+import { ownDatabase } from "../support/shared.ts";
 import WebSocket from "ws";
 import { ChatSession } from "../../cli/chat.ts";
 
@@ -23,26 +22,18 @@ const MODEL_KEY = `sk-cli-chat-${randomBytes(8).toString("hex")}`;
 let stack: Stack;
 let model: ModelServer;
 let github: GitHubServer;
-let admin: DbHandle;
-let databaseName: string;
+let database: LocalDatabase;
 
 beforeAll(async () => {
   // A database of its own: which servers have a runner decides what the agent answers.
-  const databaseUrl = inject("databaseUrl");
-  const wsProxy = inject("dbWsProxy");
-  admin = createDb({ databaseUrl, wsProxy });
-  databaseName = `cli_chat_${randomBytes(6).toString("hex")}`;
-  await admin.db.execute(sql.raw(`CREATE DATABASE ${databaseName}`));
-  const url = new URL(databaseUrl);
-  url.pathname = `/${databaseName}`;
-  await runMigrations(url.toString(), wsProxy);
+  database = await ownDatabase("cli_chat");
   model = new ModelServer({ apiKey: MODEL_KEY, scenario: demoScenario() });
   github = new GitHubServer();
   await model.start();
   await github.start();
   stack = await startStack({
-    databaseUrl: url.toString(),
-    dbWsProxy: wsProxy,
+    databaseUrl: database.databaseUrl,
+    dbWsProxy: database.wsProxy,
     adminKey: inject("adminApiKey"),
     vars: {
       OPENAI_BASE_URL: model.baseUrl,
@@ -58,10 +49,7 @@ afterAll(async () => {
   await stack?.stop();
   await model?.stop();
   await github?.stop();
-  if (admin) {
-    await admin.db.execute(sql.raw(`DROP DATABASE IF EXISTS ${databaseName} WITH (FORCE)`));
-    await admin.close();
-  }
+  await database?.stop();
 });
 
 interface Run {

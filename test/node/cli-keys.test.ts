@@ -7,17 +7,17 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { ROOT, type Stack, startStack } from "../../scripts/lib/local-stack.ts";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ROOT, type StackClient } from "../../scripts/lib/local-stack.ts";
+import { sharedStack } from "../support/shared.ts";
 
-let stack: Stack;
+let stack: StackClient;
 let dir: string;
-beforeAll(async () => {
-  stack = await startStack({ databaseUrl: inject("databaseUrl"), dbWsProxy: inject("dbWsProxy"), adminKey: inject("adminApiKey") });
+beforeAll(() => {
+  stack = sharedStack();
   dir = mkdtempSync(join(tmpdir(), "orchestrator-cli-keys-"));
 });
-afterAll(async () => {
-  await stack?.stop();
+afterAll(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 

@@ -2,19 +2,16 @@
  * The `orchestrator` CLI against the real worker (`wrangler dev`), as a user runs it.
  */
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { WATCHER_ACK_WINDOW, WATCHER_TOO_SLOW } from "../../src/shared/events.ts";
 import { freePort } from "../../scripts/lib/ports.ts";
 import { spawnCollecting, waitFor } from "../../scripts/lib/processes.ts";
-import { ROOT, type Stack, startStack, userWithTask } from "../../scripts/lib/local-stack.ts";
+import { ROOT, type StackClient, userWithTask } from "../../scripts/lib/local-stack.ts";
+import { sharedStack } from "../support/shared.ts";
 import { startTcpProxy } from "../support/tcp-proxy.ts";
 
-let stack: Stack;
-beforeAll(async () => {
-  stack = await startStack({ databaseUrl: inject("databaseUrl"), dbWsProxy: inject("dbWsProxy"), adminKey: inject("adminApiKey") });
-});
-afterAll(async () => stack?.stop());
+const stack: StackClient = sharedStack();
 
 function cli(args: string[], env: Record<string, string>) {
   return spawnCollecting(process.execPath, [join(ROOT, "cli", "bin.ts"), ...args], {

@@ -19,6 +19,7 @@ import { DeployHarness, type Fixture, listing, versionOf } from "../../scripts/l
 import { waitFor } from "../../scripts/lib/processes.ts";
 import { createDb } from "../../src/db/client.ts";
 import type { TaskEvent } from "../../src/shared/events.ts";
+import { oneHeavyFileAtATime } from "../support/heavy-gate.ts";
 
 const run = promisify(execFile);
 const HANDLE = "deploy-box";
@@ -38,6 +39,8 @@ const deploy = (json: Record<string, unknown> = {}, fixture: Fixture = first) =>
 const visit = (path = "/", host = domain) => h.visit(host, path);
 const steadyLoad = () => h.steadyLoad(domain);
 const history = (fixture: Fixture = first) => h.history(fixture);
+
+oneHeavyFileAtATime();
 
 beforeAll(async () => {
   docker = new Docker({ socketPath: inject("dockerSocket") });
@@ -171,7 +174,9 @@ except OSError as error:
     const load = steadyLoad();
     const taskId = await deploy();
     const all = await ended(taskId);
-    await new Promise((resolve) => setTimeout(resolve, 3000)); // past the drain: v1 is stopped by now
+    // The load runs on until v1's container has stopped after its drain, so the stop is under load too.
+    const v1 = (await history())[1];
+    await waitFor(async () => ((await docker.listContainers({ filters: { label: [`orchestrator.release=${v1?.id ?? ""}`] } })).length === 0 ? true : undefined), 60_000, () => "v1 is still running after its drain");
     const answers = await load.stop();
     expect(all.at(-1)?.type, listing(all)).toBe("task.completed");
     const failed = answers.filter((a) => a.status !== 200);
@@ -318,25 +323,8 @@ describe("projects side by side on one server", () => {
     expect(JSON.stringify([endB, bots.body, secrets.body])).not.toContain(botToken);
   }, 300_000);
 
-  it("a runner killed mid-release: the deploy ends with a reason, and the project still answers from one release", async () => {
-    await pushVersion("p2", pair);
-    const taskId = await deploy({}, pair);
-    await waitFor(async () => ((await events(taskId)).some((e) => e.type === "step.started" && e.step === "release") ? true : undefined), 120_000, () => "the release never started");
-    await h.env.runner.kill();
-    await new Promise((resolve) => setTimeout(resolve, 2000));
-    await h.env.runner.start();
-    const all = await ended(taskId, 300_000);
-    const end = all.at(-1);
-    console.info(`runner killed mid-release: ${end?.type ?? "?"}: ${end?.message ?? ""}`);
-    expect(["task.completed", "task.failed"]).toContain(end?.type);
-    expect(end?.message.length).toBeGreaterThan(10);
-    // Whatever the outcome, the domain is served by exactly the release the history calls active.
-    const answer = await visit("/", pair.domain);
-    expect(answer.status).toBe(200);
-    expect(versionOf(answer)).toBe(end?.type === "task.completed" ? "p2" : "p1");
-    const active = (await history(pair)).filter((release) => release.status === "active");
-    expect(active).toHaveLength(1);
-  }, 400_000);
+  // A runner killed mid-release is the end-to-end test's (test/node/factory.test.ts): it asserts more
+  // (the deploy finishes, its playbook queued once more, one release running).
 
   it("undeploy (DELETE on the service API) gives the bot back to the pool", async () => {
     const services = await h.env.stack.api<{ services: { id: string; project: { id: string } }[] }>(`/api/servers/${HANDLE}/services`);

@@ -9,6 +9,7 @@ import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { freePort } from "../../scripts/lib/ports.ts";
 import { isListening, type Spawned, spawnCollecting, waitFor } from "../../scripts/lib/processes.ts";
+import { oneHeavyFileAtATime } from "../support/heavy-gate.ts";
 
 const root = resolve(import.meta.dirname, "..", "..");
 const work = mkdtempSync(join(tmpdir(), "orchestrator-dev-"));
@@ -74,6 +75,8 @@ const api = (port: number, key: string, path: string, init: RequestInit = {}) =>
     ...init,
     headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...init.headers },
   });
+
+oneHeavyFileAtATime();
 
 describe("npm run dev", () => {
   it("starts, serves, survives a restart and stops cleanly", async () => {

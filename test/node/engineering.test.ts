@@ -19,9 +19,9 @@ import type { TestRunner } from "../../scripts/lib/local-runner.ts";
 import { ROOT, type Stack } from "../../scripts/lib/local-stack.ts";
 import { spawnCollecting, waitFor } from "../../scripts/lib/processes.ts";
 import type { TaskEvent } from "../../src/shared/events.ts";
-import { demoScenario } from "../../standins/demo-scenario.ts";
 import type { GitHubServer } from "../../standins/github-server.ts";
 import { type ChatRequest, messageText, type ModelServer, type Scenario, type Turn } from "../../standins/model-server.ts";
+import { oneHeavyFileAtATime } from "../support/heavy-gate.ts";
 
 const run = promisify(execFile);
 const HANDLE = "build-box";
@@ -133,6 +133,8 @@ async function projectChunks(projectId: string): Promise<string[]> {
     await handle.close();
   }
 }
+
+oneHeavyFileAtATime();
 
 beforeAll(async () => {
   docker = new Docker({ socketPath: inject("dockerSocket") });
@@ -358,17 +360,6 @@ describe("the engineering pipeline", () => {
     expect(last.message).toContain("the Architect's reply was rejected twice; the second time: the reply is not JSON");
     const repos = github.requests.filter((request) => request.method === "POST" && request.path.endsWith("/repos"));
     expect(repos.every((request) => !request.path.includes("unspecified"))).toBe(true);
-  });
-
-  it("builds a project to passing tests with the scripted model npm run dev uses", { timeout: 240_000 }, async () => {
-    model.load(demoScenario());
-    const project = await newProject("demo-weather");
-    const taskId = await start(project.id, project.key);
-    const { last } = await finished(taskId);
-    expect(last.type, last.message).toBe("task.completed");
-    const main = await git(["--git-dir", github.repoPath("demo-weather"), "show", `${String(last.data?.sha)}:app/main.py`]);
-    expect(main).toContain('return 200, {"about":"Greets people by name over HTTP."}');
-    expect(last.message).toContain("3 passed");
   });
 
   it("keeps the factory's keys out of a Developer told to print them, and its credentials end with its job", { timeout: 240_000 }, async () => {

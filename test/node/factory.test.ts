@@ -24,6 +24,7 @@ import type { TaskEvent } from "../../src/shared/events.ts";
 import { demoScenario } from "../../standins/demo-scenario.ts";
 import type { Turn } from "../../standins/model-server.ts";
 import type { SentMessage } from "../../standins/telegram-server.ts";
+import { oneHeavyFileAtATime } from "../support/heavy-gate.ts";
 
 const run = promisify(execFile);
 /** Release ports of this file's runner: apart from the deploy tests' (21000-21999) and the test upstreams' (43000+). */
@@ -147,6 +148,8 @@ async function expectLive(chatId: number, name: string, path = "/hello", says = 
   expect(JSON.parse(answer.body)).toEqual({ message: says });
   return live;
 }
+
+oneHeavyFileAtATime();
 
 beforeAll(async () => {
   docker = new Docker({ socketPath: inject("dockerSocket") });

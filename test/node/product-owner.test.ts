@@ -18,6 +18,7 @@ import type { TaskEvent } from "../../src/shared/events.ts";
 import { demoScenario } from "../../standins/demo-scenario.ts";
 import { type ChatRequest, messageText, type ModelServer, type Turn } from "../../standins/model-server.ts";
 import type { SentMessage, TelegramServer } from "../../standins/telegram-server.ts";
+import { oneHeavyFileAtATime } from "../support/heavy-gate.ts";
 
 const SECRET = `whsec_${randomBytes(12).toString("hex")}`;
 const WEATHER_KEY = `wk-chat-${randomBytes(10).toString("hex")}`;
@@ -77,6 +78,8 @@ function script(turns: Turn[]) {
   });
 }
 
+oneHeavyFileAtATime();
+
 beforeAll(async () => {
   docker = new Docker({ socketPath: inject("dockerSocket") });
   h = await DeployHarness.start({
@@ -116,9 +119,13 @@ describe("the Telegram webhook", () => {
       const res = await fetch(`${stack.url}/telegram/webhook`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: update });
       expect(res.status).toBe(401);
     }
-    await new Promise((resolve) => setTimeout(resolve, 1500));
-    expect(model.requests.length).toBe(before);
-    expect(sentTo(9001)).toHaveLength(0);
+    // A barrier, not a pause: an update the webhook had handed over would be answered before this one.
+    await send(9001, "hello");
+    const [reply] = await replies(9001, 1);
+    expect(reply?.text).toMatch(/Describe the product/);
+    expect(sentTo(9001)).toHaveLength(1);
+    expect(requestsWith("build me a thing")).toHaveLength(0);
+    expect(model.requests.length).toBeGreaterThan(before);
   });
 
   it("gives malformed bodies and updates it does not handle a 200, a log line and no crash", async () => {
@@ -160,8 +167,10 @@ describe("the Telegram webhook", () => {
     expect(await telegram.deliverUpdate(token, update)).toBe(200);
     expect(await telegram.deliverUpdate(token, update)).toBe(200);
     await replies(9003, 1);
-    await new Promise((resolve) => setTimeout(resolve, 2000));
-    expect(sentTo(9003)).toHaveLength(1);
+    // A barrier: the chat's messages are handled in order, so a second "hi" would be answered before this.
+    await send(9003, "hello");
+    await replies(9003, 2);
+    expect(sentTo(9003)).toHaveLength(2);
     expect(requestsWith("Message: hi").length).toBe(1);
   });
 });
@@ -213,9 +222,9 @@ describe("a conversation", () => {
     await pinToServer(stack, "greeting-service-saying-hello", "po-box");
     // Someone else in the chat cannot answer it.
     expect(await press(question, /Confirm/, 4242)).toBe(200);
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    // The refusal is the answer to that press: once it is there, the press has been handled.
+    await waitFor(() => (telegram.calls("answerCallbackQuery").some((c) => /Only the person who asked/.test(String(c.params.text))) ? true : undefined), 30_000, () => "the stranger's press was never answered");
     expect(sentTo(chatId).some((m) => /has started/.test(m.text))).toBe(false);
-    expect(telegram.calls("answerCallbackQuery").some((c) => /Only the person who asked/.test(String(c.params.text)))).toBe(true);
     expect(await press(question, /Confirm/)).toBe(200);
     const started = await replyMatching(chatId, /has started \(task (eng_[A-Za-z0-9]+)\)/);
     const taskId = /task (eng_[A-Za-z0-9]+)/.exec(started.text)?.[1] ?? "";

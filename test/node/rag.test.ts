@@ -13,20 +13,20 @@ import { join } from "node:path";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { ChatSession } from "../../cli/chat.ts";
-import { runMigrations } from "../../scripts/lib/migrate.ts";
+import type { LocalDatabase } from "../../scripts/lib/local-db.ts";
 import { waitFor } from "../../scripts/lib/processes.ts";
 import { ROOT, type Stack, startStack } from "../../scripts/lib/local-stack.ts";
-import { createDb, type DbHandle } from "../../src/db/client.ts";
+import { createDb } from "../../src/db/client.ts";
 import type { DocumentView, SearchResponse } from "../../src/rag/contract.ts";
 import { GitHubServer } from "../../standins/github-server.ts";
+import { ownDatabase } from "../support/shared.ts";
 import { type ChatRequest, messageText, ModelServer } from "../../standins/model-server.ts";
 
 const MODEL_KEY = `sk-rag-${randomBytes(8).toString("hex")}`;
 let stack: Stack;
 let model: ModelServer;
 let github: GitHubServer;
-let admin: DbHandle;
-let databaseName: string;
+let database: LocalDatabase;
 
 interface Person {
   userId: string;
@@ -110,21 +110,14 @@ To restart the billing daemon safely, drain its queue first, then run systemctl 
 When a customer goes over their plan the API answers with ERR_QUOTA_4471 and a link to the plans page; support can lift the limit for a day from the admin console.`;
 
 beforeAll(async () => {
-  const databaseUrl = inject("databaseUrl");
-  const wsProxy = inject("dbWsProxy");
-  admin = createDb({ databaseUrl, wsProxy });
-  databaseName = `rag_${randomBytes(6).toString("hex")}`;
-  await admin.db.execute(sql.raw(`CREATE DATABASE ${databaseName}`));
-  const url = new URL(databaseUrl);
-  url.pathname = `/${databaseName}`;
-  await runMigrations(url.toString(), wsProxy);
+  database = await ownDatabase("rag");
   model = new ModelServer({ apiKey: MODEL_KEY });
   await model.start();
   github = new GitHubServer();
   await github.start();
   stack = await startStack({
-    databaseUrl: url.toString(),
-    dbWsProxy: wsProxy,
+    databaseUrl: database.databaseUrl,
+    dbWsProxy: database.wsProxy,
     adminKey: inject("adminApiKey"),
     vars: {
       OPENAI_BASE_URL: model.baseUrl,
@@ -147,10 +140,7 @@ afterAll(async () => {
   await stack?.stop();
   await model?.stop();
   await github?.stop();
-  if (admin) {
-    await admin.db.execute(sql.raw(`DROP DATABASE IF EXISTS ${databaseName} WITH (FORCE)`));
-    await admin.close();
-  }
+  await database?.stop();
 });
 
 describe("ingestion", () => {
@@ -411,9 +401,7 @@ describe("another tenant's repository", () => {
     const refused = await stack.api<{ error: { code: string } }>(`/api/projects/${alice.project.id}`, { method: "PATCH", json: { repositoryUrl: bobs }, key: alice.key });
     expect([refused.status, refused.body.error.code]).toEqual([403, "forbidden"]);
     // ...and written straight into her project's row, the URL is not followed: a sync reads nothing of Bob's.
-    const url = new URL(inject("databaseUrl"));
-    url.pathname = `/${databaseName}`;
-    const db = createDb({ databaseUrl: url.toString(), wsProxy: inject("dbWsProxy") });
+    const db = createDb({ databaseUrl: database.databaseUrl, wsProxy: database.wsProxy });
     try {
       await db.db.execute(sql`update projects set repository_url = ${bobs} where id = ${alice.project.id}`);
     } finally {

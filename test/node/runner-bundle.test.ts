@@ -7,13 +7,14 @@ import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { finishedJob, registerServer, submitJob } from "../../scripts/lib/local-runner.ts";
-import { ROOT, type Stack, startStack } from "../../scripts/lib/local-stack.ts";
+import { ROOT, type StackClient } from "../../scripts/lib/local-stack.ts";
+import { sharedStack } from "../support/shared.ts";
 import { type Spawned, spawnCollecting, waitFor } from "../../scripts/lib/processes.ts";
 import { RUNNER_VERSION } from "../../runner/src/version.ts";
 
-let stack: Stack;
+let stack: StackClient;
 let dir: string;
 let daemon: Spawned | undefined;
 const HANDLE = "vps-bundled";
@@ -24,13 +25,12 @@ beforeAll(async () => {
   // Unpacked where no node_modules can be found by walking up.
   dir = mkdtempSync(join(tmpdir(), "bundle-"));
   execFileSync("tar", ["-xzf", join(ROOT, "dist", `orchestrator-runner-${RUNNER_VERSION}.tar.gz`), "-C", dir]);
-  stack = await startStack({ databaseUrl: inject("databaseUrl"), dbWsProxy: inject("dbWsProxy"), adminKey: inject("adminApiKey") });
+  stack = sharedStack();
 }, 180_000);
 
 afterAll(async () => {
   daemon?.child.kill("SIGTERM");
   await daemon?.exited;
-  await stack?.stop();
 });
 
 describe("the bundled runner", () => {

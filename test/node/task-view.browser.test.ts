@@ -5,19 +5,20 @@ import { existsSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Browser, chromium } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { signViewToken } from "../../src/lib/view-token.ts";
-import { STACK_SECRETS_KEY, type Stack, startStack, userWithTask } from "../../scripts/lib/local-stack.ts";
+import { STACK_SECRETS_KEY, type StackClient, userWithTask } from "../../scripts/lib/local-stack.ts";
+import { sharedStack } from "../support/shared.ts";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const SCREENSHOTS = join(tmpdir(), "orchestrator-screenshots");
 
-let stack: Stack;
+let stack: StackClient;
 let browser: Browser;
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: run scripts/install-system-deps.sh (Debian's chromium)`);
   mkdirSync(SCREENSHOTS, { recursive: true });
-  stack = await startStack({ databaseUrl: inject("databaseUrl"), dbWsProxy: inject("dbWsProxy"), adminKey: inject("adminApiKey") });
+  stack = sharedStack();
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
@@ -25,7 +26,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await browser?.close();
-  await stack?.stop();
 });
 
 const append = (taskId: string, event: Record<string, unknown>) => stack.api(`/api/tasks/${taskId}/events`, { json: event });

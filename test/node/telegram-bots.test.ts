@@ -9,9 +9,9 @@
  * free bot" must not depend on what other test files register or allocate at the same time.
  */
 import { createDecipheriv, hkdfSync, randomBytes } from "node:crypto";
-import { and, count, eq, isNull, like, sql } from "drizzle-orm";
+import { and, count, eq, isNull, like } from "drizzle-orm";
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
-import { runMigrations } from "../../scripts/lib/migrate.ts";
+import type { LocalDatabase } from "../../scripts/lib/local-db.ts";
 import { freePort } from "../../scripts/lib/ports.ts";
 import { type Stack, STACK_SECRETS_KEY, startStack } from "../../scripts/lib/local-stack.ts";
 import { createDb, type Db, type DbHandle } from "../../src/db/client.ts";
@@ -19,6 +19,7 @@ import { projects, projectSecrets, telegramBots } from "../../src/db/schema.ts";
 import { AppError } from "../../src/lib/app-error.ts";
 import type { TelegramBotView } from "../../src/shared/telegram-bots.ts";
 import { TelegramServer } from "../../standins/telegram-server.ts";
+import { ownDatabase } from "../support/shared.ts";
 
 type ErrorJson = { error: { code: string; message: string } };
 type BotRow = typeof telegramBots.$inferSelect;
@@ -54,39 +55,26 @@ type BotJson = { bot: TelegramBotView };
 
 const telegram = new TelegramServer();
 let stack: Stack;
-let admin: DbHandle;
 let handle: DbHandle;
 let db: Db;
-let databaseName: string;
-let testDatabaseUrl: string;
+let database: LocalDatabase;
 /** Every token made in this file: none may show up in an answer or in the worker's output. */
 const tokens: string[] = [];
 const env = () => ({ TELEGRAM_API_URL: telegram.apiRoot, SECRETS_ENCRYPTION_KEY: STACK_SECRETS_KEY });
 
 beforeAll(async () => {
-  const databaseUrl = inject("databaseUrl");
-  const wsProxy = inject("dbWsProxy");
-  admin = createDb({ databaseUrl, wsProxy });
-  databaseName = `telegram_bots_${randomBytes(6).toString("hex")}`;
-  await admin.db.execute(sql.raw(`CREATE DATABASE ${databaseName}`));
-  const url = new URL(databaseUrl);
-  url.pathname = `/${databaseName}`;
-  testDatabaseUrl = url.toString();
-  await runMigrations(testDatabaseUrl, wsProxy);
-  handle = createDb({ databaseUrl: url.toString(), wsProxy });
+  database = await ownDatabase("telegram_bots");
+  handle = createDb({ databaseUrl: database.databaseUrl, wsProxy: database.wsProxy });
   db = handle.db;
   await telegram.start();
-  stack = await startStack({ databaseUrl: url.toString(), dbWsProxy: wsProxy, adminKey: inject("adminApiKey"), logLevel: "info", vars: { TELEGRAM_API_URL: telegram.apiRoot } });
+  stack = await startStack({ databaseUrl: database.databaseUrl, dbWsProxy: database.wsProxy, adminKey: inject("adminApiKey"), logLevel: "info", vars: { TELEGRAM_API_URL: telegram.apiRoot } });
 }, 120_000);
 
 afterAll(async () => {
   await stack?.stop();
   await telegram.stop();
   await handle?.close();
-  if (admin) {
-    await admin.db.execute(sql.raw(`DROP DATABASE IF EXISTS ${databaseName} WITH (FORCE)`));
-    await admin.close();
-  }
+  await database?.stop();
 });
 
 // ---- Helpers ----
@@ -386,7 +374,7 @@ describe("the deploy pipeline's side", () => {
       await registered("self");
       const project = await newProject();
       // Two pools: ten claims at once, where one pool would let five through at a time.
-      const other = createDb({ databaseUrl: testDatabaseUrl, wsProxy: inject("dbWsProxy") });
+      const other = createDb({ databaseUrl: database.databaseUrl, wsProxy: database.wsProxy });
       const same = await Promise.all(Array.from({ length: 10 }, (_, i) => allocateBot(i % 2 ? other.db : db, null, project))).finally(() => other.close());
       expect(new Set(same.map((row) => row.id)).size).toBe(1);
       expect(await db.select().from(telegramBots).where(eq(telegramBots.projectId, project))).toHaveLength(1);

@@ -7,13 +7,14 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { enrolledRunner, finishedJob, registerServer, submitJob, type TestRunner } from "../../scripts/lib/local-runner.ts";
-import { type Stack, startStack } from "../../scripts/lib/local-stack.ts";
+import { type StackClient } from "../../scripts/lib/local-stack.ts";
+import { sharedStack } from "../support/shared.ts";
 import { freePort } from "../../scripts/lib/ports.ts";
 import { waitFor } from "../../scripts/lib/processes.ts";
 import type { TaskEvent } from "../../src/shared/events.ts";
 import { OtlpServer } from "../../standins/otlp-server.ts";
 
-let stack: Stack;
+let stack: StackClient;
 let otlp: OtlpServer;
 let traced: TestRunner;
 let blind: TestRunner;
@@ -23,7 +24,7 @@ const BLIND = "blind-box";
 beforeAll(async () => {
   otlp = new OtlpServer();
   await otlp.start();
-  stack = await startStack({ databaseUrl: inject("databaseUrl"), dbWsProxy: inject("dbWsProxy"), adminKey: inject("adminApiKey"), vars: { JOB_WAIT_SLICE_SECONDS: "1" } });
+  stack = sharedStack();
   const docker = { socketPath: inject("dockerSocket") };
   traced = await enrolledRunner(stack, (await registerServer(stack, TRACED)).enrollment.token, { docker, tracing: { otlpEndpoint: otlp.tracesUrl, flushIntervalMs: 200 } });
   // Nothing listens on this port: every export fails.
@@ -36,7 +37,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await traced?.stop();
   await blind?.stop();
-  await stack?.stop();
   await otlp?.stop();
 });
 

@@ -7,7 +7,9 @@ import type { TestProject } from "vitest/node";
 import Docker from "dockerode";
 import { ensureDockerEngine, ensureTestImage } from "../../scripts/lib/docker-engine.ts";
 import { ensureLocalCodingWorker, ensureReleaseBase } from "../../scripts/lib/images.ts";
-import { startLocalDatabase } from "../../scripts/lib/local-db.ts";
+import { databaseOnServer, startLocalDatabase } from "../../scripts/lib/local-db.ts";
+import { startStack } from "../../scripts/lib/local-stack.ts";
+import { startHeavyGate } from "../support/heavy-gate.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -18,6 +20,12 @@ declare module "vitest" {
     dockerSocket: string;
     /** The coding-worker image (runner/images/coding-worker), built offline on a debootstrap base. */
     codingWorkerImage: string;
+    /** One `wrangler dev` for the files that need no settings or stand-ins of their own (test/support/shared-stack.ts). */
+    sharedStackUrl: string;
+    /** A migrated database nothing uses, which files copy for a database of their own (test/support/shared.ts). */
+    databaseTemplate: string;
+    /** The gate that lets one Docker-heavy file run at a time (test/support/heavy-gate.ts). */
+    heavyGatePort: number;
   }
 }
 
@@ -25,17 +33,37 @@ export default async function setup(project: TestProject) {
   const db = await startLocalDatabase("orchestrator_test");
   project.provide("databaseUrl", db.databaseUrl);
   project.provide("dbWsProxy", db.wsProxy);
-  project.provide("adminApiKey", `ork_testadmin${randomBytes(16).toString("hex")}`);
-  // Once for the whole run: runner tests drive the real engine (DESIGN.md "Local stack").
-  const engine = await ensureDockerEngine();
-  const docker = new Docker({ socketPath: engine.socketPath });
-  await ensureTestImage(docker);
-  project.provide("dockerSocket", engine.socketPath);
-  // Built once per content (about a minute the first time on a machine), reused after.
-  project.provide("codingWorkerImage", await ensureLocalCodingWorker(docker));
-  // The deploy fixture's Dockerfile builds FROM this (nothing can be pulled here).
-  await ensureReleaseBase(docker);
+  const template = await databaseOnServer(db, "template");
+  project.provide("databaseTemplate", new URL(template.databaseUrl).pathname.slice(1));
+  const adminKey = `ork_testadmin${randomBytes(16).toString("hex")}`;
+  project.provide("adminApiKey", adminKey);
+  // Started once instead of once per file (each start costs a wrangler and a workerd boot), while the
+  // images build. Files that share it keep to their own users, projects and servers, as they already
+  // do in the shared database.
+  const sharedStarting = startStack({ databaseUrl: db.databaseUrl, dbWsProxy: db.wsProxy, adminKey, vars: { JOB_WAIT_SLICE_SECONDS: "1" } });
+  sharedStarting.catch(() => undefined); // awaited below; a failure is thrown there
+  let engine: Awaited<ReturnType<typeof ensureDockerEngine>>;
+  try {
+    // Once for the whole run: runner tests drive the real engine (docs/design.md, "Local stack and tests").
+    engine = await ensureDockerEngine();
+    const docker = new Docker({ socketPath: engine.socketPath });
+    await ensureTestImage(docker);
+    project.provide("dockerSocket", engine.socketPath);
+    // Built once per content (about a minute the first time on a machine), reused after.
+    project.provide("codingWorkerImage", await ensureLocalCodingWorker(docker));
+    // The deploy fixture's Dockerfile builds FROM this (nothing can be pulled here).
+    await ensureReleaseBase(docker);
+  } catch (error) {
+    await sharedStarting.then((stack) => stack.stop(), () => undefined);
+    throw error;
+  }
+  const shared = await sharedStarting;
+  project.provide("sharedStackUrl", shared.url);
+  const gate = await startHeavyGate();
+  project.provide("heavyGatePort", gate.port);
   return async () => {
+    await gate.close();
+    await shared.stop();
     await db.stop();
     await engine.stop();
   };

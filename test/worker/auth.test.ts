@@ -72,10 +72,11 @@ describe("API keys", () => {
     const { key } = await createUserWithKey();
     // 300 requests a minute per key, in fixed windows: 610 requests within two windows must
     // exceed the limit in one of them, wherever the window boundary falls.
+    // Sent 50 at a time: one by one, a busy machine took longer than the test's time for them.
     let limited: Response | undefined;
-    for (let i = 0; i < 610 && !limited; i++) {
-      const res = await call("/api/nothing-here", { key });
-      if (res.status === 429) limited = res;
+    for (let sent = 0; sent < 610 && !limited; sent += 50) {
+      const batch = await Promise.all(Array.from({ length: Math.min(50, 610 - sent) }, () => call("/api/nothing-here", { key })));
+      limited = batch.find((res) => res.status === 429);
     }
     expect(limited?.status).toBe(429);
     expect((await limited?.json<ErrorJson>())?.error.code).toBe("rate_limited");

@@ -1,0 +1,23 @@
+/**
+ * What the test run starts once (test/setup/global.ts) for the files that can share it.
+ * - sharedStack(): one `wrangler dev` for files that need no worker settings or stand-ins of their
+ *   own. A file that does (a short lease, a scripted model, Telegram) starts its own with startStack.
+ * - ownDatabase(): a database of the file's own on the run's Postgres, for files whose assertions
+ *   depend on what else is in the database (which servers have a runner, the whole bot pool).
+ */
+import { inject } from "vitest";
+import { databaseOnServer, type LocalDatabase, sharedServerEnv } from "../../scripts/lib/local-db.ts";
+import { type StackClient, stackClient } from "../../scripts/lib/local-stack.ts";
+
+export function sharedStack(): StackClient {
+  return stackClient(inject("sharedStackUrl"), inject("adminApiKey"));
+}
+
+export function ownDatabase(name: string): Promise<LocalDatabase> {
+  return databaseOnServer({ databaseUrl: inject("databaseUrl"), wsProxy: inject("dbWsProxy") }, name, { template: inject("databaseTemplate") });
+}
+
+/** The environment under which `npm run bench` makes its databases on the run's Postgres. */
+export function sharedDatabaseEnv(): Record<string, string> {
+  return sharedServerEnv({ databaseUrl: inject("databaseUrl"), wsProxy: inject("dbWsProxy") }, inject("databaseTemplate"));
+}
