@@ -40,7 +40,7 @@ export { Lock } from "./durable/lock.ts";
 export { ProvisionServerWorkflow } from "./workflows/provision-server.ts";
 export { EngineeringWorkflow } from "./workflows/engineering.ts";
 export { DeployWorkflow } from "./workflows/deploy.ts";
-export { VectorStore } from "./rag/vector-store.ts";
+export { VectorStore } from "./durable/vector-store.ts";
 
 // An OpenAPIHono, so that the /api routers' descriptions add up to the app's document.
 export const app = new OpenAPIHono<AppEnv>();

@@ -19,7 +19,7 @@ import { configuredEmbedder } from "./embeddings.ts";
 import { IngestMessage, projectOf, subjectOf } from "./messages.ts";
 import { githubSessions, ingestRepositoryFile, type RepositoryServices, syncRepository } from "./repository.ts";
 import { taskLogDocument } from "./sources.ts";
-import { configuredVectorIndex } from "./vector-index.ts";
+import { configuredVectorIndex } from "./services.ts";
 
 export const RAG_INGEST_QUEUE = "rag-ingest";
 export const RAG_INGEST_DEAD_LETTERS = "rag-ingest-failed";

@@ -28,9 +28,8 @@ import type { DocumentInput } from "../rag/documents.ts";
 import { enqueueIngest, IngestMessage } from "../rag/messages.ts";
 import { REPOSITORY_PREFIX } from "../rag/repository.ts";
 import { searchKnowledge } from "../rag/search.ts";
-import { ragServices } from "../rag/services.ts";
+import { configuredVectorIndex, ragServices } from "../rag/services.ts";
 import { Timings } from "../rag/timings.ts";
-import { configuredVectorIndex } from "../rag/vector-index.ts";
 import { ingestDocuments, ingestRepositoryDocs, ingestTaskLog, removeDocuments } from "../rag/sources.ts";
 import { rowsVisible, visibilityFor } from "../rag/visibility.ts";
 

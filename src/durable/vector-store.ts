@@ -7,8 +7,8 @@
  * (unnest per row) took about 400 ms at 5,000 chunks, and reading the vectors out about 2 s.
  */
 import { DurableObject } from "cloudflare:workers";
-import { migrate, type SqlMigration } from "../durable/sql-migrations.ts";
-import type { VectorFilter, VectorMatch, VectorRecord } from "./vector-index.ts";
+import { migrate, type SqlMigration } from "./sql-migrations.ts";
+import { MAX_TOP_K, type VectorFilter, type VectorMatch, type VectorRecord } from "../rag/vector-index.ts";
 
 const MIGRATIONS: readonly SqlMigration[] = [
   {
@@ -17,9 +17,6 @@ const MIGRATIONS: readonly SqlMigration[] = [
     up: (sql) => sql.exec(`CREATE TABLE vectors (id TEXT PRIMARY KEY, visibility TEXT NOT NULL, scope TEXT NOT NULL, embedding BLOB NOT NULL)`),
   },
 ];
-
-/** The largest topK a query may ask for (as Vectorize's). */
-export const MAX_TOP_K = 100;
 
 /** Vectors in one growable Float32Array, unit length, so that cosine similarity is a dot product. */
 class Matrix {
@@ -160,9 +157,4 @@ export class VectorStore extends DurableObject<Env> {
     const matrix = this.loaded();
     return { count: matrix.count, dimensions: matrix.dimensions };
   }
-}
-
-/** The store of this deployment's local index ("default"). */
-export function getVectorStore(env: Pick<Env, "VECTOR_STORE">, name = "default"): DurableObjectStub<VectorStore> {
-  return env.VECTOR_STORE.get(env.VECTOR_STORE.idFromName(name));
 }
