@@ -12,12 +12,21 @@ import { AppError, notFound } from "../lib/app-error.ts";
 import type { Principal } from "../lib/context.ts";
 import { newId } from "../lib/crypto.ts";
 import type { DeploymentView } from "../shared/deploys.ts";
-import type { DeployParams } from "../workflows/deploy.ts";
+import type { PipelineParams } from "../workflows/pipeline-run.ts";
 import { githubAppConfig } from "./github.ts";
 import { checkBudget } from "./usage.ts";
 import { managedOf, projectVisibleTo } from "./projects.ts";
 import { hubIdentity, type ServerRow } from "./servers.ts";
 import { appendTaskEvent, createTask, type Task } from "./tasks.ts";
+
+/** What a DeployWorkflow run is started with (startDeployTask). */
+export interface DeployParams extends PipelineParams {
+  serverId: string;
+  mode: "deploy" | "rollback" | "undeploy";
+  ref?: string;
+  /** For a rollback: the release to bring back. */
+  targetDeploymentId?: string;
+}
 
 export type DeploymentRow = typeof deployments.$inferSelect;
 type ProjectRow = typeof projects.$inferSelect;
