@@ -12,7 +12,7 @@ import { isFinalJobState } from "../shared/api.ts";
 import type { TaskEventInput } from "../shared/events.ts";
 import { redactPayload } from "../shared/job-payloads.ts";
 import type { JobEnvelope } from "../shared/jobs.ts";
-import { addColumnIfMissing, type SqlMigration } from "./sql-migrations.ts";
+import { addColumnIfMissing, type SqlMigration } from "../lib/sql-migrations.ts";
 import { OUTBOX_MIGRATION } from "./outbox.ts";
 
 export interface JobRow extends Record<string, SqlStorageValue> {

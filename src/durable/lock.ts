@@ -6,7 +6,7 @@
  * makes each call atomic, so two scheduler runs started together can never both hold it.
  */
 import { DurableObject } from "cloudflare:workers";
-import { migrate, type SqlMigration } from "./sql-migrations.ts";
+import { migrate, type SqlMigration } from "../lib/sql-migrations.ts";
 
 export interface Lease {
   holder: string;

@@ -13,7 +13,7 @@
  * job's task events are in, so the workflow never reads a stream that lacks them.
  */
 import type { Logger } from "../lib/log.ts";
-import type { SqlMigration } from "./sql-migrations.ts";
+import type { SqlMigration } from "../lib/sql-migrations.ts";
 
 export interface OutboxItem {
   seq: number;

@@ -6,7 +6,7 @@
  */
 import type { ChatEntry, SessionState } from "../shared/chat.ts";
 import type { ModelMessage } from "../services/po/model.ts";
-import { migrate, type SqlMigration } from "./sql-migrations.ts";
+import { migrate, type SqlMigration } from "../lib/sql-migrations.ts";
 
 /** Entries kept for the web console's history; older ones are in the person's own chat client. */
 export const ENTRIES_KEPT = 100;

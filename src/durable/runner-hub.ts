@@ -19,14 +19,14 @@ import { describePayloadIssues, type JobPayload, JobPayloads, outsideReleasePort
 import { CLOCK_SKEW_SECONDS, importPublicKey, type JobEnvelope, signValue } from "../shared/jobs.ts";
 import { type CancelEnvelope, HEARTBEAT_INTERVAL_MS, type HubMessage, type RunnerBody } from "../shared/runner-protocol.ts";
 import { WorkflowName } from "../workflows/registry.ts";
-import { earliest, scheduleAlarm } from "./alarm.ts";
+import { earliest, scheduleAlarm } from "../lib/alarm.ts";
 import { deliverToLane, type TaskLaneBody, taskLane, Undeliverable, type WorkflowLaneBody, workflowLane } from "./hub-deliveries.ts";
 import { envelopeToSend, sealedJob } from "./job-sealing.ts";
 import { HUB_MIGRATIONS, type JobNotify, type JobRow, JobStore, jobView, type Transition } from "./job-store.ts";
 import { Outbox, type OutboxItem } from "./outbox.ts";
 import { AUTH_TIMEOUT_MS, helloOverdue, newSession, readRunnerMessage, type SessionState, type SessionVerdict } from "./runner-session.ts";
 import { ServerStatusWriter } from "./server-status.ts";
-import { migrate } from "./sql-migrations.ts";
+import { migrate } from "../lib/sql-migrations.ts";
 
 /** Who this hub serves; the worker passes it from Postgres, so it follows re-enrollment. */
 export interface HubIdentity {

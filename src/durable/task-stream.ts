@@ -28,7 +28,7 @@ import {
   WATCHER_ACK_WINDOW,
   WATCHER_TOO_SLOW,
 } from "../shared/events.ts";
-import { migrate, type SqlMigration } from "./sql-migrations.ts";
+import { migrate, type SqlMigration } from "../lib/sql-migrations.ts";
 
 type AppendFailure = { ok: false; code: "invalid_request" | "not_found" | "conflict" | "db_unavailable"; message: string };
 

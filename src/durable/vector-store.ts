@@ -7,7 +7,7 @@
  * (unnest per row) took about 400 ms at 5,000 chunks, and reading the vectors out about 2 s.
  */
 import { DurableObject } from "cloudflare:workers";
-import { migrate, type SqlMigration } from "./sql-migrations.ts";
+import { migrate, type SqlMigration } from "../lib/sql-migrations.ts";
 import { MAX_TOP_K, type VectorFilter, type VectorMatch, type VectorRecord } from "../rag/vector-index.ts";
 
 const MIGRATIONS: readonly SqlMigration[] = [
