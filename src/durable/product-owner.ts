@@ -18,7 +18,7 @@ import { inSpan } from "../lib/spans.ts";
 import { signViewToken } from "../lib/view-token.ts";
 import { ingestConversationSummary } from "../rag/sources.ts";
 import { type TelegramFrom, telegramPrincipal, telegramUser, userById } from "../services/chat-users.ts";
-import { principalOfKeyId } from "../middleware/auth.ts";
+import { principalOfKeyId } from "../platform/auth.ts";
 import type { Principal } from "../lib/context.ts";
 import { parseIntent } from "../services/po/intent.ts";
 import { runTurn } from "../services/po/loop.ts";

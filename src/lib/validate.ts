@@ -24,7 +24,7 @@ export function validationHook(result: ValidationResult): void {
 
 /**
  * zod validation for a request part. A failure is a 400 `invalid_request` that names each
- * offending field; malformed JSON is a 400 `invalid_json` (raised by middleware/json-body.ts).
+ * offending field; malformed JSON is a 400 `invalid_json` (raised by src/platform/json-body.ts).
  */
 export function validate<T extends z.ZodType, Target extends keyof ValidationTargets>(target: Target, schema: T) {
   return zValidator(target, schema, (result) => validationHook({ ...result, target }));

@@ -5,8 +5,8 @@ import { AppError } from "../lib/app-error.ts";
 import type { AppEnv } from "../lib/context.ts";
 import { loadJobSigningKey } from "../lib/job-signing.ts";
 import { validate } from "../lib/validate.ts";
-import { failingSlowly } from "../middleware/auth.ts";
-import { authFailed, limitByAddress } from "../middleware/rate-limit.ts";
+import { failingSlowly } from "../platform/auth.ts";
+import { authFailed, limitByAddress } from "../platform/rate-limit.ts";
 import { enrollRunner, hubIdentity, loadServerByRunner } from "../services/servers.ts";
 import { EnrollRunner, type EnrollRunnerResponse } from "../shared/api.ts";
 

@@ -13,7 +13,7 @@ import { AppError } from "../lib/app-error.ts";
 import type { AppEnv } from "../lib/context.ts";
 import { constantTimeEqual } from "../lib/crypto.ts";
 import { createLogger } from "../lib/log.ts";
-import { authFailed } from "../middleware/rate-limit.ts";
+import { authFailed } from "../platform/rate-limit.ts";
 import { CHAT_TEXT_LIMIT } from "../shared/chat.ts";
 import { telegramApiRoot } from "../services/telegram-bots.ts";
 import { sendToChat } from "../services/telegram-outbox.ts";

@@ -1,4 +1,4 @@
-import { randomToken, sha256Hex } from "./crypto.ts";
+import { randomToken, sha256Hex } from "../lib/crypto.ts";
 
 const KEY_PREFIX = "ork_";
 

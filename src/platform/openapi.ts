@@ -10,8 +10,8 @@ import { DeploymentView, SecretView } from "../shared/deploys.ts";
 import { ErrorBody } from "../shared/errors.ts";
 import { TaskEvent } from "../shared/events.ts";
 import { TelegramBotView } from "../shared/telegram-bots.ts";
-import type { AppEnv } from "./context.ts";
-import { validationHook } from "./validate.ts";
+import type { AppEnv } from "../lib/context.ts";
+import { validationHook } from "../lib/validate.ts";
 
 /** package.json's version (importing the JSON into workerd is more trouble than it is worth). */
 export const API_VERSION = "0.1.0";

@@ -3,7 +3,7 @@ import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
 import { apiKeys, users } from "../db/schema.ts";
 import { AppError } from "../lib/app-error.ts";
-import { BOOTSTRAP_ADMIN_USER_ID } from "../lib/api-keys.ts";
+import { BOOTSTRAP_ADMIN_USER_ID } from "./api-keys.ts";
 import type { AppEnv, Principal, Scope } from "../lib/context.ts";
 import { constantTimeEqual, sha256Hex } from "../lib/crypto.ts";
 import { verifyViewToken } from "../lib/view-token.ts";
