@@ -6,9 +6,9 @@
 import type { Logger } from "../lib/log.ts";
 import type { JobView } from "../shared/api.ts";
 import type { TaskEventInput } from "../shared/events.ts";
-import { WorkflowName, workflowBinding } from "../workflows/registry.ts";
+import { WorkflowName, workflowBinding } from "../tasks/workflows.ts";
 import type { OutboxItem } from "./outbox.ts";
-import { getTaskStream } from "./task-stream.ts";
+import { getTaskStream } from "../tasks/stream-client.ts";
 
 export type TaskLaneBody = { jobId: string; event: TaskEventInput };
 export type WorkflowLaneBody = { jobId: string; job: JobView };

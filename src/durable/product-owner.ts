@@ -36,7 +36,7 @@ import type { TaskEvent } from "../shared/events.ts";
 import { PendingInput } from "../shared/task-input.ts";
 import { newTraceparent, traceIdOf, traceparentIn } from "../shared/trace.ts";
 import { type ChatAddress, type ChatUser, ConversationStore, type PendingAction, type Work } from "./po-store.ts";
-import { getTaskStreamStub } from "./task-stream.ts";
+import { getTaskStreamStub } from "../tasks/stream-client.ts";
 
 /** A Telegram update as the webhook hands it over: checked and reduced to what the agent uses. */
 export type InboundUpdate = {

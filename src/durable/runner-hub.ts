@@ -18,7 +18,7 @@ import { fitEventInput, type TaskEventInput } from "../shared/events.ts";
 import { describePayloadIssues, type JobPayload, JobPayloads, outsideReleasePorts } from "../shared/job-payloads.ts";
 import { CLOCK_SKEW_SECONDS, importPublicKey, type JobEnvelope, signValue } from "../shared/jobs.ts";
 import { type CancelEnvelope, HEARTBEAT_INTERVAL_MS, type HubMessage, type RunnerBody } from "../shared/runner-protocol.ts";
-import { WorkflowName } from "../workflows/registry.ts";
+import { WorkflowName } from "../tasks/workflows.ts";
 import { earliest, scheduleAlarm } from "../lib/alarm.ts";
 import { deliverToLane, type TaskLaneBody, taskLane, Undeliverable, type WorkflowLaneBody, workflowLane } from "./hub-deliveries.ts";
 import { envelopeToSend, sealedJob } from "./job-sealing.ts";

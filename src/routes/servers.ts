@@ -7,7 +7,7 @@ import { AppError, notFound } from "../lib/app-error.ts";
 import { apiDoc, apiRouter, errors, jsonBody, jsonResponse, views } from "../platform/openapi.ts";
 import { requireAdmin } from "../platform/auth.ts";
 import { createServer, hubIdentity, listServers, loadServer, renewEnrollmentToken, serverView } from "../services/servers.ts";
-import { appendTaskEvent, createTask } from "../services/tasks.ts";
+import { appendTaskEvent, createTask } from "../tasks/tasks.ts";
 import type { ProvisionServerParams } from "../workflows/provision-server.ts";
 import { CreateJob, CreateServer, JobState, JobWaitQuery, NewEnrollmentToken, Page, ProvisionServer, ServerHandle } from "../shared/api.ts";
 

@@ -17,7 +17,7 @@ import { githubAppConfig } from "./github.ts";
 import { checkBudget } from "./usage.ts";
 import { managedOf, projectVisibleTo } from "./projects.ts";
 import { hubIdentity, type ServerRow } from "./servers.ts";
-import { appendTaskEvent, createTask, type Task } from "./tasks.ts";
+import { appendTaskEvent, createTask, type Task } from "../tasks/tasks.ts";
 
 /** What a DeployWorkflow run is started with (startDeployTask). */
 export interface DeployParams extends PipelineParams {

@@ -16,7 +16,7 @@ import { modelEndpoint } from "./llm.ts";
 import { checkBudget } from "./usage.ts";
 import { managedOf, projectVisibleTo } from "./projects.ts";
 import { hubIdentity, loadServer } from "./servers.ts";
-import { appendTaskEvent, createTask, type Task } from "./tasks.ts";
+import { appendTaskEvent, createTask, type Task } from "../tasks/tasks.ts";
 
 const ACTIVE: Task["status"][] = ["queued", "running", "needs_input"];
 

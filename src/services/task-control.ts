@@ -10,10 +10,10 @@ import { getRunnerHub } from "../durable/runner-hub.ts";
 import { AppError } from "../lib/app-error.ts";
 import { FINAL_TASK_STATUSES } from "../shared/api.ts";
 import { inputEventType, PendingInput, readAnswer } from "../shared/task-input.ts";
-import { TASK_WORKFLOWS, workflowBinding } from "../workflows/registry.ts";
+import { TASK_WORKFLOWS, workflowBinding } from "../tasks/workflows.ts";
 import { settleStoppedDeploy } from "./deploys.ts";
 import { revokeJobCredentials } from "./job-credentials.ts";
-import { appendTaskEvent, type Task } from "./tasks.ts";
+import { appendTaskEvent, type Task } from "../tasks/tasks.ts";
 
 /** How long a cancel waits for the task's running jobs to stop (their containers removed) before it reports. */
 const CANCEL_WAIT_MS = 20_000;

@@ -13,12 +13,12 @@ import { githubAppConfig, repositoryToken } from "../services/github.ts";
 import { mintJobCredentials, revokeJobCredentials } from "../services/job-credentials.ts";
 import type { AgentName } from "../services/llm.ts";
 import { checkBudget } from "../services/usage.ts";
-import { appendTaskEvent } from "../services/tasks.ts";
+import { appendTaskEvent } from "../tasks/tasks.ts";
 import type { ProjectStatus } from "../shared/api.ts";
 import type { TaskEventInput } from "../shared/events.ts";
 import type { JobView } from "../shared/api.ts";
 import { type JobRunContext, type JobSpec, runJob } from "./run-job.ts";
-import type { WorkflowName } from "./registry.ts";
+import type { WorkflowName } from "../tasks/workflows.ts";
 
 /** A failure to report as the task's end, in these words. */
 export class PipelineFailure extends Error {}

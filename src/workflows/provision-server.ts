@@ -5,7 +5,7 @@
  * the task through the RunnerHub, which wakes this workflow when a job finishes (runJob).
  */
 import { WorkflowEntrypoint, type WorkflowEvent, type WorkflowStep } from "cloudflare:workers";
-import { appendTaskEvent } from "../services/tasks.ts";
+import { appendTaskEvent } from "../tasks/tasks.ts";
 import type { JobView } from "../shared/api.ts";
 import type { TaskEventInput } from "../shared/events.ts";
 import { runJob, type JobRunContext } from "./run-job.ts";

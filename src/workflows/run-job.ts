@@ -8,7 +8,7 @@ import { NonRetryableError } from "cloudflare:workflows";
 import { getRunnerHub } from "../durable/runner-hub.ts";
 import { settings } from "../lib/settings.ts";
 import { type CreateJob, isFinalJobState, JobView } from "../shared/api.ts";
-import type { WorkflowName } from "./registry.ts";
+import type { WorkflowName } from "../tasks/workflows.ts";
 
 export interface JobRunContext {
   env: Env;

@@ -7,7 +7,7 @@
  */
 import { AppError } from "../../lib/app-error.ts";
 import type { CapabilityGroup } from "../../shared/chat.ts";
-import type { Task } from "../tasks.ts";
+import type { Task } from "../../tasks/tasks.ts";
 import type { ModelCaller, ModelMessage } from "./model.ts";
 import { BASE_TOOLS, type BaseToolName, modelTools, parseArguments, type Tool, type ToolContext, toolByName, toolsOf } from "./tools.ts";
 

@@ -8,7 +8,7 @@ import { desc, eq, sql } from "drizzle-orm";
 import { z } from "zod";
 import type { Db } from "../../db/client.ts";
 import { projects } from "../../db/schema.ts";
-import { getTaskStream } from "../../durable/task-stream.ts";
+import { getTaskStream } from "../../tasks/stream-client.ts";
 import { AppError } from "../../lib/app-error.ts";
 import type { Principal } from "../../lib/context.ts";
 import { CreateProject, ProjectName } from "../../shared/api.ts";
@@ -18,7 +18,7 @@ import { startEngineering } from "../engineering.ts";
 import { createProject, findProject, projectVisibleTo } from "../projects.ts";
 import { listServers, serverView } from "../servers.ts";
 import { cancelTask } from "../task-control.ts";
-import { listTasks, loadTask, type Task } from "../tasks.ts";
+import { listTasks, loadTask, type Task } from "../../tasks/tasks.ts";
 import { usageReport } from "../usage.ts";
 import { KNOWLEDGE_TOOL_DESCRIPTION, KnowledgeToolInput, searchKnowledgeForChat } from "../../rag/knowledge-tool.ts";
 

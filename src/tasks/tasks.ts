@@ -5,7 +5,7 @@ import { and, desc, eq, type SQL } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { isForeignKeyViolation } from "../db/errors.ts";
 import { projects, tasks } from "../db/schema.ts";
-import { getTaskStream } from "../durable/task-stream.ts";
+import { getTaskStream } from "./stream-client.ts";
 import { AppError, notFound } from "../lib/app-error.ts";
 import type { Principal } from "../lib/context.ts";
 import { newId } from "../lib/crypto.ts";
