@@ -16,7 +16,7 @@ import { requireScope } from "../platform/auth.ts";
 import { deploymentView, listDeployments, projectUrl, startDeployTask } from "../services/deploys.ts";
 import { deleteSecret, putSecrets, secretViews } from "../services/project-secrets.ts";
 import { projectVisibleTo } from "../services/projects.ts";
-import { loadServer } from "../services/servers.ts";
+import { loadServer } from "../runner-hub/servers.ts";
 import { DEPLOYMENT_STATUSES, PutSecrets, StartDeploy, StartRollback } from "../shared/deploys.ts";
 import { EnvName } from "../shared/playbooks.ts";
 import { PendingInput, inputEventType } from "../shared/task-input.ts";

@@ -7,7 +7,7 @@ import { and, asc, desc, eq, inArray, isNotNull, isNull, sql } from "drizzle-orm
 import type { Db } from "../db/client.ts";
 import { isUniqueViolation } from "../db/errors.ts";
 import { deployments, projects, servers, serviceDeployments, tasks } from "../db/schema.ts";
-import { getRunnerHub } from "../durable/runner-hub.ts";
+import { getRunnerHub } from "../runner-hub/client.ts";
 import { AppError, notFound } from "../lib/app-error.ts";
 import type { Principal } from "../lib/context.ts";
 import { newId } from "../lib/crypto.ts";
@@ -16,7 +16,7 @@ import type { PipelineParams } from "../workflows/pipeline-run.ts";
 import { githubAppConfig } from "./github.ts";
 import { checkBudget } from "./usage.ts";
 import { managedOf, projectVisibleTo } from "./projects.ts";
-import { hubIdentity, type ServerRow } from "./servers.ts";
+import { hubIdentity, type ServerRow } from "../runner-hub/servers.ts";
 import { appendTaskEvent, createTask, type Task } from "../tasks/tasks.ts";
 
 /** What a DeployWorkflow run is started with (startDeployTask). */

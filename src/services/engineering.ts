@@ -6,7 +6,7 @@ import { and, eq, inArray, isNotNull } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { isUniqueViolation } from "../db/errors.ts";
 import { projects, servers, tasks } from "../db/schema.ts";
-import { getRunnerHub } from "../durable/runner-hub.ts";
+import { getRunnerHub } from "../runner-hub/client.ts";
 import { AppError, notFound } from "../lib/app-error.ts";
 import type { Principal } from "../lib/context.ts";
 import type { EngineeringParams } from "../workflows/engineering.ts";
@@ -15,7 +15,7 @@ import { githubAppConfig } from "./github.ts";
 import { modelEndpoint } from "./llm.ts";
 import { checkBudget } from "./usage.ts";
 import { managedOf, projectVisibleTo } from "./projects.ts";
-import { hubIdentity, loadServer } from "./servers.ts";
+import { hubIdentity, loadServer } from "../runner-hub/servers.ts";
 import { appendTaskEvent, createTask, type Task } from "../tasks/tasks.ts";
 
 const ACTIVE: Task["status"][] = ["queued", "running", "needs_input"];

@@ -6,7 +6,7 @@ import { putSecrets } from "./project-secrets.ts";
 import { and, eq, sql } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { tasks } from "../db/schema.ts";
-import { getRunnerHub } from "../durable/runner-hub.ts";
+import { getRunnerHub } from "../runner-hub/client.ts";
 import { AppError } from "../lib/app-error.ts";
 import { FINAL_TASK_STATUSES } from "../shared/api.ts";
 import { inputEventType, PendingInput, readAnswer } from "../shared/task-input.ts";

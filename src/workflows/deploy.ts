@@ -18,7 +18,7 @@ import { NonRetryableError } from "cloudflare:workflows";
 import { and, eq, ne, sql } from "drizzle-orm";
 import { type Db, withDb } from "../db/client.ts";
 import { deployments, projects, servers, serviceDeployments } from "../db/schema.ts";
-import { getRunnerHub } from "../durable/runner-hub.ts";
+import { getRunnerHub } from "../runner-hub/client.ts";
 import { settings } from "../lib/settings.ts";
 import { type DeployParams, newDeploymentId, projectDomain, projectUrl, releaseOf, reservePort, routeList } from "../services/deploys.ts";
 import { BOT_TOKEN_VAR, classifyEnv, computedValue, EnvAnalysisFailed, generateSecret, parseEnvExample } from "../services/env-analyzer.ts";

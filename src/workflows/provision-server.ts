@@ -8,14 +8,8 @@ import { WorkflowEntrypoint, type WorkflowEvent, type WorkflowStep } from "cloud
 import { appendTaskEvent } from "../tasks/tasks.ts";
 import type { JobView } from "../shared/api.ts";
 import type { TaskEventInput } from "../shared/events.ts";
+import type { ProvisionServerParams } from "../runner-hub/servers.ts";
 import { runJob, type JobRunContext } from "./run-job.ts";
-
-export interface ProvisionServerParams {
-  taskId: string;
-  handle: string;
-  check: boolean;
-  traceparent?: string;
-}
 
 export class ProvisionServerWorkflow extends WorkflowEntrypoint<Env, ProvisionServerParams> {
   override async run(event: WorkflowEvent<ProvisionServerParams>, step: WorkflowStep): Promise<void> {

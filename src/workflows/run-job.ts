@@ -5,7 +5,7 @@
  */
 import type { WorkflowStep } from "cloudflare:workers";
 import { NonRetryableError } from "cloudflare:workflows";
-import { getRunnerHub } from "../durable/runner-hub.ts";
+import { getRunnerHub } from "../runner-hub/client.ts";
 import { settings } from "../lib/settings.ts";
 import { type CreateJob, isFinalJobState, JobView } from "../shared/api.ts";
 import type { WorkflowName } from "../tasks/workflows.ts";

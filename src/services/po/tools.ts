@@ -16,7 +16,7 @@ import { CAPABILITY_GROUPS, type CapabilityGroup } from "../../shared/chat.ts";
 import { listDeployments, startDeployTask } from "../deploys.ts";
 import { startEngineering } from "../engineering.ts";
 import { createProject, findProject, projectVisibleTo } from "../projects.ts";
-import { listServers, serverView } from "../servers.ts";
+import { listServers, serverView } from "../../runner-hub/servers.ts";
 import { cancelTask } from "../task-control.ts";
 import { listTasks, loadTask, type Task } from "../../tasks/tasks.ts";
 import { usageReport } from "../usage.ts";

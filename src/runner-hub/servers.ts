@@ -4,13 +4,21 @@
 import { and, eq, gt, sql } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { servers } from "../db/schema.ts";
-import type { HubIdentity } from "../durable/runner-hub.ts";
+import type { HubIdentity } from "./client.ts";
 import { AppError, notFound } from "../lib/app-error.ts";
 import { newId, randomToken, sha256Hex } from "../lib/crypto.ts";
 import { settings } from "../lib/settings.ts";
 import type { CreateServer, ServerStatus, ServerView } from "../shared/api.ts";
 
 export type ServerRow = typeof servers.$inferSelect;
+
+/** What a ProvisionServerWorkflow run is started with (POST /api/servers/:id/provision). */
+export interface ProvisionServerParams {
+  taskId: string;
+  handle: string;
+  check: boolean;
+  traceparent?: string;
+}
 
 /**
  * `online` while the runner is connected and heartbeating; `offline` once it disconnected (or went

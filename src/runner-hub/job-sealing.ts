@@ -3,7 +3,7 @@
  * src/lib/secrets.ts) until the runner has it; the stored copy shows them redacted.
  */
 import { newId, randomToken } from "../lib/crypto.ts";
-import { loadJobSigningKey } from "../lib/job-signing.ts";
+import { loadJobSigningKey } from "./job-signing.ts";
 import { openText, packSealed, sealText, unpackSealed } from "../lib/secrets.ts";
 import type { CreateJob } from "../shared/api.ts";
 import { payloadSecrets, redactPayload } from "../shared/job-payloads.ts";

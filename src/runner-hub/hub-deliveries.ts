@@ -7,7 +7,7 @@ import type { Logger } from "../lib/log.ts";
 import type { JobView } from "../shared/api.ts";
 import type { TaskEventInput } from "../shared/events.ts";
 import { WorkflowName, workflowBinding } from "../tasks/workflows.ts";
-import type { OutboxItem } from "./outbox.ts";
+import type { OutboxItem } from "../lib/outbox.ts";
 import { getTaskStream } from "../tasks/stream-client.ts";
 
 export type TaskLaneBody = { jobId: string; event: TaskEventInput };

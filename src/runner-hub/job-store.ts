@@ -13,7 +13,7 @@ import type { TaskEventInput } from "../shared/events.ts";
 import { redactPayload } from "../shared/job-payloads.ts";
 import type { JobEnvelope } from "../shared/jobs.ts";
 import { addColumnIfMissing, type SqlMigration } from "../lib/sql-migrations.ts";
-import { OUTBOX_MIGRATION } from "./outbox.ts";
+import { OUTBOX_MIGRATION } from "../lib/outbox.ts";
 
 export interface JobRow extends Record<string, SqlStorageValue> {
   id: string;

@@ -12,8 +12,8 @@
  * An item may wait for another lane (`after`): a workflow's wake-up for a job goes out only once the
  * job's task events are in, so the workflow never reads a stream that lacks them.
  */
-import type { Logger } from "../lib/log.ts";
-import type { SqlMigration } from "../lib/sql-migrations.ts";
+import type { Logger } from "./log.ts";
+import type { SqlMigration } from "./sql-migrations.ts";
 
 export interface OutboxItem {
   seq: number;
