@@ -12,7 +12,7 @@ import { onError, onNotFound } from "./platform/errors.ts";
 import { jsonBody } from "./platform/json-body.ts";
 import { requestLog } from "./platform/request-log.ts";
 import { traceContext } from "./platform/trace.ts";
-import { deliverOutbox } from "./services/telegram-outbox.ts";
+import { deliverOutbox } from "./telegram/telegram-outbox.ts";
 import { runScheduled } from "./scheduler/index.ts";
 import { projectDeploysRoute, serverServicesRoute } from "./routes/deploys.ts";
 import { health } from "./routes/health.ts";

@@ -29,7 +29,7 @@ import { botApi } from "../services/po/telegram-api.ts";
 import { toolByName, type Tool } from "../services/po/tools.ts";
 import { systemPrompt } from "../services/po/prompt.ts";
 import { answerTask } from "../services/task-control.ts";
-import { sendToChat } from "../services/telegram-outbox.ts";
+import { sendToChat } from "../telegram/telegram-outbox.ts";
 import { FINAL_TASK_STATUSES } from "../shared/api.ts";
 import { CAPABILITY_GROUPS, type ChatButton, type ChatEntry, ChatSession, ClientMessage, type ServerMessage, type SessionState } from "../shared/chat.ts";
 import type { TaskEvent } from "../shared/events.ts";

@@ -6,7 +6,7 @@ import { notFound } from "../lib/app-error.ts";
 import { apiDoc, apiRouter, errors, jsonBody, jsonResponse, named, views } from "../platform/openapi.ts";
 import { requireScope } from "../platform/auth.ts";
 import { startEngineering } from "../services/engineering.ts";
-import { createProject, projectVisibleTo, updateProject } from "../services/projects.ts";
+import { createProject, projectVisibleTo, updateProject } from "../projects/projects.ts";
 import { CreateProject, Page, ProjectStatus, ServerHandle, UpdateProject } from "../shared/api.ts";
 
 const StartEngineering = z.strictObject({ server: ServerHandle.optional() }).default({});

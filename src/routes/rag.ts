@@ -20,7 +20,7 @@ import { AppError, notFound } from "../lib/app-error.ts";
 import type { Principal } from "../lib/context.ts";
 import { apiDoc, apiRouter, errors, jsonBody, jsonResponse } from "../platform/openapi.ts";
 import { requireAdmin, requireScope } from "../platform/auth.ts";
-import { findProject } from "../services/projects.ts";
+import { findProject } from "../projects/projects.ts";
 import { loadTask } from "../tasks/tasks.ts";
 import { kindOfSource } from "../rag/chunking.ts";
 import { DeleteDocument, DocumentsQuery, type DocumentView, IngestBody, SearchQuery } from "../rag/contract.ts";

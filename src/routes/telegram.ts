@@ -15,8 +15,8 @@ import { constantTimeEqual } from "../lib/crypto.ts";
 import { createLogger } from "../lib/log.ts";
 import { authFailed } from "../platform/rate-limit.ts";
 import { CHAT_TEXT_LIMIT } from "../shared/chat.ts";
-import { telegramApiRoot } from "../services/telegram-bots.ts";
-import { sendToChat } from "../services/telegram-outbox.ts";
+import { telegramApiRoot } from "../telegram/telegram-bots.ts";
+import { sendToChat } from "../telegram/telegram-outbox.ts";
 import { withDb } from "../db/client.ts";
 
 type Handler = ReturnType<typeof webhookCallback<Context, "hono">>;

@@ -3,7 +3,7 @@ import { createRoute } from "@hono/zod-openapi";
 import { z } from "zod";
 import { apiDoc, apiRouter, errors, jsonResponse } from "../platform/openapi.ts";
 import { requireScope } from "../platform/auth.ts";
-import { usageReport } from "../services/usage.ts";
+import { usageReport } from "../models/usage.ts";
 import { USAGE_GROUPS, UsageQuery, UsageRow } from "../shared/usage.ts";
 
 const report = createRoute({

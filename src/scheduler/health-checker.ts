@@ -14,7 +14,7 @@ import type { Logger } from "../lib/log.ts";
 import { DEFAULT_HEALTH_PATH } from "../shared/deploys.ts";
 import { projectUrl } from "../services/deploys.ts";
 import { hubIdentity } from "../runner-hub/servers.ts";
-import { configOf } from "../services/projects.ts";
+import { configOf } from "../projects/projects.ts";
 
 export const REPEATED_FAILURES = 3;
 /** How long the checker waits for the runners' answers before it counts a check as failed. */

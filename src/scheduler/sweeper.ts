@@ -12,9 +12,9 @@ import type { Db } from "../db/client.ts";
 import { deployments, tasks } from "../db/schema.ts";
 import type { Logger } from "../lib/log.ts";
 import { settleStoppedDeploy } from "../services/deploys.ts";
-import { revokeExpiredCredentials, revokeJobCredentials } from "../services/job-credentials.ts";
+import { revokeExpiredCredentials, revokeJobCredentials } from "../models/job-credentials.ts";
 import { appendTaskEvent } from "../tasks/tasks.ts";
-import { sweepOutbox } from "../services/telegram-outbox.ts";
+import { sweepOutbox } from "../telegram/telegram-outbox.ts";
 import { FINAL_TASK_STATUSES } from "../shared/api.ts";
 import { TASK_WORKFLOWS, workflowBinding } from "../tasks/workflows.ts";
 

@@ -7,7 +7,7 @@ import type OpenAI from "openai";
 import { z } from "zod";
 import { ProjectSpec } from "../shared/spec.ts";
 import { PROJECT_TEMPLATES } from "../shared/templates.ts";
-import type { AgentConfig } from "./llm.ts";
+import type { AgentConfig } from "../models/llm.ts";
 
 export class SpecRejected extends Error {
   readonly usage: ArchitectResult["usage"];

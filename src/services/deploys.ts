@@ -13,9 +13,9 @@ import type { Principal } from "../lib/context.ts";
 import { newId } from "../lib/crypto.ts";
 import type { DeploymentView } from "../shared/deploys.ts";
 import type { PipelineParams } from "../workflows/pipeline-run.ts";
-import { githubAppConfig } from "./github.ts";
-import { checkBudget } from "./usage.ts";
-import { managedOf, projectVisibleTo } from "./projects.ts";
+import { githubAppConfig } from "../projects/github.ts";
+import { checkBudget } from "../models/usage.ts";
+import { managedOf, projectVisibleTo } from "../projects/projects.ts";
 import { hubIdentity, type ServerRow } from "../runner-hub/servers.ts";
 import { appendTaskEvent, createTask, type Task } from "../tasks/tasks.ts";
 

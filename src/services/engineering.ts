@@ -11,10 +11,10 @@ import { AppError, notFound } from "../lib/app-error.ts";
 import type { Principal } from "../lib/context.ts";
 import type { EngineeringParams } from "../workflows/engineering.ts";
 import { placeProject } from "./deploys.ts";
-import { githubAppConfig } from "./github.ts";
-import { modelEndpoint } from "./llm.ts";
-import { checkBudget } from "./usage.ts";
-import { managedOf, projectVisibleTo } from "./projects.ts";
+import { githubAppConfig } from "../projects/github.ts";
+import { modelEndpoint } from "../models/llm.ts";
+import { checkBudget } from "../models/usage.ts";
+import { managedOf, projectVisibleTo } from "../projects/projects.ts";
 import { hubIdentity, loadServer } from "../runner-hub/servers.ts";
 import { appendTaskEvent, createTask, type Task } from "../tasks/tasks.ts";
 

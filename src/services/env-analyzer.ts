@@ -38,9 +38,6 @@ export function parseEnvExample(text: string): EnvExampleVar[] {
   return vars;
 }
 
-/** The Telegram bot token comes from the pool, whatever a model says it is. */
-export const BOT_TOKEN_VAR = "TELEGRAM_BOT_TOKEN";
-
 export interface DeploymentFacts {
   domain: string;
   /** Where visitors reach it (projectUrl). */

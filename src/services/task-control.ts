@@ -2,7 +2,7 @@
  * A person acting on a running task: answering what it asks (`task.needs_input`), or cancelling it.
  * Both reach the task's workflow, whose instance id is the task's id.
  */
-import { putSecrets } from "./project-secrets.ts";
+import { putSecrets } from "../projects/project-secrets.ts";
 import { and, eq, sql } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { tasks } from "../db/schema.ts";
@@ -12,7 +12,7 @@ import { FINAL_TASK_STATUSES } from "../shared/api.ts";
 import { inputEventType, PendingInput, readAnswer } from "../shared/task-input.ts";
 import { TASK_WORKFLOWS, workflowBinding } from "../tasks/workflows.ts";
 import { settleStoppedDeploy } from "./deploys.ts";
-import { revokeJobCredentials } from "./job-credentials.ts";
+import { revokeJobCredentials } from "../models/job-credentials.ts";
 import { appendTaskEvent, type Task } from "../tasks/tasks.ts";
 
 /** How long a cancel waits for the task's running jobs to stop (their containers removed) before it reports. */

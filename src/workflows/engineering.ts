@@ -18,8 +18,8 @@ import { withDb } from "../db/client.ts";
 import { projects } from "../db/schema.ts";
 import { ingestRepositoryDocs, ingestTaskLog } from "../rag/sources.ts";
 import { draftSpec, SpecRejected } from "../services/architect.ts";
-import { commitExists, ensureRepository, fastForward, installationAccess, type Repository } from "../services/github.ts";
-import { agentConfig, modelEndpoint, modelErrorMessage, modelRelayUrl, openaiClient, recordUsage } from "../services/llm.ts";
+import { commitExists, ensureRepository, fastForward, installationAccess, type Repository } from "../projects/github.ts";
+import { agentConfig, modelEndpoint, modelErrorMessage, modelRelayUrl, openaiClient, recordUsage } from "../models/llm.ts";
 import { settings as workerSettings } from "../lib/settings.ts";
 import { taskBrief } from "../services/task-brief.ts";
 import { type EngineeringOverrides, type EngineeringSettings, engineeringSettings, ProjectSpec } from "../shared/spec.ts";
@@ -27,7 +27,7 @@ import { DecisionAnswer, inputEventType, type PendingInput } from "../shared/tas
 import type { TestResults } from "../shared/test-results.ts";
 import { AGENT_OUTPUT, collected, developPayload, developResult, type DevelopResult, scaffoldPayload, tailLines, testPayload, testResults } from "./engineering-jobs.ts";
 import { API_STEP, MODEL_STEP, PipelineFailure, type PipelineParams, PipelineRun } from "./pipeline-run.ts";
-import { configOf } from "../services/projects.ts";
+import { configOf } from "../projects/projects.ts";
 
 export type EngineeringParams = PipelineParams;
 

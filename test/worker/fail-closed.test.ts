@@ -13,7 +13,7 @@ import { projects } from "../../src/db/schema.ts";
 import { AppError } from "../../src/lib/app-error.ts";
 import type { AppEnv } from "../../src/lib/context.ts";
 import { INTERNAL_ERROR_MESSAGE, onError } from "../../src/platform/errors.ts";
-import { projectVisibleTo } from "../../src/services/projects.ts";
+import { projectVisibleTo } from "../../src/projects/projects.ts";
 import { generateKeySeed } from "../../src/shared/jobs.ts";
 import { app } from "../../src/worker.ts";
 import { call, createUserWithKey, uniqueName } from "./helpers.ts";

@@ -4,8 +4,8 @@
  */
 import type OpenAI from "openai";
 import type { Db } from "../../db/client.ts";
-import { agentConfig, type AgentName, modelEndpoint, openaiClient, recordUsage } from "../llm.ts";
-import { checkBudget } from "../usage.ts";
+import { agentConfig, type AgentName, modelEndpoint, openaiClient, recordUsage } from "../../models/llm.ts";
+import { checkBudget } from "../../models/usage.ts";
 
 export type ModelMessage = OpenAI.Chat.Completions.ChatCompletionMessageParam;
 export type ModelToolCall = OpenAI.Chat.Completions.ChatCompletionMessageToolCall;

@@ -15,11 +15,11 @@ import { CreateProject, ProjectName } from "../../shared/api.ts";
 import { CAPABILITY_GROUPS, type CapabilityGroup } from "../../shared/chat.ts";
 import { listDeployments, startDeployTask } from "../deploys.ts";
 import { startEngineering } from "../engineering.ts";
-import { createProject, findProject, projectVisibleTo } from "../projects.ts";
+import { createProject, findProject, projectVisibleTo } from "../../projects/projects.ts";
 import { listServers, serverView } from "../../runner-hub/servers.ts";
 import { cancelTask } from "../task-control.ts";
 import { listTasks, loadTask, type Task } from "../../tasks/tasks.ts";
-import { usageReport } from "../usage.ts";
+import { usageReport } from "../../models/usage.ts";
 import { KNOWLEDGE_TOOL_DESCRIPTION, KnowledgeToolInput, searchKnowledgeForChat } from "../../rag/knowledge-tool.ts";
 
 export interface ToolContext {

@@ -9,7 +9,7 @@ import { llmUsage, projects } from "../db/schema.ts";
 import { AppError } from "../lib/app-error.ts";
 import type { Principal } from "../lib/context.ts";
 import type { UsageRow } from "../shared/usage.ts";
-import { managedOf } from "./projects.ts";
+import { managedOf } from "../projects/projects.ts";
 
 const GROUP_COLUMNS = { user: llmUsage.userId, project: llmUsage.projectId, agent: llmUsage.agent, model: llmUsage.model } as const;
 

@@ -17,10 +17,12 @@ import { AppError, notFound } from "../lib/app-error.ts";
 import { newId } from "../lib/crypto.ts";
 import { openText, sealText } from "../lib/secrets.ts";
 import type { TelegramBotView } from "../shared/telegram-bots.ts";
-import { BOT_TOKEN_VAR } from "./env-analyzer.ts";
-import { putSecrets } from "./project-secrets.ts";
+import { putSecrets } from "../projects/project-secrets.ts";
 
 export type TelegramBotRow = typeof telegramBots.$inferSelect;
+
+/** The project variable a pool bot's token is given as: it comes from the pool, whatever a model says it is. */
+export const BOT_TOKEN_VAR = "TELEGRAM_BOT_TOKEN";
 
 /** What the pool needs of the environment (a plain object in Node tests and scripts). */
 export interface TelegramEnv {

@@ -15,7 +15,7 @@ import type { Db } from "../db/client.ts";
 import { jobCredentials } from "../db/schema.ts";
 import { newId, randomToken, sha256Hex } from "../lib/crypto.ts";
 import { openText, packSealed, sealText, unpackSealed } from "../lib/secrets.ts";
-import { githubAppConfig, revokeToken } from "./github.ts";
+import { githubAppConfig, revokeToken } from "../projects/github.ts";
 import type { AgentName } from "./llm.ts";
 
 const MODEL_KEY_PREFIX = "orj_";
