@@ -12,7 +12,7 @@ import { AppError, notFound } from "../lib/app-error.ts";
 import type { Principal } from "../lib/context.ts";
 import { newId } from "../lib/crypto.ts";
 import type { DeploymentView } from "../shared/deploys.ts";
-import type { PipelineParams } from "../workflows/pipeline-run.ts";
+import type { PipelineParams } from "../pipeline/pipeline-run.ts";
 import { githubAppConfig } from "../projects/github.ts";
 import { checkBudget } from "../models/usage.ts";
 import { managedOf, projectVisibleTo } from "../projects/projects.ts";

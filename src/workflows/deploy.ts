@@ -30,8 +30,8 @@ import type { JobView } from "../shared/api.ts";
 import { DEFAULT_HEALTH_PATH, type DeployNotification, type EnvKind } from "../shared/deploys.ts";
 import type { DeployProjectVars } from "../shared/playbooks.ts";
 import { inputEventType, type PendingInput } from "../shared/task-input.ts";
-import { API_STEP, MODEL_STEP, PipelineFailure, PipelineRun } from "./pipeline-run.ts";
-import { runJob } from "./run-job.ts";
+import { API_STEP, MODEL_STEP, PipelineFailure, PipelineRun } from "../pipeline/pipeline-run.ts";
+import { runJob } from "../pipeline/run-job.ts";
 import { configOf, managedOf, projectRepository } from "../projects/projects.ts";
 
 /** The port the fixture and the python-http template listen on inside their container. */

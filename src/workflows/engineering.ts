@@ -26,7 +26,7 @@ import { type EngineeringOverrides, type EngineeringSettings, engineeringSetting
 import { DecisionAnswer, inputEventType, type PendingInput } from "../shared/task-input.ts";
 import type { TestResults } from "../shared/test-results.ts";
 import { AGENT_OUTPUT, collected, developPayload, developResult, type DevelopResult, scaffoldPayload, tailLines, testPayload, testResults } from "./engineering-jobs.ts";
-import { API_STEP, MODEL_STEP, PipelineFailure, type PipelineParams, PipelineRun } from "./pipeline-run.ts";
+import { API_STEP, MODEL_STEP, PipelineFailure, type PipelineParams, PipelineRun } from "../pipeline/pipeline-run.ts";
 import { configOf } from "../projects/projects.ts";
 
 export type EngineeringParams = PipelineParams;

@@ -9,7 +9,7 @@ import { appendTaskEvent } from "../tasks/tasks.ts";
 import type { JobView } from "../shared/api.ts";
 import type { TaskEventInput } from "../shared/events.ts";
 import type { ProvisionServerParams } from "../runner-hub/servers.ts";
-import { runJob, type JobRunContext } from "./run-job.ts";
+import { runJob, type JobRunContext } from "../pipeline/run-job.ts";
 
 export class ProvisionServerWorkflow extends WorkflowEntrypoint<Env, ProvisionServerParams> {
   override async run(event: WorkflowEvent<ProvisionServerParams>, step: WorkflowStep): Promise<void> {
