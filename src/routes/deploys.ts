@@ -13,7 +13,7 @@ import { AppError, notFound } from "../lib/app-error.ts";
 import type { AppEnv } from "../lib/context.ts";
 import { apiDoc, apiRouter, errors, jsonBody, jsonResponse, views } from "../platform/openapi.ts";
 import { requireScope } from "../platform/auth.ts";
-import { deploymentView, listDeployments, projectUrl, startDeployTask } from "../services/deploys.ts";
+import { deploymentView, listDeployments, projectUrl, startDeployTask } from "../deploy/deploys.ts";
 import { deleteSecret, putSecrets, secretViews } from "../projects/project-secrets.ts";
 import { projectVisibleTo } from "../projects/projects.ts";
 import { loadServer } from "../runner-hub/servers.ts";

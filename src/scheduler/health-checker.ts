@@ -12,7 +12,7 @@ import { getRunnerHub } from "../runner-hub/client.ts";
 import { newId } from "../lib/crypto.ts";
 import type { Logger } from "../lib/log.ts";
 import { DEFAULT_HEALTH_PATH } from "../shared/deploys.ts";
-import { projectUrl } from "../services/deploys.ts";
+import { projectUrl } from "../deploy/deploys.ts";
 import { hubIdentity } from "../runner-hub/servers.ts";
 import { configOf } from "../projects/projects.ts";
 

@@ -11,7 +11,7 @@ import { and, eq, inArray, lt, notInArray } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { deployments, tasks } from "../db/schema.ts";
 import type { Logger } from "../lib/log.ts";
-import { settleStoppedDeploy } from "../services/deploys.ts";
+import { settleStoppedDeploy } from "../deploy/deploys.ts";
 import { revokeExpiredCredentials, revokeJobCredentials } from "../models/job-credentials.ts";
 import { appendTaskEvent } from "../tasks/tasks.ts";
 import { sweepOutbox } from "../telegram/telegram-outbox.ts";

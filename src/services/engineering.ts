@@ -10,7 +10,7 @@ import { getRunnerHub } from "../runner-hub/client.ts";
 import { AppError, notFound } from "../lib/app-error.ts";
 import type { Principal } from "../lib/context.ts";
 import type { EngineeringParams } from "../workflows/engineering.ts";
-import { placeProject } from "./deploys.ts";
+import { placeProject } from "../deploy/deploys.ts";
 import { githubAppConfig } from "../projects/github.ts";
 import { modelEndpoint } from "../models/llm.ts";
 import { checkBudget } from "../models/usage.ts";

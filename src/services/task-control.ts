@@ -11,7 +11,7 @@ import { AppError } from "../lib/app-error.ts";
 import { FINAL_TASK_STATUSES } from "../shared/api.ts";
 import { inputEventType, PendingInput, readAnswer } from "../shared/task-input.ts";
 import { TASK_WORKFLOWS, workflowBinding } from "../tasks/workflows.ts";
-import { settleStoppedDeploy } from "./deploys.ts";
+import { settleStoppedDeploy } from "../deploy/deploys.ts";
 import { revokeJobCredentials } from "../models/job-credentials.ts";
 import { appendTaskEvent, type Task } from "../tasks/tasks.ts";
 

@@ -19,7 +19,7 @@ import { GitHubServer } from "../../standins/github-server.ts";
 import { embed, ModelServer } from "../../standins/model-server.ts";
 import { TelegramServer } from "../../standins/telegram-server.ts";
 import { demoScenario } from "../../standins/demo-scenario.ts";
-import { classifyEnv, parseEnvExample } from "../../src/services/env-analyzer.ts";
+import { classifyEnv, parseEnvExample } from "../../src/deploy/env-analyzer.ts";
 
 const run = promisify(execFile);
 

@@ -13,7 +13,7 @@ import { AppError } from "../../lib/app-error.ts";
 import type { Principal } from "../../lib/context.ts";
 import { CreateProject, ProjectName } from "../../shared/api.ts";
 import { CAPABILITY_GROUPS, type CapabilityGroup } from "../../shared/chat.ts";
-import { listDeployments, startDeployTask } from "../deploys.ts";
+import { listDeployments, startDeployTask } from "../../deploy/deploys.ts";
 import { startEngineering } from "../engineering.ts";
 import { createProject, findProject, projectVisibleTo } from "../../projects/projects.ts";
 import { listServers, serverView } from "../../runner-hub/servers.ts";
