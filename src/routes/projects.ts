@@ -5,7 +5,7 @@ import { projects } from "../db/schema.ts";
 import { notFound } from "../lib/app-error.ts";
 import { apiDoc, apiRouter, errors, jsonBody, jsonResponse, named, views } from "../platform/openapi.ts";
 import { requireScope } from "../platform/auth.ts";
-import { startEngineering } from "../services/engineering.ts";
+import { startEngineering } from "../engineering/engineering.ts";
 import { createProject, projectVisibleTo, updateProject } from "../projects/projects.ts";
 import { CreateProject, Page, ProjectStatus, ServerHandle, UpdateProject } from "../shared/api.ts";
 

@@ -14,7 +14,7 @@ import type { Principal } from "../../lib/context.ts";
 import { CreateProject, ProjectName } from "../../shared/api.ts";
 import { CAPABILITY_GROUPS, type CapabilityGroup } from "../../shared/chat.ts";
 import { listDeployments, startDeployTask } from "../../deploy/deploys.ts";
-import { startEngineering } from "../engineering.ts";
+import { startEngineering } from "../../engineering/engineering.ts";
 import { createProject, findProject, projectVisibleTo } from "../../projects/projects.ts";
 import { listServers, serverView } from "../../runner-hub/servers.ts";
 import { cancelTask } from "../task-control.ts";

@@ -9,7 +9,7 @@ import { projects, servers, tasks } from "../db/schema.ts";
 import { getRunnerHub } from "../runner-hub/client.ts";
 import { AppError, notFound } from "../lib/app-error.ts";
 import type { Principal } from "../lib/context.ts";
-import type { EngineeringParams } from "../workflows/engineering.ts";
+import type { PipelineParams } from "../pipeline/pipeline-run.ts";
 import { placeProject } from "../deploy/deploys.ts";
 import { githubAppConfig } from "../projects/github.ts";
 import { modelEndpoint } from "../models/llm.ts";
@@ -17,6 +17,9 @@ import { checkBudget } from "../models/usage.ts";
 import { managedOf, projectVisibleTo } from "../projects/projects.ts";
 import { hubIdentity, loadServer } from "../runner-hub/servers.ts";
 import { appendTaskEvent, createTask, type Task } from "../tasks/tasks.ts";
+
+/** What an EngineeringWorkflow run is started with (startEngineering). */
+export type EngineeringParams = PipelineParams;
 
 const ACTIVE: Task["status"][] = ["queued", "running", "needs_input"];
 

@@ -3,12 +3,12 @@
  * round in the coding-worker image, a Tester run. And what their results say, read back from the
  * files the containers leave in /out.
  */
-import type { CodingAgent } from "../coding-agents/types.ts";
+import type { CodingAgent } from "./coding-agents/types.ts";
 import type { JobView } from "../shared/api.ts";
 import type { EngineeringSettings, ProjectSpec } from "../shared/spec.ts";
 import { PROJECT_TEMPLATES } from "../shared/templates.ts";
 import { parseTestRun, type TestResults } from "../shared/test-results.ts";
-import { AGENT_PROMPT } from "../services/task-brief.ts";
+import { AGENT_PROMPT } from "./task-brief.ts";
 
 /** `host:port` of a URL: the egress destination a container needs to reach it. */
 export function egressTarget(url: string): string {
