@@ -28,7 +28,7 @@ import { summariseIfLong } from "../services/po/summary.ts";
 import { botApi } from "../services/po/telegram-api.ts";
 import { toolByName, type Tool } from "../services/po/tools.ts";
 import { systemPrompt } from "../services/po/prompt.ts";
-import { answerTask } from "../services/task-control.ts";
+import { answerTask } from "../task-control/task-control.ts";
 import { sendToChat } from "../telegram/telegram-outbox.ts";
 import { FINAL_TASK_STATUSES } from "../shared/api.ts";
 import { CAPABILITY_GROUPS, type ChatButton, type ChatEntry, ChatSession, ClientMessage, type ServerMessage, type SessionState } from "../shared/chat.ts";

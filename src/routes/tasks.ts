@@ -7,7 +7,7 @@ import { apiDoc, apiRouter, errors, jsonBody, jsonResponse, views } from "../pla
 import { settings } from "../lib/settings.ts";
 import { signViewToken } from "../lib/view-token.ts";
 import { requireAdmin, requireScope } from "../platform/auth.ts";
-import { answerTask, cancelTask } from "../services/task-control.ts";
+import { answerTask, cancelTask } from "../task-control/task-control.ts";
 import { appendTaskEventOnce, createTask, listTasks, loadTask } from "../tasks/tasks.ts";
 import { Page, TaskStatus, TaskStreamPosition, TaskType } from "../shared/api.ts";
 import { createAcker, isTerminal, TaskEventInput, TaskSocketServerMessage } from "../shared/events.ts";

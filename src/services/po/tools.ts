@@ -17,7 +17,7 @@ import { listDeployments, startDeployTask } from "../../deploy/deploys.ts";
 import { startEngineering } from "../../engineering/engineering.ts";
 import { createProject, findProject, projectVisibleTo } from "../../projects/projects.ts";
 import { listServers, serverView } from "../../runner-hub/servers.ts";
-import { cancelTask } from "../task-control.ts";
+import { cancelTask } from "../../task-control/task-control.ts";
 import { listTasks, loadTask, type Task } from "../../tasks/tasks.ts";
 import { usageReport } from "../../models/usage.ts";
 import { KNOWLEDGE_TOOL_DESCRIPTION, KnowledgeToolInput, searchKnowledgeForChat } from "../../rag/knowledge-tool.ts";
