@@ -2,7 +2,7 @@ import { createRoute } from "@hono/zod-openapi";
 import { and, desc, eq, isNull, type SQL } from "drizzle-orm";
 import { z } from "zod";
 import { apiKeys, projects, users } from "../db/schema.ts";
-import { getProductOwner } from "../durable/product-owner.ts";
+import { getProductOwner } from "../product-owner/client.ts";
 import { AppError, notFound } from "../lib/app-error.ts";
 import { generateApiKey } from "../platform/api-keys.ts";
 import type { Principal } from "../lib/context.ts";

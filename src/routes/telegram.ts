@@ -8,7 +8,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { Bot, type Context, webhookCallback } from "grammy";
 import { Hono } from "hono";
-import { getProductOwner, type InboundUpdate } from "../durable/product-owner.ts";
+import { getProductOwner, type InboundUpdate } from "../product-owner/client.ts";
 import { AppError } from "../lib/app-error.ts";
 import type { AppEnv } from "../lib/context.ts";
 import { constantTimeEqual } from "../lib/crypto.ts";

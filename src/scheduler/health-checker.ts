@@ -7,7 +7,7 @@
 import { and, eq, isNotNull, isNull, sql } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { incidents, projects, servers, serviceDeployments, users } from "../db/schema.ts";
-import { getProductOwner } from "../durable/product-owner.ts";
+import { getProductOwner } from "../product-owner/client.ts";
 import { getRunnerHub } from "../runner-hub/client.ts";
 import { newId } from "../lib/crypto.ts";
 import type { Logger } from "../lib/log.ts";

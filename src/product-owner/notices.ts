@@ -2,9 +2,9 @@
  * What the Product Owner tells the person about their tasks: started (with the live view's link),
  * and how each one ended, with what to do next.
  */
-import { DeployNotification } from "../../shared/deploys.ts";
-import type { TaskEvent } from "../../shared/events.ts";
-import type { Work } from "../../durable/po-store.ts";
+import { DeployNotification } from "../shared/deploys.ts";
+import type { TaskEvent } from "../shared/events.ts";
+import type { Work } from "./conversation-store.ts";
 
 const WHAT: Record<string, string> = { engineering: "Building", deploy: "Deploying" };
 

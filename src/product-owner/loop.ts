@@ -5,9 +5,9 @@
  * not parse) goes back to it as a tool error; it never stops the loop. A tool with side effects is
  * not run: the person is asked to confirm it, and the turn ends there.
  */
-import { AppError } from "../../lib/app-error.ts";
-import type { CapabilityGroup } from "../../shared/chat.ts";
-import type { Task } from "../../tasks/tasks.ts";
+import { AppError } from "../lib/app-error.ts";
+import type { CapabilityGroup } from "../shared/chat.ts";
+import type { Task } from "../tasks/tasks.ts";
 import type { ModelCaller, ModelMessage } from "./model.ts";
 import { BASE_TOOLS, type BaseToolName, modelTools, parseArguments, type Tool, type ToolContext, toolByName, toolsOf } from "./tools.ts";
 

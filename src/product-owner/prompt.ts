@@ -1,5 +1,5 @@
 /** The Product Owner's instructions to the model. */
-import type { ChatUser } from "../../durable/po-store.ts";
+import type { ChatUser } from "./conversation-store.ts";
 
 export const PO_PROMPT = `You are the Product Owner of Orchestrator, an AI software factory. People describe products; you turn them into projects, have them built (a spec, a GitHub repository, code written and tested by coding agents) and deployed on their server at https://<project>.<domain>.
 How you work:

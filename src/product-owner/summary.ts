@@ -3,8 +3,8 @@
  * by a cheap model into one running summary (at most SUMMARY_LIMIT characters) and deleted. This is
  * the answer to the seed's MemorySaver leak: a chat's storage stops growing with its length.
  */
-import type { ConversationStore } from "../../durable/po-store.ts";
-import { AppError } from "../../lib/app-error.ts";
+import type { ConversationStore } from "./conversation-store.ts";
+import { AppError } from "../lib/app-error.ts";
 import type { ModelCaller, ModelMessage } from "./model.ts";
 
 export const TURNS_MAX = 40;

@@ -11,7 +11,7 @@ import { users } from "../db/schema.ts";
 import { AppError } from "../lib/app-error.ts";
 import type { Principal } from "../lib/context.ts";
 import { newId } from "../lib/crypto.ts";
-import type { ChatUser } from "../durable/po-store.ts";
+import type { ChatUser } from "./conversation-store.ts";
 
 export interface TelegramFrom {
   id: number;

@@ -5,8 +5,8 @@
  * error) falls back to the safe default group, so a parse never stops the conversation.
  */
 import { z } from "zod";
-import { AppError } from "../../lib/app-error.ts";
-import { CAPABILITY_GROUPS, CapabilityGroup } from "../../shared/chat.ts";
+import { AppError } from "../lib/app-error.ts";
+import { CAPABILITY_GROUPS, CapabilityGroup } from "../shared/chat.ts";
 import type { ModelCaller } from "./model.ts";
 
 /** Project management only: reading and creating records, nothing that spends or deploys. */

@@ -5,7 +5,7 @@
  * Telegram update ids already taken (duplicates are dropped).
  */
 import type { ChatEntry, SessionState } from "../shared/chat.ts";
-import type { ModelMessage } from "../services/po/model.ts";
+import type { ModelMessage } from "./model.ts";
 import { migrate, type SqlMigration } from "../lib/sql-migrations.ts";
 
 /** Entries kept for the web console's history; older ones are in the person's own chat client. */

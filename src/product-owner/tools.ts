@@ -6,21 +6,21 @@
  */
 import { desc, eq, sql } from "drizzle-orm";
 import { z } from "zod";
-import type { Db } from "../../db/client.ts";
-import { projects } from "../../db/schema.ts";
-import { getTaskStream } from "../../tasks/stream-client.ts";
-import { AppError } from "../../lib/app-error.ts";
-import type { Principal } from "../../lib/context.ts";
-import { CreateProject, ProjectName } from "../../shared/api.ts";
-import { CAPABILITY_GROUPS, type CapabilityGroup } from "../../shared/chat.ts";
-import { listDeployments, startDeployTask } from "../../deploy/deploys.ts";
-import { startEngineering } from "../../engineering/engineering.ts";
-import { createProject, findProject, projectVisibleTo } from "../../projects/projects.ts";
-import { listServers, serverView } from "../../runner-hub/servers.ts";
-import { cancelTask } from "../../task-control/task-control.ts";
-import { listTasks, loadTask, type Task } from "../../tasks/tasks.ts";
-import { usageReport } from "../../models/usage.ts";
-import { KNOWLEDGE_TOOL_DESCRIPTION, KnowledgeToolInput, searchKnowledgeForChat } from "../../rag/knowledge-tool.ts";
+import type { Db } from "../db/client.ts";
+import { projects } from "../db/schema.ts";
+import { getTaskStream } from "../tasks/stream-client.ts";
+import { AppError } from "../lib/app-error.ts";
+import type { Principal } from "../lib/context.ts";
+import { CreateProject, ProjectName } from "../shared/api.ts";
+import { CAPABILITY_GROUPS, type CapabilityGroup } from "../shared/chat.ts";
+import { listDeployments, startDeployTask } from "../deploy/deploys.ts";
+import { startEngineering } from "../engineering/engineering.ts";
+import { createProject, findProject, projectVisibleTo } from "../projects/projects.ts";
+import { listServers, serverView } from "../runner-hub/servers.ts";
+import { cancelTask } from "../task-control/task-control.ts";
+import { listTasks, loadTask, type Task } from "../tasks/tasks.ts";
+import { usageReport } from "../models/usage.ts";
+import { KNOWLEDGE_TOOL_DESCRIPTION, KnowledgeToolInput, searchKnowledgeForChat } from "../rag/knowledge-tool.ts";
 
 export interface ToolContext {
   db: Db;

@@ -5,7 +5,7 @@
  */
 import { autoRetry } from "@grammyjs/auto-retry";
 import { Api } from "grammy";
-import { telegramApiRoot } from "../../telegram/telegram-bots.ts";
+import { telegramApiRoot } from "../telegram/telegram-bots.ts";
 
 export function botApi(env: { TELEGRAM_API_URL?: string; TELEGRAM_BOT_TOKEN?: string }): Api | null {
   if (!env.TELEGRAM_BOT_TOKEN) return null;

@@ -3,9 +3,9 @@
  * and each one's tokens and cost are recorded for the person, as every agent's are.
  */
 import type OpenAI from "openai";
-import type { Db } from "../../db/client.ts";
-import { agentConfig, type AgentName, modelEndpoint, openaiClient, recordUsage } from "../../models/llm.ts";
-import { checkBudget } from "../../models/usage.ts";
+import type { Db } from "../db/client.ts";
+import { agentConfig, type AgentName, modelEndpoint, openaiClient, recordUsage } from "../models/llm.ts";
+import { checkBudget } from "../models/usage.ts";
 
 export type ModelMessage = OpenAI.Chat.Completions.ChatCompletionMessageParam;
 export type ModelToolCall = OpenAI.Chat.Completions.ChatCompletionMessageToolCall;
