@@ -9,7 +9,7 @@ export type ValidationResult = { target: keyof ValidationTargets } & ({ success:
 /**
  * Throws the API's one validation error for a failed result: a 400 `invalid_request` whose message
  * names each offending field (`Invalid <target>: <field>: <message>; …`) and whose details list them.
- * Shared by `validate` below and the OpenAPI routes' default hook (lib/openapi.ts).
+ * Shared by `validate` below and the OpenAPI routes' default hook (src/platform/openapi.ts).
  */
 export function validationHook(result: ValidationResult): void {
   if (!result.success) {

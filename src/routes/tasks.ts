@@ -154,7 +154,7 @@ const viewLink = createRoute({
 
 /** `/api/tasks`: tasks, their event history, and live streams over SSE and WebSocket. */
 export const tasksRoute = apiRouter();
-// Named for the append route's body, which refers to it (a clone: see `named` in lib/openapi.ts).
+// Named for the append route's body, which refers to it (a clone: see `named` in src/platform/openapi.ts).
 tasksRoute.openAPIRegistry.register("TaskEventInput", TaskEventInput.clone());
 tasksRoute
   .openapi(list, async (c) => {
