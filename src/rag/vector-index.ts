@@ -1,7 +1,8 @@
 /**
  * Where the chunks' vectors live, behind one interface: Cloudflare Vectorize in production, or the
  * local VectorStore Durable Object (exact cosine) where Vectorize cannot run (wrangler dev, tests)
- * or is not wanted. VECTOR_INDEX chooses (configuredVectorIndex, services.ts); both keep the same metadata, so the search does not care.
+ * or is not wanted. VECTOR_INDEX chooses (configuredVectorIndex, services.ts); both keep the same
+ * metadata, so the search does not care.
  */
 
 export interface VectorMetadata {
