@@ -5,14 +5,14 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { requestId } from "hono/request-id";
 import type { AppEnv } from "./lib/context.ts";
-import { mountApiDocs } from "./lib/openapi.ts";
-import { authenticate } from "./middleware/auth.ts";
-import { database } from "./middleware/database.ts";
-import { onError, onNotFound } from "./middleware/errors.ts";
-import { jsonBody } from "./middleware/json-body.ts";
-import { requestLog } from "./middleware/request-log.ts";
-import { traceContext } from "./middleware/trace.ts";
-import { deliverOutbox } from "./services/telegram-outbox.ts";
+import { mountApiDocs } from "./platform/openapi.ts";
+import { authenticate } from "./platform/auth.ts";
+import { database } from "./platform/database.ts";
+import { onError, onNotFound } from "./platform/errors.ts";
+import { jsonBody } from "./platform/json-body.ts";
+import { requestLog } from "./platform/request-log.ts";
+import { traceContext } from "./platform/trace.ts";
+import { deliverOutbox } from "./telegram/telegram-outbox.ts";
 import { runScheduled } from "./scheduler/index.ts";
 import { projectDeploysRoute, serverServicesRoute } from "./routes/deploys.ts";
 import { health } from "./routes/health.ts";
@@ -40,7 +40,7 @@ export { Lock } from "./durable/lock.ts";
 export { ProvisionServerWorkflow } from "./workflows/provision-server.ts";
 export { EngineeringWorkflow } from "./workflows/engineering.ts";
 export { DeployWorkflow } from "./workflows/deploy.ts";
-export { VectorStore } from "./rag/vector-store.ts";
+export { VectorStore } from "./durable/vector-store.ts";
 
 // An OpenAPIHono, so that the /api routers' descriptions add up to the app's document.
 export const app = new OpenAPIHono<AppEnv>();

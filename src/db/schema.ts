@@ -1,5 +1,5 @@
 /**
- * The whole data model (DESIGN.md "Data"). Ids are prefixed text (`usr_…`, `prj_…`) made by `newId`,
+ * The whole data model (docs/design.md, "Data"). Ids are prefixed text (`usr_…`, `prj_…`) made by `newId`,
  * so they read well in logs and URLs; timestamps are `timestamptz`.
  */
 import { sql } from "drizzle-orm";

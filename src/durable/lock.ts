@@ -6,16 +6,8 @@
  * makes each call atomic, so two scheduler runs started together can never both hold it.
  */
 import { DurableObject } from "cloudflare:workers";
-import { migrate, type SqlMigration } from "./sql-migrations.ts";
-
-export interface Lease {
-  holder: string;
-  token: string;
-  acquiredAt: string;
-  expiresAt: string;
-}
-
-export type AcquireResult = { ok: true; lease: Lease; tookOver?: { holder: string; expiredAt: string } } | { ok: false; heldBy: string; expiresAt: string };
+import { migrate, type SqlMigration } from "../lib/sql-migrations.ts";
+import type { AcquireResult } from "../platform/lock.ts";
 
 const MIGRATIONS: readonly SqlMigration[] = [
   { version: 1, name: "lease", up: (sql) => sql.exec(`CREATE TABLE lease (id INTEGER PRIMARY KEY CHECK (id = 1), holder TEXT NOT NULL, token TEXT NOT NULL, acquired_at INTEGER NOT NULL, expires_at INTEGER NOT NULL)`) },
@@ -72,8 +64,4 @@ export class Lock extends DurableObject<Env> {
     const held = this.current();
     return held && held.expires_at > now ? { held: true, holder: held.holder, expiresAt: new Date(held.expires_at).toISOString() } : { held: false };
   }
-}
-
-export function getLock(env: Env, name: string): DurableObjectStub<Lock> {
-  return env.LOCK.get(env.LOCK.idFromName(name));
 }

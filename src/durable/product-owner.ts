@@ -5,7 +5,7 @@
  * time, in order: Telegram's webhook gets its answer in milliseconds, a message that arrives while a
  * turn is running is answered after it, and nothing is interleaved or lost across evictions.
  */
-import { Agent, type Connection, type ConnectionContext, getAgentByName, type WSMessage } from "agents";
+import { Agent, type Connection, type ConnectionContext, type WSMessage } from "agents";
 import { and, eq } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { isDbUnavailable, withDb } from "../db/client.ts";
@@ -17,35 +17,27 @@ import { openText, packSealed, sealText, unpackSealed } from "../lib/secrets.ts"
 import { inSpan } from "../lib/spans.ts";
 import { signViewToken } from "../lib/view-token.ts";
 import { ingestConversationSummary } from "../rag/sources.ts";
-import { type TelegramFrom, telegramPrincipal, telegramUser, userById } from "../services/chat-users.ts";
-import { principalOfKeyId } from "../middleware/auth.ts";
+import { type TelegramFrom, telegramPrincipal, telegramUser, userById } from "../product-owner/chat-users.ts";
+import { CHAT_SESSION_HEADER, type InboundUpdate } from "../product-owner/client.ts";
+import { principalOfKeyId } from "../platform/auth.ts";
 import type { Principal } from "../lib/context.ts";
-import { parseIntent } from "../services/po/intent.ts";
-import { runTurn } from "../services/po/loop.ts";
-import { modelCaller } from "../services/po/model.ts";
-import { outcomeText, startedText } from "../services/po/notices.ts";
-import { summariseIfLong } from "../services/po/summary.ts";
-import { botApi } from "../services/po/telegram-api.ts";
-import { toolByName, type Tool } from "../services/po/tools.ts";
-import { systemPrompt } from "../services/po/prompt.ts";
-import { answerTask } from "../services/task-control.ts";
-import { sendToChat } from "../services/telegram-outbox.ts";
+import { parseIntent } from "../product-owner/intent.ts";
+import { runTurn } from "../product-owner/loop.ts";
+import { modelCaller } from "../product-owner/model.ts";
+import { outcomeText, startedText } from "../product-owner/notices.ts";
+import { summariseIfLong } from "../product-owner/summary.ts";
+import { botApi } from "../product-owner/telegram-api.ts";
+import { toolByName, type Tool } from "../product-owner/tools.ts";
+import { systemPrompt } from "../product-owner/prompt.ts";
+import { answerTask } from "../task-control/task-control.ts";
+import { sendToChat } from "../telegram/telegram-outbox.ts";
 import { FINAL_TASK_STATUSES } from "../shared/api.ts";
 import { CAPABILITY_GROUPS, type ChatButton, type ChatEntry, ChatSession, ClientMessage, type ServerMessage, type SessionState } from "../shared/chat.ts";
 import type { TaskEvent } from "../shared/events.ts";
 import { PendingInput } from "../shared/task-input.ts";
 import { newTraceparent, traceIdOf, traceparentIn } from "../shared/trace.ts";
-import { type ChatAddress, type ChatUser, ConversationStore, type PendingAction, type Work } from "./po-store.ts";
-import { getTaskStreamStub } from "./task-stream.ts";
-
-/** A Telegram update as the webhook hands it over: checked and reduced to what the agent uses. */
-export type InboundUpdate = {
-  updateId: number;
-  /** The webhook request's trace: the turn, and any task it starts, carry it on. */
-  traceparent?: string;
-  chat: { id: number; type: string };
-  from: TelegramFrom;
-} & ({ kind: "message"; messageId: number; text: string } | { kind: "callback"; callbackId: string; data: string; messageId?: number });
+import { type ChatAddress, type ChatUser, ConversationStore, type PendingAction, type Work } from "../product-owner/conversation-store.ts";
+import { getTaskStreamStub } from "../tasks/stream-client.ts";
 
 /** `keyId`: the key the web or CLI session that sent it signed in with (Telegram has none: the person is their Telegram account). */
 type Inbound = { traceparent?: string; keyId?: string } & (
@@ -54,8 +46,6 @@ type Inbound = { traceparent?: string; keyId?: string } & (
   | { kind: "secret"; actionId: string; sealed: string; messageId?: number }
 );
 
-/** Header the chat route sets (after signing the person in) on the WebSocket upgrade it forwards: a ChatSession. */
-export const CHAT_SESSION_HEADER = "x-orchestrator-chat-session";
 /** The connection tag of every socket signed in with a key, so that revoking the key closes them. */
 const keyTag = (keyId: string) => `key:${keyId}`;
 /** Close code for a socket whose key was revoked (4401: the console's "sign in again"). */
@@ -643,8 +633,4 @@ function safeJson(text: string | null): unknown {
 function parseCallbackData(data: string): { actionId: string; choice: string } {
   const match = /^a:([A-Za-z0-9_]{1,40}):([a-z0-9_-]{1,20})$/.exec(data);
   return match ? { actionId: match[1] ?? "", choice: match[2] ?? "" } : { actionId: "", choice: "" };
-}
-
-export async function getProductOwner(env: Env, name: string) {
-  return getAgentByName(env.PRODUCT_OWNER, name);
 }

@@ -10,42 +10,24 @@
  * per job id, and task events carry ids that make their delivery exactly once.
  */
 import { DurableObject } from "cloudflare:workers";
-import { loadJobSigningKey } from "../lib/job-signing.ts";
+import { loadJobSigningKey } from "../runner-hub/job-signing.ts";
 import { createLogger, type Logger } from "../lib/log.ts";
 import { settings } from "../lib/settings.ts";
-import { type CreateJob, type HubStatus, isFinalJobState, type JobOutcomeView, type JobState, type JobView } from "../shared/api.ts";
+import { type HubStatus, isFinalJobState, type JobOutcomeView, type JobState, type JobView } from "../shared/api.ts";
 import { fitEventInput, type TaskEventInput } from "../shared/events.ts";
 import { describePayloadIssues, type JobPayload, JobPayloads, outsideReleasePorts } from "../shared/job-payloads.ts";
 import { CLOCK_SKEW_SECONDS, importPublicKey, type JobEnvelope, signValue } from "../shared/jobs.ts";
 import { type CancelEnvelope, HEARTBEAT_INTERVAL_MS, type HubMessage, type RunnerBody } from "../shared/runner-protocol.ts";
-import { WorkflowName } from "../workflows/registry.ts";
-import { earliest, scheduleAlarm } from "./alarm.ts";
-import { deliverToLane, type TaskLaneBody, taskLane, Undeliverable, type WorkflowLaneBody, workflowLane } from "./hub-deliveries.ts";
-import { envelopeToSend, sealedJob } from "./job-sealing.ts";
-import { HUB_MIGRATIONS, type JobNotify, type JobRow, JobStore, jobView, type Transition } from "./job-store.ts";
-import { Outbox, type OutboxItem } from "./outbox.ts";
-import { AUTH_TIMEOUT_MS, helloOverdue, newSession, readRunnerMessage, type SessionState, type SessionVerdict } from "./runner-session.ts";
-import { ServerStatusWriter } from "./server-status.ts";
-import { migrate } from "./sql-migrations.ts";
-
-/** Who this hub serves; the worker passes it from Postgres, so it follows re-enrollment. */
-export interface HubIdentity {
-  serverId: string;
-  handle: string;
-  runnerId: string | null;
-  runnerPublicKey: string | null;
-}
-
-/** What the hub queues: the API's job, or one from a workflow that wants waking when it finishes. */
-export type HubJobInput = CreateJob & {
-  /** The workflow instance to wake: `sendEvent({type: <job id>, payload: <the finished job as JSON>})`. */
-  notify?: { workflow: WorkflowName; instanceId: string };
-};
-
-export type EnqueueResult =
-  | { ok: true; job: JobView }
-  /** `unknown_server`: the hub has not been told who it serves yet; call again with the identity. */
-  | { ok: false; code: "invalid_request" | "conflict" | "unknown_server"; message: string };
+import { WorkflowName } from "../tasks/workflows.ts";
+import { earliest, scheduleAlarm } from "../lib/alarm.ts";
+import { deliverToLane, type TaskLaneBody, taskLane, Undeliverable, type WorkflowLaneBody, workflowLane } from "../runner-hub/hub-deliveries.ts";
+import { envelopeToSend, sealedJob } from "../runner-hub/job-sealing.ts";
+import { HUB_MIGRATIONS, type JobNotify, type JobRow, JobStore, jobView, type Transition } from "../runner-hub/job-store.ts";
+import { Outbox, type OutboxItem } from "../lib/outbox.ts";
+import { AUTH_TIMEOUT_MS, helloOverdue, newSession, readRunnerMessage, type SessionState, type SessionVerdict } from "../runner-hub/runner-session.ts";
+import type { EnqueueResult, HubIdentity, HubJobInput } from "../runner-hub/client.ts";
+import { ServerStatusWriter } from "../runner-hub/server-status.ts";
+import { migrate } from "../lib/sql-migrations.ts";
 
 /** How long a runner that stops reporting keeps a running job before it counts as lost. */
 const RUNNING_LEASE_MS = 3 * HEARTBEAT_INTERVAL_MS;
@@ -573,35 +555,4 @@ function closeQuietly(ws: WebSocket, code: number, reason: string): void {
   } catch {
     // already closed
   }
-}
-
-/** A typed client for the hub; every caller goes through it (RPC typings lose `unknown`-heavy types). */
-export interface RunnerHubClient {
-  enqueue(identity: HubIdentity | null, input: HubJobInput): Promise<EnqueueResult>;
-  setIdentity(identity: HubIdentity): Promise<void>;
-  listJobs(options: { state?: JobState; limit: number }): Promise<JobView[]>;
-  wait(id: string, timeoutMs: number): Promise<JobView | null>;
-  cancel(id: string): Promise<JobView | null>;
-  cancelTask(taskId: string): Promise<JobView[]>;
-  status(): Promise<HubStatus>;
-  fetch(request: Request): Promise<Response>;
-}
-
-/** The hub of a server, by handle (unique and never renamed), so job calls need no database lookup. */
-export function getRunnerHub(env: Env, handle: string): RunnerHubClient {
-  const stub = getRunnerHubStub(env, handle);
-  return {
-    enqueue: (identity, input) => stub.enqueue(identity, input),
-    setIdentity: (identity) => stub.setIdentity(identity),
-    listJobs: (options) => stub.listJobs(options) as Promise<JobView[]>,
-    wait: (id, timeoutMs) => stub.wait(id, timeoutMs),
-    cancel: (id) => stub.cancel(id),
-    cancelTask: (taskId) => stub.cancelTask(taskId) as Promise<JobView[]>,
-    status: () => stub.status(),
-    fetch: (request) => stub.fetch(request),
-  };
-}
-
-export function getRunnerHubStub(env: Env, handle: string): DurableObjectStub<RunnerHub> {
-  return env.RUNNER_HUB.get(env.RUNNER_HUB.idFromName(handle));
 }

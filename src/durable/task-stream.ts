@@ -28,26 +28,8 @@ import {
   WATCHER_ACK_WINDOW,
   WATCHER_TOO_SLOW,
 } from "../shared/events.ts";
-import { migrate, type SqlMigration } from "./sql-migrations.ts";
-
-type AppendFailure = { ok: false; code: "invalid_request" | "not_found" | "conflict" | "db_unavailable"; message: string };
-
-/** `duplicate`: the producer's eventId was already stored; `event` is the stored one. */
-export type AppendResult = { ok: true; event: TaskEvent; duplicate?: boolean } | AppendFailure;
-
-/**
- * A batch: the stored events in order (repeats of a known eventId as the stored event), and the
- * inputs that were not stored, by index, with why (invalid, or after the stream ended).
- */
-export type AppendManyResult =
-  | { ok: true; events: TaskEvent[]; rejected: { index: number; code: "invalid_request" | "conflict"; message: string }[] }
-  | AppendFailure;
-
-export interface ReadResult {
-  events: TaskEvent[];
-  lastSeq: number;
-  closed: boolean;
-}
+import { migrate, type SqlMigration } from "../lib/sql-migrations.ts";
+import type { AppendFailure, AppendManyResult, AppendResult, ReadResult } from "../tasks/stream-client.ts";
 
 /** What each socket remembers across hibernation (serializeAttachment). */
 interface WatcherState {
@@ -94,7 +76,7 @@ type Normalized = Omit<TaskEvent, "seq" | "taskId">;
 type Rejection = { index: number; code: "invalid_request" | "conflict"; message: string };
 type BatchResult = { ok: true; stored: { event: TaskEvent; duplicate: boolean }[]; rejected: Rejection[] } | AppendFailure;
 
-/** The stream's SQLite schema, version by version (DESIGN.md: numbered migrations, never IF NOT EXISTS plus a later column). */
+/** The stream's SQLite schema, version by version (numbered migrations, never IF NOT EXISTS plus a later column). */
 export const TASK_STREAM_MIGRATIONS: readonly SqlMigration[] = [
   {
     version: 1,
@@ -496,32 +478,4 @@ function describeInvalid(error: unknown): string {
       .join("; ");
   }
   return error instanceof Error ? error.message : "invalid event";
-}
-
-export interface TaskStreamClient {
-  append(taskId: string, input: unknown): Promise<AppendResult>;
-  appendMany(taskId: string, inputs: unknown[]): Promise<AppendManyResult>;
-  read(options?: { after?: number; limit?: number }): Promise<ReadResult>;
-  info(): Promise<{ lastSeq: number; closed: boolean; watchers: number }>;
-  fetch(request: Request): Promise<Response>;
-}
-
-/**
- * The stream of one task. Workers' RPC typing cannot express `unknown` inside results (event
- * `data`) and widens them to `unknown`; this client restates the real result types in one place.
- */
-export function getTaskStream(env: Env, taskId: string): TaskStreamClient {
-  const stub = getTaskStreamStub(env, taskId);
-  return {
-    append: (id, input) => stub.append(id, input),
-    appendMany: (id, inputs) => stub.appendMany(id, inputs),
-    read: (options) => stub.read(options) as Promise<ReadResult>,
-    info: () => stub.info(),
-    fetch: (request) => stub.fetch(request),
-  };
-}
-
-/** The raw stub, for tests that run code inside the object or evict it. */
-export function getTaskStreamStub(env: Env, taskId: string): DurableObjectStub<TaskStream> {
-  return env.TASK_STREAM.get(env.TASK_STREAM.idFromName(taskId));
 }

@@ -5,7 +5,7 @@ export type Scope = "admin" | "user" | "runner";
 
 /** Who is calling: the bootstrap admin (the ADMIN_API_KEY secret) or the owner of a stored key. */
 export interface Principal {
-  /** The users row behind the key; the bootstrap admin is given one on first use (see auth.ts). */
+  /** The users row behind the key; the bootstrap admin is given one on first use (see src/platform/auth.ts). */
   userId: string | null;
   keyId: string;
   scopes: Scope[];

@@ -9,7 +9,7 @@ export type ValidationResult = { target: keyof ValidationTargets } & ({ success:
 /**
  * Throws the API's one validation error for a failed result: a 400 `invalid_request` whose message
  * names each offending field (`Invalid <target>: <field>: <message>; …`) and whose details list them.
- * Shared by `validate` below and the OpenAPI routes' default hook (lib/openapi.ts).
+ * Shared by `validate` below and the OpenAPI routes' default hook (src/platform/openapi.ts).
  */
 export function validationHook(result: ValidationResult): void {
   if (!result.success) {
@@ -24,7 +24,7 @@ export function validationHook(result: ValidationResult): void {
 
 /**
  * zod validation for a request part. A failure is a 400 `invalid_request` that names each
- * offending field; malformed JSON is a 400 `invalid_json` (raised by middleware/json-body.ts).
+ * offending field; malformed JSON is a 400 `invalid_json` (raised by src/platform/json-body.ts).
  */
 export function validate<T extends z.ZodType, Target extends keyof ValidationTargets>(target: Target, schema: T) {
   return zValidator(target, schema, (result) => validationHook({ ...result, target }));

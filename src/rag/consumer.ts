@@ -10,7 +10,7 @@ import { eq } from "drizzle-orm";
 import { type Db, withDb } from "../db/client.ts";
 import { isForeignKeyViolation } from "../db/errors.ts";
 import { ragIngestFailures, tasks } from "../db/schema.ts";
-import { getTaskStream } from "../durable/task-stream.ts";
+import { getTaskStream } from "../tasks/stream-client.ts";
 import { newId } from "../lib/crypto.ts";
 import { createLogger, type Logger } from "../lib/log.ts";
 import type { TaskEvent } from "../shared/events.ts";
@@ -19,7 +19,7 @@ import { configuredEmbedder } from "./embeddings.ts";
 import { IngestMessage, projectOf, subjectOf } from "./messages.ts";
 import { githubSessions, ingestRepositoryFile, type RepositoryServices, syncRepository } from "./repository.ts";
 import { taskLogDocument } from "./sources.ts";
-import { configuredVectorIndex } from "./vector-index.ts";
+import { configuredVectorIndex } from "./services.ts";
 
 export const RAG_INGEST_QUEUE = "rag-ingest";
 export const RAG_INGEST_DEAD_LETTERS = "rag-ingest-failed";

@@ -8,7 +8,7 @@
 import type OpenAI from "openai";
 import type { Db } from "../db/client.ts";
 import { AppError } from "../lib/app-error.ts";
-import { agentConfig, modelEndpoint, modelErrorMessage, openaiClient, recordUsage } from "../services/llm.ts";
+import { agentConfig, modelEndpoint, modelErrorMessage, openaiClient, recordUsage } from "../models/llm.ts";
 
 export const EMBEDDING_DIMENSIONS = 512;
 /** Inputs per request: well under OpenAI's 2048 inputs and 300k tokens (a chunk is at most ~512 tokens). */

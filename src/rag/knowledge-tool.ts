@@ -1,5 +1,5 @@
 /**
- * The Product Owner's `search_knowledge` tool (registered in src/services/po/tools.ts): the same
+ * The Product Owner's `search_knowledge` tool (registered in src/product-owner/tools.ts): the same
  * hybrid search as GET /api/rag/search, as the person in the chat, with the search's defaults and a
  * smaller ceiling on what one call may pull into the conversation.
  */

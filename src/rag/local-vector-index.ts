@@ -1,9 +1,13 @@
 /** The VectorIndex over the local VectorStore Durable Object (VECTOR_INDEX = "local"). */
 import type { VectorIndex } from "./vector-index.ts";
-import { getVectorStore } from "./vector-store.ts";
 
 /** Records per call: one RPC message stays small (500 × 512 floats is about 2 MB serialised). */
 const BATCH = 500;
+
+/** The store of this deployment's local index ("default"). */
+export function getVectorStore(env: Pick<Env, "VECTOR_STORE">, name = "default") {
+  return env.VECTOR_STORE.get(env.VECTOR_STORE.idFromName(name));
+}
 
 /** `name` picks the store: one per deployment ("default"), or one a test keeps to itself. */
 export function localVectorIndex(namespace: Env["VECTOR_STORE"], name = "default"): VectorIndex {

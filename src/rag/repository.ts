@@ -10,8 +10,8 @@
 import { Octokit } from "@octokit/rest";
 import { eq } from "drizzle-orm";
 import { projects } from "../db/schema.ts";
-import { fileAt, getRepository, githubAppConfig, type RepositoryReader, repositoryReader, resolveCommit } from "../services/github.ts";
-import { projectRepository, type ProjectRow } from "../services/projects.ts";
+import { fileAt, getRepository, githubAppConfig, type RepositoryReader, repositoryReader, resolveCommit } from "../projects/github.ts";
+import { projectRepository, type ProjectRow } from "../projects/projects.ts";
 import { kindOfSource } from "./chunking.ts";
 import type { RagScope } from "./contract.ts";
 import { deleteDocument, type IngestServices, projectSources, upsertDocument, type UpsertOutcome } from "./documents.ts";

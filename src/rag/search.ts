@@ -15,8 +15,7 @@ import type { RagScope, SearchHit, SearchQuery, SearchResponse } from "./contrac
 import type { Embedder } from "./embeddings.ts";
 import { reciprocalRankFusion } from "./fusion.ts";
 import { Timings } from "./timings.ts";
-import type { VectorIndex } from "./vector-index.ts";
-import { MAX_TOP_K } from "./vector-store.ts";
+import { MAX_TOP_K, type VectorIndex } from "./vector-index.ts";
 import { rowsVisible, type Visibility, visibilityFor, visibilityKeys } from "./visibility.ts";
 
 export interface SearchServices {

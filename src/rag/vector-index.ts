@@ -1,11 +1,9 @@
 /**
  * Where the chunks' vectors live, behind one interface: Cloudflare Vectorize in production, or the
  * local VectorStore Durable Object (exact cosine) where Vectorize cannot run (wrangler dev, tests)
- * or is not wanted. VECTOR_INDEX chooses; both keep the same metadata, so the search does not care.
+ * or is not wanted. VECTOR_INDEX chooses (configuredVectorIndex, services.ts); both keep the same
+ * metadata, so the search does not care.
  */
-import { AppError } from "../lib/app-error.ts";
-import { localVectorIndex } from "./local-vector-index.ts";
-import { vectorizeIndex } from "./vectorize-index.ts";
 
 export interface VectorMetadata {
   /** Who may see the chunk (visibility.ts): `project:<id>`, `owner:<user id>` or `admin`. */
@@ -25,6 +23,9 @@ export interface VectorFilter {
   scope?: string[];
 }
 
+/** The largest topK a query may ask for (as Vectorize's). */
+export const MAX_TOP_K = 100;
+
 export interface VectorMatch {
   id: string;
   /** Cosine similarity to the query, -1…1. */
@@ -39,12 +40,4 @@ export interface VectorIndex {
   query(vector: readonly number[], options: { topK: number; filter: VectorFilter }): Promise<VectorMatch[]>;
   /** How many vectors it holds (Vectorize counts with a delay), for operators and consistency checks. */
   count(): Promise<number>;
-}
-
-/** The index VECTOR_INDEX names: `local` (the default) or `vectorize`. */
-export function configuredVectorIndex(env: Pick<Env, "VECTOR_INDEX" | "VECTOR_STORE" | "VECTORIZE">): VectorIndex {
-  const choice = env.VECTOR_INDEX || "local";
-  if (choice === "local") return localVectorIndex(env.VECTOR_STORE);
-  if (choice === "vectorize") return vectorizeIndex(env.VECTORIZE);
-  throw new AppError("conflict", `VECTOR_INDEX is "${choice}": it is "local" or "vectorize"`);
 }

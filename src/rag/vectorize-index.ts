@@ -1,11 +1,10 @@
 /**
  * The VectorIndex over Cloudflare Vectorize (VECTOR_INDEX = "vectorize"): an index of 512
  * dimensions with the cosine metric, and metadata indexes on `visibility` and `scope` so that
- * queries filter before ranking (README "Knowledge (RAG)"). Writes are asynchronous in Vectorize: a
+ * queries filter before ranking (docs/rag.md). Writes are asynchronous in Vectorize: a
  * chunk is searchable by vector a few seconds after its upsert returns.
  */
-import type { VectorFilter, VectorIndex, VectorMatch } from "./vector-index.ts";
-import { MAX_TOP_K } from "./vector-store.ts";
+import { MAX_TOP_K, type VectorFilter, type VectorIndex, type VectorMatch } from "./vector-index.ts";
 
 /** Vectors (or ids) per call, under Vectorize's per-request limits. */
 const BATCH = 500;

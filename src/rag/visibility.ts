@@ -8,7 +8,7 @@ import { and, eq, inArray, isNull, or, type SQL, sql } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { projects, ragChunks, type ragDocuments } from "../db/schema.ts";
 import type { Principal } from "../lib/context.ts";
-import { findProject, projectVisibleTo } from "../services/projects.ts";
+import { findProject, projectVisibleTo } from "../projects/projects.ts";
 
 export type Visibility = { all: true } | { all: false; projectIds: string[]; ownerId: string | null };
 

@@ -7,14 +7,14 @@
 import { createRoute } from "@hono/zod-openapi";
 import { Hono } from "hono";
 import { z } from "zod";
-import { CHAT_SESSION_HEADER, getProductOwner } from "../durable/product-owner.ts";
+import { CHAT_SESSION_HEADER, getProductOwner } from "../product-owner/client.ts";
 import { AppError } from "../lib/app-error.ts";
 import type { AppEnv, Principal } from "../lib/context.ts";
-import { apiDoc, apiRouter, errors, jsonResponse } from "../lib/openapi.ts";
+import { apiDoc, apiRouter, errors, jsonResponse } from "../platform/openapi.ts";
 import { signChatToken, verifyChatToken } from "../lib/view-token.ts";
-import { principalOfKeyId, requireAdmin, requireScope, resolvePrincipal } from "../middleware/auth.ts";
-import { authFailed, limitByAddress } from "../middleware/rate-limit.ts";
-import { assertMayChat, userById } from "../services/chat-users.ts";
+import { principalOfKeyId, requireAdmin, requireScope, resolvePrincipal } from "../platform/auth.ts";
+import { authFailed, limitByAddress } from "../platform/rate-limit.ts";
+import { assertMayChat, userById } from "../product-owner/chat-users.ts";
 import { type ChatSession, SessionState } from "../shared/chat.ts";
 
 /** A chat link lasts a working day; the console asks for a new one (with the key) after that. */

@@ -3,8 +3,8 @@ import { and, desc, eq, isNull, sql } from "drizzle-orm";
 import { z } from "zod";
 import { incidents } from "../db/schema.ts";
 import { AppError, notFound } from "../lib/app-error.ts";
-import { apiDoc, apiRouter, errors, jsonBody, jsonResponse, named } from "../lib/openapi.ts";
-import { requireAdmin } from "../middleware/auth.ts";
+import { apiDoc, apiRouter, errors, jsonBody, jsonResponse, named } from "../platform/openapi.ts";
+import { requireAdmin } from "../platform/auth.ts";
 import { Page } from "../shared/api.ts";
 
 const ListQuery = Page.extend({ kind: z.string().max(60).optional(), open: z.enum(["true", "false"]).optional() });

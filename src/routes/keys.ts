@@ -2,13 +2,13 @@ import { createRoute } from "@hono/zod-openapi";
 import { and, desc, eq, isNull, type SQL } from "drizzle-orm";
 import { z } from "zod";
 import { apiKeys, projects, users } from "../db/schema.ts";
-import { getProductOwner } from "../durable/product-owner.ts";
+import { getProductOwner } from "../product-owner/client.ts";
 import { AppError, notFound } from "../lib/app-error.ts";
-import { generateApiKey } from "../lib/api-keys.ts";
+import { generateApiKey } from "../platform/api-keys.ts";
 import type { Principal } from "../lib/context.ts";
 import { newId } from "../lib/crypto.ts";
-import { apiDoc, apiRouter, errors, jsonBody, jsonResponse, views } from "../lib/openapi.ts";
-import { requireScope } from "../middleware/auth.ts";
+import { apiDoc, apiRouter, errors, jsonBody, jsonResponse, views } from "../platform/openapi.ts";
+import { requireScope } from "../platform/auth.ts";
 import { type ApiKeyView, CreateApiKey, Page } from "../shared/api.ts";
 
 const IdParam = z.object({ id: z.string().min(1).max(64) });

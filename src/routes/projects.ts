@@ -3,10 +3,10 @@ import { and, desc, eq } from "drizzle-orm";
 import { z } from "zod";
 import { projects } from "../db/schema.ts";
 import { notFound } from "../lib/app-error.ts";
-import { apiDoc, apiRouter, errors, jsonBody, jsonResponse, named, views } from "../lib/openapi.ts";
-import { requireScope } from "../middleware/auth.ts";
-import { startEngineering } from "../services/engineering.ts";
-import { createProject, projectVisibleTo, updateProject } from "../services/projects.ts";
+import { apiDoc, apiRouter, errors, jsonBody, jsonResponse, named, views } from "../platform/openapi.ts";
+import { requireScope } from "../platform/auth.ts";
+import { startEngineering } from "../engineering/engineering.ts";
+import { createProject, projectVisibleTo, updateProject } from "../projects/projects.ts";
 import { CreateProject, Page, ProjectStatus, ServerHandle, UpdateProject } from "../shared/api.ts";
 
 const StartEngineering = z.strictObject({ server: ServerHandle.optional() }).default({});

@@ -12,10 +12,10 @@ import { z } from "zod";
 import { withDb } from "../db/client.ts";
 import { AppError } from "../lib/app-error.ts";
 import type { AppEnv } from "../lib/context.ts";
-import { authFailed, limitByAddress } from "../middleware/rate-limit.ts";
-import { chargeCredential, credentialOfModelKey, type JobCredentialRow } from "../services/job-credentials.ts";
-import { type AgentName, AGENT_NAMES, modelEndpoint, recordUsage } from "../services/llm.ts";
-import { checkBudget } from "../services/usage.ts";
+import { authFailed, limitByAddress } from "../platform/rate-limit.ts";
+import { chargeCredential, credentialOfModelKey, type JobCredentialRow } from "../models/job-credentials.ts";
+import { type AgentName, AGENT_NAMES, modelEndpoint, recordUsage } from "../models/llm.ts";
+import { checkBudget } from "../models/usage.ts";
 
 type RelayContext = Context<AppEnv>;
 

@@ -1,13 +1,13 @@
 import { Hono } from "hono";
-import { getRunnerHub } from "../durable/runner-hub.ts";
+import { getRunnerHub } from "../runner-hub/client.ts";
 import { z } from "zod";
 import { AppError } from "../lib/app-error.ts";
 import type { AppEnv } from "../lib/context.ts";
-import { loadJobSigningKey } from "../lib/job-signing.ts";
+import { loadJobSigningKey } from "../runner-hub/job-signing.ts";
 import { validate } from "../lib/validate.ts";
-import { failingSlowly } from "../middleware/auth.ts";
-import { authFailed, limitByAddress } from "../middleware/rate-limit.ts";
-import { enrollRunner, hubIdentity, loadServerByRunner } from "../services/servers.ts";
+import { failingSlowly } from "../platform/auth.ts";
+import { authFailed, limitByAddress } from "../platform/rate-limit.ts";
+import { enrollRunner, hubIdentity, loadServerByRunner } from "../runner-hub/servers.ts";
 import { EnrollRunner, type EnrollRunnerResponse } from "../shared/api.ts";
 
 const ConnectQuery = z.object({ runner: z.string().min(1).max(100) });

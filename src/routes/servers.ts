@@ -1,14 +1,13 @@
 import { createRoute } from "@hono/zod-openapi";
 import { eq } from "drizzle-orm";
-import { getRunnerHub } from "../durable/runner-hub.ts";
+import { getRunnerHub } from "../runner-hub/client.ts";
 import { tasks } from "../db/schema.ts";
 import { z } from "zod";
 import { AppError, notFound } from "../lib/app-error.ts";
-import { apiDoc, apiRouter, errors, jsonBody, jsonResponse, views } from "../lib/openapi.ts";
-import { requireAdmin } from "../middleware/auth.ts";
-import { createServer, hubIdentity, listServers, loadServer, renewEnrollmentToken, serverView } from "../services/servers.ts";
-import { appendTaskEvent, createTask } from "../services/tasks.ts";
-import type { ProvisionServerParams } from "../workflows/provision-server.ts";
+import { apiDoc, apiRouter, errors, jsonBody, jsonResponse, views } from "../platform/openapi.ts";
+import { requireAdmin } from "../platform/auth.ts";
+import { createServer, hubIdentity, listServers, loadServer, type ProvisionServerParams, renewEnrollmentToken, serverView } from "../runner-hub/servers.ts";
+import { appendTaskEvent, createTask } from "../tasks/tasks.ts";
 import { CreateJob, CreateServer, JobState, JobWaitQuery, NewEnrollmentToken, Page, ProvisionServer, ServerHandle } from "../shared/api.ts";
 
 const HandleParam = z.object({ handle: ServerHandle });

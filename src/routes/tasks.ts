@@ -1,14 +1,14 @@
 import { createRoute } from "@hono/zod-openapi";
 import { streamSSE } from "hono/streaming";
 import { z } from "zod";
-import { getTaskStream } from "../durable/task-stream.ts";
+import { getTaskStream } from "../tasks/stream-client.ts";
 import { AppError } from "../lib/app-error.ts";
-import { apiDoc, apiRouter, errors, jsonBody, jsonResponse, views } from "../lib/openapi.ts";
+import { apiDoc, apiRouter, errors, jsonBody, jsonResponse, views } from "../platform/openapi.ts";
 import { settings } from "../lib/settings.ts";
 import { signViewToken } from "../lib/view-token.ts";
-import { requireAdmin, requireScope } from "../middleware/auth.ts";
-import { answerTask, cancelTask } from "../services/task-control.ts";
-import { appendTaskEventOnce, createTask, listTasks, loadTask } from "../services/tasks.ts";
+import { requireAdmin, requireScope } from "../platform/auth.ts";
+import { answerTask, cancelTask } from "../task-control/task-control.ts";
+import { appendTaskEventOnce, createTask, listTasks, loadTask } from "../tasks/tasks.ts";
 import { Page, TaskStatus, TaskStreamPosition, TaskType } from "../shared/api.ts";
 import { createAcker, isTerminal, TaskEventInput, TaskSocketServerMessage } from "../shared/events.ts";
 
@@ -86,7 +86,7 @@ const appendEvent = createRoute({
   middleware: [requireAdmin],
   request: {
     params: IdParam,
-    // Described, not validated here: the stream normalises and checks the event (services/tasks.ts).
+    // Described, not validated here: the stream normalises and checks the event (src/tasks/tasks.ts).
     body: { required: true, content: { "application/json": { schema: { $ref: "#/components/schemas/TaskEventInput" } } } },
   },
   responses: {
@@ -154,7 +154,7 @@ const viewLink = createRoute({
 
 /** `/api/tasks`: tasks, their event history, and live streams over SSE and WebSocket. */
 export const tasksRoute = apiRouter();
-// Named for the append route's body, which refers to it (a clone: see `named` in lib/openapi.ts).
+// Named for the append route's body, which refers to it (a clone: see `named` in src/platform/openapi.ts).
 tasksRoute.openAPIRegistry.register("TaskEventInput", TaskEventInput.clone());
 tasksRoute
   .openapi(list, async (c) => {

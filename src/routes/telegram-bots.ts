@@ -1,8 +1,8 @@
 import { createRoute } from "@hono/zod-openapi";
 import { z } from "zod";
-import { apiDoc, apiRouter, errors, jsonBody, jsonResponse, views } from "../lib/openapi.ts";
-import { requireAdmin, requireScope } from "../middleware/auth.ts";
-import { allocateBot, botView, listBots, registerBot, releaseBot, rotateBot } from "../services/telegram-bots.ts";
+import { apiDoc, apiRouter, errors, jsonBody, jsonResponse, views } from "../platform/openapi.ts";
+import { requireAdmin, requireScope } from "../platform/auth.ts";
+import { allocateBot, botView, listBots, registerBot, releaseBot, rotateBot } from "../telegram/telegram-bots.ts";
 import { AllocateBot, BotListQuery, RegisterBot, RotateBot } from "../shared/telegram-bots.ts";
 
 const IdParam = z.object({ id: z.string().min(1).max(64) });

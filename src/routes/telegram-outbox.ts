@@ -4,9 +4,9 @@
  */
 import { createRoute } from "@hono/zod-openapi";
 import { z } from "zod";
-import { apiDoc, apiRouter, errors, jsonBody, jsonResponse } from "../lib/openapi.ts";
-import { requireScope } from "../middleware/auth.ts";
-import { listOutbox, sendToChat } from "../services/telegram-outbox.ts";
+import { apiDoc, apiRouter, errors, jsonBody, jsonResponse } from "../platform/openapi.ts";
+import { requireScope } from "../platform/auth.ts";
+import { listOutbox, sendToChat } from "../telegram/telegram-outbox.ts";
 
 const ListQuery = z.object({ status: z.enum(["queued", "sent", "failed"]).optional(), limit: z.coerce.number().int().min(1).max(500).default(100) });
 const SendMessage = z.strictObject({

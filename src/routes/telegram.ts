@@ -8,15 +8,15 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { Bot, type Context, webhookCallback } from "grammy";
 import { Hono } from "hono";
-import { getProductOwner, type InboundUpdate } from "../durable/product-owner.ts";
+import { getProductOwner, type InboundUpdate } from "../product-owner/client.ts";
 import { AppError } from "../lib/app-error.ts";
 import type { AppEnv } from "../lib/context.ts";
 import { constantTimeEqual } from "../lib/crypto.ts";
 import { createLogger } from "../lib/log.ts";
-import { authFailed } from "../middleware/rate-limit.ts";
+import { authFailed } from "../platform/rate-limit.ts";
 import { CHAT_TEXT_LIMIT } from "../shared/chat.ts";
-import { telegramApiRoot } from "../services/telegram-bots.ts";
-import { sendToChat } from "../services/telegram-outbox.ts";
+import { telegramApiRoot } from "../telegram/telegram-bots.ts";
+import { sendToChat } from "../telegram/telegram-outbox.ts";
 import { withDb } from "../db/client.ts";
 
 type Handler = ReturnType<typeof webhookCallback<Context, "hono">>;
@@ -98,7 +98,7 @@ function handlerFor(env: Env): { bot: Bot; handler: Handler } {
 
 export const telegramRoute = new Hono<AppEnv>().post("/webhook", async (c) => {
   if (!c.env.TELEGRAM_BOT_TOKEN || !c.env.TELEGRAM_WEBHOOK_SECRET) {
-    throw new AppError("conflict", "The Telegram webhook is not configured: set the TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET secrets (README: Connecting a real bot)");
+    throw new AppError("conflict", "The Telegram webhook is not configured: set the TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET secrets (docs/product-owner.md: Connecting a real bot)");
   }
   // Checked here too (grammY checks it again) so that a wrong secret counts against the caller's address.
   if (!(await constantTimeEqual(c.req.header("x-telegram-bot-api-secret-token") ?? "", c.env.TELEGRAM_WEBHOOK_SECRET))) {

@@ -1,9 +1,9 @@
 /** `GET /api/usage?by=user|project|agent|model&from=&to=`: model spend, grouped (a user sees their own calls only). */
 import { createRoute } from "@hono/zod-openapi";
 import { z } from "zod";
-import { apiDoc, apiRouter, errors, jsonResponse } from "../lib/openapi.ts";
-import { requireScope } from "../middleware/auth.ts";
-import { usageReport } from "../services/usage.ts";
+import { apiDoc, apiRouter, errors, jsonResponse } from "../platform/openapi.ts";
+import { requireScope } from "../platform/auth.ts";
+import { usageReport } from "../models/usage.ts";
 import { USAGE_GROUPS, UsageQuery, UsageRow } from "../shared/usage.ts";
 
 const report = createRoute({

@@ -5,9 +5,9 @@ import { users } from "../db/schema.ts";
 import { AppError } from "../lib/app-error.ts";
 import { newId } from "../lib/crypto.ts";
 import { isUniqueViolation } from "../db/errors.ts";
-import { apiDoc, apiRouter, errors, jsonBody, jsonResponse, named } from "../lib/openapi.ts";
+import { apiDoc, apiRouter, errors, jsonBody, jsonResponse, named } from "../platform/openapi.ts";
 import { CreateUser, Page } from "../shared/api.ts";
-import { requireAdmin } from "../middleware/auth.ts";
+import { requireAdmin } from "../platform/auth.ts";
 
 const User = named(z.object({ id: z.string(), name: z.string(), telegramId: z.number().int().nullable(), isAdmin: z.boolean(), createdAt: z.string() }), "User");
 const doc = apiDoc("users");

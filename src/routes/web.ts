@@ -2,7 +2,7 @@ import { Hono } from "hono";
 import { html } from "hono/html";
 import type { AppEnv } from "../lib/context.ts";
 import { verifyViewToken } from "../lib/view-token.ts";
-import { authFailed, limitByAddress } from "../middleware/rate-limit.ts";
+import { authFailed, limitByAddress } from "../platform/rate-limit.ts";
 
 const PROBLEM = {
   missing: ["This link is incomplete", "The live view needs the signed link the chat or the CLI gave you."],

@@ -9,8 +9,8 @@ import { incidents, projects } from "../db/schema.ts";
 import { newId } from "../lib/crypto.ts";
 import type { Logger } from "../lib/log.ts";
 import { ingestRepositoryDocs } from "../rag/sources.ts";
-import { getRepository, githubAppConfig, repositoryFromUrl, repositoryReader, resolveCommit } from "../services/github.ts";
-import { managedOf, projectRepository } from "../services/projects.ts";
+import { getRepository, githubAppConfig, repositoryFromUrl, repositoryReader, resolveCommit } from "../projects/github.ts";
+import { managedOf, projectRepository } from "../projects/projects.ts";
 
 export interface GithubSyncResult {
   checked: number;

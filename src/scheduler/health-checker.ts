@@ -7,14 +7,14 @@
 import { and, eq, isNotNull, isNull, sql } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { incidents, projects, servers, serviceDeployments, users } from "../db/schema.ts";
-import { getProductOwner } from "../durable/product-owner.ts";
-import { getRunnerHub } from "../durable/runner-hub.ts";
+import { getProductOwner } from "../product-owner/client.ts";
+import { getRunnerHub } from "../runner-hub/client.ts";
 import { newId } from "../lib/crypto.ts";
 import type { Logger } from "../lib/log.ts";
 import { DEFAULT_HEALTH_PATH } from "../shared/deploys.ts";
-import { projectUrl } from "../services/deploys.ts";
-import { hubIdentity } from "../services/servers.ts";
-import { configOf } from "../services/projects.ts";
+import { projectUrl } from "../deploy/deploys.ts";
+import { hubIdentity } from "../runner-hub/servers.ts";
+import { configOf } from "../projects/projects.ts";
 
 export const REPEATED_FAILURES = 3;
 /** How long the checker waits for the runners' answers before it counts a check as failed. */

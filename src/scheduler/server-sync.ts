@@ -8,7 +8,7 @@ import type { Db } from "../db/client.ts";
 import { incidents, servers } from "../db/schema.ts";
 import { newId } from "../lib/crypto.ts";
 import type { Logger } from "../lib/log.ts";
-import { serverStatus } from "../services/servers.ts";
+import { serverStatus } from "../runner-hub/servers.ts";
 
 export interface ServerSyncResult {
   checked: number;

@@ -11,12 +11,12 @@ import { and, eq, inArray, lt, notInArray } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { deployments, tasks } from "../db/schema.ts";
 import type { Logger } from "../lib/log.ts";
-import { settleStoppedDeploy } from "../services/deploys.ts";
-import { revokeExpiredCredentials, revokeJobCredentials } from "../services/job-credentials.ts";
-import { appendTaskEvent } from "../services/tasks.ts";
-import { sweepOutbox } from "../services/telegram-outbox.ts";
+import { settleStoppedDeploy } from "../deploy/deploys.ts";
+import { revokeExpiredCredentials, revokeJobCredentials } from "../models/job-credentials.ts";
+import { appendTaskEvent } from "../tasks/tasks.ts";
+import { sweepOutbox } from "../telegram/telegram-outbox.ts";
 import { FINAL_TASK_STATUSES } from "../shared/api.ts";
-import { TASK_WORKFLOWS, workflowBinding } from "../workflows/registry.ts";
+import { TASK_WORKFLOWS, workflowBinding } from "../tasks/workflows.ts";
 
 /** A task quiet this long is asked about its workflow; a younger one may still be starting it. */
 const TASK_QUIET_MS = 2 * 60_000;

@@ -3,7 +3,7 @@
  * the end. When another run holds it, this run does nothing and says so; when a holder died, its lease
  * expires and the next run takes over (and says that too).
  */
-import { getLock } from "../durable/lock.ts";
+import { getLock } from "../platform/lock.ts";
 import type { Logger } from "../lib/log.ts";
 
 export type LockedRun<T> = { ran: true; result: T } | { ran: false; heldBy: string; expiresAt: string };

@@ -2,7 +2,7 @@ import { z } from "zod";
 import { fitData, MAX_EVENT_DATA_CHARS, MAX_EVENT_MESSAGE_CHARS, truncateText } from "./limits.ts";
 import { Traceparent } from "./trace.ts";
 
-/** The one event format for chat, WebSocket, SSE and CLI (DESIGN.md "Contracts"). */
+/** The one event format for chat, WebSocket, SSE and CLI (docs/design.md, "Contracts"). */
 export const TaskEventType = z.enum([
   "task.started",
   "step.started",

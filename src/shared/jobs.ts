@@ -1,5 +1,5 @@
 /**
- * Runner jobs (DESIGN.md "Contracts"): the envelope the control plane signs and the runner checks
+ * Runner jobs (docs/design.md, "Contracts"): the envelope the control plane signs and the runner checks
  * before executing anything. Ed25519 (WebCrypto, the same code in workerd and Node 22) over the
  * RFC 8785 canonical JSON of the envelope, so both sides hash exactly the same bytes.
  */

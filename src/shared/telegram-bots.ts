@@ -1,7 +1,7 @@
 /**
  * The Telegram bot pool's contracts (`/api/telegram-bots`): what an admin sends and the view every
  * answer uses. No view carries a token: the database keeps it sealed, and only the deploy pipeline
- * opens it (services/telegram-bots.ts `botTokenFor`).
+ * opens it (src/telegram/telegram-bots.ts `botTokenFor`).
  */
 import { z } from "zod";
 import { Page } from "./api.ts";

@@ -18,29 +18,21 @@ import { NonRetryableError } from "cloudflare:workflows";
 import { and, eq, ne, sql } from "drizzle-orm";
 import { type Db, withDb } from "../db/client.ts";
 import { deployments, projects, servers, serviceDeployments } from "../db/schema.ts";
-import { getRunnerHub } from "../durable/runner-hub.ts";
+import { getRunnerHub } from "../runner-hub/client.ts";
 import { settings } from "../lib/settings.ts";
-import { newDeploymentId, projectDomain, projectUrl, releaseOf, reservePort, routeList } from "../services/deploys.ts";
-import { BOT_TOKEN_VAR, classifyEnv, computedValue, EnvAnalysisFailed, generateSecret, parseEnvExample } from "../services/env-analyzer.ts";
-import { fileAt, getRepository, installationOrg, type Repository, repositoryFromUrl, resolveCommit } from "../services/github.ts";
-import { agentConfig, modelEndpoint, modelErrorMessage, openaiClient, recordUsage } from "../services/llm.ts";
-import { openSecrets, putSecrets, putSecretsIfAbsent, secretViews } from "../services/project-secrets.ts";
-import { allocateBot, botTokenFor, releaseBots } from "../services/telegram-bots.ts";
+import { type DeployParams, newDeploymentId, projectDomain, projectUrl, releaseOf, reservePort, routeList } from "../deploy/deploys.ts";
+import { classifyEnv, computedValue, EnvAnalysisFailed, generateSecret, parseEnvExample } from "../deploy/env-analyzer.ts";
+import { fileAt, getRepository, installationOrg, type Repository, repositoryFromUrl, resolveCommit } from "../projects/github.ts";
+import { agentConfig, modelEndpoint, modelErrorMessage, openaiClient, recordUsage } from "../models/llm.ts";
+import { openSecrets, putSecrets, putSecretsIfAbsent, secretViews } from "../projects/project-secrets.ts";
+import { allocateBot, BOT_TOKEN_VAR, botTokenFor, releaseBots } from "../telegram/telegram-bots.ts";
 import type { JobView } from "../shared/api.ts";
 import { DEFAULT_HEALTH_PATH, type DeployNotification, type EnvKind } from "../shared/deploys.ts";
 import type { DeployProjectVars } from "../shared/playbooks.ts";
 import { inputEventType, type PendingInput } from "../shared/task-input.ts";
-import { API_STEP, MODEL_STEP, PipelineFailure, type PipelineParams, PipelineRun } from "./pipeline-run.ts";
-import { runJob } from "./run-job.ts";
-import { configOf, managedOf, projectRepository } from "../services/projects.ts";
-
-export interface DeployParams extends PipelineParams {
-  serverId: string;
-  mode: "deploy" | "rollback" | "undeploy";
-  ref?: string;
-  /** For a rollback: the release to bring back. */
-  targetDeploymentId?: string;
-}
+import { API_STEP, MODEL_STEP, PipelineFailure, PipelineRun } from "../pipeline/pipeline-run.ts";
+import { runJob } from "../pipeline/run-job.ts";
+import { configOf, managedOf, projectRepository } from "../projects/projects.ts";
 
 /** The port the fixture and the python-http template listen on inside their container. */
 const CONTAINER_PORT = 8000;

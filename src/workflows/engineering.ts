@@ -13,23 +13,22 @@
 import { WorkflowEntrypoint, type WorkflowEvent, type WorkflowStep } from "cloudflare:workers";
 import { NonRetryableError } from "cloudflare:workflows";
 import { eq } from "drizzle-orm";
-import { codingAgent } from "../coding-agents/index.ts";
+import { codingAgent } from "../engineering/coding-agents/index.ts";
 import { withDb } from "../db/client.ts";
 import { projects } from "../db/schema.ts";
 import { ingestRepositoryDocs, ingestTaskLog } from "../rag/sources.ts";
-import { draftSpec, SpecRejected } from "../services/architect.ts";
-import { commitExists, ensureRepository, fastForward, installationAccess, type Repository } from "../services/github.ts";
-import { agentConfig, modelEndpoint, modelErrorMessage, modelRelayUrl, openaiClient, recordUsage } from "../services/llm.ts";
+import { draftSpec, SpecRejected } from "../engineering/architect.ts";
+import { commitExists, ensureRepository, fastForward, installationAccess, type Repository } from "../projects/github.ts";
+import { agentConfig, modelEndpoint, modelErrorMessage, modelRelayUrl, openaiClient, recordUsage } from "../models/llm.ts";
 import { settings as workerSettings } from "../lib/settings.ts";
-import { taskBrief } from "../services/task-brief.ts";
+import { taskBrief } from "../engineering/task-brief.ts";
 import { type EngineeringOverrides, type EngineeringSettings, engineeringSettings, ProjectSpec } from "../shared/spec.ts";
 import { DecisionAnswer, inputEventType, type PendingInput } from "../shared/task-input.ts";
 import type { TestResults } from "../shared/test-results.ts";
-import { AGENT_OUTPUT, collected, developPayload, developResult, type DevelopResult, scaffoldPayload, tailLines, testPayload, testResults } from "./engineering-jobs.ts";
-import { API_STEP, MODEL_STEP, PipelineFailure, type PipelineParams, PipelineRun } from "./pipeline-run.ts";
-import { configOf } from "../services/projects.ts";
-
-export type EngineeringParams = PipelineParams;
+import { AGENT_OUTPUT, collected, developPayload, developResult, type DevelopResult, scaffoldPayload, tailLines, testPayload, testResults } from "../engineering/engineering-jobs.ts";
+import { API_STEP, MODEL_STEP, PipelineFailure, PipelineRun } from "../pipeline/pipeline-run.ts";
+import { configOf } from "../projects/projects.ts";
+import type { EngineeringParams } from "../engineering/engineering.ts";
 
 interface ProjectFacts {
   id: string;

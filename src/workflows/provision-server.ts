@@ -5,17 +5,11 @@
  * the task through the RunnerHub, which wakes this workflow when a job finishes (runJob).
  */
 import { WorkflowEntrypoint, type WorkflowEvent, type WorkflowStep } from "cloudflare:workers";
-import { appendTaskEvent } from "../services/tasks.ts";
+import { appendTaskEvent } from "../tasks/tasks.ts";
 import type { JobView } from "../shared/api.ts";
 import type { TaskEventInput } from "../shared/events.ts";
-import { runJob, type JobRunContext } from "./run-job.ts";
-
-export interface ProvisionServerParams {
-  taskId: string;
-  handle: string;
-  check: boolean;
-  traceparent?: string;
-}
+import type { ProvisionServerParams } from "../runner-hub/servers.ts";
+import { runJob, type JobRunContext } from "../pipeline/run-job.ts";
 
 export class ProvisionServerWorkflow extends WorkflowEntrypoint<Env, ProvisionServerParams> {
   override async run(event: WorkflowEvent<ProvisionServerParams>, step: WorkflowStep): Promise<void> {

@@ -387,7 +387,7 @@ describe("cost control and delivery", () => {
     expect(body.summary).toBe(true);
     expect(body.turns).toBeLessThanOrEqual(60);
     expect(body.entries).toBeLessThanOrEqual(100);
-    // The bound stated in the README: 256 KiB however long the chat.
+    // The bound stated in docs/product-owner.md: 256 KiB however long the chat.
     expect(body.bytes).toBeLessThan(256 * 1024);
     process.stdout.write(`200-turn chat: ${JSON.stringify(body)}\n`);
     expect(requestsWith("You are the Summariser").length).toBeGreaterThan(0);

@@ -1,6 +1,6 @@
 /**
  * The local stand-ins for outside services, through the clients production code uses: the `openai`
- * SDK against the scripted model server, and src/services/github.ts (octokit, a WebCrypto-signed App
+ * SDK against the scripted model server, and src/projects/github.ts (octokit, a WebCrypto-signed App
  * JWT) plus the real git CLI against the GitHub stand-in.
  */
 import { execFile } from "node:child_process";
@@ -14,12 +14,12 @@ import { Api, GrammyError } from "grammy";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT } from "../../scripts/lib/local-stack.ts";
-import { commitExists, ensureRepository, githubAppConfig, installationAccess } from "../../src/services/github.ts";
+import { commitExists, ensureRepository, githubAppConfig, installationAccess } from "../../src/projects/github.ts";
 import { GitHubServer } from "../../standins/github-server.ts";
 import { embed, ModelServer } from "../../standins/model-server.ts";
 import { TelegramServer } from "../../standins/telegram-server.ts";
 import { demoScenario } from "../../standins/demo-scenario.ts";
-import { classifyEnv, parseEnvExample } from "../../src/services/env-analyzer.ts";
+import { classifyEnv, parseEnvExample } from "../../src/deploy/env-analyzer.ts";
 
 const run = promisify(execFile);
 

@@ -35,7 +35,7 @@ interface PoolService {
   botTokenFor: (env: { SECRETS_ENCRYPTION_KEY: string }, db: Db, projectId: string) => Promise<string | null>;
   releaseBots: (db: Db, projectId: string) => Promise<BotRow[]>;
 }
-const SERVICE: string = "../../src/services/telegram-bots.ts";
+const SERVICE: string = "../../src/telegram/telegram-bots.ts";
 const { allocateBot, botTokenFor, registerBot, releaseBots } = (await import(SERVICE)) as PoolService;
 
 /**

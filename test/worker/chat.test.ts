@@ -6,7 +6,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { createDb } from "../../src/db/client.ts";
 import { signChatToken, signViewToken } from "../../src/lib/view-token.ts";
-import { telegramUser } from "../../src/services/chat-users.ts";
+import { telegramUser } from "../../src/product-owner/chat-users.ts";
 import { adminKey, call, createUserWithKey } from "./helpers.ts";
 
 const errorOf = async (res: Response) => (await res.json<{ error: { code: string; message: string } }>()).error;

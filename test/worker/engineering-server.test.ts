@@ -7,7 +7,7 @@ import { eq, inArray } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { withDb } from "../../src/db/client.ts";
 import { servers } from "../../src/db/schema.ts";
-import { buildServer } from "../../src/services/engineering.ts";
+import { buildServer } from "../../src/engineering/engineering.ts";
 import { newHandle } from "./runner-helpers.ts";
 
 describe("the server of an engineering run", () => {

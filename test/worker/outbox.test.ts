@@ -7,8 +7,8 @@
 import { env } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { Outbox, type OutboxItem, type OutboxOptions } from "../../src/durable/outbox.ts";
-import { getRunnerHubStub } from "../../src/durable/runner-hub.ts";
+import { Outbox, type OutboxItem, type OutboxOptions } from "../../src/lib/outbox.ts";
+import { getRunnerHubStub } from "../../src/runner-hub/client.ts";
 import { createLogger } from "../../src/lib/log.ts";
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

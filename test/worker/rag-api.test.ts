@@ -10,7 +10,7 @@ import { withDb } from "../../src/db/client.ts";
 import { upsertDocument } from "../../src/rag/documents.ts";
 import type { SearchResponse } from "../../src/rag/contract.ts";
 import { configuredEmbedder } from "../../src/rag/embeddings.ts";
-import { configuredVectorIndex } from "../../src/rag/vector-index.ts";
+import { configuredVectorIndex } from "../../src/rag/services.ts";
 import { adminKey, call, createUserWithKey, uniqueName } from "./helpers.ts";
 
 async function project(key: string) {

@@ -1,13 +1,12 @@
 /**
- * The local vector index (src/rag/vector-store.ts): exact cosine over unit vectors, filtered by
+ * The local vector index (src/durable/vector-store.ts): exact cosine over unit vectors, filtered by
  * visibility and scope before ranking, kept in the Durable Object's SQLite so that it survives the
  * object being evicted from memory.
  */
 import { env } from "cloudflare:workers";
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { localVectorIndex } from "../../src/rag/local-vector-index.ts";
-import { getVectorStore } from "../../src/rag/vector-store.ts";
+import { getVectorStore, localVectorIndex } from "../../src/rag/local-vector-index.ts";
 
 const axis = (i: number, dimensions = 8, scale = 1) => Array.from({ length: dimensions }, (_, d) => (d === i ? scale : 0));
 const meta = (visibility: string, scope = "docs") => ({ visibility, scope });

@@ -8,7 +8,7 @@ import { eq, sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { createDb } from "../../src/db/client.ts";
 import { jobCredentials } from "../../src/db/schema.ts";
-import { chargeCredential, mintJobCredentials, revokeJobCredentials } from "../../src/services/job-credentials.ts";
+import { chargeCredential, mintJobCredentials, revokeJobCredentials } from "../../src/models/job-credentials.ts";
 import { adminKey, call, createUserWithKey } from "./helpers.ts";
 
 type OpenAiError = { error: { message: string; type: string; code: string } };

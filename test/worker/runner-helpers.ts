@@ -6,7 +6,7 @@
 import { env, exports } from "cloudflare:workers";
 import { runDurableObjectAlarm } from "cloudflare:test";
 import { expect } from "vitest";
-import { getRunnerHubStub } from "../../src/durable/runner-hub.ts";
+import { getRunnerHubStub } from "../../src/runner-hub/client.ts";
 import type { EnrollRunnerResponse, HubStatus, JobView, ServerView } from "../../src/shared/api.ts";
 import type { TaskEvent } from "../../src/shared/events.ts";
 import { generateKeySeed, importPrivateKey, importPublicKey, signValue } from "../../src/shared/jobs.ts";

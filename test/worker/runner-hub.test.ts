@@ -7,8 +7,8 @@
 import { env } from "cloudflare:workers";
 import { evictDurableObject, introspectWorkflow, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { getRunnerHubStub } from "../../src/durable/runner-hub.ts";
-import { getTaskStream, getTaskStreamStub } from "../../src/durable/task-stream.ts";
+import { getRunnerHubStub } from "../../src/runner-hub/client.ts";
+import { getTaskStream, getTaskStreamStub } from "../../src/tasks/stream-client.ts";
 import type { JobView } from "../../src/shared/api.ts";
 import type { TaskEvent } from "../../src/shared/events.ts";
 import { verifyJob } from "../../src/shared/jobs.ts";

@@ -8,7 +8,7 @@ import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { createDb } from "../../src/db/client.ts";
 import { servers } from "../../src/db/schema.ts";
-import { getLock } from "../../src/durable/lock.ts";
+import { getLock } from "../../src/platform/lock.ts";
 import { createLogger } from "../../src/lib/log.ts";
 import { serverSync } from "../../src/scheduler/server-sync.ts";
 import { withLock } from "../../src/scheduler/with-lock.ts";

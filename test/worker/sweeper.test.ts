@@ -10,7 +10,7 @@ import { jobCredentials, telegramOutbox } from "../../src/db/schema.ts";
 import { newId } from "../../src/lib/crypto.ts";
 import { createLogger } from "../../src/lib/log.ts";
 import { sweep } from "../../src/scheduler/sweeper.ts";
-import { mintJobCredentials } from "../../src/services/job-credentials.ts";
+import { mintJobCredentials } from "../../src/models/job-credentials.ts";
 import { adminKey, call, createUserWithKey, uniqueName } from "./helpers.ts";
 
 const log = createLogger("error");

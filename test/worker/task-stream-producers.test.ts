@@ -10,7 +10,7 @@ import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { createDb } from "../../src/db/client.ts";
 import { tasks } from "../../src/db/schema.ts";
-import { getTaskStream, getTaskStreamStub } from "../../src/durable/task-stream.ts";
+import { getTaskStream, getTaskStreamStub } from "../../src/tasks/stream-client.ts";
 import { MAX_EVENT_DATA_CHARS, MAX_EVENT_MESSAGE_CHARS } from "../../src/shared/limits.ts";
 import type { TaskEvent } from "../../src/shared/events.ts";
 import { adminKey, call } from "./helpers.ts";

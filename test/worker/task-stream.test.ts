@@ -1,7 +1,8 @@
 import { env } from "cloudflare:workers";
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { getTaskStream, getTaskStreamStub, type TaskStream } from "../../src/durable/task-stream.ts";
+import type { TaskStream } from "../../src/durable/task-stream.ts";
+import { getTaskStream, getTaskStreamStub } from "../../src/tasks/stream-client.ts";
 import { WATCHER_ACK_WINDOW, type TaskEvent } from "../../src/shared/events.ts";
 import { adminKey, call, createUserWithKey } from "./helpers.ts";
 import { append, appendOk, newTask, openWatcher } from "./stream-helpers.ts";

@@ -5,7 +5,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { withDb } from "../../src/db/client.ts";
-import { recordUsage } from "../../src/services/llm.ts";
+import { recordUsage } from "../../src/models/llm.ts";
 import { costOf, DEFAULT_MODEL_PRICES, modelPrices } from "../../src/shared/usage.ts";
 import { adminKey, call, createUserWithKey, uniqueName } from "./helpers.ts";
 

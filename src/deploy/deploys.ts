@@ -1,0 +1,303 @@
+/**
+ * The deploy pipeline's data: placing a project on a server (the seed's Zavhoz), reserving release
+ * ports, the route list Caddy serves (the database is its source of truth), release history, and
+ * starting a deploy, rollback or undeploy on a task.
+ */
+import { and, asc, desc, eq, inArray, isNotNull, isNull, sql } from "drizzle-orm";
+import type { Db } from "../db/client.ts";
+import { isUniqueViolation } from "../db/errors.ts";
+import { deployments, projects, servers, serviceDeployments, tasks } from "../db/schema.ts";
+import { getRunnerHub } from "../runner-hub/client.ts";
+import { AppError, notFound } from "../lib/app-error.ts";
+import type { Principal } from "../lib/context.ts";
+import { newId } from "../lib/crypto.ts";
+import type { DeploymentView } from "../shared/deploys.ts";
+import type { PipelineParams } from "../pipeline/pipeline-run.ts";
+import { githubAppConfig } from "../projects/github.ts";
+import { checkBudget } from "../models/usage.ts";
+import { managedOf, projectVisibleTo } from "../projects/projects.ts";
+import { hubIdentity, type ServerRow } from "../runner-hub/servers.ts";
+import { appendTaskEvent, createTask, type Task } from "../tasks/tasks.ts";
+
+/** What a DeployWorkflow run is started with (startDeployTask). */
+export interface DeployParams extends PipelineParams {
+  serverId: string;
+  mode: "deploy" | "rollback" | "undeploy";
+  ref?: string;
+  /** For a rollback: the release to bring back. */
+  targetDeploymentId?: string;
+}
+
+export type DeploymentRow = typeof deployments.$inferSelect;
+type ProjectRow = typeof projects.$inferSelect;
+
+/** Where projects answer when their server names no base domain of its own. */
+export const DEFAULT_BASE_DOMAIN = "localhost";
+
+export function deploymentView(row: DeploymentRow, handle: string | null): DeploymentView {
+  return {
+    id: row.id,
+    projectId: row.projectId,
+    server: handle,
+    taskId: row.taskId,
+    kind: row.kind === "rollback" ? "rollback" : "build",
+    commitSha: row.commitSha,
+    image: row.image,
+    domain: row.domain,
+    port: row.port,
+    status: row.status,
+    health: row.health,
+    previousDeploymentId: row.previousDeploymentId,
+    sourceDeploymentId: row.sourceDeploymentId,
+    createdAt: row.createdAt.toISOString(),
+    finishedAt: row.finishedAt?.toISOString() ?? null,
+    stoppedAt: row.stoppedAt?.toISOString() ?? null,
+  };
+}
+
+export async function listDeployments(db: Db, projectId: string, limit = 50): Promise<DeploymentView[]> {
+  const rows = await db
+    .select({ deployment: deployments, handle: servers.handle })
+    .from(deployments)
+    .leftJoin(servers, eq(servers.id, deployments.serverId))
+    .where(eq(deployments.projectId, projectId))
+    .orderBy(desc(deployments.createdAt))
+    .limit(limit);
+  return rows.map((row) => deploymentView(row.deployment, row.handle));
+}
+
+/** Where visitors reach a domain served by `server`: https, or plain HTTP on the port of a local factory's Caddy. */
+export function projectUrl(domain: string, server: Pick<ServerRow, "publicHttpPort"> | null | undefined): string {
+  return server?.publicHttpPort ? `http://${domain}:${server.publicHttpPort}` : `https://${domain}`;
+}
+
+/** A project's domain: the one an admin gave it (`managed.domain`), else `<name>.<server's base domain>`. */
+export function projectDomain(project: Pick<ProjectRow, "name" | "managed">, server: Pick<ServerRow, "baseDomain">): string {
+  const own = managedOf(project).domain;
+  if (own) return own.toLowerCase();
+  return `${project.name}.${server.baseDomain ?? DEFAULT_BASE_DOMAIN}`.toLowerCase();
+}
+
+/**
+ * The server a project deploys to: the one it is already on, else the one asked for, else the
+ * enrolled, online server with the most free capacity whose labels include the project's
+ * `managed.serverLabels`.
+ */
+export async function placeProject(db: Db, project: Pick<ProjectRow, "id" | "name" | "managed">, asked: string | undefined): Promise<ServerRow> {
+  const [current] = await db.select({ server: servers }).from(serviceDeployments).innerJoin(servers, eq(servers.id, serviceDeployments.serverId)).where(eq(serviceDeployments.projectId, project.id));
+  if (current) {
+    if (asked && asked !== current.server.handle) throw new AppError("conflict", `Project ${project.name} is deployed on ${current.server.handle}; undeploy it there before moving it to ${asked}`);
+    return current.server;
+  }
+  const managed = managedOf(project);
+  const wanted = managed.server ?? asked;
+  const labels = managed.serverLabels ?? {};
+  const candidates = await db
+    .select({ server: servers, used: sql<number>`(select count(*)::int from ${serviceDeployments} where ${serviceDeployments.serverId} = ${servers.id})` })
+    .from(servers)
+    .where(and(isNotNull(servers.runnerId), wanted ? eq(servers.handle, wanted) : undefined));
+  if (wanted && candidates.length === 0) throw new AppError("conflict", `Server ${wanted} has no enrolled runner`);
+  const fitting = candidates
+    .filter(({ server }) => server.status === "online")
+    .filter(({ server }) => Object.entries(labels).every(([key, value]) => server.labels[key] === value))
+    .filter(({ server, used }) => used < server.capacity)
+    .sort((a, b) => b.server.capacity - b.used - (a.server.capacity - a.used));
+  const chosen = fitting[0];
+  if (!chosen) {
+    const why = candidates.length === 0 ? "no server has an enrolled runner" : `none of ${candidates.map(({ server }) => `${server.handle} (${server.status}, ${server.capacity - 0} slots)`).join(", ")} is online with free capacity${Object.keys(labels).length ? ` and labels ${JSON.stringify(labels)}` : ""}`;
+    throw new AppError("conflict", `No server can take ${project.name}: ${why}`);
+  }
+  return chosen.server;
+}
+
+/**
+ * Reserves a free port of `range` on the server for a new release: the lowest one no running
+ * release holds. The unique index on (server, port) settles a race; the loser tries the next port.
+ */
+export async function reservePort(db: Db, serverId: string, range: { from: number; to: number }, deploymentId: string): Promise<number> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const [free] = await db.execute<{ port: number }>(sql`
+      select p as port from generate_series(${range.from}::int, ${range.to}::int) p
+      where p not in (select ${deployments.port} from ${deployments} where ${deployments.serverId} = ${serverId} and ${deployments.port} is not null)
+      order by p limit 1`).then((result) => result.rows);
+    if (!free) throw new AppError("conflict", `The server has no free release port left in ${range.from}-${range.to}`);
+    try {
+      await db.update(deployments).set({ port: free.port }).where(eq(deployments.id, deploymentId));
+      return free.port;
+    } catch (error) {
+      if (!isUniqueViolation(error)) throw error;
+    }
+  }
+  throw new AppError("conflict", "Could not reserve a release port: too many deploys at once on this server");
+}
+
+/**
+ * The server's whole route list as the database has it, with the next generation number: the row
+ * lock on the server orders concurrent readers, so a higher generation never holds an older list.
+ */
+export async function routeList(db: Db, serverId: string): Promise<{ generation: number; routes: { domain: string; upstreamPort: number }[] }> {
+  return db.transaction(async (tx) => {
+    const [server] = await tx.update(servers).set({ routeGeneration: sql`${servers.routeGeneration} + 1` }).where(eq(servers.id, serverId)).returning({ generation: servers.routeGeneration });
+    if (!server) throw new Error(`server ${serverId} no longer exists`);
+    const rows = await tx
+      .select({ domain: serviceDeployments.domain, upstreamPort: serviceDeployments.internalPort })
+      .from(serviceDeployments)
+      .where(and(eq(serviceDeployments.serverId, serverId), isNotNull(serviceDeployments.activeDeploymentId)))
+      .orderBy(asc(serviceDeployments.domain));
+    return { generation: server.generation, routes: rows };
+  });
+}
+
+const ACTIVE_TASK: Task["status"][] = ["queued", "running", "needs_input"];
+
+/** Starts a deploy, rollback or undeploy of a project on a new `deploy` task. */
+export async function startDeployTask(
+  db: Db,
+  env: Env,
+  principal: Principal,
+  projectId: string,
+  request: { mode: "deploy"; ref?: string; server?: string } | { mode: "rollback"; deploymentId?: string } | { mode: "undeploy" },
+  traceparent?: string,
+): Promise<Task> {
+  const [project] = await db.select().from(projects).where(and(eq(projects.id, projectId), projectVisibleTo(principal)));
+  if (!project) notFound("Project");
+  if (request.mode === "deploy" && request.server && !principal.isAdmin) throw new AppError("forbidden", "Only an admin chooses the server (or gives the project one: config.server, config.serverLabels)");
+  if (request.mode === "deploy") {
+    // The EnvAnalyzer is a model call.
+    await checkBudget(db, env, { projectId: project.id, userId: project.ownerId });
+    githubAppConfig(env);
+    if (!project.repositoryUrl) throw new AppError("conflict", `Project ${project.name} has no repository yet: run its engineering pipeline first`);
+  }
+  const [running] = await db
+    .select({ id: tasks.id, status: tasks.status })
+    .from(tasks)
+    .where(and(eq(tasks.projectId, project.id), eq(tasks.type, "deploy"), inArray(tasks.status, ACTIVE_TASK)))
+    .limit(1);
+  if (running) throw new AppError("conflict", `Project ${project.name} already has a deploy in progress (task ${running.id}, ${running.status}); wait for it or cancel it`);
+
+  let server: ServerRow;
+  let target: DeploymentRow | undefined;
+  if (request.mode === "deploy") server = await placeProject(db, project, request.server);
+  else {
+    const [placed] = await db.select({ server: servers, service: serviceDeployments }).from(serviceDeployments).innerJoin(servers, eq(servers.id, serviceDeployments.serverId)).where(eq(serviceDeployments.projectId, project.id));
+    if (!placed) throw new AppError("conflict", `Project ${project.name} is not deployed`);
+    server = placed.server;
+    if (request.mode === "rollback") target = await rollbackTarget(db, project.id, placed.service.activeDeploymentId, request.deploymentId);
+  }
+  if (!server.runnerId) throw new AppError("conflict", `Server ${server.handle} has no enrolled runner`);
+
+  let task: Task;
+  try {
+    task = await createTask(db, { type: "deploy", projectId: project.id, callerId: principal.userId ?? "", input: { mode: request.mode, server: server.handle, ...(request.mode === "deploy" && request.ref ? { ref: request.ref } : {}), ...(target ? { deploymentId: target.id } : {}) } });
+  } catch (error) {
+    if (isUniqueViolation(error)) throw new AppError("conflict", `Project ${project.name} already has a deploy in progress`);
+    throw error;
+  }
+  try {
+    await getRunnerHub(env, server.handle).setIdentity(hubIdentity(server));
+    const params: DeployParams = {
+      taskId: task.id,
+      projectId: project.id,
+      handle: server.handle,
+      serverId: server.id,
+      mode: request.mode,
+      ...(request.mode === "deploy" && request.ref ? { ref: request.ref } : {}),
+      ...(target ? { targetDeploymentId: target.id } : {}),
+      ...(traceparent ? { traceparent } : {}),
+    };
+    await env.DEPLOY.create({ id: task.id, params });
+  } catch (error) {
+    await appendTaskEvent(env, task.id, { type: "task.failed", message: "the deploy workflow could not be started" }).catch(() => undefined);
+    throw error;
+  }
+  return task;
+}
+
+/** The release a rollback goes to: the one named, else the newest healthy release before the active one. */
+async function rollbackTarget(db: Db, projectId: string, activeId: string | null, asked: string | undefined): Promise<DeploymentRow> {
+  if (asked) {
+    const [row] = await db.select().from(deployments).where(and(eq(deployments.id, asked), eq(deployments.projectId, projectId)));
+    if (!row) notFound("Deployment");
+    if (row.id === activeId) throw new AppError("conflict", `Release ${asked} is the active one already`);
+    if (!["superseded", "rolled_back", "active"].includes(row.status)) throw new AppError("conflict", `Release ${asked} never served (${row.status}); only a release that passed its health check can come back`);
+    return row;
+  }
+  const candidates = await db
+    .select()
+    .from(deployments)
+    .where(and(eq(deployments.projectId, projectId), inArray(deployments.status, ["superseded", "rolled_back"]), isNull(deployments.port)))
+    .orderBy(desc(deployments.createdAt))
+    .limit(10);
+  const found = candidates.find((row) => row.id !== activeId);
+  if (!found) throw new AppError("conflict", "There is no earlier healthy release to roll back to");
+  return found;
+}
+
+/** The release directory and image a deployment runs: its own, or for a rollback the kept release's. */
+export function releaseOf(row: Pick<DeploymentRow, "id" | "sourceDeploymentId">): string {
+  return row.sourceDeploymentId ?? row.id;
+}
+
+export function newDeploymentId(): string {
+  return newId("dep");
+}
+
+/** How long settling a stopped deploy waits for each of its jobs (the route list, a release stopped). */
+const SETTLE_JOB_WAIT_MS = 60_000;
+
+/**
+ * Puts right what a deploy (or rollback) stopped part-way left behind: a cancel, a workflow that ended
+ * without finishing, a release left `deploying`. If the route was moved to its release, it goes back
+ * to the release that served before (when that one still runs), or away; then its release is stopped,
+ * its port freed and its row marked failed. Exactly one release serves afterwards (the previous one),
+ * or none for a first deploy. Runs outside any workflow, so its jobs go straight to the server's hub.
+ */
+export async function settleStoppedDeploy(env: Env, db: Db, task: Pick<Task, "id" | "projectId">, why: string): Promise<{ stopped: string[]; routedBack: boolean }> {
+  const outcome = { stopped: [] as string[], routedBack: false };
+  if (!task.projectId) return outcome;
+  const releases = await db
+    .select({ deployment: deployments, server: servers })
+    .from(deployments)
+    .innerJoin(servers, eq(servers.id, deployments.serverId))
+    .where(and(eq(deployments.taskId, task.id), inArray(deployments.status, ["pending", "deploying", "active"])));
+  for (const { deployment, server } of releases) {
+    const hub = getRunnerHub(env, server.handle);
+    const identity = hubIdentity(server);
+    const runJob = async (input: Parameters<typeof hub.enqueue>[1]) => {
+      const queued = await hub.enqueue(identity, input);
+      return queued.ok ? await hub.wait(queued.job.id, SETTLE_JOB_WAIT_MS) : null;
+    };
+    const [service] = await db.select().from(serviceDeployments).where(eq(serviceDeployments.projectId, task.projectId));
+    if (service?.activeDeploymentId === deployment.id) {
+      const [previous] = deployment.previousDeploymentId ? await db.select().from(deployments).where(eq(deployments.id, deployment.previousDeploymentId)) : [];
+      // Live, and the release before it already stopped (past its drain): it is the one that serves.
+      if (!previous?.port && deployment.status === "active") continue;
+      if (previous?.port) {
+        await db.update(serviceDeployments).set({ internalPort: previous.port, activeDeploymentId: previous.id, status: "active", updatedAt: new Date() }).where(eq(serviceDeployments.id, service.id));
+        await db.update(deployments).set({ status: "active", stoppedAt: null }).where(eq(deployments.id, previous.id));
+      } else {
+        await db.delete(serviceDeployments).where(eq(serviceDeployments.id, service.id));
+      }
+      const routes = await routeList(db, server.id);
+      await runJob({ type: "caddy.sync", payload: { ...routes, timeoutSeconds: 60 }, taskId: task.id, ttlSeconds: 300, finishTask: false, idempotencyKey: `settle:${task.id}:routes` });
+      outcome.routedBack = true;
+    }
+    if (deployment.port !== null) {
+      const project = await db.select({ name: projects.name }).from(projects).where(eq(projects.id, task.projectId));
+      const name = project[0]?.name;
+      if (name) {
+        await runJob({
+          type: "ansible.playbook",
+          payload: { playbook: "deploy_project.yml", extraVars: { project: name, release: releaseOf(deployment), action: "stop" }, timeoutSeconds: 180 },
+          taskId: task.id,
+          ttlSeconds: 600,
+          finishTask: false,
+          idempotencyKey: `settle:${task.id}:stop:${deployment.id}`,
+        });
+      }
+    }
+    await db.update(deployments).set({ status: "failed", port: null, stoppedAt: new Date(), finishedAt: new Date(), health: { ...deployment.health, settled: why } }).where(eq(deployments.id, deployment.id));
+    outcome.stopped.push(deployment.id);
+  }
+  return outcome;
+}

@@ -1,0 +1,87 @@
+/**
+ * The Architect: one model call that turns a project's description into its spec (src/shared/spec.ts).
+ * The reply must be a JSON object the spec schema accepts; one that is not is shown its errors and
+ * asked once more, and a second bad reply is an error that says what was wrong.
+ */
+import type OpenAI from "openai";
+import { z } from "zod";
+import { ProjectSpec } from "../shared/spec.ts";
+import { PROJECT_TEMPLATES } from "../shared/templates.ts";
+import type { AgentConfig } from "../models/llm.ts";
+
+export class SpecRejected extends Error {
+  readonly usage: ArchitectResult["usage"];
+  constructor(message: string, usage: ArchitectResult["usage"]) {
+    super(message);
+    this.usage = usage;
+  }
+}
+
+export interface ArchitectInput {
+  name: string;
+  description: string;
+}
+
+export interface ArchitectResult {
+  spec: ProjectSpec;
+  attempts: number;
+  usage: { promptTokens: number; completionTokens: number };
+}
+
+const templates = Object.entries(PROJECT_TEMPLATES)
+  .map(([name, template]) => `- ${name}: ${template.description} (tests: \`${template.testCommand}\`)`)
+  .join("\n");
+
+export const ARCHITECT_SYSTEM_PROMPT = `You are the Architect of a software factory. From a product description you write the
+spec of one small HTTP service that a coding agent will then build and test.
+Answer with one JSON object and nothing else. It must match this JSON Schema:
+${JSON.stringify(z.toJSONSchema(ProjectSpec, { io: "input" }))}
+Templates the service can start from:
+${templates}
+Keep it small: the modules, entities and routes the description needs, no more. List every
+environment variable the service reads, with its kind: "user" (the person provides it, e.g. an API
+token), "infra" (the platform generates it, e.g. a database password), "computed" (derived from other
+values), "bot" (a Telegram bot token from the platform's pool). Leave testCommand out to use the
+template's.`;
+
+function issuesOf(error: z.ZodError): string {
+  return error.issues.map((issue) => `${issue.path.join(".") || "(root)"}: ${issue.message}`).join("; ");
+}
+
+/** Reads a reply as a spec: the error says why not, in words the model (and a person) can act on. */
+export function readSpec(reply: string): { ok: true; spec: ProjectSpec } | { ok: false; error: string } {
+  let value: unknown;
+  try {
+    // Some models wrap JSON in a fence even when told not to.
+    value = JSON.parse(reply.trim().replace(/^```(?:json)?\s*|\s*```$/g, ""));
+  } catch (error) {
+    return { ok: false, error: `the reply is not JSON (${error instanceof Error ? error.message : String(error)})` };
+  }
+  const parsed = ProjectSpec.safeParse(value);
+  return parsed.success ? { ok: true, spec: parsed.data } : { ok: false, error: `the reply does not match the spec schema: ${issuesOf(parsed.error)}` };
+}
+
+export async function draftSpec(client: OpenAI, config: AgentConfig, project: ArchitectInput): Promise<ArchitectResult> {
+  const messages: OpenAI.Chat.ChatCompletionMessageParam[] = [
+    { role: "system", content: ARCHITECT_SYSTEM_PROMPT },
+    { role: "user", content: `Project name: ${project.name}\nDescription:\n${project.description || "(none given: a minimal service)"}` },
+  ];
+  const usage = { promptTokens: 0, completionTokens: 0 };
+  let lastError = "";
+  for (let attempt = 1; attempt <= 2; attempt++) {
+    const completion = await client.chat.completions.create({
+      model: config.model,
+      messages,
+      response_format: { type: "json_object" },
+      ...(config.temperature !== null ? { temperature: config.temperature } : {}),
+    });
+    usage.promptTokens += completion.usage?.prompt_tokens ?? 0;
+    usage.completionTokens += completion.usage?.completion_tokens ?? 0;
+    const reply = completion.choices[0]?.message.content ?? "";
+    const read = readSpec(reply);
+    if (read.ok) return { spec: read.spec, attempts: attempt, usage };
+    lastError = read.error;
+    messages.push({ role: "assistant", content: reply }, { role: "user", content: `That reply was rejected: ${read.error}. Answer again with only the corrected JSON object.` });
+  }
+  throw new SpecRejected(`the Architect's reply was rejected twice; the second time: ${lastError}`, usage);
+}
