@@ -1,7 +1,9 @@
 /**
  * The runner through the real path: worker (wrangler dev) → RunnerHub → a real `orchestrator-runner`
- * process → the real Docker engine, with the job's output read back from the task's stream.
+ * process → the real Docker engine, with the job's output read back from the task's stream. It runs
+ * on the test run's shared wrangler dev; its servers' handles are its own.
  */
+import { randomBytes } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
 import Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -10,17 +12,20 @@ import { startCaddy, startUpstream, type TestCaddy, type Upstream } from "../../
 import { adminRequest } from "../../runner/src/caddy-admin.ts";
 import { TEST_IMAGE } from "../../scripts/lib/docker-engine.ts";
 import { join } from "node:path";
-import { ROOT, type Stack, startStack } from "../../scripts/lib/local-stack.ts";
+import { ROOT, type StackClient } from "../../scripts/lib/local-stack.ts";
+import { OtlpServer } from "../../standins/otlp-server.ts";
+import { sharedStack } from "../support/shared.ts";
 import { spawnCollecting, waitFor } from "../../scripts/lib/processes.ts";
 import type { TaskEvent } from "../../src/shared/events.ts";
 import { MAX_EVENT_MESSAGE_CHARS } from "../../src/shared/limits.ts";
 import { enrolledRunner, finishedJob, jobInState, registerServer, runnerCli, submitJob, type TestRunner } from "../../scripts/lib/local-runner.ts";
 
-let stack: Stack;
+let stack: StackClient;
 let docker: Docker;
 let runner: TestRunner;
 let caddy: TestCaddy;
 let app: Upstream;
+let otlp: OtlpServer;
 const HANDLE = "vps-one";
 
 async function taskWithEvents() {
@@ -39,12 +44,9 @@ async function containersFor(jobId: string) {
 
 beforeAll(async () => {
   docker = new Docker({ socketPath: inject("dockerSocket") });
-  stack = await startStack({
-    databaseUrl: inject("databaseUrl"),
-    dbWsProxy: inject("dbWsProxy"),
-    adminKey: inject("adminApiKey"),
-    vars: { RUNNER_ACK_LEASE_SECONDS: "3" },
-  });
+  stack = sharedStack();
+  otlp = new OtlpServer();
+  await otlp.start();
   caddy = await startCaddy();
   app = await startUpstream("hello from the app");
   const { enrollment } = await registerServer(stack, HANDLE);
@@ -54,14 +56,15 @@ beforeAll(async () => {
     concurrency: 2,
     releasePorts: TEST_RELEASE_PORTS,
     caddy: { adminSocket: caddy.adminSocket, httpUrl: caddy.httpUrl, configPath: caddy.configPath, listen: [`127.0.0.1:${caddy.httpPort}`], disableTls: true },
+    tracing: { otlpEndpoint: otlp.tracesUrl, flushIntervalMs: 200 },
   });
 }, 180_000);
 
 afterAll(async () => {
   await runner?.stop();
-  await stack?.stop();
   await caddy?.stop();
   await app?.close();
+  await otlp?.stop();
 });
 
 describe("enrollment", () => {
@@ -352,8 +355,16 @@ describe("redelivery", () => {
 });
 
 describe("provisioning a server (workflow)", () => {
-  it("runs provision.yml in check mode and facts.yml through the runner, woken by the hub, and completes the task", async () => {
-    const started = await stack.api<{ task: { id: string; type: string } }>(`/api/servers/${HANDLE}/provision`, { json: { check: true } });
+  it("runs provision.yml in check mode and facts.yml through the runner, woken by the hub, and completes the task, its jobs' spans children of the request's", async () => {
+    // The request carries a trace: the runner's job spans reach the OTLP receiver as its children.
+    const traceId = randomBytes(16).toString("hex");
+    const spanId = randomBytes(8).toString("hex");
+    const res = await fetch(`${stack.url}/api/servers/${HANDLE}/provision`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${stack.adminKey}`, "content-type": "application/json", traceparent: `00-${traceId}-${spanId}-01` },
+      body: JSON.stringify({ check: true }),
+    });
+    const started = { status: res.status, body: (await res.json()) as { task: { id: string; type: string } } };
     expect(started.status).toBe(202);
     expect(started.body.task.type).toBe("provision");
     const taskId = started.body.task.id;
@@ -375,6 +386,20 @@ describe("provisioning a server (workflow)", () => {
     expect(list.some((e) => e.type === "step.progress" && e.message.includes("Runner service unit"))).toBe(true);
     const task = await stack.api<{ task: { status: string } }>(`/api/tasks/${taskId}`);
     expect(task.body.task.status).toBe("completed");
+
+    // The task's events carry the trace too.
+    expect(list.filter((e) => !e.traceparent?.includes(traceId)).map((e) => `${e.type} ${e.step ?? ""} ${e.message.slice(0, 80)}`)).toEqual([]);
+    const spans = await waitFor(() => {
+      const mine = otlp.spans.filter((span) => span.traceId === traceId);
+      return mine.length >= 2 ? mine : undefined;
+    }, 15_000, () => `spans received: ${JSON.stringify(otlp.spans.map((s) => [s.name, s.traceId]))}`);
+    expect(spans.map((span) => span.name).sort()).toEqual(["job ansible.playbook", "job provision"]);
+    for (const span of spans) {
+      expect(span.parentSpanId).toBe(spanId);
+      expect(span.resource).toMatchObject({ "service.name": "orchestrator-runner", "orchestrator.server": HANDLE });
+      expect(span.attributes["orchestrator.job.ok"]).toBe(true);
+      expect(typeof span.attributes["orchestrator.job.id"]).toBe("string");
+    }
   }, 300_000);
 
   it("refuses to provision a server without a runner", async () => {

@@ -1,8 +1,7 @@
 /**
- * Tracing across the control plane and the runner: a provision started by an HTTP request with a
- * `traceparent` runs its jobs on a real runner, whose spans reach an OTLP/HTTP receiver (the stand-in)
- * as children of that request's span, in the same trace. A runner whose span endpoint is dead runs its
- * jobs as fast as ever, and none fails.
+ * Tracing on the runner: a failed job's span is an error, and a runner whose span endpoint is dead
+ * runs its jobs as fast as ever, and none fails. (That a request's trace reaches the runner's job
+ * spans through a Workflow is asserted by runner.test.ts's provision, which runs that workflow anyway.)
  */
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -11,7 +10,6 @@ import { type StackClient } from "../../scripts/lib/local-stack.ts";
 import { sharedStack } from "../support/shared.ts";
 import { freePort } from "../../scripts/lib/ports.ts";
 import { waitFor } from "../../scripts/lib/processes.ts";
-import type { TaskEvent } from "../../src/shared/events.ts";
 import { OtlpServer } from "../../standins/otlp-server.ts";
 
 let stack: StackClient;
@@ -47,39 +45,6 @@ const newTraceparent = () => {
 };
 
 describe("a trace from the HTTP request to the runner's jobs", () => {
-  it("exports the provision's job spans as children of the request that started it", async () => {
-    const { traceId, spanId, traceparent } = newTraceparent();
-    const res = await fetch(`${stack.url}/api/servers/${TRACED}/provision`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${stack.adminKey}`, "content-type": "application/json", traceparent },
-      body: JSON.stringify({ check: true }),
-    });
-    expect(res.status).toBe(202);
-    const { task } = (await res.json()) as { task: { id: string } };
-    const events = await waitFor(
-      async () => {
-        const page = (await stack.api<{ events: TaskEvent[] }>(`/api/tasks/${task.id}/events?limit=1000`)).body.events;
-        return page.some((e) => e.type === "task.completed" || e.type === "task.failed") ? page : undefined;
-      },
-      120_000,
-      () => `provision ${task.id} did not end`,
-    );
-    expect(events.at(-1)?.type, events.map((e) => e.message).join("\n")).toBe("task.completed");
-    // The task's events carry the trace too.
-    expect(events.filter((e) => !e.traceparent?.includes(traceId)).map((e) => `${e.type} ${e.step ?? ""} ${e.message.slice(0, 80)}`)).toEqual([]);
-    const spans = await waitFor(() => {
-      const mine = otlp.spans.filter((span) => span.traceId === traceId);
-      return mine.length >= 2 ? mine : undefined;
-    }, 15_000, () => `spans received: ${JSON.stringify(otlp.spans.map((s) => [s.name, s.traceId]))}`);
-    expect(spans.map((span) => span.name).sort()).toEqual(["job ansible.playbook", "job provision"]);
-    for (const span of spans) {
-      expect(span.parentSpanId).toBe(spanId);
-      expect(span.resource).toMatchObject({ "service.name": "orchestrator-runner", "orchestrator.server": TRACED });
-      expect(span.attributes["orchestrator.job.ok"]).toBe(true);
-      expect(typeof span.attributes["orchestrator.job.id"]).toBe("string");
-    }
-  });
-
   it("marks a failed job's span as an error", async () => {
     const { traceId, traceparent } = newTraceparent();
     const job = await submitJob(stack, TRACED, { type: "docker.run", payload: { image: "orchestrator/does-not-exist:never", cmd: ["true"], timeoutSeconds: 30 }, traceparent });

@@ -39,8 +39,9 @@ export default async function setup(project: TestProject) {
   project.provide("adminApiKey", adminKey);
   // Started once instead of once per file (each start costs a wrangler and a workerd boot), while the
   // images build. Files that share it keep to their own users, projects and servers, as they already
-  // do in the shared database.
-  const sharedStarting = startStack({ databaseUrl: db.databaseUrl, dbWsProxy: db.wsProxy, adminKey, vars: { JOB_WAIT_SLICE_SECONDS: "1" } });
+  // do in the shared database. Its runner lease is short, so that the runner test's jobs delivered to a
+  // runner that was then killed are sent again quickly.
+  const sharedStarting = startStack({ databaseUrl: db.databaseUrl, dbWsProxy: db.wsProxy, adminKey, vars: { JOB_WAIT_SLICE_SECONDS: "1", RUNNER_ACK_LEASE_SECONDS: "3" } });
   sharedStarting.catch(() => undefined); // awaited below; a failure is thrown there
   let engine: Awaited<ReturnType<typeof ensureDockerEngine>>;
   try {

@@ -1,7 +1,8 @@
 /**
  * What the test run starts once (test/setup/global.ts) for the files that can share it.
- * - sharedStack(): one `wrangler dev` for files that need no worker settings or stand-ins of their
- *   own. A file that does (a short lease, a scripted model, Telegram) starts its own with startStack.
+ * - sharedStack(): one `wrangler dev` (job wait slices of 1 s, a runner ack lease of 3 s) for files
+ *   that need no other worker settings or stand-ins of their own. A file that does (a scripted model,
+ *   Telegram) starts its own with startStack.
  * - ownDatabase(): a database of the file's own on the run's Postgres, for files whose assertions
  *   depend on what else is in the database (which servers have a runner, the whole bot pool).
  */
