@@ -38,13 +38,22 @@ class ScriptedHub {
   runnerKey: CryptoKey | null = null;
   private challenge = "";
 
+  private received: Promise<void> = Promise.resolve();
+
   constructor(server: WebSocketServer, runnerPublicKey: string) {
     this.server = server;
     void importPublicKey(runnerPublicKey).then((key) => (this.runnerKey = key));
     server.on("connection", (socket) => {
       this.challenge = `challenge-${Math.random().toString(36).slice(2)}-${Date.now()}`;
       socket.send(JSON.stringify({ t: "challenge", challenge: this.challenge }));
-      socket.on("message", (data) => void this.onMessage(socket, (data as Buffer).toString()));
+      // One message at a time, in the order they came: each waits on a signature check, and two
+      // checks may finish out of order (log batches were recorded swapped on a busy machine).
+      socket.on("message", (data) => {
+        // A failure still surfaces as an uncaught error (as before), and the next message is still read.
+        this.received = this.received
+          .then(() => this.onMessage(socket, (data as Buffer).toString()))
+          .catch((error: unknown) => queueMicrotask(() => { throw error; }));
+      });
     });
   }
 
