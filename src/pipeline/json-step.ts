@@ -7,23 +7,15 @@
  */
 import type { WorkflowStep, WorkflowStepConfig } from "cloudflare:workers";
 import type { z } from "zod";
+import { parseJson } from "../shared/json.ts";
 
 /** A step's stored result that is not what its schema says. */
 export class StepResultMismatch extends Error {}
 
 /** Reads a step's stored JSON result through its schema. */
 export function parseStepResult<S extends z.ZodType>(name: string, schema: S, text: string): z.output<S> {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    throw new StepResultMismatch(`step "${name}": its stored result is not JSON`);
-  }
-  const parsed = schema.safeParse(json);
-  if (!parsed.success) {
-    const issues = parsed.error.issues.map((issue) => `${issue.path.join(".") || "result"}: ${issue.message}`).join("; ");
-    throw new StepResultMismatch(`step "${name}": its stored result does not fit its schema (${issues})`);
-  }
+  const parsed = parseJson(schema, text, "result");
+  if (!parsed.success) throw new StepResultMismatch(`step "${name}": its stored result does not fit its schema (${parsed.error})`);
   return parsed.data;
 }
 
