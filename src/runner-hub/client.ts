@@ -2,16 +2,11 @@
  * How the rest of the system reaches a server's RunnerHub Durable Object (src/durable/runner-hub.ts):
  * who it serves, what it queues and answers, and the typed client over its stub.
  */
-import type { CreateJob, HubStatus, JobState, JobView } from "../shared/api.ts";
+import type { CreateJob, HubIdentity, HubStatus, JobState, JobView } from "../shared/api.ts";
 import type { WorkflowName } from "../tasks/workflows.ts";
 
-/** Who this hub serves; the worker passes it from Postgres, so it follows re-enrollment. */
-export interface HubIdentity {
-  serverId: string;
-  handle: string;
-  runnerId: string | null;
-  runnerPublicKey: string | null;
-}
+/** The runner's WebSocket upgrade, forwarded to the hub: who the hub serves (HubIdentity, as JSON). */
+export const HUB_IDENTITY_HEADER = "x-hub-identity";
 
 /** What the hub queues: the API's job, or one from a workflow that wants waking when it finishes. */
 export type HubJobInput = CreateJob & {

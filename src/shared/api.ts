@@ -299,6 +299,18 @@ export const HubStatus = z.object({
 });
 export type HubStatus = z.infer<typeof HubStatus>;
 
+/**
+ * Who a RunnerHub serves: the worker passes it from Postgres (as an RPC argument, and in the
+ * `x-hub-identity` header of the runner's WebSocket upgrade), so it follows re-enrollment.
+ */
+export const HubIdentity = z.object({
+  serverId: z.string(),
+  handle: z.string(),
+  runnerId: z.string().nullable(),
+  runnerPublicKey: z.string().nullable(),
+});
+export type HubIdentity = z.infer<typeof HubIdentity>;
+
 export const TaskView = z.object({
   id: z.string(),
   type: TaskType,
