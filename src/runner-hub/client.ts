@@ -37,10 +37,10 @@ export function getRunnerHub(env: Env, handle: string): RunnerHubClient {
   return {
     enqueue: (identity, input) => stub.enqueue(identity, input),
     setIdentity: (identity) => stub.setIdentity(identity),
-    listJobs: (options) => stub.listJobs(options) as Promise<JobView[]>,
+    listJobs: (options) => stub.listJobs(options),
     wait: (id, timeoutMs) => stub.wait(id, timeoutMs),
     cancel: (id) => stub.cancel(id),
-    cancelTask: (taskId) => stub.cancelTask(taskId) as Promise<JobView[]>,
+    cancelTask: (taskId) => stub.cancelTask(taskId),
     status: () => stub.status(),
     fetch: (request) => stub.fetch(request),
   };
