@@ -30,6 +30,7 @@ import { allocateBot, BOT_TOKEN_VAR, botTokenFor, releaseBots } from "../telegra
 import type { JobView } from "../shared/api.ts";
 import { DEFAULT_HEALTH_PATH, type DeployNotification, EnvKind } from "../shared/deploys.ts";
 import type { DeployProjectVars } from "../shared/playbooks.ts";
+import { DeployProjectStats } from "../shared/job-results.ts";
 import { inputEventType, type PendingInput } from "../shared/task-input.ts";
 import { API_STEP, MODEL_STEP, PipelineFailure, PipelineRun } from "../pipeline/pipeline-run.ts";
 import { runJob } from "../pipeline/run-job.ts";
@@ -465,8 +466,8 @@ class DeployRun extends PipelineRun<DeployParams> {
         ttlSeconds: 600,
         timeoutSeconds: 180,
       });
-      const stats = job.outcome?.data?.customStats as { release?: { logTail?: unknown } } | undefined;
-      logTail = Array.isArray(stats?.release?.logTail) ? stats.release.logTail.map(String) : [];
+      const stats = DeployProjectStats.safeParse(job.outcome?.data?.customStats).data;
+      logTail = stats ? stats.release.logTail.map(String) : [];
     } catch (error) {
       logTail = [`(the release could not be stopped: ${error instanceof Error ? error.message : String(error)})`];
     }

@@ -14,6 +14,7 @@ import { StringDecoder } from "node:string_decoder";
 import Docker from "dockerode";
 import tar from "tar-stream";
 import type { JobPayload } from "../../../src/shared/job-payloads.ts";
+import type { CollectedFile } from "../../../src/shared/job-results.ts";
 import { MAX_LOG_LINE_CHARS, MAX_SECRET_VALUE_CHARS } from "../../../src/shared/limits.ts";
 import { EgressUnavailable, type EgressSession, removeJobNetworks } from "../egress.ts";
 import { JOB_LABEL, MANAGED_LABEL } from "../labels.ts";
@@ -359,12 +360,6 @@ const MAX_FILE_BYTES = 128 * 1024;
 const MAX_COLLECTED_BYTES = 256 * 1024;
 /** A file larger than this is not read through at all. */
 const MAX_SCANNED_BYTES = 64 * 1024 * 1024;
-
-/**
- * A collected file. A long one keeps its end (`truncated`): a test run's summary and an agent's last
- * words are at the end of what they wrote.
- */
-export type CollectedFile = { content: string; bytes: number; truncated?: true } | { missing: true };
 
 async function collectFiles(container: Docker.Container, paths: readonly string[]): Promise<Record<string, CollectedFile>> {
   // Read side by side, each up to the per-file limit; the budget for all is then spent in the payload's order.
