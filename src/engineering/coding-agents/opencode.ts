@@ -13,7 +13,7 @@ const PROVIDER = "orchestrator";
 /** One line of `opencode run --format json`, as far as the report reads it (a line that does not fit is skipped). */
 const OpencodeEvent = z.object({
   type: z.string().nullish(),
-  error: z.unknown(),
+  error: z.unknown().optional(),
   part: z
     .object({
       type: z.string().nullish(),
@@ -26,7 +26,7 @@ const OpencodeEvent = z.object({
 });
 
 /** opencode's error events carry `{name, data: {message, statusCode…}}`. */
-const OpencodeError = z.object({ name: z.unknown(), data: z.unknown() });
+const OpencodeError = z.object({ name: z.unknown().optional(), data: z.unknown().optional() });
 const ErrorData = z.object({ message: z.string() });
 
 export const opencode: CodingAgent = {
