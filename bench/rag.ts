@@ -161,28 +161,43 @@ function markdownFiles(dir: string, into: string[] = []): string[] {
   return into;
 }
 
-/** The Markdown docs of the installed packages under permissive licences, in a stable order; ids are `npm/<package>/<path>`. */
-export function npmDocsCorpus(maxDocs = Number.POSITIVE_INFINITY): { documents: BeirDocument[]; packages: Record<string, string> } {
+/**
+ * The Markdown docs of the installed packages under permissive licences, in a stable order; ids are
+ * `npm/<package>/<path>`. A package installed at several versions (nested node_modules) is indexed
+ * once: at the version `labelled` names (the manifest's "version (licence)", so that the labels made
+ * from it still hold when another dependency hoists an older copy), or else the first found.
+ */
+export function npmDocsCorpus(maxDocs = Number.POSITIVE_INFINITY, labelled: Record<string, string> = {}): { documents: BeirDocument[]; packages: Record<string, string> } {
   const cache = new Map<string, Package | null>();
   const documents: BeirDocument[] = [];
   const packages: Record<string, string> = {};
-  const seen = new Set<string>();
+  const taken = new Map<string, { index: number; version: string }>();
   for (const file of markdownFiles(join(ROOT, "node_modules"))) {
-    if (documents.length >= maxDocs) break;
     const pkg = packageOf(file, cache);
     if (!pkg || !PERMISSIVE.has(pkg.license)) continue;
     const within = relative(pkg.dir, file);
     if (NOT_DOCS.test(within) || statSync(file).size > MAX_DOCUMENT_BYTES || statSync(file).size < 200) continue;
     const id = `npm/${pkg.name}/${within}`;
-    // The same package installed twice (nested node_modules): index it once.
-    if (seen.has(id)) continue;
-    seen.add(id);
+    const version = `${pkg.version} (${pkg.license})`;
+    const earlier = taken.get(id);
+    if (earlier && (earlier.version === labelled[pkg.name] || version !== labelled[pkg.name])) continue;
+    if (!earlier && documents.length >= maxDocs) continue;
     const text = readFileSync(file, "utf8");
     if (Buffer.byteLength(text) > MAX_DOCUMENT_BYTES) continue;
-    packages[pkg.name] = `${pkg.version} (${pkg.license})`;
-    documents.push({ id, title: id, text });
+    packages[pkg.name] = version;
+    const document = { id, title: id, text };
+    if (earlier) documents[earlier.index] = document;
+    else documents.push(document);
+    taken.set(id, { index: earlier?.index ?? documents.length - 1, version });
   }
   return { documents, packages };
+}
+
+/** The packages (name → "version (licence)") the labelled queries were made from. */
+export function labelledPackages(): Record<string, string> {
+  const path = join(NPM_DOCS_DIR, "manifest.json");
+  if (!existsSync(path)) return {};
+  return (JSON.parse(readFileSync(path, "utf8")) as { packages?: Record<string, string> }).packages ?? {};
 }
 
 // ---- The labelled queries (--label) ----
@@ -352,7 +367,7 @@ async function healthzLatencies(stack: Stack, count: number): Promise<number[]> 
 
 export async function rag(options: Options): Promise<void> {
   const beir = options.beir ? loadBeir(options.beir) : null;
-  const npm = beir ? null : npmDocsCorpus(options.maxDocs);
+  const npm = beir ? null : npmDocsCorpus(options.maxDocs, labelledPackages());
   const documents = beir?.corpus.slice(0, options.maxDocs ?? beir.corpus.length) ?? npm?.documents ?? [];
   if (options.label) return writeLabels(documents, npm?.packages ?? {}, options.queries);
   const labelled = beir ?? loadBeir(NPM_DOCS_DIR);

@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import Docker from "dockerode";
 import { RUNNER_BIN } from "./local-runner.ts";
-import { ROOT } from "./local-stack.ts";
+import { ROOT, stackClient } from "./local-stack.ts";
 import { startCaddy, type TestCaddy } from "./caddy.ts";
 import { type DevStandins, startDevStandins } from "./dev-standins.ts";
 import { generateDevVars, isLocalDatabase, newJobSigningKey, readDevVars, writeDevVars } from "./dev-vars.ts";
@@ -360,15 +360,8 @@ export async function startFactory(options: FactoryOptions): Promise<Factory> {
 
 /** Calls the factory's API with a key (the admin's by default): status and JSON body. */
 export function apiClient(url: string, adminKey: string): Factory["api"] {
-  return async <T>(path: string, init: { method?: string; json?: unknown; key?: string } = {}) => {
-    const res = await fetch(`${url}${path}`, {
-      method: init.method ?? (init.json === undefined ? "GET" : "POST"),
-      headers: { authorization: `Bearer ${init.key ?? adminKey}`, "content-type": "application/json" },
-      body: init.json === undefined ? undefined : JSON.stringify(init.json),
-    });
-    const text = await res.text();
-    return { status: res.status, body: (text ? JSON.parse(text) : null) as T };
-  };
+  const client = stackClient(url, adminKey);
+  return (path, init) => client.api(path, init);
 }
 
 /** Registers the server `handle` (once) and enrolls a runner for it in `dir` (once): the config's path. */

@@ -362,6 +362,14 @@ describe("the same scenario with a failure injected at each stage", () => {
     const started = await replyMatching(chatId, new RegExp(`Building ${name} has started \\(task (eng_[A-Za-z0-9]+)\\)`));
     const taskId = /task (eng_[A-Za-z0-9]+)/.exec(started.text)?.[1] ?? "";
     await waitFor(async () => ((await events(taskId)).some((e) => e.step === "developer") ? true : undefined), 120_000, () => "the Developer never started");
+    // Restarted while the Developer's job runs: its report wakes the workflow when it arrives. (Locally,
+    // a workflow stopped inside a step's own code is not resumed by the next wrangler dev; Cloudflare's
+    // runtime resumes it, and the hub's wake-up is what this case is about.)
+    await waitFor(
+      async () => ((await factory.api<{ jobs: { type: string }[] }>(`/api/servers/${HANDLE}/jobs?state=running`)).body.jobs.some((job) => job.type === "docker.run") ? true : undefined),
+      120_000,
+      () => "the Developer's job never ran",
+    );
     await factory.wrangler.stop();
     await factory.wrangler.start();
     await replyMatching(chatId, new RegExp(`^✅ ${name}: the tests pass`));

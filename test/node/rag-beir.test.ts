@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { isRelevant, loadBeir, meanReciprocalRank, NPM_DOCS_DIR, npmDocsCorpus, parseBeir, serverTimings } from "../../bench/rag.ts";
+import { isRelevant, labelledPackages, loadBeir, meanReciprocalRank, NPM_DOCS_DIR, npmDocsCorpus, parseBeir, serverTimings } from "../../bench/rag.ts";
 import { spawnCollecting } from "../../scripts/lib/processes.ts";
 import { ROOT } from "../../scripts/lib/local-stack.ts";
 
@@ -52,7 +52,7 @@ describe("the npm-docs labelled set", () => {
   it("has 500 queries, each with one relevant document whose text holds the query's sentence", () => {
     const labels = loadBeir(NPM_DOCS_DIR);
     expect(labels.queries).toHaveLength(500);
-    const { documents } = npmDocsCorpus();
+    const { documents } = npmDocsCorpus(Number.POSITIVE_INFINITY, labelledPackages());
     const byId = new Map(documents.map((doc) => [doc.id, doc.text.replace(/\s+/g, " ").toLowerCase()]));
     let checked = 0;
     for (const query of labels.queries) {
