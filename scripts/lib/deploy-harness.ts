@@ -11,6 +11,7 @@ import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import Docker from "dockerode";
 import { TelegramServer } from "../../standins/telegram-server.ts";
 import type { DeploymentView } from "../../src/shared/deploys.ts";
 import type { TaskEvent } from "../../src/shared/events.ts";
@@ -55,6 +56,19 @@ export const versionOf = (answer: { body: string }): string | null => {
   }
 };
 
+/**
+ * Removes the release containers published on a port in `range` (they restart by themselves, so a
+ * failed or killed test's releases outlive it) and the networks of their projects.
+ */
+async function removeReleasesIn(docker: Docker, range: { from: number; to: number }): Promise<void> {
+  const releases = await docker.listContainers({ all: true, filters: { label: ["orchestrator.release"] } });
+  const inRange = releases.filter((c) => c.Ports.some((p) => p.PublicPort >= range.from && p.PublicPort <= range.to));
+  const projects = new Set(inRange.map((c) => c.Labels["orchestrator.project"]).filter((name): name is string => Boolean(name)));
+  for (const container of inRange) await docker.getContainer(container.Id).remove({ force: true }).catch(() => undefined);
+  const networks = await docker.listNetworks({ filters: { label: ["orchestrator.project"] } });
+  for (const network of networks.filter((n) => projects.has(n.Labels?.["orchestrator.project"] ?? ""))) await docker.getNetwork(network.Id).remove().catch(() => undefined);
+}
+
 export const listing = (events: TaskEvent[]) => events.map((e) => `${e.type} ${e.step ?? ""} ${e.message}`).join("\n");
 
 export class DeployHarness {
@@ -64,13 +78,17 @@ export class DeployHarness {
   readonly work: string;
   readonly handle: string;
   private ownerId = "";
+  private readonly docker: Docker;
+  private readonly releasePorts: { from: number; to: number };
 
-  private constructor(env: EngineeringStack, caddy: TestCaddy, telegram: TelegramServer, work: string, handle: string) {
+  private constructor(env: EngineeringStack, caddy: TestCaddy, telegram: TelegramServer, work: string, handle: string, docker: Docker, releasePorts: { from: number; to: number }) {
     this.env = env;
     this.caddy = caddy;
     this.telegram = telegram;
     this.work = work;
     this.handle = handle;
+    this.docker = docker;
+    this.releasePorts = releasePorts;
   }
 
   /**
@@ -78,6 +96,11 @@ export class DeployHarness {
    * playbook refuses a port something else holds).
    */
   static async start(options: { databaseUrl: string; dbWsProxy: string; adminKey: string; dockerSocket: string; image: string; handle: string; drainSeconds?: number; releasePorts?: { from: number; to: number }; vars?: (telegram: TelegramServer) => Record<string, string> }): Promise<DeployHarness> {
+    const releasePorts = options.releasePorts ?? DEPLOY_RELEASE_PORTS;
+    const docker = new Docker({ socketPath: options.dockerSocket });
+    // A run killed before its teardown leaves releases that restart with the engine and hold this
+    // range's ports, which the playbook then rightly refuses to take: clear them first.
+    await removeReleasesIn(docker, releasePorts);
     const work = mkdtempSync(join(tmpdir(), "deploy-harness-"));
     const caddy = await startCaddy();
     const telegram = new TelegramServer();
@@ -86,17 +109,19 @@ export class DeployHarness {
       ...options,
       vars: { DEPLOY_DRAIN_SECONDS: String(options.drainSeconds ?? 2), TELEGRAM_API_URL: telegram.url, RUNNER_ACK_LEASE_SECONDS: "3", ...options.vars?.(telegram) },
       runner: {
-        releasePorts: options.releasePorts ?? DEPLOY_RELEASE_PORTS,
+        releasePorts,
         deploymentsRoot: join(work, "deployments"),
         caddy: { adminSocket: caddy.adminSocket, httpUrl: caddy.httpUrl, configPath: caddy.configPath, listen: [`127.0.0.1:${caddy.httpPort}`], disableTls: true },
       },
     });
     env.model.load({ turns: [], side: [{ name: "env-analyzer", match: { tools: false, anyMessage: "You are the EnvAnalyzer" }, reply: { content: JSON.stringify(FIXTURE_ENV_ANALYSIS) } }] });
-    return new DeployHarness(env, caddy, telegram, work, options.handle);
+    return new DeployHarness(env, caddy, telegram, work, options.handle, docker, releasePorts);
   }
 
+  /** Stops everything, and removes whatever releases (and their networks) a failed test left running. */
   async stop(): Promise<void> {
     await this.env.stop();
+    await removeReleasesIn(this.docker, this.releasePorts);
     await this.caddy.stop();
     await this.telegram.stop();
     rmSync(this.work, { recursive: true, force: true });
