@@ -74,3 +74,10 @@ export type ServerMessage = z.infer<typeof ServerMessage>;
 
 /** The `type`s of ServerMessage: a frame of another type on the chat socket is not the Product Owner's. */
 export const SERVER_MESSAGE_TYPES: ReadonlySet<string> = new Set(ServerMessage.options.map((option) => option.shape.type.value));
+
+/**
+ * `POST /api/chat/link`'s answer: a signed chat token for the caller (what the web console trades its
+ * API key for, and connects to `GET /chat/ws?token=` with), when it expires, and the console's URL with it.
+ */
+export const ChatLink = z.object({ token: z.string(), expiresAt: z.string(), url: z.string() });
+export type ChatLink = z.infer<typeof ChatLink>;
