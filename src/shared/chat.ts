@@ -4,7 +4,7 @@
  * (session states, capability groups). Telegram carries the same entries as messages and inline
  * keyboards.
  */
-import { z } from "zod";
+import * as z from "zod";
 
 /** PROCESSING: a turn is running; AWAITING: the agent waits for the person (a confirmation, an answer); IDLE: neither. */
 export const SESSION_STATES = ["IDLE", "PROCESSING", "AWAITING"] as const;

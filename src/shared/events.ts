@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 import { fitData, MAX_EVENT_DATA_CHARS, MAX_EVENT_MESSAGE_CHARS, truncateText } from "./limits.ts";
 import { Traceparent } from "./trace.ts";
 
