@@ -3,13 +3,14 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
+  // public/ holds vendored and generated scripts (the pages' bundles are built from web/).
   { ignores: ["node_modules/", ".wrangler/", ".dev-state/", "worker-configuration.d.ts", "migrations/", "public/", "dist/"] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {
       parserOptions: {
-        project: ["./tsconfig.json", "./tsconfig.node.json"],
+        project: ["./tsconfig.json", "./tsconfig.node.json", "./web/tsconfig.json"],
         tsconfigRootDir: import.meta.dirname,
       },
     },

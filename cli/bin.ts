@@ -8,7 +8,7 @@ import { parseArgs } from "node:util";
 import { z } from "zod";
 import { HubStatus, ProjectStatus, ServerView, type TaskStatus, TaskStreamPosition, TaskView } from "../src/shared/api.ts";
 import { CHAT_TEXT_LIMIT } from "../src/shared/chat.ts";
-import { DeploymentView, SecretView } from "../src/shared/deploys.ts";
+import { DeploymentView, HealthEvidence, SecretView } from "../src/shared/deploys.ts";
 import { TaskEvent } from "../src/shared/events.ts";
 import { apiGet, apiPost, apiPut } from "./api.ts";
 import { chatRepl, newProduct } from "./chat.ts";
@@ -163,8 +163,8 @@ async function deployHistory(args: string[]) {
   if (!deployments.length) return out(`${project} has not been deployed`);
   for (const release of deployments) {
     // A release that served has its checks (direct, then through Caddy); one turned away, the failed one's evidence.
-    const evidence = (release.health?.visitor ?? release.health) as { message?: unknown } | null | undefined;
-    const health = typeof evidence?.message === "string" ? `  ${evidence.message}` : "";
+    const evidence = HealthEvidence.safeParse(release.health?.visitor ?? release.health).data;
+    const health = evidence ? `  ${evidence.message}` : "";
     out(`${release.createdAt}  ${release.id}  ${release.status.padEnd(11)} ${release.kind === "rollback" ? "rollback " : ""}${release.commitSha.slice(0, 12)}  ${release.domain ?? ""}${release.port ? `  :${release.port}` : ""}${health}`);
   }
 }

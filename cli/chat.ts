@@ -5,8 +5,7 @@
  */
 import { createInterface, clearLine, cursorTo, type Interface } from "node:readline";
 import WebSocket from "ws";
-import { z } from "zod";
-import { CHAT_TEXT_LIMIT, ChatEntry, type ClientMessage, type ServerMessage, SessionState } from "../src/shared/chat.ts";
+import { CHAT_TEXT_LIMIT, type ChatEntry, type ClientMessage, SERVER_MESSAGE_TYPES, ServerMessage, type SessionState } from "../src/shared/chat.ts";
 import { describeNetworkError, responseError } from "./api.ts";
 import { CliError, type CliConfig } from "./config.ts";
 
@@ -21,14 +20,6 @@ const CONNECT_TIMEOUT_MS = 30_000;
 const SETTLE_MS = 2_000;
 /** Entries of the history `chat` shows on connect. */
 const HISTORY_SHOWN = 20;
-
-const ServerFrame = z.discriminatedUnion("type", [
-  z.object({ type: z.literal("chat.history"), entries: z.array(ChatEntry), state: SessionState }),
-  z.object({ type: z.literal("chat.entry"), entry: ChatEntry }),
-  z.object({ type: z.literal("chat.state"), state: SessionState }),
-  z.object({ type: z.literal("chat.error"), code: z.string(), message: z.string() }),
-]);
-const FRAME_TYPES = new Set(["chat.history", "chat.entry", "chat.state", "chat.error"]);
 
 export interface TurnResult {
   /** The agent refused what was sent (a malformed message, a question answered already). */
@@ -176,8 +167,8 @@ export class ChatSession {
       return undefined;
     }
     const type = json && typeof json === "object" && "type" in json ? String(json.type) : "";
-    if (!FRAME_TYPES.has(type)) return undefined;
-    const parsed = ServerFrame.safeParse(json);
+    if (!SERVER_MESSAGE_TYPES.has(type)) return undefined;
+    const parsed = ServerMessage.safeParse(json);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
       process.stderr.write(`orchestrator: ignored a ${type} frame this CLI cannot read (${issue ? `${issue.path.join(".")}: ${issue.message}` : "unreadable"}); is the CLI older than the server?\n`);

@@ -90,7 +90,7 @@ export default {
   fetch: app.fetch,
   // Each queue's consumer: telegram-outbox delivers messages to chats, rag-ingest fills the knowledge index.
   queue: async (batch, env) => {
-    if (batch.queue === "telegram-outbox") return deliverOutbox(batch as MessageBatch<{ id: string }>, env);
+    if (batch.queue === "telegram-outbox") return deliverOutbox(batch, env);
     if (batch.queue === RAG_INGEST_QUEUE) return consumeRagIngest(batch, env);
     if (batch.queue === RAG_INGEST_DEAD_LETTERS) return recordDeadLetters(batch, env);
     throw new Error(`no consumer for queue ${batch.queue}`);

@@ -8,7 +8,7 @@ import Docker from "dockerode";
 import WebSocket from "ws";
 import { describePayloadIssues, JobPayloads, payloadSecrets } from "../../src/shared/job-payloads.ts";
 import { MAX_LOG_LINE_CHARS, MAX_LOG_LINES_PER_JOB, MAX_REPORT_MESSAGE_CHARS, truncateText } from "../../src/shared/limits.ts";
-import { importPrivateKey, importPublicKey, type JobType, signValue, verifyJob, verifyValue } from "../../src/shared/jobs.ts";
+import { importPrivateKey, importPublicKey, type JobType, SignedJobHead, signValue, verifyJob, verifyValue } from "../../src/shared/jobs.ts";
 import {
   CancelEnvelope,
   connectProof,
@@ -450,8 +450,7 @@ export class RunnerDaemon {
 }
 
 function nameOf(input: unknown): string | undefined {
-  const id = (input as { envelope?: { id?: unknown } } | null)?.envelope?.id;
-  return typeof id === "string" && id.length <= 100 ? id : undefined;
+  return SignedJobHead.safeParse(input).data?.envelope.id;
 }
 
 function maskJson(data: Record<string, unknown>, mask: (text: string) => string): Record<string, unknown> {

@@ -17,6 +17,7 @@ import { createServer, request as httpRequest, type IncomingMessage, type Server
 import { BlockList, connect, isIP, type Socket } from "node:net";
 import { networkInterfaces } from "node:os";
 import type Docker from "dockerode";
+import { z } from "zod";
 import type { RunnerConfig } from "./config.ts";
 import { JOB_LABEL, MANAGED_LABEL } from "./labels.ts";
 /** Interface names of egress bridges: what the firewall matches (`oe-*`). Linux allows 15 characters. */
@@ -32,6 +33,9 @@ const LOOPBACK_NAMES = "localhost,127.0.0.1,::1";
 
 /** Connections one job's proxy takes at once. */
 const MAX_CONNECTIONS = 256;
+
+/** What Docker's network inspect says of the egress network, as far as it is read here: its gateway and subnet. */
+const NetworkInfo = z.object({ IPAM: z.object({ Config: z.array(z.object({ Gateway: z.string().optional(), Subnet: z.string().optional() })).nullish() }).optional() });
 
 export interface EgressSession {
   /** The Docker network the container joins. */
@@ -118,8 +122,8 @@ export class EgressGateway {
     });
     let proxy: Proxy | undefined;
     try {
-      const info = (await network.inspect()) as { IPAM?: { Config?: { Gateway?: string; Subnet?: string }[] } };
-      const { Gateway: gateway, Subnet: subnet } = info.IPAM?.Config?.[0] ?? {};
+      const info = NetworkInfo.safeParse(await network.inspect()).data;
+      const { Gateway: gateway, Subnet: subnet } = info?.IPAM?.Config?.[0] ?? {};
       if (!gateway || !subnet) throw new EgressUnavailable(`the egress network ${name} has no gateway address`);
       proxy = await startProxy(gateway, this.settings.proxyPort, subnet, allowList(allow), new Set(this.settings.internalTargets.map(normalizeTarget)), onRefused);
       const url = `http://${gateway}:${this.settings.proxyPort}`;

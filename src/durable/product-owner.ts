@@ -7,6 +7,7 @@
  */
 import { Agent, type Connection, type ConnectionContext, type WSMessage } from "agents";
 import { and, eq } from "drizzle-orm";
+import { z } from "zod";
 import type { Db } from "../db/client.ts";
 import { isDbUnavailable, withDb } from "../db/client.ts";
 import { incidents, tasks } from "../db/schema.ts";
@@ -33,11 +34,11 @@ import { answerTask } from "../task-control/task-control.ts";
 import { sendToChat } from "../telegram/telegram-outbox.ts";
 import { FINAL_TASK_STATUSES } from "../shared/api.ts";
 import { CAPABILITY_GROUPS, type ChatButton, type ChatEntry, ChatSession, ClientMessage, type ServerMessage, type SessionState } from "../shared/chat.ts";
-import type { TaskEvent } from "../shared/events.ts";
+import { TaskEvent } from "../shared/events.ts";
 import { PendingInput } from "../shared/task-input.ts";
 import { newTraceparent, traceIdOf, traceparentIn } from "../shared/trace.ts";
 import { type ChatAddress, type ChatUser, ConversationStore, type PendingAction, type Work } from "../product-owner/conversation-store.ts";
-import { getTaskStreamStub } from "../tasks/stream-client.ts";
+import { getTaskStream } from "../tasks/stream-client.ts";
 
 /** `keyId`: the key the web or CLI session that sent it signed in with (Telegram has none: the person is their Telegram account). */
 type Inbound = { traceparent?: string; keyId?: string } & (
@@ -451,7 +452,7 @@ export class ProductOwner extends Agent<Env> {
     const text = startedText(work, taskId, link);
     await this.say(text, { taskId, ...(link ? { taskLink: link } : {}) });
     // The task's stream tells this agent what it asks and how it ends; what happened before now comes back at once.
-    const seen = await (getTaskStreamStub(this.env, taskId).watch(taskId, this.name) as unknown as Promise<TaskEvent[]>);
+    const seen = z.array(TaskEvent).parse(await getTaskStream(this.env, taskId).watch(taskId, this.name));
     for (const event of seen) await this.onTaskEvent(event);
     this.log.info("task started from chat", { chat: this.name, taskId, tool: tool.name, ...this.traceFields() });
     return text;

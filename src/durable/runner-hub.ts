@@ -13,7 +13,7 @@ import { DurableObject } from "cloudflare:workers";
 import { loadJobSigningKey } from "../runner-hub/job-signing.ts";
 import { createLogger, type Logger } from "../lib/log.ts";
 import { settings } from "../lib/settings.ts";
-import { type HubStatus, isFinalJobState, type JobOutcomeView, type JobState, type JobView } from "../shared/api.ts";
+import { HubIdentity, type HubStatus, isFinalJobState, type JobOutcomeView, type JobState, type JobView } from "../shared/api.ts";
 import { fitEventInput, type TaskEventInput } from "../shared/events.ts";
 import { describePayloadIssues, type JobPayload, JobPayloads, outsideReleasePorts } from "../shared/job-payloads.ts";
 import { CLOCK_SKEW_SECONDS, importPublicKey, type JobEnvelope, signValue } from "../shared/jobs.ts";
@@ -25,7 +25,8 @@ import { envelopeToSend, sealedJob } from "../runner-hub/job-sealing.ts";
 import { HUB_MIGRATIONS, type JobNotify, type JobRow, JobStore, jobView, type Transition } from "../runner-hub/job-store.ts";
 import { Outbox, type OutboxItem } from "../lib/outbox.ts";
 import { AUTH_TIMEOUT_MS, helloOverdue, newSession, readRunnerMessage, type SessionState, type SessionVerdict } from "../runner-hub/runner-session.ts";
-import type { EnqueueResult, HubIdentity, HubJobInput } from "../runner-hub/client.ts";
+import { type EnqueueResult, HUB_IDENTITY_HEADER, type HubJobInput } from "../runner-hub/client.ts";
+import { parseJson } from "../shared/json.ts";
 import { ServerStatusWriter } from "../runner-hub/server-status.ts";
 import { migrate } from "../lib/sql-migrations.ts";
 
@@ -190,7 +191,10 @@ export class RunnerHub extends DurableObject<Env> {
 
   override fetch(request: Request): Response {
     if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") return new Response("expected a WebSocket upgrade", { status: 426 });
-    const identity = JSON.parse(request.headers.get("x-hub-identity") ?? "null") as HubIdentity | null;
+    const header = request.headers.get(HUB_IDENTITY_HEADER);
+    const parsed = header === null ? null : parseJson(HubIdentity, header);
+    if (parsed && !parsed.success) return new Response(`malformed ${HUB_IDENTITY_HEADER} header: ${parsed.error}`, { status: 400 });
+    const identity = parsed?.data ?? null;
     if (!identity?.runnerId || !identity.runnerPublicKey) return new Response("no enrolled runner for this server", { status: 404 });
     this.remember(identity);
     const pair = new WebSocketPair();

@@ -23,11 +23,12 @@ import {
   NotJsonError,
   type TaskEvent,
   type TaskEventType,
-  type TaskSocketClientMessage,
+  TaskSocketClientMessage,
   type TaskSocketServerMessage,
   WATCHER_ACK_WINDOW,
   WATCHER_TOO_SLOW,
 } from "../shared/events.ts";
+import { parseJson } from "../shared/json.ts";
 import { migrate, type SqlMigration } from "../lib/sql-migrations.ts";
 import type { AppendFailure, AppendManyResult, AppendResult, ReadResult } from "../tasks/stream-client.ts";
 
@@ -316,8 +317,7 @@ export class TaskStream extends DurableObject<Env> {
   override webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): void {
     const state = this.watchers.get(ws);
     if (!state) return;
-    // Acks are the busiest inbound message: checked by hand rather than through zod.
-    const parsed = parseClientMessage(message);
+    const parsed = parseJson(TaskSocketClientMessage, typeof message === "string" ? message : new TextDecoder().decode(message)).data;
     if (!parsed) {
       this.send(ws, { type: "stream:error", code: "invalid_message", message: 'Send {"type":"event:ack","seq":N}' });
       return;
@@ -457,16 +457,6 @@ export class TaskStream extends DurableObject<Env> {
     } finally {
       this.ctx.waitUntil(handle.close().catch(() => undefined));
     }
-  }
-}
-
-function parseClientMessage(message: string | ArrayBuffer): TaskSocketClientMessage | null {
-  try {
-    const value = JSON.parse(typeof message === "string" ? message : new TextDecoder().decode(message)) as { type?: unknown; seq?: unknown };
-    if (value.type !== "event:ack" || typeof value.seq !== "number" || !Number.isInteger(value.seq) || value.seq < 0) return null;
-    return { type: "event:ack", seq: value.seq };
-  } catch {
-    return null;
   }
 }
 

@@ -3,8 +3,11 @@
  * round in the coding-worker image, a Tester run. And what their results say, read back from the
  * files the containers leave in /out.
  */
+import { z } from "zod";
 import type { CodingAgent } from "./coding-agents/types.ts";
 import type { JobView } from "../shared/api.ts";
+import { CollectedFile } from "../shared/job-results.ts";
+import { parseJson } from "../shared/json.ts";
 import type { EngineeringSettings, ProjectSpec } from "../shared/spec.ts";
 import { PROJECT_TEMPLATES } from "../shared/templates.ts";
 import { parseTestRun, type TestResults } from "../shared/test-results.ts";
@@ -77,24 +80,23 @@ export function developPayload(input: DevelopInput): Record<string, unknown> {
   };
 }
 
-export interface DevelopResult {
-  sha: string;
-  branch: string;
-  changed: boolean;
-  agentExit: number;
-}
+/**
+ * The Developer container's result file (DEVELOP_RESULT, written by orchestrator-develop in the
+ * coding-worker image): the commit it pushed; a field left out reads as nothing done.
+ */
+const DevelopResult = z.object({
+  sha: z.string().regex(/^[0-9a-f]{40}$/),
+  branch: z.string().default(""),
+  changed: z.boolean().default(false),
+  agentExit: z.number().default(1),
+});
+export type DevelopResult = z.output<typeof DevelopResult>;
 
 /** What a finished Developer job says; null when it left no result (it failed before the end). */
 export function developResult(job: JobView): DevelopResult | null {
   const file = collected(job, DEVELOP_RESULT);
   if (!file) return null;
-  try {
-    const value = JSON.parse(file) as Partial<DevelopResult>;
-    if (typeof value.sha !== "string" || !/^[0-9a-f]{40}$/.test(value.sha)) return null;
-    return { sha: value.sha, branch: String(value.branch ?? ""), changed: value.changed === true, agentExit: Number(value.agentExit ?? 1) };
-  } catch {
-    return null;
-  }
+  return parseJson(DevelopResult, file).data ?? null;
 }
 
 export const TEST_EXIT = "/out/test-exit";
@@ -134,9 +136,9 @@ export function testResults(job: JobView, coverageThreshold: number | null): Tes
 
 /** A collected file's text, or null when the container did not leave it. */
 export function collected(job: JobView, path: string): string | null {
-  const files = job.outcome?.data?.files as Record<string, { content?: unknown }> | undefined;
-  const content = files?.[path]?.content;
-  return typeof content === "string" ? content : null;
+  const files = z.record(z.string(), z.unknown()).safeParse(job.outcome?.data?.files).data;
+  const file = CollectedFile.safeParse(files?.[path]).data;
+  return file && "content" in file ? file.content : null;
 }
 
 /** The last lines of a text, each cut short: what a failure message shows of an output. */

@@ -6,6 +6,7 @@
 import type { WorkflowStep, WorkflowStepConfig } from "cloudflare:workers";
 import { NonRetryableError } from "cloudflare:workflows";
 import { eq } from "drizzle-orm";
+import type { z } from "zod";
 import { type Db, withDb } from "../db/client.ts";
 import { projects } from "../db/schema.ts";
 import { AppError } from "../lib/app-error.ts";
@@ -17,6 +18,7 @@ import { appendTaskEvent } from "../tasks/tasks.ts";
 import type { ProjectStatus } from "../shared/api.ts";
 import type { TaskEventInput } from "../shared/events.ts";
 import type { JobView } from "../shared/api.ts";
+import { parseStepResult } from "./json-step.ts";
 import { type JobRunContext, type JobSpec, runJob } from "./run-job.ts";
 import type { WorkflowName } from "../tasks/workflows.ts";
 
@@ -60,6 +62,15 @@ export abstract class PipelineRun<P extends PipelineParams> {
       const message = (error instanceof Error ? error.message : String(error)).replace(/^(\w*Error: )+/, "");
       throw new PipelineFailure(`${name}: ${message}`, { cause: error });
     }
+  }
+
+  /**
+   * A step (as doStep) whose result is JSON, read back through its schema (json-step.ts): for results
+   * Workflows' typing cannot express, and so that a replayed result that does not fit is an error.
+   */
+  protected async jsonStep<S extends z.ZodType>(name: string, config: WorkflowStepConfig, schema: S, work: () => Promise<z.input<S>>): Promise<z.output<S>> {
+    const text = await this.doStep(name, config, async () => JSON.stringify(await work()));
+    return parseStepResult(name, schema, text);
   }
 
   /** Stops the run, before a model call, when the project's or the owner's model budget is used up. */

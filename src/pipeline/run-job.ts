@@ -9,6 +9,7 @@ import { getRunnerHub } from "../runner-hub/client.ts";
 import { settings } from "../lib/settings.ts";
 import { type CreateJob, isFinalJobState, JobView } from "../shared/api.ts";
 import type { WorkflowName } from "../tasks/workflows.ts";
+import { jsonStep } from "./json-step.ts";
 
 export interface JobRunContext {
   env: Env;
@@ -89,17 +90,13 @@ async function runJobOnce(context: JobRunContext, name: string, spec: JobSpec): 
     return queued.job.id;
   });
 
-  // Steps return the job as JSON text: its payload and data are free-form, which Workflows' typing cannot express.
+  // Steps return the job as JSON text (jsonStep): its payload and data are free-form, which Workflows' typing cannot express.
   const readBack = async (round: number) =>
-    JobView.parse(
-      JSON.parse(
-        await step.do(`${name} read ${round}`, async () => {
-          const job = await getRunnerHub(env, handle).wait(jobId, 0);
-          if (!job) throw new NonRetryableError(`job ${jobId} is no longer known to ${handle}`);
-          return JSON.stringify(job);
-        }),
-      ),
-    );
+    jsonStep(step, `${name} read ${round}`, undefined, JobView, async () => {
+      const job = await getRunnerHub(env, handle).wait(jobId, 0);
+      if (!job) throw new NonRetryableError(`job ${jobId} is no longer known to ${handle}`);
+      return job;
+    });
 
   let waited = 0;
   const budget = spec.ttlSeconds + spec.timeoutSeconds + MARGIN_SECONDS;
@@ -115,7 +112,7 @@ async function runJobOnce(context: JobRunContext, name: string, spec: JobSpec): 
     const job = await readBack(round);
     if (isFinalJobState(job.state)) return job;
     if (waited >= budget) {
-      const cancelled = JobView.parse(JSON.parse(await step.do(`cancel ${name}`, async () => JSON.stringify((await getRunnerHub(env, handle).cancel(jobId)) ?? job))));
+      const cancelled = await jsonStep(step, `cancel ${name}`, undefined, JobView, async () => (await getRunnerHub(env, handle).cancel(jobId)) ?? job);
       throw new JobDidNotFinish(`the ${name} job did not finish within ${Math.round(budget / 60)} minutes and was cancelled (it was ${cancelled.state})`, cancelled);
     }
   }

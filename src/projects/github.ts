@@ -102,14 +102,16 @@ export function repositoryReader(config: GitHubAppConfig): RepositoryReader {
   };
 }
 
-export interface Repository {
-  owner: string;
-  name: string;
-  fullName: string;
-  cloneUrl: string;
-  htmlUrl: string;
-  defaultBranch: string;
-}
+/** A repository as the pipelines keep it (in their steps' results, so a schema). */
+export const Repository = z.object({
+  owner: z.string(),
+  name: z.string(),
+  fullName: z.string(),
+  cloneUrl: z.string(),
+  htmlUrl: z.string(),
+  defaultBranch: z.string(),
+});
+export type Repository = z.infer<typeof Repository>;
 
 /** The repository `name` in the installation's organisation, created if it does not exist yet. */
 export async function ensureRepository(config: GitHubAppConfig, access: InstallationAccess, name: string, description: string): Promise<{ repository: Repository; created: boolean }> {

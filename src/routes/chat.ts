@@ -15,7 +15,7 @@ import { signChatToken, verifyChatToken } from "../lib/view-token.ts";
 import { principalOfKeyId, requireAdmin, requireScope, resolvePrincipal } from "../platform/auth.ts";
 import { authFailed, limitByAddress } from "../platform/rate-limit.ts";
 import { assertMayChat, userById } from "../product-owner/chat-users.ts";
-import { type ChatSession, SessionState } from "../shared/chat.ts";
+import { ChatLink, type ChatSession, SessionState } from "../shared/chat.ts";
 
 /** A chat link lasts a working day; the console asks for a new one (with the key) after that. */
 const CHAT_TOKEN_TTL_SECONDS = 12 * 3600;
@@ -41,7 +41,7 @@ const link = createRoute({
   summary: "A signed link to the web console for the caller (valid for 12 hours, or until the key is revoked)",
   description: "Needs a person's key: not a runner key, and not one limited to a project (403).",
   middleware: [requireScope("user")],
-  responses: { 200: jsonResponse(z.object({ token: z.string(), expiresAt: z.string(), url: z.string() }), "The link"), ...errors(403) },
+  responses: { 200: jsonResponse(ChatLink, "The link"), ...errors(403) },
 });
 
 /** `POST /api/chat/link`: a signed link to the web console for the caller; `GET /api/chat/agents/:name`: an agent's storage, for admins. */
@@ -59,7 +59,7 @@ chatLinkRoute
     const { token, expiresAt } = await signChatToken(c.env.SECRETS_ENCRYPTION_KEY, principal.userId, principal.keyId, CHAT_TOKEN_TTL_SECONDS);
     const url = new URL("/chat", c.req.url);
     url.searchParams.set("token", token);
-    return c.json({ token, expiresAt: expiresAt.toISOString(), url: url.toString() }, 200);
+    return c.json({ token, expiresAt: expiresAt.toISOString(), url: url.toString() } satisfies ChatLink, 200);
   });
 
 const TOKEN_PROBLEM = { malformed: "The chat link is malformed", bad_signature: "The chat link is not valid", expired: "The chat link has expired: sign in again" } as const;

@@ -1,5 +1,5 @@
 import { Hono } from "hono";
-import { getRunnerHub } from "../runner-hub/client.ts";
+import { getRunnerHub, HUB_IDENTITY_HEADER } from "../runner-hub/client.ts";
 import { z } from "zod";
 import { AppError } from "../lib/app-error.ts";
 import type { AppEnv } from "../lib/context.ts";
@@ -38,6 +38,6 @@ export const runnerRoute = new Hono<AppEnv>()
     }
     if (row.status === "disabled") throw new AppError("forbidden", `Server ${row.handle} is disabled`);
     const headers = new Headers(c.req.raw.headers);
-    headers.set("x-hub-identity", JSON.stringify(hubIdentity(row)));
+    headers.set(HUB_IDENTITY_HEADER, JSON.stringify(hubIdentity(row)));
     return getRunnerHub(c.env, row.handle).fetch(new Request(c.req.raw.url, { headers }));
   });

@@ -10,7 +10,8 @@ import { requireAdmin, requireScope } from "../platform/auth.ts";
 import { answerTask, cancelTask } from "../task-control/task-control.ts";
 import { appendTaskEventOnce, createTask, listTasks, loadTask } from "../tasks/tasks.ts";
 import { Page, TaskStatus, TaskStreamPosition, TaskType } from "../shared/api.ts";
-import { createAcker, isTerminal, TaskEventInput, TaskSocketServerMessage } from "../shared/events.ts";
+import { createAcker, isTerminal, TaskEventInput, type TaskSocketClientMessage, TaskSocketServerMessage } from "../shared/events.ts";
+import { parseJson } from "../shared/json.ts";
 
 const IdParam = z.object({ id: z.string().min(1).max(64) });
 const ListQuery = Page.extend({ type: TaskType.optional(), status: TaskStatus.optional(), projectId: z.string().optional() });
@@ -186,7 +187,7 @@ tasksRoute
     const socket = await openStreamSocket(c.env, task.id, after);
     return streamSSE(c, async (sse) => {
       await sse.writeSSE({ event: "stream:open", data: JSON.stringify({ taskId: task.id, after }), retry: 1000 });
-      const acker = createAcker((seq) => socket.send(JSON.stringify({ type: "event:ack", seq })));
+      const acker = createAcker((seq) => socket.send(JSON.stringify({ type: "event:ack", seq } satisfies TaskSocketClientMessage)));
       // Writes happen one after another, in arrival order, each acknowledged once the client took it.
       let chain = Promise.resolve();
       await new Promise<void>((done) => {
@@ -203,7 +204,7 @@ tasksRoute
         socket.addEventListener("close", () => void chain.then(finish));
         socket.addEventListener("message", (message) => {
           chain = chain.then(async () => {
-            const parsed = TaskSocketServerMessage.safeParse(JSON.parse(String(message.data)));
+            const parsed = parseJson(TaskSocketServerMessage, String(message.data));
             if (!parsed.success) return;
             const frame = parsed.data;
             if (frame.type === "event:appended") {

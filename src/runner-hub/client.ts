@@ -2,16 +2,11 @@
  * How the rest of the system reaches a server's RunnerHub Durable Object (src/durable/runner-hub.ts):
  * who it serves, what it queues and answers, and the typed client over its stub.
  */
-import type { CreateJob, HubStatus, JobState, JobView } from "../shared/api.ts";
+import type { CreateJob, HubIdentity, HubStatus, JobState, JobView } from "../shared/api.ts";
 import type { WorkflowName } from "../tasks/workflows.ts";
 
-/** Who this hub serves; the worker passes it from Postgres, so it follows re-enrollment. */
-export interface HubIdentity {
-  serverId: string;
-  handle: string;
-  runnerId: string | null;
-  runnerPublicKey: string | null;
-}
+/** The runner's WebSocket upgrade, forwarded to the hub: who the hub serves (HubIdentity, as JSON). */
+export const HUB_IDENTITY_HEADER = "x-hub-identity";
 
 /** What the hub queues: the API's job, or one from a workflow that wants waking when it finishes. */
 export type HubJobInput = CreateJob & {
@@ -42,10 +37,10 @@ export function getRunnerHub(env: Env, handle: string): RunnerHubClient {
   return {
     enqueue: (identity, input) => stub.enqueue(identity, input),
     setIdentity: (identity) => stub.setIdentity(identity),
-    listJobs: (options) => stub.listJobs(options) as Promise<JobView[]>,
+    listJobs: (options) => stub.listJobs(options),
     wait: (id, timeoutMs) => stub.wait(id, timeoutMs),
     cancel: (id) => stub.cancel(id),
-    cancelTask: (taskId) => stub.cancelTask(taskId) as Promise<JobView[]>,
+    cancelTask: (taskId) => stub.cancelTask(taskId),
     status: () => stub.status(),
     fetch: (request) => stub.fetch(request),
   };

@@ -6,7 +6,7 @@
 import type { PortRange } from "../shared/api.ts";
 import { randomToken } from "../lib/crypto.ts";
 import { verifyValue } from "../shared/jobs.ts";
-import { connectProof, RunnerBody, RunnerMessage } from "../shared/runner-protocol.ts";
+import { connectProof, RunnerBody, RunnerBodyHead, RunnerMessage } from "../shared/runner-protocol.ts";
 
 /** A socket that has not said hello within this is closed. */
 export const AUTH_TIMEOUT_MS = 15_000;
@@ -73,15 +73,14 @@ export async function readRunnerMessage(
   }
   if (message.t !== "msg") return { kind: "close", code: 4400, reason: "already authenticated" };
   if (!(await verifyValue(runner.publicKey, message.body, message.signature))) return { kind: "close", code: 4401, reason: "bad message signature" };
-  const session = (message.body as { session?: unknown } | null)?.session;
-  if (session !== state.challenge) return { kind: "close", code: 4400, reason: "message from another session" };
+  const head = RunnerBodyHead.safeParse(message.body).data;
+  if (head?.session !== state.challenge) return { kind: "close", code: 4400, reason: "message from another session" };
   const body = RunnerBody.safeParse(message.body);
   if (body.success) return { kind: "body", body: body.data };
-  const fields = (message.body ?? {}) as { kind?: unknown; jobId?: unknown };
   return {
     kind: "unreadable",
-    reportKind: fields.kind,
-    jobId: typeof fields.jobId === "string" && fields.jobId.length <= 100 ? fields.jobId : undefined,
+    reportKind: head.kind,
+    jobId: typeof head.jobId === "string" && head.jobId.length <= 100 ? head.jobId : undefined,
     problem: body.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ").slice(0, 500),
   };
 }

@@ -4,7 +4,7 @@
 import { and, eq, gt, sql } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { servers } from "../db/schema.ts";
-import type { HubIdentity } from "./client.ts";
+import type { HubIdentity } from "../shared/api.ts";
 import { AppError, notFound } from "../lib/app-error.ts";
 import { newId, randomToken, sha256Hex } from "../lib/crypto.ts";
 import { settings } from "../lib/settings.ts";

@@ -5,7 +5,7 @@
  */
 import { z } from "zod";
 import { JobType } from "./jobs.ts";
-import { EngineeringOverrides } from "./spec.ts";
+import { EngineeringOverrides, EnvKind } from "./spec.ts";
 import { Traceparent } from "./trace.ts";
 
 export const TASK_TYPES = ["engineering", "deploy", "provision", "maintenance"] as const;
@@ -91,7 +91,7 @@ export const ProjectManaged = z.object({
   serverLabels: z.record(z.string(), z.string()).optional(),
   domain: z.string().optional(),
   /** The deploy's EnvAnalyzer: each variable's kind, remembered so the model is asked once. */
-  env: z.record(z.string(), z.object({ kind: z.string(), reason: z.string() })).optional(),
+  env: z.record(z.string(), z.object({ kind: EnvKind, reason: z.string() })).optional(),
   /** The repository sync's view of the default branch. */
   github: z.object({ defaultBranch: z.string(), headSha: z.string().nullable(), syncedAt: z.string() }).optional(),
   /** `<owner>/<name>` of a repository an admin linked (repositoryUrl), when it is not `<org>/<project name>`. */
@@ -298,6 +298,18 @@ export const HubStatus = z.object({
   }),
 });
 export type HubStatus = z.infer<typeof HubStatus>;
+
+/**
+ * Who a RunnerHub serves: the worker passes it from Postgres (as an RPC argument, and in the
+ * `x-hub-identity` header of the runner's WebSocket upgrade), so it follows re-enrollment.
+ */
+export const HubIdentity = z.object({
+  serverId: z.string(),
+  handle: z.string(),
+  runnerId: z.string().nullable(),
+  runnerPublicKey: z.string().nullable(),
+});
+export type HubIdentity = z.infer<typeof HubIdentity>;
 
 export const TaskView = z.object({
   id: z.string(),

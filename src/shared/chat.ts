@@ -4,7 +4,7 @@
  * (session states, capability groups). Telegram carries the same entries as messages and inline
  * keyboards.
  */
-import { z } from "zod";
+import * as z from "zod";
 
 /** PROCESSING: a turn is running; AWAITING: the agent waits for the person (a confirmation, an answer); IDLE: neither. */
 export const SESSION_STATES = ["IDLE", "PROCESSING", "AWAITING"] as const;
@@ -57,10 +57,27 @@ export const ClientMessage = z.discriminatedUnion("type", [
 ]);
 export type ClientMessage = z.infer<typeof ClientMessage>;
 
-export type ServerMessage =
+/**
+ * What the Product Owner sends on the chat WebSocket; the server builds these frames typed by it and
+ * the CLI reads them through it. Objects, not strict: a newer server's extra fields are ignored.
+ * The socket carries the agents SDK's own frames (other `type`s) too: readers skip those.
+ */
+export const ServerMessage = z.discriminatedUnion("type", [
   /** Sent on connect: the conversation so far (its latest entries) and the session state. */
-  | { type: "chat.history"; entries: ChatEntry[]; state: SessionState }
-  | { type: "chat.entry"; entry: ChatEntry }
-  | { type: "chat.state"; state: SessionState }
+  z.object({ type: z.literal("chat.history"), entries: z.array(ChatEntry), state: SessionState }),
+  z.object({ type: z.literal("chat.entry"), entry: ChatEntry }),
+  z.object({ type: z.literal("chat.state"), state: SessionState }),
   /** A message the agent could not take (malformed, too long); nothing was lost from the conversation. */
-  | { type: "chat.error"; code: string; message: string };
+  z.object({ type: z.literal("chat.error"), code: z.string(), message: z.string() }),
+]);
+export type ServerMessage = z.infer<typeof ServerMessage>;
+
+/** The `type`s of ServerMessage: a frame of another type on the chat socket is not the Product Owner's. */
+export const SERVER_MESSAGE_TYPES: ReadonlySet<string> = new Set(ServerMessage.options.map((option) => option.shape.type.value));
+
+/**
+ * `POST /api/chat/link`'s answer: a signed chat token for the caller (what the web console trades its
+ * API key for, and connects to `GET /chat/ws?token=` with), when it expires, and the console's URL with it.
+ */
+export const ChatLink = z.object({ token: z.string(), expiresAt: z.string(), url: z.string() });
+export type ChatLink = z.infer<typeof ChatLink>;

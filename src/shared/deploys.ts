@@ -81,5 +81,11 @@ export const DeployNotification = z.object({
 });
 export type DeployNotification = z.infer<typeof DeployNotification>;
 
+/**
+ * A check's evidence in a release's `health` (its `direct` and `visitor` checks, or what turned a
+ * release away), as far as a reader shows it: its message.
+ */
+export const HealthEvidence = z.object({ message: z.string() });
+
 /** Where a release is asked whether it is healthy, unless the project's config.healthPath says otherwise. */
 export const DEFAULT_HEALTH_PATH = "/healthz";

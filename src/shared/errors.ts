@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 
 /** Every error code the HTTP API can answer with; the set is closed so clients can switch on it. */
 export const ErrorCode = z.enum([

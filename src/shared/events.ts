@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 import { fitData, MAX_EVENT_DATA_CHARS, MAX_EVENT_MESSAGE_CHARS, truncateText } from "./limits.ts";
 import { Traceparent } from "./trace.ts";
 
@@ -162,8 +162,12 @@ export const TaskSocketServerMessage = z.discriminatedUnion("type", [
 ]);
 export type TaskSocketServerMessage = z.infer<typeof TaskSocketServerMessage>;
 
-/** Client → server: acknowledges receipt up to `seq`, which keeps a watcher within its send window. */
-export type TaskSocketClientMessage = { type: "event:ack"; seq: number };
+/** Messages on a task's WebSocket, client → server. */
+export const TaskSocketClientMessage = z.discriminatedUnion("type", [
+  /** Acknowledges receipt up to `seq`, which keeps a watcher within its send window. */
+  z.object({ type: z.literal("event:ack"), seq: z.number().int().min(0) }),
+]);
+export type TaskSocketClientMessage = z.infer<typeof TaskSocketClientMessage>;
 
 /** The stream:error code that tells a watcher it was dropped for lagging, and where to resume. */
 export const WATCHER_TOO_SLOW = "watcher_too_slow";

@@ -31,6 +31,8 @@ export type JobEnvelope = z.infer<typeof JobEnvelope>;
 
 export const SignedJob = z.strictObject({ envelope: JobEnvelope, signature: z.string().min(1) });
 export type SignedJob = z.infer<typeof SignedJob>;
+/** What names a job the runner refuses before it could read it: its envelope's id, when there is a plausible one. */
+export const SignedJobHead = z.object({ envelope: z.object({ id: z.string().max(100) }) });
 
 /** Clock difference tolerated between control plane and runner. */
 export const CLOCK_SKEW_SECONDS = 60;

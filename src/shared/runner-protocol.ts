@@ -75,6 +75,11 @@ export const RunnerBody = z.discriminatedUnion("kind", [
   z.strictObject({ ...Base, kind: z.literal("heartbeat"), running: z.array(z.string()).max(1000), concurrency: z.number().int().positive() }),
 ]);
 export type RunnerBody = z.infer<typeof RunnerBody>;
+/**
+ * What the hub reads of any body, understood or not: its session (checked before anything else), and
+ * for one it cannot read, the kind and job it names, to end that job with the reason.
+ */
+export const RunnerBodyHead = z.object({ session: z.unknown().optional(), kind: z.unknown().optional(), jobId: z.unknown().optional() });
 /** A body as the runner builds it, before `session` and `at` are stamped on. */
 export type RunnerBodyInput = RunnerBody extends infer B ? (B extends RunnerBody ? Omit<B, "session" | "at" | "traceparent"> : never) : never;
 

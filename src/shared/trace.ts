@@ -2,7 +2,7 @@
  * W3C Trace Context (`traceparent`), carried by job envelopes, runner messages and task events so
  * one trace can follow a piece of work from the request that started it to the runner's job.
  */
-import { z } from "zod";
+import * as z from "zod";
 
 /** `00-<32 hex trace id>-<16 hex parent span id>-<2 hex flags>`; all-zero ids are invalid. */
 export const Traceparent = z

@@ -27,20 +27,23 @@ export interface TaskStreamClient {
   append(taskId: string, input: unknown): Promise<AppendResult>;
   appendMany(taskId: string, inputs: unknown[]): Promise<AppendManyResult>;
   read(options?: { after?: number; limit?: number }): Promise<ReadResult>;
+  /** Makes `agent` the task's watcher; answers what it would have been told already (TaskEvent[]). */
+  watch(taskId: string, agent: string): Promise<unknown>;
   info(): Promise<{ lastSeq: number; closed: boolean; watchers: number }>;
   fetch(request: Request): Promise<Response>;
 }
 
 /**
- * The stream of one task. Workers' RPC typing cannot express `unknown` inside results (event
- * `data`) and widens them to `unknown`; this client restates the real result types in one place.
+ * The stream of one task. Where Workers' RPC typing cannot express a result (watch's events, whose
+ * `data` holds `unknown`), this client answers `unknown`, for the caller to read through its schema.
  */
 export function getTaskStream(env: Env, taskId: string): TaskStreamClient {
   const stub = getTaskStreamStub(env, taskId);
   return {
     append: (id, input) => stub.append(id, input),
     appendMany: (id, inputs) => stub.appendMany(id, inputs),
-    read: (options) => stub.read(options) as Promise<ReadResult>,
+    read: (options) => stub.read(options),
+    watch: (id, agent) => stub.watch(id, agent),
     info: () => stub.info(),
     fetch: (request) => stub.fetch(request),
   };

@@ -10,12 +10,14 @@ import { autoRetry } from "@grammyjs/auto-retry";
 import { and, desc, eq, isNull, lt } from "drizzle-orm";
 import { Api, GrammyError, HttpError } from "grammy";
 import type { InlineKeyboardMarkup } from "grammy/types";
+import { z } from "zod";
 import type { Db } from "../db/client.ts";
 import { withDb } from "../db/client.ts";
 import { telegramOutbox } from "../db/schema.ts";
 import { AppError } from "../lib/app-error.ts";
 import { newId } from "../lib/crypto.ts";
 import { createLogger } from "../lib/log.ts";
+import { issuesText } from "../shared/json.ts";
 import { telegramApiRoot } from "./telegram-bots.ts";
 
 /** Telegram's limit for one message's text. */
@@ -23,10 +25,14 @@ export const TELEGRAM_TEXT_LIMIT = 4096;
 /** Deliveries of one message before it is given up as failed (the queue's max_retries + 1). */
 export const MAX_DELIVERIES = 6;
 
+/** A `telegram-outbox` queue message: the outbox row to deliver. */
+export const OutboxMessage = z.object({ id: z.string().min(1) });
+export type OutboxMessage = z.infer<typeof OutboxMessage>;
+
 export interface OutboxEnv {
   TELEGRAM_API_URL?: string;
   TELEGRAM_BOT_TOKEN?: string;
-  TELEGRAM_OUTBOX: Queue<{ id: string }>;
+  TELEGRAM_OUTBOX: Queue<OutboxMessage>;
   DATABASE_URL: string;
   DB_WS_PROXY: string;
   LOG_LEVEL?: string;
@@ -62,7 +68,7 @@ export async function sendToChat(env: OutboxEnv, db: Db, chatId: number | string
 
 /** Hands one outbox row to the queue and records that it did. */
 async function enqueueOutbox(env: OutboxEnv, db: Db, id: string): Promise<void> {
-  await env.TELEGRAM_OUTBOX.send({ id });
+  await env.TELEGRAM_OUTBOX.send({ id } satisfies OutboxMessage);
   await db.update(telegramOutbox).set({ enqueuedAt: new Date() }).where(eq(telegramOutbox.id, id));
 }
 
@@ -93,7 +99,7 @@ function permanent(error: unknown): boolean {
 }
 
 /** The queue consumer: delivers each message's remaining parts in order. */
-export async function deliverOutbox(batch: MessageBatch<{ id: string }>, env: OutboxEnv): Promise<void> {
+export async function deliverOutbox(batch: MessageBatch, env: OutboxEnv): Promise<void> {
   const log = createLogger(env.LOG_LEVEL, { component: "telegram-outbox" });
   const api = new Api(env.TELEGRAM_BOT_TOKEN ?? "", { apiRoot: telegramApiRoot(env) });
   // 429s wait out retry_after (up to a minute) inside the call. Outages (5xx, network) go back to the
@@ -101,7 +107,14 @@ export async function deliverOutbox(batch: MessageBatch<{ id: string }>, env: Ou
   api.config.use(autoRetry({ maxRetryAttempts: 3, maxDelaySeconds: 60, rethrowInternalServerErrors: true, rethrowHttpErrors: true }));
   await withDb(env, async (db) => {
     for (const message of batch.messages) {
-      const [row] = await db.select().from(telegramOutbox).where(eq(telegramOutbox.id, message.body.id));
+      const body = OutboxMessage.safeParse(message.body);
+      if (!body.success) {
+        // Nothing to deliver or to record it on: no row is named.
+        log.warn("telegram-outbox message unreadable, dropped", { messageId: message.id, reason: issuesText(body.error, "body") });
+        message.ack();
+        continue;
+      }
+      const [row] = await db.select().from(telegramOutbox).where(eq(telegramOutbox.id, body.data.id));
       if (!row || row.status !== "queued") {
         message.ack();
         continue;

@@ -16,19 +16,21 @@
 import { WorkflowEntrypoint, type WorkflowEvent, type WorkflowStep } from "cloudflare:workers";
 import { NonRetryableError } from "cloudflare:workflows";
 import { and, eq, ne, sql } from "drizzle-orm";
+import { z } from "zod";
 import { type Db, withDb } from "../db/client.ts";
 import { deployments, projects, servers, serviceDeployments } from "../db/schema.ts";
 import { getRunnerHub } from "../runner-hub/client.ts";
 import { settings } from "../lib/settings.ts";
 import { type DeployParams, newDeploymentId, projectDomain, projectUrl, releaseOf, reservePort, routeList } from "../deploy/deploys.ts";
 import { classifyEnv, computedValue, EnvAnalysisFailed, generateSecret, parseEnvExample } from "../deploy/env-analyzer.ts";
-import { fileAt, getRepository, installationOrg, type Repository, repositoryFromUrl, resolveCommit } from "../projects/github.ts";
+import { fileAt, getRepository, installationOrg, Repository, repositoryFromUrl, resolveCommit } from "../projects/github.ts";
 import { agentConfig, modelEndpoint, modelErrorMessage, openaiClient, recordUsage } from "../models/llm.ts";
 import { openSecrets, putSecrets, putSecretsIfAbsent, secretViews } from "../projects/project-secrets.ts";
 import { allocateBot, BOT_TOKEN_VAR, botTokenFor, releaseBots } from "../telegram/telegram-bots.ts";
 import type { JobView } from "../shared/api.ts";
-import { DEFAULT_HEALTH_PATH, type DeployNotification, type EnvKind } from "../shared/deploys.ts";
+import { DEFAULT_HEALTH_PATH, type DeployNotification, EnvKind } from "../shared/deploys.ts";
 import type { DeployProjectVars } from "../shared/playbooks.ts";
+import { DeployProjectStats } from "../shared/job-results.ts";
 import { inputEventType, type PendingInput } from "../shared/task-input.ts";
 import { API_STEP, MODEL_STEP, PipelineFailure, PipelineRun } from "../pipeline/pipeline-run.ts";
 import { runJob } from "../pipeline/run-job.ts";
@@ -39,22 +41,42 @@ const CONTAINER_PORT = 8000;
 /** How often a deploy asks again for user secrets that are still missing. */
 const MAX_SECRET_ASKS = 5;
 
-interface Facts {
-  project: { id: string; name: string; ownerId: string; repositoryUrl: string | null; managed: { linkedRepository?: string }; healthPath: string; envKinds: Record<string, { kind: EnvKind; reason: string }> };
-  server: { id: string; handle: string; publicHttpPort: number | null };
-  domain: string;
-  releasePorts: { from: number; to: number };
-  /** The release serving now, if any. */
-  active: { id: string; release: string; port: number | null } | null;
-}
+/** Each env variable's kind, as the EnvAnalyzer found it (and the project remembers it). */
+const EnvKinds = z.record(z.string(), z.object({ kind: EnvKind, reason: z.string() }));
+type EnvKinds = z.infer<typeof EnvKinds>;
 
-interface Release {
-  id: string;
+/** The "load" step's result. */
+const Facts = z.object({
+  project: z.object({ id: z.string(), name: z.string(), ownerId: z.string(), repositoryUrl: z.string().nullable(), managed: z.object({ linkedRepository: z.string().optional() }), healthPath: z.string(), envKinds: EnvKinds }),
+  server: z.object({ id: z.string(), handle: z.string(), publicHttpPort: z.number().nullable() }),
+  domain: z.string(),
+  releasePorts: z.object({ from: z.number(), to: z.number() }),
+  /** The release serving now, if any. */
+  active: z.object({ id: z.string(), release: z.string(), port: z.number().nullable() }).nullable(),
+});
+type Facts = z.infer<typeof Facts>;
+
+/** The "placement" step's result. */
+const Release = z.object({
+  id: z.string(),
   /** The release directory and image it runs (its own, or for a rollback the kept release's). */
-  release: string;
-  port: number;
-  commit: string;
-}
+  release: z.string(),
+  port: z.number(),
+  commit: z.string(),
+});
+type Release = z.infer<typeof Release>;
+
+/** The "env analyzer" step's result: the kinds, and the variables the model was asked about. */
+const AnalyzedEnv = z.object({ kinds: EnvKinds, asked: z.array(z.string()) });
+
+/** The "secrets <ask>" step's result: the user secrets still missing. */
+const MissingSecrets = z.array(z.object({ name: z.string(), reason: z.string() }));
+
+/** The "rollback target" step's result. */
+const RollbackTarget = z.object({ id: z.string(), release: z.string(), commit: z.string() });
+
+/** A list of names ("releases", "forget releases"). */
+const Names = z.array(z.string());
 
 export class DeployWorkflow extends WorkflowEntrypoint<Env, DeployParams> {
   override async run(event: WorkflowEvent<DeployParams>, step: WorkflowStep): Promise<void> {
@@ -89,59 +111,55 @@ class DeployRun extends PipelineRun<DeployParams> {
   // ---- Placement ----
 
   private async facts(): Promise<Facts> {
-    return JSON.parse(
-      await this.doStep("load", API_STEP, async () => {
-        const status = await getRunnerHub(this.env, this.params.handle).status();
-        return withDb(this.env, async (db) => {
-          const [project] = await db.select().from(projects).where(eq(projects.id, this.params.projectId));
-          if (!project) throw new NonRetryableError(`project ${this.params.projectId} no longer exists`);
-          const [server] = await db.select().from(servers).where(eq(servers.id, this.params.serverId));
-          if (!server) throw new NonRetryableError(`server ${this.params.handle} no longer exists`);
-          if (!status.releasePorts && this.params.mode !== "undeploy") throw new NonRetryableError(`the runner of ${server.handle} has not said which release ports it allots yet: is it connected?`);
-          const [service] = await db.select().from(serviceDeployments).where(eq(serviceDeployments.projectId, project.id));
-          const [active] = service?.activeDeploymentId ? await db.select().from(deployments).where(eq(deployments.id, service.activeDeploymentId)) : [];
-          const managed = managedOf(project);
-          const envKinds = (managed.env ?? {}) as Facts["project"]["envKinds"];
-          const facts: Facts = {
-            project: { id: project.id, name: project.name, ownerId: project.ownerId, repositoryUrl: project.repositoryUrl, managed: managed.linkedRepository ? { linkedRepository: managed.linkedRepository } : {}, healthPath: configOf(project).healthPath ?? DEFAULT_HEALTH_PATH, envKinds },
-            server: { id: server.id, handle: server.handle, publicHttpPort: server.publicHttpPort },
-            domain: service?.domain ?? projectDomain(project, server),
-            releasePorts: status.releasePorts ?? { from: 0, to: 0 },
-            active: active ? { id: active.id, release: releaseOf(active), port: active.port } : null,
-          };
-          return JSON.stringify(facts);
-        });
-      }),
-    ) as Facts;
+    return this.jsonStep("load", API_STEP, Facts, async () => {
+      const status = await getRunnerHub(this.env, this.params.handle).status();
+      return withDb(this.env, async (db) => {
+        const [project] = await db.select().from(projects).where(eq(projects.id, this.params.projectId));
+        if (!project) throw new NonRetryableError(`project ${this.params.projectId} no longer exists`);
+        const [server] = await db.select().from(servers).where(eq(servers.id, this.params.serverId));
+        if (!server) throw new NonRetryableError(`server ${this.params.handle} no longer exists`);
+        if (!status.releasePorts && this.params.mode !== "undeploy") throw new NonRetryableError(`the runner of ${server.handle} has not said which release ports it allots yet: is it connected?`);
+        const [service] = await db.select().from(serviceDeployments).where(eq(serviceDeployments.projectId, project.id));
+        const [active] = service?.activeDeploymentId ? await db.select().from(deployments).where(eq(deployments.id, service.activeDeploymentId)) : [];
+        const managed = managedOf(project);
+        const envKinds = managed.env ?? {};
+        const facts: Facts = {
+          project: { id: project.id, name: project.name, ownerId: project.ownerId, repositoryUrl: project.repositoryUrl, managed: managed.linkedRepository ? { linkedRepository: managed.linkedRepository } : {}, healthPath: configOf(project).healthPath ?? DEFAULT_HEALTH_PATH, envKinds },
+          server: { id: server.id, handle: server.handle, publicHttpPort: server.publicHttpPort },
+          domain: service?.domain ?? projectDomain(project, server),
+          releasePorts: status.releasePorts ?? { from: 0, to: 0 },
+          active: active ? { id: active.id, release: releaseOf(active), port: active.port } : null,
+        };
+        return facts;
+      });
+    });
   }
 
   /** The new release's row and port: made once, whatever replays. */
   private async createRelease(facts: Facts, commit: string, source: { id: string; release: string } | null): Promise<Release> {
-    return JSON.parse(
-      await this.doStep("placement", API_STEP, async () =>
-        withDb(this.env, async (db) => {
-          const [existing] = await db.select().from(deployments).where(eq(deployments.taskId, this.params.taskId));
-          const id = existing?.id ?? newDeploymentId();
-          if (!existing) {
-            await db.insert(deployments).values({
-              id,
-              projectId: facts.project.id,
-              serverId: facts.server.id,
-              taskId: this.params.taskId,
-              commitSha: commit,
-              image: `orchestrator-release/${facts.project.name}:${source?.release ?? id}`,
-              domain: facts.domain,
-              kind: source ? "rollback" : "build",
-              sourceDeploymentId: source?.id ?? null,
-              previousDeploymentId: facts.active?.id ?? null,
-              status: "deploying",
-            });
-          }
-          const port = existing?.port ?? (await reservePort(db, facts.server.id, facts.releasePorts, id));
-          return JSON.stringify({ id, release: source?.release ?? id, port, commit } satisfies Release);
-        }),
-      ),
-    ) as Release;
+    return this.jsonStep("placement", API_STEP, Release, async () =>
+      withDb(this.env, async (db) => {
+        const [existing] = await db.select().from(deployments).where(eq(deployments.taskId, this.params.taskId));
+        const id = existing?.id ?? newDeploymentId();
+        if (!existing) {
+          await db.insert(deployments).values({
+            id,
+            projectId: facts.project.id,
+            serverId: facts.server.id,
+            taskId: this.params.taskId,
+            commitSha: commit,
+            image: `orchestrator-release/${facts.project.name}:${source?.release ?? id}`,
+            domain: facts.domain,
+            kind: source ? "rollback" : "build",
+            sourceDeploymentId: source?.id ?? null,
+            previousDeploymentId: facts.active?.id ?? null,
+            status: "deploying",
+          });
+        }
+        const port = existing?.port ?? (await reservePort(db, facts.server.id, facts.releasePorts, id));
+        return { id, release: source?.release ?? id, port, commit };
+      }),
+    );
   }
 
   // ---- Deploy: commit, env, secrets, build ----
@@ -187,64 +205,60 @@ class DeployRun extends PipelineRun<DeployParams> {
   }
 
   private async repository(facts: Facts): Promise<Repository> {
-    return JSON.parse(
-      await this.doStep("repository", API_STEP, async () => {
-        if (!repositoryFromUrl(facts.project.repositoryUrl)) throw new NonRetryableError(`project ${facts.project.name} has no repository to deploy from (${facts.project.repositoryUrl ?? "none"})`);
-        // Only the repository the factory made for this project (or an admin linked): never one a URL merely names.
-        const own = projectRepository(facts.project, await installationOrg(this.github()));
-        if (!own) throw new NonRetryableError(`project ${facts.project.name}'s repository URL names a repository that is not its own (${facts.project.repositoryUrl ?? ""}); nothing was built from it`);
-        const { owner, name } = own;
-        const access = await this.repoToken({ fullName: `${owner}/${name}`, name });
-        const repository = await getRepository(this.github(), access, owner, name);
-        if (!repository) throw new NonRetryableError(`repository ${owner}/${name} is not reachable through the GitHub App`);
-        return JSON.stringify(repository);
-      }),
-    ) as Repository;
+    return this.jsonStep("repository", API_STEP, Repository, async () => {
+      if (!repositoryFromUrl(facts.project.repositoryUrl)) throw new NonRetryableError(`project ${facts.project.name} has no repository to deploy from (${facts.project.repositoryUrl ?? "none"})`);
+      // Only the repository the factory made for this project (or an admin linked): never one a URL merely names.
+      const own = projectRepository(facts.project, await installationOrg(this.github()));
+      if (!own) throw new NonRetryableError(`project ${facts.project.name}'s repository URL names a repository that is not its own (${facts.project.repositoryUrl ?? ""}); nothing was built from it`);
+      const { owner, name } = own;
+      const access = await this.repoToken({ fullName: `${owner}/${name}`, name });
+      const repository = await getRepository(this.github(), access, owner, name);
+      if (!repository) throw new NonRetryableError(`repository ${owner}/${name} is not reachable through the GitHub App`);
+      return repository;
+    });
   }
 
   /** Each `.env.example` variable's kind: those this project has had classified before, and the rest from the model. */
-  private async analyzeEnv(facts: Facts, repository: Repository, commit: string): Promise<Record<string, { kind: EnvKind; reason: string }>> {
+  private async analyzeEnv(facts: Facts, repository: Repository, commit: string): Promise<EnvKinds> {
     await this.say("env started", { type: "step.started", step: "env_analyzer", message: "EnvAnalyzer: reading .env.example" });
-    const kinds = JSON.parse(
-      await this.doStep("env analyzer", MODEL_STEP, async () => {
-        const text = await fileAt(this.github(), await this.repoToken(repository), repository, ".env.example", commit);
-        const vars = parseEnvExample(text ?? "");
-        const known = facts.project.envKinds;
-        const unknown = vars.filter((v) => !known[v.name] && v.name !== BOT_TOKEN_VAR);
-        const result: Record<string, { kind: EnvKind; reason: string }> = {};
-        for (const v of vars) {
-          const stored = known[v.name];
-          if (v.name === BOT_TOKEN_VAR) result[v.name] = { kind: "bot", reason: "from the Telegram bot pool" };
-          else if (stored) result[v.name] = stored;
-        }
-        if (unknown.length) {
-          await withDb(this.env, async (db) => {
-            await this.withinBudget(db, { projectId: facts.project.id, userId: facts.project.ownerId });
-            const config = await agentConfig(db, "env_analyzer");
-            const usage = (tokens: { promptTokens: number; completionTokens: number }) =>
-              recordUsage(db, this.env, { agent: "env_analyzer", model: config.model, ...tokens, projectId: facts.project.id, taskId: this.params.taskId, userId: facts.project.ownerId });
-            let classified;
-            try {
-              classified = await classifyEnv(openaiClient(modelEndpoint(this.env)), config.model, unknown);
-            } catch (error) {
-              if (error instanceof EnvAnalysisFailed) {
-                await usage(error.usage);
-                throw new NonRetryableError(error.message);
-              }
-              throw new Error(modelErrorMessage(error), { cause: error });
+    const kinds = await this.jsonStep("env analyzer", MODEL_STEP, AnalyzedEnv, async () => {
+      const text = await fileAt(this.github(), await this.repoToken(repository), repository, ".env.example", commit);
+      const vars = parseEnvExample(text ?? "");
+      const known = facts.project.envKinds;
+      const unknown = vars.filter((v) => !known[v.name] && v.name !== BOT_TOKEN_VAR);
+      const result: EnvKinds = {};
+      for (const v of vars) {
+        const stored = known[v.name];
+        if (v.name === BOT_TOKEN_VAR) result[v.name] = { kind: "bot", reason: "from the Telegram bot pool" };
+        else if (stored) result[v.name] = stored;
+      }
+      if (unknown.length) {
+        await withDb(this.env, async (db) => {
+          await this.withinBudget(db, { projectId: facts.project.id, userId: facts.project.ownerId });
+          const config = await agentConfig(db, "env_analyzer");
+          const usage = (tokens: { promptTokens: number; completionTokens: number }) =>
+            recordUsage(db, this.env, { agent: "env_analyzer", model: config.model, ...tokens, projectId: facts.project.id, taskId: this.params.taskId, userId: facts.project.ownerId });
+          let classified;
+          try {
+            classified = await classifyEnv(openaiClient(modelEndpoint(this.env)), config.model, unknown);
+          } catch (error) {
+            if (error instanceof EnvAnalysisFailed) {
+              await usage(error.usage);
+              throw new NonRetryableError(error.message);
             }
-            await usage(classified.usage);
-            Object.assign(result, classified.kinds);
-            // Remembered with the project: the next deploy does not ask the model about these again.
-            await db
-              .update(projects)
-              .set({ managed: sql`jsonb_set(${projects.managed}, '{env}', coalesce(${projects.managed}->'env', '{}'::jsonb) || ${JSON.stringify(classified.kinds)}::jsonb)`, updatedAt: new Date() })
-              .where(eq(projects.id, facts.project.id));
-          });
-        }
-        return JSON.stringify({ kinds: result, asked: unknown.map((v) => v.name) });
-      }),
-    ) as { kinds: Record<string, { kind: EnvKind; reason: string }>; asked: string[] };
+            throw new Error(modelErrorMessage(error), { cause: error });
+          }
+          await usage(classified.usage);
+          Object.assign(result, classified.kinds);
+          // Remembered with the project: the next deploy does not ask the model about these again.
+          await db
+            .update(projects)
+            .set({ managed: sql`jsonb_set(${projects.managed}, '{env}', coalesce(${projects.managed}->'env', '{}'::jsonb) || ${JSON.stringify(classified.kinds)}::jsonb)`, updatedAt: new Date() })
+            .where(eq(projects.id, facts.project.id));
+        });
+      }
+      return { kinds: result, asked: unknown.map((v) => v.name) };
+    });
     const summary = Object.entries(kinds.kinds).map(([name, { kind }]) => `${name} (${kind})`).join(", ") || "no variables";
     await this.say("env completed", {
       type: "step.completed",
@@ -259,7 +273,7 @@ class DeployRun extends PipelineRun<DeployParams> {
    * The env file's contents, as names: plain computed values, and the names of the project's secrets
    * to put in (their values are read only inside the release job's step). Asks for missing user secrets.
    */
-  private async resolveSecrets(facts: Facts, kinds: Record<string, { kind: EnvKind; reason: string }>): Promise<{ plain: Record<string, string>; secret: Record<string, true> }> {
+  private async resolveSecrets(facts: Facts, kinds: EnvKinds): Promise<{ plain: Record<string, string>; secret: Record<string, true> }> {
     const plain: Record<string, string> = {};
     const asked: { name: string; reason: string }[] = [];
     for (const [name, { kind, reason }] of Object.entries(kinds)) {
@@ -270,16 +284,14 @@ class DeployRun extends PipelineRun<DeployParams> {
     const generated = Object.entries(kinds).filter(([, { kind }]) => kind === "infra").map(([name]) => name);
     const needsBot = BOT_TOKEN_VAR in kinds;
     for (let ask = 1; ; ask++) {
-      const missing = JSON.parse(
-        await this.doStep(`secrets ${ask}`, API_STEP, async () =>
-          withDb(this.env, async (db) => {
-            await putSecretsIfAbsent(this.env, db, facts.project.id, Object.fromEntries(generated.map((name) => [name, generateSecret()])), "infra");
-            if (needsBot) await this.ensureBot(db, facts);
-            const have = new Set((await secretViews(db, facts.project.id)).map((view) => view.name));
-            return JSON.stringify(asked.filter((field) => !have.has(field.name)));
-          }),
-        ),
-      ) as { name: string; reason: string }[];
+      const missing = await this.jsonStep(`secrets ${ask}`, API_STEP, MissingSecrets, async () =>
+        withDb(this.env, async (db) => {
+          await putSecretsIfAbsent(this.env, db, facts.project.id, Object.fromEntries(generated.map((name) => [name, generateSecret()])), "infra");
+          if (needsBot) await this.ensureBot(db, facts);
+          const have = new Set((await secretViews(db, facts.project.id)).map((view) => view.name));
+          return asked.filter((field) => !have.has(field.name));
+        }),
+      );
       if (missing.length === 0) break;
       if (ask > MAX_SECRET_ASKS) throw new PipelineFailure(`SecretResolver: still missing ${missing.map((f) => f.name).join(", ")} after asking ${MAX_SECRET_ASKS} times`);
       await this.askForSecrets(ask, missing);
@@ -330,15 +342,13 @@ class DeployRun extends PipelineRun<DeployParams> {
   // ---- Rollback ----
 
   private async rollback(facts: Facts): Promise<Release> {
-    const target = JSON.parse(
-      await this.doStep("rollback target", API_STEP, async () =>
-        withDb(this.env, async (db) => {
-          const [row] = await db.select().from(deployments).where(eq(deployments.id, this.params.targetDeploymentId ?? ""));
-          if (!row) throw new NonRetryableError(`release ${this.params.targetDeploymentId ?? "(none)"} no longer exists`);
-          return JSON.stringify({ id: row.id, release: releaseOf(row), commit: row.commitSha });
-        }),
-      ),
-    ) as { id: string; release: string; commit: string };
+    const target = await this.jsonStep("rollback target", API_STEP, RollbackTarget, async () =>
+      withDb(this.env, async (db) => {
+        const [row] = await db.select().from(deployments).where(eq(deployments.id, this.params.targetDeploymentId ?? ""));
+        if (!row) throw new NonRetryableError(`release ${this.params.targetDeploymentId ?? "(none)"} no longer exists`);
+        return { id: row.id, release: releaseOf(row), commit: row.commitSha };
+      }),
+    );
     const release = await this.createRelease(facts, target.commit, target);
     await this.say("rollback started", { type: "step.started", step: "release", message: `Rollback: starting release ${target.release} (${target.commit.slice(0, 12)}) again on port ${release.port}, no rebuild`, data: { deploymentId: release.id, source: target.id, port: release.port } });
     const job = await runJob(this.jobs, "restart", {
@@ -456,8 +466,8 @@ class DeployRun extends PipelineRun<DeployParams> {
         ttlSeconds: 600,
         timeoutSeconds: 180,
       });
-      const stats = job.outcome?.data?.customStats as { release?: { logTail?: unknown } } | undefined;
-      logTail = Array.isArray(stats?.release?.logTail) ? stats.release.logTail.map(String) : [];
+      const stats = DeployProjectStats.safeParse(job.outcome?.data?.customStats).data;
+      logTail = stats ? stats.release.logTail.map(String) : [];
     } catch (error) {
       logTail = [`(the release could not be stopped: ${error instanceof Error ? error.message : String(error)})`];
     }
@@ -480,14 +490,12 @@ class DeployRun extends PipelineRun<DeployParams> {
     await this.doStep("route away", API_STEP, () => withDb(this.env, (db) => this.pointRoute(db, facts, null)));
     const synced = await this.syncRoutes(facts, "without");
     if (!synced.ok) throw new PipelineFailure(`Undeploy: Caddy did not take the route list without ${facts.domain}: ${synced.message}`);
-    const releases = JSON.parse(
-      await this.doStep("releases", API_STEP, async () =>
-        withDb(this.env, async (db) => {
-          const rows = await db.select().from(deployments).where(and(eq(deployments.projectId, facts.project.id), eq(deployments.serverId, facts.server.id), ne(deployments.status, "removed")));
-          return JSON.stringify([...new Set(rows.map(releaseOf))]);
-        }),
-      ),
-    ) as string[];
+    const releases = await this.jsonStep("releases", API_STEP, Names, async () =>
+      withDb(this.env, async (db) => {
+        const rows = await db.select().from(deployments).where(and(eq(deployments.projectId, facts.project.id), eq(deployments.serverId, facts.server.id), ne(deployments.status, "removed")));
+        return [...new Set(rows.map(releaseOf))];
+      }),
+    );
     for (const release of releases) {
       const job = await runJob(this.jobs, `remove ${release}`, {
         type: "ansible.playbook",
@@ -497,16 +505,14 @@ class DeployRun extends PipelineRun<DeployParams> {
       });
       if (!job.outcome?.ok) throw new PipelineFailure(`Undeploy: release ${release} could not be removed: ${job.outcome?.message ?? job.state}`);
     }
-    const freed = JSON.parse(
-      await this.doStep("forget releases", API_STEP, () =>
-        withDb(this.env, async (db) => {
-          await db.update(deployments).set({ status: "removed", port: null, stoppedAt: new Date() }).where(and(eq(deployments.projectId, facts.project.id), eq(deployments.serverId, facts.server.id)));
-          const bots = await releaseBots(db, facts.project.id);
-          await db.update(projects).set({ status: "ready", updatedAt: new Date() }).where(eq(projects.id, facts.project.id));
-          return JSON.stringify(bots.map((bot) => bot.username));
-        }),
-      ),
-    ) as string[];
+    const freed = await this.jsonStep("forget releases", API_STEP, Names, () =>
+      withDb(this.env, async (db) => {
+        await db.update(deployments).set({ status: "removed", port: null, stoppedAt: new Date() }).where(and(eq(deployments.projectId, facts.project.id), eq(deployments.serverId, facts.server.id)));
+        const bots = await releaseBots(db, facts.project.id);
+        await db.update(projects).set({ status: "ready", updatedAt: new Date() }).where(eq(projects.id, facts.project.id));
+        return bots.map((bot) => bot.username);
+      }),
+    );
     const message = `${facts.project.name} is undeployed from ${facts.server.handle}: route, ${releases.length} release${releases.length === 1 ? "" : "s"} and ${freed.length ? `bot @${freed.join(", @")}` : "no bot"} removed`;
     await this.say("completed", { type: "task.completed", message, data: { releases, bots: freed, notification: { ok: true, message } satisfies DeployNotification } });
   }

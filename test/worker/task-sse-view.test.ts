@@ -88,7 +88,8 @@ describe("view links and the live task view page", () => {
   });
 
   it("ships the page's script and styles as static assets", async () => {
-    // In front of the worker in production and `wrangler dev`; read here through the binding.
+    // In front of the worker in production and `wrangler dev`; read here through the binding. The script
+    // is web/task-view.ts bundled (the global setup builds it before this pool reads public/).
     const js = await env.ASSETS.fetch("http://assets/task-view.js");
     expect(js.status).toBe(200);
     expect(await js.text()).toContain("event:ack");

@@ -14,7 +14,9 @@ import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdir, open, readFile, rename, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { z } from "zod";
 import { type JobPayload, outsideReleasePorts } from "../../../src/shared/job-payloads.ts";
+import { parseJson } from "../../../src/shared/json.ts";
 import { AdminSocketError, adminConfig, adminRequest, checkAdminSocket } from "../caddy-admin.ts";
 import type { RunnerConfig } from "../config.ts";
 import type { Executor, ExecutorOutcome } from "./types.ts";
@@ -150,6 +152,9 @@ function caddyErrorLine(output: string): string | undefined {
   return lines.filter((line) => line && !line.startsWith("{")).at(-1);
 }
 
+/** How Caddy's admin API answers a refusal. */
+const CaddyError = z.object({ error: z.string() });
+
 /** POSTs the config to Caddy's /load; resolves with the reason when Caddy does not take it. */
 async function load(socketPath: string, text: string): Promise<string | undefined> {
   let response: { status: number; body: string };
@@ -163,13 +168,8 @@ async function load(socketPath: string, text: string): Promise<string | undefine
     return `could not reach Caddy's admin socket ${socketPath}: ${error instanceof Error ? error.message : String(error)}`;
   }
   if (response.status >= 200 && response.status < 300) return undefined;
-  let message = response.body.trim();
-  try {
-    const parsed = JSON.parse(response.body) as { error?: unknown };
-    if (typeof parsed.error === "string") message = parsed.error;
-  } catch {
-    // not JSON: keep the raw text
-  }
+  // Caddy's JSON error, or else the raw text.
+  const message = parseJson(CaddyError, response.body).data?.error ?? response.body.trim();
   return `caddy refused the config (${response.status}): ${message || "no reason given"}`;
 }
 

@@ -13,7 +13,10 @@
 import { StringDecoder } from "node:string_decoder";
 import Docker from "dockerode";
 import tar from "tar-stream";
+import { z } from "zod";
 import type { JobPayload } from "../../../src/shared/job-payloads.ts";
+import type { CollectedFile } from "../../../src/shared/job-results.ts";
+import { parseJson } from "../../../src/shared/json.ts";
 import { MAX_LOG_LINE_CHARS, MAX_SECRET_VALUE_CHARS } from "../../../src/shared/limits.ts";
 import { EgressUnavailable, type EgressSession, removeJobNetworks } from "../egress.ts";
 import { JOB_LABEL, MANAGED_LABEL } from "../labels.ts";
@@ -299,11 +302,13 @@ interface EventWatcher {
   close(): void;
 }
 
-interface DockerEvent {
-  status?: string;
-  Action?: string;
-  Actor?: { Attributes?: Record<string, string> };
-}
+/** A line of Docker's event stream, as far as it is read here. */
+const DockerEvent = z.object({
+  status: z.string().optional(),
+  Action: z.string().optional(),
+  Actor: z.object({ Attributes: z.record(z.string(), z.string()).optional() }).optional(),
+});
+type DockerEvent = z.infer<typeof DockerEvent>;
 
 async function watchEvents(docker: Docker, containerId: string, since: number, context: ExecutorContext): Promise<EventWatcher> {
   const stream = (await docker.getEvents({ since, filters: { type: ["container"], container: [containerId] } })) as NodeJS.ReadableStream & { destroy(): void };
@@ -331,10 +336,11 @@ async function watchEvents(docker: Docker, containerId: string, since: number, c
     buffered = parts.pop() ?? "";
     for (const part of parts) {
       if (!part.trim()) continue;
+      const event = parseJson(DockerEvent, part);
       try {
-        handle(JSON.parse(part) as DockerEvent);
+        if (event.success) handle(event.data);
       } catch {
-        // Not an event we understand; events are informative, the outcome does not depend on them.
+        // Events are informative (one not understood is skipped): the outcome does not depend on them.
       }
     }
   });
@@ -359,12 +365,6 @@ const MAX_FILE_BYTES = 128 * 1024;
 const MAX_COLLECTED_BYTES = 256 * 1024;
 /** A file larger than this is not read through at all. */
 const MAX_SCANNED_BYTES = 64 * 1024 * 1024;
-
-/**
- * A collected file. A long one keeps its end (`truncated`): a test run's summary and an agent's last
- * words are at the end of what they wrote.
- */
-export type CollectedFile = { content: string; bytes: number; truncated?: true } | { missing: true };
 
 async function collectFiles(container: Docker.Container, paths: readonly string[]): Promise<Record<string, CollectedFile>> {
   // Read side by side, each up to the per-file limit; the budget for all is then spent in the payload's order.

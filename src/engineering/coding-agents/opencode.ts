@@ -4,15 +4,30 @@
  * the key read from the environment by opencode itself (`{env:OPENAI_API_KEY}`); models-fetch,
  * autoupdate, default plugins and LSP downloads are off, so it calls nothing but the model.
  */
+import { z } from "zod";
+import { parseJson } from "../../shared/json.ts";
 import type { AgentReport, AgentRun, CodingAgent } from "./types.ts";
 
 const PROVIDER = "orchestrator";
 
-interface OpencodeEvent {
-  type?: string;
-  error?: unknown;
-  part?: { type?: string; text?: string; tool?: string; state?: { status?: string; error?: string }; tokens?: { input?: number; output?: number } };
-}
+/** One line of `opencode run --format json`, as far as the report reads it (a line that does not fit is skipped). */
+const OpencodeEvent = z.object({
+  type: z.string().nullish(),
+  error: z.unknown().optional(),
+  part: z
+    .object({
+      type: z.string().nullish(),
+      text: z.string().nullish(),
+      tool: z.string().nullish(),
+      state: z.object({ status: z.string().nullish(), error: z.string().nullish() }).nullish(),
+      tokens: z.object({ input: z.number().nullish(), output: z.number().nullish() }).nullish(),
+    })
+    .nullish(),
+});
+
+/** opencode's error events carry `{name, data: {message, statusCode…}}`. */
+const OpencodeError = z.object({ name: z.unknown().optional(), data: z.unknown().optional() });
+const ErrorData = z.object({ message: z.string() });
 
 export const opencode: CodingAgent = {
   name: "opencode",
@@ -50,12 +65,9 @@ export const opencode: CodingAgent = {
     const report: AgentReport = { finalText: "", promptTokens: 0, completionTokens: 0, toolCalls: 0, errors: [] };
     for (const line of output.split("\n")) {
       if (!line.trim().startsWith("{")) continue;
-      let event: OpencodeEvent;
-      try {
-        event = JSON.parse(line) as OpencodeEvent;
-      } catch {
-        continue;
-      }
+      const parsed = parseJson(OpencodeEvent, line);
+      if (!parsed.success) continue;
+      const event = parsed.data;
       const part = event.part ?? {};
       if (event.type === "text" && part.text?.trim()) report.finalText = part.text.trim();
       else if (event.type === "tool_use") {
@@ -70,10 +82,9 @@ export const opencode: CodingAgent = {
   },
 };
 
-/** opencode's error events carry `{name, data: {message, statusCode…}}`. */
 function errorText(error: unknown): string {
   if (typeof error === "string") return error;
-  const { name, data } = (error ?? {}) as { name?: unknown; data?: { message?: unknown } };
-  const message = typeof data?.message === "string" ? data.message : JSON.stringify(error).slice(0, 1000);
-  return typeof name === "string" ? `${name}: ${message}` : message;
+  const fields = OpencodeError.safeParse(error).data;
+  const message = ErrorData.safeParse(fields?.data).data?.message ?? JSON.stringify(error).slice(0, 1000);
+  return typeof fields?.name === "string" ? `${fields.name}: ${message}` : message;
 }

@@ -1,8 +1,20 @@
 // Live task view: follows one task's event stream over WebSocket, resuming after drops without
 // repeating or missing an event. Protocol: src/shared/events.ts (event:appended, stream:live, event:ack).
+// Bundled into public/task-view.js by scripts/build-web.ts.
 
-const TERMINAL = new Set(["task.completed", "task.failed", "task.cancelled"]);
-const ICON = {
+import { ErrorBody } from "../src/shared/errors.ts";
+import {
+  isTerminal,
+  type TaskEvent,
+  type TaskEventType,
+  type TaskSocketClientMessage,
+  TaskSocketServerMessage,
+  WATCHER_TOO_SLOW,
+} from "../src/shared/events.ts";
+import { parseJson } from "../src/shared/json.ts";
+import { byId as $, find } from "./dom.ts";
+
+const ICON: Record<TaskEventType, string> = {
   "task.started": "⏳", "step.started": "▶️", "step.progress": "…", "step.completed": "✅", log: "·",
   "task.needs_input": "❓", "task.completed": "✅", "task.failed": "❌", "task.cancelled": "⏹",
 };
@@ -10,51 +22,63 @@ const ACK_EVERY = 64;
 
 const taskId = decodeURIComponent(location.pathname.split("/").filter(Boolean).at(-1) ?? "");
 const token = new URLSearchParams(location.search).get("token") ?? "";
-const $ = (id) => document.getElementById(id);
 
-const view = {
+interface TaskView {
+  lastSeq: number;
+  reconnects: number;
+  finished: boolean;
+  socket: WebSocket | null;
+  /** For tests and the "reconnect" affordance: drop the connection as a network failure would. */
+  dropConnection(): void;
+}
+
+declare global {
+  interface Window {
+    __taskView: TaskView;
+  }
+}
+
+const view: TaskView = {
   lastSeq: 0,
   reconnects: 0,
   finished: false,
   socket: null,
-  /** For tests and the "reconnect" affordance: drop the connection as a network failure would. */
   dropConnection() { this.socket?.close(4000, "dropped by client"); },
 };
 window.__taskView = view;
 
-function setConnection(state, text) {
+function setConnection(state: string, text: string): void {
   const el = $("connection");
   el.dataset.state = state;
   el.textContent = text;
 }
 
-function setStatus(status) {
+function setStatus(status: string): void {
   const el = $("status");
   el.dataset.status = status;
   el.textContent = status.replace("_", " ");
 }
 
-function stepItem(name) {
-  let item = document.querySelector(`#steps li[data-step="${CSS.escape(name)}"]`);
-  if (!item) {
-    item = document.createElement("li");
-    item.dataset.step = name;
-    item.innerHTML = '<strong class="name"></strong><span class="detail"></span>';
-    item.querySelector(".name").textContent = name;
-    $("steps").append(item);
-  }
+function stepItem(name: string): HTMLLIElement {
+  const found = $("steps").querySelector(`li[data-step="${CSS.escape(name)}"]`);
+  if (found instanceof HTMLLIElement) return found;
+  const item = document.createElement("li");
+  item.dataset.step = name;
+  item.innerHTML = '<strong class="name"></strong><span class="detail"></span>';
+  find(item, ".name", HTMLElement).textContent = name;
+  $("steps").append(item);
   return item;
 }
 
-function render(event) {
+function render(event: TaskEvent): void {
   const line = document.createElement("li");
   line.dataset.seq = String(event.seq);
   line.dataset.type = event.type;
   const time = new Date(event.at).toLocaleTimeString();
   line.innerHTML = '<span class="seq"></span><span class="time"></span><span class="text"></span>';
-  line.querySelector(".seq").textContent = `#${event.seq}`;
-  line.querySelector(".time").textContent = time;
-  line.querySelector(".text").textContent = `${ICON[event.type] ?? "·"} ${event.step ? `${event.step}: ` : ""}${event.message}`;
+  find(line, ".seq", HTMLElement).textContent = `#${event.seq}`;
+  find(line, ".time", HTMLElement).textContent = time;
+  find(line, ".text", HTMLElement).textContent = `${ICON[event.type]} ${event.step ? `${event.step}: ` : ""}${event.message}`;
   const log = $("log");
   const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
   log.append(line);
@@ -65,14 +89,14 @@ function render(event) {
     if (event.type === "step.started" || event.type === "step.progress") item.dataset.state = "running";
     if (event.type === "step.completed") item.dataset.state = "completed";
     if (event.type === "task.failed") item.dataset.state = "failed";
-    item.querySelector(".detail").textContent = event.message;
+    find(item, ".detail", HTMLElement).textContent = event.message;
   }
   if (event.type === "task.started" || event.type === "step.started") setStatus("running");
   if (event.type === "task.needs_input") setStatus("needs_input");
-  if (TERMINAL.has(event.type)) showResult(event);
+  if (isTerminal(event.type)) showResult(event);
 }
 
-function showResult(event) {
+function showResult(event: TaskEvent): void {
   view.finished = true;
   const outcome = event.type.slice("task.".length);
   setStatus(outcome);
@@ -80,8 +104,8 @@ function showResult(event) {
   box.hidden = false;
   box.dataset.outcome = outcome;
   box.innerHTML = "<h2></h2><p></p>";
-  box.querySelector("h2").textContent = outcome === "completed" ? "✅ Completed" : outcome === "failed" ? "❌ Failed" : "⏹ Cancelled";
-  box.querySelector("p").textContent = event.message;
+  find(box, "h2", HTMLElement).textContent = outcome === "completed" ? "✅ Completed" : outcome === "failed" ? "❌ Failed" : "⏹ Cancelled";
+  find(box, "p", HTMLElement).textContent = event.message;
   if (event.data && Object.keys(event.data).length) {
     const pre = document.createElement("pre");
     pre.textContent = JSON.stringify(event.data, null, 2);
@@ -90,7 +114,7 @@ function showResult(event) {
   setConnection("done", "finished");
 }
 
-function showProblem(text) {
+function showProblem(text: string): void {
   const el = $("problem");
   el.hidden = false;
   el.textContent = text;
@@ -98,12 +122,12 @@ function showProblem(text) {
 }
 
 /** When a connection fails, ask the API why (a WebSocket handshake hides the status from scripts). */
-async function diagnose() {
+async function diagnose(): Promise<string | null> {
   try {
     const res = await fetch(`/api/tasks/${encodeURIComponent(taskId)}/events?after=${view.lastSeq}&limit=1&token=${encodeURIComponent(token)}`);
     if (res.status === 401 || res.status === 404) {
-      const body = await res.json();
-      return body.error?.message ?? `Error ${res.status}`;
+      const body = ErrorBody.safeParse(await res.json());
+      return body.success ? body.data.error.message : `Error ${res.status}`;
     }
   } catch {
     // Offline: keep retrying.
@@ -111,7 +135,7 @@ async function diagnose() {
   return null;
 }
 
-function connect() {
+function connect(): void {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const url = `${scheme}://${location.host}/api/tasks/${encodeURIComponent(taskId)}/ws?after=${view.lastSeq}&token=${encodeURIComponent(token)}`;
   const socket = new WebSocket(url);
@@ -119,19 +143,24 @@ function connect() {
   // Set once this socket is given up on, so its (possibly late) close does not reconnect twice.
   let retired = false;
   let ackedSeq = view.lastSeq;
-  let ackTimer = null;
+  let ackTimer: number | undefined;
   const ack = () => {
     clearTimeout(ackTimer);
-    ackTimer = null;
+    ackTimer = undefined;
     if (view.lastSeq > ackedSeq && socket.readyState === WebSocket.OPEN) {
       ackedSeq = view.lastSeq;
-      socket.send(JSON.stringify({ type: "event:ack", seq: ackedSeq }));
+      socket.send(JSON.stringify({ type: "event:ack", seq: ackedSeq } satisfies TaskSocketClientMessage));
     }
   };
 
   socket.addEventListener("open", () => setConnection("live", "live"));
   socket.addEventListener("message", (message) => {
-    const frame = JSON.parse(message.data);
+    const parsed = parseJson(TaskSocketServerMessage, String(message.data), "frame");
+    if (!parsed.success) {
+      console.warn(`task view: ignored a frame this page cannot read (${parsed.error})`);
+      return;
+    }
+    const frame = parsed.data;
     if (frame.type === "event:appended") {
       // Exactly once: anything at or below what we have is a replay we already showed.
       if (frame.event.seq <= view.lastSeq) return;
@@ -141,25 +170,26 @@ function connect() {
       else if (!ackTimer) ackTimer = setTimeout(ack, 100);
     } else if (frame.type === "stream:live") {
       if (frame.closed && !view.finished) setConnection("done", "finished");
-    } else if (frame.type === "stream:error" && frame.code === "watcher_too_slow") {
+    } else if (frame.code === WATCHER_TOO_SLOW) {
       // Dropped for lagging behind: resume on a new socket from what we have.
       retired = true;
       clearTimeout(ackTimer);
       socket.close(1000, "resuming");
       connect();
-    } else if (frame.type === "stream:error") {
+    } else {
       showProblem(frame.message);
     }
   });
-  socket.addEventListener("close", async () => {
+  socket.addEventListener("close", () => {
     clearTimeout(ackTimer);
     if (view.finished || retired) return;
     setConnection("reconnecting", "reconnecting…");
-    const problem = await diagnose();
-    if (problem) return showProblem(problem);
-    view.reconnects += 1;
-    const delay = Math.min(5000, 250 * 2 ** Math.min(view.reconnects, 5)) * (0.5 + Math.random() / 2);
-    setTimeout(connect, delay);
+    void diagnose().then((problem) => {
+      if (problem) return showProblem(problem);
+      view.reconnects += 1;
+      const delay = Math.min(5000, 250 * 2 ** Math.min(view.reconnects, 5)) * (0.5 + Math.random() / 2);
+      setTimeout(connect, delay);
+    });
   });
 }
 

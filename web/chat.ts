@@ -2,41 +2,80 @@
 // Contract: src/shared/chat.ts (chat.history / chat.entry / chat.state / chat.error from the server,
 // chat.message / chat.choice from us). Sign-in trades an API key for a signed chat token
 // (POST /api/chat/link); only the token is kept, in sessionStorage.
+// Bundled into public/chat.js by scripts/build-web.ts.
+
+import * as z from "zod";
+import {
+  CHAT_TEXT_LIMIT,
+  type ChatButton,
+  type ChatEntry,
+  ChatLink,
+  type ClientMessage,
+  SERVER_MESSAGE_TYPES,
+  ServerMessage,
+  type SessionState,
+} from "../src/shared/chat.ts";
+import { ErrorBody } from "../src/shared/errors.ts";
+import { issuesText } from "../src/shared/json.ts";
+import { byId as $, find } from "./dom.ts";
 
 const TOKEN_KEY = "orchestrator.chatToken";
-const TEXT_LIMIT = 4096; // CHAT_TEXT_LIMIT
-const COUNTER_FROM = TEXT_LIMIT - 500;
+const COUNTER_FROM = CHAT_TEXT_LIMIT - 500;
 const BACKOFF_MS = [1000, 2000, 5000, 10000];
 /** Close codes a server uses to say "this token is not (or no longer) good". */
 const AUTH_CLOSE_CODES = new Set([1008, 4001, 4003, 4401, 4403]);
-const STATES = new Set(["IDLE", "PROCESSING", "AWAITING"]);
-const STATE_TEXT = { IDLE: "", PROCESSING: "thinking…", AWAITING: "waiting for your answer" };
+const STATE_TEXT: Record<SessionState, string> = { IDLE: "", PROCESSING: "thinking…", AWAITING: "waiting for your answer" };
 /** Messages from the same side this close together read as one group. */
 const GROUP_GAP_MS = 3 * 60 * 1000;
 const NOTICE_MS = 12000;
 const MAX_NOTICES = 3;
 
-const $ = (id) => document.getElementById(id);
+type ConnectionStatus = "live" | "connecting" | "reconnecting" | "offline";
+const CONNECTION_TEXT: Record<ConnectionStatus, string> = { live: "connected", connecting: "connecting…", reconnecting: "reconnecting…", offline: "offline" };
+
+/** What the chat token says of itself (the server's format: src/lib/view-token.ts); only its expiry matters here. */
+const TokenClaims = z.object({ exp: z.number() });
+
 const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit" });
 const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
 const dayFormat = new Intl.DateTimeFormat(undefined, { weekday: "long", month: "long", day: "numeric" });
 const yearDayFormat = new Intl.DateTimeFormat(undefined, { year: "numeric", month: "long", day: "numeric" });
 
-const chat = {
+interface Chat {
+  token: string | null;
+  socket: WebSocket | null;
+  connected: boolean;
+  state: SessionState;
+  /** Bumped whenever the current connection is given up (sign-out, expiry), so late callbacks do nothing. */
+  generation: number;
+  attempt: number;
+  retryTimer: number | undefined;
+  historyReceived: boolean;
+  /** id → { key, el } for what is on screen; key is the entry's JSON, to skip re-rendering unchanged entries. */
+  rendered: Map<string, { key: string; el: HTMLElement }>;
+  /** actionId → the choice sent, so a re-rendered question keeps its row disabled. */
+  answered: Map<string, string>;
+  /** For tests: drop the connection as a network failure would (it reconnects). */
+  dropConnection(): void;
+}
+
+declare global {
+  interface Window {
+    __chat: Chat;
+  }
+}
+
+const chat: Chat = {
   token: null,
   socket: null,
   connected: false,
   state: "IDLE",
-  /** Bumped whenever the current connection is given up (sign-out, expiry), so late callbacks do nothing. */
   generation: 0,
   attempt: 0,
-  retryTimer: null,
+  retryTimer: undefined,
   historyReceived: false,
-  /** id → { key, el } for what is on screen; key is the entry's JSON, to skip re-rendering unchanged entries. */
   rendered: new Map(),
-  /** actionId → the choice sent, so a re-rendered question keeps its row disabled. */
   answered: new Map(),
-  /** For tests: drop the connection as a network failure would (it reconnects). */
   dropConnection() {
     this.socket?.close(4000, "dropped by client");
   },
@@ -46,7 +85,7 @@ window.__chat = chat;
 // ---------------------------------------------------------------------------------------------
 // Token storage
 
-function readToken() {
+function readToken(): string | null {
   try {
     return sessionStorage.getItem(TOKEN_KEY);
   } catch {
@@ -54,7 +93,7 @@ function readToken() {
   }
 }
 
-function storeToken(token) {
+function storeToken(token: string): void {
   try {
     sessionStorage.setItem(TOKEN_KEY, token);
   } catch {
@@ -62,7 +101,7 @@ function storeToken(token) {
   }
 }
 
-function clearToken() {
+function clearToken(): void {
   try {
     sessionStorage.removeItem(TOKEN_KEY);
   } catch {
@@ -71,24 +110,24 @@ function clearToken() {
 }
 
 /** The token's own expiry when it is the usual `base64url(JSON {exp}).signature`; null when unknown. */
-function tokenExpiry(token) {
+function tokenExpiry(token: string): number | null {
   try {
-    const [payload] = token.split(".");
+    const payload = token.split(".")[0] ?? "";
     const json = atob(payload.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(payload.length / 4) * 4, "="));
-    const claims = JSON.parse(json);
-    return typeof claims?.exp === "number" ? claims.exp * 1000 : null;
+    const claims = TokenClaims.safeParse(JSON.parse(json));
+    return claims.success ? claims.data.exp * 1000 : null;
   } catch {
     return null;
   }
 }
 
-function isExpired(token) {
+function isExpired(token: string): boolean {
   const exp = tokenExpiry(token);
   return exp !== null && exp <= Date.now();
 }
 
 /** Takes `?token=` off the address bar (keeping any other parameters) once it is stored. */
-function takeTokenFromUrl() {
+function takeTokenFromUrl(): string | null {
   const url = new URL(location.href);
   const token = url.searchParams.get("token");
   if (token === null) return null;
@@ -100,7 +139,7 @@ function takeTokenFromUrl() {
 // ---------------------------------------------------------------------------------------------
 // Views
 
-function showView(view) {
+function showView(view: "signin" | "chat"): void {
   document.body.dataset.view = view;
   $("signin-view").hidden = view !== "signin";
   $("chat-view").hidden = view !== "chat";
@@ -108,7 +147,7 @@ function showView(view) {
   $("connection").hidden = view !== "chat";
 }
 
-function showSignIn(notice) {
+function showSignIn(notice: string | null): void {
   showView("signin");
   setConnection("offline");
   const box = $("signin-notice");
@@ -118,7 +157,7 @@ function showSignIn(notice) {
   $("api-key").focus();
 }
 
-function setSignInError(message, requestId) {
+function setSignInError(message: string | null, requestId?: string | null): void {
   const box = $("signin-error");
   box.hidden = !message;
   box.replaceChildren();
@@ -136,16 +175,16 @@ function setSignInError(message, requestId) {
   }
 }
 
-function setSignInBusy(busy) {
-  const button = $("signin-submit");
+function setSignInBusy(busy: boolean): void {
+  const button = $("signin-submit", HTMLButtonElement);
   button.disabled = busy;
   button.textContent = busy ? "Signing in…" : "Continue";
   $("signin").setAttribute("aria-busy", String(busy));
 }
 
-async function onSignIn(event) {
+async function onSignIn(event: Event): Promise<void> {
   event.preventDefault();
-  const input = $("api-key");
+  const input = $("api-key", HTMLInputElement);
   const apiKey = input.value.trim();
   if (!apiKey) {
     setSignInError("Enter your API key.");
@@ -155,7 +194,7 @@ async function onSignIn(event) {
   setSignInError(null);
   setSignInBusy(true);
   try {
-    let response;
+    let response: Response;
     try {
       response = await fetch("/api/chat/link", {
         method: "POST",
@@ -168,28 +207,29 @@ async function onSignIn(event) {
       setSignInError("Could not reach the Orchestrator. Check your connection and try again.");
       return;
     }
-    let body = null;
+    let body: unknown = null;
     try {
       body = await response.json();
     } catch {
       // Not JSON: fall through to the status.
     }
-    if (!response.ok || typeof body?.token !== "string" || !body.token) {
-      const error = body?.error;
-      const message = typeof error?.message === "string" && error.message ? error.message : `Sign-in failed (HTTP ${response.status}).`;
-      setSignInError(message, typeof error?.requestId === "string" ? error.requestId : null);
+    const link = ChatLink.safeParse(body);
+    if (!response.ok || !link.success || !link.data.token) {
+      const error = ErrorBody.safeParse(body);
+      const message = error.success && error.data.error.message ? error.data.error.message : `Sign-in failed (HTTP ${response.status}).`;
+      setSignInError(message, error.success ? error.data.error.requestId : null);
       input.select();
       return;
     }
     input.value = "";
-    storeToken(body.token);
-    openChat(body.token);
+    storeToken(link.data.token);
+    openChat(link.data.token);
   } finally {
     setSignInBusy(false);
   }
 }
 
-function openChat(token) {
+function openChat(token: string): void {
   chat.token = token;
   chat.generation += 1;
   chat.attempt = 0;
@@ -200,12 +240,12 @@ function openChat(token) {
 }
 
 /** The chat token no longer works: forget it and ask for the key again. */
-function endSession(notice) {
+function endSession(notice: string | null): void {
   chat.generation += 1;
   chat.token = null;
   clearToken();
   clearTimeout(chat.retryTimer);
-  chat.retryTimer = null;
+  chat.retryTimer = undefined;
   const socket = chat.socket;
   chat.socket = null;
   if (socket && socket.readyState <= WebSocket.OPEN) socket.close(1000, "signed out");
@@ -213,7 +253,7 @@ function endSession(notice) {
   showSignIn(notice);
 }
 
-function resetConversation() {
+function resetConversation(): void {
   chat.rendered.clear();
   chat.historyReceived = false;
   $("messages").replaceChildren();
@@ -226,19 +266,18 @@ function resetConversation() {
 // ---------------------------------------------------------------------------------------------
 // Connection
 
-function setConnection(status) {
+function setConnection(status: ConnectionStatus): void {
   const el = $("connection");
   chat.connected = status === "live";
   el.dataset.connected = String(chat.connected);
   el.dataset.status = status;
-  el.querySelector(".connection-text").textContent =
-    { live: "connected", connecting: "connecting…", reconnecting: "reconnecting…", offline: "offline" }[status] ?? status;
+  find(el, ".connection-text", HTMLElement).textContent = CONNECTION_TEXT[status];
   updateSendButton();
 }
 
-function connect() {
+function connect(): void {
   clearTimeout(chat.retryTimer);
-  chat.retryTimer = null;
+  chat.retryTimer = undefined;
   if (!chat.token) return;
   if (isExpired(chat.token)) {
     endSession("Your chat link has expired. Sign in again to continue.");
@@ -267,7 +306,7 @@ function connect() {
   });
 }
 
-async function onClosed(event, opened, generation) {
+async function onClosed(event: CloseEvent, opened: boolean, generation: number): Promise<void> {
   setConnection("reconnecting");
   if (AUTH_CLOSE_CODES.has(event.code)) {
     endSession(closeNotice(event.reason));
@@ -285,22 +324,22 @@ async function onClosed(event, opened, generation) {
   scheduleReconnect();
 }
 
-function closeNotice(reason) {
+function closeNotice(reason: string): string {
   const detail = reason && !/^(unauthori[sz]ed|forbidden)$/i.test(reason) ? ` (${reason})` : "";
   return `Your chat session has ended${detail}. Sign in again to continue.`;
 }
 
 /** Whether the token is why the socket would not open: the message to show, or null (keep retrying). */
-async function diagnose() {
+async function diagnose(): Promise<string | null> {
   if (!chat.token) return null;
   if (isExpired(chat.token)) return "Your chat link has expired. Sign in again to continue.";
   try {
     const response = await fetch(`/chat/ws?token=${encodeURIComponent(chat.token)}`, { cache: "no-store", credentials: "omit" });
     if (response.status === 401 || response.status === 403) {
-      let message = null;
+      let message: string | null = null;
       try {
-        const body = await response.json();
-        message = typeof body?.error?.message === "string" ? body.error.message : null;
+        const body = ErrorBody.safeParse(await response.json());
+        message = body.success ? body.data.error.message : null;
       } catch {
         // Not JSON.
       }
@@ -312,8 +351,8 @@ async function diagnose() {
   return null;
 }
 
-function scheduleReconnect() {
-  const delay = BACKOFF_MS[Math.min(chat.attempt, BACKOFF_MS.length - 1)];
+function scheduleReconnect(): void {
+  const delay = BACKOFF_MS[Math.min(chat.attempt, BACKOFF_MS.length - 1)] ?? 10000;
   chat.attempt += 1;
   setConnection("reconnecting");
   clearTimeout(chat.retryTimer);
@@ -327,65 +366,61 @@ window.addEventListener("online", () => {
 // ---------------------------------------------------------------------------------------------
 // Frames from the server
 
-function onFrame(data) {
+function onFrame(data: unknown): void {
   if (typeof data !== "string") return;
-  let frame;
+  let json: unknown;
   try {
-    frame = JSON.parse(data);
+    json = JSON.parse(data);
   } catch {
+    console.warn("chat: ignored a frame that is not JSON");
     return;
   }
-  if (!frame || typeof frame !== "object") return;
+  // Other frames (the agents SDK's own, e.g. cf_agent_state) are not for us.
+  const type = json && typeof json === "object" && "type" in json ? String(json.type) : "";
+  if (!SERVER_MESSAGE_TYPES.has(type)) return;
+  const parsed = ServerMessage.safeParse(json);
+  if (!parsed.success) {
+    console.warn(`chat: ignored a ${type} frame this page cannot read (${issuesText(parsed.error, type)})`);
+    return;
+  }
+  const frame = parsed.data;
   switch (frame.type) {
     case "chat.history":
       chat.attempt = 0;
-      renderHistory(Array.isArray(frame.entries) ? frame.entries.filter(isEntry) : []);
-      if (frame.state) setState(frame.state);
+      renderHistory(frame.entries);
+      setState(frame.state);
       break;
     case "chat.entry":
-      if (isEntry(frame.entry)) renderEntries([frame.entry], { history: false });
+      renderEntries([frame.entry], { history: false });
       break;
     case "chat.state":
       setState(frame.state);
       break;
     case "chat.error":
-      showNotice(typeof frame.message === "string" && frame.message ? frame.message : "Something went wrong.", frame.code);
+      showNotice(frame.message || "Something went wrong.", frame.code);
       break;
-    default:
-    // Other frames (the agents SDK's own, e.g. cf_agent_state) are not for us.
   }
 }
 
-function isEntry(entry) {
-  return (
-    !!entry &&
-    typeof entry === "object" &&
-    typeof entry.id === "string" &&
-    typeof entry.text === "string" &&
-    (entry.from === "user" || entry.from === "agent")
-  );
-}
-
-function setState(state) {
-  if (!STATES.has(state)) return;
+function setState(state: SessionState): void {
   const nearBottom = isNearBottom();
   chat.state = state;
   const el = $("state");
   el.dataset.state = state;
-  el.querySelector(".state-text").textContent = STATE_TEXT[state];
+  find(el, ".state-text", HTMLElement).textContent = STATE_TEXT[state];
   if (state !== "IDLE" && nearBottom) scrollToBottom();
 }
 
 // ---------------------------------------------------------------------------------------------
 // Rendering
 
-function renderHistory(entries) {
+function renderHistory(entries: ChatEntry[]): void {
   const list = $("messages");
   let shown = [...chat.rendered.keys()];
   const incoming = entries.map((entry) => entry.id);
   // History is the conversation's latest entries: when it starts further on than what is shown,
   // drop the older ones from the top rather than rebuilding everything.
-  const start = incoming.length ? shown.indexOf(incoming[0]) : -1;
+  const start = incoming.length ? shown.indexOf(incoming[0] ?? "") : -1;
   if (start > 0) {
     const kept = shown.slice(start);
     if (kept.length <= incoming.length && kept.every((id, i) => id === incoming[i])) {
@@ -410,7 +445,7 @@ function renderHistory(entries) {
   if (first || !continues) scrollToBottom("instant");
 }
 
-function renderEntries(entries, { history }) {
+function renderEntries(entries: ChatEntry[], { history }: { history: boolean }): void {
   const list = $("messages");
   const nearBottom = isNearBottom();
   let added = false;
@@ -439,17 +474,23 @@ function renderEntries(entries, { history }) {
   else $("jump").hidden = false;
 }
 
+/** An entry's live view panel, if it has one. */
+function livePanel(el: ParentNode): HTMLDetailsElement | null {
+  const panel = el.querySelector("details.task-live");
+  return panel instanceof HTMLDetailsElement ? panel : null;
+}
+
 /** Keeps a replaced entry's live view as the person left it. */
-function carryOver(from, to) {
-  const before = from.querySelector("details.task-live");
-  const after = to.querySelector("details.task-live");
+function carryOver(from: HTMLElement, to: HTMLElement): void {
+  const before = livePanel(from);
+  const after = livePanel(to);
   if (!before || !after || before.dataset.link !== after.dataset.link) return;
   if (before.dataset.touched) after.dataset.touched = before.dataset.touched;
   if (before.dataset.auto) after.dataset.auto = before.dataset.auto;
   if (before.open) setOpen(after, true);
 }
 
-function entryElement(entry) {
+function entryElement(entry: ChatEntry): HTMLLIElement {
   const li = document.createElement("li");
   li.className = "entry";
   li.dataset.entryId = entry.id;
@@ -483,7 +524,7 @@ function entryElement(entry) {
     body.append(bubble);
   }
 
-  if (Array.isArray(entry.buttons) && entry.buttons.length) body.append(choicesElement(entry));
+  if (entry.buttons?.length) body.append(choicesElement(entry, entry.buttons));
 
   const link = safeLink(entry.taskLink);
   if (link) {
@@ -505,13 +546,13 @@ function entryElement(entry) {
 const URL_PATTERN = /\bhttps?:\/\/[^\s<>"'`]+/gi;
 
 /** Text with its http(s) URLs as links, built from DOM nodes (never HTML). */
-function appendLinkified(parent, text) {
+function appendLinkified(parent: HTMLElement, text: string): void {
   let last = 0;
   for (const match of text.matchAll(URL_PATTERN)) {
     let url = match[0];
     // Sentence punctuation after a URL is not part of it; a closing bracket is, if it has its pair.
     for (;;) {
-      const tail = url.at(-1);
+      const tail = url.at(-1) ?? "";
       if (/[.,;:!?*_~]/.test(tail)) url = url.slice(0, -1);
       else if (tail === ")" && count(url, "(") < count(url, ")")) url = url.slice(0, -1);
       else if (tail === "]" && count(url, "[") < count(url, "]")) url = url.slice(0, -1);
@@ -531,13 +572,13 @@ function appendLinkified(parent, text) {
   if (last < text.length) parent.append(text.slice(last));
 }
 
-function count(text, char) {
+function count(text: string, char: string): number {
   return text.split(char).length - 1;
 }
 
 /** An http(s) URL (absolute, or relative to this page) as a string; null for anything else. */
-function safeLink(value) {
-  if (typeof value !== "string" || !value) return null;
+function safeLink(value: string | undefined): string | null {
+  if (!value) return null;
   try {
     const url = new URL(value, location.href);
     return url.protocol === "http:" || url.protocol === "https:" ? value : null;
@@ -546,14 +587,13 @@ function safeLink(value) {
   }
 }
 
-function choicesElement(entry) {
+function choicesElement(entry: ChatEntry, buttons: ChatButton[]): HTMLDivElement {
   const row = document.createElement("div");
   row.className = "choices";
   row.setAttribute("role", "group");
   row.setAttribute("aria-label", "Choose an answer");
   const answered = entry.actionId ? chat.answered.get(entry.actionId) : undefined;
-  for (const choice of entry.buttons) {
-    if (!choice || typeof choice.label !== "string" || typeof choice.choice !== "string") continue;
+  for (const choice of buttons) {
     const button = document.createElement("button");
     button.type = "button";
     button.className = "choice";
@@ -570,7 +610,7 @@ function choicesElement(entry) {
   return row;
 }
 
-function sendChoice(entry, choice, row, button) {
+function sendChoice(entry: ChatEntry, choice: string, row: HTMLElement, button: HTMLButtonElement): void {
   if (row.dataset.answered) return;
   if (!entry.actionId) {
     showNotice("This question can no longer be answered here.");
@@ -587,7 +627,7 @@ function sendChoice(entry, choice, row, button) {
   $("composer").focus({ preventScroll: true });
 }
 
-function taskElement(entry, link) {
+function taskElement(entry: ChatEntry, link: string): HTMLDivElement {
   const card = document.createElement("div");
   card.className = "task";
 
@@ -650,14 +690,14 @@ function taskElement(entry, link) {
 }
 
 /** Loads the live view when its panel opens, and unloads it (closing its socket) when it closes. */
-function syncFrame(details) {
-  const box = details.querySelector(".task-frame");
+function syncFrame(details: HTMLDetailsElement): void {
+  const box = find(details, ".task-frame", HTMLElement);
   const frame = box.querySelector("iframe");
   if (details.open && !frame) {
     const iframe = document.createElement("iframe");
-    iframe.src = details.dataset.link;
+    iframe.src = details.dataset.link ?? "";
     iframe.loading = "lazy";
-    iframe.title = details.dataset.title;
+    iframe.title = details.dataset.title ?? "";
     iframe.referrerPolicy = "no-referrer";
     box.append(iframe);
   } else if (!details.open && frame) {
@@ -665,7 +705,7 @@ function syncFrame(details) {
   }
 }
 
-function setOpen(details, open) {
+function setOpen(details: HTMLDetailsElement, open: boolean): void {
   if (details.open === open) return;
   details.open = open;
   // The toggle event comes later; load the frame now so it exists right away.
@@ -673,8 +713,8 @@ function setOpen(details, open) {
 }
 
 /** The newest task's live view starts open; older ones the person did not touch fold away. */
-function openLatestTask() {
-  const panels = [...$("messages").querySelectorAll("details.task-live")];
+function openLatestTask(): void {
+  const panels = [...$("messages").querySelectorAll("details.task-live")].filter((panel) => panel instanceof HTMLDetailsElement);
   const latest = panels.at(-1);
   for (const panel of panels) {
     if (panel === latest) {
@@ -687,17 +727,17 @@ function openLatestTask() {
 }
 
 /** Groups runs of messages from one side and labels the first message of each day. */
-function regroup() {
-  const items = [...$("messages").children];
-  let previous = null;
-  let previousDay = null;
+function regroup(): void {
+  const items = [...$("messages").children].filter((item) => item instanceof HTMLElement);
+  let previous: HTMLElement | null = null;
+  let previousDay: string | null = null;
   const today = dayKey(new Date());
   const yesterday = dayKey(new Date(Date.now() - 86400000));
   items.forEach((item, i) => {
     const at = item.dataset.at ? Number(item.dataset.at) : null;
-    const day = at !== null ? dayKey(new Date(at)) : previousDay;
-    if (day && day !== previousDay) {
-      const date = new Date(at);
+    const date = at !== null ? new Date(at) : null;
+    const day = date ? dayKey(date) : previousDay;
+    if (date && day !== previousDay) {
       item.dataset.day =
         day === today ? "Today" : day === yesterday ? "Yesterday" : date.getFullYear() === new Date().getFullYear() ? dayFormat.format(date) : yearDayFormat.format(date);
     } else {
@@ -717,14 +757,14 @@ function regroup() {
   });
 }
 
-function dayKey(date) {
+function dayKey(date: Date): string {
   return `${date.getFullYear()}-${date.getMonth()}-${date.getDate()}`;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Notices (chat.error and local problems): inline, dismissable, fading on their own.
 
-function showNotice(message, code) {
+function showNotice(message: string, code?: string): void {
   const box = $("notices");
   const notice = document.createElement("div");
   notice.className = "notice";
@@ -745,7 +785,7 @@ function showNotice(message, code) {
   notice.append(icon, text, close);
   const nearBottom = isNearBottom();
   box.append(notice);
-  while (box.children.length > MAX_NOTICES) box.firstElementChild.remove();
+  while (box.children.length > MAX_NOTICES) box.firstElementChild?.remove();
   setTimeout(() => notice.remove(), NOTICE_MS);
   if (nearBottom) scrollToBottom();
 }
@@ -753,19 +793,19 @@ function showNotice(message, code) {
 // ---------------------------------------------------------------------------------------------
 // Composer
 
-function send(message) {
+function send(message: ClientMessage): boolean {
   const socket = chat.socket;
   if (!socket || socket.readyState !== WebSocket.OPEN) return false;
   socket.send(JSON.stringify(message));
   return true;
 }
 
-function submitComposer() {
-  const composer = $("composer");
+function submitComposer(): void {
+  const composer = $("composer", HTMLTextAreaElement);
   const text = composer.value.trim();
   if (!text) return;
-  if (text.length > TEXT_LIMIT) {
-    showNotice(`Messages can be at most ${TEXT_LIMIT} characters; this one has ${text.length}.`);
+  if (text.length > CHAT_TEXT_LIMIT) {
+    showNotice(`Messages can be at most ${CHAT_TEXT_LIMIT} characters; this one has ${text.length}.`);
     return;
   }
   if (!send({ type: "chat.message", text })) {
@@ -777,34 +817,34 @@ function submitComposer() {
   scrollToBottom();
 }
 
-function onComposerInput() {
-  const composer = $("composer");
+function onComposerInput(): void {
+  const composer = $("composer", HTMLTextAreaElement);
   composer.style.height = "auto";
   composer.style.height = `${Math.min(composer.scrollHeight, 200)}px`;
   const length = composer.value.length;
   const counter = $("counter");
   counter.hidden = length < COUNTER_FROM;
-  counter.textContent = `${length} / ${TEXT_LIMIT}`;
-  counter.dataset.over = String(composer.value.trim().length > TEXT_LIMIT);
+  counter.textContent = `${length} / ${CHAT_TEXT_LIMIT}`;
+  counter.dataset.over = String(composer.value.trim().length > CHAT_TEXT_LIMIT);
   updateSendButton();
 }
 
-function updateSendButton() {
-  const composer = $("composer");
+function updateSendButton(): void {
+  const composer = $("composer", HTMLTextAreaElement);
   const text = composer.value.trim();
-  $("send").disabled = !chat.connected || !text || text.length > TEXT_LIMIT;
+  $("send", HTMLButtonElement).disabled = !chat.connected || !text || text.length > CHAT_TEXT_LIMIT;
   $("composer-form").dataset.connected = String(chat.connected);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Scrolling (the document scrolls; header and composer stick)
 
-function isNearBottom() {
+function isNearBottom(): boolean {
   const root = document.documentElement;
   return window.innerHeight + window.scrollY >= root.scrollHeight - 120;
 }
 
-function scrollToBottom(behavior = "smooth") {
+function scrollToBottom(behavior: ScrollBehavior = "smooth"): void {
   const reduce = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
   requestAnimationFrame(() => {
     window.scrollTo({ top: document.documentElement.scrollHeight, behavior: reduce ? "instant" : behavior });
@@ -823,8 +863,8 @@ window.addEventListener(
 // ---------------------------------------------------------------------------------------------
 // Start
 
-function start() {
-  $("signin").addEventListener("submit", onSignIn);
+function start(): void {
+  $("signin").addEventListener("submit", (event) => void onSignIn(event));
   $("signout").addEventListener("click", () => endSession(null));
   $("jump").addEventListener("click", () => scrollToBottom());
   $("composer-form").addEventListener("submit", (event) => {
