@@ -23,7 +23,7 @@ declare module "vitest" {
     dockerSocket: string;
     /** The coding-worker image (runner/images/coding-worker), built offline on a debootstrap base. */
     codingWorkerImage: string;
-    /** One `wrangler dev` for the files that need no settings or stand-ins of their own (test/support/shared-stack.ts). */
+    /** One `wrangler dev` for the files that need no settings or stand-ins of their own (sharedStack() in test/support/shared.ts). */
     sharedStackUrl: string;
     /** A migrated database nothing uses, which files copy for a database of their own (test/support/shared.ts). */
     databaseTemplate: string;
