@@ -266,6 +266,19 @@ describe("ansible.playbook", () => {
     expect(await readdir(outside)).toEqual([]);
   });
 
+  it("works on a release only inside the deployments root: a symlink on its path is refused", async () => {
+    const root = await mkdtemp(join(scratch, "releases-"));
+    const outside = await mkdtemp(join(scratch, "outside-"));
+    await writeFile(join(outside, "keep"), "x");
+    // A symlink planted where the project's directory goes: a remove must not delete through it.
+    await symlink(outside, join(root, "planted"));
+    const context = recordingContext(testConfig({ deploymentsRoot: root }));
+    const outcome = await ansiblePlaybook(playbook({ playbook: "deploy_project.yml", extraVars: { project: "planted", release: "rel_planted1", action: "remove" } }), context);
+    expect(outcome.ok).toBe(false);
+    expect(outcome.message).toContain(`refusing to work through a symlink: ['${join(root, "planted")}']`);
+    expect(await readdir(outside)).toEqual(["keep"]);
+  });
+
   it("masks secrets that a playbook prints, in logs, progress, failure details and set_stats", async () => {
     const secret = `leaky-${Date.now()}`;
     const context = fixtureContext();
