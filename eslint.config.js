@@ -10,7 +10,7 @@ export default tseslint.config(
   {
     languageOptions: {
       parserOptions: {
-        project: ["./tsconfig.json", "./tsconfig.node.json", "./web/tsconfig.json"],
+        project: ["./tsconfig.json", "./tsconfig.node.json", "./runner/tsconfig.json", "./web/tsconfig.json"],
         tsconfigRootDir: import.meta.dirname,
       },
     },

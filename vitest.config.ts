@@ -36,12 +36,16 @@ export default defineConfig({
       {
         test: {
           name: "node",
-          include: ["test/node/**/*.test.ts", "runner/**/*.test.ts", "cli/**/*.test.ts"],
+          include: ["test/node/**/*.test.ts", "cli/**/*.test.ts"],
           environment: "node",
           testTimeout: 120_000,
           hookTimeout: 120_000,
         },
       },
+      // runner/test/, defined beside the runner; the settings above (global setup, sequencer, workers,
+      // reporters) apply to it too. Through `extends` rather than the file's path, which would make
+      // runner/ the project's root: its files keep their names from here (runner/test/…).
+      { extends: "./runner/vitest.config.ts" },
     ],
   },
 });

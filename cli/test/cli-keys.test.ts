@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT, type StackClient } from "../../scripts/lib/local-stack.ts";
-import { sharedStack } from "../support/shared.ts";
+import { sharedStack } from "../../test/support/shared.ts";
 
 let stack: StackClient;
 let dir: string;

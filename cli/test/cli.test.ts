@@ -8,8 +8,8 @@ import { WATCHER_ACK_WINDOW, WATCHER_TOO_SLOW } from "../../src/shared/events.ts
 import { freePort } from "../../scripts/lib/ports.ts";
 import { spawnCollecting, waitFor } from "../../scripts/lib/processes.ts";
 import { ROOT, type StackClient, userWithTask } from "../../scripts/lib/local-stack.ts";
-import { sharedStack } from "../support/shared.ts";
-import { startTcpProxy } from "../support/tcp-proxy.ts";
+import { sharedStack } from "../../test/support/shared.ts";
+import { startTcpProxy } from "../../test/support/tcp-proxy.ts";
 
 const stack: StackClient = sharedStack();
 

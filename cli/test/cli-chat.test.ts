@@ -14,9 +14,9 @@ import { ROOT, type Stack, startStack } from "../../scripts/lib/local-stack.ts";
 import { demoScenario } from "../../standins/demo-scenario.ts";
 import { GitHubServer } from "../../standins/github-server.ts";
 import { type ChatRequest, messageText, ModelServer } from "../../standins/model-server.ts";
-import { ownDatabase } from "../support/shared.ts";
+import { ownDatabase } from "../../test/support/shared.ts";
 import WebSocket from "ws";
-import { ChatSession } from "../../cli/chat.ts";
+import { ChatSession } from "../chat.ts";
 
 const MODEL_KEY = `sk-cli-chat-${randomBytes(8).toString("hex")}`;
 let stack: Stack;
