@@ -9,14 +9,9 @@
  * closed (code 4008) so it cannot hold memory or slow the others; it resumes with `after=<last seq>`.
  */
 import { DurableObject } from "cloudflare:workers";
-import { getAgentByName } from "agents";
-import { createLogger } from "../lib/log.ts";
-import { and, eq, notInArray } from "drizzle-orm";
-import { createDb, isDbUnavailable } from "../db/client.ts";
-import { tasks } from "../db/schema.ts";
+import { isDbUnavailable } from "../db/client.ts";
 import { settings } from "../lib/settings.ts";
-import { FINAL_TASK_STATUSES, type TaskStatus } from "../shared/api.ts";
-import { PendingInput } from "../shared/task-input.ts";
+import type { TaskStatus } from "../shared/api.ts";
 import {
   isTerminal,
   normalizeEventInput,
@@ -31,6 +26,8 @@ import {
 import { parseJson } from "../shared/json.ts";
 import { migrate, type SqlMigration } from "../lib/sql-migrations.ts";
 import type { AppendFailure, AppendManyResult, AppendResult, ReadResult } from "../tasks/stream-client.ts";
+import { statusFor, updateTaskRow } from "../tasks/task-row.ts";
+import { TaskWatcher } from "../tasks/watchers.ts";
 
 /** What each socket remembers across hibernation (serializeAttachment). */
 interface WatcherState {
@@ -39,22 +36,6 @@ interface WatcherState {
   /** Highest seq sent to it while replaying history; once caught up it follows the live stream. */
   sent: number;
   caughtUp: boolean;
-}
-
-/** The task status an event implies. */
-function statusFor(type: TaskEventType): TaskStatus {
-  switch (type) {
-    case "task.completed":
-      return "completed";
-    case "task.failed":
-      return "failed";
-    case "task.cancelled":
-      return "cancelled";
-    case "task.needs_input":
-      return "needs_input";
-    default:
-      return "running";
-  }
 }
 
 interface EventRow extends Record<string, SqlStorageValue> {
@@ -114,12 +95,14 @@ export class TaskStream extends DurableObject<Env> {
    * commit after a later one (a `running` after the terminal `completed`).
    */
   private appending: Promise<unknown> = Promise.resolve();
+  private readonly watcher: TaskWatcher;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     // Synchronous, first thing: no request reaches the object before its schema is current.
     migrate(ctx.storage, TASK_STREAM_MIGRATIONS);
+    this.watcher = new TaskWatcher(this.sql, env, (promise) => ctx.waitUntil(promise));
     const meta = new Map(this.sql.exec<{ key: string; value: string }>(`SELECT key, value FROM meta`).toArray().map((r) => [r.key, r.value]));
     this.taskId = meta.get("task_id") ?? null;
     this.closed = meta.has("closed_at");
@@ -243,7 +226,7 @@ export class TaskStream extends DurableObject<Env> {
       await this.ctx.storage.setAlarm(Date.now() + settings(this.env).TASK_STREAM_RETENTION_SECONDS * 1000);
     }
     for (const { event, duplicate } of stored) if (!duplicate) this.broadcast(event);
-    this.notifyWatcher(stored.flatMap(({ event, duplicate }) => (duplicate ? [] : [event])));
+    this.watcher.notify(stored.flatMap(({ event, duplicate }) => (duplicate ? [] : [event])));
     return { ok: true, stored, rejected };
   }
 
@@ -254,37 +237,12 @@ export class TaskStream extends DurableObject<Env> {
    */
   watch(taskId: string, agent: string): TaskEvent[] {
     if (this.taskId && this.taskId !== taskId) return [];
-    this.sql.exec(`INSERT OR REPLACE INTO meta (key, value) VALUES ('watcher', ?)`, agent);
-    const last = this.sql.exec<{ seq: number }>(`SELECT seq FROM events WHERE type IN ('task.needs_input', 'task.completed', 'task.failed', 'task.cancelled') ORDER BY seq DESC LIMIT 1`).toArray()[0];
-    if (!last) return [];
-    const [event] = this.eventsAfter(last.seq - 1, 1);
+    this.watcher.set(agent);
+    const last = this.watcher.lastNoticeSeq();
+    if (last === undefined) return [];
+    const [event] = this.eventsAfter(last - 1, 1);
     // A question already answered (the task went on) is not asked again.
     return event && (isTerminal(event.type) || this.status === "needs_input") ? [event] : [];
-  }
-
-  /** Tells the watching agent; a notice that cannot be delivered is recovered by the agent itself on its next turn. */
-  private notifyWatcher(events: TaskEvent[]): void {
-    const relevant = events.filter((event) => event.type === "task.needs_input" || isTerminal(event.type));
-    if (relevant.length === 0) return;
-    const watcher = this.sql.exec<{ value: string }>(`SELECT value FROM meta WHERE key = 'watcher'`).toArray()[0]?.value;
-    if (!watcher) return;
-    const deliver = async () => {
-      for (const event of relevant) {
-        for (let attempt = 1; ; attempt++) {
-          try {
-            await (await getAgentByName(this.env.PRODUCT_OWNER, watcher)).onTaskEvent(event);
-            break;
-          } catch (error) {
-            if (attempt >= 3) {
-              createLogger(this.env.LOG_LEVEL, { component: "task-stream" }).warn("could not tell the product owner", { taskId: event.taskId, agent: watcher, type: event.type, error: error instanceof Error ? error.message : String(error) });
-              break;
-            }
-            await new Promise((resolve) => setTimeout(resolve, 250 * attempt));
-          }
-        }
-      }
-    };
-    this.ctx.waitUntil(deliver());
   }
 
   /** Pages the history: events with seq > after, oldest first. */
@@ -429,35 +387,11 @@ export class TaskStream extends DurableObject<Env> {
       ...(row.event_id !== null ? { eventId: row.event_id } : {}),
     };
   }
-
-  /**
-   * Moves the task's row to `status`; false when there is no such task. A row that has reached a
-   * final status is never moved back by a non-terminal event.
-   */
-  private async updateTaskRow(taskId: string, event: Normalized, status: TaskStatus): Promise<boolean> {
-    const handle = createDb({ databaseUrl: this.env.DATABASE_URL, wsProxy: this.env.DB_WS_PROXY });
-    try {
-      const terminal = isTerminal(event.type);
-      const updated = await handle.db
-        .update(tasks)
-        .set({
-          status,
-          updatedAt: new Date(),
-          ...(terminal ? { finishedAt: new Date(event.at) } : {}),
-          ...(event.type === "task.completed" ? { result: event.data ?? {} } : {}),
-          ...(event.type === "task.failed" || event.type === "task.cancelled" ? { error: event.message } : {}),
-          // What a waiting task asks is kept on its row for the input route, and only while it waits.
-          pendingInput: event.type === "task.needs_input" ? (PendingInput.safeParse(event.data).data ?? null) : null,
-        })
-        .where(terminal ? eq(tasks.id, taskId) : and(eq(tasks.id, taskId), notInArray(tasks.status, FINAL_TASK_STATUSES)))
-        .returning({ id: tasks.id });
-      if (updated.length > 0 || terminal) return updated.length > 0;
-      const [existing] = await handle.db.select({ id: tasks.id }).from(tasks).where(eq(tasks.id, taskId));
-      return existing !== undefined;
-    } finally {
-      this.ctx.waitUntil(handle.close().catch(() => undefined));
-    }
+  /** The task's row follows its events (src/tasks/task-row.ts); a method of its own, for tests to slow it down. */
+  private updateTaskRow(taskId: string, event: Normalized, status: TaskStatus): Promise<boolean> {
+    return updateTaskRow(this.env, (promise) => this.ctx.waitUntil(promise), taskId, event, status);
   }
+
 }
 
 function describeInvalid(error: unknown): string {
