@@ -18,6 +18,7 @@ import type { TaskEvent } from "../../src/shared/events.ts";
 import { startCaddy, type TestCaddy } from "./caddy.ts";
 import { type EngineeringStack, startEngineeringStack } from "./engineering-stack.ts";
 import { ROOT } from "./local-stack.ts";
+import { removeReleasesIn } from "./docker-engine.ts";
 import { DEPLOY_RELEASE_PORTS } from "./ports.ts";
 import { waitFor } from "./processes.ts";
 
@@ -55,19 +56,6 @@ export const versionOf = (answer: { body: string }): string | null => {
     return null;
   }
 };
-
-/**
- * Removes the release containers published on a port in `range` (they restart by themselves, so a
- * failed or killed test's releases outlive it) and the networks of their projects.
- */
-async function removeReleasesIn(docker: Docker, range: { from: number; to: number }): Promise<void> {
-  const releases = await docker.listContainers({ all: true, filters: { label: ["orchestrator.release"] } });
-  const inRange = releases.filter((c) => c.Ports.some((p) => p.PublicPort >= range.from && p.PublicPort <= range.to));
-  const projects = new Set(inRange.map((c) => c.Labels["orchestrator.project"]).filter((name): name is string => Boolean(name)));
-  for (const container of inRange) await docker.getContainer(container.Id).remove({ force: true }).catch(() => undefined);
-  const networks = await docker.listNetworks({ filters: { label: ["orchestrator.project"] } });
-  for (const network of networks.filter((n) => projects.has(n.Labels?.["orchestrator.project"] ?? ""))) await docker.getNetwork(network.Id).remove().catch(() => undefined);
-}
 
 export const listing = (events: TaskEvent[]) => events.map((e) => `${e.type} ${e.step ?? ""} ${e.message}`).join("\n");
 

@@ -169,3 +169,16 @@ function followBuild(docker: Docker, stream: NodeJS.ReadableStream): Promise<voi
 function statusCode(error: unknown): number | undefined {
   return typeof error === "object" && error !== null && "statusCode" in error && typeof error.statusCode === "number" ? error.statusCode : undefined;
 }
+
+/**
+ * Removes the release containers published on a port in `range` (they restart by themselves, so a
+ * failed or killed test's releases outlive it) and the networks of their projects.
+ */
+export async function removeReleasesIn(docker: Docker, range: { from: number; to: number }): Promise<void> {
+  const releases = await docker.listContainers({ all: true, filters: { label: ["orchestrator.release"] } });
+  const inRange = releases.filter((c) => c.Ports.some((p) => p.PublicPort >= range.from && p.PublicPort <= range.to));
+  const projects = new Set(inRange.map((c) => c.Labels["orchestrator.project"]).filter((name): name is string => Boolean(name)));
+  for (const container of inRange) await docker.getContainer(container.Id).remove({ force: true }).catch(() => undefined);
+  const networks = await docker.listNetworks({ filters: { label: ["orchestrator.project"] } });
+  for (const network of networks.filter((n) => projects.has(n.Labels?.["orchestrator.project"] ?? ""))) await docker.getNetwork(network.Id).remove().catch(() => undefined);
+}

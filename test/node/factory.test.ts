@@ -24,6 +24,7 @@ import type { TaskEvent } from "../../src/shared/events.ts";
 import { demoScenario } from "../../standins/demo-scenario.ts";
 import type { Turn } from "../../standins/model-server.ts";
 import type { SentMessage } from "../../standins/telegram-server.ts";
+import { removeReleasesIn } from "../../scripts/lib/docker-engine.ts";
 import { oneHeavyFileAtATime } from "../support/heavy-gate.ts";
 
 const run = promisify(execFile);
@@ -153,6 +154,8 @@ oneHeavyFileAtATime();
 
 beforeAll(async () => {
   docker = new Docker({ socketPath: inject("dockerSocket") });
+  // Releases a killed earlier run left on this file's ports restart with the engine: cleared first.
+  await removeReleasesIn(docker, RELEASE_PORTS);
   work = mkdtempSync(join(tmpdir(), "orchestrator-factory-"));
   // As root, Postgres runs as the `postgres` user, which must reach its data folder.
   chmodSync(work, 0o755);
