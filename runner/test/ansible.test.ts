@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { z } from "zod";
 import { AnsiblePlaybookPayload, describePayloadIssues, ProvisionPayload } from "../../src/shared/job-payloads.ts";
 import { RUNNER_ROOT } from "../src/config.ts";
-import { ansibleArgs, ansibleEnv, ansiblePlaybook, provision, runPlaybook, secretMasker, varsFileContent } from "../src/executors/ansible.ts";
+import { ansibleArgs, ansibleEnv, ansiblePlaybook, runPlaybook, secretMasker, varsFileContent } from "../src/executors/ansible.ts";
 import type { ExecutorOutcome } from "../src/executors/types.ts";
 import { recordingContext, testConfig, type RecordingContext } from "./context.ts";
 
@@ -273,7 +273,7 @@ describe("ansible.playbook", () => {
     // A symlink planted where the project's directory goes: a remove must not delete through it.
     await symlink(outside, join(root, "planted"));
     const context = recordingContext(testConfig({ deploymentsRoot: root }));
-    const outcome = await ansiblePlaybook(playbook({ playbook: "deploy_project.yml", extraVars: { project: "planted", release: "rel_planted1", action: "remove" } }), context);
+    const outcome = await ansiblePlaybook(playbook({ playbook: "deploy_project.yml", extraVars: { project: "planted", releases: ["rel_planted1"], action: "remove" } }), context);
     expect(outcome.ok).toBe(false);
     expect(outcome.message).toContain(`refusing to work through a symlink: ['${join(root, "planted")}']`);
     expect(await readdir(outside)).toEqual(["keep"]);
@@ -463,36 +463,5 @@ describe("ansible.playbook", () => {
     const outcome = await fixture("sleep.yml", context);
     expect(outcome).toEqual({ ok: false, message: "playbook sleep.yml: not started (shutdown)" });
     expect(context.lines).toEqual([]);
-  });
-});
-
-describe("provision", () => {
-  it("passes in check mode on this machine, reports what it would change, and changes nothing", async () => {
-    const wouldCreate = ["/etc/systemd/system/orchestrator-runner.service", "/etc/systemd/system/caddy.service.d/orchestrator.conf", "/var/lib/orchestrator-runner/caddy"];
-    const existedBefore = wouldCreate.filter((path) => existsSync(path));
-    const nftablesBefore = await readFile("/etc/nftables.conf", "utf8").catch(() => "");
-    const passwdBefore = await readFile("/etc/passwd", "utf8");
-
-    const context = shippedContext();
-    const outcome = await provision(ProvisionPayload.parse({ check: true }), context);
-
-    expect(outcome.ok, outcome.message).toBe(true);
-    expect(outcome.message).toMatch(/^playbook provision\.yml \(check mode\): ok=\d+ changed=[1-9]\d* failed=0 skipped=\d+$/);
-    expect(outcome.data?.check).toBe(true);
-    const tasks = tasksOf(outcome);
-    expect(tasks.filter((t) => t.status === "failed")).toEqual([]);
-    const unitExisted = existedBefore.includes("/etc/systemd/system/orchestrator-runner.service");
-    expect(tasks).toContainEqual({ play: "Provision the orchestrator runner's server", name: "Runner service unit", host: "localhost", status: unitExisted ? "ok" : "changed" });
-    expect(tasks).toContainEqual(expect.objectContaining({ name: "Firewall ruleset", status: expect.stringMatching(/^(changed|ok)$/) as string }));
-    // No systemd here: service tasks are skipped and a task says why.
-    expect(tasks).toContainEqual(expect.objectContaining({ name: "Enable and start services", status: "skipped" }));
-    expect(context.steps.map((s) => s.message)).toContainEqual(expect.stringMatching(/Say what is left to do: ok$/));
-    expect(context.lines).toContainEqual({ stream: "stdout", line: "systemd is not running here (service manager: process_api): services were not enabled or started" });
-    expect(context.steps.every((s) => s.data?.check === true)).toBe(true);
-
-    // Check mode changed nothing.
-    expect(wouldCreate.filter((path) => existsSync(path))).toEqual(existedBefore);
-    expect(await readFile("/etc/nftables.conf", "utf8").catch(() => "")).toBe(nftablesBefore);
-    expect(await readFile("/etc/passwd", "utf8")).toBe(passwdBefore);
   });
 });

@@ -95,7 +95,7 @@ export class DeployHarness {
     await telegram.start();
     const env = await startEngineeringStack({
       ...options,
-      vars: { DEPLOY_DRAIN_SECONDS: String(options.drainSeconds ?? 2), TELEGRAM_API_URL: telegram.url, RUNNER_ACK_LEASE_SECONDS: "3", ...options.vars?.(telegram) },
+      vars: { DEPLOY_DRAIN_SECONDS: String(options.drainSeconds ?? 2), DEPLOY_HEALTH_SECONDS: "8", TELEGRAM_API_URL: telegram.url, RUNNER_ACK_LEASE_SECONDS: "3", ...options.vars?.(telegram) },
       runner: {
         releasePorts,
         deploymentsRoot: join(work, "deployments"),

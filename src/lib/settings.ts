@@ -18,6 +18,8 @@ const Settings = z.object({
   JOB_WAIT_SLICE_SECONDS: z.preprocess(unsetIfEmpty, seconds(30)),
   /** After a release takes over the route, the previous one keeps running this long for requests in flight. */
   DEPLOY_DRAIN_SECONDS: z.preprocess(unsetIfEmpty, seconds(10)),
+  /** How long a new release has to answer its health check on its own port before it is called unhealthy (a check every 500 ms, at most 1,000 checks). */
+  DEPLOY_HEALTH_SECONDS: z.preprocess(unsetIfEmpty, z.coerce.number().int().positive().max(500).default(15)),
   /** The most one Developer round's model credential may spend, in USD. */
   DEVELOPER_ROUND_BUDGET_USD: z.preprocess(unsetIfEmpty, z.coerce.number().positive().default(5)),
   /** How long a deploy waits for missing user secrets before it fails. */

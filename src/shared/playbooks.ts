@@ -57,7 +57,8 @@ export const DeployProjectVars = z.discriminatedUnion("action", [
   }),
   z.strictObject({ ...ReleaseBase, action: z.literal("start"), port: Port, container_port: Port.default(8000), memory_mb: z.number().int().min(32).max(65_536).default(512) }),
   z.strictObject({ ...ReleaseBase, action: z.literal("stop") }),
-  z.strictObject({ ...ReleaseBase, action: z.literal("remove") }),
+  /** Undeploy: every listed release of the project, in one run (containers, images, files), then the project's network. */
+  z.strictObject({ project: ProjectDir, action: z.literal("remove"), releases: z.array(ReleaseId).min(1).max(500) }),
 ]);
 export type DeployProjectVars = z.input<typeof DeployProjectVars>;
 

@@ -368,11 +368,13 @@ class DeployRun extends PipelineRun<DeployParams> {
 
   private async goLive(facts: Facts, release: Release): Promise<void> {
     await this.say("health started", { type: "step.started", step: "health", message: `Health: checking the new release on 127.0.0.1:${release.port}${facts.project.healthPath} before it gets traffic` });
+    // Every 500 ms for DEPLOY_HEALTH_SECONDS: the time a release has to come up.
+    const healthSeconds = settings(this.env).DEPLOY_HEALTH_SECONDS;
     const direct = await runJob(this.jobs, "health direct", {
       type: "health.check",
-      payload: { domain: facts.domain, upstreamPort: release.port, path: facts.project.healthPath, attempts: 30, intervalMs: 500 },
+      payload: { domain: facts.domain, upstreamPort: release.port, path: facts.project.healthPath, attempts: healthSeconds * 2, intervalMs: 500, timeoutSeconds: healthSeconds + 45 },
       ttlSeconds: 300,
-      timeoutSeconds: 60,
+      timeoutSeconds: healthSeconds + 45,
     });
     if (!direct.outcome?.ok) {
       const evidence = await this.stopRelease(facts, release, "unhealthy", healthEvidence(direct));
@@ -496,14 +498,15 @@ class DeployRun extends PipelineRun<DeployParams> {
         return [...new Set(rows.map(releaseOf))];
       }),
     );
-    for (const release of releases) {
-      const job = await runJob(this.jobs, `remove ${release}`, {
+    if (releases.length) {
+      // One run for them all: a playbook run costs seconds of CPU on a small server, however little it does.
+      const job = await runJob(this.jobs, "remove releases", {
         type: "ansible.playbook",
-        payload: { playbook: "deploy_project.yml", extraVars: { project: facts.project.name, release, action: "remove" } satisfies DeployProjectVars },
+        payload: { playbook: "deploy_project.yml", extraVars: { project: facts.project.name, releases, action: "remove" } satisfies DeployProjectVars },
         ttlSeconds: 600,
         timeoutSeconds: 300,
       });
-      if (!job.outcome?.ok) throw new PipelineFailure(`Undeploy: release ${release} could not be removed: ${job.outcome?.message ?? job.state}`);
+      if (!job.outcome?.ok) throw new PipelineFailure(`Undeploy: the releases ${releases.join(", ")} could not be removed: ${job.outcome?.message ?? job.state}`);
     }
     const freed = await this.jsonStep("forget releases", API_STEP, Names, () =>
       withDb(this.env, async (db) => {

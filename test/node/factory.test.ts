@@ -1,14 +1,15 @@
 /**
  * The whole factory end to end, started as `npm run dev` starts it (scripts/lib/factory.ts: embedded
  * Postgres, wrangler dev, the stand-ins, a local runner with Docker, Ansible, compose and Caddy), on
- * ports and a state folder of its own. A person writes to the Product Owner's bot in the Telegram
- * stand-in, as in Telegram: "Build me a service that says hello at /hello", confirms, and waits.
- * Then the same scenario with a failure injected at each stage in turn; each ends as a person would
- * expect, and nothing is lost or done twice (containers, commits, releases, chat messages are counted).
+ * ports and a state folder of its own. First `npm run demo` against it: "Build me a service that says
+ * hello at /hello" in the web console's chat, a confirmation, and a live URL. Then a person writes to
+ * the Product Owner's bot in the Telegram stand-in, as in Telegram, with a failure injected at each
+ * stage; each ends as a person would expect, and nothing is lost or done twice (containers, commits,
+ * releases, chat messages are counted).
  */
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -57,9 +58,11 @@ const model = () => {
 };
 
 const person = (id: number) => ({ id, is_bot: false, first_name: `Person ${id}` });
-async function send(chatId: number, text: string): Promise<void> {
+/** Sends a message as the person; resolves with its message id. */
+async function send(chatId: number, text: string): Promise<number> {
   const update = { update_id: ++updateId, message: { message_id: ++messageId, date: Math.floor(Date.now() / 1000), chat: { id: chatId, type: "private", first_name: "P" }, from: person(chatId), text } };
   expect(await telegram().deliverUpdate(token, update)).toBe(200);
+  return update.message.message_id;
 }
 const sentTo = (chatId: number) => telegram().messages.filter((m) => m.chatId === chatId);
 const chatLog = (chatId: number) => JSON.stringify(sentTo(chatId).map((m) => m.text), null, 1);
@@ -170,7 +173,7 @@ beforeAll(async () => {
     standinPorts: { model: 0, github: 0, telegram: 0 },
     handle: HANDLE,
     releasePorts: RELEASE_PORTS,
-    vars: { DEPLOY_DRAIN_SECONDS: "1", JOB_WAIT_SLICE_SECONDS: "1", RUNNER_ACK_LEASE_SECONDS: "3", LOG_LEVEL: "info" },
+    vars: { DEPLOY_DRAIN_SECONDS: "1", DEPLOY_HEALTH_SECONDS: "8", JOB_WAIT_SLICE_SECONDS: "1", RUNNER_ACK_LEASE_SECONDS: "3", LOG_LEVEL: "info" },
     echo: false,
     say: (line) => lines.push(line),
   });
@@ -198,18 +201,30 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true });
 }, 120_000);
 
-let happy = { chatId: 0, name: "", commits: 0 };
+let happy = { name: "", commits: 0 };
 
 describe("the factory, from one chat message to a live URL", () => {
-  it("builds, tests and deploys 'a service that says hello at /hello' from one message and one confirmation", async () => {
-    script();
-    const chatId = nextChat++;
-    const name = await ask(chatId, "Build me a service that says hello at /hello");
+  it("npm run demo: builds, tests and deploys 'a service that says hello at /hello' from one message and one confirmation, and ends with its URL and answer", async () => {
+    const demo = spawnCollecting(process.execPath, [join(ROOT, "scripts", "demo.ts")], {
+      cwd: ROOT,
+      env: { ...process.env, PORT: new URL(factory.url).port, DEV_STATE_DIR: join(work, "state"), DEV_VARS_FILE: join(work, "dev.vars"), DEV_CADDY_PORT: new URL(factory.caddyUrl ?? "").port, NO_COLOR: "1" },
+    });
+    expect(await demo.exited, demo.output()).toBe(0);
+    const output = demo.output();
+    const name = /🚀 (\S+) is live at/.exec(output)?.[1] ?? "";
+    built.add(name);
     expect(name).toBe("service-hello");
-    happy = { chatId, name, commits: 0 };
-    const built = await replyMatching(chatId, /^✅ service-hello: the tests pass at ([0-9a-f]{12})/);
-    expect(built.text).toContain("Deploying it now, as you asked.");
-    await expectLive(chatId, name);
+    happy = { name, commits: 0 };
+    expect(output).toContain(`using the factory npm run dev runs on ${factory.url}`);
+    expect(output).toContain("the model is the SCRIPTED stand-in");
+    expect(output).toMatch(/\[demo\] the web console, signed in as you: http:\/\/127\.0\.0\.1:\d+\/chat\?token=/);
+    expect(output).toMatch(/\[demo\] live task view: http:\/\/127\.0\.0\.1:\d+\/tasks\/eng_/);
+    expect(output).toMatch(/\[demo\] live task view: http:\/\/127\.0\.0\.1:\d+\/tasks\/dep_/);
+    expect(output).toContain(`[demo] http://${name}.localhost:${new URL(factory.caddyUrl ?? "").port}/hello answered 200: {"message": "hello"}`);
+    expect(await visit(name, "/hello")).toMatchObject({ status: 200 });
+    const built12 = new RegExp(`✅ ${name}: the tests pass at ([0-9a-f]{12})`).exec(output)?.[1];
+    expect(built12, output).toBeTruthy();
+    expect(output).toContain("Deploying it now, as you asked.");
 
     // The repository holds the tested commit on main.
     const row = await project(name);
@@ -220,7 +235,7 @@ describe("the factory, from one chat message to a live URL", () => {
     expect(release?.status).toBe("completed");
     const buildEvents = await events(build?.id ?? "");
     const sha = (buildEvents.at(-1)?.data as { sha?: string } | undefined)?.sha ?? "";
-    expect(sha.slice(0, 12)).toBe(/tests pass at ([0-9a-f]{12})/.exec(built.text)?.[1]);
+    expect(sha.slice(0, 12)).toBe(built12);
     expect(await head(name)).toBe(sha);
     happy.commits = await commits(name);
     // The task streams hold the whole story, from task.started to task.completed.
@@ -242,8 +257,8 @@ describe("the factory, from one chat message to a live URL", () => {
     // Once each: one release live, one container, one build message, one live message.
     expect((await deployments(row.id)).map((d) => d.status)).toEqual(["active"]);
     expect((await containers(name)).filter((c) => c.State === "running")).toHaveLength(1);
-    expect(count(chatId, /^✅/)).toBe(1);
-    expect(count(chatId, /🚀/)).toBe(1);
+    expect(output.split("\n").filter((line) => line.includes(`✅ ${name}: the tests pass`))).toHaveLength(1);
+    expect(output.split("\n").filter((line) => line.includes(`🚀 ${name} is live`))).toHaveLength(1);
   }, 400_000);
 });
 
@@ -251,8 +266,15 @@ describe("the factory, from one chat message to a live URL", () => {
 const HEALTH = 'def health(_handler):\n    return 200, {"ok": True}\n';
 const ROUTES = '    ("GET", "/healthz"): health,\n';
 
+/**
+ * Each case below is a whole chat → build → test → deploy (about a minute here), so failures at
+ * different stages share a run where one does not hide the other: the build's failure and the
+ * deploy's question; the control plane's restart mid-build and the runner's mid-deploy.
+ */
 describe("the same scenario with a failure injected at each stage", () => {
-  it("a failing test: the Developer fixes it in round two", async () => {
+  let keyed = { chatId: 0, name: "" };
+
+  it("a failing test, then a missing user secret: the Developer fixes it in round two, the deploy asks for the key in the chat and goes on once it is given", async () => {
     const fixing = { tools: true, lastRole: "tool", anyMessage: "The tests failed in the previous round" } as const;
     script([
       {
@@ -270,42 +292,51 @@ describe("the same scenario with a failure injected at each stage", () => {
       { name: "round 2: done", match: fixing, reply: { content: "[scripted model] Fixed the greeting's typo." } },
     ]);
     const chatId = nextChat++;
-    const name = await ask(chatId, "Build me a greeting service that says hello at /hello");
+    const value = `gk-${randomBytes(12).toString("hex")}`;
+    const name = await ask(chatId, "Build me a keyed greeting service that says hello at /hello using my GREETING_API_KEY");
+    keyed = { chatId, name };
+
+    // The build: round one's test fails, round two fixes it.
     const built = await replyMatching(chatId, new RegExp(`^✅ ${name}: the tests pass at [0-9a-f]{12} after 2 rounds`));
+    expect(built.text).toContain("Deploying it now");
     expect(model().remaining()).toEqual([]);
-    await expectLive(chatId, name);
     const build = (await tasksOf((await project(name)).id)).find((task) => task.type === "engineering");
     const stream = await events(build?.id ?? "");
     expect(stream.some((e) => e.step === "tester" && /1 failed/.test(e.message))).toBe(true);
     // Round one's commit and round two's, on top of the scaffold: one more than the happy path.
     expect(await commits(name)).toBe(happy.commits + 1);
-    expect(count(chatId, /^✅/)).toBe(1);
-    expect(count(chatId, /🚀/)).toBe(1);
-    expect(built.text).toContain("Deploying it now");
-  }, 400_000);
 
-  it("a missing user secret: the deploy asks for it in the chat, and goes on once it is given", async () => {
-    script();
-    const chatId = nextChat++;
-    const value = `gk-${randomBytes(12).toString("hex")}`;
-    const name = await ask(chatId, "Build me a keyed service that says hello at /hello using my GREETING_API_KEY");
+    // The deploy: asks for the key, takes it from the chat and deletes the person's message.
     await replyMatching(chatId, new RegExp(`needs GREETING_API_KEY`));
-    await send(chatId, value);
+    const secretMessage = await send(chatId, value);
     await replyMatching(chatId, /Saved GREETING_API_KEY/);
+    expect(telegram().deletedUserMessages.some((d) => d.chatId === chatId && d.messageId === secretMessage)).toBe(true);
     await expectLive(chatId, name);
     const [container] = (await containers(name)).filter((c) => c.State === "running");
     expect((await docker.getContainer(container?.Id ?? "").inspect()).Config.Env).toContain(`GREETING_API_KEY=${value}`);
-    // Asked once, told once; the value is in no message the bot sent and no task event.
+    // Asked once, told once.
     expect(count(chatId, /needs GREETING_API_KEY/)).toBe(1);
+    expect(count(chatId, /^✅/)).toBe(1);
     expect(count(chatId, /🚀/)).toBe(1);
-    expect(telegram().messages.some((m) => m.text.includes(value))).toBe(false);
-    for (const task of await tasksOf((await project(name)).id)) expect(JSON.stringify(await events(task.id))).not.toContain(value);
     expect((await deployments((await project(name)).id)).map((d) => d.status)).toEqual(["active"]);
-  }, 400_000);
+
+    // The value is nowhere else: not in a message sent, a model request, a task event, the outbox,
+    // wrangler's or the runner's output, or the Durable Objects' storage.
+    expect(telegram().messages.some((m) => m.text.includes(value))).toBe(false);
+    expect(model().requests.some((r) => JSON.stringify(r.body).includes(value))).toBe(false);
+    for (const task of await tasksOf((await project(name)).id)) expect(JSON.stringify(await events(task.id))).not.toContain(value);
+    expect(JSON.stringify((await factory.api("/api/telegram/outbox?limit=500")).body)).not.toContain(value);
+    expect(factory.wrangler.output()).not.toContain(value);
+    expect(factory.runner?.output()).not.toContain(value);
+    const workerState = join(work, "state", "wrangler");
+    // The SQLite files are there to search (the check is not vacuous), and none holds it.
+    expect(filesContaining(workerState, "").some((path) => /\.sqlite$/.test(path))).toBe(true);
+    expect(filesContaining(workerState, value)).toEqual([]);
+  }, 500_000);
 
   it("an unhealthy release: turned away, while the previous one keeps serving", async () => {
-    expect(happy.name, "the happy path ran first").toBeTruthy();
-    const { chatId, name } = happy;
+    expect(keyed.name, "the case before ran first").toBeTruthy();
+    const { chatId, name } = keyed;
     // A commit whose health check fails, pushed to main as a person might.
     const checkout = join(work, `${name}-broken`);
     const auth = Buffer.from(`x-access-token:${github().issueToken()}`).toString("base64");
@@ -331,81 +362,60 @@ describe("the same scenario with a failure injected at each stage", () => {
     expect(count(chatId, /^❌/)).toBe(1);
   }, 400_000);
 
-  it("the runner killed and restarted mid-deploy: the deploy finishes once", async () => {
+  it("wrangler dev restarted mid-engineering, then the runner killed and restarted mid-deploy: the build and its deploy finish once", async () => {
     script();
     const runner = factory.runner;
     if (!runner) throw new Error("no runner");
     const chatId = nextChat++;
     const name = await ask(chatId, "Build me a sturdy service that says hello at /hello");
-    await replyMatching(chatId, new RegExp(`Deploying ${name} has started`));
-    // Killed while it runs the release playbook: no goodbye, no result sent.
-    await waitFor(
-      async () => ((await factory.api<{ jobs: { type: string }[] }>(`/api/servers/${HANDLE}/jobs?state=running`)).body.jobs.some((job) => job.type === "ansible.playbook") ? true : undefined),
-      120_000,
-      () => "the release playbook never ran",
-    );
-    await runner.kill();
-    await new Promise((resolve) => setTimeout(resolve, 2000));
-    await runner.start();
-    await expectLive(chatId, name);
-    // The interrupted release playbook was queued once more (the runner never runs a job twice itself).
-    const deploy = (await tasksOf((await project(name)).id)).find((task) => task.type === "deploy");
-    expect((await events(deploy?.id ?? "")).filter((e) => /running the release again/.test(e.message))).toHaveLength(1);
-    const history = await deployments((await project(name)).id);
-    expect(history.map((d) => d.status)).toEqual(["active"]);
-    expect((await containers(name)).filter((c) => c.State === "running")).toHaveLength(1);
-    expect(count(chatId, /🚀/)).toBe(1);
-    expect(count(chatId, /^❌/)).toBe(0);
-  }, 400_000);
-
-  it("wrangler dev restarted mid-engineering: the build and its deploy finish once", async () => {
-    script();
-    const chatId = nextChat++;
-    const name = await ask(chatId, "Build me a patient service that says hello at /hello");
     const started = await replyMatching(chatId, new RegExp(`Building ${name} has started \\(task (eng_[A-Za-z0-9]+)\\)`));
     const taskId = /task (eng_[A-Za-z0-9]+)/.exec(started.text)?.[1] ?? "";
     await waitFor(async () => ((await events(taskId)).some((e) => e.step === "developer") ? true : undefined), 120_000, () => "the Developer never started");
     // Restarted while the Developer's job runs: its report wakes the workflow when it arrives. (Locally,
     // a workflow stopped inside a step's own code is not resumed by the next wrangler dev; Cloudflare's
-    // runtime resumes it, and the hub's wake-up is what this case is about.)
-    await waitFor(
-      async () => ((await factory.api<{ jobs: { type: string }[] }>(`/api/servers/${HANDLE}/jobs?state=running`)).body.jobs.some((job) => job.type === "docker.run") ? true : undefined),
-      120_000,
-      () => "the Developer's job never ran",
-    );
+    // runtime resumes it, and the hub's wake-up is what this is about.)
+    await waitFor(() => runningJob("docker.run"), 120_000, () => "the Developer's job never ran");
     await factory.wrangler.stop();
     await factory.wrangler.start();
     await replyMatching(chatId, new RegExp(`^✅ ${name}: the tests pass`));
+
+    // The runner killed while it runs the release playbook: no goodbye, no result sent.
+    await replyMatching(chatId, new RegExp(`Deploying ${name} has started`));
+    await waitFor(() => runningJob("ansible.playbook"), 120_000, () => "the release playbook never ran");
+    await runner.kill();
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    await runner.start();
     await expectLive(chatId, name);
+
+    // The build: the same commits as the happy path, one start and one end.
     expect(await commits(name)).toBe(happy.commits);
+    const stream = await events(taskId);
+    expect(stream.filter((e) => e.type === "task.started")).toHaveLength(1);
+    expect(stream.filter((e) => e.type === "task.completed")).toHaveLength(1);
+    // The deploy: the interrupted release playbook was queued once more (the runner never runs a job twice itself).
+    const deploy = (await tasksOf((await project(name)).id)).find((task) => task.type === "deploy");
+    expect((await events(deploy?.id ?? "")).filter((e) => /running the release again/.test(e.message))).toHaveLength(1);
     expect((await deployments((await project(name)).id)).map((d) => d.status)).toEqual(["active"]);
     expect((await containers(name)).filter((c) => c.State === "running")).toHaveLength(1);
     expect(count(chatId, /^✅/)).toBe(1);
     expect(count(chatId, /🚀/)).toBe(1);
-    const stream = await events(taskId);
-    expect(stream.filter((e) => e.type === "task.started")).toHaveLength(1);
-    expect(stream.filter((e) => e.type === "task.completed")).toHaveLength(1);
-  }, 400_000);
+    expect(count(chatId, /^❌/)).toBe(0);
+  }, 500_000);
 });
 
-describe("npm run demo", () => {
-  it("plays the scenario against the running factory, and ends with the project's URL and its answer", async () => {
-    const demo = spawnCollecting(process.execPath, [join(ROOT, "scripts", "demo.ts")], {
-      cwd: ROOT,
-      env: { ...process.env, PORT: new URL(factory.url).port, DEV_STATE_DIR: join(work, "state"), DEV_VARS_FILE: join(work, "dev.vars"), DEV_CADDY_PORT: new URL(factory.caddyUrl ?? "").port, NO_COLOR: "1" },
-    });
-    expect(await demo.exited, demo.output()).toBe(0);
-    const output = demo.output();
-    const name = /🚀 (\S+) is live at/.exec(output)?.[1] ?? "";
-    built.add(name);
-    expect(output).toContain(`using the factory npm run dev runs on ${factory.url}`);
-    expect(output).toContain("the model is the SCRIPTED stand-in");
-    expect(output).toMatch(/\[demo\] the web console, signed in as you: http:\/\/127\.0\.0\.1:\d+\/chat\?token=/);
-    expect(output).toMatch(/\[demo\] live task view: http:\/\/127\.0\.0\.1:\d+\/tasks\/eng_/);
-    expect(output).toMatch(/\[demo\] live task view: http:\/\/127\.0\.0\.1:\d+\/tasks\/dep_/);
-    // The name was taken by the first test's project: the Product Owner chose another.
-    expect(name).toMatch(/^service-hello-\d+$/);
-    expect(output).toContain(`[demo] http://${name}.localhost:${new URL(factory.caddyUrl ?? "").port}/hello answered 200: {"message": "hello"}`);
-    expect(await visit(name, "/hello")).toMatchObject({ status: 200 });
-  }, 300_000);
-});
+/** Whether the factory's runner is running a job of this type now. */
+async function runningJob(type: string): Promise<true | undefined> {
+  const { body } = await factory.api<{ jobs: { type: string }[] }>(`/api/servers/${HANDLE}/jobs?state=running`);
+  return body.jobs.some((job) => job.type === type) ? true : undefined;
+}
+
+/** The files under `dir` whose bytes contain `needle`. */
+function filesContaining(dir: string, needle: string): string[] {
+  const found: string[] = [];
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) found.push(...filesContaining(path, needle));
+    else if (readFileSync(path).includes(needle)) found.push(path);
+  }
+  return found;
+}

@@ -4,7 +4,7 @@
  * on the test run's shared wrangler dev; its servers' handles are its own.
  */
 import { randomBytes } from "node:crypto";
-import { readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { TEST_RELEASE_PORTS } from "../../scripts/lib/ports.ts";
@@ -355,7 +355,11 @@ describe("redelivery", () => {
 });
 
 describe("provisioning a server (workflow)", () => {
-  it("runs provision.yml in check mode and facts.yml through the runner, woken by the hub, and completes the task, its jobs' spans children of the request's", async () => {
+  it("runs provision.yml in check mode and facts.yml through the runner, woken by the hub, and completes the task, its jobs' spans children of the request's; check mode changes nothing on this machine", async () => {
+    const wouldCreate = ["/etc/systemd/system/orchestrator-runner.service", "/etc/systemd/system/caddy.service.d/orchestrator.conf", "/var/lib/orchestrator-runner/caddy"];
+    const existedBefore = wouldCreate.filter((path) => existsSync(path));
+    const nftablesBefore = readIfThere("/etc/nftables.conf");
+    const passwdBefore = readFileSync("/etc/passwd", "utf8");
     // The request carries a trace: the runner's job spans reach the OTLP receiver as its children.
     const traceId = randomBytes(16).toString("hex");
     const spanId = randomBytes(8).toString("hex");
@@ -383,7 +387,19 @@ describe("provisioning a server (workflow)", () => {
     expect(last?.data).toMatchObject({ facts: { os: expect.stringContaining("Debian") as unknown } });
     const completed = list.filter((e) => e.type === "step.completed").map((e) => `${e.step}:${String(e.data?.ok)}`);
     expect(completed).toEqual(["provision:true", "ansible.playbook:true"]);
-    expect(list.some((e) => e.type === "step.progress" && e.message.includes("Runner service unit"))).toBe(true);
+    // What it would change, task by task; no systemd here, so the services' task is skipped, and a line says why.
+    const unitExisted = existedBefore.includes("/etc/systemd/system/orchestrator-runner.service");
+    const progress = list.filter((e) => e.type === "step.progress").map((e) => e.message);
+    expect(progress).toContainEqual(`Provision the orchestrator runner's server / Runner service unit: ${unitExisted ? "ok" : "changed"}`);
+    expect(progress).toContainEqual(expect.stringMatching(/ \/ Firewall ruleset: (changed|ok)/));
+    expect(progress).toContainEqual(expect.stringMatching(/ \/ Enable and start services: skipped/));
+    expect(progress.filter((message) => / \/ [^:]+: failed/.test(message))).toEqual([]);
+    expect(list.some((e) => e.type === "log" && e.message.includes("systemd is not running here (service manager: process_api): services were not enabled or started"))).toBe(true);
+    expect(list.find((e) => e.type === "step.completed" && e.step === "provision")?.message).toMatch(/playbook provision\.yml \(check mode\): ok=\d+ changed=[1-9]\d* failed=0 skipped=\d+/);
+    // Check mode changed nothing.
+    expect(wouldCreate.filter((path) => existsSync(path))).toEqual(existedBefore);
+    expect(readIfThere("/etc/nftables.conf")).toBe(nftablesBefore);
+    expect(readFileSync("/etc/passwd", "utf8")).toBe(passwdBefore);
     const task = await stack.api<{ task: { status: string } }>(`/api/tasks/${taskId}`);
     expect(task.body.task.status).toBe("completed");
 
@@ -459,4 +475,8 @@ async function dockerEvents(since: number, jobId: string, action: string): Promi
   let text = "";
   for await (const chunk of stream) text += String(chunk);
   return text.split("\n").filter((line) => line.trim()).length;
+}
+
+function readIfThere(path: string): string {
+  return existsSync(path) ? readFileSync(path, "utf8") : "";
 }
