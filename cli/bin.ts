@@ -8,7 +8,7 @@ import { parseArgs } from "node:util";
 import { z } from "zod";
 import { HubStatus, ProjectStatus, ServerView, type TaskStatus, TaskStreamPosition, TaskView } from "../src/shared/api.ts";
 import { CHAT_TEXT_LIMIT } from "../src/shared/chat.ts";
-import { DeploymentView, HealthEvidence, SecretView } from "../src/shared/deploys.ts";
+import { DeployAfterBuild, DeploymentView, HealthEvidence, SecretView } from "../src/shared/deploys.ts";
 import { TaskEvent } from "../src/shared/events.ts";
 import { apiGet, apiPost, apiPut } from "./api.ts";
 import { chatRepl, newProduct } from "./chat.ts";
@@ -25,8 +25,9 @@ const USAGE = `Usage:
   orchestrator status [--json]                        your projects and their active tasks
   orchestrator tasks list [--type T] [--status S] [--project ID] [--limit N] [--json]
   orchestrator tasks link <task-id> [--ttl SECONDS]    print a signed link to the live task view
-  orchestrator engineering start <project> [--server HANDLE] [--follow] [--json]
-                                                      run the engineering pipeline (project id or name)
+  orchestrator engineering start <project> [--deploy] [--server HANDLE] [--follow] [--json]
+                                                      run the engineering pipeline (project id or name);
+                                                      --deploy: deploy the tested commit once the tests pass
   orchestrator engineering status <task-id> [--follow] [--json]
   orchestrator tasks answer <task-id> continue [--rounds N] | stop [--reason TEXT]
                                                       answer a task that waits for a decision
@@ -119,7 +120,16 @@ async function follow(config: ReturnType<typeof loadConfig>, taskId: string, jso
     },
     onReconnect: (lastSeq, reason) => process.stderr.write(`… connection lost (${reason}); resuming after event #${lastSeq}\n`),
   });
-  return terminal.type === "task.completed" ? 0 : 1;
+  if (terminal.type !== "task.completed") return 1;
+  // A build asked to deploy (`--deploy`) ends naming its deploy's task: followed in turn.
+  const deploy = DeployAfterBuild.safeParse(terminal.data?.deploy);
+  if (!deploy.success) return 0;
+  if (!deploy.data.taskId) {
+    process.stderr.write(`${deploy.data.message}\n`);
+    return 1;
+  }
+  process.stderr.write(`following the deploy ${deploy.data.taskId}\n`);
+  return follow(config, deploy.data.taskId, json);
 }
 
 /** A project's id from its id or name. */
@@ -132,7 +142,7 @@ async function projectIdOf(config: ReturnType<typeof loadConfig>, project: strin
 }
 
 /** Starts a pipeline on a project (POST /api/projects/:id/<action>), then follows it or says how to. */
-async function startOnProject(kind: "engineering" | "deploy", action: string, args: string[], options: Record<string, { type: "string" }>, body: (values: Record<string, string | boolean | undefined>) => Record<string, unknown>): Promise<number> {
+async function startOnProject(kind: "engineering" | "deploy", action: string, args: string[], options: Record<string, { type: "string" | "boolean" }>, body: (values: Record<string, string | boolean | undefined>) => Record<string, unknown>): Promise<number> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { ...options, follow: { type: "boolean" }, json: { type: "boolean" } } });
   const [project] = positionals;
   if (!project) usage(`${kind} ${action === "engineering" ? "start" : action} needs a project (its id or name)`);
@@ -147,7 +157,8 @@ async function startOnProject(kind: "engineering" | "deploy", action: string, ar
   return follow(config, task.id, Boolean(values.json));
 }
 
-const engineeringStart = (args: string[]) => startOnProject("engineering", "engineering", args, { server: { type: "string" } }, (v) => (v.server ? { server: v.server } : {}));
+const engineeringStart = (args: string[]) =>
+  startOnProject("engineering", "engineering", args, { server: { type: "string" }, deploy: { type: "boolean" } }, (v) => ({ ...(v.server ? { server: v.server } : {}), ...(v.deploy ? { deploy: true } : {}) }));
 const deployStart = (args: string[]) =>
   startOnProject("deploy", "deploy", args, { ref: { type: "string" }, server: { type: "string" } }, (v) => ({ ...(v.ref ? { ref: v.ref } : {}), ...(v.server ? { server: v.server } : {}) }));
 const deployRollback = (args: string[]) => startOnProject("deploy", "rollback", args, { to: { type: "string" } }, (v) => (v.to ? { deploymentId: v.to } : {}));

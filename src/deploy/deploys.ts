@@ -156,7 +156,7 @@ export async function startDeployTask(
   env: Env,
   principal: Principal,
   projectId: string,
-  request: { mode: "deploy"; ref?: string; server?: string } | { mode: "rollback"; deploymentId?: string } | { mode: "undeploy" },
+  request: { mode: "deploy"; ref?: string; server?: string; after?: string } | { mode: "rollback"; deploymentId?: string } | { mode: "undeploy" },
   traceparent?: string,
 ): Promise<Task> {
   const [project] = await db.select().from(projects).where(and(eq(projects.id, projectId), projectVisibleTo(principal)));
@@ -188,7 +188,7 @@ export async function startDeployTask(
 
   let task: Task;
   try {
-    task = await createTask(db, { type: "deploy", projectId: project.id, callerId: principal.userId ?? "", input: { mode: request.mode, server: server.handle, ...(request.mode === "deploy" && request.ref ? { ref: request.ref } : {}), ...(target ? { deploymentId: target.id } : {}) } });
+    task = await createTask(db, { type: "deploy", projectId: project.id, callerId: principal.userId ?? "", input: { mode: request.mode, server: server.handle, ...(request.mode === "deploy" && request.ref ? { ref: request.ref } : {}), ...(request.mode === "deploy" && request.after ? { after: request.after } : {}), ...(target ? { deploymentId: target.id } : {}) } });
   } catch (error) {
     if (isUniqueViolation(error)) throw new AppError("conflict", `Project ${project.name} already has a deploy in progress`);
     throw error;
@@ -210,6 +210,12 @@ export async function startDeployTask(
     await appendTaskEvent(env, task.id, { type: "task.failed", message: "the deploy workflow could not be started" }).catch(() => undefined);
     throw error;
   }
+  return task;
+}
+
+/** The deploy an engineering task started once its tests passed (`after`), if it did: a retried step finds it. */
+export async function deployStartedAfter(db: Db, engineeringTaskId: string): Promise<Task | undefined> {
+  const [task] = await db.select().from(tasks).where(and(eq(tasks.type, "deploy"), sql`${tasks.input}->>'after' = ${engineeringTaskId}`)).limit(1);
   return task;
 }
 
@@ -262,9 +268,8 @@ export async function settleStoppedDeploy(env: Env, db: Db, task: Pick<Task, "id
     .where(and(eq(deployments.taskId, task.id), inArray(deployments.status, ["pending", "deploying", "active"])));
   for (const { deployment, server } of releases) {
     const hub = getRunnerHub(env, server.handle);
-    const identity = hubIdentity(server);
-    const runJob = async (input: Parameters<typeof hub.enqueue>[1]) => {
-      const queued = await hub.enqueue(identity, input);
+    const runJob = async (input: Parameters<typeof hub.submit>[0]) => {
+      const queued = await hub.submit(input);
       return queued.ok ? await hub.wait(queued.job.id, SETTLE_JOB_WAIT_MS) : null;
     };
     const [service] = await db.select().from(serviceDeployments).where(eq(serviceDeployments.projectId, task.projectId));

@@ -60,7 +60,7 @@ export class ProductOwner extends Agent<Env> {
     this.escalation = new Escalation(this.chat, (text) => this.out.say(text));
     const recordApproval = this.escalation.recordApproval.bind(this.escalation);
     this.questions = new Questions(this.chat, { out: this.out, recordApproval, started: (...args) => this.followed.started(...args) });
-    this.followed = new FollowedTasks(this.chat, { out: this.out, recordApproval, runConfirmed: (...args) => this.questions.runConfirmed(...args), onTaskEvent: (event) => this.onTaskEvent(event) });
+    this.followed = new FollowedTasks(this.chat, { out: this.out, recordApproval, onTaskEvent: (event) => this.onTaskEvent(event) });
   }
 
   // The SDK's own frames (state, identity, MCP) are not part of this chat's protocol.

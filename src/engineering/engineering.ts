@@ -9,6 +9,7 @@ import { projects, servers, tasks } from "../db/schema.ts";
 import { getRunnerHub } from "../runner-hub/client.ts";
 import { AppError, notFound } from "../lib/app-error.ts";
 import type { Principal } from "../lib/context.ts";
+import { type Caller, callerOf } from "../platform/auth.ts";
 import type { PipelineParams } from "../pipeline/pipeline-run.ts";
 import { placeProject } from "../deploy/deploys.ts";
 import { githubAppConfig } from "../projects/github.ts";
@@ -19,7 +20,10 @@ import { hubIdentity, loadServer } from "../runner-hub/servers.ts";
 import { appendTaskEvent, createTask, type Task } from "../tasks/tasks.ts";
 
 /** What an EngineeringWorkflow run is started with (startEngineering). */
-export type EngineeringParams = PipelineParams;
+export interface EngineeringParams extends PipelineParams {
+  /** Deploy the tested commit once the tests pass, acting as this caller (looked up again then). */
+  deployAs?: Caller;
+}
 
 const ACTIVE: Task["status"][] = ["queued", "running", "needs_input"];
 
@@ -43,7 +47,7 @@ export async function startEngineering(
   env: Env,
   principal: Principal,
   projectId: string,
-  options: { server?: string; traceparent?: string },
+  options: { server?: string; deploy?: boolean; traceparent?: string },
 ): Promise<Task> {
   const [project] = await db.select().from(projects).where(and(eq(projects.id, projectId), projectVisibleTo(principal)));
   if (!project) notFound("Project");
@@ -63,7 +67,7 @@ export async function startEngineering(
 
   let task: Task;
   try {
-    task = await createTask(db, { type: "engineering", projectId: project.id, callerId: principal.userId ?? "", input: { server: server.handle } });
+    task = await createTask(db, { type: "engineering", projectId: project.id, callerId: principal.userId ?? "", input: { server: server.handle, ...(options.deploy ? { deploy: true } : {}) } });
   } catch (error) {
     // Two starts at once: the index tasks_one_active_engineering lets one through.
     if (isUniqueViolation(error)) throw new AppError("conflict", `Project ${project.name} already has an engineering run in progress`);
@@ -71,7 +75,13 @@ export async function startEngineering(
   }
   try {
     await getRunnerHub(env, server.handle).setIdentity(hubIdentity(server));
-    const params: EngineeringParams = { taskId: task.id, projectId: project.id, handle: server.handle, ...(options.traceparent ? { traceparent: options.traceparent } : {}) };
+    const params: EngineeringParams = {
+      taskId: task.id,
+      projectId: project.id,
+      handle: server.handle,
+      ...(options.deploy ? { deployAs: callerOf(principal) } : {}),
+      ...(options.traceparent ? { traceparent: options.traceparent } : {}),
+    };
     await env.ENGINEERING.create({ id: task.id, params });
   } catch (error) {
     // A task must not stay queued forever when its workflow never started.

@@ -89,6 +89,37 @@ export async function principalOfKeyId(db: AppEnv["Variables"]["db"], keyId: str
   return row ? principalOf(row) : null;
 }
 
+/** The key id a Telegram person acts under: they hold no API key; the bot's webhook vouches for them. */
+export const TELEGRAM_KEY_ID = "telegram";
+
+/** What a Telegram person may do: what their user row says (an admin, or a user of their own projects). */
+export function personPrincipal(user: { userId: string; isAdmin: boolean }): Principal {
+  return { userId: user.userId, keyId: TELEGRAM_KEY_ID, scopes: user.isAdmin ? ["admin", "user"] : ["user"], isAdmin: user.isAdmin };
+}
+
+/** Who started a pipeline, kept in its parameters so that what it starts later acts as them. */
+export interface Caller {
+  keyId: string;
+  userId: string | null;
+}
+
+export const callerOf = (principal: Principal): Caller => ({ keyId: principal.keyId, userId: principal.userId });
+
+/**
+ * The principal a pipeline's follow-up (a deploy after its build) acts as, looked up again when it
+ * acts: the key's, with its limits, as long as it still works; a Telegram person's, from their user
+ * row. Null when the key was revoked or expired meanwhile, or the person is gone.
+ */
+export async function principalOfCaller(db: AppEnv["Variables"]["db"], caller: Caller): Promise<Principal | null> {
+  if (caller.keyId === TELEGRAM_KEY_ID) {
+    if (!caller.userId) return null;
+    const [row] = await db.select({ id: users.id, isAdmin: users.isAdmin }).from(users).where(eq(users.id, caller.userId));
+    return row ? personPrincipal({ userId: row.id, isAdmin: row.isAdmin }) : null;
+  }
+  const principal = await principalOfKeyId(db, caller.keyId);
+  return principal && principal.userId === caller.userId ? principal : null;
+}
+
 export async function resolvePrincipal(env: Env, presented: string, db: AppEnv["Variables"]["db"]): Promise<Principal | null> {
   // The operator's own key: 160 random bits, so a rate limit adds nothing, and integrations that
   // stream task events through it need far more than 300 requests a minute.

@@ -6,9 +6,9 @@
 import type { WSMessage } from "agents";
 import type { Db } from "../db/client.ts";
 import { packSealed, sealText } from "../lib/secrets.ts";
-import { principalOfKeyId } from "../platform/auth.ts";
+import { personPrincipal, principalOfKeyId } from "../platform/auth.ts";
 import { ChatSession, ClientMessage, type ServerMessage } from "../shared/chat.ts";
-import { type TelegramFrom, telegramPrincipal, telegramUser, userById } from "./chat-users.ts";
+import { type TelegramFrom, telegramUser, userById } from "./chat-users.ts";
 import { CHAT_SESSION_HEADER } from "./client.ts";
 import type { ChatContext, Person } from "./context.ts";
 import type { ChatAddress, ChatUser } from "./conversation-store.ts";
@@ -82,7 +82,7 @@ export async function resolvePerson(chat: ChatContext, deps: { say(text: string)
     return null;
   }
   chat.store.set("user", user);
-  return { user, principal: telegramPrincipal(user) };
+  return { user, principal: personPrincipal(user) };
 }
 
 function safeJson(text: string | null): unknown {

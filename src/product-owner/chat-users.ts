@@ -48,13 +48,6 @@ export async function userById(db: Db, userId: string): Promise<ChatUser | null>
   return row ? { userId: row.id, name: row.name, isAdmin: row.isAdmin, ...(row.telegramId ? { telegramId: row.telegramId } : {}) } : null;
 }
 
-/**
- * A Telegram chat's tools act as the person behind it: their own projects, their own tasks; an admin's
- * reach when their user is one. (The web console and the CLI act with the key they signed in with.)
- */
-export function telegramPrincipal(user: ChatUser): Principal {
-  return { userId: user.userId, keyId: "telegram", scopes: user.isAdmin ? ["admin", "user"] : ["user"], isAdmin: user.isAdmin };
-}
 
 /**
  * Refuses a key the chat must not take: one of no user, a runner's (no `user` scope), or one limited to

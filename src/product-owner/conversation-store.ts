@@ -42,6 +42,15 @@ const MIGRATIONS: readonly SqlMigration[] = [
       sql.exec(`ALTER TABLE work ADD COLUMN key_id TEXT`);
     },
   },
+  {
+    // The deploy after a build is the engineering task's own now (`deploy: true`): the chat only follows it.
+    version: 4,
+    name: "the build starts its deploy",
+    up(sql) {
+      sql.exec(`ALTER TABLE work DROP COLUMN then_deploy`);
+      sql.exec(`ALTER TABLE work DROP COLUMN key_id`);
+    },
+  },
 ];
 
 /** Where this conversation's messages go. */
@@ -67,14 +76,10 @@ export interface Work {
   taskId: string;
   type: string;
   project: string;
-  /** An engineering run whose passing tests start a deploy (the person confirmed both at once). */
-  thenDeploy?: boolean;
-  /** The key of the web or CLI session that started it: the follow-up acts with that key's reach (while it works). */
-  keyId?: string;
 }
 
-type WorkRow = { task_id: string; type: string; project: string; then_deploy: number; done: number; key_id: string | null };
-const workOf = (row: WorkRow): Work => ({ taskId: row.task_id, type: row.type, project: row.project, ...(row.then_deploy ? { thenDeploy: true } : {}), ...(row.key_id ? { keyId: row.key_id } : {}) });
+type WorkRow = { task_id: string; type: string; project: string; done: number };
+const workOf = (row: WorkRow): Work => ({ taskId: row.task_id, type: row.type, project: row.project });
 
 const cut = (text: string, limit: number) => (text.length > limit ? `${text.slice(0, limit)}… [cut: ${text.length - limit} more characters]` : text);
 
@@ -182,7 +187,7 @@ export class ConversationStore {
   // ---- the tasks it follows ----
 
   follow(work: Work): void {
-    this.sql.exec(`INSERT OR IGNORE INTO work (task_id, type, project, then_deploy, key_id, created_at) VALUES (?, ?, ?, ?, ?, ?)`, work.taskId, work.type, work.project, work.thenDeploy ? 1 : 0, work.keyId ?? null, new Date().toISOString());
+    this.sql.exec(`INSERT OR IGNORE INTO work (task_id, type, project, created_at) VALUES (?, ?, ?, ?)`, work.taskId, work.type, work.project, new Date().toISOString());
   }
 
   work(taskId: string): (Work & { done: boolean }) | undefined {

@@ -3,7 +3,6 @@
  * groups its intent needs chosen, and one turn of the loop (src/product-owner/loop.ts) run.
  */
 import type { Db } from "../db/client.ts";
-import type { Principal } from "../lib/context.ts";
 import { newId } from "../lib/crypto.ts";
 import { ingestConversationSummary } from "../rag/sources.ts";
 import { CAPABILITY_GROUPS } from "../shared/chat.ts";
@@ -20,7 +19,7 @@ import type { Tool } from "./tools.ts";
 export interface ConverseDeps {
   out: ChatOut;
   askToConfirm(db: Db, user: ChatUser, tool: Tool, args: unknown): Promise<void>;
-  started(tool: Tool, task: { id: string; type: string; projectId: string | null }, toolArgs: unknown, by: Principal): Promise<string>;
+  started(tool: Tool, task: { id: string; type: string; projectId: string | null }, toolArgs: unknown): Promise<string>;
   escalate(db: Db, reason: string, detail: Record<string, unknown>): Promise<void>;
 }
 
@@ -41,7 +40,7 @@ export async function converse(chat: ChatContext, deps: ConverseDeps, db: Db, pe
       append: (message) => chat.store.appendTurn(message),
       say: async (reply) => void (await deps.out.say(reply)),
       confirm: (tool, args) => deps.askToConfirm(db, user, tool, args),
-      started: async (tool, toolArgs, task) => void (await deps.started(tool, task, toolArgs, person.principal)),
+      started: async (tool, toolArgs, task) => void (await deps.started(tool, task, toolArgs)),
       escalate: (reason, detail) => deps.escalate(db, reason, detail),
       budgetWarning: async (warning) => void (await deps.out.say(`⚠️ Heads up: ${warning}.`)),
     },

@@ -1,26 +1,25 @@
 /**
  * The tasks a Product Owner conversation started and follows: the person is told each one started
- * (with its live view's link), asked what it asks, and told how it ended; a build confirmed with its
- * deploy starts the deploy; tasks whose end was missed (an outage) are caught up on.
+ * (with its live view's link), asked what it asks, and told how it ended; the deploy a build started
+ * (`deploy: true`, confirmed with the build) is followed in turn; tasks whose end was missed (an
+ * outage) are caught up on.
  */
 import { eq } from "drizzle-orm";
 import { z } from "zod";
 import type { Db } from "../db/client.ts";
 import { tasks } from "../db/schema.ts";
-import type { Principal } from "../lib/context.ts";
 import { newId } from "../lib/crypto.ts";
 import { signViewToken } from "../lib/view-token.ts";
-import { principalOfKeyId } from "../platform/auth.ts";
 import { FINAL_TASK_STATUSES } from "../shared/api.ts";
+import { DeployAfterBuild } from "../shared/deploys.ts";
 import { TaskEvent } from "../shared/events.ts";
 import { PendingInput } from "../shared/task-input.ts";
 import { getTaskStream } from "../tasks/stream-client.ts";
-import { telegramPrincipal, userById } from "./chat-users.ts";
 import type { ChatOut } from "./chat-out.ts";
-import type { ChatContext, Person } from "./context.ts";
-import type { ChatAddress, ChatUser, PendingAction, Work } from "./conversation-store.ts";
+import type { ChatContext } from "./context.ts";
+import type { ChatUser, Work } from "./conversation-store.ts";
 import { outcomeText, startedText } from "./notices.ts";
-import { type Tool, toolByName } from "./tools.ts";
+import type { Tool } from "./tools.ts";
 
 /** The live view links a chat gives out last a day: a build can take longer than the default hour. */
 const CHAT_VIEW_LINK_TTL_SECONDS = 24 * 3600;
@@ -28,8 +27,6 @@ const CHAT_VIEW_LINK_TTL_SECONDS = 24 * 3600;
 export interface FollowedTasksDeps {
   out: ChatOut;
   recordApproval(db: Db, reason: string, detail: Record<string, unknown>): Promise<string>;
-  /** Runs a confirmed tool call (answers what the person was told). */
-  runConfirmed(db: Db, person: Person, pending: Extract<PendingAction, { kind: "confirm" }>): Promise<string>;
   /** Queues a task's event, as the task's stream does. */
   onTaskEvent(event: TaskEvent): Promise<void>;
 }
@@ -43,13 +40,16 @@ export class FollowedTasks {
     this.deps = deps;
   }
 
-  async started(tool: Tool, task: { id: string; type: string; projectId: string | null }, toolArgs: unknown, by: Principal): Promise<string> {
-    const taskId = task.id;
-    const args = (toolArgs ?? {}) as { project?: string; deploy?: boolean };
-    const thenDeploy = tool.name === "start_engineering" && args.deploy === true;
-    // A web or CLI session's follow-up acts with its key's reach; Telegram's with the person's own.
-    const keyId = thenDeploy && this.chat.store.get<ChatAddress>("address")?.channel === "web" ? by.keyId : undefined;
-    const work: Work = { taskId, type: task.type, project: args.project ?? task.projectId ?? "the project", ...(thenDeploy ? { thenDeploy: true } : {}), ...(keyId ? { keyId } : {}) };
+  /** A tool started a task: followed from now on. */
+  async started(tool: Tool, task: { id: string; type: string; projectId: string | null }, toolArgs: unknown): Promise<string> {
+    const args = (toolArgs ?? {}) as { project?: string };
+    const text = await this.follow({ taskId: task.id, type: task.type, project: args.project ?? task.projectId ?? "the project" });
+    this.chat.log.info("task started from chat", { chat: this.chat.name, taskId: task.id, tool: tool.name, ...this.chat.traceFields() });
+    return text;
+  }
+
+  private async follow(work: Work): Promise<string> {
+    const { taskId } = work;
     this.chat.store.follow(work);
     const link = await this.taskLink(taskId);
     const text = startedText(work, taskId, link);
@@ -57,7 +57,6 @@ export class FollowedTasks {
     // The task's stream tells this agent what it asks and how it ends; what happened before now comes back at once.
     const seen = z.array(TaskEvent).parse(await getTaskStream(this.chat.env, taskId).watch(taskId, this.chat.name));
     for (const event of seen) await this.deps.onTaskEvent(event);
-    this.chat.log.info("task started from chat", { chat: this.chat.name, taskId, tool: tool.name, ...this.chat.traceFields() });
     return text;
   }
 
@@ -98,31 +97,9 @@ export class FollowedTasks {
     const text = outcomeText(work, event);
     await this.deps.out.say(text, { taskId: work.taskId });
     this.chat.store.appendTurn({ role: "user", content: `[Task ${work.taskId} (${work.type} of ${work.project}) ended: ${event.type}: ${event.message}]` });
-    if (work.thenDeploy && event.type === "task.completed") await this.deployAfterBuild(db, work);
-  }
-
-  /** The deploy the person confirmed with the build: started once (finishWork above told this outcome once). */
-  private async deployAfterBuild(db: Db, work: Work): Promise<void> {
-    const tool = toolByName("deploy_project");
-    const person = await this.followUpPerson(db, work);
-    if (!person || !tool) {
-      if (tool) await this.deps.out.say(`I did not deploy ${work.project}: the key you asked with no longer works. Ask me again once you have signed in.`);
-      return;
-    }
-    const outcome = await this.deps.runConfirmed(db, person, { kind: "confirm", tool: tool.name, args: { project: work.project }, question: `Deploy ${work.project}?` });
-    this.chat.store.appendTurn({ role: "user", content: `[The deploy of ${work.project} that the person confirmed with its build: ${outcome}]` });
-  }
-
-  /** Who a follow-up of `work` acts as: the key that started it (while it still works), or the Telegram person. */
-  private async followUpPerson(db: Db, work: Work): Promise<Person | null> {
-    const address = this.chat.store.get<ChatAddress>("address");
-    if (address?.channel === "web") {
-      const principal = work.keyId ? await principalOfKeyId(db, work.keyId) : null;
-      const user = principal?.userId === address.userId ? await userById(db, address.userId) : null;
-      return principal && user ? { user: { ...user, isAdmin: principal.isAdmin }, principal } : null;
-    }
-    const user = this.chat.store.get<ChatUser>("user");
-    return user ? { user, principal: telegramPrincipal(user) } : null;
+    // The deploy the build started (the person confirmed both at once): followed like any task.
+    const deploy = work.type === "engineering" && event.type === "task.completed" ? DeployAfterBuild.safeParse(event.data?.deploy) : undefined;
+    if (deploy?.success && deploy.data.taskId) await this.follow({ taskId: deploy.data.taskId, type: "deploy", project: work.project });
   }
 
   /** Tasks that ended while their notice was lost (an outage): told now, from the task's row. */

@@ -2,7 +2,7 @@
  * What the Product Owner tells the person about their tasks: started (with the live view's link),
  * and how each one ended, with what to do next.
  */
-import { DeployNotification } from "../shared/deploys.ts";
+import { DeployAfterBuild, DeployNotification } from "../shared/deploys.ts";
 import type { TaskEvent } from "../shared/events.ts";
 import type { Work } from "./conversation-store.ts";
 
@@ -25,7 +25,9 @@ export function outcomeText(work: Work, event: Pick<TaskEvent, "type" | "message
   }
   if (event.type === "task.completed") {
     const repository = typeof data.repository === "string" ? `\nRepository: ${data.repository}` : "";
-    return `✅ ${event.message}${repository}\n${work.thenDeploy ? "Deploying it now, as you asked." : `Say “deploy ${work.project}” to put it live.`}`;
+    const deploy = DeployAfterBuild.safeParse(data.deploy);
+    const next = !deploy.success ? `Say “deploy ${work.project}” to put it live.` : deploy.data.taskId ? "Deploying it now, as you asked." : `I did not deploy it, as you asked: ${deploy.data.message.replace(/^not deployed: /, "")}.`;
+    return `✅ ${event.message}${repository}\n${next}`;
   }
   if (event.type === "task.cancelled") return `⏹ Building ${work.project} was cancelled: ${event.message}`;
   return `❌ Building ${work.project} failed${event.step ? ` at ${event.step}` : ""}: ${event.message}\nAsk me “what failed?” for details, or to start it again.`;

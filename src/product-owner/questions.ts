@@ -6,7 +6,6 @@ import { and, eq } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { tasks } from "../db/schema.ts";
 import { AppError } from "../lib/app-error.ts";
-import type { Principal } from "../lib/context.ts";
 import { newId } from "../lib/crypto.ts";
 import { openText, unpackSealed } from "../lib/secrets.ts";
 import type { ChatButton } from "../shared/chat.ts";
@@ -27,7 +26,7 @@ export interface QuestionsDeps {
   out: ChatOut;
   recordApproval(db: Db, reason: string, detail: Record<string, unknown>): Promise<string>;
   /** A confirmed tool started a task: follow it (answers what the person was told). */
-  started(tool: Tool, task: { id: string; type: string; projectId: string | null }, toolArgs: unknown, by: Principal): Promise<string>;
+  started(tool: Tool, task: { id: string; type: string; projectId: string | null }, toolArgs: unknown): Promise<string>;
 }
 
 export class Questions {
@@ -80,7 +79,7 @@ export class Questions {
     if (!tool) return "the tool is gone";
     try {
       const result = await tool.run(this.chat.toolContext(db, person.principal), pending.args as never);
-      if (result.task) return this.deps.started(tool, result.task, pending.args, person.principal);
+      if (result.task) return this.deps.started(tool, result.task, pending.args);
       const text = `Done: ${JSON.stringify(result.result).slice(0, 300)}`;
       await this.deps.out.say(text);
       return text;

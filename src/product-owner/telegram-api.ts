@@ -3,13 +3,9 @@
  * once or not at all (a typing indicator, a button press acknowledged, a message holding a secret
  * deleted). 429s are waited out by grammY's auto-retry; a failure here is logged, never fatal.
  */
-import { autoRetry } from "@grammyjs/auto-retry";
-import { Api } from "grammy";
-import { telegramApiRoot } from "../telegram/telegram-bots.ts";
+import type { Api } from "grammy";
+import { telegramApi } from "../telegram/client.ts";
 
 export function botApi(env: { TELEGRAM_API_URL?: string; TELEGRAM_BOT_TOKEN?: string }): Api | null {
-  if (!env.TELEGRAM_BOT_TOKEN) return null;
-  const api = new Api(env.TELEGRAM_BOT_TOKEN, { apiRoot: telegramApiRoot(env) });
-  api.config.use(autoRetry({ maxRetryAttempts: 2, maxDelaySeconds: 10 }));
-  return api;
+  return env.TELEGRAM_BOT_TOKEN ? telegramApi(env, env.TELEGRAM_BOT_TOKEN, "brief") : null;
 }

@@ -108,9 +108,9 @@ export const TOOLS: readonly Tool[] = [
     description: "Build the project: the Architect writes its spec and creates its GitHub repository, coding agents write the code, its tests are run. Starts a task; the person is told when it ends.",
     input: ProjectRef.extend({ deploy: z.boolean().optional().describe("deploy it as soon as its tests pass (when the person asked for it live); one confirmation covers both") }),
     confirm: ({ project, deploy }) => `Start building ${project}${deploy ? " and deploy it once its tests pass" : ""}? This creates its GitHub repository and spends model budget.`,
-    async run({ db, env, principal, traceparent }, { project }) {
+    async run({ db, env, principal, traceparent }, { project, deploy }) {
       const row = await findProject(db, principal, project);
-      const task = await startEngineering(db, env, principal, row.id, traceparent ? { traceparent } : {});
+      const task = await startEngineering(db, env, principal, row.id, { ...(deploy ? { deploy } : {}), ...(traceparent ? { traceparent } : {}) });
       return { result: { started: taskSummary(task) }, task };
     },
   }),

@@ -9,7 +9,12 @@ import { startEngineering } from "../engineering/engineering.ts";
 import { createProject, projectVisibleTo, updateProject } from "../projects/projects.ts";
 import { CreateProject, Page, ProjectStatus, ServerHandle, UpdateProject } from "../shared/api.ts";
 
-const StartEngineering = z.strictObject({ server: ServerHandle.optional() }).default({});
+const StartEngineering = z
+  .strictObject({
+    server: ServerHandle.optional(),
+    deploy: z.boolean().optional().openapi({ description: "Deploy the tested commit once the tests pass, as this key (while it still works): the deploy's task id is in the engineering task's `task.completed` data (`deploy.taskId`), or why there is none (`deploy.message`)" }),
+  })
+  .default({});
 
 const IdParam = z.object({ id: z.string().min(1).max(64) });
 const ListQuery = Page.extend({ status: ProjectStatus.optional(), name: z.string().max(100).optional() });
@@ -62,7 +67,7 @@ const engineering = createRoute({
   method: "post",
   path: "/{id}/engineering",
   summary: "Start the engineering pipeline on a new task (follow it like any task)",
-  request: { params: IdParam, body: jsonBody(StartEngineering, "Optionally the server to build on; the body may be left out") },
+  request: { params: IdParam, body: jsonBody(StartEngineering, "Optionally the server to build on, and whether to deploy once the tests pass; the body may be left out") },
   responses: { 202: jsonResponse(z.object({ task: views.Task }), "The engineering task, queued"), ...errors(400, 402, 403, 404, 409, 413, 415) },
 });
 const update = createRoute({

@@ -82,6 +82,13 @@ export const DeployNotification = z.object({
 export type DeployNotification = z.infer<typeof DeployNotification>;
 
 /**
+ * What became of the deploy asked for with a build (`deploy: true` on the engineering request), in the
+ * engineering task's `task.completed` data as `deploy`: the deploy's task, or why there is none.
+ */
+export const DeployAfterBuild = z.object({ taskId: z.string().optional(), message: z.string() });
+export type DeployAfterBuild = z.infer<typeof DeployAfterBuild>;
+
+/**
  * A check's evidence in a release's `health` (its `direct` and `visitor` checks, or what turned a
  * release away), as far as a reader shows it: its message.
  */

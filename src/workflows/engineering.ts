@@ -30,6 +30,10 @@ import { AGENT_OUTPUT, collected, developPayload, developResult, type DevelopRes
 import { API_STEP, MODEL_STEP, PipelineFailure, PipelineRun } from "../pipeline/pipeline-run.ts";
 import { configOf } from "../projects/projects.ts";
 import type { EngineeringParams } from "../engineering/engineering.ts";
+import { deployStartedAfter, startDeployTask } from "../deploy/deploys.ts";
+import { DeployAfterBuild } from "../shared/deploys.ts";
+import { AppError } from "../lib/app-error.ts";
+import { type Caller, principalOfCaller } from "../platform/auth.ts";
 
 /** The "load project" step's result. */
 const ProjectFacts = z.object({ id: z.string(), name: z.string(), description: z.string(), ownerId: z.string(), overrides: EngineeringOverrides });
@@ -182,16 +186,40 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
           return fastForward(this.github(), { token: await this.repoToken(repository) }, repository, repository.defaultBranch, developed.sha);
         });
         await this.setProjectStatus("ready", "ready");
+        const deploy = this.params.deployAs ? await this.deployTested(project, developed.sha, this.params.deployAs) : undefined;
         await this.say("completed", {
           type: "task.completed",
-          message: `${project.name}: the tests pass at ${developed.sha.slice(0, 12)} after ${round} round${round === 1 ? "" : "s"} (${results.summary}); ${merged ? `${repository.defaultBranch} is there now` : `${repository.defaultBranch} has moved on meanwhile, so the work stays on ${branch}`}`,
-          data: { sha: developed.sha, branch, merged, defaultBranch: repository.defaultBranch, repository: repository.htmlUrl, rounds: round, tests: results },
+          message: `${project.name}: the tests pass at ${developed.sha.slice(0, 12)} after ${round} round${round === 1 ? "" : "s"} (${results.summary}); ${merged ? `${repository.defaultBranch} is there now` : `${repository.defaultBranch} has moved on meanwhile, so the work stays on ${branch}`}${deploy ? `; ${deploy.message}` : ""}`,
+          data: { sha: developed.sha, branch, merged, defaultBranch: repository.defaultBranch, repository: repository.htmlUrl, rounds: round, tests: results, ...(deploy ? { deploy } : {}) },
         });
         return;
       }
       previous = results;
       ref = developed.sha;
     }
+  }
+
+  /**
+   * The deploy asked for with the build (`deploy: true`): of the tested commit, as the caller who asked,
+   * whose key must still work. What stops it (a revoked key, a used-up budget, a deploy already
+   * running) is said in the task's end; the build itself succeeded.
+   */
+  private async deployTested(project: ProjectFacts, sha: string, caller: Caller): Promise<DeployAfterBuild> {
+    return this.jsonStep("deploy", API_STEP, DeployAfterBuild, () =>
+      withDb(this.env, async (db) => {
+        const started = await deployStartedAfter(db, this.params.taskId);
+        if (started) return { taskId: started.id, message: `deploying it now (task ${started.id})` };
+        const principal = await principalOfCaller(db, caller);
+        if (!principal) return { message: "not deployed: the key that asked for it no longer works" };
+        try {
+          const task = await startDeployTask(db, this.env, principal, project.id, { mode: "deploy", ref: sha, after: this.params.taskId }, this.params.traceparent);
+          return { taskId: task.id, message: `deploying it now (task ${task.id})` };
+        } catch (error) {
+          if (error instanceof AppError) return { message: `not deployed: ${error.message}` };
+          throw error;
+        }
+      }),
+    );
   }
 
   private async develop(project: ProjectFacts, spec: ProjectSpec, settings: EngineeringSettings, repository: Repository, at: { round: number; branch: string; ref: string; previous: TestResults | null }): Promise<DevelopResult> {

@@ -218,13 +218,23 @@ describe("the engineering pipeline", () => {
     expect(model.requests.every((request) => request.apiKey === MODEL_KEY)).toBe(true);
   });
 
-  it("runs again on the same project without a second repository, reusing the spec, held to a coverage threshold", { timeout: 240_000 }, async () => {
+  it("runs again on the same project without a second repository, reusing the spec, held to a coverage threshold; the deploy it was asked for is not started once the key that asked is revoked", { timeout: 240_000 }, async () => {
     const patched = await stack.api<{ project: { config: { engineering: Record<string, unknown> } } }>(`/api/projects/${first.id}`, { method: "PATCH", json: { coverageThreshold: 60 }, key: first.key });
     expect(patched.body.project.config.engineering).toEqual({ coverageThreshold: 60 });
     load({ turns: [write("a passing change", { "tests/test_more.py": "from app.greeting import greeting\n\n\ndef test_more():\n    assert greeting('Bo') == 'Hello, Bo!'\n" }), done("done", "ok")] });
-    const taskId = await start(first.id, first.key);
+    // Asked with a second key of the owner's, to deploy once the tests pass; that key is revoked meanwhile.
+    const issued = await stack.api<{ apiKey: { id: string }; key: string }>("/api/keys", { json: { name: "laptop" }, key: first.key });
+    expect(issued.status).toBe(201);
+    const asked = await stack.api<{ task: { id: string } }>(`/api/projects/${first.id}/engineering`, { json: { deploy: true }, key: issued.body.key });
+    expect(asked.status, JSON.stringify(asked.body)).toBe(202);
+    const taskId = asked.body.task.id;
+    expect((await stack.api(`/api/keys/${issued.body.apiKey.id}`, { method: "DELETE", key: first.key })).status).toBe(200);
     const { events, last } = await finished(taskId);
     expect(last.type, last.message).toBe("task.completed");
+    expect(last.data?.deploy).toEqual({ message: "not deployed: the key that asked for it no longer works" });
+    expect(last.message).toContain("not deployed");
+    const deploys = await stack.api<{ tasks: unknown[] }>(`/api/tasks?projectId=${first.id}&type=deploy`);
+    expect(deploys.body.tasks).toEqual([]);
     expect(events.find((event) => event.step === "architect" && event.type === "step.completed")?.message).toContain("already there, reused");
     expect(events.some((event) => event.step === "architect" && event.message.includes("the stored spec is used"))).toBe(true);
     expect(github.requests.filter((request) => request.method === "POST" && request.path.endsWith("/repos"))).toHaveLength(1);
