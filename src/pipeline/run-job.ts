@@ -76,7 +76,7 @@ async function runJobOnce(context: JobRunContext, name: string, spec: JobSpec): 
   const { env, step, handle } = context;
   const jobId = await step.do(`queue ${name}`, async () => {
     const payload = typeof spec.payload === "function" ? await spec.payload() : spec.payload;
-    const queued = await getRunnerHub(env, handle).enqueue(null, {
+    const queued = await getRunnerHub(env, handle).submit({
       type: spec.type,
       payload: { ...payload, timeoutSeconds: spec.timeoutSeconds },
       taskId: context.taskId,

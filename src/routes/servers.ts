@@ -156,10 +156,7 @@ serversRoute
       if (!task) throw new AppError("invalid_request", `No task with id ${body.taskId}`);
     }
     const hub = getRunnerHub(c.env, handle);
-    let result = await hub.enqueue(null, body);
-    if (!result.ok && result.code === "unknown_server") {
-      result = await hub.enqueue(hubIdentity(await loadServer(c.var.db, handle)), body);
-    }
+    const result = await hub.submit(body);
     if (!result.ok) {
       if (result.code === "unknown_server") throw new Error(`the hub of ${handle} still does not know its server: ${result.message}`);
       throw new AppError(result.code, result.message);

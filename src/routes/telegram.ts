@@ -15,7 +15,7 @@ import { constantTimeEqual } from "../lib/crypto.ts";
 import { createLogger } from "../lib/log.ts";
 import { authFailed } from "../platform/rate-limit.ts";
 import { CHAT_TEXT_LIMIT } from "../shared/chat.ts";
-import { telegramApiRoot } from "../telegram/telegram-bots.ts";
+import { telegramClientOptions } from "../telegram/client.ts";
 import { sendToChat } from "../telegram/telegram-outbox.ts";
 import { withDb } from "../db/client.ts";
 
@@ -35,7 +35,7 @@ function handlerFor(env: Env): { bot: Bot; handler: Handler } {
   const known = handlers.get(key);
   if (known) return known;
   const log = createLogger(env.LOG_LEVEL, { component: "telegram-webhook" });
-  const bot = new Bot(env.TELEGRAM_BOT_TOKEN, { client: { apiRoot: telegramApiRoot(env) } });
+  const bot = new Bot(env.TELEGRAM_BOT_TOKEN, { client: telegramClientOptions(env) });
   const handOver = async (update: InboundUpdate) => {
     try {
       const agent = await getProductOwner(env, `tg:${update.chat.id}`);

@@ -2,7 +2,9 @@
  * How the rest of the system reaches a server's RunnerHub Durable Object (src/durable/runner-hub.ts):
  * who it serves, what it queues and answers, and the typed client over its stub.
  */
+import { withDb } from "../db/client.ts";
 import type { CreateJob, HubIdentity, HubStatus, JobState, JobView } from "../shared/api.ts";
+import { hubIdentity, loadServer } from "./servers.ts";
 import type { WorkflowName } from "../tasks/workflows.ts";
 
 /** The runner's WebSocket upgrade, forwarded to the hub: who the hub serves (HubIdentity, as JSON). */
@@ -21,7 +23,11 @@ export type EnqueueResult =
 
 /** A typed client for the hub; every caller goes through it (RPC typings lose `unknown`-heavy types). */
 export interface RunnerHubClient {
-  enqueue(identity: HubIdentity | null, input: HubJobInput): Promise<EnqueueResult>;
+  /**
+   * The one way a job is submitted: validated, signed and queued for the server's runner. A hub that
+   * does not know its server yet (new, or its storage lost) is told it from the database first.
+   */
+  submit(input: HubJobInput): Promise<EnqueueResult>;
   setIdentity(identity: HubIdentity): Promise<void>;
   listJobs(options: { state?: JobState; limit: number }): Promise<JobView[]>;
   wait(id: string, timeoutMs: number): Promise<JobView | null>;
@@ -35,7 +41,12 @@ export interface RunnerHubClient {
 export function getRunnerHub(env: Env, handle: string): RunnerHubClient {
   const stub = getRunnerHubStub(env, handle);
   return {
-    enqueue: (identity, input) => stub.enqueue(identity, input),
+    submit: async (input) => {
+      const queued = await stub.enqueue(null, input);
+      if (queued.ok || queued.code !== "unknown_server") return queued;
+      const server = await withDb(env, (db) => loadServer(db, handle));
+      return stub.enqueue(hubIdentity(server), input);
+    },
     setIdentity: (identity) => stub.setIdentity(identity),
     listJobs: (options) => stub.listJobs(options),
     wait: (id, timeoutMs) => stub.wait(id, timeoutMs),

@@ -13,7 +13,6 @@ import { newId } from "../lib/crypto.ts";
 import type { Logger } from "../lib/log.ts";
 import { DEFAULT_HEALTH_PATH } from "../shared/deploys.ts";
 import { projectUrl } from "../deploy/deploys.ts";
-import { hubIdentity } from "../runner-hub/servers.ts";
 import { configOf } from "../projects/projects.ts";
 
 export const REPEATED_FAILURES = 3;
@@ -50,7 +49,7 @@ export async function healthChecker(db: Db, env: Env, log: Logger, runId: string
       }
       result.checked++;
       const path = configOf(project).healthPath ?? DEFAULT_HEALTH_PATH;
-      const queued = await hub.enqueue(hubIdentity(server), {
+      const queued = await hub.submit({
         type: "health.check",
         payload: { domain: service.domain, path, attempts: 3, intervalMs: 1000, timeoutSeconds: 20 },
         ttlSeconds: 60,

@@ -3,13 +3,9 @@
  * talking to @BotFather), each given to at most one project when it is deployed and freed when it is
  * undeployed. Tokens are checked with getMe before they are stored, and stored sealed
  * (AES-GCM, src/lib/secrets.ts, bound to the bot's row id); no view and no error carries one.
- *
- * Telegram is reached through grammY's `Api` at TELEGRAM_API_URL: api.telegram.org in production,
- * the stand-in (standins/telegram-server.ts) in tests.
  */
 import { and, asc, eq, isNull, sql } from "drizzle-orm";
-import { Api, GrammyError } from "grammy";
-import { z } from "zod";
+import { type Api, GrammyError } from "grammy";
 import type { Db } from "../db/client.ts";
 import { isForeignKeyViolation, isUniqueViolation } from "../db/errors.ts";
 import { projects, projectSecrets, telegramBots } from "../db/schema.ts";
@@ -18,6 +14,7 @@ import { newId } from "../lib/crypto.ts";
 import { openText, sealText } from "../lib/secrets.ts";
 import type { TelegramBotView } from "../shared/telegram-bots.ts";
 import { putSecrets } from "../projects/project-secrets.ts";
+import { telegramApi, telegramApiRoot } from "./client.ts";
 
 export type TelegramBotRow = typeof telegramBots.$inferSelect;
 
@@ -28,18 +25,6 @@ export const BOT_TOKEN_VAR = "TELEGRAM_BOT_TOKEN";
 export interface TelegramEnv {
   TELEGRAM_API_URL?: string;
   SECRETS_ENCRYPTION_KEY: string;
-}
-
-/** Long enough for a slow Telegram, short enough that an admin's request does not hang. */
-const TELEGRAM_TIMEOUT_SECONDS = 10;
-
-const ApiRoot = z.url({ protocol: /^https?$/ }).default("https://api.telegram.org");
-
-/** The Bot API's base URL, without the trailing slash grammY refuses. */
-export function telegramApiRoot(env: Pick<TelegramEnv, "TELEGRAM_API_URL">): string {
-  const parsed = ApiRoot.safeParse(env.TELEGRAM_API_URL || undefined);
-  if (!parsed.success) throw new Error(`invalid setting TELEGRAM_API_URL: ${parsed.error.issues.map((issue) => issue.message).join("; ")}`);
-  return parsed.data.replace(/\/+$/, "");
 }
 
 export function botView(row: TelegramBotRow): TelegramBotView {
@@ -75,7 +60,7 @@ function telegramFailure(error: unknown, apiRoot: string): AppError {
 async function whoIs(env: TelegramEnv, token: string): Promise<Awaited<ReturnType<Api["getMe"]>>> {
   const apiRoot = telegramApiRoot(env);
   try {
-    return await new Api(token, { apiRoot, timeoutSeconds: TELEGRAM_TIMEOUT_SECONDS }).getMe();
+    return await telegramApi(env, token, "none").getMe();
   } catch (error) {
     throw telegramFailure(error, apiRoot);
   }

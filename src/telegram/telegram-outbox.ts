@@ -6,9 +6,8 @@
  * kept as `failed` with the reason, for an admin (`GET /api/telegram/outbox?status=failed`): nothing is
  * dropped silently.
  */
-import { autoRetry } from "@grammyjs/auto-retry";
 import { and, desc, eq, isNull, lt } from "drizzle-orm";
-import { Api, GrammyError, HttpError } from "grammy";
+import { GrammyError, HttpError } from "grammy";
 import type { InlineKeyboardMarkup } from "grammy/types";
 import { z } from "zod";
 import type { Db } from "../db/client.ts";
@@ -18,7 +17,7 @@ import { AppError } from "../lib/app-error.ts";
 import { newId } from "../lib/crypto.ts";
 import { createLogger } from "../lib/log.ts";
 import { issuesText } from "../shared/json.ts";
-import { telegramApiRoot } from "./telegram-bots.ts";
+import { telegramApi } from "./client.ts";
 
 /** Telegram's limit for one message's text. */
 export const TELEGRAM_TEXT_LIMIT = 4096;
@@ -101,10 +100,9 @@ function permanent(error: unknown): boolean {
 /** The queue consumer: delivers each message's remaining parts in order. */
 export async function deliverOutbox(batch: MessageBatch, env: OutboxEnv): Promise<void> {
   const log = createLogger(env.LOG_LEVEL, { component: "telegram-outbox" });
-  const api = new Api(env.TELEGRAM_BOT_TOKEN ?? "", { apiRoot: telegramApiRoot(env) });
   // 429s wait out retry_after (up to a minute) inside the call. Outages (5xx, network) go back to the
   // queue with backoff instead: waiting them out here would hold up every message behind this one.
-  api.config.use(autoRetry({ maxRetryAttempts: 3, maxDelaySeconds: 60, rethrowInternalServerErrors: true, rethrowHttpErrors: true }));
+  const api = telegramApi(env, env.TELEGRAM_BOT_TOKEN ?? "", "outbox");
   await withDb(env, async (db) => {
     for (const message of batch.messages) {
       const body = OutboxMessage.safeParse(message.body);
