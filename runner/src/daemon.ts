@@ -170,11 +170,11 @@ export class RunnerDaemon {
       this.log.warn("ignored a malformed message from the hub");
       return;
     }
-    switch (message.t) {
-      case "challenge": {
+    switch (message.type) {
+      case "session:challenge": {
         const { privateKey } = await this.keys;
         const hello: RunnerMessage = {
-          t: "hello",
+          type: "session:hello",
           runnerId: this.config.runnerId,
           signature: await signValue(privateKey, connectProof(this.config.runnerId, message.challenge)),
           version: RUNNER_VERSION,
@@ -185,27 +185,27 @@ export class RunnerDaemon {
         socket.send(JSON.stringify(hello));
         return;
       }
-      case "welcome": {
+      case "session:welcome": {
         // Messages go out only now: before the welcome, a refused hello would lose them.
         this.session = this.challenge;
         this.attempt = 0;
         this.log.info("connected", { server: message.server, runnerId: message.runnerId });
         // Results the hub may not have, once each, after what is queued: a job's log lines stay ahead of
         // its result (the hub ignores lines for a finished job).
-        const queued = new Set(this.queue.flatMap((m) => (m.kind === "result" ? [m.jobId] : [])));
+        const queued = new Set(this.queue.flatMap((m) => (m.type === "job:result" ? [m.jobId] : [])));
         this.queue.push(...this.journal.unacknowledged().filter((result) => !queued.has(result.jobId)));
         this.heartbeat = setInterval(() => this.sendHeartbeat(), HEARTBEAT_INTERVAL_MS);
         this.sendHeartbeat();
         for (const resolve of this.connectedWaiters.splice(0)) resolve();
         return;
       }
-      case "job":
+      case "job:offer":
         await this.onJob(message.job);
         return;
-      case "cancel":
+      case "job:cancel":
         await this.onCancel(message.cancel, message.signature);
         return;
-      case "ack":
+      case "result:stored":
         this.journal.recordAcked(message.jobId);
         this.traces.delete(message.jobId);
         return;
@@ -213,13 +213,13 @@ export class RunnerDaemon {
   }
 
   private sendHeartbeat(): void {
-    this.send({ kind: "heartbeat", running: [...this.running.keys()], concurrency: this.config.concurrency });
+    this.send({ type: "runner:heartbeat", running: [...this.running.keys()], concurrency: this.config.concurrency });
   }
 
   /** Queues a message; messages are signed and sent in order by one flusher. */
   private send(body: RunnerBodyInput): void {
     if (!this.session && this.queue.length >= OFFLINE_QUEUE_MAX) {
-      const index = this.queue.findIndex((queued) => queued.kind === "log" || queued.kind === "heartbeat" || queued.kind === "progress");
+      const index = this.queue.findIndex((queued) => queued.type === "job:log" || queued.type === "runner:heartbeat" || queued.type === "job:progress");
       if (index >= 0) this.queue.splice(index, 1);
     }
     this.queue.push(body);
@@ -239,7 +239,7 @@ export class RunnerDaemon {
         const body = { ...next, session: this.session, at: Date.now(), ...(traceparent ? { traceparent } : {}) };
         const signature = await signValue(privateKey, body);
         if (socket !== this.socket || socket.readyState !== WebSocket.OPEN) break;
-        socket.send(JSON.stringify({ t: "msg", body, signature } satisfies RunnerMessage));
+        socket.send(JSON.stringify({ type: "report:signed", body, signature } satisfies RunnerMessage));
         this.queue.shift();
       }
     } finally {
@@ -267,7 +267,7 @@ export class RunnerDaemon {
     if (!check.ok) {
       if (check.reason === "replayed" && named && this.answerDuplicate(named)) return;
       this.log.warn("refused a job", { jobId: named, reason: check.reason, message: check.message });
-      this.send({ kind: "refused", ...(named ? { jobId: named } : {}), reason: check.reason, message: truncateText(check.message, MAX_REPORT_MESSAGE_CHARS) });
+      this.send({ type: "job:refused", ...(named ? { jobId: named } : {}), reason: check.reason, message: truncateText(check.message, MAX_REPORT_MESSAGE_CHARS) });
       return;
     }
     const { envelope } = check;
@@ -275,19 +275,19 @@ export class RunnerDaemon {
     if (!payload.success) {
       const message = `invalid ${envelope.type} payload: ${describePayloadIssues(payload.error)}`;
       this.log.warn("refused a job", { jobId: envelope.id, reason: "malformed_payload", message });
-      this.send({ kind: "refused", jobId: envelope.id, reason: "malformed_payload", message: truncateText(message, MAX_REPORT_MESSAGE_CHARS) });
+      this.send({ type: "job:refused", jobId: envelope.id, reason: "malformed_payload", message: truncateText(message, MAX_REPORT_MESSAGE_CHARS) });
       return;
     }
     if (this.cancelledEarly.delete(envelope.id)) {
       // Journaled like a finished job, so a redelivery is answered with this result, never run.
       this.journal.recordSeen(envelope.id, envelope.nonce, envelope.exp, envelope.type);
-      this.finishWith({ kind: "result", jobId: envelope.id, ok: false, reason: "cancelled", message: "cancelled before it started" });
+      this.finishWith({ type: "job:result", jobId: envelope.id, ok: false, reason: "cancelled", message: "cancelled before it started" });
       return;
     }
     // Journaled (fsynced) before anything runs: from here on, this id is never run again.
     this.journal.recordSeen(envelope.id, envelope.nonce, envelope.exp, envelope.type);
     if (envelope.traceparent) this.traces.set(envelope.id, envelope.traceparent);
-    this.send({ kind: "accepted", jobId: envelope.id });
+    this.send({ type: "job:accepted", jobId: envelope.id });
     const controller = new AbortController();
     const job: RunningJob = { id: envelope.id, type: envelope.type, controller, done: Promise.resolve() };
     this.running.set(job.id, job);
@@ -297,7 +297,7 @@ export class RunnerDaemon {
   /** A job the journal knows: say where it is instead of running it again. False if it must be refused. */
   private answerDuplicate(id: string): boolean {
     if (this.running.has(id)) {
-      this.send({ kind: "accepted", jobId: id });
+      this.send({ type: "job:accepted", jobId: id });
       return true;
     }
     const entry = this.journal.get(id);
@@ -325,7 +325,7 @@ export class RunnerDaemon {
           chars += lines[count]?.line.length ?? 0;
           count++;
         }
-        this.send({ kind: "log", jobId: job.id, lines: lines.splice(0, count) });
+        this.send({ type: "job:log", jobId: job.id, lines: lines.splice(0, count) });
       }
       pendingChars = 0;
     };
@@ -358,7 +358,7 @@ export class RunnerDaemon {
         },
         progress: (step, message, data) => {
           flushLines();
-          this.send({ kind: "progress", jobId: job.id, step: truncateText(step, 100), message: truncateText(mask(message), MAX_REPORT_MESSAGE_CHARS), ...(data ? { data: maskJson(data, mask) } : {}) });
+          this.send({ type: "job:progress", jobId: job.id, step: truncateText(step, 100), message: truncateText(mask(message), MAX_REPORT_MESSAGE_CHARS), ...(data ? { data: maskJson(data, mask) } : {}) });
         },
       });
     } catch (error) {
@@ -391,7 +391,7 @@ export class RunnerDaemon {
   }
 
   private resultFor(job: RunningJob, outcome: ExecutorOutcome, signal: AbortSignal, timeoutSeconds: number, mask: (text: string) => string): ResultBody {
-    const base = { kind: "result" as const, jobId: job.id, ...(outcome.exitCode !== undefined ? { exitCode: outcome.exitCode } : {}), ...(outcome.data ? { data: maskJson(outcome.data, mask) } : {}) };
+    const base = { type: "job:result" as const, jobId: job.id, ...(outcome.exitCode !== undefined ? { exitCode: outcome.exitCode } : {}), ...(outcome.data ? { data: maskJson(outcome.data, mask) } : {}) };
     if (signal.aborted) {
       const reason = signal.reason as AbortReason;
       if (reason === "timeout") return { ...base, ok: false, reason: "timeout", message: `timed out after ${timeoutSeconds} s and was stopped` };
@@ -439,7 +439,7 @@ export class RunnerDaemon {
       }
       this.log.warn("job interrupted by a runner restart", { jobId: entry.id });
       this.journal.recordResult({
-        kind: "result",
+        type: "job:result",
         jobId: entry.id,
         ok: false,
         reason: "interrupted",

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { CLOCK_SKEW_SECONDS } from "../../src/shared/jobs.ts";
 import type { RunnerBodyInput } from "../../src/shared/runner-protocol.ts";
 
-export type ResultBody = Extract<RunnerBodyInput, { kind: "result" }>;
+export type ResultBody = Extract<RunnerBodyInput, { type: "job:result" }>;
 
 export interface JournalEntry {
   id: string;
@@ -102,7 +102,7 @@ export class Journal {
     }
     const entry = this.entries.get(record.id);
     if (!entry) return;
-    if (record.k === "result") entry.result = record.result;
+    if (record.k === "result") entry.result = resultOf(record.result);
     else entry.acked = true;
   }
 
@@ -186,4 +186,11 @@ function isRunner(pid: number): boolean {
   } catch {
     return true;
   }
+}
+
+/** A stored result as this runner sends it: a journal written before `type` (0.1) named it in `kind`. */
+function resultOf(stored: ResultBody | (Omit<ResultBody, "type"> & { kind: "result" })): ResultBody {
+  if (!("kind" in stored)) return stored;
+  const { kind: _old, ...rest } = stored;
+  return { ...rest, type: "job:result" };
 }

@@ -14,9 +14,9 @@ describe("the runner's journal", () => {
     const state = dir();
     const first = new Journal(state);
     first.recordSeen("job_a", "nonce-a", now() + 600, "noop");
-    first.recordResult({ kind: "result", jobId: "job_a", ok: true, message: "noop" });
+    first.recordResult({ type: "job:result", jobId: "job_a", ok: true, message: "noop" });
     first.recordSeen("job_b", "nonce-b", now() + 600, "noop");
-    first.recordResult({ kind: "result", jobId: "job_b", ok: true, message: "noop" });
+    first.recordResult({ type: "job:result", jobId: "job_b", ok: true, message: "noop" });
     first.recordAcked("job_b");
     first.close();
     const second = new Journal(state);
@@ -32,10 +32,10 @@ describe("the runner's journal", () => {
     const journal = new Journal(state);
     const past = now() - 3600;
     journal.recordSeen("job_done", "n-done", past, "noop");
-    journal.recordResult({ kind: "result", jobId: "job_done", ok: true, message: "noop" });
+    journal.recordResult({ type: "job:result", jobId: "job_done", ok: true, message: "noop" });
     journal.recordAcked("job_done");
     journal.recordSeen("job_unacked", "n-unacked", past, "noop");
-    journal.recordResult({ kind: "result", jobId: "job_unacked", ok: true, message: "noop" });
+    journal.recordResult({ type: "job:result", jobId: "job_unacked", ok: true, message: "noop" });
     journal.recordSeen("job_running", "n-running", past, "docker.run");
     journal.close();
     const reopened = new Journal(state);

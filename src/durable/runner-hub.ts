@@ -201,7 +201,7 @@ export class RunnerHub extends DurableObject<Env> {
     const session = newSession(Date.now());
     this.ctx.acceptWebSocket(pair[1]);
     pair[1].serializeAttachment(session);
-    this.send(pair[1], { t: "challenge", challenge: session.challenge });
+    this.send(pair[1], { type: "session:challenge", challenge: session.challenge });
     this.ctx.waitUntil(this.planAlarm());
     return new Response(null, { status: 101, webSocket: pair[0] });
   }
@@ -243,10 +243,10 @@ export class RunnerHub extends DurableObject<Env> {
         await this.onHello(ws, verdict.state);
         return;
       case "unreadable":
-        this.log.warn("unreadable runner message", { kind: verdict.reportKind, problem: verdict.problem });
-        if (verdict.reportKind !== "result" || !verdict.jobId) return;
+        this.log.warn("unreadable runner message", { type: verdict.reportType, problem: verdict.problem });
+        if (verdict.reportType !== "job:result" || !verdict.jobId) return;
         this.finishJob(verdict.jobId, { ok: false, reason: "failed", message: `the runner's result could not be read: ${verdict.problem}` });
-        this.send(ws, { t: "ack", jobId: verdict.jobId });
+        this.send(ws, { type: "result:stored", jobId: verdict.jobId });
         return;
       case "body":
         await this.handleBody(ws, verdict.body);
@@ -264,7 +264,7 @@ export class RunnerHub extends DurableObject<Env> {
     this.setMeta("last_heartbeat_at", now);
     this.setMeta("runner_version", state.version ?? "");
     this.setMeta("release_ports", JSON.stringify(state.releasePorts));
-    this.send(ws, { t: "welcome", runnerId: state.runnerId ?? "", server: this.identity().handle });
+    this.send(ws, { type: "session:welcome", runnerId: state.runnerId ?? "", server: this.identity().handle });
     // Jobs sent on an earlier connection and never accepted are sent again; cancels of running jobs too.
     this.jobs.requeueDelivered(Date.now());
     for (const row of this.jobs.runningWithCancel()) this.send(ws, JSON.parse(row.cancel_message ?? "null") as HubMessage);
@@ -276,8 +276,8 @@ export class RunnerHub extends DurableObject<Env> {
 
   private async handleBody(ws: WebSocket, body: RunnerBody): Promise<void> {
     const now = Date.now();
-    switch (body.kind) {
-      case "heartbeat": {
+    switch (body.type) {
+      case "runner:heartbeat": {
         this.setMeta("last_heartbeat_at", new Date(now).toISOString());
         this.jobs.renewLeases(body.running, now + RUNNING_LEASE_MS);
         const state = ws.deserializeAttachment() as SessionState;
@@ -286,7 +286,7 @@ export class RunnerHub extends DurableObject<Env> {
         await this.pump();
         return;
       }
-      case "accepted": {
+      case "job:accepted": {
         const accepted = this.jobs.accept(body.jobId, now, now + RUNNING_LEASE_MS, this.identity().handle);
         if (accepted) {
           this.emit(accepted);
@@ -303,25 +303,25 @@ export class RunnerHub extends DurableObject<Env> {
         }
         return;
       }
-      case "progress":
-      case "log": {
+      case "job:progress":
+      case "job:log": {
         const row = this.jobs.get(body.jobId);
         if (!row || isFinalJobState(row.state as JobState)) return;
         // Reports count as a sign of life: a job busy printing is not lost.
         this.jobs.renewLeases([row.id], now + RUNNING_LEASE_MS);
         const events: TaskEventInput[] =
-          body.kind === "progress"
+          body.type === "job:progress"
             ? [{ type: "step.progress", step: body.step, message: body.message, data: { ...body.data, jobId: row.id } }]
             : body.lines.map((line) => ({ type: "log", step: row.type, message: line.line, data: { stream: line.stream, jobId: row.id } }));
         this.emit({ row, events });
         return;
       }
-      case "refused":
+      case "job:refused":
         if (body.jobId) {
           this.finishJob(body.jobId, { ok: false, reason: "refused", message: `the runner refused the job (${body.reason}): ${body.message}`, data: { refusal: body.reason } });
         }
         return;
-      case "result": {
+      case "job:result": {
         const outcome: JobOutcomeView = {
           ok: body.ok,
           message: body.message,
@@ -334,7 +334,7 @@ export class RunnerHub extends DurableObject<Env> {
           this.log.warn("runner reported a job that had already ended; kept as its late outcome", { jobId: body.jobId, ok: body.ok });
         }
         // Acknowledged even when already known, so the runner can drop it from its outbox.
-        this.send(ws, { t: "ack", jobId: body.jobId });
+        this.send(ws, { type: "result:stored", jobId: body.jobId });
         await this.pump();
         return;
       }
@@ -464,15 +464,15 @@ export class RunnerHub extends DurableObject<Env> {
       // A cancelled job that may have reached the runner: the cancel goes first, so the runner
       // answers the job with a cancelled result whether or not it had seen it.
       if (row.cancel_message) this.send(socket, JSON.parse(row.cancel_message) as HubMessage);
-      this.send(socket, { t: "job", job: { envelope, signature: row.signature } });
+      this.send(socket, { type: "job:offer", job: { envelope, signature: row.signature } });
     }
   }
 
   private async signedCancel(row: JobRow): Promise<HubMessage> {
     const runner = (JSON.parse(row.envelope) as JobEnvelope).runner;
     const iat = Math.floor(Date.now() / 1000);
-    const cancel: CancelEnvelope = { v: 1, kind: "cancel", jobId: row.id, runner, iat, exp: iat + 24 * 3600 };
-    return { t: "cancel", cancel, signature: await signValue(await this.signingKey(), cancel) };
+    const cancel: CancelEnvelope = { v: 2, type: "job:cancel", jobId: row.id, runner, iat, exp: iat + 24 * 3600 };
+    return { type: "job:cancel", cancel, signature: await signValue(await this.signingKey(), cancel) };
   }
 
   /** One alarm for every deadline the hub has: jobs, outbox retries, sockets that owe a hello. */

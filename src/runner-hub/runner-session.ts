@@ -6,7 +6,7 @@
 import type { PortRange } from "../shared/api.ts";
 import { randomToken } from "../lib/crypto.ts";
 import { verifyValue } from "../shared/jobs.ts";
-import { connectProof, RunnerBody, RunnerBodyHead, RunnerMessage } from "../shared/runner-protocol.ts";
+import { connectProof, OLD_PROTOCOL_HINT, RunnerBody, RunnerBodyHead, RunnerMessage } from "../shared/runner-protocol.ts";
 
 /** A socket that has not said hello within this is closed. */
 export const AUTH_TIMEOUT_MS = 15_000;
@@ -33,7 +33,7 @@ export type SessionVerdict =
    * Signed by the runner and of this session, but not understood (an over-long report, say).
    * Closing would only bring the runner back with the same message, forever; the hub ends the job.
    */
-  | { kind: "unreadable"; reportKind: unknown; jobId: string | undefined; problem: string }
+  | { kind: "unreadable"; reportType: unknown; jobId: string | undefined; problem: string }
   | { kind: "close"; code: 4400 | 4401; reason: string };
 
 export function newSession(now: number): SessionState {
@@ -58,10 +58,10 @@ export async function readRunnerMessage(
   try {
     message = RunnerMessage.parse(JSON.parse(typeof raw === "string" ? raw : new TextDecoder().decode(raw)));
   } catch {
-    return { kind: "close", code: 4400, reason: "malformed message" };
+    return { kind: "close", code: 4400, reason: oldProtocol(raw) ? OLD_PROTOCOL_HINT : "malformed message" };
   }
   if (!state.authenticated) {
-    if (message.t !== "hello") return { kind: "close", code: 4401, reason: "expected hello" };
+    if (message.type !== "session:hello") return { kind: "close", code: 4401, reason: "expected session:hello" };
     if (message.runnerId !== runner.runnerId) return { kind: "close", code: 4401, reason: "unknown runner id for this server" };
     if (!(await verifyValue(runner.publicKey, connectProof(message.runnerId, state.challenge), message.signature))) {
       return { kind: "close", code: 4401, reason: "the challenge signature does not match the enrolled runner key" };
@@ -71,7 +71,7 @@ export async function readRunnerMessage(
       state: { ...state, authenticated: true, runnerId: message.runnerId, concurrency: message.concurrency, version: message.version, releasePorts: message.releasePorts ?? null },
     };
   }
-  if (message.t !== "msg") return { kind: "close", code: 4400, reason: "already authenticated" };
+  if (message.type !== "report:signed") return { kind: "close", code: 4400, reason: "already authenticated" };
   if (!(await verifyValue(runner.publicKey, message.body, message.signature))) return { kind: "close", code: 4401, reason: "bad message signature" };
   const head = RunnerBodyHead.safeParse(message.body).data;
   if (head?.session !== state.challenge) return { kind: "close", code: 4400, reason: "message from another session" };
@@ -79,8 +79,18 @@ export async function readRunnerMessage(
   if (body.success) return { kind: "body", body: body.data };
   return {
     kind: "unreadable",
-    reportKind: head.kind,
+    reportType: head.type,
     jobId: typeof head.jobId === "string" && head.jobId.length <= 100 ? head.jobId : undefined,
     problem: body.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ").slice(0, 500),
   };
+}
+
+/** Whether a message that did not parse is one of the protocol before `type` (it named itself in `t`). */
+function oldProtocol(raw: string | ArrayBuffer): boolean {
+  try {
+    const parsed: unknown = JSON.parse(typeof raw === "string" ? raw : new TextDecoder().decode(raw));
+    return typeof parsed === "object" && parsed !== null && "t" in parsed && !("type" in parsed);
+  } catch {
+    return false;
+  }
 }

@@ -2,10 +2,13 @@
  * The WebSocket protocol between a RunnerHub (one per server) and its runner daemon.
  *
  * The runner connects outbound to `/runner/connect`; the hub sends a fresh challenge and the runner
- * answers with `hello`, signing the challenge with its enrolled key. After that:
+ * answers with `session:hello`, signing the challenge with its enrolled key. After that:
  * - hub → runner: signed jobs, signed cancels, and acks of results (plain JSON, authenticity by signature);
  * - runner → hub: every message is a `RunnerBody` signed with the runner's key and bound to this
  *   connection's challenge (`session`), so a message cannot be forged or replayed into another session.
+ *
+ * Every message names what it is in `type`, as `noun:verb`. (Runners before 0.2 sent `t` and `kind`:
+ * the hub tells such a runner to upgrade, see OLD_PROTOCOL_HINT.)
  */
 import { z } from "zod";
 import { PortRange } from "./api.ts";
@@ -23,8 +26,8 @@ export function connectProof(runnerId: string, challenge: string) {
 }
 
 export const CancelEnvelope = z.strictObject({
-  v: z.literal(1),
-  kind: z.literal("cancel"),
+  v: z.literal(2),
+  type: z.literal("job:cancel"),
   jobId: z.string().min(1).max(100),
   runner: z.string().min(1).max(100),
   iat: z.number().int().positive(),
@@ -32,13 +35,13 @@ export const CancelEnvelope = z.strictObject({
 });
 export type CancelEnvelope = z.infer<typeof CancelEnvelope>;
 
-export const HubMessage = z.discriminatedUnion("t", [
-  z.strictObject({ t: z.literal("challenge"), challenge: z.string().min(16) }),
-  z.strictObject({ t: z.literal("welcome"), runnerId: z.string(), server: z.string() }),
-  z.strictObject({ t: z.literal("job"), job: z.unknown() }),
-  z.strictObject({ t: z.literal("cancel"), cancel: CancelEnvelope, signature: z.string() }),
+export const HubMessage = z.discriminatedUnion("type", [
+  z.strictObject({ type: z.literal("session:challenge"), challenge: z.string().min(16) }),
+  z.strictObject({ type: z.literal("session:welcome"), runnerId: z.string(), server: z.string() }),
+  z.strictObject({ type: z.literal("job:offer"), job: z.unknown() }),
+  z.strictObject({ type: z.literal("job:cancel"), cancel: CancelEnvelope, signature: z.string() }),
   /** The hub stored this job's result: the runner may forget its outbox copy. */
-  z.strictObject({ t: z.literal("ack"), jobId: z.string() }),
+  z.strictObject({ type: z.literal("result:stored"), jobId: z.string() }),
 ]);
 export type HubMessage = z.infer<typeof HubMessage>;
 
@@ -50,21 +53,21 @@ export type LogLine = z.infer<typeof LogLine>;
 
 /** Every report carries its session, its time and, when the job has one, the job's trace. */
 const Base = { session: z.string(), at: z.number(), traceparent: Traceparent.optional() };
-export const RunnerBody = z.discriminatedUnion("kind", [
-  z.strictObject({ ...Base, kind: z.literal("accepted"), jobId: z.string() }),
+export const RunnerBody = z.discriminatedUnion("type", [
+  z.strictObject({ ...Base, type: z.literal("job:accepted"), jobId: z.string() }),
   z.strictObject({
     ...Base,
-    kind: z.literal("refused"),
+    type: z.literal("job:refused"),
     /** Absent when the job was too malformed to name. */
     jobId: z.string().optional(),
     reason: z.string(),
     message: z.string(),
   }),
-  z.strictObject({ ...Base, kind: z.literal("progress"), jobId: z.string(), step: z.string().max(100), message: z.string().max(MAX_REPORT_MESSAGE_CHARS), data: z.record(z.string(), z.unknown()).optional() }),
-  z.strictObject({ ...Base, kind: z.literal("log"), jobId: z.string(), lines: z.array(LogLine).min(1).max(500) }),
+  z.strictObject({ ...Base, type: z.literal("job:progress"), jobId: z.string(), step: z.string().max(100), message: z.string().max(MAX_REPORT_MESSAGE_CHARS), data: z.record(z.string(), z.unknown()).optional() }),
+  z.strictObject({ ...Base, type: z.literal("job:log"), jobId: z.string(), lines: z.array(LogLine).min(1).max(500) }),
   z.strictObject({
     ...Base,
-    kind: z.literal("result"),
+    type: z.literal("job:result"),
     jobId: z.string(),
     ok: z.boolean(),
     message: z.string().max(MAX_REPORT_MESSAGE_CHARS),
@@ -72,20 +75,20 @@ export const RunnerBody = z.discriminatedUnion("kind", [
     exitCode: z.number().int().optional(),
     data: z.record(z.string(), z.unknown()).optional(),
   }),
-  z.strictObject({ ...Base, kind: z.literal("heartbeat"), running: z.array(z.string()).max(1000), concurrency: z.number().int().positive() }),
+  z.strictObject({ ...Base, type: z.literal("runner:heartbeat"), running: z.array(z.string()).max(1000), concurrency: z.number().int().positive() }),
 ]);
 export type RunnerBody = z.infer<typeof RunnerBody>;
 /**
  * What the hub reads of any body, understood or not: its session (checked before anything else), and
- * for one it cannot read, the kind and job it names, to end that job with the reason.
+ * for one it cannot read, the type and job it names, to end that job with the reason.
  */
-export const RunnerBodyHead = z.object({ session: z.unknown().optional(), kind: z.unknown().optional(), jobId: z.unknown().optional() });
+export const RunnerBodyHead = z.object({ session: z.unknown().optional(), type: z.unknown().optional(), jobId: z.unknown().optional() });
 /** A body as the runner builds it, before `session` and `at` are stamped on. */
 export type RunnerBodyInput = RunnerBody extends infer B ? (B extends RunnerBody ? Omit<B, "session" | "at" | "traceparent"> : never) : never;
 
-export const RunnerMessage = z.discriminatedUnion("t", [
+export const RunnerMessage = z.discriminatedUnion("type", [
   z.strictObject({
-    t: z.literal("hello"),
+    type: z.literal("session:hello"),
     runnerId: z.string().min(1).max(100),
     signature: z.string(),
     version: z.string().max(50),
@@ -93,8 +96,11 @@ export const RunnerMessage = z.discriminatedUnion("t", [
     /** The internal ports this runner's releases listen on: what caddy.sync may route to. */
     releasePorts: PortRange.optional(),
   }),
-  z.strictObject({ t: z.literal("msg"), body: z.unknown(), signature: z.string() }),
+  z.strictObject({ type: z.literal("report:signed"), body: z.unknown(), signature: z.string() }),
 ]);
 export type RunnerMessage = z.infer<typeof RunnerMessage>;
+
+/** What the hub says to a runner whose first message has the old protocol's `t` instead of `type`. */
+export const OLD_PROTOCOL_HINT = "this runner speaks an older protocol (messages with `t`); upgrade it to this release's runner bundle (npm run build:runner)";
 
 export { SignedJob };

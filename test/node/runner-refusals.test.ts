@@ -45,7 +45,7 @@ class ScriptedHub {
     void importPublicKey(runnerPublicKey).then((key) => (this.runnerKey = key));
     server.on("connection", (socket) => {
       this.challenge = `challenge-${Math.random().toString(36).slice(2)}-${Date.now()}`;
-      socket.send(JSON.stringify({ t: "challenge", challenge: this.challenge }));
+      socket.send(JSON.stringify({ type: "session:challenge", challenge: this.challenge }));
       // One message at a time, in the order they came: each waits on a signature check, and two
       // checks may finish out of order (log batches were recorded swapped on a busy machine).
       socket.on("message", (data) => {
@@ -65,29 +65,29 @@ class ScriptedHub {
     const message = RunnerMessage.parse(JSON.parse(text));
     const key = this.runnerKey;
     if (!key) throw new Error("runner key not imported yet");
-    if (message.t === "hello") {
+    if (message.type === "session:hello") {
       if (!(await verifyValue(key, connectProof(message.runnerId, this.challenge), message.signature))) return socket.close(4401, "bad hello");
       this.socket = socket;
       this.hellos++;
-      socket.send(JSON.stringify({ t: "welcome", runnerId: message.runnerId, server: "scripted" }));
+      socket.send(JSON.stringify({ type: "session:welcome", runnerId: message.runnerId, server: "scripted" }));
       return;
     }
     if (!(await verifyValue(key, message.body, message.signature))) throw new Error("runner message with a bad signature");
     const body = RunnerBody.parse(message.body);
     this.messages.push(body);
-    if (body.kind === "result" && this.ackResults) socket.send(JSON.stringify({ t: "ack", jobId: body.jobId }));
+    if (body.type === "job:result" && this.ackResults) socket.send(JSON.stringify({ type: "result:stored", jobId: body.jobId }));
   }
 
   send(job: unknown) {
-    this.socket?.send(JSON.stringify({ t: "job", job }));
+    this.socket?.send(JSON.stringify({ type: "job:offer", job }));
   }
 
   /** The runner's answer about one job: its refusal, or its result. */
-  answer(jobId: string, kinds: RunnerBody["kind"][] = ["refused", "result"]) {
+  answer(jobId: string, kinds: RunnerBody["type"][] = ["job:refused", "job:result"]) {
     return waitFor(
-      () => this.messages.find((m) => "jobId" in m && m.jobId === jobId && kinds.includes(m.kind)),
+      () => this.messages.find((m) => "jobId" in m && m.jobId === jobId && kinds.includes(m.type)),
       20_000,
-      () => `no answer for ${jobId}: ${JSON.stringify(this.messages.filter((m) => m.kind !== "heartbeat"))}`,
+      () => `no answer for ${jobId}: ${JSON.stringify(this.messages.filter((m) => m.type !== "runner:heartbeat"))}`,
     );
   }
 
@@ -133,8 +133,8 @@ async function containersFor(jobId: string) {
 async function expectRefused(job: SignedJob | Record<string, unknown>, jobId: string, reason: string) {
   hub.send(job);
   const answer = await hub.answer(jobId);
-  expect(answer).toMatchObject({ kind: "refused", reason });
-  expect(hub.about(jobId).map((m) => m.kind)).toEqual(["refused"]);
+  expect(answer).toMatchObject({ type: "job:refused", reason });
+  expect(hub.about(jobId).map((m) => m.type)).toEqual(["refused"]);
   expect(await containersFor(jobId)).toEqual([]);
   return answer;
 }
@@ -191,7 +191,7 @@ describe("the runner refuses, and runs nothing", () => {
     const now = Math.floor(Date.now() / 1000);
     const signed = await signJob(controlPlane.privateKey, envelope({ iat: now - 1000, exp: now - 300 }));
     const answer = await expectRefused(signed, signed.envelope.id, "expired");
-    expect(answer.kind === "refused" && answer.message).toContain("expired at");
+    expect(answer.type === "job:refused" && answer.message).toContain("expired at");
   });
 
   it("another runner's job", async () => {
@@ -216,7 +216,7 @@ describe("the runner refuses, and runs nothing", () => {
       envelope({ type: "ansible.playbook", payload: { playbook: "provision.yml", extraVars: { caddy_binary: `/bin/sh -c 'touch ${marker}'` } } }),
     );
     const answer = await expectRefused(signed, signed.envelope.id, "malformed_payload");
-    expect(answer.kind === "refused" && answer.message).toContain("provision.yml runs through the provision job type");
+    expect(answer.type === "job:refused" && answer.message).toContain("provision.yml runs through the provision job type");
     expect(existsSync(marker)).toBe(false);
   });
 
@@ -232,18 +232,18 @@ describe("the runner runs a signed job only as far as its own configuration allo
   it("a caddy.sync route to a port outside the release ports: failed, and Caddy's config untouched", async () => {
     const signed = await signJob(controlPlane.privateKey, envelope({ type: "caddy.sync", payload: { routes: [{ domain: "ssh.example.test", upstreamPort: 22 }] } }));
     hub.send(signed);
-    const answer = await hub.answer(signed.envelope.id, ["result"]);
-    expect(answer).toMatchObject({ kind: "result", ok: false, reason: "failed" });
-    expect(answer.kind === "result" && answer.message).toBe("upstream ports must be this server's release ports 20000-29999; refused: ssh.example.test → 22; nothing was changed");
+    const answer = await hub.answer(signed.envelope.id, ["job:result"]);
+    expect(answer).toMatchObject({ type: "job:result", ok: false, reason: "failed" });
+    expect(answer.type === "job:result" && answer.message).toBe("upstream ports must be this server's release ports 20000-29999; refused: ssh.example.test → 22; nothing was changed");
     expect(existsSync(join(stateDir, "caddy.json"))).toBe(false);
   });
 
   it("a docker.run on the server's own network, on a runner that does not allow it: failed, no container", async () => {
     const signed = await signJob(controlPlane.privateKey, envelope({ payload: { image: TEST_IMAGE, cmd: ["echo", "on the host"], network: "host" } }));
     hub.send(signed);
-    const answer = await hub.answer(signed.envelope.id, ["result"]);
-    expect(answer).toMatchObject({ kind: "result", ok: false });
-    expect(answer.kind === "result" && answer.message).toContain('network "host" is refused');
+    const answer = await hub.answer(signed.envelope.id, ["job:result"]);
+    expect(answer).toMatchObject({ type: "job:result", ok: false });
+    expect(answer.type === "job:result" && answer.message).toContain('network "host" is refused');
     expect(await containersFor(signed.envelope.id)).toEqual([]);
   });
 
@@ -251,14 +251,14 @@ describe("the runner runs a signed job only as far as its own configuration allo
     const signed = await signJob(controlPlane.privateKey, envelope());
     const id = signed.envelope.id;
     hub.send(signed);
-    expect(await hub.answer(id, ["result"])).toMatchObject({ kind: "result", ok: true, exitCode: 0 });
-    const lines = () => hub.about(id).flatMap((m) => (m.kind === "log" ? m.lines.map((l) => l.line) : []));
+    expect(await hub.answer(id, ["job:result"])).toMatchObject({ type: "job:result", ok: true, exitCode: 0 });
+    const lines = () => hub.about(id).flatMap((m) => (m.type === "job:log" ? m.lines.map((l) => l.line) : []));
     expect(lines()).toEqual(["ran"]);
     const ranOnce = hub.about(id).length;
 
     hub.send(signed);
     await waitFor(() => (hub.about(id).length > ranOnce ? true : undefined), 10_000, () => "no answer to the replay");
-    expect(hub.about(id).at(-1)).toMatchObject({ kind: "refused", reason: "replayed" });
+    expect(hub.about(id).at(-1)).toMatchObject({ type: "job:refused", reason: "replayed" });
 
     await stopRunner();
     await startRunner();
@@ -266,18 +266,18 @@ describe("the runner runs a signed job only as far as its own configuration allo
     // The same id with a fresh nonce, and the same nonce under a fresh id: both are replays.
     hub.send(await signJob(controlPlane.privateKey, { ...signed.envelope, nonce: `fresh-${Date.now()}-nonce` }));
     await waitFor(() => (hub.about(id).length > before ? true : undefined), 10_000, () => "no answer to the replay after restart");
-    expect(hub.about(id).at(-1)).toMatchObject({ kind: "refused", reason: "replayed" });
+    expect(hub.about(id).at(-1)).toMatchObject({ type: "job:refused", reason: "replayed" });
     const sameNonce = await signJob(controlPlane.privateKey, { ...signed.envelope, id: `${id}_other` });
     hub.send(sameNonce);
-    expect(await hub.answer(sameNonce.envelope.id)).toMatchObject({ kind: "refused", reason: "replayed" });
+    expect(await hub.answer(sameNonce.envelope.id)).toMatchObject({ type: "job:refused", reason: "replayed" });
     expect(lines()).toEqual(["ran"]);
   });
 
   it("a malformed message, naming no job", async () => {
     const count = hub.messages.length;
     hub.send({ hello: "there" });
-    await waitFor(() => hub.messages.slice(count).find((m) => m.kind === "refused"), 10_000, () => "no refusal");
-    expect(hub.messages.slice(count).find((m) => m.kind === "refused")).toMatchObject({ reason: "malformed" });
+    await waitFor(() => hub.messages.slice(count).find((m) => m.type === "job:refused"), 10_000, () => "no refusal");
+    expect(hub.messages.slice(count).find((m) => m.type === "job:refused")).toMatchObject({ reason: "malformed" });
   });
 });
 
@@ -286,21 +286,21 @@ describe("the runner's connection and slots", () => {
     hub.ackResults = false;
     const signed = await signJob(controlPlane.privateKey, envelope({ type: "noop", payload: { echo: "once" } }));
     hub.send(signed);
-    await hub.answer(signed.envelope.id, ["result"]);
+    await hub.answer(signed.envelope.id, ["job:result"]);
     const hellos = hub.hellos;
     hub.ackResults = true;
     hub.socket?.close(1012, "hub restarting");
     await waitFor(() => (hub.hellos > hellos ? true : undefined), 15_000, () => "the runner did not reconnect");
     // The unacknowledged result comes again, first, on the new connection; the job is not run again.
-    await waitFor(() => (hub.about(signed.envelope.id).filter((m) => m.kind === "result").length === 2 ? true : undefined), 10_000, () => "result not sent again");
-    expect(hub.about(signed.envelope.id).filter((m) => m.kind === "accepted")).toHaveLength(1);
+    await waitFor(() => (hub.about(signed.envelope.id).filter((m) => m.type === "job:result").length === 2 ? true : undefined), 10_000, () => "result not sent again");
+    expect(hub.about(signed.envelope.id).filter((m) => m.type === "job:accepted")).toHaveLength(1);
   });
 
   it("streams at most 100,000 lines of one job, then says the output was truncated", async () => {
     const signed = await signJob(controlPlane.privateKey, envelope({ payload: { image: TEST_IMAGE, cmd: ["seq", "1", "100050"] } }));
     hub.send(signed);
-    expect(await hub.answer(signed.envelope.id, ["result"])).toMatchObject({ ok: true, exitCode: 0 });
-    const lines = hub.about(signed.envelope.id).flatMap((m) => (m.kind === "log" ? m.lines : []));
+    expect(await hub.answer(signed.envelope.id, ["job:result"])).toMatchObject({ ok: true, exitCode: 0 });
+    const lines = hub.about(signed.envelope.id).flatMap((m) => (m.type === "job:log" ? m.lines : []));
     expect(lines).toHaveLength(100_001);
     expect(lines[99_999]?.line).toBe("100000");
     expect(lines[100_000]).toEqual({ stream: "system", line: "output truncated: only the first 100000 lines are streamed" });
@@ -312,8 +312,8 @@ describe("the runner's connection and slots", () => {
       payload: { image: TEST_IMAGE, cmd: ["sh", "-c", `head -c 16300 /dev/zero | tr '\\0' a; printf '%s' "$TOKEN"; head -c 5000 /dev/zero | tr '\\0' b; echo`], secretEnv: { TOKEN: secret } },
     }));
     hub.send(signed);
-    expect(await hub.answer(signed.envelope.id, ["result"])).toMatchObject({ ok: true });
-    const [line = ""] = hub.about(signed.envelope.id).flatMap((m) => (m.kind === "log" ? m.lines.map((l) => l.line) : []));
+    expect(await hub.answer(signed.envelope.id, ["job:result"])).toMatchObject({ ok: true });
+    const [line = ""] = hub.about(signed.envelope.id).flatMap((m) => (m.type === "job:log" ? m.lines.map((l) => l.line) : []));
     expect(line.length).toBeLessThanOrEqual(MAX_LOG_LINE_CHARS);
     expect(line).toContain("[secret]");
     expect(line).not.toContain(secret.slice(0, 20));
@@ -322,8 +322,8 @@ describe("the runner's connection and slots", () => {
   it("cuts a 20,000-character line to what a task event holds, saying how much was cut", async () => {
     const signed = await signJob(controlPlane.privateKey, envelope({ payload: { image: TEST_IMAGE, cmd: ["sh", "-c", "head -c 20000 /dev/zero | tr '\\0' z; echo; echo after"] } }));
     hub.send(signed);
-    expect(await hub.answer(signed.envelope.id, ["result"])).toMatchObject({ ok: true });
-    const lines = hub.about(signed.envelope.id).flatMap((m) => (m.kind === "log" ? m.lines.map((l) => l.line) : []));
+    expect(await hub.answer(signed.envelope.id, ["job:result"])).toMatchObject({ ok: true });
+    const lines = hub.about(signed.envelope.id).flatMap((m) => (m.type === "job:log" ? m.lines.map((l) => l.line) : []));
     expect(lines).toHaveLength(2);
     expect(lines[0]?.length).toBeLessThanOrEqual(MAX_LOG_LINE_CHARS);
     expect(lines[0]).toMatch(/^z+ … \[truncated: \d+ more characters\]$/);
@@ -338,8 +338,8 @@ describe("the runner's connection and slots", () => {
     );
     const start = hub.messages.length;
     for (const job of jobs) hub.send(job);
-    for (const job of jobs) expect(await hub.answer(job.envelope.id, ["result"])).toMatchObject({ ok: true });
-    const lines = hub.messages.slice(start).flatMap((m) => (m.kind === "log" ? m.lines.map((l) => l.line) : []));
+    for (const job of jobs) expect(await hub.answer(job.envelope.id, ["job:result"])).toMatchObject({ ok: true });
+    const lines = hub.messages.slice(start).flatMap((m) => (m.type === "job:log" ? m.lines.map((l) => l.line) : []));
     let running = 0;
     let most = 0;
     for (const line of lines) {

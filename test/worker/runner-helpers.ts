@@ -19,7 +19,7 @@ export interface Enrollment {
   expiresAt: string;
   command: string;
 }
-export type HubOf<T extends HubMessage["t"]> = Extract<HubMessage, { t: T }>;
+export type HubOf<T extends HubMessage["type"]> = Extract<HubMessage, { type: T }>;
 
 /** The ack lease the worker project's bindings set (RUNNER_ACK_LEASE_SECONDS). */
 export const LEASE_MS = Number(env.RUNNER_ACK_LEASE_SECONDS) * 1000;
@@ -106,7 +106,7 @@ export interface Connection {
   /** Every hub message received so far, in order. */
   received: HubMessage[];
   /** The oldest not yet taken message of type `t` (waiting for it up to `ms`). */
-  next<T extends HubMessage["t"]>(t: T, ms?: number): Promise<HubOf<T>>;
+  next<T extends HubMessage["type"]>(t: T, ms?: number): Promise<HubOf<T>>;
   /** Answers the challenge, signed with `key` (the enrolled one unless given); `extra` adds hello fields. */
   hello(key?: CryptoKey, extra?: Record<string, unknown>): Promise<void>;
   /** A signed runner message; `session` and `key` default to this connection's challenge and the enrolled key. */
@@ -138,18 +138,18 @@ export async function connect(runner: Runner): Promise<Connection> {
     closed = { code: event.code, reason: event.reason };
   });
 
-  async function next<T extends HubMessage["t"]>(t: T, ms = 5000): Promise<HubOf<T>> {
+  async function next<T extends HubMessage["type"]>(t: T, ms = 5000): Promise<HubOf<T>> {
     const deadline = Date.now() + ms;
     for (;;) {
       if (malformed.length) throw new Error(`the hub sent a message outside the protocol: ${malformed[0]}`);
-      const index = pending.findIndex((m) => m.t === t);
+      const index = pending.findIndex((m) => m.type === t);
       if (index >= 0) return pending.splice(index, 1)[0] as HubOf<T>;
       if (Date.now() > deadline) throw new Error(`no "${t}" message within ${ms} ms; received ${JSON.stringify(received)}; closed ${JSON.stringify(closed)}`);
       await sleep(10);
     }
   }
 
-  const { challenge } = await next("challenge");
+  const { challenge } = await next("session:challenge");
   return {
     ws,
     challenge,
@@ -157,11 +157,11 @@ export async function connect(runner: Runner): Promise<Connection> {
     next,
     async hello(key = runner.privateKey, extra = {}) {
       const signature = await signValue(key, connectProof(runner.runnerId, challenge));
-      ws.send(JSON.stringify({ t: "hello", runnerId: runner.runnerId, signature, version: "test", concurrency: 1, ...extra }));
+      ws.send(JSON.stringify({ type: "session:hello", runnerId: runner.runnerId, signature, version: "test", concurrency: 1, ...extra }));
     },
     async send(input, options = {}) {
       const body = { ...input, session: options.session ?? challenge, at: Date.now() };
-      ws.send(JSON.stringify({ t: "msg", body, signature: await signValue(options.key ?? runner.privateKey, body) }));
+      ws.send(JSON.stringify({ type: "report:signed", body, signature: await signValue(options.key ?? runner.privateKey, body) }));
     },
     closed: () => closed,
     async waitForClose(ms = 5000) {
@@ -179,8 +179,8 @@ export async function connect(runner: Runner): Promise<Connection> {
 export async function online(runner: Runner, hello: Record<string, unknown> = {}): Promise<Connection> {
   const conn = await connect(runner);
   await conn.hello(undefined, hello);
-  const welcome = await conn.next("welcome");
-  expect(welcome).toEqual({ t: "welcome", runnerId: runner.runnerId, server: runner.handle });
+  const welcome = await conn.next("session:welcome");
+  expect(welcome).toEqual({ type: "session:welcome", runnerId: runner.runnerId, server: runner.handle });
   return conn;
 }
 

@@ -42,8 +42,8 @@ async function breakStream(taskId: string): Promise<() => Promise<void>> {
 
 async function startJob(runner: Runner, conn: Awaited<ReturnType<typeof online>>, job: Record<string, unknown>): Promise<string> {
   await enqueue(runner.handle, job);
-  const id = jobIdOf(await conn.next("job"));
-  await conn.send({ kind: "accepted", jobId: id });
+  const id = jobIdOf(await conn.next("job:offer"));
+  await conn.send({ type: "job:accepted", jobId: id });
   return id;
 }
 
@@ -54,7 +54,7 @@ describe("RunnerHub: nothing is lost", () => {
     const { taskId } = await newTask("deploy");
     const id = await startJob(runner, conn, { type: "noop", taskId, finishTask: true });
     const domains = Array.from({ length: 8500 }, (_, i) => `site-${i}.example.test`);
-    await conn.send({ kind: "result", jobId: id, ok: true, message: "caddy serves 8500 routes", data: { routes: 8500, domains } });
+    await conn.send({ type: "job:result", jobId: id, ok: true, message: "caddy serves 8500 routes", data: { routes: 8500, domains } });
     expect(JSON.stringify(domains).length).toBeGreaterThan(200_000);
 
     const events = await until(() => taskEvents(taskId), (list) => list.some((e) => e.type === "task.completed"), "the terminal event", 10_000);
@@ -74,12 +74,12 @@ describe("RunnerHub: nothing is lost", () => {
     const restore = await breakStream(broken.taskId);
     const a = await startJob(runner, conn, { type: "noop", taskId: broken.taskId, finishTask: true });
     const b = await startJob(runner, conn, { type: "noop", taskId: fine.taskId, finishTask: true });
-    await conn.send({ kind: "log", jobId: a, lines: [{ stream: "stdout", line: "a1" }] });
-    await conn.send({ kind: "result", jobId: a, ok: true, message: "a done" });
+    await conn.send({ type: "job:log", jobId: a, lines: [{ stream: "stdout", line: "a1" }] });
+    await conn.send({ type: "job:result", jobId: a, ok: true, message: "a done" });
     await sleep(200); // a's lane has failed at least once and is backing off
     const sentAt = Date.now();
-    await conn.send({ kind: "log", jobId: b, lines: [{ stream: "stdout", line: "b1" }] });
-    await conn.send({ kind: "result", jobId: b, ok: true, message: "b done" });
+    await conn.send({ type: "job:log", jobId: b, lines: [{ stream: "stdout", line: "b1" }] });
+    await conn.send({ type: "job:result", jobId: b, ok: true, message: "b done" });
     const fineEvents = await until(() => taskEvents(fine.taskId), (list) => list.some((e) => e.type === "task.completed"), "the healthy task's end", 5_000);
     const latency = Date.now() - sentAt;
     console.log(`healthy task's events delivered ${latency} ms after the runner sent them, while the other task's lane was failing`);
@@ -103,12 +103,12 @@ describe("RunnerHub: nothing is lost", () => {
     const b = await startJob(runner, conn, { type: "noop", taskId: other.taskId });
     const waiting = getJob(runner.handle, b, 30);
     for (let batch = 0; batch < 100; batch++) {
-      await conn.send({ kind: "log", jobId: a, lines: Array.from({ length: 500 }, (_, i) => ({ stream: "stdout" as const, line: `line ${batch * 500 + i + 1}` })) });
+      await conn.send({ type: "job:log", jobId: a, lines: Array.from({ length: 500 }, (_, i) => ({ stream: "stdout" as const, line: `line ${batch * 500 + i + 1}` })) });
     }
-    await conn.send({ kind: "result", jobId: b, ok: true, message: "b done" });
+    await conn.send({ type: "job:result", jobId: b, ok: true, message: "b done" });
     const before = (await getServer(runner.handle)).runner.lastHeartbeatAt;
     const sentAt = Date.now();
-    await conn.send({ kind: "heartbeat", running: [a], concurrency: 2 });
+    await conn.send({ type: "runner:heartbeat", running: [a], concurrency: 2 });
     await until(async () => (await getServer(runner.handle)).runner.lastHeartbeatAt, (seen) => seen !== before, "the heartbeat to be handled", 5_000);
     const latency = Date.now() - sentAt;
     console.log(`heartbeat handled ${latency} ms after it was sent, behind 50,000 log lines`);
@@ -132,11 +132,11 @@ describe("RunnerHub: a finished job stays finished", () => {
     expect(failed.outcome?.reason).toBe("undelivered");
 
     const conn = await online(runner);
-    await conn.send({ kind: "accepted", jobId: job.id });
-    const cancel = await conn.next("cancel");
+    await conn.send({ type: "job:accepted", jobId: job.id });
+    const cancel = await conn.next("job:cancel");
     expect(cancel.cancel.jobId).toBe(job.id);
-    await conn.send({ kind: "result", jobId: job.id, ok: true, message: "ran after all" });
-    await conn.next("ack");
+    await conn.send({ type: "job:result", jobId: job.id, ok: true, message: "ran after all" });
+    await conn.next("result:stored");
     const after = await getJob(runner.handle, job.id);
     expect(after).toMatchObject({ state: "failed", outcome: { reason: "undelivered" }, lateOutcome: { ok: true, message: "ran after all" } });
     await sleep(300);
@@ -154,13 +154,13 @@ describe("RunnerHub: secrets", () => {
     expect(await hubStorageText(runner.handle)).not.toContain(secret);
 
     const conn = await online(runner);
-    const sent = (await conn.next("job")).job as SignedJob;
+    const sent = (await conn.next("job:offer")).job as SignedJob;
     // The runner gets the real value, under a signature that still verifies.
     expect((sent.envelope.payload.secretEnv as Record<string, string>).API_TOKEN).toBe(secret);
     expect((await verifyJob(sent, { publicKey: runner.controlPlaneKey, runnerId: runner.runnerId })).ok).toBe(true);
     const sealed = () => runInDurableObject(getRunnerHubStub(env, runner.handle), (_i, state) => state.storage.sql.exec<{ s: string | null }>(`SELECT sealed_envelope AS s FROM jobs WHERE id = ?`, job.id).one().s);
     expect(await sealed()).toMatch(/^v1\./);
-    await conn.send({ kind: "accepted", jobId: job.id });
+    await conn.send({ type: "job:accepted", jobId: job.id });
     await until(() => getJob(runner.handle, job.id), (j) => j.state === "running", "running");
     expect(await sealed()).toBeNull();
   });
@@ -197,12 +197,12 @@ describe("RunnerHub: workflows", () => {
       expect(res.status).toBe(202);
       const { task } = await res.json<{ task: { id: string } }>();
 
-      const provision = await conn.next("job", 15_000);
-      await conn.send({ kind: "accepted", jobId: jobIdOf(provision) });
-      await conn.send({ kind: "result", jobId: jobIdOf(provision), ok: true, message: "playbook provision.yml (check mode): ok=20 changed=3 failed=0" });
-      const facts = await conn.next("job", 15_000);
-      await conn.send({ kind: "accepted", jobId: jobIdOf(facts) });
-      await conn.send({ kind: "result", jobId: jobIdOf(facts), ok: true, message: "playbook facts.yml: ok=5", data: { customStats: { os: "Debian 12" } } });
+      const provision = await conn.next("job:offer", 15_000);
+      await conn.send({ type: "job:accepted", jobId: jobIdOf(provision) });
+      await conn.send({ type: "job:result", jobId: jobIdOf(provision), ok: true, message: "playbook provision.yml (check mode): ok=20 changed=3 failed=0" });
+      const facts = await conn.next("job:offer", 15_000);
+      await conn.send({ type: "job:accepted", jobId: jobIdOf(facts) });
+      await conn.send({ type: "job:result", jobId: jobIdOf(facts), ok: true, message: "playbook facts.yml: ok=5", data: { customStats: { os: "Debian 12" } } });
 
       const events = await until(() => taskEvents(task.id), (list) => list.some((e) => ["task.completed", "task.failed"].includes(e.type)), "the provisioning to end", 45_000);
       const end = events.at(-1);
@@ -255,9 +255,9 @@ describe("RunnerHub: schema migrations", () => {
     const job = await firstSchemaStore(runner);
     expect((await getJob(runner.handle, job.id)).state).toBe("queued");
     const conn = await online(runner);
-    expect(jobIdOf(await conn.next("job"))).toBe(job.id);
-    await conn.send({ kind: "accepted", jobId: job.id });
-    await conn.send({ kind: "result", jobId: job.id, ok: true, message: "noop", data: { echo: "from the old store" } });
+    expect(jobIdOf(await conn.next("job:offer"))).toBe(job.id);
+    await conn.send({ type: "job:accepted", jobId: job.id });
+    await conn.send({ type: "job:result", jobId: job.id, ok: true, message: "noop", data: { echo: "from the old store" } });
     expect((await getJob(runner.handle, job.id, 5)).state).toBe("succeeded");
     const version = await runInDurableObject(getRunnerHubStub(env, runner.handle), (_i, state) => state.storage.sql.exec<{ version: number }>(`SELECT version FROM schema_version`).one().version);
     expect(version).toBe(3);

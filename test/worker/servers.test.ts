@@ -235,11 +235,11 @@ describe("the runner's WebSocket", () => {
     expect(forged.challenge.length).toBeGreaterThanOrEqual(16);
     await forged.hello(await strangerKey());
     expect((await forged.waitForClose()).code).toBe(4401);
-    expect(forged.received.map((m) => m.t)).toEqual(["challenge"]);
+    expect(forged.received.map((m) => m.type)).toEqual(["session:challenge"]);
 
     const eager = await connect(runner);
     expect(eager.challenge).not.toBe(forged.challenge);
-    await eager.send({ kind: "heartbeat", running: [], concurrency: 1 });
+    await eager.send({ type: "runner:heartbeat", running: [], concurrency: 1 });
     expect((await eager.waitForClose()).code).toBe(4401);
 
     const shown = await getServer(runner.handle);
@@ -267,7 +267,7 @@ describe("the runner's WebSocket", () => {
     expect(queued).toMatchObject({ state: "queued", attempts: 0, server: runner.handle, type: "noop" });
     const conn = await online(runner);
 
-    const first = await conn.next("job");
+    const first = await conn.next("job:offer");
     const check = await verifyJob(first.job, { publicKey: runner.controlPlaneKey, runnerId: runner.runnerId });
     expect(check).toMatchObject({ ok: true, envelope: { id: queued.id, runner: runner.runnerId, type: "noop", payload: { echo: "hi" } } });
     // The same job does not verify for another runner.
@@ -276,24 +276,24 @@ describe("the runner's WebSocket", () => {
 
     // Not accepted: after the lease the hub sends the very same signed job again.
     await passAckLease(runner.handle);
-    const second = await conn.next("job");
+    const second = await conn.next("job:offer");
     expect(second.job).toEqual(first.job);
     expect(await getJob(runner.handle, queued.id)).toMatchObject({ state: "delivered", attempts: 2 });
 
-    await conn.send({ kind: "accepted", jobId: queued.id });
+    await conn.send({ type: "job:accepted", jobId: queued.id });
     const running = await until(() => getJob(runner.handle, queued.id), (j) => j.state === "running", "job running");
     expect(running.startedAt).not.toBeNull();
-    await conn.send({ kind: "result", jobId: queued.id, ok: true, message: "echo: hi", exitCode: 0, data: { echo: "hi" } });
-    expect(await conn.next("ack")).toEqual({ t: "ack", jobId: queued.id });
+    await conn.send({ type: "job:result", jobId: queued.id, ok: true, message: "echo: hi", exitCode: 0, data: { echo: "hi" } });
+    expect(await conn.next("result:stored")).toEqual({ type: "result:stored", jobId: queued.id });
     const done = await getJob(runner.handle, queued.id);
     expect(done).toMatchObject({ state: "succeeded", attempts: 2, outcome: { ok: true, message: "echo: hi", exitCode: 0, data: { echo: "hi" } } });
     expect(done.finishedAt).not.toBeNull();
     // A repeated result is acknowledged again and changes nothing.
-    await conn.send({ kind: "result", jobId: queued.id, ok: false, message: "late duplicate" });
-    expect(await conn.next("ack")).toEqual({ t: "ack", jobId: queued.id });
+    await conn.send({ type: "job:result", jobId: queued.id, ok: false, message: "late duplicate" });
+    expect(await conn.next("result:stored")).toEqual({ type: "result:stored", jobId: queued.id });
     expect((await getJob(runner.handle, queued.id)).outcome).toMatchObject({ ok: true, message: "echo: hi" });
     // Only those two deliveries: an accepted job is not sent again.
-    expect(conn.received.filter((m) => m.t === "job")).toHaveLength(2);
+    expect(conn.received.filter((m) => m.type === "job:offer")).toHaveLength(2);
     conn.ws.close(1000, "done");
   });
 
@@ -302,14 +302,14 @@ describe("the runner's WebSocket", () => {
     const runner = await enrolledRunner();
     const conn = await online(runner);
     const job = await enqueue(runner.handle, { type: "noop", taskId, finishTask: true });
-    expect((await conn.next("job")).job).toMatchObject({ envelope: { id: job.id, taskId } });
+    expect((await conn.next("job:offer")).job).toMatchObject({ envelope: { id: job.id, taskId } });
 
-    await conn.send({ kind: "accepted", jobId: job.id });
-    await conn.send({ kind: "log", jobId: job.id, lines: [{ stream: "stdout", line: "line one" }, { stream: "stderr", line: "line two" }] });
-    await conn.send({ kind: "progress", jobId: job.id, step: "noop", message: "halfway", data: { pct: 50 } });
-    await conn.send({ kind: "log", jobId: job.id, lines: [{ stream: "stdout", line: "line three" }] });
-    await conn.send({ kind: "result", jobId: job.id, ok: true, message: "all done" });
-    await conn.next("ack");
+    await conn.send({ type: "job:accepted", jobId: job.id });
+    await conn.send({ type: "job:log", jobId: job.id, lines: [{ stream: "stdout", line: "line one" }, { stream: "stderr", line: "line two" }] });
+    await conn.send({ type: "job:progress", jobId: job.id, step: "noop", message: "halfway", data: { pct: 50 } });
+    await conn.send({ type: "job:log", jobId: job.id, lines: [{ stream: "stdout", line: "line three" }] });
+    await conn.send({ type: "job:result", jobId: job.id, ok: true, message: "all done" });
+    await conn.next("result:stored");
 
     const events = await until(() => taskEvents(taskId), (e) => e.some((x) => x.type === "task.completed"), "task.completed on the stream");
     expect(events.map((e) => [e.type, e.message])).toEqual([
@@ -333,10 +333,10 @@ describe("the runner's WebSocket", () => {
     const conn = await online(runner);
     await until(() => getServer(runner.handle), (s) => s.server.status === "online", "status online");
     const job = await enqueue(runner.handle);
-    await conn.next("job");
-    await conn.send({ kind: "result", jobId: job.id, ok: true, message: "forged success" }, { key: await strangerKey() });
+    await conn.next("job:offer");
+    await conn.send({ type: "job:result", jobId: job.id, ok: true, message: "forged success" }, { key: await strangerKey() });
     expect(await conn.waitForClose()).toEqual({ code: 4401, reason: "bad message signature" });
-    expect(conn.received.some((m) => m.t === "ack")).toBe(false);
+    expect(conn.received.some((m) => m.type === "result:stored")).toBe(false);
     // The connection is gone, so the unaccepted job waits for the next one; nothing of the forgery stuck.
     const after = await until(() => getJob(runner.handle, job.id), (j) => j.state === "queued", "job queued again");
     expect(after).toMatchObject({ attempts: 1, outcome: null, startedAt: null, finishedAt: null });
@@ -348,16 +348,16 @@ describe("the runner's WebSocket", () => {
     const runner = await enrolledRunner();
     const older = await online(runner);
     const job = await enqueue(runner.handle);
-    await older.next("job");
+    await older.next("job:offer");
 
     const newer = await online(runner);
     expect((await older.waitForClose()).code).toBe(4000);
     // Sent on the old connection, never accepted: sent again on the new one.
-    expect((await newer.next("job")).job).toMatchObject({ envelope: { id: job.id } });
+    expect((await newer.next("job:offer")).job).toMatchObject({ envelope: { id: job.id } });
     expect(await getJob(runner.handle, job.id)).toMatchObject({ state: "delivered", attempts: 2 });
 
     // Correctly signed, but bound to the older connection's challenge: a replay.
-    await newer.send({ kind: "accepted", jobId: job.id }, { session: older.challenge });
+    await newer.send({ type: "job:accepted", jobId: job.id }, { session: older.challenge });
     expect(await newer.waitForClose()).toEqual({ code: 4400, reason: "message from another session" });
     const after = await until(() => getJob(runner.handle, job.id), (j) => j.state === "queued", "job queued again");
     expect(after).toMatchObject({ attempts: 2, startedAt: null, outcome: null });
@@ -367,21 +367,21 @@ describe("the runner's WebSocket", () => {
     const runner = await enrolledRunner();
     const conn = await online(runner);
     const job = await enqueue(runner.handle);
-    await conn.next("job");
-    await conn.send({ kind: "accepted", jobId: job.id });
+    await conn.next("job:offer");
+    await conn.send({ type: "job:accepted", jobId: job.id });
     await until(() => getJob(runner.handle, job.id), (j) => j.state === "running", "job running");
 
     const res = await call(`/api/servers/${runner.handle}/jobs/${job.id}/cancel`, { method: "POST", key: adminKey() });
     expect(res.status).toBe(202);
     expect((await res.json<{ job: JobView }>()).job.state).toBe("running");
-    const cancel = await conn.next("cancel");
-    expect(cancel.cancel).toMatchObject({ v: 1, kind: "cancel", jobId: job.id, runner: runner.runnerId });
+    const cancel = await conn.next("job:cancel");
+    expect(cancel.cancel).toMatchObject({ v: 2, type: "job:cancel", jobId: job.id, runner: runner.runnerId });
     expect(cancel.cancel.exp).toBeGreaterThan(cancel.cancel.iat);
     expect(await verifyValue(runner.controlPlaneKey, cancel.cancel, cancel.signature)).toBe(true);
     expect(await verifyValue(runner.controlPlaneKey, { ...cancel.cancel, jobId: "job_other" }, cancel.signature)).toBe(false);
 
-    await conn.send({ kind: "result", jobId: job.id, ok: false, reason: "cancelled", message: "stopped on request" });
-    await conn.next("ack");
+    await conn.send({ type: "job:result", jobId: job.id, ok: false, reason: "cancelled", message: "stopped on request" });
+    await conn.next("result:stored");
     expect(await getJob(runner.handle, job.id)).toMatchObject({ state: "cancelled", outcome: { ok: false, reason: "cancelled" } });
     conn.ws.close(1000, "done");
   });
@@ -390,17 +390,17 @@ describe("the runner's WebSocket", () => {
     const runner = await enrolledRunner();
     const conn = await online(runner);
     const job = await enqueue(runner.handle);
-    await conn.next("job");
+    await conn.next("job:offer");
     const res = await call(`/api/servers/${runner.handle}/jobs/${job.id}/cancel`, { method: "POST", key: adminKey() });
     expect(res.status).toBe(202);
     // It may be running on the runner with its acceptance lost: not cancelled here, but told to the runner.
     expect((await res.json<{ job: JobView }>()).job.state).toBe("delivered");
-    await conn.next("cancel");
+    await conn.next("job:cancel");
     await passAckLease(runner.handle);
-    const order = conn.received.slice(-2).map((m) => m.t);
+    const order = conn.received.slice(-2).map((m) => m.type);
     expect(order).toEqual(["cancel", "job"]);
-    await conn.send({ kind: "result", jobId: job.id, ok: false, reason: "cancelled", message: "cancelled before it started" });
-    await conn.next("ack");
+    await conn.send({ type: "job:result", jobId: job.id, ok: false, reason: "cancelled", message: "cancelled before it started" });
+    await conn.next("result:stored");
     expect(await getJob(runner.handle, job.id)).toMatchObject({ state: "cancelled", outcome: { reason: "cancelled" } });
     conn.ws.close(1000, "done");
   });
@@ -435,26 +435,26 @@ describe("the runner's WebSocket", () => {
     const runner = await enrolledRunner();
     const conn = await online(runner);
     const job = await enqueue(runner.handle);
-    await conn.next("job");
-    await conn.send({ kind: "accepted", jobId: job.id });
-    await conn.send({ kind: "result", jobId: job.id, ok: false, reason: "failed", message: "x".repeat(20_000) });
-    await conn.next("ack");
+    await conn.next("job:offer");
+    await conn.send({ type: "job:accepted", jobId: job.id });
+    await conn.send({ type: "job:result", jobId: job.id, ok: false, reason: "failed", message: "x".repeat(20_000) });
+    await conn.next("result:stored");
     const done = await getJob(runner.handle, job.id);
     expect(done).toMatchObject({ state: "failed", outcome: { reason: "failed" } });
     expect(done.outcome?.message).toContain("could not be read");
     expect(conn.closed()).toBeNull();
     const next = await enqueue(runner.handle);
-    expect((await conn.next("job")).job).toMatchObject({ envelope: { id: next.id } });
+    expect((await conn.next("job:offer")).job).toMatchObject({ envelope: { id: next.id } });
     conn.ws.close(1000, "done");
   });
 
   it("cuts off the old runner when the server is enrolled again, and fails the jobs signed for it", async () => {
     const runner = await enrolledRunner();
     const conn = await online(runner);
-    await conn.send({ kind: "heartbeat", running: [], concurrency: 1 });
+    await conn.send({ type: "runner:heartbeat", running: [], concurrency: 1 });
     // Busy runner: concurrency 1, so the second job stays queued.
     const first = await enqueue(runner.handle);
-    await conn.next("job");
+    await conn.next("job:offer");
     const second = await enqueue(runner.handle);
     const renew = await call(`/api/servers/${runner.handle}/enrollment`, { method: "POST", key: adminKey(), json: {} });
     expect(renew.status).toBe(201);
@@ -467,7 +467,7 @@ describe("the runner's WebSocket", () => {
       expect(job).toMatchObject({ state: "failed", outcome: { reason: "undelivered" } });
       expect(job.outcome?.message).toContain("re-enrolled");
     }
-    expect(conn.received.filter((m) => m.t === "job")).toHaveLength(1);
+    expect(conn.received.filter((m) => m.type === "job:offer")).toHaveLength(1);
   });
 
   it("shows the server offline once the runner disconnects, and queues its unaccepted job again", async () => {
@@ -475,7 +475,7 @@ describe("the runner's WebSocket", () => {
     const conn = await online(runner);
     await until(() => getServer(runner.handle), (s) => s.server.status === "online", "status online");
     const job = await enqueue(runner.handle);
-    await conn.next("job");
+    await conn.next("job:offer");
 
     conn.ws.close(1000, "shutting down");
     const shown = await until(() => getServer(runner.handle), (s) => s.server.status === "offline", "status offline");
@@ -503,7 +503,7 @@ describe("the runner's WebSocket", () => {
     // A runner that connects afterwards is not sent the expired job.
     const conn = await online(runner);
     await sleep(300);
-    expect(conn.received.filter((m) => m.t === "job")).toHaveLength(0);
+    expect(conn.received.filter((m) => m.type === "job:offer")).toHaveLength(0);
     conn.ws.close(1000, "done");
   });
 });
