@@ -27,6 +27,15 @@ describe("the runner's journal", () => {
     second.close();
   });
 
+  it("reads a result a 0.1 runner wrote (named in kind) as this runner sends it (type job:result)", () => {
+    const state = dir();
+    const old = { kind: "result", jobId: "job_old", ok: false, reason: "interrupted", message: "the runner stopped" };
+    writeFileSync(join(state, "journal.jsonl"), `${JSON.stringify({ k: "seen", id: "job_old", nonce: "n-old", exp: now() + 600, type: "noop" })}\n${JSON.stringify({ k: "result", id: "job_old", result: old })}\n`);
+    const journal = new Journal(state);
+    expect(journal.unacknowledged()).toEqual([{ type: "job:result", jobId: "job_old", ok: false, reason: "interrupted", message: "the runner stopped" }]);
+    journal.close();
+  });
+
   it("forgets a job only once it has expired and the hub has its result; an unfinished one is kept however old", () => {
     const state = dir();
     const journal = new Journal(state);

@@ -9,6 +9,7 @@ import { failingSlowly } from "../platform/auth.ts";
 import { authFailed, limitByAddress } from "../platform/rate-limit.ts";
 import { enrollRunner, hubIdentity, loadServerByRunner } from "../runner-hub/servers.ts";
 import { EnrollRunner, type EnrollRunnerResponse } from "../shared/api.ts";
+import { speaksThisProtocol } from "../shared/runner-protocol.ts";
 
 const ConnectQuery = z.object({ runner: z.string().min(1).max(100) });
 
@@ -37,6 +38,11 @@ export const runnerRoute = new Hono<AppEnv>()
       throw new AppError("unauthorized", "Unknown runner id; enroll the runner again (`orchestrator-runner enroll`)");
     }
     if (row.status === "disabled") throw new AppError("forbidden", `Server ${row.handle} is disabled`);
+    const agent = c.req.header("user-agent");
+    if (!speaksThisProtocol(agent)) {
+      c.var.log.warn("runner too old for this control plane", { server: row.handle, userAgent: agent ?? null });
+      throw new AppError("conflict", `This runner (${agent ?? "unknown"}) speaks an older protocol than this control plane: install this release's runner bundle (npm run build:runner; runner/README.md) and start it again`);
+    }
     const headers = new Headers(c.req.raw.headers);
     headers.set(HUB_IDENTITY_HEADER, JSON.stringify(hubIdentity(row)));
     return getRunnerHub(c.env, row.handle).fetch(new Request(c.req.raw.url, { headers }));

@@ -6,7 +6,7 @@
 import type { PortRange } from "../shared/api.ts";
 import { randomToken } from "../lib/crypto.ts";
 import { verifyValue } from "../shared/jobs.ts";
-import { connectProof, OLD_PROTOCOL_HINT, RunnerBody, RunnerBodyHead, RunnerMessage } from "../shared/runner-protocol.ts";
+import { connectProof, RunnerBody, RunnerBodyHead, RunnerMessage } from "../shared/runner-protocol.ts";
 
 /** A socket that has not said hello within this is closed. */
 export const AUTH_TIMEOUT_MS = 15_000;
@@ -58,7 +58,7 @@ export async function readRunnerMessage(
   try {
     message = RunnerMessage.parse(JSON.parse(typeof raw === "string" ? raw : new TextDecoder().decode(raw)));
   } catch {
-    return { kind: "close", code: 4400, reason: oldProtocol(raw) ? OLD_PROTOCOL_HINT : "malformed message" };
+    return { kind: "close", code: 4400, reason: "malformed message" };
   }
   if (!state.authenticated) {
     if (message.type !== "session:hello") return { kind: "close", code: 4401, reason: "expected session:hello" };
@@ -83,14 +83,4 @@ export async function readRunnerMessage(
     jobId: typeof head.jobId === "string" && head.jobId.length <= 100 ? head.jobId : undefined,
     problem: body.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ").slice(0, 500),
   };
-}
-
-/** Whether a message that did not parse is one of the protocol before `type` (it named itself in `t`). */
-function oldProtocol(raw: string | ArrayBuffer): boolean {
-  try {
-    const parsed: unknown = JSON.parse(typeof raw === "string" ? raw : new TextDecoder().decode(raw));
-    return typeof parsed === "object" && parsed !== null && "t" in parsed && !("type" in parsed);
-  } catch {
-    return false;
-  }
 }

@@ -7,8 +7,8 @@
  * - runner → hub: every message is a `RunnerBody` signed with the runner's key and bound to this
  *   connection's challenge (`session`), so a message cannot be forged or replayed into another session.
  *
- * Every message names what it is in `type`, as `noun:verb`. (Runners before 0.2 sent `t` and `kind`:
- * the hub tells such a runner to upgrade, see OLD_PROTOCOL_HINT.)
+ * Every message names what it is in `type`, as `noun:verb`. Runners before 0.2 named them in `t` and
+ * `kind`: `/runner/connect` refuses them (by their user-agent) with what to do, see speaksThisProtocol.
  */
 import { z } from "zod";
 import { PortRange } from "./api.ts";
@@ -100,7 +100,13 @@ export const RunnerMessage = z.discriminatedUnion("type", [
 ]);
 export type RunnerMessage = z.infer<typeof RunnerMessage>;
 
-/** What the hub says to a runner whose first message has the old protocol's `t` instead of `type`. */
-export const OLD_PROTOCOL_HINT = "this runner speaks an older protocol (messages with `t`); upgrade it to this release's runner bundle (npm run build:runner)";
+/**
+ * Whether a runner, by the user-agent it connects with (`orchestrator-runner/<version>`), speaks this
+ * protocol: 0.1 runners do not (they could not even read the challenge). Other clients are let through
+ * to the challenge, which they must answer anyway.
+ */
+export function speaksThisProtocol(userAgent: string | undefined): boolean {
+  return !/^orchestrator-runner\/0\.1\./.test(userAgent ?? "");
+}
 
 export { SignedJob };

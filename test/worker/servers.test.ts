@@ -221,6 +221,11 @@ describe("GET /runner/connect", () => {
     expect(body.error.code).toBe("invalid_request");
     expect(body.error.message).toMatch(/WebSocket/);
 
+    // A 0.1 runner (its messages named in `t`, which it could not read from this hub): told what to do.
+    const old = await call(`/runner/connect?runner=${runner.runnerId}`, { headers: { upgrade: "websocket", "user-agent": "orchestrator-runner/0.1.0" } });
+    expect(old.status).toBe(409);
+    expect((await old.json<ErrorJson>()).error.message).toMatch(/older protocol than this control plane: install this release's runner bundle/);
+
     const unknown = await call("/runner/connect?runner=run_nobody", { headers: { upgrade: "websocket" } });
     expect(unknown.status).toBe(401);
     expect((await unknown.json<ErrorJson>()).error.message).toMatch(/enroll/);
