@@ -97,7 +97,7 @@ export class ChatSession {
       });
       socket.on("message", (data: Buffer) => {
         const frame = session.frame(data.toString("utf8"));
-        if (frame?.type !== "chat.history" || ready) return;
+        if (frame?.type !== "chat:history" || ready) return;
         ready = true;
         clearTimeout(timer);
         resolve(session);
@@ -177,20 +177,20 @@ export class ChatSession {
     const frame: ServerMessage = parsed.data;
     const watch = this.watch;
     switch (frame.type) {
-      case "chat.history":
+      case "chat:history":
         this.state = frame.state;
         this.history = frame.entries;
         for (const entry of frame.entries) this.entries.set(entry.id, entry);
         break;
-      case "chat.entry": {
+      case "chat:entry": {
         const previous = this.entries.get(frame.entry.id);
         this.entries.set(frame.entry.id, frame.entry);
-        if (watch && !previous && watch.sent.type === "chat.message" && frame.entry.from === "user" && frame.entry.text.trim() === watch.sent.text.trim()) watch.ours = true;
-        if (watch && watch.sent.type === "chat.choice" && frame.entry.actionId === watch.sent.actionId && !frame.entry.buttons?.length) watch.ours = true;
+        if (watch && !previous && watch.sent.type === "chat:message" && frame.entry.from === "user" && frame.entry.text.trim() === watch.sent.text.trim()) watch.ours = true;
+        if (watch && watch.sent.type === "chat:choice" && frame.entry.actionId === watch.sent.actionId && !frame.entry.buttons?.length) watch.ours = true;
         this.onEntry(frame.entry, previous);
         break;
       }
-      case "chat.state":
+      case "chat:state":
         this.state = frame.state;
         if (!watch) break;
         if (frame.state === "PROCESSING") {
@@ -204,11 +204,11 @@ export class ChatSession {
           watch.settle = setTimeout(() => watch.done({}), SETTLE_MS);
         }
         break;
-      case "chat.error":
+      case "chat:error":
         this.onError(frame.code, frame.message);
         // A refused message is told to its connection at once; a stale choice is told to every
         // connection of the chat, so it ends only a turn that sent a choice.
-        if (watch && (frame.code === "invalid_message" || watch.sent.type === "chat.choice")) watch.done({ error: { code: frame.code, message: frame.message } });
+        if (watch && (frame.code === "invalid_message" || watch.sent.type === "chat:choice")) watch.done({ error: { code: frame.code, message: frame.message } });
         break;
     }
     return frame;
@@ -398,7 +398,7 @@ export async function newProduct(config: CliConfig, text: string, options: NewOp
     session.onError = (_code, message) => process.stderr.write(`orchestrator: the Product Owner refused it: ${message}\n`);
 
     printer.expectEcho(text);
-    let result = await session.turn({ type: "chat.message", text });
+    let result = await session.turn({ type: "chat:message", text });
     if (result.error) return 3;
     // Its questions, as long as it asks them (a confirmation, then perhaps another).
     for (let asked = 0; asked < 10; asked++) {
@@ -421,7 +421,7 @@ export async function newProduct(config: CliConfig, text: string, options: NewOp
           else if (!reader.interactive) printer.line(`    → ${choice}`);
         }
       }
-      result = await session.turn({ type: "chat.choice", actionId: question.actionId, choice });
+      result = await session.turn({ type: "chat:choice", actionId: question.actionId, choice });
       if (result.error) return 3;
     }
     if (!task) {
@@ -467,7 +467,7 @@ export async function chatRepl(config: CliConfig, options: { signal?: AbortSigna
       const question = session.openQuestion();
       const choice = question ? choiceFor(question, text) : undefined;
       if (question?.actionId && choice) {
-        await session.turn({ type: "chat.choice", actionId: question.actionId, choice });
+        await session.turn({ type: "chat:choice", actionId: question.actionId, choice });
         continue;
       }
       if (text.length > CHAT_TEXT_LIMIT) {
@@ -475,7 +475,7 @@ export async function chatRepl(config: CliConfig, options: { signal?: AbortSigna
         continue;
       }
       printer.expectEcho(text);
-      await session.turn({ type: "chat.message", text });
+      await session.turn({ type: "chat:message", text });
     }
   } finally {
     reader.close();

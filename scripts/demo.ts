@@ -88,12 +88,12 @@ async function main() {
 
   say(`you> ${DEMO_REQUEST}`);
   printer.expectEcho(DEMO_REQUEST);
-  await session.turn({ type: "chat.message", text: DEMO_REQUEST });
+  await session.turn({ type: "chat:message", text: DEMO_REQUEST });
   const question = session.openQuestion(() => true);
   const yes = question?.buttons?.find((button) => button.choice === "yes");
   if (!question?.actionId || !yes) throw new Error("the Product Owner asked no confirmation to build: see the conversation above");
   say("you> (pressed Confirm)");
-  await session.turn({ type: "chat.choice", actionId: question.actionId, choice: yes.choice });
+  await session.turn({ type: "chat:choice", actionId: question.actionId, choice: yes.choice });
 
   const deadline = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no result within ${DEADLINE_MS / 60_000} minutes`)), DEADLINE_MS).unref());
   const last = await Promise.race([outcome, deadline]);

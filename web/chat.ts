@@ -1,6 +1,6 @@
 // Web console chat: a conversation with the Product Owner agent over the chat WebSocket.
-// Contract: src/shared/chat.ts (chat.history / chat.entry / chat.state / chat.error from the server,
-// chat.message / chat.choice from us). Sign-in trades an API key for a signed chat token
+// Contract: src/shared/chat.ts (chat:history / chat:entry / chat:state / chat:error from the server,
+// chat:message / chat:choice from us). Sign-in trades an API key for a signed chat token
 // (POST /api/chat/link); only the token is kept, in sessionStorage.
 // Bundled into public/chat.js by scripts/build-web.ts.
 
@@ -385,18 +385,18 @@ function onFrame(data: unknown): void {
   }
   const frame = parsed.data;
   switch (frame.type) {
-    case "chat.history":
+    case "chat:history":
       chat.attempt = 0;
       renderHistory(frame.entries);
       setState(frame.state);
       break;
-    case "chat.entry":
+    case "chat:entry":
       renderEntries([frame.entry], { history: false });
       break;
-    case "chat.state":
+    case "chat:state":
       setState(frame.state);
       break;
-    case "chat.error":
+    case "chat:error":
       showNotice(frame.message || "Something went wrong.", frame.code);
       break;
   }
@@ -616,7 +616,7 @@ function sendChoice(entry: ChatEntry, choice: string, row: HTMLElement, button: 
     showNotice("This question can no longer be answered here.");
     return;
   }
-  if (!send({ type: "chat.choice", actionId: entry.actionId, choice })) {
+  if (!send({ type: "chat:choice", actionId: entry.actionId, choice })) {
     showNotice("Not connected. Your answer was not sent; try again in a moment.");
     return;
   }
@@ -762,7 +762,7 @@ function dayKey(date: Date): string {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Notices (chat.error and local problems): inline, dismissable, fading on their own.
+// Notices (chat:error and local problems): inline, dismissable, fading on their own.
 
 function showNotice(message: string, code?: string): void {
   const box = $("notices");
@@ -808,7 +808,7 @@ function submitComposer(): void {
     showNotice(`Messages can be at most ${CHAT_TEXT_LIMIT} characters; this one has ${text.length}.`);
     return;
   }
-  if (!send({ type: "chat.message", text })) {
+  if (!send({ type: "chat:message", text })) {
     showNotice("Not connected. Your message is still in the box; send it again once connected.");
     return;
   }

@@ -280,7 +280,7 @@ describe("the chat keeps each key's limits", () => {
     try {
       const session = await ChatSession.open({ url: stack.url, apiKey: plainKey }, new AbortController().signal);
       try {
-        await session.turn({ type: "chat.message", text: "List every project there is, everyone's." }, 90_000);
+        await session.turn({ type: "chat:message", text: "List every project there is, everyone's." }, 90_000);
         await waitFor(() => ([...session.entries.values()].some((entry) => entry.text.includes("Here they are")) ? true : undefined), 60_000, () => JSON.stringify([...session.entries.values()]));
       } finally {
         session.close();

@@ -78,8 +78,8 @@ export class ProductOwner extends Agent<Env> {
     try {
       this.store.set("address", { channel: "telegram", chatId: update.chat.id, chatType: update.chat.type } satisfies ChatAddress);
       const trace = { traceparent: update.traceparent ?? newTraceparent() };
-      if (update.kind === "callback") {
-        await this.queue("handle", { kind: "choice", ...parseCallbackData(update.data), from: update.from, callbackId: update.callbackId, ...(update.messageId ? { messageId: update.messageId } : {}), ...trace } satisfies Inbound, ONCE);
+      if (update.type === "telegram:callback") {
+        await this.queue("handle", { type: "chat:choice", ...parseCallbackData(update.data), from: update.from, callbackId: update.callbackId, ...(update.messageId ? { messageId: update.messageId } : {}), ...trace } satisfies Inbound, ONCE);
       } else {
         await this.enqueueText(update.text, { from: update.from }, update.messageId, trace.traceparent);
       }
@@ -108,7 +108,7 @@ export class ProductOwner extends Agent<Env> {
     }
     connection.setState({ keyId: session.keyId });
     this.store.set("address", { channel: "web", userId: session.user.userId } satisfies ChatAddress);
-    this.out.send(connection, { type: "chat.history", entries: this.store.entries(), state: this.store.state });
+    this.out.send(connection, { type: "chat:history", entries: this.store.entries(), state: this.store.state });
   }
 
   /** A revoked key: every socket signed in with it is closed at once (its next message would be refused anyway). */
@@ -134,8 +134,8 @@ export class ProductOwner extends Agent<Env> {
       return;
     }
     // Each message from the console or the CLI starts a trace of its own.
-    if (message.type === "chat.message") await this.enqueueText(message.text, { keyId }, undefined, newTraceparent());
-    else await this.queue("handle", { kind: "choice", actionId: message.actionId, choice: message.choice, keyId, traceparent: newTraceparent() } satisfies Inbound, ONCE);
+    if (message.type === "chat:message") await this.enqueueText(message.text, { keyId }, undefined, newTraceparent());
+    else await this.queue("handle", { type: "chat:choice", actionId: message.actionId, choice: message.choice, keyId, traceparent: newTraceparent() } satisfies Inbound, ONCE);
   }
 
   /** From a task's stream (it was started from this chat): a question for the person, or its end. */
@@ -167,9 +167,10 @@ export class ProductOwner extends Agent<Env> {
 
   // ---- the queue's callbacks: one at a time, in order ----
 
-  async handle(inbound: Inbound & { attempt?: number }): Promise<void> {
+  async handle(queued: (Inbound & { attempt?: number }) | LegacyInbound): Promise<void> {
+    const inbound = currentInbound(queued);
     this.traceparent = inbound.traceparent;
-    await inSpan(`product_owner.${inbound.kind}`, { "orchestrator.chat": this.name, traceparent: inbound.traceparent }, () =>
+    await inSpan(`product_owner.${inbound.type.slice("chat:".length)}`, { "orchestrator.chat": this.name, traceparent: inbound.traceparent }, () =>
       this.session(async (db) => {
         let person: Person | null;
         try {
@@ -184,9 +185,9 @@ export class ProductOwner extends Agent<Env> {
         }
         if (!person) return;
         await this.followed.catchUp(db);
-        if (inbound.kind === "message") {
+        if (inbound.type === "chat:message") {
           await converse(this.chat, { out: this.out, askToConfirm: (...args) => this.questions.askToConfirm(...args), started: (...args) => this.followed.started(...args), escalate: (...args) => this.escalation.escalate(...args) }, db, person, inbound.text);
-        } else if (inbound.kind === "choice") await this.questions.choose(db, person, inbound);
+        } else if (inbound.type === "chat:choice") await this.questions.choose(db, person, inbound);
         else await this.questions.takeSecret(db, person, inbound);
       }),
     );
@@ -224,4 +225,12 @@ export class ProductOwner extends Agent<Env> {
   }
 
   private turnDb: Db | null = null;
+}
+
+/** An item queued before the tag was `type` (it was `kind: "message" | "choice" | "secret"`): read as today's. */
+type LegacyInbound = Omit<Inbound, "type"> & { kind: "message" | "choice" | "secret"; attempt?: number };
+function currentInbound(queued: (Inbound & { attempt?: number }) | LegacyInbound): Inbound & { attempt?: number } {
+  if (!("kind" in queued)) return queued;
+  const { kind, ...rest } = queued;
+  return { ...rest, type: `chat:${kind}` } as Inbound & { attempt?: number };
 }

@@ -15,9 +15,9 @@ import type { ChatAddress, ChatUser } from "./conversation-store.ts";
 
 /** `keyId`: the key the web or CLI session that sent it signed in with (Telegram has none: the person is their Telegram account). */
 export type Inbound = { traceparent?: string; keyId?: string } & (
-  | { kind: "message"; text: string; from?: TelegramFrom }
-  | { kind: "choice"; actionId: string; choice: string; from?: TelegramFrom; callbackId?: string; messageId?: number }
-  | { kind: "secret"; actionId: string; sealed: string; messageId?: number }
+  | { type: "chat:message"; text: string; from?: TelegramFrom }
+  | { type: "chat:choice"; actionId: string; choice: string; from?: TelegramFrom; callbackId?: string; messageId?: number }
+  | { type: "chat:secret"; actionId: string; sealed: string; messageId?: number }
 );
 
 /** The connection tag of every socket signed in with a key, so that revoking the key closes them. */
@@ -34,9 +34,9 @@ export async function inboundOfText(chat: ChatContext, text: string, sender: { f
   const who = { ...(sender.from ? { from: sender.from } : {}), ...(sender.keyId ? { keyId: sender.keyId } : {}) };
   if (secret) {
     const sealed = packSealed(await sealText(chat.env.SECRETS_ENCRYPTION_KEY, "project-secrets", text.trim(), `chat:${chat.name}`));
-    return { kind: "secret", actionId: secret.id, sealed, ...(messageId ? { messageId } : {}), ...(sender.keyId ? { keyId: sender.keyId } : {}), traceparent } satisfies Inbound;
+    return { type: "chat:secret", actionId: secret.id, sealed, ...(messageId ? { messageId } : {}), ...(sender.keyId ? { keyId: sender.keyId } : {}), traceparent } satisfies Inbound;
   }
-  return { kind: "message", text, ...who, traceparent } satisfies Inbound;
+  return { type: "chat:message", text, ...who, traceparent } satisfies Inbound;
 }
 
 /** The session a connection signed in as (the chat route checked it), or null. */
@@ -50,11 +50,11 @@ export function parseClientMessage(raw: WSMessage): { ok: true; message: ClientM
   try {
     const parsed = ClientMessage.safeParse(JSON.parse(typeof raw === "string" ? raw : new TextDecoder().decode(raw)));
     if (!parsed.success) {
-      return { ok: false, error: { type: "chat.error", code: "invalid_message", message: parsed.error.issues.map((issue) => `${issue.path.join(".") || "message"}: ${issue.message}`).join("; ") } };
+      return { ok: false, error: { type: "chat:error", code: "invalid_message", message: parsed.error.issues.map((issue) => `${issue.path.join(".") || "message"}: ${issue.message}`).join("; ") } };
     }
     return { ok: true, message: parsed.data };
   } catch {
-    return { ok: false, error: { type: "chat.error", code: "invalid_message", message: 'Send JSON: {"type":"chat.message","text":"…"}' } };
+    return { ok: false, error: { type: "chat:error", code: "invalid_message", message: 'Send JSON: {"type":"chat:message","text":"…"}' } };
   }
 }
 
@@ -75,7 +75,7 @@ export async function resolvePerson(chat: ChatContext, deps: { say(text: string)
     }
     return { user: { ...user, isAdmin: principal.isAdmin }, principal };
   }
-  const from = inbound.kind === "secret" ? undefined : inbound.from;
+  const from = inbound.type === "chat:secret" ? undefined : inbound.from;
   const user = from ? await telegramUser(db, chat.env, from) : (chat.store.get<ChatUser>("user") ?? null);
   if (!user) {
     await deps.say(`Hello! This Orchestrator is open to invited people only. Ask an admin to add you: your Telegram id is ${from?.id ?? "unknown"}.`);

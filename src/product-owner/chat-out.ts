@@ -32,12 +32,12 @@ export class ChatOut {
   setSession(state: SessionState): void {
     if (this.chat.store.state === state) return;
     this.chat.store.set("state", state);
-    this.broadcastMessage({ type: "chat.state", state });
+    this.broadcastMessage({ type: "chat:state", state });
   }
 
   addEntry(entry: ChatEntry): void {
     this.chat.store.addEntry(entry);
-    this.broadcastMessage({ type: "chat.entry", entry });
+    this.broadcastMessage({ type: "chat:entry", entry });
   }
 
   async say(text: string, extra: Partial<ChatEntry> = {}): Promise<ChatEntry> {
@@ -60,7 +60,7 @@ export class ChatOut {
       const { buttons: _buttons, ...rest } = entry;
       const closed = { ...rest, text: `${entry.text}\n${note}` };
       this.chat.store.updateEntry(closed);
-      this.broadcastMessage({ type: "chat.entry", entry: closed });
+      this.broadcastMessage({ type: "chat:entry", entry: closed });
     }
     const address = this.chat.store.get<ChatAddress>("address");
     if (address?.channel === "telegram" && telegramMessageId && entry) {

@@ -12,7 +12,7 @@ export type InboundUpdate = {
   traceparent?: string;
   chat: { id: number; type: string };
   from: TelegramFrom;
-} & ({ kind: "message"; messageId: number; text: string } | { kind: "callback"; callbackId: string; data: string; messageId?: number });
+} & ({ type: "telegram:message"; messageId: number; text: string } | { type: "telegram:callback"; callbackId: string; data: string; messageId?: number });
 
 /** Header the chat route sets (after signing the person in) on the WebSocket upgrade it forwards: a ChatSession. */
 export const CHAT_SESSION_HEADER = "x-orchestrator-chat-session";

@@ -48,13 +48,13 @@ export class Questions {
 
   // ---- a button pressed ----
 
-  async choose(db: Db, person: Person, inbound: Extract<Inbound, { kind: "choice" }>): Promise<void> {
+  async choose(db: Db, person: Person, inbound: Extract<Inbound, { type: "chat:choice" }>): Promise<void> {
     const { user } = person;
     const api = botApi(this.chat.env);
     const pending = this.chat.store.actions().find((candidate) => candidate.id === inbound.actionId)?.action;
     if (!pending || pending.kind === "secret") {
       if (inbound.callbackId) await api?.answerCallbackQuery(inbound.callbackId, { text: "This button is no longer valid: it was answered already, or the question is gone." }).catch(() => undefined);
-      else this.deps.out.broadcastMessage({ type: "chat.error", code: "stale_action", message: "That question was answered already, or it is gone." });
+      else this.deps.out.broadcastMessage({ type: "chat:error", code: "stale_action", message: "That question was answered already, or it is gone." });
       return;
     }
     if (pending.askedOf && inbound.from && inbound.from.id !== pending.askedOf) {
@@ -110,7 +110,7 @@ export class Questions {
 
   // ---- a secret typed in the chat ----
 
-  async takeSecret(db: Db, { user }: Person, inbound: Extract<Inbound, { kind: "secret" }>): Promise<void> {
+  async takeSecret(db: Db, { user }: Person, inbound: Extract<Inbound, { type: "chat:secret" }>): Promise<void> {
     const pending = this.chat.store.actions().find((candidate) => candidate.id === inbound.actionId)?.action;
     const removed = inbound.messageId ? await this.deps.out.deleteMessage(inbound.messageId) : true;
     const deletion = removed ? "I deleted your message that held it." : "Please delete your message that holds it: I could not.";

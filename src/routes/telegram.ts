@@ -63,7 +63,7 @@ function handlerFor(env: Env): { bot: Bot; handler: Handler } {
     const { message } = ctx;
     if (!message.from || message.from.is_bot) return log.info("telegram message from a bot or no one ignored", { updateId: ctx.update.update_id });
     await handOver({
-      kind: "message",
+      type: "telegram:message",
       updateId: ctx.update.update_id,
       chat: { id: message.chat.id, type: message.chat.type },
       from: { id: message.from.id, firstName: message.from.first_name, ...(message.from.username ? { username: message.from.username } : {}) },
@@ -76,7 +76,7 @@ function handlerFor(env: Env): { bot: Bot; handler: Handler } {
     const chat = query.message?.chat;
     if (!chat) return log.info("telegram button press without its message ignored", { updateId: ctx.update.update_id });
     await handOver({
-      kind: "callback",
+      type: "telegram:callback",
       updateId: ctx.update.update_id,
       chat: { id: chat.id, type: chat.type },
       from: { id: query.from.id, firstName: query.from.first_name, ...(query.from.username ? { username: query.from.username } : {}) },

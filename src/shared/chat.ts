@@ -31,7 +31,7 @@ export const CHAT_TEXT_LIMIT = 4096;
 
 export const ChatButton = z.object({
   label: z.string(),
-  /** Sent back as `chat.choice` with the entry's actionId. */
+  /** Sent back as `chat:choice` with the entry's actionId. */
   choice: z.string(),
 });
 export type ChatButton = z.infer<typeof ChatButton>;
@@ -42,7 +42,7 @@ export const ChatEntry = z.object({
   at: z.string(),
   from: z.enum(["user", "agent"]),
   text: z.string(),
-  /** A question with buttons: answer with `chat.choice` { actionId, choice }. */
+  /** A question with buttons: answer with `chat:choice` { actionId, choice }. */
   actionId: z.string().optional(),
   buttons: z.array(ChatButton).optional(),
   /** A task this message is about, and the signed link to its live view. */
@@ -52,8 +52,8 @@ export const ChatEntry = z.object({
 export type ChatEntry = z.infer<typeof ChatEntry>;
 
 export const ClientMessage = z.discriminatedUnion("type", [
-  z.strictObject({ type: z.literal("chat.message"), text: z.string().trim().min(1, "the message is empty").max(CHAT_TEXT_LIMIT) }),
-  z.strictObject({ type: z.literal("chat.choice"), actionId: z.string().min(1).max(80), choice: z.string().min(1).max(80) }),
+  z.strictObject({ type: z.literal("chat:message"), text: z.string().trim().min(1, "the message is empty").max(CHAT_TEXT_LIMIT) }),
+  z.strictObject({ type: z.literal("chat:choice"), actionId: z.string().min(1).max(80), choice: z.string().min(1).max(80) }),
 ]);
 export type ClientMessage = z.infer<typeof ClientMessage>;
 
@@ -64,11 +64,11 @@ export type ClientMessage = z.infer<typeof ClientMessage>;
  */
 export const ServerMessage = z.discriminatedUnion("type", [
   /** Sent on connect: the conversation so far (its latest entries) and the session state. */
-  z.object({ type: z.literal("chat.history"), entries: z.array(ChatEntry), state: SessionState }),
-  z.object({ type: z.literal("chat.entry"), entry: ChatEntry }),
-  z.object({ type: z.literal("chat.state"), state: SessionState }),
+  z.object({ type: z.literal("chat:history"), entries: z.array(ChatEntry), state: SessionState }),
+  z.object({ type: z.literal("chat:entry"), entry: ChatEntry }),
+  z.object({ type: z.literal("chat:state"), state: SessionState }),
   /** A message the agent could not take (malformed, too long); nothing was lost from the conversation. */
-  z.object({ type: z.literal("chat.error"), code: z.string(), message: z.string() }),
+  z.object({ type: z.literal("chat:error"), code: z.string(), message: z.string() }),
 ]);
 export type ServerMessage = z.infer<typeof ServerMessage>;
 

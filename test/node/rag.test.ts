@@ -479,7 +479,7 @@ describe("the Product Owner's search_knowledge tool", () => {
     });
     const session = await ChatSession.open({ url: stack.url, apiKey: alice.key }, new AbortController().signal);
     try {
-      await session.turn({ type: "chat.message", text: "What does ERR_QUOTA_4471 mean?" }, 90_000);
+      await session.turn({ type: "chat:message", text: "What does ERR_QUOTA_4471 mean?" }, 90_000);
       await waitFor(() => ([...session.entries.values()].some((entry) => entry.text.includes("quota error")) ? true : undefined), 60_000, () => JSON.stringify([...session.entries.values()]));
     } finally {
       session.close();

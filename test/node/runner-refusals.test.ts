@@ -134,7 +134,7 @@ async function expectRefused(job: SignedJob | Record<string, unknown>, jobId: st
   hub.send(job);
   const answer = await hub.answer(jobId);
   expect(answer).toMatchObject({ type: "job:refused", reason });
-  expect(hub.about(jobId).map((m) => m.type)).toEqual(["refused"]);
+  expect(hub.about(jobId).map((m) => m.type)).toEqual(["job:refused"]);
   expect(await containersFor(jobId)).toEqual([]);
   return answer;
 }
