@@ -403,7 +403,7 @@ describe("the runner's WebSocket", () => {
     await conn.next("job:cancel");
     await passAckLease(runner.handle);
     const order = conn.received.slice(-2).map((m) => m.type);
-    expect(order).toEqual(["cancel", "job"]);
+    expect(order).toEqual(["job:cancel", "job:offer"]);
     await conn.send({ type: "job:result", jobId: job.id, ok: false, reason: "cancelled", message: "cancelled before it started" });
     await conn.next("result:stored");
     expect(await getJob(runner.handle, job.id)).toMatchObject({ state: "cancelled", outcome: { reason: "cancelled" } });
