@@ -124,8 +124,8 @@ async function follow(config: ReturnType<typeof loadConfig>, taskId: string, jso
   // A build asked to deploy (`--deploy`) ends naming its deploy's task: followed in turn.
   const deploy = DeployAfterBuild.safeParse(terminal.data?.deploy);
   if (!deploy.success) return 0;
-  if (!deploy.data.taskId) {
-    process.stderr.write(`${deploy.data.message}\n`);
+  if (!("taskId" in deploy.data)) {
+    process.stderr.write(`not deployed: ${deploy.data.notDeployed}\n`);
     return 1;
   }
   process.stderr.write(`following the deploy ${deploy.data.taskId}\n`);

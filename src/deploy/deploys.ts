@@ -214,8 +214,8 @@ export async function startDeployTask(
 }
 
 /** The deploy an engineering task started once its tests passed (`after`), if it did: a retried step finds it. */
-export async function deployStartedAfter(db: Db, engineeringTaskId: string): Promise<Task | undefined> {
-  const [task] = await db.select().from(tasks).where(and(eq(tasks.type, "deploy"), sql`${tasks.input}->>'after' = ${engineeringTaskId}`)).limit(1);
+export async function deployStartedAfter(db: Db, projectId: string, engineeringTaskId: string): Promise<Task | undefined> {
+  const [task] = await db.select().from(tasks).where(and(eq(tasks.projectId, projectId), eq(tasks.type, "deploy"), sql`${tasks.input}->>'after' = ${engineeringTaskId}`)).limit(1);
   return task;
 }
 

@@ -167,8 +167,7 @@ export class ProductOwner extends Agent<Env> {
 
   // ---- the queue's callbacks: one at a time, in order ----
 
-  async handle(queued: (Inbound & { attempt?: number }) | LegacyInbound): Promise<void> {
-    const inbound = currentInbound(queued);
+  async handle(inbound: Inbound & { attempt?: number }): Promise<void> {
     this.traceparent = inbound.traceparent;
     await inSpan(`product_owner.${inbound.type.slice("chat:".length)}`, { "orchestrator.chat": this.name, traceparent: inbound.traceparent }, () =>
       this.session(async (db) => {
@@ -225,12 +224,4 @@ export class ProductOwner extends Agent<Env> {
   }
 
   private turnDb: Db | null = null;
-}
-
-/** An item queued before the tag was `type` (it was `kind: "message" | "choice" | "secret"`): read as today's. */
-type LegacyInbound = Omit<Inbound, "type"> & { kind: "message" | "choice" | "secret"; attempt?: number };
-function currentInbound(queued: (Inbound & { attempt?: number }) | LegacyInbound): Inbound & { attempt?: number } {
-  if (!("kind" in queued)) return queued;
-  const { kind, ...rest } = queued;
-  return { ...rest, type: `chat:${kind}` } as Inbound & { attempt?: number };
 }

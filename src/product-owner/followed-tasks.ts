@@ -99,7 +99,7 @@ export class FollowedTasks {
     this.chat.store.appendTurn({ role: "user", content: `[Task ${work.taskId} (${work.type} of ${work.project}) ended: ${event.type}: ${event.message}]` });
     // The deploy the build started (the person confirmed both at once): followed like any task.
     const deploy = work.type === "engineering" && event.type === "task.completed" ? DeployAfterBuild.safeParse(event.data?.deploy) : undefined;
-    if (deploy?.success && deploy.data.taskId) await this.follow({ taskId: deploy.data.taskId, type: "deploy", project: work.project });
+    if (deploy?.success && "taskId" in deploy.data) await this.follow({ taskId: deploy.data.taskId, type: "deploy", project: work.project });
   }
 
   /** Tasks that ended while their notice was lost (an outage): told now, from the task's row. */

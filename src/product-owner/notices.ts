@@ -26,7 +26,7 @@ export function outcomeText(work: Work, event: Pick<TaskEvent, "type" | "message
   if (event.type === "task.completed") {
     const repository = typeof data.repository === "string" ? `\nRepository: ${data.repository}` : "";
     const deploy = DeployAfterBuild.safeParse(data.deploy);
-    const next = !deploy.success ? `Say “deploy ${work.project}” to put it live.` : deploy.data.taskId ? "Deploying it now, as you asked." : `I did not deploy it, as you asked: ${deploy.data.message.replace(/^not deployed: /, "")}.`;
+    const next = !deploy.success ? `Say “deploy ${work.project}” to put it live.` : "taskId" in deploy.data ? "Deploying it now, as you asked." : `You asked me to deploy it, but I could not: ${deploy.data.notDeployed}.`;
     return `✅ ${event.message}${repository}\n${next}`;
   }
   if (event.type === "task.cancelled") return `⏹ Building ${work.project} was cancelled: ${event.message}`;

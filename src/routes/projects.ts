@@ -12,7 +12,7 @@ import { CreateProject, Page, ProjectStatus, ServerHandle, UpdateProject } from 
 const StartEngineering = z
   .strictObject({
     server: ServerHandle.optional(),
-    deploy: z.boolean().optional().openapi({ description: "Deploy the tested commit once the tests pass, as this key (while it still works): the deploy's task id is in the engineering task's `task.completed` data (`deploy.taskId`), or why there is none (`deploy.message`)" }),
+    deploy: z.boolean().optional().openapi({ description: "Deploy the tested commit once the tests pass, as this key (while it still works): the deploy's task id is in the engineering task's `task.completed` data (`deploy.taskId`), or why there is none (`deploy.notDeployed`)" }),
   })
   .default({});
 

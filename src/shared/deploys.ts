@@ -85,7 +85,7 @@ export type DeployNotification = z.infer<typeof DeployNotification>;
  * What became of the deploy asked for with a build (`deploy: true` on the engineering request), in the
  * engineering task's `task.completed` data as `deploy`: the deploy's task, or why there is none.
  */
-export const DeployAfterBuild = z.object({ taskId: z.string().optional(), message: z.string() });
+export const DeployAfterBuild = z.union([z.object({ taskId: z.string() }), z.object({ notDeployed: z.string() })]);
 export type DeployAfterBuild = z.infer<typeof DeployAfterBuild>;
 
 /**

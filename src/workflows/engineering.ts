@@ -189,7 +189,7 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
         const deploy = this.params.deployAs ? await this.deployTested(project, developed.sha, this.params.deployAs) : undefined;
         await this.say("completed", {
           type: "task.completed",
-          message: `${project.name}: the tests pass at ${developed.sha.slice(0, 12)} after ${round} round${round === 1 ? "" : "s"} (${results.summary}); ${merged ? `${repository.defaultBranch} is there now` : `${repository.defaultBranch} has moved on meanwhile, so the work stays on ${branch}`}${deploy ? `; ${deploy.message}` : ""}`,
+          message: `${project.name}: the tests pass at ${developed.sha.slice(0, 12)} after ${round} round${round === 1 ? "" : "s"} (${results.summary}); ${merged ? `${repository.defaultBranch} is there now` : `${repository.defaultBranch} has moved on meanwhile, so the work stays on ${branch}`}${deploy ? `; ${"taskId" in deploy ? `deploying it now (task ${deploy.taskId})` : `not deployed: ${deploy.notDeployed}`}` : ""}`,
           data: { sha: developed.sha, branch, merged, defaultBranch: repository.defaultBranch, repository: repository.htmlUrl, rounds: round, tests: results, ...(deploy ? { deploy } : {}) },
         });
         return;
@@ -207,15 +207,15 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
   private async deployTested(project: ProjectFacts, sha: string, caller: Caller): Promise<DeployAfterBuild> {
     return this.jsonStep("deploy", API_STEP, DeployAfterBuild, () =>
       withDb(this.env, async (db) => {
-        const started = await deployStartedAfter(db, this.params.taskId);
-        if (started) return { taskId: started.id, message: `deploying it now (task ${started.id})` };
+        const started = await deployStartedAfter(db, project.id, this.params.taskId);
+        if (started) return { taskId: started.id };
         const principal = await principalOfCaller(db, caller);
-        if (!principal) return { message: "not deployed: the key that asked for it no longer works" };
+        if (!principal) return { notDeployed: "the key that asked for it no longer works" };
         try {
           const task = await startDeployTask(db, this.env, principal, project.id, { mode: "deploy", ref: sha, after: this.params.taskId }, this.params.traceparent);
-          return { taskId: task.id, message: `deploying it now (task ${task.id})` };
+          return { taskId: task.id };
         } catch (error) {
-          if (error instanceof AppError) return { message: `not deployed: ${error.message}` };
+          if (error instanceof AppError) return { notDeployed: error.message };
           throw error;
         }
       }),

@@ -231,8 +231,8 @@ describe("the engineering pipeline", () => {
     expect((await stack.api(`/api/keys/${issued.body.apiKey.id}`, { method: "DELETE", key: first.key })).status).toBe(200);
     const { events, last } = await finished(taskId);
     expect(last.type, last.message).toBe("task.completed");
-    expect(last.data?.deploy).toEqual({ message: "not deployed: the key that asked for it no longer works" });
-    expect(last.message).toContain("not deployed");
+    expect(last.data?.deploy).toEqual({ notDeployed: "the key that asked for it no longer works" });
+    expect(last.message).toContain("not deployed: the key that asked for it no longer works");
     const deploys = await stack.api<{ tasks: unknown[] }>(`/api/tasks?projectId=${first.id}&type=deploy`);
     expect(deploys.body.tasks).toEqual([]);
     expect(events.find((event) => event.step === "architect" && event.type === "step.completed")?.message).toContain("already there, reused");
