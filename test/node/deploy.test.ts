@@ -179,6 +179,8 @@ except OSError as error:
     await waitFor(async () => ((await docker.listContainers({ filters: { label: [`orchestrator.release=${v1?.id ?? ""}`] } })).length === 0 ? true : undefined), 60_000, () => "v1 is still running after its drain");
     const answers = await load.stop();
     expect(all.at(-1)?.type, listing(all)).toBe("task.completed");
+    // The drain this file asks for (DEPLOY_DRAIN_SECONDS) is the one the deploy kept.
+    expect(all.find((e) => e.step === "drain")?.message).toContain("keeps running 4 s");
     const failed = answers.filter((a) => a.status !== 200);
     expect(failed, JSON.stringify(failed.slice(0, 5))).toEqual([]);
     const versions = answers.map(versionOf);
@@ -201,6 +203,8 @@ except OSError as error:
     expect(end?.type).toBe("task.failed");
     expect(end?.message).toContain("unhealthy");
     expect(end?.message).toContain("503");
+    // The harness gives a release 8 s (DEPLOY_HEALTH_SECONDS), a check every 500 ms.
+    expect(end?.message).toContain("unhealthy after 16 attempts");
     expect(end?.message).toContain("this release is broken");
     expect(answers.filter((a) => a.status !== 200)).toEqual([]);
     expect(new Set(answers.map(versionOf))).toEqual(new Set(["v2"]));
