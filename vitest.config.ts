@@ -31,7 +31,7 @@ export default defineConfig({
           })),
         ],
         // The first request into a fresh workerd can take seconds on a busy 2-core machine: no test here is about speed.
-        test: { name: "worker", include: ["test/worker/**/*.test.ts"], testTimeout: 30_000 },
+        test: { name: "worker", include: ["test/worker/**/*.test.ts"], testTimeout: 60_000 },
       },
       {
         test: {
