@@ -3,11 +3,15 @@
  * check mode for provision.yml: a real run would reconfigure the host.
  */
 import { existsSync } from "node:fs";
+import { createServer } from "node:net";
 import { chmod, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import Docker from "dockerode";
 import type { z } from "zod";
+import { ensureTestImage } from "../../scripts/lib/docker-engine.ts";
+import { TEST_RELEASE_PORTS } from "../../scripts/lib/ports.ts";
 import { AnsiblePlaybookPayload, describePayloadIssues, ProvisionPayload } from "../../src/shared/job-payloads.ts";
 import { RUNNER_ROOT } from "../src/config.ts";
 import { ansibleArgs, ansibleEnv, ansiblePlaybook, runPlaybook, secretMasker, varsFileContent } from "../src/executors/ansible.ts";
@@ -277,6 +281,36 @@ describe("ansible.playbook", () => {
     expect(outcome.ok).toBe(false);
     expect(outcome.message).toContain(`refusing to work through a symlink: ['${join(root, "planted")}']`);
     expect(await readdir(outside)).toEqual(["keep"]);
+  });
+
+  it("refuses to start a release whose image is gone, or on a port something else holds", async () => {
+    const docker = new Docker();
+    const image = await ensureTestImage(docker);
+    const root = await mkdtemp(join(scratch, "releases-"));
+    const context = recordingContext(testConfig({ deploymentsRoot: root }));
+    const start = (release: string, port: number) =>
+      ansiblePlaybook(playbook({ playbook: "deploy_project.yml", extraVars: { project: "startcheck", release, action: "start", port } }), context);
+
+    const gone = await start("rel_gone1", TEST_RELEASE_PORTS.from + 7);
+    expect(gone.ok).toBe(false);
+    expect(gone.message).toContain("release rel_gone1 has no image (orchestrator-release/startcheck:rel_gone1) on this server any more");
+
+    // An image of its own, and a port taken by a server that is not a release.
+    const [repo = "", tag = ""] = "orchestrator-release/startcheck:rel_held1".split(":");
+    await docker.getImage(image).tag({ repo, tag });
+    const holder = createServer();
+    const port = TEST_RELEASE_PORTS.from + 8;
+    await new Promise<void>((resolve) => holder.listen(port, "127.0.0.1", resolve));
+    try {
+      const held = await start("rel_held1", port);
+      expect(held.ok).toBe(false);
+      expect(held.message).toContain(`port ${port} on 127.0.0.1 is already in use on this server, by something the control plane did not give it to`);
+      expect(await docker.listContainers({ all: true, filters: { label: ["orchestrator.project=startcheck"] } })).toEqual([]);
+    } finally {
+      holder.close();
+      await docker.getImage(`${repo}:${tag}`).remove().catch(() => undefined);
+      await docker.getNetwork("or-startcheck").remove().catch(() => undefined);
+    }
   });
 
   it("masks secrets that a playbook prints, in logs, progress, failure details and set_stats", async () => {
