@@ -10,24 +10,27 @@
 import { readFileSync } from "node:fs";
 import { relative } from "node:path";
 import { BaseSequencer, type TestSpecification } from "vitest/node";
+import { z } from "zod";
 import { HEAVY_MARK } from "./heavy-gate.ts";
 
-const EXPECTED = readExpectedSeconds();
+const EXPECTED = z.object({ seconds: z.record(z.string(), z.number()) }).parse(JSON.parse(readFileSync(new URL("./file-seconds.json", import.meta.url), "utf8"))).seconds;
 /** A share is filled to this part of its heavy file's time: a share that runs over stalls the heavy files. */
 const SHARE_OF_HEAVY = 0.85;
 
 export default class HeavySpreadSequencer extends BaseSequencer {
   override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
+    // The base order (largest files first) breaks ties between files of equal expected seconds.
     const sorted = await super.sort(files);
-    const isHeavy = (file: TestSpecification) => readFileSync(file.moduleId, "utf8").includes(HEAVY_MARK);
-    const seconds = (file: TestSpecification) => EXPECTED[relative(process.cwd(), file.moduleId)] ?? (isHeavy(file) ? 120 : 10);
-    const bySecondsDown = (a: TestSpecification, b: TestSpecification) => seconds(b) - seconds(a);
-    const heavy = sorted.filter(isHeavy).sort(bySecondsDown);
-    const light = sorted.filter((file) => !heavy.includes(file)).sort(bySecondsDown);
+    const heavySet = new Set(sorted.filter((file) => readFileSync(file.moduleId, "utf8").includes(HEAVY_MARK)));
+    const expected = new Map(sorted.map((file) => [file, EXPECTED[relative(process.cwd(), file.moduleId)] ?? (heavySet.has(file) ? 120 : 10)]));
+    const seconds = (file: TestSpecification) => expected.get(file) ?? 10;
+    const longestFirst = (a: TestSpecification, b: TestSpecification) => seconds(b) - seconds(a);
+    const heavy = sorted.filter((file) => heavySet.has(file)).sort(longestFirst);
+    const light = sorted.filter((file) => !heavySet.has(file)).sort(longestFirst);
     if (heavy.length === 0) return sorted;
 
     // Longest light files first, each into the share with the most room left, if it fits there.
-    const shares = heavy.map((file) => ({ room: seconds(file) * SHARE_OF_HEAVY, files: [] as TestSpecification[] }));
+    const shares = heavy.map((file) => ({ heavy: file, room: seconds(file) * SHARE_OF_HEAVY, files: [] as TestSpecification[] }));
     const leftover: TestSpecification[] = [];
     for (const file of light) {
       const share = shares.reduce((best, candidate) => (candidate.room > best.room ? candidate : best));
@@ -36,12 +39,6 @@ export default class HeavySpreadSequencer extends BaseSequencer {
         share.room -= seconds(file);
       } else leftover.push(file);
     }
-    return [...heavy.flatMap((file, i) => [file, ...(shares[i]?.files ?? [])]), ...leftover];
+    return [...shares.flatMap((share) => [share.heavy, ...share.files]), ...leftover];
   }
-}
-
-function readExpectedSeconds(): Record<string, number> {
-  const parsed: unknown = JSON.parse(readFileSync(new URL("./file-seconds.json", import.meta.url), "utf8"));
-  if (typeof parsed !== "object" || parsed === null || !("seconds" in parsed) || typeof parsed.seconds !== "object" || parsed.seconds === null) return {};
-  return Object.fromEntries(Object.entries(parsed.seconds).filter((entry): entry is [string, number] => typeof entry[1] === "number"));
 }
