@@ -277,7 +277,10 @@ export class Outbox {
       this.sql.exec(`UPDATE outbox_lanes SET attempts = 0, in_flight_until = NULL WHERE lane = ?`, lane);
       return true;
     }
-    const state = this.sql.exec<LaneRow>(`SELECT * FROM outbox_lanes WHERE lane = ?`, lane).one();
+    const state = this.sql.exec<LaneRow>(`SELECT * FROM outbox_lanes WHERE lane = ?`, lane).toArray()[0];
+    // The lane went while its delivery was in flight (the owner's storage was wiped, e.g. a task
+    // stream's retention ended): nothing is left to retry.
+    if (!state) return false;
     const attempts = state.attempts + 1;
     const now = Date.now();
     if (state.parked_at !== null && now - state.parked_at > PARKED_MAX_MS) {
