@@ -14,7 +14,7 @@ import { ensureTestImage } from "../../scripts/lib/docker-engine.ts";
 import { TEST_RELEASE_PORTS } from "../../scripts/lib/ports.ts";
 import { AnsiblePlaybookPayload, describePayloadIssues, ProvisionPayload } from "../../src/shared/job-payloads.ts";
 import { RUNNER_ROOT } from "../src/config.ts";
-import { ansibleArgs, ansibleEnv, ansiblePlaybook, runPlaybook, secretMasker, varsFileContent } from "../src/executors/ansible.ts";
+import { ansibleArgs, ansibleEnv, ansiblePlaybook, playbookPython, runPlaybook, secretMasker, varsFileContent } from "../src/executors/ansible.ts";
 import type { ExecutorOutcome } from "../src/executors/types.ts";
 import { recordingContext, testConfig, type RecordingContext } from "./context.ts";
 
@@ -338,6 +338,9 @@ describe("ansible.playbook", () => {
     expect(env.https_proxy).toBe("http://proxy:3128");
     expect(JSON.stringify(env)).not.toContain("postgres://secret");
 
+    expect(env.ANSIBLE_PYTHON_INTERPRETER).toBe("auto_silent");
+    expect(ansibleEnv("/w", { PATH: "/usr/bin" }, "/usr/bin/python3").ANSIBLE_PYTHON_INTERPRETER).toBe("/usr/bin/python3");
+
     expect(varsFileContent({ a: "{{ x }}", n: 2, list: [true, null, "y"], nested: { "k\"": "v\n" } })).toBe(
       '{!unsafe "a": !unsafe "{{ x }}", !unsafe "n": 2, !unsafe "list": [true, null, !unsafe "y"], !unsafe "nested": {!unsafe "k\\"": !unsafe "v\\n"}}\n',
     );
@@ -442,6 +445,15 @@ describe("ansible.playbook", () => {
     const outcome = await ansiblePlaybook(playbook({ playbook: "facts.yml" }), recordingContext(config));
     expect(outcome.ok).toBe(false);
     expect(outcome.message).toContain("not found; install Debian's ansible package");
+  });
+
+  it("names ansible-playbook's own Python for modules when its #! line names one, and leaves it to Ansible's discovery otherwise", async () => {
+    const python = await playbookPython("ansible-playbook");
+    expect(python).toMatch(/^\/.*\/python3(\.\d+)?$/);
+    const viaEnv = join(scratch, "ansible-playbook-env");
+    await writeFile(viaEnv, "#!/usr/bin/env python3\n", { mode: 0o755 });
+    expect(await playbookPython(viaEnv)).toBeUndefined();
+    expect(await playbookPython(join(scratch, "no-ansible-here"))).toBeUndefined();
   });
 
   it.each([

@@ -161,6 +161,21 @@ describe("Outbox", () => {
     );
   });
 
+  it("lets a delivery fail quietly when its lane was wiped meanwhile (its object's storage deleted)", async () => {
+    let fail: (error: Error) => void = () => undefined;
+    await withOutbox({ deliver: () => new Promise<void>((_resolve, reject) => (fail = reject)) }, async (outbox, sql) => {
+      outbox.push("task:gone", "late");
+      const draining = outbox.drain();
+      await sleep(10);
+      // A task stream's retention ends while the delivery is in flight: everything goes.
+      sql.exec("DELETE FROM outbox_items");
+      sql.exec("DELETE FROM outbox_lanes");
+      fail(new Error("the database is unavailable"));
+      await expect(draining).resolves.toBeUndefined();
+      expect(outbox.status()).toEqual({ pending: 0, parked: [] });
+    });
+  });
+
   it("keeps an item whose delivery was cut short, and delivers it again later", async () => {
     const stub = getRunnerHubStub(env, `outbox-reset-${crypto.randomUUID()}`);
     // The first object is "reset" mid-delivery: its delivery never settles.

@@ -10,9 +10,9 @@
  * - Every secret value is masked before anything leaves this module.
  */
 import { spawn } from "node:child_process";
-import { mkdir, mkdtemp, readdir, realpath, rm, stat, writeFile } from "node:fs/promises";
+import { access, constants, mkdir, mkdtemp, open, readdir, realpath, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir, userInfo } from "node:os";
-import { join, sep } from "node:path";
+import { basename, delimiter, isAbsolute, join, sep } from "node:path";
 import type { JobPayload } from "../../../src/shared/job-payloads.ts";
 import { PlaybookName } from "../../../src/shared/playbooks.ts";
 import type { RunnerConfig } from "../config.ts";
@@ -118,7 +118,7 @@ export function ansibleArgs(options: { playbookPath: string; varsFile: string; c
  * The whole environment ansible-playbook gets: nothing of the runner's own environment but PATH and
  * proxy settings, a private HOME and temp directories (removed afterwards), machine-readable output.
  */
-export function ansibleEnv(workDir: string, parent: NodeJS.ProcessEnv = process.env): Record<string, string> {
+export function ansibleEnv(workDir: string, parent: NodeJS.ProcessEnv = process.env, python?: string): Record<string, string> {
   const env: Record<string, string> = {
     PATH: parent.PATH ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     // Ansible refuses to run under a locale that is not UTF-8.
@@ -134,8 +134,10 @@ export function ansibleEnv(workDir: string, parent: NodeJS.ProcessEnv = process.
     ANSIBLE_NOCOLOR: "1",
     ANSIBLE_FORCE_COLOR: "0",
     ANSIBLE_RETRY_FILES_ENABLED: "0",
-    // `localhost` named in the inventory otherwise warns about interpreter discovery.
-    ANSIBLE_PYTHON_INTERPRETER: "auto_silent",
+    // Modules run on this machine (a local connection): with the Python that runs ansible-playbook
+    // itself, found once by the runner, there is nothing to discover (discovery costs every playbook
+    // run ~0.3 CPU-s). Without it, discovery, silent (`localhost` named in the inventory warns otherwise).
+    ANSIBLE_PYTHON_INTERPRETER: python ?? "auto_silent",
     PYTHONUNBUFFERED: "1",
   };
   for (const name of ["http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"]) {
@@ -143,6 +145,46 @@ export function ansibleEnv(workDir: string, parent: NodeJS.ProcessEnv = process.
     if (value) env[name] = value;
   }
   return env;
+}
+
+const pythons = new Map<string, Promise<string | undefined>>();
+
+/**
+ * The Python interpreter ansible-playbook runs under: the absolute path in its `#!` line, if that is a
+ * python3 that exists (Debian's package: /usr/bin/python3). Undefined for `#!/usr/bin/env python3`
+ * or anything else it cannot be sure of: Ansible then discovers the interpreter itself.
+ */
+export function playbookPython(binary: string, path = process.env.PATH ?? ""): Promise<string | undefined> {
+  const key = `${binary}\0${path}`;
+  let found = pythons.get(key);
+  if (!found) {
+    found = shebangPython(binary, path).catch(() => undefined);
+    pythons.set(key, found);
+  }
+  return found;
+}
+
+async function shebangPython(binary: string, path: string): Promise<string | undefined> {
+  const candidates = isAbsolute(binary) ? [binary] : binary.includes("/") ? [] : path.split(delimiter).filter(isAbsolute).map((dir) => join(dir, binary));
+  for (const candidate of candidates) {
+    let head: string;
+    try {
+      const file = await open(candidate, "r");
+      try {
+        const { buffer, bytesRead } = await file.read(Buffer.alloc(256), 0, 256, 0);
+        head = buffer.subarray(0, bytesRead).toString("utf8");
+      } finally {
+        await file.close();
+      }
+    } catch {
+      continue;
+    }
+    const interpreter = /^#!\s*(\S+)\s*(?:\n|$)/.exec(head)?.[1];
+    if (!interpreter || !isAbsolute(interpreter) || !/^python3(\.\d+)?$/.test(basename(interpreter))) return undefined;
+    await access(interpreter, constants.X_OK);
+    return interpreter;
+  }
+  return undefined;
 }
 
 /**
@@ -229,7 +271,7 @@ export async function runPlaybook(run: PlaybookRun, context: ExecutorContext): P
     const result = await spawnPlaybook(
       context.config.ansible.binary,
       ansibleArgs({ playbookPath, varsFile, check: run.check }),
-      { cwd: workDir, env: ansibleEnv(workDir) },
+      { cwd: workDir, env: ansibleEnv(workDir, process.env, await playbookPython(context.config.ansible.binary)) },
       context.signal,
       report,
     );
