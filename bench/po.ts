@@ -447,9 +447,10 @@ export async function po(options: Options): Promise<void> {
     await webhookLatency(latency, telegram, options);
     await stop(latency);
 
-    const selected = await start("bench_po_selected", "selected");
+    // Both started at once (what they measure is tokens, not time); their conversations one after the
+    // other, since each counts the model requests made during it.
+    const [selected, all] = await Promise.all([start("bench_po_selected", "selected"), start("bench_po_all", "all")]);
     const withSelection = await conversation(selected, telegram, model, 400_001);
-    const all = await start("bench_po_all", "all");
     const everyTool = await conversation(all, telegram, model, 400_002);
     await stop(all);
     const reduction = (1 - withSelection.prompt_tokens_per_turn / everyTool.prompt_tokens_per_turn) * 100;
