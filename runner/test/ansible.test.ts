@@ -4,7 +4,7 @@
  */
 import { existsSync } from "node:fs";
 import { createServer } from "node:net";
-import { chmod, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -310,6 +310,42 @@ describe("ansible.playbook", () => {
       holder.close();
       await docker.getImage(`${repo}:${tag}`).remove().catch(() => undefined);
       await docker.getNetwork("or-startcheck").remove().catch(() => undefined);
+    }
+  });
+
+  it("writes a release's compose file 0600 in place of a symlink, never through it", async () => {
+    const docker = new Docker();
+    const image = await ensureTestImage(docker);
+    const root = await mkdtemp(join(scratch, "releases-"));
+    const context = recordingContext(testConfig({ deploymentsRoot: root }));
+    const release = "rel_comp1";
+    const run = (action: "start" | "stop") =>
+      ansiblePlaybook(playbook({ playbook: "deploy_project.yml", extraVars: { project: "composecheck", release, action, ...(action === "start" ? { port: TEST_RELEASE_PORTS.from + 9 } : {}) } }), context);
+    const dir = join(root, "composecheck", "releases", release);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    // What a build leaves beside it: the env file compose reads.
+    await writeFile(join(dir, ".env"), "", { mode: 0o600 });
+    const outside = join(scratch, "not-a-compose-file");
+    await writeFile(outside, "keep");
+    await symlink(outside, join(dir, "compose.yml"));
+    const [repo = "", tag = ""] = `orchestrator-release/composecheck:${release}`.split(":");
+    // The test image has no command of its own: a release image gets one, as a Dockerfile would give it.
+    const base = await docker.createContainer({ Image: image, Cmd: ["true"] });
+    await base.commit({ repo, tag, changes: 'CMD ["sleep", "3600"]' });
+    await base.remove();
+    try {
+      const started = await run("start");
+      expect(started.ok, started.message).toBe(true);
+      const written = await lstat(join(dir, "compose.yml"));
+      expect(written.isSymbolicLink()).toBe(false);
+      expect((written.mode & 0o777).toString(8)).toBe("600");
+      expect(await readFile(join(dir, "compose.yml"), "utf8")).toContain(`orchestrator.release: "${release}"`);
+      expect(await readFile(outside, "utf8")).toBe("keep");
+      expect((await readdir(dir)).filter((name) => name.startsWith(".compose."))).toEqual([]);
+    } finally {
+      await run("stop");
+      await docker.getImage(`${repo}:${tag}`).remove().catch(() => undefined);
+      await docker.getNetwork("or-composecheck").remove().catch(() => undefined);
     }
   });
 

@@ -27,8 +27,7 @@ export default class HeavySpreadSequencer extends BaseSequencer {
     // The base order (largest files first) breaks ties between files of equal expected seconds.
     const sorted = await super.sort(files);
     const heavySet = new Set(sorted.filter((file) => readFileSync(file.moduleId, "utf8").includes(HEAVY_MARK)));
-    const expected = new Map(sorted.map((file) => [file, EXPECTED[relative(process.cwd(), file.moduleId)] ?? (heavySet.has(file) ? 120 : 10)]));
-    const seconds = (file: TestSpecification) => expected.get(file) ?? 10;
+    const seconds = (file: TestSpecification) => EXPECTED[relative(process.cwd(), file.moduleId)] ?? (heavySet.has(file) ? 120 : 10);
     const longestFirst = (a: TestSpecification, b: TestSpecification) => seconds(b) - seconds(a);
     const heavy = sorted.filter((file) => heavySet.has(file)).sort(longestFirst);
     if (heavy.length === 0) return sorted;
