@@ -9,6 +9,7 @@ import { type TestCaddy, type Upstream, startCaddy, startUpstream } from "../../
 import { CaddySyncPayload } from "../../src/shared/job-payloads.ts";
 import { adminRequest } from "../src/caddy-admin.ts";
 import { caddySync } from "../src/executors/caddy-sync.ts";
+import { MIGRATE_REQ_SYSCTL } from "../src/reload-handover.ts";
 import { recordingContext, testConfig } from "./context.ts";
 
 let caddy: TestCaddy;
@@ -148,6 +149,32 @@ describe("caddy.sync", () => {
     expect(second.outcome.ok).toBe(true);
     expect((await visit("a.test")).status).toBe(404);
     expect(await visit("c.test")).toEqual({ status: 200, body: "app-a" });
+  });
+
+  it("switches routes under a stream of new connections without resetting any of them", async () => {
+    // Eight visitors opening a connection per request, as browsers arriving during a deploy do, while
+    // the route switches back and forth; each switch is a reload that reopens Caddy's listeners.
+    expect((await sync(routesAB())).outcome.ok).toBe(true);
+    let switching = true;
+    const failed: string[] = [];
+    let answered = 0;
+    const visitors = Array.from({ length: 8 }, async () => {
+      while (switching) {
+        const answer = await visit("a.test").catch((error: Error) => ({ status: 0, body: error.message }));
+        if (answer.status === 200) answered++;
+        else failed.push(`${answer.status} ${answer.body}`);
+      }
+    });
+    for (let i = 0; i < 20; i++) {
+      const { outcome, ctx } = await sync(i % 2 ? routesAB() : [{ domain: "a.test", upstreamPort: appB.port }]);
+      expect(outcome.ok).toBe(true);
+      expect(ctx.lines).toEqual([]);
+    }
+    switching = false;
+    await Promise.all(visitors);
+    expect(failed.slice(0, 5)).toEqual([]);
+    expect(answered).toBeGreaterThan(100);
+    expect(readFileSync(MIGRATE_REQ_SYSCTL, "utf8").trim()).toBe("1");
   });
 
   it("comes back with the last synced routes after Caddy restarts", async () => {

@@ -19,6 +19,7 @@ import { type JobPayload, outsideReleasePorts } from "../../../src/shared/job-pa
 import { parseJson } from "../../../src/shared/json.ts";
 import { AdminSocketError, adminConfig, adminRequest, checkAdminSocket } from "../caddy-admin.ts";
 import type { RunnerConfig } from "../config.ts";
+import { ensureReloadHandover } from "../reload-handover.ts";
 import type { Executor, ExecutorOutcome } from "./types.ts";
 
 type Route = JobPayload<"caddy.sync">["routes"][number];
@@ -66,6 +67,9 @@ export const caddySync: Executor<JobPayload<"caddy.sync">> = (payload, context) 
       await rename(candidate, caddy.configPath);
 
       context.progress("reload", `loading the config through Caddy's admin socket ${caddy.adminSocket}`);
+      // So that the reload's new listeners take over the connections the old ones had not accepted yet.
+      const handover = await ensureReloadHandover();
+      if (handover) context.log(handover, "stderr");
       let loadError: string | undefined;
       try {
         await syncDirectory(dir);
