@@ -49,7 +49,7 @@ export function fireCrons(url: string): NodeJS.Timeout {
   return setInterval(() => {
     const minute = new Date().getUTCMinutes();
     const due = ["* * * * *", ...(minute % 5 === 0 ? ["*/5 * * * *"] : []), ...(minute % 15 === 0 ? ["*/15 * * * *"] : [])];
-    for (const cron of due) fetch(`${url}/__scheduled?cron=${encodeURIComponent(cron)}`).then((res) => res.body?.cancel(), () => undefined);
+    for (const cron of due) fetch(`${url}/cdn-cgi/local/scheduled?cron=${encodeURIComponent(cron)}`).then((res) => res.body?.cancel(), () => undefined);
   }, 60_000);
 }
 

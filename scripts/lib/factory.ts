@@ -15,7 +15,8 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import Docker from "dockerode";
 import { RUNNER_BIN } from "./local-runner.ts";
-import { ROOT, stackClient } from "./local-stack.ts";
+import { ROOT, stackClient, WRANGLER } from "./local-stack.ts";
+import { ensureWorkerBundle } from "./worker-bundle.ts";
 import { startCaddy, type TestCaddy } from "./caddy.ts";
 import { type DevStandins, startDevStandins } from "./dev-standins.ts";
 import { generateDevVars, isLocalDatabase, newJobSigningKey, readDevVars, writeDevVars } from "./dev-vars.ts";
@@ -29,7 +30,6 @@ import { startWsProxy, type WsProxy } from "./ws-proxy.ts";
 import { startRelayForwarder } from "./relay-forward.ts";
 
 const run = promisify(execFile);
-const WRANGLER = join(ROOT, "node_modules", "wrangler", "bin", "wrangler.js");
 /** Secrets wrangler reads from its environment; everything else the stand-ins set goes in as --var. */
 const SECRET_VARS = new Set(["OPENAI_API_KEY", "GITHUB_APP_PRIVATE_KEY", "TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET"]);
 const INSTALL_ALL = "bash scripts/install-system-deps.sh";
@@ -52,6 +52,11 @@ export interface FactoryOptions {
   vars?: Record<string, string>;
   /** Where wrangler's and the runner's output goes: this terminal, or kept for `output()` (tests). */
   echo: boolean;
+  /**
+   * Run the worker bundled once for these sources (scripts/lib/worker-bundle.ts) instead of bundling
+   * it at start and on every edit: for tests, which edit nothing.
+   */
+  prebuiltWorker?: boolean;
   say: (line: string) => void;
 }
 
@@ -255,6 +260,7 @@ export async function startFactory(options: FactoryOptions): Promise<Factory> {
     const inspectorPort = await freePort();
     const wranglerArgs = [
       WRANGLER, "dev",
+      ...(options.prebuiltWorker ? [await ensureWorkerBundle(ROOT, WRANGLER), "--no-bundle"] : []),
       "--port", String(options.port),
       "--inspector-port", String(inspectorPort),
       "--ip", "127.0.0.1",
@@ -264,8 +270,6 @@ export async function startFactory(options: FactoryOptions): Promise<Factory> {
       "--var", `PUBLIC_URL:${vars.PUBLIC_URL || url}`,
       "--var", `MODEL_RELAY_URL:${vars.MODEL_RELAY_URL || relay.url}`,
       "--show-interactive-dev-session=false",
-      // GET /__scheduled?cron=… runs the scheduler's cron handler on demand.
-      "--test-scheduled",
       ...varArgs({ ...(codingWorker ? { CODING_WORKER_IMAGE: codingWorker } : {}), ...standins.vars, ...options.vars }),
     ];
     // The worker's secrets: .dev.vars, a model named in the environment, the stand-ins' keys. In a file

@@ -7,9 +7,10 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { freePort } from "./ports.ts";
 import { type Spawned, spawnCollecting, waitFor } from "./processes.ts";
+import { ensureWorkerBundle } from "./worker-bundle.ts";
 
 export const ROOT = resolve(import.meta.dirname, "..", "..");
-const WRANGLER = join(ROOT, "node_modules", "wrangler", "bin", "wrangler.js");
+export const WRANGLER = join(ROOT, "node_modules", "wrangler", "bin", "wrangler.js");
 /** The stack's SECRETS_ENCRYPTION_KEY, so tests can sign view tokens as the worker would. */
 export const STACK_SECRETS_KEY = Buffer.from("stack-test-key-0123456789abcdef!").toString("base64");
 /** The stack's JOB_SIGNING_KEY (an Ed25519 seed), so tests can tell its signatures from others'. */
@@ -58,6 +59,11 @@ export interface StackOptions {
   vars?: Record<string, string>;
   /** The port to listen on (a free one unless given). */
   port?: number;
+  /**
+   * Bundle the sources at start and again on every edit, as `npm run dev` does. Otherwise the stack
+   * runs the worker bundled once for these sources (scripts/lib/worker-bundle.ts).
+   */
+  live?: boolean;
 }
 
 export async function startStack(options: StackOptions): Promise<Stack> {
@@ -78,10 +84,11 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       ...Object.entries(options.vars ?? {}).map(([key, value]) => (value.includes("\n") ? `${key}="${value.replaceAll("\n", "\\n")}"` : `${key}=${value}`)),
     ].join("\n"),
   );
+  const script = options.live ? [] : [await ensureWorkerBundle(ROOT, WRANGLER), "--no-bundle"];
   const child = spawnCollecting(
     process.execPath,
     [
-      WRANGLER, "dev",
+      WRANGLER, "dev", ...script,
       "--port", String(port),
       // Its own inspector port: two stacks starting at once would otherwise both take the default (9229).
       "--inspector-port", String(await freePort()),
@@ -91,8 +98,6 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       "--var", `DB_WS_PROXY:${options.dbWsProxy}`,
       "--var", `LOG_LEVEL:${options.logLevel ?? "warn"}`,
       "--show-interactive-dev-session=false",
-      // GET /__scheduled?cron=… runs the scheduler's cron handler on demand.
-      "--test-scheduled",
     ],
     { cwd: ROOT, env: { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" } },
   );

@@ -175,6 +175,7 @@ beforeAll(async () => {
     releasePorts: RELEASE_PORTS,
     vars: { DEPLOY_DRAIN_SECONDS: "1", DEPLOY_HEALTH_SECONDS: "8", JOB_WAIT_SLICE_SECONDS: "1", RUNNER_ACK_LEASE_SECONDS: "3", LOG_LEVEL: "info" },
     echo: false,
+    prebuiltWorker: true,
     say: (line) => lines.push(line),
   });
   expect(factory.missing, lines.join("\n")).toEqual([]);

@@ -257,7 +257,7 @@ describe("human escalation", () => {
 
 describe("the scheduler's health checks", () => {
   const tick = async () => {
-    const res = await fetch(`${stack.url}/__scheduled?cron=${encodeURIComponent("* * * * *")}`);
+    const res = await fetch(`${stack.url}/cdn-cgi/local/scheduled?cron=${encodeURIComponent("* * * * *")}`);
     await res.body?.cancel();
     expect(res.status).toBe(200);
   };
