@@ -2,15 +2,18 @@
  * The ansible executors against the real ansible-playbook, on this machine (`-c local`). Only
  * check mode for provision.yml: a real run would reconfigure the host.
  */
+import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { createServer } from "node:net";
 import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import Docker from "dockerode";
 import type { z } from "zod";
 import { ensureTestImage } from "../../scripts/lib/docker-engine.ts";
+import { GitHubServer } from "../../standins/github-server.ts";
 import { TEST_RELEASE_PORTS } from "../../scripts/lib/ports.ts";
 import { AnsiblePlaybookPayload, describePayloadIssues, ProvisionPayload } from "../../src/shared/job-payloads.ts";
 import { RUNNER_ROOT } from "../src/config.ts";
@@ -19,6 +22,7 @@ import type { ExecutorOutcome } from "../src/executors/types.ts";
 import { recordingContext, testConfig, type RecordingContext } from "./context.ts";
 
 const SHIPPED = join(RUNNER_ROOT, "ansible");
+const run = promisify(execFile);
 
 /** Playbooks that exist only for these tests, in their own playbook directory. */
 const FIXTURES: Record<string, string> = {
@@ -346,6 +350,65 @@ describe("ansible.playbook", () => {
       await run("stop");
       await docker.getImage(`${repo}:${tag}`).remove().catch(() => undefined);
       await docker.getNetwork("or-composecheck").remove().catch(() => undefined);
+    }
+  });
+
+  it("checks out a release with the repository token on no command line, and writes its env file 0600 in place of a symlink", async () => {
+    const github = new GitHubServer();
+    await github.start(0, "127.0.0.1");
+    try {
+      const token = github.issueToken();
+      const created = await fetch(`${github.url}/orgs/${github.org}/repos`, { method: "POST", headers: { authorization: `token ${token}`, "content-type": "application/json" }, body: JSON.stringify({ name: "tokencheck", private: true }) });
+      const repo = (await created.json()) as { clone_url: string };
+      // A Dockerfile docker refuses at once: the build stops there, after the checkout and the env file.
+      const work = await mkdtemp(join(scratch, "tokencheck-"));
+      const header = `Authorization: Basic ${Buffer.from(`x-access-token:${token}`).toString("base64")}`;
+      const git = (...args: string[]) => run("git", ["-C", work, "-c", `http.extraHeader=${header}`, ...args]);
+      await writeFile(join(work, "Dockerfile"), "NOT A DOCKERFILE\n");
+      await git("init", "-q", "-b", "main");
+      await git("add", "-A");
+      await git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one");
+      const commit = (await git("rev-parse", "HEAD")).stdout.trim();
+      await git("push", "-q", repo.clone_url, "HEAD:main");
+
+      const root = await mkdtemp(join(scratch, "checkout-"));
+      const release = "rel_tok1";
+      const dir = join(root, "tokencheck", "releases", release);
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      const outside = join(scratch, "not-an-env-file");
+      await writeFile(outside, "keep");
+      await symlink(outside, join(dir, ".env"));
+      const context = recordingContext(testConfig({ deploymentsRoot: root }));
+      const { result: outcome, seen } = await watchProcesses(
+        ansiblePlaybook(
+          playbook({
+            playbook: "deploy_project.yml",
+            extraVars: { project: "tokencheck", release, action: "build", commit, repo_url: repo.clone_url, port: TEST_RELEASE_PORTS.from + 10, env_vars: { MODE: "test" }, secret_env: ["API_KEY"] },
+            secretVars: { GIT_TOKEN: token, API_KEY: "key-1234567890" },
+          }),
+          context,
+        ),
+      );
+
+      expect(outcome.ok).toBe(false);
+      expect(tasksOf(outcome).find((task) => task.status === "failed")?.name).toBe("Build the image, within the time and size limits");
+      expect((await run("git", ["-C", join(dir, "src"), "rev-parse", "HEAD"])).stdout.trim()).toBe(commit);
+      const env = await lstat(join(dir, ".env"));
+      expect(env.isSymbolicLink()).toBe(false);
+      expect((env.mode & 0o777).toString(8)).toBe("600");
+      expect(await readFile(join(dir, ".env"), "utf8")).toBe("MODE=test\nAPI_KEY=key-1234567890\n");
+      expect(await readFile(outside, "utf8")).toBe("keep");
+      expect((await readdir(dir)).filter((name) => name.startsWith(".env."))).toEqual([]);
+      // The watcher saw git fetch; the token, raw or as git's header, was on no command line, and in no
+      // environment but git's own header.
+      expect(seen.some((p) => p.cmdline.startsWith("git fetch"))).toBe(true);
+      const basic = header.slice("Authorization: Basic ".length);
+      expect(seen.filter((p) => p.cmdline.includes(token) || p.cmdline.includes(basic)).map((p) => p.cmdline)).toEqual([]);
+      expect(seen.filter((p) => p.environ.includes(token)).map((p) => p.cmdline)).toEqual([]);
+      expect(everything(context, outcome)).not.toContain(token);
+      expect(everything(context, outcome)).not.toContain("key-1234567890");
+    } finally {
+      await github.stop();
     }
   });
 
