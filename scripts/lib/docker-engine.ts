@@ -36,9 +36,10 @@ export async function pingDocker(socketPath: string): Promise<boolean> {
  * Uses the engine on /var/run/docker.sock if it answers, else (as root) starts `dockerd` with the
  * flags this machine needs (no bridge: containers get loopback only, or the host's network).
  * Call it once per run (e.g. from a global setup): a second caller racing the first uses the first's
- * engine but cannot know when the first will stop it.
+ * engine but cannot know when the first will stop it. `nice`: the niceness the engine it starts (and so
+ * every container) runs at.
  */
-export async function ensureDockerEngine(): Promise<DockerEngine> {
+export async function ensureDockerEngine(options: { nice?: number } = {}): Promise<DockerEngine> {
   const socketPath = DEFAULT_DOCKER_SOCKET;
   if (await pingDocker(socketPath)) return { socketPath, started: false, stop: () => Promise.resolve() };
   if (process.getuid?.() !== 0) {
@@ -51,7 +52,10 @@ export async function ensureDockerEngine(): Promise<DockerEngine> {
   const logFd = openSync(logPath, "a");
   let child: ChildProcess;
   try {
-    child = spawn(DOCKERD, ["--bridge=none", "--iptables=false", "--ip-masq=false"], { stdio: ["ignore", logFd, logFd] });
+    const argv = [DOCKERD, "--bridge=none", "--iptables=false", "--ip-masq=false"];
+    // Through nice(1), which execs dockerd: every thread and child (containerd, the shims, the containers) starts at that niceness.
+    const [command = DOCKERD, ...args] = options.nice === undefined ? argv : ["nice", "-n", String(options.nice), ...argv];
+    child = spawn(command, args, { stdio: ["ignore", logFd, logFd] });
   } finally {
     closeSync(logFd); // the child has its own copy
   }

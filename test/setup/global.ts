@@ -12,7 +12,7 @@ import { ensureLocalCodingWorker, ensureReleaseBase } from "../../scripts/lib/im
 import { databaseOnServer, startLocalDatabase } from "../../scripts/lib/local-db.ts";
 import { startStack } from "../../scripts/lib/local-stack.ts";
 import { buildWeb } from "../../scripts/lib/web-bundle.ts";
-import { startHeavyGate } from "../support/heavy-gate.ts";
+import { HEAVY_NICENESS, startHeavyGate } from "../support/heavy-gate.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -51,7 +51,8 @@ export default async function setup(project: TestProject) {
   let engine: Awaited<ReturnType<typeof ensureDockerEngine>>;
   try {
     // Once for the whole run: runner tests drive the real engine (docs/design.md, "Local stack and tests").
-    engine = await ensureDockerEngine();
+    // At the heavy files' priority: their builds, releases and coding agents run in it (test/support/heavy-gate.ts).
+    engine = await ensureDockerEngine({ nice: HEAVY_NICENESS });
     const docker = new Docker({ socketPath: engine.socketPath });
     await ensureTestImage(docker);
     project.provide("dockerSocket", engine.socketPath);
