@@ -415,7 +415,8 @@ describe("the engineering pipeline", () => {
     expect(printed).toContain("Permission denied: '/proc/1/environ'");
     // The job's model credential, as the agent printed it (base64, reversed: no mask knows that form).
     const reversed = printed.split("\n").map((line) => line.trim()).find((line) => /^[A-Za-z0-9+/=]{40,}$/.test(line) && Buffer.from([...line].reverse().join(""), "base64").toString().startsWith("orj_"));
-    expect(reversed, "the credential's printed form").toBeDefined();
+    // (Once, in a full run, this line was missing: the message shows what the agent printed instead.)
+    expect(reversed, `the credential's printed form, in what the agent printed:\n${printed.slice(-4000)}`).toBeDefined();
     const credential = Buffer.from([...(reversed ?? "")].reverse().join(""), "base64").toString();
     // ...which the relay refuses now that its job has ended; it never was the factory's key.
     const relayed = await fetch(`${stack.url}/relay/v1/models`, { headers: { authorization: `Bearer ${credential}` } });
