@@ -67,6 +67,9 @@ afterAll(async () => {
   for (const container of left.filter((c) => /^(fixture|pair|bot)-/.test(c.Labels["orchestrator.project"] ?? ""))) await docker.getContainer(container.Id).remove({ force: true }).catch(() => undefined);
   const networks = await docker.listNetworks({ filters: { label: ["orchestrator.project"] } });
   for (const network of networks.filter((n) => /^(fixture|pair|bot)-/.test(n.Labels?.["orchestrator.project"] ?? ""))) await docker.getNetwork(network.Id).remove().catch(() => undefined);
+  // And the release images the side-by-side projects, never undeployed whole, keep (~330 MB each run).
+  const images = await docker.listImages({ filters: { label: ["orchestrator.project"] } });
+  for (const image of images.filter((i) => /^(fixture|pair|bot)-/.test(i.Labels?.["orchestrator.project"] ?? ""))) await docker.getImage(image.Id).remove({ force: true }).catch(() => undefined);
 });
 
 describe("deploying a project", () => {
