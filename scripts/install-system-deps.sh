@@ -4,7 +4,7 @@
 # test image (no image can be pulled, so it is built FROM scratch); debootstrap makes the Debian root
 # the coding-worker image is built on in tests.
 set -euo pipefail
-packages=(util-linux passwd chromium redis-server docker.io caddy ansible busybox-static curl debootstrap)
+packages=(util-linux passwd chromium redis-server docker.io caddy ansible busybox-static curl debootstrap pgbouncer)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

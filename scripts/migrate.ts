@@ -14,7 +14,7 @@ if (!databaseUrl) {
 }
 const url = new URL(databaseUrl);
 const proxy = isLocalDatabase(databaseUrl)
-  ? await startWsProxy({ port: 0, target: { host: url.hostname, port: Number(url.port || 5432) } })
+  ? await startWsProxy({ port: 0, targets: [{ host: url.hostname, port: Number(url.port || 5432) }] })
   : undefined;
 try {
   await runMigrations(databaseUrl, proxy?.address);

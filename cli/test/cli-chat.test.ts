@@ -4,7 +4,6 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { LocalDatabase } from "../../scripts/lib/local-db.ts";
 import { freePort } from "../../scripts/lib/ports.ts";
@@ -61,7 +60,7 @@ interface Run {
 
 /** The CLI as a person runs it; with `stdin`, its input is a pipe that gives that text, then ends. */
 function cli(args: string[], key: string, stdin?: string, url = stack.url): Run {
-  const child = spawn(process.execPath, [join(ROOT, "cli", "bin.ts"), ...args], {
+  const child = spawn(process.execPath, [inject("cliBundle"), ...args], {
     cwd: ROOT,
     env: { ...process.env, ORCHESTRATOR_CONFIG: "/nonexistent/config.json", ORCHESTRATOR_URL: url, ORCHESTRATOR_API_KEY: key, NO_COLOR: "1" },
     stdio: [stdin === undefined ? "ignore" : "pipe", "pipe", "pipe"],

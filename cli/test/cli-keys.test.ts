@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { ROOT, type StackClient } from "../../scripts/lib/local-stack.ts";
 import { sharedStack } from "../../test/support/shared.ts";
 
@@ -33,7 +33,7 @@ interface Run {
  * with `stdin`, its input is a pipe that gives that text, then ends.
  */
 function cli(args: string[], env: Record<string, string>, stdin?: string): Run {
-  const child = spawn(process.execPath, [join(ROOT, "cli", "bin.ts"), ...args], {
+  const child = spawn(process.execPath, [inject("cliBundle"), ...args], {
     cwd: ROOT,
     env: { ...process.env, ORCHESTRATOR_CONFIG: "/nonexistent/config.json", ORCHESTRATOR_URL: "", ORCHESTRATOR_API_KEY: "", ...env },
     stdio: [stdin === undefined ? "ignore" : "pipe", "pipe", "pipe"],

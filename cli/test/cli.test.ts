@@ -1,8 +1,7 @@
 /**
  * The `orchestrator` CLI against the real worker (`wrangler dev`), as a user runs it.
  */
-import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { describe, expect, inject, it } from "vitest";
 import WebSocket from "ws";
 import { WATCHER_ACK_WINDOW, WATCHER_TOO_SLOW } from "../../src/shared/events.ts";
 import { freePort } from "../../scripts/lib/ports.ts";
@@ -14,7 +13,7 @@ import { startTcpProxy } from "../../test/support/tcp-proxy.ts";
 const stack: StackClient = sharedStack();
 
 function cli(args: string[], env: Record<string, string>) {
-  return spawnCollecting(process.execPath, [join(ROOT, "cli", "bin.ts"), ...args], {
+  return spawnCollecting(process.execPath, [inject("cliBundle"), ...args], {
     cwd: ROOT,
     env: { ...process.env, ORCHESTRATOR_CONFIG: "/nonexistent/config.json", ...env },
   });

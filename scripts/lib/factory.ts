@@ -22,11 +22,10 @@ import { type DevStandins, startDevStandins } from "./dev-standins.ts";
 import { generateDevVars, isLocalDatabase, newJobSigningKey, readDevVars, writeDevVars } from "./dev-vars.ts";
 import { DEFAULT_DOCKER_SOCKET, ensureDockerEngine } from "./docker-engine.ts";
 import { buildCodingWorker, ensureDebianBase, ensureReleaseBase, ensureTemplateBase } from "./images.ts";
+import { startDatabaseServer } from "./local-db.ts";
 import { runMigrations } from "./migrate.ts";
 import { freePort } from "./ports.ts";
-import { type LocalPostgres, startPostgres } from "./postgres.ts";
 import { type Spawned, spawnCollecting, waitFor } from "./processes.ts";
-import { startWsProxy, type WsProxy } from "./ws-proxy.ts";
 import { startRelayForwarder } from "./relay-forward.ts";
 
 const run = promisify(execFile);
@@ -183,12 +182,15 @@ export async function startFactory(options: FactoryOptions): Promise<Factory> {
     const adminKey = vars.ADMIN_API_KEY ?? "";
 
     let wsProxy = "";
+    // Migrations go to Postgres itself, not through a pooler (as Neon advises for its pooled endpoint).
+    let migrationUrl = databaseUrl;
     if (isLocalDatabase(databaseUrl)) {
       const url = new URL(databaseUrl);
       const started = Date.now();
-      const postgres: LocalPostgres = await startPostgres({
-        dataDir: join(options.stateDir, "postgres"),
+      const server = await startDatabaseServer({
+        stateDir: options.stateDir,
         port: Number(url.port || 5432),
+        proxyPort: options.proxyPort,
         database: url.pathname.slice(1),
         password: decodeURIComponent(url.password),
         log: (chunk) => {
@@ -198,16 +200,20 @@ export async function startFactory(options: FactoryOptions): Promise<Factory> {
           }
         },
       });
-      // A Postgres stopped from outside may never answer; don't hang on it.
-      stops.push(() => Promise.race([postgres.stop(), new Promise<void>((resolve) => setTimeout(resolve, 10_000))]));
-      const proxy: WsProxy = await startWsProxy({ port: options.proxyPort, target: { host: url.hostname, port: postgres.port } });
-      stops.push(() => proxy.close());
-      wsProxy = proxy.address;
-      say(`postgres on 127.0.0.1:${postgres.port} (data in ${join(options.stateDir, "postgres")}), ready in ${Date.now() - started} ms`);
+      stops.push(() => server.stop());
+      wsProxy = server.wsProxy;
+      migrationUrl = server.directUrl;
+      say(
+        `postgres on ${new URL(server.directUrl).host} (data in ${join(options.stateDir, "postgres")}), ` +
+          (server.pooled
+            ? `pooled by pgbouncer on ${url.host}`
+            : `no pooler (pgbouncer is not installed: every request opens a connection of its own; \`sudo apt-get install -y pgbouncer\`)`) +
+          `, ready in ${Date.now() - started} ms`,
+      );
     } else {
       say("DATABASE_URL is not local: using it directly (Neon), no embedded Postgres");
     }
-    await runMigrations(databaseUrl, wsProxy || undefined);
+    await runMigrations(migrationUrl, wsProxy || undefined);
     say("migrations applied");
 
     const url = `http://127.0.0.1:${options.port}`;

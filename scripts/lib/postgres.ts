@@ -19,6 +19,8 @@ exitHook.unhookEvent("exit");
 export interface LocalPostgres {
   url: string;
   port: number;
+  /** The `postgres` role's SCRAM verifier (what a pooler checks clients against: scripts/lib/pooler.ts). */
+  scramVerifier: string;
   stop(): Promise<void>;
 }
 
@@ -60,7 +62,7 @@ export async function startPostgres(options: LocalPostgresOptions): Promise<Loca
   }
   chownForPostgres(dataDir);
   await server.start();
-  await cheapenPasswordCheck(server, password);
+  const scramVerifier = await cheapenPasswordCheck(server, password);
   try {
     await server.createDatabase(database);
   } catch (error) {
@@ -69,6 +71,7 @@ export async function startPostgres(options: LocalPostgresOptions): Promise<Loca
   return {
     url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`,
     port,
+    scramVerifier,
     stop: () => server.stop(),
   };
 }
@@ -78,14 +81,18 @@ export async function startPostgres(options: LocalPostgresOptions): Promise<Loca
  * SCRAM's PBKDF2 in JavaScript, one awaited HMAC per iteration: about 160 ms of CPU per connection, and
  * every request and workflow step opens one. That is the price of a password that travels over a
  * network; this server listens on 127.0.0.1 only. Authentication is still SCRAM-SHA-256 with the same
- * password. Run on every start, so a data folder made before this keeps working.
+ * password. Run on every start, so a data folder made before this keeps working. Returns the verifier.
  */
-async function cheapenPasswordCheck(server: EmbeddedPostgres, password: string): Promise<void> {
+async function cheapenPasswordCheck(server: EmbeddedPostgres, password: string): Promise<string> {
   const client = server.getPgClient("postgres", "127.0.0.1");
   await client.connect();
   try {
     await client.query("SET scram_iterations = 1");
     await client.query(`ALTER ROLE postgres PASSWORD ${client.escapeLiteral(password)}`);
+    const { rows } = await client.query<{ verifier: string }>("SELECT rolpassword AS verifier FROM pg_authid WHERE rolname = 'postgres'");
+    const verifier = rows[0]?.verifier;
+    if (!verifier?.startsWith("SCRAM-SHA-256$")) throw new Error("the postgres role has no SCRAM verifier after setting its password");
+    return verifier;
   } finally {
     await client.end();
   }

@@ -1,8 +1,8 @@
 /**
  * A WebSocket-to-TCP proxy that lets the Neon serverless driver reach plain Postgres, as Neon's
  * own proxy does in production. The driver connects to `ws://<proxy>/v2?address=<host>:<port>`;
- * each WebSocket becomes one TCP connection. Only the configured Postgres address is allowed,
- * so the proxy cannot be used to reach anything else.
+ * each WebSocket becomes one TCP connection. Only the configured addresses (Postgres, and the pooler in
+ * front of it: scripts/lib/pooler.ts) are allowed, so the proxy cannot be used to reach anything else.
  */
 import { createServer, type Server } from "node:http";
 import { connect } from "node:net";
@@ -15,20 +15,25 @@ export interface WsProxy {
   close(): Promise<void>;
 }
 
-export async function startWsProxy(options: { port: number; target: { host: string; port: number } }): Promise<WsProxy> {
-  const allowed = new Set([`${options.target.host}:${options.target.port}`, `localhost:${options.target.port}`]);
+export async function startWsProxy(options: { port: number; targets: { host: string; port: number }[] }): Promise<WsProxy> {
+  const allowed = new Map<string, { host: string; port: number }>();
+  for (const target of options.targets) {
+    allowed.set(`${target.host}:${target.port}`, target);
+    allowed.set(`localhost:${target.port}`, target);
+  }
   const http: Server = createServer((_req, res) => res.writeHead(426).end("WebSocket only\n"));
   const wss = new WebSocketServer({ server: http });
   const sockets = new Set<WebSocket>();
 
   wss.on("connection", (ws, req) => {
     const address = new URL(req.url ?? "/", "http://proxy").searchParams.get("address") ?? "";
-    if (!allowed.has(address)) {
+    const target = allowed.get(address);
+    if (!target) {
       ws.close(1008, "address not allowed");
       return;
     }
     sockets.add(ws);
-    const tcp = connect({ host: options.target.host, port: options.target.port });
+    const tcp = connect({ host: target.host, port: target.port });
     tcp.setNoDelay(true);
     tcp.on("data", (chunk) => ws.send(chunk));
     tcp.on("close", () => ws.close());

@@ -107,9 +107,11 @@ describe("npm run dev", () => {
     expect((await fetch(link)).status).toBe(200);
 
     // Postgres goes away under the running system: 503 db_unavailable, and nothing is written.
-    const pidFile = readFileSync(join(work, "state", "postgres", "postmaster.pid"), "utf8");
-    process.kill(Number(pidFile.split("\n")[0]), "SIGINT");
-    await waitFor(async () => ((await isListening(ports.pg)) ? undefined : true), 15_000, () => "postgres still up");
+    // (ports.pg is the pooler's, which stays up: postmaster.pid's 4th line is Postgres's own port.)
+    const [postmaster, , , postgresPort] = readFileSync(join(work, "state", "postgres", "postmaster.pid"), "utf8").split("\n");
+    expect(Number(postgresPort)).not.toBe(ports.pg);
+    process.kill(Number(postmaster), "SIGINT");
+    await waitFor(async () => ((await isListening(Number(postgresPort))) ? undefined : true), 15_000, () => "postgres still up");
     const health = await fetch(`http://127.0.0.1:${ports.http}/healthz`);
     expect(health.status).toBe(503);
     expect(((await health.json()) as { error: { code: string } }).error.code).toBe("db_unavailable");

@@ -115,7 +115,7 @@ async function finished(taskId: string, timeoutMs?: number) {
 }
 
 function cli(args: string[], key: string) {
-  return spawnCollecting(process.execPath, [join(ROOT, "cli", "bin.ts"), ...args], {
+  return spawnCollecting(process.execPath, [inject("cliBundle"), ...args], {
     cwd: ROOT,
     env: { ...process.env, ORCHESTRATOR_CONFIG: "/nonexistent/config.json", ORCHESTRATOR_URL: stack.url, ORCHESTRATOR_API_KEY: key },
   });

@@ -436,7 +436,7 @@ describe("a task's log", () => {
 describe("orchestrator search", () => {
   const cli = (args: string[], key: string) =>
     new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, [join(ROOT, "cli", "bin.ts"), "search", ...args], {
+      const child = spawn(process.execPath, [inject("cliBundle"), "search", ...args], {
         cwd: ROOT,
         env: { ...process.env, ORCHESTRATOR_CONFIG: "/nonexistent/config.json", ORCHESTRATOR_URL: stack.url, ORCHESTRATOR_API_KEY: key, NO_COLOR: "1" },
       });

@@ -11,7 +11,6 @@ import { TEST_RELEASE_PORTS } from "../../scripts/lib/ports.ts";
 import { startCaddy, startUpstream, type TestCaddy, type Upstream } from "../../scripts/lib/caddy.ts";
 import { adminRequest } from "../../runner/src/caddy-admin.ts";
 import { TEST_IMAGE } from "../../scripts/lib/docker-engine.ts";
-import { join } from "node:path";
 import { ROOT, type StackClient } from "../../scripts/lib/local-stack.ts";
 import { OtlpServer } from "../../standins/otlp-server.ts";
 import { sharedStack } from "../support/shared.ts";
@@ -110,13 +109,13 @@ describe("enrollment", () => {
     expect(Date.now() - Date.parse(online.body.server.lastSeenAt)).toBeLessThan(15_000);
     // What an operator sees in the CLI.
     const env = { ...process.env, ORCHESTRATOR_URL: stack.url, ORCHESTRATOR_API_KEY: stack.adminKey };
-    const list = spawnCollecting(process.execPath, [join(ROOT, "cli", "bin.ts"), "servers", "list"], { cwd: ROOT, env });
+    const list = spawnCollecting(process.execPath, [inject("cliBundle"), "servers", "list"], { cwd: ROOT, env });
     expect(await list.exited, list.output()).toBe(0);
     expect(list.output()).toMatch(new RegExp(`^${HANDLE}\\s+online\\s+${HANDLE}\\.example\\.test\\s+last seen \\d+s ago$`, "m"));
-    const show = spawnCollecting(process.execPath, [join(ROOT, "cli", "bin.ts"), "servers", "show", HANDLE], { cwd: ROOT, env });
+    const show = spawnCollecting(process.execPath, [inject("cliBundle"), "servers", "show", HANDLE], { cwd: ROOT, env });
     expect(await show.exited, show.output()).toBe(0);
     expect(show.output()).toContain(", connected; last heartbeat");
-    const missing = spawnCollecting(process.execPath, [join(ROOT, "cli", "bin.ts"), "servers", "show", "no-such-server"], { cwd: ROOT, env });
+    const missing = spawnCollecting(process.execPath, [inject("cliBundle"), "servers", "show", "no-such-server"], { cwd: ROOT, env });
     expect(await missing.exited).toBe(3);
     expect(missing.output()).toContain("server no-such-server not found");
     await runner.stop();

@@ -7,16 +7,20 @@
 import { randomBytes } from "node:crypto";
 import type { TestProject } from "vitest/node";
 import Docker from "dockerode";
+import { ensureCliBundle } from "../../scripts/lib/cli-bundle.ts";
 import { ensureDockerEngine, ensureTestImage } from "../../scripts/lib/docker-engine.ts";
 import { ensureLocalCodingWorker, ensureReleaseBase } from "../../scripts/lib/images.ts";
 import { databaseOnServer, startLocalDatabase } from "../../scripts/lib/local-db.ts";
-import { startStack } from "../../scripts/lib/local-stack.ts";
+import { ROOT, startStack } from "../../scripts/lib/local-stack.ts";
 import { buildWeb } from "../../scripts/lib/web-bundle.ts";
 import { HEAVY_NICENESS, startHeavyGate } from "../support/heavy-gate.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
+    /** The run's database through the pooler: what the worker and the tests connect to. */
     databaseUrl: string;
+    /** The same server without the pooler: for CREATE/DROP DATABASE (test/support/shared.ts). */
+    databaseDirectUrl: string;
     dbWsProxy: string;
     adminApiKey: string;
     /** The Docker engine's socket (started here when it was not running) with the test image built. */
@@ -29,14 +33,18 @@ declare module "vitest" {
     databaseTemplate: string;
     /** The gate that lets one Docker-heavy file run at a time (test/support/heavy-gate.ts). */
     heavyGatePort: number;
+    /** The CLI as `npm run build:cli` bundles it (scripts/lib/cli-bundle.ts): what the tests run as `orchestrator`. */
+    cliBundle: string;
   }
 }
 
 export default async function setup(project: TestProject) {
   // wrangler dev builds them too (wrangler.toml's [build]); the workers pool does not.
   await buildWeb();
+  project.provide("cliBundle", await ensureCliBundle(ROOT));
   const db = await startLocalDatabase("orchestrator_test");
   project.provide("databaseUrl", db.databaseUrl);
+  project.provide("databaseDirectUrl", db.directUrl);
   project.provide("dbWsProxy", db.wsProxy);
   const template = await databaseOnServer(db, "template");
   project.provide("databaseTemplate", new URL(template.databaseUrl).pathname.slice(1));

@@ -7,18 +7,22 @@
  *   depend on what else is in the database (which servers have a runner, the whole bot pool).
  */
 import { inject } from "vitest";
-import { databaseOnServer, type LocalDatabase, sharedServerEnv } from "../../scripts/lib/local-db.ts";
+import { type DatabaseServer, databaseOnServer, type LocalDatabase, sharedServerEnv } from "../../scripts/lib/local-db.ts";
 import { type StackClient, stackClient } from "../../scripts/lib/local-stack.ts";
 
 export function sharedStack(): StackClient {
   return stackClient(inject("sharedStackUrl"), inject("adminApiKey"));
 }
 
+function runServer(): DatabaseServer {
+  return { databaseUrl: inject("databaseUrl"), directUrl: inject("databaseDirectUrl"), wsProxy: inject("dbWsProxy") };
+}
+
 export function ownDatabase(name: string): Promise<LocalDatabase> {
-  return databaseOnServer({ databaseUrl: inject("databaseUrl"), wsProxy: inject("dbWsProxy") }, name, { template: inject("databaseTemplate") });
+  return databaseOnServer(runServer(), name, { template: inject("databaseTemplate") });
 }
 
 /** The environment under which `npm run bench` makes its databases on the run's Postgres. */
 export function sharedDatabaseEnv(): Record<string, string> {
-  return sharedServerEnv({ databaseUrl: inject("databaseUrl"), wsProxy: inject("dbWsProxy") }, inject("databaseTemplate"));
+  return sharedServerEnv(runServer(), inject("databaseTemplate"));
 }
