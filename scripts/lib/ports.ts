@@ -1,16 +1,17 @@
 import { createServer } from "node:net";
 
-/** Asks the kernel for a free TCP port on 127.0.0.1. */
+/**
+ * Where freePort() looks: below the kernel's ephemeral ports (32768-60999), which every outgoing
+ * connection takes its local port from, and below a runner's default release ports (20000-29999).
+ * A port the kernel hands out for bind(0) is an ephemeral one: in the seconds between freePort() and the
+ * server's own bind (a wrangler dev start), an outgoing connection could take it ("Address already in
+ * use" from a bench's wrangler dev, seen once in a full run).
+ */
+const LISTEN_PORTS = { from: 10_000, to: 19_999 } as const;
+
+/** A free TCP port on 127.0.0.1 for a server of ours to listen on. */
 export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      const port = typeof address === "object" && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
+  return freePortIn(LISTEN_PORTS);
 }
 
 /**
