@@ -78,7 +78,8 @@ export function sharedServerEnv(server: DatabaseServer, template: string): Recor
 }
 
 /**
- * A throwaway, migrated Postgres for tests and benchmarks: a server of its own (startDatabaseServer), or, when the environment names a shared server, a database of its own there.
+ * A throwaway, migrated Postgres for tests and benchmarks: a server of its own (startDatabaseServer),
+ * or, when the environment names a shared server, a database of its own there.
  */
 export async function startLocalDatabase(name: string): Promise<LocalDatabase> {
   const shared = process.env[SHARED.url];

@@ -77,7 +77,10 @@ export async function startPooler(options: PoolerOptions): Promise<Pooler> {
   );
   const asRoot = userInfo().uid === 0;
   // pgbouncer refuses to run as root: it drops to the user Postgres runs as (scripts/lib/postgres.ts).
-  if (asRoot) for (const file of [options.dir, userlist, ini]) chownSync(file, ...postgresIds());
+  if (asRoot) {
+    const [uid, gid] = postgresIds();
+    for (const file of [options.dir, userlist, ini]) chownSync(file, uid, gid);
+  }
   const child: ChildProcess = spawn(binary, [...(asRoot ? ["-u", "postgres"] : []), ini], { stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   const onData = (chunk: Buffer) => {

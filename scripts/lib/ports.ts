@@ -4,8 +4,8 @@ import { createServer } from "node:net";
  * Where freePort() looks: below the kernel's ephemeral ports (32768-60999), which every outgoing
  * connection takes its local port from, and below a runner's default release ports (20000-29999).
  * A port the kernel hands out for bind(0) is an ephemeral one: in the seconds between freePort() and the
- * server's own bind (a wrangler dev start), an outgoing connection could take it ("Address already in
- * use" from a bench's wrangler dev, seen once in a full run).
+ * server's own bind (a wrangler dev start), an outgoing connection could take it. (This alone did not end
+ * the "Address already in use" a bench's wrangler dev met; startStack retries on another port for that.)
  */
 const LISTEN_PORTS = { from: 10_000, to: 19_999 } as const;
 
