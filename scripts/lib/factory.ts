@@ -16,7 +16,7 @@ import { promisify } from "node:util";
 import Docker from "dockerode";
 import { RUNNER_BIN } from "./local-runner.ts";
 import { ROOT, stackClient, WRANGLER } from "./local-stack.ts";
-import { ensureWorkerBundle } from "./worker-bundle.ts";
+import { prebuiltWorkerArgs } from "./worker-bundle.ts";
 import { startCaddy, type TestCaddy } from "./caddy.ts";
 import { type DevStandins, startDevStandins } from "./dev-standins.ts";
 import { generateDevVars, isLocalDatabase, newJobSigningKey, readDevVars, writeDevVars } from "./dev-vars.ts";
@@ -266,7 +266,7 @@ export async function startFactory(options: FactoryOptions): Promise<Factory> {
     const inspectorPort = await freePort();
     const wranglerArgs = [
       WRANGLER, "dev",
-      ...(options.prebuiltWorker ? [await ensureWorkerBundle(ROOT, WRANGLER), "--no-bundle"] : []),
+      ...(options.prebuiltWorker ? await prebuiltWorkerArgs(ROOT, WRANGLER) : []),
       "--port", String(options.port),
       "--inspector-port", String(inspectorPort),
       "--ip", "127.0.0.1",

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { freePort } from "./ports.ts";
 import { type Spawned, spawnCollecting, waitFor } from "./processes.ts";
-import { ensureWorkerBundle } from "./worker-bundle.ts";
+import { prebuiltWorkerArgs } from "./worker-bundle.ts";
 
 export const ROOT = resolve(import.meta.dirname, "..", "..");
 export const WRANGLER = join(ROOT, "node_modules", "wrangler", "bin", "wrangler.js");
@@ -100,7 +100,7 @@ async function startStackOnce(options: StackOptions): Promise<Stack> {
       ...Object.entries(options.vars ?? {}).map(([key, value]) => (value.includes("\n") ? `${key}="${value.replaceAll("\n", "\\n")}"` : `${key}=${value}`)),
     ].join("\n"),
   );
-  const script = options.live ? [] : [await ensureWorkerBundle(ROOT, WRANGLER), "--no-bundle"];
+  const script = options.live ? [] : await prebuiltWorkerArgs(ROOT, WRANGLER);
   const child = spawnCollecting(
     process.execPath,
     [

@@ -2,7 +2,10 @@
  * opencode (`opencode-ai` on npm), headless: `opencode run --format json` prints one JSON event per
  * line. It reaches the model as an OpenAI-compatible provider defined in OPENCODE_CONFIG_CONTENT, with
  * the key read from the environment by opencode itself (`{env:OPENAI_API_KEY}`); models-fetch,
- * autoupdate, default plugins and LSP downloads are off, so it calls nothing but the model.
+ * autoupdate, default plugins and LSP downloads are off, so it calls nothing but the model. What a
+ * headless one-shot run never uses is off too: its git snapshots of the work tree (for undo in the
+ * TUI), the file watcher, the fff file index (search falls back to ripgrep, in the image) and the
+ * Claude Code and external skill folders: ~15 % of a round's CPU.
  */
 import { z } from "zod";
 import { parseJson } from "../../shared/json.ts";
@@ -41,6 +44,7 @@ export const opencode: CodingAgent = {
       share: "disabled",
       lsp: false,
       formatter: false,
+      snapshot: false,
       permission: { edit: "allow", bash: "allow", webfetch: "deny" },
       provider: {
         [PROVIDER]: {
@@ -59,6 +63,10 @@ export const opencode: CodingAgent = {
       OPENCODE_DISABLE_DEFAULT_PLUGINS: "1",
       OPENCODE_DISABLE_LSP_DOWNLOAD: "1",
       OPENCODE_DISABLE_PROJECT_CONFIG: "1",
+      OPENCODE_DISABLE_FFF: "1",
+      OPENCODE_EXPERIMENTAL_DISABLE_FILEWATCHER: "true",
+      OPENCODE_DISABLE_CLAUDE_CODE: "1",
+      OPENCODE_DISABLE_EXTERNAL_SKILLS: "1",
     };
   },
   report(output: string): AgentReport {
