@@ -12,7 +12,7 @@
  */
 import { execFile } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname, join, relative } from "node:path";
 import { promisify } from "node:util";
 import { cachedBuild } from "./build-cache.ts";
 import { buildWeb } from "./web-bundle.ts";
@@ -60,7 +60,8 @@ export function ensureWorkerBundle(root: string, wrangler: string): Promise<stri
       }).catch((error: Error & { stdout?: string; stderr?: string }) => {
         throw new Error(`wrangler could not bundle the worker: ${`${error.stdout ?? ""}${error.stderr ?? ""}`.trim().slice(-3000) || error.message}`);
       });
-      writeFileSync(join(dir, "wrangler.toml"), prebuiltConfig(readFileSync(join(root, "wrangler.toml"), "utf8"), join(root, "public")));
+      // The assets by a relative path (the staging folder is renamed beside it): a moved checkout keeps working.
+      writeFileSync(join(dir, "wrangler.toml"), prebuiltConfig(readFileSync(join(root, "wrangler.toml"), "utf8"), relative(dir, join(root, "public"))));
     },
   });
 }

@@ -1,11 +1,10 @@
 /**
- * The order the test files start in, for `maxWorkers: 2` and the heavy gate (test/support/heavy-gate.ts):
- * one heavy file at a time, so the heavy files in a row are the run's longest path. Each heavy file is
- * followed by a share of light files that takes the other worker a little less time than the heavy
- * file takes (by the seconds in test/support/file-seconds.json). The workers then take turns: one runs
- * a heavy file while the other runs its share and then waits at the gate for the next heavy file, so no
- * heavy file waits for light files to be taken first. Light files that fit no share run at the end, on
- * both workers.
+ * The order the test files start in, for the heavy gate (test/support/heavy-gate.ts): one heavy file
+ * at a time, so the heavy files in a row are the run's longest path, and the other workers
+ * (`maxWorkers` less one) run light files beside it. Each heavy file is followed by a share of light
+ * files that takes those workers a little less time than the heavy file takes (by the seconds in
+ * test/support/file-seconds.json). The next heavy file is then taken as the share runs out, so no heavy
+ * file waits for light files to be taken first. Light files that fit no share run at the end.
  *
  * The files of a project that shares one runtime between its files (`isolate: false`, the worker
  * project: one workerd for all its files) stay together, one after another: vitest keeps a runner for
@@ -19,7 +18,7 @@ import { z } from "zod";
 import { HEAVY_MARK } from "./heavy-gate.ts";
 
 const EXPECTED = z.object({ seconds: z.record(z.string(), z.number()) }).parse(JSON.parse(readFileSync(new URL("./file-seconds.json", import.meta.url), "utf8"))).seconds;
-/** A share is filled to this part of its heavy file's time: a share that runs over stalls the heavy files. */
+/** A share is filled to this part of its heavy file's time (per light worker): a share that runs over stalls the heavy files. */
 const SHARE_OF_HEAVY = 0.85;
 
 export default class HeavySpreadSequencer extends BaseSequencer {
@@ -51,7 +50,8 @@ export default class HeavySpreadSequencer extends BaseSequencer {
     units.sort((a, b) => unitSeconds(b) - unitSeconds(a));
 
     // Longest units first, each into the share with the most room left, if it fits there.
-    const shares = heavy.map((file) => ({ heavy: file, room: seconds(file) * SHARE_OF_HEAVY, files: [] as TestSpecification[] }));
+    const lightWorkers = Math.max(1, this.ctx.config.maxWorkers - 1);
+    const shares = heavy.map((file) => ({ heavy: file, room: seconds(file) * SHARE_OF_HEAVY * lightWorkers, files: [] as TestSpecification[] }));
     const leftover: TestSpecification[] = [];
     for (const unit of units) {
       const share = shares.reduce((best, candidate) => (candidate.room > best.room ? candidate : best));
