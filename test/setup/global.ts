@@ -39,28 +39,44 @@ declare module "vitest" {
 }
 
 export default async function setup(project: TestProject) {
-  // wrangler dev builds them too (wrangler.toml's [build]); the workers pool does not.
-  await buildWeb();
-  project.provide("cliBundle", await ensureCliBundle(ROOT));
-  const db = await startLocalDatabase("orchestrator_test");
-  project.provide("databaseUrl", db.databaseUrl);
-  project.provide("databaseDirectUrl", db.directUrl);
-  project.provide("dbWsProxy", db.wsProxy);
-  const template = await databaseOnServer(db, "template");
-  project.provide("databaseTemplate", new URL(template.databaseUrl).pathname.slice(1));
-  const adminKey = `ork_testadmin${randomBytes(16).toString("hex")}`;
-  project.provide("adminApiKey", adminKey);
-  // Started once instead of once per file (each start costs a wrangler and a workerd boot), while the
-  // images build. Files that share it keep to their own users, projects and servers, as they already
-  // do in the shared database. Its runner lease is short, so that the runner test's jobs delivered to a
-  // runner that was then killed are sent again quickly.
-  const sharedStarting = startStack({ databaseUrl: db.databaseUrl, dbWsProxy: db.wsProxy, adminKey, vars: { JOB_WAIT_SLICE_SECONDS: "1", RUNNER_ACK_LEASE_SECONDS: "3" } });
-  sharedStarting.catch(() => undefined); // awaited below; a failure is thrown there
-  let engine: Awaited<ReturnType<typeof ensureDockerEngine>>;
+  // What is started so far, stopped in reverse order at the end, or as soon as a later step fails.
+  const started: (() => Promise<void>)[] = [];
+  const stopAll = async () => {
+    for (const stop of started.reverse()) await stop().catch(() => undefined);
+  };
+  // Started in the background, and waited for if a later step fails (their stops are then in `started`).
+  const starting: Promise<unknown>[] = [];
+  const inBackground = <T>(promise: Promise<T>, stop: (value: T) => Promise<void>) => {
+    const up = promise.then((value) => started.push(() => stop(value)));
+    // Awaited where it is needed, or below on a failure: not an unhandled rejection meanwhile.
+    up.catch(() => undefined);
+    starting.push(up);
+    return promise;
+  };
   try {
-    // Once for the whole run: runner tests drive the real engine (docs/design.md, "Local stack and tests").
-    // At the heavy files' priority: their builds, releases and coding agents run in it (test/support/heavy-gate.ts).
-    engine = await ensureDockerEngine({ nice: HEAVY_NICENESS });
+    // The Docker engine starts (a few seconds) while the rest gets ready. Once for the whole run: runner
+    // tests drive the real engine (docs/design.md, "Local stack and tests"). At the heavy files'
+    // priority: their builds, releases and coding agents run in it (test/support/heavy-gate.ts).
+    const engineStarting = inBackground(ensureDockerEngine({ nice: HEAVY_NICENESS }), (engine) => engine.stop());
+    // The stacks the tests start serve the pages' scripts without building them
+    // (scripts/lib/worker-bundle.ts), and the workers pool does not build them either.
+    await buildWeb();
+    project.provide("cliBundle", await ensureCliBundle(ROOT));
+    const db = await startLocalDatabase("orchestrator_test");
+    started.push(() => db.stop());
+    project.provide("databaseUrl", db.databaseUrl);
+    project.provide("databaseDirectUrl", db.directUrl);
+    project.provide("dbWsProxy", db.wsProxy);
+    const template = await databaseOnServer(db, "template");
+    project.provide("databaseTemplate", new URL(template.databaseUrl).pathname.slice(1));
+    const adminKey = `ork_testadmin${randomBytes(16).toString("hex")}`;
+    project.provide("adminApiKey", adminKey);
+    // Started once instead of once per file (each start costs a wrangler and a workerd boot), while the
+    // images build. Files that share it keep to their own users, projects and servers, as they already
+    // do in the shared database. Its runner lease is short, so that the runner test's jobs delivered to a
+    // runner that was then killed are sent again quickly.
+    const sharedStarting = inBackground(startStack({ databaseUrl: db.databaseUrl, dbWsProxy: db.wsProxy, adminKey, vars: { JOB_WAIT_SLICE_SECONDS: "1", RUNNER_ACK_LEASE_SECONDS: "3" } }), (stack) => stack.stop());
+    const engine = await engineStarting;
     const docker = new Docker({ socketPath: engine.socketPath });
     await ensureTestImage(docker);
     project.provide("dockerSocket", engine.socketPath);
@@ -68,18 +84,15 @@ export default async function setup(project: TestProject) {
     project.provide("codingWorkerImage", await ensureLocalCodingWorker(docker));
     // The deploy fixture's Dockerfile builds FROM this (nothing can be pulled here).
     await ensureReleaseBase(docker);
+    const shared = await sharedStarting;
+    project.provide("sharedStackUrl", shared.url);
+    const gate = await startHeavyGate();
+    started.push(() => gate.close());
+    project.provide("heavyGatePort", gate.port);
   } catch (error) {
-    await sharedStarting.then((stack) => stack.stop(), () => undefined);
+    await Promise.allSettled(starting);
+    await stopAll();
     throw error;
   }
-  const shared = await sharedStarting;
-  project.provide("sharedStackUrl", shared.url);
-  const gate = await startHeavyGate();
-  project.provide("heavyGatePort", gate.port);
-  return async () => {
-    await gate.close();
-    await shared.stop();
-    await db.stop();
-    await engine.stop();
-  };
+  return stopAll;
 }
