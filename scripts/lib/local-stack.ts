@@ -64,6 +64,8 @@ export interface StackOptions {
    * runs the worker bundled once for these sources (scripts/lib/worker-bundle.ts).
    */
   live?: boolean;
+  /** How long wrangler has to answer 200 on /healthz (60 s unless given). */
+  readyTimeoutMs?: number;
 }
 
 /**
@@ -120,12 +122,12 @@ async function startStackOnce(options: StackOptions): Promise<Stack> {
   try {
     await waitFor(
       async () => ((await fetch(`${url}/healthz`)).status === 200 ? true : undefined),
-      60_000,
+      options.readyTimeoutMs ?? 60_000,
       () => child.output(),
       () => child.child.exitCode !== null,
     );
   } catch (error) {
-    child.child.kill("SIGKILL");
+    await terminate(child);
     rmSync(dir, { recursive: true, force: true });
     throw error;
   }
@@ -134,15 +136,23 @@ async function startStackOnce(options: StackOptions): Promise<Stack> {
     stateDir: join(dir, "state"),
     process: child,
     async stop() {
-      const running = () => child.child.exitCode === null && child.child.signalCode === null;
-      if (running()) {
-        child.child.kill("SIGTERM");
-        await Promise.race([child.exited, new Promise((r) => setTimeout(r, 10_000))]);
-        if (running()) child.child.kill("SIGKILL");
-      }
+      await terminate(child);
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Stops wrangler with SIGTERM, and SIGKILL only if it is still there 10 s later. The process we spawn
+ * is wrangler's launcher (bin/wrangler.js), which passes SIGTERM on to wrangler itself and that to
+ * workerd; a SIGKILL to the launcher would leave both running, holding the port.
+ */
+async function terminate(child: Spawned): Promise<void> {
+  const running = () => child.child.exitCode === null && child.child.signalCode === null;
+  if (!running()) return;
+  child.child.kill("SIGTERM");
+  await Promise.race([child.exited, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+  if (running()) child.child.kill("SIGKILL");
 }
 
 /** A user with a `user` key, and a task of theirs, made through the API. */
