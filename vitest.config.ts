@@ -7,8 +7,8 @@ export default defineConfig({
     // Three test files at a time, but never two Docker-heavy ones (test/support/heavy-gate.ts): the
     // heavy ones slow each other down more than they gain, while light files beside one cost little.
     // Three rather than two (on 2 cores): many files spend much of their time waiting (on a container,
-    // a retry's backoff, a health check), and a third file fills that time. Full run on the 2-core
-    // machine: 913 s / 1,444 CPU-s with two, 823 s / 1,286 CPU-s with three (and the cuts beside it).
+    // a retry's backoff, a health check), and a third file fills that time. Full runs on the 2-core
+    // machine: 913 and 920 s with two, 823 and 910 s with three (runs here differ by up to 10 %).
     maxWorkers: 3,
     sequence: { sequencer: HeavySpreadSequencer },
     globalSetup: ["./test/setup/global.ts"],
