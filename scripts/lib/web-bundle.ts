@@ -10,20 +10,21 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "
 import { dirname, join, relative, resolve } from "node:path";
 import { build } from "esbuild";
 import { z } from "zod";
+import { parseJson } from "../../src/shared/json.ts";
 
 const ROOT = resolve(import.meta.dirname, "..", "..");
 /**
  * What the last build read and wrote, with each file's hash: while they are all unchanged the build
  * is skipped (a few ms instead of ~0.4 CPU-s of esbuild; wrangler runs the build at every start).
  */
-const STAMP = join(ROOT, "node_modules", ".cache", "orchestrator-web", "last-build.json");
+export const STAMP = join(ROOT, "node_modules", ".cache", "orchestrator-web", "last-build.json");
 const Stamp = z.object({ files: z.record(z.string(), z.string()) });
 
 const hashOf = (path: string) => (existsSync(path) ? createHash("sha256").update(readFileSync(path)).digest("hex") : "missing");
 
 function upToDate(): boolean {
   if (!existsSync(STAMP)) return false;
-  const stamp = Stamp.safeParse(JSON.parse(readFileSync(STAMP, "utf8")));
+  const stamp = parseJson(Stamp, readFileSync(STAMP, "utf8"));
   return stamp.success && Object.entries(stamp.data.files).every(([path, hash]) => hashOf(join(ROOT, path)) === hash);
 }
 
@@ -32,9 +33,10 @@ export const WEB_ENTRIES = { chat: "web/chat.ts", "task-view": "web/task-view.ts
 
 /**
  * Bundles the pages' scripts into public/ and returns the files it wrote (relative to the
- * repository); nothing when no file the last build read or wrote has changed since. A file whose content is already there is left alone, and a changed one replaced in
- * one rename, so a wrangler serving public/ meanwhile (another test file's, another build's) never
- * reads half a script. Throws esbuild's failure (already printed, with its messages) on an error.
+ * repository); nothing, without running esbuild, when no file the last build read or wrote has changed
+ * since. A file whose content is already there is left alone, and a changed one replaced in one rename,
+ * so a wrangler serving public/ meanwhile (another test file's, another build's) never reads half a
+ * script; the record of the build is replaced the same way. Throws esbuild's failure (already printed, with its messages) on an error.
  */
 export async function buildWeb(): Promise<string[]> {
   if (upToDate()) return [];
@@ -70,6 +72,8 @@ export async function buildWeb(): Promise<string[]> {
   // Inputs are relative to ROOT in esbuild's metafile; outputs are the files just written.
   const files = [...Object.keys(result.metafile.inputs), ...result.outputFiles.map((file) => relative(ROOT, file.path))];
   mkdirSync(dirname(STAMP), { recursive: true });
-  writeFileSync(STAMP, `${JSON.stringify({ files: Object.fromEntries(files.map((path) => [path, hashOf(join(ROOT, path))])) }, null, 1)}\n`);
+  const staged = `${STAMP}.${process.pid}.tmp`;
+  writeFileSync(staged, `${JSON.stringify({ files: Object.fromEntries(files.map((path) => [path, hashOf(join(ROOT, path))])) }, null, 1)}\n`);
+  renameSync(staged, STAMP);
   return written;
 }

@@ -40,7 +40,8 @@ export function prebuiltConfig(source: string, assetsDir: string): string {
     return text.replace(pattern, by);
   };
   let config = replaced(source, /^main = .*$/m, 'main = "worker.js"');
-  config = replaced(config, /^\[build\]\n(?:(?!\[).*\n)*/m, "");
+  // The table and its keys, up to a blank line, a comment or the next table.
+  config = replaced(config, /^\[build\]\n(?:(?![[#\n]).*\n)*/m, "");
   config = replaced(config, /^(\[assets\]\n(?:(?!\[).*\n)*?)directory = .*$/m, `$1directory = ${JSON.stringify(assetsDir)}`);
   return config;
 }
