@@ -3,6 +3,8 @@ import { drizzle } from "drizzle-orm/neon-serverless";
 import * as schema from "./schema.ts";
 
 export type Db = ReturnType<typeof drizzle<typeof schema>>;
+/** A transaction's handle (`db.transaction(async (tx) => …)`): the same queries, inside it. */
+export type DbTx = Parameters<Parameters<Db["transaction"]>[0]>[0];
 
 export interface DbHandle {
   db: Db;

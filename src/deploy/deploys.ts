@@ -4,7 +4,7 @@
  * starting a deploy, rollback or undeploy on a task.
  */
 import { and, asc, desc, eq, inArray, isNotNull, isNull, sql } from "drizzle-orm";
-import type { Db } from "../db/client.ts";
+import type { Db, DbTx } from "../db/client.ts";
 import { isUniqueViolation } from "../db/errors.ts";
 import { deployments, projects, servers, serviceDeployments, tasks } from "../db/schema.ts";
 import { getRunnerHub } from "../runner-hub/client.ts";
@@ -248,8 +248,55 @@ export function newDeploymentId(): string {
   return newId("dep");
 }
 
+/**
+ * Runs `work` on a release only while it is still `deploying`, in one transaction holding that
+ * release's row lock; false (and nothing done) once it is not. A cancel claims the release under the
+ * same lock (settleStoppedDeploy), and a terminated workflow still finishes the step it is in: so the
+ * step that routes to a release or marks it live either lands before the cancel, which then undoes it,
+ * or finds the release stopped and does nothing. Never a route to, or a live row for, a stopped release.
+ */
+export async function whileDeploying(db: Db, deploymentId: string, work: (tx: DbTx) => Promise<void>): Promise<boolean> {
+  return db.transaction(async (tx) => {
+    const [row] = await tx.select({ status: deployments.status }).from(deployments).where(eq(deployments.id, deploymentId)).for("update");
+    if (row?.status !== "deploying") return false;
+    await work(tx);
+    return true;
+  });
+}
+
 /** How long settling a stopped deploy waits for each of its jobs (the route list, a release stopped). */
 const SETTLE_JOB_WAIT_MS = 60_000;
+
+const UNSETTLED: DeploymentRow["status"][] = ["pending", "deploying", "active"];
+
+/**
+ * Claims a stopped deploy's release in one transaction under its row lock (the lock whileDeploying
+ * takes): marks it failed and, if the route was moved to it, points the route back at the release that
+ * served before (made active again) or removes it. Null when there is nothing to settle: the release
+ * has ended already, or it is live and the one before it has stopped (past its drain), so it serves.
+ * The route in Caddy and the release's container are the caller's to put right after.
+ */
+export async function claimStoppedRelease(db: Db, deploymentId: string, projectId: string, why: string): Promise<{ deployment: DeploymentRow; routed: boolean } | null> {
+  return db.transaction(async (tx) => {
+    const [deployment] = await tx.select().from(deployments).where(eq(deployments.id, deploymentId)).for("update");
+    if (!deployment || !UNSETTLED.includes(deployment.status)) return null;
+    const [service] = await tx.select().from(serviceDeployments).where(eq(serviceDeployments.projectId, projectId));
+    const routed = service?.activeDeploymentId === deployment.id;
+    if (routed) {
+      const [previous] = deployment.previousDeploymentId ? await tx.select().from(deployments).where(eq(deployments.id, deployment.previousDeploymentId)) : [];
+      if (!previous?.port && deployment.status === "active") return null;
+      if (previous?.port) {
+        await tx.update(serviceDeployments).set({ internalPort: previous.port, activeDeploymentId: previous.id, status: "active", updatedAt: new Date() }).where(eq(serviceDeployments.id, service.id));
+        await tx.update(deployments).set({ status: "active", stoppedAt: null }).where(eq(deployments.id, previous.id));
+      } else {
+        await tx.delete(serviceDeployments).where(eq(serviceDeployments.id, service.id));
+      }
+    }
+    // Failed from here on, so no workflow step routes to it or marks it live; its port is freed once it has stopped.
+    await tx.update(deployments).set({ status: "failed", finishedAt: new Date(), health: { ...deployment.health, settled: why } }).where(eq(deployments.id, deployment.id));
+    return { deployment, routed };
+  });
+}
 
 /**
  * Puts right what a deploy (or rollback) stopped part-way left behind: a cancel, a workflow that ended
@@ -257,43 +304,38 @@ const SETTLE_JOB_WAIT_MS = 60_000;
  * to the release that served before (when that one still runs), or away; then its release is stopped,
  * its port freed and its row marked failed. Exactly one release serves afterwards (the previous one),
  * or none for a first deploy. Runs outside any workflow, so its jobs go straight to the server's hub.
+ * Each release is claimed first (claimStoppedRelease), under the row lock the workflow's own route and
+ * go-live steps take too (whileDeploying).
  */
 export async function settleStoppedDeploy(env: Env, db: Db, task: Pick<Task, "id" | "projectId">, why: string): Promise<{ stopped: string[]; routedBack: boolean }> {
   const outcome = { stopped: [] as string[], routedBack: false };
-  if (!task.projectId) return outcome;
+  const projectId = task.projectId;
+  if (!projectId) return outcome;
   const releases = await db
     .select({ deployment: deployments, server: servers })
     .from(deployments)
     .innerJoin(servers, eq(servers.id, deployments.serverId))
-    .where(and(eq(deployments.taskId, task.id), inArray(deployments.status, ["pending", "deploying", "active"])));
-  for (const { deployment, server } of releases) {
+    .where(and(eq(deployments.taskId, task.id), inArray(deployments.status, UNSETTLED)));
+  for (const { server, deployment: listed } of releases) {
+    const claimed = await claimStoppedRelease(db, listed.id, projectId, why);
+    if (!claimed) continue;
+    const { deployment, routed } = claimed;
     const hub = getRunnerHub(env, server.handle);
     const runJob = async (input: Parameters<typeof hub.submit>[0]) => {
       const queued = await hub.submit(input);
       return queued.ok ? await hub.wait(queued.job.id, SETTLE_JOB_WAIT_MS) : null;
     };
-    const [service] = await db.select().from(serviceDeployments).where(eq(serviceDeployments.projectId, task.projectId));
-    if (service?.activeDeploymentId === deployment.id) {
-      const [previous] = deployment.previousDeploymentId ? await db.select().from(deployments).where(eq(deployments.id, deployment.previousDeploymentId)) : [];
-      // Live, and the release before it already stopped (past its drain): it is the one that serves.
-      if (!previous?.port && deployment.status === "active") continue;
-      if (previous?.port) {
-        await db.update(serviceDeployments).set({ internalPort: previous.port, activeDeploymentId: previous.id, status: "active", updatedAt: new Date() }).where(eq(serviceDeployments.id, service.id));
-        await db.update(deployments).set({ status: "active", stoppedAt: null }).where(eq(deployments.id, previous.id));
-      } else {
-        await db.delete(serviceDeployments).where(eq(serviceDeployments.id, service.id));
-      }
+    if (routed) {
       const routes = await routeList(db, server.id);
       await runJob({ type: "caddy.sync", payload: { ...routes, timeoutSeconds: 60 }, taskId: task.id, ttlSeconds: 300, finishTask: false, idempotencyKey: `settle:${task.id}:routes` });
       outcome.routedBack = true;
     }
     if (deployment.port !== null) {
-      const project = await db.select({ name: projects.name }).from(projects).where(eq(projects.id, task.projectId));
-      const name = project[0]?.name;
-      if (name) {
+      const [project] = await db.select({ name: projects.name }).from(projects).where(eq(projects.id, projectId));
+      if (project) {
         await runJob({
           type: "ansible.playbook",
-          payload: { playbook: "deploy_project.yml", extraVars: { project: name, release: releaseOf(deployment), action: "stop" }, timeoutSeconds: 180 },
+          payload: { playbook: "deploy_project.yml", extraVars: { project: project.name, release: releaseOf(deployment), action: "stop" }, timeoutSeconds: 180 },
           taskId: task.id,
           ttlSeconds: 600,
           finishTask: false,
@@ -301,7 +343,7 @@ export async function settleStoppedDeploy(env: Env, db: Db, task: Pick<Task, "id
         });
       }
     }
-    await db.update(deployments).set({ status: "failed", port: null, stoppedAt: new Date(), finishedAt: new Date(), health: { ...deployment.health, settled: why } }).where(eq(deployments.id, deployment.id));
+    await db.update(deployments).set({ port: null, stoppedAt: new Date() }).where(eq(deployments.id, deployment.id));
     outcome.stopped.push(deployment.id);
   }
   return outcome;

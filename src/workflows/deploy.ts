@@ -17,11 +17,11 @@ import { WorkflowEntrypoint, type WorkflowEvent, type WorkflowStep } from "cloud
 import { NonRetryableError } from "cloudflare:workflows";
 import { and, eq, ne, sql } from "drizzle-orm";
 import { z } from "zod";
-import { type Db, withDb } from "../db/client.ts";
+import { type Db, type DbTx, withDb } from "../db/client.ts";
 import { deployments, projects, servers, serviceDeployments } from "../db/schema.ts";
 import { getRunnerHub } from "../runner-hub/client.ts";
 import { settings } from "../lib/settings.ts";
-import { type DeployParams, newDeploymentId, projectDomain, projectUrl, releaseOf, reservePort, routeList } from "../deploy/deploys.ts";
+import { type DeployParams, newDeploymentId, projectDomain, projectUrl, releaseOf, reservePort, routeList, whileDeploying } from "../deploy/deploys.ts";
 import { classifyEnv, computedValue, EnvAnalysisFailed, generateSecret, parseEnvExample } from "../deploy/env-analyzer.ts";
 import { fileAt, getRepository, installationOrg, Repository, repositoryFromUrl, resolveCommit } from "../projects/github.ts";
 import { agentConfig, modelEndpoint, modelErrorMessage, openaiClient, recordUsage } from "../models/llm.ts";
@@ -384,7 +384,8 @@ class DeployRun extends PipelineRun<DeployParams> {
     }
     await this.say("health direct ok", { type: "step.progress", step: "health", message: `Health: the new release answers (${direct.outcome.message}); moving the route`, data: { jobId: direct.id } });
 
-    await this.doStep("route to new", API_STEP, () => withDb(this.env, (db) => this.pointRoute(db, facts, { id: release.id, port: release.port })));
+    const routed = await this.doStep("route to new", API_STEP, () => withDb(this.env, (db) => whileDeploying(db, release.id, (tx) => this.pointRoute(tx, facts, { id: release.id, port: release.port }))));
+    if (!routed) throw new PipelineFailure(`Release ${release.id} was stopped before it got the route (the deploy was cancelled); ${facts.active ? `${facts.active.id} keeps serving` : "nothing was routed"}`);
     const synced = await this.syncRoutes(facts, "new");
     if (!synced.ok) {
       await this.revertRoute(facts, "caddy refused");
@@ -403,12 +404,16 @@ class DeployRun extends PipelineRun<DeployParams> {
       throw new PipelineFailure(`Release ${release.id} answered directly but not through Caddy for ${facts.domain} (${visitor.outcome?.message ?? visitor.state}); the route went back`);
     }
     const previousStatus = this.params.mode === "rollback" ? "rolled_back" : "superseded";
-    await this.doStep("mark active", API_STEP, () =>
-      withDb(this.env, async (db) => {
-        await db.update(deployments).set({ status: "active", health: { direct: healthEvidence(direct), visitor: healthEvidence(visitor) }, finishedAt: new Date() }).where(eq(deployments.id, release.id));
-        if (facts.active) await db.update(deployments).set({ status: previousStatus }).where(eq(deployments.id, facts.active.id));
-      }),
+    const live = await this.doStep("mark active", API_STEP, () =>
+      withDb(this.env, (db) =>
+        whileDeploying(db, release.id, async (tx) => {
+          await tx.update(deployments).set({ status: "active", health: { direct: healthEvidence(direct), visitor: healthEvidence(visitor) }, finishedAt: new Date() }).where(eq(deployments.id, release.id));
+          if (facts.active) await tx.update(deployments).set({ status: previousStatus }).where(eq(deployments.id, facts.active.id));
+        }),
+      ),
     );
+    // Stopped meanwhile: the cancel that stopped it put the route back.
+    if (!live) throw new PipelineFailure(`Release ${release.id} was stopped before it went live (the deploy was cancelled)`);
     await this.setProjectStatus("deployed", "deployed");
     const url = projectUrl(facts.domain, facts.server);
     await this.say("live", { type: "step.completed", step: "health", message: `Live: ${url} is served by release ${release.id}`, data: { url, deploymentId: release.id } });
@@ -424,7 +429,7 @@ class DeployRun extends PipelineRun<DeployParams> {
   }
 
   /** Points the project's route at a release (or, with null, removes it) in the database. */
-  private async pointRoute(db: Db, facts: Facts, to: { id: string; port: number } | null): Promise<void> {
+  private async pointRoute(db: Db | DbTx, facts: Facts, to: { id: string; port: number } | null): Promise<void> {
     if (!to) {
       await db.delete(serviceDeployments).where(eq(serviceDeployments.projectId, facts.project.id));
       return;
