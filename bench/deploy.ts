@@ -50,7 +50,7 @@ export async function deploy(): Promise<void> {
     const first = await h.ended(taskId);
     if (first.at(-1)?.type !== "task.completed") throw new Error(`the first deploy did not complete: ${first.at(-1)?.message ?? ""}`);
     const byHandMs = await byHand(h, fixture, sha);
-    console.log(JSON.stringify({ bench: "deploy", case: "first_healthy", pipeline_ms: round(pipelineMs), by_hand_ms: round(byHandMs), ratio: round(pipelineMs / byHandMs) }));
+    console.log(JSON.stringify({ bench: "deploy", case: "first_healthy", pipeline_ms: round(pipelineMs), by_hand_ms: round(byHandMs), ratio: round(pipelineMs / byHandMs), steps: stepTimes(first) }));
 
     // 2. Steady load through a healthy redeploy and a bad one.
     await h.pushVersion(fixture, "v2");
@@ -99,6 +99,20 @@ export async function deploy(): Promise<void> {
     await db.stop();
     await engine.stop();
   }
+}
+
+/**
+ * Where a deploy's time went: each stretch between two events of its stream, named by the event that
+ * opened it (its step and the start of its message), in order; a step's stretches add up to its time.
+ */
+function stepTimes(events: { at: string; step?: string | null; message: string }[]): { step: string; ms: number }[] {
+  const stretches: { step: string; ms: number }[] = [];
+  for (let i = 0; i + 1 < events.length; i++) {
+    const [from, to] = [events[i], events[i + 1]];
+    if (!from || !to) continue;
+    stretches.push({ step: `${from.step ?? "-"}: ${from.message.slice(0, 50)}`, ms: Date.parse(to.at) - Date.parse(from.at) });
+  }
+  return stretches;
 }
 
 /** Polls through Caddy until `version` answers; gives up when the task ends without it, or after 5 minutes. */
