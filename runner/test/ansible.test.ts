@@ -283,7 +283,7 @@ describe("ansible.playbook", () => {
     const context = recordingContext(testConfig({ deploymentsRoot: root }));
     const outcome = await ansiblePlaybook(playbook({ playbook: "deploy_project.yml", extraVars: { project: "planted", releases: ["rel_planted1"], action: "remove" } }), context);
     expect(outcome.ok).toBe(false);
-    expect(outcome.message).toContain(`refusing to work through a symlink: ['${join(root, "planted")}']`);
+    expect(outcome.message).toContain(`refusing to work through a symlink: ${join(root, "planted")}`);
     expect(await readdir(outside)).toEqual(["keep"]);
   });
 
