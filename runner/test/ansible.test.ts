@@ -391,7 +391,7 @@ describe("ansible.playbook", () => {
       );
 
       expect(outcome.ok).toBe(false);
-      expect(tasksOf(outcome).find((task) => task.status === "failed")?.name).toBe("Build the image, within the time and size limits");
+      expect(tasksOf(outcome).find((task) => task.status === "failed")?.name).toBe("Build the image, within the time and size limits, and start the release");
       expect((await run("git", ["-C", join(dir, "src"), "rev-parse", "HEAD"])).stdout.trim()).toBe(commit);
       const env = await lstat(join(dir, ".env"));
       expect(env.isSymbolicLink()).toBe(false);
