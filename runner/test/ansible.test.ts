@@ -281,7 +281,7 @@ describe("ansible.playbook", () => {
     // A symlink planted where the project's directory goes: a remove must not delete through it.
     await symlink(outside, join(root, "planted"));
     const context = recordingContext(testConfig({ deploymentsRoot: root }));
-    const outcome = await ansiblePlaybook(playbook({ playbook: "deploy_project.yml", extraVars: { project: "planted", releases: ["rel_planted1"], action: "remove" } }), context);
+    const outcome = await ansiblePlaybook(playbook({ playbook: "deploy_project.yml", extraVars: { project: "planted", releases: ["rel_planted1"], operation: "remove" } }), context);
     expect(outcome.ok).toBe(false);
     expect(outcome.message).toContain(`refusing to work through a symlink: ${join(root, "planted")}`);
     expect(await readdir(outside)).toEqual(["keep"]);
@@ -293,7 +293,7 @@ describe("ansible.playbook", () => {
     const root = await mkdtemp(join(scratch, "releases-"));
     const context = recordingContext(testConfig({ deploymentsRoot: root }));
     const start = (release: string, port: number) =>
-      ansiblePlaybook(playbook({ playbook: "deploy_project.yml", extraVars: { project: "startcheck", release, action: "start", port } }), context);
+      ansiblePlaybook(playbook({ playbook: "deploy_project.yml", extraVars: { project: "startcheck", release, operation: "start", host_port: port } }), context);
 
     const gone = await start("rel_gone1", TEST_RELEASE_PORTS.from + 7);
     expect(gone.ok).toBe(false);
@@ -323,8 +323,8 @@ describe("ansible.playbook", () => {
     const root = await mkdtemp(join(scratch, "releases-"));
     const context = recordingContext(testConfig({ deploymentsRoot: root }));
     const release = "rel_comp1";
-    const run = (action: "start" | "stop") =>
-      ansiblePlaybook(playbook({ playbook: "deploy_project.yml", extraVars: { project: "composecheck", release, action, ...(action === "start" ? { port: TEST_RELEASE_PORTS.from + 9 } : {}) } }), context);
+    const run = (operation: "start" | "stop") =>
+      ansiblePlaybook(playbook({ playbook: "deploy_project.yml", extraVars: { project: "composecheck", release, operation, ...(operation === "start" ? { host_port: TEST_RELEASE_PORTS.from + 9 } : {}) } }), context);
     const dir = join(root, "composecheck", "releases", release);
     await mkdir(dir, { recursive: true, mode: 0o700 });
     // What a build leaves beside it: the env file compose reads.
@@ -383,7 +383,7 @@ describe("ansible.playbook", () => {
         ansiblePlaybook(
           playbook({
             playbook: "deploy_project.yml",
-            extraVars: { project: "tokencheck", release, action: "build", commit, repo_url: repo.clone_url, port: TEST_RELEASE_PORTS.from + 10, env_vars: { MODE: "test" }, secret_env: ["API_KEY"] },
+            extraVars: { project: "tokencheck", release, operation: "build", commit, repo_url: repo.clone_url, host_port: TEST_RELEASE_PORTS.from + 10, env_vars: { MODE: "test" }, secret_env: ["API_KEY"] },
             secretVars: { GIT_TOKEN: token, API_KEY: "key-1234567890" },
           }),
           context,

@@ -335,7 +335,7 @@ export async function settleStoppedDeploy(env: Env, db: Db, task: Pick<Task, "id
       if (project) {
         await runJob({
           type: "ansible.playbook",
-          payload: { playbook: "deploy_project.yml", extraVars: { project: project.name, release: releaseOf(deployment), action: "stop" }, timeoutSeconds: 180 },
+          payload: { playbook: "deploy_project.yml", extraVars: { project: project.name, release: releaseOf(deployment), operation: "stop" }, timeoutSeconds: 180 },
           taskId: task.id,
           ttlSeconds: 600,
           finishTask: false,

@@ -33,7 +33,7 @@ const Port = z.number().int().min(1).max(65_535);
 
 /**
  * deploy_project.yml: one release of a project under `<deployments root>/<project>/releases/<release>/`.
- *   build  check out `commit`, write the env file (0600), build the image, start it on 127.0.0.1:`port`
+ *   build  check out `commit`, write the env file (0600), build the image, start it on 127.0.0.1:`host_port`
  *   start  start a release built before (a rollback): same image, a fresh port, no build
  *   stop   stop it; its image, compose file and env file stay for a rollback
  *   remove stop it and delete its image and files (undeploy)
@@ -42,23 +42,23 @@ const Port = z.number().int().min(1).max(65_535);
  * The release port must be one of the runner's release ports (checked by the runner, which knows them).
  */
 const ReleaseBase = { project: ProjectDir, release: ReleaseId };
-export const DeployProjectVars = z.discriminatedUnion("action", [
+export const DeployProjectVars = z.discriminatedUnion("operation", [
   z.strictObject({
     ...ReleaseBase,
-    action: z.literal("build"),
+    operation: z.literal("build"),
     commit: CommitSha,
     repo_url: z.url({ protocol: /^https?$/ }),
-    port: Port,
+    host_port: Port,
     container_port: Port.default(8000),
     memory_mb: z.number().int().min(32).max(65_536).default(512),
     env_vars: z.record(EnvName, z.string().max(100_000)).default({}),
     /** Names of the job's secretVars that go into the env file; GIT_TOKEN (the clone's) never does. */
     secret_env: z.array(EnvName).max(500).default([]),
   }),
-  z.strictObject({ ...ReleaseBase, action: z.literal("start"), port: Port, container_port: Port.default(8000), memory_mb: z.number().int().min(32).max(65_536).default(512) }),
-  z.strictObject({ ...ReleaseBase, action: z.literal("stop") }),
+  z.strictObject({ ...ReleaseBase, operation: z.literal("start"), host_port: Port, container_port: Port.default(8000), memory_mb: z.number().int().min(32).max(65_536).default(512) }),
+  z.strictObject({ ...ReleaseBase, operation: z.literal("stop") }),
   /** Undeploy: every listed release of the project, in one run (containers, images, files), then the project's network. */
-  z.strictObject({ project: ProjectDir, action: z.literal("remove"), releases: z.array(ReleaseId).min(1).max(500) }),
+  z.strictObject({ project: ProjectDir, operation: z.literal("remove"), releases: z.array(ReleaseId).min(1).max(500) }),
 ]);
 export type DeployProjectVars = z.input<typeof DeployProjectVars>;
 

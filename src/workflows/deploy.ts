@@ -186,7 +186,7 @@ class DeployRun extends PipelineRun<DeployParams> {
         const values = await withDb(this.env, (db) => openSecrets(this.env, db, facts.project.id, secretNames));
         const missing = secretNames.filter((name) => !(name in values));
         if (missing.length) throw new NonRetryableError(`the project's secrets ${missing.join(", ")} are gone`);
-        const vars: DeployProjectVars = { project: facts.project.name, release: release.release, action: "build", commit, repo_url: repository.cloneUrl, port: release.port, container_port: CONTAINER_PORT, env_vars: env.plain, secret_env: secretNames };
+        const vars: DeployProjectVars = { project: facts.project.name, release: release.release, operation: "build", commit, repo_url: repository.cloneUrl, host_port: release.port, container_port: CONTAINER_PORT, env_vars: env.plain, secret_env: secretNames };
         return { playbook: "deploy_project.yml", extraVars: vars, secretVars: { ...values, GIT_TOKEN: await this.repoToken(repository) } };
       },
       ttlSeconds: 900,
@@ -353,7 +353,7 @@ class DeployRun extends PipelineRun<DeployParams> {
     await this.say("rollback started", { type: "step.started", step: "release", message: `Rollback: starting release ${target.release} (${target.commit.slice(0, 12)}) again on port ${release.port}, no rebuild`, data: { deploymentId: release.id, source: target.id, port: release.port } });
     const job = await runJob(this.jobs, "restart", {
       type: "ansible.playbook",
-      payload: { playbook: "deploy_project.yml", extraVars: { project: facts.project.name, release: target.release, action: "start", port: release.port, container_port: CONTAINER_PORT } satisfies DeployProjectVars },
+      payload: { playbook: "deploy_project.yml", extraVars: { project: facts.project.name, release: target.release, operation: "start", host_port: release.port, container_port: CONTAINER_PORT } satisfies DeployProjectVars },
       ttlSeconds: 900,
       timeoutSeconds: 300,
     });
@@ -469,7 +469,7 @@ class DeployRun extends PipelineRun<DeployParams> {
     try {
       const job = await runJob(this.jobs, `stop ${release.id}`, {
         type: "ansible.playbook",
-        payload: { playbook: "deploy_project.yml", extraVars: { project: facts.project.name, release: release.release, action: "stop" } satisfies DeployProjectVars },
+        payload: { playbook: "deploy_project.yml", extraVars: { project: facts.project.name, release: release.release, operation: "stop" } satisfies DeployProjectVars },
         ttlSeconds: 600,
         timeoutSeconds: 180,
       });
@@ -507,7 +507,7 @@ class DeployRun extends PipelineRun<DeployParams> {
       // One run for them all: a playbook run costs seconds of CPU on a small server, however little it does.
       const job = await runJob(this.jobs, "remove releases", {
         type: "ansible.playbook",
-        payload: { playbook: "deploy_project.yml", extraVars: { project: facts.project.name, releases, action: "remove" } satisfies DeployProjectVars },
+        payload: { playbook: "deploy_project.yml", extraVars: { project: facts.project.name, releases, operation: "remove" } satisfies DeployProjectVars },
         ttlSeconds: 600,
         timeoutSeconds: 300,
       });

@@ -93,7 +93,7 @@ export const ansiblePlaybook: Executor<JobPayload<"ansible.playbook">> = async (
     return { ok: false, message: `playbook ${String(payload.playbook)}: not a playbook an ansible.playbook job may run (${PlaybookName.options.join(", ")})` };
   }
   // A release runs code a model wrote: it starts only once the firewall keeps it off the server and private networks.
-  if (payload.playbook === "deploy_project.yml" && ["build", "start"].includes(String(payload.extraVars.action))) {
+  if (payload.playbook === "deploy_project.yml" && ["build", "start"].includes(String(payload.extraVars.operation))) {
     try {
       await context.egress.ensureFirewall();
     } catch (error) {
