@@ -264,6 +264,24 @@ export async function whileDeploying(db: Db, deploymentId: string, work: (tx: Db
   });
 }
 
+/** Points a project's route at a release (or, with null, removes it) in the database; Caddy follows on its next sync. */
+export async function pointRoute(db: Db | DbTx, route: { projectId: string; serverId: string; domain: string }, to: { id: string; port: number } | null): Promise<void> {
+  if (!to) {
+    await db.delete(serviceDeployments).where(eq(serviceDeployments.projectId, route.projectId));
+    return;
+  }
+  await db
+    .insert(serviceDeployments)
+    .values({ id: `svc_${route.projectId}`, projectId: route.projectId, serverId: route.serverId, domain: route.domain, internalPort: to.port, status: "active", activeDeploymentId: to.id })
+    .onConflictDoUpdate({ target: serviceDeployments.projectId, set: { internalPort: to.port, activeDeploymentId: to.id, status: "active", updatedAt: new Date() } });
+}
+
+/** Records a release as the live one (with its health checks' evidence) and the one it replaced as ended. */
+export async function recordLive(db: Db | DbTx, releaseId: string, health: Record<string, unknown>, previous: { id: string; status: "superseded" | "rolled_back" } | null): Promise<void> {
+  await db.update(deployments).set({ status: "active", health, finishedAt: new Date() }).where(eq(deployments.id, releaseId));
+  if (previous) await db.update(deployments).set({ status: previous.status }).where(eq(deployments.id, previous.id));
+}
+
 /** How long settling a stopped deploy waits for each of its jobs (the route list, a release stopped). */
 const SETTLE_JOB_WAIT_MS = 60_000;
 
@@ -285,12 +303,8 @@ export async function claimStoppedRelease(db: Db, deploymentId: string, projectI
     if (routed) {
       const [previous] = deployment.previousDeploymentId ? await tx.select().from(deployments).where(eq(deployments.id, deployment.previousDeploymentId)) : [];
       if (!previous?.port && deployment.status === "active") return null;
-      if (previous?.port) {
-        await tx.update(serviceDeployments).set({ internalPort: previous.port, activeDeploymentId: previous.id, status: "active", updatedAt: new Date() }).where(eq(serviceDeployments.id, service.id));
-        await tx.update(deployments).set({ status: "active", stoppedAt: null }).where(eq(deployments.id, previous.id));
-      } else {
-        await tx.delete(serviceDeployments).where(eq(serviceDeployments.id, service.id));
-      }
+      await pointRoute(tx, service, previous?.port ? { id: previous.id, port: previous.port } : null);
+      if (previous?.port) await tx.update(deployments).set({ status: "active", stoppedAt: null }).where(eq(deployments.id, previous.id));
     }
     // Failed from here on, so no workflow step routes to it or marks it live; its port is freed once it has stopped.
     await tx.update(deployments).set({ status: "failed", finishedAt: new Date(), health: { ...deployment.health, settled: why } }).where(eq(deployments.id, deployment.id));

@@ -17,11 +17,11 @@ import { WorkflowEntrypoint, type WorkflowEvent, type WorkflowStep } from "cloud
 import { NonRetryableError } from "cloudflare:workflows";
 import { and, eq, ne, sql } from "drizzle-orm";
 import { z } from "zod";
-import { type Db, type DbTx, withDb } from "../db/client.ts";
+import { type Db, withDb } from "../db/client.ts";
 import { deployments, projects, servers, serviceDeployments } from "../db/schema.ts";
 import { getRunnerHub } from "../runner-hub/client.ts";
 import { settings } from "../lib/settings.ts";
-import { type DeployParams, newDeploymentId, projectDomain, projectUrl, releaseOf, reservePort, routeList, whileDeploying } from "../deploy/deploys.ts";
+import { type DeployParams, newDeploymentId, projectDomain, projectUrl, releaseOf, pointRoute, recordLive, reservePort, routeList, whileDeploying } from "../deploy/deploys.ts";
 import { classifyEnv, computedValue, EnvAnalysisFailed, generateSecret, parseEnvExample } from "../deploy/env-analyzer.ts";
 import { fileAt, getRepository, installationOrg, Repository, repositoryFromUrl, resolveCommit } from "../projects/github.ts";
 import { agentConfig, modelEndpoint, modelErrorMessage, openaiClient, recordUsage } from "../models/llm.ts";
@@ -55,6 +55,9 @@ const Facts = z.object({
   active: z.object({ id: z.string(), release: z.string(), port: z.number().nullable() }).nullable(),
 });
 type Facts = z.infer<typeof Facts>;
+
+/** The project's route, as pointRoute takes it. */
+const routeOf = (facts: Facts) => ({ projectId: facts.project.id, serverId: facts.server.id, domain: facts.domain });
 
 /** The "placement" step's result. */
 const Release = z.object({
@@ -384,7 +387,7 @@ class DeployRun extends PipelineRun<DeployParams> {
     }
     await this.say("health direct ok", { type: "step.progress", step: "health", message: `Health: the new release answers (${direct.outcome.message}); moving the route`, data: { jobId: direct.id } });
 
-    const routed = await this.doStep("route to new", API_STEP, () => withDb(this.env, (db) => whileDeploying(db, release.id, (tx) => this.pointRoute(tx, facts, { id: release.id, port: release.port }))));
+    const routed = await this.doStep("route to new", API_STEP, () => withDb(this.env, (db) => whileDeploying(db, release.id, (tx) => pointRoute(tx, routeOf(facts), { id: release.id, port: release.port }))));
     if (!routed) throw new PipelineFailure(`Release ${release.id} was stopped before it got the route (the deploy was cancelled); ${facts.active ? `${facts.active.id} keeps serving` : "nothing was routed"}`);
     const synced = await this.syncRoutes(facts, "new");
     if (!synced.ok) {
@@ -406,10 +409,7 @@ class DeployRun extends PipelineRun<DeployParams> {
     const previousStatus = this.params.mode === "rollback" ? "rolled_back" : "superseded";
     const live = await this.doStep("mark active", API_STEP, () =>
       withDb(this.env, (db) =>
-        whileDeploying(db, release.id, async (tx) => {
-          await tx.update(deployments).set({ status: "active", health: { direct: healthEvidence(direct), visitor: healthEvidence(visitor) }, finishedAt: new Date() }).where(eq(deployments.id, release.id));
-          if (facts.active) await tx.update(deployments).set({ status: previousStatus }).where(eq(deployments.id, facts.active.id));
-        }),
+        whileDeploying(db, release.id, (tx) => recordLive(tx, release.id, { direct: healthEvidence(direct), visitor: healthEvidence(visitor) }, facts.active ? { id: facts.active.id, status: previousStatus } : null)),
       ),
     );
     // Stopped meanwhile: the cancel that stopped it put the route back.
@@ -428,22 +428,10 @@ class DeployRun extends PipelineRun<DeployParams> {
     await this.say("completed", { type: "task.completed", message: notification.message, data: { url, deploymentId: release.id, commit: release.commit, notification } });
   }
 
-  /** Points the project's route at a release (or, with null, removes it) in the database. */
-  private async pointRoute(db: Db | DbTx, facts: Facts, to: { id: string; port: number } | null): Promise<void> {
-    if (!to) {
-      await db.delete(serviceDeployments).where(eq(serviceDeployments.projectId, facts.project.id));
-      return;
-    }
-    await db
-      .insert(serviceDeployments)
-      .values({ id: `svc_${facts.project.id}`, projectId: facts.project.id, serverId: facts.server.id, domain: facts.domain, internalPort: to.port, status: "active", activeDeploymentId: to.id })
-      .onConflictDoUpdate({ target: serviceDeployments.projectId, set: { internalPort: to.port, activeDeploymentId: to.id, status: "active", updatedAt: new Date() } });
-  }
-
   /** Back to the release that served before (or no route), in the database and in Caddy. */
   private async revertRoute(facts: Facts, why: string): Promise<void> {
     await this.doStep(`route back (${why})`, API_STEP, () =>
-      withDb(this.env, (db) => this.pointRoute(db, facts, facts.active && facts.active.port !== null ? { id: facts.active.id, port: facts.active.port } : null)),
+      withDb(this.env, (db) => pointRoute(db, routeOf(facts), facts.active && facts.active.port !== null ? { id: facts.active.id, port: facts.active.port } : null)),
     );
     await this.syncRoutes(facts, `back (${why})`);
   }
@@ -494,7 +482,7 @@ class DeployRun extends PipelineRun<DeployParams> {
   // ---- Undeploy ----
 
   private async undeploy(facts: Facts): Promise<void> {
-    await this.doStep("route away", API_STEP, () => withDb(this.env, (db) => this.pointRoute(db, facts, null)));
+    await this.doStep("route away", API_STEP, () => withDb(this.env, (db) => pointRoute(db, routeOf(facts), null)));
     const synced = await this.syncRoutes(facts, "without");
     if (!synced.ok) throw new PipelineFailure(`Undeploy: Caddy did not take the route list without ${facts.domain}: ${synced.message}`);
     const releases = await this.jsonStep("releases", API_STEP, Names, async () =>

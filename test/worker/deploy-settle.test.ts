@@ -9,7 +9,7 @@ import { eq, sql } from "drizzle-orm";
 import { afterEach, describe, expect, it } from "vitest";
 import { createDb, type Db, type DbTx } from "../../src/db/client.ts";
 import { deployments, servers, serviceDeployments } from "../../src/db/schema.ts";
-import { claimStoppedRelease, whileDeploying } from "../../src/deploy/deploys.ts";
+import { claimStoppedRelease, pointRoute, recordLive, whileDeploying } from "../../src/deploy/deploys.ts";
 import { call, createUserWithKey, uniqueName } from "./helpers.ts";
 import { newHandle } from "./runner-helpers.ts";
 
@@ -41,11 +41,12 @@ async function serving(db: Db) {
   return { projectId: project.id, previous, next };
 }
 
-/** The workflow's two steps for `next`, as src/workflows/deploy.ts runs them: the route, then live. */
+/** The workflow's two steps for `next`, with the pieces src/workflows/deploy.ts runs: the route, then live. */
 async function goLive(tx: DbTx, projectId: string, next: { id: string; port: number }, previousId: string): Promise<void> {
-  await tx.update(serviceDeployments).set({ internalPort: next.port, activeDeploymentId: next.id }).where(eq(serviceDeployments.projectId, projectId));
-  await tx.update(deployments).set({ status: "active" }).where(eq(deployments.id, next.id));
-  await tx.update(deployments).set({ status: "superseded" }).where(eq(deployments.id, previousId));
+  const [service] = await tx.select().from(serviceDeployments).where(eq(serviceDeployments.projectId, projectId));
+  if (!service) throw new Error("the project has no route");
+  await pointRoute(tx, service, next);
+  await recordLive(tx, next.id, { direct: "ok" }, { id: previousId, status: "superseded" });
 }
 
 async function state(db: Db, projectId: string) {
