@@ -47,6 +47,10 @@ export default defineConfig({
           environment: "node",
           testTimeout: 120_000,
           hookTimeout: 120_000,
+          // Files one after another in a vitest worker share its imported modules, as in the worker
+          // project above (a fresh process per file cost ~1 CPU-s a file). The files mock nothing and
+          // set no globals; each starts and stops what it uses.
+          isolate: false,
         },
       },
       // runner/test/, defined beside the runner; the settings above (global setup, sequencer, workers,

@@ -19,5 +19,7 @@ export default defineProject({
     // A real Docker engine, Caddy and Ansible on a busy 2-core machine, as in the root's node project.
     testTimeout: 120_000,
     hookTimeout: 120_000,
+    // Modules shared by the files a worker runs, as in the root's node project.
+    isolate: false,
   },
 });

@@ -8,22 +8,32 @@
  * failed requests), a broken release under load (turned away, v2 keeps serving), v3, a rollback to
  * v2 with no build, and an undeploy. Then two projects side by side: concurrent deploys, a bot from
  * the pool, a runner killed mid-release, and the bot given back on undeploy.
+ *
+ * Then the Product Owner, where a chat starts work on this runner: the Telegram stand-in delivers
+ * updates to the worker's webhook, the chat's ProductOwner agent calls the scripted model and runs its
+ * tools over the real services; a build started from the chat comes back to it, and the scheduler's
+ * health checks watch a live release and tell its owner. (The chat alone, with no runner: the webhook,
+ * a conversation, budgets, delivery, is test/node/product-owner-chat.test.ts, beside the heavy files.)
  */
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { promisify } from "node:util";
 import Docker from "dockerode";
 import { sql } from "drizzle-orm";
+import { Api } from "grammy";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { DeployHarness, type Fixture, listing, versionOf } from "../../scripts/lib/deploy-harness.ts";
 import { waitFor } from "../../scripts/lib/processes.ts";
 import { createDb } from "../../src/db/client.ts";
 import type { TaskEvent } from "../../src/shared/events.ts";
 import { oneHeavyFileAtATime } from "../support/heavy-gate.ts";
+import { press, replies, replyMatching, script, send, sentTo, usePoChat } from "../support/po-chat.ts";
+import type { Stack } from "../../scripts/lib/local-stack.ts";
 
 const run = promisify(execFile);
 const HANDLE = "deploy-box";
 const WEATHER_KEY = `wk-${randomBytes(10).toString("hex")}`;
+const WEBHOOK_SECRET = `whsec_${randomBytes(12).toString("hex")}`;
 
 let h: DeployHarness;
 let docker: Docker;
@@ -31,6 +41,7 @@ let first: Fixture;
 let projectId: string;
 let projectName: string;
 let domain: string;
+let poToken = "";
 
 const events = (taskId: string) => h.events(taskId);
 const ended = (taskId: string, ms?: number) => h.ended(taskId, ms);
@@ -45,7 +56,6 @@ oneHeavyFileAtATime();
 beforeAll(async () => {
   docker = new Docker({ socketPath: inject("dockerSocket") });
   h = await DeployHarness.start({
-    // Apart from product-owner.test.ts's, which may run at the same time.
     releasePorts: { from: 21_000, to: 21_499 },
     databaseUrl: inject("databaseUrl"),
     dbWsProxy: inject("dbWsProxy"),
@@ -55,7 +65,14 @@ beforeAll(async () => {
     handle: HANDLE,
     // Long enough for a test to cancel a deploy during it.
     drainSeconds: 4,
+    // The Product Owner's bot, for the chat's cases.
+    vars: (telegram) => {
+      poToken = telegram.addBot({ username: `po_${randomBytes(3).toString("hex")}_bot` });
+      return { TELEGRAM_BOT_TOKEN: poToken, TELEGRAM_WEBHOOK_SECRET: WEBHOOK_SECRET, TELEGRAM_SIGNUP: "open", USER_BUDGET_USD: "5" };
+    },
   });
+  usePoChat({ stack: h.env.stack, telegram: h.telegram, model: h.env.model, token: poToken });
+  await new Api(poToken, { apiRoot: h.telegram.url }).setWebhook(`${h.env.stack.url}/telegram/webhook`, { secret_token: WEBHOOK_SECRET });
   first = await h.newFixture("fixture");
   ({ projectId, projectName, domain } = first);
 }, 240_000);
@@ -64,12 +81,12 @@ afterAll(async () => {
   await h?.stop();
   // Whatever a failed test left running (release containers restart by themselves).
   const left = await docker.listContainers({ all: true, filters: { label: ["orchestrator.release"] } });
-  for (const container of left.filter((c) => /^(fixture|pair|bot)-/.test(c.Labels["orchestrator.project"] ?? ""))) await docker.getContainer(container.Id).remove({ force: true }).catch(() => undefined);
+  for (const container of left.filter((c) => /^(fixture|pair|bot|chat|greeting)-/.test(c.Labels["orchestrator.project"] ?? ""))) await docker.getContainer(container.Id).remove({ force: true }).catch(() => undefined);
   const networks = await docker.listNetworks({ filters: { label: ["orchestrator.project"] } });
-  for (const network of networks.filter((n) => /^(fixture|pair|bot)-/.test(n.Labels?.["orchestrator.project"] ?? ""))) await docker.getNetwork(network.Id).remove().catch(() => undefined);
+  for (const network of networks.filter((n) => /^(fixture|pair|bot|chat|greeting)-/.test(n.Labels?.["orchestrator.project"] ?? ""))) await docker.getNetwork(network.Id).remove().catch(() => undefined);
   // And the release images the side-by-side projects, never undeployed whole, keep (~330 MB each run).
   const images = await docker.listImages({ filters: { label: ["orchestrator.project"] } });
-  for (const image of images.filter((i) => /^(fixture|pair|bot)-/.test(i.Labels?.["orchestrator.project"] ?? ""))) await docker.getImage(image.Id).remove({ force: true }).catch(() => undefined);
+  for (const image of images.filter((i) => /^(fixture|pair|bot|chat|greeting)-/.test(i.Labels?.["orchestrator.project"] ?? ""))) await docker.getImage(image.Id).remove({ force: true }).catch(() => undefined);
 });
 
 describe("deploying a project", () => {
@@ -389,3 +406,88 @@ describe("projects side by side on one server", () => {
     }
   }, 120_000);
 });
+
+describe("a conversation that builds", () => {
+  it("creates a project, asks before building, starts engineering with a live link, and tells the outcome", async () => {
+    script([]);
+    const chatId = 9006;
+    await send(chatId, "A greeting service saying hello to people");
+    const question = await replyMatching(chatId, /Start building greeting-service-saying-hello\?/);
+    expect(question.params.reply_markup).toBeTruthy();
+    // Other test files enroll servers in the same database: this project's jobs run on this stack's runner.
+    await pinToServer(h.env.stack, "greeting-service-saying-hello", HANDLE);
+    // Someone else in the chat cannot answer it.
+    expect(await press(question, /Confirm/, 4242)).toBe(200);
+    // The refusal is the answer to that press: once it is there, the press has been handled.
+    await waitFor(() => (h.telegram.calls("answerCallbackQuery").some((c) => /Only the person who asked/.test(String(c.params.text))) ? true : undefined), 30_000, () => "the stranger's press was never answered");
+    expect(sentTo(chatId).some((m) => /has started/.test(m.text))).toBe(false);
+    expect(await press(question, /Confirm/)).toBe(200);
+    const started = await replyMatching(chatId, /has started \(task (eng_[A-Za-z0-9]+)\)/);
+    const taskId = /task (eng_[A-Za-z0-9]+)/.exec(started.text)?.[1] ?? "";
+    const link = /Watch it live: (\S+)/.exec(started.text)?.[1] ?? "";
+    expect(link).toContain(`/tasks/${taskId}?token=`);
+    const view = await fetch(link);
+    expect(view.status).toBe(200);
+    expect(await view.text()).toContain("task-view.js");
+    // The question's buttons are gone and its answer is shown; a second press is stale.
+    await waitFor(() => (question.edits ? true : undefined), 10_000, () => "the question was not edited");
+    expect(question.text).toMatch(/Confirmed/);
+    expect(await press(question, /Confirm/)).toBe(200);
+    await waitFor(() => (h.telegram.calls("answerCallbackQuery").some((c) => /no longer valid/.test(String(c.params.text))) ? true : undefined), 10_000, () => "no stale answer");
+    const done = await replyMatching(chatId, /^(✅|❌)/, 240_000);
+    expect(done.text).toMatch(/^✅ greeting-service-saying-hello: the tests pass/);
+    expect(done.text).toContain("deploy greeting-service-saying-hello");
+  }, 300_000);
+});
+
+describe("the scheduler's health checks", () => {
+  const tick = async () => {
+    const res = await fetch(`${h.env.stack.url}/cdn-cgi/local/scheduled?cron=${encodeURIComponent("* * * * *")}`);
+    await res.body?.cancel();
+    expect(res.status).toBe(200);
+  };
+  const openIncident = async (projectId: string) =>
+    (await h.env.stack.api<{ incidents: { id: string; projectId: string; data: { failures: number } }[] }>("/api/incidents?kind=deployment_unhealthy")).body.incidents.find((row) => row.projectId === projectId);
+
+  it("checks live deployments under a lock, opens an incident when one fails, tells its owner after 3 failures, and closes it on recovery", async () => {
+    script([]);
+    const chatId = 9012;
+    await send(chatId, "hello");
+    await replies(chatId, 1);
+    const { body } = await h.env.stack.api<{ users: { id: string; telegramId: number | null }[] }>("/api/users?limit=200");
+    const fixture = await h.newFixture("chat", [], body.users.find((u) => u.telegramId === chatId)?.id);
+    await h.pushVersion(fixture, "v1");
+    await h.putSecrets(fixture, { WEATHER_API_KEY: "wk-health" });
+    expect((await h.ended(await h.start(fixture, "deploy"))).at(-1)?.type).toBe("task.completed");
+
+    // Two runs at once: one checks, the other is refused the lock and says so.
+    await Promise.all([tick(), tick()]);
+    await waitFor(() => (h.env.stack.process.output().includes("scheduler job skipped: another run holds its lock") ? true : undefined), 10_000, () => h.env.stack.process.output().slice(-2000));
+    expect(await openIncident(fixture.projectId)).toBeUndefined();
+
+    const [container] = await docker.listContainers({ filters: { label: [`orchestrator.project=${fixture.projectName}`] } });
+    await docker.getContainer(container?.Id ?? "").stop();
+    try {
+      for (let failures = 1; failures <= 3; failures++) {
+        await tick();
+        expect((await openIncident(fixture.projectId))?.data.failures).toBe(failures);
+      }
+      const told = await replyMatching(chatId, /has failed its last 3 health checks/);
+      expect(told.text).toContain(fixture.projectName);
+    } finally {
+      await docker.getContainer(container?.Id ?? "").start();
+    }
+    await waitFor(async () => ((await h.visit(fixture.domain, "/")).status === 200 ? true : undefined), 30_000, () => "the release did not come back");
+    await tick();
+    expect(await openIncident(fixture.projectId)).toBeUndefined();
+    await h.ended(await h.start(fixture, "undeploy"));
+  }, 300_000);
+});
+
+async function pinToServer(on: Stack, projectName: string, handle: string): Promise<void> {
+  const { body } = await on.api<{ projects: { id: string; config: Record<string, unknown> }[] }>(`/api/projects?name=${projectName}`);
+  const project = body.projects[0];
+  if (!project) throw new Error(`no project ${projectName}`);
+  const patched = await on.api(`/api/projects/${project.id}`, { method: "PATCH", json: { config: { ...project.config, server: handle } } });
+  if (patched.status !== 200) throw new Error(`PATCH ${projectName}: ${patched.status} ${JSON.stringify(patched.body)}`);
+}

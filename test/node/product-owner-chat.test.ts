@@ -3,7 +3,7 @@
  * stand-in delivers updates to the worker's webhook (wrangler dev), grammY hands them to the chat's
  * ProductOwner agent, which calls the scripted model (intent parser, then the agentic loop with tools)
  * and answers through the telegram-outbox queue. What a chat starts on a runner (a build, a deploy, the
- * health checks of a live app) is test/node/product-owner.test.ts, behind the heavy gate; this file runs
+ * health checks of a live app) is in test/node/deploy.test.ts, behind the heavy gate; this file runs
  * beside the heavy files, on a stack of its own (its Telegram bot, model and budget).
  */
 import { randomBytes } from "node:crypto";

@@ -3,8 +3,7 @@
  * process → the real Docker engine, with the job's output read back from the task's stream. It runs
  * on the test run's shared wrangler dev; its servers' handles are its own.
  */
-import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { TEST_RELEASE_PORTS } from "../../scripts/lib/ports.ts";
@@ -12,7 +11,6 @@ import { startCaddy, startUpstream, type TestCaddy, type Upstream } from "../../
 import { adminRequest } from "../../runner/src/caddy-admin.ts";
 import { TEST_IMAGE } from "../../scripts/lib/docker-engine.ts";
 import { ROOT, type StackClient } from "../../scripts/lib/local-stack.ts";
-import { OtlpServer } from "../../standins/otlp-server.ts";
 import { sharedStack } from "../support/shared.ts";
 import { spawnCollecting, waitFor } from "../../scripts/lib/processes.ts";
 import type { TaskEvent } from "../../src/shared/events.ts";
@@ -24,7 +22,6 @@ let docker: Docker;
 let runner: TestRunner;
 let caddy: TestCaddy;
 let app: Upstream;
-let otlp: OtlpServer;
 const HANDLE = "vps-one";
 
 async function taskWithEvents() {
@@ -44,8 +41,6 @@ async function containersFor(jobId: string) {
 beforeAll(async () => {
   docker = new Docker({ socketPath: inject("dockerSocket") });
   stack = sharedStack();
-  otlp = new OtlpServer();
-  await otlp.start();
   caddy = await startCaddy();
   app = await startUpstream("hello from the app");
   const { enrollment } = await registerServer(stack, HANDLE);
@@ -55,7 +50,6 @@ beforeAll(async () => {
     concurrency: 2,
     releasePorts: TEST_RELEASE_PORTS,
     caddy: { adminSocket: caddy.adminSocket, httpUrl: caddy.httpUrl, configPath: caddy.configPath, listen: [`127.0.0.1:${caddy.httpPort}`], disableTls: true },
-    tracing: { otlpEndpoint: otlp.tracesUrl, flushIntervalMs: 200 },
   });
 }, 180_000);
 
@@ -63,7 +57,6 @@ afterAll(async () => {
   await runner?.stop();
   await caddy?.stop();
   await app?.close();
-  await otlp?.stop();
 });
 
 describe("enrollment", () => {
@@ -356,69 +349,8 @@ describe("redelivery", () => {
 });
 
 describe("provisioning a server (workflow)", () => {
-  it("runs provision.yml in check mode and facts.yml through the runner, woken by the hub, and completes the task, its jobs' spans children of the request's; check mode changes nothing on this machine", async () => {
-    const wouldCreate = ["/etc/systemd/system/orchestrator-runner.service", "/etc/systemd/system/caddy.service.d/orchestrator.conf", "/var/lib/orchestrator-runner/caddy"];
-    const existedBefore = wouldCreate.filter((path) => existsSync(path));
-    const nftablesBefore = readIfThere("/etc/nftables.conf");
-    const passwdBefore = readFileSync("/etc/passwd", "utf8");
-    // The request carries a trace: the runner's job spans reach the OTLP receiver as its children.
-    const traceId = randomBytes(16).toString("hex");
-    const spanId = randomBytes(8).toString("hex");
-    const res = await fetch(`${stack.url}/api/servers/${HANDLE}/provision`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${stack.adminKey}`, "content-type": "application/json", traceparent: `00-${traceId}-${spanId}-01` },
-      body: JSON.stringify({ check: true }),
-    });
-    const started = { status: res.status, body: (await res.json()) as { task: { id: string; type: string } } };
-    expect(started.status).toBe(202);
-    expect(started.body.task.type).toBe("provision");
-    const taskId = started.body.task.id;
-    const list = await waitFor(
-      async () => {
-        const all = await events(taskId);
-        return all.some((e) => e.type === "task.completed" || e.type === "task.failed") ? all : undefined;
-      },
-      // Two playbooks on a 2-core machine that other test files keep busy.
-      240_000,
-      () => "the provision task never ended",
-    );
-    const last = list.at(-1);
-    expect(last, JSON.stringify(list.filter((e) => e.type !== "log"))).toMatchObject({ type: "task.completed" });
-    expect(last?.message).toContain("checked: playbook provision.yml (check mode)");
-    expect(last?.data).toMatchObject({ facts: { os: expect.stringContaining("Debian") as unknown } });
-    const completed = list.filter((e) => e.type === "step.completed").map((e) => `${e.step}:${String(e.data?.ok)}`);
-    expect(completed).toEqual(["provision:true", "ansible.playbook:true"]);
-    // What it would change, task by task; no systemd here, so the services' task is skipped, and a line says why.
-    const unitExisted = existedBefore.includes("/etc/systemd/system/orchestrator-runner.service");
-    const progress = list.filter((e) => e.type === "step.progress").map((e) => e.message);
-    expect(progress).toContainEqual(`Provision the orchestrator runner's server / Runner service unit: ${unitExisted ? "ok" : "changed"}`);
-    expect(progress).toContainEqual(expect.stringMatching(/ \/ Firewall ruleset: (changed|ok)/));
-    expect(progress).toContainEqual(expect.stringMatching(/ \/ Enable and start services: skipped/));
-    expect(progress.filter((message) => / \/ [^:]+: failed/.test(message))).toEqual([]);
-    expect(list.some((e) => e.type === "log" && e.message.includes("systemd is not running here (service manager: process_api): services were not enabled or started"))).toBe(true);
-    expect(list.find((e) => e.type === "step.completed" && e.step === "provision")?.message).toMatch(/playbook provision\.yml \(check mode\): ok=\d+ changed=[1-9]\d* failed=0 skipped=\d+/);
-    // Check mode changed nothing.
-    expect(wouldCreate.filter((path) => existsSync(path))).toEqual(existedBefore);
-    expect(readIfThere("/etc/nftables.conf")).toBe(nftablesBefore);
-    expect(readFileSync("/etc/passwd", "utf8")).toBe(passwdBefore);
-    const task = await stack.api<{ task: { status: string } }>(`/api/tasks/${taskId}`);
-    expect(task.body.task.status).toBe("completed");
-
-    // The task's events carry the trace too.
-    expect(list.filter((e) => !e.traceparent?.includes(traceId)).map((e) => `${e.type} ${e.step ?? ""} ${e.message.slice(0, 80)}`)).toEqual([]);
-    const spans = await waitFor(() => {
-      const mine = otlp.spans.filter((span) => span.traceId === traceId);
-      return mine.length >= 2 ? mine : undefined;
-    }, 15_000, () => `spans received: ${JSON.stringify(otlp.spans.map((s) => [s.name, s.traceId]))}`);
-    expect(spans.map((span) => span.name).sort()).toEqual(["job ansible.playbook", "job provision"]);
-    for (const span of spans) {
-      expect(span.parentSpanId).toBe(spanId);
-      expect(span.resource).toMatchObject({ "service.name": "orchestrator-runner", "orchestrator.server": HANDLE });
-      expect(span.attributes["orchestrator.job.ok"]).toBe(true);
-      expect(typeof span.attributes["orchestrator.job.id"]).toBe("string");
-    }
-  }, 300_000);
-
+  // The provisioning itself (provision.yml in check mode, then facts.yml) runs on the bundled runner a
+  // VPS installs: test/node/runner-bundle.test.ts.
   it("refuses to provision a server without a runner", async () => {
     await registerServer(stack, "vps-unenrolled");
     const res = await stack.api<{ error: { code: string; message: string } }>(`/api/servers/vps-unenrolled/provision`, { json: {} });
@@ -476,8 +408,4 @@ async function dockerEvents(since: number, jobId: string, action: string): Promi
   let text = "";
   for await (const chunk of stream) text += String(chunk);
   return text.split("\n").filter((line) => line.trim()).length;
-}
-
-function readIfThere(path: string): string {
-  return existsSync(path) ? readFileSync(path, "utf8") : "";
 }

@@ -1,7 +1,7 @@
 /**
  * Tracing on the runner: a failed job's span is an error, and a runner whose span endpoint is dead
  * runs its jobs as fast as ever, and none fails. (That a request's trace reaches the runner's job
- * spans through a Workflow is asserted by runner.test.ts's provision, which runs that workflow anyway.)
+ * spans through a Workflow is asserted by runner-bundle.test.ts's provisioning, which runs that workflow anyway.)
  */
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
