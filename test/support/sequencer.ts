@@ -6,10 +6,11 @@
  * test/support/file-seconds.json). The next heavy file is then taken as the share runs out, so no heavy
  * file waits for light files to be taken first. Light files that fit no share run at the end.
  *
- * The files of a project that shares one runtime between its files (`isolate: false`, the worker
- * project: one workerd for all its files) stay together, one after another: vitest keeps a runner for
- * the next file only when that file is next in line, and starting a fresh workerd and importing the
- * worker into it costs ~5 CPU-s a file.
+ * The files of the worker project, which share one workerd (`isolate: false` in the Workers pool),
+ * stay together, one after another: vitest keeps that runner for the next file only when that file is
+ * next in line, and starting a fresh workerd and importing the worker into it costs ~5 CPU-s a file.
+ * (The node and runner projects share a worker's modules between files too, but a forked worker is
+ * cheap to replace: their files are spread among the heavy ones.)
  */
 import { readFileSync } from "node:fs";
 import { relative } from "node:path";
@@ -20,6 +21,8 @@ import { HEAVY_MARK } from "./heavy-gate.ts";
 const EXPECTED = z.object({ seconds: z.record(z.string(), z.number()) }).parse(JSON.parse(readFileSync(new URL("./file-seconds.json", import.meta.url), "utf8"))).seconds;
 /** A share is filled to this part of its heavy file's time (per light worker): a share that runs over stalls the heavy files. */
 const SHARE_OF_HEAVY = 0.85;
+/** The pool @cloudflare/vitest-plugin runs the worker project in. */
+const WORKERS_POOL = "cloudflare-pool";
 
 export default class HeavySpreadSequencer extends BaseSequencer {
   override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
@@ -34,7 +37,7 @@ export default class HeavySpreadSequencer extends BaseSequencer {
     const units: TestSpecification[][] = [];
     const shared = new Map<string, TestSpecification[]>();
     for (const file of sorted.filter((file) => !heavySet.has(file)).sort(longestFirst)) {
-      if (file.project.config.isolate !== false) {
+      if (!(file.project.config.isolate === false && file.project.config.pool === WORKERS_POOL)) {
         units.push([file]);
         continue;
       }
