@@ -65,6 +65,11 @@ export class GitHubServer {
   readonly gitTokens = new Set<string>();
   /** Every API request, for tests to assert on (method, path, status). */
   readonly requests: { method: string; path: string; status: number }[] = [];
+  /**
+   * Awaited before a git request is answered, when set: a test's barrier (it holds a clone or fetch
+   * until it has seen what it looks for, so a fast one cannot slip by between two looks).
+   */
+  beforeGit: (() => Promise<unknown>) | null = null;
   url = "";
 
   constructor(options: GitHubOptions = {}) {
@@ -121,7 +126,10 @@ export class GitHubServer {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", "http://github");
     const path = url.pathname;
-    if (/^\/[^/]+\/[^/]+\.git(\/|$)/.test(path)) return this.git(req, res, url);
+    if (/^\/[^/]+\/[^/]+\.git(\/|$)/.test(path)) {
+      await this.beforeGit?.();
+      return this.git(req, res, url);
+    }
     const respond = (status: number, body: unknown) => {
       this.requests.push({ method: req.method ?? "GET", path, status });
       sendJson(res, status, body);

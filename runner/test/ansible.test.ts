@@ -123,9 +123,25 @@ async function until(condition: () => boolean, timeoutMs: number): Promise<void>
 
 /** Command lines and environments of every process, read from /proc while `during` runs. */
 async function watchProcesses<T>(during: Promise<T>): Promise<{ result: T; seen: { cmdline: string; environ: string }[] }> {
+  const watcher = processWatcher();
+  try {
+    return { result: await during, seen: watcher.seen() };
+  } finally {
+    await watcher.stop();
+  }
+}
+
+/** Resolves once `done()` holds, or after `ms` (the caller's assertions then say what was missing). */
+async function waitUntil(done: () => boolean, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!done() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+}
+
+/** Looks at every process's command line and environment, again and again, until stopped. */
+function processWatcher(): { seen(): { cmdline: string; environ: string }[]; stop(): Promise<void> } {
   const seen = new Map<string, { cmdline: string; environ: string }>();
   let done = false;
-  const watcher = (async () => {
+  const looking = (async () => {
     while (!done) {
       for (const pid of await readdir("/proc")) {
         if (!/^\d+$/.test(pid) || pid === String(process.pid)) continue;
@@ -140,12 +156,13 @@ async function watchProcesses<T>(during: Promise<T>): Promise<{ result: T; seen:
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
   })();
-  try {
-    return { result: await during, seen: [...seen.values()] };
-  } finally {
-    done = true;
-    await watcher;
-  }
+  return {
+    seen: () => [...seen.values()],
+    async stop() {
+      done = true;
+      await looking;
+    },
+  };
 }
 
 /** The executor's private work directories whose vars file holds `text` (other tests may run some too). */
@@ -379,16 +396,25 @@ describe("ansible.playbook", () => {
       await writeFile(outside, "keep");
       await symlink(outside, join(dir, ".env"));
       const context = recordingContext(testConfig({ deploymentsRoot: root }));
-      const { result: outcome, seen } = await watchProcesses(
-        ansiblePlaybook(
+      // The checkout's fetch is answered only once the watcher has seen it (its shell, which lives as
+      // long as the fetch): a fetch from this machine is faster than a look at every process.
+      const watcher = processWatcher();
+      const fetching = () => watcher.seen().some((p) => p.cmdline.includes("git fetch -q --depth 1"));
+      github.beforeGit = () => waitUntil(fetching, 30_000);
+      let outcome: ExecutorOutcome;
+      try {
+        outcome = await ansiblePlaybook(
           playbook({
             playbook: "deploy_project.yml",
             extraVars: { project: "tokencheck", release, operation: "build", commit, repo_url: repo.clone_url, host_port: TEST_RELEASE_PORTS.from + 10, env_vars: { MODE: "test" }, secret_env: ["API_KEY"] },
             secretVars: { GIT_TOKEN: token, API_KEY: "key-1234567890" },
           }),
           context,
-        ),
-      );
+        );
+      } finally {
+        await watcher.stop();
+      }
+      const seen = watcher.seen();
 
       expect(outcome.ok).toBe(false);
       expect(tasksOf(outcome).find((task) => task.status === "failed")?.name).toBe("Build the image, within the time and size limits, and start the release");
@@ -399,8 +425,8 @@ describe("ansible.playbook", () => {
       expect(await readFile(join(dir, ".env"), "utf8")).toBe("MODE=test\nAPI_KEY=key-1234567890\n");
       expect(await readFile(outside, "utf8")).toBe("keep");
       expect((await readdir(dir)).filter((name) => name.startsWith(".env."))).toEqual([]);
-      // The watcher saw the checkout (its shell, which lives as long as the fetch); the token, raw or as
-      // git's header, was on no command line, and in no environment but git's own header.
+      // The watcher saw the checkout; the token, raw or as git's header, was on no command line, and in
+      // no environment but git's own header.
       expect(seen.some((p) => p.cmdline.includes("git fetch -q --depth 1"))).toBe(true);
       const basic = header.slice("Authorization: Basic ".length);
       expect(seen.filter((p) => p.cmdline.includes(token) || p.cmdline.includes(basic)).map((p) => p.cmdline)).toEqual([]);
