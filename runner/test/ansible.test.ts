@@ -4,7 +4,7 @@
  */
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
-import { createServer } from "node:net";
+import { createServer, type Server } from "node:net";
 import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,7 +14,7 @@ import Docker from "dockerode";
 import type { z } from "zod";
 import { ensureTestImage } from "../../scripts/lib/docker-engine.ts";
 import { GitHubServer } from "../../standins/github-server.ts";
-import { TEST_RELEASE_PORTS } from "../../scripts/lib/ports.ts";
+import { freePortIn, TEST_RELEASE_PORTS } from "../../scripts/lib/ports.ts";
 import { AnsiblePlaybookPayload, describePayloadIssues, ProvisionPayload } from "../../src/shared/job-payloads.ts";
 import { RUNNER_ROOT } from "../src/config.ts";
 import { ansibleArgs, ansibleEnv, ansiblePlaybook, playbookPython, runPlaybook, secretMasker, varsFileContent } from "../src/executors/ansible.ts";
@@ -128,6 +128,20 @@ async function watchProcesses<T>(during: Promise<T>): Promise<{ result: T; seen:
     return { result: await during, seen: watcher.seen() };
   } finally {
     await watcher.stop();
+  }
+}
+
+/** Listens on a free port of `range` (another try when someone took it first). */
+async function holdPortIn(range: { from: number; to: number }): Promise<{ server: Server; port: number }> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePortIn(range);
+    const server = createServer();
+    const listening = await new Promise<boolean>((resolve) => {
+      server.once("error", () => resolve(false));
+      server.listen(port, "127.0.0.1", () => resolve(true));
+    });
+    if (listening) return { server, port };
+    if (attempt >= 10) throw new Error(`could not hold a port in ${range.from}-${range.to}`);
   }
 }
 
@@ -312,16 +326,15 @@ describe("ansible.playbook", () => {
     const start = (release: string, port: number) =>
       ansiblePlaybook(playbook({ playbook: "deploy_project.yml", extraVars: { project: "startcheck", release, operation: "start", host_port: port } }), context);
 
-    const gone = await start("rel_gone1", TEST_RELEASE_PORTS.from + 7);
+    const gone = await start("rel_gone1", await freePortIn(TEST_RELEASE_PORTS));
     expect(gone.ok).toBe(false);
     expect(gone.message).toContain("release rel_gone1 has no image (orchestrator-release/startcheck:rel_gone1) on this server any more");
 
     // An image of its own, and a port taken by a server that is not a release.
     const [repo = "", tag = ""] = "orchestrator-release/startcheck:rel_held1".split(":");
     await docker.getImage(image).tag({ repo, tag });
-    const holder = createServer();
-    const port = TEST_RELEASE_PORTS.from + 8;
-    await new Promise<void>((resolve) => holder.listen(port, "127.0.0.1", resolve));
+    // A port of the release range that nothing holds, then held (other files' upstreams take random ones there).
+    const { server: holder, port } = await holdPortIn(TEST_RELEASE_PORTS);
     try {
       const held = await start("rel_held1", port);
       expect(held.ok).toBe(false);
@@ -340,8 +353,9 @@ describe("ansible.playbook", () => {
     const root = await mkdtemp(join(scratch, "releases-"));
     const context = recordingContext(testConfig({ deploymentsRoot: root }));
     const release = "rel_comp1";
+    const composePort = await freePortIn(TEST_RELEASE_PORTS);
     const run = (operation: "start" | "stop") =>
-      ansiblePlaybook(playbook({ playbook: "deploy_project.yml", extraVars: { project: "composecheck", release, operation, ...(operation === "start" ? { host_port: TEST_RELEASE_PORTS.from + 9 } : {}) } }), context);
+      ansiblePlaybook(playbook({ playbook: "deploy_project.yml", extraVars: { project: "composecheck", release, operation, ...(operation === "start" ? { host_port: composePort } : {}) } }), context);
     const dir = join(root, "composecheck", "releases", release);
     await mkdir(dir, { recursive: true, mode: 0o700 });
     // What a build leaves beside it: the env file compose reads.
@@ -406,7 +420,7 @@ describe("ansible.playbook", () => {
         outcome = await ansiblePlaybook(
           playbook({
             playbook: "deploy_project.yml",
-            extraVars: { project: "tokencheck", release, operation: "build", commit, repo_url: repo.clone_url, host_port: TEST_RELEASE_PORTS.from + 10, env_vars: { MODE: "test" }, secret_env: ["API_KEY"] },
+            extraVars: { project: "tokencheck", release, operation: "build", commit, repo_url: repo.clone_url, host_port: await freePortIn(TEST_RELEASE_PORTS), env_vars: { MODE: "test" }, secret_env: ["API_KEY"] },
             secretVars: { GIT_TOKEN: token, API_KEY: "key-1234567890" },
           }),
           context,
