@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import Docker from "dockerode";
 import type { z } from "zod";
 import { ensureTestImage } from "../../scripts/lib/docker-engine.ts";
+import { waitFor } from "../../scripts/lib/processes.ts";
 import { GitHubServer } from "../../standins/github-server.ts";
 import { freePortIn, TEST_RELEASE_PORTS } from "../../scripts/lib/ports.ts";
 import { AnsiblePlaybookPayload, describePayloadIssues, ProvisionPayload } from "../../src/shared/job-payloads.ts";
@@ -143,12 +144,6 @@ async function holdPortIn(range: { from: number; to: number }): Promise<{ server
     if (listening) return { server, port };
     if (attempt >= 10) throw new Error(`could not hold a port in ${range.from}-${range.to}`);
   }
-}
-
-/** Resolves once `done()` holds, or after `ms` (the caller's assertions then say what was missing). */
-async function waitUntil(done: () => boolean, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!done() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
 }
 
 /** Looks at every process's command line and environment, again and again, until stopped. */
@@ -414,7 +409,8 @@ describe("ansible.playbook", () => {
       // long as the fetch): a fetch from this machine is faster than a look at every process.
       const watcher = processWatcher();
       const fetching = () => watcher.seen().some((p) => p.cmdline.includes("git fetch -q --depth 1"));
-      github.beforeGit = () => waitUntil(fetching, 30_000);
+      // Past the wait, the fetch goes on and the assertion below says what was missing.
+      github.beforeGit = () => waitFor(() => (fetching() ? true : undefined), 30_000, () => "no fetch seen").catch(() => undefined);
       let outcome: ExecutorOutcome;
       try {
         outcome = await ansiblePlaybook(
