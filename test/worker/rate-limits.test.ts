@@ -8,10 +8,20 @@ import { adminKey, call } from "./helpers.ts";
 
 const address = () => `127.1.${Math.floor(Math.random() * 256)}.${Math.floor(Math.random() * 254) + 1}`;
 
+/**
+ * Waits, when the limiter's current 60 s period (aligned to the clock, locally) has less than 20 s
+ * left, for the next one to begin: a burst that straddled two periods would be counted in halves.
+ */
+async function freshPeriod(): Promise<void> {
+  const left = 60_000 - (Date.now() % 60_000);
+  if (left < 20_000) await new Promise((resolve) => setTimeout(resolve, left + 50));
+}
+
 describe("failed authentication per address", () => {
   it("answers 401 until the address has failed 30 times in a minute, then 429 with Retry-After", async () => {
     const from = address();
-    // All at once: a minute's window is counted in fixed periods, and a slow machine must not straddle two.
+    // All at once, early in a period: a minute's window is counted in fixed periods, and a burst must not straddle two.
+    await freshPeriod();
     const statuses = await Promise.all(Array.from({ length: 32 }, (_, i) => call("/api/projects", { key: `ork_guess${i}`, headers: { "cf-connecting-ip": from } }).then((res) => res.status)));
     expect(statuses.filter((status) => status === 401)).toHaveLength(30);
     expect(statuses.filter((status) => status === 429)).toHaveLength(2);
@@ -34,6 +44,7 @@ describe("failed authentication per address", () => {
       () => call("/chat/ws?token=bad", { headers: { "cf-connecting-ip": from } }),
       () => call("/runner/enroll", { method: "POST", json: { token: "ort_nope0000000000000000", publicKey: "A".repeat(43), version: "t" }, headers: { "cf-connecting-ip": from } }),
     ];
+    await freshPeriod();
     const statuses = await Promise.all(Array.from({ length: 32 }, (_, i) => (attempts[i % attempts.length] as () => Promise<Response>)().then((res) => res.status)));
     expect(statuses.filter((status) => status === 401 || status === 400)).toHaveLength(30);
     expect(statuses.filter((status) => status === 429)).toHaveLength(2);
