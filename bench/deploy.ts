@@ -21,7 +21,7 @@ import { adminRequest } from "../runner/src/caddy-admin.ts";
 import { renderCaddyConfig } from "../runner/src/executors/caddy-sync.ts";
 import { startCaddy } from "../scripts/lib/caddy.ts";
 import { DeployHarness, type Fixture, versionOf } from "../scripts/lib/deploy-harness.ts";
-import { ensureDockerEngine, ensureTestImage } from "../scripts/lib/docker-engine.ts";
+import { ensureDockerEngine, ensureTestImage, removeDataVolumes } from "../scripts/lib/docker-engine.ts";
 import { ensureLocalCodingWorker, ensureReleaseBase } from "../scripts/lib/images.ts";
 import { startLocalDatabase } from "../scripts/lib/local-db.ts";
 import { freePortIn, TEST_RELEASE_PORTS } from "../scripts/lib/ports.ts";
@@ -96,6 +96,7 @@ export async function deploy(): Promise<void> {
     for (const container of left.filter((c) => (c.Labels["orchestrator.project"] ?? "").startsWith("bench-"))) await docker.getContainer(container.Id).remove({ force: true }).catch(() => undefined);
     const networks = await docker.listNetworks({ filters: { label: ["orchestrator.project"] } });
     for (const network of networks.filter((n) => (n.Labels?.["orchestrator.project"] ?? "").startsWith("bench-"))) await docker.getNetwork(network.Id).remove().catch(() => undefined);
+    await removeDataVolumes(docker, (project) => project.startsWith("bench-"));
     await db.stop();
     await engine.stop();
   }

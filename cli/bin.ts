@@ -38,7 +38,9 @@ const USAGE = `Usage:
   orchestrator deploy rollback <project> [--to DEPLOYMENT] [--follow] [--json]
                                                       back to the previous healthy release (or the one named), no rebuild
   orchestrator deploy history <project> [--json]      releases: commit, status, health, when
-  orchestrator deploy undeploy <project> [--follow]   stop serving it: route, releases, port and bot go
+  orchestrator deploy undeploy <project> [--delete-data] [--follow]
+                                                      stop serving it: route, releases, port and bot go; its data
+                                                      (/data) stays for its next deploy unless --delete-data
   orchestrator secrets set <project> NAME=value ...   set the project's secrets (a waiting deploy goes on)
   orchestrator secrets list <project> [--json]        their names and kinds (never a value)
   orchestrator provision status <task-id> [--follow] [--json]
@@ -162,7 +164,7 @@ const engineeringStart = (args: string[]) =>
 const deployStart = (args: string[]) =>
   startOnProject("deploy", "deploy", args, { ref: { type: "string" }, server: { type: "string" } }, (v) => ({ ...(v.ref ? { ref: v.ref } : {}), ...(v.server ? { server: v.server } : {}) }));
 const deployRollback = (args: string[]) => startOnProject("deploy", "rollback", args, { to: { type: "string" } }, (v) => (v.to ? { deploymentId: v.to } : {}));
-const deployUndeploy = (args: string[]) => startOnProject("deploy", "undeploy", args, {}, () => ({}));
+const deployUndeploy = (args: string[]) => startOnProject("deploy", "undeploy", args, { "delete-data": { type: "boolean" } }, (v) => (v["delete-data"] ? { deleteData: true } : {}));
 
 async function deployHistory(args: string[]) {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: "boolean" } } });

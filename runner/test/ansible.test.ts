@@ -311,6 +311,13 @@ describe("ansible.playbook", () => {
     expect(outcome.ok).toBe(false);
     expect(outcome.message).toContain(`refusing to work through a symlink: ${join(root, "planted")}`);
     expect(await readdir(outside)).toEqual(["keep"]);
+    // Nor through one planted where the project's data goes, when the data is deleted.
+    await mkdir(join(root, "datalink"), { mode: 0o700 });
+    await symlink(outside, join(root, "datalink", "data"));
+    const data = await ansiblePlaybook(playbook({ playbook: "deploy_project.yml", extraVars: { project: "datalink", releases: [], operation: "remove", delete_data: true } }), context);
+    expect(data.ok).toBe(false);
+    expect(data.message).toContain(`refusing to work through a symlink: ${join(root, "datalink", "data")}`);
+    expect(await readdir(outside)).toEqual(["keep"]);
   });
 
   it("refuses to start a release whose image is gone, or on a port something else holds", async () => {
@@ -339,6 +346,7 @@ describe("ansible.playbook", () => {
       holder.close();
       await docker.getImage(`${repo}:${tag}`).remove().catch(() => undefined);
       await docker.getNetwork("or-startcheck").remove().catch(() => undefined);
+      await docker.getVolume("or-data-startcheck").remove().catch(() => undefined);
     }
   });
 
@@ -363,6 +371,8 @@ describe("ansible.playbook", () => {
     const base = await docker.createContainer({ Image: image, Cmd: ["true"] });
     await base.commit({ repo, tag, changes: 'CMD ["sleep", "3600"]' });
     await base.remove();
+    // A data volume left naming a directory that is gone (another deployments root, say): made again.
+    await docker.createVolume({ Name: "or-data-composecheck", Driver: "local", DriverOpts: { type: "none", o: "bind", device: join(scratch, "gone") }, Labels: { "orchestrator.project": "composecheck" } });
     try {
       const started = await run("start");
       expect(started.ok, started.message).toBe(true);
@@ -372,10 +382,15 @@ describe("ansible.playbook", () => {
       expect(await readFile(join(dir, "compose.yml"), "utf8")).toContain(`orchestrator.release: "${release}"`);
       expect(await readFile(outside, "utf8")).toBe("keep");
       expect((await readdir(dir)).filter((name) => name.startsWith(".compose."))).toEqual([]);
+      // The project's data: a directory any user of the image may write, behind the volume /data mounts.
+      expect(((await lstat(join(root, "composecheck", "data"))).mode & 0o777).toString(8)).toBe("777");
+      const volume = await docker.getVolume("or-data-composecheck").inspect();
+      expect(volume).toMatchObject({ Labels: { "orchestrator.project": "composecheck" }, Options: { type: "none", o: "bind", device: join(root, "composecheck", "data") } });
     } finally {
       await run("stop");
       await docker.getImage(`${repo}:${tag}`).remove().catch(() => undefined);
       await docker.getNetwork("or-composecheck").remove().catch(() => undefined);
+      await docker.getVolume("or-data-composecheck").remove().catch(() => undefined);
     }
   });
 

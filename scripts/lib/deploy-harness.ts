@@ -188,10 +188,10 @@ export class DeployHarness {
     return (await this.env.stack.api<{ deployments: DeploymentView[] }>(`/api/projects/${fixture.projectId}/deployments`)).body.deployments;
   }
 
-  /** One GET through Caddy for `host`, as a visitor's browser would send it. */
-  visit(host: string, path = "/"): Promise<Answer> {
+  /** One GET through Caddy for `host`, as a visitor's browser would send it (a POST of `post`, when given). */
+  visit(host: string, path = "/", post?: string): Promise<Answer> {
     return new Promise((resolve) => {
-      const req = request(`${this.caddy.httpUrl}${path}`, { headers: { host }, agent: false, timeout: 5000 }, (res) => {
+      const req = request(`${this.caddy.httpUrl}${path}`, { method: post === undefined ? "GET" : "POST", headers: { host }, agent: false, timeout: 5000 }, (res) => {
         let body = "";
         res.setEncoding("utf8");
         res.on("data", (chunk: string) => (body += chunk));
@@ -199,19 +199,23 @@ export class DeployHarness {
       });
       req.on("timeout", () => req.destroy(new Error("timeout")));
       req.on("error", (error) => resolve({ status: 0, body: error.message, at: performance.now() }));
-      req.end();
+      req.end(post);
     });
   }
 
-  /** A steady client: `perSecond` requests a second through Caddy until stopped; every answer is kept. */
-  steadyLoad(host: string, perSecond = 20) {
+  /**
+   * A steady client: `perSecond` requests a second through Caddy until stopped; every answer is kept.
+   * GETs of `path`, or with `post`, POSTs of post(n) for the n-th request.
+   */
+  steadyLoad(host: string, options: { perSecond?: number; path?: string; post?: (n: number) => string } = {}) {
+    const { perSecond = 20, path = "/", post } = options;
     const answers: Answer[] = [];
     let running = true;
     const gap = 1000 / perSecond;
     const loop = (async () => {
       while (running) {
         const started = Date.now();
-        answers.push(await this.visit(host));
+        answers.push(await this.visit(host, path, post?.(answers.length)));
         await new Promise((resolve) => setTimeout(resolve, Math.max(0, gap - (Date.now() - started))));
       }
     })();

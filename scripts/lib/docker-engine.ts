@@ -185,4 +185,14 @@ export async function removeReleasesIn(docker: Docker, range: { from: number; to
   for (const container of inRange) await docker.getContainer(container.Id).remove({ force: true }).catch(() => undefined);
   const networks = await docker.listNetworks({ filters: { label: ["orchestrator.project"] } });
   for (const network of networks.filter((n) => projects.has(n.Labels?.["orchestrator.project"] ?? ""))) await docker.getNetwork(network.Id).remove().catch(() => undefined);
+  await removeDataVolumes(docker, (project) => projects.has(project));
+}
+
+/**
+ * Removes the data volumes (or-data-<project>, runner/ansible/deploy_project.yml) of the projects a test
+ * made: a server keeps a project's data after its releases are gone, and so would this machine.
+ */
+export async function removeDataVolumes(docker: Docker, mine: (project: string) => boolean): Promise<void> {
+  const { Volumes: volumes } = await docker.listVolumes({ filters: { label: ["orchestrator.project"] } });
+  for (const volume of (volumes ?? []).filter((v) => mine(v.Labels?.["orchestrator.project"] ?? ""))) await docker.getVolume(volume.Name).remove().catch(() => undefined);
 }

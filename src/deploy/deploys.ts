@@ -26,6 +26,8 @@ export interface DeployParams extends PipelineParams {
   ref?: string;
   /** For a rollback: the release to bring back. */
   targetDeploymentId?: string;
+  /** For an undeploy: delete the project's data (its /data volume) too. */
+  deleteData?: boolean;
 }
 
 export type DeploymentRow = typeof deployments.$inferSelect;
@@ -156,7 +158,7 @@ export async function startDeployTask(
   env: Env,
   principal: Principal,
   projectId: string,
-  request: { mode: "deploy"; ref?: string; server?: string; after?: string } | { mode: "rollback"; deploymentId?: string } | { mode: "undeploy" },
+  request: { mode: "deploy"; ref?: string; server?: string; after?: string } | { mode: "rollback"; deploymentId?: string } | { mode: "undeploy"; deleteData?: boolean },
   traceparent?: string,
 ): Promise<Task> {
   const [project] = await db.select().from(projects).where(and(eq(projects.id, projectId), projectVisibleTo(principal)));
@@ -180,15 +182,17 @@ export async function startDeployTask(
   if (request.mode === "deploy") server = await placeProject(db, project, request.server);
   else {
     const [placed] = await db.select({ server: servers, service: serviceDeployments }).from(serviceDeployments).innerJoin(servers, eq(servers.id, serviceDeployments.serverId)).where(eq(serviceDeployments.projectId, project.id));
-    if (!placed) throw new AppError("conflict", `Project ${project.name} is not deployed`);
-    server = placed.server;
-    if (request.mode === "rollback") target = await rollbackTarget(db, project.id, placed.service.activeDeploymentId, request.deploymentId);
+    // An undeploy that deletes the data may come after the undeploy that kept it: the data is on the server the project was last on.
+    const on = placed?.server ?? (request.mode === "undeploy" && request.deleteData ? await lastServer(db, project.id) : undefined);
+    if (!on) throw new AppError("conflict", `Project ${project.name} is not deployed${request.mode === "undeploy" && request.deleteData ? " and never was, so it has no data to delete" : ""}`);
+    server = on;
+    if (request.mode === "rollback" && placed) target = await rollbackTarget(db, project.id, placed.service.activeDeploymentId, request.deploymentId);
   }
   if (!server.runnerId) throw new AppError("conflict", `Server ${server.handle} has no enrolled runner`);
 
   let task: Task;
   try {
-    task = await createTask(db, { type: "deploy", projectId: project.id, callerId: principal.userId ?? "", input: { mode: request.mode, server: server.handle, ...(request.mode === "deploy" && request.ref ? { ref: request.ref } : {}), ...(request.mode === "deploy" && request.after ? { after: request.after } : {}), ...(target ? { deploymentId: target.id } : {}) } });
+    task = await createTask(db, { type: "deploy", projectId: project.id, callerId: principal.userId ?? "", input: { mode: request.mode, server: server.handle, ...(request.mode === "deploy" && request.ref ? { ref: request.ref } : {}), ...(request.mode === "deploy" && request.after ? { after: request.after } : {}), ...(target ? { deploymentId: target.id } : {}), ...(request.mode === "undeploy" && request.deleteData ? { deleteData: true } : {}) } });
   } catch (error) {
     if (isUniqueViolation(error)) throw new AppError("conflict", `Project ${project.name} already has a deploy in progress`);
     throw error;
@@ -203,6 +207,7 @@ export async function startDeployTask(
       mode: request.mode,
       ...(request.mode === "deploy" && request.ref ? { ref: request.ref } : {}),
       ...(target ? { targetDeploymentId: target.id } : {}),
+      ...(request.mode === "undeploy" && request.deleteData ? { deleteData: true } : {}),
       ...(traceparent ? { traceparent } : {}),
     };
     await env.DEPLOY.create({ id: task.id, params });
@@ -211,6 +216,12 @@ export async function startDeployTask(
     throw error;
   }
   return task;
+}
+
+/** The server a project undeployed before was last on: where its data stays. */
+async function lastServer(db: Db, projectId: string): Promise<ServerRow | undefined> {
+  const [row] = await db.select({ server: servers }).from(deployments).innerJoin(servers, eq(servers.id, deployments.serverId)).where(eq(deployments.projectId, projectId)).orderBy(desc(deployments.createdAt)).limit(1);
+  return row?.server;
 }
 
 /** The deploy an engineering task started once its tests passed (`after`), if it did: a retried step finds it. */

@@ -44,6 +44,12 @@ export function taskBrief(input: BriefInput): string {
   if (spec.entities.length) lines.push("## Entities", "", ...spec.entities.map((entity) => `- ${entity.name}: ${entity.fields.map((field) => `${field.name} (${field.type})`).join(", ")}`), "");
   if (spec.env.length) lines.push("## Environment", "", ...spec.env.map((variable) => `- ${variable.name} (${variable.kind}): ${variable.description}`), "");
   lines.push(
+    "## Data",
+    "",
+    "Deployed, the app can write in one place only: the directory named by `DATA_DIR` (`/data`), which keeps what is in it across redeploys and rollbacks (the rest of the file system is read-only; `/tmp` is small and lost on restart). Store anything that must last there, in SQLite by default (WAL mode: during a redeploy the old and the new release use it at once). In tests, point `DATA_DIR` at a temporary directory.",
+    "",
+  );
+  lines.push(
     "## How it is checked",
     "",
     `The tests run with \`${settings.testCommand}\`${settings.coverageThreshold !== null ? ` and must cover at least ${settings.coverageThreshold}% of the lines` : ""}.`,

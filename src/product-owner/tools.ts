@@ -165,12 +165,12 @@ export const TOOLS: readonly Tool[] = [
   tool({
     name: "undeploy_project",
     group: "deploy",
-    description: "Stop serving the project: its route, releases, port and bot are removed.",
-    input: ProjectRef,
-    confirm: ({ project }) => `Take ${project} offline and delete its releases?`,
-    async run({ db, env, principal, traceparent }, { project }) {
+    description: "Stop serving the project: its route, releases, port and bot are removed. Its data (/data) stays for its next deploy unless deleteData.",
+    input: ProjectRef.extend({ deleteData: z.boolean().optional().describe("Delete the project's stored data too (only when the person asks for it)") }),
+    confirm: ({ project, deleteData }) => (deleteData ? `Take ${project} offline, delete its releases and delete its data for good?` : `Take ${project} offline and delete its releases? (Its data is kept.)`),
+    async run({ db, env, principal, traceparent }, { project, deleteData }) {
       const row = await findProject(db, principal, project);
-      const task = await startDeployTask(db, env, principal, row.id, { mode: "undeploy" }, traceparent);
+      const task = await startDeployTask(db, env, principal, row.id, { mode: "undeploy", ...(deleteData ? { deleteData } : {}) }, traceparent);
       return { result: { started: taskSummary(task) }, task };
     },
   }),

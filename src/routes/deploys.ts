@@ -17,7 +17,7 @@ import { deploymentView, listDeployments, projectUrl, startDeployTask } from "..
 import { deleteSecret, putSecrets, secretViews } from "../projects/project-secrets.ts";
 import { projectVisibleTo } from "../projects/projects.ts";
 import { loadServer } from "../runner-hub/servers.ts";
-import { DEPLOYMENT_STATUSES, PutSecrets, StartDeploy, StartRollback } from "../shared/deploys.ts";
+import { DEPLOYMENT_STATUSES, PutSecrets, StartDeploy, StartRollback, StartUndeploy } from "../shared/deploys.ts";
 import { EnvName } from "../shared/playbooks.ts";
 import { PendingInput, inputEventType } from "../shared/task-input.ts";
 
@@ -50,9 +50,9 @@ const undeploy = createRoute({
   ...doc,
   method: "post",
   path: "/{id}/undeploy",
-  summary: "Take the project off its server on a new task",
-  request: { params: IdParam },
-  responses: { 202: jsonResponse(TaskResponse, "The undeploy task"), ...errors(400, 403, 404, 409) },
+  summary: "Take the project off its server on a new task; its data (/data) is kept unless deleteData",
+  request: { params: IdParam, body: jsonBody(StartUndeploy.default({ deleteData: false }), "Whether to delete the project's data too; the body may be left out") },
+  responses: { 202: jsonResponse(TaskResponse, "The undeploy task"), ...errors(400, 403, 404, 409, 413, 415) },
 });
 const listReleases = createRoute({
   ...doc,
@@ -166,7 +166,7 @@ projectDeploysRoute
     return c.json({ task }, 202);
   })
   .openapi(undeploy, async (c) => {
-    const task = await startDeployTask(c.var.db, c.env, c.var.principal, c.req.valid("param").id, { mode: "undeploy" });
+    const task = await startDeployTask(c.var.db, c.env, c.var.principal, c.req.valid("param").id, { mode: "undeploy", ...c.req.valid("json") });
     return c.json({ task }, 202);
   })
   .openapi(listReleases, async (c) => {

@@ -18,6 +18,14 @@ export const StartRollback = z.strictObject({
   deploymentId: z.string().min(1).max(100).optional(),
 });
 
+export const StartUndeploy = z.strictObject({
+  /**
+   * Delete the project's data too (its /data volume on the server). Default: kept, for the next deploy
+   * of the project to find. Allowed on a project that was undeployed before, to delete what it kept.
+   */
+  deleteData: z.boolean().default(false),
+});
+
 /**
  * Where an env variable's value comes from:
  *   infra     generated here (passwords, signing keys), kept across redeploys

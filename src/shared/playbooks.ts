@@ -36,7 +36,9 @@ const Port = z.number().int().min(1).max(65_535);
  *   build  check out `commit`, write the env file (0600), build the image, start it on 127.0.0.1:`host_port`
  *   start  start a release built before (a rollback): same image, a fresh port, no build
  *   stop   stop it; its image, compose file and env file stay for a rollback
- *   remove stop it and delete its image and files (undeploy)
+ *   remove stop it and delete its image and files (undeploy); the project's data too with delete_data
+ * Every release of a project mounts the project's data at /data (the volume or-data-<project>), which
+ * outlives releases: redeploys, rollbacks and an undeploy keep it, unless the undeploy deletes it.
  * The compose file is the runner's own (hardened: no capabilities, limits, the project's network), not
  * the repository's: a model-written compose file could mount the host or join its network.
  * The release port must be one of the runner's release ports (checked by the runner, which knows them).
@@ -57,8 +59,13 @@ export const DeployProjectVars = z.discriminatedUnion("operation", [
   }),
   z.strictObject({ ...ReleaseBase, operation: z.literal("start"), host_port: Port, container_port: Port.default(8000), memory_mb: z.number().int().min(32).max(65_536).default(512) }),
   z.strictObject({ ...ReleaseBase, operation: z.literal("stop") }),
-  /** Undeploy: every listed release of the project, in one run (containers, images, files), then the project's network. */
-  z.strictObject({ project: ProjectDir, operation: z.literal("remove"), releases: z.array(ReleaseId).min(1).max(500) }),
+  /**
+   * Undeploy: every listed release of the project, in one run (containers, images, files), then the
+   * project's network; then, with delete_data, the project's data (none listed: the data alone).
+   */
+  z
+    .strictObject({ project: ProjectDir, operation: z.literal("remove"), releases: z.array(ReleaseId).max(500), delete_data: z.boolean().default(false) })
+    .refine((vars) => vars.releases.length > 0 || vars.delete_data, { message: "remove needs releases, or delete_data", path: ["releases"] }),
 ]);
 export type DeployProjectVars = z.input<typeof DeployProjectVars>;
 

@@ -491,15 +491,16 @@ class DeployRun extends PipelineRun<DeployParams> {
         return [...new Set(rows.map(releaseOf))];
       }),
     );
-    if (releases.length) {
+    const deleteData = this.params.deleteData === true;
+    if (releases.length || deleteData) {
       // One run for them all: a playbook run costs seconds of CPU on a small server, however little it does.
       const job = await runJob(this.jobs, "remove releases", {
         type: "ansible.playbook",
-        payload: { playbook: "deploy_project.yml", extraVars: { project: facts.project.name, releases, operation: "remove" } satisfies DeployProjectVars },
+        payload: { playbook: "deploy_project.yml", extraVars: { project: facts.project.name, releases, operation: "remove", delete_data: deleteData } satisfies DeployProjectVars },
         ttlSeconds: 600,
         timeoutSeconds: 300,
       });
-      if (!job.outcome?.ok) throw new PipelineFailure(`Undeploy: the releases ${releases.join(", ")} could not be removed: ${job.outcome?.message ?? job.state}`);
+      if (!job.outcome?.ok) throw new PipelineFailure(`Undeploy: ${releases.length ? `the releases ${releases.join(", ")}` : "the project's data"} could not be removed: ${job.outcome?.message ?? job.state}`);
     }
     const freed = await this.jsonStep("forget releases", API_STEP, Names, () =>
       withDb(this.env, async (db) => {
@@ -509,8 +510,9 @@ class DeployRun extends PipelineRun<DeployParams> {
         return bots.map((bot) => bot.username);
       }),
     );
-    const message = `${facts.project.name} is undeployed from ${facts.server.handle}: route, ${releases.length} release${releases.length === 1 ? "" : "s"} and ${freed.length ? `bot @${freed.join(", @")}` : "no bot"} removed`;
-    await this.say("completed", { type: "task.completed", message, data: { releases, bots: freed, notification: { ok: true, message } satisfies DeployNotification } });
+    const data = deleteData ? "its data (/data) deleted" : "its data (/data) kept for its next deploy (undeploy with deleteData to delete it)";
+    const message = `${facts.project.name} is undeployed from ${facts.server.handle}: route, ${releases.length} release${releases.length === 1 ? "" : "s"} and ${freed.length ? `bot @${freed.join(", @")}` : "no bot"} removed; ${data}`;
+    await this.say("completed", { type: "task.completed", message, data: { releases, bots: freed, dataDeleted: deleteData, notification: { ok: true, message } satisfies DeployNotification } });
   }
 }
 

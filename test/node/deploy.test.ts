@@ -16,6 +16,7 @@
  * a conversation, budgets, delivery, is test/node/product-owner-chat.test.ts, beside the heavy files.)
  */
 import { execFile } from "node:child_process";
+import { existsSync, readdirSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { promisify } from "node:util";
 import Docker from "dockerode";
@@ -23,6 +24,7 @@ import { sql } from "drizzle-orm";
 import { Api } from "grammy";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { DeployHarness, type Fixture, listing, versionOf } from "../../scripts/lib/deploy-harness.ts";
+import { removeDataVolumes } from "../../scripts/lib/docker-engine.ts";
 import { waitFor } from "../../scripts/lib/processes.ts";
 import { createDb } from "../../src/db/client.ts";
 import type { TaskEvent } from "../../src/shared/events.ts";
@@ -84,6 +86,7 @@ afterAll(async () => {
   for (const container of left.filter((c) => /^(fixture|pair|bot|chat|greeting)-/.test(c.Labels["orchestrator.project"] ?? ""))) await docker.getContainer(container.Id).remove({ force: true }).catch(() => undefined);
   const networks = await docker.listNetworks({ filters: { label: ["orchestrator.project"] } });
   for (const network of networks.filter((n) => /^(fixture|pair|bot|chat|greeting)-/.test(n.Labels?.["orchestrator.project"] ?? ""))) await docker.getNetwork(network.Id).remove().catch(() => undefined);
+  await removeDataVolumes(docker, (project) => /^(fixture|pair|bot|chat|greeting)-/.test(project));
   // And the release images the side-by-side projects, never undeployed whole, keep (~330 MB each run).
   const images = await docker.listImages({ filters: { label: ["orchestrator.project"] } });
   for (const image of images.filter((i) => /^(fixture|pair|bot|chat|greeting)-/.test(i.Labels?.["orchestrator.project"] ?? ""))) await docker.getImage(image.Id).remove({ force: true }).catch(() => undefined);
@@ -124,6 +127,12 @@ describe("deploying a project", () => {
     const session = environment.find((line) => line.startsWith("SESSION_SECRET="))?.slice("SESSION_SECRET=".length) ?? "";
     expect(session).toMatch(/^[0-9a-f]{64}$/);
     secretsSeen.push(session);
+
+    // The project's data directory: what v1 stores there, later releases find (below).
+    const stored = await h.visit(domain, "/notes", "stored by v1");
+    expect(stored.status, stored.body).toBe(200);
+    expect(JSON.parse(stored.body)).toEqual({ count: 1, version: "v1" });
+    expect((await docker.getContainer(container?.Id ?? "").inspect()).Mounts).toMatchObject([{ Type: "volume", Name: `or-data-${projectName}`, Destination: "/data", RW: true }]);
 
     const names = await h.env.stack.api<{ secrets: { name: string; kind: string }[] }>(`/api/projects/${projectId}/secrets`);
     expect(names.body.secrets.map((s) => `${s.name}:${s.kind}`).sort()).toEqual(["SESSION_SECRET:infra", "WEATHER_API_KEY:user"]);
@@ -189,15 +198,42 @@ except OSError as error:
     }
   }, 120_000);
 
-  it("v2 goes out under steady load with no failed request, and the answers switch from v1 to v2", async () => {
+  it("v2 goes out under steady load with no failed request, and the answers switch from v1 to v2; both write to the project's data at once during the cutover", async () => {
     await pushVersion("v2");
+    const v1Port = (await history())[0]?.port ?? 0;
     const load = steadyLoad();
+    // Notes written through Caddy (to v1, then v2), and straight to v1 until its drain is nearly over:
+    // from the route switch on, two containers write to one SQLite database.
+    const writes = h.steadyLoad(domain, { perSecond: 5, path: "/notes", post: (n) => `through caddy ${n}` });
+    const direct: { status: number; body: string }[] = [];
+    let writingToV1 = true;
+    const toV1 = (async () => {
+      for (let n = 0; writingToV1; n++) {
+        const res = await fetch(`http://127.0.0.1:${v1Port}/notes`, { method: "POST", body: `straight to v1 ${n}` });
+        direct.push({ status: res.status, body: await res.text() });
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    })();
     const taskId = await deploy();
+    // v1 keeps running 4 s after the switch (its drain): the direct writes stop 1 s into it.
+    await waitFor(async () => ((await events(taskId)).some((e) => e.step === "drain") ? true : undefined), 180_000, () => "no drain");
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    writingToV1 = false;
+    await toV1;
     const all = await ended(taskId);
     // The load runs on until v1's container has stopped after its drain, so the stop is under load too.
     const v1 = (await history())[1];
     await waitFor(async () => ((await docker.listContainers({ filters: { label: [`orchestrator.release=${v1?.id ?? ""}`] } })).length === 0 ? true : undefined), 60_000, () => "v1 is still running after its drain");
     const answers = await load.stop();
+    const written = await writes.stop();
+    expect(written.filter((w) => w.status !== 200), JSON.stringify(written.filter((w) => w.status !== 200).slice(0, 3))).toEqual([]);
+    expect(direct.filter((w) => w.status !== 200), JSON.stringify(direct.filter((w) => w.status !== 200).slice(0, 3))).toEqual([]);
+    const notes = (JSON.parse((await visit("/notes")).body) as { notes: { text: string; version: string }[] }).notes;
+    // Every write is there once, v1's note from before included, and v2 wrote beside v1.
+    expect(notes).toHaveLength(1 + written.length + direct.length);
+    expect(notes[0]).toEqual({ text: "stored by v1", version: "v1" });
+    expect(new Set(notes.filter((note) => note.text.startsWith("through caddy")).map((note) => note.version))).toEqual(new Set(["v1", "v2"]));
+    expect(notes.filter((note) => note.text.startsWith("straight to v1")).every((note) => note.version === "v1")).toBe(true);
     expect(all.at(-1)?.type, listing(all)).toBe("task.completed");
     // The drain this file asks for (DEPLOY_DRAIN_SECONDS) is the one the deploy kept.
     expect(all.find((e) => e.step === "drain")?.message).toContain("keeps running 4 s");
@@ -237,7 +273,8 @@ except OSError as error:
     expect(running).toEqual([]);
   }, 300_000);
 
-  it("v3, then a rollback to v2 with no build", async () => {
+  it("v3, then a rollback to v2 with no build; the project's data is as it was", async () => {
+    const notesBefore = (await visit("/notes")).body;
     await pushVersion("v3");
     const deployed = await ended(await deploy());
     expect(deployed.at(-1)?.type).toBe("task.completed");
@@ -250,6 +287,7 @@ except OSError as error:
     const all = await ended(rolled.body.task.id);
     expect(all.at(-1)?.type, listing(all)).toBe("task.completed");
     expect(versionOf(await visit("/"))).toBe("v2");
+    expect((await visit("/notes")).body).toBe(notesBefore);
     // Other test files build and tag images meanwhile: only this project's images count.
     const imageEvents = (await run("docker", ["events", "--since", String(since), "--until", String(Math.floor(Date.now() / 1000) + 1), "--filter", "type=image", "--format", "{{.Action}} {{.Actor.ID}} {{index .Actor.Attributes \"name\"}}"])).stdout.trim();
     expect(imageEvents.split("\n").filter((line) => line.includes(`orchestrator-release/${projectName}`) && /^(tag|build|import|pull) /.test(line))).toEqual([]);
@@ -290,11 +328,15 @@ except OSError as error:
     expect(running).toHaveLength(1);
   }, 300_000);
 
-  it("undeploy removes the route, the containers, the images and the ports", async () => {
+  it("undeploy removes the route, the containers, the images and the ports, and keeps the data until asked to delete it", async () => {
     const started = await h.env.stack.api<{ task: { id: string } }>(`/api/projects/${projectId}/undeploy`, { json: {} });
     expect(started.status).toBe(202);
     const all = await ended(started.body.task.id);
     expect(all.at(-1)?.type, listing(all)).toBe("task.completed");
+    expect(all.at(-1)?.message).toContain("its data (/data) kept for its next deploy");
+    const volume = docker.getVolume(`or-data-${projectName}`);
+    const dataDir = (await volume.inspect()).Options?.device ?? "";
+    expect(readdirSync(dataDir)).toContain("notes.db");
     expect((await visit("/")).status).toBe(404);
     expect(await docker.listContainers({ all: true, filters: { label: [`orchestrator.project=${projectName}`] } })).toEqual([]);
     expect(await docker.listNetworks({ filters: { label: [`orchestrator.project=${projectName}`] } })).toEqual([]);
@@ -304,6 +346,20 @@ except OSError as error:
     expect(releases.every((r) => r.port === null && r.status === "removed")).toBe(true);
     const services = await h.env.stack.api<{ services: unknown[] }>(`/api/servers/${HANDLE}/services`);
     expect(services.body.services).toEqual([]);
+
+    // Deleting the data kept: allowed on the undeployed project; the volume and its directory go.
+    const deleting = await h.env.stack.api<{ task: { id: string } }>(`/api/projects/${projectId}/undeploy`, { json: { deleteData: true } });
+    expect(deleting.status, JSON.stringify(deleting.body)).toBe(202);
+    const deleted = await ended(deleting.body.task.id);
+    expect(deleted.at(-1)?.type, listing(deleted)).toBe("task.completed");
+    expect(deleted.at(-1)?.message).toContain("its data (/data) deleted");
+    expect(await volume.inspect().then(() => "there", () => "gone")).toBe("gone");
+    expect(existsSync(dataDir)).toBe(false);
+    // A project never deployed has no data to delete.
+    const never = await h.newFixture("fixture");
+    const refused = await h.env.stack.api<{ error: { code: string; message: string } }>(`/api/projects/${never.projectId}/undeploy`, { json: { deleteData: true } });
+    expect(refused.status).toBe(409);
+    expect(refused.body.error.message).toContain("never was, so it has no data to delete");
   }, 300_000);
 });
 

@@ -25,7 +25,7 @@ import type { TaskEvent } from "../../src/shared/events.ts";
 import { demoScenario } from "../../standins/demo-scenario.ts";
 import type { Turn } from "../../standins/model-server.ts";
 import type { SentMessage } from "../../standins/telegram-server.ts";
-import { removeReleasesIn } from "../../scripts/lib/docker-engine.ts";
+import { removeDataVolumes, removeReleasesIn } from "../../scripts/lib/docker-engine.ts";
 import { oneHeavyFileAtATime } from "../support/heavy-gate.ts";
 
 const run = promisify(execFile);
@@ -198,6 +198,7 @@ afterAll(async () => {
     // A network another factory's release still uses stays (Docker refuses to remove it).
     const networks = await docker.listNetworks({ filters: { label: [`orchestrator.project=${name}`] } });
     for (const network of networks) await docker.getNetwork(network.Id).remove().catch(() => undefined);
+    await removeDataVolumes(docker, (project) => project === name);
   }
   rmSync(work, { recursive: true, force: true });
 }, 120_000);
