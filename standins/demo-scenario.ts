@@ -43,6 +43,8 @@ function spec(request: ChatRequest) {
     routes: [route ? { method: "GET", path: route.path, purpose: `answers ${JSON.stringify({ message: route.says })}` } : { method: "GET", path: "/about", purpose: "the service's name and purpose" }],
     // A key the person names ("…using my GREETING_API_KEY") is theirs to give at deploy time.
     env: [...new Set(description.match(/\b[A-Z][A-Z0-9_]*_(?:KEY|TOKEN)\b/g) ?? [])].map((name) => ({ name, kind: "user", description: "the owner's own credential" })),
+    // What the live service must answer, from the person's words: the deploy checks it before and after the route moves.
+    acceptance: [route ? { name: `GET ${route.path} says ${route.says}`, method: "GET", path: route.path, expect: { status: 200, json: { pointer: "/message", equals: route.says } } } : { name: "GET /about answers", method: "GET", path: "/about", expect: { status: 200 } }],
   };
 }
 

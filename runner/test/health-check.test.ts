@@ -1,11 +1,13 @@
 /**
  * health.check through a real Caddy on loopback: routes synced with caddy.sync, upstreams that answer,
- * fail, recover on the third try, or never answer.
+ * fail, recover on the third try, or never answer. And acceptance.check, the spec's checks, through the
+ * same Caddy and straight to an upstream.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type TestCaddy, type Upstream, startCaddy, startUpstream } from "../../scripts/lib/caddy.ts";
 import { freePort, freePortIn, TEST_RELEASE_PORTS } from "../../scripts/lib/ports.ts";
-import { CaddySyncPayload, HealthCheckPayload } from "../../src/shared/job-payloads.ts";
+import { AcceptanceCheckPayload, CaddySyncPayload, HealthCheckPayload } from "../../src/shared/job-payloads.ts";
+import { acceptanceCheck } from "../src/executors/acceptance-check.ts";
 import { caddySync } from "../src/executors/caddy-sync.ts";
 import { healthCheck } from "../src/executors/health-check.ts";
 import { adminConfig, adminRequest } from "../src/caddy-admin.ts";
@@ -15,6 +17,8 @@ let caddy: TestCaddy;
 let app: Upstream;
 let flaky: Upstream;
 let hanging: Upstream;
+/** An app to hold acceptance checks against: JSON that names the Host it was asked for, an echo, a 404, plain text. */
+let checked: Upstream;
 
 beforeAll(async () => {
   caddy = await startCaddy();
@@ -25,6 +29,17 @@ beforeAll(async () => {
     else res.writeHead(200).end("ready");
   });
   hanging = await startUpstream("hanging", () => undefined); // accepts, never answers
+  checked = await startUpstream("checked", (req, res) => {
+    const path = req.url ?? "/";
+    let body = "";
+    req.on("data", (chunk: Buffer) => (body += chunk.toString()));
+    req.on("end", () => {
+      if (path === "/") res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ domain: req.headers.host, "a/b": { list: [1, { deep: true }] } }));
+      else if (path === "/echo") res.writeHead(201, { "content-type": "application/json" }).end(JSON.stringify({ method: req.method, type: req.headers["content-type"], body }));
+      else if (path === "/text") res.writeHead(200, { "content-type": "text/plain" }).end("plain words");
+      else res.writeHead(404).end("no such page");
+    });
+  });
   const closedPort = await freePortIn(TEST_RELEASE_PORTS); // nothing listens: Caddy answers 502
 
   const synced = await caddySync(
@@ -34,6 +49,7 @@ beforeAll(async () => {
         { domain: "flaky.test", upstreamPort: flaky.port },
         { domain: "hang.test", upstreamPort: hanging.port },
         { domain: "down.test", upstreamPort: closedPort },
+        { domain: "checked.test", upstreamPort: checked.port },
       ],
     }),
     context(),
@@ -43,7 +59,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await caddy?.stop();
-  await Promise.all([app?.close(), flaky?.close(), hanging?.close()]);
+  await Promise.all([app?.close(), flaky?.close(), hanging?.close(), checked?.close()]);
 });
 
 function context(httpUrl = caddy.httpUrl) {
@@ -182,5 +198,63 @@ describe("health.check with Caddy's TLS on", () => {
     const plain = tlsContext(undefined, true);
     await healthCheck(HealthCheckPayload.parse({ domain: "nothing.localhost", attempts: 1 }), plain);
     expect(plain.steps[0]?.message).toContain("GET http://127.0.0.1/ with Host nothing.localhost");
+  });
+});
+
+describe("acceptance.check", () => {
+  const accept = (input: Record<string, unknown>) => acceptanceCheck(AcceptanceCheckPayload.parse(input), context());
+
+  it("holds every check through Caddy with the project's Host: status, text, JSON values by pointer, a POST's body", async () => {
+    const outcome = await accept({
+      domain: "checked.test",
+      checks: [
+        { name: "knows its domain", path: "/", expect: { json: { pointer: "/domain", equals: "checked.test" } } },
+        { name: "a key with a slash, an array, an object", path: "/", expect: { json: { pointer: "/a~1b/list/1", equals: { deep: true } } } },
+        { name: "takes JSON", method: "POST", path: "/echo", body: '{"x": 1}', expect: { status: 201, bodyContains: '"type":"application/json"' } },
+        { name: "takes text", method: "POST", path: "/echo", body: "hello", expect: { status: 201, json: { pointer: "/body", equals: "hello" } } },
+      ],
+    });
+    expect(outcome).toMatchObject({ ok: true, message: "4 of 4 acceptance checks pass on checked.test through Caddy" });
+    expect(outcome.data?.results).toEqual([
+      { name: "knows its domain", ok: true, status: 200, detail: 'status 200, /domain is "checked.test"' },
+      { name: "a key with a slash, an array, an object", ok: true, status: 200, detail: 'status 200, /a~1b/list/1 is {"deep":true}' },
+      { name: "takes JSON", ok: true, status: 201, detail: 'status 201, the body contains "\\"type\\":\\"application/json\\""' },
+      { name: "takes text", ok: true, status: 201, detail: 'status 201, /body is "hello"' },
+    ]);
+  });
+
+  it("says which checks fail and why, straight to the release's port, and runs every check", async () => {
+    const outcome = await accept({
+      domain: "checked.test",
+      upstreamPort: checked.port,
+      checks: [
+        { name: "a page that is not there", path: "/missing", expect: { status: 200 } },
+        { name: "the wrong value", path: "/", expect: { json: { pointer: "/domain", equals: "other.test" } } },
+        { name: "nothing there", path: "/", expect: { json: { pointer: "/a~1b/list/7", equals: 1 } } },
+        { name: "not JSON", path: "/text", expect: { json: { pointer: "", equals: "plain words" } } },
+        { name: "missing words", path: "/text", expect: { bodyContains: "other words" } },
+        { name: "this one holds", path: "/text", expect: { bodyContains: "plain" } },
+      ],
+    });
+    expect(outcome.ok).toBe(false);
+    expect(outcome.message).toBe(`5 of 6 acceptance checks fail on the release on port ${checked.port}; the first, "a page that is not there": expected status 200, got 404`);
+    // (toMatchObject: the body a failed check keeps is in each result too, as far as the line shows it.)
+    expect(outcome.data?.results).toMatchObject([
+      { name: "a page that is not there", ok: false, status: 404, detail: "expected status 200, got 404", body: "no such page" },
+      { name: "the wrong value", ok: false, status: 200, detail: 'status 200, but /domain is "checked.test", not "other.test"' },
+      { name: "nothing there", ok: false, status: 200, detail: "status 200, but the body has nothing at /a~1b/list/7" },
+      { name: "not JSON", ok: false, status: 200, detail: "status 200, but the body is not JSON", body: "plain words" },
+      { name: "missing words", ok: false, status: 200, detail: 'status 200, but the body lacks "other words"', body: "plain words" },
+      { name: "this one holds", ok: true, status: 200, detail: 'status 200, the body contains "plain"' },
+    ]);
+  });
+
+  it("refuses a port that is not one of the runner's release ports, and a check that is not one", async () => {
+    const refused = await accept({ domain: "checked.test", upstreamPort: 22, checks: [{ name: "ssh", path: "/", expect: {} }] });
+    expect(refused.ok).toBe(false);
+    expect(refused.message).toContain("port 22 is not one of this runner's release ports");
+    for (const checks of [[], [{ name: "no path", expect: {} }], [{ name: "a URL", path: "http://elsewhere.test/", expect: {} }], [{ name: "x", path: "/", expect: { json: { pointer: "domain", equals: 1 } } }]]) {
+      expect(AcceptanceCheckPayload.safeParse({ domain: "checked.test", checks }).success, JSON.stringify(checks)).toBe(false);
+    }
   });
 });

@@ -42,7 +42,10 @@ Keep it small: the modules, entities and routes the description needs, no more. 
 environment variable the service reads, with its kind: "user" (the person provides it, e.g. an API
 token), "infra" (the platform generates it, e.g. a database password), "computed" (derived from other
 values), "bot" (a Telegram bot token from the platform's pool). Leave testCommand out to use the
-template's.`;
+template's. Write acceptance checks from the person's own words: for each thing they asked the service to
+do, one request and what its answer must be (status; text the body contains, or a value at a JSON
+Pointer). They run against every new release before it gets traffic and again once it is live, so use
+requests that change nothing (GET), and never a value the person did not state.`;
 
 function issuesOf(error: z.ZodError): string {
   return error.issues.map((issue) => `${issue.path.join(".") || "(root)"}: ${issue.message}`).join("; ");

@@ -7,6 +7,7 @@ import { z } from "zod";
 import type { JobType } from "./jobs.ts";
 import { MAX_SECRET_VALUE_CHARS } from "./limits.ts";
 import { EnvName, PLAYBOOKS, PlaybookName, ProvisionVars } from "./playbooks.ts";
+import { AcceptanceCheck, MAX_ACCEPTANCE_CHECKS } from "./spec.ts";
 import { TemplateName, TemplateValues } from "./templates.ts";
 
 const MAX_TIMEOUT_SECONDS = 6 * 3600;
@@ -117,6 +118,15 @@ export const HealthCheckPayload = z.strictObject({
   timeoutSeconds: timeout(60),
 });
 
+export const AcceptanceCheckPayload = z.strictObject({
+  /** Sent as the Host header, through Caddy (as a visitor would reach the app) or straight to upstreamPort. */
+  domain: Domain,
+  /** Check a release directly on 127.0.0.1:<port>, before it gets any traffic. Must be one of the runner's release ports. */
+  upstreamPort: z.number().int().min(1).max(65_535).optional(),
+  checks: z.array(AcceptanceCheck).min(1).max(MAX_ACCEPTANCE_CHECKS),
+  timeoutSeconds: timeout(120),
+});
+
 /**
  * Extra vars outrank everything in Ansible, connection settings included: `ansible_python_interpreter`
  * or `ansible_connection` from a payload would run commands or move the run to another host. So
@@ -190,6 +200,7 @@ export const JobPayloads = {
   "docker.run": DockerRunPayload,
   "caddy.sync": CaddySyncPayload,
   "health.check": HealthCheckPayload,
+  "acceptance.check": AcceptanceCheckPayload,
   "ansible.playbook": AnsiblePlaybookPayload,
   provision: ProvisionPayload,
   "repo.scaffold": RepoScaffoldPayload,

@@ -17,3 +17,16 @@ export const CustomStats = z.record(z.string(), z.unknown());
 
 /** deploy_project.yml's custom stats, as far as the deploy reads them: the release's last log lines. */
 export const DeployProjectStats = z.object({ release: z.object({ logTail: z.array(z.unknown()) }) });
+
+/** One acceptance check's result, as an acceptance.check job reports it (`data.results`, in order). */
+export const AcceptanceResult = z.object({
+  name: z.string(),
+  ok: z.boolean(),
+  status: z.number().nullable(),
+  /** What held, or what did not ("expected status 200, got 404"). */
+  detail: z.string(),
+  /** The start of the body of a failed check's answer. */
+  body: z.string().optional(),
+});
+export type AcceptanceResult = z.infer<typeof AcceptanceResult>;
+export const AcceptanceStats = z.object({ results: z.array(AcceptanceResult) });

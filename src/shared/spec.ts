@@ -36,6 +36,30 @@ export const EngineeringSettings = z.strictObject({
 });
 export type EngineeringSettings = z.infer<typeof EngineeringSettings>;
 
+/** The most acceptance checks a spec holds (each one is a request to the live app at every deploy). */
+export const MAX_ACCEPTANCE_CHECKS = 20;
+
+/**
+ * A check that the live app does what was asked: one request and what its answer must be. The deploy
+ * runs a project's checks on a new release before the route moves to it, and again through Caddy
+ * after (src/workflows/deploy.ts; the runner's acceptance.check job).
+ */
+export const AcceptanceCheck = z.strictObject({
+  name: Name,
+  method: z.enum(["GET", "POST", "PUT", "PATCH", "DELETE"]).default("GET"),
+  path: z.string().startsWith("/").max(500),
+  /** Sent as application/json when it parses as JSON, as text/plain otherwise. */
+  body: z.string().max(10_000).optional(),
+  expect: z.strictObject({
+    status: z.number().int().min(100).max(599).default(200),
+    /** Text the body must contain. */
+    bodyContains: z.string().min(1).max(1000).optional(),
+    /** A value in the JSON body, by JSON Pointer (RFC 6901: "/message", "/items/0/name"), and what it must equal. */
+    json: z.strictObject({ pointer: z.string().regex(/^(\/[^/]*)*$/, "must be a JSON Pointer: empty, or /-separated keys").max(200), equals: z.json() }).optional(),
+  }),
+});
+export type AcceptanceCheck = z.infer<typeof AcceptanceCheck>;
+
 export const ProjectSpec = z.strictObject({
   summary: Text,
   template: TemplateName.default("python-http"),
@@ -47,6 +71,8 @@ export const ProjectSpec = z.strictObject({
   /** HTTP routes the service serves, beyond /healthz. */
   routes: z.array(z.strictObject({ method: z.enum(["GET", "POST", "PUT", "PATCH", "DELETE"]), path: z.string().startsWith("/").max(200), purpose: Text })).max(50).default([]),
   env: z.array(z.strictObject({ name: EnvName, kind: EnvKind, description: Text })).max(50).default([]),
+  /** What the live app must answer (run at every deploy, before and after the route moves). */
+  acceptance: z.array(AcceptanceCheck).max(MAX_ACCEPTANCE_CHECKS).default([]),
   testCommand: EngineeringSettings.shape.testCommand.optional(),
   coverageThreshold: EngineeringSettings.shape.coverageThreshold.default(null),
   maxIterations: EngineeringSettings.shape.maxIterations.default(DEFAULT_MAX_ITERATIONS),

@@ -6,9 +6,11 @@
  *   SecretResolver  infra secrets generated once, computed values filled, the bot from the pool,
  *                   user secrets asked for (task.needs_input) until they are there
  *   Release         deploy_project.yml: check out, env file, build, start beside the running release
- *   Health          the new release checked directly; only then the route moves (caddy.sync with the
- *                   server's whole route list), checked again through Caddy; the old release stops
- *                   after a drain. An unhealthy release never gets traffic and is stopped.
+ *   Health          the new release checked directly, then its acceptance checks (the spec's: what the
+ *                   person asked for); only then the route moves (caddy.sync with the server's whole
+ *                   route list), both checked again through Caddy; the old release stops after a drain.
+ *                   An unhealthy release, or one that fails a check, never gets traffic and is stopped;
+ *                   one that fails through Caddy gives the route back to the release before it.
  *
  * Rollback is the same from Release on, starting a kept release's image with no build; undeploy takes
  * the route away and removes every release. The outcome is recorded as the owner's notification.
@@ -30,7 +32,8 @@ import { allocateBot, BOT_TOKEN_VAR, botTokenFor, releaseBots } from "../telegra
 import type { JobView } from "../shared/api.ts";
 import { DEFAULT_HEALTH_PATH, type DeployNotification, EnvKind } from "../shared/deploys.ts";
 import type { DeployProjectVars } from "../shared/playbooks.ts";
-import { DeployProjectStats } from "../shared/job-results.ts";
+import { AcceptanceStats, type AcceptanceResult, DeployProjectStats } from "../shared/job-results.ts";
+import { AcceptanceCheck } from "../shared/spec.ts";
 import { inputEventType, type PendingInput } from "../shared/task-input.ts";
 import { API_STEP, MODEL_STEP, PipelineFailure, PipelineRun } from "../pipeline/pipeline-run.ts";
 import { runJob } from "../pipeline/run-job.ts";
@@ -53,6 +56,8 @@ const Facts = z.object({
   releasePorts: z.object({ from: z.number(), to: z.number() }),
   /** The release serving now, if any. */
   active: z.object({ id: z.string(), release: z.string(), port: z.number().nullable() }).nullable(),
+  /** The spec's acceptance checks (none before the Architect wrote a spec). */
+  acceptance: z.array(AcceptanceCheck),
 });
 type Facts = z.infer<typeof Facts>;
 
@@ -132,6 +137,7 @@ class DeployRun extends PipelineRun<DeployParams> {
           domain: service?.domain ?? projectDomain(project, server),
           releasePorts: status.releasePorts ?? { from: 0, to: 0 },
           active: active ? { id: active.id, release: releaseOf(active), port: active.port } : null,
+          acceptance: z.array(AcceptanceCheck).default([]).parse(project.spec?.acceptance),
         };
         return facts;
       });
@@ -385,7 +391,17 @@ class DeployRun extends PipelineRun<DeployParams> {
         `Release ${release.id} is unhealthy, so it got no traffic${facts.active ? ` and ${facts.active.id} keeps serving` : ""}: ${direct.outcome?.message ?? direct.state}${evidence.body ? `\nIt answered: ${evidence.body.slice(0, 300)}` : ""}${evidence.logTail?.length ? `\nIts last log lines:\n${evidence.logTail.slice(-10).join("\n")}` : ""}`,
       );
     }
-    await this.say("health direct ok", { type: "step.progress", step: "health", message: `Health: the new release answers (${direct.outcome.message}); moving the route`, data: { jobId: direct.id } });
+    // A rollback brings back what served before, whatever the spec asks now.
+    const checks = this.params.mode === "deploy" ? facts.acceptance : [];
+    await this.say("health direct ok", { type: "step.progress", step: "health", message: `Health: the new release answers (${direct.outcome.message}); ${checks.length ? "checking what was asked of it" : "moving the route"}`, data: { jobId: direct.id } });
+    if (checks.length) {
+      const accepted = await this.acceptance(facts, checks, "direct", release.port);
+      if (!accepted.ok) {
+        await this.stopRelease(facts, release, "unhealthy", { acceptance: accepted.results });
+        throw new PipelineFailure(`Release ${release.id} failed its acceptance checks, so it got no traffic${facts.active ? ` and ${facts.active.id} keeps serving` : ""}: ${accepted.message}`);
+      }
+      await this.say("acceptance direct ok", { type: "step.progress", step: "health", message: "Health: the new release answers and does what was asked of it; moving the route" });
+    }
 
     const routed = await this.doStep("route to new", API_STEP, () => withDb(this.env, (db) => whileDeploying(db, release.id, (tx) => pointRoute(tx, routeOf(facts), { id: release.id, port: release.port }))));
     if (!routed) throw new PipelineFailure(`Release ${release.id} was stopped before it got the route (the deploy was cancelled); ${facts.active ? `${facts.active.id} keeps serving` : "nothing was routed"}`);
@@ -406,6 +422,14 @@ class DeployRun extends PipelineRun<DeployParams> {
       await this.stopRelease(facts, release, "unhealthy", healthEvidence(visitor));
       throw new PipelineFailure(`Release ${release.id} answered directly but not through Caddy for ${facts.domain} (${visitor.outcome?.message ?? visitor.state}); the route went back`);
     }
+    if (checks.length) {
+      const accepted = await this.acceptance(facts, checks, "caddy");
+      if (!accepted.ok) {
+        await this.revertRoute(facts, "acceptance failed through caddy");
+        await this.stopRelease(facts, release, "unhealthy", { acceptance: accepted.results });
+        throw new PipelineFailure(`Release ${release.id} passed its acceptance checks directly but not through Caddy for ${facts.domain} (${accepted.message}); the route went back${facts.active ? ` to ${facts.active.id}, which keeps serving` : ""}`);
+      }
+    }
     const previousStatus = this.params.mode === "rollback" ? "rolled_back" : "superseded";
     const live = await this.doStep("mark active", API_STEP, () =>
       withDb(this.env, (db) =>
@@ -424,8 +448,32 @@ class DeployRun extends PipelineRun<DeployParams> {
       await this.step.sleep("drain", `${drain} seconds`);
       await this.stopRelease(facts, { id: facts.active.id, release: facts.active.release }, previousStatus, undefined);
     }
-    const notification: DeployNotification = { ok: true, message: `${facts.project.name} is live at ${url}`, url };
+    const accepted = checks.length ? ` (${checks.length === 1 ? "its acceptance check passes" : `all ${checks.length} acceptance checks pass`})` : "";
+    const notification: DeployNotification = { ok: true, message: `${facts.project.name} is live at ${url}${accepted}`, url };
     await this.say("completed", { type: "task.completed", message: notification.message, data: { url, deploymentId: release.id, commit: release.commit, notification } });
+  }
+
+  /**
+   * The acceptance checks, straight to the new release (`port`) or through Caddy; each check's result
+   * goes into the task's stream.
+   */
+  private async acceptance(facts: Facts, checks: AcceptanceCheck[], via: "direct" | "caddy", port?: number): Promise<{ ok: boolean; message: string; results: AcceptanceResult[] }> {
+    const job = await runJob(this.jobs, `acceptance ${via}`, {
+      type: "acceptance.check",
+      payload: { domain: facts.domain, checks, ...(port !== undefined ? { upstreamPort: port } : {}) },
+      ttlSeconds: 300,
+      timeoutSeconds: 120,
+    });
+    const results = AcceptanceStats.safeParse(job.outcome?.data).data?.results ?? [];
+    const ok = job.outcome?.ok === true;
+    const message = job.outcome?.message ?? job.state;
+    await this.say(`acceptance ${via}`, {
+      type: "step.progress",
+      step: "acceptance",
+      message: `Acceptance ${via === "direct" ? "on the new release" : "through Caddy"}: ${message}${results.length ? `\n${results.map((result) => `${result.ok ? "✓" : "✗"} ${result.name}: ${result.detail}`).join("\n")}` : ""}`,
+      data: { via, ok, results, jobId: job.id },
+    });
+    return { ok, message, results };
   }
 
   /** Back to the release that served before (or no route), in the database and in Caddy. */

@@ -28,6 +28,7 @@ import { removeDataVolumes } from "../../scripts/lib/docker-engine.ts";
 import { waitFor } from "../../scripts/lib/processes.ts";
 import { createDb } from "../../src/db/client.ts";
 import type { TaskEvent } from "../../src/shared/events.ts";
+import { ProjectSpec } from "../../src/shared/spec.ts";
 import { oneHeavyFileAtATime } from "../support/heavy-gate.ts";
 import { press, replies, replyMatching, script, send, sentTo, usePoChat } from "../support/po-chat.ts";
 import type { Stack } from "../../scripts/lib/local-stack.ts";
@@ -36,6 +37,11 @@ const run = promisify(execFile);
 const HANDLE = "deploy-box";
 const WEATHER_KEY = `wk-${randomBytes(10).toString("hex")}`;
 const WEBHOOK_SECRET = `whsec_${randomBytes(12).toString("hex")}`;
+/** The fixture project's acceptance checks: they hold for every version but one ("-nonotes"). */
+const acceptance = (domain: string) => [
+  { name: "the service knows its domain", path: "/", expect: { json: { pointer: "/domain", equals: domain } } },
+  { name: "the notes are listed", path: "/notes", expect: { status: 200, bodyContains: '"notes"' } },
+];
 
 let h: DeployHarness;
 let docker: Docker;
@@ -77,6 +83,11 @@ beforeAll(async () => {
   await new Api(poToken, { apiRoot: h.telegram.url }).setWebhook(`${h.env.stack.url}/telegram/webhook`, { secret_token: WEBHOOK_SECRET });
   first = await h.newFixture("fixture");
   ({ projectId, projectName, domain } = first);
+  // What the Architect would have written for it: the deploys check these on every release.
+  const spec = ProjectSpec.parse({ summary: "The deploy fixture", modules: [{ name: "notes", purpose: "keeps notes" }], acceptance: acceptance(domain) });
+  const handle = createDb({ databaseUrl: inject("databaseUrl"), wsProxy: inject("dbWsProxy") });
+  await handle.db.execute(sql`update projects set spec = ${JSON.stringify(spec)}::jsonb where id = ${projectId}`);
+  await handle.close();
 }, 240_000);
 
 afterAll(async () => {
@@ -115,6 +126,11 @@ describe("deploying a project", () => {
     const all = await ended(taskId);
     expect(all.at(-1)?.type, listing(all)).toBe("task.completed");
     expect(all.at(-1)?.data?.url).toBe(`https://${domain}`);
+    // The spec's acceptance checks held on the new release, then through Caddy, and the owner is told so.
+    const checked = all.filter((e) => e.step === "acceptance");
+    expect(checked.map((e) => `${String(e.data?.via)}:${String(e.data?.ok)}`)).toEqual(["direct:true", "caddy:true"]);
+    expect(checked[1]?.message).toContain("✓ the service knows its domain");
+    expect(all.at(-1)?.message).toContain("(all 2 acceptance checks pass)");
     const answer = await visit("/");
     expect(answer.status).toBe(200);
     expect(JSON.parse(answer.body)).toEqual({ version: "v1", domain });
@@ -271,6 +287,22 @@ except OSError as error:
     expect(active?.status).toBe("active");
     const running = await docker.listContainers({ filters: { label: [`orchestrator.release=${broken?.id ?? ""}`] } });
     expect(running).toEqual([]);
+  }, 300_000);
+
+  it("a release that fails an acceptance check never gets traffic: v2 keeps answering, and the task says which check failed", async () => {
+    await pushVersion("v2-nonotes");
+    const all = await ended(await deploy());
+    const end = all.at(-1);
+    expect(end?.type, listing(all)).toBe("task.failed");
+    expect(end?.message).toContain("failed its acceptance checks, so it got no traffic");
+    expect(end?.message).toContain('"the notes are listed": expected status 200, got 404');
+    expect(all.filter((e) => e.step === "acceptance").map((e) => String(e.data?.via))).toEqual(["direct"]);
+    expect(versionOf(await visit("/"))).toBe("v2");
+    const [turnedAway, ...before] = await history();
+    expect(turnedAway).toMatchObject({ status: "unhealthy", port: null });
+    expect(JSON.stringify(turnedAway?.health)).toContain("expected status 200, got 404");
+    expect(before.filter((release) => release.status === "active")).toHaveLength(1);
+    expect(await docker.listContainers({ filters: { label: [`orchestrator.release=${turnedAway?.id ?? ""}`] } })).toEqual([]);
   }, 300_000);
 
   it("v3, then a rollback to v2 with no build; the project's data is as it was", async () => {

@@ -224,6 +224,8 @@ describe("the factory, from one chat message to a live URL", () => {
     expect(output).toMatch(/\[demo\] live task view: http:\/\/127\.0\.0\.1:\d+\/tasks\/dep_/);
     expect(output).toContain(`[demo] http://${name}.localhost:${new URL(factory.caddyUrl ?? "").port}/hello answered 200: {"message": "hello"}`);
     expect(await visit(name, "/hello")).toMatchObject({ status: 200 });
+    // The acceptance check the Architect wrote from "says hello at /hello" held before and after the route moved.
+    expect(output).toMatch(new RegExp(`🚀 ${name} is live at \\S+ \\(its acceptance check passes\\)`));
     const built12 = new RegExp(`✅ ${name}: the tests pass at ([0-9a-f]{12})`).exec(output)?.[1];
     expect(built12, output).toBeTruthy();
     expect(output).toContain("Deploying it now, as you asked.");

@@ -70,7 +70,7 @@ export const healthCheck: Executor<JobPayload<"health.check">> = async (payload,
  * Where Caddy's listener is reached: the configured URL, else HTTPS on 443 when Caddy serves TLS (plain
  * HTTP there only redirects), else HTTP on 80.
  */
-function caddyUrl(caddy: RunnerConfig["caddy"]): string {
+export function caddyUrl(caddy: RunnerConfig["caddy"]): string {
   if (caddy.httpUrl) return caddy.httpUrl.replace(/\/+$/, "");
   return caddy.disableTls ? "http://127.0.0.1:80" : "https://127.0.0.1:443";
 }
@@ -79,7 +79,7 @@ function caddyUrl(caddy: RunnerConfig["caddy"]): string {
 async function probe(url: URL, payload: JobPayload<"health.check">, jobSignal: AbortSignal): Promise<Answer> {
   const signal = AbortSignal.any([jobSignal, AbortSignal.timeout(ATTEMPT_TIMEOUT_MS)]);
   try {
-    const response = await get(url, payload.domain, signal);
+    const response = await send(url, payload.domain, signal);
     const status = response.statusCode ?? 0;
     const line = `${status} ${response.statusMessage ?? ""}`.trim();
     if (!payload.expectStatus.includes(status)) {
@@ -103,7 +103,7 @@ async function probe(url: URL, payload: JobPayload<"health.check">, jobSignal: A
 }
 
 /** Connecting to "localhost" can fail with an AggregateError whose own message is empty. */
-function describe(error: unknown): string {
+export function describe(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
   if (error.message) return error.message;
   const code = (error as NodeJS.ErrnoException).code;
@@ -113,13 +113,14 @@ function describe(error: unknown): string {
 /**
  * node:http rather than fetch: fetch will not send a Host header of our choosing. A fresh
  * connection per try (agent: false), so a pooled socket to a since-restarted Caddy cannot fail a try.
+ * A GET unless `what` names another method (and a body, sent with its content type).
  */
-function get(url: URL, host: string, signal: AbortSignal): Promise<IncomingMessage> {
+export function send(url: URL, host: string, signal: AbortSignal, what: { method: string; body?: string; contentType?: string; userAgent: string } = { method: "GET", userAgent: "orchestrator-runner health.check" }): Promise<IncomingMessage> {
   const request = url.protocol === "https:" ? httpsRequest : httpRequest;
   return new Promise((resolve, reject) => {
     const req = request(url, {
-      method: "GET",
-      headers: { host, "user-agent": "orchestrator-runner health.check" },
+      method: what.method,
+      headers: { host, "user-agent": what.userAgent, ...(what.body !== undefined ? { "content-type": what.contentType ?? "text/plain", "content-length": String(Buffer.byteLength(what.body)) } : {}) },
       agent: false,
       signal,
       // Over HTTPS, ask for the site's certificate, as a browser visiting the domain would. Whether
@@ -128,11 +129,11 @@ function get(url: URL, host: string, signal: AbortSignal): Promise<IncomingMessa
     });
     req.once("response", resolve);
     req.once("error", reject);
-    req.end();
+    req.end(what.body);
   });
 }
 
-async function readBody(response: IncomingMessage, limit = MAX_BODY_BYTES): Promise<string> {
+export async function readBody(response: IncomingMessage, limit = MAX_BODY_BYTES): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of response as AsyncIterable<Buffer>) {

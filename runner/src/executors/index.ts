@@ -1,5 +1,6 @@
 /** Every job type the runner executes, by name. A type missing here is refused before anything runs. */
 import type { JobType } from "../../../src/shared/jobs.ts";
+import { acceptanceCheck } from "./acceptance-check.ts";
 import { ansiblePlaybook, provision } from "./ansible.ts";
 import { caddySync } from "./caddy-sync.ts";
 import { dockerRun } from "./docker-run.ts";
@@ -14,6 +15,7 @@ export const executors: Record<JobType, Executor<never>> = {
   "docker.run": dockerRun,
   "caddy.sync": caddySync,
   "health.check": healthCheck,
+  "acceptance.check": acceptanceCheck,
   "ansible.playbook": ansiblePlaybook,
   provision,
   "repo.scaffold": repoScaffold,
