@@ -5,7 +5,9 @@
  *
  * - The intent parser picks groups by keywords (build → engineering, deploy → deploy…).
  * - The Product Owner, asked for a new product ("Weather bot with notifications"), creates a
- *   project named after it, then starts its engineering (the person confirms); asked to deploy,
+ *   project named after it, then starts its engineering (the person confirms); asked for something
+ *   the factory cannot build (a mobile or desktop app), it declines with what its prompt says the
+ *   factory can build, and creates nothing; asked to deploy,
  *   roll back or take a project offline, it calls that tool; anything else gets a short answer.
  * - The summariser merges the turns it is given into a line per message.
  *
@@ -46,6 +48,13 @@ function toolCall(name: string, args: Record<string, unknown>): Reply {
   return { toolCalls: [{ name, arguments: name === "respond" && typeof args.text === "string" ? { ...args, text: labelled(args.text) } : args }] };
 }
 
+/** The kinds the system prompt says the factory builds ("What the factory can build:" and its "- " lines). */
+function buildableFrom(request: ChatRequest): string {
+  const lines = messageText(request.messages.find((message) => message.role === "system")).split("\n");
+  const start = lines.indexOf("What the factory can build:");
+  return start < 0 ? "(the prompt does not say)" : lines.slice(start + 1).filter((line, i, all) => line.startsWith("- ") && all.slice(0, i).every((before) => before.startsWith("- "))).join("\n");
+}
+
 /** Asked for something live ("build me…", "…and deploy it"), the build is confirmed with its deploy. */
 const wantsItLive = (request: ChatRequest) => /\b(build me|deploy|live|online|host)\b/i.test(lastUser(request));
 
@@ -80,6 +89,8 @@ export function productOwnerReply(request: ChatRequest): Reply {
   const build = /^build\s+([a-z][a-z0-9-]{2,39})$/i.exec(text)?.[1];
   if (build && offered.has("start_engineering")) return toolCall("start_engineering", { project: build });
   if (/^(hi|hello|hey)\b/i.test(text) || text.length < 12) return toolCall("respond", { text: "Hello! Describe the product you want (for example “Weather bot with notifications”) and I will build and deploy it." });
+  const unbuildable = /\b(mobile|iphone|ios|android|desktop|windows|macos)\s+(app|application|program|game)\b|\bbrowser extension\b/i.exec(text)?.[0];
+  if (unbuildable) return toolCall("respond", { text: `I can't build "${unbuildable}" here. What I can build:\n${buildableFrom(request)}` });
   if (offered.has("create_project")) return toolCall("create_project", { name: slugOf(text), description: text });
   return toolCall("respond", { text: "I can build products and deploy them: describe what you want." });
 }

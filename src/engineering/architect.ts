@@ -1,12 +1,13 @@
 /**
  * The Architect: one model call that turns a project's description into its spec (src/shared/spec.ts).
  * The reply must be a JSON object the spec schema accepts; one that is not is shown its errors and
- * asked once more, and a second bad reply is an error that says what was wrong.
+ * asked once more, and a second bad reply is an error that says what was wrong. A description none of
+ * the templates can make (a mobile app, a desktop program) is declined instead: {"decline": "why"}.
  */
 import type OpenAI from "openai";
 import { z } from "zod";
 import { ProjectSpec } from "../shared/spec.ts";
-import { PROJECT_TEMPLATES } from "../shared/templates.ts";
+import { buildableKinds, PROJECT_TEMPLATES } from "../shared/templates.ts";
 import type { AgentConfig } from "../models/llm.ts";
 
 export class SpecRejected extends Error {
@@ -16,6 +17,17 @@ export class SpecRejected extends Error {
     this.usage = usage;
   }
 }
+
+/** The Architect's answer to a description the factory cannot build. */
+export class Declined extends Error {
+  readonly usage: ArchitectResult["usage"];
+  constructor(why: string, usage: ArchitectResult["usage"]) {
+    super(`The factory cannot build this: ${why.replace(/[.\s]+$/, "")}. It builds:\n${buildableKinds()}`);
+    this.usage = usage;
+  }
+}
+
+const Decline = z.strictObject({ decline: z.string().trim().min(1).max(1000) });
 
 export interface ArchitectInput {
   name: string;
@@ -45,14 +57,16 @@ values), "bot" (a Telegram bot token from the platform's pool). Leave testComman
 template's. Write acceptance checks from the person's own words: for each thing they asked the service to
 do, one request and what its answer must be (status; text the body contains, or a value at a JSON
 Pointer). They run against every new release before it gets traffic and again once it is live, so use
-requests that change nothing (GET), and never a value the person did not state.`;
+requests that change nothing (GET), and never a value the person did not state.
+If the description asks for something none of the templates can make (a mobile app, a desktop program,
+a browser extension…), answer {"decline": "<one sentence for the person: what they asked for that cannot be built here>"} instead.`;
 
 function issuesOf(error: z.ZodError): string {
   return error.issues.map((issue) => `${issue.path.join(".") || "(root)"}: ${issue.message}`).join("; ");
 }
 
-/** Reads a reply as a spec: the error says why not, in words the model (and a person) can act on. */
-export function readSpec(reply: string): { ok: true; spec: ProjectSpec } | { ok: false; error: string } {
+/** Reads a reply as a spec (or a decline): the error says why not, in words the model (and a person) can act on. */
+export function readSpec(reply: string): { ok: true; spec: ProjectSpec } | { ok: true; decline: string } | { ok: false; error: string } {
   let value: unknown;
   try {
     // Some models wrap JSON in a fence even when told not to.
@@ -60,6 +74,8 @@ export function readSpec(reply: string): { ok: true; spec: ProjectSpec } | { ok:
   } catch (error) {
     return { ok: false, error: `the reply is not JSON (${error instanceof Error ? error.message : String(error)})` };
   }
+  const declined = Decline.safeParse(value);
+  if (declined.success) return { ok: true, decline: declined.data.decline };
   const parsed = ProjectSpec.safeParse(value);
   return parsed.success ? { ok: true, spec: parsed.data } : { ok: false, error: `the reply does not match the spec schema: ${issuesOf(parsed.error)}` };
 }
@@ -82,6 +98,7 @@ export async function draftSpec(client: OpenAI, config: AgentConfig, project: Ar
     usage.completionTokens += completion.usage?.completion_tokens ?? 0;
     const reply = completion.choices[0]?.message.content ?? "";
     const read = readSpec(reply);
+    if (read.ok && "decline" in read) throw new Declined(read.decline, usage);
     if (read.ok) return { spec: read.spec, attempts: attempt, usage };
     lastError = read.error;
     messages.push({ role: "assistant", content: reply }, { role: "user", content: `That reply was rejected: ${read.error}. Answer again with only the corrected JSON object.` });

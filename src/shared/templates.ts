@@ -19,3 +19,10 @@ export type TemplateName = z.infer<typeof TemplateName>;
 
 /** The values a template's `{{name}}` placeholders take. */
 export const TemplateValues = z.record(z.string().regex(/^[a-z_]{1,40}$/), z.string().max(4000));
+
+/** What the factory can build, one line per kind, for the Product Owner's and the Architect's prompts and for a refusal. */
+export function buildableKinds(): string {
+  return Object.entries(PROJECT_TEMPLATES)
+    .map(([name, template]) => `- ${name}: ${template.description}`)
+    .join("\n");
+}

@@ -105,7 +105,16 @@ type JunitProblem = string | { "@_message"?: string; "#text"?: string };
 export function parseJunit(xml: string): Counted | null {
   let document: Record<string, unknown>;
   try {
-    document = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: "@_", htmlEntities: true, isArray: (name) => ["testsuite", "testcase", "failure", "error"].includes(name) }).parse(xml) as Record<string, unknown>;
+    // Names exactly as the runner wrote them: no trimming, and "123" or "true" stay text.
+    document = new XMLParser({
+      ignoreAttributes: false,
+      attributeNamePrefix: "@_",
+      htmlEntities: true,
+      trimValues: false,
+      parseTagValue: false,
+      parseAttributeValue: false,
+      isArray: (name) => ["testsuite", "testcase", "failure", "error"].includes(name),
+    }).parse(xml) as Record<string, unknown>;
   } catch {
     return null;
   }
@@ -124,7 +133,7 @@ export function parseJunit(xml: string): Counted | null {
   let errors = 0;
   let skipped = 0;
   for (const testcase of cases) {
-    const test = [testcase["@_classname"], testcase["@_name"]].filter(Boolean).join("::");
+    const test = [testcase["@_classname"], testcase["@_name"]].filter((part) => part !== undefined && part !== "").join("::");
     const problems = [
       ...asArray(testcase.failure).map((problem) => ({ kind: "failure" as const, problem })),
       ...asArray(testcase.error).map((problem) => ({ kind: "error" as const, problem })),
@@ -156,7 +165,8 @@ export function parsePytestSummary(output: string): Counted | null {
   const errors = count("errors?");
   const skipped = count("skipped");
   const failures: TestFailure[] = [];
-  for (const match of output.matchAll(/^(FAILED|ERROR) (\S+)(?: - (.*))?$/gm)) {
+  // The id runs to " - " and the message, or to the end of the line: a parametrized id may hold spaces.
+  for (const match of output.matchAll(/^(FAILED|ERROR) (.+?)(?: - (.*))?$/gm)) {
     failures.push({ test: match[2] ?? "", kind: match[1] === "FAILED" ? "failure" : "error", message: (match[3] ?? "").slice(0, MESSAGE_CHARS), trace: "" });
   }
   return { source: "pytest", total: passed + failed + errors + skipped, failed, errors, skipped, failures: failures.slice(0, MAX_FAILURES) };

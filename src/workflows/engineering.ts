@@ -18,7 +18,7 @@ import { codingAgent } from "../engineering/coding-agents/index.ts";
 import { withDb } from "../db/client.ts";
 import { projects } from "../db/schema.ts";
 import { ingestRepositoryDocs, ingestTaskLog } from "../rag/sources.ts";
-import { draftSpec, SpecRejected } from "../engineering/architect.ts";
+import { Declined, draftSpec, SpecRejected } from "../engineering/architect.ts";
 import { commitExists, ensureRepository, fastForward, installationAccess, Repository } from "../projects/github.ts";
 import { agentConfig, modelEndpoint, modelErrorMessage, modelRelayUrl, openaiClient, recordUsage } from "../models/llm.ts";
 import { settings as workerSettings } from "../lib/settings.ts";
@@ -120,7 +120,7 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
           await db.update(projects).set({ spec: result.spec, updatedAt: new Date() }).where(eq(projects.id, project.id));
           return { spec: result.spec, reused: false, attempts: result.attempts };
         } catch (error) {
-          if (error instanceof SpecRejected) {
+          if (error instanceof SpecRejected || error instanceof Declined) {
             await usage(error.usage);
             throw new NonRetryableError(error.message);
           }

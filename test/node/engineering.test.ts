@@ -382,6 +382,17 @@ describe("the engineering pipeline", () => {
     expect(repos.every((request) => !request.path.includes("unspecified"))).toBe(true);
   });
 
+  it("declines a description no template can make: the task fails saying what the factory builds, and no repository is made", { timeout: 120_000 }, async () => {
+    load({ turns: [architect(JSON.stringify({ decline: "a mobile app runs on phones, not on a server." }), "decline")] });
+    const project = await newProject("phoneapp");
+    const taskId = await start(project.id, project.key);
+    const { last } = await finished(taskId);
+    expect(last.type).toBe("task.failed");
+    expect(last.message).toContain("The factory cannot build this: a mobile app runs on phones, not on a server. It builds:\n- python-http: a small HTTP service in Python");
+    expect(github.requests.filter((request) => request.method === "POST" && JSON.stringify(request).includes("phoneapp"))).toEqual([]);
+    expect(model.remaining()).toEqual([]);
+  });
+
   it("keeps the factory's keys out of a Developer told to print them, and its credentials end with its job", { timeout: 240_000 }, async () => {
     // A task that steers the agent to print everything it holds, as text it read could; and tests that try /proc/1/environ.
     // Fails the round (and so the task) if the tests can see the token, in their environment or PID 1's.

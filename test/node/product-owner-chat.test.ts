@@ -156,6 +156,25 @@ describe("a conversation", () => {
   });
 });
 
+describe("what the factory builds", () => {
+  it("declines a product it cannot build, saying what it can build from its own prompt, and creates nothing", async () => {
+    script([]);
+    const mark = model.requests.length;
+    // By name: other cases of this file create projects of their own meanwhile.
+    const named = async () => (await stack.api<{ projects: { name: string }[] }>("/api/projects?limit=200")).body.projects.filter((project) => /iphone|steps/.test(project.name));
+    await send(9011, "Build me an iPhone app that counts my steps");
+    const declined = await replyMatching(9011, /can't build/);
+    expect(declined.text).toContain('can\'t build "iPhone app" here');
+    expect(declined.text).toContain("- python-http: a small HTTP service in Python");
+    // The Product Owner was told what the factory builds, and called nothing that creates.
+    const asked = model.requests.slice(mark).filter((r) => r.answeredBy === "side:product owner");
+    expect(asked.length).toBeGreaterThan(0);
+    expect(JSON.stringify(asked[0]?.body)).toContain("What the factory can build:");
+    expect(asked.flatMap((r) => (r.body as ChatRequest).messages).some((m) => m.tool_calls?.some((c) => c.function.name === "create_project"))).toBe(false);
+    expect(await named()).toEqual([]);
+  });
+});
+
 describe("human escalation", () => {
   it("stops after its rounds run out, says so, and records that a person must decide", async () => {
     script([

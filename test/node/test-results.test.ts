@@ -44,6 +44,22 @@ describe("test results", () => {
     expect(unittest.failures[1]?.message).toContain("integer division expected");
   });
 
+  it("names each failing test exactly as its runner did: spaces, quotes, brackets, unicode, entities, leading and trailing spaces", () => {
+    const names = ['adds  two numbers', ' leading and trailing ', 'says "hi" & <bye>', "test_x[a b-c]", "prüft Übergrößen ✓ 日本", "123", "a > b > c"];
+    const escape = (text: string) => text.replaceAll("&", "&amp;").replaceAll('"', "&quot;").replaceAll("<", "&lt;").replaceAll(">", "&gt;");
+    const xml = `<?xml version="1.0" encoding="utf-8"?>\n<testsuites><testsuite name="s" tests="${names.length}">${names
+      .map((name) => `\n  <testcase classname="suite file.ts" name="${escape(name)}">\n    <failure message="no">trace</failure>\n  </testcase>`)
+      .join("")}\n</testsuite></testsuites>`;
+    const junit = parseTestRun({ exitCode: 1, junitXml: xml, output: "" });
+    expect(junit.failures.map((f) => f.test)).toEqual(names.map((name) => `suite file.ts::${name}`));
+    // pytest's short summary: a parametrized id with spaces, with and without a message.
+    const plain = "FAILED tests/test_a.py::test_x[a b-c] - AssertionError: no\nERROR tests/test_a.py::test_y[ü ö]\n===== 1 failed, 1 error in 0.10s =====\n";
+    expect(parseTestRun({ exitCode: 1, output: plain }).failures.map((f) => [f.test, f.message])).toEqual([
+      ["tests/test_a.py::test_x[a b-c]", "AssertionError: no"],
+      ["tests/test_a.py::test_y[ü ö]", ""],
+    ]);
+  });
+
   it("reports a crash before any test ran as an error, and no tests at all as not passing", () => {
     const crash = parseTestRun({ exitCode: 4, output: fixture("pytest-crash-output.txt") });
     expect(crash).toMatchObject({ passed: false, total: 0, errors: 1 });
