@@ -15,6 +15,7 @@
  */
 import type { ChatRequest, Scenario } from "./model-server.ts";
 import { messageText } from "./model-server.ts";
+import { z } from "zod";
 import { productOwnerSide, SCRIPTED_LABEL } from "./po-scenario.ts";
 
 function projectOf(request: ChatRequest): { name: string; description: string } {
@@ -32,9 +33,25 @@ export function namedRoute(description: string): { path: string; says: string } 
   return { path, says: says.trim() };
 }
 
+/** The static site a description asks for: 'a static site that shows "Welcome aboard"' → its headline. */
+export function namedSite(description: string): { headline: string } | null {
+  if (!/\b(static (web ?)?site|landing page|web ?page|home ?page)\b/i.test(description)) return null;
+  const headline = /\bshows? "([^"]+)"/i.exec(description)?.[1] ?? /\bshows? ([^.,"]+)/i.exec(description)?.[1]?.trim();
+  return { headline: headline || "Welcome" };
+}
+
 function spec(request: ChatRequest) {
   const { name, description } = projectOf(request);
   const summary = (description || `The ${name} service`).split("\n")[0]?.slice(0, 300) ?? name;
+  const site = namedSite(description);
+  if (site) {
+    return {
+      summary,
+      template: "static-site",
+      modules: [{ name: "page", purpose: `shows the headline ${JSON.stringify(site.headline)}` }],
+      acceptance: [{ name: `the page shows ${site.headline}`, method: "GET", path: "/", expect: { status: 200, bodyContains: site.headline } }],
+    };
+  }
   const route = namedRoute(description);
   return {
     summary,
@@ -85,6 +102,22 @@ const ROUTE_TEST = (route: RouteToAdd) => `def test_${route.handler}(get):
     assert body == ${route.body}
 `;
 
+/** The headline a static site's TASK.md asks for (the scripted Architect's module line), if it is one. */
+function headlineFrom(request: ChatRequest): string | null {
+  const brief = briefLines(request);
+  if (!brief.some((line) => line.startsWith("Template: static-site"))) return null;
+  const listed = brief.map((line) => /^- page: shows the headline (".*")$/.exec(line)?.[1]).find(Boolean);
+  return listed ? z.string().parse(JSON.parse(listed)) : "Welcome";
+}
+
+/** The agent's edit to the static-site template's page, and the test it writes for it. */
+const SITE_EDIT = (headline: string) => ({ oldString: "  <main>\n", newString: `  <main>\n    <h2 id="headline">${headline.replaceAll("&", "&amp;").replaceAll("<", "&lt;")}</h2>\n` });
+const SITE_TEST = (headline: string) => `def test_headline(get):
+    status, _, body = get("/")
+    assert status == 200
+    assert ${JSON.stringify(headline.replaceAll("&", "&amp;").replaceAll("<", "&lt;"))} in body
+`;
+
 /** TASK.md as the agent read it (its tools' output may number the lines). */
 function briefLines(request: ChatRequest): string[] {
   return request.messages
@@ -117,11 +150,27 @@ export function demoScenario(): Scenario {
       { name: "architect", match: { tools: false, anyMessage: "You are the Architect" }, reply: (request) => ({ content: JSON.stringify(spec(request)) }) },
       { name: "env-analyzer", match: { tools: false, anyMessage: "You are the EnvAnalyzer" }, reply: (request) => ({ content: JSON.stringify(classifyByName(request)) }) },
       { name: "title", match: { tools: false }, reply: { content: `${SCRIPTED_LABEL} Build the service` } },
-      { name: "agent: done", match: { tools: true, lastRole: "tool", lastMessage: /Wrote file successfully/i }, reply: (request) => ({ content: `${SCRIPTED_LABEL} Added GET ${routeFrom(request).path} with its test.` }) },
+      {
+        name: "agent: done",
+        match: { tools: true, lastRole: "tool", lastMessage: /Wrote file successfully/i },
+        reply: (request) => ({ content: `${SCRIPTED_LABEL} ${headlineFrom(request) !== null ? "Added the headline to the page" : `Added GET ${routeFrom(request).path}`} with its test.` }),
+      },
       {
         name: "agent: edit and write",
         match: { tools: ["edit", "write"], lastRole: "tool" },
         reply: (request) => {
+          const headline = headlineFrom(request);
+          // The page first, as a model reads a file before it edits it (opencode refuses an edit of a file it has not read).
+          const pageRead = request.messages.some((message) => message.role === "tool" && messageText(message).includes("<main>"));
+          if (headline !== null && !pageRead) return { toolCalls: [{ name: "read", arguments: { filePath: "/work/repo/site/index.html" } }] };
+          if (headline !== null) {
+            return {
+              toolCalls: [
+                { name: "edit", arguments: { filePath: "/work/repo/site/index.html", ...SITE_EDIT(headline) } },
+                { name: "write", arguments: { filePath: "/work/repo/tests/test_headline.py", content: SITE_TEST(headline) } },
+              ],
+            };
+          }
           const route = routeFrom(request);
           return {
             toolCalls: [

@@ -3,6 +3,7 @@
  * spec on the scaffolded template; later rounds carry the parsed test failures of the round before.
  */
 import type { EngineeringSettings, ProjectSpec } from "../shared/spec.ts";
+import { PROJECT_TEMPLATES } from "../shared/templates.ts";
 import type { TestResults } from "../shared/test-results.ts";
 
 export interface BriefInput {
@@ -35,9 +36,9 @@ export function taskBrief(input: BriefInput): string {
       ]),
     );
   } else {
-    lines.push("Build the service below on the code already in this repository (it was scaffolded from a template). Add tests for what you build.", "");
+    lines.push(`Build the ${spec.template === "static-site" ? "site" : "service"} below on the code already in this repository (it was scaffolded from a template). Add tests for what you build.`, "");
   }
-  lines.push("# The spec", "", spec.summary, "");
+  lines.push("# The spec", "", spec.summary, "", `Template: ${spec.template} (${PROJECT_TEMPLATES[spec.template].description})`, "");
   if (input.project.description) lines.push("Description given by the person:", "", input.project.description, "");
   lines.push("## Modules", "", ...spec.modules.map((module) => `- ${module.name}: ${module.purpose}`), "");
   if (spec.routes.length) lines.push("## Routes", "", ...spec.routes.map((route) => `- ${route.method} ${route.path}: ${route.purpose}`), "");

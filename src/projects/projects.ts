@@ -132,7 +132,7 @@ function withoutNulls(value: Record<string, unknown>): Record<string, unknown> {
  * repository (the Architect's) only by an admin. A refusal changes nothing.
  */
 export async function updateProject(db: Db, principal: Principal, id: string, body: UpdateProject): Promise<ProjectRow> {
-  const { testCommand, coverageThreshold, maxIterations, agentTimeoutSeconds, testTimeoutSeconds, decisionTimeoutSeconds, config: given, repositoryUrl, ...fields } = body;
+  const { testCommand, coverageThreshold, maxIterations, agentTimeoutSeconds, testTimeoutSeconds, decisionTimeoutSeconds, config: given, repositoryUrl, acceptance, ...fields } = body;
   // A project's status is the pipelines' to set; an admin may repair it by hand.
   if (fields.status !== undefined && !principal.isAdmin) {
     throw new AppError("forbidden", "A project's status is set by its pipelines (engineering, deploy); only an admin can change it by hand");
@@ -156,6 +156,8 @@ export async function updateProject(db: Db, principal: Principal, id: string, bo
     .update(projects)
     .set({
       ...fields,
+      // The checks replace the spec's (the spec given in the same request, or the stored one).
+      ...(acceptance !== undefined ? { spec: fields.spec ? { ...fields.spec, acceptance } : sql`jsonb_set(coalesce(${projects.spec}, '{}'::jsonb), '{acceptance}', ${JSON.stringify(acceptance)}::jsonb)` } : {}),
       ...(repositoryUrl !== undefined ? { repositoryUrl } : {}),
       config: mergedConfig(config, engineering),
       managed: mergedJson(projects.managed, managedPatch),

@@ -5,7 +5,7 @@
  */
 import { z } from "zod";
 import { JobType } from "./jobs.ts";
-import { EngineeringOverrides, EnvKind } from "./spec.ts";
+import { AcceptanceCheck, EngineeringOverrides, EnvKind, MAX_ACCEPTANCE_CHECKS } from "./spec.ts";
 import { Traceparent } from "./trace.ts";
 
 export const TASK_TYPES = ["engineering", "deploy", "provision", "maintenance"] as const;
@@ -104,10 +104,20 @@ const ConfigInput = z.record(z.string(), z.unknown()).describe(
   `The owner's settings (${Object.keys(ProjectConfig.shape).join(", ")}), merged into what is there; an admin's too (${ADMIN_SETTINGS.join(", ")}: 403 for anyone else). ${FACTORY_SETTINGS.join(", ")} are the pipelines' own: 403.`,
 );
 
+/** A project's acceptance checks as a request gives them (the spec's `acceptance`). */
+const AcceptanceChecks = z.array(AcceptanceCheck).max(MAX_ACCEPTANCE_CHECKS);
+
+/** A spec given by hand: free-form, but its acceptance checks (what every deploy runs) must be checks. */
+const SpecInput = JsonObject.superRefine((spec, ctx) => {
+  if (spec.acceptance === undefined) return;
+  const checks = AcceptanceChecks.safeParse(spec.acceptance);
+  for (const issue of checks.error?.issues ?? []) ctx.addIssue({ code: "custom", message: issue.message, path: ["acceptance", ...issue.path] });
+});
+
 export const CreateProject = z.strictObject({
   name: ProjectName,
   description: z.string().max(10_000).optional(),
-  spec: JsonObject.optional(),
+  spec: SpecInput.optional(),
   config: ConfigInput.optional(),
   /** Admins may create a project on behalf of a user. */
   ownerId: z.string().min(1).optional(),
@@ -118,7 +128,9 @@ export const UpdateProject = z
   .strictObject({
     description: z.string().max(10_000).optional(),
     status: ProjectStatus.optional(),
-    spec: JsonObject.nullable().optional(),
+    spec: SpecInput.nullable().optional(),
+    /** The spec's acceptance checks, replaced (the rest of the spec stays): what every deploy checks the live app answers. */
+    acceptance: AcceptanceChecks.optional(),
     /** Set by the Architect; an admin may link another repository of the App's organisation (403 for anyone else). */
     repositoryUrl: z.url({ protocol: /^https?$/ }).nullable().optional(),
     config: ConfigInput.optional(),

@@ -55,7 +55,13 @@ export const AcceptanceCheck = z.strictObject({
     /** Text the body must contain. */
     bodyContains: z.string().min(1).max(1000).optional(),
     /** A value in the JSON body, by JSON Pointer (RFC 6901: "/message", "/items/0/name"), and what it must equal. */
-    json: z.strictObject({ pointer: z.string().regex(/^(\/[^/]*)*$/, "must be a JSON Pointer: empty, or /-separated keys").max(200), equals: z.json() }).optional(),
+    // Any JSON value; spelled out rather than z.json(), whose recursion the OpenAPI document cannot show.
+    json: z
+      .strictObject({
+        pointer: z.string().regex(/^(\/[^/]*)*$/, "must be a JSON Pointer: empty, or /-separated keys").max(200),
+        equals: z.union([z.string(), z.number(), z.boolean(), z.null(), z.array(z.unknown()), z.record(z.string(), z.unknown())]),
+      })
+      .optional(),
   }),
 });
 export type AcceptanceCheck = z.infer<typeof AcceptanceCheck>;

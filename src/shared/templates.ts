@@ -12,6 +12,12 @@ export const PROJECT_TEMPLATES = {
     coverageCommand: "python3 -m pytest -q --junitxml=.orchestrator/junit.xml --cov=app --cov-report=term",
     junitPath: ".orchestrator/junit.xml",
   },
+  "static-site": {
+    description: "a static web site (HTML, CSS, JavaScript in site/) served with the right caching headers, its pages checked with pytest",
+    testCommand: "python3 -m pytest -q --junitxml=.orchestrator/junit.xml",
+    coverageCommand: "python3 -m pytest -q --junitxml=.orchestrator/junit.xml --cov=app --cov-report=term",
+    junitPath: ".orchestrator/junit.xml",
+  },
 } as const;
 
 export const TemplateName = z.enum(Object.keys(PROJECT_TEMPLATES) as [keyof typeof PROJECT_TEMPLATES, ...(keyof typeof PROJECT_TEMPLATES)[]]);

@@ -124,16 +124,16 @@ const commits = async (name: string) => Number((await run("git", ["--git-dir", g
 const head = async (name: string) => (await run("git", ["--git-dir", github().repoPath(name), "rev-parse", "main"])).stdout.trim();
 
 /** One GET through Caddy with the project's Host header, as a browser sends it for http://<project>.localhost:<port>. */
-function visit(name: string, path: string): Promise<{ status: number; body: string }> {
+function visit(name: string, path: string): Promise<{ status: number; body: string; headers: Record<string, string | string[] | undefined> }> {
   return new Promise((resolve) => {
     const req = request(`${factory.caddyUrl ?? ""}${path}`, { headers: { host: `${name}.localhost` }, agent: false, timeout: 5000 }, (res) => {
       let body = "";
       res.setEncoding("utf8");
       res.on("data", (chunk: string) => (body += chunk));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
     });
     req.on("timeout", () => req.destroy(new Error("timeout")));
-    req.on("error", (error) => resolve({ status: 0, body: error.message }));
+    req.on("error", (error) => resolve({ status: 0, body: error.message, headers: {} }));
     req.end();
   });
 }
@@ -275,6 +275,25 @@ const ROUTES = '    ("GET", "/healthz"): health,\n';
  * different stages share a run where one does not hide the other: the build's failure and the
  * deploy's question; the control plane's restart mid-build and the runner's mid-deploy.
  */
+describe("the project kinds", () => {
+  it("a static site: the Architect picks the kind, and one message ends in a live page with its caching headers and the headline asked for", async () => {
+    script();
+    const chatId = nextChat++;
+    const name = await ask(chatId, 'Build me a static site that shows "Welcome aboard"');
+    const live = await replyMatching(chatId, new RegExp(`🚀 ${name} is live at \\S+ \\(its acceptance check passes\\)`));
+    expect(live.text).toContain(`http://${name}.localhost:`);
+    const { body } = await factory.api<{ project: { spec: { template: string; acceptance: { name: string }[] } } }>(`/api/projects/${(await project(name)).id}`);
+    expect(body.project.spec).toMatchObject({ template: "static-site", acceptance: [{ name: "the page shows Welcome aboard" }] });
+    const page = await visit(name, "/");
+    expect(page.status, page.body).toBe(200);
+    expect(page.body).toContain('<h2 id="headline">Welcome aboard</h2>');
+    expect(page.headers).toMatchObject({ "content-type": "text/html; charset=utf-8", "cache-control": "no-cache" });
+    expect(page.headers.etag).toMatch(/^"[0-9a-f]{32}"$/);
+    expect((await visit(name, "/assets/style.css")).headers).toMatchObject({ "content-type": "text/css; charset=utf-8", "cache-control": "public, max-age=3600" });
+    expect((await visit(name, "/../app/main.py")).status).toBe(404);
+  }, 400_000);
+});
+
 describe("the same scenario with a failure injected at each stage", () => {
   let keyed = { chatId: 0, name: "" };
 

@@ -45,6 +45,29 @@ describe("what a project's owner may set", () => {
     expect(withRepo.status).toBe(400);
   });
 
+  it("replaces the spec's acceptance checks and keeps the rest of it; a check that is not one is refused and changes nothing; another owner's project is not found", async () => {
+    const { key } = await createUserWithKey();
+    const project = await projectOf(key, { spec: { summary: "a greeter", acceptance: [] } });
+    const checks = [{ name: "says hello", path: "/hello", expect: { json: { pointer: "/message", equals: "hello" } } }];
+    expect((await patch(project.id, key, { acceptance: checks })).status).toBe(200);
+    type WithSpec = Project & { spec: Record<string, unknown> };
+    const shownSpec = async () => ((await (await call(`/api/projects/${project.id}`, { key })).json<{ project: WithSpec }>()).project.spec);
+    expect(await shownSpec()).toEqual({ summary: "a greeter", acceptance: [{ ...checks[0], method: "GET", expect: { status: 200, json: { pointer: "/message", equals: "hello" } } }] });
+    for (const bad of [
+      { acceptance: [{ name: "no path", expect: {} }] },
+      { acceptance: [{ name: "elsewhere", path: "http://other.test/", expect: {} }] },
+      { spec: { summary: "x", acceptance: [{ name: "x", path: "/", expect: { json: { pointer: "message", equals: 1 } } }] } },
+    ]) {
+      const res = await patch(project.id, key, bad);
+      expect(res.status, JSON.stringify(bad)).toBe(400);
+      expect((await res.json<ErrorJson>()).error.message).toContain("acceptance");
+    }
+    expect((await shownSpec()).acceptance).toHaveLength(1);
+    const stranger = await createUserWithKey();
+    expect((await patch(project.id, stranger.key, { acceptance: [] })).status).toBe(404);
+    expect((await shownSpec()).acceptance).toHaveLength(1);
+  });
+
   it("merges the owner's settings into what is there, and null takes one back", async () => {
     const { key } = await createUserWithKey();
     const project = await projectOf(key, { config: { healthPath: "/status" } });
