@@ -4,6 +4,7 @@
  */
 import { DeployAfterBuild, DeployNotification } from "../shared/deploys.ts";
 import type { TaskEvent } from "../shared/events.ts";
+import { PROJECT_TEMPLATES, TemplateName } from "../shared/templates.ts";
 import type { Work } from "./conversation-store.ts";
 
 const WHAT: Record<string, string> = { engineering: "Building", deploy: "Deploying" };
@@ -25,9 +26,12 @@ export function outcomeText(work: Work, event: Pick<TaskEvent, "type" | "message
   }
   if (event.type === "task.completed") {
     const repository = typeof data.repository === "string" ? `\nRepository: ${data.repository}` : "";
+    // The kind the Architect chose (src/shared/templates.ts), so the person knows what was built.
+    const kind = TemplateName.safeParse(data.kind);
+    const built = kind.success ? `\nBuilt as: ${kind.data} (${PROJECT_TEMPLATES[kind.data].description})` : "";
     const deploy = DeployAfterBuild.safeParse(data.deploy);
     const next = !deploy.success ? `Say “deploy ${work.project}” to put it live.` : "taskId" in deploy.data ? "Deploying it now, as you asked." : `You asked me to deploy it, but I could not: ${deploy.data.notDeployed}.`;
-    return `✅ ${event.message}${repository}\n${next}`;
+    return `✅ ${event.message}${repository}${built}\n${next}`;
   }
   if (event.type === "task.cancelled") return `⏹ Building ${work.project} was cancelled: ${event.message}`;
   return `❌ Building ${work.project} failed${event.step ? ` at ${event.step}` : ""}: ${event.message}\nAsk me “what failed?” for details, or to start it again.`;

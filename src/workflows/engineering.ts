@@ -190,7 +190,7 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
         await this.say("completed", {
           type: "task.completed",
           message: `${project.name}: the tests pass at ${developed.sha.slice(0, 12)} after ${round} round${round === 1 ? "" : "s"} (${results.summary}); ${merged ? `${repository.defaultBranch} is there now` : `${repository.defaultBranch} has moved on meanwhile, so the work stays on ${branch}`}${deploy ? `; ${"taskId" in deploy ? `deploying it now (task ${deploy.taskId})` : `not deployed: ${deploy.notDeployed}`}` : ""}`,
-          data: { sha: developed.sha, branch, merged, defaultBranch: repository.defaultBranch, repository: repository.htmlUrl, rounds: round, tests: results, ...(deploy ? { deploy } : {}) },
+          data: { sha: developed.sha, branch, merged, defaultBranch: repository.defaultBranch, repository: repository.htmlUrl, kind: spec.template, rounds: round, tests: results, ...(deploy ? { deploy } : {}) },
         });
         return;
       }

@@ -282,6 +282,8 @@ describe("the project kinds", () => {
     const name = await ask(chatId, 'Build me a static site that shows "Welcome aboard"');
     const live = await replyMatching(chatId, new RegExp(`🚀 ${name} is live at \\S+ \\(its acceptance check passes\\)`));
     expect(live.text).toContain(`http://${name}.localhost:`);
+    // The chat said which kind was built.
+    expect((await replyMatching(chatId, new RegExp(`^✅ ${name}: the tests pass`))).text).toContain("Built as: static-site (a static web site");
     const { body } = await factory.api<{ project: { spec: { template: string; acceptance: { name: string }[] } } }>(`/api/projects/${(await project(name)).id}`);
     expect(body.project.spec).toMatchObject({ template: "static-site", acceptance: [{ name: "the page shows Welcome aboard" }] });
     const page = await visit(name, "/");
