@@ -180,6 +180,9 @@ describe("the engineering pipeline", () => {
       ],
     });
     first = await newProject("greeter");
+    // An acceptance check its owner sets before there is a spec: the Architect's spec keeps it.
+    const ownCheck = { name: "greets", method: "GET", path: "/hello", expect: { status: 200, bodyContains: "Hello" } };
+    expect((await stack.api(`/api/projects/${first.id}`, { method: "PATCH", json: { acceptance: [ownCheck] }, key: first.key })).status).toBe(200);
     const taskId = await start(first.id, first.key);
     const { events, last } = await finished(taskId);
     expect(last.type, last.message).toBe("task.completed");
@@ -223,7 +226,7 @@ describe("the engineering pipeline", () => {
 
     // The project has its spec, its repository and its new status.
     const project = await stack.api<{ project: { spec: { summary: string }; repositoryUrl: string; status: string } }>(`/api/projects/${first.id}`, { key: first.key });
-    expect(project.body.project).toMatchObject({ spec: { summary: SPEC.summary }, repositoryUrl: `${github.url}/${github.org}/greeter`, status: "ready" });
+    expect(project.body.project).toMatchObject({ spec: { summary: SPEC.summary, acceptance: [ownCheck] }, repositoryUrl: `${github.url}/${github.org}/greeter`, status: "ready" });
     // The key went to the model and the agent, as the bearer of their requests.
     expect(model.requests.every((request) => request.apiKey === MODEL_KEY)).toBe(true);
   });
