@@ -8,7 +8,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -41,6 +41,8 @@ afterAll(async () => {
   daemon?.child.kill("SIGTERM");
   await daemon?.exited;
   await otlp?.stop();
+  // The bundle and the runner's state (~4 MB a run).
+  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 async function events(taskId: string) {
