@@ -111,11 +111,12 @@ function headlineFrom(request: ChatRequest): string | null {
 }
 
 /** The agent's edit to the static-site template's page, and the test it writes for it. */
-const SITE_EDIT = (headline: string) => ({ oldString: "  <main>\n", newString: `  <main>\n    <h2 id="headline">${headline.replaceAll("&", "&amp;").replaceAll("<", "&lt;")}</h2>\n` });
+const asHtml = (text: string) => text.replaceAll("&", "&amp;").replaceAll("<", "&lt;");
+const SITE_EDIT = (headline: string) => ({ oldString: "  <main>\n", newString: `  <main>\n    <h2 id="headline">${asHtml(headline)}</h2>\n` });
 const SITE_TEST = (headline: string) => `def test_headline(get):
     status, _, body = get("/")
     assert status == 200
-    assert ${JSON.stringify(headline.replaceAll("&", "&amp;").replaceAll("<", "&lt;"))} in body
+    assert ${JSON.stringify(asHtml(headline))} in body
 `;
 
 /** TASK.md as the agent read it (its tools' output may number the lines). */

@@ -52,7 +52,10 @@ function toolCall(name: string, args: Record<string, unknown>): Reply {
 function buildableFrom(request: ChatRequest): string {
   const lines = messageText(request.messages.find((message) => message.role === "system")).split("\n");
   const start = lines.indexOf("What the factory can build:");
-  return start < 0 ? "(the prompt does not say)" : lines.slice(start + 1).filter((line, i, all) => line.startsWith("- ") && all.slice(0, i).every((before) => before.startsWith("- "))).join("\n");
+  if (start < 0) return "(the prompt does not say)";
+  const listed = lines.slice(start + 1);
+  const end = listed.findIndex((line) => !line.startsWith("- "));
+  return listed.slice(0, end < 0 ? undefined : end).join("\n");
 }
 
 /** Asked for something live ("build me…", "…and deploy it"), the build is confirmed with its deploy. */
@@ -83,7 +86,7 @@ export function productOwnerReply(request: ChatRequest): Reply {
   const named = /\b(?:deploy|roll ?back|undeploy|offline)\s+([a-z][a-z0-9-]{2,39})\b/i.exec(text)?.[1];
   if (ACTION_WORDS.test(text) && named) {
     if (/roll ?back/i.test(text) && offered.has("rollback_project")) return toolCall("rollback_project", { project: named });
-    if (/(undeploy|offline)/i.test(text) && offered.has("undeploy_project")) return toolCall("undeploy_project", { project: named });
+    if (/(undeploy|offline)/i.test(text) && offered.has("undeploy_project")) return toolCall("undeploy_project", { project: named, ...(/\bdelete (its|the) data\b/i.test(text) ? { deleteData: true } : {}) });
     if (offered.has("deploy_project")) return toolCall("deploy_project", { project: named });
   }
   const build = /^build\s+([a-z][a-z0-9-]{2,39})$/i.exec(text)?.[1];

@@ -36,7 +36,7 @@ export function taskBrief(input: BriefInput): string {
       ]),
     );
   } else {
-    lines.push(`Build the ${spec.template === "static-site" ? "site" : "service"} below on the code already in this repository (it was scaffolded from a template). Add tests for what you build.`, "");
+    lines.push("Build what the spec below describes on the code already in this repository (it was scaffolded from the template it names). Add tests for what you build.", "");
   }
   lines.push("# The spec", "", spec.summary, "", `Template: ${spec.template} (${PROJECT_TEMPLATES[spec.template].description})`, "");
   if (input.project.description) lines.push("Description given by the person:", "", input.project.description, "");

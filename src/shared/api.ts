@@ -5,7 +5,7 @@
  */
 import { z } from "zod";
 import { JobType } from "./jobs.ts";
-import { AcceptanceCheck, EngineeringOverrides, EnvKind, MAX_ACCEPTANCE_CHECKS } from "./spec.ts";
+import { AcceptanceChecks, EngineeringOverrides, EnvKind } from "./spec.ts";
 import { Traceparent } from "./trace.ts";
 
 export const TASK_TYPES = ["engineering", "deploy", "provision", "maintenance"] as const;
@@ -103,9 +103,6 @@ export type ProjectManaged = z.infer<typeof ProjectManaged>;
 const ConfigInput = z.record(z.string(), z.unknown()).describe(
   `The owner's settings (${Object.keys(ProjectConfig.shape).join(", ")}), merged into what is there; an admin's too (${ADMIN_SETTINGS.join(", ")}: 403 for anyone else). ${FACTORY_SETTINGS.join(", ")} are the pipelines' own: 403.`,
 );
-
-/** A project's acceptance checks as a request gives them (the spec's `acceptance`). */
-const AcceptanceChecks = z.array(AcceptanceCheck).max(MAX_ACCEPTANCE_CHECKS);
 
 /** A spec given by hand: free-form, but its acceptance checks (what every deploy runs) must be checks. */
 const SpecInput = JsonObject.superRefine((spec, ctx) => {

@@ -7,7 +7,7 @@ import { z } from "zod";
 import type { JobType } from "./jobs.ts";
 import { MAX_SECRET_VALUE_CHARS } from "./limits.ts";
 import { EnvName, PLAYBOOKS, PlaybookName, ProvisionVars } from "./playbooks.ts";
-import { AcceptanceCheck, MAX_ACCEPTANCE_CHECKS } from "./spec.ts";
+import { AcceptanceChecks } from "./spec.ts";
 import { TemplateName, TemplateValues } from "./templates.ts";
 
 const MAX_TIMEOUT_SECONDS = 6 * 3600;
@@ -123,7 +123,7 @@ export const AcceptanceCheckPayload = z.strictObject({
   domain: Domain,
   /** Check a release directly on 127.0.0.1:<port>, before it gets any traffic. Must be one of the runner's release ports. */
   upstreamPort: z.number().int().min(1).max(65_535).optional(),
-  checks: z.array(AcceptanceCheck).min(1).max(MAX_ACCEPTANCE_CHECKS),
+  checks: AcceptanceChecks.min(1),
   timeoutSeconds: timeout(120),
 });
 

@@ -66,6 +66,9 @@ export const AcceptanceCheck = z.strictObject({
 });
 export type AcceptanceCheck = z.infer<typeof AcceptanceCheck>;
 
+/** A project's acceptance checks (the spec's `acceptance`, an owner's PATCH, a job's checks). */
+export const AcceptanceChecks = z.array(AcceptanceCheck).max(MAX_ACCEPTANCE_CHECKS);
+
 export const ProjectSpec = z.strictObject({
   summary: Text,
   template: TemplateName.default("python-http"),
@@ -78,7 +81,7 @@ export const ProjectSpec = z.strictObject({
   routes: z.array(z.strictObject({ method: z.enum(["GET", "POST", "PUT", "PATCH", "DELETE"]), path: z.string().startsWith("/").max(200), purpose: Text })).max(50).default([]),
   env: z.array(z.strictObject({ name: EnvName, kind: EnvKind, description: Text })).max(50).default([]),
   /** What the live app must answer (run at every deploy, before and after the route moves). */
-  acceptance: z.array(AcceptanceCheck).max(MAX_ACCEPTANCE_CHECKS).default([]),
+  acceptance: AcceptanceChecks.default([]),
   testCommand: EngineeringSettings.shape.testCommand.optional(),
   coverageThreshold: EngineeringSettings.shape.coverageThreshold.default(null),
   maxIterations: EngineeringSettings.shape.maxIterations.default(DEFAULT_MAX_ITERATIONS),

@@ -33,7 +33,7 @@ import type { JobView } from "../shared/api.ts";
 import { DEFAULT_HEALTH_PATH, type DeployNotification, EnvKind } from "../shared/deploys.ts";
 import type { DeployProjectVars } from "../shared/playbooks.ts";
 import { AcceptanceStats, type AcceptanceResult, DeployProjectStats } from "../shared/job-results.ts";
-import { AcceptanceCheck } from "../shared/spec.ts";
+import { type AcceptanceCheck, AcceptanceChecks } from "../shared/spec.ts";
 import { inputEventType, type PendingInput } from "../shared/task-input.ts";
 import { API_STEP, MODEL_STEP, PipelineFailure, PipelineRun } from "../pipeline/pipeline-run.ts";
 import { runJob } from "../pipeline/run-job.ts";
@@ -57,7 +57,7 @@ const Facts = z.object({
   /** The release serving now, if any. */
   active: z.object({ id: z.string(), release: z.string(), port: z.number().nullable() }).nullable(),
   /** The spec's acceptance checks (none before the Architect wrote a spec). */
-  acceptance: z.array(AcceptanceCheck),
+  acceptance: AcceptanceChecks,
 });
 type Facts = z.infer<typeof Facts>;
 
@@ -137,7 +137,7 @@ class DeployRun extends PipelineRun<DeployParams> {
           domain: service?.domain ?? projectDomain(project, server),
           releasePorts: status.releasePorts ?? { from: 0, to: 0 },
           active: active ? { id: active.id, release: releaseOf(active), port: active.port } : null,
-          acceptance: z.array(AcceptanceCheck).default([]).parse(project.spec?.acceptance),
+          acceptance: AcceptanceChecks.default([]).parse(project.spec?.acceptance),
         };
         return facts;
       });

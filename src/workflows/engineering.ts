@@ -23,7 +23,7 @@ import { commitExists, ensureRepository, fastForward, installationAccess, Reposi
 import { agentConfig, modelEndpoint, modelErrorMessage, modelRelayUrl, openaiClient, recordUsage } from "../models/llm.ts";
 import { settings as workerSettings } from "../lib/settings.ts";
 import { taskBrief } from "../engineering/task-brief.ts";
-import { AcceptanceCheck, EngineeringOverrides, type EngineeringSettings, engineeringSettings, ProjectSpec } from "../shared/spec.ts";
+import { AcceptanceChecks, EngineeringOverrides, type EngineeringSettings, engineeringSettings, ProjectSpec } from "../shared/spec.ts";
 import { DecisionAnswer, inputEventType, type PendingInput } from "../shared/task-input.ts";
 import type { TestResults } from "../shared/test-results.ts";
 import { AGENT_OUTPUT, collected, developPayload, developResult, type DevelopResult, scaffoldPayload, tailLines, testPayload, testResults } from "../engineering/engineering-jobs.ts";
@@ -118,8 +118,8 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
           const result = await draftSpec(openaiClient(endpoint), config, project);
           await usage(result.usage);
           // Acceptance checks the owner set before there was a spec (PATCH acceptance) are theirs: they stay, in place of the Architect's.
-          const owners = z.array(AcceptanceCheck).min(1).safeParse(row?.spec?.acceptance);
-          const spec = owners.success ? { ...result.spec, acceptance: owners.data } : result.spec;
+          const owners = AcceptanceChecks.safeParse(row?.spec?.acceptance);
+          const spec = owners.success && owners.data.length ? { ...result.spec, acceptance: owners.data } : result.spec;
           await db.update(projects).set({ spec, updatedAt: new Date() }).where(eq(projects.id, project.id));
           return { spec, reused: false, attempts: result.attempts };
         } catch (error) {

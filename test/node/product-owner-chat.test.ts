@@ -13,7 +13,7 @@ import { waitFor } from "../../scripts/lib/processes.ts";
 import { type Stack, startStack } from "../../scripts/lib/local-stack.ts";
 import { type ChatRequest, messageText, ModelServer } from "../../standins/model-server.ts";
 import { TelegramServer } from "../../standins/telegram-server.ts";
-import { from, nextMessageId, nextUpdateId, replies, replyMatching, requestsWith, script, send, sentTo, textUpdate, toolNames, usePoChat } from "../support/po-chat.ts";
+import { from, nextMessageId, nextUpdateId, press, replies, replyMatching, requestsWith, script, send, sentTo, textUpdate, toolNames, usePoChat } from "../support/po-chat.ts";
 
 const SECRET = `whsec_${randomBytes(12).toString("hex")}`;
 const MODEL_KEY = `sk-po-${randomBytes(12).toString("hex")}`;
@@ -172,6 +172,20 @@ describe("what the factory builds", () => {
     expect(JSON.stringify(asked[0]?.body)).toContain("What the factory can build:");
     expect(asked.flatMap((r) => (r.body as ChatRequest).messages).some((m) => m.tool_calls?.some((c) => c.function.name === "create_project"))).toBe(false);
     expect(await named()).toEqual([]);
+  });
+});
+
+describe("taking a project offline", () => {
+  it("asks before an undeploy, and says plainly whether the project's data goes too", async () => {
+    script([]);
+    await send(9012, "undeploy some-project");
+    const keeping = await replyMatching(9012, /Take some-project offline/);
+    expect(keeping.text).toContain("(Its data is kept.)");
+    await press(keeping, /Cancel/);
+    await send(9013, "undeploy some-project and delete its data");
+    const deleting = await replyMatching(9013, /Take some-project offline/);
+    expect(deleting.text).toContain("delete its data for good?");
+    await press(deleting, /Cancel/);
   });
 });
 

@@ -113,3 +113,32 @@ describe("/api/projects", () => {
     expect((await call("/api/projects/prj_unknown", { key })).status).toBe(404);
   });
 });
+
+describe("deleting a project's data (POST /api/projects/:id/undeploy {deleteData})", () => {
+  it("refuses another owner, a key limited to another project, a body that is not one, and a project that never had data; nothing is started", async () => {
+    const alice = await createUserWithKey("alice");
+    const project = (await (await createProject(alice.key, { name: uniqueName("data") })).json<{ project: Project }>()).project;
+    const other = (await (await createProject(alice.key, { name: uniqueName("data") })).json<{ project: Project }>()).project;
+    const issued = await call("/api/keys", { method: "POST", key: alice.key, json: { name: "ci", projectId: other.id } });
+    const limited = (await issued.json<{ key: string }>()).key;
+    const bob = await createUserWithKey("bob");
+    const undeploy = (key: string, json: unknown) => call(`/api/projects/${project.id}/undeploy`, { method: "POST", key, json });
+
+    for (const key of [bob.key, limited]) {
+      const res = await undeploy(key, { deleteData: true });
+      expect(res.status).toBe(404);
+      expect((await res.json<ErrorJson>()).error.code).toBe("not_found");
+    }
+    for (const body of [{ deleteData: "yes" }, { deleteData: true, releases: ["x"] }]) {
+      const res = await undeploy(alice.key, body);
+      expect(res.status, JSON.stringify(body)).toBe(400);
+    }
+    const never = await undeploy(alice.key, { deleteData: true });
+    expect(never.status).toBe(409);
+    expect((await never.json<ErrorJson>()).error.message).toContain("never was, so it has no data to delete");
+    // Without deleteData, the same project is simply not deployed.
+    expect((await (await undeploy(alice.key, {})).json<ErrorJson>()).error.message).toMatch(/is not deployed$/);
+    const tasks = await (await call(`/api/tasks?projectId=${project.id}`, { key: alice.key })).json<{ tasks: unknown[] }>();
+    expect(tasks.tasks).toEqual([]);
+  });
+});
