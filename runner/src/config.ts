@@ -74,6 +74,15 @@ export const RunnerConfig = z.strictObject({
       binary: z.string().default("caddy"),
     })
     .prefault({}),
+  /**
+   * The package registries jobs install from (a job names one, e.g. "npm"; runner/src/registries.ts).
+   * A company mirror replaces the public one here; the job's egress is let through to it alone.
+   */
+  registries: z
+    .strictObject({
+      npm: z.url().default("https://registry.npmjs.org/"),
+    })
+    .prefault({}),
   /** The project templates repo.scaffold renders (one directory each). */
   templatesDir: z.string().default(join(RUNNER_ROOT, "templates")),
   /** Where the runner's spans go (OTLP/HTTP, JSON): each job is a span in the trace that started it. */

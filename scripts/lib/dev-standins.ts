@@ -12,7 +12,7 @@ import { demoScenario } from "../../standins/demo-scenario.ts";
 import { GitHubServer } from "../../standins/github-server.ts";
 import { TelegramServer } from "../../standins/telegram-server.ts";
 import { ModelServer } from "../../standins/model-server.ts";
-import { egressTarget } from "../../src/engineering/engineering-jobs.ts";
+import { egressTarget } from "../../src/shared/job-payloads.ts";
 import { STANDIN_HOST } from "./engineering-stack.ts";
 
 export interface DevStandins {

@@ -9,7 +9,7 @@
 import { randomBytes } from "node:crypto";
 import { GitHubServer } from "../../standins/github-server.ts";
 import { ModelServer } from "../../standins/model-server.ts";
-import { egressTarget } from "../../src/engineering/engineering-jobs.ts";
+import { egressTarget } from "../../src/shared/job-payloads.ts";
 import type { RunnerConfigInput } from "../../runner/src/config.ts";
 import { enrolledRunner, registerServer, type TestRunner } from "./local-runner.ts";
 import { type Stack, startStack } from "./local-stack.ts";

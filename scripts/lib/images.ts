@@ -3,6 +3,9 @@
  *
  * - A Debian 12 base, from Debian's own packages (debootstrap, minbase) imported into Docker. Its tag
  *   carries a hash of the package list, so it is built once per machine.
+ * - A Node base under the official image's name (`node:22-bookworm-slim`): the Debian base with the
+ *   node binary and npm from node_modules, laid out as the official image lays them out. The Node
+ *   kinds' Dockerfiles start from it, and the coding worker takes Node from it.
  * - The coding-worker image (runner/images/coding-worker/Dockerfile) on that base, with the opencode
  *   binary from node_modules. Its tag carries a hash of everything that goes into it.
  *
@@ -11,7 +14,7 @@
  */
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -52,9 +55,60 @@ export async function ensureDebianBase(docker: Docker, packages: readonly string
   return tag;
 }
 
-/** The content hash of the worker's build context: its files and the opencode binary's size and version. */
-function workerHash(base: string): string {
-  const hash = createHash("sha256").update(base);
+/** The image the Node kinds' Dockerfiles start from (`FROM node:22-bookworm-slim`), and where the coding worker takes Node from. */
+export const NODE_BASE_TAG = "node:22-bookworm-slim";
+const NODE_BINARY = join(ROOT, "node_modules", "node", "bin", "node");
+const NPM_PACKAGE = join(ROOT, "node_modules", "npm");
+/** The label that marks a Node base made here, with the node and npm versions it holds. */
+const NODE_STAND_IN_LABEL = "orchestrator.local-stand-in";
+
+function nodeStandInVersion(): string {
+  const version = (dir: string) => (JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as { version: string }).version;
+  return `node ${version(join(ROOT, "node_modules", "node"))}, npm ${version(NPM_PACKAGE)}`;
+}
+
+/**
+ * On a machine that cannot pull, `node:22-bookworm-slim` is made from the local Debian base with the
+ * node binary (the `node` package) and npm (the `npm` package) from node_modules, where the official
+ * image has them (/usr/local/bin/node, /usr/local/lib/node_modules/npm). A real image of that name,
+ * pulled before, is kept; one made here from other versions is made again.
+ */
+export async function ensureNodeBase(docker: Docker): Promise<{ tag: string; built: boolean }> {
+  const wanted = nodeStandInVersion();
+  const existing = await docker
+    .getImage(NODE_BASE_TAG)
+    .inspect()
+    .catch(() => null);
+  const label = existing?.Config.Labels?.[NODE_STAND_IN_LABEL];
+  if (existing && (label === undefined || label === wanted)) return { tag: NODE_BASE_TAG, built: false };
+  for (const path of [NODE_BINARY, NPM_PACKAGE]) if (!existsSync(path)) throw new Error(`${path} is missing: run npm ci`);
+  const base = await ensureDebianBase(docker);
+  const context = mkdtempSync(join(tmpdir(), "node-base-"));
+  try {
+    copyFileSync(NODE_BINARY, join(context, "node"));
+    cpSync(NPM_PACKAGE, join(context, "npm"), { recursive: true });
+    writeFileSync(
+      join(context, "Dockerfile"),
+      [
+        `FROM ${base}`,
+        "COPY node /usr/local/bin/node",
+        "COPY npm /usr/local/lib/node_modules/npm",
+        "RUN chmod 0755 /usr/local/bin/node && ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm && ln -s ../lib/node_modules/npm/bin/npx-cli.js /usr/local/bin/npx",
+        `LABEL ${NODE_STAND_IN_LABEL}=${JSON.stringify(wanted)}`,
+        'CMD ["node"]',
+        "",
+      ].join("\n"),
+    );
+    await run("docker", ["build", "--quiet", "--network", "none", "--tag", NODE_BASE_TAG, context], { maxBuffer: 16 * 1024 * 1024, env: { ...process.env, DOCKER_BUILDKIT: "0" } });
+  } finally {
+    rmSync(context, { recursive: true, force: true });
+  }
+  return { tag: NODE_BASE_TAG, built: true };
+}
+
+/** The content hash of the worker's build context: its files, the opencode binary's size and version, and the Node image's id. */
+async function workerHash(docker: Docker, base: string, nodeImage: string): Promise<string> {
+  const hash = createHash("sha256").update(base).update((await docker.getImage(nodeImage).inspect()).Id);
   for (const name of readdirSync(WORKER_DIR).sort()) hash.update(name).update(readFileSync(join(WORKER_DIR, name)));
   hash.update(String(statSync(OPENCODE_BINARY).size)).update(readFileSync(join(ROOT, "node_modules", "opencode-linux-x64", "package.json")));
   return hash.digest("hex").slice(0, 12);
@@ -64,15 +118,16 @@ function workerHash(base: string): string {
  * Builds the coding-worker image on `base` (installing its packages unless `preinstalled`), tagged by
  * content, and returns the tag; an image already built from the same content is reused.
  */
-export async function buildCodingWorker(docker: Docker, options: { base: string; preinstalled: boolean; tag?: string }): Promise<string> {
+export async function buildCodingWorker(docker: Docker, options: { base: string; preinstalled: boolean; nodeImage?: string; tag?: string }): Promise<string> {
   if (!existsSync(OPENCODE_BINARY)) throw new Error(`${OPENCODE_BINARY} is missing: run npm ci (opencode-linux-x64 is an optional dependency, for linux x64 only)`);
-  const tag = options.tag ?? `orchestrator/coding-worker:${workerHash(options.base)}`;
+  const nodeImage = options.nodeImage ?? NODE_BASE_TAG;
+  const tag = options.tag ?? `orchestrator/coding-worker:${await workerHash(docker, options.base, nodeImage)}`;
   if (await hasImage(docker, tag)) return tag;
   const context = mkdtempSync(join(tmpdir(), "coding-worker-"));
   try {
     for (const name of readdirSync(WORKER_DIR)) copyFileSync(join(WORKER_DIR, name), join(context, name));
     copyFileSync(OPENCODE_BINARY, join(context, "opencode"));
-    const args = ["build", "--quiet", "--network", "host", "--tag", tag, "--build-arg", `BASE=${options.base}`, "--build-arg", `INSTALL_PACKAGES=${options.preinstalled ? "0" : "1"}`, context];
+    const args = ["build", "--quiet", "--network", "host", "--tag", tag, "--build-arg", `BASE=${options.base}`, "--build-arg", `NODE_IMAGE=${nodeImage}`, "--build-arg", `INSTALL_PACKAGES=${options.preinstalled ? "0" : "1"}`, context];
     await run("docker", args, { maxBuffer: 64 * 1024 * 1024, env: { ...process.env, DOCKER_BUILDKIT: "0" } });
   } finally {
     rmSync(context, { recursive: true, force: true });
@@ -80,9 +135,10 @@ export async function buildCodingWorker(docker: Docker, options: { base: string;
   return tag;
 }
 
-/** The coding-worker image for tests and `npm run dev`: on the local Debian base, offline. */
+/** The coding-worker image for tests and `npm run dev`: on the local Debian base and Node base, offline. */
 export async function ensureLocalCodingWorker(docker: Docker): Promise<string> {
   const base = await ensureDebianBase(docker);
+  await ensureNodeBase(docker);
   return buildCodingWorker(docker, { base, preinstalled: true });
 }
 

@@ -6,19 +6,13 @@
 import { z } from "zod";
 import type { CodingAgent } from "./coding-agents/types.ts";
 import type { JobView } from "../shared/api.ts";
+import { egressTarget } from "../shared/job-payloads.ts";
 import { CollectedFile } from "../shared/job-results.ts";
 import { parseJson } from "../shared/json.ts";
 import type { EngineeringSettings, ProjectSpec } from "../shared/spec.ts";
 import { PROJECT_TEMPLATES } from "../shared/templates.ts";
 import { parseTestRun, type TestResults } from "../shared/test-results.ts";
 import { AGENT_PROMPT } from "./task-brief.ts";
-
-/** `host:port` of a URL: the egress destination a container needs to reach it. */
-export function egressTarget(url: string): string {
-  const parsed = new URL(url);
-  const port = parsed.port || (parsed.protocol === "https:" ? "443" : "80");
-  return `${parsed.hostname}:${port}`;
-}
 
 export interface RepoAccess {
   cloneUrl: string;

@@ -45,6 +45,21 @@ export const EgressTarget = z
     return port >= 1 && port <= 65_535;
   }, "the port must be 1-65535");
 
+/**
+ * A package registry a job may install from. The job names it; the runner's settings give its URL
+ * (`registries` in runner/src/config.ts: the public registry, or a company mirror), add that URL to the
+ * job's egress destinations, point the toolchain at it and mount the registry's package cache.
+ */
+export const PackageRegistry = z.enum(["npm"]);
+export type PackageRegistry = z.infer<typeof PackageRegistry>;
+
+/** `host:port` of a URL: the egress destination a container needs to reach it. */
+export function egressTarget(url: string): string {
+  const parsed = new URL(url);
+  const port = parsed.port || (parsed.protocol === "https:" ? "443" : "80");
+  return `${parsed.hostname}:${port}`;
+}
+
 export const DockerRunPayload = z
   .strictObject({
     image: z.string().min(1).max(300),
@@ -55,6 +70,16 @@ export const DockerRunPayload = z
     network: DockerNetwork.default("none"),
     /** With `network: "egress"`: every destination the container may reach, and nothing else. */
     egress: z.array(EgressTarget).max(50).default([]),
+    /** With `network: "egress"`: the package registries the container may install from, through the proxy too. */
+    registries: z.array(PackageRegistry).max(PackageRegistry.options.length).default([]),
+    /**
+     * Whose package caches the container shares (a volume per registry and scope). A job can write into
+     * the cache it mounts, so the scope is one tenant's: no job reads what another tenant's job wrote.
+     */
+    cacheScope: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{1,64}$/)
+      .default("shared"),
     cpus: z.number().positive().max(64).default(1),
     memoryMb: z.number().int().min(6).max(65_536).default(512),
     workdir: z.string().max(1000).optional(),
@@ -71,7 +96,8 @@ export const DockerRunPayload = z
   })
   .refine((payload) => !(payload.dropsPrivileges && payload.user), { path: ["user"], message: "dropsPrivileges starts the command as root: leave user out" })
   .refine((payload) => payload.network === "egress" || payload.egress.length === 0, { path: ["egress"], message: 'egress destinations need network "egress"' })
-  .refine((payload) => payload.network !== "egress" || payload.egress.length > 0, { path: ["egress"], message: 'network "egress" needs at least one destination (or use network "none")' });
+  .refine((payload) => payload.network === "egress" || payload.registries.length === 0, { path: ["registries"], message: 'registries need network "egress"' })
+  .refine((payload) => payload.network !== "egress" || payload.egress.length + payload.registries.length > 0, { path: ["egress"], message: 'network "egress" needs at least one destination (or use network "none")' });
 
 export const CaddyRoute = z.strictObject({
   domain: Domain,

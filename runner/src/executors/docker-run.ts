@@ -20,6 +20,7 @@ import { parseJson } from "../../../src/shared/json.ts";
 import { MAX_LOG_LINE_CHARS, MAX_SECRET_VALUE_CHARS } from "../../../src/shared/limits.ts";
 import { EgressUnavailable, type EgressSession, removeJobNetworks } from "../egress.ts";
 import { JOB_LABEL, MANAGED_LABEL } from "../labels.ts";
+import { ensureCacheVolumes, type RegistryAccess, registryAccess } from "../registries.ts";
 import type { ExecutorContext, ExecutorOutcome, Executor } from "./types.ts";
 
 /** After the container exits, how long to wait for the rest of its output and its "die" event. */
@@ -41,8 +42,10 @@ export const dockerRun: Executor<Payload> = async (payload, context) => {
   // Events are read with `since` from just before creation: the engine flushes the events response
   // before it subscribes, so without it a fast container's "start" could slip through unseen.
   const since = Math.floor(Date.now() / 1000) - 1;
-  // The image check and the egress network are independent: set them up side by side.
-  const [image, opened] = await Promise.all([
+  const registries = registryAccess(payload.registries, context.config.registries, payload.cacheScope);
+  const destinations = [...new Set([...payload.egress, ...registries.egress])];
+  // The image check, the egress network and the package caches are independent: set them up side by side.
+  const [image, opened, caches] = await Promise.all([
     docker
       .getImage(payload.image)
       .inspect()
@@ -51,11 +54,15 @@ export const dockerRun: Executor<Payload> = async (payload, context) => {
         (error: unknown) => ({ ok: false as const, error }),
       ),
     payload.network === "egress"
-      ? context.egress.open(context.jobId, payload.egress, (target) => context.log(`egress refused: ${target} is not among this job's destinations`, "system")).then(
+      ? context.egress.open(context.jobId, destinations, (target) => context.log(`egress refused: ${target} is not among this job's destinations`, "system")).then(
           (session) => ({ ok: true as const, session }),
           (error: unknown) => ({ ok: false as const, error }),
         )
       : Promise.resolve({ ok: true as const, session: undefined }),
+    ensureCacheVolumes(docker, registries.volumes).then(
+      () => ({ ok: true as const }),
+      (error: unknown) => ({ ok: false as const, error }),
+    ),
   ]);
   const egress = opened.ok ? opened.session : undefined;
   if (!image.ok) {
@@ -67,11 +74,15 @@ export const dockerRun: Executor<Payload> = async (payload, context) => {
     if (opened.error instanceof EgressUnavailable) return { ok: false, message: opened.error.message };
     return engineFailure(opened.error, socketPath, "creating the job's egress network");
   }
-  if (egress) context.progress("network", `egress only to ${payload.egress.join(", ")}`, { egress: payload.egress });
+  if (!caches.ok) {
+    await egress?.close();
+    return engineFailure(caches.error, socketPath, "making the package cache volumes");
+  }
+  if (egress) context.progress("network", `egress only to ${destinations.join(", ")}`, { egress: destinations });
 
   let container: Docker.Container;
   try {
-    container = await docker.createContainer(containerSpec(payload, context.jobId, egress));
+    container = await docker.createContainer(containerSpec(payload, context.jobId, egress, registries));
   } catch (error) {
     await egress?.close();
     if (statusCode(error) === 404) return { ok: false, message: missingImage(payload.image) };
@@ -142,13 +153,14 @@ export const dockerRun: Executor<Payload> = async (payload, context) => {
   }
 };
 
-function containerSpec(payload: Payload, jobId: string, egress: EgressSession | undefined): Docker.ContainerCreateOptions {
+function containerSpec(payload: Payload, jobId: string, egress: EgressSession | undefined, registries: RegistryAccess): Docker.ContainerCreateOptions {
   const memory = payload.memoryMb * 1024 * 1024;
   return {
     Image: payload.image,
     Cmd: payload.cmd,
-    // The proxy settings last: the way out is the proxy, whatever the job says.
-    Env: Object.entries({ ...payload.env, ...payload.secretEnv, ...egress?.env }).map(([name, value]) => `${name}=${value}`),
+    // The registries' and the proxy's settings last: the way out is the proxy, to the registries this
+    // runner names, whatever the job says.
+    Env: Object.entries({ ...payload.env, ...payload.secretEnv, ...registries.env, ...egress?.env }).map(([name, value]) => `${name}=${value}`),
     WorkingDir: payload.workdir || undefined,
     User: payload.dropsPrivileges ? "0:0" : payload.user || undefined,
     Labels: { [JOB_LABEL]: jobId, [MANAGED_LABEL]: "true" },
@@ -162,6 +174,7 @@ function containerSpec(payload: Payload, jobId: string, egress: EgressSession | 
       Memory: memory,
       // Equal to Memory: no swap on top, so the limit is the limit.
       MemorySwap: memory,
+      Binds: registries.binds,
       NetworkMode: egress ? egress.network : payload.network === "host" ? "host" : "none",
       ...(egress ? { Dns: egress.dns, DnsSearch: [] } : {}),
       Privileged: false,

@@ -1,0 +1,98 @@
+/**
+ * docker.run jobs that name a package registry, against the real Docker engine, the coding-worker
+ * image's npm and the npm registry stand-in: the install goes through the job's egress proxy to the
+ * registry the runner's settings name, and the package cache (a volume per registry and tenant) makes
+ * a second install download nothing.
+ */
+import Docker from "dockerode";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type DockerEngine, ensureDockerEngine } from "../../scripts/lib/docker-engine.ts";
+import { STANDIN_HOST } from "../../scripts/lib/engineering-stack.ts";
+import { ensureLocalCodingWorker } from "../../scripts/lib/images.ts";
+import { NpmRegistryServer } from "../../standins/npm-registry.ts";
+import { DockerRunPayload, egressTarget, type JobPayload } from "../../src/shared/job-payloads.ts";
+import { dockerRun as runExecutor } from "../src/executors/docker-run.ts";
+import { CACHE_LABEL, cacheVolume } from "../src/registries.ts";
+import { type RecordingContext, recordingContext, testConfig } from "./context.ts";
+
+let engine: DockerEngine;
+let docker: Docker;
+let registry: NpmRegistryServer;
+let jobCounter = 0;
+let image: string;
+const tenant = (name: string) => `${name}${process.pid}x${Date.now().toString(36)}`;
+const scopes = [tenant("a"), tenant("b")];
+
+beforeAll(async () => {
+  engine = await ensureDockerEngine();
+  docker = new Docker({ socketPath: engine.socketPath });
+  // Built by the run's global setup: found by its content tag here.
+  image = await ensureLocalCodingWorker(docker);
+  registry = await new NpmRegistryServer().start(0, STANDIN_HOST);
+});
+
+afterAll(async () => {
+  await Promise.all(scopes.map((scope) => docker?.getVolume(cacheVolume("npm", scope)).remove().catch(() => undefined)));
+  await registry?.stop();
+  await engine?.stop();
+});
+
+function context(): RecordingContext {
+  jobCounter += 1;
+  // The registry is on this machine: the runner's configuration names it as a destination inside the server it allows.
+  const config = testConfig({ docker: { socketPath: engine.socketPath, egress: { internalTargets: [egressTarget(registry.url)] } }, registries: { npm: `${registry.url}/` } });
+  return recordingContext(config, `job_registries_${process.pid}_${Date.now()}_${jobCounter}`);
+}
+
+/** An install as a Developer round does one: a new project, `npm install <spec>`, as the image's unprivileged user. */
+function install(spec: string, extra: Partial<Record<keyof JobPayload<"docker.run">, unknown>>): JobPayload<"docker.run"> {
+  const script = `mkdir -p /work/app && cd /work/app && echo '{"name":"app","private":true}' > package.json && npm install --loglevel=error ${spec} && echo "installed $(node -p 'require("./node_modules/hono/package.json").version')"`;
+  return DockerRunPayload.parse({ image, cmd: ["sh", "-c", script], user: "worker", network: "egress", timeoutSeconds: 120, ...extra });
+}
+
+async function run(job: JobPayload<"docker.run">): Promise<{ ok: boolean; out: string[]; ctx: RecordingContext }> {
+  const ctx = context();
+  const { afterReport, ...outcome } = await runExecutor(job, ctx);
+  await afterReport?.();
+  return { ok: outcome.ok, out: ctx.lines.map((entry) => entry.line), ctx };
+}
+
+describe("docker.run with a package registry", () => {
+  it("installs from the registry the runner names, through the proxy; a second install from the tenant's cache downloads nothing, another tenant's does", { timeout: 180_000 }, async () => {
+    const spec = "hono@^4.13.0 @hono/node-server@^2";
+    const first = await run(install(spec, { registries: ["npm"], cacheScope: scopes[0] }));
+    expect(first.ok, first.out.join("\n")).toBe(true);
+    expect(first.out).toContain("installed 4.13.19");
+    expect(first.ctx.steps).toContainEqual(expect.objectContaining({ step: "network", message: `egress only to ${egressTarget(registry.url)}` }));
+    const downloaded = registry.downloads.length;
+    expect(registry.downloads).toEqual(expect.arrayContaining(["hono@4.13.19", "@hono/node-server@2.1.11"]));
+
+    // Another job of the same tenant (another project, a new container): the tarballs come from the cache.
+    const second = await run(install(spec, { registries: ["npm"], cacheScope: scopes[0] }));
+    expect(second.ok, second.out.join("\n")).toBe(true);
+    expect(registry.downloads.length).toBe(downloaded);
+
+    // Another tenant's cache is its own: what the first tenant's jobs put in theirs is not read here.
+    const other = await run(install(spec, { registries: ["npm"], cacheScope: scopes[1] }));
+    expect(other.ok, other.out.join("\n")).toBe(true);
+    expect(registry.downloads.length).toBe(downloaded + 2);
+    const volumes = await docker.listVolumes({ filters: { label: [`${CACHE_LABEL}=npm`] } });
+    expect(volumes.Volumes.map((volume) => volume.Name)).toEqual(expect.arrayContaining(scopes.map((scope) => cacheVolume("npm", scope))));
+  });
+
+  it("a job that names no registry does not reach it", { timeout: 120_000 }, async () => {
+    const before = registry.downloads.length;
+    // Egress to somewhere else only (the registry's own host, another port): the proxy refuses the registry.
+    const job = await run(install("hono@^4.13.0", { egress: [`${STANDIN_HOST}:9`], env: { npm_config_registry: `${registry.url}/`, npm_config_fetch_retries: "0" } }));
+    expect(job.ok).toBe(false);
+    expect(job.ctx.lines.filter((entry) => entry.stream === "system").map((entry) => entry.line)).toContain(`egress refused: ${egressTarget(registry.url)} is not among this job's destinations`);
+    expect(registry.downloads.length).toBe(before);
+  });
+
+  it("takes registries only on an egress network", () => {
+    expect(DockerRunPayload.safeParse({ image, registries: ["npm"] }).success).toBe(false);
+    expect(DockerRunPayload.safeParse({ image, network: "egress", registries: ["npm"] }).success).toBe(true);
+    expect(DockerRunPayload.safeParse({ image, network: "egress", registries: ["pip"] }).success).toBe(false);
+    expect(DockerRunPayload.safeParse({ image, network: "egress", registries: ["npm"], cacheScope: "../etc" }).success).toBe(false);
+  });
+});
