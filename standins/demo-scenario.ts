@@ -6,7 +6,9 @@
  *   names ("says hello at /hello" → GET /hello answering "hello"), else GET /about telling what the
  *   service is for; a key it names (…_KEY, …_TOKEN) is an env variable the owner gives;
  * - the coding agent reads TASK.md and app/main.py, edits main.py to add the spec's first route,
- *   adds a test for it, and says so;
+ *   adds a test for it, and says so; for a TypeScript service ("a TypeScript service that says hello
+ *   at /hello"), it reads src/app.ts and runs `npm install` first, then adds the route there and a
+ *   vitest test; for a static site, it adds the headline to the page;
  * - the EnvAnalyzer gets each variable of the .env.example it is shown classified by its name (a
  *   password or secret is generated, a port, domain or URL computed, any other key asked of the owner);
  * - anything else without tools (a title request) gets a short title.
@@ -40,6 +42,9 @@ export function namedSite(description: string): { headline: string } | null {
   return { headline: headline || "Welcome" };
 }
 
+/** Whether a description asks for the TypeScript kind: "a TypeScript service", "on Node.js", "with Hono". */
+export const namesTypeScript = (description: string) => /\b(typescript|node\.?js|hono)\b/i.test(description);
+
 function spec(request: ChatRequest) {
   const { name, description } = projectOf(request);
   const summary = (description || `The ${name} service`).split("\n")[0]?.slice(0, 300) ?? name;
@@ -55,7 +60,7 @@ function spec(request: ChatRequest) {
   const route = namedRoute(description);
   return {
     summary,
-    template: "python-http",
+    template: namesTypeScript(description) ? "typescript-http" : "python-http",
     modules: [{ name: route ? "greeting" : "about", purpose: route ? `answers ${route.path}` : `tells what ${name} is for` }],
     routes: [route ? { method: "GET", path: route.path, purpose: `answers ${JSON.stringify({ message: route.says })}` } : { method: "GET", path: "/about", purpose: "the service's name and purpose" }],
     // A key the person names ("…using my GREETING_API_KEY") is theirs to give at deploy time.
@@ -100,6 +105,21 @@ const ROUTE_TEST = (route: RouteToAdd) => `def test_${route.handler}(get):
     status, body = get(${JSON.stringify(route.path)})
     assert status == 200
     assert body == ${route.body}
+`;
+
+/** The agent's edit to the typescript-http template's src/app.ts, and its vitest test. */
+const TS_ROUTE_EDIT = (route: RouteToAdd) => {
+  const health = 'app.get("/healthz", (c) => c.json({ ok: true }));\n';
+  return { oldString: health, newString: `${health}\napp.get(${JSON.stringify(route.path)}, (c) => c.json(${route.body}));\n` };
+};
+const TS_ROUTE_TEST = (route: RouteToAdd) => `import { expect, test } from "vitest";
+import { app } from "../src/app.ts";
+
+test(${JSON.stringify(`GET ${route.path}`)}, async () => {
+  const response = await app.request(${JSON.stringify(route.path)});
+  expect(response.status).toBe(200);
+  expect(await response.json()).toEqual(${route.body});
+});
 `;
 
 /** The headline a static site's TASK.md asks for (the scripted Architect's module line), if it is one. */
@@ -163,6 +183,25 @@ export function demoScenario(): Scenario {
           const headline = headlineFrom(request);
           // The page first, as a model reads a file before it edits it (opencode refuses an edit of a file it has not read).
           const pageRead = request.messages.some((message) => message.role === "tool" && messageText(message).includes("<main>"));
+          if (briefLines(request).some((line) => line.startsWith("Template: typescript-http"))) {
+            // Its code read and its packages installed first (npm install writes package-lock.json, which the round commits).
+            const appRead = request.messages.some((message) => message.role === "tool" && messageText(message).includes("export const app"));
+            if (!appRead) {
+              return {
+                toolCalls: [
+                  { name: "read", arguments: { filePath: "/work/repo/src/app.ts" } },
+                  { name: "bash", arguments: { command: "cd /work/repo && npm install --loglevel=error", description: "Install the packages" } },
+                ],
+              };
+            }
+            const route = routeFrom(request);
+            return {
+              toolCalls: [
+                { name: "edit", arguments: { filePath: "/work/repo/src/app.ts", ...TS_ROUTE_EDIT(route) } },
+                { name: "write", arguments: { filePath: `/work/repo/test/${route.handler}.test.ts`, content: TS_ROUTE_TEST(route) } },
+              ],
+            };
+          }
           if (headline !== null && !pageRead) return { toolCalls: [{ name: "read", arguments: { filePath: "/work/repo/site/index.html" } }] };
           if (headline !== null) {
             return {

@@ -9,7 +9,8 @@
  * tenant's install then trusts.
  */
 import type Docker from "dockerode";
-import { egressTarget, type PackageRegistry } from "../../src/shared/job-payloads.ts";
+import { egressTarget } from "../../src/shared/job-payloads.ts";
+import type { PackageRegistry } from "../../src/shared/registries.ts";
 import type { RunnerConfig } from "./config.ts";
 
 /** Where the coding-worker image has each registry's cache directory (owned by its `worker` user). */
@@ -59,3 +60,12 @@ export function cacheVolume(registry: PackageRegistry, cacheScope: string): stri
 export async function ensureCacheVolumes(docker: Docker, volumes: RegistryAccess["volumes"]): Promise<void> {
   await Promise.all(volumes.map(({ name, registry }) => docker.createVolume({ Name: name, Labels: { [CACHE_LABEL]: registry } })));
 }
+
+/**
+ * How a release's dependencies are installed from each registry (deploy_project.yml's install step):
+ * the files it needs from the checkout (the manifest and the lockfile, which must be there: a release
+ * installs what the tests ran with), the command, and what it leaves for the image's build.
+ */
+export const INSTALL_RECIPES: Record<PackageRegistry, { files: string[]; command: string[]; output: string }> = {
+  npm: { files: ["package.json", "package-lock.json"], command: ["npm", "ci", "--omit=dev", "--loglevel=error"], output: "node_modules" },
+};

@@ -12,6 +12,7 @@ import { demoScenario } from "../../standins/demo-scenario.ts";
 import { GitHubServer } from "../../standins/github-server.ts";
 import { TelegramServer } from "../../standins/telegram-server.ts";
 import { ModelServer } from "../../standins/model-server.ts";
+import { NpmRegistryServer } from "../../standins/npm-registry.ts";
 import { egressTarget } from "../../src/shared/job-payloads.ts";
 import { STANDIN_HOST } from "./engineering-stack.ts";
 
@@ -20,6 +21,9 @@ export interface DevStandins {
   model?: ModelServer;
   github?: GitHubServer;
   telegram?: TelegramServer;
+  npm?: NpmRegistryServer;
+  /** The npm registry the runner's jobs install from: the stand-in's, or NPM_REGISTRY_URL. */
+  npmRegistry: string;
   /** Worker variables (`wrangler dev --var`) for what the stand-ins replace. */
   vars: Record<string, string>;
   /** host:port of each stand-in: what a local runner's egress jobs must be let through to. */
@@ -32,11 +36,11 @@ export async function startDevStandins(options: {
   stateDir: string;
   workerUrl: string;
   say: (line: string) => void;
-  /** Their ports (0: any free one); DEV_MODEL_PORT, DEV_GITHUB_PORT, DEV_TELEGRAM_PORT or 8790-8792 by default. */
-  ports?: { model?: number; github?: number; telegram?: number };
+  /** Their ports (0: any free one); DEV_MODEL_PORT, DEV_GITHUB_PORT, DEV_TELEGRAM_PORT, DEV_NPM_PORT or 8790-8793 by default. */
+  ports?: { model?: number; github?: number; telegram?: number; npm?: number };
 }): Promise<DevStandins> {
   const vars: Record<string, string> = {};
-  const started: Pick<DevStandins, "model" | "github" | "telegram"> = {};
+  const started: Pick<DevStandins, "model" | "github" | "telegram" | "npm"> = {};
   const targets: string[] = [];
   const stops: (() => Promise<void>)[] = [];
   if (!options.vars.OPENAI_API_KEY) {
@@ -78,10 +82,21 @@ export async function startDevStandins(options: {
     stops.push(() => telegram.stop());
     options.say(`telegram: the Bot API stand-in on ${telegram.url}, the Product Owner as @orchestrator_dev_bot (POST /_standin/bots makes a bot; set TELEGRAM_API_URL in .dev.vars for the real one)`);
   }
+  // The projects' packages: the real registry (or a mirror) when NPM_REGISTRY_URL names one, else the stand-in.
+  let npmRegistry = process.env.NPM_REGISTRY_URL ?? "";
+  if (!npmRegistry) {
+    const npm = await new NpmRegistryServer().start(options.ports?.npm ?? Number(process.env.DEV_NPM_PORT ?? 8793), STANDIN_HOST);
+    started.npm = npm;
+    npmRegistry = `${npm.url}/`;
+    targets.push(egressTarget(npm.url));
+    stops.push(() => npm.stop());
+    options.say(`npm: the registry stand-in on ${npm.url}, serving the ${npm.packages.size} packages in node_modules (set NPM_REGISTRY_URL for a real registry)`);
+  }
   // For the factory's runner (what its egress jobs may reach) and dev:fixture (where to put the fixture's repository).
   writeFileSync(join(options.stateDir, "standins.json"), JSON.stringify({ targets, ...(githubUrl ? { github: githubUrl } : {}) }, null, 2));
   return {
     ...started,
+    npmRegistry,
     vars,
     targets,
     async stop() {

@@ -21,7 +21,7 @@ import { startCaddy, type TestCaddy } from "./caddy.ts";
 import { type DevStandins, startDevStandins } from "./dev-standins.ts";
 import { generateDevVars, isLocalDatabase, newJobSigningKey, readDevVars, writeDevVars } from "./dev-vars.ts";
 import { DEFAULT_DOCKER_SOCKET, ensureDockerEngine } from "./docker-engine.ts";
-import { buildCodingWorker, ensureDebianBase, ensureReleaseBase, ensureTemplateBase } from "./images.ts";
+import { buildCodingWorker, ensureDebianBase, ensureNodeBase, ensureReleaseBase, ensureTemplateBase } from "./images.ts";
 import { startDatabaseServer } from "./local-db.ts";
 import { runMigrations } from "./migrate.ts";
 import { freePort } from "./ports.ts";
@@ -42,7 +42,7 @@ export interface FactoryOptions {
   /** Caddy's plain-HTTP port: deployed projects answer there for `Host: <project>.localhost`. */
   caddyPort: number;
   /** The stand-ins' ports (0: any free one). */
-  standinPorts?: { model?: number; github?: number; telegram?: number };
+  standinPorts?: { model?: number; github?: number; telegram?: number; npm?: number };
   /** The local runner's server handle. */
   handle?: string;
   /** The runner's release ports (its default otherwise). */
@@ -252,10 +252,12 @@ export async function startFactory(options: FactoryOptions): Promise<Factory> {
       try {
         say("checking the job images (built offline from Debian's packages when missing: a few minutes the first time)…");
         const base = await ensureDebianBase(docker);
+        const node = await ensureNodeBase(docker);
         codingWorker = await buildCodingWorker(docker, { base, preinstalled: true });
         await ensureReleaseBase(docker);
         const template = await ensureTemplateBase(docker);
-        say(`images: ${codingWorker}${template.built ? `; ${template.tag} is not on this machine and cannot be pulled, so the local Debian base stands in for it` : ""}`);
+        const standIns = [template, node].filter((image) => image.built).map((image) => image.tag);
+        say(`images: ${codingWorker}${standIns.length ? `; ${standIns.join(" and ")} made here from the local Debian base (and node_modules' node and npm), since nothing can be pulled` : ""}`);
       } catch (error) {
         missing.push(`the job images (${error instanceof Error ? error.message : String(error)}; \`${INSTALL_ALL}\` installs debootstrap)`);
         docker = null;
@@ -320,6 +322,7 @@ export async function startFactory(options: FactoryOptions): Promise<Factory> {
           {
             ...config,
             docker: { ...dockerConfig, socketPath, egress: { ...((dockerConfig.egress ?? {}) as Record<string, unknown>), internalTargets: [...standins.targets, relay.target] } },
+            registries: { npm: standins.npmRegistry },
             deploymentsRoot: join(options.stateDir, "deployments"),
             ...(options.releasePorts ? { releasePorts: options.releasePorts } : {}),
             ...(caddy ? { caddy: { adminSocket: caddy.adminSocket, configPath: caddy.configPath, httpUrl: caddy.httpUrl, listen: [`127.0.0.1:${options.caddyPort}`], disableTls: true } } : {}),

@@ -10,7 +10,7 @@ import { egressTarget } from "../shared/job-payloads.ts";
 import { CollectedFile } from "../shared/job-results.ts";
 import { parseJson } from "../shared/json.ts";
 import type { EngineeringSettings, ProjectSpec } from "../shared/spec.ts";
-import { PROJECT_TEMPLATES } from "../shared/templates.ts";
+import { PROJECT_TEMPLATES, type TemplateName, templateRegistry } from "../shared/templates.ts";
 import { parseTestRun, type TestResults } from "../shared/test-results.ts";
 import { AGENT_PROMPT } from "./task-brief.ts";
 
@@ -30,8 +30,16 @@ export function scaffoldPayload(spec: ProjectSpec, project: { name: string }, se
   };
 }
 
+/** The packages a kind's jobs may install: its registry, with the project owner's own cache (src/shared/registries.ts). */
+function packages(template: TemplateName, ownerId: string): Record<string, unknown> {
+  const registry = templateRegistry(template);
+  return registry ? { registries: [registry], cacheScope: ownerId } : {};
+}
+
 export interface DevelopInput {
   image: string;
+  template: TemplateName;
+  ownerId: string;
   agent: CodingAgent;
   model: { baseUrl: string; apiKey: string; name: string };
   repo: RepoAccess;
@@ -68,6 +76,7 @@ export function developPayload(input: DevelopInput): Record<string, unknown> {
     dropsPrivileges: true,
     network: "egress",
     egress: [...new Set([egressTarget(input.model.baseUrl), egressTarget(input.repo.cloneUrl)])],
+    ...packages(input.template, input.ownerId),
     cpus: 1,
     memoryMb: 2048,
     collect: [DEVELOP_RESULT, AGENT_OUTPUT],
@@ -97,7 +106,7 @@ export const TEST_EXIT = "/out/test-exit";
 export const TEST_OUTPUT = "/out/test-output.txt";
 export const TEST_JUNIT = "/out/junit.xml";
 
-export function testPayload(input: { image: string; repo: RepoAccess; sha: string; spec: ProjectSpec; settings: EngineeringSettings; testTimeoutSeconds: number }): Record<string, unknown> {
+export function testPayload(input: { image: string; ownerId: string; repo: RepoAccess; sha: string; spec: ProjectSpec; settings: EngineeringSettings; testTimeoutSeconds: number }): Record<string, unknown> {
   return {
     image: input.image,
     cmd: ["orchestrator-test"],
@@ -110,10 +119,11 @@ export function testPayload(input: { image: string; repo: RepoAccess; sha: strin
     },
     secretEnv: { GIT_TOKEN: input.repo.token },
     // The tests run as an unprivileged user without the token (orchestrator-test), and reach nothing
-    // but the git host they were cloned from.
+    // but the git host they were cloned from and the kind's package registry.
     dropsPrivileges: true,
     network: "egress",
     egress: [egressTarget(input.repo.cloneUrl)],
+    ...packages(input.spec.template, input.ownerId),
     cpus: 1,
     memoryMb: 1024,
     collect: [TEST_EXIT, TEST_OUTPUT, TEST_JUNIT],

@@ -3,7 +3,7 @@
  * spec on the scaffolded template; later rounds carry the parsed test failures of the round before.
  */
 import type { EngineeringSettings, ProjectSpec } from "../shared/spec.ts";
-import { PROJECT_TEMPLATES } from "../shared/templates.ts";
+import { PROJECT_TEMPLATES, templateRegistry } from "../shared/templates.ts";
 import type { TestResults } from "../shared/test-results.ts";
 
 export interface BriefInput {
@@ -44,6 +44,14 @@ export function taskBrief(input: BriefInput): string {
   if (spec.routes.length) lines.push("## Routes", "", ...spec.routes.map((route) => `- ${route.method} ${route.path}: ${route.purpose}`), "");
   if (spec.entities.length) lines.push("## Entities", "", ...spec.entities.map((entity) => `- ${entity.name}: ${entity.fields.map((field) => `${field.name} (${field.type})`).join(", ")}`), "");
   if (spec.env.length) lines.push("## Environment", "", ...spec.env.map((variable) => `- ${variable.name} (${variable.kind}): ${variable.description}`), "");
+  if (templateRegistry(spec.template) === "npm") {
+    lines.push(
+      "## Dependencies",
+      "",
+      "Packages come from the npm registry: run `npm install` before you run the tests, and `npm install <package>` to add one. Leave package-lock.json in the working tree: the tests and the release install exactly what it says (`npm ci`), and the release gets the dependencies only, not the devDependencies.",
+      "",
+    );
+  }
   lines.push(
     "## Data",
     "",

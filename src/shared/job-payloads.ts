@@ -7,6 +7,7 @@ import { z } from "zod";
 import type { JobType } from "./jobs.ts";
 import { MAX_SECRET_VALUE_CHARS } from "./limits.ts";
 import { EnvName, PLAYBOOKS, PlaybookName, ProvisionVars } from "./playbooks.ts";
+import { CacheScope, PackageRegistry } from "./registries.ts";
 import { AcceptanceChecks } from "./spec.ts";
 import { TemplateName, TemplateValues } from "./templates.ts";
 
@@ -45,14 +46,6 @@ export const EgressTarget = z
     return port >= 1 && port <= 65_535;
   }, "the port must be 1-65535");
 
-/**
- * A package registry a job may install from. The job names it; the runner's settings give its URL
- * (`registries` in runner/src/config.ts: the public registry, or a company mirror), add that URL to the
- * job's egress destinations, point the toolchain at it and mount the registry's package cache.
- */
-export const PackageRegistry = z.enum(["npm"]);
-export type PackageRegistry = z.infer<typeof PackageRegistry>;
-
 /** `host:port` of a URL: the egress destination a container needs to reach it. */
 export function egressTarget(url: string): string {
   const parsed = new URL(url);
@@ -72,14 +65,8 @@ export const DockerRunPayload = z
     egress: z.array(EgressTarget).max(50).default([]),
     /** With `network: "egress"`: the package registries the container may install from, through the proxy too. */
     registries: z.array(PackageRegistry).max(PackageRegistry.options.length).default([]),
-    /**
-     * Whose package caches the container shares (a volume per registry and scope). A job can write into
-     * the cache it mounts, so the scope is one tenant's: no job reads what another tenant's job wrote.
-     */
-    cacheScope: z
-      .string()
-      .regex(/^[A-Za-z0-9_-]{1,64}$/)
-      .default("shared"),
+    /** Whose package caches the container shares (src/shared/registries.ts: one tenant's). */
+    cacheScope: CacheScope.default("shared"),
     cpus: z.number().positive().max(64).default(1),
     memoryMb: z.number().int().min(6).max(65_536).default(512),
     workdir: z.string().max(1000).optional(),

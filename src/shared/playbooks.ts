@@ -9,6 +9,7 @@
  * these schemas, so no payload can set them.
  */
 import { z } from "zod";
+import { CacheScope, PackageRegistry } from "./registries.ts";
 
 export const EnvName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be a variable name (letters, digits, _)");
 /** A project's directory under the runner's deployments root: a DNS label, like a project name. */
@@ -56,6 +57,20 @@ export const DeployProjectVars = z.discriminatedUnion("operation", [
     env_vars: z.record(EnvName, z.string().max(100_000)).default({}),
     /** Names of the job's secretVars that go into the env file; GIT_TOKEN (the clone's) never does. */
     secret_env: z.array(EnvName).max(500).default([]),
+    /**
+     * The project's dependencies, installed before the image builds (the build has no network): as its
+     * lockfile says, in `image` (the coding worker: it has the toolchains, and its unprivileged user
+     * owns the package caches), with only the manifest and the lockfile, on a network of the job's own
+     * whose one way out is the runner's egress proxy to the registry named; what the install leaves
+     * (node_modules) goes into the checkout, for the Dockerfile to copy. Absent: nothing to install.
+     */
+    install: z
+      .strictObject({
+        image: z.string().min(1).max(300),
+        registry: PackageRegistry,
+        cache_scope: CacheScope,
+      })
+      .optional(),
   }),
   z.strictObject({ ...ReleaseBase, operation: z.literal("start"), host_port: Port, container_port: Port.default(8000), memory_mb: z.number().int().min(32).max(65_536).default(512) }),
   z.strictObject({ ...ReleaseBase, operation: z.literal("stop") }),

@@ -3,6 +3,21 @@
  * is tested. The Architect picks one; the Preparer's `repo.scaffold` job renders it.
  */
 import { z } from "zod";
+import type { PackageRegistry } from "./registries.ts";
+
+interface ProjectTemplate {
+  description: string;
+  testCommand: string;
+  /** The same, measuring line coverage (its output has a line parseCoverage reads). */
+  coverageCommand: string;
+  junitPath: string;
+  /**
+   * Where the kind's packages come from: its Developer and Tester jobs may install from it (through
+   * the egress proxy, with the tenant's package cache), and its releases get their dependencies from
+   * it before the image builds. Absent: a kind without dependencies.
+   */
+  registry?: PackageRegistry;
+}
 
 export const PROJECT_TEMPLATES = {
   "python-http": {
@@ -18,10 +33,24 @@ export const PROJECT_TEMPLATES = {
     coverageCommand: "python3 -m pytest -q --junitxml=.orchestrator/junit.xml --cov=app --cov-report=term",
     junitPath: ".orchestrator/junit.xml",
   },
-} as const;
+  "typescript-http": {
+    description: "an HTTP service in TypeScript (Hono on Node.js) that may use npm packages, tested with vitest",
+    testCommand: "npm ci && npx vitest run --reporter=default --reporter=junit --outputFile.junit=.orchestrator/junit.xml",
+    coverageCommand: "npm ci && npx vitest run --reporter=default --reporter=junit --outputFile.junit=.orchestrator/junit.xml --coverage.enabled --coverage.include=src --coverage.reporter=text-summary",
+    junitPath: ".orchestrator/junit.xml",
+    registry: "npm",
+  },
+} as const satisfies Record<string, ProjectTemplate>;
 
 export const TemplateName = z.enum(Object.keys(PROJECT_TEMPLATES) as [keyof typeof PROJECT_TEMPLATES, ...(keyof typeof PROJECT_TEMPLATES)[]]);
 export type TemplateName = z.infer<typeof TemplateName>;
+
+/** The registry a project of this kind installs from; none for a kind without packages, or a project not built from a template. */
+export function templateRegistry(template: unknown): PackageRegistry | undefined {
+  const name = TemplateName.safeParse(template).data;
+  const chosen: ProjectTemplate | undefined = name ? PROJECT_TEMPLATES[name] : undefined;
+  return chosen?.registry;
+}
 
 /** The values a template's `{{name}}` placeholders take. */
 export const TemplateValues = z.record(z.string().regex(/^[a-z_]{1,40}$/), z.string().max(4000));

@@ -192,9 +192,9 @@ export function parseUnittestSummary(output: string): Counted | null {
   return { source: "unittest", total: Number(ran[1]), failed: detail("failures"), errors: detail("errors"), skipped: detail("skipped"), failures: failures.slice(0, MAX_FAILURES) };
 }
 
-/** pytest-cov's (and coverage.py's) "TOTAL … 87%" line. */
+/** pytest-cov's (and coverage.py's) "TOTAL … 87%" line, or istanbul's text summary "Lines : 87.5% ( 7/8 )" (vitest's). */
 export function parseCoverage(output: string): number | null {
-  const match = /^TOTAL\s.*?(\d+(?:\.\d+)?)%\s*$/m.exec(output);
+  const match = /^TOTAL\s.*?(\d+(?:\.\d+)?)%\s*$/m.exec(output) ?? /^Lines\s*:\s*(\d+(?:\.\d+)?)%/m.exec(output);
   return match ? Number(match[1]) : null;
 }
 

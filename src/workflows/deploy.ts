@@ -33,7 +33,9 @@ import type { JobView } from "../shared/api.ts";
 import { DEFAULT_HEALTH_PATH, type DeployNotification, EnvKind } from "../shared/deploys.ts";
 import type { DeployProjectVars } from "../shared/playbooks.ts";
 import { AcceptanceStats, type AcceptanceResult, DeployProjectStats } from "../shared/job-results.ts";
+import { PackageRegistry } from "../shared/registries.ts";
 import { type AcceptanceCheck, AcceptanceChecks } from "../shared/spec.ts";
+import { templateRegistry } from "../shared/templates.ts";
 import { inputEventType, type PendingInput } from "../shared/task-input.ts";
 import { API_STEP, MODEL_STEP, PipelineFailure, PipelineRun } from "../pipeline/pipeline-run.ts";
 import { runJob } from "../pipeline/run-job.ts";
@@ -50,7 +52,17 @@ type EnvKinds = z.infer<typeof EnvKinds>;
 
 /** The "load" step's result. */
 const Facts = z.object({
-  project: z.object({ id: z.string(), name: z.string(), ownerId: z.string(), repositoryUrl: z.string().nullable(), managed: z.object({ linkedRepository: z.string().optional() }), healthPath: z.string(), envKinds: EnvKinds }),
+  project: z.object({
+    id: z.string(),
+    name: z.string(),
+    ownerId: z.string(),
+    repositoryUrl: z.string().nullable(),
+    managed: z.object({ linkedRepository: z.string().optional() }),
+    healthPath: z.string(),
+    envKinds: EnvKinds,
+    /** The package registry the release's dependencies install from (the project's kind says; absent: none). */
+    registry: PackageRegistry.optional(),
+  }),
   server: z.object({ id: z.string(), handle: z.string(), publicHttpPort: z.number().nullable() }),
   domain: z.string(),
   releasePorts: z.object({ from: z.number(), to: z.number() }),
@@ -132,7 +144,16 @@ class DeployRun extends PipelineRun<DeployParams> {
         const managed = managedOf(project);
         const envKinds = managed.env ?? {};
         const facts: Facts = {
-          project: { id: project.id, name: project.name, ownerId: project.ownerId, repositoryUrl: project.repositoryUrl, managed: managed.linkedRepository ? { linkedRepository: managed.linkedRepository } : {}, healthPath: configOf(project).healthPath ?? DEFAULT_HEALTH_PATH, envKinds },
+          project: {
+            id: project.id,
+            name: project.name,
+            ownerId: project.ownerId,
+            repositoryUrl: project.repositoryUrl,
+            managed: managed.linkedRepository ? { linkedRepository: managed.linkedRepository } : {},
+            healthPath: configOf(project).healthPath ?? DEFAULT_HEALTH_PATH,
+            envKinds,
+            registry: templateRegistry(project.spec?.template),
+          },
           server: { id: server.id, handle: server.handle, publicHttpPort: server.publicHttpPort },
           domain: service?.domain ?? projectDomain(project, server),
           releasePorts: status.releasePorts ?? { from: 0, to: 0 },
@@ -196,6 +217,8 @@ class DeployRun extends PipelineRun<DeployParams> {
         const missing = secretNames.filter((name) => !(name in values));
         if (missing.length) throw new NonRetryableError(`the project's secrets ${missing.join(", ")} are gone`);
         const vars: DeployProjectVars = { project: facts.project.name, release: release.release, operation: "build", commit, repo_url: repository.cloneUrl, host_port: release.port, container_port: CONTAINER_PORT, env_vars: env.plain, secret_env: secretNames };
+        // Each tenant's installs share a package cache of their own (src/shared/registries.ts).
+        if (facts.project.registry) vars.install = { image: this.env.CODING_WORKER_IMAGE, registry: facts.project.registry, cache_scope: facts.project.ownerId };
         return { playbook: "deploy_project.yml", extraVars: vars, secretVars: { ...values, GIT_TOKEN: await this.repoToken(repository) } };
       },
       ttlSeconds: 900,

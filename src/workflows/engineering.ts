@@ -182,7 +182,7 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
     for (let round = 1; ; round++) {
       if (round > limit && previous) limit += await this.askToContinue(round - 1, previous, settings);
       const developed = await this.develop(project, spec, settings, repository, { round, branch, ref, previous });
-      const results = await this.test(spec, settings, repository, round, developed.sha);
+      const results = await this.test(project, spec, settings, repository, round, developed.sha);
       if (results.passed) {
         // The default branch moves to the passing commit, so the next run (and a deploy) starts there.
         const merged = await this.doStep("merge", API_STEP, async () => {
@@ -251,6 +251,8 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
         const { gitToken, modelKey } = await issue({ repository, model: { agent: "developer", name: setup.model, spendCapUsd: workerSettings(this.env).DEVELOPER_ROUND_BUDGET_USD } });
         return developPayload({
           image: this.env.CODING_WORKER_IMAGE,
+          template: spec.template,
+          ownerId: project.ownerId,
           agent,
           model: { baseUrl: relay, apiKey: modelKey, name: setup.model },
           repo: { cloneUrl: repository.cloneUrl, token: gitToken },
@@ -289,12 +291,12 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
     return result;
   }
 
-  private async test(spec: ProjectSpec, settings: EngineeringSettings, repository: Repository, round: number, sha: string): Promise<TestResults> {
+  private async test(project: ProjectFacts, spec: ProjectSpec, settings: EngineeringSettings, repository: Repository, round: number, sha: string): Promise<TestResults> {
     await this.say(`tester ${round} started`, { type: "step.started", step: "tester", message: `Tester round ${round}: \`${settings.testCommand}\` at ${sha.slice(0, 12)}`, data: { round, sha } });
     const job = await this.runJobWithCredentials(`test ${round}`, {
       type: "docker.run",
       userId: null,
-      payload: async (issue) => testPayload({ image: this.env.CODING_WORKER_IMAGE, repo: { cloneUrl: repository.cloneUrl, token: (await issue({ repository })).gitToken }, sha, spec, settings, testTimeoutSeconds: settings.testTimeoutSeconds }),
+      payload: async (issue) => testPayload({ image: this.env.CODING_WORKER_IMAGE, ownerId: project.ownerId, repo: { cloneUrl: repository.cloneUrl, token: (await issue({ repository })).gitToken }, sha, spec, settings, testTimeoutSeconds: settings.testTimeoutSeconds }),
       ttlSeconds: 900,
       timeoutSeconds: settings.testTimeoutSeconds + 120,
     });

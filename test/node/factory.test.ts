@@ -170,7 +170,7 @@ beforeAll(async () => {
     pgPort: await freePort(),
     proxyPort: await freePort(),
     caddyPort: await freePort(),
-    standinPorts: { model: 0, github: 0, telegram: 0 },
+    standinPorts: { model: 0, github: 0, telegram: 0, npm: 0 },
     handle: HANDLE,
     releasePorts: RELEASE_PORTS,
     vars: { DEPLOY_DRAIN_SECONDS: "1", DEPLOY_HEALTH_SECONDS: "8", JOB_WAIT_SLICE_SECONDS: "1", RUNNER_ACK_LEASE_SECONDS: "3", LOG_LEVEL: "info" },
@@ -293,6 +293,32 @@ describe("the project kinds", () => {
     expect(page.headers.etag).toMatch(/^"[0-9a-f]{32}"$/);
     expect((await visit(name, "/assets/style.css")).headers).toMatchObject({ "content-type": "text/css; charset=utf-8", "cache-control": "public, max-age=3600" });
     expect((await visit(name, "/../app/main.py")).status).toBe(404);
+  }, 400_000);
+
+  it("a TypeScript service: its packages from the registry through the proxy, a committed lockfile, vitest's results, and a release with the dependencies alone", async () => {
+    script();
+    const registry = factory.standins.npm;
+    if (!registry) throw new Error("the factory runs no npm registry stand-in");
+    const downloadsBefore = registry.downloads.length;
+    const chatId = nextChat++;
+    const name = await ask(chatId, "Build me a TypeScript service that says hi at /hi");
+    await expectLive(chatId, name, "/hi", "hi");
+    const built = await replyMatching(chatId, new RegExp(`^✅ ${name}: the tests pass`));
+    // Both tests ran and passed (the template's and the agent's), as vitest's JUnit report said.
+    expect(built.text).toContain("(2 passed)");
+    expect(built.text).toContain("Built as: typescript-http (an HTTP service in TypeScript");
+    // The Developer's `npm install` fetched the packages; the Tester's and the release's `npm ci` found them in the tenant's cache.
+    const fetched = registry.downloads.slice(downloadsBefore);
+    expect(fetched).toEqual(expect.arrayContaining(["hono@4.13.19", "@hono/node-server@2.1.11", "vitest@4.1.12"]));
+    expect(fetched.filter((spec) => spec === "hono@4.13.19")).toHaveLength(1);
+    // The round committed the lockfile (not node_modules), and the release installed from it.
+    const lockfile = JSON.parse((await run("git", ["--git-dir", github().repoPath(name), "show", "main:package-lock.json"])).stdout) as { packages: Record<string, unknown> };
+    expect(Object.keys(lockfile.packages)).toEqual(expect.arrayContaining(["node_modules/hono", "node_modules/vitest"]));
+    expect((await run("git", ["--git-dir", github().repoPath(name), "ls-tree", "-r", "--name-only", "main"])).stdout).not.toContain("node_modules/");
+    const [release] = (await containers(name)).filter((container) => container.State === "running");
+    const listing = (await run("docker", ["exec", release?.Id ?? "", "ls", "/app/node_modules"])).stdout;
+    expect(listing).toContain("hono");
+    expect(listing).not.toContain("vitest");
   }, 400_000);
 });
 

@@ -14,8 +14,11 @@ import { access, constants, mkdir, mkdtemp, open, readdir, realpath, rm, stat, w
 import { tmpdir, userInfo } from "node:os";
 import { basename, delimiter, isAbsolute, join, sep } from "node:path";
 import type { JobPayload } from "../../../src/shared/job-payloads.ts";
-import { PlaybookName } from "../../../src/shared/playbooks.ts";
+import Docker from "dockerode";
+import { DeployProjectVars, PlaybookName } from "../../../src/shared/playbooks.ts";
 import type { RunnerConfig } from "../config.ts";
+import type { EgressSession } from "../egress.ts";
+import { ensureCacheVolumes, INSTALL_RECIPES, type RegistryAccess, registryAccess } from "../registries.ts";
 import type { Executor, ExecutorContext, ExecutorOutcome } from "./types.ts";
 import { secretMasker } from "../mask.ts";
 
@@ -100,11 +103,65 @@ export const ansiblePlaybook: Executor<JobPayload<"ansible.playbook">> = async (
       return { ok: false, message: error instanceof Error ? error.message.replace("no egress container runs", "no release starts") : String(error) };
     }
   }
-  return runPlaybook(
-    { playbook: payload.playbook, extraVars: payload.extraVars, secretVars: payload.secretVars, runnerVars: runnerVars(payload.playbook, context.config), check: payload.check },
-    context,
-  );
+  const install = payload.playbook === "deploy_project.yml" ? DeployProjectVars.safeParse(payload.extraVars).data : undefined;
+  if (install?.operation !== "build" || !install.install) {
+    return runPlaybook(
+      { playbook: payload.playbook, extraVars: payload.extraVars, secretVars: payload.secretVars, runnerVars: runnerVars(payload.playbook, context.config), check: payload.check },
+      context,
+    );
+  }
+  // The release's dependencies install on a network of the job's own, through the egress proxy to the
+  // registries named, and nowhere else; the network and its proxy last as long as the play.
+  const { image, registry, cache_scope: cacheScope } = install.install;
+  const access = registryAccess([registry], context.config.registries, cacheScope);
+  let session: EgressSession;
+  try {
+    const docker = new Docker({ socketPath: context.config.docker.socketPath });
+    [session] = await Promise.all([
+      context.egress.open(context.jobId, access.egress, (target) => context.log(`egress refused: ${target} is not the install's registry`, "system")),
+      ensureCacheVolumes(docker, access.volumes),
+    ]);
+  } catch (error) {
+    return { ok: false, message: `could not set up the dependencies' install: ${error instanceof Error ? error.message : String(error)}` };
+  }
+  try {
+    return await runPlaybook(
+      {
+        playbook: payload.playbook,
+        extraVars: payload.extraVars,
+        secretVars: payload.secretVars,
+        runnerVars: {
+          ...runnerVars(payload.playbook, context.config),
+          install_docker_args: installDockerArgs(image, INSTALL_RECIPES[registry].command, access, session),
+          install_files: INSTALL_RECIPES[registry].files,
+          install_output: INSTALL_RECIPES[registry].output,
+        },
+        check: payload.check,
+      },
+      context,
+    );
+  } finally {
+    await session.close();
+  }
 };
+
+/**
+ * The `docker run` arguments of a release's dependency install that come from the runner: the job's
+ * network and DNS, the registries' settings and the proxy's, the package caches, the image and the
+ * command. The play adds the rest (the user, no capabilities, limits, the files it installs for).
+ */
+export function installDockerArgs(image: string, command: readonly string[], access: RegistryAccess, session: EgressSession): string[] {
+  const env = { ...access.env, ...session.env };
+  return [
+    "--network",
+    session.network,
+    ...session.dns.flatMap((server) => ["--dns", server]),
+    ...Object.entries(env).flatMap(([name, value]) => ["--env", `${name}=${value}`]),
+    ...access.binds.flatMap((bind) => ["--volume", bind]),
+    image,
+    ...command,
+  ];
+}
 
 export const provision: Executor<JobPayload<"provision">> = (payload, context) =>
   runPlaybook({ playbook: "provision.yml", extraVars: payload.extraVars, secretVars: {}, runnerVars: runnerVars("provision.yml", context.config), check: payload.check }, context);
