@@ -12,7 +12,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import Docker from "dockerode";
 import type { z } from "zod";
-import { ensureTestImage } from "../../scripts/lib/docker-engine.ts";
+import { ensureTestImage, TEST_IMAGE } from "../../scripts/lib/docker-engine.ts";
 import { waitFor } from "../../scripts/lib/processes.ts";
 import { GitHubServer } from "../../standins/github-server.ts";
 import { freePortIn, TEST_RELEASE_PORTS } from "../../scripts/lib/ports.ts";
@@ -460,6 +460,49 @@ describe("ansible.playbook", () => {
       expect(everything(context, outcome)).not.toContain("key-1234567890");
     } finally {
       await github.stop();
+    }
+  });
+
+  it("installs a release's dependencies only as a committed lockfile says: a repository without one is refused before anything installs, and the install's network goes with the job", async () => {
+    const github = new GitHubServer();
+    await github.start(0, "127.0.0.1");
+    try {
+      const token = github.issueToken();
+      const created = await fetch(`${github.url}/orgs/${github.org}/repos`, { method: "POST", headers: { authorization: `token ${token}`, "content-type": "application/json" }, body: JSON.stringify({ name: "lockcheck", private: true }) });
+      const repo = (await created.json()) as { clone_url: string };
+      const work = await mkdtemp(join(scratch, "lockcheck-"));
+      const header = `Authorization: Basic ${Buffer.from(`x-access-token:${token}`).toString("base64")}`;
+      const git = (...args: string[]) => run("git", ["-C", work, "-c", `http.extraHeader=${header}`, ...args]);
+      await writeFile(join(work, "package.json"), JSON.stringify({ name: "lockcheck", private: true, dependencies: { hono: "^4.13.0" } }));
+      await writeFile(join(work, "Dockerfile"), "FROM scratch\nCOPY node_modules /node_modules\n");
+      await git("init", "-q", "-b", "main");
+      await git("add", "-A");
+      await git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "no lockfile");
+      const commit = (await git("rev-parse", "HEAD")).stdout.trim();
+      await git("push", "-q", repo.clone_url, "HEAD:main");
+
+      const root = await mkdtemp(join(scratch, "lockcheck-root-"));
+      const context = recordingContext(testConfig({ deploymentsRoot: root }));
+      // Refused before the install runs: the image is never started.
+      const install = { image: TEST_IMAGE, registry: "npm", cache_scope: "lockcheck" };
+      const outcome = await ansiblePlaybook(
+        playbook({
+          playbook: "deploy_project.yml",
+          extraVars: { project: "lockcheck", release: "rel_lock1", operation: "build", commit, repo_url: repo.clone_url, host_port: await freePortIn(TEST_RELEASE_PORTS), install },
+          secretVars: { GIT_TOKEN: token },
+        }),
+        context,
+      );
+      expect(outcome.ok).toBe(false);
+      const failed = tasksOf(outcome).find((task) => task.status === "failed");
+      expect(failed?.name).toBe("Build the image, within the time and size limits, and start the release");
+      expect(everything(context, outcome)).toContain("the repository has no package-lock.json, and a release installs its dependencies only as its lockfile says (package.json package-lock.json)");
+      // Nothing was built, and the job's network for the install is gone with it.
+      expect(existsSync(join(root, "lockcheck", "releases", "rel_lock1", "src", "node_modules"))).toBe(false);
+      expect(await new Docker().listNetworks({ filters: { label: [`orchestrator.job=${context.jobId}`] } })).toEqual([]);
+    } finally {
+      await github.stop();
+      await new Docker().getVolume("orchestrator-cache-npm-lockcheck").remove().catch(() => undefined);
     }
   });
 

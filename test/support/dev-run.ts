@@ -28,11 +28,11 @@ export function cleanUpDevRuns(): void {
   });
 }
 
-export type DevPorts = { http: number; pg: number; proxy: number; model: number; github: number; telegram: number; caddy: number };
+export type DevPorts = { http: number; pg: number; proxy: number; model: number; github: number; telegram: number; npm: number; caddy: number };
 
 /** A free port for each thing `npm run dev` listens on. */
 export async function devPorts(): Promise<DevPorts> {
-  return { http: await freePort(), pg: await freePort(), proxy: await freePort(), model: await freePort(), github: await freePort(), telegram: await freePort(), caddy: await freePort() };
+  return { http: await freePort(), pg: await freePort(), proxy: await freePort(), model: await freePort(), github: await freePort(), telegram: await freePort(), npm: await freePort(), caddy: await freePort() };
 }
 
 /** Starts `npm run dev` (scripts/dev.ts) on these ports; resolves once it says it is ready. */
@@ -48,6 +48,7 @@ export async function startDev(ports: DevPorts, options: { env?: Record<string, 
       DEV_MODEL_PORT: String(ports.model),
       DEV_GITHUB_PORT: String(ports.github),
       DEV_TELEGRAM_PORT: String(ports.telegram),
+      DEV_NPM_PORT: String(ports.npm),
       DEV_CADDY_PORT: String(ports.caddy),
       DEV_STATE_DIR: join(work, options.state ?? "state"),
       DEV_VARS_FILE: options.vars ?? varsFile,
