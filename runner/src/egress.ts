@@ -280,6 +280,8 @@ function startProxy(listenHost: string, port: number, subnet: string, allowed: A
   const sockets = new Set<Socket>();
   const own = ownAddresses();
   const track = (socket: Socket) => {
+    // Once per socket: the upstream agent keeps sockets alive and hands the same one to request after request.
+    if (sockets.has(socket)) return;
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
   };
