@@ -7,10 +7,12 @@
  * base URL changed.
  *
  * Methods: getMe, sendMessage, editMessageText, deleteMessage, answerCallbackQuery, sendChatAction,
- * setMyCommands, setWebhook, deleteWebhook, getWebhookInfo. Bots are made with `addBot` (a token of
+ * setMyCommands, setWebhook, deleteWebhook, getWebhookInfo, getUpdates (long polling: it holds the
+ * request up to `timeout` seconds until an update comes; a newer poll ends an older one with 409, as
+ * Telegram does when two instances of a bot poll). Bots are made with `addBot` (a token of
  * the real form `<bot id>:<35 characters>`); every request is recorded, and so is every message sent
  * (with its edits and deletion), chat action and command list. `deliverUpdate` posts an update to a
- * bot's webhook as Telegram does; `floodControl(n, s)` answers the next n calls 429 with
+ * bot's webhook as Telegram does, or queues it for the bot's getUpdates when it has no webhook; `floodControl(n, s)` answers the next n calls 429 with
  * `retry_after: s`, as Telegram's flood control does.
  *
  * Where it is kinder than Telegram: webhooks may be plain `http://` URLs (local tests have no TLS)
@@ -46,6 +48,11 @@ interface Bot {
   user: BotUser;
   webhook: Webhook | null;
   nextMessageId: number;
+  /** Updates not yet confirmed by a getUpdates offset past them. */
+  pending: (Record<string, unknown> & { update_id: number })[];
+  nextUpdateId: number;
+  /** The getUpdates request waiting for an update: told to answer when one comes, or to give way to a newer poll. */
+  poll: { wake: (outcome: "update" | "conflict") => void } | null;
 }
 
 export interface Chat {
@@ -116,6 +123,8 @@ export class TelegramServer {
   private readonly bots = new Map<string, Bot>();
   private nextBotId = 7_000_000_000 + Math.floor(Math.random() * 1_000_000_000);
   private server: Server | null = null;
+  /** getUpdates requests waiting, woken when the server stops. */
+  private readonly polls = new Set<{ wake: (outcome: "update" | "conflict") => void }>();
   private outage = false;
   /** Answers left to give as 429 Too Many Requests, and the retry_after they carry. */
   private floodLeft = 0;
@@ -161,6 +170,9 @@ export class TelegramServer {
       },
       webhook: null,
       nextMessageId: 1,
+      pending: [],
+      nextUpdateId: 1,
+      poll: null,
     });
     return token;
   }
@@ -219,8 +231,17 @@ export class TelegramServer {
    * one was set) and returns the status the webhook answered with.
    */
   async deliverUpdate(token: string, update: Record<string, unknown>): Promise<number> {
-    const webhook = this.bots.get(token)?.webhook;
-    if (!webhook) throw new Error("this bot has no webhook");
+    const bot = this.bots.get(token);
+    if (!bot) throw new Error("no such bot");
+    const webhook = bot.webhook;
+    if (!webhook) {
+      // Kept for the bot's getUpdates, numbered on from the last, as Telegram numbers them.
+      const id = typeof update.update_id === "number" ? Math.max(update.update_id, bot.nextUpdateId) : bot.nextUpdateId;
+      bot.nextUpdateId = id + 1;
+      bot.pending.push({ ...update, update_id: id });
+      bot.poll?.wake("update");
+      return 200;
+    }
     const headers: Record<string, string> = { "content-type": "application/json" };
     if (webhook.secretToken) headers["x-telegram-bot-api-secret-token"] = webhook.secretToken;
     const res = await fetch(webhook.url, { method: "POST", headers, body: JSON.stringify(update) });
@@ -235,6 +256,9 @@ export class TelegramServer {
   }
 
   async stop(): Promise<void> {
+    // Polls still waiting answer now (with what they have), rather than hold the server open.
+    for (const poll of this.polls) poll.wake("update");
+    this.polls.clear();
     const server = this.server;
     this.server = null;
     await close(server);
@@ -268,6 +292,8 @@ export class TelegramServer {
       if (bot && this.floodLeft > 0 && (this.floodMethod === null || this.floodMethod === method.toLowerCase())) {
         this.floodLeft--;
         answer = { status: 429, body: { ok: false, error_code: 429, description: `Too Many Requests: retry after ${this.floodRetryAfter}`, parameters: { retry_after: this.floodRetryAfter } } };
+      } else if (bot && method.toLowerCase() === "getupdates") {
+        answer = await this.getUpdates(bot, params);
       } else answer = bot ? this.call(bot, method, params) : fail(401, "Unauthorized");
     } catch (error) {
       answer = fail(400, `Bad Request: ${error instanceof BadRequest ? error.message : "can't parse request body"}`);
@@ -315,6 +341,36 @@ export class TelegramServer {
       default:
         return fail(404, "Not Found");
     }
+  }
+
+  /** Long polling: the updates from `offset` on, at once if there are any, else the first to come within `timeout` seconds. */
+  private async getUpdates(bot: Bot, params: Params): Promise<Answer> {
+    if (bot.webhook) return fail(409, "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first");
+    const offset = Number(params.offset ?? 0);
+    if (offset > 0) bot.pending = bot.pending.filter((update) => update.update_id >= offset);
+    const limit = Math.min(Math.max(Number(params.limit ?? 100) || 100, 1), 100);
+    const timeout = Math.min(Math.max(Number(params.timeout ?? 0) || 0, 0), 50);
+    bot.poll?.wake("conflict");
+    if (bot.pending.length === 0 && timeout > 0) {
+      const state: { outcome: "update" | "conflict" | "timeout" } = { outcome: "timeout" };
+      let resolveWait = () => {};
+      const waited = new Promise<void>((resolve) => (resolveWait = resolve));
+      const timer = setTimeout(resolveWait, timeout * 1000);
+      const poll = {
+        wake: (why: "update" | "conflict") => {
+          state.outcome = why;
+          clearTimeout(timer);
+          resolveWait();
+        },
+      };
+      bot.poll = poll;
+      this.polls.add(poll);
+      await waited;
+      this.polls.delete(poll);
+      if (bot.poll === poll) bot.poll = null;
+      if (state.outcome === "conflict") return fail(409, "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running");
+    }
+    return ok(bot.pending.slice(0, limit));
   }
 
   /** The bot's own message in a chat, as sendMessage recorded it. */

@@ -10,10 +10,11 @@ import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { Api, GrammyError } from "grammy";
+import { Api, Bot, GrammyError } from "grammy";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT } from "../../scripts/lib/local-stack.ts";
+import { waitFor } from "../../scripts/lib/processes.ts";
 import { commitExists, ensureRepository, githubAppConfig, installationAccess } from "../../src/projects/github.ts";
 import { GitHubServer } from "../../standins/github-server.ts";
 import { embed, ModelServer } from "../../standins/model-server.ts";
@@ -263,6 +264,28 @@ describe("the Telegram stand-in", () => {
     expect(down.headers.get("content-type")).toBe("text/html");
     telegram.setOutage(false);
     expect((await fetch(`${telegram.url}/bot${token}/getMe`)).status).toBe(200);
+  });
+
+  it("serves a grammY bot that long-polls: updates queued for it come at once or wake a waiting poll, and a second poller ends the first with 409", async () => {
+    const token = telegram.addBot({ username: "poll_standin_bot" });
+    const bot = new Bot(token, { client: { apiRoot: telegram.apiRoot } });
+    bot.command("start", (ctx) => ctx.reply(`hello ${ctx.from?.first_name ?? ""}`));
+    const person = { id: 5150, is_bot: false, first_name: "Ada" };
+    const say = (text: string) => telegram.deliverUpdate(token, { message: { message_id: 1, date: 0, chat: { id: 5150, type: "private" }, from: person, text, entities: text.startsWith("/") ? [{ type: "bot_command", offset: 0, length: text.split(" ")[0]?.length ?? 0 }] : [] } });
+    // Queued before the bot starts: its first poll takes it.
+    expect(await say("/start")).toBe(200);
+    const running = bot.start({ drop_pending_updates: false, timeout: 2 });
+    await waitFor(() => telegram.messages.find((m) => m.username === "poll_standin_bot" && m.text === "hello Ada"), 10_000, () => JSON.stringify(telegram.messages));
+    // Sent while the bot waits in a poll: the poll answers with it.
+    await waitFor(() => (telegram.calls("getUpdates").filter((r) => r.token === token).length >= 2 ? true : undefined), 10_000, () => "no second poll");
+    await say("/start again");
+    await waitFor(() => (telegram.messages.filter((m) => m.username === "poll_standin_bot").length === 2 ? true : undefined), 10_000, () => JSON.stringify(telegram.messages));
+    // Another instance polling the same token: the older poll is ended with 409, as Telegram ends it.
+    const other = fetch(`${telegram.apiRoot}/bot${token}/getUpdates?timeout=1`);
+    await bot.stop();
+    await running.catch(() => undefined);
+    expect((await other).status).toBe(200);
+    expect(telegram.calls("getUpdates").some((r) => r.token === token && r.status === 409)).toBe(true);
   });
 });
 
