@@ -8,7 +8,8 @@
  * - the coding agent reads TASK.md and app/main.py, edits main.py to add the spec's first route,
  *   adds a test for it, and says so; for a TypeScript service ("a TypeScript service that says hello
  *   at /hello"), it reads src/app.ts and runs `npm install` first, then adds the route there and a
- *   vitest test; for a static site, it adds the headline to the page;
+ *   vitest test; for a Telegram bot ('a Telegram bot that answers /ping with "pong"'), the command in
+ *   src/bot.ts and its test; for a static site, it adds the headline to the page;
  * - the EnvAnalyzer gets each variable of the .env.example it is shown classified by its name (a
  *   password or secret is generated, a port, domain or URL computed, any other key asked of the owner);
  * - anything else without tools (a title request) gets a short title.
@@ -42,6 +43,13 @@ export function namedSite(description: string): { headline: string } | null {
   return { headline: headline || "Welcome" };
 }
 
+/** The command a bot's description names: 'a Telegram bot that answers /ping with "pong"' → /ping answering pong. */
+export function namedCommand(description: string): { command: string; says: string } | null {
+  if (!/\bbot\b/i.test(description)) return null;
+  const match = /\banswers? \/([a-z0-9_]+) with "?([^".]+)"?/i.exec(description);
+  return { command: match?.[1]?.toLowerCase() ?? "about", says: match?.[2]?.trim() ?? "" };
+}
+
 /** Whether a description asks for the TypeScript kind: "a TypeScript service", "on Node.js", "with Hono". */
 export const namesTypeScript = (description: string) => /\b(typescript|node\.?js|hono)\b/i.test(description);
 
@@ -55,6 +63,16 @@ function spec(request: ChatRequest) {
       template: "static-site",
       modules: [{ name: "page", purpose: `shows the headline ${JSON.stringify(site.headline)}` }],
       acceptance: [{ name: `the page shows ${site.headline}`, method: "GET", path: "/", expect: { status: 200, bodyContains: site.headline } }],
+    };
+  }
+  const command = namedCommand(description);
+  if (command) {
+    return {
+      summary,
+      template: "telegram-bot",
+      modules: [{ name: "commands", purpose: `answers /${command.command} with ${JSON.stringify(command.says || summary)}` }],
+      // A bot's answers are in Telegram; over HTTP it shows whether it is up.
+      acceptance: [{ name: "the bot is up", method: "GET", path: "/healthz", expect: { status: 200, json: { pointer: "/ok", equals: true } } }],
     };
   }
   const route = namedRoute(description);
@@ -122,6 +140,29 @@ test(${JSON.stringify(`GET ${route.path}`)}, async () => {
 });
 `;
 
+/** The command a bot's TASK.md asks for (the scripted Architect's module line). */
+function commandFrom(request: ChatRequest): { command: string; says: string } | null {
+  const brief = briefLines(request);
+  if (!brief.some((line) => line.startsWith("Template: telegram-bot"))) return null;
+  const listed = brief.map((line) => /^- commands: answers \/([a-z0-9_]+) with (".*")$/.exec(line)).find(Boolean);
+  return { command: listed?.[1] ?? "about", says: listed?.[2] ? z.string().parse(JSON.parse(listed[2])) : "A bot built by Orchestrator." };
+}
+
+/** The agent's edit to the telegram-bot template's src/bot.ts, and its test through the template's helpers. */
+const BOT_EDIT = (wanted: { command: string; says: string }) => ({
+  oldString: "  return bot;\n}\n",
+  newString: `  bot.command(${JSON.stringify(wanted.command)}, (ctx) => ctx.reply(${JSON.stringify(wanted.says)}));\n\n  return bot;\n}\n`,
+});
+const BOT_TEST = (wanted: { command: string; says: string }) => `import { expect, test } from "vitest";
+import { botForTest } from "./helpers.ts";
+
+test(${JSON.stringify(`/${wanted.command} answers`)}, async () => {
+  const { say, replies } = botForTest();
+  await say(${JSON.stringify(`/${wanted.command}`)});
+  expect(replies()).toEqual([${JSON.stringify(wanted.says)}]);
+});
+`;
+
 /** The headline a static site's TASK.md asks for (the scripted Architect's module line), if it is one. */
 function headlineFrom(request: ChatRequest): string | null {
   const brief = briefLines(request);
@@ -174,7 +215,7 @@ export function demoScenario(): Scenario {
       {
         name: "agent: done",
         match: { tools: true, lastRole: "tool", lastMessage: /Wrote file successfully/i },
-        reply: (request) => ({ content: `${SCRIPTED_LABEL} ${headlineFrom(request) !== null ? "Added the headline to the page" : `Added GET ${routeFrom(request).path}`} with its test.` }),
+        reply: (request) => ({ content: `${SCRIPTED_LABEL} ${commandFrom(request) ? `Added /${commandFrom(request)?.command ?? ""}` : headlineFrom(request) !== null ? "Added the headline to the page" : `Added GET ${routeFrom(request).path}`} with its test.` }),
       },
       {
         name: "agent: edit and write",
@@ -183,6 +224,24 @@ export function demoScenario(): Scenario {
           const headline = headlineFrom(request);
           // The page first, as a model reads a file before it edits it (opencode refuses an edit of a file it has not read).
           const pageRead = request.messages.some((message) => message.role === "tool" && messageText(message).includes("<main>"));
+          const command = commandFrom(request);
+          if (command) {
+            const botRead = request.messages.some((message) => message.role === "tool" && messageText(message).includes("export function createBot"));
+            if (!botRead) {
+              return {
+                toolCalls: [
+                  { name: "read", arguments: { filePath: "/work/repo/src/bot.ts" } },
+                  { name: "bash", arguments: { command: "cd /work/repo && npm install --loglevel=error", description: "Install the packages" } },
+                ],
+              };
+            }
+            return {
+              toolCalls: [
+                { name: "edit", arguments: { filePath: "/work/repo/src/bot.ts", ...BOT_EDIT(command) } },
+                { name: "write", arguments: { filePath: `/work/repo/test/${command.command}.test.ts`, content: BOT_TEST(command) } },
+              ],
+            };
+          }
           if (briefLines(request).some((line) => line.startsWith("Template: typescript-http"))) {
             // Its code read and its packages installed first (npm install writes package-lock.json, which the round commits).
             const appRead = request.messages.some((message) => message.role === "tool" && messageText(message).includes("export const app"));

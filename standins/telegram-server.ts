@@ -123,6 +123,8 @@ export class TelegramServer {
   private readonly bots = new Map<string, Bot>();
   private nextBotId = 7_000_000_000 + Math.floor(Math.random() * 1_000_000_000);
   private server: Server | null = null;
+  /** More listeners on other addresses (listenAlso), serving the same bots. */
+  private readonly others: Server[] = [];
   /** getUpdates requests waiting, woken when the server stops. */
   private readonly polls = new Set<{ wake: (outcome: "update" | "conflict") => void }>();
   private outage = false;
@@ -255,10 +257,21 @@ export class TelegramServer {
     this.url = url;
   }
 
+  /**
+   * The same server on another address too (e.g. one the projects' releases may reach, where the
+   * first one listens on loopback); resolves with its base URL.
+   */
+  async listenAlso(port: number, host: string): Promise<string> {
+    const { server, url } = await listen((req, res) => this.handle(req, res), (error) => ({ ok: false, error_code: 500, description: `Internal Server Error: ${String(error)}` }), port, host);
+    this.others.push(server);
+    return url;
+  }
+
   async stop(): Promise<void> {
     // Polls still waiting answer now (with what they have), rather than hold the server open.
     for (const poll of this.polls) poll.wake("update");
     this.polls.clear();
+    for (const other of this.others.splice(0)) await close(other);
     const server = this.server;
     this.server = null;
     await close(server);

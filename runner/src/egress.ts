@@ -55,13 +55,18 @@ export interface EgressSession {
  * The nftables ruleset of the containers that run code a model wrote:
  * - egress bridges (`oe-*`: builds, tests, coding agents) reach the proxy port and nothing else;
  * - release bridges (`or-*`: projects' running releases) reach the internet, but not the server
- *   itself (its ports: the runner's, Caddy's admin, other releases'), nor private, shared, loopback or
+ *   itself (its ports: the runner's, Caddy's admin, other releases'; only the runner's
+ *   `releaseInternalTargets`, e.g. a local Bot API stand-in), nor private, shared, loopback or
  *   link-local addresses (cloud metadata at 169.254.169.254 among them), nor another project's bridge.
  *   Answers to connections made to them (Caddy's, through the published port) pass, and DNS passes
  *   (Docker's resolver asks the server's upstream servers from the container's own network).
  */
-export function firewallRules(proxyPort: number): string {
+export function firewallRules(proxyPort: number, releaseTargets: readonly string[] = []): string {
   const release = `"${RELEASE_BRIDGE_PREFIX}*"`;
+  const releaseAccepts = releaseTargets.map((target) => {
+    const [address, port] = target.split(":");
+    return `    iifname ${release} ip daddr ${address} tcp dport ${port} accept`;
+  });
   const privateV4 = INTERNAL_V4.map(([network, prefix]) => `${network}/${prefix}`).join(", ");
   return [
     `table inet ${FIREWALL_TABLE}`,
@@ -72,6 +77,7 @@ export function firewallRules(proxyPort: number): string {
     `    iifname "${BRIDGE_PREFIX}*" tcp dport ${proxyPort} accept`,
     `    iifname "${BRIDGE_PREFIX}*" drop`,
     `    iifname ${release} ct state established,related accept`,
+    ...releaseAccepts,
     `    iifname ${release} drop`,
     `  }`,
     `  chain forward {`,
@@ -100,7 +106,7 @@ export class EgressGateway {
 
   /** Applies the firewall table once per runner; throws EgressUnavailable when it cannot. */
   ensureFirewall(): Promise<void> {
-    this.firewall ??= applyRules(this.settings.nftBinary, firewallRules(this.settings.proxyPort)).catch((error: unknown) => {
+    this.firewall ??= applyRules(this.settings.nftBinary, firewallRules(this.settings.proxyPort, this.settings.releaseInternalTargets)).catch((error: unknown) => {
       this.firewall = null;
       throw error;
     });

@@ -5,6 +5,7 @@
  * stand-in keeps its repositories in .dev-state/github.
  */
 import { randomBytes } from "node:crypto";
+import type Docker from "dockerode";
 import { writeFileSync } from "node:fs";
 import { Api } from "grammy";
 import { join } from "node:path";
@@ -103,4 +104,31 @@ export async function startDevStandins(options: {
       for (const stop of stops) await stop();
     },
   };
+}
+
+/**
+ * Where the projects' releases reach the Telegram stand-in. A release may not connect to the server
+ * itself (the runner's firewall), nor can it reach 127.0.0.2 (its own loopback is not the host's); so
+ * the stand-in listens also on the gateway of a Docker network of its own, `orchestrator-standins`
+ * (192.0.2.0/24, a documentation range no real network uses), an address of this machine that a
+ * container on any bridge can route to, and the runner lets releases through to that one port
+ * (`releaseInternalTargets`). The network holds no container; it is kept for the next start.
+ */
+export const STANDINS_NETWORK = { name: "orchestrator-standins", subnet: "192.0.2.0/24", gateway: "192.0.2.1" };
+
+export async function offerTelegramToReleases(docker: Docker, telegram: TelegramServer): Promise<{ url: string; target: string }> {
+  const existing = await docker
+    .getNetwork(STANDINS_NETWORK.name)
+    .inspect()
+    .catch(() => null);
+  if (!existing) {
+    await docker
+      .createNetwork({ Name: STANDINS_NETWORK.name, Driver: "bridge", Internal: true, IPAM: { Config: [{ Subnet: STANDINS_NETWORK.subnet, Gateway: STANDINS_NETWORK.gateway }] }, Options: { "com.docker.network.bridge.name": "orch-standins" } })
+      // Another factory made it meanwhile.
+      .catch(async (error: unknown) => {
+        if (!(await docker.getNetwork(STANDINS_NETWORK.name).inspect().catch(() => null))) throw error;
+      });
+  }
+  const url = await telegram.listenAlso(0, STANDINS_NETWORK.gateway);
+  return { url, target: egressTarget(url) };
 }

@@ -44,6 +44,8 @@ export interface DeploymentFacts {
   url: string;
   containerPort: number;
   projectName: string;
+  /** The Bot API the project's bot calls (RELEASE_TELEGRAM_API_URL). */
+  telegramApiUrl: string;
 }
 
 /** The computed variables this pipeline knows how to fill; a "computed" one it does not know is asked of the person. */
@@ -60,6 +62,7 @@ export function computedValue(name: string, facts: DeploymentFacts): string | un
     SITE_URL: url,
     WEBHOOK_URL: `${url}/webhook`,
     PROJECT_NAME: facts.projectName,
+    TELEGRAM_API_URL: facts.telegramApiUrl,
     NODE_ENV: "production",
     APP_ENV: "production",
     ENVIRONMENT: "production",

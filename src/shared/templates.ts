@@ -40,6 +40,13 @@ export const PROJECT_TEMPLATES = {
     junitPath: ".orchestrator/junit.xml",
     registry: "npm",
   },
+  "telegram-bot": {
+    description: "a Telegram bot in TypeScript (grammY on Node.js) that answers its users through the Bot API with a token from the factory's bot pool, may use npm packages and keeps its data in SQLite, tested with vitest",
+    testCommand: "npm ci && npx vitest run --reporter=default --reporter=junit --outputFile.junit=.orchestrator/junit.xml",
+    coverageCommand: "npm ci && npx vitest run --reporter=default --reporter=junit --outputFile.junit=.orchestrator/junit.xml --coverage.enabled --coverage.include=src --coverage.reporter=text-summary",
+    junitPath: ".orchestrator/junit.xml",
+    registry: "npm",
+  },
 } as const satisfies Record<string, ProjectTemplate>;
 
 export const TemplateName = z.enum(Object.keys(PROJECT_TEMPLATES) as [keyof typeof PROJECT_TEMPLATES, ...(keyof typeof PROJECT_TEMPLATES)[]]);

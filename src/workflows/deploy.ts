@@ -28,6 +28,7 @@ import { classifyEnv, computedValue, EnvAnalysisFailed, generateSecret, parseEnv
 import { fileAt, getRepository, installationOrg, Repository, repositoryFromUrl, resolveCommit } from "../projects/github.ts";
 import { agentConfig, modelEndpoint, modelErrorMessage, openaiClient, recordUsage } from "../models/llm.ts";
 import { openSecrets, putSecrets, putSecretsIfAbsent, secretViews } from "../projects/project-secrets.ts";
+import { telegramApiRoot } from "../telegram/client.ts";
 import { allocateBot, BOT_TOKEN_VAR, botTokenFor, releaseBots } from "../telegram/telegram-bots.ts";
 import type { JobView } from "../shared/api.ts";
 import { DEFAULT_HEALTH_PATH, type DeployNotification, EnvKind } from "../shared/deploys.ts";
@@ -309,7 +310,7 @@ class DeployRun extends PipelineRun<DeployParams> {
     const plain: Record<string, string> = {};
     const asked: { name: string; reason: string }[] = [];
     for (const [name, { kind, reason }] of Object.entries(kinds)) {
-      const value = kind === "computed" ? computedValue(name, { domain: facts.domain, url: projectUrl(facts.domain, facts.server), containerPort: CONTAINER_PORT, projectName: facts.project.name }) : undefined;
+      const value = kind === "computed" ? computedValue(name, { domain: facts.domain, url: projectUrl(facts.domain, facts.server), containerPort: CONTAINER_PORT, projectName: facts.project.name, telegramApiUrl: telegramApiRoot({ TELEGRAM_API_URL: this.env.RELEASE_TELEGRAM_API_URL }) }) : undefined;
       if (value !== undefined) plain[name] = value;
       else if (kind === "user" || kind === "computed") asked.push({ name, reason: kind === "computed" ? `${reason || "derived from the deployment"}; this pipeline cannot derive it` : reason });
     }

@@ -320,6 +320,43 @@ describe("the project kinds", () => {
     expect(listing).toContain("hono");
     expect(listing).not.toContain("vitest");
   }, 400_000);
+
+  it("a Telegram bot: a bot from the pool answers people through the Bot API, and what it keeps survives a redeploy and a rollback", async () => {
+    script();
+    const poolToken = telegram().addBot({ username: `pool_${randomBytes(3).toString("hex")}_bot` });
+    const registered = await factory.api<{ bot: { id: string; username: string } }>("/api/telegram-bots", { json: { token: poolToken } });
+    expect(registered.status, JSON.stringify(registered.body)).toBe(201);
+    const chatId = nextChat++;
+    const name = await ask(chatId, 'Build me a Telegram bot that answers /ping with "pong"');
+    await replyMatching(chatId, new RegExp(`🚀 ${name} is live at \\S+ \\(its acceptance check passes\\)`));
+    expect((await replyMatching(chatId, new RegExp(`^✅ ${name}: the tests pass`))).text).toContain("Built as: telegram-bot");
+    const row = await project(name);
+    const bots = (await factory.api<{ bots: { id: string; projectId: string | null }[] }>("/api/telegram-bots")).body.bots;
+    expect(bots.find((bot) => bot.id === registered.body.bot.id)?.projectId).toBe(row.id);
+
+    // A person writes to the project's bot in Telegram; the release, long-polling, answers.
+    const userChat = nextChat++;
+    const tell = (text: string) =>
+      telegram().deliverUpdate(poolToken, { message: { message_id: ++messageId, date: Math.floor(Date.now() / 1000), chat: { id: userChat, type: "private", first_name: "Ada" }, from: person(userChat), text, entities: [{ type: "bot_command", offset: 0, length: text.length }] } });
+    const answered = (text: string) => telegram().messages.filter((m) => m.username === registered.body.bot.username && m.chatId === userChat && m.text === text).length;
+    await tell("/ping");
+    await waitFor(() => (answered("pong") === 1 ? true : undefined), 60_000, () => `the bot did not answer: ${JSON.stringify(telegram().messages.filter((m) => m.username === registered.body.bot.username))}`);
+    await tell("/start");
+    await waitFor(() => (answered("Hello! Send /help to see what I can do.") === 1 ? true : undefined), 60_000, () => "no answer to /start");
+    // What it keeps (the chats that started it, in SQLite in its data directory) outlives releases.
+    const database = join(work, "state", "deployments", name, "data", "bot.sqlite");
+    const chats = async () => (await run("python3", ["-c", "import sqlite3, sys; print(sorted(r[0] for r in sqlite3.connect(sys.argv[1]).execute('select id from chats')))", database])).stdout.trim();
+    expect(await chats()).toBe(`[${userChat}]`);
+    for (const path of [`/api/projects/${row.id}/deploy`, `/api/projects/${row.id}/rollback`]) {
+      const started = await factory.api<{ task: { id: string } }>(path, { json: {} });
+      expect(started.status, JSON.stringify(started.body)).toBe(202);
+      await waitFor(async () => ((await events(started.body.task.id)).some((event) => event.type === "task.completed") ? true : undefined), 180_000, () => `${path} did not complete`);
+      expect(await chats()).toBe(`[${userChat}]`);
+    }
+    // The release now running (the rollback's) answers too.
+    await tell("/ping");
+    await waitFor(() => (answered("pong") === 2 ? true : undefined), 60_000, () => "no answer after the rollback");
+  }, 500_000);
 });
 
 describe("the same scenario with a failure injected at each stage", () => {
