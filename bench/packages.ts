@@ -17,6 +17,7 @@ import { join } from "node:path";
 import Docker from "dockerode";
 import { ensureDockerEngine } from "../scripts/lib/docker-engine.ts";
 import { STANDIN_HOST } from "../scripts/lib/engineering-stack.ts";
+import { LOCAL_RELEASE_TARGETS } from "../scripts/lib/standins-network.ts";
 import { ensureLocalCodingWorker } from "../scripts/lib/images.ts";
 import { ROOT } from "../scripts/lib/local-stack.ts";
 import { NpmRegistryServer } from "../standins/npm-registry.ts";
@@ -42,7 +43,7 @@ export async function packages(options: { rounds: number }): Promise<void> {
     privateKey: key,
     publicKey: key,
     controlPlanePublicKey: key,
-    docker: { socketPath: engine.socketPath, egress: { internalTargets: [egressTarget(registry.url)] } },
+    docker: { socketPath: engine.socketPath, egress: { internalTargets: [egressTarget(registry.url)], releaseInternalTargets: LOCAL_RELEASE_TARGETS } },
     registries: { npm: `${registry.url}/` },
   });
   const egress = new EgressGateway(docker, config.docker.egress);

@@ -53,11 +53,12 @@ export const RunnerConfig = z.strictObject({
            */
           internalTargets: z.array(z.string().regex(/^.+:\d{1,5}$/, "must be host:port")).default([]),
           /**
-           * Addresses of this server (IPv4 `address:port`) that running releases may connect to, e.g. a
-           * local Bot API stand-in: the firewall lets releases open connections to these alone of all the
-           * server's ports. Empty on a real server, whose releases reach Telegram over the internet.
+           * Addresses of this server (IPv4 `address:port`, or `address` for any TCP port) that running
+           * releases may connect to, e.g. a local Bot API stand-in: the firewall lets releases open
+           * connections to these alone of all the server's. Empty on a real server, whose releases reach
+           * Telegram over the internet.
            */
-          releaseInternalTargets: z.array(z.string().regex(/^\d{1,3}(\.\d{1,3}){3}:\d{1,5}$/, "must be IPv4 address:port")).default([]),
+          releaseInternalTargets: z.array(z.string().regex(/^\d{1,3}(\.\d{1,3}){3}(:\d{1,5})?$/, "must be an IPv4 address, or address:port")).default([]),
         })
         .prefault({}),
     })

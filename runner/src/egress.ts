@@ -65,7 +65,7 @@ export function firewallRules(proxyPort: number, releaseTargets: readonly string
   const release = `"${RELEASE_BRIDGE_PREFIX}*"`;
   const releaseAccepts = releaseTargets.map((target) => {
     const [address, port] = target.split(":");
-    return `    iifname ${release} ip daddr ${address} tcp dport ${port} accept`;
+    return `    iifname ${release} ip daddr ${address} ${port ? `tcp dport ${port}` : "meta l4proto tcp"} accept`;
   });
   const privateV4 = INTERNAL_V4.map(([network, prefix]) => `${network}/${prefix}`).join(", ");
   return [

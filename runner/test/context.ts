@@ -1,5 +1,6 @@
 /** An ExecutorContext for testing executors on their own: records what they report. */
 import { TEST_RELEASE_PORTS } from "../../scripts/lib/ports.ts";
+import { LOCAL_RELEASE_TARGETS } from "../../scripts/lib/standins-network.ts";
 import Docker from "dockerode";
 import { MAX_LOG_LINE_CHARS, truncateText } from "../../src/shared/limits.ts";
 import { RunnerConfig, type RunnerConfigInput } from "../src/config.ts";
@@ -9,7 +10,7 @@ import type { AbortReason, ExecutorContext } from "../src/executors/types.ts";
 const KEY = "A".repeat(43);
 
 export function testConfig(overrides: Partial<RunnerConfigInput> = {}): RunnerConfig {
-  return RunnerConfig.parse({
+  const config = RunnerConfig.parse({
     edge: "http://127.0.0.1:1",
     runnerId: "run_test",
     server: "test",
@@ -20,6 +21,9 @@ export function testConfig(overrides: Partial<RunnerConfigInput> = {}): RunnerCo
     releasePorts: TEST_RELEASE_PORTS,
     ...overrides,
   });
+  // As every runner on this machine has it: they share one firewall table (scripts/lib/standins-network.ts).
+  config.docker.egress.releaseInternalTargets = [...new Set([...config.docker.egress.releaseInternalTargets, ...LOCAL_RELEASE_TARGETS])];
+  return config;
 }
 
 export interface RecordingContext extends ExecutorContext {

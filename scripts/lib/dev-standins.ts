@@ -16,6 +16,7 @@ import { ModelServer } from "../../standins/model-server.ts";
 import { NpmRegistryServer } from "../../standins/npm-registry.ts";
 import { egressTarget } from "../../src/shared/job-payloads.ts";
 import { STANDIN_HOST } from "./engineering-stack.ts";
+import { ensureStandinsNetwork, STANDINS_NETWORK } from "./standins-network.ts";
 
 export interface DevStandins {
   /** The stand-ins started (absent: a real service is configured). */
@@ -106,29 +107,8 @@ export async function startDevStandins(options: {
   };
 }
 
-/**
- * Where the projects' releases reach the Telegram stand-in. A release may not connect to the server
- * itself (the runner's firewall), nor can it reach 127.0.0.2 (its own loopback is not the host's); so
- * the stand-in listens also on the gateway of a Docker network of its own, `orchestrator-standins`
- * (192.0.2.0/24, a documentation range no real network uses), an address of this machine that a
- * container on any bridge can route to, and the runner lets releases through to that one port
- * (`releaseInternalTargets`). The network holds no container; it is kept for the next start.
- */
-export const STANDINS_NETWORK = { name: "orchestrator-standins", subnet: "192.0.2.0/24", gateway: "192.0.2.1" };
-
-export async function offerTelegramToReleases(docker: Docker, telegram: TelegramServer): Promise<{ url: string; target: string }> {
-  const existing = await docker
-    .getNetwork(STANDINS_NETWORK.name)
-    .inspect()
-    .catch(() => null);
-  if (!existing) {
-    await docker
-      .createNetwork({ Name: STANDINS_NETWORK.name, Driver: "bridge", Internal: true, IPAM: { Config: [{ Subnet: STANDINS_NETWORK.subnet, Gateway: STANDINS_NETWORK.gateway }] }, Options: { "com.docker.network.bridge.name": "orch-standins" } })
-      // Another factory made it meanwhile.
-      .catch(async (error: unknown) => {
-        if (!(await docker.getNetwork(STANDINS_NETWORK.name).inspect().catch(() => null))) throw error;
-      });
-  }
-  const url = await telegram.listenAlso(0, STANDINS_NETWORK.gateway);
-  return { url, target: egressTarget(url) };
+/** The Telegram stand-in where the projects' releases can reach it (scripts/lib/standins-network.ts): also on the stand-ins network's gateway. */
+export async function offerTelegramToReleases(docker: Docker, telegram: TelegramServer): Promise<string> {
+  await ensureStandinsNetwork(docker);
+  return telegram.listenAlso(0, STANDINS_NETWORK.gateway);
 }

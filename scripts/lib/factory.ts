@@ -19,6 +19,7 @@ import { ROOT, stackClient, WRANGLER } from "./local-stack.ts";
 import { prebuiltWorkerArgs } from "./worker-bundle.ts";
 import { startCaddy, type TestCaddy } from "./caddy.ts";
 import { type DevStandins, offerTelegramToReleases, startDevStandins } from "./dev-standins.ts";
+import { LOCAL_RELEASE_TARGETS } from "./standins-network.ts";
 import { generateDevVars, isLocalDatabase, newJobSigningKey, readDevVars, writeDevVars } from "./dev-vars.ts";
 import { DEFAULT_DOCKER_SOCKET, ensureDockerEngine } from "./docker-engine.ts";
 import { buildCodingWorker, ensureDebianBase, ensureNodeBase, ensureReleaseBase, ensureTemplateBase } from "./images.ts";
@@ -266,7 +267,7 @@ export async function startFactory(options: FactoryOptions): Promise<Factory> {
 
     // The projects' bots reach the Telegram stand-in on an address the runner lets releases through to.
     const releaseTelegram = docker && standins.telegram ? await offerTelegramToReleases(docker, standins.telegram) : null;
-    if (releaseTelegram) say(`telegram: the projects' bots reach the stand-in at ${releaseTelegram.url}`);
+    if (releaseTelegram) say(`telegram: the projects' bots reach the stand-in at ${releaseTelegram}`);
 
     // ---- wrangler dev ----
     const inspectorPort = await freePort();
@@ -282,7 +283,7 @@ export async function startFactory(options: FactoryOptions): Promise<Factory> {
       "--var", `PUBLIC_URL:${vars.PUBLIC_URL || url}`,
       "--var", `MODEL_RELAY_URL:${vars.MODEL_RELAY_URL || relay.url}`,
       "--show-interactive-dev-session=false",
-      ...varArgs({ ...(codingWorker ? { CODING_WORKER_IMAGE: codingWorker } : {}), ...(releaseTelegram ? { RELEASE_TELEGRAM_API_URL: releaseTelegram.url } : {}), ...standins.vars, ...options.vars }),
+      ...varArgs({ ...(codingWorker ? { CODING_WORKER_IMAGE: codingWorker } : {}), ...(releaseTelegram ? { RELEASE_TELEGRAM_API_URL: releaseTelegram } : {}), ...standins.vars, ...options.vars }),
     ];
     // The worker's secrets: .dev.vars, a model named in the environment, the stand-ins' keys. In a file
     // of their own (0600), not on the command line, where any process could read them.
@@ -325,7 +326,7 @@ export async function startFactory(options: FactoryOptions): Promise<Factory> {
         JSON.stringify(
           {
             ...config,
-            docker: { ...dockerConfig, socketPath, egress: { ...((dockerConfig.egress ?? {}) as Record<string, unknown>), internalTargets: [...standins.targets, relay.target], releaseInternalTargets: releaseTelegram ? [releaseTelegram.target] : [] } },
+            docker: { ...dockerConfig, socketPath, egress: { ...((dockerConfig.egress ?? {}) as Record<string, unknown>), internalTargets: [...standins.targets, relay.target], releaseInternalTargets: LOCAL_RELEASE_TARGETS } },
             registries: { npm: standins.npmRegistry },
             deploymentsRoot: join(options.stateDir, "deployments"),
             ...(options.releasePorts ? { releasePorts: options.releasePorts } : {}),

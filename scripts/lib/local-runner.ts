@@ -5,6 +5,7 @@
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { LOCAL_RELEASE_TARGETS } from "./standins-network.ts";
 import type { RunnerConfigInput } from "../../runner/src/config.ts";
 import type { StackClient } from "./local-stack.ts";
 import { ROOT } from "./local-stack.ts";
@@ -45,7 +46,9 @@ export async function enrolledRunner(stack: StackClient, token: string, settings
   const code = await enroll.exited;
   if (code !== 0) throw new Error(`enroll exited ${code}: ${enroll.output()}`);
   const config = JSON.parse(readFileSync(configPath, "utf8")) as Record<string, unknown>;
-  writeFileSync(configPath, JSON.stringify({ ...config, ...settings }, null, 2), { mode: 0o600 });
+  // Every runner on this machine lets releases reach the stand-ins' address: they share one firewall table (standins-network.ts).
+  const egress = { ...settings.docker?.egress, releaseInternalTargets: [...new Set([...(settings.docker?.egress?.releaseInternalTargets ?? []), ...LOCAL_RELEASE_TARGETS])] };
+  writeFileSync(configPath, JSON.stringify({ ...config, ...settings, docker: { ...settings.docker, egress } }, null, 2), { mode: 0o600 });
   let outputs = "";
   const runner: TestRunner = {
     dir,

@@ -29,6 +29,7 @@ import { waitFor } from "../../scripts/lib/processes.ts";
 import { createDb } from "../../src/db/client.ts";
 import type { TaskEvent } from "../../src/shared/events.ts";
 import { oneHeavyFileAtATime } from "../support/heavy-gate.ts";
+import { ensureStandinsNetwork, STANDINS_NETWORK } from "../../scripts/lib/standins-network.ts";
 import { press, replies, replyMatching, script, send, sentTo, usePoChat } from "../support/po-chat.ts";
 import type { Stack } from "../../scripts/lib/local-stack.ts";
 
@@ -203,6 +204,15 @@ except OSError as error:
       expect(await reach(gateway, hostPort)).toBe("unreachable");
       expect(await reach(neighbourIp, 9000)).toBe("unreachable");
       expect(await reach("169.254.169.254", 80)).toBe("unreachable");
+      // The one way in this machine's runners allow: the stand-ins' address, where bots reach the Telegram stand-in.
+      await ensureStandinsNetwork(docker);
+      const standin = createServer((socket) => socket.end("stand-in answered\n"));
+      await new Promise<void>((resolve) => standin.listen(0, STANDINS_NETWORK.gateway, resolve));
+      try {
+        expect(await reach(STANDINS_NETWORK.gateway, (standin.address() as { port: number }).port)).toBe("stand-in answered");
+      } finally {
+        standin.close();
+      }
       expect((await run("docker", ["run", "--rm", "--network", neighbour, "orchestrator-test/busybox:1", "busybox", "nc", "-w", "2", neighbourIp, "9000"])).stdout).toContain("neighbour answered");
     } finally {
       server.close();
