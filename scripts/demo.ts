@@ -5,11 +5,18 @@
  *     Build me a service that says hello at /hello
  *
  * confirms, prints the conversation, the live task view's URL and, at the end, the project's URL
- * and what it answered. Without OPENAI_API_KEY the scripted model plays every part, and each of its
+ * and what it answered. `npm run demo -- bot` asks for a Telegram bot instead,
+ *
+ *     Build me a Telegram bot that answers /hello with "Hello from your bot"
+ *
+ * with a bot of the pool (with the Telegram stand-in, one is made and registered when the pool has
+ * none free), and at the end writes /hello to the project's bot as a person would and prints its answer. Without OPENAI_API_KEY the scripted model plays every part, and each of its
  * messages says so ([scripted model]); with it, the real model does.
  * A factory it started keeps running for you to look around until Ctrl-C (`--exit`: stop at the end).
  */
+import { existsSync, readFileSync } from "node:fs";
 import { request } from "node:http";
+import { join } from "node:path";
 import { ChatSession, EntryPrinter } from "../cli/chat.ts";
 import type { ChatEntry } from "../src/shared/chat.ts";
 import { devOptions, fireCrons, stopOnSignals } from "./dev.ts";
@@ -19,6 +26,8 @@ import { apiClient, type Factory, startFactory } from "./lib/factory.ts";
 
 export const DEMO_REQUEST = "Build me a service that says hello at /hello";
 const DEMO_PATH = "/hello";
+export const BOT_DEMO_REQUEST = 'Build me a Telegram bot that answers /hello with "Hello from your bot"';
+const BOT_COMMAND = "/hello";
 const DEADLINE_MS = 20 * 60_000;
 const say = (line: string) => console.log(`[demo] ${line}`);
 
@@ -52,8 +61,57 @@ function visit(caddyUrl: string, host: string, path: string): Promise<{ status: 
 
 let factory: Factory | undefined;
 
+/** The Telegram stand-in npm run dev runs (its URL in standins.json), or null with a real Telegram. */
+function telegramStandin(stateDir: string): string | null {
+  const file = join(stateDir, "standins.json");
+  if (!existsSync(file)) return null;
+  return (JSON.parse(readFileSync(file, "utf8")) as { telegram?: string }).telegram ?? null;
+}
+
+/** Makes sure the pool has a free bot for the demo's project: with the stand-in, one is made and registered when none is free. */
+async function ensurePoolBot(local: Local, standin: string | null): Promise<void> {
+  const { body } = await local.api<{ bots: { projectId: string | null; needsRotation: boolean }[] }>("/api/telegram-bots");
+  if (body.bots.some((bot) => !bot.projectId && !bot.needsRotation)) return;
+  if (!standin) throw new Error("the bot pool has no free bot: register one with `npx orchestrator bots add <token>` (a token from @BotFather)");
+  const made = await fetch(`${standin}/_standin/bots`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ username: `demo_${Date.now().toString(36)}_bot` }) });
+  const { token } = (await made.json()) as { token: string };
+  const registered = await local.api<{ bot: { username: string } }>("/api/telegram-bots", { json: { token } });
+  if (registered.status !== 201) throw new Error(`could not register a bot for the demo: ${JSON.stringify(registered.body)}`);
+  say(`the bot pool had no free bot: registered @${registered.body.bot.username}, a bot of the Telegram stand-in`);
+}
+
+/** The token of the project's bot, as the stand-in knows it. */
+async function projectBotToken(local: Local, standin: string, projectName: string): Promise<{ username: string; token: string }> {
+  const projects = (await local.api<{ projects: { id: string; name: string }[] }>(`/api/projects?name=${projectName}`)).body.projects;
+  const projectId = projects.find((project) => project.name === projectName)?.id;
+  const bots = (await local.api<{ bots: { username: string; projectId: string | null }[] }>("/api/telegram-bots")).body.bots;
+  const username = bots.find((bot) => bot.projectId === projectId)?.username;
+  const known = ((await (await fetch(`${standin}/_standin/bots`)).json()) as { bots: { username: string; token: string }[] }).bots;
+  const bot = known.find((entry) => entry.username === username);
+  if (!bot) throw new Error(`${projectName} has no bot of the Telegram stand-in`);
+  return bot;
+}
+
+/** Writes `text` to the bot as a person would (through the stand-in) and waits for its answer. */
+async function talkToBot(standin: string, bot: { username: string; token: string }, text: string): Promise<string> {
+  const { token } = bot;
+  const chatId = 424_242;
+  const update = { message: { message_id: Date.now() % 1_000_000, date: Math.floor(Date.now() / 1000), chat: { id: chatId, type: "private", first_name: "You" }, from: { id: chatId, is_bot: false, first_name: "You" }, text, entities: [{ type: "bot_command", offset: 0, length: text.length }] } };
+  const before = Date.now();
+  await fetch(`${standin}/_standin/updates`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ token, update }) });
+  while (Date.now() - before < 60_000) {
+    const { messages } = (await (await fetch(`${standin}/_standin/requests`)).json()) as { messages: { username: string; chatId: number; text: string; at?: string; message: { date: number } }[] };
+    const answer = messages.filter((m) => m.username === bot.username && m.chatId === chatId && m.message.date * 1000 >= before - 1000).at(-1);
+    if (answer) return answer.text;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  throw new Error(`@${bot.username} did not answer ${text} within 60 s`);
+}
+
 async function main() {
   const exitAtEnd = process.argv.includes("--exit") || process.env.CI === "true";
+  const bot = process.argv.slice(2).includes("bot");
+  const wanted = bot ? BOT_DEMO_REQUEST : DEMO_REQUEST;
   const options = { ...devOptions(false), say: (line: string) => say(line) };
   stopOnSignals(() => factory, () => process.exit(130), say);
 
@@ -68,6 +126,9 @@ async function main() {
   if (local.scriptedModel) say("the model is the SCRIPTED stand-in: every answer below is canned and labelled [scripted model]. Set OPENAI_API_KEY for a real model.");
   const user = await consoleUser(local, options.stateDir);
   say(`the web console, signed in as you: ${await consoleLink(local, user)}`);
+
+  const standin = bot ? telegramStandin(options.stateDir) : null;
+  if (bot) await ensurePoolBot(local, standin);
 
   const stop = new AbortController();
   const session = await ChatSession.open({ url: local.url, apiKey: user.key }, stop.signal);
@@ -86,9 +147,9 @@ async function main() {
     if (/ is live at /.test(entry.text) || /^❌/.test(entry.text)) ended(entry);
   };
 
-  say(`you> ${DEMO_REQUEST}`);
-  printer.expectEcho(DEMO_REQUEST);
-  await session.turn({ type: "chat:message", text: DEMO_REQUEST });
+  say(`you> ${wanted}`);
+  printer.expectEcho(wanted);
+  await session.turn({ type: "chat:message", text: wanted });
   const question = session.openQuestion(() => true);
   const yes = question?.buttons?.find((button) => button.choice === "yes");
   if (!question?.actionId || !yes) throw new Error("the Product Owner asked no confirmation to build: see the conversation above");
@@ -101,10 +162,13 @@ async function main() {
   const live = / is live at (\S+)/.exec(last.text)?.[1];
   if (!live) throw new Error(`it did not go live: ${last.text}`);
   const projectUrl = new URL(live);
-  const answer = await visit(local.caddyUrl ?? projectUrl.origin, projectUrl.host.replace(/:\d+$/, ""), DEMO_PATH);
-  say(`${projectUrl.origin}${DEMO_PATH} answered ${answer.status}: ${answer.body.trim()}`);
-  if (answer.status !== 200) throw new Error(`${projectUrl.origin}${DEMO_PATH} did not answer 200`);
-  say(`done. Try it: curl ${projectUrl.origin}${DEMO_PATH}`);
+  if (bot) {
+    if (standin) {
+      const projectBot = await projectBotToken(local, standin, projectUrl.hostname.split(".")[0] ?? "");
+      say(`you> ${BOT_COMMAND} (to @${projectBot.username}, in the Telegram stand-in)`);
+      say(`@${projectBot.username} answered: ${await talkToBot(standin, projectBot, BOT_COMMAND)}`);
+    } else say(`done. Try it: write ${BOT_COMMAND} to the project's bot in Telegram`);
+  } else await checkService(local, projectUrl);
 
   if (!factory || exitAtEnd) {
     await factory?.stop();
@@ -112,6 +176,13 @@ async function main() {
   }
   fireCrons(factory.url);
   say(`the factory keeps running so you can look around (console above, API ${factory.url}/api/docs). Ctrl-C stops it.`);
+}
+
+async function checkService(local: Local, projectUrl: URL): Promise<void> {
+  const answer = await visit(local.caddyUrl ?? projectUrl.origin, projectUrl.host.replace(/:\d+$/, ""), DEMO_PATH);
+  say(`${projectUrl.origin}${DEMO_PATH} answered ${answer.status}: ${answer.body.trim()}`);
+  if (answer.status !== 200) throw new Error(`${projectUrl.origin}${DEMO_PATH} did not answer 200`);
+  say(`done. Try it: curl ${projectUrl.origin}${DEMO_PATH}`);
 }
 
 main().catch(async (error: unknown) => {

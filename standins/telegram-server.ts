@@ -11,7 +11,8 @@
  * request up to `timeout` seconds until an update comes; a newer poll ends an older one with 409, as
  * Telegram does when two instances of a bot poll). Bots are made with `addBot` (a token of
  * the real form `<bot id>:<35 characters>`); every request is recorded, and so is every message sent
- * (with its edits and deletion), chat action and command list. `deliverUpdate` posts an update to a
+ * (with its edits and deletion), chat action and command list (`GET /_standin/requests`). `deliverUpdate`
+ * (`POST /_standin/updates {token, update}` from another process) posts an update to a
  * bot's webhook as Telegram does, or queues it for the bot's getUpdates when it has no webhook; `floodControl(n, s)` answers the next n calls 429 with
  * `retry_after: s`, as Telegram's flood control does.
  *
@@ -284,6 +285,14 @@ export class TelegramServer {
       return;
     }
     if (url.pathname === "/_standin/requests" && req.method === "GET") return sendJson(res, 200, { requests: this.requests, messages: this.messages });
+    // A person writes to a bot (the demo, from another process): delivered as deliverUpdate delivers it.
+    if (url.pathname === "/_standin/updates" && req.method === "POST") {
+      const body = JSON.parse((await readBody(req)) || "{}") as { token?: unknown; update?: unknown };
+      if (typeof body.token !== "string" || !this.bots.has(body.token) || typeof body.update !== "object" || body.update === null) return sendJson(res, 400, { error: "token (a bot's) and update (an object) are required" });
+      return sendJson(res, 200, { status: await this.deliverUpdate(body.token, body.update as Record<string, unknown>) });
+    }
+    // The bots and their tokens (this is a stand-in: Telegram itself tells nobody a token).
+    if (url.pathname === "/_standin/bots" && req.method === "GET") return sendJson(res, 200, { bots: [...this.bots.values()].map((bot) => ({ username: bot.user.username, token: bot.token })) });
     if (url.pathname === "/_standin/bots" && req.method === "POST") {
       const body = JSON.parse((await readBody(req)) || "{}") as Partial<AddBotOptions>;
       if (typeof body.username !== "string") return sendJson(res, 400, { error: "username is required" });

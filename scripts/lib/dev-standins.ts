@@ -95,7 +95,7 @@ export async function startDevStandins(options: {
     options.say(`npm: the registry stand-in on ${npm.url}, serving the ${npm.packages.size} packages in node_modules (set NPM_REGISTRY_URL for a real registry)`);
   }
   // For the factory's runner (what its egress jobs may reach) and dev:fixture (where to put the fixture's repository).
-  writeFileSync(join(options.stateDir, "standins.json"), JSON.stringify({ targets, ...(githubUrl ? { github: githubUrl } : {}) }, null, 2));
+  writeFileSync(join(options.stateDir, "standins.json"), JSON.stringify({ targets, ...(githubUrl ? { github: githubUrl } : {}), ...(started.telegram ? { telegram: started.telegram.url } : {}) }, null, 2));
   return {
     ...started,
     npmRegistry,
