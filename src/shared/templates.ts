@@ -41,7 +41,7 @@ export const PROJECT_TEMPLATES = {
     registry: "npm",
   },
   "telegram-bot": {
-    description: "a Telegram bot in TypeScript (grammY on Node.js) that answers its users through the Bot API with a token from the factory's bot pool, may use npm packages and keeps its data in SQLite, tested with vitest",
+    description: "a Telegram bot in TypeScript (grammY on Node.js) with a token from the bot pool, its data in SQLite, tested with vitest",
     testCommand: "npm ci && npx vitest run --reporter=default --reporter=junit --outputFile.junit=.orchestrator/junit.xml",
     coverageCommand: "npm ci && npx vitest run --reporter=default --reporter=junit --outputFile.junit=.orchestrator/junit.xml --coverage.enabled --coverage.include=src --coverage.reporter=text-summary",
     junitPath: ".orchestrator/junit.xml",
