@@ -163,6 +163,14 @@ test(${JSON.stringify(`/${wanted.command} answers`)}, async () => {
 });
 `;
 
+/** A Node kind's first step after TASK.md: the file it will edit read, and its packages installed (npm install writes package-lock.json, which the round commits). */
+const readAndInstall = (file: string) => ({
+  toolCalls: [
+    { name: "read", arguments: { filePath: file } },
+    { name: "bash", arguments: { command: "cd /work/repo && npm install --loglevel=error", description: "Install the packages" } },
+  ],
+});
+
 /** The headline a static site's TASK.md asks for (the scripted Architect's module line), if it is one. */
 function headlineFrom(request: ChatRequest): string | null {
   const brief = briefLines(request);
@@ -227,14 +235,7 @@ export function demoScenario(): Scenario {
           const command = commandFrom(request);
           if (command) {
             const botRead = request.messages.some((message) => message.role === "tool" && messageText(message).includes("export function createBot"));
-            if (!botRead) {
-              return {
-                toolCalls: [
-                  { name: "read", arguments: { filePath: "/work/repo/src/bot.ts" } },
-                  { name: "bash", arguments: { command: "cd /work/repo && npm install --loglevel=error", description: "Install the packages" } },
-                ],
-              };
-            }
+            if (!botRead) return readAndInstall("/work/repo/src/bot.ts");
             return {
               toolCalls: [
                 { name: "edit", arguments: { filePath: "/work/repo/src/bot.ts", ...BOT_EDIT(command) } },
@@ -243,16 +244,8 @@ export function demoScenario(): Scenario {
             };
           }
           if (briefLines(request).some((line) => line.startsWith("Template: typescript-http"))) {
-            // Its code read and its packages installed first (npm install writes package-lock.json, which the round commits).
             const appRead = request.messages.some((message) => message.role === "tool" && messageText(message).includes("export const app"));
-            if (!appRead) {
-              return {
-                toolCalls: [
-                  { name: "read", arguments: { filePath: "/work/repo/src/app.ts" } },
-                  { name: "bash", arguments: { command: "cd /work/repo && npm install --loglevel=error", description: "Install the packages" } },
-                ],
-              };
-            }
+            if (!appRead) return readAndInstall("/work/repo/src/app.ts");
             const route = routeFrom(request);
             return {
               toolCalls: [

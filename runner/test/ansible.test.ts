@@ -194,6 +194,23 @@ async function processesWith(text: string): Promise<string[]> {
   return found;
 }
 
+/** A private repository of the GitHub stand-in holding `files` in one commit on main. */
+async function pushedRepo(github: GitHubServer, name: string, files: Record<string, string>): Promise<{ token: string; repo: { clone_url: string }; commit: string }> {
+  const token = github.issueToken();
+  const created = await fetch(`${github.url}/orgs/${github.org}/repos`, { method: "POST", headers: { authorization: `token ${token}`, "content-type": "application/json" }, body: JSON.stringify({ name, private: true }) });
+  const repo = (await created.json()) as { clone_url: string };
+  const work = await mkdtemp(join(scratch, `${name}-`));
+  const header = `Authorization: Basic ${Buffer.from(`x-access-token:${token}`).toString("base64")}`;
+  const git = (...args: string[]) => run("git", ["-C", work, "-c", `http.extraHeader=${header}`, ...args]);
+  for (const [file, content] of Object.entries(files)) await writeFile(join(work, file), content);
+  await git("init", "-q", "-b", "main");
+  await git("add", "-A");
+  await git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one");
+  const commit = (await git("rev-parse", "HEAD")).stdout.trim();
+  await git("push", "-q", repo.clone_url, "HEAD:main");
+  return { token, repo, commit };
+}
+
 describe("ansible.playbook", () => {
   it("runs facts.yml and reports parsed stats, tasks and the facts", async () => {
     const context = shippedContext();
@@ -398,19 +415,8 @@ describe("ansible.playbook", () => {
     const github = new GitHubServer();
     await github.start(0, "127.0.0.1");
     try {
-      const token = github.issueToken();
-      const created = await fetch(`${github.url}/orgs/${github.org}/repos`, { method: "POST", headers: { authorization: `token ${token}`, "content-type": "application/json" }, body: JSON.stringify({ name: "tokencheck", private: true }) });
-      const repo = (await created.json()) as { clone_url: string };
       // A Dockerfile docker refuses at once: the build stops there, after the checkout and the env file.
-      const work = await mkdtemp(join(scratch, "tokencheck-"));
-      const header = `Authorization: Basic ${Buffer.from(`x-access-token:${token}`).toString("base64")}`;
-      const git = (...args: string[]) => run("git", ["-C", work, "-c", `http.extraHeader=${header}`, ...args]);
-      await writeFile(join(work, "Dockerfile"), "NOT A DOCKERFILE\n");
-      await git("init", "-q", "-b", "main");
-      await git("add", "-A");
-      await git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one");
-      const commit = (await git("rev-parse", "HEAD")).stdout.trim();
-      await git("push", "-q", repo.clone_url, "HEAD:main");
+      const { token, repo, commit } = await pushedRepo(github, "tokencheck", { Dockerfile: "NOT A DOCKERFILE\n" });
 
       const root = await mkdtemp(join(scratch, "checkout-"));
       const release = "rel_tok1";
@@ -453,7 +459,7 @@ describe("ansible.playbook", () => {
       // The watcher saw the checkout; the token, raw or as git's header, was on no command line, and in
       // no environment but git's own header.
       expect(seen.some((p) => p.cmdline.includes("git fetch -q --depth 1"))).toBe(true);
-      const basic = header.slice("Authorization: Basic ".length);
+      const basic = Buffer.from(`x-access-token:${token}`).toString("base64");
       expect(seen.filter((p) => p.cmdline.includes(token) || p.cmdline.includes(basic)).map((p) => p.cmdline)).toEqual([]);
       expect(seen.filter((p) => p.environ.includes(token)).map((p) => p.cmdline)).toEqual([]);
       expect(everything(context, outcome)).not.toContain(token);
@@ -467,19 +473,10 @@ describe("ansible.playbook", () => {
     const github = new GitHubServer();
     await github.start(0, "127.0.0.1");
     try {
-      const token = github.issueToken();
-      const created = await fetch(`${github.url}/orgs/${github.org}/repos`, { method: "POST", headers: { authorization: `token ${token}`, "content-type": "application/json" }, body: JSON.stringify({ name: "lockcheck", private: true }) });
-      const repo = (await created.json()) as { clone_url: string };
-      const work = await mkdtemp(join(scratch, "lockcheck-"));
-      const header = `Authorization: Basic ${Buffer.from(`x-access-token:${token}`).toString("base64")}`;
-      const git = (...args: string[]) => run("git", ["-C", work, "-c", `http.extraHeader=${header}`, ...args]);
-      await writeFile(join(work, "package.json"), JSON.stringify({ name: "lockcheck", private: true, dependencies: { hono: "^4.13.0" } }));
-      await writeFile(join(work, "Dockerfile"), "FROM scratch\nCOPY node_modules /node_modules\n");
-      await git("init", "-q", "-b", "main");
-      await git("add", "-A");
-      await git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "no lockfile");
-      const commit = (await git("rev-parse", "HEAD")).stdout.trim();
-      await git("push", "-q", repo.clone_url, "HEAD:main");
+      const { token, repo, commit } = await pushedRepo(github, "lockcheck", {
+        "package.json": JSON.stringify({ name: "lockcheck", private: true, dependencies: { hono: "^4.13.0" } }),
+        Dockerfile: "FROM scratch\nCOPY node_modules /node_modules\n",
+      });
 
       const root = await mkdtemp(join(scratch, "lockcheck-root-"));
       const context = recordingContext(testConfig({ deploymentsRoot: root }));
