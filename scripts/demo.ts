@@ -5,12 +5,13 @@
  *     Build me a service that says hello at /hello
  *
  * confirms, prints the conversation, the live task view's URL and, at the end, the project's URL
- * and what it answered. `npm run demo -- bot` asks for a Telegram bot instead,
+ * and what it answered. `npm run demo -- bot` asks for the seed's headline product instead,
  *
- *     Build me a Telegram bot that answers /hello with "Hello from your bot"
+ *     Build me a weather bot with notifications
  *
  * with a bot of the pool (with the Telegram stand-in, one is made and registered when the pool has
- * none free), and at the end writes /hello to the project's bot as a person would and prints its answer. Without OPENAI_API_KEY the scripted model plays every part, and each of its
+ * none free), and at the end writes /start and /subscribe Lisbon to the project's bot as a person
+ * would and prints its answers. Without OPENAI_API_KEY the scripted model plays every part, and each of its
  * messages says so ([scripted model]); with it, the real model does.
  * A factory it started keeps running for you to look around until Ctrl-C (`--exit`: stop at the end).
  */
@@ -26,8 +27,8 @@ import { apiClient, type Factory, startFactory } from "./lib/factory.ts";
 
 export const DEMO_REQUEST = "Build me a service that says hello at /hello";
 const DEMO_PATH = "/hello";
-export const BOT_DEMO_REQUEST = 'Build me a Telegram bot that answers /hello with "Hello from your bot"';
-const BOT_COMMAND = "/hello";
+export const BOT_DEMO_REQUEST = "Build me a weather bot with notifications";
+const BOT_MESSAGES = ["/start", "/subscribe Lisbon"];
 const DEADLINE_MS = 20 * 60_000;
 const say = (line: string) => console.log(`[demo] ${line}`);
 
@@ -96,13 +97,17 @@ async function projectBotToken(local: Local, standin: string, projectName: strin
 async function talkToBot(standin: string, bot: { username: string; token: string }, text: string): Promise<string> {
   const { token } = bot;
   const chatId = 424_242;
-  const update = { message: { message_id: Date.now() % 1_000_000, date: Math.floor(Date.now() / 1000), chat: { id: chatId, type: "private", first_name: "You" }, from: { id: chatId, is_bot: false, first_name: "You" }, text, entities: [{ type: "bot_command", offset: 0, length: text.length }] } };
-  const before = Date.now();
+  const update = { message: { message_id: Date.now() % 1_000_000, date: Math.floor(Date.now() / 1000), chat: { id: chatId, type: "private", first_name: "You" }, from: { id: chatId, is_bot: false, first_name: "You" }, text, entities: [{ type: "bot_command", offset: 0, length: text.split(" ")[0]?.length ?? 0 }] } };
+  const answers = async () => {
+    const { messages } = (await (await fetch(`${standin}/_standin/requests`)).json()) as { messages: { username: string; chatId: number; text: string }[] };
+    return messages.filter((m) => m.username === bot.username && m.chatId === chatId).map((m) => m.text);
+  };
+  const before = (await answers()).length;
   await fetch(`${standin}/_standin/updates`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ token, update }) });
-  while (Date.now() - before < 60_000) {
-    const { messages } = (await (await fetch(`${standin}/_standin/requests`)).json()) as { messages: { username: string; chatId: number; text: string; at?: string; message: { date: number } }[] };
-    const answer = messages.filter((m) => m.username === bot.username && m.chatId === chatId && m.message.date * 1000 >= before - 1000).at(-1);
-    if (answer) return answer.text;
+  const started = Date.now();
+  while (Date.now() - started < 60_000) {
+    const answer = (await answers())[before];
+    if (answer !== undefined) return answer;
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
   throw new Error(`@${bot.username} did not answer ${text} within 60 s`);
@@ -165,9 +170,11 @@ async function main() {
   if (bot) {
     if (standin) {
       const projectBot = await projectBotToken(local, standin, projectUrl.hostname.split(".")[0] ?? "");
-      say(`you> ${BOT_COMMAND} (to @${projectBot.username}, in the Telegram stand-in)`);
-      say(`@${projectBot.username} answered: ${await talkToBot(standin, projectBot, BOT_COMMAND)}`);
-    } else say(`done. Try it: write ${BOT_COMMAND} to the project's bot in Telegram`);
+      for (const text of BOT_MESSAGES) {
+        say(`you> ${text} (to @${projectBot.username}, in the Telegram stand-in)`);
+        say(`@${projectBot.username} answered: ${await talkToBot(standin, projectBot, text)}`);
+      }
+    } else say(`done. Try it: write ${BOT_MESSAGES.join(", then ")} to the project's bot in Telegram`);
   } else await checkService(local, projectUrl);
 
   if (!factory || exitAtEnd) {

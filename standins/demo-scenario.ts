@@ -65,6 +65,17 @@ function spec(request: ChatRequest) {
       acceptance: [{ name: `the page shows ${site.headline}`, method: "GET", path: "/", expect: { status: 200, bodyContains: site.headline } }],
     };
   }
+  if (/\bweather\b/i.test(description) && /\bbot\b/i.test(description)) {
+    return {
+      summary,
+      template: "telegram-bot",
+      modules: [
+        { name: "weather", purpose: "answers /weather <city> with today's forecast, from a fixed table of cities (no outside API)" },
+        { name: "subscriptions", purpose: "/subscribe <city>, /unsubscribe <city> and /subscriptions; every subscriber gets their cities' forecast each morning" },
+      ],
+      acceptance: [{ name: "the bot is up", method: "GET", path: "/healthz", expect: { status: 200, json: { pointer: "/ok", equals: true } } }],
+    };
+  }
   const command = namedCommand(description);
   if (command) {
     return {
@@ -163,13 +174,101 @@ test(${JSON.stringify(`/${wanted.command} answers`)}, async () => {
 });
 `;
 
-/** A Node kind's first step after TASK.md: the file it will edit read, and its packages installed (npm install writes package-lock.json, which the round commits). */
-const readAndInstall = (file: string) => ({
+/** A Node kind's first step after TASK.md: the files it will edit read, and its packages installed (npm install writes package-lock.json, which the round commits). */
+const readAndInstall = (...files: string[]) => ({
   toolCalls: [
-    { name: "read", arguments: { filePath: file } },
+    ...files.map((file) => ({ name: "read", arguments: { filePath: file } })),
     { name: "bash", arguments: { command: "cd /work/repo && npm install --loglevel=error", description: "Install the packages" } },
   ],
 });
+
+/** Whether TASK.md asks for the weather bot (the scripted Architect's module line). */
+const asksWeatherBot = (request: ChatRequest) => briefLines(request).some((line) => line.startsWith("- weather: answers /weather"));
+
+/** The weather bot the agent writes on the telegram-bot template: a fixed table, subscriptions in the template's store, a morning forecast. */
+const WEATHER_MODULE = `// The weather: today's forecast per city from a fixed table (no outside API), and the subscriptions'
+// morning forecast.
+import type { Bot } from "grammy";
+import type { Store } from "./store.ts";
+
+export const FORECASTS: Record<string, string> = {
+  berlin: "Cloudy, 17 °C",
+  lisbon: "Sunny, 24 °C",
+  london: "Light rain, 14 °C",
+  tokyo: "Clear, 21 °C",
+};
+
+const title = (city: string) => city.charAt(0).toUpperCase() + city.slice(1);
+
+export function forecast(city: string): string | null {
+  const today = FORECASTS[city.trim().toLowerCase()];
+  return today ? \`\${title(city.trim().toLowerCase())}: \${today}\` : null;
+}
+
+const known = () => Object.keys(FORECASTS).map(title).join(", ");
+
+export function addWeather(bot: Bot, store: Store): void {
+  bot.command("weather", (ctx) => ctx.reply(forecast(ctx.match) ?? \`I know the weather in \${known()}.\`));
+  bot.command("subscribe", async (ctx) => {
+    const city = ctx.match.trim().toLowerCase();
+    if (!forecast(city)) return ctx.reply(\`I know the weather in \${known()}.\`);
+    store.subscribe(ctx.chat.id, city);
+    await ctx.reply(\`Subscribed: you will get the forecast for \${title(city)} every morning.\`);
+  });
+  bot.command("unsubscribe", (ctx) => ctx.reply(store.unsubscribe(ctx.chat.id, ctx.match.trim().toLowerCase()) ? "Unsubscribed." : "You were not subscribed to that."));
+  bot.command("subscriptions", (ctx) => {
+    const topics = store.topicsOf(ctx.chat.id);
+    return ctx.reply(topics.length ? \`You get the forecast for: \${topics.map(title).join(", ")}\` : "No subscriptions yet: /subscribe <city>");
+  });
+}
+
+/** The morning notification: each subscriber gets their cities' forecasts. */
+export async function sendForecasts(bot: Bot, store: Store): Promise<void> {
+  for (const { chatId, topic } of store.subscriptions()) {
+    const today = forecast(topic);
+    if (today) await bot.api.sendMessage(chatId, \`Good morning! \${today}\`);
+  }
+}
+
+/** Sends the forecasts at 07:00 UTC every day. */
+export function startMorningForecasts(bot: Bot, store: Store): void {
+  const next = new Date();
+  next.setUTCHours(7, 0, 0, 0);
+  if (next.getTime() <= Date.now()) next.setUTCDate(next.getUTCDate() + 1);
+  setTimeout(() => {
+    void sendForecasts(bot, store).catch((error: unknown) => console.error("forecasts:", error));
+    startMorningForecasts(bot, store);
+  }, next.getTime() - Date.now());
+}
+`;
+
+const WEATHER_TEST = `import { expect, test } from "vitest";
+import { sendForecasts } from "../src/weather.ts";
+import { botForTest } from "./helpers.ts";
+
+test("/weather answers from the table", async () => {
+  const { say, replies } = botForTest();
+  await say("/weather Lisbon");
+  await say("/weather Atlantis");
+  expect(replies()).toEqual(["Lisbon: Sunny, 24 °C", "I know the weather in Berlin, Lisbon, London, Tokyo."]);
+});
+
+test("/subscribe keeps the subscription, and the morning forecast goes to the subscriber", async () => {
+  const { bot, store, say, replies } = botForTest();
+  await say("/subscribe lisbon");
+  await say("/subscriptions");
+  expect(store.topicsOf(42)).toEqual(["lisbon"]);
+  await sendForecasts(bot, store);
+  expect(replies()).toEqual(["Subscribed: you will get the forecast for Lisbon every morning.", "You get the forecast for: Lisbon", "Good morning! Lisbon: Sunny, 24 °C"]);
+});
+`;
+
+const WEATHER_EDITS = [
+  { filePath: "/work/repo/src/bot.ts", oldString: 'import type { Store } from "./store.ts";\n', newString: 'import type { Store } from "./store.ts";\nimport { addWeather } from "./weather.ts";\n' },
+  { filePath: "/work/repo/src/bot.ts", oldString: "  return bot;\n}\n", newString: "  addWeather(bot, store);\n\n  return bot;\n}\n" },
+  { filePath: "/work/repo/src/main.ts", oldString: 'import { Store } from "./store.ts";\n', newString: 'import { Store } from "./store.ts";\nimport { startMorningForecasts } from "./weather.ts";\n' },
+  { filePath: "/work/repo/src/main.ts", oldString: "await poll();\n", newString: "startMorningForecasts(bot, store);\nawait poll();\n" },
+];
 
 /** The headline a static site's TASK.md asks for (the scripted Architect's module line), if it is one. */
 function headlineFrom(request: ChatRequest): string | null {
@@ -223,7 +322,7 @@ export function demoScenario(): Scenario {
       {
         name: "agent: done",
         match: { tools: true, lastRole: "tool", lastMessage: /Wrote file successfully/i },
-        reply: (request) => ({ content: `${SCRIPTED_LABEL} ${commandFrom(request) ? `Added /${commandFrom(request)?.command ?? ""}` : headlineFrom(request) !== null ? "Added the headline to the page" : `Added GET ${routeFrom(request).path}`} with its test.` }),
+        reply: (request) => ({ content: `${SCRIPTED_LABEL} ${asksWeatherBot(request) ? "Added /weather, /subscribe, /unsubscribe, /subscriptions and the morning forecast" : commandFrom(request) ? `Added /${commandFrom(request)?.command ?? ""}` : headlineFrom(request) !== null ? "Added the headline to the page" : `Added GET ${routeFrom(request).path}`} with its test.` }),
       },
       {
         name: "agent: edit and write",
@@ -232,6 +331,17 @@ export function demoScenario(): Scenario {
           const headline = headlineFrom(request);
           // The page first, as a model reads a file before it edits it (opencode refuses an edit of a file it has not read).
           const pageRead = request.messages.some((message) => message.role === "tool" && messageText(message).includes("<main>"));
+          if (asksWeatherBot(request)) {
+            const read = request.messages.some((message) => message.role === "tool" && messageText(message).includes("export function createBot"));
+            if (!read) return readAndInstall("/work/repo/src/bot.ts", "/work/repo/src/main.ts");
+            return {
+              toolCalls: [
+                ...WEATHER_EDITS.map((edit) => ({ name: "edit", arguments: edit })),
+                { name: "write", arguments: { filePath: "/work/repo/src/weather.ts", content: WEATHER_MODULE } },
+                { name: "write", arguments: { filePath: "/work/repo/test/weather.test.ts", content: WEATHER_TEST } },
+              ],
+            };
+          }
           const command = commandFrom(request);
           if (command) {
             const botRead = request.messages.some((message) => message.role === "tool" && messageText(message).includes("export function createBot"));

@@ -1,6 +1,6 @@
 /**
- * The whole engineering path on this machine, for tests and the benchmark: the scripted model and the
- * GitHub stand-in (standins/), the worker under wrangler dev configured to use them, and a real runner
+ * The whole engineering path on this machine, for tests and the benchmark: the scripted model, the
+ * GitHub stand-in and the npm registry stand-in (standins/), the worker under wrangler dev configured to use them, and a real runner
  * whose job containers may reach them through the egress proxy.
  *
  * The stand-ins listen on 127.0.0.2: a container's own loopback (127.0.0.1) is never proxied, so the
@@ -9,6 +9,7 @@
 import { randomBytes } from "node:crypto";
 import { GitHubServer } from "../../standins/github-server.ts";
 import { ModelServer } from "../../standins/model-server.ts";
+import { NpmRegistryServer } from "../../standins/npm-registry.ts";
 import { egressTarget } from "../../src/shared/job-payloads.ts";
 import type { RunnerConfigInput } from "../../runner/src/config.ts";
 import { enrolledRunner, registerServer, type TestRunner } from "./local-runner.ts";
@@ -23,6 +24,8 @@ export interface EngineeringStack {
   runner: TestRunner;
   model: ModelServer;
   github: GitHubServer;
+  /** Where the Node kinds' jobs install from (the runner's registries.npm). */
+  npm: NpmRegistryServer;
   modelKey: string;
   handle: string;
   stop(): Promise<void>;
@@ -44,8 +47,10 @@ export async function startEngineeringStack(options: {
   const handle = options.handle ?? "build-box";
   const model = new ModelServer({ apiKey: modelKey });
   const github = new GitHubServer();
+  const npm = new NpmRegistryServer();
   await model.start(0, STANDIN_HOST);
   await github.start(0, STANDIN_HOST);
+  await npm.start(0, STANDIN_HOST);
   // Job containers reach the model only through the worker's relay, offered to them on STANDIN_HOST.
   const port = await freePort();
   const relay = await startRelayForwarder(port);
@@ -69,7 +74,8 @@ export async function startEngineeringStack(options: {
   });
   const { enrollment } = await registerServer(stack, handle);
   const runner = await enrolledRunner(stack, enrollment.token, {
-    docker: { socketPath: options.dockerSocket, egress: { internalTargets: [relay.target, egressTarget(github.url)] } },
+    docker: { socketPath: options.dockerSocket, egress: { internalTargets: [relay.target, egressTarget(github.url), egressTarget(npm.url)] } },
+    registries: { npm: `${npm.url}/` },
     concurrency: 2,
     ...options.runner,
   });
@@ -79,6 +85,7 @@ export async function startEngineeringStack(options: {
     runner,
     model,
     github,
+    npm,
     modelKey,
     handle,
     async stop() {
@@ -87,6 +94,7 @@ export async function startEngineeringStack(options: {
       await stack.stop();
       await model.stop();
       await github.stop();
+      await npm.stop();
     },
   };
 }

@@ -321,7 +321,7 @@ describe("the project kinds", () => {
     expect(listing).not.toContain("vitest");
   }, 400_000);
 
-  it("npm run demo -- bot: a Telegram bot from one message, with a bot from the pool, answers a person through the Bot API; what it keeps survives a redeploy and a rollback", async () => {
+  it("npm run demo -- bot: the seed's weather bot with notifications from one message, with a bot from the pool, answers a person through the Bot API; a subscription survives a redeploy and a rollback", async () => {
     script();
     const demo = spawnCollecting(process.execPath, [join(ROOT, "scripts", "demo.ts"), "bot"], {
       cwd: ROOT,
@@ -332,37 +332,40 @@ describe("the project kinds", () => {
     const name = /🚀 (\S+) is live at \S+ \(its acceptance check passes\)/.exec(output)?.[1] ?? "";
     expect(name, output).toBeTruthy();
     built.add(name);
+    // Its tests: the template's two and the agent's two, as vitest's JUnit report counted them.
+    expect(output).toMatch(new RegExp(`✅ ${name}: the tests pass at [0-9a-f]{12} after 1 round \\(4 passed\\)`));
     expect(output).toContain("Built as: telegram-bot");
     // The pool was empty: the demo registered a bot of the stand-in, and the project got it.
     expect(output).toMatch(/the bot pool had no free bot: registered @demo_\w+_bot/);
-    const username = /@(\w+) answered: Hello from your bot/.exec(output)?.[1] ?? "";
+    const username = /@(\w+) answered: Hello! Send \/help to see what I can do\./.exec(output)?.[1] ?? "";
     expect(username, output).toMatch(/^demo_\w+_bot$/);
+    expect(output).toContain(`@${username} answered: Subscribed: you will get the forecast for Lisbon every morning.`);
     const row = await project(name);
     const bots = (await factory.api<{ bots: { username: string; projectId: string | null }[] }>("/api/telegram-bots")).body.bots;
     expect(bots.find((bot) => bot.username === username)?.projectId).toBe(row.id);
     const known = (await (await fetch(`${telegram().url}/_standin/bots`)).json()) as { bots: { username: string; token: string }[] };
-    const poolToken = known.bots.find((bot) => bot.username === username)?.token ?? "";
+    const token = known.bots.find((bot) => bot.username === username)?.token ?? "";
 
-    // A person writes to the project's bot in Telegram; the release, long-polling, answers.
-    const userChat = nextChat++;
-    const tell = (text: string) =>
-      telegram().deliverUpdate(poolToken, { message: { message_id: ++messageId, date: Math.floor(Date.now() / 1000), chat: { id: userChat, type: "private", first_name: "Ada" }, from: person(userChat), text, entities: [{ type: "bot_command", offset: 0, length: text.length }] } });
-    const answered = (text: string) => telegram().messages.filter((m) => m.username === username && m.chatId === userChat && m.text === text).length;
-    await tell("/start");
-    await waitFor(() => (answered("Hello! Send /help to see what I can do.") === 1 ? true : undefined), 60_000, () => "no answer to /start");
-    // What it keeps (the chats that started it, in SQLite in its data directory) outlives releases.
+    // The subscription is in SQLite in the project's data directory, and outlives releases.
     const database = join(work, "state", "deployments", name, "data", "bot.sqlite");
-    const chats = async () => (await run("python3", ["-c", "import sqlite3, sys; print(sorted(r[0] for r in sqlite3.connect(sys.argv[1]).execute('select id from chats')))", database])).stdout.trim();
-    expect(await chats()).toBe(`[${userChat}]`);
+    const subscriptions = async () => (await run("python3", ["-c", "import sqlite3, sys; print(sorted(r[1] for r in sqlite3.connect(sys.argv[1]).execute('select chat_id, topic from subscriptions')))", database])).stdout.trim();
+    expect(await subscriptions()).toBe("['lisbon']");
     for (const path of [`/api/projects/${row.id}/deploy`, `/api/projects/${row.id}/rollback`]) {
       const started = await factory.api<{ task: { id: string } }>(path, { json: {} });
       expect(started.status, JSON.stringify(started.body)).toBe(202);
       await waitFor(async () => ((await events(started.body.task.id)).some((event) => event.type === "task.completed") ? true : undefined), 180_000, () => `${path} did not complete`);
-      expect(await chats()).toBe(`[${userChat}]`);
+      expect(await subscriptions()).toBe("['lisbon']");
     }
-    // The release now running (the rollback's) answers too.
-    await tell("/hello");
-    await waitFor(() => (answered("Hello from your bot") === 1 ? true : undefined), 60_000, () => "no answer after the rollback");
+    // The release running now (the rollback's) knows the demo's subscription, and answers a new person too.
+    const demoChat = 424_242;
+    const userChat = nextChat++;
+    const tell = (chat: number, text: string) =>
+      telegram().deliverUpdate(token, { message: { message_id: ++messageId, date: Math.floor(Date.now() / 1000), chat: { id: chat, type: "private", first_name: "Ada" }, from: person(chat), text, entities: [{ type: "bot_command", offset: 0, length: text.split(" ")[0]?.length ?? 0 }] } });
+    const answered = (chat: number, text: string) => telegram().messages.some((m) => m.username === username && m.chatId === chat && m.text === text);
+    await tell(demoChat, "/subscriptions");
+    await waitFor(() => (answered(demoChat, "You get the forecast for: Lisbon") ? true : undefined), 60_000, () => `no answer after the rollback: ${JSON.stringify(telegram().messages.filter((m) => m.username === username).map((m) => m.text))}`);
+    await tell(userChat, "/weather Tokyo");
+    await waitFor(() => (answered(userChat, "Tokyo: Clear, 21 °C") ? true : undefined), 60_000, () => "no answer to /weather");
   }, 500_000);
 });
 
