@@ -97,6 +97,9 @@ export async function deploy(): Promise<void> {
     const networks = await docker.listNetworks({ filters: { label: ["orchestrator.project"] } });
     for (const network of networks.filter((n) => (n.Labels?.["orchestrator.project"] ?? "").startsWith("bench-"))) await docker.getNetwork(network.Id).remove().catch(() => undefined);
     await removeDataVolumes(docker, (project) => project.startsWith("bench-"));
+    // And their images (three releases' worth, about 330 MB each, a run).
+    const images = await docker.listImages({ filters: { reference: ["orchestrator-release/bench-*"] } });
+    for (const image of images) await docker.getImage(image.Id).remove({ force: true }).catch(() => undefined);
     await db.stop();
     await engine.stop();
   }
