@@ -19,6 +19,8 @@ export function testConfig(overrides: Partial<RunnerConfigInput> = {}): RunnerCo
     controlPlanePublicKey: KEY,
     stateDir: "/tmp/orchestrator-runner-test",
     releasePorts: TEST_RELEASE_PORTS,
+    // Never the public registry from a test: a test that installs names its stand-in.
+    registries: { npm: "http://127.0.0.1:9/" },
     ...overrides,
   });
   // As every runner on this machine has it: they share one firewall table (scripts/lib/standins-network.ts).

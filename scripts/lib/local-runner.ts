@@ -48,7 +48,10 @@ export async function enrolledRunner(stack: StackClient, token: string, settings
   const config = JSON.parse(readFileSync(configPath, "utf8")) as Record<string, unknown>;
   // Every runner on this machine lets releases reach the stand-ins' address: they share one firewall table (standins-network.ts).
   const egress = { ...settings.docker?.egress, releaseInternalTargets: [...new Set([...(settings.docker?.egress?.releaseInternalTargets ?? []), ...LOCAL_RELEASE_TARGETS])] };
-  writeFileSync(configPath, JSON.stringify({ ...config, ...settings, docker: { ...settings.docker, egress } }, null, 2), { mode: 0o600 });
+  // A test's runner installs packages only from a stand-in it is given: without one, npm is pointed at
+  // a port where nothing listens, never at the public registry (the runner's default).
+  const registries = settings.registries ?? { npm: "http://127.0.0.1:9/" };
+  writeFileSync(configPath, JSON.stringify({ ...config, ...settings, registries, docker: { ...settings.docker, egress } }, null, 2), { mode: 0o600 });
   let outputs = "";
   const runner: TestRunner = {
     dir,
