@@ -13,7 +13,7 @@
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { lookup } from "node:dns/promises";
-import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from "node:http";
+import { Agent, createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from "node:http";
 import { BlockList, connect, isIP, type Socket } from "node:net";
 import { networkInterfaces } from "node:os";
 import type Docker from "dockerode";
@@ -284,9 +284,13 @@ export function inSubnet(address: string, cidr: string): boolean {
  */
 function startProxy(listenHost: string, port: number, subnet: string, allowed: Allowed, internalAllowed: ReadonlySet<string>, onRefused: (target: string) => void): Promise<Proxy> {
   const sockets = new Set<Socket>();
+  // The job's own upstream connections: Node's global agent would keep them alive for any job's proxy to
+  // reuse, and one job's proxy, closing, would cut a connection another job had just picked up (seen as
+  // a Tester's clone failing as the Developer's job ended).
+  const agent = new Agent({ keepAlive: true, maxSockets: MAX_CONNECTIONS });
   const own = ownAddresses();
   const track = (socket: Socket) => {
-    // Once per socket: the upstream agent keeps sockets alive and hands the same one to request after request.
+    // Once per socket: the job's agent keeps sockets alive and hands the same one to request after request.
     if (sockets.has(socket)) return;
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
@@ -321,7 +325,7 @@ function startProxy(listenHost: string, port: number, subnet: string, allowed: A
         const headers = Object.fromEntries(Object.entries(req.headers).filter(([name]) => !HOP_BY_HOP.includes(name)));
         // The Host is the destination's, whatever the client said: no reaching other sites behind the same address.
         headers.host = url.host;
-        const upstream = httpRequest({ host: target.address, port: targetPort, method: req.method, path: `${url.pathname}${url.search}`, headers }, (answer) => {
+        const upstream = httpRequest({ host: target.address, port: targetPort, method: req.method, path: `${url.pathname}${url.search}`, headers, agent }, (answer) => {
           res.writeHead(answer.statusCode ?? 502, answer.headers);
           answer.pipe(res);
         });
@@ -377,6 +381,7 @@ function startProxy(listenHost: string, port: number, subnet: string, allowed: A
   // A container cannot use up the runner's file descriptors.
   server.maxConnections = MAX_CONNECTIONS;
   const close = (): Promise<void> => {
+    agent.destroy();
     for (const socket of sockets) socket.destroy();
     return new Promise((resolve) => server.close(() => resolve()));
   };
