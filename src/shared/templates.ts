@@ -19,31 +19,36 @@ interface ProjectTemplate {
   registry?: PackageRegistry;
 }
 
+/** How each toolchain's tests run, writing JUnit XML where `junitPath` says (and, for coverage, a line parseCoverage reads). */
+const PYTEST = "python3 -m pytest -q --junitxml=.orchestrator/junit.xml";
+const VITEST = "npm ci && npx vitest run --reporter=default --reporter=junit --outputFile.junit=.orchestrator/junit.xml";
+const VITEST_COVERAGE = `${VITEST} --coverage.enabled --coverage.include=src --coverage.reporter=text-summary`;
+
 export const PROJECT_TEMPLATES = {
   "python-http": {
     description: "a small HTTP service in Python on the standard library, tested with pytest",
-    testCommand: "python3 -m pytest -q --junitxml=.orchestrator/junit.xml",
+    testCommand: PYTEST,
     /** The same, measuring line coverage of the service's code (pytest-cov). */
-    coverageCommand: "python3 -m pytest -q --junitxml=.orchestrator/junit.xml --cov=app --cov-report=term",
+    coverageCommand: `${PYTEST} --cov=app --cov-report=term`,
     junitPath: ".orchestrator/junit.xml",
   },
   "static-site": {
     description: "a static web site (HTML, CSS, JavaScript in site/) served with the right caching headers, its pages checked with pytest",
-    testCommand: "python3 -m pytest -q --junitxml=.orchestrator/junit.xml",
-    coverageCommand: "python3 -m pytest -q --junitxml=.orchestrator/junit.xml --cov=app --cov-report=term",
+    testCommand: PYTEST,
+    coverageCommand: `${PYTEST} --cov=app --cov-report=term`,
     junitPath: ".orchestrator/junit.xml",
   },
   "typescript-http": {
     description: "an HTTP service in TypeScript (Hono on Node.js) that may use npm packages, tested with vitest",
-    testCommand: "npm ci && npx vitest run --reporter=default --reporter=junit --outputFile.junit=.orchestrator/junit.xml",
-    coverageCommand: "npm ci && npx vitest run --reporter=default --reporter=junit --outputFile.junit=.orchestrator/junit.xml --coverage.enabled --coverage.include=src --coverage.reporter=text-summary",
+    testCommand: VITEST,
+    coverageCommand: VITEST_COVERAGE,
     junitPath: ".orchestrator/junit.xml",
     registry: "npm",
   },
   "telegram-bot": {
     description: "a Telegram bot in TypeScript (grammY on Node.js) with a token from the bot pool, its data in SQLite, tested with vitest",
-    testCommand: "npm ci && npx vitest run --reporter=default --reporter=junit --outputFile.junit=.orchestrator/junit.xml",
-    coverageCommand: "npm ci && npx vitest run --reporter=default --reporter=junit --outputFile.junit=.orchestrator/junit.xml --coverage.enabled --coverage.include=src --coverage.reporter=text-summary",
+    testCommand: VITEST,
+    coverageCommand: VITEST_COVERAGE,
     junitPath: ".orchestrator/junit.xml",
     registry: "npm",
   },

@@ -103,16 +103,16 @@ export const ansiblePlaybook: Executor<JobPayload<"ansible.playbook">> = async (
       return { ok: false, message: error instanceof Error ? error.message.replace("no egress container runs", "no release starts") : String(error) };
     }
   }
-  const install = payload.playbook === "deploy_project.yml" ? DeployProjectVars.safeParse(payload.extraVars).data : undefined;
-  if (install?.operation !== "build" || !install.install) {
+  const deploy = payload.playbook === "deploy_project.yml" ? DeployProjectVars.safeParse(payload.extraVars).data : undefined;
+  if (deploy?.operation !== "build" || !deploy.install) {
     return runPlaybook(
       { playbook: payload.playbook, extraVars: payload.extraVars, secretVars: payload.secretVars, runnerVars: runnerVars(payload.playbook, context.config), check: payload.check },
       context,
     );
   }
   // The release's dependencies install on a network of the job's own, through the egress proxy to the
-  // registries named, and nowhere else; the network and its proxy last as long as the play.
-  const { image, registry, cache_scope: cacheScope } = install.install;
+  // registry named, and nowhere else; the network and its proxy last as long as the play.
+  const { image, registry, cache_scope: cacheScope } = deploy.install;
   const access = registryAccess([registry], context.config.registries, cacheScope);
   let session: EgressSession;
   try {
@@ -150,7 +150,7 @@ export const ansiblePlaybook: Executor<JobPayload<"ansible.playbook">> = async (
  * network and DNS, the registries' settings and the proxy's, the package caches, the image and the
  * command. The play adds the rest (the user, no capabilities, limits, the files it installs for).
  */
-export function installDockerArgs(image: string, command: readonly string[], access: RegistryAccess, session: EgressSession): string[] {
+function installDockerArgs(image: string, command: readonly string[], access: RegistryAccess, session: EgressSession): string[] {
   const env = { ...access.env, ...session.env };
   return [
     "--network",
