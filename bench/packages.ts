@@ -77,7 +77,7 @@ export async function packages(options: { rounds: number }): Promise<void> {
     });
     const lines: string[] = [];
     const jobId = `job_bench_packages_${randomBytes(6).toString("hex")}`;
-    const outcome = await dockerRun(payload, { jobId, signal: new AbortController().signal, config, egress, log: (line) => lines.push(line), progress: () => undefined });
+    const outcome = await dockerRun(payload, { jobId, signal: new AbortController().signal, config, egress, botGateway: null, log: (line) => lines.push(line), progress: () => undefined });
     await outcome.afterReport?.();
     const measured = lines.map((line) => /^install-ms (\d+)$/.exec(line)?.[1]).find(Boolean);
     const files = (outcome.data?.files ?? {}) as Record<string, { content?: string }>;

@@ -73,7 +73,11 @@ function spec(request: ChatRequest) {
         { name: "weather", purpose: "answers /weather <city> with today's forecast, from a fixed table of cities (no outside API)" },
         { name: "subscriptions", purpose: "/subscribe <city>, /unsubscribe <city> and /subscriptions; every subscriber gets their cities' forecast each morning" },
       ],
-      acceptance: [{ name: "the bot is up", method: "GET", path: "/healthz", expect: { status: 200, json: { pointer: "/ok", equals: true } } }],
+      // Over HTTP it shows whether it is up; its answers are checked in Telegram, with a message each.
+      acceptance: [
+        { name: "the bot is up", method: "GET", path: "/healthz", expect: { status: 200, json: { pointer: "/ok", equals: true } } },
+        { name: "/weather Lisbon answers from the table", send: "/weather Lisbon", expect: { replyContains: "Lisbon: Sunny" } },
+      ],
     };
   }
   const command = namedCommand(description);
@@ -82,8 +86,11 @@ function spec(request: ChatRequest) {
       summary,
       template: "telegram-bot",
       modules: [{ name: "commands", purpose: `answers /${command.command} with ${JSON.stringify(command.says || summary)}` }],
-      // A bot's answers are in Telegram; over HTTP it shows whether it is up.
-      acceptance: [{ name: "the bot is up", method: "GET", path: "/healthz", expect: { status: 200, json: { pointer: "/ok", equals: true } } }],
+      // Over HTTP it shows whether it is up; its answer is checked in Telegram.
+      acceptance: [
+        { name: "the bot is up", method: "GET", path: "/healthz", expect: { status: 200, json: { pointer: "/ok", equals: true } } },
+        { name: `/${command.command} answers`, send: `/${command.command}`, expect: { replyContains: command.says || summary } },
+      ],
     };
   }
   const route = namedRoute(description);

@@ -90,6 +90,22 @@ export const RunnerConfig = z.strictObject({
       npm: z.url().default("https://registry.npmjs.org/"),
     })
     .prefault({}),
+  /**
+   * The Bot API gateway the bots of this server's releases reach Telegram through (runner/src/bot-gateway.ts),
+   * so that a deploy can send a new release's bot the messages of its acceptance checks. `host` must be
+   * an address of this server that containers can reach: by default Docker's default bridge
+   * (docker0, 172.17.0.1 on a standard install); the firewall lets releases through to that address and
+   * port alone. null, or an address the runner cannot listen on: bots call the Bot API directly, and a
+   * check that sends a message fails, saying why.
+   */
+  botGateway: z
+    .strictObject({
+      host: z.ipv4(),
+      /** 0: any free port (tests; the firewall must then let releases to the whole address). */
+      port: z.number().int().min(0).max(65_535).default(3129),
+    })
+    .nullable()
+    .default({ host: "172.17.0.1", port: 3129 }),
   /** The project templates repo.scaffold renders (one directory each). */
   templatesDir: z.string().default(join(RUNNER_ROOT, "templates")),
   /** Where the runner's spans go (OTLP/HTTP, JSON): each job is a span in the trace that started it. */

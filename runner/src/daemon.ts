@@ -19,6 +19,7 @@ import {
   type RunnerMessage,
 } from "../../src/shared/runner-protocol.ts";
 import type { RunnerConfig } from "./config.ts";
+import { BotGateway } from "./bot-gateway.ts";
 import { EgressGateway } from "./egress.ts";
 import { removeJobContainers } from "./executors/docker-run.ts";
 import { executors } from "./executors/index.ts";
@@ -81,6 +82,8 @@ export class RunnerDaemon {
   private keys: Promise<{ privateKey: CryptoKey; controlPlane: CryptoKey }>;
   private readonly connectedWaiters: (() => void)[] = [];
   private readonly egress: EgressGateway;
+  private readonly botGateway: BotGateway | null;
+  private botGatewayUp = false;
   /** The trace of each job still reporting, stamped on its messages. */
   private readonly traces = new Map<string, string>();
   private readonly tracing: JobTracing;
@@ -88,7 +91,8 @@ export class RunnerDaemon {
   constructor(config: RunnerConfig, log: DaemonLogger = stderrLogger) {
     this.config = config;
     this.log = log;
-    this.egress = new EgressGateway(new Docker({ socketPath: config.docker.socketPath }), config.docker.egress);
+    this.egress = new EgressGateway(new Docker({ socketPath: config.docker.socketPath }), withBotGateway(config));
+    this.botGateway = config.botGateway ? new BotGateway(config.botGateway, config.privateKey) : null;
     this.journal = new Journal(config.stateDir);
     this.tracing = jobTracing(config);
     this.keys = Promise.all([importPrivateKey(config.privateKey), importPublicKey(config.controlPlanePublicKey)]).then(([own, controlPlane]) => {
@@ -100,6 +104,13 @@ export class RunnerDaemon {
   /** Reports jobs a previous run left unfinished, then connects (and keeps reconnecting until stop()). */
   async start(): Promise<void> {
     await this.keys;
+    if (this.botGateway) {
+      // Without it the runner still deploys; bots then call the Bot API directly, and their message checks fail saying why.
+      await this.botGateway.start().then(
+        () => (this.botGatewayUp = true),
+        (error: unknown) => this.log.warn("the Bot API gateway could not listen; bots will call the Bot API directly", { error: String(error) }),
+      );
+    }
     await this.recoverInterrupted();
     this.connect();
   }
@@ -120,6 +131,7 @@ export class RunnerDaemon {
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.socket?.close(1000, "runner stopping");
     this.journal.close();
+    await this.botGateway?.close();
     await this.tracing.shutdown();
   }
 
@@ -343,6 +355,7 @@ export class RunnerDaemon {
         signal: controller.signal,
         config: this.config,
         egress: this.egress,
+        botGateway: this.botGatewayUp ? this.botGateway : null,
         log: (line, stream = "stdout", cut = 0) => {
           // A bound on what one job can push through the hub into its task's stream.
           if (++logged > MAX_LOG_LINES_PER_JOB) {
@@ -464,4 +477,12 @@ function maskJson(data: Record<string, unknown>, mask: (text: string) => string)
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+/** The egress settings, with the Bot API gateway's address among those releases may reach. */
+function withBotGateway(config: RunnerConfig): RunnerConfig["docker"]["egress"] {
+  const gateway = config.botGateway;
+  // Port 0 is known only once it listens: such a runner (a test's) lets releases to the whole address instead.
+  if (!gateway || gateway.port === 0) return config.docker.egress;
+  return { ...config.docker.egress, releaseInternalTargets: [...new Set([...config.docker.egress.releaseInternalTargets, `${gateway.host}:${gateway.port}`])] };
 }

@@ -43,6 +43,7 @@ export function recordingContext(config: RunnerConfig = testConfig(), jobId = `j
     signal: controller.signal,
     config,
     egress: new EgressGateway(new Docker({ socketPath: config.docker.socketPath }), config.docker.egress),
+    botGateway: null,
     lines,
     steps,
     // Cut as the daemon cuts, so executors can be tested on long lines.

@@ -19,7 +19,7 @@ import { ROOT, stackClient, WRANGLER } from "./local-stack.ts";
 import { prebuiltWorkerArgs } from "./worker-bundle.ts";
 import { startCaddy, type TestCaddy } from "./caddy.ts";
 import { type DevStandins, offerTelegramToReleases, startDevStandins } from "./dev-standins.ts";
-import { LOCAL_RELEASE_TARGETS } from "./standins-network.ts";
+import { LOCAL_BOT_GATEWAY, LOCAL_RELEASE_TARGETS } from "./standins-network.ts";
 import { generateDevVars, isLocalDatabase, newJobSigningKey, readDevVars, writeDevVars } from "./dev-vars.ts";
 import { DEFAULT_DOCKER_SOCKET, ensureDockerEngine } from "./docker-engine.ts";
 import { buildCodingWorker, ensureDebianBase, ensureNodeBase, ensureReleaseBase, ensureTemplateBase } from "./images.ts";
@@ -328,6 +328,7 @@ export async function startFactory(options: FactoryOptions): Promise<Factory> {
             ...config,
             docker: { ...dockerConfig, socketPath, egress: { ...((dockerConfig.egress ?? {}) as Record<string, unknown>), internalTargets: [...standins.targets, relay.target], releaseInternalTargets: LOCAL_RELEASE_TARGETS } },
             registries: { npm: standins.npmRegistry },
+            botGateway: LOCAL_BOT_GATEWAY,
             deploymentsRoot: join(options.stateDir, "deployments"),
             ...(options.releasePorts ? { releasePorts: options.releasePorts } : {}),
             ...(caddy ? { caddy: { adminSocket: caddy.adminSocket, configPath: caddy.configPath, httpUrl: caddy.httpUrl, listen: [`127.0.0.1:${options.caddyPort}`], disableTls: true } } : {}),

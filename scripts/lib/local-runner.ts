@@ -5,7 +5,7 @@
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { LOCAL_RELEASE_TARGETS } from "./standins-network.ts";
+import { LOCAL_BOT_GATEWAY, LOCAL_RELEASE_TARGETS } from "./standins-network.ts";
 import type { RunnerConfigInput } from "../../runner/src/config.ts";
 import type { StackClient } from "./local-stack.ts";
 import { ROOT } from "./local-stack.ts";
@@ -51,7 +51,7 @@ export async function enrolledRunner(stack: StackClient, token: string, settings
   // A test's runner installs packages only from a stand-in it is given: without one, npm is pointed at
   // a port where nothing listens, never at the public registry (the runner's default).
   const registries = settings.registries ?? { npm: "http://127.0.0.1:9/" };
-  writeFileSync(configPath, JSON.stringify({ ...config, ...settings, registries, docker: { ...settings.docker, egress } }, null, 2), { mode: 0o600 });
+  writeFileSync(configPath, JSON.stringify({ ...config, botGateway: LOCAL_BOT_GATEWAY, ...settings, registries, docker: { ...settings.docker, egress } }, null, 2), { mode: 0o600 });
   let outputs = "";
   const runner: TestRunner = {
     dir,

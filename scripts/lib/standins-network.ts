@@ -24,3 +24,9 @@ export async function ensureStandinsNetwork(docker: Docker): Promise<void> {
 
 /** The runner setting every local runner has. */
 export const LOCAL_RELEASE_TARGETS = [STANDINS_NETWORK.gateway];
+
+/**
+ * Where a local runner's Bot API gateway listens (runner/src/bot-gateway.ts): on that same address,
+ * which releases may reach on any port, so each runner takes a free port of its own.
+ */
+export const LOCAL_BOT_GATEWAY = { host: STANDINS_NETWORK.gateway, port: 0 };

@@ -56,8 +56,10 @@ token), "infra" (the platform generates it, e.g. a database password), "computed
 values), "bot" (a Telegram bot token from the platform's pool). Leave testCommand out to use the
 template's. Write acceptance checks from the person's own words: for each thing they asked the service to
 do, one request and what its answer must be (status; text the body contains, or a value at a JSON
-Pointer). They run against every new release before it gets traffic and again once it is live, so use
-requests that change nothing (GET), and never a value the person did not state.
+Pointer); for a Telegram bot, a message sent to it ({"send": "/weather Lisbon"}) and text its reply must
+contain. They run against every new release before it gets traffic (requests again once it is live), so
+use requests and messages that change nothing (GET; a command that only answers), and never a value the
+person did not state.
 If the description asks for something none of the templates can make (a mobile app, a desktop program,
 a browser extension…), answer {"decline": "<one sentence for the person: what they asked for that cannot be built here>"} instead.`;
 

@@ -6,9 +6,9 @@
 import { z } from "zod";
 import type { JobType } from "./jobs.ts";
 import { MAX_SECRET_VALUE_CHARS } from "./limits.ts";
-import { EnvName, PLAYBOOKS, PlaybookName, ProvisionVars } from "./playbooks.ts";
+import { EnvName, PLAYBOOKS, PlaybookName, ProvisionVars, ReleaseId } from "./playbooks.ts";
 import { CacheScope, PackageRegistry } from "./registries.ts";
-import { AcceptanceChecks } from "./spec.ts";
+import { AcceptanceChecks, isMessageCheck } from "./spec.ts";
 import { TemplateName, TemplateValues } from "./templates.ts";
 
 const MAX_TIMEOUT_SECONDS = 6 * 3600;
@@ -136,9 +136,11 @@ export const AcceptanceCheckPayload = z.strictObject({
   domain: Domain,
   /** Check a release directly on 127.0.0.1:<port>, before it gets any traffic. Must be one of the runner's release ports. */
   upstreamPort: z.number().int().min(1).max(65_535).optional(),
+  /** The release a bot's checks (those that send a message) talk to, through the runner's Bot API gateway. */
+  release: ReleaseId.optional(),
   checks: AcceptanceChecks.min(1),
   timeoutSeconds: timeout(120),
-});
+}).refine((payload) => payload.release !== undefined || !payload.checks.some(isMessageCheck), { message: "checks that send a message need the release they talk to", path: ["release"] });
 
 /**
  * Extra vars outrank everything in Ansible, connection settings included: `ansible_python_interpreter`

@@ -44,7 +44,7 @@ export const MAX_ACCEPTANCE_CHECKS = 20;
  * runs a project's checks on a new release before the route moves to it, and again through Caddy
  * after (src/workflows/deploy.ts; the runner's acceptance.check job).
  */
-export const AcceptanceCheck = z.strictObject({
+export const HttpCheck = z.strictObject({
   name: Name,
   method: z.enum(["GET", "POST", "PUT", "PATCH", "DELETE"]).default("GET"),
   path: z.string().startsWith("/").max(500),
@@ -64,7 +64,28 @@ export const AcceptanceCheck = z.strictObject({
       .optional(),
   }),
 });
+export type HttpCheck = z.infer<typeof HttpCheck>;
+
+/**
+ * A Telegram bot's check: a message sent to the bot as a person in a private chat would send it, and
+ * text its reply must contain. It runs on the new release before it takes over from the previous one,
+ * through the runner's Bot API gateway (runner/src/bot-gateway.ts); a bot's messages never pass Caddy.
+ */
+export const MessageCheck = z.strictObject({
+  name: Name,
+  /** The message, e.g. "/start" or "/weather Lisbon". */
+  send: z.string().min(1).max(4096),
+  expect: z.strictObject({
+    /** Text one of the bot's replies must contain. */
+    replyContains: z.string().min(1).max(1000),
+  }),
+});
+export type MessageCheck = z.infer<typeof MessageCheck>;
+
+export const AcceptanceCheck = z.union([HttpCheck, MessageCheck]);
 export type AcceptanceCheck = z.infer<typeof AcceptanceCheck>;
+
+export const isMessageCheck = (check: AcceptanceCheck): check is MessageCheck => "send" in check;
 
 /** A project's acceptance checks (the spec's `acceptance`, an owner's PATCH, a job's checks). */
 export const AcceptanceChecks = z.array(AcceptanceCheck).max(MAX_ACCEPTANCE_CHECKS);
@@ -85,6 +106,9 @@ export const ProjectSpec = z.strictObject({
   testCommand: EngineeringSettings.shape.testCommand.optional(),
   coverageThreshold: EngineeringSettings.shape.coverageThreshold.default(null),
   maxIterations: EngineeringSettings.shape.maxIterations.default(DEFAULT_MAX_ITERATIONS),
+}).refine((spec) => spec.template === "telegram-bot" || !spec.acceptance.some(isMessageCheck), {
+  message: "a check that sends a message needs a Telegram bot (template telegram-bot); other kinds are checked with requests",
+  path: ["acceptance"],
 });
 export type ProjectSpec = z.infer<typeof ProjectSpec>;
 

@@ -35,7 +35,7 @@ import { DEFAULT_HEALTH_PATH, type DeployNotification, EnvKind } from "../shared
 import type { DeployProjectVars } from "../shared/playbooks.ts";
 import { AcceptanceStats, type AcceptanceResult, DeployProjectStats } from "../shared/job-results.ts";
 import { PackageRegistry } from "../shared/registries.ts";
-import { type AcceptanceCheck, AcceptanceChecks } from "../shared/spec.ts";
+import { type AcceptanceCheck, AcceptanceChecks, isMessageCheck } from "../shared/spec.ts";
 import { templateRegistry } from "../shared/templates.ts";
 import { inputEventType, type PendingInput } from "../shared/task-input.ts";
 import { API_STEP, MODEL_STEP, PipelineFailure, PipelineRun } from "../pipeline/pipeline-run.ts";
@@ -419,7 +419,7 @@ class DeployRun extends PipelineRun<DeployParams> {
     const checks = this.params.mode === "deploy" ? facts.acceptance : [];
     await this.say("health direct ok", { type: "step.progress", step: "health", message: `Health: the new release answers (${direct.outcome.message}); ${checks.length ? "checking what was asked of it" : "moving the route"}`, data: { jobId: direct.id } });
     if (checks.length) {
-      const accepted = await this.acceptance(facts, checks, "direct", release.port);
+      const accepted = await this.acceptance(facts, checks, "direct", release);
       if (!accepted.ok) {
         await this.stopRelease(facts, release, "unhealthy", { acceptance: accepted.results });
         throw new PipelineFailure(`Release ${release.id} failed its acceptance checks, so it got no traffic${facts.active ? ` and ${facts.active.id} keeps serving` : ""}: ${accepted.message}`);
@@ -446,8 +446,10 @@ class DeployRun extends PipelineRun<DeployParams> {
       await this.stopRelease(facts, release, "unhealthy", healthEvidence(visitor));
       throw new PipelineFailure(`Release ${release.id} answered directly but not through Caddy for ${facts.domain} (${visitor.outcome?.message ?? visitor.state}); the route went back`);
     }
-    if (checks.length) {
-      const accepted = await this.acceptance(facts, checks, "caddy");
+    // A bot's messages never pass Caddy: its message checks ran on the release, before it took over.
+    const visitorChecks = checks.filter((check) => !isMessageCheck(check));
+    if (visitorChecks.length) {
+      const accepted = await this.acceptance(facts, visitorChecks, "caddy");
       if (!accepted.ok) {
         await this.revertRoute(facts, "acceptance failed through caddy");
         await this.stopRelease(facts, release, "unhealthy", { acceptance: accepted.results });
@@ -478,13 +480,13 @@ class DeployRun extends PipelineRun<DeployParams> {
   }
 
   /**
-   * The acceptance checks, straight to the new release (`port`) or through Caddy; each check's result
-   * goes into the task's stream.
+   * The acceptance checks, straight to the new release (requests to its port, a bot's messages through
+   * the runner's Bot API gateway) or through Caddy; each check's result goes into the task's stream.
    */
-  private async acceptance(facts: Facts, checks: AcceptanceCheck[], via: "direct" | "caddy", port?: number): Promise<{ ok: boolean; message: string; results: AcceptanceResult[] }> {
+  private async acceptance(facts: Facts, checks: AcceptanceCheck[], via: "direct" | "caddy", release?: { release: string; port: number }): Promise<{ ok: boolean; message: string; results: AcceptanceResult[] }> {
     const job = await runJob(this.jobs, `acceptance ${via}`, {
       type: "acceptance.check",
-      payload: { domain: facts.domain, checks, ...(port !== undefined ? { upstreamPort: port } : {}) },
+      payload: { domain: facts.domain, checks, ...(release ? { upstreamPort: release.port, release: release.release } : {}) },
       ttlSeconds: 300,
       timeoutSeconds: 120,
     });

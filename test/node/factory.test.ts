@@ -329,7 +329,8 @@ describe("the project kinds", () => {
     });
     expect(await demo.exited, demo.output()).toBe(0);
     const output = demo.output();
-    const name = /🚀 (\S+) is live at \S+ \(its acceptance check passes\)/.exec(output)?.[1] ?? "";
+    // Its checks: /healthz over HTTP, and a message to the bot through the runner's Bot API gateway.
+    const name = /🚀 (\S+) is live at \S+ \(all 2 acceptance checks pass\)/.exec(output)?.[1] ?? "";
     expect(name, output).toBeTruthy();
     built.add(name);
     // Its tests: the template's two and the agent's two, as vitest's JUnit report counted them.
@@ -355,9 +356,16 @@ describe("the project kinds", () => {
       expect(started.status, JSON.stringify(started.body)).toBe(202);
       await waitFor(async () => ((await events(started.body.task.id)).some((event) => event.type === "task.completed") ? true : undefined), 180_000, () => `${path} did not complete`);
       expect(await subscriptions()).toBe("['lisbon']");
+      if (path.endsWith("/deploy")) {
+        // The new release was sent the check's message while the old one still served the bot's users.
+        const checked = (await events(started.body.task.id)).find((event) => event.step === "acceptance");
+        expect(checked?.message, JSON.stringify(checked)).toMatch(/✓ \/weather Lisbon answers from the table: the bot replied "Lisbon: Sunny, 24 °C"/);
+      }
     }
     // The release running now (the rollback's) knows the demo's subscription, and answers a new person too.
     const demoChat = 424_242;
+    // The checks' conversations stayed on the server: the bot has written to nobody but the demo's person.
+    expect(telegram().messages.filter((m) => m.username === username && m.chatId !== demoChat).map((m) => [m.chatId, m.text])).toEqual([]);
     const userChat = nextChat++;
     const tell = (chat: number, text: string) =>
       telegram().deliverUpdate(token, { message: { message_id: ++messageId, date: Math.floor(Date.now() / 1000), chat: { id: chat, type: "private", first_name: "Ada" }, from: person(chat), text, entities: [{ type: "bot_command", offset: 0, length: text.split(" ")[0]?.length ?? 0 }] } });

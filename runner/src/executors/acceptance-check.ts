@@ -1,19 +1,26 @@
 /**
  * acceptance.check: runs a project's acceptance checks (src/shared/spec.ts) against a release, once each,
- * in order: straight to its port before it gets traffic, or through Caddy with the project's Host header
- * as a visitor would. Unlike health.check nothing is retried: the release answered healthy already, and
- * a check either holds or it does not. The job is ok when every check holds; each check's result is in
- * its data, and the first failure is its message.
+ * in order: requests straight to its port before it gets traffic, or through Caddy with the project's
+ * Host header as a visitor would; a bot's messages through the runner's Bot API gateway, as a person
+ * writing to the bot would (runner/src/bot-gateway.ts). Unlike health.check nothing is retried: the
+ * release answered healthy already, and a check either holds or it does not. The job is ok when every
+ * check holds; each check's result is in its data, and the first failure is its message.
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import type { JobPayload } from "../../../src/shared/job-payloads.ts";
 import type { AcceptanceResult as CheckResult } from "../../../src/shared/job-results.ts";
-import type { AcceptanceCheck } from "../../../src/shared/spec.ts";
+import { type HttpCheck, isMessageCheck, type MessageCheck } from "../../../src/shared/spec.ts";
+import type { BotGateway } from "../bot-gateway.ts";
 import { caddyUrl, describe, readBody, send } from "./health-check.ts";
 import type { Executor } from "./types.ts";
 
 /** One check may take this long: a hung app fails its check, not the whole job. */
 const CHECK_TIMEOUT_MS = 10_000;
+/**
+ * A bot's reply may take this long: a release that is not yet the one polling Telegram asks for its
+ * updates again only after a pause (the template's is 5 s), and the check's message is its next answer.
+ */
+const REPLY_TIMEOUT_MS = 20_000;
 /** Of an answer's body, this much is kept as a failed check's evidence. */
 const EVIDENCE_CHARS = 300;
 
@@ -29,9 +36,9 @@ export const acceptanceCheck: Executor<JobPayload<"acceptance.check">> = async (
   const results: CheckResult[] = [];
   for (const check of payload.checks) {
     if (context.signal.aborted) break;
-    const result = await run(new URL(`${base}${check.path}`), payload.domain, check, context.signal);
+    const result = isMessageCheck(check) ? await converse(context.botGateway, payload.release, check, context.signal) : await run(new URL(`${base}${check.path}`), payload.domain, check, context.signal);
     results.push(result);
-    context.log(`${result.ok ? "✓" : "✗"} ${check.name}: ${check.method} ${check.path} → ${result.detail}`, "system");
+    context.log(`${result.ok ? "✓" : "✗"} ${check.name}: ${isMessageCheck(check) ? JSON.stringify(check.send) : `${check.method} ${check.path}`} → ${result.detail}`, "system");
     // A moment between requests, so a burst of checks cannot look like a flood to the app.
     await sleep(20, undefined, { signal: context.signal }).catch(() => undefined);
   }
@@ -46,8 +53,27 @@ export const acceptanceCheck: Executor<JobPayload<"acceptance.check">> = async (
   };
 };
 
+/** A bot's check: its message to the release's bot, and the bot's replies held against what it expects. */
+async function converse(gateway: BotGateway | null, release: string | undefined, check: MessageCheck, signal: AbortSignal): Promise<CheckResult> {
+  const fail = (detail: string): CheckResult => ({ name: check.name, ok: false, status: null, detail });
+  if (!gateway) return fail("this runner has no Bot API gateway (botGateway in its config), so no message can be sent to its bots");
+  if (!release) return fail("the job does not name the release to send the message to");
+  const { replies, polled } = await gateway.converse(release, check.send, REPLY_TIMEOUT_MS, signal);
+  if (signal.aborted) return fail("stopped");
+  const quoted = replies.map((text) => JSON.stringify(text.length > 200 ? `${text.slice(0, 200)}…` : text)).join(", ");
+  if (!replies.length) {
+    return fail(
+      polled
+        ? `the bot took the message but sent no reply within ${REPLY_TIMEOUT_MS / 1000} s`
+        : `the bot did not ask for its updates within ${REPLY_TIMEOUT_MS / 1000} s (is it running, and does it reach Telegram through TELEGRAM_API_URL?)`,
+    );
+  }
+  if (!replies.some((text) => text.includes(check.expect.replyContains))) return { ...fail(`the bot replied ${quoted}, none of which contains ${JSON.stringify(check.expect.replyContains)}`), body: replies.join("\n").slice(0, EVIDENCE_CHARS) };
+  return { name: check.name, ok: true, status: null, detail: `the bot replied ${quoted}` };
+}
+
 /** One check: its request, and its answer held against what it expects. Network failures are answers too. */
-async function run(url: URL, host: string, check: AcceptanceCheck, jobSignal: AbortSignal): Promise<CheckResult> {
+async function run(url: URL, host: string, check: HttpCheck, jobSignal: AbortSignal): Promise<CheckResult> {
   const signal = AbortSignal.any([jobSignal, AbortSignal.timeout(CHECK_TIMEOUT_MS)]);
   const fail = (status: number | null, detail: string, body?: string): CheckResult => ({ name: check.name, ok: false, status, detail, ...(body !== undefined ? { body: body.slice(0, EVIDENCE_CHARS) } : {}) });
   let status: number | null = null;

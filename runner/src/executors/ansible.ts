@@ -19,6 +19,7 @@ import { DeployProjectVars, PlaybookName } from "../../../src/shared/playbooks.t
 import type { RunnerConfig } from "../config.ts";
 import type { EgressSession } from "../egress.ts";
 import { ensureCacheVolumes, INSTALL_RECIPES, type RegistryAccess, registryAccess } from "../registries.ts";
+import type { BotGateway } from "../bot-gateway.ts";
 import type { Executor, ExecutorContext, ExecutorOutcome } from "./types.ts";
 import { secretMasker } from "../mask.ts";
 
@@ -104,9 +105,10 @@ export const ansiblePlaybook: Executor<JobPayload<"ansible.playbook">> = async (
     }
   }
   const deploy = payload.playbook === "deploy_project.yml" ? DeployProjectVars.safeParse(payload.extraVars).data : undefined;
+  const extraVars = deploy?.operation === "build" ? throughBotGateway(payload.extraVars, deploy.release, deploy.env_vars, context.botGateway) : payload.extraVars;
   if (deploy?.operation !== "build" || !deploy.install) {
     return runPlaybook(
-      { playbook: payload.playbook, extraVars: payload.extraVars, secretVars: payload.secretVars, runnerVars: runnerVars(payload.playbook, context.config), check: payload.check },
+      { playbook: payload.playbook, extraVars, secretVars: payload.secretVars, runnerVars: runnerVars(payload.playbook, context.config), check: payload.check },
       context,
     );
   }
@@ -128,7 +130,7 @@ export const ansiblePlaybook: Executor<JobPayload<"ansible.playbook">> = async (
     return await runPlaybook(
       {
         playbook: payload.playbook,
-        extraVars: payload.extraVars,
+        extraVars,
         secretVars: payload.secretVars,
         runnerVars: {
           ...runnerVars(payload.playbook, context.config),
@@ -144,6 +146,17 @@ export const ansiblePlaybook: Executor<JobPayload<"ansible.playbook">> = async (
     await session.close();
   }
 };
+
+/**
+ * A bot release's variables with its Bot API (TELEGRAM_API_URL) reached through the runner's gateway,
+ * which passes its calls on to that API and lets the deploy's checks talk to the bot. The release keeps
+ * that address for its life, rollbacks included (the env file is written once, at the build).
+ */
+function throughBotGateway(extraVars: Record<string, unknown>, release: string, envVars: Record<string, string>, gateway: BotGateway | null): Record<string, unknown> {
+  const api = envVars.TELEGRAM_API_URL;
+  if (!gateway || !api) return extraVars;
+  return { ...extraVars, env_vars: { ...envVars, TELEGRAM_API_URL: gateway.apiRoot(release, api) } };
+}
 
 /**
  * The `docker run` arguments of a release's dependency install that come from the runner: the job's

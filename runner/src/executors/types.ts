@@ -5,6 +5,7 @@
  * shutdown): the daemon reports the job from `signal.reason`, whatever the executor returns then.
  */
 import type { RunnerConfig } from "../config.ts";
+import type { BotGateway } from "../bot-gateway.ts";
 import type { EgressGateway } from "../egress.ts";
 
 export interface ExecutorContext {
@@ -21,6 +22,8 @@ export interface ExecutorContext {
   config: RunnerConfig;
   /** Networks and proxies for `egress` containers (one per runner: it owns the firewall table). */
   egress: EgressGateway;
+  /** Where releases' bots reach the Bot API (config.botGateway); null when the runner has none. */
+  botGateway: BotGateway | null;
 }
 
 export type AbortReason = "timeout" | "cancelled" | "shutdown";
