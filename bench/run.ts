@@ -2,7 +2,7 @@
  * `npm run bench -- <name> [options]`: benchmarks that print figures, one JSON line per case.
  * - fanout [--watchers 100,1000] [--events 1000] [--only ours|redis]
  * - jobs [--jobs 1000] [--in-flight 1,8] [--docker-runs 20] [--log-lines 50000]
- * - engineering [--rounds 10]
+ * - engineering [--rounds 10] [--only overhead|typescript]
  * - deploy
  * - po [--chats 100] [--messages 5] [--turns 10,100,1000]
  * - api [--clients 50] [--requests 2000] [--warmup 200]
@@ -45,7 +45,7 @@ const { values, positionals } = parseArgs({
 const [name] = positionals;
 const benches: Record<string, () => Promise<void>> = {
   fanout: () => fanout({ watchers: values.watchers.split(",").map(Number), events: Number(values.events), only: values.only }),
-  engineering: () => engineering({ rounds: Number(values.rounds ?? 10) }),
+  engineering: () => engineering({ rounds: Number(values.rounds ?? 10), only: values.only }),
   packages: () => packages({ rounds: Number(values.rounds ?? 2) }),
   deploy: () => deploy(),
   po: () => po({ chats: Number(values.chats), messages: Number(values.messages), turns: values.turns.split(",").map(Number) }),
@@ -56,7 +56,7 @@ const benches: Record<string, () => Promise<void>> = {
 const bench = name ? benches[name] : undefined;
 if (!bench) {
   console.error(
-    `usage: npm run bench -- fanout [--watchers 100,1000] [--events 1000] [--only ours|redis]\n       npm run bench -- jobs [--jobs 1000] [--in-flight 1,8] [--docker-runs 20] [--log-lines 50000]\n       npm run bench -- engineering [--rounds 10]\n       npm run bench -- deploy\n       npm run bench -- po [--chats 100] [--messages 5] [--turns 10,100,1000]\n       npm run bench -- api [--clients 50] [--requests 2000] [--warmup 200]\n       npm run bench -- rag [--queries 500] [--max-docs N] [--beir DIR] [--label]\n       npm run bench -- packages [--rounds 2]`,
+    `usage: npm run bench -- fanout [--watchers 100,1000] [--events 1000] [--only ours|redis]\n       npm run bench -- jobs [--jobs 1000] [--in-flight 1,8] [--docker-runs 20] [--log-lines 50000]\n       npm run bench -- engineering [--rounds 10] [--only overhead|typescript]\n       npm run bench -- deploy\n       npm run bench -- po [--chats 100] [--messages 5] [--turns 10,100,1000]\n       npm run bench -- api [--clients 50] [--requests 2000] [--warmup 200]\n       npm run bench -- rag [--queries 500] [--max-docs N] [--beir DIR] [--label]\n       npm run bench -- packages [--rounds 2]`,
   );
   process.exit(2);
 }
