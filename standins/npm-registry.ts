@@ -79,7 +79,7 @@ export class NpmRegistryServer {
       for (const [version, installed] of versions) {
         await this.tarball(name, version);
         packed += 1;
-        for (const field of ["dependencies", "optionalDependencies", "peerDependencies"]) queue.push(...Object.keys((installed.manifest[field] ?? {}) as Record<string, string>));
+        for (const field of ["dependencies", "optionalDependencies", "peerDependencies"]) queue.push(...Object.keys((installed.manifest[field] ?? {})));
       }
     }
     return packed;
