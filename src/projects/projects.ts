@@ -11,7 +11,8 @@ import { AppError, notFound } from "../lib/app-error.ts";
 import type { Principal } from "../lib/context.ts";
 import { newId } from "../lib/crypto.ts";
 import { ADMIN_SETTINGS, AdminSettings, type CreateProject, FACTORY_SETTINGS, ProjectConfig, ProjectManaged, type UpdateProject } from "../shared/api.ts";
-import { EngineeringOverrides } from "../shared/spec.ts";
+import { EngineeringOverrides, isMessageCheck } from "../shared/spec.ts";
+import { TemplateName } from "../shared/templates.ts";
 import { repositoryFromUrl } from "./github.ts";
 
 export type ProjectRow = typeof projects.$inferSelect;
@@ -144,6 +145,13 @@ export async function updateProject(db: Db, principal: Principal, id: string, bo
   const engineering = withoutUndefined({ testCommand, coverageThreshold, maxIterations, agentTimeoutSeconds, testTimeoutSeconds, decisionTimeoutSeconds });
   const [current] = await db.select().from(projects).where(and(eq(projects.id, id), projectVisibleTo(principal)));
   if (!current) notFound("Project");
+  // A bot's checks are messages; a project of another kind is checked with requests. (Before the
+  // Architect has written a spec the kind is not known yet.)
+  const spec = fields.spec ?? current.spec;
+  const template = spec ? TemplateName.default("python-http").safeParse(spec.template).data : undefined;
+  if (acceptance?.some(isMessageCheck) && template !== undefined && template !== "telegram-bot") {
+    throw new AppError("invalid_request", `A check that sends a message is for a Telegram bot; ${current.name} is a ${template} project, checked with requests (method, path, expect)`);
+  }
   if (admin.domain) await checkDomain(db, id, admin.domain);
   const managedPatch: Record<string, unknown> = { ...admin };
   if (repositoryUrl !== undefined) {

@@ -63,6 +63,14 @@ describe("what a project's owner may set", () => {
       expect((await res.json<ErrorJson>()).error.message).toContain("acceptance");
     }
     expect((await shownSpec()).acceptance).toHaveLength(1);
+    // A message to the bot is a bot's check: refused for this service, taken for a bot.
+    const message = { name: "greets", send: "/start", expect: { replyContains: "Hello" } };
+    const refused = await patch(project.id, key, { acceptance: [message] });
+    expect(refused.status).toBe(400);
+    expect((await refused.json<ErrorJson>()).error.message).toContain("is for a Telegram bot");
+    expect((await shownSpec()).acceptance).toHaveLength(1);
+    const bot = await projectOf(key, { spec: { summary: "a bot", template: "telegram-bot" } });
+    expect((await patch(bot.id, key, { acceptance: [message] })).status).toBe(200);
     const stranger = await createUserWithKey();
     expect((await patch(project.id, stranger.key, { acceptance: [] })).status).toBe(404);
     expect((await shownSpec()).acceptance).toHaveLength(1);
