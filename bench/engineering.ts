@@ -17,8 +17,10 @@
  * each, as a Developer of that kind does (through the job's egress proxy to the npm registry stand-in,
  * with the owner's package cache): round 1 with the scaffold's package.json and an empty cache, round 2
  * with the lockfile round 1 committed and the cache round 1 filled (the stand-in's tarballs packed
- * before round 1, as a real registry has them). Printed: each round's install time
- * (timed in the container, read back from the agent's tool result) beside the round's whole time.
+ * before round 1, as a real registry has them, and node_modules kept for the lockfile by round 1's
+ * Developer: runner/images/coding-worker/orchestrator-packages). Printed: each round's install time,
+ * the agent's `npm install` (timed in the container, read back from its tool result) plus the restore
+ * of the kept node_modules (from the job's log), beside the round's whole time.
  * Goal: round 2 spends at most half of round 1's time installing.
  */
 import { execFile } from "node:child_process";
@@ -193,21 +195,37 @@ async function typescriptInstalls(env: Awaited<ReturnType<typeof startEngineerin
     .flatMap((request) => ("messages" in request.body ? (request.body.messages as ChatMessage[]) : []).filter((message) => message.role === "tool").map((message) => /install-ms (\d+)/.exec(messageText(message))?.[1]).slice(-1))
     .filter((value): value is string => value !== undefined)
     .map(Number);
-  const [first, second] = installs;
-  if (first === undefined || second === undefined) throw new Error(`expected an install in each of the two rounds, got ${JSON.stringify(installs)}`);
-  const wall = (r: number) => {
+  const [firstNpm, secondNpm] = installs;
+  if (firstNpm === undefined || secondNpm === undefined) throw new Error(`expected an install in each of the two rounds, got ${JSON.stringify(installs)}`);
+  const bounds = (r: number) => {
     const begin = events.find((event) => event.type === "step.started" && event.step === "developer" && event.data?.round === r);
     const tested = events.find((event) => event.type === "step.completed" && event.step === "tester" && event.data?.round === r);
-    return begin && tested ? Date.parse(tested.at) - Date.parse(begin.at) : null;
+    return begin && tested ? { from: Date.parse(begin.at), to: Date.parse(tested.at) } : null;
   };
+  const wall = (r: number) => {
+    const span = bounds(r);
+    return span ? span.to - span.from : null;
+  };
+  // The Developer's restore of the packages a round before installed (orchestrator-packages), which is installing too.
+  const restored = (r: number) => {
+    const span = bounds(r);
+    const line = events.find((event) => event.type === "log" && span && Date.parse(event.at) >= span.from && Date.parse(event.at) <= span.to && /restored from the cache in \d+ ms/.test(event.message));
+    return Number(/in (\d+) ms/.exec(line?.message ?? "")?.[1] ?? 0);
+  };
+  const first = firstNpm + restored(1);
+  const second = secondNpm + restored(2);
   const ratio = round(second / first, 2);
   console.log(
     JSON.stringify({
       bench: "engineering",
       case: "typescript_install",
       round1_install_ms: first,
+      round1_npm_install_ms: firstNpm,
+      round1_restore_ms: restored(1),
       round1_wall_ms: wall(1),
       round2_install_ms: second,
+      round2_npm_install_ms: secondNpm,
+      round2_restore_ms: restored(2),
       round2_wall_ms: wall(2),
       ratio_round2_to_round1: ratio,
       goal_ratio: INSTALL_GOAL_RATIO,

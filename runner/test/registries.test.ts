@@ -80,6 +80,30 @@ describe("docker.run with a package registry", () => {
     expect(volumes.Volumes.map((volume) => volume.Name)).toEqual(expect.arrayContaining(scopes.map((scope) => cacheVolume("npm", scope))));
   });
 
+  it("keeps a Developer round's node_modules per lockfile in the tenant's cache: the next round's checkout gets them before npm runs; another lockfile or tenant does not", { timeout: 120_000 }, async () => {
+    // As orchestrator-develop does: restore after the checkout, save once the agent is done.
+    const round = (lockfile: string, then: string) =>
+      DockerRunPayload.parse({
+        image,
+        cmd: ["sh", "-c", `mkdir -p /work/repo && cd /work/repo && echo '{"name":"app"}' > package.json && echo '${lockfile}' > package-lock.json && orchestrator-packages restore /work/repo && ${then}`],
+        user: "worker",
+        network: "egress",
+        registries: ["npm"],
+        cacheScope: scopes[0],
+        timeoutSeconds: 60,
+      });
+    const first = await run(round("lock-a", "mkdir -p node_modules/marker && echo round-one > node_modules/marker/file && orchestrator-packages save /work/repo"));
+    expect(first.ok, first.out.join("\n")).toBe(true);
+    expect(first.out.some((line) => line.startsWith("== packages: node_modules kept for the next round"))).toBe(true);
+    const second = await run(round("lock-a", "cat node_modules/marker/file"));
+    expect(second.out.some((line) => /^== packages: node_modules for this lockfile restored from the cache in \d+ ms$/.test(line)), second.out.join("\n")).toBe(true);
+    expect(second.out).toContain("round-one");
+    const changed = await run(round("lock-b", "ls node_modules 2>&1 || true"));
+    expect(changed.out.join("\n")).toContain("No such file or directory");
+    const otherTenant = await run({ ...round("lock-a", "ls node_modules 2>&1 || true"), cacheScope: scopes[1] ?? "" });
+    expect(otherTenant.out.join("\n")).toContain("No such file or directory");
+  });
+
   it("a job that names no registry does not reach it", { timeout: 120_000 }, async () => {
     const before = registry.downloads.length;
     // Egress to somewhere else only (the registry's own host, another port): the proxy refuses the registry.
