@@ -21,6 +21,9 @@ import { embed, ModelServer } from "../../standins/model-server.ts";
 import { TelegramServer } from "../../standins/telegram-server.ts";
 import { demoScenario } from "../../standins/demo-scenario.ts";
 import { classifyEnv, parseEnvExample } from "../../src/deploy/env-analyzer.ts";
+import { draftSpec } from "../../src/engineering/architect.ts";
+import { DEFAULT_AGENT_CONFIGS } from "../../src/models/llm.ts";
+import { isMessageCheck } from "../../src/shared/spec.ts";
 
 const run = promisify(execFile);
 
@@ -298,6 +301,29 @@ describe("the demo scenario's EnvAnalyzer", () => {
       const vars = parseEnvExample(readFileSync(join(ROOT, "test", "fixtures", "deploy-app", ".env.example"), "utf8"));
       const { kinds } = await classifyEnv(client, "gpt-4.1-mini", vars);
       expect(Object.fromEntries(Object.entries(kinds).map(([name, { kind }]) => [name, kind]))).toEqual({ PORT: "computed", DOMAIN: "computed", SESSION_SECRET: "infra", WEATHER_API_KEY: "user" });
+    } finally {
+      await model.stop();
+    }
+  });
+});
+
+describe("the demo scenario's Architect", () => {
+  it("writes a spec the Architect's schema takes for every kind it picks, with checks that fit the kind", async () => {
+    const model = new ModelServer({ apiKey: "sk-demo", scenario: demoScenario() });
+    await model.start();
+    try {
+      const client = new OpenAI({ baseURL: model.baseUrl, apiKey: "sk-demo" });
+      const draft = (name: string, description: string) => draftSpec(client, DEFAULT_AGENT_CONFIGS.architect, { name, description });
+      const service = await draft("hello-service", "A service that says hello at /hello");
+      expect(service.spec).toMatchObject({ template: "python-http", acceptance: [{ method: "GET", path: "/hello", expect: { status: 200, json: { pointer: "/message", equals: "hello" } } }] });
+      expect((await draft("hi-service", "A TypeScript service that says hi at /hi")).spec.template).toBe("typescript-http");
+      expect((await draft("hello-site", 'A static site that shows "Hello there"')).spec).toMatchObject({ template: "static-site", acceptance: [{ path: "/", expect: { bodyContains: "Hello there" } }] });
+      // A bot is checked over HTTP for being up, and in Telegram for what it answers.
+      const ping = await draft("ping-bot", 'A bot that answers /ping with "pong"');
+      expect(ping.spec).toMatchObject({ template: "telegram-bot", acceptance: [{ path: "/healthz" }, { send: "/ping", expect: { replyContains: "pong" } }] });
+      const weather = await draft("weather-bot", "Weather bot with notifications");
+      expect(weather.spec.acceptance.find(isMessageCheck)).toEqual({ name: "/weather Lisbon answers from the table", send: "/weather Lisbon", expect: { replyContains: "Lisbon: Sunny" } });
+      expect(weather.attempts).toBe(1);
     } finally {
       await model.stop();
     }
