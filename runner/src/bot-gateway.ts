@@ -15,6 +15,7 @@
  * would fetch it), nor take another release's checks; and the URL still holds after a runner restart.
  */
 import { createHmac, randomInt, timingSafeEqual } from "node:crypto";
+import { readFile, writeFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { z } from "zod";
@@ -62,9 +63,15 @@ export class BotGateway {
   private readonly releases = new Map<string, Release>();
   private updates = 0;
 
-  /** `secret`: the runner's private key (the MACs' key is derived from it). */
-  constructor(settings: BotGatewaySettings, secret: string) {
+  private readonly portFile: string | undefined;
+
+  /**
+   * `secret`: the runner's private key (the MACs' key is derived from it). `portFile`: with port 0, where
+   * the port taken is kept, so that a restarted runner listens where its releases' bots call it.
+   */
+  constructor(settings: BotGatewaySettings, secret: string, portFile?: string) {
     this.settings = settings;
+    this.portFile = portFile;
     this.key = createHmac("sha256", secret).update("orchestrator-runner bot gateway").digest();
   }
 
@@ -75,12 +82,21 @@ export class BotGateway {
         else res.destroy();
       });
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(this.settings.port, this.settings.host, () => resolve());
-    });
+    const listen = (port: number) =>
+      new Promise<void>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(port, this.settings.host, () => {
+          server.off("error", reject);
+          resolve();
+        });
+      });
+    const kept = this.settings.port === 0 && this.portFile ? Number(await readFile(this.portFile, "utf8").catch(() => "0")) || 0 : 0;
+    // The port a run before took, if it is free still; else any.
+    await (kept ? listen(kept).catch(() => listen(0)) : listen(this.settings.port));
+    const port = (server.address() as AddressInfo).port;
+    if (this.settings.port === 0 && this.portFile && port !== kept) await writeFile(this.portFile, String(port));
     this.server = server;
-    this.origin = `http://${this.settings.host}:${(server.address() as AddressInfo).port}`;
+    this.origin = `http://${this.settings.host}:${port}`;
   }
 
   async close(): Promise<void> {

@@ -4,6 +4,7 @@
  * up to `concurrency` jobs at once with each job's timeout, honours signed cancels, and reports
  * progress, log lines and results as messages signed with its own key.
  */
+import { join } from "node:path";
 import Docker from "dockerode";
 import WebSocket from "ws";
 import { describePayloadIssues, JobPayloads, payloadSecrets } from "../../src/shared/job-payloads.ts";
@@ -92,7 +93,7 @@ export class RunnerDaemon {
     this.config = config;
     this.log = log;
     this.egress = new EgressGateway(new Docker({ socketPath: config.docker.socketPath }), withBotGateway(config));
-    this.botGateway = config.botGateway ? new BotGateway(config.botGateway, config.privateKey) : null;
+    this.botGateway = config.botGateway ? new BotGateway(config.botGateway, config.privateKey, join(config.stateDir, "bot-gateway.port")) : null;
     this.journal = new Journal(config.stateDir);
     this.tracing = jobTracing(config);
     this.keys = Promise.all([importPrivateKey(config.privateKey), importPublicKey(config.controlPlanePublicKey)]).then(([own, controlPlane]) => {
@@ -482,7 +483,8 @@ function sleep(ms: number): Promise<void> {
 /** The egress settings, with the Bot API gateway's address among those releases may reach. */
 function withBotGateway(config: RunnerConfig): RunnerConfig["docker"]["egress"] {
   const gateway = config.botGateway;
-  // Port 0 is known only once it listens: such a runner (a test's) lets releases to the whole address instead.
+  // Port 0 is known only once it listens: such a runner (the repository's local ones) lets releases
+  // to the gateway's whole address instead, through docker.egress.releaseInternalTargets.
   if (!gateway || gateway.port === 0) return config.docker.egress;
   return { ...config.docker.egress, releaseInternalTargets: [...new Set([...config.docker.egress.releaseInternalTargets, `${gateway.host}:${gateway.port}`])] };
 }

@@ -3,6 +3,9 @@
  * does for its real users is unchanged, and a check's message reaches it and its replies come back
  * without reaching Telegram. Then the acceptance.check job's message checks on top of it.
  */
+import { mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Bot } from "grammy";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TelegramServer } from "../../standins/telegram-server.ts";
@@ -75,6 +78,23 @@ describe("the Bot API gateway", () => {
     }
     expect(telegram.calls("getMe").length).toBe(before);
     expect((await fetch(`${good.href}/bot1:x/getMe`)).status).toBe(401);
+  });
+
+  it("listens, after a restart, on the port it took before, so that running releases still reach it", async () => {
+    const portFile = join(await mkdtemp(join(tmpdir(), "bot-gateway-")), "bot-gateway.port");
+    const first = new BotGateway({ host: "127.0.0.1", port: 0 }, "C".repeat(43), portFile);
+    await first.start();
+    const address = first.apiRoot("dep_restarted", telegram.apiRoot);
+    await first.close();
+    const again = new BotGateway({ host: "127.0.0.1", port: 0 }, "C".repeat(43), portFile);
+    await again.start();
+    try {
+      expect(again.apiRoot("dep_restarted", telegram.apiRoot)).toBe(address);
+      const token = telegram.addBot({ username: "restarted_bot" });
+      expect(((await (await fetch(`${address}/bot${token}/getMe`)).json()) as { result: { username: string } }).result.username).toBe("restarted_bot");
+    } finally {
+      await again.close();
+    }
   });
 
   it("says when the release never asked for its updates, and stops waiting when told to", async () => {
