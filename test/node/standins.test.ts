@@ -22,7 +22,6 @@ import { TelegramServer } from "../../standins/telegram-server.ts";
 import { demoScenario } from "../../standins/demo-scenario.ts";
 import { classifyEnv, parseEnvExample } from "../../src/deploy/env-analyzer.ts";
 import { draftSpec } from "../../src/engineering/architect.ts";
-import { DEFAULT_AGENT_CONFIGS } from "../../src/models/llm.ts";
 import { isMessageCheck } from "../../src/shared/spec.ts";
 
 const run = promisify(execFile);
@@ -313,7 +312,7 @@ describe("the demo scenario's Architect", () => {
     await model.start();
     try {
       const client = new OpenAI({ baseURL: model.baseUrl, apiKey: "sk-demo" });
-      const draft = (name: string, description: string) => draftSpec(client, DEFAULT_AGENT_CONFIGS.architect, { name, description });
+      const draft = (name: string, description: string) => draftSpec(client, { model: "gpt-4.1-mini", temperature: null, settings: {} }, { name, description });
       const service = await draft("hello-service", "A service that says hello at /hello");
       expect(service.spec).toMatchObject({ template: "python-http", acceptance: [{ method: "GET", path: "/hello", expect: { status: 200, json: { pointer: "/message", equals: "hello" } } }] });
       expect((await draft("hi-service", "A TypeScript service that says hi at /hi")).spec.template).toBe("typescript-http");
