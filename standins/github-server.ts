@@ -8,7 +8,8 @@
  *   (iss = app id) is verified against the App's public key.
  * - `POST /orgs/:org/repos`, `GET /repos/:owner/:repo`, `GET /repos/:owner/:repo/commits/:ref`,
  *   `GET /repos/:owner/:repo/contents/:path?ref=`, `GET /repos/:owner/:repo/git/trees/:sha?recursive=1`, `PATCH /repos/:owner/:repo/git/refs/heads/:branch`
- *   (a fast-forward unless `force`): an installation token (`Authorization: token …` or `Bearer …`).
+ *   (a fast-forward unless `force`), and pull requests (standins/github-pulls.ts: create, get, list,
+ *   update or close, merge): an installation token (`Authorization: token …` or `Bearer …`).
  * - `DELETE /installation/token`: revokes the token the call is made with.
  * - `/<owner>/<repo>.git/…`: git over HTTP, Basic auth with the installation token as password.
  * - `POST /_standin/token`: an installation token, no questions asked (the stand-in's own route, for
@@ -21,6 +22,7 @@ import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { PullRequests } from "./github-pulls.ts";
 import { close, listen, readBody, sendJson } from "./http.ts";
 
 const run = promisify(execFile);
@@ -60,6 +62,8 @@ export class GitHubServer {
   /** Installation tokens: when each expires (0 once revoked), and the repositories it is limited to (null: all). */
   private readonly tokens = new Map<string, { expires: number; repositories: string[] | null }>();
   private readonly repos = new Map<string, Repo>();
+  /** Read when a request comes, by when org and url are set. */
+  private readonly pulls = new PullRequests(this);
   private server: Server | null = null;
   /** The tokens git over HTTP was used with (jobs' tokens: the worker itself never runs git). */
   readonly gitTokens = new Set<string>();
@@ -190,6 +194,17 @@ export class GitHubServer {
       const body = JSON.parse(await readBody(req)) as { sha?: unknown; force?: unknown };
       const result = await this.updateRef(name, branch, typeof body.sha === "string" ? body.sha : "", body.force === true);
       return result.ok ? respond(200, { ref: `refs/heads/${branch}`, object: { sha: body.sha, type: "commit" } }) : respond(422, { message: result.message });
+    }
+    const pullsRoute = /^\/repos\/([^/]+)\/([^/]+)(\/pulls(?:\/.*)?)$/.exec(path);
+    if (pullsRoute) {
+      const [, owner, name = "", rest = ""] = pullsRoute;
+      if (owner !== this.org || !this.repos.has(name) || !this.validToken(tokenOf(req.headers.authorization), name)) return respond(404, { message: "Not Found" });
+      const answer = await this.pulls.handle(req.method ?? "GET", name, rest, url.searchParams, await readBody(req));
+      if (answer?.status === 204) {
+        this.requests.push({ method: req.method ?? "GET", path, status: 204 });
+        return void res.writeHead(204).end();
+      }
+      return answer ? respond(answer.status, answer.body) : respond(404, { message: "Not Found" });
     }
     const repoRoute = /^\/repos\/([^/]+)\/([^/]+)(?:\/(commits|contents|git\/trees)\/(.+))?$/.exec(path);
     if (repoRoute && req.method === "GET") {

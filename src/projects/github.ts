@@ -149,11 +149,13 @@ function repositoryOf(data: { owner: { login: string }; name: string; full_name:
   return { owner: data.owner.login, name: data.name, fullName: data.full_name, cloneUrl: data.clone_url, htmlUrl: data.html_url, defaultBranch: data.default_branch ?? "main" };
 }
 
-function octokit(config: GitHubAppConfig, credential: string, scheme: "bearer" | "token"): Octokit {
+/** The REST client, as the App (`bearer`: its JWT) or as an installation (`token`). */
+export function octokit(config: GitHubAppConfig, credential: string, scheme: "bearer" | "token"): Octokit {
   return new Octokit({ baseUrl: config.apiUrl, auth: scheme === "bearer" ? `Bearer ${credential}` : credential, userAgent: "orchestrator" });
 }
 
-function status(error: unknown): number | undefined {
+/** The HTTP status of an Octokit error, if it is one. */
+export function status(error: unknown): number | undefined {
   return typeof error === "object" && error !== null && "status" in error && typeof error.status === "number" ? error.status : undefined;
 }
 

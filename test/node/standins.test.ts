@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT } from "../../scripts/lib/local-stack.ts";
 import { waitFor } from "../../scripts/lib/processes.ts";
 import { commitExists, ensureRepository, githubAppConfig, installationAccess } from "../../src/projects/github.ts";
+import { closePullRequest, getPullRequest, mergePullRequest, openPullRequest } from "../../src/projects/pull-requests.ts";
 import { GitHubServer } from "../../standins/github-server.ts";
 import { embed, ModelServer } from "../../standins/model-server.ts";
 import { TelegramServer } from "../../standins/telegram-server.ts";
@@ -128,6 +129,60 @@ describe("the GitHub stand-in", () => {
     // Without the token, git is turned away.
     const denied = await git(["ls-remote", first.repository.cloneUrl], {}).catch((error: unknown) => error as { stderr: string });
     expect((denied).stderr).toMatch(/Authentication failed|could not read Username/);
+  });
+
+  it("opens, lists, merges (a real merge commit) and closes pull requests through the client; a conflict or a moved head is not merged; a token for another repository sees none", async () => {
+    const access = await installationAccess(config());
+    const { repository } = await ensureRepository(config(), access, "pulls-app", "Pull requests");
+    const work = await mkdtemp(join(tmpdir(), "standin-pulls-"));
+    const auth = { GIT_CONFIG_COUNT: "1", GIT_CONFIG_KEY_0: "http.extraHeader", GIT_CONFIG_VALUE_0: `Authorization: Basic ${Buffer.from(`x-access-token:${access.token}`).toString("base64")}` };
+    const git = async (...args: string[]) => (await run("git", ["-c", "user.name=t", "-c", "user.email=t@example.test", ...args], { cwd: work, env: { ...process.env, ...auth, GIT_TERMINAL_PROMPT: "0" } })).stdout.trim();
+    const commitFile = async (branch: string, file: string, text: string) => {
+      await git("checkout", "-q", "-B", branch, ...(branch === "main" ? [] : ["main"]));
+      await writeFile(join(work, file), text);
+      await git("add", file);
+      await git("commit", "-q", "-m", `${branch}: ${file}`);
+      await git("push", "-q", "--force", repository.cloneUrl, branch);
+      return git("rev-parse", "HEAD");
+    };
+    await git("init", "-q", "-b", "main");
+    await commitFile("main", "app.txt", "hello\n");
+    const head = await commitFile("change/1-forecast", "forecast.txt", "sunny\n");
+    const where = { owner: repository.owner, name: repository.name };
+
+    const pull = await openPullRequest(config(), access.token, where, { title: "Add /forecast", head: "change/1-forecast", base: "main", body: "The brief" });
+    expect(pull).toMatchObject({ number: 1, state: "open", merged: false, mergeable: true, head: { ref: "change/1-forecast", sha: head }, base: { ref: "main" } });
+    // Opened again (a retried step): the same one.
+    expect((await openPullRequest(config(), access.token, where, { title: "Add /forecast", head: "change/1-forecast", base: "main", body: "" })).number).toBe(1);
+    // Not as it was checked: not merged.
+    expect(await mergePullRequest(config(), access.token, where, 1, { sha: "0".repeat(40) })).toMatchObject({ merged: false, reason: "moved" });
+    const merged = await mergePullRequest(config(), access.token, where, 1, { sha: head });
+    expect(merged).toMatchObject({ merged: true });
+    const parents = (await run("git", ["--git-dir", github.repoPath("pulls-app"), "log", "-1", "--format=%P", "main"])).stdout.trim().split(" ");
+    expect(parents).toHaveLength(2);
+    expect(parents[1]).toBe(head);
+    expect((await run("git", ["--git-dir", github.repoPath("pulls-app"), "show", "main:forecast.txt"])).stdout).toBe("sunny\n");
+    expect(await getPullRequest(config(), access.token, where, 1)).toMatchObject({ state: "closed", merged: true, mergeCommitSha: merged.merged ? merged.sha : "" });
+
+    // Two changes to the same line: the second conflicts once the first is in.
+    await git("fetch", "-q", repository.cloneUrl, "main");
+    await git("checkout", "-q", "-B", "main", "FETCH_HEAD");
+    const blue = await commitFile("change/2-blue", "app.txt", "blue\n");
+    await commitFile("change/3-green", "app.txt", "green\n");
+    await openPullRequest(config(), access.token, where, { title: "Blue", head: "change/2-blue", base: "main", body: "" });
+    const green = await openPullRequest(config(), access.token, where, { title: "Green", head: "change/3-green", base: "main", body: "" });
+    expect((await mergePullRequest(config(), access.token, where, 2, { sha: blue })).merged).toBe(true);
+    expect(await getPullRequest(config(), access.token, where, green.number)).toMatchObject({ state: "open", mergeable: false });
+    expect(await mergePullRequest(config(), access.token, where, green.number, { sha: green.head.sha })).toMatchObject({ merged: false, reason: "conflict" });
+    expect((await run("git", ["--git-dir", github.repoPath("pulls-app"), "show", "main:app.txt"])).stdout).toBe("blue\n");
+    // Discarded: closed, unmerged, and no longer mergeable.
+    expect(await closePullRequest(config(), access.token, where, green.number)).toMatchObject({ state: "closed", merged: false });
+    expect(await mergePullRequest(config(), access.token, where, green.number, { sha: green.head.sha })).toMatchObject({ merged: false, reason: "conflict" });
+    // Nothing to merge: refused.
+    await expect(openPullRequest(config(), access.token, where, { title: "Nothing", head: "main", base: "main", body: "" })).rejects.toMatchObject({ status: 422 });
+    // Another repository's token sees no pull requests here.
+    const other = github.issueToken(["weather-bot"]);
+    expect(await getPullRequest(config(), other, where, 1)).toBeNull();
   });
 
   it("refuses a JWT signed with another key and an unknown token", async () => {
