@@ -127,7 +127,8 @@ describe("a conversation", () => {
       { name: "po: third", match: { tools: true, lastMessage: "third question" }, reply: { toolCalls: [{ name: "respond", arguments: { text: "answer three" } }] } },
     ]);
     await send(9004, "first question");
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    // The first turn is under way (the model has its request) when the next two come.
+    await waitFor(() => (model.requests.some((request) => JSON.stringify(request.body).includes("first question")) ? true : undefined), 30_000, () => "the first turn never reached the model");
     await send(9004, "second question");
     await send(9004, "third question");
     const got = await replies(9004, 3, 60_000);

@@ -14,7 +14,7 @@ import type { TaskEvent } from "../../src/shared/events.ts";
 import { verifyJob } from "../../src/shared/jobs.ts";
 import type { SignedJob } from "../../src/shared/jobs.ts";
 import { adminKey, call } from "./helpers.ts";
-import { enqueue, enrolledRunner, getJob, getServer, online, type Runner, sleep, taskEvents, until } from "./runner-helpers.ts";
+import { enqueue, enrolledRunner, getJob, getServer, online, type Runner, taskEvents, until } from "./runner-helpers.ts";
 import { newTask } from "./stream-helpers.ts";
 
 const jobIdOf = (message: { job: unknown }) => (message.job as SignedJob).envelope.id;
@@ -76,7 +76,10 @@ describe("RunnerHub: nothing is lost", () => {
     const b = await startJob(runner, conn, { type: "noop", taskId: fine.taskId, finishTask: true });
     await conn.send({ type: "job:log", jobId: a, lines: [{ stream: "stdout", line: "a1" }] });
     await conn.send({ type: "job:result", jobId: a, ok: true, message: "a done" });
-    await sleep(200); // a's lane has failed at least once and is backing off
+    // a's lane has failed at least once and is backing off.
+    const lane = `task:${broken.taskId}`;
+    const attempts = () => runInDurableObject(getRunnerHubStub(env, runner.handle), (_instance, state) => state.storage.sql.exec<{ attempts: number }>(`SELECT attempts FROM outbox_lanes WHERE lane = ?`, lane).toArray()[0]?.attempts ?? 0);
+    await until(attempts, (count) => count >= 1, "a's lane to fail once");
     const sentAt = Date.now();
     await conn.send({ type: "job:log", jobId: b, lines: [{ stream: "stdout", line: "b1" }] });
     await conn.send({ type: "job:result", jobId: b, ok: true, message: "b done" });
@@ -139,9 +142,13 @@ describe("RunnerHub: a finished job stays finished", () => {
     await conn.next("result:stored");
     const after = await getJob(runner.handle, job.id);
     expect(after).toMatchObject({ state: "failed", outcome: { reason: "undelivered" }, lateOutcome: { ok: true, message: "ran after all" } });
-    await sleep(300);
-    const steps = (await taskEvents(taskId)).map((e) => e.type);
-    expect(steps).toEqual(["step.completed"]);
+    // Another job of the task as a barrier: the task's events go out in order, so anything the late
+    // report caused would come before this job's end.
+    const barrier = await startJob(runner, conn, { type: "noop", taskId });
+    await conn.send({ type: "job:result", jobId: barrier, ok: true, message: "barrier" });
+    const events = await until(() => taskEvents(taskId), (list) => list.some((e) => e.type === "step.completed" && e.data?.jobId === barrier), "the barrier job's end");
+    expect(events.filter((e) => e.data?.jobId === job.id).map((e) => e.type)).toEqual(["step.completed"]);
+    expect(events.map((e) => e.type)).toEqual(["step.completed", "step.started", "step.completed"]);
   });
 });
 

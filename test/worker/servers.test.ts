@@ -29,7 +29,6 @@ import {
   online,
   passAckLease,
   enrolledRunner,
-  sleep,
   strangerKey,
   taskEvents,
   until,
@@ -505,10 +504,11 @@ describe("the runner's WebSocket", () => {
     expect(done.outcome?.message).toContain("offline");
     expect(Date.parse(done.finishedAt ?? "")).toBeGreaterThanOrEqual(Date.parse(job.expiresAt));
 
-    // A runner that connects afterwards is not sent the expired job.
+    // A runner that connects afterwards is not sent the expired job: a new job is its first offer.
     const conn = await online(runner);
-    await sleep(300);
-    expect(conn.received.filter((m) => m.type === "job:offer")).toHaveLength(0);
+    const fresh = await enqueue(runner.handle);
+    expect(await verifyJob((await conn.next("job:offer")).job, { publicKey: runner.controlPlaneKey, runnerId: runner.runnerId })).toMatchObject({ ok: true, envelope: { id: fresh.id } });
+    expect(conn.received.filter((m) => m.type === "job:offer")).toHaveLength(1);
     conn.ws.close(1000, "done");
   });
 });
@@ -526,12 +526,12 @@ describe("the hub's task-event outbox", () => {
       state.storage.sql.exec(`UPDATE outbox_lanes SET attempts = 1, next_at = ? WHERE lane = ?`, retryAt, `task:${taskId}`);
       (instance as unknown as { kick(): void }).kick();
     });
-    await sleep(300);
-    expect(await taskEvents(taskId)).toEqual([]);
     const alarm = await runInDurableObject(stub, (_instance, state) => state.storage.getAlarm());
     expect(alarm).toBeGreaterThanOrEqual(retryAt - 5);
     const delivered = await until(() => taskEvents(taskId), (events) => events.length === 2, "events after the retry time", 10_000);
     expect(delivered.map((e) => e.message)).toEqual(["first", "second"]);
+    // Held until the retry time: each was stored (its `at`) no earlier.
+    for (const event of delivered) expect(Date.parse(event.at)).toBeGreaterThanOrEqual(retryAt - 5);
     const left = await runInDurableObject(stub, (_instance, state) => state.storage.sql.exec(`SELECT COUNT(*) AS n FROM outbox_items`).one().n);
     expect(left).toBe(0);
   });

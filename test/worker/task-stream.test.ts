@@ -150,8 +150,9 @@ describe("TaskStream: watching over WebSocket", () => {
     const resumed = await openWatcher(taskId, { after: 5 });
     await appendOk(taskId, { type: "log", message: "after resume" });
     expect(seqs(await resumed.waitForEvents(4))).toEqual([6, 7, 8, 9]);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    expect(seqs(resumed.events)).toEqual([6, 7, 8, 9]);
+    // A last event as a barrier: one socket's frames come in order, so a repeat would come before it.
+    await appendOk(taskId, { type: "log", message: "barrier" });
+    expect(seqs(await resumed.waitForEvents(5))).toEqual([6, 7, 8, 9, 10]);
   });
 
   it("replays a history longer than the ack window page by page", async () => {
@@ -212,11 +213,12 @@ describe("TaskStream: watching over WebSocket", () => {
     watcher.ws.send(JSON.stringify({ type: "event:ack", seq: -1 }));
     await appendOk(taskId, { type: "log", message: "still here" });
     await watcher.waitForEvents(1);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(errors).toEqual([
-      { type: "stream:error", code: "invalid_message", message: 'Send {"type":"event:ack","seq":N}' },
-      { type: "stream:error", code: "invalid_message", message: 'Send {"type":"event:ack","seq":N}' },
-    ]);
+    // A third bad frame as a barrier: the stream answers one socket's frames in order, so its error
+    // comes after any the first two caused.
+    watcher.ws.send("[]");
+    const deadline = Date.now() + 5_000;
+    while (errors.length < 3 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(errors).toEqual(Array.from({ length: 3 }, () => ({ type: "stream:error", code: "invalid_message", message: 'Send {"type":"event:ack","seq":N}' })));
     expect(watcher.closed()).toBeNull();
   });
 
