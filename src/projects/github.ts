@@ -183,7 +183,7 @@ function derLength(length: number): number[] {
  * A token for one repository only, with the permissions asked for (by default what a job needs to
  * clone and push: contents write) and no more. It lasts about an hour unless revoked first.
  */
-export async function repositoryToken(config: GitHubAppConfig, repository: string, permissions: { contents: "read" | "write"; metadata: "read" } = { contents: "write", metadata: "read" }): Promise<{ token: string; expiresAt: string }> {
+export async function repositoryToken(config: GitHubAppConfig, repository: string, permissions: { contents: "read" | "write"; metadata: "read"; pull_requests?: "write" } = { contents: "write", metadata: "read" }): Promise<{ token: string; expiresAt: string }> {
   const app = octokit(config, await appJwt(config), "bearer");
   const { data } = await app.rest.apps.createInstallationAccessToken({
     installation_id: Number(config.installationId),

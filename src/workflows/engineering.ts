@@ -19,7 +19,8 @@ import { withDb } from "../db/client.ts";
 import { projects } from "../db/schema.ts";
 import { ingestRepositoryDocs, ingestTaskLog } from "../rag/sources.ts";
 import { Declined, draftSpec, SpecRejected } from "../engineering/architect.ts";
-import { commitExists, ensureRepository, fastForward, installationAccess, Repository } from "../projects/github.ts";
+import { commitExists, ensureRepository, fastForward, installationAccess, Repository, repositoryToken } from "../projects/github.ts";
+import { openPullRequest } from "../projects/pull-requests.ts";
 import { agentConfig, modelEndpoint, modelErrorMessage, modelRelayUrl, openaiClient, recordUsage } from "../models/llm.ts";
 import { settings as workerSettings } from "../lib/settings.ts";
 import { taskBrief } from "../engineering/task-brief.ts";
@@ -44,6 +45,10 @@ const DraftedSpec = z.object({ spec: ProjectSpec, reused: z.boolean(), attempts:
 
 /** The "architect repository" step's result. */
 const EnsuredRepository = z.object({ repository: Repository, created: z.boolean() });
+
+/** The "pull request" step's result. */
+const PullRequestRef = z.object({ number: z.number().int(), url: z.string() });
+type PullRequestRef = z.infer<typeof PullRequestRef>;
 
 /** The "developer <round> setup" step's result. */
 const DeveloperSetup = z.object({ model: z.string(), agent: z.string() });
@@ -188,18 +193,36 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
         const merged = await this.doStep("merge", API_STEP, async () => {
           return fastForward(this.github(), { token: await this.repoToken(repository) }, repository, repository.defaultBranch, developed.sha);
         });
+        // Moved on meanwhile (someone pushed): the work goes to a pull request, for a person to merge.
+        const pullRequest = merged ? null : await this.pullRequest(project, spec, repository, branch, { round, summary: results.summary });
         await this.setProjectStatus("ready", "ready");
         const deploy = this.params.deployAs ? await this.deployTested(project, developed.sha, this.params.deployAs) : undefined;
         await this.say("completed", {
           type: "task.completed",
-          message: `${project.name}: the tests pass at ${developed.sha.slice(0, 12)} after ${round} round${round === 1 ? "" : "s"} (${results.summary}); ${merged ? `${repository.defaultBranch} is there now` : `${repository.defaultBranch} has moved on meanwhile, so the work stays on ${branch}`}${deploy ? `; ${"taskId" in deploy ? `deploying it now (task ${deploy.taskId})` : `not deployed: ${deploy.notDeployed}`}` : ""}`,
-          data: { sha: developed.sha, branch, merged, defaultBranch: repository.defaultBranch, repository: repository.htmlUrl, kind: spec.template, rounds: round, tests: results, ...(deploy ? { deploy } : {}) },
+          message: `${project.name}: the tests pass at ${developed.sha.slice(0, 12)} after ${round} round${round === 1 ? "" : "s"} (${results.summary}); ${merged ? `${repository.defaultBranch} is there now` : `${repository.defaultBranch} has moved on meanwhile, so the work is in pull request #${pullRequest?.number ?? "?"} (${pullRequest?.url ?? branch})`}${deploy ? `; ${"taskId" in deploy ? `deploying it now (task ${deploy.taskId})` : `not deployed: ${deploy.notDeployed}`}` : ""}`,
+          data: { sha: developed.sha, branch, merged, defaultBranch: repository.defaultBranch, repository: repository.htmlUrl, kind: spec.template, rounds: round, tests: results, ...(pullRequest ? { pullRequest } : {}), ...(deploy ? { deploy } : {}) },
         });
         return;
       }
       previous = results;
       ref = developed.sha;
     }
+  }
+
+  /** The passing branch as a pull request into the default branch (the one already open for it, on a retry). */
+  private async pullRequest(project: ProjectFacts, spec: ProjectSpec, repository: Repository, branch: string, tested: { round: number; summary: string }): Promise<PullRequestRef> {
+    return this.jsonStep("pull request", API_STEP, PullRequestRef, async () => {
+      const config = this.github();
+      const { token } = await repositoryToken(config, repository.name, { contents: "write", metadata: "read", pull_requests: "write" });
+      const body = [
+        spec.summary,
+        "",
+        `The tests pass (${tested.summary}) after ${tested.round} round${tested.round === 1 ? "" : "s"} of task ${this.params.taskId}.`,
+        `${repository.defaultBranch} moved on while the task ran, so this was not fast-forwarded: merge it when it suits you.`,
+      ].join("\n");
+      const pull = await openPullRequest(config, token, repository, { title: `${project.name}: ${spec.summary}`.slice(0, 256), head: branch, base: repository.defaultBranch, body });
+      return { number: pull.number, url: pull.htmlUrl };
+    });
   }
 
   /**

@@ -231,7 +231,7 @@ describe("the engineering pipeline", () => {
     expect(model.requests.every((request) => request.apiKey === MODEL_KEY)).toBe(true);
   });
 
-  it("runs again on the same project without a second repository, reusing the spec, held to a coverage threshold; the deploy it was asked for is not started once the key that asked is revoked", { timeout: 240_000 }, async () => {
+  it("runs again on the same project without a second repository, reusing the spec, held to a coverage threshold; main moved meanwhile, so the work is a pull request; the deploy it was asked for is not started once the key that asked is revoked", { timeout: 240_000 }, async () => {
     const patched = await stack.api<{ project: { config: { engineering: Record<string, unknown> } } }>(`/api/projects/${first.id}`, { method: "PATCH", json: { coverageThreshold: 60 }, key: first.key });
     expect(patched.body.project.config.engineering).toEqual({ coverageThreshold: 60 });
     load({ turns: [write("a passing change", { "tests/test_more.py": "from app.greeting import greeting\n\n\ndef test_more():\n    assert greeting('Bo') == 'Hello, Bo!'\n" }), done("done", "ok")] });
@@ -242,8 +242,20 @@ describe("the engineering pipeline", () => {
     expect(asked.status, JSON.stringify(asked.body)).toBe(202);
     const taskId = asked.body.task.id;
     expect((await stack.api(`/api/keys/${issued.body.apiKey.id}`, { method: "DELETE", key: first.key })).status).toBe(200);
+    // A person pushes to main while the Developer works: main cannot be fast-forwarded to the work.
+    await waitFor(async () => ((await eventsOf(taskId)).some((event) => event.type === "step.started" && event.step === "developer") ? true : undefined), 120_000, () => "the Developer never started");
+    const bare = github.repoPath("greeter");
+    const before = await git(["--git-dir", bare, "rev-parse", "refs/heads/main"]);
+    const pushed = (await run("git", ["--git-dir", bare, "commit-tree", `${before}^{tree}`, "-p", before, "-m", "A person's commit"], { env: { ...process.env, GIT_AUTHOR_NAME: "Ada", GIT_AUTHOR_EMAIL: "ada@example.test", GIT_COMMITTER_NAME: "Ada", GIT_COMMITTER_EMAIL: "ada@example.test" } })).stdout.trim();
+    await git(["--git-dir", bare, "update-ref", "refs/heads/main", pushed, before]);
     const { events, last } = await finished(taskId);
     expect(last.type, last.message).toBe("task.completed");
+    // The work went to a pull request into main, which merges cleanly; main is the person's.
+    expect(last.data).toMatchObject({ merged: false, pullRequest: { number: 1 } });
+    expect(last.message).toContain("main has moved on meanwhile, so the work is in pull request #1");
+    const pulls = (await (await fetch(`${github.url}/repos/${github.org}/greeter/pulls`, { headers: { authorization: `token ${github.issueToken(["greeter"])}` } })).json()) as { number: number; state: string; mergeable: boolean; head: { ref: string; sha: string }; base: { ref: string } }[];
+    expect(pulls).toMatchObject([{ number: 1, state: "open", mergeable: true, head: { ref: String(last.data?.branch), sha: String(last.data?.sha) }, base: { ref: "main" } }]);
+    expect(await git(["--git-dir", bare, "rev-parse", "refs/heads/main"])).toBe(pushed);
     expect(last.data?.deploy).toEqual({ notDeployed: "the key that asked for it no longer works" });
     expect(last.message).toContain("not deployed: the key that asked for it no longer works");
     const deploys = await stack.api<{ tasks: unknown[] }>(`/api/tasks?projectId=${first.id}&type=deploy`);
