@@ -60,7 +60,7 @@ export class GitHubServer {
   private readonly dir: string;
   private readonly ownsDir: boolean;
   /** Installation tokens: when each expires (0 once revoked), and the repositories it is limited to (null: all). */
-  private readonly tokens = new Map<string, { expires: number; repositories: string[] | null }>();
+  private readonly tokens = new Map<string, { expires: number; repositories: string[] | null; permissions: Record<string, string> | null }>();
   private readonly repos = new Map<string, Repo>();
   /** Read when a request comes, by when org and url are set. */
   private readonly pulls = new PullRequests(this);
@@ -121,9 +121,9 @@ export class GitHubServer {
   }
 
   /** A token as the App would get one, for tests that push or clone by hand. */
-  issueToken(repositories: string[] | null = null): string {
+  issueToken(repositories: string[] | null = null, permissions: Record<string, string> | null = null): string {
     const token = `ghs_${randomBytes(18).toString("base64url")}`;
-    this.tokens.set(token, { expires: Date.now() + TOKEN_TTL_MS, repositories });
+    this.tokens.set(token, { expires: Date.now() + TOKEN_TTL_MS, repositories, permissions });
     return token;
   }
 
@@ -150,7 +150,7 @@ export class GitHubServer {
         const repositories = Array.isArray(body.repositories) ? body.repositories.map(String) : null;
         const unknown = repositories?.filter((name) => !this.repos.has(name)) ?? [];
         if (unknown.length) return respond(422, { message: `There is at least one repository that does not exist or is not accessible to the parent installation: ${unknown.join(", ")}` });
-        const token = this.issueToken(repositories);
+        const token = this.issueToken(repositories, body.permissions ?? null);
         return respond(201, {
           token,
           expires_at: new Date(Date.now() + TOKEN_TTL_MS).toISOString(),
@@ -199,6 +199,9 @@ export class GitHubServer {
     if (pullsRoute) {
       const [, owner, name = "", rest = ""] = pullsRoute;
       if (owner !== this.org || !this.repos.has(name) || !this.validToken(tokenOf(req.headers.authorization), name)) return respond(404, { message: "Not Found" });
+      // A token narrowed to some permissions reaches pull requests only with pull_requests (write, to change one), as on GitHub.
+      const granted = this.tokens.get(tokenOf(req.headers.authorization) ?? "")?.permissions;
+      if (granted && (!granted.pull_requests || (req.method !== "GET" && granted.pull_requests !== "write"))) return respond(403, { message: "Resource not accessible by integration" });
       const answer = await this.pulls.handle(req.method ?? "GET", name, rest, url.searchParams, await readBody(req));
       if (answer?.status === 204) {
         this.requests.push({ method: req.method ?? "GET", path, status: 204 });

@@ -180,9 +180,11 @@ describe("the GitHub stand-in", () => {
     expect(await mergePullRequest(config(), access.token, where, green.number, { sha: green.head.sha })).toMatchObject({ merged: false, reason: "conflict" });
     // Nothing to merge: refused.
     await expect(openPullRequest(config(), access.token, where, { title: "Nothing", head: "main", base: "main", body: "" })).rejects.toMatchObject({ status: 422 });
-    // Another repository's token sees no pull requests here.
+    // Another repository's token sees no pull requests here; a token without pull_requests may not open one.
     const other = github.issueToken(["weather-bot"]);
     expect(await getPullRequest(config(), other, where, 1)).toBeNull();
+    const contentsOnly = github.issueToken(["pulls-app"], { contents: "write", metadata: "read" });
+    await expect(openPullRequest(config(), contentsOnly, where, { title: "Again", head: "change/3-green", base: "main", body: "" })).rejects.toMatchObject({ status: 403 });
   });
 
   it("refuses a JWT signed with another key and an unknown token", async () => {
