@@ -18,6 +18,9 @@ import { createHmac, randomInt, timingSafeEqual } from "node:crypto";
 import { readFile, writeFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type { ReadableStream as NodeReadableStream } from "node:stream/web";
 import { z } from "zod";
 
 /** Synthetic updates are numbered from here, above any real update id, so their offsets can be told apart. */
@@ -28,6 +31,8 @@ const SYNTHETIC_CHAT_FROM = 2 ** 50;
 const MAX_BODY_BYTES = 50 * 1024 * 1024;
 /** After the bot's first reply, more replies are waited for this long (a bot may answer in several messages). */
 const QUIET_MS = 400;
+/** Calls of one release at once (a long poll among them); more are answered 429, as Telegram's flood control does. */
+const MAX_CALLS_PER_RELEASE = 32;
 
 export interface BotGatewaySettings {
   /** An address of this server that releases' containers can reach (the firewall lets them to it). */
@@ -61,6 +66,13 @@ export class BotGateway {
   private server: Server | null = null;
   private origin = "";
   private readonly releases = new Map<string, Release>();
+  private readonly calls = new Map<string, number>();
+  /**
+   * The last offset each release's bot asked for (a real one): what stands in for the offset after a
+   * check's update. Kept while the runner runs (a number per release); after a restart the first such
+   * offset is left out, and Telegram answers from its last confirmed update.
+   */
+  private readonly offsets = new Map<string, number>();
   private updates = 0;
 
   private readonly portFile: string | undefined;
@@ -82,6 +94,8 @@ export class BotGateway {
         else res.destroy();
       });
     });
+    // Releases of every tenant reach it: a bound on what they can hold open together.
+    server.maxConnections = 2048;
     const listen = (port: number) =>
       new Promise<void>((resolve, reject) => {
         server.once("error", reject);
@@ -144,7 +158,13 @@ export class BotGateway {
       state.chats.delete(chat);
       // An update the bot never took is not left for a later poll.
       state.pending = state.pending.filter((pending) => pending.chat !== chat);
+      this.prune(release, state);
     }
+  }
+
+  /** A release with nothing going on is forgotten (but for its last offset). */
+  private prune(id: string, state: Release): void {
+    if (!state.chats.size && !state.pending.length && !state.wake.size) this.releases.delete(id);
   }
 
   private release(id: string): Release {
@@ -167,42 +187,46 @@ export class BotGateway {
     if (!match || !timingSafeEqual(Buffer.from(mac), Buffer.from(this.mac(release, target)))) {
       return reply(res, 404, { ok: false, error_code: 404, description: "Not Found: not a release's Bot API address on this server" });
     }
-    const upstream = `${Buffer.from(target, "base64url").toString()}${rest}${url.search}`;
+    const calls = this.calls.get(release) ?? 0;
+    if (calls >= MAX_CALLS_PER_RELEASE) return reply(res, 429, { ok: false, error_code: 429, description: "Too Many Requests: retry after 1", parameters: { retry_after: 1 } });
+    this.calls.set(release, calls + 1);
+    try {
+      await this.call(req, res, release, `${Buffer.from(target, "base64url").toString()}${rest}`, rest, url.searchParams);
+    } finally {
+      const left = (this.calls.get(release) ?? 1) - 1;
+      if (left > 0) this.calls.set(release, left);
+      else this.calls.delete(release);
+    }
+  }
+
+  private async call(req: IncomingMessage, res: ServerResponse, release: string, upstream: string, rest: string, query: URLSearchParams): Promise<void> {
     const body = await readBody(req);
     if (body === null) return reply(res, 413, { ok: false, error_code: 413, description: "Request Entity Too Large" });
-    const method = /^\/bot[^/]+\/([A-Za-z]+)$/.exec(rest)?.[1];
-    if (!method) return forward(req, res, upstream, body);
-    const state = this.release(release);
-    const params = { ...Object.fromEntries(url.searchParams), ...parseParams(req.headers["content-type"], body) };
-    if (method.toLowerCase() === "getupdates") return this.getUpdates(req, res, state, upstream, body, params);
-    const chat = state.chats.get(Number(params.chat_id));
-    if (chat && params.chat_id !== undefined) {
-      const text = typeof params.text === "string" ? params.text : typeof params.caption === "string" ? params.caption : `(${method})`;
-      if (method.toLowerCase() !== "sendchataction") {
-        chat.replies.push(text);
-        chat.heard();
+    const call = new Call(req.method ?? "GET", req.headers["content-type"], query, body);
+    const method = /^\/bot[^/]+\/([A-Za-z]+)$/.exec(rest)?.[1]?.toLowerCase();
+    if (method === "getupdates") {
+      const state = this.release(release);
+      try {
+        return await this.getUpdates(res, release, state, upstream, call);
+      } finally {
+        this.prune(release, state);
       }
-      return reply(res, 200, { ok: true, result: method.toLowerCase().startsWith("send") && method.toLowerCase() !== "sendchataction" ? sentMessage(rest, Number(params.chat_id), text) : true });
     }
-    return forward(req, res, upstream, body);
+    const chatId = call.params.chat_id;
+    const chat = method && chatId !== undefined ? this.releases.get(release)?.chats.get(Number(chatId)) : undefined;
+    if (method && chat) return reply(res, 200, { ok: true, result: answerForCheck(method, rest, Number(chatId), call.params, chat) });
+    return forward(res, upstream, call);
   }
 
   /** A check's updates at once if there are any; else the poll upstream, cut short when a check sends one. */
-  private async getUpdates(req: IncomingMessage, res: ServerResponse, state: Release, upstream: string, body: Buffer, params: Record<string, unknown>): Promise<void> {
+  private async getUpdates(res: ServerResponse, release: string, state: Release, upstream: string, call: Call): Promise<void> {
     state.polls++;
+    const offset = Number(call.params.offset);
+    // A check's update's offset is not Telegram's: the bot's last real one stands in for it, so
+    // Telegram neither drops what the bot has not seen nor sends again what it has.
+    if (Number.isFinite(offset) && offset > SYNTHETIC_UPDATE_BASE) call.setOffset(this.offsets.get(release));
+    else if (Number.isFinite(offset) && call.params.offset !== undefined) this.offsets.set(release, offset);
     if (state.pending.length) return reply(res, 200, { ok: true, result: takePending(state) });
-    // The offset after a check's update is not Telegram's: without one, Telegram answers with what
-    // the bot has not confirmed yet, which is what that offset means.
-    let sent = body;
-    let target = upstream;
-    if (Number(params.offset) > SYNTHETIC_UPDATE_BASE) {
-      const { offset: _offset, ...rest } = params;
-      sent = Buffer.from(JSON.stringify(rest));
-      const url = new URL(upstream);
-      url.searchParams.delete("offset");
-      target = url.href;
-      req.headers["content-type"] = "application/json";
-    }
     const controller = new AbortController();
     const woken = new Promise<"woken">((resolve) => {
       const wake = () => resolve("woken");
@@ -211,10 +235,12 @@ export class BotGateway {
     });
     res.on("close", () => controller.abort());
     try {
-      const answer = fetch(target, { method: "POST", headers: { "content-type": String(req.headers["content-type"] ?? "application/json") }, body: new Uint8Array(sent), signal: controller.signal });
+      const answer = fetch(call.url(upstream), { ...call.init(), signal: controller.signal, redirect: "manual" });
       const first = await Promise.race([answer, woken]);
       if (first === "woken") {
         controller.abort();
+        // The bot went away meanwhile: the check's update stays for its next poll.
+        if (res.destroyed) return;
         return reply(res, 200, { ok: true, result: takePending(state) });
       }
       await relay(first, res);
@@ -225,6 +251,121 @@ export class BotGateway {
       controller.abort();
     }
   }
+}
+
+/**
+ * A Bot API call as the bot made it: its parameters (the query's, and the body's: JSON, urlencoded,
+ * or multipart's text fields), and the same call again with another offset, in its own encoding.
+ */
+class Call {
+  readonly params: Record<string, unknown>;
+  private body: Buffer;
+  private readonly query: URLSearchParams;
+  private readonly type: string;
+  private readonly contentType: string | undefined;
+  private readonly method: string;
+
+  constructor(method: string, contentType: string | undefined, query: URLSearchParams, body: Buffer) {
+    this.method = method;
+    this.contentType = contentType;
+    this.type = (contentType ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
+    this.query = new URLSearchParams(query);
+    this.body = body;
+    this.params = { ...Object.fromEntries(query), ...this.bodyParams() };
+  }
+
+  /** The offset changed (undefined: left out), in the query or the body, wherever the bot put it. */
+  setOffset(offset: number | undefined): void {
+    const value = offset === undefined ? undefined : String(offset);
+    if (this.query.has("offset")) {
+      if (value === undefined) this.query.delete("offset");
+      else this.query.set("offset", value);
+    }
+    if (!this.body.length) return;
+    if (this.type === "application/json") {
+      const json = Params.safeParse(JSON.parse(this.body.toString())).data ?? {};
+      if (offset === undefined) delete json.offset;
+      else json.offset = offset;
+      this.body = Buffer.from(JSON.stringify(json));
+    } else if (this.type === "application/x-www-form-urlencoded") {
+      const form = new URLSearchParams(this.body.toString());
+      if (value === undefined) form.delete("offset");
+      else form.set("offset", value);
+      this.body = Buffer.from(form.toString());
+    } else if (this.type === "multipart/form-data") {
+      const boundary = boundaryOf(this.contentType);
+      if (!boundary) return;
+      const fields = { ...multipartFields(this.body, boundary) };
+      if (value === undefined) delete fields.offset;
+      else fields.offset = value;
+      this.body = Buffer.from(`${Object.entries(fields).map(([name, text]) => `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${text}\r\n`).join("")}--${boundary}--\r\n`);
+    }
+    this.params.offset = offset;
+  }
+
+  url(upstream: string): string {
+    const search = this.query.toString();
+    return `${upstream}${search ? `?${search}` : ""}`;
+  }
+
+  init(): RequestInit {
+    const bodyless = this.method === "GET" || this.method === "HEAD";
+    return { method: this.method, headers: this.contentType ? { "content-type": this.contentType } : {}, ...(bodyless ? {} : { body: new Uint8Array(this.body) }) };
+  }
+
+  private bodyParams(): Record<string, unknown> {
+    if (!this.body.length) return {};
+    try {
+      if (this.type === "application/json") return Params.safeParse(JSON.parse(this.body.toString())).data ?? {};
+      if (this.type === "application/x-www-form-urlencoded") return Object.fromEntries(new URLSearchParams(this.body.toString()));
+      if (this.type === "multipart/form-data") {
+        const boundary = boundaryOf(this.contentType);
+        return boundary ? multipartFields(this.body, boundary) : {};
+      }
+    } catch {
+      // Not ours to judge: the Bot API answers it.
+    }
+    return {};
+  }
+}
+
+function boundaryOf(contentType: string | undefined): string | undefined {
+  return /boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(contentType ?? "")?.slice(1).find(Boolean);
+}
+
+/** A multipart body's text fields (parts without a file name), by name. */
+function multipartFields(body: Buffer, boundary: string): Record<string, string> {
+  const fields: Record<string, string> = {};
+  const delimiter = Buffer.from(`--${boundary}`);
+  let at = body.indexOf(delimiter);
+  while (at >= 0) {
+    const next = body.indexOf(delimiter, at + delimiter.length);
+    if (next < 0) break;
+    const part = body.subarray(at + delimiter.length + 2, next - 2);
+    const headerEnd = part.indexOf("\r\n\r\n");
+    if (headerEnd >= 0) {
+      const headers = part.subarray(0, headerEnd).toString();
+      const name = /name="([^"]*)"/i.exec(headers)?.[1];
+      if (name !== undefined && !/filename=/i.test(headers)) fields[name] = part.subarray(headerEnd + 4).toString();
+    }
+    at = next;
+  }
+  return fields;
+}
+
+/**
+ * What a call about a check's chat is answered with (it never reaches Telegram): the bot's messages are
+ * its replies (a text, or a caption), a chat action is not; anything else about that chat is answered
+ * as Telegram would for a private chat.
+ */
+function answerForCheck(method: string, rest: string, chatId: number, params: Record<string, unknown>, chat: { replies: string[]; heard: () => void }): unknown {
+  if (method === "sendchataction") return true;
+  if (method === "getchat") return { id: chatId, type: "private", first_name: "Acceptance", last_name: "check" };
+  if (!(method.startsWith("send") || method === "copymessage" || method === "forwardmessage")) return true;
+  const text = typeof params.text === "string" ? params.text : typeof params.caption === "string" ? params.caption : `(${method})`;
+  chat.replies.push(text);
+  chat.heard();
+  return method === "sendmediagroup" ? [sentMessage(rest, chatId, text)] : sentMessage(rest, chatId, text);
 }
 
 function takePending(state: Release): unknown[] {
@@ -260,18 +401,6 @@ function sentMessage(rest: string, chat: number, text: string): unknown {
   };
 }
 
-function parseParams(contentType: string | undefined, body: Buffer): Record<string, unknown> {
-  if (!body.length) return {};
-  const type = (contentType ?? "").split(";")[0]?.trim().toLowerCase();
-  try {
-    if (type === "application/json") return Params.safeParse(JSON.parse(body.toString())).data ?? {};
-    if (type === "application/x-www-form-urlencoded") return Object.fromEntries(new URLSearchParams(body.toString()));
-  } catch {
-    // Not ours to judge: the Bot API answers it.
-  }
-  return {};
-}
-
 async function readBody(req: IncomingMessage): Promise<Buffer | null> {
   const chunks: Buffer[] = [];
   let size = 0;
@@ -283,21 +412,22 @@ async function readBody(req: IncomingMessage): Promise<Buffer | null> {
   return Buffer.concat(chunks);
 }
 
-async function forward(req: IncomingMessage, res: ServerResponse, target: string, body: Buffer): Promise<void> {
+async function forward(res: ServerResponse, upstream: string, call: Call): Promise<void> {
   const controller = new AbortController();
   res.on("close", () => controller.abort());
-  const headers: Record<string, string> = {};
-  if (req.headers["content-type"]) headers["content-type"] = req.headers["content-type"];
-  const method = req.method ?? "GET";
-  const answer = await fetch(target, { method, headers, ...(method === "GET" || method === "HEAD" ? {} : { body: new Uint8Array(body) }), signal: controller.signal });
-  await relay(answer, res);
+  await relay(await fetch(call.url(upstream), { ...call.init(), signal: controller.signal, redirect: "manual" }), res);
 }
 
+/** The Bot API's answer, streamed back (a file download too), with the headers a client reads. */
 async function relay(answer: Response, res: ServerResponse): Promise<void> {
-  const type = answer.headers.get("content-type");
-  res.writeHead(answer.status, type ? { "content-type": type } : {});
-  if (answer.body) for await (const chunk of answer.body) res.write(chunk);
-  res.end();
+  const headers: Record<string, string> = {};
+  for (const name of ["content-type", "content-disposition", "retry-after", "location"]) {
+    const value = answer.headers.get(name);
+    if (value) headers[name] = value;
+  }
+  res.writeHead(answer.status, headers);
+  if (!answer.body) return void res.end();
+  await pipeline(Readable.fromWeb(answer.body as NodeReadableStream), res);
 }
 
 function reply(res: ServerResponse, status: number, body: unknown): void {

@@ -85,6 +85,7 @@ export class RunnerDaemon {
   private readonly egress: EgressGateway;
   private readonly botGateway: BotGateway | null;
   private botGatewayUp = false;
+  private botGatewayRetry: NodeJS.Timeout | null = null;
   /** The trace of each job still reporting, stamped on its messages. */
   private readonly traces = new Map<string, string>();
   private readonly tracing: JobTracing;
@@ -105,15 +106,24 @@ export class RunnerDaemon {
   /** Reports jobs a previous run left unfinished, then connects (and keeps reconnecting until stop()). */
   async start(): Promise<void> {
     await this.keys;
-    if (this.botGateway) {
-      // Without it the runner still deploys; bots then call the Bot API directly, and their message checks fail saying why.
-      await this.botGateway.start().then(
-        () => (this.botGatewayUp = true),
-        (error: unknown) => this.log.warn("the Bot API gateway could not listen; bots will call the Bot API directly", { error: String(error) }),
-      );
-    }
+    if (this.botGateway) await this.startBotGateway();
     await this.recoverInterrupted();
     this.connect();
+  }
+
+  /**
+   * The Bot API gateway, tried again every 15 s until it listens (Docker's bridge may come up after the
+   * runner at boot). Until then new bot releases call the Bot API directly and their message checks fail
+   * saying why; bots released before, whose address is the gateway, cannot reach Telegram: hence the error.
+   */
+  private async startBotGateway(): Promise<void> {
+    try {
+      await this.botGateway?.start();
+      this.botGatewayUp = true;
+    } catch (error) {
+      this.log.warn("the Bot API gateway could not listen: bots released through it cannot reach Telegram until it does; trying again in 15 s", { error: String(error) });
+      if (!this.stopping) this.botGatewayRetry = setTimeout(() => void this.startBotGateway(), 15_000);
+    }
   }
 
   /** Resolves once the hub has welcomed this runner (tests and the CLI's startup message use it). */
@@ -126,6 +136,7 @@ export class RunnerDaemon {
   async stop(): Promise<void> {
     this.stopping = true;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    if (this.botGatewayRetry) clearTimeout(this.botGatewayRetry);
     for (const job of this.running.values()) job.controller.abort("shutdown" satisfies AbortReason);
     await Promise.race([Promise.all([...this.running.values()].map((job) => job.done)), sleep(15_000)]);
     await Promise.race([this.drain(), sleep(3_000)]);

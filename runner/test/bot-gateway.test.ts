@@ -65,6 +65,57 @@ describe("the Bot API gateway", () => {
     expect(sentBy("gateway_one_bot")).toEqual([[5150, "hello Ada"], [6160, "hello Bob"], [5150, "Porto: sunny"], [6160, "Faro: sunny"]]);
   });
 
+  it("sends again no update a bot was busy with when a check came (the poll that would have confirmed it is answered with the check's)", async () => {
+    const token = telegram.addBot({ username: "slow_bot" });
+    const bot = new Bot(token, { client: { apiRoot: gateway.apiRoot("dep_slow", telegram.apiRoot) } });
+    let release = () => undefined as void;
+    const busy = new Promise<void>((resolve) => (release = resolve));
+    let started = false;
+    bot.command("slow", async (ctx) => {
+      started = true;
+      await busy;
+      await ctx.reply("slow done");
+    });
+    bot.command("start", (ctx) => ctx.reply("hello"));
+    bots.push(bot);
+    void bot.start({ drop_pending_updates: false, timeout: 20 });
+    await say(token, { id: 7170, first_name: "Cy" }, "/slow");
+    await waitFor(() => (started ? true : undefined), 10_000, () => "the handler never started");
+    // The check's message is there before the bot asks again (with the offset that confirms /slow).
+    const conversation = gateway.converse("dep_slow", "/start", 10_000, new AbortController().signal);
+    release();
+    expect((await conversation).replies).toEqual(["hello"]);
+    await say(token, { id: 7170, first_name: "Cy" }, "/start");
+    await waitFor(() => (sentBy("slow_bot").length === 2 ? true : undefined), 10_000, () => JSON.stringify(sentBy("slow_bot")));
+    await say(token, { id: 7170, first_name: "Cy" }, "/start");
+    await waitFor(() => (sentBy("slow_bot").length >= 3 ? true : undefined), 10_000, () => JSON.stringify(sentBy("slow_bot")));
+    expect(sentBy("slow_bot")).toEqual([[7170, "slow done"], [7170, "hello"], [7170, "hello"]]);
+  });
+
+  it("reads and rewrites a poll sent as multipart/form-data, as some libraries send every call", async () => {
+    const token = telegram.addBot({ username: "multipart_bot" });
+    const root = gateway.apiRoot("dep_multipart", telegram.apiRoot);
+    const poll = async (offset?: number) => {
+      const form = new FormData();
+      form.set("timeout", "1");
+      if (offset !== undefined) form.set("offset", String(offset));
+      const answer = (await (await fetch(`${root}/bot${token}/getUpdates`, { method: "POST", body: form })).json()) as { ok: boolean; result: { update_id: number; message?: { text?: string } }[] };
+      expect(answer.ok).toBe(true);
+      return answer.result;
+    };
+    await say(token, { id: 8180, first_name: "Di" }, "/start one");
+    const [first] = await poll();
+    const checked = gateway.converse("dep_multipart", "/start", 3_000, new AbortController().signal);
+    const [synthetic] = await poll((first?.update_id ?? 0) + 1);
+    expect(synthetic?.message?.text).toBe("/start");
+    await checked;
+    // After the check's update: the real offset stands in, so what came since arrives, once.
+    await say(token, { id: 8180, first_name: "Di" }, "/start two");
+    const after = await poll((synthetic?.update_id ?? 0) + 1);
+    expect(after.map((update) => update.message?.text)).toEqual(["/start two"]);
+    expect(telegram.calls("getUpdates").filter((r) => r.token === token).map((r) => r.params.offset)).not.toContain(String((synthetic?.update_id ?? 0) + 1));
+  });
+
   it("refuses an address it did not make: a forged MAC, another release's, an upstream swapped for another", async () => {
     const good = new URL(gateway.apiRoot("dep_gateway_two", telegram.apiRoot));
     const [, , release, target, mac] = good.pathname.split("/");
