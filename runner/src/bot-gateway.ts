@@ -29,6 +29,11 @@ const SYNTHETIC_UPDATE_BASE = 2 ** 45;
 const SYNTHETIC_CHAT_FROM = 2 ** 50;
 /** The Bot API takes uploads of up to 50 MB. */
 const MAX_BODY_BYTES = 50 * 1024 * 1024;
+/**
+ * A call is read into memory up to this much (a getUpdates, a message, anything a check needs is far
+ * smaller); a bigger one, an upload, streams on to the Bot API as it comes, untouched.
+ */
+const MAX_READ_BYTES = 1024 * 1024;
 /** After the bot's first reply, more replies are waited for this long (a bot may answer in several messages). */
 const QUIET_MS = 400;
 /** Calls of one release at once (a long poll among them); more are answered 429, as Telegram's flood control does. */
@@ -200,8 +205,8 @@ export class BotGateway {
   }
 
   private async call(req: IncomingMessage, res: ServerResponse, release: string, upstream: string, rest: string, query: URLSearchParams): Promise<void> {
-    const body = await readBody(req);
-    if (body === null) return reply(res, 413, { ok: false, error_code: 413, description: "Request Entity Too Large" });
+    const { head: body, rest: more } = await readHead(req);
+    if (more) return stream(res, `${upstream}${query.size ? `?${query.toString()}` : ""}`, req, body, more);
     const call = new Call(req.method ?? "GET", req.headers["content-type"], query, body);
     const method = /^\/bot[^/]+\/([A-Za-z]+)$/.exec(rest)?.[1]?.toLowerCase();
     if (method === "getupdates") {
@@ -401,15 +406,36 @@ function sentMessage(rest: string, chat: number, text: string): unknown {
   };
 }
 
-async function readBody(req: IncomingMessage): Promise<Buffer | null> {
+/** The body, whole if it is small; else its first part and the rest still to come. */
+async function readHead(req: IncomingMessage): Promise<{ head: Buffer; rest: AsyncIterator<Buffer> | null }> {
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) return null;
-    chunks.push(chunk as Buffer);
+  const iterator = (req as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  for (;;) {
+    const next = await iterator.next();
+    if (next.done) return { head: Buffer.concat(chunks), rest: null };
+    chunks.push(next.value);
+    size += next.value.length;
+    if (size > MAX_READ_BYTES) return { head: Buffer.concat(chunks), rest: iterator };
   }
-  return Buffer.concat(chunks);
+}
+
+/** A big call (an upload) on to the Bot API as it comes, up to the Bot API's own limit. */
+async function stream(res: ServerResponse, target: string, req: IncomingMessage, head: Buffer, rest: AsyncIterator<Buffer>): Promise<void> {
+  const controller = new AbortController();
+  res.on("close", () => controller.abort());
+  async function* body(): AsyncGenerator<Buffer> {
+    let size = head.length;
+    yield head;
+    for (let next = await rest.next(); !next.done; next = await rest.next()) {
+      size += next.value.length;
+      if (size > MAX_BODY_BYTES) throw new Error("the call is larger than the Bot API takes (50 MB)");
+      yield next.value;
+    }
+  }
+  const headers: Record<string, string> = req.headers["content-type"] ? { "content-type": req.headers["content-type"] } : {};
+  const init = { method: req.method ?? "POST", headers, body: Readable.toWeb(Readable.from(body())) as unknown as BodyInit, duplex: "half", signal: controller.signal, redirect: "manual" } as RequestInit;
+  await relay(await fetch(target, init), res);
 }
 
 async function forward(res: ServerResponse, upstream: string, call: Call): Promise<void> {

@@ -129,6 +129,10 @@ describe("the Bot API gateway", () => {
     }
     expect(telegram.calls("getMe").length).toBe(before);
     expect((await fetch(`${good.href}/bot1:x/getMe`)).status).toBe(401);
+    // A call bigger than the gateway reads (an upload) streams through to the Bot API as it is.
+    const token = telegram.addBot({ username: "big_call_bot" });
+    const big = await fetch(`${good.href}/bot${token}/getMe`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ pad: "x".repeat(3 * 1024 * 1024) }) });
+    expect(((await big.json()) as { result: { username: string } }).result.username).toBe("big_call_bot");
   });
 
   it("listens, after a restart, on the port it took before, so that running releases still reach it", async () => {
