@@ -207,7 +207,7 @@ export class BotGateway {
   private async call(req: IncomingMessage, res: ServerResponse, release: string, upstream: string, rest: string, query: URLSearchParams): Promise<void> {
     const { head: body, rest: more } = await readHead(req);
     if (more) return stream(res, `${upstream}${query.size ? `?${query.toString()}` : ""}`, req, body, more);
-    const call = new Call(req.method ?? "GET", req.headers["content-type"], query, body);
+    const call = await Call.read(req.method ?? "GET", req.headers["content-type"], query, body);
     const method = /^\/bot[^/]+\/([A-Za-z]+)$/.exec(rest)?.[1]?.toLowerCase();
     if (method === "getupdates") {
       const state = this.release(release);
@@ -260,50 +260,59 @@ export class BotGateway {
 
 /**
  * A Bot API call as the bot made it: its parameters (the query's, and the body's: JSON, urlencoded,
- * or multipart's text fields), and the same call again with another offset, in its own encoding.
+ * or multipart's text fields, read by the platform's own form parser), and the same call again with
+ * another offset, in its own encoding.
  */
 class Call {
   readonly params: Record<string, unknown>;
-  private body: Buffer;
+  private body: Buffer | FormData;
   private readonly query: URLSearchParams;
   private readonly type: string;
   private readonly contentType: string | undefined;
   private readonly method: string;
 
-  constructor(method: string, contentType: string | undefined, query: URLSearchParams, body: Buffer) {
+  private constructor(method: string, contentType: string | undefined, query: URLSearchParams, body: Buffer | FormData, params: Record<string, unknown>) {
     this.method = method;
     this.contentType = contentType;
-    this.type = (contentType ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
+    this.type = typeOf(contentType);
     this.query = new URLSearchParams(query);
     this.body = body;
-    this.params = { ...Object.fromEntries(query), ...this.bodyParams() };
+    this.params = { ...Object.fromEntries(query), ...params };
+  }
+
+  static async read(method: string, contentType: string | undefined, query: URLSearchParams, body: Buffer): Promise<Call> {
+    const type = typeOf(contentType);
+    let params: Record<string, unknown> = {};
+    let form: FormData | null = null;
+    try {
+      if (body.length && type === "application/json") params = Params.safeParse(JSON.parse(body.toString())).data ?? {};
+      if (body.length && (type === "application/x-www-form-urlencoded" || type === "multipart/form-data")) {
+        form = await new Response(new Uint8Array(body), { headers: { "content-type": contentType ?? "" } }).formData();
+        params = Object.fromEntries([...form.entries()].filter(([, value]) => typeof value === "string"));
+      }
+    } catch {
+      // Not ours to judge: the Bot API answers it.
+    }
+    // A multipart body is sent on as read (a new boundary); any other as it came, until it is rewritten.
+    return new Call(method, contentType, query, type === "multipart/form-data" && form ? form : body, params);
   }
 
   /** The offset changed (undefined: left out), in the query or the body, wherever the bot put it. */
   setOffset(offset: number | undefined): void {
     const value = offset === undefined ? undefined : String(offset);
-    if (this.query.has("offset")) {
-      if (value === undefined) this.query.delete("offset");
-      else this.query.set("offset", value);
-    }
-    if (!this.body.length) return;
-    if (this.type === "application/json") {
+    const set = (fields: URLSearchParams | FormData) => (value === undefined ? fields.delete("offset") : fields.set("offset", value));
+    if (this.query.has("offset")) set(this.query);
+    if (this.body instanceof FormData) {
+      if (this.body.has("offset")) set(this.body);
+    } else if (this.body.length && this.type === "application/json" && "offset" in this.params) {
       const json = Params.safeParse(JSON.parse(this.body.toString())).data ?? {};
       if (offset === undefined) delete json.offset;
       else json.offset = offset;
       this.body = Buffer.from(JSON.stringify(json));
-    } else if (this.type === "application/x-www-form-urlencoded") {
+    } else if (this.body.length && this.type === "application/x-www-form-urlencoded") {
       const form = new URLSearchParams(this.body.toString());
-      if (value === undefined) form.delete("offset");
-      else form.set("offset", value);
+      set(form);
       this.body = Buffer.from(form.toString());
-    } else if (this.type === "multipart/form-data") {
-      const boundary = boundaryOf(this.contentType);
-      if (!boundary) return;
-      const fields = { ...multipartFields(this.body, boundary) };
-      if (value === undefined) delete fields.offset;
-      else fields.offset = value;
-      this.body = Buffer.from(`${Object.entries(fields).map(([name, text]) => `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${text}\r\n`).join("")}--${boundary}--\r\n`);
     }
     this.params.offset = offset;
   }
@@ -314,48 +323,15 @@ class Call {
   }
 
   init(): RequestInit {
-    const bodyless = this.method === "GET" || this.method === "HEAD";
-    return { method: this.method, headers: this.contentType ? { "content-type": this.contentType } : {}, ...(bodyless ? {} : { body: new Uint8Array(this.body) }) };
-  }
-
-  private bodyParams(): Record<string, unknown> {
-    if (!this.body.length) return {};
-    try {
-      if (this.type === "application/json") return Params.safeParse(JSON.parse(this.body.toString())).data ?? {};
-      if (this.type === "application/x-www-form-urlencoded") return Object.fromEntries(new URLSearchParams(this.body.toString()));
-      if (this.type === "multipart/form-data") {
-        const boundary = boundaryOf(this.contentType);
-        return boundary ? multipartFields(this.body, boundary) : {};
-      }
-    } catch {
-      // Not ours to judge: the Bot API answers it.
-    }
-    return {};
+    if (this.method === "GET" || this.method === "HEAD") return { method: this.method };
+    // A FormData body gets its content type (and boundary) from fetch.
+    if (this.body instanceof FormData) return { method: this.method, body: this.body };
+    return { method: this.method, headers: this.contentType ? { "content-type": this.contentType } : {}, body: new Uint8Array(this.body) };
   }
 }
 
-function boundaryOf(contentType: string | undefined): string | undefined {
-  return /boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(contentType ?? "")?.slice(1).find(Boolean);
-}
-
-/** A multipart body's text fields (parts without a file name), by name. */
-function multipartFields(body: Buffer, boundary: string): Record<string, string> {
-  const fields: Record<string, string> = {};
-  const delimiter = Buffer.from(`--${boundary}`);
-  let at = body.indexOf(delimiter);
-  while (at >= 0) {
-    const next = body.indexOf(delimiter, at + delimiter.length);
-    if (next < 0) break;
-    const part = body.subarray(at + delimiter.length + 2, next - 2);
-    const headerEnd = part.indexOf("\r\n\r\n");
-    if (headerEnd >= 0) {
-      const headers = part.subarray(0, headerEnd).toString();
-      const name = /name="([^"]*)"/i.exec(headers)?.[1];
-      if (name !== undefined && !/filename=/i.test(headers)) fields[name] = part.subarray(headerEnd + 4).toString();
-    }
-    at = next;
-  }
-  return fields;
+function typeOf(contentType: string | undefined): string {
+  return (contentType ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
 }
 
 /**
