@@ -5,8 +5,9 @@
  * `<project>.localhost`, and the web console at /chat. The first run writes .dev.vars with fresh local
  * secrets. Ctrl-C stops everything it started.
  * Settings: PORT (8787), DEV_STATE_DIR, DEV_VARS_FILE, DEV_PG_PORT, DEV_PROXY_PORT, DEV_CADDY_PORT
- * (8780), DEV_RUNNER_HANDLE (local), DEV_MODEL_PORT, DEV_GITHUB_PORT, DEV_TELEGRAM_PORT, DEV_NPM_PORT, DOCKER_SOCKET;
- * NPM_REGISTRY_URL for a real npm registry (or a mirror) in place of the stand-in;
+ * (8780), DEV_RUNNER_HANDLE (local), DEV_MODEL_PORT, DEV_GITHUB_PORT, DEV_TELEGRAM_PORT, DEV_NPM_PORT, DEV_PYPI_PORT, DOCKER_SOCKET;
+ * NPM_REGISTRY_URL for a real npm registry (or a mirror) in place of the stand-in; PYPI_INDEX_URL (and
+ * PYPI_FILES_URL where its files are on another host) for a real PyPI index;
  * OPENAI_API_KEY and OPENAI_BASE_URL for a real model.
  */
 import { resolve } from "node:path";

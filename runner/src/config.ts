@@ -88,6 +88,13 @@ export const RunnerConfig = z.strictObject({
   registries: z
     .strictObject({
       npm: z.url().default("https://registry.npmjs.org/"),
+      /** A PyPI index (PEP 503's simple API): pip's index URL. */
+      pypi: z.url().default("https://pypi.org/simple/"),
+      /**
+       * Where that index's files are, when another host serves them (PyPI's are on
+       * files.pythonhosted.org); null for a mirror that serves them from the index's host.
+       */
+      pypiFiles: z.url().nullable().default("https://files.pythonhosted.org/"),
     })
     .prefault({}),
   /**

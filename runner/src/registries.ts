@@ -10,11 +10,11 @@
  */
 import type Docker from "dockerode";
 import { egressTarget } from "../../src/shared/job-payloads.ts";
-import type { PackageRegistry } from "../../src/shared/registries.ts";
+import { PIP_INSTALL, type PackageRegistry, PYTHON_PACKAGES_DIR } from "../../src/shared/registries.ts";
 import type { RunnerConfig } from "./config.ts";
 
 /** Where the coding-worker image has each registry's cache directory (owned by its `worker` user). */
-const CACHE_DIRS: Record<PackageRegistry, string> = { npm: "/var/cache/orchestrator/npm" };
+const CACHE_DIRS: Record<PackageRegistry, string> = { npm: "/var/cache/orchestrator/npm", pypi: "/var/cache/orchestrator/pypi" };
 /** On each cache volume, with its registry: what an operator lists or prunes them by. */
 export const CACHE_LABEL = "orchestrator.package-cache";
 
@@ -32,20 +32,33 @@ export interface RegistryAccess {
 export function registryAccess(registries: readonly PackageRegistry[], settings: RunnerConfig["registries"], cacheScope: string): RegistryAccess {
   const access: RegistryAccess = { egress: [], env: {}, binds: [], volumes: [] };
   for (const registry of registries) {
-    const url = settings[registry];
     const volume = cacheVolume(registry, cacheScope);
-    access.egress.push(egressTarget(url));
     access.volumes.push({ name: volume, registry });
     access.binds.push(`${volume}:${CACHE_DIRS[registry]}`);
     if (registry === "npm") {
+      access.egress.push(egressTarget(settings.npm));
       Object.assign(access.env, {
-        npm_config_registry: url,
+        npm_config_registry: settings.npm,
         // A lockfile's tarball URLs name the registry it was made against: fetch them from this one.
         npm_config_replace_registry_host: "always",
         npm_config_cache: CACHE_DIRS.npm,
         npm_config_update_notifier: "false",
         npm_config_fund: "false",
         npm_config_audit: "false",
+      });
+    } else {
+      const hosts = [settings.pypi, ...(settings.pypiFiles ? [settings.pypiFiles] : [])];
+      access.egress.push(...hosts.map(egressTarget));
+      Object.assign(access.env, {
+        PIP_INDEX_URL: settings.pypi,
+        // pip refuses an index over plain HTTP unless told the host is trusted (a mirror on the server's own network).
+        ...(settings.pypi.startsWith("http:") ? { PIP_TRUSTED_HOST: [...new Set(hosts.map((url) => new URL(url).hostname))].join(" ") } : {}),
+        PIP_CACHE_DIR: CACHE_DIRS.pypi,
+        // Wheels only: a source package runs its own setup code to build, with the job's network.
+        PIP_ONLY_BINARY: ":all:",
+        PIP_DISABLE_PIP_VERSION_CHECK: "1",
+        PIP_NO_INPUT: "1",
+        PIP_PROGRESS_BAR: "off",
       });
     }
   }
@@ -61,11 +74,22 @@ export async function ensureCacheVolumes(docker: Docker, volumes: RegistryAccess
   await Promise.all(volumes.map(({ name, registry }) => docker.createVolume({ Name: name, Labels: { [CACHE_LABEL]: registry } })));
 }
 
+interface InstallRecipe {
+  files: string[];
+  /** The files may all be absent (a project without packages): nothing installs, and `output` is an empty directory. */
+  optional?: boolean;
+  command: string[];
+  output: string;
+}
+
 /**
  * How a release's dependencies are installed from each registry (deploy_project.yml's install step):
  * the files it needs from the checkout (the manifest and the lockfile, which must be there: a release
- * installs what the tests ran with), the command, and what it leaves for the image's build.
+ * installs what the tests ran with; or, for Python, requirements.txt if the project has packages), the
+ * command, and what it leaves for the image's build.
  */
-export const INSTALL_RECIPES: Record<PackageRegistry, { files: string[]; command: string[]; output: string }> = {
+export const INSTALL_RECIPES: Record<PackageRegistry, InstallRecipe> = {
   npm: { files: ["package.json", "package-lock.json"], command: ["npm", "ci", "--omit=dev", "--loglevel=error"], output: "node_modules" },
+  // A Python project without requirements.txt has no packages; the release still gets an empty directory, which its Dockerfile copies.
+  pypi: { files: ["requirements.txt"], optional: true, command: ["sh", "-c", `mkdir -p ${PYTHON_PACKAGES_DIR} && ${PIP_INSTALL}`], output: PYTHON_PACKAGES_DIR },
 };

@@ -14,9 +14,12 @@ import Docker from "dockerode";
 import type { z } from "zod";
 import { ensureTestImage, TEST_IMAGE } from "../../scripts/lib/docker-engine.ts";
 import { waitFor } from "../../scripts/lib/processes.ts";
+import { STANDIN_HOST } from "../../scripts/lib/engineering-stack.ts";
+import { ensureLocalCodingWorker } from "../../scripts/lib/images.ts";
 import { GitHubServer } from "../../standins/github-server.ts";
+import { PyPiServer } from "../../standins/pypi-registry.ts";
 import { freePortIn, TEST_RELEASE_PORTS } from "../../scripts/lib/ports.ts";
-import { AnsiblePlaybookPayload, describePayloadIssues, ProvisionPayload } from "../../src/shared/job-payloads.ts";
+import { AnsiblePlaybookPayload, describePayloadIssues, egressTarget, ProvisionPayload } from "../../src/shared/job-payloads.ts";
 import { RUNNER_ROOT } from "../src/config.ts";
 import { ansibleArgs, ansibleEnv, ansiblePlaybook, playbookPython, runPlaybook, secretMasker, varsFileContent } from "../src/executors/ansible.ts";
 import type { ExecutorOutcome } from "../src/executors/types.ts";
@@ -500,6 +503,53 @@ describe("ansible.playbook", () => {
     } finally {
       await github.stop();
       await new Docker().getVolume("orchestrator-cache-npm-lockcheck").remove().catch(() => undefined);
+    }
+  });
+
+  it("installs a Python release's packages as its requirements.txt pins them, into the checkout's .pydeps; without the file, .pydeps is there and empty", { timeout: 240_000 }, async () => {
+    const github = new GitHubServer();
+    await github.start(0, "127.0.0.1");
+    const pypi = await new PyPiServer().start(0, STANDIN_HOST);
+    const scope = `pydeps${process.pid}`;
+    try {
+      const image = await ensureLocalCodingWorker(new Docker());
+      const root = await mkdtemp(join(scratch, "pydeps-root-"));
+      const config = testConfig({ deploymentsRoot: root, docker: { egress: { internalTargets: [egressTarget(pypi.url)] } }, registries: { pypi: pypi.indexUrl, pypiFiles: null } });
+      // The image's build copies .pydeps, then fails at once (no shell in scratch): what was installed stays in the checkout to look at.
+      const dockerfile = "FROM scratch\nCOPY .pydeps /pydeps\nRUN true\n";
+      const build = async (name: string, files: Record<string, string>) => {
+        const { token, repo, commit } = await pushedRepo(github, name, { Dockerfile: dockerfile, ...files });
+        const context = recordingContext(config);
+        const outcome = await ansiblePlaybook(
+          playbook({
+            playbook: "deploy_project.yml",
+            extraVars: { project: name, release: "rel_py1", operation: "build", commit, repo_url: repo.clone_url, host_port: await freePortIn(TEST_RELEASE_PORTS), install: { image, registry: "pypi", cache_scope: scope } },
+            secretVars: { GIT_TOKEN: token },
+          }),
+          context,
+        );
+        return { reported: everything(context, outcome), src: join(root, name, "releases", "rel_py1", "src") };
+      };
+
+      const pinned = await build("pydeps", { "requirements.txt": "# pinned\nJinja2==3.1.2\nMarkupSafe==2.1.2\n" });
+      expect(pinned.reported).toContain("dependencies installed");
+      expect(pinned.reported).not.toContain("not found");
+      expect(existsSync(join(pinned.src, ".pydeps", "jinja2", "__init__.py"))).toBe(true);
+      expect(existsSync(join(pinned.src, ".pydeps", "markupsafe", "__init__.py"))).toBe(true);
+      expect(pypi.downloads).toEqual(["Jinja2==3.1.2", "MarkupSafe==2.1.2"]);
+
+      const none = await build("nopydeps", {});
+      expect(none.reported).toContain("no dependencies to install (requirements.txt: none)");
+      expect(none.reported).not.toContain("not found");
+      expect(await readdir(join(none.src, ".pydeps"))).toEqual([]);
+
+      const broken = await build("badpydeps", { "requirements.txt": "Jinja2==9.9.9\n" });
+      expect(broken.reported).toContain("the dependencies did not install (exit 1)");
+      expect(existsSync(join(broken.src, ".pydeps"))).toBe(false);
+    } finally {
+      await github.stop();
+      await pypi.stop();
+      await new Docker().getVolume(`orchestrator-cache-pypi-${scope}`).remove().catch(() => undefined);
     }
   });
 

@@ -20,7 +20,7 @@ export function testConfig(overrides: Partial<RunnerConfigInput> = {}): RunnerCo
     stateDir: "/tmp/orchestrator-runner-test",
     releasePorts: TEST_RELEASE_PORTS,
     // Never the public registry from a test: a test that installs names its stand-in.
-    registries: { npm: "http://127.0.0.1:9/" },
+    registries: { npm: "http://127.0.0.1:9/", pypi: "http://127.0.0.1:9/simple/", pypiFiles: null },
     ...overrides,
   });
   // As every runner on this machine has it: they share one firewall table (scripts/lib/standins-network.ts).

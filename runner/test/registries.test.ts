@@ -10,7 +10,9 @@ import { type DockerEngine, ensureDockerEngine } from "../../scripts/lib/docker-
 import { STANDIN_HOST } from "../../scripts/lib/engineering-stack.ts";
 import { ensureLocalCodingWorker } from "../../scripts/lib/images.ts";
 import { NpmRegistryServer } from "../../standins/npm-registry.ts";
+import { PyPiServer } from "../../standins/pypi-registry.ts";
 import { DockerRunPayload, egressTarget, type JobPayload } from "../../src/shared/job-payloads.ts";
+import { PIP_INSTALL } from "../../src/shared/registries.ts";
 import { dockerRun as runExecutor } from "../src/executors/docker-run.ts";
 import { CACHE_LABEL, cacheVolume } from "../src/registries.ts";
 import { type RecordingContext, recordingContext, testConfig } from "./context.ts";
@@ -18,6 +20,7 @@ import { type RecordingContext, recordingContext, testConfig } from "./context.t
 let engine: DockerEngine;
 let docker: Docker;
 let registry: NpmRegistryServer;
+let pypi: PyPiServer;
 let jobCounter = 0;
 let image: string;
 const tenant = (name: string) => `${name}${process.pid}x${Date.now().toString(36)}`;
@@ -29,18 +32,23 @@ beforeAll(async () => {
   // Built by the run's global setup: found by its content tag here.
   image = await ensureLocalCodingWorker(docker);
   registry = await new NpmRegistryServer().start(0, STANDIN_HOST);
+  pypi = await new PyPiServer().start(0, STANDIN_HOST);
 });
 
 afterAll(async () => {
-  await Promise.all(scopes.map((scope) => docker?.getVolume(cacheVolume("npm", scope)).remove().catch(() => undefined)));
+  await Promise.all(scopes.flatMap((scope) => (["npm", "pypi"] as const).map((name) => docker?.getVolume(cacheVolume(name, scope)).remove().catch(() => undefined))));
   await registry?.stop();
+  await pypi?.stop();
   await engine?.stop();
 });
 
 function context(): RecordingContext {
   jobCounter += 1;
   // The registry is on this machine: the runner's configuration names it as a destination inside the server it allows.
-  const config = testConfig({ docker: { socketPath: engine.socketPath, egress: { internalTargets: [egressTarget(registry.url)] } }, registries: { npm: `${registry.url}/` } });
+  const config = testConfig({
+    docker: { socketPath: engine.socketPath, egress: { internalTargets: [egressTarget(registry.url), egressTarget(pypi.url)] } },
+    registries: { npm: `${registry.url}/`, pypi: pypi.indexUrl, pypiFiles: null },
+  });
   return recordingContext(config, `job_registries_${process.pid}_${Date.now()}_${jobCounter}`);
 }
 
@@ -104,6 +112,35 @@ describe("docker.run with a package registry", () => {
     expect(otherTenant.out.join("\n")).toContain("No such file or directory");
   });
 
+  it("installs a Python project's packages as requirements.txt pins them, from the index the runner names, into .pydeps; the tenant's cache serves the next install", { timeout: 180_000 }, async () => {
+    // As the Tester's command does (the python-http kind's): install, then the code imports them.
+    const pinned = async (requirements: string, scope: string) => {
+      const script = `mkdir -p /work/app && cd /work/app && printf '${requirements}' > requirements.txt && ${PIP_INSTALL} && PYTHONPATH=.pydeps python3 -c 'import jinja2; print(jinja2.Template("rendered {{ v }}").render(v="<b>"))'`;
+      return run(DockerRunPayload.parse({ image, cmd: ["sh", "-c", script], user: "worker", network: "egress", registries: ["pypi"], cacheScope: scope, timeoutSeconds: 120 }));
+    };
+    const first = await pinned("Jinja2==3.1.2\\nMarkupSafe==2.1.2\\n", scopes[0] ?? "");
+    expect(first.ok, first.out.join("\n")).toBe(true);
+    expect(first.out).toContain("rendered <b>");
+    expect(first.ctx.steps).toContainEqual(expect.objectContaining({ step: "network", message: `egress only to ${egressTarget(pypi.url)}` }));
+    expect(pypi.downloads).toEqual(["Jinja2==3.1.2", "MarkupSafe==2.1.2"]);
+
+    const second = await pinned("Jinja2==3.1.2\\nMarkupSafe==2.1.2\\n", scopes[0] ?? "");
+    expect(second.ok, second.out.join("\n")).toBe(true);
+    expect(pypi.downloads).toHaveLength(2);
+    const other = await pinned("Jinja2==3.1.2\\nMarkupSafe==2.1.2\\n", scopes[1] ?? "");
+    expect(other.ok, other.out.join("\n")).toBe(true);
+    expect(pypi.downloads).toHaveLength(4);
+
+    // Only what the file pins: a dependency it leaves out is not fetched, and the import fails here, in the tests.
+    const forgot = await pinned("Jinja2==3.1.2\\n", scopes[0] ?? "");
+    expect(forgot.ok).toBe(false);
+    expect(forgot.out.join("\n")).toContain("No module named 'markupsafe'");
+    // A version the index does not have is refused by name.
+    const missing = await pinned("Jinja2==9.9.9\\n", scopes[0] ?? "");
+    expect(missing.ok).toBe(false);
+    expect(missing.out.join("\n")).toContain("No matching distribution found for Jinja2==9.9.9");
+  });
+
   it("a job that names no registry does not reach it", { timeout: 120_000 }, async () => {
     const before = registry.downloads.length;
     // Egress to somewhere else only (the registry's own host, another port): the proxy refuses the registry.
@@ -117,6 +154,7 @@ describe("docker.run with a package registry", () => {
     expect(DockerRunPayload.safeParse({ image, registries: ["npm"] }).success).toBe(false);
     expect(DockerRunPayload.safeParse({ image, network: "egress", registries: ["npm"] }).success).toBe(true);
     expect(DockerRunPayload.safeParse({ image, network: "egress", registries: ["pip"] }).success).toBe(false);
+    expect(DockerRunPayload.safeParse({ image, network: "egress", registries: ["npm", "pypi"] }).success).toBe(true);
     expect(DockerRunPayload.safeParse({ image, network: "egress", registries: ["npm"], cacheScope: "../etc" }).success).toBe(false);
   });
 });

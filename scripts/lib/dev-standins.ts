@@ -14,6 +14,7 @@ import { GitHubServer } from "../../standins/github-server.ts";
 import { TelegramServer } from "../../standins/telegram-server.ts";
 import { ModelServer } from "../../standins/model-server.ts";
 import { NpmRegistryServer } from "../../standins/npm-registry.ts";
+import { PyPiServer } from "../../standins/pypi-registry.ts";
 import { egressTarget } from "../../src/shared/job-payloads.ts";
 import { STANDIN_HOST } from "./engineering-stack.ts";
 import { ensureStandinsNetwork, STANDINS_NETWORK } from "./standins-network.ts";
@@ -24,8 +25,12 @@ export interface DevStandins {
   github?: GitHubServer;
   telegram?: TelegramServer;
   npm?: NpmRegistryServer;
-  /** The npm registry the runner's jobs install from: the stand-in's, or NPM_REGISTRY_URL. */
-  npmRegistry: string;
+  pypi?: PyPiServer;
+  /**
+   * The registries the runner's jobs install from (its `registries` setting): the stand-ins', or
+   * NPM_REGISTRY_URL and PYPI_INDEX_URL (with PYPI_FILES_URL where its files are elsewhere).
+   */
+  registries: { npm: string; pypi: string; pypiFiles: string | null };
   /** Worker variables (`wrangler dev --var`) for what the stand-ins replace. */
   vars: Record<string, string>;
   /** host:port of each stand-in: what a local runner's egress jobs must be let through to. */
@@ -38,11 +43,11 @@ export async function startDevStandins(options: {
   stateDir: string;
   workerUrl: string;
   say: (line: string) => void;
-  /** Their ports (0: any free one); DEV_MODEL_PORT, DEV_GITHUB_PORT, DEV_TELEGRAM_PORT, DEV_NPM_PORT or 8790-8793 by default. */
-  ports?: { model?: number; github?: number; telegram?: number; npm?: number };
+  /** Their ports (0: any free one); DEV_MODEL_PORT, DEV_GITHUB_PORT, DEV_TELEGRAM_PORT, DEV_NPM_PORT, DEV_PYPI_PORT or 8790-8794 by default. */
+  ports?: { model?: number; github?: number; telegram?: number; npm?: number; pypi?: number };
 }): Promise<DevStandins> {
   const vars: Record<string, string> = {};
-  const started: Pick<DevStandins, "model" | "github" | "telegram" | "npm"> = {};
+  const started: Pick<DevStandins, "model" | "github" | "telegram" | "npm" | "pypi"> = {};
   const targets: string[] = [];
   const stops: (() => Promise<void>)[] = [];
   if (!options.vars.OPENAI_API_KEY) {
@@ -94,11 +99,22 @@ export async function startDevStandins(options: {
     stops.push(() => npm.stop());
     options.say(`npm: the registry stand-in on ${npm.url}, serving the ${npm.packages.size} packages in node_modules (set NPM_REGISTRY_URL for a real registry)`);
   }
+  let pypiIndex = process.env.PYPI_INDEX_URL ?? "";
+  let pypiFiles = process.env.PYPI_FILES_URL || null;
+  if (!pypiIndex) {
+    const pypi = await new PyPiServer().start(options.ports?.pypi ?? Number(process.env.DEV_PYPI_PORT ?? 8794), STANDIN_HOST);
+    started.pypi = pypi;
+    pypiIndex = pypi.indexUrl;
+    pypiFiles = null;
+    targets.push(egressTarget(pypi.url));
+    stops.push(() => pypi.stop());
+    options.say(`pypi: the index stand-in on ${pypi.url}, serving the ${pypi.projects.size} Python distributions installed on this machine (set PYPI_INDEX_URL for a real index)`);
+  }
   // For the factory's runner (what its egress jobs may reach) and dev:fixture (where to put the fixture's repository).
   writeFileSync(join(options.stateDir, "standins.json"), JSON.stringify({ targets, ...(githubUrl ? { github: githubUrl } : {}), ...(started.telegram ? { telegram: started.telegram.url } : {}) }, null, 2));
   return {
     ...started,
-    npmRegistry,
+    registries: { npm: npmRegistry, pypi: pypiIndex, pypiFiles },
     vars,
     targets,
     async stop() {

@@ -10,6 +10,7 @@ import { randomBytes } from "node:crypto";
 import { GitHubServer } from "../../standins/github-server.ts";
 import { ModelServer } from "../../standins/model-server.ts";
 import { NpmRegistryServer } from "../../standins/npm-registry.ts";
+import { PyPiServer } from "../../standins/pypi-registry.ts";
 import { egressTarget } from "../../src/shared/job-payloads.ts";
 import type { RunnerConfigInput } from "../../runner/src/config.ts";
 import { enrolledRunner, registerServer, type TestRunner } from "./local-runner.ts";
@@ -26,6 +27,8 @@ export interface EngineeringStack {
   github: GitHubServer;
   /** Where the Node kinds' jobs install from (the runner's registries.npm). */
   npm: NpmRegistryServer;
+  /** Where the Python kinds' jobs install from (the runner's registries.pypi). */
+  pypi: PyPiServer;
   modelKey: string;
   handle: string;
   stop(): Promise<void>;
@@ -48,9 +51,11 @@ export async function startEngineeringStack(options: {
   const model = new ModelServer({ apiKey: modelKey });
   const github = new GitHubServer();
   const npm = new NpmRegistryServer();
+  const pypi = new PyPiServer();
   await model.start(0, STANDIN_HOST);
   await github.start(0, STANDIN_HOST);
   await npm.start(0, STANDIN_HOST);
+  await pypi.start(0, STANDIN_HOST);
   // Job containers reach the model only through the worker's relay, offered to them on STANDIN_HOST.
   const port = await freePort();
   const relay = await startRelayForwarder(port);
@@ -74,8 +79,8 @@ export async function startEngineeringStack(options: {
   });
   const { enrollment } = await registerServer(stack, handle);
   const runner = await enrolledRunner(stack, enrollment.token, {
-    docker: { socketPath: options.dockerSocket, egress: { internalTargets: [relay.target, egressTarget(github.url), egressTarget(npm.url)] } },
-    registries: { npm: `${npm.url}/` },
+    docker: { socketPath: options.dockerSocket, egress: { internalTargets: [relay.target, egressTarget(github.url), egressTarget(npm.url), egressTarget(pypi.url)] } },
+    registries: { npm: `${npm.url}/`, pypi: pypi.indexUrl, pypiFiles: null },
     concurrency: 2,
     ...options.runner,
   });
@@ -86,6 +91,7 @@ export async function startEngineeringStack(options: {
     model,
     github,
     npm,
+    pypi,
     modelKey,
     handle,
     async stop() {
@@ -95,6 +101,7 @@ export async function startEngineeringStack(options: {
       await model.stop();
       await github.stop();
       await npm.stop();
+      await pypi.stop();
     },
   };
 }

@@ -43,7 +43,7 @@ export interface FactoryOptions {
   /** Caddy's plain-HTTP port: deployed projects answer there for `Host: <project>.localhost`. */
   caddyPort: number;
   /** The stand-ins' ports (0: any free one). */
-  standinPorts?: { model?: number; github?: number; telegram?: number; npm?: number };
+  standinPorts?: { model?: number; github?: number; telegram?: number; npm?: number; pypi?: number };
   /** The local runner's server handle. */
   handle?: string;
   /** The runner's release ports (its default otherwise). */
@@ -327,7 +327,7 @@ export async function startFactory(options: FactoryOptions): Promise<Factory> {
           {
             ...config,
             docker: { ...dockerConfig, socketPath, egress: { ...((dockerConfig.egress ?? {}) as Record<string, unknown>), internalTargets: [...standins.targets, relay.target], releaseInternalTargets: LOCAL_RELEASE_TARGETS } },
-            registries: { npm: standins.npmRegistry },
+            registries: standins.registries,
             botGateway: LOCAL_BOT_GATEWAY,
             deploymentsRoot: join(options.stateDir, "deployments"),
             ...(options.releasePorts ? { releasePorts: options.releasePorts } : {}),

@@ -24,7 +24,7 @@ import { ROOT } from "./local-stack.ts";
 const run = promisify(execFile);
 
 /** What the coding-worker needs from Debian (the Dockerfile's apt line, for the local base). */
-export const WORKER_PACKAGES = ["git", "ca-certificates", "python3", "python3-pytest", "python3-pytest-cov", "ripgrep", "passwd"];
+export const WORKER_PACKAGES = ["git", "ca-certificates", "python3", "python3-pip", "python3-pytest", "python3-pytest-cov", "ripgrep", "passwd"];
 const DEBIAN_MIRROR = process.env.DEBIAN_MIRROR ?? "http://deb.debian.org/debian";
 const WORKER_DIR = join(ROOT, "runner", "images", "coding-worker");
 export const OPENCODE_BINARY = join(ROOT, "node_modules", "opencode-linux-x64", "bin", "opencode");

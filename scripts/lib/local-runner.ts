@@ -48,9 +48,9 @@ export async function enrolledRunner(stack: StackClient, token: string, settings
   const config = JSON.parse(readFileSync(configPath, "utf8")) as Record<string, unknown>;
   // Every runner on this machine lets releases reach the stand-ins' address: they share one firewall table (standins-network.ts).
   const egress = { ...settings.docker?.egress, releaseInternalTargets: [...new Set([...(settings.docker?.egress?.releaseInternalTargets ?? []), ...LOCAL_RELEASE_TARGETS])] };
-  // A test's runner installs packages only from a stand-in it is given: without one, npm is pointed at
-  // a port where nothing listens, never at the public registry (the runner's default).
-  const registries = settings.registries ?? { npm: "http://127.0.0.1:9/" };
+  // A test's runner installs packages only from a stand-in it is given: without one, npm and pip are
+  // pointed at a port where nothing listens, never at the public registries (the runner's defaults).
+  const registries = settings.registries ?? { npm: "http://127.0.0.1:9/", pypi: "http://127.0.0.1:9/simple/", pypiFiles: null };
   writeFileSync(configPath, JSON.stringify({ ...config, botGateway: LOCAL_BOT_GATEWAY, ...settings, registries, docker: { ...settings.docker, egress } }, null, 2), { mode: 0o600 });
   let outputs = "";
   const runner: TestRunner = {

@@ -2,6 +2,7 @@
  * TASK.md: what the coding agent is asked to do in one Developer round. The first round builds the
  * spec on the scaffolded template; later rounds carry the parsed test failures of the round before.
  */
+import { PIP_INSTALL, PYTHON_PACKAGES_DIR } from "../shared/registries.ts";
 import type { EngineeringSettings, ProjectSpec } from "../shared/spec.ts";
 import { PROJECT_TEMPLATES, templateRegistry } from "../shared/templates.ts";
 import type { TestResults } from "../shared/test-results.ts";
@@ -49,6 +50,13 @@ export function taskBrief(input: BriefInput): string {
       "## Dependencies",
       "",
       "Packages come from the npm registry: run `npm install` before you run the tests, and `npm install <package>` to add one. Leave package-lock.json in the working tree: the tests and the release install exactly what it says (`npm ci`), and the release gets the dependencies only, not the devDependencies.",
+      "",
+    );
+  } else if (templateRegistry(spec.template) === "pypi") {
+    lines.push(
+      "## Dependencies",
+      "",
+      `The standard library first; a package from PyPI only where it is worth it. To add one, pin it in requirements.txt with its exact version (\`name==1.2.3\`) and every package it depends on too, then install them with \`${PIP_INSTALL}\` (\`python3 -m pip freeze --path ${PYTHON_PACKAGES_DIR}\` lists what to pin). The tests and the release install exactly what requirements.txt pins (wheels only, no dependency it does not name), into ${PYTHON_PACKAGES_DIR}, which is on the tests' path and the release's; do not commit ${PYTHON_PACKAGES_DIR}.`,
       "",
     );
   }

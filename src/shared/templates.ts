@@ -3,7 +3,7 @@
  * is tested. The Architect picks one; the Preparer's `repo.scaffold` job renders it.
  */
 import { z } from "zod";
-import type { PackageRegistry } from "./registries.ts";
+import { PIP_INSTALL, type PackageRegistry } from "./registries.ts";
 
 interface ProjectTemplate {
   description: string;
@@ -21,16 +21,19 @@ interface ProjectTemplate {
 
 /** How each toolchain's tests run, writing JUnit XML where `junitPath` says (and, for coverage, a line parseCoverage reads). */
 const PYTEST = "python3 -m pytest -q --junitxml=.orchestrator/junit.xml";
+/** The same, with the packages requirements.txt pins installed first (src/shared/registries.ts). */
+const PIP_PYTEST = `${PIP_INSTALL} && ${PYTEST}`;
 const VITEST = "npm ci && npx vitest run --reporter=default --reporter=junit --outputFile.junit=.orchestrator/junit.xml";
 const VITEST_COVERAGE = `${VITEST} --coverage.enabled --coverage.include=src --coverage.reporter=text-summary`;
 
 export const PROJECT_TEMPLATES = {
   "python-http": {
-    description: "a small HTTP service in Python on the standard library, tested with pytest",
-    testCommand: PYTEST,
+    description: "a small HTTP service in Python (the standard library, and packages from PyPI where they are worth it), tested with pytest",
+    testCommand: PIP_PYTEST,
     /** The same, measuring line coverage of the service's code (pytest-cov). */
-    coverageCommand: `${PYTEST} --cov=app --cov-report=term`,
+    coverageCommand: `${PIP_PYTEST} --cov=app --cov-report=term`,
     junitPath: ".orchestrator/junit.xml",
+    registry: "pypi",
   },
   "static-site": {
     description: "a static web site (HTML, CSS, JavaScript in site/) served with the right caching headers, its pages checked with pytest",

@@ -26,6 +26,7 @@ import { demoScenario } from "../../standins/demo-scenario.ts";
 import type { Turn } from "../../standins/model-server.ts";
 import type { SentMessage } from "../../standins/telegram-server.ts";
 import { removeDataVolumes, removeReleasesIn } from "../../scripts/lib/docker-engine.ts";
+import { PIP_INSTALL } from "../../src/shared/registries.ts";
 import { oneHeavyFileAtATime } from "../support/heavy-gate.ts";
 
 const run = promisify(execFile);
@@ -170,7 +171,7 @@ beforeAll(async () => {
     pgPort: await freePort(),
     proxyPort: await freePort(),
     caddyPort: await freePort(),
-    standinPorts: { model: 0, github: 0, telegram: 0, npm: 0 },
+    standinPorts: { model: 0, github: 0, telegram: 0, npm: 0, pypi: 0 },
     handle: HANDLE,
     releasePorts: RELEASE_PORTS,
     vars: { DEPLOY_DRAIN_SECONDS: "1", DEPLOY_HEALTH_SECONDS: "8", JOB_WAIT_SLICE_SECONDS: "1", RUNNER_ACK_LEASE_SECONDS: "3", LOG_LEVEL: "info" },
@@ -380,21 +381,33 @@ describe("the project kinds", () => {
 describe("the same scenario with a failure injected at each stage", () => {
   let keyed = { chatId: 0, name: "" };
 
-  it("a failing test, then a missing user secret: the Developer fixes it in round two, the deploy asks for the key in the chat and goes on once it is given", async () => {
+  it("a failing test, then a missing user secret: the Developer fixes it in round two, the deploy asks for the key in the chat and goes on once it is given; the greeting's package comes from PyPI, once", async () => {
     const fixing = { tools: true, lastRole: "tool", anyMessage: "The tests failed in the previous round" } as const;
+    const pypiBefore = factory.standins.pypi?.downloads.length ?? 0;
     script([
+      {
+        name: "round 1: a package pinned and installed, as TASK.md says",
+        match: { tools: ["bash", "write"], lastRole: "tool", anyMessage: "# The spec" },
+        reply: {
+          toolCalls: [
+            { name: "write", arguments: { filePath: "/work/repo/requirements.txt", content: "Jinja2==3.1.2\nMarkupSafe==2.1.2\n" } },
+            { name: "bash", arguments: { command: `cd /work/repo && ${PIP_INSTALL}`, description: "Install the pinned packages" } },
+          ],
+        },
+      },
       {
         name: "round 1: a typo in the greeting",
         match: { tools: ["edit", "write"], lastRole: "tool", anyMessage: "# The spec" },
         reply: {
           toolCalls: [
-            { name: "edit", arguments: { filePath: "/work/repo/app/main.py", oldString: HEALTH, newString: `${HEALTH}\n\ndef route_hello(_handler):\n    return 200, {"message": "helo"}\n` } },
+            { name: "edit", arguments: { filePath: "/work/repo/app/main.py", oldString: "import json\n", newString: "import json\n\nfrom jinja2 import Template\n" } },
+            { name: "edit", arguments: { filePath: "/work/repo/app/main.py", oldString: HEALTH, newString: `${HEALTH}\n\ndef route_hello(_handler):\n    return 200, {"message": Template("{{ word }}").render(word="helo")}\n` } },
             { name: "edit", arguments: { filePath: "/work/repo/app/main.py", oldString: ROUTES, newString: `${ROUTES}    ("GET", "/hello"): route_hello,\n` } },
             { name: "write", arguments: { filePath: "/work/repo/tests/test_route_hello.py", content: 'def test_hello(get):\n    status, body = get("/hello")\n    assert status == 200\n    assert body == {"message": "hello"}\n' } },
           ],
         },
       },
-      { name: "round 2: the fix", match: fixing, reply: { toolCalls: [{ name: "edit", arguments: { filePath: "/work/repo/app/main.py", oldString: '{"message": "helo"}', newString: '{"message": "hello"}' } }] } },
+      { name: "round 2: the fix", match: fixing, reply: { toolCalls: [{ name: "edit", arguments: { filePath: "/work/repo/app/main.py", oldString: 'word="helo"', newString: 'word="hello"' } }] } },
       { name: "round 2: done", match: fixing, reply: { content: "[scripted model] Fixed the greeting's typo." } },
     ]);
     const chatId = nextChat++;
@@ -420,6 +433,9 @@ describe("the same scenario with a failure injected at each stage", () => {
     await expectLive(chatId, name);
     const [container] = (await containers(name)).filter((c) => c.State === "running");
     expect((await docker.getContainer(container?.Id ?? "").inspect()).Config.Env).toContain(`GREETING_API_KEY=${value}`);
+    // Jinja2 rendered the live answer: downloaded once, by the Developer's install; the Tester's rounds
+    // and the release's install found it in the owner's package cache.
+    expect(factory.standins.pypi?.downloads.slice(pypiBefore)).toEqual(["Jinja2==3.1.2", "MarkupSafe==2.1.2"]);
     // Asked once, told once.
     expect(count(chatId, /needs GREETING_API_KEY/)).toBe(1);
     expect(count(chatId, /^✅/)).toBe(1);

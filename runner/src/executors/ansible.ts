@@ -137,6 +137,7 @@ export const ansiblePlaybook: Executor<JobPayload<"ansible.playbook">> = async (
           install_docker_args: installDockerArgs(image, INSTALL_RECIPES[registry].command, access, session),
           install_files: INSTALL_RECIPES[registry].files,
           install_output: INSTALL_RECIPES[registry].output,
+          install_optional: INSTALL_RECIPES[registry].optional ?? false,
         },
         check: payload.check,
       },
