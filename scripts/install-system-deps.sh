@@ -2,9 +2,10 @@
 # System packages the test suite uses, from Debian's archive. Idempotent; needs root (or sudo).
 # docker.io, caddy and ansible are the runner's real engines; busybox-static is copied into the
 # test image (no image can be pulled, so it is built FROM scratch); debootstrap makes the Debian root
-# the coding-worker image is built on in tests.
+# the coding-worker image is built on in tests. python3-jinja2 (Ansible's too) is what the PyPI stand-in
+# serves the Python projects in tests and the demo (with python3-markupsafe, which it needs).
 set -euo pipefail
-packages=(util-linux passwd chromium redis-server docker.io caddy ansible busybox-static curl debootstrap pgbouncer)
+packages=(util-linux passwd chromium redis-server docker.io caddy ansible busybox-static curl debootstrap pgbouncer python3-jinja2 python3-markupsafe)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -74,6 +74,9 @@ export async function ensureCacheVolumes(docker: Docker, volumes: RegistryAccess
   await Promise.all(volumes.map(({ name, registry }) => docker.createVolume({ Name: name, Labels: { [CACHE_LABEL]: registry } })));
 }
 
+/** Fails, naming them, when requirements.txt has lines that are neither a comment nor `name[extras]==version`. */
+const UNPINNED_REFUSED = `! grep -nvE '^[[:space:]]*(#.*)?$|^[[:space:]]*[A-Za-z0-9._-]+(\\[[A-Za-z0-9,._-]*\\])?[[:space:]]*==[[:space:]]*[A-Za-z0-9.+!_-]+[[:space:]]*(#.*)?$' requirements.txt >&2 || { echo 'requirements.txt must pin each package to one version (name==1.2.3), and name nothing else: the lines above do not' >&2; exit 1; }`;
+
 interface InstallRecipe {
   files: string[];
   /** The files may all be absent (a project without packages): nothing installs, and `output` is an empty directory. */
@@ -91,5 +94,6 @@ interface InstallRecipe {
 export const INSTALL_RECIPES: Record<PackageRegistry, InstallRecipe> = {
   npm: { files: ["package.json", "package-lock.json"], command: ["npm", "ci", "--omit=dev", "--loglevel=error"], output: "node_modules" },
   // A Python project without requirements.txt has no packages; the release still gets an empty directory, which its Dockerfile copies.
-  pypi: { files: ["requirements.txt"], optional: true, command: ["sh", "-c", `mkdir -p ${PYTHON_PACKAGES_DIR} && ${PIP_INSTALL}`], output: PYTHON_PACKAGES_DIR },
+  // A release installs what the tests ran with: every line of requirements.txt pins a version (`name==1.2.3`), or nothing installs.
+  pypi: { files: ["requirements.txt"], optional: true, command: ["sh", "-c", `${UNPINNED_REFUSED} && mkdir -p ${PYTHON_PACKAGES_DIR} && ${PIP_INSTALL}`], output: PYTHON_PACKAGES_DIR },
 };

@@ -543,6 +543,13 @@ describe("ansible.playbook", () => {
       expect(none.reported).not.toContain("not found");
       expect(await readdir(join(none.src, ".pydeps"))).toEqual([]);
 
+      // Not a lockfile: a range, or a line that points pip elsewhere, installs nothing.
+      const loose = await build("loosepydeps", { "requirements.txt": "MarkupSafe==2.1.2\nJinja2>=3\n--extra-index-url http://elsewhere/\n" });
+      expect(loose.reported).toContain("2:Jinja2>=3");
+      expect(loose.reported).toContain("3:--extra-index-url http://elsewhere/");
+      expect(loose.reported).toContain("requirements.txt must pin each package to one version (name==1.2.3), and name nothing else");
+      expect(existsSync(join(loose.src, ".pydeps"))).toBe(false);
+
       const broken = await build("badpydeps", { "requirements.txt": "Jinja2==9.9.9\n" });
       expect(broken.reported).toContain("the dependencies did not install (exit 1)");
       expect(existsSync(join(broken.src, ".pydeps"))).toBe(false);
