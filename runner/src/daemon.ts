@@ -457,11 +457,11 @@ export class RunnerDaemon {
   /** Jobs journaled as received but with no result: the runner stopped while they ran. */
   private async recoverInterrupted(): Promise<void> {
     for (const entry of this.journal.unfinished()) {
-      if (entry.type === "docker.run") {
-        await removeJobContainers(this.config.docker.socketPath, entry.id).catch((error: unknown) =>
-          this.log.warn("could not remove an interrupted job's container", { jobId: entry.id, error: String(error) }),
-        );
-      }
+      // Its containers (a docker.run's) and its egress network (a docker.run's, or the network a release
+      // playbook's dependency install runs on): labelled with the job, so found after a crash.
+      await removeJobContainers(this.config.docker.socketPath, entry.id).catch((error: unknown) =>
+        this.log.warn("could not remove an interrupted job's containers and network", { jobId: entry.id, error: String(error) }),
+      );
       this.log.warn("job interrupted by a runner restart", { jobId: entry.id });
       this.journal.recordResult({
         type: "job:result",

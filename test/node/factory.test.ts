@@ -503,7 +503,7 @@ describe("the same scenario with a failure injected at each stage", () => {
 
     // The runner killed while it runs the release playbook: no goodbye, no result sent.
     await replyMatching(chatId, new RegExp(`Deploying ${name} has started`));
-    await waitFor(() => runningJob("ansible.playbook"), 120_000, () => "the release playbook never ran");
+    const playbookJob = await waitFor(() => runningJob("ansible.playbook"), 120_000, () => "the release playbook never ran");
     await runner.kill();
     await new Promise((resolve) => setTimeout(resolve, 2000));
     await runner.start();
@@ -519,16 +519,18 @@ describe("the same scenario with a failure injected at each stage", () => {
     expect((await events(deploy?.id ?? "")).filter((e) => /running the release again/.test(e.message))).toHaveLength(1);
     expect((await deployments((await project(name)).id)).map((d) => d.status)).toEqual(["active"]);
     expect((await containers(name)).filter((c) => c.State === "running")).toHaveLength(1);
+    // The killed playbook's install network (the job's own, to the registry) went with it when the runner came back.
+    expect(await docker.listNetworks({ filters: { label: [`orchestrator.job=${playbookJob}`] } })).toEqual([]);
     expect(count(chatId, /^✅/)).toBe(1);
     expect(count(chatId, /🚀/)).toBe(1);
     expect(count(chatId, /^❌/)).toBe(0);
   }, 500_000);
 });
 
-/** Whether the factory's runner is running a job of this type now. */
-async function runningJob(type: string): Promise<true | undefined> {
-  const { body } = await factory.api<{ jobs: { type: string }[] }>(`/api/servers/${HANDLE}/jobs?state=running`);
-  return body.jobs.some((job) => job.type === type) ? true : undefined;
+/** The id of a job of this type the factory's runner is running now, if any. */
+async function runningJob(type: string): Promise<string | undefined> {
+  const { body } = await factory.api<{ jobs: { id: string; type: string }[] }>(`/api/servers/${HANDLE}/jobs?state=running`);
+  return body.jobs.find((job) => job.type === type)?.id;
 }
 
 /** The files under `dir` whose bytes contain `needle`. */
