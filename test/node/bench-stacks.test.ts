@@ -2,7 +2,7 @@
  * `npm run bench` for the benches that need no Docker (fanout, api, po): each runs end to end on its
  * own stack (wrangler dev, its own database on the test run's Postgres) and the assertions are about
  * what it prints, not how fast. One after another, beside the heavy files; the benches that run
- * containers (jobs, engineering) are test/node/bench.test.ts, behind the heavy gate.
+ * containers (jobs, engineering) are test/node/bench.test.ts.
  */
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";

@@ -1,6 +1,7 @@
 /**
- * `npm run bench` for the benches that run containers (jobs, engineering), behind the heavy gate; the
- * others are test/node/bench-stacks.test.ts. Each bench runs in its own processes (its own wrangler dev
+ * `npm run bench` for the benches that run containers (jobs, engineering); the others are
+ * test/node/bench-stacks.test.ts. Not behind the heavy gate: a few small containers and two stacks for
+ * ~25 s fit beside a heavy file, and nothing here asserts a speed. Each bench runs in its own processes (its own wrangler dev
  * and runner, its own database on the test run's Postgres) and the assertions are about what each
  * prints, not how fast: so they run at once, and the file takes as long as the slower.
  */
@@ -9,11 +10,8 @@ import { describe, expect, it } from "vitest";
 import { spawnCollecting } from "../../scripts/lib/processes.ts";
 import { ROOT } from "../../scripts/lib/local-stack.ts";
 import { sharedDatabaseEnv } from "../support/shared.ts";
-import { oneHeavyFileAtATime } from "../support/heavy-gate.ts";
 
 const env = { ...process.env, ...sharedDatabaseEnv() };
-
-oneHeavyFileAtATime();
 
 describe("npm run bench", () => {
   it.concurrent("jobs: runs every case through the local stack and prints one JSON line each", { timeout: 300_000 }, async () => {

@@ -2,16 +2,15 @@
  * `npm run dev` as a new user runs it: first start writes secrets and prints the admin key,
  * /healthz answers within 60 s, data survives a restart, Ctrl-C stops every process it started,
  * and losing Postgres answers 503 without writing anything. On a machine that lacks Docker or Caddy:
- * test/node/dev-bare.test.ts.
+ * test/node/dev-bare.test.ts. Not behind the heavy gate: it builds nothing in Docker, and its ~40 s of
+ * starting and stopping processes fit beside a heavy file (test/support/heavy-gate.ts).
  */
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { isListening, waitFor } from "../../scripts/lib/processes.ts";
 import { api, cleanUpDevRuns, devPorts, startDev, stopDev, varsFile, work } from "../support/dev-run.ts";
-import { oneHeavyFileAtATime } from "../support/heavy-gate.ts";
 
-oneHeavyFileAtATime();
 cleanUpDevRuns();
 
 describe("npm run dev", () => {
