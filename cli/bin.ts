@@ -7,6 +7,7 @@
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { HubStatus, ProjectStatus, ServerView, type TaskStatus, TaskStreamPosition, TaskView } from "../src/shared/api.ts";
+import { ChangeView } from "../src/shared/changes.ts";
 import { CHAT_TEXT_LIMIT } from "../src/shared/chat.ts";
 import { DeployAfterBuild, DeploymentView, HealthEvidence, SecretView } from "../src/shared/deploys.ts";
 import { TaskEvent } from "../src/shared/events.ts";
@@ -29,6 +30,12 @@ const USAGE = `Usage:
                                                       run the engineering pipeline (project id or name);
                                                       --deploy: deploy the tested commit once the tests pass
   orchestrator engineering status <task-id> [--follow] [--json]
+  orchestrator change <project> "<what should change>" [--follow] [--json]
+                                                      ask for a change to a built project: worked on a branch of
+                                                      its own and offered as a pull request once its tests pass
+  orchestrator changes list <project> [--json]        the project's changes: number, status, branch, pull request
+  orchestrator changes ship <project> <n>             merge change n's pull request and deploy the merge
+  orchestrator changes discard <project> <n>          close change n's pull request and delete its branch
   orchestrator tasks answer <task-id> continue [--rounds N] | stop [--reason TEXT]
                                                       answer a task that waits for a decision
   orchestrator tasks cancel <task-id>                 stop a task, its workflow and its running jobs
@@ -78,6 +85,9 @@ const ProjectOverview = z.object({ projects: z.array(z.object({ id: z.string(), 
 const Cancelled = z.object({ task: TaskView, stoppedJobs: z.array(z.string()) });
 const History = z.object({ deployments: z.array(DeploymentView) });
 const Secrets = z.object({ secrets: z.array(SecretView), resumedTask: z.string().optional() });
+const ChangeStarted = z.object({ change: ChangeView, task: TaskView });
+const ChangeShown = z.object({ change: ChangeView });
+const ChangeList = z.object({ changes: z.array(ChangeView) });
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -165,6 +175,42 @@ const deployStart = (args: string[]) =>
   startOnProject("deploy", "deploy", args, { ref: { type: "string" }, server: { type: "string" } }, (v) => ({ ...(v.ref ? { ref: v.ref } : {}), ...(v.server ? { server: v.server } : {}) }));
 const deployRollback = (args: string[]) => startOnProject("deploy", "rollback", args, { to: { type: "string" } }, (v) => (v.to ? { deploymentId: v.to } : {}));
 const deployUndeploy = (args: string[]) => startOnProject("deploy", "undeploy", args, { "delete-data": { type: "boolean" } }, (v) => (v["delete-data"] ? { deleteData: true } : {}));
+
+/** `orchestrator change <project> "<what>"`: a change request, followed or not. */
+async function changeStart(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { follow: { type: "boolean" }, json: { type: "boolean" } } });
+  const [project, ...words] = positionals;
+  const request = words.join(" ").trim();
+  if (!project || !request) usage('change needs a project (its id or name) and what should change, in quotes');
+  const config = loadConfig();
+  const { change, task } = await apiPost(config, `/api/projects/${encodeURIComponent(await projectIdOf(config, project))}/changes`, { request }, `project ${project}`, ChangeStarted);
+  if (!values.follow) {
+    out(values.json ? JSON.stringify({ change, task }) : `change #${change.number} started on ${change.branch} (task ${task.id}); follow it with: orchestrator engineering status ${task.id} --follow`);
+    return 0;
+  }
+  process.stderr.write(`change #${change.number} started on ${change.branch} (task ${task.id})\n`);
+  return follow(config, task.id, Boolean(values.json));
+}
+
+async function changesList(args: string[]) {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: "boolean" } } });
+  const [project] = positionals;
+  if (!project) usage("changes list needs a project (its id or name)");
+  const config = loadConfig();
+  const { changes } = await apiGet(config, `/api/projects/${encodeURIComponent(await projectIdOf(config, project))}/changes`, `project ${project}`, ChangeList);
+  if (values.json) return out(JSON.stringify(changes));
+  if (!changes.length) return out(`${project} has no changes`);
+  for (const change of changes) out(`#${String(change.number).padEnd(4)} ${change.status.padEnd(10)} ${change.branch}  ${change.pullRequest ? `PR #${change.pullRequest.number} ${change.pullRequest.url}` : "-"}  ${change.request.slice(0, 60)}`);
+}
+
+/** `orchestrator changes ship|discard <project> <n>`. */
+async function changeAnswer(action: "ship" | "discard", args: string[]) {
+  const [project, number] = parseArgs({ args, allowPositionals: true, options: {} }).positionals;
+  if (!project || !number || !/^\d+$/.test(number)) usage(`changes ${action} needs a project (its id or name) and the change's number`);
+  const config = loadConfig();
+  const { change } = await apiPost(config, `/api/projects/${encodeURIComponent(await projectIdOf(config, project))}/changes/${number}/${action}`, {}, `change #${number} of ${project}`, ChangeShown);
+  out(action === "ship" ? `change #${change.number} merged (${(change.mergeSha ?? "").slice(0, 12)}); deploying it: orchestrator deploy status ${change.deployTaskId ?? "?"} --follow` : `change #${change.number} discarded: its pull request closed and ${change.branch} deleted`);
+}
 
 async function deployHistory(args: string[]) {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: "boolean" } } });
@@ -340,6 +386,9 @@ async function main(argv: string[]): Promise<number> {
   if (group === "tasks" && command === "answer") return tasksAnswer(rest).then(() => 0);
   if (group === "tasks" && command === "cancel") return tasksCancel(rest).then(() => 0);
   if (group === "engineering" && command === "start") return engineeringStart(rest);
+  if (group === "change") return changeStart(argv.slice(1));
+  if (group === "changes" && command === "list") return changesList(rest).then(() => 0);
+  if (group === "changes" && (command === "ship" || command === "discard")) return changeAnswer(command, rest).then(() => 0);
   if (group === "deploy" && command === "start") return deployStart(rest);
   if (group === "deploy" && command === "rollback") return deployRollback(rest);
   if (group === "deploy" && command === "undeploy") return deployUndeploy(rest);

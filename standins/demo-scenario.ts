@@ -317,12 +317,31 @@ export function classifyByName(request: ChatRequest): { variables: { name: strin
   };
 }
 
+/**
+ * The change brief for a change request (src/engineering/change-brief.ts): a route the owner names
+ * ("say bye at /bye") becomes a route line TASK.md lists, as the spec's routes are, and its check.
+ */
+function changeBrief(request: ChatRequest) {
+  const text = messageText(request.messages.find((message) => message.role === "user"));
+  const asked = text.split("The change the owner asks for:\n")[1]?.trim() ?? "";
+  const route = namedRoute(asked);
+  if (!route) return { summary: asked.slice(0, 300) || "A change", changes: [asked || "the change asked for"] };
+  const body = JSON.stringify({ message: route.says });
+  return {
+    summary: `Add GET ${route.path}, which says ${route.says}`.slice(0, 300),
+    changes: [`GET ${route.path}: answers ${body}`],
+    acceptance: [{ name: `GET ${route.path} says ${route.says}`, method: "GET", path: route.path, expect: { status: 200, json: { pointer: "/message", equals: route.says } } }],
+  };
+}
+
 export function demoScenario(): Scenario {
   return {
     turns: [],
     side: [
       // First: the Product Owner's requests (no tools for the intent parser and the summariser) are its own.
       ...productOwnerSide(),
+      // Before the spec's: the Architect's change brief starts the same way.
+      { name: "change brief", match: { tools: false, anyMessage: "writing a change brief" }, reply: (request) => ({ content: JSON.stringify(changeBrief(request)) }) },
       { name: "architect", match: { tools: false, anyMessage: "You are the Architect" }, reply: (request) => ({ content: JSON.stringify(spec(request)) }) },
       { name: "env-analyzer", match: { tools: false, anyMessage: "You are the EnvAnalyzer" }, reply: (request) => ({ content: JSON.stringify(classifyByName(request)) }) },
       { name: "title", match: { tools: false }, reply: { content: `${SCRIPTED_LABEL} Build the service` } },

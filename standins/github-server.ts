@@ -7,7 +7,7 @@
  * - `GET /app/installations/:id`, `POST /app/installations/:id/access_tokens`: the App's RS256 JWT
  *   (iss = app id) is verified against the App's public key.
  * - `POST /orgs/:org/repos`, `GET /repos/:owner/:repo`, `GET /repos/:owner/:repo/commits/:ref`,
- *   `GET /repos/:owner/:repo/contents/:path?ref=`, `GET /repos/:owner/:repo/git/trees/:sha?recursive=1`, `PATCH /repos/:owner/:repo/git/refs/heads/:branch`
+ *   `GET /repos/:owner/:repo/contents/:path?ref=`, `GET /repos/:owner/:repo/git/trees/:sha?recursive=1`, `PATCH` and `DELETE /repos/:owner/:repo/git/refs/heads/:branch`
  *   (a fast-forward unless `force`), and pull requests (standins/github-pulls.ts: create, get, list,
  *   update or close, merge): an installation token (`Authorization: token …` or `Bearer …`).
  * - `DELETE /installation/token`: revokes the token the call is made with.
@@ -194,6 +194,19 @@ export class GitHubServer {
       const body = JSON.parse(await readBody(req)) as { sha?: unknown; force?: unknown };
       const result = await this.updateRef(name, branch, typeof body.sha === "string" ? body.sha : "", body.force === true);
       return result.ok ? respond(200, { ref: `refs/heads/${branch}`, object: { sha: body.sha, type: "commit" } }) : respond(422, { message: result.message });
+    }
+    // GitHub's DELETE /repos/:owner/:repo/git/refs/heads/:branch (a change's branch, once shipped or discarded): 422 when there is none.
+    if (refRoute && req.method === "DELETE" && decodeURIComponent(refRoute[3] ?? "").startsWith("heads/")) {
+      const [, owner, name = ""] = refRoute;
+      const branch = decodeURIComponent(refRoute[3] ?? "").slice("heads/".length);
+      if (owner !== this.org || !this.repos.has(name) || !this.validToken(tokenOf(req.headers.authorization), name)) return respond(404, { message: "Not Found" });
+      const granted = this.tokens.get(tokenOf(req.headers.authorization) ?? "")?.permissions;
+      if (granted && granted.contents !== "write") return respond(403, { message: "Resource not accessible by integration" });
+      const current = /^[A-Za-z0-9._/-]{1,200}$/.test(branch) ? await run("git", ["--git-dir", this.repoPath(name), "rev-parse", "--verify", "--quiet", `refs/heads/${branch}`]).then((r) => r.stdout.trim()).catch(() => null) : null;
+      if (!current) return respond(422, { message: "Reference does not exist" });
+      await run("git", ["--git-dir", this.repoPath(name), "update-ref", "-d", `refs/heads/${branch}`, current]);
+      this.requests.push({ method: "DELETE", path, status: 204 });
+      return void res.writeHead(204).end();
     }
     const pullsRoute = /^\/repos\/([^/]+)\/([^/]+)(\/pulls(?:\/.*)?)$/.exec(path);
     if (pullsRoute) {

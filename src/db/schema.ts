@@ -19,6 +19,7 @@ import {
   uniqueIndex,
 } from "drizzle-orm/pg-core";
 import { API_KEY_SCOPES, PROJECT_STATUSES, SERVER_STATUSES, TASK_STATUSES, TASK_TYPES } from "../shared/api.ts";
+import { CHANGE_STATUSES } from "../shared/changes.ts";
 import { DEPLOYMENT_STATUSES } from "../shared/deploys.ts";
 
 const createdAt = () => timestamp("created_at", { withTimezone: true }).notNull().defaultNow();
@@ -35,6 +36,7 @@ export const taskType = pgEnum("task_type", TASK_TYPES);
 export const serverStatus = pgEnum("server_status", SERVER_STATUSES);
 // The release lifecycle; "active" and "removed" came with the deploy pipeline (migration 0003).
 export const deploymentStatus = pgEnum("deployment_status", DEPLOYMENT_STATUSES);
+export const changeStatus = pgEnum("change_status", CHANGE_STATUSES);
 export const ragScope = pgEnum("rag_scope", ["docs", "code", "history", "logs"]);
 
 export const users = pgTable("users", {
@@ -192,6 +194,30 @@ export const tasks = pgTable(
       .on(t.projectId)
       .where(sql`${t.type} = 'deploy' AND ${t.status} IN ('queued', 'running', 'needs_input')`),
   ],
+);
+
+/** Change requests (src/shared/changes.ts): numbered per project, each on a branch and a task of its own. */
+export const changes = pgTable(
+  "changes",
+  {
+    id: text("id").primaryKey(),
+    projectId: text("project_id")
+      .notNull()
+      .references(() => projects.id, { onDelete: "cascade" }),
+    number: integer("number").notNull(),
+    request: text("request").notNull(),
+    /** The Architect's change brief (ChangeBrief), once written. */
+    brief: jsonb("brief").$type<Record<string, unknown>>(),
+    branch: text("branch").notNull(),
+    status: changeStatus("status").notNull().default("building"),
+    taskId: text("task_id").notNull(),
+    pullRequest: jsonb("pull_request").$type<{ number: number; url: string }>(),
+    mergeSha: text("merge_sha"),
+    deployTaskId: text("deploy_task_id"),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [uniqueIndex("changes_project_number").on(t.projectId, t.number)],
 );
 
 export const deployments = pgTable(

@@ -18,11 +18,14 @@ import { checkBudget } from "../models/usage.ts";
 import { managedOf, projectVisibleTo } from "../projects/projects.ts";
 import { hubIdentity, loadServer } from "../runner-hub/servers.ts";
 import { appendTaskEvent, createTask, type Task } from "../tasks/tasks.ts";
+import { checkChangeable, recordChange } from "../changes/changes.ts";
 
 /** What an EngineeringWorkflow run is started with (startEngineering). */
 export interface EngineeringParams extends PipelineParams {
   /** Deploy the tested commit once the tests pass, acting as this caller (looked up again then). */
   deployAs?: Caller;
+  /** A change request (src/changes/changes.ts): the project as it is, changed on this branch, offered as a pull request. */
+  change?: { number: number; request: string; branch: string };
 }
 
 const ACTIVE: Task["status"][] = ["queued", "running", "needs_input"];
@@ -47,7 +50,7 @@ export async function startEngineering(
   env: Env,
   principal: Principal,
   projectId: string,
-  options: { server?: string; deploy?: boolean; traceparent?: string },
+  options: { server?: string; deploy?: boolean; traceparent?: string; change?: { request: string } },
 ): Promise<Task> {
   const [project] = await db.select().from(projects).where(and(eq(projects.id, projectId), projectVisibleTo(principal)));
   if (!project) notFound("Project");
@@ -62,23 +65,29 @@ export async function startEngineering(
     .where(and(eq(tasks.projectId, project.id), eq(tasks.type, "engineering"), inArray(tasks.status, ACTIVE)))
     .limit(1);
   if (running) throw new AppError("conflict", `Project ${project.name} already has an engineering run in progress (task ${running.id}, ${running.status}); cancel it or wait for it`);
+  if (options.change) {
+    if (options.deploy) throw new AppError("invalid_request", "A change is not deployed when its tests pass: it is offered as a pull request, and shipping it deploys it");
+    await checkChangeable(env, project);
+  }
   const server = await loadServer(db, await buildServer(db, project, options.server));
   if (!server.runnerId) throw new AppError("conflict", `Server ${server.handle} has no enrolled runner yet`);
 
   let task: Task;
   try {
-    task = await createTask(db, { type: "engineering", projectId: project.id, callerId: principal.userId ?? "", input: { server: server.handle, ...(options.deploy ? { deploy: true } : {}) } });
+    task = await createTask(db, { type: "engineering", projectId: project.id, callerId: principal.userId ?? "", input: { server: server.handle, ...(options.deploy ? { deploy: true } : {}), ...(options.change ? { change: options.change.request } : {}) } });
   } catch (error) {
     // Two starts at once: the index tasks_one_active_engineering lets one through.
     if (isUniqueViolation(error)) throw new AppError("conflict", `Project ${project.name} already has an engineering run in progress`);
     throw error;
   }
   try {
+    const change = options.change ? await recordChange(db, project.id, options.change.request, task.id) : null;
     await getRunnerHub(env, server.handle).setIdentity(hubIdentity(server));
     const params: EngineeringParams = {
       taskId: task.id,
       projectId: project.id,
       handle: server.handle,
+      ...(change ? { change: { number: change.number, request: change.request, branch: change.branch } } : {}),
       ...(options.deploy ? { deployAs: callerOf(principal) } : {}),
       ...(options.traceparent ? { traceparent: options.traceparent } : {}),
     };

@@ -2,6 +2,7 @@
  * TASK.md: what the coding agent is asked to do in one Developer round. The first round builds the
  * spec on the scaffolded template; later rounds carry the parsed test failures of the round before.
  */
+import type { ChangeBrief } from "../shared/changes.ts";
 import { PIP_INSTALL, PYTHON_PACKAGES_DIR } from "../shared/registries.ts";
 import type { EngineeringSettings, ProjectSpec } from "../shared/spec.ts";
 import { PROJECT_TEMPLATES, templateRegistry } from "../shared/templates.ts";
@@ -14,6 +15,8 @@ export interface BriefInput {
   round: number;
   /** The Tester's results of the previous round; null on the first. */
   previous: TestResults | null;
+  /** A change request's words and brief: the work is that change to the project as it is, not the spec from scratch. */
+  change?: { request: string; brief: ChangeBrief };
 }
 
 /** The prompt given on the command line; the brief itself is in the file. */
@@ -36,8 +39,13 @@ export function taskBrief(input: BriefInput): string {
         "",
       ]),
     );
+  } else if (input.change) {
+    lines.push("Make the change below to the project as it is in this repository (built from the spec further down). Change only what it asks; keep the rest working. Add tests for what you change.", "");
   } else {
     lines.push("Build what the spec below describes on the code already in this repository (it was scaffolded from the template it names). Add tests for what you build.", "");
+  }
+  if (input.change) {
+    lines.push("# The change", "", `Asked for: ${input.change.request}`, "", input.change.brief.summary, "", ...input.change.brief.changes.map((change) => `- ${change}`), "");
   }
   lines.push("# The spec", "", spec.summary, "", `Template: ${spec.template} (${PROJECT_TEMPLATES[spec.template].description})`, "");
   if (input.project.description) lines.push("Description given by the person:", "", input.project.description, "");

@@ -217,6 +217,15 @@ export async function fastForward(config: GitHubAppConfig, access: Pick<Installa
   }
 }
 
+/** Deletes a branch (a change's, once shipped or discarded); one already gone is not an error. */
+export async function deleteBranch(config: GitHubAppConfig, token: string, repository: Pick<Repository, "owner" | "name">, branch: string): Promise<void> {
+  try {
+    await octokit(config, token, "token").rest.git.deleteRef({ owner: repository.owner, repo: repository.name, ref: `heads/${branch}` });
+  } catch (error) {
+    if (status(error) !== 422 && status(error) !== 404) throw error;
+  }
+}
+
 /** owner and name from a repository's URL (github.com's, or a stand-in's `…/<owner>/<name>[.git]`). */
 export function repositoryFromUrl(url: string | null | undefined): { owner: string; name: string } | null {
   const match = /github\.com\/([^/]+)\/([^/.]+)|\/([^/]+)\/([^/.]+?)(?:\.git)?$/.exec(url ?? "");

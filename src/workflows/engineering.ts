@@ -19,7 +19,7 @@ import { withDb } from "../db/client.ts";
 import { projects } from "../db/schema.ts";
 import { ingestRepositoryDocs, ingestTaskLog } from "../rag/sources.ts";
 import { Declined, draftSpec, SpecRejected } from "../engineering/architect.ts";
-import { commitExists, ensureRepository, fastForward, installationAccess, Repository, repositoryToken } from "../projects/github.ts";
+import { commitExists, ensureRepository, fastForward, getRepository, installationAccess, installationOrg, Repository, repositoryToken, resolveCommit, fileAt } from "../projects/github.ts";
 import { openPullRequest } from "../projects/pull-requests.ts";
 import { agentConfig, modelEndpoint, modelErrorMessage, modelRelayUrl, openaiClient, recordUsage } from "../models/llm.ts";
 import { settings as workerSettings } from "../lib/settings.ts";
@@ -29,7 +29,10 @@ import { DecisionAnswer, inputEventType, type PendingInput } from "../shared/tas
 import type { TestResults } from "../shared/test-results.ts";
 import { AGENT_OUTPUT, collected, developPayload, developResult, type DevelopResult, scaffoldPayload, tailLines, testPayload, testResults } from "../engineering/engineering-jobs.ts";
 import { API_STEP, MODEL_STEP, PipelineFailure, PipelineRun } from "../pipeline/pipeline-run.ts";
-import { configOf } from "../projects/projects.ts";
+import { configOf, projectRepository } from "../projects/projects.ts";
+import { recordChangeBrief, recordChangeFailed, recordChangeOpen } from "../changes/changes.ts";
+import { draftChangeBrief } from "../engineering/change-brief.ts";
+import { ChangeBrief } from "../shared/changes.ts";
 import type { EngineeringParams } from "../engineering/engineering.ts";
 import { deployStartedAfter, startDeployTask } from "../deploy/deploys.ts";
 import { DeployAfterBuild } from "../shared/deploys.ts";
@@ -37,7 +40,7 @@ import { AppError } from "../lib/app-error.ts";
 import { type Caller, principalOfCaller } from "../platform/auth.ts";
 
 /** The "load project" step's result. */
-const ProjectFacts = z.object({ id: z.string(), name: z.string(), description: z.string(), ownerId: z.string(), overrides: EngineeringOverrides });
+const ProjectFacts = z.object({ id: z.string(), name: z.string(), description: z.string(), ownerId: z.string(), overrides: EngineeringOverrides, repositoryUrl: z.string().nullable(), managed: z.record(z.string(), z.unknown()) });
 type ProjectFacts = z.infer<typeof ProjectFacts>;
 
 /** The "architect spec" step's result. */
@@ -61,6 +64,9 @@ export class EngineeringWorkflow extends WorkflowEntrypoint<Env, EngineeringPara
 }
 
 class EngineeringRun extends PipelineRun<EngineeringParams> {
+  /** A change request's words and brief, once the Architect wrote it (change mode only). */
+  private change: { number: number; request: string; branch: string; brief: ChangeBrief } | null = null;
+
   constructor(env: Env, step: WorkflowStep, instanceId: string, params: EngineeringParams) {
     super("engineering", env, step, instanceId, params);
   }
@@ -68,16 +74,22 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
   async run(): Promise<void> {
     try {
       const project = await this.loadProject();
-      await this.say("announce", { type: "task.started", message: `Engineering ${project.name}: Architect → Preparer → Developer ⇄ Tester on ${this.params.handle}` });
-      await this.setProjectStatus("start", "engineering");
-      const spec = await this.architect(project);
-      const settings = engineeringSettings(spec, project.overrides);
-      const repository = await this.repository(project, spec);
-      const base = await this.prepare(project, spec, settings, repository);
-      await this.rounds(project, spec, settings, repository, base);
+      if (this.params.change) {
+        await this.runChange(project, this.params.change);
+      } else {
+        await this.say("announce", { type: "task.started", message: `Engineering ${project.name}: Architect → Preparer → Developer ⇄ Tester on ${this.params.handle}` });
+        await this.setProjectStatus("start", "engineering");
+        const spec = await this.architect(project);
+        const settings = engineeringSettings(spec, project.overrides);
+        const repository = await this.repository(project, spec);
+        const base = await this.prepare(project, spec, settings, repository);
+        await this.rounds(project, spec, settings, repository, base);
+      }
     } catch (error) {
       const message = error instanceof PipelineFailure ? error.message : `the engineering pipeline stopped: ${error instanceof Error ? error.message : String(error)}`;
-      await this.setProjectStatus("failed", "failed").catch(() => undefined);
+      // A change that fails leaves the project as it was (production serves on); only its record says so.
+      if (this.params.change) await this.doStep("change failed", API_STEP, () => withDb(this.env, (db) => recordChangeFailed(db, this.params.taskId)).then(() => "recorded")).catch(() => undefined);
+      else await this.setProjectStatus("failed", "failed").catch(() => undefined);
       // A task cancelled meanwhile has its end already: its stream takes no second one.
       await this.say("failed", { type: "task.failed", message }).catch(() => undefined);
     }
@@ -97,7 +109,7 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
       withDb(this.env, async (db) => {
         const [row] = await db.select().from(projects).where(eq(projects.id, this.params.projectId));
         if (!row) throw new NonRetryableError(`project ${this.params.projectId} no longer exists`);
-        return { id: row.id, name: row.name, description: row.description, ownerId: row.ownerId, overrides: configOf(row).engineering };
+        return { id: row.id, name: row.name, description: row.description, ownerId: row.ownerId, overrides: configOf(row).engineering, repositoryUrl: row.repositoryUrl, managed: row.managed };
       }),
     );
   }
@@ -180,7 +192,7 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
   }
 
   private async rounds(project: ProjectFacts, spec: ProjectSpec, settings: EngineeringSettings, repository: Repository, base: string): Promise<void> {
-    const branch = `orchestrator/${this.params.taskId}`;
+    const branch = this.change?.branch ?? `orchestrator/${this.params.taskId}`;
     let limit = settings.maxIterations;
     let previous: TestResults | null = null;
     let ref = base;
@@ -188,6 +200,10 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
       if (round > limit && previous) limit += await this.askToContinue(round - 1, previous, settings);
       const developed = await this.develop(project, spec, settings, repository, { round, branch, ref, previous });
       const results = await this.test(project, spec, settings, repository, round, developed.sha);
+      if (results.passed && this.change) {
+        await this.offerChange(project, repository, this.change, { sha: developed.sha, round, results });
+        return;
+      }
       if (results.passed) {
         // The default branch moves to the passing commit, so the next run (and a deploy) starts there.
         const merged = await this.doStep("merge", API_STEP, async () => {
@@ -207,6 +223,104 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
       previous = results;
       ref = developed.sha;
     }
+  }
+
+  // ---- Change mode ----
+
+  /** A change request: the stored spec and the repository as they are, a change brief, rounds on the change's branch, a pull request. */
+  private async runChange(project: ProjectFacts, change: NonNullable<EngineeringParams["change"]>): Promise<void> {
+    await this.say("announce", {
+      type: "task.started",
+      message: `Change #${change.number} to ${project.name}: Architect (a change brief) → Developer ⇄ Tester on ${change.branch} → a pull request, on ${this.params.handle}`,
+      data: { change: { number: change.number, branch: change.branch } },
+    });
+    const spec = await this.jsonStep("change spec", API_STEP, ProjectSpec, () =>
+      withDb(this.env, async (db) => {
+        const [row] = await db.select({ spec: projects.spec }).from(projects).where(eq(projects.id, project.id));
+        const stored = ProjectSpec.safeParse(row?.spec);
+        if (!stored.success) throw new NonRetryableError(`project ${project.name} has no spec any more, so there is nothing to change: build it again`);
+        return stored.data;
+      }),
+    );
+    const settings = engineeringSettings(spec, project.overrides);
+    const repository = await this.jsonStep("change repository", API_STEP, Repository, async () => {
+      const config = this.github();
+      const where = projectRepository({ name: project.name, repositoryUrl: project.repositoryUrl, managed: project.managed }, await installationOrg(config));
+      const { token } = where ? await repositoryToken(config, where.name, { contents: "read", metadata: "read" }) : { token: "" };
+      const found = where ? await getRepository(config, token, where.owner, where.name) : null;
+      if (!found) throw new NonRetryableError(`project ${project.name}'s repository is gone, so there is nothing to change`);
+      return found;
+    });
+    await this.say("architect started", { type: "step.started", step: "architect", message: `Architect: writing the brief of change #${change.number} from the owner's words and the project as it is` });
+    const brief = await this.jsonStep("architect change brief", MODEL_STEP, ChangeBrief, async () => {
+      const readme = await fileAt(this.github(), await this.repoToken(repository), repository, "README.md", repository.defaultBranch).catch(() => null);
+      return withDb(this.env, async (db) => {
+        await this.withinBudget(db, { projectId: project.id, userId: project.ownerId });
+        const config = await agentConfig(db, "architect");
+        let endpoint;
+        try {
+          endpoint = modelEndpoint(this.env);
+        } catch (error) {
+          throw new NonRetryableError(error instanceof Error ? error.message : String(error));
+        }
+        const usage = (tokens: { promptTokens: number; completionTokens: number }) =>
+          recordUsage(db, this.env, { agent: "architect", model: config.model, ...tokens, projectId: project.id, taskId: this.params.taskId, userId: project.ownerId });
+        try {
+          const result = await draftChangeBrief(openaiClient(endpoint), config, { name: project.name, spec, readme, request: change.request });
+          await usage(result.usage);
+          await recordChangeBrief(db, this.params.taskId, result.brief);
+          return result.brief;
+        } catch (error) {
+          if (error instanceof SpecRejected) {
+            await usage(error.usage);
+            throw new NonRetryableError(error.message);
+          }
+          throw new Error(modelErrorMessage(error), { cause: error });
+        }
+      });
+    });
+    this.change = { ...change, brief };
+    await this.say("architect completed", {
+      type: "step.completed",
+      step: "architect",
+      message: `Architect: change #${change.number}: ${brief.summary} (${brief.changes.length} change${brief.changes.length === 1 ? "" : "s"}${brief.acceptance.length ? `, ${brief.acceptance.length} acceptance check${brief.acceptance.length === 1 ? "" : "s"}` : ""})`,
+      data: { change: { number: change.number, branch: change.branch, brief } },
+    });
+    // The rounds start from the default branch as it is now: what production was built from, or later.
+    const base = await this.doStep("change base", API_STEP, async () => {
+      const sha = await resolveCommit(this.github(), await this.repoToken(repository), repository, repository.defaultBranch);
+      if (!sha) throw new NonRetryableError(`${repository.fullName} has no ${repository.defaultBranch} branch to change`);
+      return sha;
+    });
+    await this.rounds(project, spec, settings, repository, base);
+  }
+
+  /** The change's passing branch as a pull request (the one already open for it, on a retry); the task ends offering it. */
+  private async offerChange(project: ProjectFacts, repository: Repository, change: NonNullable<EngineeringRun["change"]>, tested: { sha: string; round: number; results: TestResults }): Promise<void> {
+    const rounds = `${tested.round} round${tested.round === 1 ? "" : "s"}`;
+    const pullRequest = await this.jsonStep("change pull request", API_STEP, PullRequestRef, async () => {
+      const config = this.github();
+      const { token } = await repositoryToken(config, repository.name, { contents: "write", metadata: "read", pull_requests: "write" });
+      const body = [
+        `Asked for: ${change.request}`,
+        "",
+        change.brief.summary,
+        "",
+        ...change.brief.changes.map((line) => `- ${line}`),
+        "",
+        `The tests pass (${tested.results.summary}) at ${tested.sha.slice(0, 12)} after ${rounds} of task ${this.params.taskId}.`,
+        ...(change.brief.acceptance.length ? ["", "Acceptance checks it adds or replaces:", ...change.brief.acceptance.map((check) => `- ${check.name}`)] : []),
+      ].join("\n");
+      const pull = await openPullRequest(config, token, repository, { title: `${project.name} #${change.number}: ${change.brief.summary}`.slice(0, 256), head: change.branch, base: repository.defaultBranch, body });
+      const ref = { number: pull.number, url: pull.htmlUrl };
+      await withDb(this.env, (db) => recordChangeOpen(db, this.params.taskId, ref));
+      return ref;
+    });
+    await this.say("completed", {
+      type: "task.completed",
+      message: `Change #${change.number} to ${project.name}: the tests pass at ${tested.sha.slice(0, 12)} after ${rounds} (${tested.results.summary}); pull request #${pullRequest.number} (${pullRequest.url}) is open: ship it or discard it`,
+      data: { sha: tested.sha, branch: change.branch, merged: false, defaultBranch: repository.defaultBranch, repository: repository.htmlUrl, rounds: tested.round, tests: tested.results, pullRequest, change: { number: change.number, brief: change.brief } },
+    });
   }
 
   /** The passing branch as a pull request into the default branch (the one already open for it, on a retry). */
@@ -261,10 +375,10 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
     await this.say(`developer ${round} started`, {
       type: "step.started",
       step: "developer",
-      message: `Developer round ${round}: ${agent.name} (${setup.model}) ${at.previous ? `fixing ${at.previous.failures.length} failure${at.previous.failures.length === 1 ? "" : "s"}` : "building the spec"}`,
+      message: `Developer round ${round}: ${agent.name} (${setup.model}) ${at.previous ? `fixing ${at.previous.failures.length} failure${at.previous.failures.length === 1 ? "" : "s"}` : this.change ? `making change #${this.change.number}` : "building the spec"}`,
       data: { round, agent: agent.name, model: setup.model },
     });
-    const brief = taskBrief({ project, spec, settings, round, previous: at.previous });
+    const brief = taskBrief({ project, spec, settings, round, previous: at.previous, ...(this.change ? { change: { request: this.change.request, brief: this.change.brief } } : {}) });
     const job = await this.runJobWithCredentials(`develop ${round}`, {
       type: "docker.run",
       userId: project.ownerId,

@@ -1,0 +1,154 @@
+/**
+ * Change requests (src/shared/changes.ts) on the control plane's side: the record of each, its
+ * checks before anything starts, and the owner's two answers to an open one: ship (the pull request
+ * merged, the project's acceptance checks updated from the brief, production deployed from the merge
+ * commit) or discard (the pull request closed, its branch deleted). The work itself is an engineering
+ * task in change mode (src/workflows/engineering.ts), started by startEngineering.
+ */
+import { and, desc, eq, max } from "drizzle-orm";
+import type { Db } from "../db/client.ts";
+import { changes, projects } from "../db/schema.ts";
+import { startDeployTask } from "../deploy/deploys.ts";
+import { AppError, notFound } from "../lib/app-error.ts";
+import { newId } from "../lib/crypto.ts";
+import type { Principal } from "../lib/context.ts";
+import { deleteBranch, getRepository, githubAppConfig, installationOrg, repositoryToken } from "../projects/github.ts";
+import { projectRepository, projectVisibleTo } from "../projects/projects.ts";
+import { closePullRequest, getPullRequest, mergePullRequest } from "../projects/pull-requests.ts";
+import { ChangeBrief, changeBranch, type ChangeView, type PullRequestRef } from "../shared/changes.ts";
+import { AcceptanceChecks, MAX_ACCEPTANCE_CHECKS, ProjectSpec } from "../shared/spec.ts";
+
+type ChangeRow = typeof changes.$inferSelect;
+type ProjectRow = typeof projects.$inferSelect;
+
+export function changeView(row: ChangeRow): ChangeView {
+  return {
+    projectId: row.projectId,
+    number: row.number,
+    request: row.request,
+    branch: row.branch,
+    status: row.status,
+    taskId: row.taskId,
+    pullRequest: row.pullRequest ?? null,
+    mergeSha: row.mergeSha,
+    deployTaskId: row.deployTaskId,
+    createdAt: row.createdAt.toISOString(),
+    updatedAt: row.updatedAt.toISOString(),
+  };
+}
+
+/**
+ * Whether a change can start on this project: it was built (a spec and its repository), and the
+ * repository is still there. Throws a 409 saying which is missing; nothing is created before.
+ */
+export async function checkChangeable(env: Env, project: ProjectRow): Promise<void> {
+  if (!ProjectSpec.safeParse(project.spec).success || !project.repositoryUrl) {
+    throw new AppError("conflict", `Project ${project.name} was never built, so there is nothing to change yet: build it first (POST /api/projects/${project.id}/engineering)`);
+  }
+  const config = githubAppConfig(env);
+  const where = projectRepository(project, await installationOrg(config));
+  if (!where) throw new AppError("conflict", `Project ${project.name}'s repository (${project.repositoryUrl}) is not the project's own, so no change is made there`);
+  const { token } = await repositoryToken(config, where.name, { contents: "read", metadata: "read" }).catch(() => ({ token: "" }));
+  const repository = token ? await getRepository(config, token, where.owner, where.name) : null;
+  if (!repository) throw new AppError("conflict", `Project ${project.name}'s repository ${where.owner}/${where.name} is gone, so there is nothing to change: build the project again`);
+}
+
+/** Numbers the next change of a project and records it, with the task that works on it. */
+export async function recordChange(db: Db, projectId: string, request: string, taskId: string): Promise<ChangeRow> {
+  const [last] = await db.select({ number: max(changes.number) }).from(changes).where(eq(changes.projectId, projectId));
+  const number = (last?.number ?? 0) + 1;
+  const [row] = await db.insert(changes).values({ id: newId("chg"), projectId, number, request, branch: changeBranch(number, request), taskId }).returning();
+  if (!row) throw new Error("the change was not recorded");
+  return row;
+}
+
+export async function listChanges(db: Db, principal: Principal, projectId: string): Promise<ChangeView[]> {
+  const project = await visibleProject(db, principal, projectId);
+  const rows = await db.select().from(changes).where(eq(changes.projectId, project.id)).orderBy(desc(changes.number));
+  return rows.map(changeView);
+}
+
+export async function getChange(db: Db, principal: Principal, projectId: string, number: number): Promise<{ project: ProjectRow; change: ChangeRow }> {
+  const project = await visibleProject(db, principal, projectId);
+  const [change] = await db.select().from(changes).where(and(eq(changes.projectId, project.id), eq(changes.number, number)));
+  if (!change) notFound("Change");
+  return { project, change };
+}
+
+/** The change a task works on (the one startEngineering just recorded). */
+export async function changeOfTask(db: Db, taskId: string): Promise<ChangeView> {
+  const [row] = await db.select().from(changes).where(eq(changes.taskId, taskId));
+  if (!row) notFound("Change");
+  return changeView(row);
+}
+
+/** The workflow's records as a change goes: its brief, then its pull request (open), or its end (failed). */
+export async function recordChangeBrief(db: Db, taskId: string, brief: ChangeBrief): Promise<void> {
+  await db.update(changes).set({ brief, updatedAt: new Date() }).where(eq(changes.taskId, taskId));
+}
+export async function recordChangeOpen(db: Db, taskId: string, pullRequest: PullRequestRef): Promise<void> {
+  await db.update(changes).set({ status: "open", pullRequest, updatedAt: new Date() }).where(eq(changes.taskId, taskId));
+}
+export async function recordChangeFailed(db: Db, taskId: string): Promise<void> {
+  await db.update(changes).set({ status: "failed", updatedAt: new Date() }).where(and(eq(changes.taskId, taskId), eq(changes.status, "building")));
+}
+
+/**
+ * Ship an open change: merge its pull request (as its branch's head was when the tests passed: a
+ * branch pushed to since is refused), put the brief's acceptance checks into the project's spec, and
+ * deploy the merge commit as the caller. A pull request that no longer merges is a 409 saying why.
+ */
+export async function shipChange(db: Db, env: Env, principal: Principal, projectId: string, number: number, traceparent?: string): Promise<ChangeView> {
+  const { project, change } = await getChange(db, principal, projectId, number);
+  if (change.status !== "open" || !change.pullRequest) throw new AppError("conflict", `Change #${number} is ${change.status}: only an open change (its tests passed, its pull request open) can ship`);
+  const config = githubAppConfig(env);
+  const where = projectRepository(project, await installationOrg(config));
+  if (!where) throw new AppError("conflict", `Project ${project.name}'s repository is not the project's own`);
+  const { token } = await repositoryToken(config, where.name, { contents: "write", metadata: "read", pull_requests: "write" });
+  const pull = await getPullRequest(config, token, where, change.pullRequest.number);
+  if (!pull || pull.state !== "open") throw new AppError("conflict", `Change #${number}'s pull request #${change.pullRequest.number} is not open any more`);
+  const brief = ChangeBrief.safeParse(change.brief).data;
+  const merged = await mergePullRequest(config, token, where, change.pullRequest.number, { sha: pull.head.sha, method: "merge", title: `${project.name}: change #${number}: ${brief?.summary ?? change.request}`.slice(0, 256) });
+  if (!merged.merged) throw new AppError("conflict", `Change #${number} did not merge (${merged.reason}): ${merged.message}`);
+  // The change's checks join the project's, so this deploy and every later one checks them.
+  const spec = ProjectSpec.safeParse(project.spec).data;
+  if (spec && brief?.acceptance.length) {
+    const replaced = new Set(brief.acceptance.map((check) => check.name));
+    const acceptance = AcceptanceChecks.parse([...spec.acceptance.filter((check) => !replaced.has(check.name)), ...brief.acceptance].slice(-MAX_ACCEPTANCE_CHECKS));
+    await db.update(projects).set({ spec: { ...spec, acceptance }, updatedAt: new Date() }).where(eq(projects.id, project.id));
+  }
+  await db.update(changes).set({ status: "shipped", mergeSha: merged.sha, updatedAt: new Date() }).where(eq(changes.id, change.id));
+  await deleteBranch(config, token, where, change.branch).catch(() => undefined);
+  let deployTaskId: string;
+  try {
+    deployTaskId = (await startDeployTask(db, env, principal, project.id, { mode: "deploy", ref: merged.sha }, traceparent)).id;
+  } catch (error) {
+    // Merged whatever happens to the deploy: the refusal (a deploy already running, a budget) is the caller's to see.
+    if (!(error instanceof AppError)) throw error;
+    throw new AppError(error.code, `Change #${number} is merged (${merged.sha.slice(0, 12)}), but its deploy did not start: ${error.message}`);
+  }
+  const [row] = await db.update(changes).set({ deployTaskId, updatedAt: new Date() }).where(eq(changes.id, change.id)).returning();
+  return changeView(row ?? change);
+}
+
+/** Discard a change that is not shipped: its pull request closed, its branch deleted; the record stays, discarded. */
+export async function discardChange(db: Db, env: Env, principal: Principal, projectId: string, number: number): Promise<ChangeView> {
+  const { project, change } = await getChange(db, principal, projectId, number);
+  if (change.status === "shipped" || change.status === "discarded") throw new AppError("conflict", `Change #${number} is ${change.status} already`);
+  if (change.status === "building") throw new AppError("conflict", `Change #${number} is still being built (task ${change.taskId}): cancel that task first, then discard it`);
+  const config = githubAppConfig(env);
+  const where = projectRepository(project, await installationOrg(config));
+  if (where) {
+    const { token } = await repositoryToken(config, where.name, { contents: "write", metadata: "read", pull_requests: "write" });
+    if (change.pullRequest) await closePullRequest(config, token, where, change.pullRequest.number);
+    await deleteBranch(config, token, where, change.branch);
+  }
+  const [row] = await db.update(changes).set({ status: "discarded", updatedAt: new Date() }).where(eq(changes.id, change.id)).returning();
+  return changeView(row ?? change);
+}
+
+async function visibleProject(db: Db, principal: Principal, projectId: string): Promise<ProjectRow> {
+  const [project] = await db.select().from(projects).where(and(eq(projects.id, projectId), projectVisibleTo(principal)));
+  if (!project) notFound("Project");
+  return project;
+}

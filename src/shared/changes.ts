@@ -1,0 +1,63 @@
+/**
+ * Change requests: a person's words about a project that was built ("add a /bye route") become a
+ * change, worked on a branch of its own (`change/<n>-<slug>`) by the same Developer ⇄ Tester rounds as
+ * a first build, and offered as a pull request once its tests pass; the owner ships it (the pull
+ * request is merged and production deploys the merge) or discards it (the pull request is closed and
+ * the branch deleted). The contract of the API, the CLI and the Product Owner's tool.
+ */
+import { z } from "zod";
+import { AcceptanceChecks } from "./spec.ts";
+
+export const CHANGE_STATUSES = ["building", "open", "shipped", "discarded", "failed"] as const;
+export const ChangeStatus = z.enum(CHANGE_STATUSES);
+export type ChangeStatus = z.infer<typeof ChangeStatus>;
+
+/** What a person asks for, in their words. */
+export const ChangeRequestText = z.string().trim().min(3, "say what should change").max(4000);
+
+/** `POST /api/projects/:id/changes`. */
+export const ChangeRequestBody = z.strictObject({ request: ChangeRequestText });
+
+export const PullRequestRef = z.object({ number: z.number().int().positive(), url: z.string() });
+export type PullRequestRef = z.infer<typeof PullRequestRef>;
+
+export const ChangeView = z.object({
+  projectId: z.string(),
+  number: z.number().int().positive(),
+  request: z.string(),
+  branch: z.string(),
+  status: ChangeStatus,
+  /** The engineering task that works on it. */
+  taskId: z.string(),
+  pullRequest: PullRequestRef.nullable(),
+  /** Once shipped: the merge commit production deploys, and the deploy's task. */
+  mergeSha: z.string().nullable(),
+  deployTaskId: z.string().nullable(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+});
+export type ChangeView = z.infer<typeof ChangeView>;
+
+/** The branch a change is worked on: its number and a slug of its words (git-safe, short). */
+export function changeBranch(number: number, request: string): string {
+  const slug = request
+    .toLowerCase()
+    .normalize("NFKD")
+    .replace(/[^a-z0-9]+/g, "-")
+    .replace(/^-+|-+$/g, "")
+    .slice(0, 40)
+    .replace(/-+$/g, "");
+  return `change/${number}${slug ? `-${slug}` : ""}`;
+}
+
+/**
+ * The Architect's change brief: what changes, in the project as it is (never a new spec), and the
+ * acceptance checks the change adds or replaces (by name).
+ */
+export const ChangeBrief = z.strictObject({
+  summary: z.string().trim().min(1).max(300),
+  changes: z.array(z.string().trim().min(1).max(500)).min(1).max(20),
+  /** Checks to add to the project's, or to put in place of the one of the same name; none: the project's stay as they are. */
+  acceptance: AcceptanceChecks.default([]),
+});
+export type ChangeBrief = z.infer<typeof ChangeBrief>;
