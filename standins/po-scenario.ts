@@ -8,7 +8,8 @@
  *   project named after it, then starts its engineering (the person confirms); asked for something
  *   the factory cannot build (a mobile or desktop app), it declines with what its prompt says the
  *   factory can build, and creates nothing; asked to deploy,
- *   roll back or take a project offline, it calls that tool; anything else gets a short answer.
+ *   roll back or take a project offline, it calls that tool; "change <project>: <what>" asks for a
+ *   change, "ship|discard change <n> of <project>" answers one; anything else gets a short answer.
  * - The summariser merges the turns it is given into a line per message.
  *
  * Everything it says to the person starts with SCRIPTED_LABEL: nobody should mistake it for a model.
@@ -83,6 +84,12 @@ export function productOwnerReply(request: ChatRequest): Reply {
     return toolCall("respond", { text: "Done." });
   }
   const text = lastUser(request).trim();
+  // "change <project>: <what>" asks for a change; "ship|discard change <n> of <project>" answers one.
+  const change = /^change\s+([a-z][a-z0-9-]{2,39}):\s*(.{3,})$/i.exec(text);
+  if (change?.[1] && change[2] && offered.has("request_change")) return toolCall("request_change", { project: change[1], request: change[2] });
+  const answer = /^(ship|discard)\s+change\s+#?(\d+)\s+of\s+([a-z][a-z0-9-]{2,39})$/i.exec(text);
+  const answerTool = `${answer?.[1]?.toLowerCase() ?? ""}_change`;
+  if (answer?.[3] && offered.has(answerTool)) return toolCall(answerTool, { project: answer[3], number: Number(answer[2]) });
   const named = /\b(?:deploy|roll ?back|undeploy|offline)\s+([a-z][a-z0-9-]{2,39})\b/i.exec(text)?.[1];
   if (ACTION_WORDS.test(text) && named) {
     if (/roll ?back/i.test(text) && offered.has("rollback_project")) return toolCall("rollback_project", { project: named });

@@ -53,6 +53,8 @@ export interface DevelopInput {
 /** Files a Developer round leaves: its result, and the agent's own output (its end, when long). */
 export const DEVELOP_RESULT = "/out/result.json";
 export const AGENT_OUTPUT = "/out/agent.jsonl";
+/** Why orchestrator-develop itself failed (no clone, no commit, no push), when it did: the round's failure says so. */
+export const DEVELOP_ERROR = "/out/develop-error.txt";
 
 export function developPayload(input: DevelopInput): Record<string, unknown> {
   const run = { baseUrl: input.model.baseUrl, model: input.model.name, prompt: AGENT_PROMPT };
@@ -79,7 +81,7 @@ export function developPayload(input: DevelopInput): Record<string, unknown> {
     ...packages(input.template, input.ownerId),
     cpus: 1,
     memoryMb: 2048,
-    collect: [DEVELOP_RESULT, AGENT_OUTPUT],
+    collect: [DEVELOP_RESULT, AGENT_OUTPUT, DEVELOP_ERROR],
   };
 }
 

@@ -2,6 +2,7 @@
  * What the Product Owner tells the person about their tasks: started (with the live view's link),
  * and how each one ended, with what to do next.
  */
+import { z } from "zod";
 import { DeployAfterBuild, DeployNotification } from "../shared/deploys.ts";
 import type { TaskEvent } from "../shared/events.ts";
 import { PROJECT_TEMPLATES, TemplateName } from "../shared/templates.ts";
@@ -30,7 +31,15 @@ export function outcomeText(work: Work, event: Pick<TaskEvent, "type" | "message
     const kind = TemplateName.safeParse(data.kind);
     const built = kind.success ? `\nBuilt as: ${kind.data} (${PROJECT_TEMPLATES[kind.data].description})` : "";
     const deploy = DeployAfterBuild.safeParse(data.deploy);
-    const next = !deploy.success ? `Say “deploy ${work.project}” to put it live.` : "taskId" in deploy.data ? "Deploying it now, as you asked." : `You asked me to deploy it, but I could not: ${deploy.data.notDeployed}.`;
+    // A change request ends with a pull request, which the person ships or discards.
+    const change = z.object({ number: z.number() }).safeParse(data.change).data;
+    const next = change
+      ? `Say “ship change ${change.number} of ${work.project}” to merge it and put it live, or “discard change ${change.number} of ${work.project}”.`
+      : !deploy.success
+        ? `Say “deploy ${work.project}” to put it live.`
+        : "taskId" in deploy.data
+          ? "Deploying it now, as you asked."
+          : `You asked me to deploy it, but I could not: ${deploy.data.notDeployed}.`;
     return `✅ ${event.message}${repository}${built}\n${next}`;
   }
   if (event.type === "task.cancelled") return `⏹ Building ${work.project} was cancelled: ${event.message}`;

@@ -15,6 +15,8 @@ import { CreateProject, ProjectName } from "../shared/api.ts";
 import { CAPABILITY_GROUPS, type CapabilityGroup } from "../shared/chat.ts";
 import { listDeployments, startDeployTask } from "../deploy/deploys.ts";
 import { startEngineering } from "../engineering/engineering.ts";
+import { discardChange, listChanges, shipChange } from "../changes/changes.ts";
+import { ChangeRequestText } from "../shared/changes.ts";
 import { createProject, findProject, projectVisibleTo } from "../projects/projects.ts";
 import { listServers, serverView } from "../runner-hub/servers.ts";
 import { cancelTask } from "../task-control/task-control.ts";
@@ -112,6 +114,55 @@ export const TOOLS: readonly Tool[] = [
       const row = await findProject(db, principal, project);
       const task = await startEngineering(db, env, principal, row.id, { ...(deploy ? { deploy } : {}), ...(traceparent ? { traceparent } : {}) });
       return { result: { started: taskSummary(task) }, task };
+    },
+  }),
+  tool({
+    name: "request_change",
+    group: "engineering",
+    description:
+      "Change a project that was built, in the person's words (add a route, change a reply): worked on a branch of its own by the same coding agents and tests, and offered as a pull request when its tests pass; production is untouched until the person ships it. Starts a task; the person is told when it ends.",
+    input: ProjectRef.extend({ request: ChangeRequestText.describe("what should change, in the person's words") }),
+    confirm: ({ project, request }) => `Start this change to ${project}: “${request.slice(0, 300)}”? It is built and tested on a branch of its own and spends model budget; production stays as it is until you ship it.`,
+    async run({ db, env, principal, traceparent }, { project, request }) {
+      const row = await findProject(db, principal, project);
+      const task = await startEngineering(db, env, principal, row.id, { change: { request }, ...(traceparent ? { traceparent } : {}) });
+      return { result: { started: taskSummary(task) }, task };
+    },
+  }),
+  tool({
+    name: "list_changes",
+    group: "engineering",
+    description: "A project's change requests: number, status (building, open, shipped, discarded, failed), branch and pull request.",
+    input: ProjectRef,
+    async run({ db, principal }, { project }) {
+      const row = await findProject(db, principal, project);
+      const changes = await listChanges(db, principal, row.id);
+      return { result: { changes: changes.slice(0, 20).map(({ number, status, request, branch, pullRequest }) => ({ number, status, request: request.slice(0, 200), branch, pullRequest })) } };
+    },
+  }),
+  tool({
+    name: "ship_change",
+    group: "engineering",
+    description: "Ship an open change: its pull request is merged and production deploys the merge (health gate, acceptance checks, automatic rollback). Starts the deploy's task; the person is told when it is live.",
+    input: ProjectRef.extend({ number: z.number().int().positive().describe("the change's number") }),
+    confirm: ({ project, number }) => `Ship change #${number} of ${project}? Its pull request is merged and production deploys it.`,
+    async run({ db, env, principal, traceparent }, { project, number }) {
+      const row = await findProject(db, principal, project);
+      const change = await shipChange(db, env, principal, row.id, number, traceparent);
+      const task = change.deployTaskId ? await loadTask(db, principal, change.deployTaskId) : undefined;
+      return { result: { shipped: { number: change.number, mergeSha: change.mergeSha }, ...(task ? { started: taskSummary(task) } : {}) }, ...(task ? { task } : {}) };
+    },
+  }),
+  tool({
+    name: "discard_change",
+    group: "engineering",
+    description: "Discard a change that is not shipped: its pull request is closed and its branch deleted; production is untouched.",
+    input: ProjectRef.extend({ number: z.number().int().positive().describe("the change's number") }),
+    confirm: ({ project, number }) => `Discard change #${number} of ${project}? Its pull request is closed and its branch deleted.`,
+    async run({ db, env, principal }, { project, number }) {
+      const row = await findProject(db, principal, project);
+      const change = await discardChange(db, env, principal, row.id, number);
+      return { result: { discarded: { number: change.number, branch: change.branch } } };
     },
   }),
   tool({

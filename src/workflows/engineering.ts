@@ -27,7 +27,7 @@ import { taskBrief } from "../engineering/task-brief.ts";
 import { AcceptanceChecks, EngineeringOverrides, type EngineeringSettings, engineeringSettings, ProjectSpec } from "../shared/spec.ts";
 import { DecisionAnswer, inputEventType, type PendingInput } from "../shared/task-input.ts";
 import type { TestResults } from "../shared/test-results.ts";
-import { AGENT_OUTPUT, collected, developPayload, developResult, type DevelopResult, scaffoldPayload, tailLines, testPayload, testResults } from "../engineering/engineering-jobs.ts";
+import { AGENT_OUTPUT, collected, DEVELOP_ERROR, developPayload, developResult, type DevelopResult, scaffoldPayload, tailLines, testPayload, testResults } from "../engineering/engineering-jobs.ts";
 import { API_STEP, MODEL_STEP, PipelineFailure, PipelineRun } from "../pipeline/pipeline-run.ts";
 import { configOf, projectRepository } from "../projects/projects.ts";
 import { recordChangeBrief, recordChangeFailed, recordChangeOpen } from "../changes/changes.ts";
@@ -409,7 +409,8 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
     const result = developResult(job);
     const tail = tailLines(output, 8);
     if (!result || !job.outcome?.ok) {
-      throw new PipelineFailure(`Developer round ${round} failed: ${job.outcome?.message ?? job.state}${tail ? `\nThe agent's output ended with:\n${tail}` : ""}`);
+      const why = collected(job, DEVELOP_ERROR)?.trim();
+      throw new PipelineFailure(`Developer round ${round} failed: ${job.outcome?.message ?? job.state}${why ? ` (${why.slice(0, 500)})` : ""}${tail ? `\nThe agent's output ended with:\n${tail}` : ""}`);
     }
     if (result.agentExit !== 0) {
       const how = result.agentExit === 124 ? `did not finish within ${settings.agentTimeoutSeconds} s` : `exited with code ${result.agentExit}`;

@@ -456,6 +456,31 @@ describe("the same scenario with a failure injected at each stage", () => {
     expect(filesContaining(workerState, value)).toEqual([]);
   }, 500_000);
 
+  it("a change asked in the chat: built on a branch into a pull request while production answers without it; shipped from the chat, production answers with it", async () => {
+    expect(keyed.name, "the case before ran first").toBeTruthy();
+    const { chatId, name } = keyed;
+    script();
+    await send(chatId, `change ${name}: also say bye at /bye`);
+    const question = await replyMatching(chatId, new RegExp(`Start this change to ${name}: “also say bye at /bye”\\?`));
+    await press(question, /Confirm/);
+    const offered = await replyMatching(chatId, new RegExp(`^✅ Change #1 to ${name}: the tests pass at [0-9a-f]{12} after 1 round`));
+    expect(offered.text).toMatch(/pull request #\d+ \(\S+\) is open: ship it or discard it/);
+    expect(offered.text).toContain(`Say “ship change 1 of ${name}” to merge it and put it live`);
+    // Production is as it was until the change ships.
+    expect((await visit(name, "/bye")).status).toBe(404);
+    expect(await visit(name, "/hello")).toMatchObject({ status: 200 });
+    await send(chatId, `ship change 1 of ${name}`);
+    const ship = await replyMatching(chatId, new RegExp(`Ship change #1 of ${name}\\?`));
+    await press(ship, /Confirm/);
+    // The change's own check (from "say bye at /bye") joined the project's: both hold before and after the route moved.
+    await replyMatching(chatId, new RegExp(`🚀 ${name} is live at \\S+ \\(all 2 acceptance checks pass\\)`));
+    const bye = await visit(name, "/bye");
+    expect(bye.status, bye.body).toBe(200);
+    expect(JSON.parse(bye.body)).toEqual({ message: "bye" });
+    expect(await visit(name, "/hello")).toMatchObject({ status: 200 });
+    expect((await deployments((await project(name)).id)).map((d) => d.status)).toEqual(["active", "superseded"]);
+  }, 400_000);
+
   it("an unhealthy release: turned away, while the previous one keeps serving", async () => {
     expect(keyed.name, "the case before ran first").toBeTruthy();
     const { chatId, name } = keyed;
@@ -469,6 +494,8 @@ describe("the same scenario with a failure injected at each stage", () => {
     await git(["-C", checkout, "commit", "-q", "-am", "break the health check"]);
     await git(["-C", checkout, "push", "-q", "origin", "HEAD:main"]);
 
+    const releasesBefore = (await deployments((await project(name)).id)).length;
+    const liveBefore = count(chatId, /🚀/);
     await send(chatId, `deploy ${name}`);
     const question = await replyMatching(chatId, new RegExp(`Deploy ${name}\\?`));
     await press(question, /Confirm/);
@@ -478,9 +505,9 @@ describe("the same scenario with a failure injected at each stage", () => {
     expect(await visit(name, "/hello")).toMatchObject({ status: 200 });
     const history = (await deployments((await project(name)).id)).map((d) => d.status);
     expect(history.filter((status) => status === "active")).toHaveLength(1);
-    expect(history).toHaveLength(2);
+    expect(history).toHaveLength(releasesBefore + 1);
     expect((await containers(name)).filter((c) => c.State === "running")).toHaveLength(1);
-    expect(count(chatId, /🚀/)).toBe(1);
+    expect(count(chatId, /🚀/)).toBe(liveBefore);
     expect(count(chatId, /^❌/)).toBe(1);
   }, 400_000);
 
