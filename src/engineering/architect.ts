@@ -67,18 +67,30 @@ function issuesOf(error: z.ZodError): string {
   return error.issues.map((issue) => `${issue.path.join(".") || "(root)"}: ${issue.message}`).join("; ");
 }
 
-/** Reads a reply as a spec (or a decline): the error says why not, in words the model (and a person) can act on. */
-export function readSpec(reply: string): { ok: true; spec: ProjectSpec } | { ok: true; decline: string } | { ok: false; error: string } {
-  let value: unknown;
+/** A reply's JSON (some models wrap it in a fence even when told not to), or why it is not JSON. */
+export function parseJsonReply(reply: string): { ok: true; value: unknown } | { ok: false; error: string } {
   try {
-    // Some models wrap JSON in a fence even when told not to.
-    value = JSON.parse(reply.trim().replace(/^```(?:json)?\s*|\s*```$/g, ""));
+    return { ok: true, value: JSON.parse(reply.trim().replace(/^```(?:json)?\s*|\s*```$/g, "")) };
   } catch (error) {
     return { ok: false, error: `the reply is not JSON (${error instanceof Error ? error.message : String(error)})` };
   }
-  const declined = Decline.safeParse(value);
+}
+
+/** A reply read against a schema: its value, or the schema's complaints in words the model (and a person) can act on. */
+export function readReply<T>(reply: string, schema: z.ZodType<T>, what: string): { ok: true; value: T } | { ok: false; error: string } {
+  const json = parseJsonReply(reply);
+  if (!json.ok) return json;
+  const parsed = schema.safeParse(json.value);
+  return parsed.success ? { ok: true, value: parsed.data } : { ok: false, error: `the reply does not match ${what}: ${issuesOf(parsed.error)}` };
+}
+
+/** Reads a reply as a spec (or a decline): the error says why not, in words the model (and a person) can act on. */
+export function readSpec(reply: string): { ok: true; spec: ProjectSpec } | { ok: true; decline: string } | { ok: false; error: string } {
+  const json = parseJsonReply(reply);
+  if (!json.ok) return json;
+  const declined = Decline.safeParse(json.value);
   if (declined.success) return { ok: true, decline: declined.data.decline };
-  const parsed = ProjectSpec.safeParse(value);
+  const parsed = ProjectSpec.safeParse(json.value);
   return parsed.success ? { ok: true, spec: parsed.data } : { ok: false, error: `the reply does not match the spec schema: ${issuesOf(parsed.error)}` };
 }
 
@@ -87,6 +99,25 @@ export async function draftSpec(client: OpenAI, config: AgentConfig, project: Ar
     { role: "system", content: ARCHITECT_SYSTEM_PROMPT },
     { role: "user", content: `Project name: ${project.name}\nDescription:\n${project.description || "(none given: a minimal service)"}` },
   ];
+  const answer = await jsonAnswer(client, config, messages, (reply) => {
+    const read = readSpec(reply);
+    return read.ok ? { ok: true, value: read } : read;
+  }, "the Architect's reply");
+  if ("decline" in answer.value) throw new Declined(answer.value.decline, answer.usage);
+  return { spec: answer.value.spec, attempts: answer.attempts, usage: answer.usage };
+}
+
+/**
+ * One JSON answer from the model, read by `read`: a reply it refuses is shown why and asked for once
+ * more; a second refusal is a SpecRejected naming what was wrong (`what` names the answer in it).
+ */
+export async function jsonAnswer<T>(
+  client: OpenAI,
+  config: AgentConfig,
+  messages: OpenAI.Chat.ChatCompletionMessageParam[],
+  read: (reply: string) => { ok: true; value: T } | { ok: false; error: string },
+  what: string,
+): Promise<{ value: T; attempts: number; usage: ArchitectResult["usage"] }> {
   const usage = { promptTokens: 0, completionTokens: 0 };
   let lastError = "";
   for (let attempt = 1; attempt <= 2; attempt++) {
@@ -99,11 +130,10 @@ export async function draftSpec(client: OpenAI, config: AgentConfig, project: Ar
     usage.promptTokens += completion.usage?.prompt_tokens ?? 0;
     usage.completionTokens += completion.usage?.completion_tokens ?? 0;
     const reply = completion.choices[0]?.message.content ?? "";
-    const read = readSpec(reply);
-    if (read.ok && "decline" in read) throw new Declined(read.decline, usage);
-    if (read.ok) return { spec: read.spec, attempts: attempt, usage };
-    lastError = read.error;
-    messages.push({ role: "assistant", content: reply }, { role: "user", content: `That reply was rejected: ${read.error}. Answer again with only the corrected JSON object.` });
+    const answer = read(reply);
+    if (answer.ok) return { value: answer.value, attempts: attempt, usage };
+    lastError = answer.error;
+    messages.push({ role: "assistant", content: reply }, { role: "user", content: `That reply was rejected: ${answer.error}. Answer again with only the corrected JSON object.` });
   }
-  throw new SpecRejected(`the Architect's reply was rejected twice; the second time: ${lastError}`, usage);
+  throw new SpecRejected(`${what} was rejected twice; the second time: ${lastError}`, usage);
 }

@@ -9,7 +9,7 @@ import { z } from "zod";
 import { ChangeBrief } from "../shared/changes.ts";
 import type { ProjectSpec } from "../shared/spec.ts";
 import type { AgentConfig } from "../models/llm.ts";
-import { SpecRejected } from "./architect.ts";
+import { jsonAnswer, readReply } from "./architect.ts";
 
 export const CHANGE_SYSTEM_PROMPT = `You are the Architect of a software factory, writing a change brief: a project was built
 from the spec below, and its owner asks for a change. Say what changes in the project as it is, in a few
@@ -33,30 +33,6 @@ export async function draftChangeBrief(client: OpenAI, config: AgentConfig, inpu
       content: [`Project: ${input.name}`, `The spec it was built from:\n${JSON.stringify(input.spec)}`, ...(input.readme ? [`Its README:\n${input.readme.slice(0, 6000)}`] : []), `The change the owner asks for:\n${input.request}`].join("\n\n"),
     },
   ];
-  const usage = { promptTokens: 0, completionTokens: 0 };
-  let lastError = "";
-  for (let attempt = 1; attempt <= 2; attempt++) {
-    const completion = await client.chat.completions.create({
-      model: config.model,
-      messages,
-      response_format: { type: "json_object" },
-      ...(config.temperature !== null ? { temperature: config.temperature } : {}),
-    });
-    usage.promptTokens += completion.usage?.prompt_tokens ?? 0;
-    usage.completionTokens += completion.usage?.completion_tokens ?? 0;
-    const reply = completion.choices[0]?.message.content ?? "";
-    let value: unknown;
-    try {
-      value = JSON.parse(reply.trim().replace(/^```(?:json)?\s*|\s*```$/g, ""));
-    } catch (error) {
-      lastError = `the reply is not JSON (${error instanceof Error ? error.message : String(error)})`;
-      messages.push({ role: "assistant", content: reply }, { role: "user", content: `That reply was rejected: ${lastError}. Answer again with only the JSON object.` });
-      continue;
-    }
-    const parsed = ChangeBrief.safeParse(value);
-    if (parsed.success) return { brief: parsed.data, usage };
-    lastError = `the reply does not match the change brief's schema: ${parsed.error.issues.map((issue) => `${issue.path.join(".") || "(root)"}: ${issue.message}`).join("; ")}`;
-    messages.push({ role: "assistant", content: reply }, { role: "user", content: `That reply was rejected: ${lastError}. Answer again with only the corrected JSON object.` });
-  }
-  throw new SpecRejected(`the Architect's change brief was rejected twice; the second time: ${lastError}`, usage);
+  const answer = await jsonAnswer(client, config, messages, (reply) => readReply(reply, ChangeBrief, "the change brief's schema"), "the Architect's change brief");
+  return { brief: answer.value, usage: answer.usage };
 }

@@ -98,7 +98,7 @@ async function ask(chatId: number, text: string): Promise<string> {
 }
 
 async function project(name: string) {
-  const { body } = await factory.api<{ projects: { id: string; name: string; repositoryUrl: string | null }[] }>(`/api/projects?name=${name}`);
+  const { body } = await factory.api<{ projects: { id: string; name: string; repositoryUrl: string | null; spec: Record<string, unknown> | null }[] }>(`/api/projects?name=${name}`);
   const found = body.projects.find((p) => p.name === name);
   if (!found) throw new Error(`no project ${name}`);
   return found;
@@ -479,6 +479,16 @@ describe("the same scenario with a failure injected at each stage", () => {
     expect(JSON.parse(bye.body)).toEqual({ message: "bye" });
     expect(await visit(name, "/hello")).toMatchObject({ status: 200 });
     expect((await deployments((await project(name)).id)).map((d) => d.status)).toEqual(["active", "superseded"]);
+    // Shipped: main is the pull request's merge (the live release's commit), the branch is gone, and the project keeps the change's check.
+    const shipped = (await factory.api<{ change: { status: string; mergeSha: string; branch: string } }>(`/api/projects/${(await project(name)).id}/changes/1`)).body.change;
+    expect(shipped).toMatchObject({ status: "shipped", branch: "change/1-also-say-bye-at-bye" });
+    expect(await head(name)).toBe(shipped.mergeSha);
+    expect((await deployments((await project(name)).id))[0]?.commitSha).toBe(shipped.mergeSha);
+    const bare = github().repoPath(name);
+    await expect(run("git", ["--git-dir", bare, "rev-parse", "--verify", `refs/heads/${shipped.branch}`])).rejects.toThrow();
+    expect(JSON.stringify((await project(name)).spec?.acceptance)).toContain('"name":"GET /bye says bye"');
+    // A shipped change does not ship twice.
+    expect((await factory.api(`/api/projects/${(await project(name)).id}/changes/1/ship`, { method: "POST" })).status).toBe(409);
   }, 400_000);
 
   it("an unhealthy release: turned away, while the previous one keeps serving", async () => {

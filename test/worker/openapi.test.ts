@@ -29,7 +29,7 @@ type Document = {
 };
 type ErrorJson = { error: { code: string; message: string; requestId: string; details?: { path: string; message: string }[] } };
 
-const TAGS = ["projects", "tasks", "servers", "deploys", "keys", "users", "usage", "telegram", "incidents", "chat", "rag"];
+const TAGS = ["projects", "changes", "tasks", "servers", "deploys", "keys", "users", "usage", "telegram", "incidents", "chat", "rag"];
 /** The documentation's own routes: they describe the API, they are not part of it. */
 const DOC_ROUTES = new Set(["GET /api/openapi.json", "GET /api/docs"]);
 
