@@ -135,14 +135,15 @@ export const dockerRun: Executor<Payload> = async (payload, context) => {
     await events.settle(DRAIN_MS);
     const [state, files] = await Promise.all([container.inspect().then((info) => info.State), payload.collect.length ? collectFiles(container, payload.collect) : undefined]);
     const { exitCode } = first;
+    const oomKilled = state.OOMKilled || events.oomKilled();
     // The container is over and its result known: removing it and its network need not hold up the report.
     removeLater = true;
     return {
       ok: exitCode === 0,
       exitCode,
-      message: `exited with code ${exitCode}${state.OOMKilled ? " (out of memory)" : ""}`,
+      message: `exited with code ${exitCode}${oomKilled ? " (out of memory)" : ""}`,
       // How long the container itself ran, as the engine saw it: what a pipeline's overhead is measured against.
-      data: { containerId: container.id, oomKilled: state.OOMKilled, ranMs: Date.parse(state.FinishedAt) - Date.parse(state.StartedAt), ...(files ? { files } : {}) },
+      data: { containerId: container.id, oomKilled, ranMs: Date.parse(state.FinishedAt) - Date.parse(state.StartedAt), ...(files ? { files } : {}) },
       afterReport: removeContainer,
     };
   } finally {
@@ -312,6 +313,8 @@ interface EventWatcher {
   settle(ms: number): Promise<void>;
   /** Resolves with the exit code the "die" event carries (never, if it carries none). */
   exited: Promise<{ exitCode: number }>;
+  /** Whether an "oom" event came: the engine's inspect can lag behind it in saying OOMKilled. */
+  oomKilled(): boolean;
   close(): void;
 }
 
@@ -326,6 +329,7 @@ type DockerEvent = z.infer<typeof DockerEvent>;
 async function watchEvents(docker: Docker, containerId: string, since: number, context: ExecutorContext): Promise<EventWatcher> {
   const stream = (await docker.getEvents({ since, filters: { type: ["container"], container: [containerId] } })) as NodeJS.ReadableStream & { destroy(): void };
   let died = false;
+  let oom = false;
   let onDie: (() => void) | undefined;
   let onExit: ((result: { exitCode: number }) => void) | undefined;
   const exited = new Promise<{ exitCode: number }>((resolve) => (onExit = resolve));
@@ -333,7 +337,10 @@ async function watchEvents(docker: Docker, containerId: string, since: number, c
   const handle = (event: DockerEvent) => {
     const action = event.Action ?? event.status;
     if (action === "start") context.progress("docker", "container started", data);
-    else if (action === "oom") context.progress("docker", "container ran out of memory", data);
+    else if (action === "oom") {
+      oom = true;
+      context.progress("docker", "container ran out of memory", data);
+    }
     else if (action === "die") {
       const exitCode = Number(event.Actor?.Attributes?.exitCode);
       context.progress("docker", `container died (exit ${Number.isNaN(exitCode) ? "unknown" : exitCode})`, { ...data, exitCode });
@@ -367,6 +374,7 @@ async function watchEvents(docker: Docker, containerId: string, since: number, c
             ms,
           ),
     exited,
+    oomKilled: () => oom,
     close: () => stream.destroy(),
   };
 }
