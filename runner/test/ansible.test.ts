@@ -506,7 +506,7 @@ describe("ansible.playbook", () => {
     }
   });
 
-  it("installs a Python release's packages as its requirements.txt pins them, into the checkout's .pydeps; without the file, .pydeps is there and empty", { timeout: 240_000 }, async () => {
+  it("installs a Python release's packages as its requirements.txt pins them, into the checkout's .pydeps; without the file (or with comments only), .pydeps is there and empty", { timeout: 240_000 }, async () => {
     const github = new GitHubServer();
     await github.start(0, "127.0.0.1");
     const pypi = await new PyPiServer().start(0, STANDIN_HOST);
@@ -542,6 +542,12 @@ describe("ansible.playbook", () => {
       expect(none.reported).toContain("no dependencies to install (requirements.txt: none)");
       expect(none.reported).not.toContain("not found");
       expect(await readdir(join(none.src, ".pydeps"))).toEqual([]);
+      // The template's requirements.txt, comments only: nothing to install either, and no container runs for it.
+      const comments = await build("commentpydeps", { "requirements.txt": "# The service's packages, pinned.\n\n" });
+      expect(comments.reported).toContain("no dependencies to install");
+      expect(comments.reported).not.toContain("dependencies installed");
+      expect(await readdir(join(comments.src, ".pydeps"))).toEqual([]);
+      expect(pypi.downloads).toHaveLength(2);
 
       // Not a lockfile: a range, or a line that points pip elsewhere, installs nothing.
       const loose = await build("loosepydeps", { "requirements.txt": "MarkupSafe==2.1.2\nJinja2>=3\n--extra-index-url http://elsewhere/\n" });
