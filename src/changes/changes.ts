@@ -7,14 +7,15 @@
  */
 import { and, desc, eq, max } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
-import { changes, projects } from "../db/schema.ts";
+import { changes, projects, tasks } from "../db/schema.ts";
 import { startDeployTask } from "../deploy/deploys.ts";
 import { AppError, notFound } from "../lib/app-error.ts";
 import { newId } from "../lib/crypto.ts";
 import type { Principal } from "../lib/context.ts";
-import { deleteBranch, getRepository, githubAppConfig, installationOrg, repositoryToken } from "../projects/github.ts";
+import { deleteBranch, getRepository, type GitHubAppConfig, githubAppConfig, installationOrg, type Repository, repositoryToken, status } from "../projects/github.ts";
 import { projectRepository, projectVisibleTo } from "../projects/projects.ts";
 import { closePullRequest, getPullRequest, mergePullRequest } from "../projects/pull-requests.ts";
+import { FINAL_TASK_STATUSES } from "../shared/api.ts";
 import { ChangeBrief, changeBranch, type ChangeView, type PullRequestRef } from "../shared/changes.ts";
 import { AcceptanceChecks, MAX_ACCEPTANCE_CHECKS, ProjectSpec } from "../shared/spec.ts";
 
@@ -45,12 +46,21 @@ export async function checkChangeable(env: Env, project: ProjectRow): Promise<vo
   if (!ProjectSpec.safeParse(project.spec).success || !project.repositoryUrl) {
     throw new AppError("conflict", `Project ${project.name} was never built, so there is nothing to change yet: build it first (POST /api/projects/${project.id}/engineering)`);
   }
-  const config = githubAppConfig(env);
+  const own = await ownRepository(githubAppConfig(env), project);
+  if (own === "not own") throw new AppError("conflict", `Project ${project.name}'s repository (${project.repositoryUrl}) is not the project's own, so no change is made there`);
+  if (own === "gone") throw new AppError("conflict", `Project ${project.name}'s repository (${project.repositoryUrl}) is gone, so there is nothing to change: build the project again`);
+}
+
+/** The project's own repository as GitHub has it now; "gone" when it no longer exists, "not own" when its URL names another. */
+export async function ownRepository(config: GitHubAppConfig, project: Pick<ProjectRow, "name" | "repositoryUrl" | "managed">): Promise<Repository | "gone" | "not own"> {
   const where = projectRepository(project, await installationOrg(config));
-  if (!where) throw new AppError("conflict", `Project ${project.name}'s repository (${project.repositoryUrl}) is not the project's own, so no change is made there`);
-  const { token } = await repositoryToken(config, where.name, { contents: "read", metadata: "read" }).catch(() => ({ token: "" }));
-  const repository = token ? await getRepository(config, token, where.owner, where.name) : null;
-  if (!repository) throw new AppError("conflict", `Project ${project.name}'s repository ${where.owner}/${where.name} is gone, so there is nothing to change: build the project again`);
+  if (!where) return "not own";
+  // GitHub refuses a token for a repository that does not exist (422; 404 for one the App cannot see); any other failure is GitHub's, and said as such.
+  const { token } = await repositoryToken(config, where.name, { contents: "read", metadata: "read" }).catch((error: unknown) => {
+    if (status(error) === 422 || status(error) === 404) return { token: "" };
+    throw error;
+  });
+  return (token ? await getRepository(config, token, where.owner, where.name) : null) ?? "gone";
 }
 
 /** Numbers the next change of a project and records it, with the task that works on it. */
@@ -135,7 +145,12 @@ export async function shipChange(db: Db, env: Env, principal: Principal, project
 export async function discardChange(db: Db, env: Env, principal: Principal, projectId: string, number: number): Promise<ChangeView> {
   const { project, change } = await getChange(db, principal, projectId, number);
   if (change.status === "shipped" || change.status === "discarded") throw new AppError("conflict", `Change #${number} is ${change.status} already`);
-  if (change.status === "building") throw new AppError("conflict", `Change #${number} is still being built (task ${change.taskId}): cancel that task first, then discard it`);
+  if (change.status === "building") {
+    // A cancelled task's workflow is terminated before it can say so: its change is over when the task is.
+    const [task] = await db.select({ status: tasks.status }).from(tasks).where(eq(tasks.id, change.taskId));
+    const over = task && (FINAL_TASK_STATUSES as readonly string[]).includes(task.status);
+    if (!over) throw new AppError("conflict", `Change #${number} is still being built (task ${change.taskId}): cancel that task first, then discard it`);
+  }
   const config = githubAppConfig(env);
   const where = projectRepository(project, await installationOrg(config));
   if (where) {

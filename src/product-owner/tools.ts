@@ -149,8 +149,9 @@ export const TOOLS: readonly Tool[] = [
     async run({ db, env, principal, traceparent }, { project, number }) {
       const row = await findProject(db, principal, project);
       const change = await shipChange(db, env, principal, row.id, number, traceparent);
-      const task = change.deployTaskId ? await loadTask(db, principal, change.deployTaskId) : undefined;
-      return { result: { shipped: { number: change.number, mergeSha: change.mergeSha }, ...(task ? { started: taskSummary(task) } : {}) }, ...(task ? { task } : {}) };
+      // Shipped is deployed: shipChange answers only once the merge's deploy has started.
+      const task = await loadTask(db, principal, change.deployTaskId ?? "");
+      return { result: { shipped: { number: change.number, mergeSha: change.mergeSha }, started: taskSummary(task) }, task };
     },
   }),
   tool({

@@ -19,7 +19,7 @@ import { withDb } from "../db/client.ts";
 import { projects } from "../db/schema.ts";
 import { ingestRepositoryDocs, ingestTaskLog } from "../rag/sources.ts";
 import { Declined, draftSpec, SpecRejected } from "../engineering/architect.ts";
-import { commitExists, ensureRepository, fastForward, getRepository, installationAccess, installationOrg, Repository, repositoryToken, resolveCommit, fileAt } from "../projects/github.ts";
+import { commitExists, ensureRepository, fastForward, fileAt, installationAccess, Repository, repositoryToken, resolveCommit } from "../projects/github.ts";
 import { openPullRequest } from "../projects/pull-requests.ts";
 import { agentConfig, modelEndpoint, modelErrorMessage, modelRelayUrl, openaiClient, recordUsage } from "../models/llm.ts";
 import { settings as workerSettings } from "../lib/settings.ts";
@@ -29,8 +29,8 @@ import { DecisionAnswer, inputEventType, type PendingInput } from "../shared/tas
 import type { TestResults } from "../shared/test-results.ts";
 import { AGENT_OUTPUT, collected, DEVELOP_ERROR, developPayload, developResult, type DevelopResult, scaffoldPayload, tailLines, testPayload, testResults } from "../engineering/engineering-jobs.ts";
 import { API_STEP, MODEL_STEP, PipelineFailure, PipelineRun } from "../pipeline/pipeline-run.ts";
-import { configOf, projectRepository } from "../projects/projects.ts";
-import { recordChangeBrief, recordChangeFailed, recordChangeOpen } from "../changes/changes.ts";
+import { configOf } from "../projects/projects.ts";
+import { ownRepository, recordChangeBrief, recordChangeFailed, recordChangeOpen } from "../changes/changes.ts";
 import { draftChangeBrief } from "../engineering/change-brief.ts";
 import { ChangeBrief } from "../shared/changes.ts";
 import type { EngineeringParams } from "../engineering/engineering.ts";
@@ -244,11 +244,8 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
     );
     const settings = engineeringSettings(spec, project.overrides);
     const repository = await this.jsonStep("change repository", API_STEP, Repository, async () => {
-      const config = this.github();
-      const where = projectRepository({ name: project.name, repositoryUrl: project.repositoryUrl, managed: project.managed }, await installationOrg(config));
-      const { token } = where ? await repositoryToken(config, where.name, { contents: "read", metadata: "read" }) : { token: "" };
-      const found = where ? await getRepository(config, token, where.owner, where.name) : null;
-      if (!found) throw new NonRetryableError(`project ${project.name}'s repository is gone, so there is nothing to change`);
+      const found = await ownRepository(this.github(), { name: project.name, repositoryUrl: project.repositoryUrl, managed: project.managed });
+      if (typeof found === "string") throw new NonRetryableError(`project ${project.name}'s repository is ${found === "gone" ? "gone" : "not the project's own"}, so there is nothing to change`);
       return found;
     });
     await this.say("architect started", { type: "step.started", step: "architect", message: `Architect: writing the brief of change #${change.number} from the owner's words and the project as it is` });

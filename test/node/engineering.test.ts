@@ -284,8 +284,20 @@ describe("the engineering pipeline", () => {
     expect(refused.status).toBe(409);
     expect(refused.body.error.message).toContain("was never built");
     expect((await stack.api<{ changes: unknown[] }>(`/api/projects/${unbuilt.id}/changes`, { key: unbuilt.key })).body.changes).toEqual([]);
-    // Another owner's key does not see this project's changes.
+    // Nor one whose repository is gone (here: named, but never made).
+    const gone = await stack.api(`/api/projects/${unbuilt.id}`, { method: "PATCH", json: { spec: { ...SPEC, template: "python-http" }, repositoryUrl: `${github.url}/${github.org}/never-built` } });
+    expect(gone.status, JSON.stringify(gone.body)).toBe(200);
+    const goneRefused = await stack.api<{ error: { message: string } }>(`/api/projects/${unbuilt.id}/changes`, { json: { request: "say bye at /bye" }, key: unbuilt.key });
+    expect(goneRefused.status).toBe(409);
+    expect(goneRefused.body.error.message).toContain(`repository (${github.url}/${github.org}/never-built) is gone`);
+    // Another owner's key does not see this project's changes, nor does the owner's key limited to another project.
     expect((await stack.api(`/api/projects/${first.id}/changes`, { key: unbuilt.key })).status).toBe(404);
+    const other = await stack.api<{ project: { id: string } }>("/api/projects", { json: { name: "greeter-two", description: "Another one." }, key: first.key });
+    expect(other.status).toBe(201);
+    const limited = await stack.api<{ key: string }>("/api/keys", { json: { name: "other only", projectId: other.body.project.id }, key: first.key });
+    expect(limited.status).toBe(201);
+    expect((await stack.api(`/api/projects/${first.id}/changes`, { key: limited.body.key })).status).toBe(404);
+    expect((await stack.api(`/api/projects/${first.id}/changes`, { json: { request: "say bye at /bye" }, key: limited.body.key })).status).toBe(404);
 
     const mainBefore = await git(["--git-dir", bare, "rev-parse", "refs/heads/main"]);
     // From the CLI, as `orchestrator change <project> "…"`.
@@ -317,8 +329,25 @@ describe("the engineering pipeline", () => {
     // A discarded change does not ship, nor is it discarded twice.
     expect((await stack.api(`/api/projects/${first.id}/changes/1/ship`, { method: "POST", key: first.key })).status).toBe(409);
     expect((await stack.api(`/api/projects/${first.id}/changes/1/discard`, { method: "POST", key: first.key })).status).toBe(409);
+    // Limited to its project, the owner's other key can neither ship nor discard it either.
+    expect((await stack.api(`/api/projects/${first.id}/changes/1/discard`, { method: "POST", key: limited.body.key })).status).toBe(404);
+
+    // A change cancelled while it builds (its workflow stopped before it could say so) can be discarded.
+    const second = await stack.api<{ change: Change; task: { id: string } }>(`/api/projects/${first.id}/changes`, { json: { request: "say ciao at /ciao" }, key: first.key });
+    expect(second.status, JSON.stringify(second.body)).toBe(202);
+    await until(second.body.task.id, (event) => event.type === "step.started" && event.step === "developer");
+    expect((await stack.api(`/api/projects/${first.id}/changes/2/discard`, { method: "POST", key: first.key })).status).toBe(409);
+    expect((await stack.api(`/api/tasks/${second.body.task.id}/cancel`, { json: {}, key: first.key })).status).toBe(200);
+    expect((await finished(second.body.task.id)).last.type).toBe("task.cancelled");
+    expect((await stack.api<{ change: Change }>(`/api/projects/${first.id}/changes/2`, { key: first.key })).body.change.status).toBe("building");
+    const cancelled = await stack.api<{ change: Change }>(`/api/projects/${first.id}/changes/2/discard`, { method: "POST", key: first.key });
+    expect(cancelled.status, JSON.stringify(cancelled.body)).toBe(200);
+    expect(cancelled.body.change.status).toBe("discarded");
+    expect(await git(["--git-dir", bare, "rev-parse", "refs/heads/main"])).toBe(mainBefore);
+
     const listed = cli(["changes", "list", "greeter"], first.key);
     expect(await listed.exited).toBe(0);
+    expect(listed.output()).toMatch(/^#2 +discarded +change\/2-say-ciao-at-ciao +-/m);
     expect(listed.output()).toMatch(/^#1 +discarded +change\/1-also-say-bye-at-bye +PR #\d+/m);
   });
 
