@@ -8,6 +8,7 @@ import { parseArgs } from "node:util";
 import { z } from "zod";
 import { HubStatus, ProjectStatus, ServerView, type TaskStatus, TaskStreamPosition, TaskView } from "../src/shared/api.ts";
 import { ChangeView } from "../src/shared/changes.ts";
+import { CheckpointView, UNDO_DATA_NOTE, UndoView } from "../src/shared/checkpoints.ts";
 import { CHAT_TEXT_LIMIT } from "../src/shared/chat.ts";
 import { DeployAfterBuild, DeploymentView, HealthEvidence, SecretView } from "../src/shared/deploys.ts";
 import { TaskEvent } from "../src/shared/events.ts";
@@ -36,6 +37,12 @@ const USAGE = `Usage:
   orchestrator changes list <project> [--json]        the project's changes: number, status, branch, pull request
   orchestrator changes ship <project> <n>             merge change n's pull request and deploy the merge
   orchestrator changes discard <project> <n>          close change n's pull request and delete its branch
+  orchestrator checkpoints <project> [--json]         the commits its default branch reached with tests passing
+                                                      (builds, changes shipped, undos), with their releases
+  orchestrator undo <project> [--to N | --as-of TIME] [--yes] [--follow] [--json]
+                                                      back to checkpoint N (default: the one before the latest):
+                                                      a revert commit, and its release live again with no rebuild;
+                                                      asks first unless --yes; the app's data is not rolled back
   orchestrator tasks answer <task-id> continue [--rounds N] | stop [--reason TEXT]
                                                       answer a task that waits for a decision
   orchestrator tasks cancel <task-id>                 stop a task, its workflow and its running jobs
@@ -68,7 +75,7 @@ const USAGE = `Usage:
 
   --follow   print each event as it happens, until the task ends (exit 0 completed, 1 failed/cancelled)
   --json     machine-readable output (NDJSON events with --follow)
-  --yes      answer "yes" to the Product Owner's confirmations (new)
+  --yes      answer "yes" to the Product Owner's confirmations (new), or to the undo's question
 
 Configuration: ORCHESTRATOR_URL and ORCHESTRATOR_API_KEY, or {"url","apiKey"} in
 ~/.config/orchestrator/config.json (or the file named by ORCHESTRATOR_CONFIG), which \`orchestrator login\` writes.`;
@@ -88,6 +95,7 @@ const Secrets = z.object({ secrets: z.array(SecretView), resumedTask: z.string()
 const ChangeStarted = z.object({ change: ChangeView, task: TaskView });
 const ChangeShown = z.object({ change: ChangeView });
 const ChangeList = z.object({ changes: z.array(ChangeView) });
+const CheckpointList = z.object({ checkpoints: z.array(CheckpointView) });
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -210,6 +218,68 @@ async function changeAnswer(action: "ship" | "discard", args: string[]) {
   const config = loadConfig();
   const { change } = await apiPost(config, `/api/projects/${encodeURIComponent(await projectIdOf(config, project))}/changes/${number}/${action}`, {}, `change #${number} of ${project}`, ChangeShown);
   out(action === "ship" ? `change #${change.number} merged (${(change.mergeSha ?? "").slice(0, 12)}); deploying it: orchestrator deploy status ${change.deployTaskId ?? "?"} --follow` : `change #${change.number} discarded: its pull request closed and ${change.branch} deleted`);
+}
+
+const checkpointLine = (checkpoint: CheckpointView) =>
+  `#${String(checkpoint.number).padEnd(4)} ${checkpoint.kind.padEnd(7)} ${checkpoint.commitSha.slice(0, 12)}  ${checkpoint.createdAt}  ${checkpoint.release ? `${checkpoint.release.deploymentId}${checkpoint.release.live ? " (live)" : ""}` : "not deployed"}  ${checkpoint.tests ?? ""}${checkpoint.latest ? "  ← latest" : ""}\n      ${checkpoint.summary.slice(0, 100)}`;
+
+async function checkpointsList(args: string[]) {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: "boolean" } } });
+  const [project] = positionals;
+  if (!project) usage("checkpoints needs a project (its id or name)");
+  const config = loadConfig();
+  const { checkpoints } = await apiGet(config, `/api/projects/${encodeURIComponent(await projectIdOf(config, project))}/checkpoints`, `project ${project}`, CheckpointList);
+  if (values.json) return out(JSON.stringify(checkpoints));
+  if (!checkpoints.length) return out(`${project} has no checkpoints yet: one is recorded when a build's tests pass on its default branch`);
+  for (const checkpoint of checkpoints) out(checkpointLine(checkpoint));
+}
+
+/** `orchestrator undo <project>`: says where it goes back to and what happens to the data, asks, then undoes. */
+async function undo(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { to: { type: "string" }, "as-of": { type: "string" }, yes: { type: "boolean" }, follow: { type: "boolean" }, json: { type: "boolean" } } });
+  const [project] = positionals;
+  if (!project) usage("undo needs a project (its id or name)");
+  if (values.to && !/^\d+$/.test(values.to)) usage("--to takes a checkpoint's number (orchestrator checkpoints <project> lists them)");
+  if (values.to && values["as-of"]) usage("give --to or --as-of, not both");
+  const asOf = values["as-of"] ? new Date(values["as-of"]) : null;
+  if (asOf && Number.isNaN(asOf.getTime())) usage(`--as-of takes a time (2026-12-06T18:00:00Z, or 2026-12-06): ${values["as-of"]}`);
+  const config = loadConfig();
+  const projectId = encodeURIComponent(await projectIdOf(config, project));
+  if (!values.yes) {
+    const { checkpoints } = await apiGet(config, `/api/projects/${projectId}/checkpoints`, `project ${project}`, CheckpointList);
+    const target = values.to ? checkpoints.find((c) => c.number === Number(values.to)) : asOf ? checkpoints.find((c) => new Date(c.createdAt) <= asOf) : checkpoints[1];
+    const where = target ? `checkpoint #${target.number} (${target.summary.slice(0, 100)}, ${target.commitSha.slice(0, 12)})` : "an earlier checkpoint";
+    process.stderr.write(`Undo ${project} back to ${where}? Its code goes back with a revert commit, and production with it.\n${UNDO_DATA_NOTE}\n[y/N] `);
+    const answer = await firstLine();
+    if (!/^y(es)?$/i.test(answer.trim())) {
+      process.stderr.write("nothing was done\n");
+      return 1;
+    }
+  }
+  const body = { ...(values.to ? { checkpoint: Number(values.to) } : {}), ...(asOf ? { asOf: asOf.toISOString() } : {}) };
+  const done = await apiPost(config, `/api/projects/${projectId}/undo`, body, `project ${project}`, UndoView);
+  if (!values.follow || !done.deployTaskId) {
+    out(values.json ? JSON.stringify(done) : done.message);
+    return 0;
+  }
+  process.stderr.write(`${done.message}\n`);
+  return follow(config, done.deployTaskId, Boolean(values.json));
+}
+
+/** The first line of stdin ("" when it ends first). */
+function firstLine(): Promise<string> {
+  return new Promise((resolve) => {
+    let text = "";
+    const done = () => {
+      process.stdin.off("data", onData).off("end", done).pause();
+      resolve(text.split("\n")[0] ?? "");
+    };
+    const onData = (chunk: Buffer) => {
+      text += chunk.toString();
+      if (text.includes("\n")) done();
+    };
+    process.stdin.on("data", onData).on("end", done).resume();
+  });
 }
 
 async function deployHistory(args: string[]) {
@@ -389,6 +459,8 @@ async function main(argv: string[]): Promise<number> {
   if (group === "change") return changeStart(argv.slice(1));
   if (group === "changes" && command === "list") return changesList(rest).then(() => 0);
   if (group === "changes" && (command === "ship" || command === "discard")) return changeAnswer(command, rest).then(() => 0);
+  if (group === "checkpoints") return checkpointsList(argv.slice(1)).then(() => 0);
+  if (group === "undo") return undo(argv.slice(1));
   if (group === "deploy" && command === "start") return deployStart(rest);
   if (group === "deploy" && command === "rollback") return deployRollback(rest);
   if (group === "deploy" && command === "undeploy") return deployUndeploy(rest);

@@ -8,7 +8,8 @@
  *   (iss = app id) is verified against the App's public key.
  * - `POST /orgs/:org/repos`, `GET /repos/:owner/:repo`, `GET /repos/:owner/:repo/commits/:ref`,
  *   `GET /repos/:owner/:repo/contents/:path?ref=`, `GET /repos/:owner/:repo/git/trees/:sha?recursive=1`, `PATCH` and `DELETE /repos/:owner/:repo/git/refs/heads/:branch`
- *   (a fast-forward unless `force`), and pull requests (standins/github-pulls.ts: create, get, list,
+ *   (a fast-forward unless `force`), `GET` and `POST /repos/:owner/:repo/git/commits` (a commit's tree and
+ *   parents; a new commit of a tree, as an undo's revert commit is made), and pull requests (standins/github-pulls.ts: create, get, list,
  *   update or close, merge): an installation token (`Authorization: token …` or `Bearer …`).
  * - `DELETE /installation/token`: revokes the token the call is made with.
  * - `/<owner>/<repo>.git/…`: git over HTTP, Basic auth with the installation token as password.
@@ -195,6 +196,30 @@ export class GitHubServer {
       const result = await this.updateRef(name, branch, typeof body.sha === "string" ? body.sha : "", body.force === true);
       return result.ok ? respond(200, { ref: `refs/heads/${branch}`, object: { sha: body.sha, type: "commit" } }) : respond(422, { message: result.message });
     }
+    // GitHub's Git commits API: GET …/git/commits/:sha (tree and parents), POST …/git/commits {message, tree, parents} (a commit object, no ref moved).
+    const commitsRoute = /^\/repos\/([^/]+)\/([^/]+)\/git\/commits(?:\/([0-9a-f]{40}))?$/.exec(path);
+    if (commitsRoute && (req.method === "GET" || req.method === "POST")) {
+      const [, owner, name = "", sha] = commitsRoute;
+      if (owner !== this.org || !this.repos.has(name) || !this.validToken(tokenOf(req.headers.authorization), name)) return respond(404, { message: "Not Found" });
+      if (req.method === "GET") {
+        const found = sha ? await this.gitCommit(name, sha) : null;
+        return found ? respond(200, found) : respond(404, { message: "Not Found" });
+      }
+      const granted = this.tokens.get(tokenOf(req.headers.authorization) ?? "")?.permissions;
+      if (granted && granted.contents !== "write") return respond(403, { message: "Resource not accessible by integration" });
+      const body = JSON.parse(await readBody(req)) as { message?: unknown; tree?: unknown; parents?: unknown };
+      const parents = Array.isArray(body.parents) ? body.parents.filter((p): p is string => typeof p === "string") : [];
+      if (typeof body.message !== "string" || typeof body.tree !== "string" || !/^[0-9a-f]{40}$/.test(body.tree) || parents.some((p) => !/^[0-9a-f]{40}$/.test(p))) {
+        return respond(422, { message: "Invalid request: message, tree and parents (commit shas) are required" });
+      }
+      const made = await run("git", ["--git-dir", this.repoPath(name), "commit-tree", body.tree, ...parents.flatMap((p) => ["-p", p]), "-m", body.message], {
+        env: { ...process.env, GIT_AUTHOR_NAME: "orchestrator[bot]", GIT_AUTHOR_EMAIL: "bot@orchestrator.local", GIT_COMMITTER_NAME: "GitHub", GIT_COMMITTER_EMAIL: "noreply@github.com" },
+      })
+        .then((r) => r.stdout.trim())
+        .catch(() => null);
+      if (!made) return respond(422, { message: "Tree or parent SHA does not exist" });
+      return respond(201, await this.gitCommit(name, made));
+    }
     // GitHub's DELETE /repos/:owner/:repo/git/refs/heads/:branch (a change's branch, once shipped or discarded): 422 when there is none.
     if (refRoute && req.method === "DELETE" && decodeURIComponent(refRoute[3] ?? "").startsWith("heads/")) {
       const [, owner, name = ""] = refRoute;
@@ -315,6 +340,17 @@ export class GitHubServer {
       const { stdout } = await run("git", ["--git-dir", this.repoPath(name), "log", "-1", "--format=%H%n%an%n%ae%n%aI%n%s", `${ref}^{commit}`, "--"]);
       const [sha, author, email, date, message] = stdout.trim().split("\n");
       return { sha, commit: { message, author: { name: author, email, date } }, html_url: `${this.url}/${this.org}/${name}/commit/${sha}` };
+    } catch {
+      return null;
+    }
+  }
+
+  /** GitHub's Git commit object: its tree and parents. */
+  private async gitCommit(name: string, sha: string): Promise<Record<string, unknown> | null> {
+    try {
+      const { stdout } = await run("git", ["--git-dir", this.repoPath(name), "log", "-1", "--format=%H%n%T%n%P%n%B", `${sha}^{commit}`, "--"]);
+      const [commit = "", tree = "", parents = "", ...message] = stdout.split("\n");
+      return { sha: commit, tree: { sha: tree, url: `${this.url}/repos/${this.org}/${name}/git/trees/${tree}` }, parents: parents.split(" ").filter(Boolean).map((p) => ({ sha: p })), message: message.join("\n").trimEnd(), html_url: `${this.url}/${this.org}/${name}/commit/${commit}` };
     } catch {
       return null;
     }

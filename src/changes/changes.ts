@@ -8,12 +8,13 @@
 import { and, desc, eq, max } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { changes, projects, tasks } from "../db/schema.ts";
+import { recordCheckpoint, testsOfTask } from "../checkpoints/checkpoints.ts";
 import { startDeployTask } from "../deploy/deploys.ts";
 import { AppError, notFound } from "../lib/app-error.ts";
 import { newId } from "../lib/crypto.ts";
 import type { Principal } from "../lib/context.ts";
-import { deleteBranch, getRepository, type GitHubAppConfig, githubAppConfig, installationOrg, type Repository, repositoryToken, status } from "../projects/github.ts";
-import { projectRepository, projectVisibleTo } from "../projects/projects.ts";
+import { deleteBranch, githubAppConfig, installationOrg, repositoryToken } from "../projects/github.ts";
+import { ownRepository, projectRepository, projectVisibleTo } from "../projects/projects.ts";
 import { closePullRequest, getPullRequest, mergePullRequest } from "../projects/pull-requests.ts";
 import { FINAL_TASK_STATUSES } from "../shared/api.ts";
 import { ChangeBrief, changeBranch, type ChangeView, type PullRequestRef } from "../shared/changes.ts";
@@ -49,18 +50,6 @@ export async function checkChangeable(env: Env, project: ProjectRow): Promise<vo
   const own = await ownRepository(githubAppConfig(env), project);
   if (own === "not own") throw new AppError("conflict", `Project ${project.name}'s repository (${project.repositoryUrl}) is not the project's own, so no change is made there`);
   if (own === "gone") throw new AppError("conflict", `Project ${project.name}'s repository (${project.repositoryUrl}) is gone, so there is nothing to change: build the project again`);
-}
-
-/** The project's own repository as GitHub has it now; "gone" when it no longer exists, "not own" when its URL names another. */
-export async function ownRepository(config: GitHubAppConfig, project: Pick<ProjectRow, "name" | "repositoryUrl" | "managed">): Promise<Repository | "gone" | "not own"> {
-  const where = projectRepository(project, await installationOrg(config));
-  if (!where) return "not own";
-  // GitHub refuses a token for a repository that does not exist (422; 404 for one the App cannot see); any other failure is GitHub's, and said as such.
-  const { token } = await repositoryToken(config, where.name, { contents: "read", metadata: "read" }).catch((error: unknown) => {
-    if (status(error) === 422 || status(error) === 404) return { token: "" };
-    throw error;
-  });
-  return (token ? await getRepository(config, token, where.owner, where.name) : null) ?? "gone";
 }
 
 /** Numbers the next change of a project and records it, with the task that works on it. */
@@ -128,6 +117,17 @@ export async function shipChange(db: Db, env: Env, principal: Principal, project
     await db.update(projects).set({ spec: { ...spec, acceptance }, updatedAt: new Date() }).where(eq(projects.id, project.id));
   }
   await db.update(changes).set({ status: "shipped", mergeSha: merged.sha, updatedAt: new Date() }).where(eq(changes.id, change.id));
+  const [after] = await db.select({ spec: projects.spec }).from(projects).where(eq(projects.id, project.id));
+  await recordCheckpoint(db, {
+    projectId: project.id,
+    kind: "change",
+    summary: `Change #${number}: ${brief?.summary ?? change.request}`,
+    commitSha: merged.sha,
+    taskId: change.taskId,
+    changeNumber: number,
+    tests: await testsOfTask(db, change.taskId),
+    acceptance: AcceptanceChecks.default([]).safeParse(after?.spec?.acceptance).data ?? [],
+  });
   await deleteBranch(config, token, where, change.branch).catch(() => undefined);
   let deployTaskId: string;
   try {

@@ -20,6 +20,7 @@ import {
 } from "drizzle-orm/pg-core";
 import { API_KEY_SCOPES, PROJECT_STATUSES, SERVER_STATUSES, TASK_STATUSES, TASK_TYPES } from "../shared/api.ts";
 import { CHANGE_STATUSES } from "../shared/changes.ts";
+import { CHECKPOINT_KINDS } from "../shared/checkpoints.ts";
 import { DEPLOYMENT_STATUSES } from "../shared/deploys.ts";
 
 const createdAt = () => timestamp("created_at", { withTimezone: true }).notNull().defaultNow();
@@ -37,6 +38,7 @@ export const serverStatus = pgEnum("server_status", SERVER_STATUSES);
 // The release lifecycle; "active" and "removed" came with the deploy pipeline (migration 0003).
 export const deploymentStatus = pgEnum("deployment_status", DEPLOYMENT_STATUSES);
 export const changeStatus = pgEnum("change_status", CHANGE_STATUSES);
+export const checkpointKind = pgEnum("checkpoint_kind", CHECKPOINT_KINDS);
 export const ragScope = pgEnum("rag_scope", ["docs", "code", "history", "logs"]);
 
 export const users = pgTable("users", {
@@ -218,6 +220,29 @@ export const changes = pgTable(
     updatedAt: updatedAt(),
   },
   (t) => [uniqueIndex("changes_project_number").on(t.projectId, t.number)],
+);
+
+/** A commit the default branch reached with its tests passing (src/shared/checkpoints.ts): what an undo goes back to. */
+export const checkpoints = pgTable(
+  "checkpoints",
+  {
+    id: text("id").primaryKey(),
+    projectId: text("project_id")
+      .notNull()
+      .references(() => projects.id, { onDelete: "cascade" }),
+    number: integer("number").notNull(),
+    kind: checkpointKind("kind").notNull(),
+    summary: text("summary").notNull(),
+    commitSha: text("commit_sha").notNull(),
+    taskId: text("task_id"),
+    changeNumber: integer("change_number"),
+    restores: integer("restores"),
+    tests: text("tests"),
+    /** The project's acceptance checks at this point: an undo puts them back with the code. */
+    acceptance: jsonb("acceptance").$type<unknown[]>().notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex("checkpoints_project_number").on(t.projectId, t.number), uniqueIndex("checkpoints_project_commit").on(t.projectId, t.commitSha)],
 );
 
 export const deployments = pgTable(

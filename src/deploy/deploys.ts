@@ -26,6 +26,8 @@ export interface DeployParams extends PipelineParams {
   ref?: string;
   /** For a rollback: the release to bring back. */
   targetDeploymentId?: string;
+  /** For a rollback: the commit the kept release stands for now (an undo's revert commit, whose tree is the release's); default: the release's own. */
+  commit?: string;
   /** For an undeploy: delete the project's data (its /data volume) too. */
   deleteData?: boolean;
 }
@@ -158,7 +160,7 @@ export async function startDeployTask(
   env: Env,
   principal: Principal,
   projectId: string,
-  request: { mode: "deploy"; ref?: string; server?: string; after?: string } | { mode: "rollback"; deploymentId?: string } | { mode: "undeploy"; deleteData?: boolean },
+  request: { mode: "deploy"; ref?: string; server?: string; after?: string } | { mode: "rollback"; deploymentId?: string; commit?: string } | { mode: "undeploy"; deleteData?: boolean },
   traceparent?: string,
 ): Promise<Task> {
   const [project] = await db.select().from(projects).where(and(eq(projects.id, projectId), projectVisibleTo(principal)));
@@ -192,7 +194,7 @@ export async function startDeployTask(
 
   let task: Task;
   try {
-    task = await createTask(db, { type: "deploy", projectId: project.id, callerId: principal.userId ?? "", input: { mode: request.mode, server: server.handle, ...(request.mode === "deploy" && request.ref ? { ref: request.ref } : {}), ...(request.mode === "deploy" && request.after ? { after: request.after } : {}), ...(target ? { deploymentId: target.id } : {}), ...(request.mode === "undeploy" && request.deleteData ? { deleteData: true } : {}) } });
+    task = await createTask(db, { type: "deploy", projectId: project.id, callerId: principal.userId ?? "", input: { mode: request.mode, server: server.handle, ...(request.mode === "deploy" && request.ref ? { ref: request.ref } : {}), ...(request.mode === "deploy" && request.after ? { after: request.after } : {}), ...(target ? { deploymentId: target.id } : {}), ...(request.mode === "rollback" && request.commit ? { commit: request.commit } : {}), ...(request.mode === "undeploy" && request.deleteData ? { deleteData: true } : {}) } });
   } catch (error) {
     if (isUniqueViolation(error)) throw new AppError("conflict", `Project ${project.name} already has a deploy in progress`);
     throw error;
@@ -207,6 +209,7 @@ export async function startDeployTask(
       mode: request.mode,
       ...(request.mode === "deploy" && request.ref ? { ref: request.ref } : {}),
       ...(target ? { targetDeploymentId: target.id } : {}),
+      ...(request.mode === "rollback" && request.commit ? { commit: request.commit } : {}),
       ...(request.mode === "undeploy" && request.deleteData ? { deleteData: true } : {}),
       ...(traceparent ? { traceparent } : {}),
     };

@@ -114,7 +114,7 @@ export function mountApiDocs(app: OpenAPIHono<AppEnv>): void {
       },
       tags: [
         { name: "projects", description: "Owner-scoped projects and their engineering runs" },
-        { name: "changes", description: "Change requests on a built project: a branch, a pull request, ship or discard" },
+        { name: "changes", description: "Change requests on a built project (a branch, a pull request, ship or discard), and its checkpoints with undo" },
         { name: "tasks", description: "Tasks, their event history, and live streams" },
         { name: "servers", description: "Servers, their runners' enrollment and the jobs sent to them (admin)" },
         { name: "deploys", description: "Deploys, rollbacks, releases, secrets and the services a server runs" },

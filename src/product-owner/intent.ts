@@ -21,7 +21,7 @@ export type Intent = z.infer<typeof Intent>;
 export const INTENT_PROMPT = `You are the Intent Parser of Orchestrator, an AI software factory. Classify the person's latest message and pick the capability groups needed to handle it.
 Groups:
 - project_management: create, list, show projects (new product ideas start here)
-- engineering: build a project (spec, repository, code, tests), task status, cancel
+- engineering: build a project (spec, repository, code, tests), change a built project (ship or discard a change), undo a change (checkpoints), task status, cancel
 - deploy: deploy, roll back, take offline, release history
 - infrastructure: servers
 - diagnose: failures, errors, what went wrong, and searching the knowledge index (docs, code, past conversations, task logs)

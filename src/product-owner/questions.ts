@@ -79,7 +79,9 @@ export class Questions {
     if (!tool) return "the tool is gone";
     try {
       const result = await tool.run(this.chat.toolContext(db, person.principal), pending.args as never);
-      if (result.task) return this.deps.started(tool, result.task, pending.args);
+      if (result.say) await this.deps.out.say(result.say);
+      if (result.task) return `${result.say ? `${result.say}\n` : ""}${await this.deps.started(tool, result.task, pending.args)}`;
+      if (result.say) return result.say;
       const text = `Done: ${JSON.stringify(result.result).slice(0, 300)}`;
       await this.deps.out.say(text);
       return text;

@@ -17,6 +17,8 @@ import { listDeployments, startDeployTask } from "../deploy/deploys.ts";
 import { startEngineering } from "../engineering/engineering.ts";
 import { discardChange, listChanges, shipChange } from "../changes/changes.ts";
 import { ChangeRequestText } from "../shared/changes.ts";
+import { listCheckpoints, undoToCheckpoint } from "../checkpoints/checkpoints.ts";
+import { UNDO_DATA_NOTE, UndoBody } from "../shared/checkpoints.ts";
 import { createProject, findProject, projectVisibleTo } from "../projects/projects.ts";
 import { listServers, serverView } from "../runner-hub/servers.ts";
 import { cancelTask } from "../task-control/task-control.ts";
@@ -38,6 +40,8 @@ export interface ToolResult {
   result: unknown;
   /** A task the tool started: the agent follows it and tells the person how it ends. */
   task?: Task;
+  /** What the person is told once a confirmed tool has run (before the task it started is followed), instead of its bare result. */
+  say?: string;
 }
 
 export interface Tool {
@@ -164,6 +168,33 @@ export const TOOLS: readonly Tool[] = [
       const row = await findProject(db, principal, project);
       const change = await discardChange(db, env, principal, row.id, number);
       return { result: { discarded: { number: change.number, branch: change.branch } } };
+    },
+  }),
+  tool({
+    name: "list_checkpoints",
+    group: "engineering",
+    description: "A project's checkpoints, newest first: each commit its default branch reached with its tests passing (a build, a change shipped, an undo), with when, its tests and whether its release is live. What undo goes back to.",
+    input: ProjectRef,
+    async run({ db, principal }, { project }) {
+      const checkpoints = await listCheckpoints(db, principal, project);
+      return { result: { checkpoints: checkpoints.slice(0, 20).map(({ number, kind, summary, commitSha, createdAt, release, latest }) => ({ number, kind, summary: summary.slice(0, 200), commit: commitSha.slice(0, 12), createdAt, live: release?.live ?? false, latest })) } };
+    },
+  }),
+  tool({
+    name: "undo",
+    group: "engineering",
+    description:
+      "Undo: a project's code and production back to a checkpoint (default: the one before the latest, 'undo the last change'; or a checkpoint's number; or asOf, a time such as yesterday evening, for the newest checkpoint then). A revert commit on its default branch, and that checkpoint's release live again without a rebuild. The app's data is not rolled back.",
+    input: ProjectRef.extend({
+      checkpoint: z.number().int().positive().optional().describe("the checkpoint's number (list_checkpoints)"),
+      asOf: z.iso.datetime({ offset: true }).optional().describe("a time: the newest checkpoint made at or before it"),
+    }),
+    confirm: ({ project, checkpoint, asOf }) =>
+      `Undo ${project}: back to ${checkpoint ? `checkpoint #${checkpoint}` : asOf ? `how it was at ${asOf}` : "the checkpoint before the latest one (its last change undone)"}? Its code goes back with a revert commit, and production with it. ${UNDO_DATA_NOTE}`,
+    async run({ db, env, principal, traceparent }, { project, checkpoint, asOf }) {
+      const done = await undoToCheckpoint(db, env, principal, project, UndoBody.parse({ ...(checkpoint ? { checkpoint } : {}), ...(asOf ? { asOf } : {}) }), traceparent);
+      const task = done.deployTaskId ? await loadTask(db, principal, done.deployTaskId) : undefined;
+      return { result: { undone: { restored: done.restored, checkpoint: done.checkpoint.number, production: done.production } }, say: `↩️ ${done.message}`, ...(task ? { task } : {}) };
     },
   }),
   tool({

@@ -217,6 +217,23 @@ export async function fastForward(config: GitHubAppConfig, access: Pick<Installa
   }
 }
 
+/** A commit's tree and parents (GitHub's Git commits API); null when the repository has no such commit. */
+export async function commitTree(config: GitHubAppConfig, token: string, repository: Pick<Repository, "owner" | "name">, sha: string): Promise<{ tree: string; parents: string[] } | null> {
+  try {
+    const { data } = await octokit(config, token, "token").rest.git.getCommit({ owner: repository.owner, repo: repository.name, commit_sha: sha });
+    return { tree: data.tree.sha, parents: data.parents.map((parent) => parent.sha) };
+  } catch (error) {
+    if (status(error) === 404 || status(error) === 422) return null;
+    throw error;
+  }
+}
+
+/** A new commit of `tree` on `parents` (no branch moves: fastForward does that). */
+export async function createCommit(config: GitHubAppConfig, token: string, repository: Pick<Repository, "owner" | "name">, commit: { message: string; tree: string; parents: string[] }): Promise<string> {
+  const { data } = await octokit(config, token, "token").rest.git.createCommit({ owner: repository.owner, repo: repository.name, ...commit });
+  return data.sha;
+}
+
 /** Deletes a branch (a change's, once shipped or discarded); one already gone is not an error. */
 export async function deleteBranch(config: GitHubAppConfig, token: string, repository: Pick<Repository, "owner" | "name">, branch: string): Promise<void> {
   try {

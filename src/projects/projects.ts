@@ -13,7 +13,7 @@ import { newId } from "../lib/crypto.ts";
 import { ADMIN_SETTINGS, AdminSettings, type CreateProject, FACTORY_SETTINGS, ProjectConfig, ProjectManaged, type UpdateProject } from "../shared/api.ts";
 import { EngineeringOverrides, isMessageCheck } from "../shared/spec.ts";
 import { TemplateName } from "../shared/templates.ts";
-import { repositoryFromUrl } from "./github.ts";
+import { getRepository, type GitHubAppConfig, installationOrg, type Repository, repositoryFromUrl, repositoryToken, status } from "./github.ts";
 
 export type ProjectRow = typeof projects.$inferSelect;
 
@@ -203,4 +203,16 @@ export function projectRepository(project: Pick<ProjectRow, "name" | "repository
   const full = `${where.owner}/${where.name}`;
   if (where.owner === org && where.name === project.name) return where;
   return managedOf(project).linkedRepository === full ? where : null;
+}
+
+/** The project's own repository as GitHub has it now; "gone" when it no longer exists, "not own" when its URL names another. */
+export async function ownRepository(config: GitHubAppConfig, project: Pick<ProjectRow, "name" | "repositoryUrl" | "managed">): Promise<Repository | "gone" | "not own"> {
+  const where = projectRepository(project, await installationOrg(config));
+  if (!where) return "not own";
+  // GitHub refuses a token for a repository that does not exist (422; 404 for one the App cannot see); any other failure is GitHub's, and said as such.
+  const { token } = await repositoryToken(config, where.name, { contents: "read", metadata: "read" }).catch((error: unknown) => {
+    if (status(error) === 422 || status(error) === 404) return { token: "" };
+    throw error;
+  });
+  return (token ? await getRepository(config, token, where.owner, where.name) : null) ?? "gone";
 }

@@ -379,7 +379,7 @@ class DeployRun extends PipelineRun<DeployParams> {
       withDb(this.env, async (db) => {
         const [row] = await db.select().from(deployments).where(eq(deployments.id, this.params.targetDeploymentId ?? ""));
         if (!row) throw new NonRetryableError(`release ${this.params.targetDeploymentId ?? "(none)"} no longer exists`);
-        return { id: row.id, release: releaseOf(row), commit: row.commitSha };
+        return { id: row.id, release: releaseOf(row), commit: this.params.commit ?? row.commitSha };
       }),
     );
     const release = await this.createRelease(facts, target.commit, target);

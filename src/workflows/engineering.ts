@@ -29,8 +29,9 @@ import { DecisionAnswer, inputEventType, type PendingInput } from "../shared/tas
 import type { TestResults } from "../shared/test-results.ts";
 import { AGENT_OUTPUT, collected, DEVELOP_ERROR, developPayload, developResult, type DevelopResult, scaffoldPayload, tailLines, testPayload, testResults } from "../engineering/engineering-jobs.ts";
 import { API_STEP, MODEL_STEP, PipelineFailure, PipelineRun } from "../pipeline/pipeline-run.ts";
-import { configOf } from "../projects/projects.ts";
-import { ownRepository, recordChangeBrief, recordChangeFailed, recordChangeOpen } from "../changes/changes.ts";
+import { configOf, ownRepository } from "../projects/projects.ts";
+import { recordChangeBrief, recordChangeFailed, recordChangeOpen } from "../changes/changes.ts";
+import { recordCheckpoint } from "../checkpoints/checkpoints.ts";
 import { draftChangeBrief } from "../engineering/change-brief.ts";
 import { ChangeBrief } from "../shared/changes.ts";
 import type { EngineeringParams } from "../engineering/engineering.ts";
@@ -211,6 +212,12 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
         });
         // Moved on meanwhile (someone pushed): the work goes to a pull request, for a person to merge.
         const pullRequest = merged ? null : await this.pullRequest(project, spec, repository, branch, { round, summary: results.summary });
+        // The default branch reached a tested commit: a checkpoint an undo can come back to.
+        if (merged) {
+          await this.doStep("checkpoint", API_STEP, () =>
+            withDb(this.env, (db) => recordCheckpoint(db, { projectId: project.id, kind: "build", summary: spec.summary, commitSha: developed.sha, taskId: this.params.taskId, tests: results.summary, acceptance: spec.acceptance })).then((row) => row.number),
+          );
+        }
         await this.setProjectStatus("ready", "ready");
         const deploy = this.params.deployAs ? await this.deployTested(project, developed.sha, this.params.deployAs) : undefined;
         await this.say("completed", {

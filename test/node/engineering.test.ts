@@ -349,6 +349,23 @@ describe("the engineering pipeline", () => {
     expect(await listed.exited).toBe(0);
     expect(listed.output()).toMatch(/^#2 +discarded +change\/2-say-ciao-at-ciao +-/m);
     expect(listed.output()).toMatch(/^#1 +discarded +change\/1-also-say-bye-at-bye +PR #\d+/m);
+
+    // The first build's passing round is the project's one checkpoint (the changes never reached main).
+    const points = cli(["checkpoints", "greeter"], first.key);
+    expect(await points.exited).toBe(0);
+    // (main moved past it since: the person's commit of the case before.)
+    const point = /^#1 +build +([0-9a-f]{12}) .* not deployed +\d+ passed +← latest$/m.exec(points.output())?.[1];
+    expect(point, points.output()).toBeTruthy();
+    await git(["--git-dir", bare, "merge-base", "--is-ancestor", point ?? "", mainBefore]);
+    // An undo asks first, saying what happens to the data; no answer does nothing.
+    const declined = cli(["undo", "greeter"], first.key);
+    expect(await declined.exited).toBe(1);
+    expect(declined.output()).toContain("data directory (/data) is not rolled back");
+    expect(declined.output()).toContain("nothing was done");
+    const tooFew = cli(["undo", "greeter", "--yes"], first.key);
+    expect(await tooFew.exited).toBe(3);
+    expect(tooFew.output()).toMatch(/HTTP 409: Project greeter has one checkpoint only \(#1\): there is nothing before it to go back to/);
+    expect(await git(["--git-dir", bare, "rev-parse", "refs/heads/main"])).toBe(mainBefore);
   });
 
   it("asks for a decision when the rounds run out: continue goes on, stop fails it cleanly", { timeout: 300_000 }, async () => {

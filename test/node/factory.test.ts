@@ -20,6 +20,7 @@ import { type Factory, startFactory } from "../../scripts/lib/factory.ts";
 import { freePort } from "../../scripts/lib/ports.ts";
 import { spawnCollecting, waitFor } from "../../scripts/lib/processes.ts";
 import { ROOT } from "../../scripts/lib/local-stack.ts";
+import type { CheckpointView } from "../../src/shared/checkpoints.ts";
 import type { DeploymentView } from "../../src/shared/deploys.ts";
 import type { TaskEvent } from "../../src/shared/events.ts";
 import { demoScenario } from "../../standins/demo-scenario.ts";
@@ -489,7 +490,43 @@ describe("the same scenario with a failure injected at each stage", () => {
     expect(JSON.stringify((await project(name)).spec?.acceptance)).toContain('"name":"GET /bye says bye"');
     // A shipped change does not ship twice.
     expect((await factory.api(`/api/projects/${(await project(name)).id}/changes/1/ship`, { method: "POST" })).status).toBe(409);
-  }, 400_000);
+
+    // Undo, from the chat: the change taken back in one confirmed action.
+    const id = (await project(name)).id;
+    const checkpoints = async () => (await factory.api<{ checkpoints: CheckpointView[] }>(`/api/projects/${id}/checkpoints`)).body.checkpoints;
+    const [changed, built] = await checkpoints();
+    expect([changed, built].map((c) => [c?.number, c?.kind, c?.latest, c?.release?.live])).toEqual([[2, "change", true, true], [1, "build", false, false]]);
+    expect(changed).toMatchObject({ commitSha: shipped.mergeSha, change: 1 });
+    expect(changed?.tests).toMatch(/passed/);
+    const releasesBefore = await deployments(id);
+    const liveBefore = count(chatId, /🚀/);
+    await send(chatId, `undo the last change of ${name}`);
+    const confirm = await replyMatching(chatId, new RegExp(`Undo ${name}: back to the checkpoint before the latest one`));
+    // What happens to the data is said before the person confirms.
+    expect(confirm.text).toContain("data directory (/data) is not rolled back");
+    await press(confirm, /Confirm/);
+    const undone = await replyMatching(chatId, /^↩️ /);
+    expect(undone.text).toMatch(new RegExp(`going back to checkpoint #1 .*revert commit [0-9a-f]{12}, and its release dep_\\w+ is starting again \\(no rebuild`));
+    await waitFor(() => (count(chatId, /🚀/) > liveBefore ? true : undefined), 240_000, () => `no live message after the undo: ${JSON.stringify(sentTo(chatId).slice(-4).map((m) => m.text))}`);
+    // Production answers as before the change, served by the first release's kept image: no build.
+    expect((await visit(name, "/bye")).status).toBe(404);
+    expect(await visit(name, "/hello")).toMatchObject({ status: 200 });
+    const releases = await deployments(id);
+    expect(releases).toHaveLength(releasesBefore.length + 1);
+    const first = releasesBefore.find((release) => release.commitSha === built?.commitSha);
+    expect(releases[0]).toMatchObject({ kind: "rollback", status: "active", sourceDeploymentId: first?.id, commitSha: await head(name) });
+    // main: a revert commit on top of the merge, whose tree is the first build's; history kept.
+    const main = await head(name);
+    const git = async (...args: string[]) => (await run("git", ["--git-dir", bare, ...args])).stdout.trim();
+    expect(await git("rev-parse", `${main}^`)).toBe(shipped.mergeSha);
+    expect(await git("rev-parse", `${main}^{tree}`)).toBe(await git("rev-parse", `${built?.commitSha ?? ""}^{tree}`));
+    expect(await git("log", "-1", "--format=%s", main)).toBe(`Undo: back to checkpoint #1 (${built?.summary ?? ""})`);
+    const [undoPoint] = await checkpoints();
+    expect(undoPoint).toMatchObject({ number: 3, kind: "undo", restores: 1, latest: true, commitSha: main, release: { deploymentId: releases[0]?.id, live: true } });
+    // The checks went back with the code.
+    expect(JSON.stringify((await project(name)).spec?.acceptance)).not.toContain("GET /bye");
+    expect((await containers(name)).filter((c) => c.State === "running")).toHaveLength(1);
+  }, 500_000);
 
   it("an unhealthy release: turned away, while the previous one keeps serving", async () => {
     expect(keyed.name, "the case before ran first").toBeTruthy();
