@@ -91,25 +91,28 @@ export async function deploy(): Promise<void> {
     );
   } finally {
     await h.stop();
-    // The releases it left (their database is gone with the bench's): they would hold release ports.
-    const left = await docker.listContainers({ all: true, filters: { label: ["orchestrator.release"] } });
-    for (const container of left.filter((c) => (c.Labels["orchestrator.project"] ?? "").startsWith("bench-"))) await docker.getContainer(container.Id).remove({ force: true }).catch(() => undefined);
-    const networks = await docker.listNetworks({ filters: { label: ["orchestrator.project"] } });
-    for (const network of networks.filter((n) => (n.Labels?.["orchestrator.project"] ?? "").startsWith("bench-"))) await docker.getNetwork(network.Id).remove().catch(() => undefined);
-    await removeDataVolumes(docker, (project) => project.startsWith("bench-"));
-    // And their images (three releases' worth, about 330 MB each, a run).
-    const images = await docker.listImages({ filters: { reference: ["orchestrator-release/bench-*"] } });
-    for (const image of images) await docker.getImage(image.Id).remove({ force: true }).catch(() => undefined);
+    await removeBenchReleases(docker);
     await db.stop();
     await engine.stop();
   }
+}
+
+/** The releases a bench left (their database is gone with the bench's): they would hold release ports, and their images about 330 MB each. */
+export async function removeBenchReleases(docker: Docker): Promise<void> {
+  const left = await docker.listContainers({ all: true, filters: { label: ["orchestrator.release"] } });
+  for (const container of left.filter((c) => (c.Labels["orchestrator.project"] ?? "").startsWith("bench-"))) await docker.getContainer(container.Id).remove({ force: true }).catch(() => undefined);
+  const networks = await docker.listNetworks({ filters: { label: ["orchestrator.project"] } });
+  for (const network of networks.filter((n) => (n.Labels?.["orchestrator.project"] ?? "").startsWith("bench-"))) await docker.getNetwork(network.Id).remove().catch(() => undefined);
+  await removeDataVolumes(docker, (project) => project.startsWith("bench-"));
+  const images = await docker.listImages({ filters: { reference: ["orchestrator-release/bench-*"] } });
+  for (const image of images) await docker.getImage(image.Id).remove({ force: true }).catch(() => undefined);
 }
 
 /**
  * Where a deploy's time went: each stretch between two events of its stream, named by the event that
  * opened it (its step and the start of its message), in order; a step's stretches add up to its time.
  */
-function stepTimes(events: { at: string; step?: string | null; message: string }[]): { step: string; ms: number }[] {
+export function stepTimes(events: { at: string; step?: string | null; message: string }[]): { step: string; ms: number }[] {
   const stretches: { step: string; ms: number }[] = [];
   for (let i = 0; i + 1 < events.length; i++) {
     const [from, to] = [events[i], events[i + 1]];
@@ -120,7 +123,7 @@ function stepTimes(events: { at: string; step?: string | null; message: string }
 }
 
 /** Polls through Caddy until `version` answers; gives up when the task ends without it, or after 5 minutes. */
-async function untilAnswers(h: DeployHarness, host: string, version: string, taskId: string): Promise<void> {
+export async function untilAnswers(h: DeployHarness, host: string, version: string, taskId: string): Promise<void> {
   const deadline = Date.now() + 300_000;
   for (let poll = 0; Date.now() < deadline; poll++) {
     const answer = await h.visit(host);

@@ -4,6 +4,7 @@
  * - jobs [--jobs 1000] [--in-flight 1,8] [--docker-runs 20] [--log-lines 50000]
  * - engineering [--rounds 10] [--only overhead|typescript]
  * - deploy
+ * - changes
  * - po [--chats 100] [--messages 5] [--turns 10,100,1000]
  * - api [--clients 50] [--requests 2000] [--warmup 200]
  * - rag [--queries 500] [--max-docs N] [--beir DIR] [--label]
@@ -11,6 +12,7 @@
  */
 import { parseArgs } from "node:util";
 import { api } from "./api.ts";
+import { changes } from "./changes.ts";
 import { deploy } from "./deploy.ts";
 import { engineering } from "./engineering.ts";
 import { fanout } from "./fanout.ts";
@@ -48,6 +50,7 @@ const benches: Record<string, () => Promise<void>> = {
   engineering: () => engineering({ rounds: Number(values.rounds ?? 10), only: values.only }),
   packages: () => packages({ rounds: Number(values.rounds ?? 2) }),
   deploy: () => deploy(),
+  changes: () => changes(),
   po: () => po({ chats: Number(values.chats), messages: Number(values.messages), turns: values.turns.split(",").map(Number) }),
   api: () => api({ clients: Number(values.clients), requests: Number(values.requests), warmup: Number(values.warmup) }),
   rag: () => rag({ queries: Number(values.queries), ...(values["max-docs"] ? { maxDocs: Number(values["max-docs"]) } : {}), ...(values.beir ? { beir: values.beir } : {}), label: Boolean(values.label) }),
@@ -56,7 +59,7 @@ const benches: Record<string, () => Promise<void>> = {
 const bench = name ? benches[name] : undefined;
 if (!bench) {
   console.error(
-    `usage: npm run bench -- fanout [--watchers 100,1000] [--events 1000] [--only ours|redis]\n       npm run bench -- jobs [--jobs 1000] [--in-flight 1,8] [--docker-runs 20] [--log-lines 50000]\n       npm run bench -- engineering [--rounds 10] [--only overhead|typescript]\n       npm run bench -- deploy\n       npm run bench -- po [--chats 100] [--messages 5] [--turns 10,100,1000]\n       npm run bench -- api [--clients 50] [--requests 2000] [--warmup 200]\n       npm run bench -- rag [--queries 500] [--max-docs N] [--beir DIR] [--label]\n       npm run bench -- packages [--rounds 2]`,
+    `usage: npm run bench -- fanout [--watchers 100,1000] [--events 1000] [--only ours|redis]\n       npm run bench -- jobs [--jobs 1000] [--in-flight 1,8] [--docker-runs 20] [--log-lines 50000]\n       npm run bench -- engineering [--rounds 10] [--only overhead|typescript]\n       npm run bench -- deploy\n       npm run bench -- changes\n       npm run bench -- po [--chats 100] [--messages 5] [--turns 10,100,1000]\n       npm run bench -- api [--clients 50] [--requests 2000] [--warmup 200]\n       npm run bench -- rag [--queries 500] [--max-docs N] [--beir DIR] [--label]\n       npm run bench -- packages [--rounds 2]`,
   );
   process.exit(2);
 }

@@ -141,8 +141,8 @@ export class DeployHarness {
     return { projectId: project.body.project.id, projectName: name, domain: `${name}.localhost`, checkout };
   }
 
-  /** Commits the fixture with VERSION set (a version ending in "-broken" fails its health check), pushes it to main, returns the SHA. */
-  async pushVersion(fixture: Fixture, version: string): Promise<string> {
+  /** Commits the fixture with VERSION set (a version ending in "-broken" fails its health check), pushes it to `branch` (main), returns the SHA. */
+  async pushVersion(fixture: Fixture, version: string, branch = "main"): Promise<string> {
     const dir = fixture.checkout;
     rmSync(join(dir, "app"), { recursive: true, force: true });
     cpSync(FIXTURE, dir, { recursive: true });
@@ -151,7 +151,7 @@ export class DeployHarness {
     if (existsSync(extra)) appendFileSync(join(dir, ".env.example"), readFileSync(extra, "utf8"));
     await this.git(["add", "-A"], dir);
     await this.git(["commit", "-q", "--allow-empty", "-m", version], dir);
-    await this.git(["push", "-q", "origin", "HEAD:main"], dir, this.env.github.issueToken());
+    await this.git(["push", "-q", "origin", `HEAD:refs/heads/${branch}`], dir, this.env.github.issueToken());
     return (await this.git(["rev-parse", "HEAD"], dir)).stdout.trim();
   }
 
