@@ -34,9 +34,10 @@ const USAGE = `Usage:
   orchestrator change <project> "<what should change>" [--follow] [--json]
                                                       ask for a change to a built project: worked on a branch of
                                                       its own and offered as a pull request once its tests pass
-  orchestrator changes list <project> [--json]        the project's changes: number, status, branch, pull request
+  orchestrator changes list <project> [--json]        the project's changes: number, status, branch, pull request,
+                                                      preview link
   orchestrator changes ship <project> <n>             merge change n's pull request and deploy the merge
-  orchestrator changes discard <project> <n>          close change n's pull request and delete its branch
+  orchestrator changes discard <project> <n>          close change n's pull request, delete its branch, remove its preview
   orchestrator checkpoints <project> [--json]         the commits its default branch reached with tests passing
                                                       (builds, changes shipped, undos), with their releases
   orchestrator undo <project> [--to N | --as-of TIME] [--yes] [--follow] [--json]
@@ -208,7 +209,7 @@ async function changesList(args: string[]) {
   const { changes } = await apiGet(config, `/api/projects/${encodeURIComponent(await projectIdOf(config, project))}/changes`, `project ${project}`, ChangeList);
   if (values.json) return out(JSON.stringify(changes));
   if (!changes.length) return out(`${project} has no changes`);
-  for (const change of changes) out(`#${String(change.number).padEnd(4)} ${change.status.padEnd(10)} ${change.branch}  ${change.pullRequest ? `PR #${change.pullRequest.number} ${change.pullRequest.url}` : "-"}  ${change.request.slice(0, 60)}`);
+  for (const change of changes) out(`#${String(change.number).padEnd(4)} ${change.status.padEnd(10)} ${change.branch}  ${change.pullRequest ? `PR #${change.pullRequest.number} ${change.pullRequest.url}` : "-"}  ${change.preview?.live && change.preview.url ? `preview ${change.preview.url}  ` : ""}${change.request.slice(0, 60)}`);
 }
 
 /** `orchestrator changes ship|discard <project> <n>`. */

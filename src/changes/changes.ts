@@ -5,9 +5,9 @@
  * commit) or discard (the pull request closed, its branch deleted). The work itself is an engineering
  * task in change mode (src/workflows/engineering.ts), started by startEngineering.
  */
-import { and, desc, eq, max } from "drizzle-orm";
+import { and, desc, eq, inArray, max, ne } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
-import { changes, projects, tasks } from "../db/schema.ts";
+import { changes, deployments, projects, tasks } from "../db/schema.ts";
 import { recordCheckpoint, testsOfTask } from "../checkpoints/checkpoints.ts";
 import { startDeployTask } from "../deploy/deploys.ts";
 import { AppError, notFound } from "../lib/app-error.ts";
@@ -17,8 +17,8 @@ import { deleteBranch, githubAppConfig, installationOrg, repositoryToken } from 
 import { ownRepository, projectRepository, projectVisibleTo } from "../projects/projects.ts";
 import { closePullRequest, getPullRequest, mergePullRequest } from "../projects/pull-requests.ts";
 import { FINAL_TASK_STATUSES } from "../shared/api.ts";
-import { ChangeBrief, changeBranch, type ChangeView, type PullRequestRef } from "../shared/changes.ts";
-import { AcceptanceChecks, MAX_ACCEPTANCE_CHECKS, ProjectSpec } from "../shared/spec.ts";
+import { ChangeBrief, changeBranch, type ChangeView, type PullRequestRef, withChangeChecks } from "../shared/changes.ts";
+import { AcceptanceChecks, ProjectSpec } from "../shared/spec.ts";
 
 type ChangeRow = typeof changes.$inferSelect;
 type ProjectRow = typeof projects.$inferSelect;
@@ -34,6 +34,7 @@ export function changeView(row: ChangeRow): ChangeView {
     pullRequest: row.pullRequest ?? null,
     mergeSha: row.mergeSha,
     deployTaskId: row.deployTaskId,
+    preview: row.previewTaskId ? { taskId: row.previewTaskId, url: row.previewUrl, live: row.previewDeploymentId !== null && row.previewUrl !== null } : null,
     createdAt: row.createdAt.toISOString(),
     updatedAt: row.updatedAt.toISOString(),
   };
@@ -100,6 +101,8 @@ export async function recordChangeFailed(db: Db, taskId: string): Promise<void> 
 export async function shipChange(db: Db, env: Env, principal: Principal, projectId: string, number: number, traceparent?: string): Promise<ChangeView> {
   const { project, change } = await getChange(db, principal, projectId, number);
   if (change.status !== "open" || !change.pullRequest) throw new AppError("conflict", `Change #${number} is ${change.status}: only an open change (its tests passed, its pull request open) can ship`);
+  // Refused before the merge: shipping is the merge and its deploy, or neither.
+  await noDeployRunning(db, project, `ship change #${number}`);
   const config = githubAppConfig(env);
   const where = projectRepository(project, await installationOrg(config));
   if (!where) throw new AppError("conflict", `Project ${project.name}'s repository is not the project's own`);
@@ -112,9 +115,7 @@ export async function shipChange(db: Db, env: Env, principal: Principal, project
   // The change's checks join the project's, so this deploy and every later one checks them.
   const spec = ProjectSpec.safeParse(project.spec).data;
   if (spec && brief?.acceptance.length) {
-    const replaced = new Set(brief.acceptance.map((check) => check.name));
-    const acceptance = AcceptanceChecks.parse([...spec.acceptance.filter((check) => !replaced.has(check.name)), ...brief.acceptance].slice(-MAX_ACCEPTANCE_CHECKS));
-    await db.update(projects).set({ spec: { ...spec, acceptance }, updatedAt: new Date() }).where(eq(projects.id, project.id));
+    await db.update(projects).set({ spec: { ...spec, acceptance: withChangeChecks(spec.acceptance, brief.acceptance) }, updatedAt: new Date() }).where(eq(projects.id, project.id));
   }
   await db.update(changes).set({ status: "shipped", mergeSha: merged.sha, updatedAt: new Date() }).where(eq(changes.id, change.id));
   const [after] = await db.select({ spec: projects.spec }).from(projects).where(eq(projects.id, project.id));
@@ -131,7 +132,8 @@ export async function shipChange(db: Db, env: Env, principal: Principal, project
   await deleteBranch(config, token, where, change.branch).catch(() => undefined);
   let deployTaskId: string;
   try {
-    deployTaskId = (await startDeployTask(db, env, principal, project.id, { mode: "deploy", ref: merged.sha }, traceparent)).id;
+    // Its preview goes once production serves the change.
+    deployTaskId = (await startDeployTask(db, env, principal, project.id, { mode: "deploy", ref: merged.sha, ...(change.previewTaskId ? { removePreview: number } : {}) }, traceparent)).id;
   } catch (error) {
     // Merged whatever happens to the deploy: the refusal (a deploy already running, a budget) is the caller's to see.
     if (!(error instanceof AppError)) throw error;
@@ -151,6 +153,9 @@ export async function discardChange(db: Db, env: Env, principal: Principal, proj
     const over = task && (FINAL_TASK_STATUSES as readonly string[]).includes(task.status);
     if (!over) throw new AppError("conflict", `Change #${number} is still being built (task ${change.taskId}): cancel that task first, then discard it`);
   }
+  // Its preview goes with it (a deploy task of its own): refused before anything is closed while another deploy runs.
+  const preview = change.previewTaskId ? await hasPreviewReleases(db, project.id, number) : false;
+  if (preview) await noDeployRunning(db, project, `discard change #${number} (its preview is removed by a deploy task)`);
   const config = githubAppConfig(env);
   const where = projectRepository(project, await installationOrg(config));
   if (where) {
@@ -159,7 +164,26 @@ export async function discardChange(db: Db, env: Env, principal: Principal, proj
     await deleteBranch(config, token, where, change.branch);
   }
   const [row] = await db.update(changes).set({ status: "discarded", updatedAt: new Date() }).where(eq(changes.id, change.id)).returning();
-  return changeView(row ?? change);
+  if (!preview) return changeView(row ?? change);
+  const removal = await startDeployTask(db, env, principal, project.id, { mode: "undeploy", preview: number });
+  const [removing] = await db.update(changes).set({ deployTaskId: removal.id, updatedAt: new Date() }).where(eq(changes.id, change.id)).returning();
+  return changeView(removing ?? row ?? change);
+}
+
+/** A 409 naming the deploy of the project that runs now, if one does. */
+async function noDeployRunning(db: Db, project: ProjectRow, what: string): Promise<void> {
+  const [running] = await db
+    .select({ id: tasks.id })
+    .from(tasks)
+    .where(and(eq(tasks.projectId, project.id), eq(tasks.type, "deploy"), inArray(tasks.status, ["queued", "running", "needs_input"])))
+    .limit(1);
+  if (running) throw new AppError("conflict", `A deploy of ${project.name} is running (task ${running.id}): ${what} once it has ended`);
+}
+
+/** Whether change #n has preview releases that are not removed yet. */
+async function hasPreviewReleases(db: Db, projectId: string, number: number): Promise<boolean> {
+  const [row] = await db.select({ id: deployments.id }).from(deployments).where(and(eq(deployments.projectId, projectId), eq(deployments.preview, number), ne(deployments.status, "removed"))).limit(1);
+  return Boolean(row);
 }
 
 async function visibleProject(db: Db, principal: Principal, projectId: string): Promise<ProjectRow> {

@@ -216,6 +216,10 @@ export const changes = pgTable(
     pullRequest: jsonb("pull_request").$type<{ number: number; url: string }>(),
     mergeSha: text("merge_sha"),
     deployTaskId: text("deploy_task_id"),
+    /** Its preview (src/deploy/previews.ts): the deploy task that made the latest, its URL, and the release the preview's route points at (null while none serves). */
+    previewTaskId: text("preview_task_id"),
+    previewUrl: text("preview_url"),
+    previewDeploymentId: text("preview_deployment_id"),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
@@ -267,6 +271,8 @@ export const deployments = pgTable(
     kind: text("kind").notNull().default("build"),
     /** For a rollback: the release whose image it runs. */
     sourceDeploymentId: text("source_deployment_id"),
+    /** The change this release previews (at `<project>--<n>.<base domain>`); null for production's releases. */
+    preview: integer("preview"),
     stoppedAt: tstz("stopped_at"),
     createdAt: createdAt(),
     finishedAt: tstz("finished_at"),

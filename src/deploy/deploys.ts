@@ -6,7 +6,7 @@
 import { and, asc, desc, eq, inArray, isNotNull, isNull, sql } from "drizzle-orm";
 import type { Db, DbTx } from "../db/client.ts";
 import { isUniqueViolation } from "../db/errors.ts";
-import { deployments, projects, servers, serviceDeployments, tasks } from "../db/schema.ts";
+import { changes, deployments, projects, servers, serviceDeployments, tasks } from "../db/schema.ts";
 import { getRunnerHub } from "../runner-hub/client.ts";
 import { AppError, notFound } from "../lib/app-error.ts";
 import type { Principal } from "../lib/context.ts";
@@ -30,6 +30,13 @@ export interface DeployParams extends PipelineParams {
   commit?: string;
   /** For an undeploy: delete the project's data (its /data volume) too. */
   deleteData?: boolean;
+  /**
+   * A change's preview (src/deploy/previews.ts) rather than production: a deploy makes (or replaces) the
+   * preview's release at `<project>--<n>.<base domain>`; an undeploy removes it with its data.
+   */
+  preview?: number;
+  /** For a deploy of production (a change shipped): the change whose preview goes once production is live. */
+  removePreview?: number;
 }
 
 export type DeploymentRow = typeof deployments.$inferSelect;
@@ -53,6 +60,7 @@ export function deploymentView(row: DeploymentRow, handle: string | null): Deplo
     health: row.health,
     previousDeploymentId: row.previousDeploymentId,
     sourceDeploymentId: row.sourceDeploymentId,
+    preview: row.preview,
     createdAt: row.createdAt.toISOString(),
     finishedAt: row.finishedAt?.toISOString() ?? null,
     stoppedAt: row.stoppedAt?.toISOString() ?? null,
@@ -64,7 +72,8 @@ export async function listDeployments(db: Db, projectId: string, limit = 50): Pr
     .select({ deployment: deployments, handle: servers.handle })
     .from(deployments)
     .leftJoin(servers, eq(servers.id, deployments.serverId))
-    .where(eq(deployments.projectId, projectId))
+    // Production's releases: a change's preview releases are its own (GET …/changes/:n).
+    .where(and(eq(deployments.projectId, projectId), isNull(deployments.preview)))
     .orderBy(desc(deployments.createdAt))
     .limit(limit);
   return rows.map((row) => deploymentView(row.deployment, row.handle));
@@ -148,7 +157,14 @@ export async function routeList(db: Db, serverId: string): Promise<{ generation:
       .from(serviceDeployments)
       .where(and(eq(serviceDeployments.serverId, serverId), isNotNull(serviceDeployments.activeDeploymentId)))
       .orderBy(asc(serviceDeployments.domain));
-    return { generation: server.generation, routes: rows };
+    // Each open change's preview: its route points at the release its change row names.
+    const previews = await tx
+      .select({ domain: deployments.domain, upstreamPort: deployments.port })
+      .from(changes)
+      .innerJoin(deployments, eq(deployments.id, changes.previewDeploymentId))
+      .where(and(eq(deployments.serverId, serverId), isNotNull(deployments.port), isNotNull(deployments.domain)));
+    const routes = [...rows, ...previews.flatMap((route) => (route.domain && route.upstreamPort ? [{ domain: route.domain, upstreamPort: route.upstreamPort }] : []))];
+    return { generation: server.generation, routes: routes.sort((a, b) => a.domain.localeCompare(b.domain)) };
   });
 }
 
@@ -160,7 +176,10 @@ export async function startDeployTask(
   env: Env,
   principal: Principal,
   projectId: string,
-  request: { mode: "deploy"; ref?: string; server?: string; after?: string } | { mode: "rollback"; deploymentId?: string; commit?: string } | { mode: "undeploy"; deleteData?: boolean },
+  request:
+    | { mode: "deploy"; ref?: string; server?: string; after?: string; preview?: number; removePreview?: number }
+    | { mode: "rollback"; deploymentId?: string; commit?: string }
+    | { mode: "undeploy"; deleteData?: boolean; preview?: number },
   traceparent?: string,
 ): Promise<Task> {
   const [project] = await db.select().from(projects).where(and(eq(projects.id, projectId), projectVisibleTo(principal)));
@@ -181,7 +200,14 @@ export async function startDeployTask(
 
   let server: ServerRow;
   let target: DeploymentRow | undefined;
-  if (request.mode === "deploy") server = await placeProject(db, project, request.server);
+  const preview = request.mode !== "rollback" ? request.preview : undefined;
+  if (preview) {
+    // A preview runs where production does: a project that is not deployed has no preview.
+    const [placed] = await db.select({ server: servers }).from(serviceDeployments).innerJoin(servers, eq(servers.id, serviceDeployments.serverId)).where(eq(serviceDeployments.projectId, project.id));
+    const on = placed?.server ?? (request.mode === "undeploy" ? await previewServer(db, project.id, preview) : undefined);
+    if (!on) throw new AppError("conflict", `Project ${project.name} is not deployed, so change #${preview} gets no preview`);
+    server = on;
+  } else if (request.mode === "deploy") server = await placeProject(db, project, request.server);
   else {
     const [placed] = await db.select({ server: servers, service: serviceDeployments }).from(serviceDeployments).innerJoin(servers, eq(servers.id, serviceDeployments.serverId)).where(eq(serviceDeployments.projectId, project.id));
     // An undeploy that deletes the data may come after the undeploy that kept it: the data is on the server the project was last on.
@@ -194,7 +220,7 @@ export async function startDeployTask(
 
   let task: Task;
   try {
-    task = await createTask(db, { type: "deploy", projectId: project.id, callerId: principal.userId ?? "", input: { mode: request.mode, server: server.handle, ...(request.mode === "deploy" && request.ref ? { ref: request.ref } : {}), ...(request.mode === "deploy" && request.after ? { after: request.after } : {}), ...(target ? { deploymentId: target.id } : {}), ...(request.mode === "rollback" && request.commit ? { commit: request.commit } : {}), ...(request.mode === "undeploy" && request.deleteData ? { deleteData: true } : {}) } });
+    task = await createTask(db, { type: "deploy", projectId: project.id, callerId: principal.userId ?? "", input: { mode: request.mode, server: server.handle, ...(request.mode === "deploy" && request.ref ? { ref: request.ref } : {}), ...(request.mode === "deploy" && request.after ? { after: request.after } : {}), ...(target ? { deploymentId: target.id } : {}), ...(request.mode === "rollback" && request.commit ? { commit: request.commit } : {}), ...(request.mode === "undeploy" && request.deleteData ? { deleteData: true } : {}), ...(preview ? { preview } : {}), ...(request.mode === "deploy" && request.removePreview ? { removePreview: request.removePreview } : {}) } });
   } catch (error) {
     if (isUniqueViolation(error)) throw new AppError("conflict", `Project ${project.name} already has a deploy in progress`);
     throw error;
@@ -211,6 +237,8 @@ export async function startDeployTask(
       ...(target ? { targetDeploymentId: target.id } : {}),
       ...(request.mode === "rollback" && request.commit ? { commit: request.commit } : {}),
       ...(request.mode === "undeploy" && request.deleteData ? { deleteData: true } : {}),
+      ...(preview ? { preview } : {}),
+      ...(request.mode === "deploy" && request.removePreview ? { removePreview: request.removePreview } : {}),
       ...(traceparent ? { traceparent } : {}),
     };
     await env.DEPLOY.create({ id: task.id, params });
@@ -219,6 +247,12 @@ export async function startDeployTask(
     throw error;
   }
   return task;
+}
+
+/** The server a change's preview releases ran on (the project may have been undeployed since). */
+async function previewServer(db: Db, projectId: string, preview: number): Promise<ServerRow | undefined> {
+  const [row] = await db.select({ server: servers }).from(deployments).innerJoin(servers, eq(servers.id, deployments.serverId)).where(and(eq(deployments.projectId, projectId), eq(deployments.preview, preview))).orderBy(desc(deployments.createdAt)).limit(1);
+  return row?.server;
 }
 
 /** The server a project undeployed before was last on: where its data stays. */
@@ -236,7 +270,7 @@ export async function deployStartedAfter(db: Db, projectId: string, engineeringT
 /** The release a rollback goes to: the one named, else the newest healthy release before the active one. */
 async function rollbackTarget(db: Db, projectId: string, activeId: string | null, asked: string | undefined): Promise<DeploymentRow> {
   if (asked) {
-    const [row] = await db.select().from(deployments).where(and(eq(deployments.id, asked), eq(deployments.projectId, projectId)));
+    const [row] = await db.select().from(deployments).where(and(eq(deployments.id, asked), eq(deployments.projectId, projectId), isNull(deployments.preview)));
     if (!row) notFound("Deployment");
     if (row.id === activeId) throw new AppError("conflict", `Release ${asked} is the active one already`);
     if (!["superseded", "rolled_back", "active"].includes(row.status)) throw new AppError("conflict", `Release ${asked} never served (${row.status}); only a release that passed its health check can come back`);
@@ -245,12 +279,21 @@ async function rollbackTarget(db: Db, projectId: string, activeId: string | null
   const candidates = await db
     .select()
     .from(deployments)
-    .where(and(eq(deployments.projectId, projectId), inArray(deployments.status, ["superseded", "rolled_back"]), isNull(deployments.port)))
+    .where(and(eq(deployments.projectId, projectId), inArray(deployments.status, ["superseded", "rolled_back"]), isNull(deployments.port), isNull(deployments.preview)))
     .orderBy(desc(deployments.createdAt))
     .limit(10);
   const found = candidates.find((row) => row.id !== activeId);
   if (!found) throw new AppError("conflict", "There is no earlier healthy release to roll back to");
   return found;
+}
+
+/**
+ * The name a release's files, image, network and data go under on the server: the project's, or for a
+ * change's preview `<project>--<n>` (no project's name holds "--"), so a preview shares nothing with
+ * production or another preview.
+ */
+export function releaseProject(name: string, preview: number | null | undefined): string {
+  return preview ? `${name}--${preview}` : name;
 }
 
 /** The release directory and image a deployment runs: its own, or for a rollback the kept release's. */
@@ -278,8 +321,12 @@ export async function whileDeploying(db: Db, deploymentId: string, work: (tx: Db
   });
 }
 
-/** Points a project's route at a release (or, with null, removes it) in the database; Caddy follows on its next sync. */
-export async function pointRoute(db: Db | DbTx, route: { projectId: string; serverId: string; domain: string }, to: { id: string; port: number } | null): Promise<void> {
+/** Points a project's route (or a change's preview's) at a release (or, with null, removes it) in the database; Caddy follows on its next sync. */
+export async function pointRoute(db: Db | DbTx, route: { projectId: string; serverId: string; domain: string; preview?: number | null }, to: { id: string; port: number } | null): Promise<void> {
+  if (route.preview) {
+    await db.update(changes).set({ previewDeploymentId: to?.id ?? null, updatedAt: new Date() }).where(and(eq(changes.projectId, route.projectId), eq(changes.number, route.preview)));
+    return;
+  }
   if (!to) {
     await db.delete(serviceDeployments).where(eq(serviceDeployments.projectId, route.projectId));
     return;
@@ -312,12 +359,14 @@ export async function claimStoppedRelease(db: Db, deploymentId: string, projectI
   return db.transaction(async (tx) => {
     const [deployment] = await tx.select().from(deployments).where(eq(deployments.id, deploymentId)).for("update");
     if (!deployment || !UNSETTLED.includes(deployment.status)) return null;
-    const [service] = await tx.select().from(serviceDeployments).where(eq(serviceDeployments.projectId, projectId));
+    const [service] = deployment.preview
+      ? await tx.select({ activeDeploymentId: changes.previewDeploymentId }).from(changes).where(and(eq(changes.projectId, projectId), eq(changes.number, deployment.preview)))
+      : await tx.select({ activeDeploymentId: serviceDeployments.activeDeploymentId }).from(serviceDeployments).where(eq(serviceDeployments.projectId, projectId));
     const routed = service?.activeDeploymentId === deployment.id;
     if (routed) {
       const [previous] = deployment.previousDeploymentId ? await tx.select().from(deployments).where(eq(deployments.id, deployment.previousDeploymentId)) : [];
       if (!previous?.port && deployment.status === "active") return null;
-      await pointRoute(tx, service, previous?.port ? { id: previous.id, port: previous.port } : null);
+      await pointRoute(tx, { projectId, serverId: deployment.serverId ?? "", domain: deployment.domain ?? "", preview: deployment.preview }, previous?.port ? { id: previous.id, port: previous.port } : null);
       if (previous?.port) await tx.update(deployments).set({ status: "active", stoppedAt: null }).where(eq(deployments.id, previous.id));
     }
     // Failed from here on, so no workflow step routes to it or marks it live; its port is freed once it has stopped.
@@ -363,7 +412,7 @@ export async function settleStoppedDeploy(env: Env, db: Db, task: Pick<Task, "id
       if (project) {
         await runJob({
           type: "ansible.playbook",
-          payload: { playbook: "deploy_project.yml", extraVars: { project: project.name, release: releaseOf(deployment), operation: "stop" }, timeoutSeconds: 180 },
+          payload: { playbook: "deploy_project.yml", extraVars: { project: releaseProject(project.name, deployment.preview), release: releaseOf(deployment), operation: "stop" }, timeoutSeconds: 180 },
           taskId: task.id,
           ttlSeconds: 600,
           finishTask: false,

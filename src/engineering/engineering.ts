@@ -24,8 +24,11 @@ import { checkChangeable, recordChange } from "../changes/changes.ts";
 export interface EngineeringParams extends PipelineParams {
   /** Deploy the tested commit once the tests pass, acting as this caller (looked up again then). */
   deployAs?: Caller;
-  /** A change request (src/changes/changes.ts): the project as it is, changed on this branch, offered as a pull request. */
-  change?: { number: number; request: string; branch: string };
+  /**
+   * A change request (src/changes/changes.ts): the project as it is, changed on this branch, offered as
+   * a pull request, and previewed (src/deploy/previews.ts) as `caller` when the project is deployed.
+   */
+  change?: { number: number; request: string; branch: string; caller: Caller };
 }
 
 const ACTIVE: Task["status"][] = ["queued", "running", "needs_input"];
@@ -87,7 +90,7 @@ export async function startEngineering(
       taskId: task.id,
       projectId: project.id,
       handle: server.handle,
-      ...(change ? { change: { number: change.number, request: change.request, branch: change.branch } } : {}),
+      ...(change ? { change: { number: change.number, request: change.request, branch: change.branch, caller: callerOf(principal) } } : {}),
       ...(options.deploy ? { deployAs: callerOf(principal) } : {}),
       ...(options.traceparent ? { traceparent: options.traceparent } : {}),
     };

@@ -8,7 +8,7 @@
  */
 import { fromBase64url, toBase64url } from "../shared/base64url.ts";
 
-export type SecretPurpose = "job-secrets" | "project-secrets" | "telegram-bots" | "job-credentials";
+export type SecretPurpose = "job-secrets" | "project-secrets" | "telegram-bots" | "job-credentials" | "preview-secrets";
 
 export interface Sealed {
   /** base64url of the ciphertext with its 16-byte GCM tag. */
@@ -25,10 +25,19 @@ async function keyFor(secret: string, purpose: SecretPurpose): Promise<CryptoKey
   return crypto.subtle.deriveKey(
     { name: "HKDF", hash: "SHA-256", salt: new Uint8Array(0), info: encoder.encode(`orchestrator/${purpose}/v1`) },
     material,
-    { name: "AES-GCM", length: 256 },
+    purpose === "preview-secrets" ? { name: "HMAC", hash: "SHA-256", length: 256 } : { name: "AES-GCM", length: 256 },
     false,
-    ["encrypt", "decrypt"],
+    purpose === "preview-secrets" ? ["sign"] : ["encrypt", "decrypt"],
   );
+}
+
+/**
+ * A secret value derived for `context` (64 hex characters, as a generated one): the same for the same
+ * context, unguessable without SECRETS_ENCRYPTION_KEY, never stored. A change's preview's infra secrets.
+ */
+export async function derivedSecret(secret: string, context: string): Promise<string> {
+  const mac = await crypto.subtle.sign("HMAC", await keyFor(secret, "preview-secrets"), encoder.encode(context));
+  return [...new Uint8Array(mac)].map((byte) => byte.toString(16).padStart(2, "0")).join("");
 }
 
 function params(iv: Uint8Array<ArrayBuffer>, context: string | undefined): SubtleCryptoEncryptAlgorithm {

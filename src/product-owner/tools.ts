@@ -161,13 +161,15 @@ export const TOOLS: readonly Tool[] = [
   tool({
     name: "discard_change",
     group: "engineering",
-    description: "Discard a change that is not shipped: its pull request is closed and its branch deleted; production is untouched.",
+    description: "Discard a change that is not shipped: its pull request is closed, its branch deleted and its preview removed; production is untouched.",
     input: ProjectRef.extend({ number: z.number().int().positive().describe("the change's number") }),
-    confirm: ({ project, number }) => `Discard change #${number} of ${project}? Its pull request is closed and its branch deleted.`,
+    confirm: ({ project, number }) => `Discard change #${number} of ${project}? Its pull request is closed, its branch deleted, and its preview removed with its data.`,
     async run({ db, env, principal }, { project, number }) {
       const row = await findProject(db, principal, project);
       const change = await discardChange(db, env, principal, row.id, number);
-      return { result: { discarded: { number: change.number, branch: change.branch } } };
+      // Its preview (if it had one) is removed by a deploy task: followed like any.
+      const task = change.deployTaskId ? await loadTask(db, principal, change.deployTaskId) : undefined;
+      return { result: { discarded: { number: change.number, branch: change.branch } }, ...(task ? { task } : {}) };
     },
   }),
   tool({

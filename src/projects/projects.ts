@@ -10,7 +10,7 @@ import { projects, servers, serviceDeployments } from "../db/schema.ts";
 import { AppError, notFound } from "../lib/app-error.ts";
 import type { Principal } from "../lib/context.ts";
 import { newId } from "../lib/crypto.ts";
-import { ADMIN_SETTINGS, AdminSettings, type CreateProject, FACTORY_SETTINGS, ProjectConfig, ProjectManaged, type UpdateProject } from "../shared/api.ts";
+import { ADMIN_SETTINGS, AdminSettings, type CreateProject, FACTORY_SETTINGS, PreviewSettings, ProjectConfig, ProjectManaged, type UpdateProject } from "../shared/api.ts";
 import { EngineeringOverrides, isMessageCheck } from "../shared/spec.ts";
 import { TemplateName } from "../shared/templates.ts";
 import { getRepository, type GitHubAppConfig, installationOrg, type Repository, repositoryFromUrl, repositoryToken, status } from "./github.ts";
@@ -36,10 +36,11 @@ export function managedOf(project: Pick<ProjectRow, "managed">): ProjectManaged 
 }
 
 /** A project's owner settings as stored, each field that does not read right left out. */
-export function configOf(project: Pick<ProjectRow, "config">): { engineering: EngineeringOverrides; healthPath: string | null } {
+export function configOf(project: Pick<ProjectRow, "config">): { engineering: EngineeringOverrides; healthPath: string | null; previews: PreviewSettings } {
   const engineering = EngineeringOverrides.safeParse(project.config.engineering ?? {});
   const healthPath = ProjectConfig.shape.healthPath.safeParse(project.config.healthPath);
-  return { engineering: engineering.success ? engineering.data : {}, healthPath: healthPath.success ? (healthPath.data ?? null) : null };
+  const previews = PreviewSettings.safeParse(project.config.previews ?? {});
+  return { engineering: engineering.success ? engineering.data : {}, healthPath: healthPath.success ? (healthPath.data ?? null) : null, previews: previews.success ? previews.data : PreviewSettings.parse({}) };
 }
 
 /**

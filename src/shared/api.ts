@@ -61,9 +61,21 @@ export const HealthPath = z.string().regex(/^\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]{0,
  * What a project's owner sets (`config`): merged into what is there on every PATCH, never replaced.
  * A value of null takes a setting back to its default.
  */
+/**
+ * What a change's preview gets (src/deploy/previews.ts): the owner's user secrets only when allowed
+ * (they are production's credentials, and a preview runs code nobody has shipped yet); its data
+ * directory empty, or a copy of production's.
+ */
+export const PreviewSettings = z.strictObject({
+  userSecrets: z.boolean().default(false),
+  data: z.enum(["empty", "copy"]).default("empty"),
+});
+export type PreviewSettings = z.infer<typeof PreviewSettings>;
+
 export const ProjectConfig = z.strictObject({
   engineering: EngineeringOverrides.optional(),
   healthPath: HealthPath.nullable().optional(),
+  previews: PreviewSettings.nullable().optional(),
 });
 export type ProjectConfig = z.infer<typeof ProjectConfig>;
 

@@ -6,7 +6,7 @@
  * the branch deleted). The contract of the API, the CLI and the Product Owner's tool.
  */
 import { z } from "zod";
-import { AcceptanceChecks } from "./spec.ts";
+import { type AcceptanceCheck, AcceptanceChecks, MAX_ACCEPTANCE_CHECKS } from "./spec.ts";
 
 export const CHANGE_STATUSES = ["building", "open", "shipped", "discarded", "failed"] as const;
 export const ChangeStatus = z.enum(CHANGE_STATUSES);
@@ -30,9 +30,14 @@ export const ChangeView = z.object({
   /** The engineering task that works on it. */
   taskId: z.string(),
   pullRequest: PullRequestRef.nullable(),
-  /** Once shipped: the merge commit production deploys, and the deploy's task. */
+  /** Once shipped: the merge commit production deploys, and the deploy's task (once discarded: the task removing its preview, if it had one). */
   mergeSha: z.string().nullable(),
   deployTaskId: z.string().nullable(),
+  /**
+   * Its preview at `<project>--<n>.<base domain>` (of a deployed project): the deploy task that made
+   * the latest, its URL once live (null again once removed), and whether it serves now.
+   */
+  preview: z.object({ taskId: z.string(), url: z.string().nullable(), live: z.boolean() }).nullable(),
   createdAt: z.string(),
   updatedAt: z.string(),
 });
@@ -61,3 +66,9 @@ export const ChangeBrief = z.strictObject({
   acceptance: AcceptanceChecks.default([]),
 });
 export type ChangeBrief = z.infer<typeof ChangeBrief>;
+
+/** The project's acceptance checks once a change's are in: each of the change's added, or in place of the one of its name. */
+export function withChangeChecks(checks: AcceptanceCheck[], added: AcceptanceCheck[]): AcceptanceCheck[] {
+  const replaced = new Set(added.map((check) => check.name));
+  return AcceptanceChecks.parse([...checks.filter((check) => !replaced.has(check.name)), ...added].slice(-MAX_ACCEPTANCE_CHECKS));
+}

@@ -75,6 +75,8 @@ export const DeploymentView = z.object({
   health: z.record(z.string(), z.unknown()).nullable(),
   previousDeploymentId: z.string().nullable(),
   sourceDeploymentId: z.string().nullable(),
+  /** The change this release previews; null for production's releases. */
+  preview: z.number().int().positive().nullable(),
   createdAt: z.string(),
   finishedAt: z.string().nullable(),
   stoppedAt: z.string().nullable(),

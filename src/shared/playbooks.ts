@@ -12,8 +12,8 @@ import { z } from "zod";
 import { CacheScope, PackageRegistry } from "./registries.ts";
 
 export const EnvName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be a variable name (letters, digits, _)");
-/** A project's directory under the runner's deployments root: a DNS label, like a project name. */
-const ProjectDir = z.string().regex(/^[a-z][a-z0-9-]{1,38}[a-z0-9]$/, "must be a project name (3-40 characters of a-z, 0-9 and '-')");
+/** A project's directory under the runner's deployments root: a DNS label, like a project name (or a preview's, `<project>--<n>`: up to 48 characters). */
+const ProjectDir = z.string().regex(/^[a-z][a-z0-9-]{1,46}[a-z0-9]$/, "must be a project name (3-40 characters of a-z, 0-9 and '-'), or a preview's (<project>--<n>)");
 /** A file name inside that directory: no slashes, no leading dot-dot. */
 const FileName = z.string().regex(/^(?!\.\.?$)[A-Za-z0-9._-]{1,100}$/, "must be a plain file name (letters, digits, '.', '_', '-')");
 
@@ -71,6 +71,11 @@ export const DeployProjectVars = z.discriminatedUnion("operation", [
         cache_scope: CacheScope,
       })
       .optional(),
+    /**
+     * A preview's data: when its data directory does not exist yet, it starts as a copy of this
+     * project's (production's) data directory (src/deploy/previews.ts); absent: it starts empty.
+     */
+    copy_data_from: ProjectDir.optional(),
   }),
   z.strictObject({ ...ReleaseBase, operation: z.literal("start"), host_port: Port, container_port: Port.default(8000), memory_mb: z.number().int().min(32).max(65_536).default(512) }),
   z.strictObject({ ...ReleaseBase, operation: z.literal("stop") }),

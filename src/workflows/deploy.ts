@@ -17,13 +17,16 @@
  */
 import { WorkflowEntrypoint, type WorkflowEvent, type WorkflowStep } from "cloudflare:workers";
 import { NonRetryableError } from "cloudflare:workflows";
-import { and, eq, ne, sql } from "drizzle-orm";
+import { and, eq, isNull, ne, sql } from "drizzle-orm";
 import { z } from "zod";
 import { type Db, withDb } from "../db/client.ts";
-import { deployments, projects, servers, serviceDeployments } from "../db/schema.ts";
+import { changes, deployments, projects, servers, serviceDeployments } from "../db/schema.ts";
 import { getRunnerHub } from "../runner-hub/client.ts";
 import { settings } from "../lib/settings.ts";
-import { type DeployParams, newDeploymentId, projectDomain, projectUrl, releaseOf, pointRoute, recordLive, reservePort, routeList, whileDeploying } from "../deploy/deploys.ts";
+import { type DeployParams, newDeploymentId, projectDomain, projectUrl, releaseOf, releaseProject, pointRoute, recordLive, reservePort, routeList, whileDeploying } from "../deploy/deploys.ts";
+import { previewDomain, previewSecret } from "../deploy/previews.ts";
+import { PreviewSettings } from "../shared/api.ts";
+import { ChangeBrief, withChangeChecks } from "../shared/changes.ts";
 import { classifyEnv, computedValue, EnvAnalysisFailed, generateSecret, parseEnvExample } from "../deploy/env-analyzer.ts";
 import { fileAt, getRepository, installationOrg, Repository, repositoryFromUrl, resolveCommit } from "../projects/github.ts";
 import { agentConfig, modelEndpoint, modelErrorMessage, openaiClient, recordUsage } from "../models/llm.ts";
@@ -69,13 +72,22 @@ const Facts = z.object({
   releasePorts: z.object({ from: z.number(), to: z.number() }),
   /** The release serving now, if any. */
   active: z.object({ id: z.string(), release: z.string(), port: z.number().nullable() }).nullable(),
-  /** The spec's acceptance checks (none before the Architect wrote a spec). */
+  /** The spec's acceptance checks (none before the Architect wrote a spec); for a preview, with its change's own. */
   acceptance: AcceptanceChecks,
+  /** A change's preview (src/deploy/previews.ts): its number, and what it may take of production's. */
+  preview: z.object({ number: z.number(), settings: PreviewSettings }).nullable(),
+  /** The name the release's files, image, network and data go under on the server (releaseProject). */
+  releaseProject: z.string(),
 });
 type Facts = z.infer<typeof Facts>;
 
-/** The project's route, as pointRoute takes it. */
-const routeOf = (facts: Facts) => ({ projectId: facts.project.id, serverId: facts.server.id, domain: facts.domain });
+/** The project's route (or its change's preview's), as pointRoute takes it. */
+const routeOf = (facts: Facts) => ({ projectId: facts.project.id, serverId: facts.server.id, domain: facts.domain, preview: facts.preview?.number ?? null });
+/** "web-hello", or "the preview of change #2 of web-hello". */
+const nameOf = (facts: Facts) => (facts.preview ? `the preview of change #${facts.preview.number} of ${facts.project.name}` : facts.project.name);
+
+/** Where a release's secret comes from: generated (a preview's: derived), the owner's, the bot pool's. */
+type SecretKind = "infra" | "user" | "bot";
 
 /** The "placement" step's result. */
 const Release = z.object({
@@ -114,17 +126,18 @@ class DeployRun extends PipelineRun<DeployParams> {
     let facts: Facts | undefined;
     try {
       facts = await this.facts();
-      const verb = { deploy: "Deploying", rollback: "Rolling back", undeploy: "Undeploying" }[this.params.mode];
-      await this.say("announce", { type: "task.started", message: `${verb} ${facts.project.name} on ${facts.server.handle} (${facts.domain})` });
-      if (this.params.mode === "undeploy") return await this.undeploy(facts);
-      await this.setProjectStatus("start", "deploying");
+      const verb = { deploy: "Deploying", rollback: "Rolling back", undeploy: facts.preview ? "Removing" : "Undeploying" }[this.params.mode];
+      await this.say("announce", { type: "task.started", message: `${verb} ${nameOf(facts)} on ${facts.server.handle} (${facts.domain})` });
+      if (this.params.mode === "undeploy") return await (facts.preview ? this.removePreview(facts, facts.preview.number, true) : this.undeploy(facts));
+      // A preview leaves the project's status alone: production is what it says.
+      if (!facts.preview) await this.setProjectStatus("start", "deploying");
       const release = this.params.mode === "deploy" ? await this.build(facts) : await this.rollback(facts);
       await this.goLive(facts, release);
     } catch (error) {
       const message = error instanceof PipelineFailure ? error.message : `the deploy stopped: ${error instanceof Error ? error.message : String(error)}`;
       const serving = facts?.active ? "deployed" : "failed";
-      await this.setProjectStatus("failed", serving).catch(() => undefined);
-      const notification: DeployNotification = { ok: false, message: `${facts?.project.name ?? "The project"}: ${message}` };
+      if (!facts?.preview) await this.setProjectStatus("failed", serving).catch(() => undefined);
+      const notification: DeployNotification = { ok: false, message: `${facts ? nameOf(facts) : "The project"}: ${message}` };
       await this.say("failed", { type: "task.failed", message, data: { notification } }).catch(() => undefined);
     }
   }
@@ -141,8 +154,16 @@ class DeployRun extends PipelineRun<DeployParams> {
         if (!server) throw new NonRetryableError(`server ${this.params.handle} no longer exists`);
         if (!status.releasePorts && this.params.mode !== "undeploy") throw new NonRetryableError(`the runner of ${server.handle} has not said which release ports it allots yet: is it connected?`);
         const [service] = await db.select().from(serviceDeployments).where(eq(serviceDeployments.projectId, project.id));
-        const [active] = service?.activeDeploymentId ? await db.select().from(deployments).where(eq(deployments.id, service.activeDeploymentId)) : [];
+        const number = this.params.preview;
+        const [change] = number ? await db.select().from(changes).where(and(eq(changes.projectId, project.id), eq(changes.number, number))) : [];
+        if (number && !change) throw new NonRetryableError(`change #${number} of ${project.name} no longer exists`);
+        if (change && this.params.mode === "deploy" && change.status !== "open") throw new NonRetryableError(`change #${change.number} is ${change.status}, so it gets no preview`);
+        // A preview's live release is the one its change's route points at; production's, the project's.
+        const activeId = change ? change.previewDeploymentId : service?.activeDeploymentId;
+        const [active] = activeId ? await db.select().from(deployments).where(eq(deployments.id, activeId)) : [];
         const managed = managedOf(project);
+        const spec = AcceptanceChecks.default([]).parse(project.spec?.acceptance);
+        const brief = change ? ChangeBrief.safeParse(change.brief).data : undefined;
         const envKinds = managed.env ?? {};
         const facts: Facts = {
           project: {
@@ -156,10 +177,13 @@ class DeployRun extends PipelineRun<DeployParams> {
             registry: templateRegistry(project.spec?.template),
           },
           server: { id: server.id, handle: server.handle, publicHttpPort: server.publicHttpPort },
-          domain: service?.domain ?? projectDomain(project, server),
+          domain: change ? previewDomain(project.name, change.number, server) : (service?.domain ?? projectDomain(project, server)),
           releasePorts: status.releasePorts ?? { from: 0, to: 0 },
           active: active ? { id: active.id, release: releaseOf(active), port: active.port } : null,
-          acceptance: AcceptanceChecks.default([]).parse(project.spec?.acceptance),
+          // A preview is checked for what production will be checked for once the change ships.
+          acceptance: brief ? withChangeChecks(spec, brief.acceptance) : spec,
+          preview: change ? { number: change.number, settings: configOf(project).previews } : null,
+          releaseProject: releaseProject(project.name, change?.number),
         };
         return facts;
       });
@@ -179,8 +203,9 @@ class DeployRun extends PipelineRun<DeployParams> {
             serverId: facts.server.id,
             taskId: this.params.taskId,
             commitSha: commit,
-            image: `orchestrator-release/${facts.project.name}:${source?.release ?? id}`,
+            image: `orchestrator-release/${facts.releaseProject}:${source?.release ?? id}`,
             domain: facts.domain,
+            preview: facts.preview?.number ?? null,
             kind: source ? "rollback" : "build",
             sourceDeploymentId: source?.id ?? null,
             previousDeploymentId: facts.active?.id ?? null,
@@ -214,10 +239,11 @@ class DeployRun extends PipelineRun<DeployParams> {
       type: "ansible.playbook",
       payload: async () => {
         const secretNames = Object.keys(env.secret);
-        const values = await withDb(this.env, (db) => openSecrets(this.env, db, facts.project.id, secretNames));
+        const values = facts.preview ? await this.previewValues(facts, env.secret) : await withDb(this.env, (db) => openSecrets(this.env, db, facts.project.id, secretNames));
         const missing = secretNames.filter((name) => !(name in values));
         if (missing.length) throw new NonRetryableError(`the project's secrets ${missing.join(", ")} are gone`);
-        const vars: DeployProjectVars = { project: facts.project.name, release: release.release, operation: "build", commit, repo_url: repository.cloneUrl, host_port: release.port, container_port: CONTAINER_PORT, env_vars: env.plain, secret_env: secretNames };
+        const vars: DeployProjectVars = { project: facts.releaseProject, release: release.release, operation: "build", commit, repo_url: repository.cloneUrl, host_port: release.port, container_port: CONTAINER_PORT, env_vars: env.plain, secret_env: secretNames };
+        if (facts.preview?.settings.data === "copy") vars.copy_data_from = facts.project.name;
         // Each tenant's installs share a package cache of their own (src/shared/registries.ts).
         if (facts.project.registry) vars.install = { image: this.env.CODING_WORKER_IMAGE, registry: facts.project.registry, cache_scope: facts.project.ownerId };
         return { playbook: "deploy_project.yml", extraVars: vars, secretVars: { ...values, GIT_TOKEN: await this.repoToken(repository) } };
@@ -306,7 +332,7 @@ class DeployRun extends PipelineRun<DeployParams> {
    * The env file's contents, as names: plain computed values, and the names of the project's secrets
    * to put in (their values are read only inside the release job's step). Asks for missing user secrets.
    */
-  private async resolveSecrets(facts: Facts, kinds: EnvKinds): Promise<{ plain: Record<string, string>; secret: Record<string, true> }> {
+  private async resolveSecrets(facts: Facts, kinds: EnvKinds): Promise<{ plain: Record<string, string>; secret: Record<string, SecretKind> }> {
     const plain: Record<string, string> = {};
     const asked: { name: string; reason: string }[] = [];
     for (const [name, { kind, reason }] of Object.entries(kinds)) {
@@ -316,6 +342,7 @@ class DeployRun extends PipelineRun<DeployParams> {
     }
     const generated = Object.entries(kinds).filter(([, { kind }]) => kind === "infra").map(([name]) => name);
     const needsBot = BOT_TOKEN_VAR in kinds;
+    if (facts.preview) return this.previewSecrets(facts, plain, generated, asked, needsBot);
     for (let ask = 1; ; ask++) {
       const missing = await this.jsonStep(`secrets ${ask}`, API_STEP, MissingSecrets, async () =>
         withDb(this.env, async (db) => {
@@ -329,14 +356,43 @@ class DeployRun extends PipelineRun<DeployParams> {
       if (ask > MAX_SECRET_ASKS) throw new PipelineFailure(`SecretResolver: still missing ${missing.map((f) => f.name).join(", ")} after asking ${MAX_SECRET_ASKS} times`);
       await this.askForSecrets(ask, missing);
     }
-    const secretNames = [...generated, ...(needsBot ? [BOT_TOKEN_VAR] : []), ...asked.map((field) => field.name)];
     await this.say("secrets resolved", {
       type: "step.completed",
       step: "secret_resolver",
       message: `SecretResolver: ${generated.length} generated, ${Object.keys(plain).length} computed, ${asked.length} from the owner${needsBot ? ", the bot from the pool" : ""}`,
       data: { generated, computed: Object.keys(plain), user: asked.map((field) => field.name), bot: needsBot },
     });
-    return { plain, secret: Object.fromEntries(secretNames.map((name) => [name, true as const])) };
+    return { plain, secret: { ...Object.fromEntries(generated.map((name) => [name, "infra" as const])), ...(needsBot ? { [BOT_TOKEN_VAR]: "bot" as const } : {}), ...Object.fromEntries(asked.map((field) => [field.name, "user" as const])) } };
+  }
+
+  /**
+   * A preview's secrets, by kind: its infra secrets derived for it (previewValues), the owner's user
+   * secrets only where the project allows it, none of production's bot. Nothing is asked or stored.
+   */
+  private async previewSecrets(facts: Facts, plain: Record<string, string>, generated: string[], asked: { name: string }[], needsBot: boolean): Promise<{ plain: Record<string, string>; secret: Record<string, SecretKind> }> {
+    if (needsBot) throw new PipelineFailure(`${nameOf(facts)}: a bot's preview would need a Telegram bot of its own (production's answers its users), and previews take none from the pool yet`);
+    const allowed = facts.preview?.settings.userSecrets === true;
+    const users = asked.map((field) => field.name);
+    await this.say("secrets resolved", {
+      type: "step.completed",
+      step: "secret_resolver",
+      message: `SecretResolver: ${generated.length} generated for the preview, ${Object.keys(plain).length} computed${users.length ? allowed ? `, ${users.length} of the owner's (previews may have them: config.previews.userSecrets)` : `; the owner's ${users.join(", ")} left empty (production's credentials go to a preview only with config.previews.userSecrets)` : ""}`,
+      data: { generated, computed: Object.keys(plain), user: allowed ? users : [], withheld: allowed ? [] : users },
+    });
+    return { plain, secret: { ...Object.fromEntries(generated.map((name) => [name, "infra" as const])), ...Object.fromEntries(users.map((name) => [name, "user" as const])) } };
+  }
+
+  /** The values of a preview's secrets, read only inside the release job's payload (never in a step's result). */
+  private async previewValues(facts: Facts, kinds: Record<string, unknown>): Promise<Record<string, string>> {
+    const number = facts.preview?.number ?? 0;
+    const users = Object.entries(kinds).filter(([, kind]) => kind === "user").map(([name]) => name);
+    const allowed = facts.preview?.settings.userSecrets === true;
+    const owner = allowed && users.length ? await withDb(this.env, (db) => openSecrets(this.env, db, facts.project.id, users)) : {};
+    const values: Record<string, string> = {};
+    for (const [name, kind] of Object.entries(kinds)) {
+      values[name] = kind === "infra" ? await previewSecret(this.env.SECRETS_ENCRYPTION_KEY, facts.project.id, number, name) : (owner[name] ?? "");
+    }
+    return values;
   }
 
   /** TELEGRAM_BOT_TOKEN from the pool, once per project (kept as the project's secret of kind "bot"). */
@@ -386,7 +442,7 @@ class DeployRun extends PipelineRun<DeployParams> {
     await this.say("rollback started", { type: "step.started", step: "release", message: `Rollback: starting release ${target.release} (${target.commit.slice(0, 12)}) again on port ${release.port}, no rebuild`, data: { deploymentId: release.id, source: target.id, port: release.port } });
     const job = await runJob(this.jobs, "restart", {
       type: "ansible.playbook",
-      payload: { playbook: "deploy_project.yml", extraVars: { project: facts.project.name, release: target.release, operation: "start", host_port: release.port, container_port: CONTAINER_PORT } satisfies DeployProjectVars },
+      payload: { playbook: "deploy_project.yml", extraVars: { project: facts.releaseProject, release: target.release, operation: "start", host_port: release.port, container_port: CONTAINER_PORT } satisfies DeployProjectVars },
       ttlSeconds: 900,
       timeoutSeconds: 300,
     });
@@ -464,9 +520,10 @@ class DeployRun extends PipelineRun<DeployParams> {
     );
     // Stopped meanwhile: the cancel that stopped it put the route back.
     if (!live) throw new PipelineFailure(`Release ${release.id} was stopped before it went live (the deploy was cancelled)`);
-    await this.setProjectStatus("deployed", "deployed");
+    if (!facts.preview) await this.setProjectStatus("deployed", "deployed");
     const url = projectUrl(facts.domain, facts.server);
     await this.say("live", { type: "step.completed", step: "health", message: `Live: ${url} is served by release ${release.id}`, data: { url, deploymentId: release.id } });
+    if (facts.preview) await this.doStep("preview url", API_STEP, () => withDb(this.env, (db) => db.update(changes).set({ previewUrl: url, updatedAt: new Date() }).where(and(eq(changes.projectId, facts.project.id), eq(changes.number, facts.preview?.number ?? 0)))).then(() => url));
 
     if (facts.active && facts.active.port !== null) {
       const drain = settings(this.env).DEPLOY_DRAIN_SECONDS;
@@ -474,8 +531,11 @@ class DeployRun extends PipelineRun<DeployParams> {
       await this.step.sleep("drain", `${drain} seconds`);
       await this.stopRelease(facts, { id: facts.active.id, release: facts.active.release }, previousStatus, undefined);
     }
+    // A change shipped: its preview goes once production serves the change.
+    if (this.params.removePreview && !facts.preview) await this.removePreview(facts, this.params.removePreview, false);
     const accepted = checks.length ? ` (${checks.length === 1 ? "its acceptance check passes" : `all ${checks.length} acceptance checks pass`})` : "";
-    const notification: DeployNotification = { ok: true, message: `${facts.project.name} is live at ${url}${accepted}`, url };
+    const next = facts.preview ? `: ship it or discard it (“ship change ${facts.preview.number} of ${facts.project.name}”)` : "";
+    const notification: DeployNotification = { ok: true, message: facts.preview ? `The preview of change #${facts.preview.number} of ${facts.project.name} is live at ${url}${accepted}${next}` : `${facts.project.name} is live at ${url}${accepted}`, url };
     await this.say("completed", { type: "task.completed", message: notification.message, data: { url, deploymentId: release.id, commit: release.commit, notification } });
   }
 
@@ -531,7 +591,7 @@ class DeployRun extends PipelineRun<DeployParams> {
     try {
       const job = await runJob(this.jobs, `stop ${release.id}`, {
         type: "ansible.playbook",
-        payload: { playbook: "deploy_project.yml", extraVars: { project: facts.project.name, release: release.release, operation: "stop" } satisfies DeployProjectVars },
+        payload: { playbook: "deploy_project.yml", extraVars: { project: facts.releaseProject, release: release.release, operation: "stop" } satisfies DeployProjectVars },
         ttlSeconds: 600,
         timeoutSeconds: 180,
       });
@@ -553,6 +613,42 @@ class DeployRun extends PipelineRun<DeployParams> {
     return { ...(typeof evidence?.body === "string" ? { body: evidence.body } : {}), logTail };
   }
 
+  // ---- A change's preview removed ----
+
+  /**
+   * Removes change #n's preview: its route, then every release it had and its data (all under
+   * `<project>--<n>`). `alone`: this task is the removal (a discard), and ends with it; otherwise it is
+   * the end of the deploy that shipped the change.
+   */
+  private async removePreview(facts: Facts, number: number, alone: boolean): Promise<void> {
+    const project = releaseProject(facts.project.name, number);
+    await this.doStep(`preview ${number} route away`, API_STEP, () => withDb(this.env, (db) => pointRoute(db, { ...routeOf(facts), preview: number }, null)));
+    const synced = await this.syncRoutes(facts, `without preview ${number}`);
+    if (!synced.ok) throw new PipelineFailure(`The preview of change #${number}: Caddy did not take the route list without it: ${synced.message}`);
+    const releases = await this.jsonStep(`preview ${number} releases`, API_STEP, Names, () =>
+      withDb(this.env, async (db) => {
+        const rows = await db.select().from(deployments).where(and(eq(deployments.projectId, facts.project.id), eq(deployments.preview, number), ne(deployments.status, "removed")));
+        return [...new Set(rows.map(releaseOf))];
+      }),
+    );
+    const job = await runJob(this.jobs, `remove preview ${number}`, {
+      type: "ansible.playbook",
+      payload: { playbook: "deploy_project.yml", extraVars: { project, releases, operation: "remove", delete_data: true } satisfies DeployProjectVars },
+      ttlSeconds: 600,
+      timeoutSeconds: 300,
+    });
+    if (!job.outcome?.ok) throw new PipelineFailure(`The preview of change #${number} could not be removed: ${job.outcome?.message ?? job.state}`);
+    await this.doStep(`preview ${number} removed`, API_STEP, () =>
+      withDb(this.env, async (db) => {
+        await db.update(deployments).set({ status: "removed", port: null, stoppedAt: new Date() }).where(and(eq(deployments.projectId, facts.project.id), eq(deployments.preview, number)));
+        await db.update(changes).set({ previewUrl: null, updatedAt: new Date() }).where(and(eq(changes.projectId, facts.project.id), eq(changes.number, number)));
+      }),
+    );
+    const message = `The preview of change #${number} of ${facts.project.name} is removed: its route, ${releases.length} release${releases.length === 1 ? "" : "s"} and its data`;
+    if (alone) await this.say("completed", { type: "task.completed", message, data: { releases, notification: { ok: true, message } satisfies DeployNotification } });
+    else await this.say(`preview ${number} gone`, { type: "step.completed", step: "preview", message, data: { releases } });
+  }
+
   // ---- Undeploy ----
 
   private async undeploy(facts: Facts): Promise<void> {
@@ -561,7 +657,8 @@ class DeployRun extends PipelineRun<DeployParams> {
     if (!synced.ok) throw new PipelineFailure(`Undeploy: Caddy did not take the route list without ${facts.domain}: ${synced.message}`);
     const releases = await this.jsonStep("releases", API_STEP, Names, async () =>
       withDb(this.env, async (db) => {
-        const rows = await db.select().from(deployments).where(and(eq(deployments.projectId, facts.project.id), eq(deployments.serverId, facts.server.id), ne(deployments.status, "removed")));
+        // Production's releases: a change's preview goes when the change is shipped or discarded.
+        const rows = await db.select().from(deployments).where(and(eq(deployments.projectId, facts.project.id), eq(deployments.serverId, facts.server.id), ne(deployments.status, "removed"), isNull(deployments.preview)));
         return [...new Set(rows.map(releaseOf))];
       }),
     );
@@ -578,7 +675,7 @@ class DeployRun extends PipelineRun<DeployParams> {
     }
     const freed = await this.jsonStep("forget releases", API_STEP, Names, () =>
       withDb(this.env, async (db) => {
-        await db.update(deployments).set({ status: "removed", port: null, stoppedAt: new Date() }).where(and(eq(deployments.projectId, facts.project.id), eq(deployments.serverId, facts.server.id)));
+        await db.update(deployments).set({ status: "removed", port: null, stoppedAt: new Date() }).where(and(eq(deployments.projectId, facts.project.id), eq(deployments.serverId, facts.server.id), isNull(deployments.preview)));
         const bots = await releaseBots(db, facts.project.id);
         await db.update(projects).set({ status: "ready", updatedAt: new Date() }).where(eq(projects.id, facts.project.id));
         return bots.map((bot) => bot.username);

@@ -12,11 +12,11 @@
  */
 import { WorkflowEntrypoint, type WorkflowEvent, type WorkflowStep } from "cloudflare:workers";
 import { NonRetryableError } from "cloudflare:workflows";
-import { eq } from "drizzle-orm";
+import { and, eq } from "drizzle-orm";
 import { z } from "zod";
 import { codingAgent } from "../engineering/coding-agents/index.ts";
 import { withDb } from "../db/client.ts";
-import { projects } from "../db/schema.ts";
+import { changes, projects } from "../db/schema.ts";
 import { ingestRepositoryDocs, ingestTaskLog } from "../rag/sources.ts";
 import { Declined, draftSpec, SpecRejected } from "../engineering/architect.ts";
 import { commitExists, ensureRepository, fastForward, fileAt, installationAccess, Repository, repositoryToken, resolveCommit } from "../projects/github.ts";
@@ -56,6 +56,11 @@ type PullRequestRef = z.infer<typeof PullRequestRef>;
 
 /** The "developer <round> setup" step's result. */
 const DeveloperSetup = z.object({ model: z.string(), agent: z.string() });
+/** A "preview" step's result: its deploy started, or why not (busy: a deploy of the project runs, so it waits). */
+const PreviewStart = z.union([z.object({ taskId: z.string() }), z.object({ notDeployed: z.string(), busy: z.boolean().optional() })]);
+/** How long, and how many times, a change's preview waits for a deploy of its project that is running. */
+const PREVIEW_WAIT = "15 seconds";
+const PREVIEW_WAITS = 20;
 
 
 export class EngineeringWorkflow extends WorkflowEntrypoint<Env, EngineeringParams> {
@@ -66,7 +71,7 @@ export class EngineeringWorkflow extends WorkflowEntrypoint<Env, EngineeringPara
 
 class EngineeringRun extends PipelineRun<EngineeringParams> {
   /** A change request's words and brief, once the Architect wrote it (change mode only). */
-  private change: { number: number; request: string; branch: string; brief: ChangeBrief } | null = null;
+  private change: (NonNullable<EngineeringParams["change"]> & { brief: ChangeBrief }) | null = null;
 
   constructor(env: Env, step: WorkflowStep, instanceId: string, params: EngineeringParams) {
     super("engineering", env, step, instanceId, params);
@@ -320,11 +325,42 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
       await withDb(this.env, (db) => recordChangeOpen(db, this.params.taskId, ref));
       return ref;
     });
+    const preview = await this.preview(project, change, tested.sha);
     await this.say("completed", {
       type: "task.completed",
-      message: `Change #${change.number} to ${project.name}: the tests pass at ${tested.sha.slice(0, 12)} after ${rounds} (${tested.results.summary}); pull request #${pullRequest.number} (${pullRequest.url}) is open: ship it or discard it`,
-      data: { sha: tested.sha, branch: change.branch, merged: false, defaultBranch: repository.defaultBranch, repository: repository.htmlUrl, rounds: tested.round, tests: tested.results, pullRequest, change: { number: change.number, brief: change.brief } },
+      message: `Change #${change.number} to ${project.name}: the tests pass at ${tested.sha.slice(0, 12)} after ${rounds} (${tested.results.summary}); pull request #${pullRequest.number} (${pullRequest.url}) is open: ship it or discard it${"taskId" in preview ? `; its preview is being deployed (task ${preview.taskId})` : `; no preview: ${preview.notDeployed}`}`,
+      // `deploy`: the preview's deploy, which whoever follows this task follows next (as a build's deploy).
+      data: { sha: tested.sha, branch: change.branch, merged: false, defaultBranch: repository.defaultBranch, repository: repository.htmlUrl, rounds: tested.round, tests: tested.results, pullRequest, change: { number: change.number, brief: change.brief }, deploy: preview },
     });
+  }
+
+  /**
+   * The change's preview, on a deployed project: a deploy of the tested commit at `<project>--<n>`, as
+   * the person who asked. A deploy of the project running now is waited for (up to PREVIEW_WAITS
+   * times PREVIEW_WAIT); anything else that stops it is said in the task's end.
+   */
+  private async preview(project: ProjectFacts, change: NonNullable<EngineeringRun["change"]>, sha: string): Promise<DeployAfterBuild> {
+    for (let attempt = 1; ; attempt++) {
+      const outcome = await this.jsonStep(`preview ${attempt}`, API_STEP, PreviewStart, () =>
+        withDb(this.env, async (db) => {
+          const [row] = await db.select({ taskId: changes.previewTaskId }).from(changes).where(and(eq(changes.projectId, project.id), eq(changes.number, change.number)));
+          if (row?.taskId) return { taskId: row.taskId };
+          const principal = await principalOfCaller(db, change.caller);
+          if (!principal) return { notDeployed: "the key that asked for the change no longer works" };
+          try {
+            const task = await startDeployTask(db, this.env, principal, project.id, { mode: "deploy", ref: sha, preview: change.number }, this.params.traceparent);
+            await db.update(changes).set({ previewTaskId: task.id, updatedAt: new Date() }).where(and(eq(changes.projectId, project.id), eq(changes.number, change.number)));
+            return { taskId: task.id };
+          } catch (error) {
+            if (!(error instanceof AppError)) throw error;
+            return { notDeployed: error.message, busy: /already has a deploy in progress/.test(error.message) };
+          }
+        }),
+      );
+      if (!("busy" in outcome && outcome.busy && attempt < PREVIEW_WAITS)) return "taskId" in outcome ? { taskId: outcome.taskId } : { notDeployed: outcome.notDeployed };
+      await this.say(`preview wait ${attempt}`, { type: "step.progress", step: "preview", message: `Preview: a deploy of ${project.name} is running; the preview waits for it` });
+      await this.step.sleep(`preview wait ${attempt}`, PREVIEW_WAIT);
+    }
   }
 
   /** The passing branch as a pull request into the default branch (the one already open for it, on a retry). */

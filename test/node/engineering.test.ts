@@ -311,7 +311,8 @@ describe("the engineering pipeline", () => {
     const { events, last } = await finished(taskId);
     expect(last.type, last.message).toBe("task.completed");
     expect(events.find((event) => event.step === "architect" && event.type === "step.completed")?.message).toContain("change #1: Add GET /bye, which says bye");
-    expect(last.message).toMatch(/^Change #1 to greeter: the tests pass at [0-9a-f]{12} after 1 round .*; pull request #\d+ .* is open: ship it or discard it$/);
+    // The project is not deployed: its change gets no preview, and says so.
+    expect(last.message).toMatch(/^Change #1 to greeter: the tests pass at [0-9a-f]{12} after 1 round .*; pull request #\d+ .* is open: ship it or discard it; no preview: Project greeter is not deployed, so change #1 gets no preview$/);
     // The work is on the change's branch and in a pull request; main is as it was.
     expect(await git(["--git-dir", bare, "rev-parse", "refs/heads/main"])).toBe(mainBefore);
     expect(await git(["--git-dir", bare, "show", "change/1-also-say-bye-at-bye:app/main.py"])).toContain('("GET", "/bye")');

@@ -465,11 +465,18 @@ describe("the same scenario with a failure injected at each stage", () => {
     const question = await replyMatching(chatId, new RegExp(`Start this change to ${name}: “also say bye at /bye”\\?`));
     await press(question, /Confirm/);
     const offered = await replyMatching(chatId, new RegExp(`^✅ Change #1 to ${name}: the tests pass at [0-9a-f]{12} after 1 round`));
-    expect(offered.text).toMatch(/pull request #\d+ \(\S+\) is open: ship it or discard it/);
+    expect(offered.text).toMatch(/pull request #\d+ \(\S+\) is open: ship it or discard it; its preview is being deployed/);
     expect(offered.text).toContain(`Say “ship change 1 of ${name}” to merge it and put it live`);
+    // Its preview: a release of its own at <project>--1, checked for the change's check and the project's.
+    const previewed = await replyMatching(chatId, new RegExp(`^🚀 The preview of change #1 of ${name} is live at http://${name}--1\\.localhost:\\d+ \\(all 2 acceptance checks pass\\): ship it or discard it`));
+    expect(previewed.text).toContain(`ship change 1 of ${name}`);
+    const previewBye = await visit(`${name}--1`, "/bye");
+    expect(previewBye.status, previewBye.body).toBe(200);
     // Production is as it was until the change ships.
     expect((await visit(name, "/bye")).status).toBe(404);
     expect(await visit(name, "/hello")).toMatchObject({ status: 200 });
+    const previewContainers = () => docker.listContainers({ all: true, filters: { label: [`orchestrator.project=${name}--1`] } });
+    expect((await previewContainers()).map((c) => c.State)).toEqual(["running"]);
     await send(chatId, `ship change 1 of ${name}`);
     const ship = await replyMatching(chatId, new RegExp(`Ship change #1 of ${name}\\?`));
     await press(ship, /Confirm/);
@@ -480,6 +487,10 @@ describe("the same scenario with a failure injected at each stage", () => {
     expect(JSON.parse(bye.body)).toEqual({ message: "bye" });
     expect(await visit(name, "/hello")).toMatchObject({ status: 200 });
     expect((await deployments((await project(name)).id)).map((d) => d.status)).toEqual(["active", "superseded"]);
+    // Shipped, its preview is gone: no route, no container, no data.
+    expect((await visit(`${name}--1`, "/bye")).status).not.toBe(200);
+    expect(await previewContainers()).toEqual([]);
+    expect((await docker.listVolumes({ filters: { label: [`orchestrator.project=${name}--1`] } })).Volumes ?? []).toEqual([]);
     // Shipped: main is the pull request's merge (the live release's commit), the branch is gone, and the project keeps the change's check.
     const shipped = (await factory.api<{ change: { status: string; mergeSha: string; branch: string } }>(`/api/projects/${(await project(name)).id}/changes/1`)).body.change;
     expect(shipped).toMatchObject({ status: "shipped", branch: "change/1-also-say-bye-at-bye" });
