@@ -70,7 +70,9 @@ export interface ChatUser {
 export type PendingAction =
   | { kind: "confirm"; tool: string; args: unknown; question: string; askedOf?: number; financial?: boolean }
   | { kind: "decision"; taskId: string; question: string; askedOf?: number }
-  | { kind: "secret"; taskId: string; name: string; project: string; askedOf?: number };
+  | { kind: "secret"; taskId: string; name: string; project: string; askedOf?: number }
+  /** Buttons that each run a tool (a change's preview: Ship it, Discard): the press is the person's confirmation. */
+  | { kind: "offer"; question: string; options: Record<string, { tool: string; args: unknown; label: string }>; askedOf?: number };
 
 export interface Work {
   taskId: string;

@@ -11,7 +11,7 @@ import { tasks } from "../db/schema.ts";
 import { newId } from "../lib/crypto.ts";
 import { signViewToken } from "../lib/view-token.ts";
 import { FINAL_TASK_STATUSES } from "../shared/api.ts";
-import { DeployAfterBuild } from "../shared/deploys.ts";
+import { DeployAfterBuild, DeployNotification } from "../shared/deploys.ts";
 import { TaskEvent } from "../shared/events.ts";
 import { PendingInput } from "../shared/task-input.ts";
 import { getTaskStream } from "../tasks/stream-client.ts";
@@ -95,7 +95,16 @@ export class FollowedTasks {
     // Questions it asked are moot once it has ended.
     for (const { id, action } of this.chat.store.actions()) if ((action.kind === "secret" || action.kind === "decision") && action.taskId === work.taskId) this.chat.store.takeAction(id);
     const text = outcomeText(work, event);
-    await this.deps.out.say(text, { taskId: work.taskId });
+    // A change's preview is live: Ship it and Discard under its link (the press is the confirmation).
+    const preview = work.type === "deploy" && event.type === "task.completed" ? DeployNotification.safeParse(event.data?.notification).data?.preview : undefined;
+    if (preview) {
+      const id = newId("act");
+      const user = this.chat.store.get<ChatUser>("user");
+      const args = { project: work.project, number: preview };
+      const options = { ship: { tool: "ship_change", args, label: "🚀 Ship it" }, discard: { tool: "discard_change", args, label: "🗑 Discard" } };
+      this.chat.store.putAction(id, { kind: "offer", question: text, options, ...(user?.telegramId ? { askedOf: user.telegramId } : {}) });
+      await this.deps.out.say(text, { taskId: work.taskId, actionId: id, buttons: Object.entries(options).map(([choice, option]) => ({ label: option.label, choice })) });
+    } else await this.deps.out.say(text, { taskId: work.taskId });
     this.chat.store.appendTurn({ role: "user", content: `[Task ${work.taskId} (${work.type} of ${work.project}) ended: ${event.type}: ${event.message}]` });
     // The deploy the build started (the person confirmed both at once): followed like any task.
     const deploy = work.type === "engineering" && event.type === "task.completed" ? DeployAfterBuild.safeParse(event.data?.deploy) : undefined;

@@ -62,6 +62,7 @@ export class Questions {
       return;
     }
     this.chat.store.takeAction(inbound.actionId);
+    if (pending.kind === "offer") return this.takeOffer(db, person, inbound, pending);
     const yes = inbound.choice === "yes" || inbound.choice === "continue";
     if (inbound.callbackId) await api?.answerCallbackQuery(inbound.callbackId, { text: yes ? "On it" : "Noted" }).catch(() => undefined);
     await this.deps.out.closeQuestion(inbound.actionId, inbound.messageId, pending.kind === "confirm" ? (yes ? "✔ Confirmed" : "✖ Cancelled") : `→ ${inbound.choice}`);
@@ -72,6 +73,16 @@ export class Questions {
       await this.deps.out.say(outcome);
     } else outcome = await this.runConfirmed(db, person, pending);
     this.chat.store.appendTurn({ role: "user", content: `[${pending.question} The person answered: ${inbound.choice}. Outcome: ${outcome}]` });
+  }
+
+  /** A button of an offer pressed: its tool runs, as a confirmed one (the button said what it does). */
+  private async takeOffer(db: Db, person: Person, inbound: Extract<Inbound, { type: "chat:choice" }>, pending: Extract<PendingAction, { kind: "offer" }>): Promise<void> {
+    const option = pending.options[inbound.choice];
+    const api = botApi(this.chat.env);
+    if (inbound.callbackId) await api?.answerCallbackQuery(inbound.callbackId, { text: option ? "On it" : "Noted" }).catch(() => undefined);
+    await this.deps.out.closeQuestion(inbound.actionId, inbound.messageId, `→ ${option?.label ?? inbound.choice}`);
+    const outcome = option ? await this.runConfirmed(db, person, { kind: "confirm", tool: option.tool, args: option.args, question: pending.question }) : "nothing was done";
+    this.chat.store.appendTurn({ role: "user", content: `[${pending.question} The person pressed: ${option?.label ?? inbound.choice}. Outcome: ${outcome}]` });
   }
 
   async runConfirmed(db: Db, person: Person, pending: Extract<PendingAction, { kind: "confirm" }>): Promise<string> {

@@ -88,6 +88,8 @@ export const DeployNotification = z.object({
   ok: z.boolean(),
   message: z.string(),
   url: z.string().optional(),
+  /** A change's preview went live: the change's number, which the owner may ship or discard now. */
+  preview: z.number().int().positive().optional(),
 });
 export type DeployNotification = z.infer<typeof DeployNotification>;
 

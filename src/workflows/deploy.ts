@@ -535,7 +535,9 @@ class DeployRun extends PipelineRun<DeployParams> {
     if (this.params.removePreview && !facts.preview) await this.removePreview(facts, this.params.removePreview, false);
     const accepted = checks.length ? ` (${checks.length === 1 ? "its acceptance check passes" : `all ${checks.length} acceptance checks pass`})` : "";
     const next = facts.preview ? `: ship it or discard it (“ship change ${facts.preview.number} of ${facts.project.name}”)` : "";
-    const notification: DeployNotification = { ok: true, message: facts.preview ? `The preview of change #${facts.preview.number} of ${facts.project.name} is live at ${url}${accepted}${next}` : `${facts.project.name} is live at ${url}${accepted}`, url };
+    const notification: DeployNotification = facts.preview
+      ? { ok: true, message: `The preview of change #${facts.preview.number} of ${facts.project.name} is live at ${url}${accepted}${next}`, url, preview: facts.preview.number }
+      : { ok: true, message: `${facts.project.name} is live at ${url}${accepted}`, url };
     await this.say("completed", { type: "task.completed", message: notification.message, data: { url, deploymentId: release.id, commit: release.commit, notification } });
   }
 

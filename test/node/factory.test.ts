@@ -11,6 +11,7 @@ import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -457,7 +458,7 @@ describe("the same scenario with a failure injected at each stage", () => {
     expect(filesContaining(workerState, value)).toEqual([]);
   }, 500_000);
 
-  it("a change asked in the chat: built on a branch into a pull request while production answers without it; shipped from the chat, production answers with it", async () => {
+  it("a change asked in the chat: a pull request and a preview that answers with it while production does not; shipped with the preview's button, production answers with it and the preview is gone; undone, production answers as before with no rebuild; a second change discarded leaves nothing", async () => {
     expect(keyed.name, "the case before ran first").toBeTruthy();
     const { chatId, name } = keyed;
     script();
@@ -477,9 +478,8 @@ describe("the same scenario with a failure injected at each stage", () => {
     expect(await visit(name, "/hello")).toMatchObject({ status: 200 });
     const previewContainers = () => docker.listContainers({ all: true, filters: { label: [`orchestrator.project=${name}--1`] } });
     expect((await previewContainers()).map((c) => c.State)).toEqual(["running"]);
-    await send(chatId, `ship change 1 of ${name}`);
-    const ship = await replyMatching(chatId, new RegExp(`Ship change #1 of ${name}\\?`));
-    await press(ship, /Confirm/);
+    // Shipped with the button under the preview's link (the press is the confirmation).
+    await press(previewed, /Ship it/);
     // The change's own check (from "say bye at /bye") joined the project's: both hold before and after the route moved.
     await replyMatching(chatId, new RegExp(`🚀 ${name} is live at \\S+ \\(all 2 acceptance checks pass\\)`));
     const bye = await visit(name, "/bye");
@@ -537,6 +537,28 @@ describe("the same scenario with a failure injected at each stage", () => {
     // The checks went back with the code.
     expect(JSON.stringify((await project(name)).spec?.acceptance)).not.toContain("GET /bye");
     expect((await containers(name)).filter((c) => c.State === "running")).toHaveLength(1);
+
+    // A second change, discarded with the button under its preview's link: nothing of it is left.
+    await send(chatId, `change ${name}: also say ciao at /ciao`);
+    await press(await replyMatching(chatId, new RegExp(`Start this change to ${name}: “also say ciao at /ciao”\\?`)), /Confirm/);
+    const second = await replyMatching(chatId, new RegExp(`^🚀 The preview of change #2 of ${name} is live at`));
+    expect((await visit(`${name}--2`, "/ciao")).status).toBe(200);
+    const [secondContainer] = await docker.listContainers({ filters: { label: [`orchestrator.project=${name}--2`] } });
+    const secondPort = secondContainer?.Ports.find((p) => p.PublicPort)?.PublicPort;
+    expect(secondPort).toBeGreaterThan(0);
+    await press(second, /Discard/);
+    await replyMatching(chatId, new RegExp(`^🚀 The preview of change #2 of ${name} is removed: its route, 1 release and its data`));
+    const discarded = (await factory.api<{ change: { status: string; pullRequest: { number: number } } }>(`/api/projects/${id}/changes/2`)).body.change;
+    expect(discarded.status).toBe("discarded");
+    expect((await visit(`${name}--2`, "/ciao")).status).not.toBe(200);
+    expect(await docker.listContainers({ all: true, filters: { label: [`orchestrator.project=${name}--2`] } })).toEqual([]);
+    expect((await docker.listVolumes({ filters: { label: [`orchestrator.project=${name}--2`] } })).Volumes ?? []).toEqual([]);
+    expect(await docker.listNetworks({ filters: { label: [`orchestrator.project=${name}--2`] } })).toEqual([]);
+    await expect(run("git", ["--git-dir", bare, "rev-parse", "--verify", "refs/heads/change/2-also-say-ciao-at-ciao"])).rejects.toThrow();
+    expect(await listening(secondPort ?? 0)).toBe(false);
+    // Production as it was.
+    expect((await visit(name, "/ciao")).status).toBe(404);
+    expect(await visit(name, "/hello")).toMatchObject({ status: 200 });
   }, 500_000);
 
   it("an unhealthy release: turned away, while the previous one keeps serving", async () => {
@@ -611,6 +633,18 @@ describe("the same scenario with a failure injected at each stage", () => {
     expect(count(chatId, /^❌/)).toBe(0);
   }, 500_000);
 });
+
+/** Whether something accepts connections on 127.0.0.1:port. */
+function listening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: "127.0.0.1", port });
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("error", () => resolve(false));
+  });
+}
 
 /** The id of a job of this type the factory's runner is running now, if any. */
 async function runningJob(type: string): Promise<string | undefined> {
