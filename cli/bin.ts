@@ -36,6 +36,9 @@ const USAGE = `Usage:
                                                       its own and offered as a pull request once its tests pass
   orchestrator changes list <project> [--json]        the project's changes: number, status, branch, pull request,
                                                       preview link
+  orchestrator changes more <project> <n> "<what else>" [--follow] [--json]
+                                                      another round of open change n on its branch: its pull
+                                                      request updated, its preview made again
   orchestrator changes ship <project> <n>             merge change n's pull request and deploy the merge
   orchestrator changes discard <project> <n>          close change n's pull request, delete its branch, remove its preview
   orchestrator checkpoints <project> [--json]         the commits its default branch reached with tests passing
@@ -142,14 +145,16 @@ async function follow(config: ReturnType<typeof loadConfig>, taskId: string, jso
     onReconnect: (lastSeq, reason) => process.stderr.write(`… connection lost (${reason}); resuming after event #${lastSeq}\n`),
   });
   if (terminal.type !== "task.completed") return 1;
-  // A build asked to deploy (`--deploy`) ends naming its deploy's task: followed in turn.
+  // A build asked to deploy (`--deploy`) ends naming its deploy's task, a change its preview's: followed in turn.
   const deploy = DeployAfterBuild.safeParse(terminal.data?.deploy);
   if (!deploy.success) return 0;
+  const change = terminal.data?.change !== undefined;
   if (!("taskId" in deploy.data)) {
-    process.stderr.write(`not deployed: ${deploy.data.notDeployed}\n`);
-    return 1;
+    // A change without a preview (its project is not deployed) is still a change that passed.
+    process.stderr.write(`${change ? "no preview" : "not deployed"}: ${deploy.data.notDeployed}\n`);
+    return change ? 0 : 1;
   }
-  process.stderr.write(`following the deploy ${deploy.data.taskId}\n`);
+  process.stderr.write(`following the ${change ? "preview's deploy" : "deploy"} ${deploy.data.taskId}\n`);
   return follow(config, deploy.data.taskId, json);
 }
 
@@ -198,6 +203,23 @@ async function changeStart(args: string[]): Promise<number> {
     return 0;
   }
   process.stderr.write(`change #${change.number} started on ${change.branch} (task ${task.id})\n`);
+  return follow(config, task.id, Boolean(values.json));
+}
+
+/** `orchestrator changes more <project> <n> "<what else>"`: another round of an open change. */
+async function changeMore(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { follow: { type: "boolean" }, json: { type: "boolean" } } });
+  const [project, number, ...words] = positionals;
+  const request = words.join(" ").trim();
+  if (!project || !number || !/^\d+$/.test(number) || !request) usage("changes more needs a project (its id or name), the change's number and what else should change, in quotes");
+  const config = loadConfig();
+  const { change, task } = await apiPost(config, `/api/projects/${encodeURIComponent(await projectIdOf(config, project))}/changes/${number}/more`, { request }, `change #${number} of ${project}`, ChangeStarted);
+  const line = `change #${change.number} goes on on ${change.branch} (task ${task.id})`;
+  if (!values.follow) {
+    out(values.json ? JSON.stringify({ change, task }) : `${line}; follow it with: orchestrator engineering status ${task.id} --follow`);
+    return 0;
+  }
+  process.stderr.write(`${line}\n`);
   return follow(config, task.id, Boolean(values.json));
 }
 
@@ -459,6 +481,7 @@ async function main(argv: string[]): Promise<number> {
   if (group === "engineering" && command === "start") return engineeringStart(rest);
   if (group === "change") return changeStart(argv.slice(1));
   if (group === "changes" && command === "list") return changesList(rest).then(() => 0);
+  if (group === "changes" && command === "more") return changeMore(rest);
   if (group === "changes" && (command === "ship" || command === "discard")) return changeAnswer(command, rest).then(() => 0);
   if (group === "checkpoints") return checkpointsList(argv.slice(1)).then(() => 0);
   if (group === "undo") return undo(argv.slice(1));

@@ -11,7 +11,11 @@
  *
  * with a bot of the pool (with the Telegram stand-in, one is made and registered when the pool has
  * none free), and at the end writes /start and /subscribe Lisbon to the project's bot as a person
- * would and prints its answers. Without OPENAI_API_KEY the scripted model plays every part, and each of its
+ * would and prints its answers. `npm run demo -- change` goes on from the live service around the change
+ * loop: it asks for a change ("also say bye at /bye"), shows the change's preview answering /bye while
+ * production does not, presses Ship it, shows production answering, then asks to undo the last change
+ * and shows production as it was (a revert commit, the old release back with no rebuild), and lists
+ * the project's checkpoints. Without OPENAI_API_KEY the scripted model plays every part, and each of its
  * messages says so ([scripted model]); with it, the real model does.
  * A factory it started keeps running for you to look around until Ctrl-C (`--exit`: stop at the end).
  */
@@ -142,9 +146,30 @@ async function main() {
   let ended: (entry: ChatEntry) => void = () => undefined;
   const outcome = new Promise<ChatEntry>((resolve) => (ended = resolve));
   const links = new Set<string>();
-  session.onEntry = (entry) => {
+  // The agent's messages in order, and how far the change loop's steps have read them (each step waits for the first match after the last).
+  const seen: ChatEntry[] = [];
+  let read = 0;
+  let waiting: { pattern: RegExp; resolve: (entry: ChatEntry) => void } | undefined;
+  const match = () => {
+    if (!waiting) return;
+    const at = seen.findIndex((candidate, index) => index >= read && waiting?.pattern.test(candidate.text));
+    const found = seen[at];
+    if (!found) return;
+    read = at + 1;
+    const { resolve } = waiting;
+    waiting = undefined;
+    resolve(found);
+  };
+  const next = (pattern: RegExp) =>
+    new Promise<ChatEntry>((resolve) => {
+      waiting = { pattern, resolve };
+      match();
+    });
+  session.onEntry = (entry, previous) => {
     printer.entry(entry);
     if (entry.from !== "agent") return;
+    if (!previous) seen.push(entry);
+    match();
     if (entry.taskLink && !links.has(entry.taskLink)) {
       links.add(entry.taskLink);
       say(`live task view: ${entry.taskLink}`);
@@ -163,10 +188,10 @@ async function main() {
 
   const deadline = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no result within ${DEADLINE_MS / 60_000} minutes`)), DEADLINE_MS).unref());
   const last = await Promise.race([outcome, deadline]);
-  session.close();
   const live = / is live at (\S+)/.exec(last.text)?.[1];
   if (!live) throw new Error(`it did not go live: ${last.text}`);
   const projectUrl = new URL(live);
+  if (!process.argv.slice(2).includes("change")) session.close();
   if (bot) {
     if (standin) {
       const projectBot = await projectBotToken(local, standin, projectUrl.hostname.split(".")[0] ?? "");
@@ -176,6 +201,11 @@ async function main() {
       }
     } else say(`done. Try it: write ${BOT_MESSAGES.join(", then ")} to the project's bot in Telegram`);
   } else await checkService(local, projectUrl);
+  if (process.argv.slice(2).includes("change")) {
+    const step = <T>(work: Promise<T>) => Promise.race([work, deadline]);
+    await changeLoop(local, projectUrl, { session, printer, next: (pattern) => step(next(pattern)) });
+    session.close();
+  }
 
   if (!factory || exitAtEnd) {
     await factory?.stop();
@@ -183,6 +213,51 @@ async function main() {
   }
   fireCrons(factory.url);
   say(`the factory keeps running so you can look around (console above, API ${factory.url}/api/docs). Ctrl-C stops it.`);
+}
+
+/** The change loop on the live service: a change, its preview, Ship it, then undo (`npm run demo -- change`). */
+async function changeLoop(local: Local, projectUrl: URL, chat: { session: ChatSession; printer: EntryPrinter; next: (pattern: RegExp) => Promise<ChatEntry> }): Promise<void> {
+  const name = projectUrl.hostname.split(".")[0] ?? "";
+  const host = (label: string) => `${label}.${projectUrl.hostname.split(".").slice(1).join(".")}`;
+  const caddy = local.caddyUrl ?? projectUrl.origin;
+  const show = async (label: string, path: string) => {
+    const answer = await visit(caddy, host(label), path);
+    say(`${projectUrl.protocol}//${host(label)}${projectUrl.port ? `:${projectUrl.port}` : ""}${path} answered ${answer.status}: ${answer.body.trim().slice(0, 200)}`);
+    return answer.status;
+  };
+  const tell = async (text: string) => {
+    say(`you> ${text}`);
+    chat.printer.expectEcho(text);
+    await chat.session.turn({ type: "chat:message", text });
+  };
+  const press = async (entry: ChatEntry, choice: string, label: string) => {
+    if (!entry.actionId || !entry.buttons?.some((button) => button.choice === choice)) throw new Error(`no ${label} button under: ${entry.text}`);
+    say(`you> (pressed ${label})`);
+    await chat.session.turn({ type: "chat:choice", actionId: entry.actionId, choice });
+  };
+  const confirm = async (asked: RegExp) => press(await chat.next(asked), "yes", "Confirm");
+
+  await tell(`change ${name}: also say bye at /bye`);
+  await confirm(/^Start this change/);
+  const preview = await chat.next(new RegExp(`The preview of change #(\\d+) of ${name} is live at`));
+  const number = /change #(\d+)/.exec(preview.text)?.[1] ?? "1";
+  if ((await show(`${name}--${number}`, "/bye")) !== 200) throw new Error("the preview does not answer /bye");
+  await show(name, "/bye");
+  await press(preview, "ship", "🚀 Ship it");
+  await chat.next(new RegExp(`^🚀 ${name} is live at`));
+  if ((await show(name, "/bye")) !== 200) throw new Error("production does not answer /bye after the ship");
+
+  await tell(`undo the last change of ${name}`);
+  await confirm(/^Undo /);
+  await chat.next(/^↩️ /);
+  await chat.next(new RegExp(`^🚀 ${name} is live at`));
+  if ((await show(name, "/bye")) !== 404) throw new Error("production still answers /bye after the undo");
+  await show(name, "/hello");
+  const projects = (await local.api<{ projects: { id: string; name: string }[] }>(`/api/projects?name=${name}`)).body.projects;
+  const id = projects.find((project) => project.name === name)?.id ?? "";
+  const { checkpoints } = (await local.api<{ checkpoints: { number: number; kind: string; commitSha: string; summary: string; release: { live: boolean } | null }[] }>(`/api/projects/${id}/checkpoints`)).body;
+  say(`${name}'s checkpoints (npx orchestrator checkpoints ${name}):`);
+  for (const checkpoint of checkpoints) say(`  #${checkpoint.number} ${checkpoint.kind.padEnd(6)} ${checkpoint.commitSha.slice(0, 12)} ${checkpoint.release?.live ? "live " : "     "} ${checkpoint.summary.slice(0, 80)}`);
 }
 
 async function checkService(local: Local, projectUrl: URL): Promise<void> {

@@ -9,7 +9,8 @@
  *   the factory cannot build (a mobile or desktop app), it declines with what its prompt says the
  *   factory can build, and creates nothing; asked to deploy,
  *   roll back or take a project offline, it calls that tool; "change <project>: <what>" asks for a
- *   change, "ship|discard change <n> of <project>" answers one, "undo the last change of <project>" (or
+ *   change, "ship|discard change <n> of <project>" answers one, "more on change <n> of <project>: <what>"
+ *   changes it more, "undo the last change of <project>" (or
  *   "undo <project> to checkpoint <n>") undoes; anything else gets a short answer.
  * - The summariser merges the turns it is given into a line per message.
  *
@@ -91,6 +92,9 @@ export function productOwnerReply(request: ChatRequest): Reply {
   const answer = /^(ship|discard)\s+change\s+#?(\d+)\s+of\s+([a-z][a-z0-9-]{2,39})$/i.exec(text);
   const answerTool = `${answer?.[1]?.toLowerCase() ?? ""}_change`;
   if (answer?.[3] && offered.has(answerTool)) return toolCall(answerTool, { project: answer[3], number: Number(answer[2]) });
+  // "more on change <n> of <project>: <what>" changes an open change more.
+  const more = /^more on change\s+#?(\d+)\s+of\s+([a-z][a-z0-9-]{2,39}):\s*(.{3,})$/i.exec(text);
+  if (more?.[1] && more[2] && more[3] && offered.has("change_more")) return toolCall("change_more", { project: more[2], number: Number(more[1]), request: more[3] });
   const undo = /^undo\s+(?:the last change of\s+)?([a-z][a-z0-9-]{2,39})(?:\s+to checkpoint\s+#?(\d+))?$/i.exec(text);
   if (undo?.[1] && offered.has("undo")) return toolCall("undo", { project: undo[1], ...(undo[2] ? { checkpoint: Number(undo[2]) } : {}) });
   const named = /\b(?:deploy|roll ?back|undeploy|offline)\s+([a-z][a-z0-9-]{2,39})\b/i.exec(text)?.[1];

@@ -5,7 +5,7 @@
  * commit) or discard (the pull request closed, its branch deleted). The work itself is an engineering
  * task in change mode (src/workflows/engineering.ts), started by startEngineering.
  */
-import { and, desc, eq, inArray, max, ne } from "drizzle-orm";
+import { and, desc, eq, inArray, max, ne, sql } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { changes, deployments, projects, tasks } from "../db/schema.ts";
 import { recordCheckpoint, testsOfTask } from "../checkpoints/checkpoints.ts";
@@ -89,8 +89,31 @@ export async function recordChangeBrief(db: Db, taskId: string, brief: ChangeBri
 export async function recordChangeOpen(db: Db, taskId: string, pullRequest: PullRequestRef): Promise<void> {
   await db.update(changes).set({ status: "open", pullRequest, updatedAt: new Date() }).where(eq(changes.taskId, taskId));
 }
-export async function recordChangeFailed(db: Db, taskId: string): Promise<void> {
-  await db.update(changes).set({ status: "failed", updatedAt: new Date() }).where(and(eq(changes.taskId, taskId), eq(changes.status, "building")));
+export async function recordChangeFailed(db: Db, taskId: string, more: boolean): Promise<void> {
+  // A "change more" that failed leaves the change as it was: open, its pull request and preview as before.
+  await db.update(changes).set({ status: more ? "open" : "failed", updatedAt: new Date() }).where(and(eq(changes.taskId, taskId), eq(changes.status, "building")));
+}
+
+/**
+ * Takes an open change into another round ("change more"): refused unless it is open; its task becomes
+ * `taskId`, its words grow by the new ones, and the preview is made again once the round passes.
+ */
+export async function reopenChange(db: Db, projectId: string, number: number, request: string, taskId: string): Promise<ChangeRow> {
+  const [row] = await db
+    .update(changes)
+    .set({ status: "building", taskId, request: sql`left(${changes.request} || ${`\nThen: ${request}`}, 8000)`, previewTaskId: null, updatedAt: new Date() })
+    .where(and(eq(changes.projectId, projectId), eq(changes.number, number), eq(changes.status, "open")))
+    .returning();
+  if (!row) throw new AppError("conflict", `Change #${number} is not open: only an open change (its tests passed, its pull request open) can change more`);
+  return row;
+}
+
+/** Whether change #n of the project is open (checked before a "change more" task is made). */
+export async function openChange(db: Db, projectId: string, number: number): Promise<ChangeRow> {
+  const [row] = await db.select().from(changes).where(and(eq(changes.projectId, projectId), eq(changes.number, number)));
+  if (!row) notFound("Change");
+  if (row.status !== "open") throw new AppError("conflict", `Change #${number} is ${row.status}: only an open change (its tests passed, its pull request open) can change more`);
+  return row;
 }
 
 /**

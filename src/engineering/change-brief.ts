@@ -25,12 +25,19 @@ export interface ChangeBriefResult {
   usage: { promptTokens: number; completionTokens: number };
 }
 
-export async function draftChangeBrief(client: OpenAI, config: AgentConfig, input: { name: string; spec: ProjectSpec; readme: string | null; request: string }): Promise<ChangeBriefResult> {
+export async function draftChangeBrief(client: OpenAI, config: AgentConfig, input: { name: string; spec: ProjectSpec; readme: string | null; request: string; previous?: ChangeBrief }): Promise<ChangeBriefResult> {
   const messages: OpenAI.Chat.ChatCompletionMessageParam[] = [
     { role: "system", content: CHANGE_SYSTEM_PROMPT },
     {
       role: "user",
-      content: [`Project: ${input.name}`, `The spec it was built from:\n${JSON.stringify(input.spec)}`, ...(input.readme ? [`Its README:\n${input.readme.slice(0, 6000)}`] : []), `The change the owner asks for:\n${input.request}`].join("\n\n"),
+      content: [
+        `Project: ${input.name}`,
+        `The spec it was built from:\n${JSON.stringify(input.spec)}`,
+        ...(input.readme ? [`Its README:\n${input.readme.slice(0, 6000)}`] : []),
+        // Another round of a change under way: the brief answers the new words only; the factory adds it to this one.
+        ...(input.previous ? [`This change so far (its brief; already on its branch, do not repeat it):\n${JSON.stringify(input.previous)}`] : []),
+        `The change the owner asks for:\n${input.request}`,
+      ].join("\n\n"),
     },
   ];
   const answer = await jsonAnswer(client, config, messages, (reply) => readReply(reply, ChangeBrief, "the change brief's schema"), "the Architect's change brief");

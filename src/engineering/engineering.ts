@@ -18,7 +18,8 @@ import { checkBudget } from "../models/usage.ts";
 import { managedOf, projectVisibleTo } from "../projects/projects.ts";
 import { hubIdentity, loadServer } from "../runner-hub/servers.ts";
 import { appendTaskEvent, createTask, type Task } from "../tasks/tasks.ts";
-import { checkChangeable, recordChange } from "../changes/changes.ts";
+import { checkChangeable, openChange, recordChange, reopenChange } from "../changes/changes.ts";
+import { ChangeBrief } from "../shared/changes.ts";
 
 /** What an EngineeringWorkflow run is started with (startEngineering). */
 export interface EngineeringParams extends PipelineParams {
@@ -28,7 +29,15 @@ export interface EngineeringParams extends PipelineParams {
    * A change request (src/changes/changes.ts): the project as it is, changed on this branch, offered as
    * a pull request, and previewed (src/deploy/previews.ts) as `caller` when the project is deployed.
    */
-  change?: { number: number; request: string; branch: string; caller: Caller };
+  change?: {
+    number: number;
+    /** The owner's words for this run (for a "change more", only the new ones). */
+    request: string;
+    branch: string;
+    caller: Caller;
+    /** Another round of an open change ("change more"): its brief so far; the rounds go on from its branch. */
+    more?: { brief: ChangeBrief };
+  };
 }
 
 const ACTIVE: Task["status"][] = ["queued", "running", "needs_input"];
@@ -53,7 +62,7 @@ export async function startEngineering(
   env: Env,
   principal: Principal,
   projectId: string,
-  options: { server?: string; deploy?: boolean; traceparent?: string; change?: { request: string } },
+  options: { server?: string; deploy?: boolean; traceparent?: string; change?: { request: string; more?: number } },
 ): Promise<Task> {
   const [project] = await db.select().from(projects).where(and(eq(projects.id, projectId), projectVisibleTo(principal)));
   if (!project) notFound("Project");
@@ -71,6 +80,7 @@ export async function startEngineering(
   if (options.change) {
     if (options.deploy) throw new AppError("invalid_request", "A change is not deployed when its tests pass: it is offered as a pull request, and shipping it deploys it");
     await checkChangeable(env, project);
+    if (options.change.more) await openChange(db, project.id, options.change.more);
   }
   const server = await loadServer(db, await buildServer(db, project, options.server));
   if (!server.runnerId) throw new AppError("conflict", `Server ${server.handle} has no enrolled runner yet`);
@@ -84,13 +94,15 @@ export async function startEngineering(
     throw error;
   }
   try {
-    const change = options.change ? await recordChange(db, project.id, options.change.request, task.id) : null;
+    const more = options.change?.more;
+    const change = options.change ? await (more ? reopenChange(db, project.id, more, options.change.request, task.id) : recordChange(db, project.id, options.change.request, task.id)) : null;
+    const brief = more ? ChangeBrief.safeParse(change?.brief).data : undefined;
     await getRunnerHub(env, server.handle).setIdentity(hubIdentity(server));
     const params: EngineeringParams = {
       taskId: task.id,
       projectId: project.id,
       handle: server.handle,
-      ...(change ? { change: { number: change.number, request: change.request, branch: change.branch, caller: callerOf(principal) } } : {}),
+      ...(change && options.change ? { change: { number: change.number, request: options.change.request, branch: change.branch, caller: callerOf(principal), ...(brief ? { more: { brief } } : {}) } } : {}),
       ...(options.deploy ? { deployAs: callerOf(principal) } : {}),
       ...(options.traceparent ? { traceparent: options.traceparent } : {}),
     };

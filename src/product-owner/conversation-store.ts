@@ -72,7 +72,7 @@ export type PendingAction =
   | { kind: "decision"; taskId: string; question: string; askedOf?: number }
   | { kind: "secret"; taskId: string; name: string; project: string; askedOf?: number }
   /** Buttons that each run a tool (a change's preview: Ship it, Discard): the press is the person's confirmation. */
-  | { kind: "offer"; question: string; options: Record<string, { tool: string; args: unknown; label: string }>; askedOf?: number };
+  | { kind: "offer"; question: string; options: Record<string, { label: string } & ({ tool: string; args: unknown } | { say: string })>; askedOf?: number };
 
 export interface Work {
   taskId: string;

@@ -101,7 +101,11 @@ export class FollowedTasks {
       const id = newId("act");
       const user = this.chat.store.get<ChatUser>("user");
       const args = { project: work.project, number: preview };
-      const options = { ship: { tool: "ship_change", args, label: "🚀 Ship it" }, discard: { tool: "discard_change", args, label: "🗑 Discard" } };
+      const options = {
+        ship: { tool: "ship_change", args, label: "🚀 Ship it" },
+        more: { say: `What else should change? Say “more on change ${preview} of ${work.project}: …” in your words.`, label: "✏️ Change more" },
+        discard: { tool: "discard_change", args, label: "🗑 Discard" },
+      };
       this.chat.store.putAction(id, { kind: "offer", question: text, options, ...(user?.telegramId ? { askedOf: user.telegramId } : {}) });
       await this.deps.out.say(text, { taskId: work.taskId, actionId: id, buttons: Object.entries(options).map(([choice, option]) => ({ label: option.label, choice })) });
     } else await this.deps.out.say(text, { taskId: work.taskId });

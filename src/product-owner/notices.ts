@@ -34,7 +34,7 @@ export function outcomeText(work: Work, event: Pick<TaskEvent, "type" | "message
     // A change request ends with a pull request, which the person ships or discards.
     const change = z.object({ number: z.number() }).safeParse(data.change).data;
     const next = change
-      ? `Say “ship change ${change.number} of ${work.project}” to merge it and put it live, or “discard change ${change.number} of ${work.project}”.`
+      ? `Say “ship change ${change.number} of ${work.project}” to merge it and put it live, “more on change ${change.number} of ${work.project}: …” to change it more, or “discard change ${change.number} of ${work.project}”.`
       : !deploy.success
         ? `Say “deploy ${work.project}” to put it live.`
         : "taskId" in deploy.data

@@ -81,7 +81,12 @@ export class Questions {
     const api = botApi(this.chat.env);
     if (inbound.callbackId) await api?.answerCallbackQuery(inbound.callbackId, { text: option ? "On it" : "Noted" }).catch(() => undefined);
     await this.deps.out.closeQuestion(inbound.actionId, inbound.messageId, `→ ${option?.label ?? inbound.choice}`);
-    const outcome = option ? await this.runConfirmed(db, person, { kind: "confirm", tool: option.tool, args: option.args, question: pending.question }) : "nothing was done";
+    let outcome = "nothing was done";
+    if (option && "say" in option) {
+      // A button that asks for words (Change more): the person's next message gives them.
+      await this.deps.out.say(option.say);
+      outcome = option.say;
+    } else if (option) outcome = await this.runConfirmed(db, person, { kind: "confirm", tool: option.tool, args: option.args, question: pending.question });
     this.chat.store.appendTurn({ role: "user", content: `[${pending.question} The person pressed: ${option?.label ?? inbound.choice}. Outcome: ${outcome}]` });
   }
 

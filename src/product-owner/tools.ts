@@ -134,6 +134,19 @@ export const TOOLS: readonly Tool[] = [
     },
   }),
   tool({
+    name: "change_more",
+    group: "engineering",
+    description:
+      "Change an open change more, in the person's words (after trying its preview): another round on its branch by the same coding agents and tests; its pull request is updated and its preview made again. Starts a task; the person is told when it ends.",
+    input: ProjectRef.extend({ number: z.number().int().positive().describe("the change's number"), request: ChangeRequestText.describe("what else should change, in the person's words") }),
+    confirm: ({ project, number, request }) => `Change #${number} of ${project} more: “${request.slice(0, 300)}”? It is built and tested on the change's branch and spends model budget; its preview is made again.`,
+    async run({ db, env, principal, traceparent }, { project, number, request }) {
+      const row = await findProject(db, principal, project);
+      const task = await startEngineering(db, env, principal, row.id, { change: { request, more: number }, ...(traceparent ? { traceparent } : {}) });
+      return { result: { started: taskSummary(task) }, task };
+    },
+  }),
+  tool({
     name: "list_changes",
     group: "engineering",
     description: "A project's change requests: number, status (building, open, shipped, discarded, failed), branch and pull request.",

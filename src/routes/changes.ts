@@ -43,6 +43,14 @@ const ship = createRoute({
   request: { params: NumberParam },
   responses: { 202: jsonResponse(z.object({ change: Change }), "The change, shipped; its deploy's task is deployTaskId"), ...errors(400, 402, 403, 404, 409) },
 });
+const more = createRoute({
+  ...doc,
+  method: "post",
+  path: "/{id}/changes/{number}/more",
+  summary: "Change an open change more: another brief and Developer ⇄ Tester rounds on its branch, its pull request updated and its preview made again once the tests pass (follow its task like any task)",
+  request: { params: NumberParam, body: jsonBody(ChangeRequestBody, "What else should change, in the person's words") },
+  responses: { 202: jsonResponse(z.object({ change: Change, task: views.Task }), "The change, building again, and its engineering task"), ...errors(400, 402, 403, 404, 409, 413, 415) },
+});
 const discard = createRoute({
   ...doc,
   method: "post",
@@ -71,6 +79,13 @@ changesRoute
     const { id, number } = c.req.valid("param");
     const { traceparent } = c.var;
     return c.json({ change: await shipChange(c.var.db, c.env, c.var.principal, id, number, traceparent) }, 202);
+  })
+  .openapi(more, async (c) => {
+    const { id, number } = c.req.valid("param");
+    const { request } = c.req.valid("json");
+    const { traceparent } = c.var;
+    const task = await startEngineering(c.var.db, c.env, c.var.principal, id, { change: { request, more: number }, ...(traceparent ? { traceparent } : {}) });
+    return c.json({ change: await changeOfTask(c.var.db, task.id), task }, 202);
   })
   .openapi(discard, async (c) => {
     const { id, number } = c.req.valid("param");

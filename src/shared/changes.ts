@@ -15,7 +15,7 @@ export type ChangeStatus = z.infer<typeof ChangeStatus>;
 /** What a person asks for, in their words. */
 export const ChangeRequestText = z.string().trim().min(3, "say what should change").max(4000);
 
-/** `POST /api/projects/:id/changes`. */
+/** `POST /api/projects/:id/changes`, and `POST /api/projects/:id/changes/:n/more` (another round of an open change). */
 export const ChangeRequestBody = z.strictObject({ request: ChangeRequestText });
 
 export const PullRequestRef = z.object({ number: z.number().int().positive(), url: z.string() });

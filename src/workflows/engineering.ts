@@ -33,7 +33,7 @@ import { configOf, ownRepository } from "../projects/projects.ts";
 import { recordChangeBrief, recordChangeFailed, recordChangeOpen } from "../changes/changes.ts";
 import { recordCheckpoint } from "../checkpoints/checkpoints.ts";
 import { draftChangeBrief } from "../engineering/change-brief.ts";
-import { ChangeBrief } from "../shared/changes.ts";
+import { ChangeBrief, withChangeChecks } from "../shared/changes.ts";
 import type { EngineeringParams } from "../engineering/engineering.ts";
 import { deployStartedAfter, startDeployTask } from "../deploy/deploys.ts";
 import { DeployAfterBuild } from "../shared/deploys.ts";
@@ -94,7 +94,7 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
     } catch (error) {
       const message = error instanceof PipelineFailure ? error.message : `the engineering pipeline stopped: ${error instanceof Error ? error.message : String(error)}`;
       // A change that fails leaves the project as it was (production serves on); only its record says so.
-      if (this.params.change) await this.doStep("change failed", API_STEP, () => withDb(this.env, (db) => recordChangeFailed(db, this.params.taskId)).then(() => "recorded")).catch(() => undefined);
+      if (this.params.change) await this.doStep("change failed", API_STEP, () => withDb(this.env, (db) => recordChangeFailed(db, this.params.taskId, Boolean(this.params.change?.more))).then(() => "recorded")).catch(() => undefined);
       else await this.setProjectStatus("failed", "failed").catch(() => undefined);
       // A task cancelled meanwhile has its end already: its stream takes no second one.
       await this.say("failed", { type: "task.failed", message }).catch(() => undefined);
@@ -243,7 +243,7 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
   private async runChange(project: ProjectFacts, change: NonNullable<EngineeringParams["change"]>): Promise<void> {
     await this.say("announce", {
       type: "task.started",
-      message: `Change #${change.number} to ${project.name}: Architect (a change brief) → Developer ⇄ Tester on ${change.branch} → a pull request, on ${this.params.handle}`,
+      message: `Change #${change.number} to ${project.name}${change.more ? ", once more" : ""}: Architect (a change brief) → Developer ⇄ Tester on ${change.branch} → ${change.more ? "its pull request updated" : "a pull request"}, on ${this.params.handle}`,
       data: { change: { number: change.number, branch: change.branch } },
     });
     const spec = await this.jsonStep("change spec", API_STEP, ProjectSpec, () =>
@@ -275,10 +275,12 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
         const usage = (tokens: { promptTokens: number; completionTokens: number }) =>
           recordUsage(db, this.env, { agent: "architect", model: config.model, ...tokens, projectId: project.id, taskId: this.params.taskId, userId: project.ownerId });
         try {
-          const result = await draftChangeBrief(openaiClient(endpoint), config, { name: project.name, spec, readme, request: change.request });
+          const result = await draftChangeBrief(openaiClient(endpoint), config, { name: project.name, spec, readme, request: change.request, ...(change.more ? { previous: change.more.brief } : {}) });
           await usage(result.usage);
-          await recordChangeBrief(db, this.params.taskId, result.brief);
-          return result.brief;
+          // Once more: the change is what it was plus what is asked now (a check of the same name replaced).
+          const brief = change.more ? moreBrief(change.more.brief, result.brief) : result.brief;
+          await recordChangeBrief(db, this.params.taskId, brief);
+          return brief;
         } catch (error) {
           if (error instanceof SpecRejected) {
             await usage(error.usage);
@@ -295,10 +297,11 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
       message: `Architect: change #${change.number}: ${brief.summary} (${brief.changes.length} change${brief.changes.length === 1 ? "" : "s"}${brief.acceptance.length ? `, ${brief.acceptance.length} acceptance check${brief.acceptance.length === 1 ? "" : "s"}` : ""})`,
       data: { change: { number: change.number, branch: change.branch, brief } },
     });
-    // The rounds start from the default branch as it is now: what production was built from, or later.
+    // The rounds start from the default branch as it is now (what production was built from, or later); once more, from the change's branch.
+    const from = change.more ? change.branch : repository.defaultBranch;
     const base = await this.doStep("change base", API_STEP, async () => {
-      const sha = await resolveCommit(this.github(), await this.repoToken(repository), repository, repository.defaultBranch);
-      if (!sha) throw new NonRetryableError(`${repository.fullName} has no ${repository.defaultBranch} branch to change`);
+      const sha = await resolveCommit(this.github(), await this.repoToken(repository), repository, from);
+      if (!sha) throw new NonRetryableError(`${repository.fullName} has no ${from} branch to change`);
       return sha;
     });
     await this.rounds(project, spec, settings, repository, base);
@@ -512,4 +515,13 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
     await this.say(`decision ${rounds} taken`, { type: "step.progress", step: "developer", message: `Going on for ${answer.rounds} more round${answer.rounds === 1 ? "" : "s"}, as decided`, data: { decision: answer } });
     return answer.rounds;
   }
+}
+
+/**
+ * A change's brief after another round: the new summary, the new changes first (what the Developer
+ * works on now; TASK.md lists them in this order) then those already made, the checks so far with the
+ * new ones in.
+ */
+function moreBrief(before: ChangeBrief, now: ChangeBrief): ChangeBrief {
+  return ChangeBrief.parse({ summary: now.summary, changes: [...now.changes, ...before.changes].slice(0, 20), acceptance: withChangeChecks(before.acceptance, now.acceptance) });
 }

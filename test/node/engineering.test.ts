@@ -271,7 +271,7 @@ describe("the engineering pipeline", () => {
     expect(events.find((event) => event.step === "preparer" && event.type === "step.completed")?.message).toContain("already scaffolded");
   });
 
-  it("takes a change request on the built project: a brief, rounds on change/<n>-…, a pull request with main untouched; discarded from the CLI, its pull request is closed and its branch deleted", { timeout: 300_000 }, async () => {
+  it("takes a change request on the built project: a brief, rounds on change/<n>-…, a pull request with main untouched; changed more from the CLI on the same branch and pull request; discarded from the CLI, its pull request is closed and its branch deleted", { timeout: 300_000 }, async () => {
     // Shipping one (merge, checks, deploy) is the factory test's, from the chat.
     model.load(demoScenario());
     const bare = github.repoPath("greeter");
@@ -320,6 +320,23 @@ describe("the engineering pipeline", () => {
     expect(open).toMatchObject({ status: "open", taskId, pullRequest: { number: (last.data?.pullRequest as { number: number }).number } });
     expect((await pullsOf()).find((pull) => pull.number === open.pullRequest?.number)).toMatchObject({ state: "open", head: { ref: "change/1-also-say-bye-at-bye" } });
 
+    // Changed more from the CLI: another round on the same branch from its head, the same pull request updated, the brief grown.
+    const headBefore = await git(["--git-dir", bare, "rev-parse", "refs/heads/change/1-also-say-bye-at-bye"]);
+    const again = cli(["changes", "more", "greeter", "1", "Also say ciao at /ciao", "--follow"], first.key);
+    expect(await again.exited, again.output()).toBe(0);
+    const moreTask = /change #1 goes on on change\/1-also-say-bye-at-bye \(task (eng_[A-Za-z0-9]+)\)/.exec(again.output())?.[1] ?? "";
+    expect(moreTask, again.output()).toBeTruthy();
+    const more = await finished(moreTask);
+    expect(more.last.message).toMatch(new RegExp(`^Change #1 to greeter: the tests pass at [0-9a-f]{12} after 1 round .*; pull request #${open.pullRequest?.number ?? 0} .* is open`));
+    expect(more.events.find((event) => event.step === "architect" && event.type === "step.completed")?.message).toMatch(/change #1: .*ciao.* \(2 changes, 2 acceptance checks\)/);
+    const moreMain = await git(["--git-dir", bare, "show", "change/1-also-say-bye-at-bye:app/main.py"]);
+    expect(moreMain).toContain('("GET", "/bye")');
+    expect(moreMain).toContain('("GET", "/ciao")');
+    await git(["--git-dir", bare, "merge-base", "--is-ancestor", headBefore, "refs/heads/change/1-also-say-bye-at-bye"]);
+    expect(await git(["--git-dir", bare, "rev-parse", "refs/heads/main"])).toBe(mainBefore);
+    expect((await stack.api<{ change: Change }>(`/api/projects/${first.id}/changes/1`, { key: first.key })).body.change).toMatchObject({ status: "open", taskId: moreTask, pullRequest: { number: open.pullRequest?.number } });
+    expect((await pullsOf()).filter((pull) => pull.head.ref === "change/1-also-say-bye-at-bye").map((pull) => pull.state)).toEqual(["open"]);
+
     // Discarded from the CLI: the pull request closed unmerged, the branch gone, main untouched.
     const discarded = cli(["changes", "discard", "greeter", "1"], first.key);
     expect(await discarded.exited, discarded.output()).toBe(0);
@@ -327,7 +344,10 @@ describe("the engineering pipeline", () => {
     expect((await pullsOf()).find((pull) => pull.number === open.pullRequest?.number)).toMatchObject({ state: "closed", merged: false });
     await expect(git(["--git-dir", bare, "rev-parse", "--verify", "refs/heads/change/1-also-say-bye-at-bye"])).rejects.toThrow();
     expect(await git(["--git-dir", bare, "rev-parse", "refs/heads/main"])).toBe(mainBefore);
-    // A discarded change does not ship, nor is it discarded twice.
+    // A discarded change does not change more, ship, nor is it discarded twice.
+    const noMore = await stack.api<{ error: { message: string } }>(`/api/projects/${first.id}/changes/1/more`, { json: { request: "say hi at /hi" }, key: first.key });
+    expect(noMore.status).toBe(409);
+    expect(noMore.body.error.message).toBe("Change #1 is discarded: only an open change (its tests passed, its pull request open) can change more");
     expect((await stack.api(`/api/projects/${first.id}/changes/1/ship`, { method: "POST", key: first.key })).status).toBe(409);
     expect((await stack.api(`/api/projects/${first.id}/changes/1/discard`, { method: "POST", key: first.key })).status).toBe(409);
     // Limited to its project, the owner's other key can neither ship nor discard it either.
