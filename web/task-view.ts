@@ -106,12 +106,50 @@ function showResult(event: TaskEvent): void {
   box.innerHTML = "<h2></h2><p></p>";
   find(box, "h2", HTMLElement).textContent = outcome === "completed" ? "✅ Completed" : outcome === "failed" ? "❌ Failed" : "⏹ Cancelled";
   find(box, "p", HTMLElement).textContent = event.message;
+  const links = linksOf(event.data ?? {});
+  if (links.length) {
+    const list = document.createElement("ul");
+    list.className = "links";
+    for (const link of links) {
+      const item = document.createElement("li");
+      item.dataset.link = link.kind;
+      item.append(`${link.label}: `);
+      if (link.href) {
+        const anchor = document.createElement("a");
+        anchor.href = link.href;
+        anchor.textContent = link.text;
+        anchor.rel = "noopener";
+        item.append(anchor);
+      } else item.append(link.text);
+      list.append(item);
+    }
+    box.append(list);
+  }
   if (event.data && Object.keys(event.data).length) {
     const pre = document.createElement("pre");
     pre.textContent = JSON.stringify(event.data, null, 2);
     box.append(pre);
   }
   setConnection("done", "finished");
+}
+
+/** Only http(s) links are made clickable: the data came from a pipeline, and a model wrote some of it. */
+const webUrl = (value: unknown): string | undefined => (typeof value === "string" && /^https?:\/\//.test(value) ? value : undefined);
+
+/** What a result points at: the live URL (or a change's preview), the repository, a change's branch and pull request. */
+function linksOf(data: Record<string, unknown>): { kind: string; label: string; text: string; href?: string }[] {
+  const links: { kind: string; label: string; text: string; href?: string }[] = [];
+  const notification = (data.notification ?? {}) as { url?: unknown; preview?: unknown };
+  const live = webUrl(data.url) ?? webUrl(notification.url);
+  if (live) links.push({ kind: typeof notification.preview === "number" ? "preview" : "live", label: typeof notification.preview === "number" ? `Preview of change #${notification.preview}` : "Live", text: live, href: live });
+  const change = data.change as { number?: unknown } | undefined;
+  if (typeof data.branch === "string" && change) links.push({ kind: "branch", label: `Change #${String(change.number)}'s branch`, text: data.branch });
+  const pull = data.pullRequest as { number?: unknown; url?: unknown } | undefined;
+  const pullUrl = webUrl(pull?.url);
+  if (pull && pullUrl) links.push({ kind: "pull-request", label: "Pull request", text: `#${String(pull.number)}`, href: pullUrl });
+  const repository = webUrl(data.repository);
+  if (repository) links.push({ kind: "repository", label: "Repository", text: repository, href: repository });
+  return links;
 }
 
 function showProblem(text: string): void {

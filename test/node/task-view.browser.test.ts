@@ -64,6 +64,27 @@ describe("live task view", () => {
     await page.close();
   });
 
+  it("shows a change's branch, pull request and preview as links, and makes no link of what is not a web address", async () => {
+    const { key, taskId } = await userWithTask(stack);
+    const link = await stack.api<{ url: string }>(`/api/tasks/${taskId}/view-link`, { key });
+    const page = await browser.newPage();
+    await page.goto(link.body.url);
+    await page.waitForSelector('#connection[data-state="live"]');
+    await append(taskId, {
+      type: "task.completed",
+      message: "Change #2 to shop: the tests pass; pull request #7 is open",
+      data: { branch: "change/2-say-bye", change: { number: 2 }, pullRequest: { number: 7, url: "https://github.example.test/acme/shop/pull/7" }, repository: "javascript:alert(1)", notification: { url: "http://shop--2.localhost:8780", preview: 2 } },
+    });
+    await page.waitForSelector('#result[data-outcome="completed"]');
+    const links = await page.$$eval("#result .links li", (items) => items.map((li) => ({ kind: (li as HTMLElement).dataset.link, text: li.textContent, href: li.querySelector("a")?.getAttribute("href") ?? null })));
+    expect(links).toEqual([
+      { kind: "preview", text: "Preview of change #2: http://shop--2.localhost:8780", href: "http://shop--2.localhost:8780" },
+      { kind: "branch", text: "Change #2's branch: change/2-say-bye", href: null },
+      { kind: "pull-request", text: "Pull request: #7", href: "https://github.example.test/acme/shop/pull/7" },
+    ]);
+    await page.close();
+  });
+
   it("shows a clear error page for an expired or foreign link", async () => {
     const { taskId } = await userWithTask(stack);
     const other = await userWithTask(stack);
