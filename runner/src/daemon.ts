@@ -4,6 +4,7 @@
  * up to `concurrency` jobs at once with each job's timeout, honours signed cancels, and reports
  * progress, log lines and results as messages signed with its own key.
  */
+import { totalmem } from "node:os";
 import { join } from "node:path";
 import Docker from "dockerode";
 import WebSocket from "ws";
@@ -204,6 +205,7 @@ export class RunnerDaemon {
           version: RUNNER_VERSION,
           concurrency: this.config.concurrency,
           releasePorts: this.config.releasePorts,
+          memoryMb: Math.floor(totalmem() / 1_048_576),
         };
         this.challenge = message.challenge;
         socket.send(JSON.stringify(hello));

@@ -13,7 +13,7 @@ import { startDeployTask } from "../deploy/deploys.ts";
 import { AppError, notFound } from "../lib/app-error.ts";
 import { newId } from "../lib/crypto.ts";
 import type { Principal } from "../lib/context.ts";
-import { deleteBranch, githubAppConfig, installationOrg, repositoryToken } from "../projects/github.ts";
+import { deleteBranch, githubAppConfig, installationOrg, repositoryToken, resetBranch } from "../projects/github.ts";
 import { ownRepository, projectRepository, projectVisibleTo } from "../projects/projects.ts";
 import { closePullRequest, getPullRequest, mergePullRequest } from "../projects/pull-requests.ts";
 import { FINAL_TASK_STATUSES } from "../shared/api.ts";
@@ -32,6 +32,7 @@ export function changeView(row: ChangeRow): ChangeView {
     status: row.status,
     taskId: row.taskId,
     pullRequest: row.pullRequest ?? null,
+    testedSha: row.testedSha,
     mergeSha: row.mergeSha,
     deployTaskId: row.deployTaskId,
     preview: row.previewTaskId ? { taskId: row.previewTaskId, url: row.previewUrl, live: row.previewDeploymentId !== null && row.previewUrl !== null } : null,
@@ -86,8 +87,8 @@ export async function changeOfTask(db: Db, taskId: string): Promise<ChangeView> 
 export async function recordChangeBrief(db: Db, taskId: string, brief: ChangeBrief): Promise<void> {
   await db.update(changes).set({ brief, updatedAt: new Date() }).where(eq(changes.taskId, taskId));
 }
-export async function recordChangeOpen(db: Db, taskId: string, pullRequest: PullRequestRef): Promise<void> {
-  await db.update(changes).set({ status: "open", pullRequest, updatedAt: new Date() }).where(eq(changes.taskId, taskId));
+export async function recordChangeOpen(db: Db, taskId: string, pullRequest: PullRequestRef, testedSha: string): Promise<void> {
+  await db.update(changes).set({ status: "open", pullRequest, testedSha, updatedAt: new Date() }).where(eq(changes.taskId, taskId));
 }
 export async function recordChangeFailed(db: Db, taskId: string, more: boolean): Promise<void> {
   // A "change more" that failed leaves the change as it was: open, its pull request and preview as before.
@@ -123,9 +124,12 @@ export async function openChange(db: Db, projectId: string, number: number): Pro
  */
 export async function shipChange(db: Db, env: Env, principal: Principal, projectId: string, number: number, traceparent?: string): Promise<ChangeView> {
   const { project, change } = await getChange(db, principal, projectId, number);
-  if (change.status !== "open" || !change.pullRequest) throw new AppError("conflict", `Change #${number} is ${change.status}: only an open change (its tests passed, its pull request open) can ship`);
+  // A change whose "change more" was cancelled still has its tested head: it ships as it was.
+  const shippable = change.status === "open" || (change.status === "building" && change.testedSha !== null && (await taskIsOver(db, change.taskId)));
+  if (!shippable || !change.pullRequest) throw new AppError("conflict", `Change #${number} is ${change.status}: only an open change (its tests passed, its pull request open) can ship`);
   // Refused before the merge: shipping is the merge and its deploy, or neither.
   await noDeployRunning(db, project, `ship change #${number}`);
+  const previewed = await hasPreviewReleases(db, project.id, number);
   const config = githubAppConfig(env);
   const where = projectRepository(project, await installationOrg(config));
   if (!where) throw new AppError("conflict", `Project ${project.name}'s repository is not the project's own`);
@@ -133,7 +137,10 @@ export async function shipChange(db: Db, env: Env, principal: Principal, project
   const pull = await getPullRequest(config, token, where, change.pullRequest.number);
   if (!pull || pull.state !== "open") throw new AppError("conflict", `Change #${number}'s pull request #${change.pullRequest.number} is not open any more`);
   const brief = ChangeBrief.safeParse(change.brief).data;
-  const merged = await mergePullRequest(config, token, where, change.pullRequest.number, { sha: pull.head.sha, method: "merge", title: `${project.name}: change #${number}: ${brief?.summary ?? change.request}`.slice(0, 256) });
+  // What merges is the head whose tests passed: a later push (a round of "change more" that failed or was cancelled) is taken back first.
+  const tested = change.testedSha ?? pull.head.sha;
+  if (pull.head.sha !== tested) await resetBranch(config, token, where, change.branch, tested);
+  const merged = await mergePullRequest(config, token, where, change.pullRequest.number, { sha: tested, method: "merge", title: `${project.name}: change #${number}: ${brief?.summary ?? change.request}`.slice(0, 256) });
   if (!merged.merged) throw new AppError("conflict", `Change #${number} did not merge (${merged.reason}): ${merged.message}`);
   // The change's checks join the project's, so this deploy and every later one checks them.
   const spec = ProjectSpec.safeParse(project.spec).data;
@@ -156,7 +163,7 @@ export async function shipChange(db: Db, env: Env, principal: Principal, project
   let deployTaskId: string;
   try {
     // Its preview goes once production serves the change.
-    deployTaskId = (await startDeployTask(db, env, principal, project.id, { mode: "deploy", ref: merged.sha, ...(change.previewTaskId ? { removePreview: number } : {}) }, traceparent)).id;
+    deployTaskId = (await startDeployTask(db, env, principal, project.id, { mode: "deploy", ref: merged.sha, ...(previewed ? { removePreview: number } : {}) }, traceparent)).id;
   } catch (error) {
     // Merged whatever happens to the deploy: the refusal (a deploy already running, a budget) is the caller's to see.
     if (!(error instanceof AppError)) throw error;
@@ -169,16 +176,20 @@ export async function shipChange(db: Db, env: Env, principal: Principal, project
 /** Discard a change that is not shipped: its pull request closed, its branch deleted; the record stays, discarded. */
 export async function discardChange(db: Db, env: Env, principal: Principal, projectId: string, number: number): Promise<ChangeView> {
   const { project, change } = await getChange(db, principal, projectId, number);
-  if (change.status === "shipped" || change.status === "discarded") throw new AppError("conflict", `Change #${number} is ${change.status} already`);
+  const preview = await hasPreviewReleases(db, project.id, number);
+  if (change.status === "shipped" || change.status === "discarded") {
+    // Over, but its preview outlived it (its removal failed or was cancelled): discarding again removes it.
+    if (!preview) throw new AppError("conflict", `Change #${number} is ${change.status} already`);
+    await noDeployRunning(db, project, `remove change #${number}'s preview`);
+    const removal = await startDeployTask(db, env, principal, project.id, { mode: "undeploy", preview: number });
+    return { ...changeView(change), deployTaskId: removal.id };
+  }
   if (change.status === "building") {
     // A cancelled task's workflow is terminated before it can say so: its change is over when the task is.
-    const [task] = await db.select({ status: tasks.status }).from(tasks).where(eq(tasks.id, change.taskId));
-    const over = task && (FINAL_TASK_STATUSES as readonly string[]).includes(task.status);
-    if (!over) throw new AppError("conflict", `Change #${number} is still being built (task ${change.taskId}): cancel that task first, then discard it`);
+    if (!(await taskIsOver(db, change.taskId))) throw new AppError("conflict", `Change #${number} is still being built (task ${change.taskId}): cancel that task first, then discard it`);
   }
-  // Its preview goes with it (a deploy task of its own): refused before anything is closed while another deploy runs.
-  const preview = change.previewTaskId ? await hasPreviewReleases(db, project.id, number) : false;
-  if (preview) await noDeployRunning(db, project, `discard change #${number} (its preview is removed by a deploy task)`);
+  // Its preview goes with it (a deploy task of its own): refused before anything is closed while a deploy runs (its preview's, perhaps).
+  if (preview || change.previewTaskId) await noDeployRunning(db, project, `discard change #${number} (its preview is removed by a deploy task)`);
   const config = githubAppConfig(env);
   const where = projectRepository(project, await installationOrg(config));
   if (where) {
@@ -191,6 +202,12 @@ export async function discardChange(db: Db, env: Env, principal: Principal, proj
   const removal = await startDeployTask(db, env, principal, project.id, { mode: "undeploy", preview: number });
   const [removing] = await db.update(changes).set({ deployTaskId: removal.id, updatedAt: new Date() }).where(eq(changes.id, change.id)).returning();
   return changeView(removing ?? row ?? change);
+}
+
+/** Whether a task has ended (a cancelled one's workflow is terminated before it can say so). */
+async function taskIsOver(db: Db, taskId: string): Promise<boolean> {
+  const [task] = await db.select({ status: tasks.status }).from(tasks).where(eq(tasks.id, taskId));
+  return Boolean(task && (FINAL_TASK_STATUSES as readonly string[]).includes(task.status));
 }
 
 /** A 409 naming the deploy of the project that runs now, if one does. */

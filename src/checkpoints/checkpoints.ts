@@ -11,6 +11,7 @@ import type { Db } from "../db/client.ts";
 import { isUniqueViolation } from "../db/errors.ts";
 import { checkpoints, deployments, projects, serviceDeployments, tasks } from "../db/schema.ts";
 import { startDeployTask } from "../deploy/deploys.ts";
+import { checkBudget } from "../models/usage.ts";
 import { AppError, notFound } from "../lib/app-error.ts";
 import type { Principal } from "../lib/context.ts";
 import { newId } from "../lib/crypto.ts";
@@ -69,7 +70,7 @@ export async function listCheckpoints(db: Db, principal: Principal, project: str
     ? await db
         .select()
         .from(deployments)
-        .where(and(eq(deployments.projectId, row.id), inArray(deployments.status, SERVED), inArray(deployments.commitSha, rows.map((checkpoint) => checkpoint.commitSha))))
+        .where(and(eq(deployments.projectId, row.id), isNull(deployments.preview), inArray(deployments.status, SERVED), inArray(deployments.commitSha, rows.map((checkpoint) => checkpoint.commitSha))))
         .orderBy(desc(deployments.createdAt))
     : [];
   return rows.map((checkpoint, index) => checkpointView(checkpoint, releases.find((release) => release.commitSha === checkpoint.commitSha) ?? null, index === 0));
@@ -126,6 +127,9 @@ export async function undoToCheckpoint(db: Db, env: Env, principal: Principal, p
     .limit(1);
   if (busy) throw new AppError("conflict", `Project ${row.name} has ${busy.type === "deploy" ? "a deploy" : "a build"} in progress (task ${busy.id}): wait for it or cancel it, then undo`);
 
+  // How production follows, worked out (and a rebuild's budget checked) before anything is changed.
+  const plan = await productionPlan(db, row.id, target);
+  if (plan.how === "rebuilt") await checkBudget(db, env, { projectId: row.id, userId: row.ownerId });
   const config = githubAppConfig(env);
   const repository = await ownRepository(config, row);
   if (typeof repository === "string") throw new AppError("conflict", `Project ${row.name}'s repository is ${repository === "gone" ? "gone" : "not the project's own"}, so its code cannot go back`);
@@ -151,13 +155,14 @@ export async function undoToCheckpoint(db: Db, env: Env, principal: Principal, p
   if (spec) await db.update(projects).set({ spec: { ...spec, acceptance }, updatedAt: new Date() }).where(eq(projects.id, row.id));
   const checkpoint = await recordCheckpoint(db, { projectId: row.id, kind: "undo", summary: `Back to checkpoint #${target.number}: ${target.summary}`, commitSha: revert, taskId: target.taskId, restores: target.number, tests: target.tests, acceptance: target.acceptance });
 
-  const production = await followInProduction(db, env, principal, row.id, target, revert, traceparent);
+  const production = await followInProduction(db, env, principal, row.id, plan, revert, traceparent);
   const view = checkpointView(checkpoint, null, true);
   const live = {
     "release restarted": `its release ${production.release ?? ""} is starting again (no rebuild; task ${production.taskId ?? ""})`,
     rebuilt: `its release is no longer kept, so the revert commit is being built and deployed (task ${production.taskId ?? ""})`,
     "not deployed": "the project is not deployed, so only the code went back",
     "already live": "its release is the live one already",
+    "not started": `production could not follow: ${production.why ?? ""}; deploy ${repository.defaultBranch} once that is settled`,
   }[production.how];
   return {
     checkpoint: view,
@@ -169,29 +174,46 @@ export async function undoToCheckpoint(db: Db, env: Env, principal: Principal, p
   };
 }
 
-/** Production follows the code: the checkpoint's kept release started again, standing for the revert commit. */
+type ProductionPlan = { how: "not deployed" | "already live"; release: string | null } | { how: "release restarted"; release: string } | { how: "rebuilt"; release: null };
+
+/** How production will follow an undo to `target`: its kept release (production's, on the server it runs on) started again, a rebuild, or nothing. */
+async function productionPlan(db: Db, projectId: string, target: CheckpointRow): Promise<ProductionPlan> {
+  const [placed] = await db.select().from(serviceDeployments).where(eq(serviceDeployments.projectId, projectId));
+  if (!placed) return { how: "not deployed", release: null };
+  const [release] = await db
+    .select()
+    .from(deployments)
+    .where(and(eq(deployments.projectId, projectId), isNull(deployments.preview), eq(deployments.serverId, placed.serverId), eq(deployments.commitSha, target.commitSha), inArray(deployments.status, SERVED)))
+    .orderBy(desc(deployments.createdAt))
+    .limit(1);
+  if (release?.id === placed.activeDeploymentId) return { how: "already live", release: release.id };
+  return release ? { how: "release restarted", release: release.id } : { how: "rebuilt", release: null };
+}
+
+/**
+ * Production follows the code: the checkpoint's kept release started again, standing for the revert
+ * commit (or a rebuild of it). The code went back already: a deploy that cannot start now is said, not thrown.
+ */
 async function followInProduction(
   db: Db,
   env: Env,
   principal: Principal,
   projectId: string,
-  target: CheckpointRow,
+  plan: ProductionPlan,
   revert: string,
   traceparent: string | undefined,
-): Promise<{ how: UndoView["production"]; taskId: string | null; release: string | null }> {
-  const [placed] = await db.select().from(serviceDeployments).where(eq(serviceDeployments.projectId, projectId));
-  if (!placed) return { how: "not deployed", taskId: null, release: null };
-  const [release] = await db
-    .select()
-    .from(deployments)
-    .where(and(eq(deployments.projectId, projectId), eq(deployments.serverId, placed.serverId), eq(deployments.commitSha, target.commitSha), inArray(deployments.status, SERVED)))
-    .orderBy(desc(deployments.createdAt))
-    .limit(1);
-  if (release?.id === placed.activeDeploymentId) return { how: "already live", taskId: null, release: release?.id ?? null };
-  const task = release
-    ? await startDeployTask(db, env, principal, projectId, { mode: "rollback", deploymentId: release.id, commit: revert }, traceparent)
-    : await startDeployTask(db, env, principal, projectId, { mode: "deploy", ref: revert }, traceparent);
-  return { how: release ? "release restarted" : "rebuilt", taskId: task.id, release: release?.id ?? null };
+): Promise<{ how: UndoView["production"]; taskId: string | null; release: string | null; why?: string }> {
+  if (plan.how === "not deployed" || plan.how === "already live") return { how: plan.how, taskId: null, release: plan.release };
+  try {
+    const task =
+      plan.how === "release restarted"
+        ? await startDeployTask(db, env, principal, projectId, { mode: "rollback", deploymentId: plan.release, commit: revert }, traceparent)
+        : await startDeployTask(db, env, principal, projectId, { mode: "deploy", ref: revert }, traceparent);
+    return { how: plan.how, taskId: task.id, release: plan.release };
+  } catch (error) {
+    if (!(error instanceof AppError)) throw error;
+    return { how: "not started", taskId: null, release: plan.release, why: error.message };
+  }
 }
 
 /** The tests' summary an engineering task ended with (a change's, when it ships). */

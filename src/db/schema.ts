@@ -220,6 +220,8 @@ export const changes = pgTable(
     previewTaskId: text("preview_task_id"),
     previewUrl: text("preview_url"),
     previewDeploymentId: text("preview_deployment_id"),
+    /** The branch head whose tests passed last: what shipping merges (never a later, untested push). */
+    testedSha: text("tested_sha"),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },

@@ -13,6 +13,7 @@ import type { Principal } from "../lib/context.ts";
 import { newId } from "../lib/crypto.ts";
 import type { DeploymentView } from "../shared/deploys.ts";
 import type { PipelineParams } from "../pipeline/pipeline-run.ts";
+import { RELEASE_MEMORY_MB } from "../shared/playbooks.ts";
 import { githubAppConfig } from "../projects/github.ts";
 import { checkBudget } from "../models/usage.ts";
 import { managedOf, projectVisibleTo } from "../projects/projects.ts";
@@ -162,7 +163,8 @@ export async function routeList(db: Db, serverId: string): Promise<{ generation:
       .select({ domain: deployments.domain, upstreamPort: deployments.port })
       .from(changes)
       .innerJoin(deployments, eq(deployments.id, changes.previewDeploymentId))
-      .where(and(eq(deployments.serverId, serverId), isNotNull(deployments.port), isNotNull(deployments.domain)));
+      // Only a change still open (or building more) is previewed: an ended one's route goes at the next sync, whatever became of its removal.
+      .where(and(eq(deployments.serverId, serverId), isNotNull(deployments.port), isNotNull(deployments.domain), inArray(changes.status, ["open", "building"])));
     const routes = [...rows, ...previews.flatMap((route) => (route.domain && route.upstreamPort ? [{ domain: route.domain, upstreamPort: route.upstreamPort }] : []))];
     return { generation: server.generation, routes: routes.sort((a, b) => a.domain.localeCompare(b.domain)) };
   });
@@ -207,6 +209,7 @@ export async function startDeployTask(
     const on = placed?.server ?? (request.mode === "undeploy" ? await previewServer(db, project.id, preview) : undefined);
     if (!on) throw new AppError("conflict", `Project ${project.name} is not deployed, so change #${preview} gets no preview`);
     server = on;
+    if (request.mode === "deploy") await roomForPreview(db, env, server, preview);
   } else if (request.mode === "deploy") server = await placeProject(db, project, request.server);
   else {
     const [placed] = await db.select({ server: servers, service: serviceDeployments }).from(serviceDeployments).innerJoin(servers, eq(servers.id, serviceDeployments.serverId)).where(eq(serviceDeployments.projectId, project.id));
@@ -247,6 +250,23 @@ export async function startDeployTask(
     throw error;
   }
   return task;
+}
+
+/**
+ * Whether the server has room for one more release as a change's preview: a release port, and its
+ * memory (every running release may take RELEASE_MEMORY_MB; previews leave a fifth of the server's
+ * memory to the system and production's next deploy). A 409 saying which is short.
+ */
+export async function roomForPreview(db: Db, env: Env, server: ServerRow, preview: number): Promise<void> {
+  const status = await getRunnerHub(env, server.handle).status();
+  const [row] = await db.select({ running: sql<number>`count(*)::int` }).from(deployments).where(and(eq(deployments.serverId, server.id), isNotNull(deployments.port)));
+  const running = row?.running ?? 0;
+  const ports = status.releasePorts ? status.releasePorts.to - status.releasePorts.from + 1 : null;
+  if (ports !== null && running >= ports) throw new AppError("conflict", `Server ${server.handle} has no release port free for the preview of change #${preview} (${running} releases run on its ${ports}): ship or discard another change first`);
+  const memory = status.memoryMb;
+  if (memory && (running + 1) * RELEASE_MEMORY_MB > memory * 0.8) {
+    throw new AppError("conflict", `Server ${server.handle} has no memory left for the preview of change #${preview}: ${running} releases run, ${RELEASE_MEMORY_MB} MiB each, on ${memory} MiB; ship or discard another change first`);
+  }
 }
 
 /** The server a change's preview releases ran on (the project may have been undeployed since). */

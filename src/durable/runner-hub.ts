@@ -182,6 +182,7 @@ export class RunnerHub extends DurableObject<Env> {
       lastHeartbeatAt: this.meta("last_heartbeat_at") ?? null,
       runnerVersion: this.meta("runner_version") ?? null,
       releasePorts: releasePorts ? (JSON.parse(releasePorts) as HubStatus["releasePorts"]) : null,
+      memoryMb: Number(this.meta("memory_mb")) || null,
       jobs: this.jobs.counts(),
       outbox: this.outbox.status(),
     };
@@ -264,6 +265,7 @@ export class RunnerHub extends DurableObject<Env> {
     this.setMeta("last_heartbeat_at", now);
     this.setMeta("runner_version", state.version ?? "");
     this.setMeta("release_ports", JSON.stringify(state.releasePorts));
+    this.setMeta("memory_mb", String(state.memoryMb ?? ""));
     this.send(ws, { type: "session:welcome", runnerId: state.runnerId ?? "", server: this.identity().handle });
     // Jobs sent on an earlier connection and never accepted are sent again; cancels of running jobs too.
     this.jobs.requeueDelivered(Date.now());

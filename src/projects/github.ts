@@ -234,6 +234,11 @@ export async function createCommit(config: GitHubAppConfig, token: string, repos
   return data.sha;
 }
 
+/** Moves a branch to `sha` even backwards (a change's branch back to its tested head, after an untested push). */
+export async function resetBranch(config: GitHubAppConfig, token: string, repository: Pick<Repository, "owner" | "name">, branch: string, sha: string): Promise<void> {
+  await octokit(config, token, "token").rest.git.updateRef({ owner: repository.owner, repo: repository.name, ref: `heads/${branch}`, sha, force: true });
+}
+
 /** Deletes a branch (a change's, once shipped or discarded); one already gone is not an error. */
 export async function deleteBranch(config: GitHubAppConfig, token: string, repository: Pick<Repository, "owner" | "name">, branch: string): Promise<void> {
   try {

@@ -20,6 +20,7 @@ export interface SessionState {
   concurrency: number;
   version: string | null;
   releasePorts: PortRange | null;
+  memoryMb: number | null;
   /** Closed for not saying hello in time; it may linger until the peer completes the close. */
   closing?: boolean;
 }
@@ -37,7 +38,7 @@ export type SessionVerdict =
   | { kind: "close"; code: 4400 | 4401; reason: string };
 
 export function newSession(now: number): SessionState {
-  return { challenge: randomToken(32), openedAt: now, authenticated: false, runnerId: null, concurrency: 1, version: null, releasePorts: null };
+  return { challenge: randomToken(32), openedAt: now, authenticated: false, runnerId: null, concurrency: 1, version: null, releasePorts: null, memoryMb: null };
 }
 
 /** Whether a not-yet-authenticated session has run out of time to say hello. */
@@ -68,7 +69,7 @@ export async function readRunnerMessage(
     }
     return {
       kind: "hello",
-      state: { ...state, authenticated: true, runnerId: message.runnerId, concurrency: message.concurrency, version: message.version, releasePorts: message.releasePorts ?? null },
+      state: { ...state, authenticated: true, runnerId: message.runnerId, concurrency: message.concurrency, version: message.version, releasePorts: message.releasePorts ?? null, memoryMb: message.memoryMb ?? null },
     };
   }
   if (message.type !== "report:signed") return { kind: "close", code: 4400, reason: "already authenticated" };

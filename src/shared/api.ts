@@ -311,6 +311,8 @@ export const HubStatus = z.object({
   /** What the runner said of itself when it connected: its version and the release port range it allots. */
   runnerVersion: z.string().nullable(),
   releasePorts: PortRange.nullable(),
+  /** The server's memory in MiB, as its runner said (older runners: null). */
+  memoryMb: z.number().int().nullable(),
   jobs: z.record(JobState, z.number().int()),
   /** Deliveries waiting in the hub (task events, workflow wake-ups), and those parked after failing. */
   outbox: z.object({

@@ -30,6 +30,8 @@ export const ChangeView = z.object({
   /** The engineering task that works on it. */
   taskId: z.string(),
   pullRequest: PullRequestRef.nullable(),
+  /** The branch head whose tests passed last: what shipping merges (a later push is taken back first). */
+  testedSha: z.string().nullable(),
   /** Once shipped: the merge commit production deploys, and the deploy's task (once discarded: the task removing its preview, if it had one). */
   mergeSha: z.string().nullable(),
   deployTaskId: z.string().nullable(),

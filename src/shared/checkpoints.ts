@@ -56,8 +56,8 @@ export const UndoView = z.object({
   checkpoint: CheckpointView,
   /** The checkpoint it went back to. */
   restored: z.number().int().positive(),
-  /** How production follows: the kept release started again (no rebuild), a rebuild of the revert commit when that release is gone, or nothing (not deployed, or that release serves already). */
-  production: z.enum(["release restarted", "rebuilt", "not deployed", "already live"]),
+  /** How production follows: the kept release started again (no rebuild), a rebuild of the revert commit when that release is gone, nothing (not deployed, or that release serves already), or not at all yet (its deploy could not start; the message says why). */
+  production: z.enum(["release restarted", "rebuilt", "not deployed", "already live", "not started"]),
   deployTaskId: z.string().nullable(),
   data: z.string(),
   message: z.string(),

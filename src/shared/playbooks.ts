@@ -45,6 +45,8 @@ const Port = z.number().int().min(1).max(65_535);
  * The release port must be one of the runner's release ports (checked by the runner, which knows them).
  */
 const ReleaseBase = { project: ProjectDir, release: ReleaseId };
+/** The memory a release may take (its container's limit), unless a job says otherwise: what placement counts. */
+export const RELEASE_MEMORY_MB = 512;
 export const DeployProjectVars = z.discriminatedUnion("operation", [
   z.strictObject({
     ...ReleaseBase,
@@ -53,7 +55,7 @@ export const DeployProjectVars = z.discriminatedUnion("operation", [
     repo_url: z.url({ protocol: /^https?$/ }),
     host_port: Port,
     container_port: Port.default(8000),
-    memory_mb: z.number().int().min(32).max(65_536).default(512),
+    memory_mb: z.number().int().min(32).max(65_536).default(RELEASE_MEMORY_MB),
     env_vars: z.record(EnvName, z.string().max(100_000)).default({}),
     /** Names of the job's secretVars that go into the env file; GIT_TOKEN (the clone's) never does. */
     secret_env: z.array(EnvName).max(500).default([]),

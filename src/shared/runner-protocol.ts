@@ -95,6 +95,8 @@ export const RunnerMessage = z.discriminatedUnion("type", [
     concurrency: z.number().int().positive().max(1000),
     /** The internal ports this runner's releases listen on: what caddy.sync may route to. */
     releasePorts: PortRange.optional(),
+    /** The server's memory in MiB: what a change's preview may take is counted against it. */
+    memoryMb: z.number().int().positive().max(16_777_216).optional(),
   }),
   z.strictObject({ type: z.literal("report:signed"), body: z.unknown(), signature: z.string() }),
 ]);

@@ -17,7 +17,7 @@
  */
 import { WorkflowEntrypoint, type WorkflowEvent, type WorkflowStep } from "cloudflare:workers";
 import { NonRetryableError } from "cloudflare:workflows";
-import { and, eq, isNull, ne, sql } from "drizzle-orm";
+import { and, eq, isNotNull, isNull, ne, sql } from "drizzle-orm";
 import { z } from "zod";
 import { type Db, withDb } from "../db/client.ts";
 import { changes, deployments, projects, servers, serviceDeployments } from "../db/schema.ts";
@@ -531,8 +531,14 @@ class DeployRun extends PipelineRun<DeployParams> {
       await this.step.sleep("drain", `${drain} seconds`);
       await this.stopRelease(facts, { id: facts.active.id, release: facts.active.release }, previousStatus, undefined);
     }
-    // A change shipped: its preview goes once production serves the change.
-    if (this.params.removePreview && !facts.preview) await this.removePreview(facts, this.params.removePreview, false);
+    // A change shipped: its preview goes once production serves the change. Production is live whatever
+    // becomes of that: a removal that fails is said, and discarding the change again removes the preview.
+    if (this.params.removePreview && !facts.preview) {
+      const number = this.params.removePreview;
+      await this.removePreview(facts, number, false).catch(async (error: unknown) => {
+        await this.say(`preview ${number} left`, { type: "step.progress", step: "preview", message: `The preview of change #${number} could not be removed (${error instanceof Error ? error.message : String(error)}); “discard change ${number} of ${facts.project.name}” removes it` });
+      });
+    }
     const accepted = checks.length ? ` (${checks.length === 1 ? "its acceptance check passes" : `all ${checks.length} acceptance checks pass`})` : "";
     const next = facts.preview ? `: ship it or discard it (“ship change ${facts.preview.number} of ${facts.project.name}”)` : "";
     const notification: DeployNotification = facts.preview
@@ -664,6 +670,14 @@ class DeployRun extends PipelineRun<DeployParams> {
         return [...new Set(rows.map(releaseOf))];
       }),
     );
+    // The project's previews go with it: a change's preview of a project that is offline would serve on.
+    const previews = await this.jsonStep("previews", API_STEP, z.array(z.number()), () =>
+      withDb(this.env, async (db) => {
+        const rows = await db.selectDistinct({ preview: deployments.preview }).from(deployments).where(and(eq(deployments.projectId, facts.project.id), eq(deployments.serverId, facts.server.id), ne(deployments.status, "removed"), isNotNull(deployments.preview)));
+        return rows.flatMap((row) => (row.preview ? [row.preview] : []));
+      }),
+    );
+    for (const number of previews) await this.removePreview(facts, number, false);
     const deleteData = this.params.deleteData === true;
     if (releases.length || deleteData) {
       // One run for them all: a playbook run costs seconds of CPU on a small server, however little it does.

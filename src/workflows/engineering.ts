@@ -19,7 +19,7 @@ import { withDb } from "../db/client.ts";
 import { changes, projects } from "../db/schema.ts";
 import { ingestRepositoryDocs, ingestTaskLog } from "../rag/sources.ts";
 import { Declined, draftSpec, SpecRejected } from "../engineering/architect.ts";
-import { commitExists, ensureRepository, fastForward, fileAt, installationAccess, Repository, repositoryToken, resolveCommit } from "../projects/github.ts";
+import { commitExists, ensureRepository, fastForward, fileAt, installationAccess, Repository, repositoryToken, resetBranch, resolveCommit } from "../projects/github.ts";
 import { openPullRequest } from "../projects/pull-requests.ts";
 import { agentConfig, modelEndpoint, modelErrorMessage, modelRelayUrl, openaiClient, recordUsage } from "../models/llm.ts";
 import { settings as workerSettings } from "../lib/settings.ts";
@@ -94,6 +94,7 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
     } catch (error) {
       const message = error instanceof PipelineFailure ? error.message : `the engineering pipeline stopped: ${error instanceof Error ? error.message : String(error)}`;
       // A change that fails leaves the project as it was (production serves on); only its record says so.
+      if (this.params.change?.more) await this.doStep("change reset", API_STEP, () => this.resetChange()).catch(() => undefined);
       if (this.params.change) await this.doStep("change failed", API_STEP, () => withDb(this.env, (db) => recordChangeFailed(db, this.params.taskId, Boolean(this.params.change?.more))).then(() => "recorded")).catch(() => undefined);
       else await this.setProjectStatus("failed", "failed").catch(() => undefined);
       // A task cancelled meanwhile has its end already: its stream takes no second one.
@@ -325,7 +326,7 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
       ].join("\n");
       const pull = await openPullRequest(config, token, repository, { title: `${project.name} #${change.number}: ${change.brief.summary}`.slice(0, 256), head: change.branch, base: repository.defaultBranch, body });
       const ref = { number: pull.number, url: pull.htmlUrl };
-      await withDb(this.env, (db) => recordChangeOpen(db, this.params.taskId, ref));
+      await withDb(this.env, (db) => recordChangeOpen(db, this.params.taskId, ref, tested.sha));
       return ref;
     });
     const preview = await this.preview(project, change, tested.sha);
@@ -346,12 +347,16 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
     for (let attempt = 1; ; attempt++) {
       const outcome = await this.jsonStep(`preview ${attempt}`, API_STEP, PreviewStart, () =>
         withDb(this.env, async (db) => {
-          const [row] = await db.select({ taskId: changes.previewTaskId }).from(changes).where(and(eq(changes.projectId, project.id), eq(changes.number, change.number)));
-          if (row?.taskId) return { taskId: row.taskId };
+          // Started already (a retried step): that deploy, whether or not its task id was recorded before the retry.
+          const started = await deployStartedAfter(db, project.id, this.params.taskId);
+          if (started) {
+            await db.update(changes).set({ previewTaskId: started.id, updatedAt: new Date() }).where(and(eq(changes.projectId, project.id), eq(changes.number, change.number)));
+            return { taskId: started.id };
+          }
           const principal = await principalOfCaller(db, change.caller);
           if (!principal) return { notDeployed: "the key that asked for the change no longer works" };
           try {
-            const task = await startDeployTask(db, this.env, principal, project.id, { mode: "deploy", ref: sha, preview: change.number }, this.params.traceparent);
+            const task = await startDeployTask(db, this.env, principal, project.id, { mode: "deploy", ref: sha, preview: change.number, after: this.params.taskId }, this.params.traceparent);
             await db.update(changes).set({ previewTaskId: task.id, updatedAt: new Date() }).where(and(eq(changes.projectId, project.id), eq(changes.number, change.number)));
             return { taskId: task.id };
           } catch (error) {
@@ -364,6 +369,21 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
       await this.say(`preview wait ${attempt}`, { type: "step.progress", step: "preview", message: `Preview: a deploy of ${project.name} is running; the preview waits for it` });
       await this.step.sleep(`preview wait ${attempt}`, PREVIEW_WAIT);
     }
+  }
+
+  /** A round of "change more" that failed: the change's branch (and so its pull request) back to the head whose tests passed. */
+  private async resetChange(): Promise<string> {
+    const change = this.params.change;
+    if (!change) return "no change";
+    return withDb(this.env, async (db) => {
+      const [row] = await db.select({ testedSha: changes.testedSha }).from(changes).where(and(eq(changes.projectId, this.params.projectId), eq(changes.number, change.number)));
+      const [project] = await db.select().from(projects).where(eq(projects.id, this.params.projectId));
+      if (!row?.testedSha || !project) return "nothing to reset";
+      const repository = await ownRepository(this.github(), project);
+      if (typeof repository === "string") return `repository ${repository}`;
+      await resetBranch(this.github(), await this.repoToken(repository), repository, change.branch, row.testedSha);
+      return row.testedSha;
+    });
   }
 
   /** The passing branch as a pull request into the default branch (the one already open for it, on a retry). */

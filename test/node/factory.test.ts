@@ -478,6 +478,11 @@ describe("the same scenario with a failure injected at each stage", () => {
     expect(await visit(name, "/hello")).toMatchObject({ status: 200 });
     const previewContainers = () => docker.listContainers({ all: true, filters: { label: [`orchestrator.project=${name}--1`] } });
     expect((await previewContainers()).map((c) => c.State)).toEqual(["running"]);
+    // Someone pushes to the change's branch after its tests passed: shipping merges the tested head, not that.
+    const tested = (await factory.api<{ change: { testedSha: string; branch: string } }>(`/api/projects/${(await project(name)).id}/changes/1`)).body.change;
+    const bareRepo = github().repoPath(name);
+    const untested = (await run("git", ["--git-dir", bareRepo, "commit-tree", `${tested.testedSha}^{tree}`, "-p", tested.testedSha, "-m", "an untested push"], { env: { ...process.env, GIT_AUTHOR_NAME: "t", GIT_AUTHOR_EMAIL: "t@t", GIT_COMMITTER_NAME: "t", GIT_COMMITTER_EMAIL: "t@t" } })).stdout.trim();
+    await run("git", ["--git-dir", bareRepo, "update-ref", `refs/heads/${tested.branch}`, untested, tested.testedSha]);
     // Shipped with the button under the preview's link (the press is the confirmation).
     await press(previewed, /Ship it/);
     // The change's own check (from "say bye at /bye") joined the project's: both hold before and after the route moved.
@@ -495,6 +500,8 @@ describe("the same scenario with a failure injected at each stage", () => {
     const shipped = (await factory.api<{ change: { status: string; mergeSha: string; branch: string } }>(`/api/projects/${(await project(name)).id}/changes/1`)).body.change;
     expect(shipped).toMatchObject({ status: "shipped", branch: "change/1-also-say-bye-at-bye" });
     expect(await head(name)).toBe(shipped.mergeSha);
+    expect((await run("git", ["--git-dir", bareRepo, "rev-parse", `${shipped.mergeSha}^2`])).stdout.trim()).toBe(tested.testedSha);
+    await expect(run("git", ["--git-dir", bareRepo, "merge-base", "--is-ancestor", untested, shipped.mergeSha])).rejects.toThrow();
     expect((await deployments((await project(name)).id))[0]?.commitSha).toBe(shipped.mergeSha);
     const bare = github().repoPath(name);
     await expect(run("git", ["--git-dir", bare, "rev-parse", "--verify", `refs/heads/${shipped.branch}`])).rejects.toThrow();
