@@ -11,7 +11,6 @@ import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
-import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -19,7 +18,7 @@ import Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type Factory, startFactory } from "../../scripts/lib/factory.ts";
 import { freePort } from "../../scripts/lib/ports.ts";
-import { spawnCollecting, waitFor } from "../../scripts/lib/processes.ts";
+import { isListening, spawnCollecting, waitFor } from "../../scripts/lib/processes.ts";
 import { ROOT } from "../../scripts/lib/local-stack.ts";
 import type { CheckpointView } from "../../src/shared/checkpoints.ts";
 import type { DeploymentView } from "../../src/shared/deploys.ts";
@@ -562,7 +561,7 @@ describe("the same scenario with a failure injected at each stage", () => {
     expect((await docker.listVolumes({ filters: { label: [`orchestrator.project=${name}--2`] } })).Volumes ?? []).toEqual([]);
     expect(await docker.listNetworks({ filters: { label: [`orchestrator.project=${name}--2`] } })).toEqual([]);
     await expect(run("git", ["--git-dir", bare, "rev-parse", "--verify", "refs/heads/change/2-also-say-ciao-at-ciao"])).rejects.toThrow();
-    expect(await listening(secondPort ?? 0)).toBe(false);
+    expect(await isListening(secondPort ?? 0)).toBe(false);
     // Production as it was.
     expect((await visit(name, "/ciao")).status).toBe(404);
     expect(await visit(name, "/hello")).toMatchObject({ status: 200 });
@@ -640,18 +639,6 @@ describe("the same scenario with a failure injected at each stage", () => {
     expect(count(chatId, /^❌/)).toBe(0);
   }, 500_000);
 });
-
-/** Whether something accepts connections on 127.0.0.1:port. */
-function listening(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: "127.0.0.1", port });
-    socket.once("connect", () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once("error", () => resolve(false));
-  });
-}
 
 /** The id of a job of this type the factory's runner is running now, if any. */
 async function runningJob(type: string): Promise<string | undefined> {
