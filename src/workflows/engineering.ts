@@ -60,7 +60,7 @@ const DeveloperSetup = z.object({ model: z.string(), agent: z.string() });
 const PreviewStart = z.union([z.object({ taskId: z.string() }), z.object({ notDeployed: z.string(), busy: z.boolean().optional() })]);
 /** How long, and how many times, a change's preview waits for a deploy of its project that is running. */
 const PREVIEW_WAIT = "15 seconds";
-const PREVIEW_WAITS = 20;
+const PREVIEW_WAITS = 80;
 
 
 export class EngineeringWorkflow extends WorkflowEntrypoint<Env, EngineeringParams> {
