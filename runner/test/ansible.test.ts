@@ -340,6 +340,26 @@ describe("ansible.playbook", () => {
     expect(await readdir(outside)).toEqual(["keep"]);
   });
 
+  it("copies data into a preview only from the project the preview is of: another project's data is refused before anything runs", async () => {
+    const root = await mkdtemp(join(scratch, "copy-"));
+    await mkdir(join(root, "victim", "data"), { recursive: true });
+    await writeFile(join(root, "victim", "data", "secret.db"), "another tenant's");
+    const context = recordingContext(testConfig({ deploymentsRoot: root }));
+    const build = (project: string, from: string) =>
+      ansiblePlaybook(playbook({ playbook: "deploy_project.yml", extraVars: { project, release: "rel_copy1", operation: "build", commit: "a".repeat(40), repo_url: "http://127.0.0.1:9/x.git", host_port: TEST_RELEASE_PORTS.from, copy_data_from: from } }), context);
+    for (const [project, from] of [["shop--1", "victim"], ["victim", "victim"], ["shop--1x", "shop"]] as const) {
+      const outcome = await build(project, from);
+      expect(outcome.ok, `${project} from ${from}`).toBe(false);
+      expect(tasksOf(outcome).find((task) => task.status === "failed")?.name, `${project} from ${from}`).toBe("Check the request");
+    }
+    // The preview of this project's own change passes the request's checks (and fails later, at the checkout of a repository that is not there).
+    const own = await build("shop--1", "shop");
+    expect(own.ok).toBe(false);
+    expect(tasksOf(own).find((task) => task.name === "Check the request")?.status).toBe("ok");
+    expect(await readFile(join(root, "victim", "data", "secret.db"), "utf8")).toBe("another tenant's");
+    expect(await readdir(join(root, "victim", "data"))).toEqual(["secret.db"]);
+  });
+
   it("refuses to start a release whose image is gone, or on a port something else holds", async () => {
     const docker = new Docker();
     const image = await ensureTestImage(docker);

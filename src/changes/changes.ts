@@ -5,11 +5,11 @@
  * commit) or discard (the pull request closed, its branch deleted). The work itself is an engineering
  * task in change mode (src/workflows/engineering.ts), started by startEngineering.
  */
-import { and, desc, eq, inArray, max, ne, sql } from "drizzle-orm";
+import { and, desc, eq, max, ne, sql } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { changes, deployments, projects, tasks } from "../db/schema.ts";
 import { recordCheckpoint, testsOfTask } from "../checkpoints/checkpoints.ts";
-import { startDeployTask } from "../deploy/deploys.ts";
+import { runningDeploy, startDeployTask } from "../deploy/deploys.ts";
 import { AppError, notFound } from "../lib/app-error.ts";
 import { newId } from "../lib/crypto.ts";
 import type { Principal } from "../lib/context.ts";
@@ -18,7 +18,7 @@ import { ownRepository, projectRepository, projectVisibleTo } from "../projects/
 import { closePullRequest, getPullRequest, mergePullRequest } from "../projects/pull-requests.ts";
 import { FINAL_TASK_STATUSES } from "../shared/api.ts";
 import { ChangeBrief, changeBranch, type ChangeView, type PullRequestRef, withChangeChecks } from "../shared/changes.ts";
-import { AcceptanceChecks, ProjectSpec } from "../shared/spec.ts";
+import { ProjectSpec } from "../shared/spec.ts";
 
 type ChangeRow = typeof changes.$inferSelect;
 type ProjectRow = typeof projects.$inferSelect;
@@ -144,11 +144,9 @@ export async function shipChange(db: Db, env: Env, principal: Principal, project
   if (!merged.merged) throw new AppError("conflict", `Change #${number} did not merge (${merged.reason}): ${merged.message}`);
   // The change's checks join the project's, so this deploy and every later one checks them.
   const spec = ProjectSpec.safeParse(project.spec).data;
-  if (spec && brief?.acceptance.length) {
-    await db.update(projects).set({ spec: { ...spec, acceptance: withChangeChecks(spec.acceptance, brief.acceptance) }, updatedAt: new Date() }).where(eq(projects.id, project.id));
-  }
+  const acceptance = spec && brief?.acceptance.length ? withChangeChecks(spec.acceptance, brief.acceptance) : (spec?.acceptance ?? []);
+  if (spec && brief?.acceptance.length) await db.update(projects).set({ spec: { ...spec, acceptance }, updatedAt: new Date() }).where(eq(projects.id, project.id));
   await db.update(changes).set({ status: "shipped", mergeSha: merged.sha, updatedAt: new Date() }).where(eq(changes.id, change.id));
-  const [after] = await db.select({ spec: projects.spec }).from(projects).where(eq(projects.id, project.id));
   await recordCheckpoint(db, {
     projectId: project.id,
     kind: "change",
@@ -157,7 +155,7 @@ export async function shipChange(db: Db, env: Env, principal: Principal, project
     taskId: change.taskId,
     changeNumber: number,
     tests: await testsOfTask(db, change.taskId),
-    acceptance: AcceptanceChecks.default([]).safeParse(after?.spec?.acceptance).data ?? [],
+    acceptance,
   });
   await deleteBranch(config, token, where, change.branch).catch(() => undefined);
   let deployTaskId: string;
@@ -212,11 +210,7 @@ async function taskIsOver(db: Db, taskId: string): Promise<boolean> {
 
 /** A 409 naming the deploy of the project that runs now, if one does. */
 async function noDeployRunning(db: Db, project: ProjectRow, what: string): Promise<void> {
-  const [running] = await db
-    .select({ id: tasks.id })
-    .from(tasks)
-    .where(and(eq(tasks.projectId, project.id), eq(tasks.type, "deploy"), inArray(tasks.status, ["queued", "running", "needs_input"])))
-    .limit(1);
+  const running = await runningDeploy(db, project.id);
   if (running) throw new AppError("conflict", `A deploy of ${project.name} is running (task ${running.id}): ${what} once it has ended`);
 }
 

@@ -17,6 +17,7 @@ import type { Principal } from "../lib/context.ts";
 import { newId } from "../lib/crypto.ts";
 import { commitTree, createCommit, fastForward, githubAppConfig, repositoryToken, resolveCommit } from "../projects/github.ts";
 import { findProject, ownRepository } from "../projects/projects.ts";
+import { ACTIVE_TASK_STATUSES } from "../shared/api.ts";
 import { type CheckpointKind, type CheckpointView, UNDO_DATA_NOTE, type UndoBody, type UndoView } from "../shared/checkpoints.ts";
 import { AcceptanceChecks, ProjectSpec } from "../shared/spec.ts";
 
@@ -25,7 +26,6 @@ type DeploymentRow = typeof deployments.$inferSelect;
 
 /** Releases that served (and whose image is kept): what a checkpoint's code ran as. */
 const SERVED: DeploymentRow["status"][] = ["active", "superseded", "rolled_back"];
-const ACTIVE_TASK = ["queued", "running", "needs_input"] as const;
 
 export interface NewCheckpoint {
   projectId: string;
@@ -123,7 +123,7 @@ export async function undoToCheckpoint(db: Db, env: Env, principal: Principal, p
     .select({ id: tasks.id, type: tasks.type })
     .from(tasks)
     // A change being built works on a branch of its own, so it does not stop an undo; a build on the default branch or a deploy does.
-    .where(and(eq(tasks.projectId, row.id), inArray(tasks.status, [...ACTIVE_TASK]), sql`(${tasks.type} = 'deploy' or (${tasks.type} = 'engineering' and not (${tasks.input} ? 'change')))`))
+    .where(and(eq(tasks.projectId, row.id), inArray(tasks.status, [...ACTIVE_TASK_STATUSES]), sql`(${tasks.type} = 'deploy' or (${tasks.type} = 'engineering' and not (${tasks.input} ? 'change')))`))
     .limit(1);
   if (busy) throw new AppError("conflict", `Project ${row.name} has ${busy.type === "deploy" ? "a deploy" : "a build"} in progress (task ${busy.id}): wait for it or cancel it, then undo`);
 

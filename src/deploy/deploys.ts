@@ -13,6 +13,7 @@ import type { Principal } from "../lib/context.ts";
 import { newId } from "../lib/crypto.ts";
 import type { DeploymentView } from "../shared/deploys.ts";
 import type { PipelineParams } from "../pipeline/pipeline-run.ts";
+import { ACTIVE_TASK_STATUSES } from "../shared/api.ts";
 import { RELEASE_MEMORY_MB } from "../shared/playbooks.ts";
 import { githubAppConfig } from "../projects/github.ts";
 import { checkBudget } from "../models/usage.ts";
@@ -170,7 +171,15 @@ export async function routeList(db: Db, serverId: string): Promise<{ generation:
   });
 }
 
-const ACTIVE_TASK: Task["status"][] = ["queued", "running", "needs_input"];
+/** The deploy (or rollback, undeploy, preview) of a project that has not ended, if any: one runs at a time. */
+export async function runningDeploy(db: Db, projectId: string): Promise<Pick<Task, "id" | "status"> | undefined> {
+  const [running] = await db
+    .select({ id: tasks.id, status: tasks.status })
+    .from(tasks)
+    .where(and(eq(tasks.projectId, projectId), eq(tasks.type, "deploy"), inArray(tasks.status, [...ACTIVE_TASK_STATUSES])))
+    .limit(1);
+  return running;
+}
 
 /** Starts a deploy, rollback or undeploy of a project on a new `deploy` task. */
 export async function startDeployTask(
@@ -193,11 +202,7 @@ export async function startDeployTask(
     githubAppConfig(env);
     if (!project.repositoryUrl) throw new AppError("conflict", `Project ${project.name} has no repository yet: run its engineering pipeline first`);
   }
-  const [running] = await db
-    .select({ id: tasks.id, status: tasks.status })
-    .from(tasks)
-    .where(and(eq(tasks.projectId, project.id), eq(tasks.type, "deploy"), inArray(tasks.status, ACTIVE_TASK)))
-    .limit(1);
+  const running = await runningDeploy(db, project.id);
   if (running) throw new AppError("conflict", `Project ${project.name} already has a deploy in progress (task ${running.id}, ${running.status}); wait for it or cancel it`);
 
   let server: ServerRow;

@@ -19,6 +19,7 @@ import { managedOf, projectVisibleTo } from "../projects/projects.ts";
 import { hubIdentity, loadServer } from "../runner-hub/servers.ts";
 import { appendTaskEvent, createTask, type Task } from "../tasks/tasks.ts";
 import { checkChangeable, openChange, recordChange, reopenChange } from "../changes/changes.ts";
+import { ACTIVE_TASK_STATUSES } from "../shared/api.ts";
 import { ChangeBrief } from "../shared/changes.ts";
 
 /** What an EngineeringWorkflow run is started with (startEngineering). */
@@ -40,7 +41,6 @@ export interface EngineeringParams extends PipelineParams {
   };
 }
 
-const ACTIVE: Task["status"][] = ["queued", "running", "needs_input"];
 
 /**
  * The server a project's jobs run on: the one asked for, the project's own (`managed.server`), the
@@ -74,7 +74,7 @@ export async function startEngineering(
   const [running] = await db
     .select({ id: tasks.id, status: tasks.status })
     .from(tasks)
-    .where(and(eq(tasks.projectId, project.id), eq(tasks.type, "engineering"), inArray(tasks.status, ACTIVE)))
+    .where(and(eq(tasks.projectId, project.id), eq(tasks.type, "engineering"), inArray(tasks.status, [...ACTIVE_TASK_STATUSES])))
     .limit(1);
   if (running) throw new AppError("conflict", `Project ${project.name} already has an engineering run in progress (task ${running.id}, ${running.status}); cancel it or wait for it`);
   if (options.change) {

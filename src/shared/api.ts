@@ -17,6 +17,8 @@ export const TaskStatus = z.enum(TASK_STATUSES);
 export type TaskStatus = z.infer<typeof TaskStatus>;
 /** Statuses a task never leaves. */
 export const FINAL_TASK_STATUSES = ["completed", "failed", "cancelled"] as const satisfies TaskStatus[];
+/** A task that has not ended yet. */
+export const ACTIVE_TASK_STATUSES = ["queued", "running", "needs_input"] as const satisfies TaskStatus[];
 
 export const PROJECT_STATUSES = ["draft", "engineering", "ready", "deploying", "deployed", "failed", "archived"] as const;
 export const ProjectStatus = z.enum(PROJECT_STATUSES);

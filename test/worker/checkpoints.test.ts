@@ -73,7 +73,7 @@ describe("checkpoints and undo", () => {
     expect((await listed(id, key)).map((c) => c.number)).toEqual([2, 1]);
   });
 
-  it("is another tenant's project: not found, on both routes, and for a key limited to another project", async () => {
+  it("is another tenant's project: not found, on every route of its checkpoints and changes, and for a key limited to another project", async () => {
     const alice = await createUserWithKey("alice");
     const bob = await createUserWithKey("bob");
     const { id } = await project(alice.key);
@@ -91,5 +91,16 @@ describe("checkpoints and undo", () => {
     expect((await call(`/api/projects/${id}/checkpoints`, { key: limitedKey })).status).toBe(404);
     expect((await undo(id, limitedKey)).status).toBe(404);
     expect((await listed(id, alice.key)).map((c) => c.number)).toEqual([2, 1]);
+    // Nor does either reach her changes: change more, ship, discard, or one change.
+    for (const key of [bob.key, limitedKey]) {
+      for (const [path, json] of [["/changes/1/more", { request: "say hi at /hi" }], ["/changes/1/ship", {}], ["/changes/1/discard", {}]] as const) {
+        expect((await call(`/api/projects/${id}${path}`, { method: "POST", key, json })).status, path).toBe(404);
+      }
+      expect((await call(`/api/projects/${id}/changes/1`, { key })).status).toBe(404);
+    }
+    // A "change more" with no words, or words it cannot take, is refused before anything is looked up.
+    for (const json of [{}, { request: "" }, { request: "x".repeat(5000) }, { request: "ok words", more: true }]) {
+      expect((await call(`/api/projects/${id}/changes/1/more`, { method: "POST", key: alice.key, json })).status, JSON.stringify(json).slice(0, 40)).toBe(400);
+    }
   });
 });

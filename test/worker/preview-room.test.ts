@@ -9,6 +9,7 @@ import { describe, expect, it } from "vitest";
 import { withDb } from "../../src/db/client.ts";
 import { deployments, servers } from "../../src/db/schema.ts";
 import { roomForPreview } from "../../src/deploy/deploys.ts";
+import { previewSecret } from "../../src/deploy/previews.ts";
 import { call, createUserWithKey, uniqueName } from "./helpers.ts";
 import { connect, enrolledRunner, getServer, until } from "./runner-helpers.ts";
 
@@ -46,5 +47,16 @@ describe("room for a change's preview", () => {
     await running(server.id, [21_100, 21_101]);
     await expect(withDb(env, (db) => roomForPreview(db, env, server, 1))).rejects.toThrow(`Server ${server.handle} has no release port free for the preview of change #1 (2 releases run on its 2)`);
     connection.ws.close();
+  });
+});
+
+describe("a preview's infra secrets", () => {
+  it("are derived: the same for one preview's redeploys, another for every other preview, name or project, and none without the factory's key", async () => {
+    const key = env.SECRETS_ENCRYPTION_KEY;
+    const one = await previewSecret(key, "prj_a", 1, "SESSION_SECRET");
+    expect(one).toMatch(/^[0-9a-f]{64}$/);
+    expect(await previewSecret(key, "prj_a", 1, "SESSION_SECRET")).toBe(one);
+    const others = await Promise.all([previewSecret(key, "prj_a", 2, "SESSION_SECRET"), previewSecret(key, "prj_a", 1, "DB_PASSWORD"), previewSecret(key, "prj_b", 1, "SESSION_SECRET"), previewSecret(`${key}x`, "prj_a", 1, "SESSION_SECRET")]);
+    expect(new Set([one, ...others]).size).toBe(5);
   });
 });
