@@ -7,7 +7,7 @@
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { HubStatus, ProjectStatus, ServerView, type TaskStatus, TaskStreamPosition, TaskView } from "../src/shared/api.ts";
-import { ChangeView } from "../src/shared/changes.ts";
+import { CatchUpStart, ChangeView } from "../src/shared/changes.ts";
 import { CheckpointView, UNDO_DATA_NOTE, UndoView } from "../src/shared/checkpoints.ts";
 import { CHAT_TEXT_LIMIT } from "../src/shared/chat.ts";
 import { DeployAfterBuild, DeploymentView, HealthEvidence, SecretView } from "../src/shared/deploys.ts";
@@ -39,7 +39,8 @@ const USAGE = `Usage:
   orchestrator changes more <project> <n> "<what else>" [--follow] [--json]
                                                       another round of open change n on its branch: its pull
                                                       request updated, its preview made again
-  orchestrator changes ship <project> <n>             merge change n's pull request and deploy the merge
+  orchestrator changes ship <project> <n>             merge change n's pull request and deploy the merge; the
+                                                      other open changes take it in and are tested again
   orchestrator changes discard <project> <n>          close change n's pull request, delete its branch, remove its preview
   orchestrator checkpoints <project> [--json]         the commits its default branch reached with tests passing
                                                       (builds, changes shipped, undos), with their releases
@@ -239,8 +240,10 @@ async function changeAnswer(action: "ship" | "discard", args: string[]) {
   const [project, number] = parseArgs({ args, allowPositionals: true, options: {} }).positionals;
   if (!project || !number || !/^\d+$/.test(number)) usage(`changes ${action} needs a project (its id or name) and the change's number`);
   const config = loadConfig();
-  const { change } = await apiPost(config, `/api/projects/${encodeURIComponent(await projectIdOf(config, project))}/changes/${number}/${action}`, {}, `change #${number} of ${project}`, ChangeShown);
-  out(action === "ship" ? `change #${change.number} merged (${(change.mergeSha ?? "").slice(0, 12)}); deploying it: orchestrator deploy status ${change.deployTaskId ?? "?"} --follow` : `change #${change.number} discarded: its pull request closed and ${change.branch} deleted`);
+  const { change, catchingUp } = await apiPost(config, `/api/projects/${encodeURIComponent(await projectIdOf(config, project))}/changes/${number}/${action}`, {}, `change #${number} of ${project}`, ChangeShown.extend({ catchingUp: z.array(CatchUpStart).default([]) }));
+  if (action === "discard") return out(`change #${change.number} discarded: its pull request closed and ${change.branch} deleted`);
+  out(`change #${change.number} merged (${(change.mergeSha ?? "").slice(0, 12)}); ${change.deployTaskId ? `deploying it: orchestrator deploy status ${change.deployTaskId} --follow` : `${project} is not deployed: orchestrator deploy ${project} puts it live`}`);
+  for (const other of catchingUp) out("taskId" in other ? `change #${other.number} catches up with it (task ${other.taskId}): orchestrator engineering status ${other.taskId} --follow` : `change #${other.number} did not catch up: ${other.notStarted}`);
 }
 
 const checkpointLine = (checkpoint: CheckpointView) =>

@@ -189,6 +189,10 @@ const readAndInstall = (...files: string[]) => ({
   ],
 });
 
+/** The scripted Developer's resolution of a merge: the conflict markers dropped, both sides' lines kept. */
+const MERGE_RESOLVED = "conflicts resolved, both sides kept";
+const KEEP_BOTH_SIDES = `cd /work/repo && files=$(git diff --name-only --diff-filter=U) && sed -i -e '/^<<<<<<< /d' -e '/^=======$/d' -e '/^>>>>>>> /d' $files && echo "${MERGE_RESOLVED}: $files"`;
+
 /** Whether TASK.md asks for the weather bot (the scripted Architect's module line). */
 const asksWeatherBot = (request: ChatRequest) => briefLines(request).some((line) => line.startsWith("- weather: answers /weather"));
 
@@ -354,6 +358,11 @@ export function demoScenario(): Scenario {
         name: "agent: edit and write",
         match: { tools: ["edit", "write"], lastRole: "tool" },
         reply: (request) => {
+          // A merge to resolve (TASK.md's "# Merging main"): both sides kept, as a model would where each added its own lines at one place.
+          if (briefLines(request).some((line) => /^# Merging \S+$/.test(line))) {
+            if (request.messages.some((message) => message.role === "tool" && messageText(message).includes(MERGE_RESOLVED))) return { content: `${SCRIPTED_LABEL} Merged the default branch and kept both sides of each conflict.` };
+            return { toolCalls: [{ name: "bash", arguments: { command: KEEP_BOTH_SIDES, description: "Resolve the merge's conflicts" } }] };
+          }
           const headline = headlineFrom(request);
           // The page first, as a model reads a file before it edits it (opencode refuses an edit of a file it has not read).
           const pageRead = request.messages.some((message) => message.role === "tool" && messageText(message).includes("<main>"));

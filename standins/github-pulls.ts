@@ -7,6 +7,8 @@
  * - `GET /repos/:owner/:repo/pulls/:number`
  * - `PATCH /repos/:owner/:repo/pulls/:number` {title?, body?, state?: "open" | "closed"}
  * - `PUT /repos/:owner/:repo/pulls/:number/merge` {commit_title?, commit_message?, sha?, merge_method?: "merge" | "squash"}
+ * - `POST /repos/:owner/:repo/merges` {base, head, commit_message?}: head merged into the branch base (a
+ *   merge commit, 201); 204 when base has head already; 409 on a conflict; 404 when either is missing
  * They are kept in `pulls.json` in the bare repository, so a restarted stand-in (`npm run dev`) has them.
  */
 import { execFile } from "node:child_process";
@@ -38,6 +40,7 @@ type Stored = z.infer<typeof Stored>;
 const Branch = z.string().regex(/^(?!-)[A-Za-z0-9._/-]{1,200}$/).refine((name) => !name.includes(".."));
 const CreateBody = z.object({ title: z.string().min(1).max(256), head: z.string().min(1), base: z.string().min(1), body: z.string().max(65_536).nullish() });
 const UpdateBody = z.object({ title: z.string().min(1).max(256).optional(), body: z.string().max(65_536).nullish(), state: z.enum(["open", "closed"]).optional() });
+const BranchMergeBody = z.object({ base: z.string().min(1), head: z.string().min(1), commit_message: z.string().max(65_536).optional() });
 const MergeBody = z.object({ commit_title: z.string().max(256).optional(), commit_message: z.string().max(65_536).optional(), sha: z.string().optional(), merge_method: z.enum(["merge", "squash", "rebase"]).default("merge") });
 
 export interface PullsContext {
@@ -68,9 +71,6 @@ export class PullRequests {
   }
 
   private async answer(method: string, name: string, rest: string, query: URLSearchParams, text: string): Promise<Answer | null> {
-    const route = /^\/pulls(?:\/(\d+)(\/merge)?)?$/.exec(rest);
-    if (!route) return null;
-    const number = route[1] ? Number(route[1]) : null;
     const body = (() => {
       try {
         return text ? (JSON.parse(text) as unknown) : {};
@@ -78,6 +78,10 @@ export class PullRequests {
         return undefined;
       }
     })();
+    if (rest === "/merges" && method === "POST") return body === undefined ? { status: 400, body: { message: "Problems parsing JSON" } } : this.mergeBranch(name, body);
+    const route = /^\/pulls(?:\/(\d+)(\/merge)?)?$/.exec(rest);
+    if (!route) return null;
+    const number = route[1] ? Number(route[1]) : null;
     if (body === undefined) return { status: 400, body: { message: "Problems parsing JSON" } };
     if (number === null && method === "POST") return this.create(name, body);
     if (number === null && method === "GET") return this.list(name, query);
@@ -160,6 +164,27 @@ export class PullRequests {
     const now = new Date().toISOString();
     this.replace(name, { ...pull, state: "closed", merged: true, mergeCommitSha: commit, headSha: head, closedAt: now, mergedAt: now, updatedAt: now });
     return { status: 200, body: { sha: commit, merged: true, message: "Pull Request successfully merged" } };
+  }
+
+  /** As GitHub's merges API: `head` (a branch or commit) merged into the branch `base`, which moves to the merge commit. */
+  private async mergeBranch(name: string, input: unknown): Promise<Answer> {
+    const parsed = BranchMergeBody.safeParse(input);
+    if (!parsed.success) return validation(parsed.error.issues[0]?.message ?? "invalid", String(parsed.error.issues[0]?.path[0] ?? ""));
+    const { base: branch, head: headRef } = parsed.data;
+    const base = Branch.safeParse(branch).success ? await this.sha(name, branch) : null;
+    const head = /^[0-9a-f]{40}$/.test(headRef) ? headRef : Branch.safeParse(headRef).success ? await this.sha(name, headRef) : null;
+    if (!base) return { status: 404, body: { message: "Base does not exist" } };
+    if (!head || !(await this.git(name, ["cat-file", "-e", `${head}^{commit}`]).then(() => true, () => false))) return { status: 404, body: { message: "Head does not exist" } };
+    // Already there: nothing to merge.
+    if (await this.git(name, ["merge-base", "--is-ancestor", head, base]).then(() => true, () => false)) return { status: 204, body: null };
+    const tree = await this.mergeTree(name, base, head);
+    if (!tree) return { status: 409, body: { message: "Merge conflict" } };
+    const message = parsed.data.commit_message ?? `Merge ${headRef} into ${branch}`;
+    const commit = (await this.git(name, ["commit-tree", tree, "-p", base, "-p", head, "-m", message], { GIT_AUTHOR_NAME: "GitHub", GIT_AUTHOR_EMAIL: "noreply@github.com", GIT_COMMITTER_NAME: "GitHub", GIT_COMMITTER_EMAIL: "noreply@github.com" })).trim();
+    const moved = await this.git(name, ["update-ref", `refs/heads/${branch}`, commit, base]).then(() => false, () => true);
+    if (moved) return { status: 409, body: { message: "Base branch was modified. Review and try the merge again." } };
+    const repo = `${this.context.org}/${name}`;
+    return { status: 201, body: { sha: commit, url: `${this.context.url}/repos/${repo}/commits/${commit}`, html_url: `${this.context.url}/${repo}/commit/${commit}`, commit: { message, tree: { sha: tree } }, parents: [{ sha: base }, { sha: head }] } };
   }
 
   private async view(name: string, pull: Stored): Promise<Record<string, unknown>> {

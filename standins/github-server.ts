@@ -10,7 +10,7 @@
  *   `GET /repos/:owner/:repo/contents/:path?ref=`, `GET /repos/:owner/:repo/git/trees/:sha?recursive=1`, `PATCH` and `DELETE /repos/:owner/:repo/git/refs/heads/:branch`
  *   (a fast-forward unless `force`), `GET` and `POST /repos/:owner/:repo/git/commits` (a commit's tree and
  *   parents; a new commit of a tree, as an undo's revert commit is made), and pull requests (standins/github-pulls.ts: create, get, list,
- *   update or close, merge): an installation token (`Authorization: token …` or `Bearer …`).
+ *   update or close, merge; and `POST /repos/:owner/:repo/merges`, a branch merged into another): an installation token (`Authorization: token …` or `Bearer …`).
  * - `DELETE /installation/token`: revokes the token the call is made with.
  * - `/<owner>/<repo>.git/…`: git over HTTP, Basic auth with the installation token as password.
  * - `POST /_standin/token`: an installation token, no questions asked (the stand-in's own route, for
@@ -233,13 +233,14 @@ export class GitHubServer {
       this.requests.push({ method: "DELETE", path, status: 204 });
       return void res.writeHead(204).end();
     }
-    const pullsRoute = /^\/repos\/([^/]+)\/([^/]+)(\/pulls(?:\/.*)?)$/.exec(path);
+    const pullsRoute = /^\/repos\/([^/]+)\/([^/]+)(\/pulls(?:\/.*)?|\/merges)$/.exec(path);
     if (pullsRoute) {
       const [, owner, name = "", rest = ""] = pullsRoute;
       if (owner !== this.org || !this.repos.has(name) || !this.validToken(tokenOf(req.headers.authorization), name)) return respond(404, { message: "Not Found" });
-      // A token narrowed to some permissions reaches pull requests only with pull_requests (write, to change one), as on GitHub.
+      // A token narrowed to some permissions reaches pull requests only with pull_requests (write, to change one), and merges branches only with contents write, as on GitHub.
       const granted = this.tokens.get(tokenOf(req.headers.authorization) ?? "")?.permissions;
-      if (granted && (!granted.pull_requests || (req.method !== "GET" && granted.pull_requests !== "write"))) return respond(403, { message: "Resource not accessible by integration" });
+      if (granted && rest === "/merges" && granted.contents !== "write") return respond(403, { message: "Resource not accessible by integration" });
+      if (granted && rest !== "/merges" && (!granted.pull_requests || (req.method !== "GET" && granted.pull_requests !== "write"))) return respond(403, { message: "Resource not accessible by integration" });
       const answer = await this.pulls.handle(req.method ?? "GET", name, rest, url.searchParams, await readBody(req));
       if (answer?.status === 204) {
         this.requests.push({ method: req.method ?? "GET", path, status: 204 });

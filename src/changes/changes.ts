@@ -9,9 +9,10 @@ import { and, desc, eq, max, ne, sql } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { changes, deployments, projects, tasks } from "../db/schema.ts";
 import { recordCheckpoint, testsOfTask } from "../checkpoints/checkpoints.ts";
-import { runningDeploy, startDeployTask } from "../deploy/deploys.ts";
+import { isDeployed, runningDeploy, startDeployTask } from "../deploy/deploys.ts";
 import { AppError, notFound } from "../lib/app-error.ts";
 import { newId } from "../lib/crypto.ts";
+import { isUniqueViolation } from "../db/errors.ts";
 import type { Principal } from "../lib/context.ts";
 import { deleteBranch, githubAppConfig, installationOrg, repositoryToken, resetBranch } from "../projects/github.ts";
 import { ownRepository, projectRepository, projectVisibleTo } from "../projects/projects.ts";
@@ -56,11 +57,18 @@ export async function checkChangeable(env: Env, project: ProjectRow): Promise<vo
 
 /** Numbers the next change of a project and records it, with the task that works on it. */
 export async function recordChange(db: Db, projectId: string, request: string, taskId: string): Promise<ChangeRow> {
-  const [last] = await db.select({ number: max(changes.number) }).from(changes).where(eq(changes.projectId, projectId));
-  const number = (last?.number ?? 0) + 1;
-  const [row] = await db.insert(changes).values({ id: newId("chg"), projectId, number, request, branch: changeBranch(number, request), taskId }).returning();
-  if (!row) throw new Error("the change was not recorded");
-  return row;
+  // Two changes asked at once take the same next number: the second takes the one after.
+  for (let attempt = 1; ; attempt++) {
+    const [last] = await db.select({ number: max(changes.number) }).from(changes).where(eq(changes.projectId, projectId));
+    const number = (last?.number ?? 0) + 1;
+    try {
+      const [row] = await db.insert(changes).values({ id: newId("chg"), projectId, number, request, branch: changeBranch(number, request), taskId }).returning();
+      if (!row) throw new Error("the change was not recorded");
+      return row;
+    } catch (error) {
+      if (!isUniqueViolation(error) || attempt >= 5) throw error;
+    }
+  }
 }
 
 export async function listChanges(db: Db, principal: Principal, projectId: string): Promise<ChangeView[]> {
@@ -90,6 +98,10 @@ export async function recordChangeBrief(db: Db, taskId: string, brief: ChangeBri
 export async function recordChangeOpen(db: Db, taskId: string, pullRequest: PullRequestRef, testedSha: string): Promise<void> {
   await db.update(changes).set({ status: "open", pullRequest, testedSha, updatedAt: new Date() }).where(eq(changes.taskId, taskId));
 }
+/** A change asked to catch up that had nothing to take in: open again, as it was. */
+export async function recordChangeCurrent(db: Db, taskId: string): Promise<void> {
+  await db.update(changes).set({ status: "open", updatedAt: new Date() }).where(and(eq(changes.taskId, taskId), eq(changes.status, "building")));
+}
 export async function recordChangeFailed(db: Db, taskId: string, more: boolean): Promise<void> {
   // A "change more" that failed leaves the change as it was: open, its pull request and preview as before.
   await db.update(changes).set({ status: more ? "open" : "failed", updatedAt: new Date() }).where(and(eq(changes.taskId, taskId), eq(changes.status, "building")));
@@ -102,7 +114,8 @@ export async function recordChangeFailed(db: Db, taskId: string, more: boolean):
 export async function reopenChange(db: Db, projectId: string, number: number, request: string, taskId: string): Promise<ChangeRow> {
   const [row] = await db
     .update(changes)
-    .set({ status: "building", taskId, request: sql`left(${changes.request} || ${`\nThen: ${request}`}, 8000)`, previewTaskId: null, updatedAt: new Date() })
+    // No words: a catch-up (the default branch merged in), the request as it was.
+    .set({ status: "building", taskId, ...(request ? { request: sql`left(${changes.request} || ${`\nThen: ${request}`}, 8000)` } : {}), previewTaskId: null, updatedAt: new Date() })
     .where(and(eq(changes.projectId, projectId), eq(changes.number, number), eq(changes.status, "open")))
     .returning();
   if (!row) throw new AppError("conflict", `Change #${number} is not open: only an open change (its tests passed, its pull request open) can change more`);
@@ -118,11 +131,12 @@ export async function openChange(db: Db, projectId: string, number: number): Pro
 }
 
 /**
- * Ship an open change: merge its pull request (as its branch's head was when the tests passed: a
- * branch pushed to since is refused), put the brief's acceptance checks into the project's spec, and
- * deploy the merge commit as the caller. A pull request that no longer merges is a 409 saying why.
+ * Merge an open change: its pull request merged (as its branch's head was when the tests passed: a
+ * branch pushed to since is refused), the brief's acceptance checks put into the project's spec, and
+ * the merge commit deployed as the caller (if the project is deployed). A pull request that no longer
+ * merges is a 409 saying why. Shipping is this and the other open changes catching up (src/changes/ship.ts).
  */
-export async function shipChange(db: Db, env: Env, principal: Principal, projectId: string, number: number, traceparent?: string): Promise<ChangeView> {
+export async function mergeChange(db: Db, env: Env, principal: Principal, projectId: string, number: number, traceparent?: string): Promise<ChangeView> {
   const { project, change } = await getChange(db, principal, projectId, number);
   // A change whose "change more" was cancelled still has its tested head: it ships as it was.
   const shippable = change.status === "open" || (change.status === "building" && change.testedSha !== null && (await taskIsOver(db, change.taskId)));
@@ -158,6 +172,11 @@ export async function shipChange(db: Db, env: Env, principal: Principal, project
     acceptance,
   });
   await deleteBranch(config, token, where, change.branch).catch(() => undefined);
+  // Never deployed: shipped is merged; the project goes live when the person deploys it.
+  if (!(await isDeployed(db, project.id))) {
+    const [row] = await db.select().from(changes).where(eq(changes.id, change.id));
+    return changeView(row ?? change);
+  }
   let deployTaskId: string;
   try {
     // Its preview goes once production serves the change.

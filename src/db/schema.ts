@@ -187,10 +187,10 @@ export const tasks = pgTable(
   (t) => [
     index("tasks_owner_idx").on(t.ownerId, t.createdAt),
     index("tasks_project_idx").on(t.projectId),
-    // One engineering run at a time per project.
-    uniqueIndex("tasks_one_active_engineering")
+    // One build at a time per project (a change's run, marked by `change` in its input, runs beside other changes: src/engineering/engineering.ts).
+    uniqueIndex("tasks_one_active_build")
       .on(t.projectId)
-      .where(sql`${t.type} = 'engineering' AND ${t.status} IN ('queued', 'running', 'needs_input')`),
+      .where(sql`${t.type} = 'engineering' AND ${t.status} IN ('queued', 'running', 'needs_input') AND (${t.input} ->> 'change') IS NULL`),
     // One deploy (or rollback) at a time per project: two would race for its route.
     uniqueIndex("tasks_one_active_deploy")
       .on(t.projectId)

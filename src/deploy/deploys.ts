@@ -182,6 +182,12 @@ export async function runningDeploy(db: Db, projectId: string): Promise<Pick<Tas
 }
 
 /** Starts a deploy, rollback or undeploy of a project on a new `deploy` task. */
+/** Whether the project is deployed (placed on a server), so that what reaches its default branch goes live. */
+export async function isDeployed(db: Db, projectId: string): Promise<boolean> {
+  const [placed] = await db.select({ id: serviceDeployments.projectId }).from(serviceDeployments).where(eq(serviceDeployments.projectId, projectId)).limit(1);
+  return Boolean(placed);
+}
+
 export async function startDeployTask(
   db: Db,
   env: Env,

@@ -45,6 +45,8 @@ export interface DevelopInput {
   repo: RepoAccess;
   branch: string;
   baseRef: string;
+  /** A branch merged into `branch` before the agent starts (a change catching up): its conflicts are the agent's to resolve. */
+  mergeRef?: string;
   brief: string;
   round: number;
   agentTimeoutSeconds: number;
@@ -66,6 +68,7 @@ export function developPayload(input: DevelopInput): Record<string, unknown> {
       REPO_URL: input.repo.cloneUrl,
       BRANCH: input.branch,
       BASE_REF: input.baseRef,
+      ...(input.mergeRef ? { MERGE_REF: input.mergeRef } : {}),
       TASK: input.brief,
       AGENT_ARGV: JSON.stringify(input.agent.argv(run)),
       AGENT_LOG_FORMAT: input.agent.name,

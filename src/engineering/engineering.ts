@@ -2,7 +2,7 @@
  * Starting the engineering pipeline for a project: which server runs its jobs, one run at a time per
  * project, and the outside services it needs checked before anything is created.
  */
-import { and, eq, inArray, isNotNull } from "drizzle-orm";
+import { and, eq, inArray, isNotNull, isNull, sql } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { isUniqueViolation } from "../db/errors.ts";
 import { projects, servers, tasks } from "../db/schema.ts";
@@ -38,6 +38,8 @@ export interface EngineeringParams extends PipelineParams {
     caller: Caller;
     /** Another round of an open change ("change more"): its brief so far; the rounds go on from its branch. */
     more?: { brief: ChangeBrief };
+    /** With `more`: nothing new asked, the default branch moved (why, e.g. "change #1 was shipped"): merged in, tested again. */
+    catchUp?: string;
   };
 }
 
@@ -62,7 +64,7 @@ export async function startEngineering(
   env: Env,
   principal: Principal,
   projectId: string,
-  options: { server?: string; deploy?: boolean; traceparent?: string; change?: { request: string; more?: number } },
+  options: { server?: string; deploy?: boolean; traceparent?: string; change?: { request: string; more?: number; catchUp?: string } },
 ): Promise<Task> {
   const [project] = await db.select().from(projects).where(and(eq(projects.id, projectId), projectVisibleTo(principal)));
   if (!project) notFound("Project");
@@ -71,12 +73,13 @@ export async function startEngineering(
   await checkBudget(db, env, { projectId: project.id, userId: project.ownerId });
   modelEndpoint(env);
   githubAppConfig(env);
+  // A build runs alone; changes run beside each other (each on its own branch), never beside a build.
   const [running] = await db
     .select({ id: tasks.id, status: tasks.status })
     .from(tasks)
-    .where(and(eq(tasks.projectId, project.id), eq(tasks.type, "engineering"), inArray(tasks.status, [...ACTIVE_TASK_STATUSES])))
+    .where(and(eq(tasks.projectId, project.id), eq(tasks.type, "engineering"), inArray(tasks.status, [...ACTIVE_TASK_STATUSES]), options.change ? isNull(sql`${tasks.input} ->> 'change'`) : undefined))
     .limit(1);
-  if (running) throw new AppError("conflict", `Project ${project.name} already has an engineering run in progress (task ${running.id}, ${running.status}); cancel it or wait for it`);
+  if (running) throw new AppError("conflict", `Project ${project.name} already has ${options.change ? "a build" : "an engineering run"} in progress (task ${running.id}, ${running.status}); cancel it or wait for it`);
   if (options.change) {
     if (options.deploy) throw new AppError("invalid_request", "A change is not deployed when its tests pass: it is offered as a pull request, and shipping it deploys it");
     await checkChangeable(env, project);
@@ -87,9 +90,10 @@ export async function startEngineering(
 
   let task: Task;
   try {
-    task = await createTask(db, { type: "engineering", projectId: project.id, callerId: principal.userId ?? "", input: { server: server.handle, ...(options.deploy ? { deploy: true } : {}), ...(options.change ? { change: options.change.request } : {}) } });
+    // `change` in the input marks a change's run (tasks_one_active_build and the check above read it).
+    task = await createTask(db, { type: "engineering", projectId: project.id, callerId: principal.userId ?? "", input: { server: server.handle, ...(options.deploy ? { deploy: true } : {}), ...(options.change ? { change: options.change.request || (options.change.catchUp ?? "catch up") } : {}) } });
   } catch (error) {
-    // Two starts at once: the index tasks_one_active_engineering lets one through.
+    // Two starts at once: the index tasks_one_active_build lets one build through.
     if (isUniqueViolation(error)) throw new AppError("conflict", `Project ${project.name} already has an engineering run in progress`);
     throw error;
   }
@@ -102,7 +106,7 @@ export async function startEngineering(
       taskId: task.id,
       projectId: project.id,
       handle: server.handle,
-      ...(change && options.change ? { change: { number: change.number, request: options.change.request, branch: change.branch, caller: callerOf(principal), ...(brief ? { more: { brief } } : {}) } } : {}),
+      ...(change && options.change ? { change: { number: change.number, request: options.change.request || change.request, branch: change.branch, caller: callerOf(principal), ...(brief ? { more: { brief } } : {}), ...(options.change.catchUp ? { catchUp: options.change.catchUp } : {}) } } : {}),
       ...(options.deploy ? { deployAs: callerOf(principal) } : {}),
       ...(options.traceparent ? { traceparent: options.traceparent } : {}),
     };

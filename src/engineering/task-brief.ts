@@ -17,6 +17,8 @@ export interface BriefInput {
   previous: TestResults | null;
   /** A change request's words and brief: the work is that change to the project as it is, not the spec from scratch. */
   change?: { request: string; brief: ChangeBrief };
+  /** The branch merged into this one before the round (a change catching up): its conflicts, marked in the files, are resolved first. */
+  merging?: string;
 }
 
 /** The prompt given on the command line; the brief itself is in the file. */
@@ -25,6 +27,14 @@ export const AGENT_PROMPT = "Read TASK.md in the repository root and do what it 
 export function taskBrief(input: BriefInput): string {
   const { spec, settings, previous } = input;
   const lines = [`# ${input.project.name}: round ${input.round}`, ""];
+  if (input.merging) {
+    lines.push(
+      `# Merging ${input.merging}`,
+      "",
+      `${input.merging} moved on since this change began (another change was shipped), and has just been merged into this branch. Where both changed the same lines, the files hold git's conflict markers (\`<<<<<<<\`, \`=======\`, \`>>>>>>>\`; \`git diff --name-only --diff-filter=U\` lists them). Resolve every conflict so that the code does what ${input.merging} does now and what this change adds, remove the markers, and make the tests pass. Do not commit: the pipeline commits the merge.`,
+      "",
+    );
+  }
   if (previous) {
     lines.push(
       "The tests failed in the previous round. Fix the code (not the tests, unless a test is wrong about the spec) so that they pass.",
@@ -39,6 +49,8 @@ export function taskBrief(input: BriefInput): string {
         "",
       ]),
     );
+  } else if (input.merging) {
+    // The change below is made already on this branch: the merge is the work.
   } else if (input.change) {
     lines.push("Make the change below to the project as it is in this repository (built from the spec further down). Change only what it asks; keep the rest working. Add tests for what you change.", "");
   } else {

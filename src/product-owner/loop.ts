@@ -111,6 +111,7 @@ export async function runTurn(deps: TurnDeps, startGroups: readonly CapabilityGr
         const outcome = await tool.run(deps.tools, parsed.args as never);
         reply(json(outcome.result));
         if (outcome.task) await deps.started(tool, parsed.args, outcome.task);
+        for (const task of outcome.also ?? []) await deps.started(tool, parsed.args, task);
       } catch (error) {
         if (error instanceof AppError && error.code !== "internal_error") {
           // Refusals and conflicts the model can explain or work around.

@@ -96,7 +96,10 @@ export class Questions {
     try {
       const result = await tool.run(this.chat.toolContext(db, person.principal), pending.args as never);
       if (result.say) await this.deps.out.say(result.say);
-      if (result.task) return `${result.say ? `${result.say}\n` : ""}${await this.deps.started(tool, result.task, pending.args)}`;
+      const also = [];
+      for (const task of result.also ?? []) also.push(await this.deps.started(tool, task, pending.args));
+      if (result.task) return [...(result.say ? [result.say] : []), await this.deps.started(tool, result.task, pending.args), ...also].join("\n");
+      if (also.length) return [...(result.say ? [result.say] : []), ...also].join("\n");
       if (result.say) return result.say;
       const text = `Done: ${JSON.stringify(result.result).slice(0, 300)}`;
       await this.deps.out.say(text);

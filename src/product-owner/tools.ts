@@ -15,7 +15,8 @@ import { CreateProject, ProjectName } from "../shared/api.ts";
 import { CAPABILITY_GROUPS, type CapabilityGroup } from "../shared/chat.ts";
 import { listDeployments, startDeployTask } from "../deploy/deploys.ts";
 import { startEngineering } from "../engineering/engineering.ts";
-import { discardChange, listChanges, shipChange } from "../changes/changes.ts";
+import { discardChange, listChanges } from "../changes/changes.ts";
+import { shipChange } from "../changes/ship.ts";
 import { ChangeRequestText } from "../shared/changes.ts";
 import { listCheckpoints, undoToCheckpoint } from "../checkpoints/checkpoints.ts";
 import { UNDO_DATA_NOTE, UndoBody } from "../shared/checkpoints.ts";
@@ -40,6 +41,8 @@ export interface ToolResult {
   result: unknown;
   /** A task the tool started: the agent follows it and tells the person how it ends. */
   task?: Task;
+  /** Other tasks it started, followed alike (a ship's other open changes catching up). */
+  also?: Task[];
   /** What the person is told once a confirmed tool has run (before the task it started is followed), instead of its bare result. */
   say?: string;
 }
@@ -160,15 +163,21 @@ export const TOOLS: readonly Tool[] = [
   tool({
     name: "ship_change",
     group: "engineering",
-    description: "Ship an open change: its pull request is merged and production deploys the merge (health gate, acceptance checks, automatic rollback). Starts the deploy's task; the person is told when it is live.",
+    description: "Ship an open change: its pull request is merged and production deploys the merge (health gate, acceptance checks, automatic rollback); the project's other open changes catch up with it (merged in and tested again). Starts the deploy's task; the person is told when it is live.",
     input: ProjectRef.extend({ number: z.number().int().positive().describe("the change's number") }),
-    confirm: ({ project, number }) => `Ship change #${number} of ${project}? Its pull request is merged and production deploys it.`,
+    confirm: ({ project, number }) => `Ship change #${number} of ${project}? Its pull request is merged and production deploys it; other open changes take it in and are tested again.`,
     async run({ db, env, principal, traceparent }, { project, number }) {
       const row = await findProject(db, principal, project);
-      const change = await shipChange(db, env, principal, row.id, number, traceparent);
+      const { change, catchingUp } = await shipChange(db, env, principal, row.id, number, traceparent);
+      const shipped = { number: change.number, mergeSha: change.mergeSha };
+      const also = await Promise.all(catchingUp.flatMap((other) => ("taskId" in other ? [loadTask(db, principal, other.taskId)] : [])));
+      const late = catchingUp.flatMap((other) => ("notStarted" in other ? [`Change #${other.number} did not catch up with it: ${other.notStarted}`] : []));
+      const say = [`Change #${number} of ${row.name} is merged (${(change.mergeSha ?? "").slice(0, 12)}).`, ...catchingUp.flatMap((other) => ("taskId" in other ? [`Change #${other.number} takes it in and is tested again.`] : [])), ...late].join("\n");
+      // A project that is not deployed: merged only; it goes live when it is deployed.
+      if (!change.deployTaskId) return { result: { shipped, notDeployed: `${row.name} is not deployed: the change is merged; say “deploy ${row.name}” to put it live`, catchingUp }, also, say: `${say}\n${row.name} is not deployed: say “deploy ${row.name}” to put it live.` };
       // Shipped is deployed: shipChange answers only once the merge's deploy has started.
-      const task = await loadTask(db, principal, change.deployTaskId ?? "");
-      return { result: { shipped: { number: change.number, mergeSha: change.mergeSha }, started: taskSummary(task) }, task };
+      const task = await loadTask(db, principal, change.deployTaskId);
+      return { result: { shipped, started: taskSummary(task), catchingUp }, task, also, ...(catchingUp.length ? { say } : {}) };
     },
   }),
   tool({

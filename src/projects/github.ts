@@ -234,6 +234,22 @@ export async function createCommit(config: GitHubAppConfig, token: string, repos
   return data.sha;
 }
 
+/**
+ * Merges `head` (a branch or commit) into the branch `base` (GitHub's merges API): the merge commit, or
+ * "up to date" when base has it already, or "conflict" when they do not merge cleanly (then nothing moved).
+ */
+export async function mergeBranch(config: GitHubAppConfig, token: string, repository: Pick<Repository, "owner" | "name">, merge: { base: string; head: string; message: string }): Promise<{ sha: string } | "up to date" | "conflict"> {
+  try {
+    const response = await octokit(config, token, "token").rest.repos.merge({ owner: repository.owner, repo: repository.name, base: merge.base, head: merge.head, commit_message: merge.message });
+    // Octokit's types know only 201; GitHub answers 204 when base has head already.
+    if ((response.status as number) === 204) return "up to date";
+    return { sha: response.data.sha };
+  } catch (error) {
+    if (status(error) === 409) return "conflict";
+    throw error;
+  }
+}
+
 /** Moves a branch to `sha` even backwards (a change's branch back to its tested head, after an untested push). */
 export async function resetBranch(config: GitHubAppConfig, token: string, repository: Pick<Repository, "owner" | "name">, branch: string, sha: string): Promise<void> {
   await octokit(config, token, "token").rest.git.updateRef({ owner: repository.owner, repo: repository.name, ref: `heads/${branch}`, sha, force: true });

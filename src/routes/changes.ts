@@ -1,10 +1,11 @@
 import { createRoute } from "@hono/zod-openapi";
 import { z } from "zod";
-import { changeOfTask, discardChange, getChange, changeView, listChanges, shipChange } from "../changes/changes.ts";
+import { changeOfTask, discardChange, getChange, changeView, listChanges } from "../changes/changes.ts";
+import { shipChange } from "../changes/ship.ts";
 import { startEngineering } from "../engineering/engineering.ts";
 import { requireScope } from "../platform/auth.ts";
 import { apiDoc, apiRouter, errors, jsonBody, jsonResponse, named, views } from "../platform/openapi.ts";
-import { ChangeRequestBody, ChangeView } from "../shared/changes.ts";
+import { CatchUpStart, ChangeRequestBody, ChangeView } from "../shared/changes.ts";
 
 const IdParam = z.object({ id: z.string().min(1).max(64) });
 const NumberParam = IdParam.extend({ number: z.coerce.number().int().positive().max(1_000_000) });
@@ -39,9 +40,9 @@ const ship = createRoute({
   ...doc,
   method: "post",
   path: "/{id}/changes/{number}/ship",
-  summary: "Ship an open change: its pull request merged, its acceptance checks added to the project's, production deployed from the merge commit",
+  summary: "Ship an open change: its pull request merged, its acceptance checks added to the project's, production deployed from the merge commit (if the project is deployed); every other open change catches up (the default branch merged into it and tested again, a task each)",
   request: { params: NumberParam },
-  responses: { 202: jsonResponse(z.object({ change: Change }), "The change, shipped; its deploy's task is deployTaskId"), ...errors(400, 402, 403, 404, 409) },
+  responses: { 202: jsonResponse(z.object({ change: Change, catchingUp: z.array(CatchUpStart) }), "The change, shipped; its deploy's task is deployTaskId (null: the project is not deployed); the other open changes' catch-up tasks"), ...errors(400, 402, 403, 404, 409) },
 });
 const more = createRoute({
   ...doc,
@@ -78,7 +79,7 @@ changesRoute
   .openapi(ship, async (c) => {
     const { id, number } = c.req.valid("param");
     const { traceparent } = c.var;
-    return c.json({ change: await shipChange(c.var.db, c.env, c.var.principal, id, number, traceparent) }, 202);
+    return c.json(await shipChange(c.var.db, c.env, c.var.principal, id, number, traceparent), 202);
   })
   .openapi(more, async (c) => {
     const { id, number } = c.req.valid("param");

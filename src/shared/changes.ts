@@ -45,6 +45,13 @@ export const ChangeView = z.object({
 });
 export type ChangeView = z.infer<typeof ChangeView>;
 
+/**
+ * A change catching up after another shipped (POST …/changes/:n/ship answers with one per other open
+ * change): the task that merges the default branch into it and tests it again, or why it did not start.
+ */
+export const CatchUpStart = z.union([z.object({ number: z.number().int().positive(), taskId: z.string() }), z.object({ number: z.number().int().positive(), notStarted: z.string() })]);
+export type CatchUpStart = z.infer<typeof CatchUpStart>;
+
 /** The branch a change is worked on: its number and a slug of its words (git-safe, short). */
 export function changeBranch(number: number, request: string): string {
   const slug = request

@@ -19,7 +19,7 @@ import { withDb } from "../db/client.ts";
 import { changes, projects } from "../db/schema.ts";
 import { ingestRepositoryDocs, ingestTaskLog } from "../rag/sources.ts";
 import { Declined, draftSpec, SpecRejected } from "../engineering/architect.ts";
-import { commitExists, ensureRepository, fastForward, fileAt, installationAccess, Repository, repositoryToken, resetBranch, resolveCommit } from "../projects/github.ts";
+import { commitExists, ensureRepository, fastForward, fileAt, installationAccess, mergeBranch, Repository, repositoryToken, resetBranch, resolveCommit } from "../projects/github.ts";
 import { openPullRequest } from "../projects/pull-requests.ts";
 import { agentConfig, modelEndpoint, modelErrorMessage, modelRelayUrl, openaiClient, recordUsage } from "../models/llm.ts";
 import { settings as workerSettings } from "../lib/settings.ts";
@@ -30,7 +30,7 @@ import type { TestResults } from "../shared/test-results.ts";
 import { AGENT_OUTPUT, collected, DEVELOP_ERROR, developPayload, developResult, type DevelopResult, scaffoldPayload, tailLines, testPayload, testResults } from "../engineering/engineering-jobs.ts";
 import { API_STEP, MODEL_STEP, PipelineFailure, PipelineRun } from "../pipeline/pipeline-run.ts";
 import { configOf, ownRepository } from "../projects/projects.ts";
-import { recordChangeBrief, recordChangeFailed, recordChangeOpen } from "../changes/changes.ts";
+import { recordChangeBrief, recordChangeCurrent, recordChangeFailed, recordChangeOpen } from "../changes/changes.ts";
 import { recordCheckpoint } from "../checkpoints/checkpoints.ts";
 import { draftChangeBrief } from "../engineering/change-brief.ts";
 import { ChangeBrief, withChangeChecks } from "../shared/changes.ts";
@@ -58,6 +58,9 @@ type PullRequestRef = z.infer<typeof PullRequestRef>;
 const DeveloperSetup = z.object({ model: z.string(), agent: z.string() });
 /** A "preview" step's result: its deploy started, or why not (busy: a deploy of the project runs, so it waits). */
 const PreviewStart = z.union([z.object({ taskId: z.string() }), z.object({ notDeployed: z.string(), busy: z.boolean().optional() })]);
+/** A "catch up" step's result: the default branch merged into the change's branch (its new head), already in it, or in conflict (nothing moved). */
+const CaughtUp = z.union([z.object({ sha: z.string() }), z.literal("up to date"), z.literal("conflict")]);
+type CaughtUp = z.infer<typeof CaughtUp>;
 /** How long, and how many times, a change's preview waits for a deploy of its project that is running. */
 const PREVIEW_WAIT = "15 seconds";
 const PREVIEW_WAITS = 80;
@@ -92,7 +95,10 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
         await this.rounds(project, spec, settings, repository, base);
       }
     } catch (error) {
-      const message = error instanceof PipelineFailure ? error.message : `the engineering pipeline stopped: ${error instanceof Error ? error.message : String(error)}`;
+      const why = error instanceof PipelineFailure ? error.message : `the engineering pipeline stopped: ${error instanceof Error ? error.message : String(error)}`;
+      // Another round of an open change that failed leaves the change open, as it was before the round.
+      const change = this.params.change;
+      const message = change?.more ? `${why}. Change #${change.number} stays open as it was${change.catchUp ? ` (without what its default branch has now: ship it as it is, change it more to try the merge again, or discard it)` : ""}` : why;
       // A change that fails leaves the project as it was (production serves on); only its record says so.
       if (this.params.change?.more) await this.doStep("change reset", API_STEP, () => this.resetChange()).catch(() => undefined);
       if (this.params.change) await this.doStep("change failed", API_STEP, () => withDb(this.env, (db) => recordChangeFailed(db, this.params.taskId, Boolean(this.params.change?.more))).then(() => "recorded")).catch(() => undefined);
@@ -198,44 +204,101 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
     return sha;
   }
 
-  private async rounds(project: ProjectFacts, spec: ProjectSpec, settings: EngineeringSettings, repository: Repository, base: string): Promise<void> {
+  /**
+   * Developer ⇄ Tester until the tests pass. A change's passing branch then takes in the default branch
+   * (another change may have shipped meanwhile): merged cleanly, it is tested again; in conflict, the
+   * next Developer round resolves the merge. `catchUp`: a change that starts there (src/changes/changes.ts, after a ship).
+   */
+  private async rounds(project: ProjectFacts, spec: ProjectSpec, settings: EngineeringSettings, repository: Repository, base: string, catchUp = false): Promise<void> {
     const branch = this.change?.branch ?? `orchestrator/${this.params.taskId}`;
     let limit = settings.maxIterations;
     let previous: TestResults | null = null;
-    let ref = base;
+    let sha = base;
+    // What the next round starts with: the Developer (on the failures so far, or resolving a merge), or the Tester alone (a clean merge).
+    let next: { developer: boolean; merging?: string } = { developer: true };
+    if (catchUp) {
+      const caught = await this.catchUp(0, repository, branch, sha);
+      if (caught === "up to date") return this.changeCurrent(project, sha);
+      next = caught === "conflict" ? { developer: true, merging: repository.defaultBranch } : { developer: false };
+      if (caught !== "conflict") sha = caught.sha;
+    }
     for (let round = 1; ; round++) {
       if (round > limit && previous) limit += await this.askToContinue(round - 1, previous, settings);
-      const developed = await this.develop(project, spec, settings, repository, { round, branch, ref, previous });
-      const results = await this.test(project, spec, settings, repository, round, developed.sha);
-      if (results.passed && this.change) {
-        await this.offerChange(project, repository, this.change, { sha: developed.sha, round, results });
-        return;
+      if (next.developer) sha = (await this.develop(project, spec, settings, repository, { round, branch, ref: sha, previous, ...(next.merging ? { merging: next.merging } : {}) })).sha;
+      const results = await this.test(project, spec, settings, repository, round, sha);
+      if (!results.passed) {
+        previous = results;
+        next = { developer: true };
+        continue;
       }
-      if (results.passed) {
-        // The default branch moves to the passing commit, so the next run (and a deploy) starts there.
-        const merged = await this.doStep("merge", API_STEP, async () => {
-          return fastForward(this.github(), { token: await this.repoToken(repository) }, repository, repository.defaultBranch, developed.sha);
-        });
-        // Moved on meanwhile (someone pushed): the work goes to a pull request, for a person to merge.
-        const pullRequest = merged ? null : await this.pullRequest(project, spec, repository, branch, { round, summary: results.summary });
-        // The default branch reached a tested commit: a checkpoint an undo can come back to.
-        if (merged) {
-          await this.doStep("checkpoint", API_STEP, () =>
-            withDb(this.env, (db) => recordCheckpoint(db, { projectId: project.id, kind: "build", summary: spec.summary, commitSha: developed.sha, taskId: this.params.taskId, tests: results.summary, acceptance: spec.acceptance })).then((row) => row.number),
-          );
+      if (this.change) {
+        const caught = await this.catchUp(round, repository, branch, sha);
+        if (caught === "up to date") {
+          await this.offerChange(project, repository, this.change, { sha, round, results });
+          return;
         }
-        await this.setProjectStatus("ready", "ready");
-        const deploy = this.params.deployAs ? await this.deployTested(project, developed.sha, this.params.deployAs) : undefined;
-        await this.say("completed", {
-          type: "task.completed",
-          message: `${project.name}: the tests pass at ${developed.sha.slice(0, 12)} after ${round} round${round === 1 ? "" : "s"} (${results.summary}); ${merged ? `${repository.defaultBranch} is there now` : `${repository.defaultBranch} has moved on meanwhile, so the work is in pull request #${pullRequest?.number ?? "?"} (${pullRequest?.url ?? branch})`}${deploy ? `; ${"taskId" in deploy ? `deploying it now (task ${deploy.taskId})` : `not deployed: ${deploy.notDeployed}`}` : ""}`,
-          data: { sha: developed.sha, branch, merged, defaultBranch: repository.defaultBranch, repository: repository.htmlUrl, kind: spec.template, rounds: round, tests: results, ...(pullRequest ? { pullRequest } : {}), ...(deploy ? { deploy } : {}) },
-        });
-        return;
+        previous = null;
+        next = caught === "conflict" ? { developer: true, merging: repository.defaultBranch } : { developer: false };
+        if (caught !== "conflict") sha = caught.sha;
+        continue;
       }
-      previous = results;
-      ref = developed.sha;
+      // The default branch moves to the passing commit, so the next run (and a deploy) starts there.
+      const merged = await this.doStep("merge", API_STEP, async () => {
+        return fastForward(this.github(), { token: await this.repoToken(repository) }, repository, repository.defaultBranch, sha);
+      });
+      // Moved on meanwhile (someone pushed): the work goes to a pull request, for a person to merge.
+      const pullRequest = merged ? null : await this.pullRequest(project, spec, repository, branch, { round, summary: results.summary });
+      // The default branch reached a tested commit: a checkpoint an undo can come back to.
+      if (merged) {
+        await this.doStep("checkpoint", API_STEP, () =>
+          withDb(this.env, (db) => recordCheckpoint(db, { projectId: project.id, kind: "build", summary: spec.summary, commitSha: sha, taskId: this.params.taskId, tests: results.summary, acceptance: spec.acceptance })).then((row) => row.number),
+        );
+      }
+      await this.setProjectStatus("ready", "ready");
+      const deploy = this.params.deployAs ? await this.deployTested(project, sha, this.params.deployAs) : undefined;
+      await this.say("completed", {
+        type: "task.completed",
+        message: `${project.name}: the tests pass at ${sha.slice(0, 12)} after ${round} round${round === 1 ? "" : "s"} (${results.summary}); ${merged ? `${repository.defaultBranch} is there now` : `${repository.defaultBranch} has moved on meanwhile, so the work is in pull request #${pullRequest?.number ?? "?"} (${pullRequest?.url ?? branch})`}${deploy ? `; ${"taskId" in deploy ? `deploying it now (task ${deploy.taskId})` : `not deployed: ${deploy.notDeployed}`}` : ""}`,
+        data: { sha, branch, merged, defaultBranch: repository.defaultBranch, repository: repository.htmlUrl, kind: spec.template, rounds: round, tests: results, ...(pullRequest ? { pullRequest } : {}), ...(deploy ? { deploy } : {}) },
+      });
+      return;
     }
+  }
+
+  /**
+   * The default branch merged into a change's branch, whose head is `sha` (tested, or to be): its new
+   * head, "up to date" (nothing to merge, and the head is still `sha`), or "conflict" (nothing moved).
+   */
+  private async catchUp(round: number, repository: Repository, branch: string, sha: string): Promise<CaughtUp> {
+    const caught = await this.jsonStep(`catch up ${round}`, API_STEP, CaughtUp, async () => {
+      const token = await this.repoToken(repository);
+      const merged = await mergeBranch(this.github(), token, repository, { base: branch, head: repository.defaultBranch, message: `Merge ${repository.defaultBranch} into ${branch}` });
+      if (merged !== "up to date") return merged;
+      // A retried step whose merge was made before: that head is what the Tester must see.
+      const head = await resolveCommit(this.github(), token, repository, branch);
+      return head && head !== sha ? { sha: head } : "up to date";
+    });
+    if (caught === "up to date") return caught;
+    await this.say(`catch up ${round}`, {
+      type: "step.progress",
+      step: caught === "conflict" ? "developer" : "tester",
+      message:
+        caught === "conflict"
+          ? `${repository.defaultBranch} moved on since change #${this.change?.number ?? "?"} began and conflicts with it: the next Developer round merges it and resolves the conflicts`
+          : `${repository.defaultBranch} moved on since change #${this.change?.number ?? "?"} began: merged into ${branch} (${caught.sha.slice(0, 12)}), and tested again`,
+      data: { defaultBranch: repository.defaultBranch, ...(caught === "conflict" ? { conflict: true } : { sha: caught.sha }) },
+    });
+    return caught;
+  }
+
+  /** A change asked to catch up that has nothing to take in: open again as it was. */
+  private async changeCurrent(project: ProjectFacts, sha: string): Promise<void> {
+    await this.doStep("change current", API_STEP, () => withDb(this.env, (db) => recordChangeCurrent(db, this.params.taskId)).then(() => "recorded"));
+    await this.say("completed", {
+      type: "task.completed",
+      message: `Change #${this.change?.number ?? "?"} to ${project.name} has everything of its default branch already: it stays open as it was, at ${sha.slice(0, 12)}`,
+      data: { sha, branch: this.change?.branch, merged: false, change: { number: this.change?.number } },
+    });
   }
 
   // ---- Change mode ----
@@ -244,7 +307,9 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
   private async runChange(project: ProjectFacts, change: NonNullable<EngineeringParams["change"]>): Promise<void> {
     await this.say("announce", {
       type: "task.started",
-      message: `Change #${change.number} to ${project.name}${change.more ? ", once more" : ""}: Architect (a change brief) → Developer ⇄ Tester on ${change.branch} → ${change.more ? "its pull request updated" : "a pull request"}, on ${this.params.handle}`,
+      message: change.catchUp
+        ? `Change #${change.number} to ${project.name} catches up (${change.catchUp}): the default branch merged into ${change.branch} → Tester (⇄ Developer) → its pull request updated, on ${this.params.handle}`
+        : `Change #${change.number} to ${project.name}${change.more ? ", once more" : ""}: Architect (a change brief) → Developer ⇄ Tester on ${change.branch} → ${change.more ? "its pull request updated" : "a pull request"}, on ${this.params.handle}`,
       data: { change: { number: change.number, branch: change.branch } },
     });
     const spec = await this.jsonStep("change spec", API_STEP, ProjectSpec, () =>
@@ -261,6 +326,17 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
       if (typeof found === "string") throw new NonRetryableError(`project ${project.name}'s repository is ${found === "gone" ? "gone" : "not the project's own"}, so there is nothing to change`);
       return found;
     });
+    if (change.catchUp && change.more) {
+      // Nothing new was asked: the brief stays, and the work starts with the merge.
+      this.change = { ...change, brief: change.more.brief };
+      const head = await this.doStep("change base", API_STEP, async () => {
+        const sha = await resolveCommit(this.github(), await this.repoToken(repository), repository, change.branch);
+        if (!sha) throw new NonRetryableError(`${repository.fullName} has no ${change.branch} branch any more`);
+        return sha;
+      });
+      await this.rounds(project, spec, settings, repository, head, true);
+      return;
+    }
     await this.say("architect started", { type: "step.started", step: "architect", message: `Architect: writing the brief of change #${change.number} from the owner's words and the project as it is` });
     const brief = await this.jsonStep("architect change brief", MODEL_STEP, ChangeBrief, async () => {
       const readme = await fileAt(this.github(), await this.repoToken(repository), repository, "README.md", repository.defaultBranch).catch(() => null);
@@ -425,7 +501,7 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
     );
   }
 
-  private async develop(project: ProjectFacts, spec: ProjectSpec, settings: EngineeringSettings, repository: Repository, at: { round: number; branch: string; ref: string; previous: TestResults | null }): Promise<DevelopResult> {
+  private async develop(project: ProjectFacts, spec: ProjectSpec, settings: EngineeringSettings, repository: Repository, at: { round: number; branch: string; ref: string; previous: TestResults | null; merging?: string }): Promise<DevelopResult> {
     const { round } = at;
     const setup = await this.jsonStep(`developer ${round} setup`, API_STEP, DeveloperSetup, async () =>
       withDb(this.env, async (db) => {
@@ -438,10 +514,10 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
     await this.say(`developer ${round} started`, {
       type: "step.started",
       step: "developer",
-      message: `Developer round ${round}: ${agent.name} (${setup.model}) ${at.previous ? `fixing ${at.previous.failures.length} failure${at.previous.failures.length === 1 ? "" : "s"}` : this.change ? `making change #${this.change.number}` : "building the spec"}`,
+      message: `Developer round ${round}: ${agent.name} (${setup.model}) ${at.merging ? `merging ${at.merging} into ${at.branch} and resolving its conflicts` : at.previous ? `fixing ${at.previous.failures.length} failure${at.previous.failures.length === 1 ? "" : "s"}` : this.change ? `making change #${this.change.number}` : "building the spec"}`,
       data: { round, agent: agent.name, model: setup.model },
     });
-    const brief = taskBrief({ project, spec, settings, round, previous: at.previous, ...(this.change ? { change: { request: this.change.request, brief: this.change.brief } } : {}) });
+    const brief = taskBrief({ project, spec, settings, round, previous: at.previous, ...(this.change ? { change: { request: this.change.request, brief: this.change.brief } } : {}), ...(at.merging ? { merging: at.merging } : {}) });
     const job = await this.runJobWithCredentials(`develop ${round}`, {
       type: "docker.run",
       userId: project.ownerId,
@@ -458,6 +534,7 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
           repo: { cloneUrl: repository.cloneUrl, token: gitToken },
           branch: at.branch,
           baseRef: at.ref,
+          ...(at.merging ? { mergeRef: at.merging } : {}),
           brief,
           round,
           agentTimeoutSeconds: settings.agentTimeoutSeconds,

@@ -305,9 +305,10 @@ describe("the engineering pipeline", () => {
     expect(await started.exited, started.output()).toBe(0);
     const taskId = /^change #1 started on change\/1-also-say-bye-at-bye \(task (eng_[A-Za-z0-9]+)\)/m.exec(started.output())?.[1] ?? "";
     expect(taskId, started.output()).toBeTruthy();
-    // One build or change at a time per project.
-    const busy = await stack.api(`/api/projects/${first.id}/changes`, { json: { request: "say hi at /hi" }, key: first.key });
+    // No build beside a change (changes run beside each other: the case after this one).
+    const busy = await stack.api<{ error: { message: string } }>(`/api/projects/${first.id}/engineering`, { json: {}, key: first.key });
     expect(busy.status).toBe(409);
+    expect(busy.body.error.message).toMatch(/^Project greeter already has an engineering run in progress \(task eng_/);
     const { events, last } = await finished(taskId);
     expect(last.type, last.message).toBe("task.completed");
     expect(events.find((event) => event.step === "architect" && event.type === "step.completed")?.message).toContain("change #1: Add GET /bye, which says bye");
@@ -387,6 +388,66 @@ describe("the engineering pipeline", () => {
     expect(await tooFew.exited).toBe(3);
     expect(tooFew.output()).toMatch(/HTTP 409: Project greeter has one checkpoint only \(#1\): there is nothing before it to go back to/);
     expect(await git(["--git-dir", bare, "rev-parse", "refs/heads/main"])).toBe(mainBefore);
+  });
+
+  it("builds two changes at once, on two branches; shipped from the CLI, the first merges and the second takes it in: main merged into its branch, the conflict resolved by a Developer round of its own, tested again, its pull request updated; then it ships too", { timeout: 300_000 }, async () => {
+    model.load(demoScenario());
+    const bare = github.repoPath("greeter");
+    const headOf = (ref: string) => git(["--git-dir", bare, "rev-parse", ref]);
+    type Change = { number: number; branch: string; status: string; taskId: string; testedSha: string | null; pullRequest: { number: number } | null; deployTaskId: string | null };
+    const ask = async (request: string) => {
+      const res = await stack.api<{ change: Change; task: { id: string } }>(`/api/projects/${first.id}/changes`, { json: { request }, key: first.key });
+      expect(res.status, JSON.stringify(res.body)).toBe(202);
+      return res.body;
+    };
+    // Both asked before either ends: two tasks at once, each on its own branch from the same main.
+    const bye = await ask("Also say bye at /bye");
+    const hola = await ask("Also say hola at /hola");
+    expect([bye.change.status, hola.change.status]).toEqual(["building", "building"]);
+    expect(hola.change.number).toBe(bye.change.number + 1);
+    const [byeEnd, holaEnd] = await Promise.all([finished(bye.task.id), finished(hola.task.id)]);
+    expect(byeEnd.last.type, byeEnd.last.message).toBe("task.completed");
+    expect(holaEnd.last.type, holaEnd.last.message).toBe("task.completed");
+    const mainBefore = await headOf("refs/heads/main");
+    const holaTested = await headOf(`refs/heads/${hola.change.branch}`);
+    const holaPull = (holaEnd.last.data?.pullRequest as { number: number }).number;
+
+    // Shipped from the CLI: the project is not deployed, so merged only; the other open change catches up.
+    const shipped = cli(["changes", "ship", "greeter", String(bye.change.number)], first.key);
+    expect(await shipped.exited, shipped.output()).toBe(0);
+    expect(shipped.output()).toMatch(new RegExp(`^change #${bye.change.number} merged \\([0-9a-f]{12}\\); greeter is not deployed: orchestrator deploy greeter puts it live$`, "m"));
+    const catchUpTask = new RegExp(`^change #${hola.change.number} catches up with it \\(task (eng_[A-Za-z0-9]+)\\)`, "m").exec(shipped.output())?.[1] ?? "";
+    expect(catchUpTask, shipped.output()).toBeTruthy();
+    const mainShipped = await headOf("refs/heads/main");
+    await git(["--git-dir", bare, "merge-base", "--is-ancestor", mainBefore, mainShipped]);
+    expect(await git(["--git-dir", bare, "show", "main:app/main.py"])).toContain('("GET", "/bye")');
+
+    // The catch-up: main merged into the branch conflicts (both changes added a route at one place), a Developer round resolves it, the Tester passes it.
+    const caught = await finished(catchUpTask);
+    expect(caught.last.type, caught.last.message).toBe("task.completed");
+    expect(caught.events.find((event) => event.type === "task.started")?.message).toContain(`Change #${hola.change.number} to greeter catches up (change #${bye.change.number} was shipped)`);
+    expect(caught.events.some((event) => event.type === "step.progress" && /main moved on since change #\d+ began and conflicts with it/.test(event.message))).toBe(true);
+    expect(caught.events.find((event) => event.type === "step.started" && event.step === "developer")?.message).toContain("merging main into " + hola.change.branch + " and resolving its conflicts");
+    expect(caught.events.some((event) => event.type === "step.started" && event.step === "architect")).toBe(false);
+    expect(caught.last.message).toMatch(new RegExp(`^Change #${hola.change.number} to greeter: the tests pass at [0-9a-f]{12} after 1 round .*; pull request #${holaPull} .* is open`));
+    const holaHead = await headOf(`refs/heads/${hola.change.branch}`);
+    // A merge commit of the tested head and main, with both routes, main untouched by it.
+    expect((await git(["--git-dir", bare, "rev-list", "--parents", "-n", "1", holaHead])).split(" ").slice(1)).toEqual([holaTested, mainShipped]);
+    const merged = await git(["--git-dir", bare, "show", `${holaHead}:app/main.py`]);
+    expect(merged).toContain('("GET", "/bye")');
+    expect(merged).toContain('("GET", "/hola")');
+    expect(merged).not.toMatch(/^(<<<<<<<|=======|>>>>>>>)/m);
+    expect(await headOf("refs/heads/main")).toBe(mainShipped);
+    const reopened = (await stack.api<{ change: Change }>(`/api/projects/${first.id}/changes/${hola.change.number}`, { key: first.key })).body.change;
+    expect(reopened).toMatchObject({ status: "open", taskId: catchUpTask, testedSha: holaHead, pullRequest: { number: holaPull } });
+
+    // It ships as GitHub would merge it now: cleanly, main gets both; nothing else is open to catch up.
+    const second = await stack.api<{ change: Change; catchingUp: unknown[] }>(`/api/projects/${first.id}/changes/${hola.change.number}/ship`, { method: "POST", key: first.key });
+    expect(second.status, JSON.stringify(second.body)).toBe(202);
+    expect(second.body).toMatchObject({ change: { status: "shipped", deployTaskId: null }, catchingUp: [] });
+    const finalMain = await git(["--git-dir", bare, "show", "main:app/main.py"]);
+    expect(finalMain).toContain('("GET", "/bye")');
+    expect(finalMain).toContain('("GET", "/hola")');
   });
 
   it("asks for a decision when the rounds run out: continue goes on, stop fails it cleanly", { timeout: 300_000 }, async () => {

@@ -1,0 +1,2 @@
+DROP INDEX "tasks_one_active_engineering";--> statement-breakpoint
+CREATE UNIQUE INDEX "tasks_one_active_build" ON "tasks" USING btree ("project_id") WHERE "tasks"."type" = 'engineering' AND "tasks"."status" IN ('queued', 'running', 'needs_input') AND ("tasks"."input" ->> 'change') IS NULL;
