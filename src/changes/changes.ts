@@ -9,7 +9,7 @@ import { and, desc, eq, max, ne, sql } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { changes, deployments, projects, tasks } from "../db/schema.ts";
 import { recordCheckpoint, testsOfTask } from "../checkpoints/checkpoints.ts";
-import { isDeployed, runningDeploy, startDeployTask } from "../deploy/deploys.ts";
+import { isDeployed, noDeployIn, startDeployTask } from "../deploy/deploys.ts";
 import { AppError, notFound } from "../lib/app-error.ts";
 import { newId } from "../lib/crypto.ts";
 import { isUniqueViolation } from "../db/errors.ts";
@@ -142,7 +142,7 @@ export async function mergeChange(db: Db, env: Env, principal: Principal, projec
   const shippable = change.status === "open" || (change.status === "building" && change.testedSha !== null && (await taskIsOver(db, change.taskId)));
   if (!shippable || !change.pullRequest) throw new AppError("conflict", `Change #${number} is ${change.status}: only an open change (its tests passed, its pull request open) can ship`);
   // Refused before the merge: shipping is the merge and its deploy, or neither.
-  await noDeployRunning(db, project, `ship change #${number}`);
+  await noDeployIn(db, project, [null, number], `ship change #${number}`);
   const previewed = await hasPreviewReleases(db, project.id, number);
   const config = githubAppConfig(env);
   const where = projectRepository(project, await installationOrg(config));
@@ -197,7 +197,7 @@ export async function discardChange(db: Db, env: Env, principal: Principal, proj
   if (change.status === "shipped" || change.status === "discarded") {
     // Over, but its preview outlived it (its removal failed or was cancelled): discarding again removes it.
     if (!preview) throw new AppError("conflict", `Change #${number} is ${change.status} already`);
-    await noDeployRunning(db, project, `remove change #${number}'s preview`);
+    await noDeployIn(db, project, [number], `remove change #${number}'s preview`);
     const removal = await startDeployTask(db, env, principal, project.id, { mode: "undeploy", preview: number });
     return { ...changeView(change), deployTaskId: removal.id };
   }
@@ -206,7 +206,7 @@ export async function discardChange(db: Db, env: Env, principal: Principal, proj
     if (!(await taskIsOver(db, change.taskId))) throw new AppError("conflict", `Change #${number} is still being built (task ${change.taskId}): cancel that task first, then discard it`);
   }
   // Its preview goes with it (a deploy task of its own): refused before anything is closed while a deploy runs (its preview's, perhaps).
-  if (preview || change.previewTaskId) await noDeployRunning(db, project, `discard change #${number} (its preview is removed by a deploy task)`);
+  if (preview || change.previewTaskId) await noDeployIn(db, project, [number], `discard change #${number} (its preview is removed by a deploy task)`);
   const config = githubAppConfig(env);
   const where = projectRepository(project, await installationOrg(config));
   if (where) {
@@ -225,12 +225,6 @@ export async function discardChange(db: Db, env: Env, principal: Principal, proj
 async function taskIsOver(db: Db, taskId: string): Promise<boolean> {
   const [task] = await db.select({ status: tasks.status }).from(tasks).where(eq(tasks.id, taskId));
   return Boolean(task && (FINAL_TASK_STATUSES as readonly string[]).includes(task.status));
-}
-
-/** A 409 naming the deploy of the project that runs now, if one does. */
-async function noDeployRunning(db: Db, project: ProjectRow, what: string): Promise<void> {
-  const running = await runningDeploy(db, project.id);
-  if (running) throw new AppError("conflict", `A deploy of ${project.name} is running (task ${running.id}): ${what} once it has ended`);
 }
 
 /** Whether change #n has preview releases that are not removed yet. */

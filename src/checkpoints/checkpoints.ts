@@ -122,8 +122,8 @@ export async function undoToCheckpoint(db: Db, env: Env, principal: Principal, p
   const [busy] = await db
     .select({ id: tasks.id, type: tasks.type })
     .from(tasks)
-    // A change being built works on a branch of its own, so it does not stop an undo; a build on the default branch or a deploy does.
-    .where(and(eq(tasks.projectId, row.id), inArray(tasks.status, [...ACTIVE_TASK_STATUSES]), sql`(${tasks.type} = 'deploy' or (${tasks.type} = 'engineering' and not (${tasks.input} ? 'change')))`))
+    // A change being built works on a branch of its own, and a preview's deploy on a release of its own, so neither stops an undo; a build on the default branch or a deploy of production does.
+    .where(and(eq(tasks.projectId, row.id), inArray(tasks.status, [...ACTIVE_TASK_STATUSES]), sql`((${tasks.type} = 'deploy' and not (${tasks.input} ? 'preview')) or (${tasks.type} = 'engineering' and not (${tasks.input} ? 'change')))`))
     .limit(1);
   if (busy) throw new AppError("conflict", `Project ${row.name} has ${busy.type === "deploy" ? "a deploy" : "a build"} in progress (task ${busy.id}): wait for it or cancel it, then undo`);
 

@@ -191,9 +191,9 @@ export const tasks = pgTable(
     uniqueIndex("tasks_one_active_build")
       .on(t.projectId)
       .where(sql`${t.type} = 'engineering' AND ${t.status} IN ('queued', 'running', 'needs_input') AND (${t.input} ->> 'change') IS NULL`),
-    // One deploy (or rollback) at a time per project: two would race for its route.
+    // One deploy (or rollback) at a time per project and slot (production, or a change's preview: src/deploy/deploys.ts): two would race for its route.
     uniqueIndex("tasks_one_active_deploy")
-      .on(t.projectId)
+      .on(t.projectId, sql`coalesce(${t.input} ->> 'preview', '')`)
       .where(sql`${t.type} = 'deploy' AND ${t.status} IN ('queued', 'running', 'needs_input')`),
   ],
 );

@@ -171,14 +171,39 @@ export async function routeList(db: Db, serverId: string): Promise<{ generation:
   });
 }
 
-/** The deploy (or rollback, undeploy, preview) of a project that has not ended, if any: one runs at a time. */
-export async function runningDeploy(db: Db, projectId: string): Promise<Pick<Task, "id" | "status"> | undefined> {
+/**
+ * A project's deploys run one at a time per slot: production's (deploys, rollbacks, undeploys) and each
+ * change's preview. Slots share nothing but the server, whose route list every deploy syncs whole.
+ * `slot`: null for production, a change's number for its preview, "any" for every slot.
+ */
+export type DeploySlot = number | null | "any";
+
+/** The deploy of a project in that slot that has not ended, if any. */
+export async function runningDeploy(db: Db, projectId: string, slot: DeploySlot = "any"): Promise<Pick<Task, "id" | "status"> & { preview: number | null } | undefined> {
+  const preview = sql<string | null>`${tasks.input} ->> 'preview'`;
   const [running] = await db
-    .select({ id: tasks.id, status: tasks.status })
+    .select({ id: tasks.id, status: tasks.status, preview })
     .from(tasks)
-    .where(and(eq(tasks.projectId, projectId), eq(tasks.type, "deploy"), inArray(tasks.status, [...ACTIVE_TASK_STATUSES])))
+    .where(and(eq(tasks.projectId, projectId), eq(tasks.type, "deploy"), inArray(tasks.status, [...ACTIVE_TASK_STATUSES]), slot === "any" ? undefined : slot === null ? isNull(preview) : eq(preview, String(slot))))
     .limit(1);
-  return running;
+  return running ? { id: running.id, status: running.status, preview: running.preview === null ? null : Number(running.preview) } : undefined;
+}
+
+/** The slots a deploy request works in: its own, a preview it removes on the way, or (undeploying production, which removes every preview) all. */
+function slotsOf(request: { mode: string; preview?: number | undefined; removePreview?: number | undefined }): DeploySlot[] {
+  if (request.preview) return [request.preview];
+  if (request.mode === "undeploy") return ["any"];
+  return request.removePreview ? [null, request.removePreview] : [null];
+}
+
+/** A 409 naming a running deploy in one of the slots, if there is one. */
+export async function noDeployIn(db: Db, project: { id: string; name: string }, slots: DeploySlot[], what?: string): Promise<void> {
+  for (const slot of slots) {
+    const running = await runningDeploy(db, project.id, slot);
+    if (!running) continue;
+    const which = running.preview === null ? "a deploy" : `a deploy of change #${running.preview}'s preview`;
+    throw new AppError("conflict", `Project ${project.name} already has ${which} in progress (task ${running.id}, ${running.status}); ${what ? `${what} once it has ended` : "wait for it or cancel it"}`);
+  }
 }
 
 /** Starts a deploy, rollback or undeploy of a project on a new `deploy` task. */
@@ -208,12 +233,11 @@ export async function startDeployTask(
     githubAppConfig(env);
     if (!project.repositoryUrl) throw new AppError("conflict", `Project ${project.name} has no repository yet: run its engineering pipeline first`);
   }
-  const running = await runningDeploy(db, project.id);
-  if (running) throw new AppError("conflict", `Project ${project.name} already has a deploy in progress (task ${running.id}, ${running.status}); wait for it or cancel it`);
+  const preview = request.mode !== "rollback" ? request.preview : undefined;
+  await noDeployIn(db, project, slotsOf({ mode: request.mode, preview, removePreview: request.mode === "deploy" ? request.removePreview : undefined }));
 
   let server: ServerRow;
   let target: DeploymentRow | undefined;
-  const preview = request.mode !== "rollback" ? request.preview : undefined;
   if (preview) {
     // A preview runs where production does: a project that is not deployed has no preview.
     const [placed] = await db.select({ server: servers }).from(serviceDeployments).innerJoin(servers, eq(servers.id, serviceDeployments.serverId)).where(eq(serviceDeployments.projectId, project.id));
@@ -236,7 +260,8 @@ export async function startDeployTask(
   try {
     task = await createTask(db, { type: "deploy", projectId: project.id, callerId: principal.userId ?? "", input: { mode: request.mode, server: server.handle, ...(request.mode === "deploy" && request.ref ? { ref: request.ref } : {}), ...(request.mode === "deploy" && request.after ? { after: request.after } : {}), ...(target ? { deploymentId: target.id } : {}), ...(request.mode === "rollback" && request.commit ? { commit: request.commit } : {}), ...(request.mode === "undeploy" && request.deleteData ? { deleteData: true } : {}), ...(preview ? { preview } : {}), ...(request.mode === "deploy" && request.removePreview ? { removePreview: request.removePreview } : {}) } });
   } catch (error) {
-    if (isUniqueViolation(error)) throw new AppError("conflict", `Project ${project.name} already has a deploy in progress`);
+    // Two starts at once in one slot: the index tasks_one_active_deploy lets one through.
+    if (isUniqueViolation(error)) throw new AppError("conflict", `Project ${project.name} already has ${preview ? `a deploy of change #${preview}'s preview` : "a deploy"} in progress`);
     throw error;
   }
   try {

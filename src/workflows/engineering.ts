@@ -61,7 +61,7 @@ const PreviewStart = z.union([z.object({ taskId: z.string() }), z.object({ notDe
 /** A "catch up" step's result: the default branch merged into the change's branch (its new head), already in it, or in conflict (nothing moved). */
 const CaughtUp = z.union([z.object({ sha: z.string() }), z.literal("up to date"), z.literal("conflict")]);
 type CaughtUp = z.infer<typeof CaughtUp>;
-/** How long, and how many times, a change's preview waits for a deploy of its project that is running. */
+/** How long, and how many times, a change's preview waits for a deploy of it that is running (a round of "change more" after another). */
 const PREVIEW_WAIT = "15 seconds";
 const PREVIEW_WAITS = 80;
 
@@ -416,8 +416,9 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
 
   /**
    * The change's preview, on a deployed project: a deploy of the tested commit at `<project>--<n>`, as
-   * the person who asked. A deploy of the project running now is waited for (up to PREVIEW_WAITS
-   * times PREVIEW_WAIT); anything else that stops it is said in the task's end.
+   * the person who asked. It runs beside production's deploys (a slot of its own: src/deploy/deploys.ts);
+   * a deploy of this preview running now is waited for (up to PREVIEW_WAITS times PREVIEW_WAIT);
+   * anything else that stops it is said in the task's end.
    */
   private async preview(project: ProjectFacts, change: NonNullable<EngineeringRun["change"]>, sha: string): Promise<DeployAfterBuild> {
     for (let attempt = 1; ; attempt++) {
@@ -437,12 +438,12 @@ class EngineeringRun extends PipelineRun<EngineeringParams> {
             return { taskId: task.id };
           } catch (error) {
             if (!(error instanceof AppError)) throw error;
-            return { notDeployed: error.message, busy: /already has a deploy in progress/.test(error.message) };
+            return { notDeployed: error.message, busy: /already has a deploy .*in progress/.test(error.message) };
           }
         }),
       );
       if (!("busy" in outcome && outcome.busy && attempt < PREVIEW_WAITS)) return "taskId" in outcome ? { taskId: outcome.taskId } : { notDeployed: outcome.notDeployed };
-      await this.say(`preview wait ${attempt}`, { type: "step.progress", step: "preview", message: `Preview: a deploy of ${project.name} is running; the preview waits for it` });
+      await this.say(`preview wait ${attempt}`, { type: "step.progress", step: "preview", message: `Preview: a deploy of change #${change.number}'s preview is running; the new one waits for it` });
       await this.step.sleep(`preview wait ${attempt}`, PREVIEW_WAIT);
     }
   }

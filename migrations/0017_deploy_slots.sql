@@ -1,0 +1,2 @@
+DROP INDEX "tasks_one_active_deploy";--> statement-breakpoint
+CREATE UNIQUE INDEX "tasks_one_active_deploy" ON "tasks" USING btree ("project_id",coalesce("input" ->> 'preview', '')) WHERE "tasks"."type" = 'deploy' AND "tasks"."status" IN ('queued', 'running', 'needs_input');
