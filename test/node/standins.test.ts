@@ -15,7 +15,7 @@ import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT } from "../../scripts/lib/local-stack.ts";
 import { waitFor } from "../../scripts/lib/processes.ts";
-import { commitExists, ensureRepository, githubAppConfig, installationAccess } from "../../src/projects/github.ts";
+import { commitExists, ensureRepository, githubAppConfig, installationAccess, mergeBranch } from "../../src/projects/github.ts";
 import { closePullRequest, getPullRequest, mergePullRequest, openPullRequest } from "../../src/projects/pull-requests.ts";
 import { GitHubServer } from "../../standins/github-server.ts";
 import { embed, ModelServer } from "../../standins/model-server.ts";
@@ -131,7 +131,7 @@ describe("the GitHub stand-in", () => {
     expect((denied).stderr).toMatch(/Authentication failed|could not read Username/);
   });
 
-  it("opens, lists, merges (a real merge commit) and closes pull requests through the client; a conflict or a moved head is not merged; a token for another repository sees none", async () => {
+  it("opens, lists, merges (a real merge commit) and closes pull requests through the client; a conflict or a moved head is not merged; a token for another repository sees none; merges a branch into another (the merges API): cleanly, already in, or in conflict with nothing moved", async () => {
     const access = await installationAccess(config());
     const { repository } = await ensureRepository(config(), access, "pulls-app", "Pull requests");
     const work = await mkdtemp(join(tmpdir(), "standin-pulls-"));
@@ -180,6 +180,24 @@ describe("the GitHub stand-in", () => {
     expect(await mergePullRequest(config(), access.token, where, green.number, { sha: green.head.sha })).toMatchObject({ merged: false, reason: "conflict" });
     // Nothing to merge: refused.
     await expect(openPullRequest(config(), access.token, where, { title: "Nothing", head: "main", base: "main", body: "" })).rejects.toMatchObject({ status: 422 });
+
+    // The merges API (a change catching up): main into a branch behind it, cleanly; then again, nothing to do; a conflict moves nothing.
+    const yellow = await commitFile("change/4-yellow", "colour.txt", "yellow\n");
+    await git("fetch", "-q", repository.cloneUrl, "main");
+    await git("checkout", "-q", "-B", "main", "FETCH_HEAD");
+    await commitFile("main", "news.txt", "new on main\n");
+    const mainHead = await git("rev-parse", "HEAD");
+    const caught = await mergeBranch(config(), access.token, where, { base: "change/4-yellow", head: "main", message: "Merge main into change/4-yellow" });
+    if (typeof caught === "string") throw new Error(`not merged: ${caught}`);
+    expect((await run("git", ["--git-dir", github.repoPath("pulls-app"), "log", "-1", "--format=%P%n%s", caught.sha])).stdout.trim().split("\n")).toEqual([`${yellow} ${mainHead}`, "Merge main into change/4-yellow"]);
+    expect((await run("git", ["--git-dir", github.repoPath("pulls-app"), "rev-parse", "change/4-yellow"])).stdout.trim()).toBe(caught.sha);
+    expect(await mergeBranch(config(), access.token, where, { base: "change/4-yellow", head: "main", message: "again" })).toBe("up to date");
+    const greenBefore = (await run("git", ["--git-dir", github.repoPath("pulls-app"), "rev-parse", "change/3-green"])).stdout.trim();
+    expect(await mergeBranch(config(), access.token, where, { base: "change/3-green", head: "main", message: "Merge main" })).toBe("conflict");
+    expect((await run("git", ["--git-dir", github.repoPath("pulls-app"), "rev-parse", "change/3-green"])).stdout.trim()).toBe(greenBefore);
+    await expect(mergeBranch(config(), access.token, where, { base: "no-such-branch", head: "main", message: "x" })).rejects.toMatchObject({ status: 404 });
+    const readOnly = github.issueToken(["pulls-app"], { contents: "read", metadata: "read" });
+    await expect(mergeBranch(config(), readOnly, where, { base: "change/3-green", head: "main", message: "x" })).rejects.toMatchObject({ status: 403 });
     // Another repository's token sees no pull requests here; a token without pull_requests may not open one.
     const other = github.issueToken(["weather-bot"]);
     expect(await getPullRequest(config(), other, where, 1)).toBeNull();
