@@ -48,8 +48,6 @@ export interface FactoryOptions {
   handle?: string;
   /** The runner's release ports (its default otherwise). */
   releasePorts?: { from: number; to: number };
-  /** Jobs its runner runs at once (the runner's default, 2, when not given). */
-  runnerConcurrency?: number;
   /** More worker variables (the tests' shorter drains and leases). */
   vars?: Record<string, string>;
   /** Where wrangler's and the runner's output goes: this terminal, or kept for `output()` (tests). */
@@ -333,7 +331,6 @@ export async function startFactory(options: FactoryOptions): Promise<Factory> {
             botGateway: LOCAL_BOT_GATEWAY,
             deploymentsRoot: join(options.stateDir, "deployments"),
             ...(options.releasePorts ? { releasePorts: options.releasePorts } : {}),
-            ...(options.runnerConcurrency ? { concurrency: options.runnerConcurrency } : {}),
             ...(caddy ? { caddy: { adminSocket: caddy.adminSocket, configPath: caddy.configPath, httpUrl: caddy.httpUrl, listen: [`127.0.0.1:${options.caddyPort}`], disableTls: true } } : {}),
           },
           null,

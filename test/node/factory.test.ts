@@ -175,8 +175,6 @@ beforeAll(async () => {
     standinPorts: { model: 0, github: 0, telegram: 0, npm: 0, pypi: 0 },
     handle: HANDLE,
     releasePorts: RELEASE_PORTS,
-    // The kinds' cases run at once: their jobs too.
-    runnerConcurrency: 4,
     vars: { DEPLOY_DRAIN_SECONDS: "1", DEPLOY_HEALTH_SECONDS: "8", JOB_WAIT_SLICE_SECONDS: "1", RUNNER_ACK_LEASE_SECONDS: "3", LOG_LEVEL: "info" },
     echo: false,
     prebuiltWorker: true,
@@ -209,9 +207,6 @@ afterAll(async () => {
 
 let happy = { name: "", commits: 0 };
 
-// After the demo's case, the three kinds' cases run at once (it.concurrent): each has its own chat,
-// project and release, the scripted model answers them from one scenario, and their waits (a container
-// starting, a health check's interval) overlap rather than add up on the heavy files' path.
 describe("the factory, from one chat message to a live URL", () => {
   it("npm run demo: builds, tests and deploys 'a service that says hello at /hello' from one message and one confirmation, and ends with its URL and answer", async () => {
     const demo = spawnCollecting(process.execPath, [join(ROOT, "scripts", "demo.ts")], {
@@ -283,7 +278,7 @@ const ROUTES = '    ("GET", "/healthz"): health,\n';
  * deploy's question; the control plane's restart mid-build and the runner's mid-deploy.
  */
 describe("the project kinds", () => {
-  it.concurrent("a static site: the Architect picks the kind, and one message ends in a live page with its caching headers and the headline asked for", async () => {
+  it("a static site: the Architect picks the kind, and one message ends in a live page with its caching headers and the headline asked for", async () => {
     script();
     const chatId = nextChat++;
     const name = await ask(chatId, 'Build me a static site that shows "Welcome aboard"');
@@ -302,7 +297,7 @@ describe("the project kinds", () => {
     expect((await visit(name, "/../app/main.py")).status).toBe(404);
   }, 400_000);
 
-  it.concurrent("a TypeScript service: its packages from the registry through the proxy, a committed lockfile, vitest's results, and a release with the dependencies alone", async () => {
+  it("a TypeScript service: its packages from the registry through the proxy, a committed lockfile, vitest's results, and a release with the dependencies alone", async () => {
     script();
     const registry = factory.standins.npm;
     if (!registry) throw new Error("the factory runs no npm registry stand-in");
@@ -328,7 +323,7 @@ describe("the project kinds", () => {
     expect(listing).not.toContain("vitest");
   }, 400_000);
 
-  it.concurrent("npm run demo -- bot: the seed's weather bot with notifications from one message, with a bot from the pool, answers a person through the Bot API; a subscription survives a redeploy and a rollback", async () => {
+  it("npm run demo -- bot: the seed's weather bot with notifications from one message, with a bot from the pool, answers a person through the Bot API; a subscription survives a redeploy and a rollback", async () => {
     script();
     const demo = spawnCollecting(process.execPath, [join(ROOT, "scripts", "demo.ts"), "bot"], {
       cwd: ROOT,
