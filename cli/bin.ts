@@ -10,7 +10,7 @@ import { HubStatus, ProjectStatus, ServerView, type TaskStatus, TaskStreamPositi
 import { CatchUpStart, ChangeView } from "../src/shared/changes.ts";
 import { CheckpointView, UNDO_DATA_NOTE, UndoView } from "../src/shared/checkpoints.ts";
 import { CHAT_TEXT_LIMIT } from "../src/shared/chat.ts";
-import { DeployAfterBuild, DeploymentView, HealthEvidence, SecretView } from "../src/shared/deploys.ts";
+import { AppLogs, DeployAfterBuild, DeploymentView, HealthEvidence, SecretView } from "../src/shared/deploys.ts";
 import { TaskEvent } from "../src/shared/events.ts";
 import { apiGet, apiPost, apiPut } from "./api.ts";
 import { chatRepl, newProduct } from "./chat.ts";
@@ -42,6 +42,7 @@ const USAGE = `Usage:
   orchestrator changes ship <project> <n>             merge change n's pull request and deploy the merge; the
                                                       other open changes take it in and are tested again
   orchestrator changes discard <project> <n>          close change n's pull request, delete its branch, remove its preview
+  orchestrator logs <project> [--tail N] [--json]     the live release's last lines (200 by default), secrets masked
   orchestrator checkpoints <project> [--json]         the commits its default branch reached with tests passing
                                                       (builds, changes shipped, undos), with their releases
   orchestrator undo <project> [--to N | --as-of TIME] [--yes] [--follow] [--json]
@@ -258,6 +259,20 @@ async function checkpointsList(args: string[]) {
   if (values.json) return out(JSON.stringify(checkpoints));
   if (!checkpoints.length) return out(`${project} has no checkpoints yet: one is recorded when a build's tests pass on its default branch`);
   for (const checkpoint of checkpoints) out(checkpointLine(checkpoint));
+}
+
+/** `orchestrator logs <project> [--tail N]`: the live release's last lines, secrets masked on its server. */
+async function logs(args: string[]) {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { tail: { type: "string" }, json: { type: "boolean" } } });
+  const [project] = positionals;
+  if (!project) usage("logs needs a project (its id or name)");
+  if (values.tail !== undefined && !/^\d+$/.test(values.tail)) usage("--tail takes a number of lines (1 to 2000)");
+  const config = loadConfig();
+  const id = encodeURIComponent(await projectIdOf(config, project));
+  const shown = await apiGet(config, `/api/projects/${id}/logs${values.tail ? `?tail=${values.tail}` : ""}`, `project ${project}`, AppLogs);
+  if (values.json) return out(JSON.stringify(shown));
+  out(`# ${shown.project}, release ${shown.release} on ${shown.server} (${shown.state}): ${shown.lines.length} line${shown.lines.length === 1 ? "" : "s"}${shown.omitted ? `, ${shown.omitted} older ones not shown` : ""}`);
+  for (const line of shown.lines) out(line);
 }
 
 /** `orchestrator undo <project>`: says where it goes back to and what happens to the data, asks, then undoes. */
@@ -487,6 +502,7 @@ async function main(argv: string[]): Promise<number> {
   if (group === "changes" && command === "more") return changeMore(rest);
   if (group === "changes" && (command === "ship" || command === "discard")) return changeAnswer(command, rest).then(() => 0);
   if (group === "checkpoints") return checkpointsList(argv.slice(1)).then(() => 0);
+  if (group === "logs") return logs(argv.slice(1)).then(() => 0);
   if (group === "undo") return undo(argv.slice(1));
   if (group === "deploy" && command === "start") return deployStart(rest);
   if (group === "deploy" && command === "rollback") return deployRollback(rest);

@@ -49,25 +49,27 @@ export interface DeploymentFacts {
 }
 
 /** The computed variables this pipeline knows how to fill; a "computed" one it does not know is asked of the person. */
+const COMPUTED: Record<string, (facts: DeploymentFacts) => string> = {
+  PORT: (facts) => String(facts.containerPort),
+  HOST: () => "0.0.0.0",
+  DOMAIN: (facts) => facts.domain,
+  HOSTNAME: (facts) => facts.domain,
+  PUBLIC_URL: (facts) => facts.url,
+  BASE_URL: (facts) => facts.url,
+  APP_URL: (facts) => facts.url,
+  SITE_URL: (facts) => facts.url,
+  WEBHOOK_URL: (facts) => `${facts.url}/webhook`,
+  PROJECT_NAME: (facts) => facts.projectName,
+  TELEGRAM_API_URL: (facts) => facts.telegramApiUrl,
+  NODE_ENV: () => "production",
+  APP_ENV: () => "production",
+  ENVIRONMENT: () => "production",
+};
+/** Their names: not secrets (a release's logs show their values; every other value of its env file is masked). */
+export const COMPUTED_ENV_NAMES = Object.keys(COMPUTED);
+
 export function computedValue(name: string, facts: DeploymentFacts): string | undefined {
-  const url = facts.url;
-  const known: Record<string, string> = {
-    PORT: String(facts.containerPort),
-    HOST: "0.0.0.0",
-    DOMAIN: facts.domain,
-    HOSTNAME: facts.domain,
-    PUBLIC_URL: url,
-    BASE_URL: url,
-    APP_URL: url,
-    SITE_URL: url,
-    WEBHOOK_URL: `${url}/webhook`,
-    PROJECT_NAME: facts.projectName,
-    TELEGRAM_API_URL: facts.telegramApiUrl,
-    NODE_ENV: "production",
-    APP_ENV: "production",
-    ENVIRONMENT: "production",
-  };
-  return known[name];
+  return Object.hasOwn(COMPUTED, name) ? COMPUTED[name]?.(facts) : undefined;
 }
 
 /** A generated secret: 32 random bytes, hex (fits passwords, keys and tokens alike). */

@@ -2,6 +2,7 @@
  * The deploy pipeline's routes:
  *   /api/projects/:id/deploy | rollback | undeploy   start one on a task (follow it like any task)
  *   /api/projects/:id/deployments                     release history
+ *   /api/projects/:id/logs                            the live release's last lines, secrets masked
  *   /api/projects/:id/secrets                         set secrets; list their names (never a value)
  *   /api/servers/:handle/services                     the seed's service API: what runs on a server
  */
@@ -11,13 +12,14 @@ import { z } from "zod";
 import { deployments, projects, serviceDeployments, tasks } from "../db/schema.ts";
 import { AppError, notFound } from "../lib/app-error.ts";
 import type { AppEnv } from "../lib/context.ts";
-import { apiDoc, apiRouter, errors, jsonBody, jsonResponse, views } from "../platform/openapi.ts";
+import { apiDoc, apiRouter, errors, jsonBody, jsonResponse, named, views } from "../platform/openapi.ts";
 import { requireScope } from "../platform/auth.ts";
 import { deploymentView, listDeployments, projectUrl, startDeployTask } from "../deploy/deploys.ts";
 import { deleteSecret, putSecrets, secretViews } from "../projects/project-secrets.ts";
+import { appLogs } from "../deploy/release-logs.ts";
 import { projectVisibleTo } from "../projects/projects.ts";
 import { loadServer } from "../runner-hub/servers.ts";
-import { DEPLOYMENT_STATUSES, PutSecrets, StartDeploy, StartRollback, StartUndeploy } from "../shared/deploys.ts";
+import { AppLogs, AppLogsQuery, DEPLOYMENT_STATUSES, PutSecrets, StartDeploy, StartRollback, StartUndeploy } from "../shared/deploys.ts";
 import { EnvName } from "../shared/playbooks.ts";
 import { PendingInput, inputEventType } from "../shared/task-input.ts";
 
@@ -61,6 +63,14 @@ const listReleases = createRoute({
   summary: "The project's release history",
   request: { params: IdParam },
   responses: { 200: jsonResponse(z.object({ deployments: z.array(views.Deployment) }), "The releases"), ...errors(400, 403, 404) },
+});
+const logs = createRoute({
+  ...doc,
+  method: "get",
+  path: "/{id}/logs",
+  summary: "The last lines production's release wrote (stdout and stderr, oldest first), read on its server, with every secret the release holds masked there",
+  request: { params: IdParam, query: AppLogsQuery },
+  responses: { 200: jsonResponse(named(AppLogs, "AppLogs"), "The lines"), ...errors(400, 403, 404, 409, 502) },
 });
 const listSecrets = createRoute({
   ...doc,
@@ -173,6 +183,7 @@ projectDeploysRoute
     const project = await visibleProject(c, c.req.valid("param").id);
     return c.json({ deployments: await listDeployments(c.var.db, project.id) }, 200);
   })
+  .openapi(logs, async (c) => c.json(await appLogs(c.var.db, c.env, c.var.principal, c.req.valid("param").id, c.req.valid("query").tail), 200))
   .openapi(listSecrets, async (c) => {
     const project = await visibleProject(c, c.req.valid("param").id);
     return c.json({ secrets: await secretViews(c.var.db, project.id) }, 200);

@@ -3,6 +3,7 @@
  * are classified, the secrets a person supplies, and a release as the API shows it.
  */
 import { z } from "zod";
+import { MAX_LOG_LINES } from "./job-payloads.ts";
 import { EnvName } from "./playbooks.ts";
 
 export const StartDeploy = z.strictObject({
@@ -108,3 +109,19 @@ export const HealthEvidence = z.object({ message: z.string() });
 
 /** Where a release is asked whether it is healthy, unless the project's config.healthPath says otherwise. */
 export const DEFAULT_HEALTH_PATH = "/healthz";
+
+/** `GET /api/projects/:id/logs?tail=N`: the last lines production's release wrote, secrets masked on the server. */
+export const AppLogsQuery = z.object({ tail: z.coerce.number().int().min(1).max(MAX_LOG_LINES).default(200) });
+export const AppLogs = z.object({
+  project: z.string(),
+  /** The live release they are of, and its server. */
+  release: z.string(),
+  server: z.string(),
+  /** Its container's state ("running", or "exited" for one that crashed). */
+  state: z.string(),
+  /** Oldest first, each with Docker's timestamp; every value of the release's env file but the computed ones is "[masked]". */
+  lines: z.array(z.string()),
+  /** Older lines asked for that did not fit one answer. */
+  omitted: z.number().int(),
+});
+export type AppLogs = z.infer<typeof AppLogs>;

@@ -6,7 +6,7 @@
 import { z } from "zod";
 import type { JobType } from "./jobs.ts";
 import { MAX_SECRET_VALUE_CHARS } from "./limits.ts";
-import { EnvName, PLAYBOOKS, PlaybookName, ProvisionVars, ReleaseId } from "./playbooks.ts";
+import { EnvName, PLAYBOOKS, PlaybookName, ProvisionVars, ReleaseId, ReleaseProject } from "./playbooks.ts";
 import { CacheScope, PackageRegistry } from "./registries.ts";
 import { AcceptanceChecks, isMessageCheck } from "./spec.ts";
 import { TemplateName, TemplateValues } from "./templates.ts";
@@ -210,6 +210,23 @@ export const RepoScaffoldPayload = z.strictObject({
   timeoutSeconds: timeout(120),
 });
 
+/** The most lines release.logs reads back at once. */
+export const MAX_LOG_LINES = 2000;
+
+/**
+ * release.logs: the last lines a running release wrote (stdout and stderr, oldest first), read from the
+ * Docker engine. Every value of the release's env file is masked in them, but those of the variables
+ * named in `plain` (computed, not secret: PORT, DOMAIN…): a secret the app printed, or a URL that
+ * carried one, never leaves the server.
+ */
+export const ReleaseLogsPayload = z.strictObject({
+  project: ReleaseProject,
+  release: ReleaseId,
+  tail: z.number().int().min(1).max(MAX_LOG_LINES).default(200),
+  plain: z.array(EnvName).max(100).default([]),
+  timeoutSeconds: timeout(30),
+});
+
 export const JobPayloads = {
   noop: NoopPayload,
   "docker.run": DockerRunPayload,
@@ -219,6 +236,7 @@ export const JobPayloads = {
   "ansible.playbook": AnsiblePlaybookPayload,
   provision: ProvisionPayload,
   "repo.scaffold": RepoScaffoldPayload,
+  "release.logs": ReleaseLogsPayload,
 } as const satisfies Record<JobType, z.ZodType>;
 
 export type JobPayload<T extends JobType> = z.infer<(typeof JobPayloads)[T]>;

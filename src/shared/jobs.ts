@@ -8,7 +8,7 @@ import { z } from "zod";
 import { fromBase64url, toBase64url } from "./base64url.ts";
 import { Traceparent } from "./trace.ts";
 
-export const JobType = z.enum(["noop", "docker.run", "ansible.playbook", "caddy.sync", "health.check", "acceptance.check", "provision", "repo.scaffold"]);
+export const JobType = z.enum(["noop", "docker.run", "ansible.playbook", "caddy.sync", "health.check", "acceptance.check", "provision", "repo.scaffold", "release.logs"]);
 export type JobType = z.infer<typeof JobType>;
 
 export const JobEnvelope = z.strictObject({

@@ -13,13 +13,14 @@ import { CacheScope, PackageRegistry } from "./registries.ts";
 
 export const EnvName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be a variable name (letters, digits, _)");
 /** A project's directory under the runner's deployments root: a DNS label, like a project name (or a preview's, `<project>--<n>`: up to 48 characters). */
-const ProjectDir = z.string().regex(/^[a-z][a-z0-9-]{1,46}[a-z0-9]$/, "must be a project name (3-40 characters of a-z, 0-9 and '-'), or a preview's (<project>--<n>)");
+/** A project's directory and compose name on a server: its name, or a preview's (<project>--<n>). */
+export const ReleaseProject = z.string().regex(/^[a-z][a-z0-9-]{1,46}[a-z0-9]$/, "must be a project name (3-40 characters of a-z, 0-9 and '-'), or a preview's (<project>--<n>)");
 /** A file name inside that directory: no slashes, no leading dot-dot. */
 const FileName = z.string().regex(/^(?!\.\.?$)[A-Za-z0-9._-]{1,100}$/, "must be a plain file name (letters, digits, '.', '_', '-')");
 
 /** write-env.yml: one env file for a project, `<deployments root>/<project>/<file>`, mode 0600. */
 export const WriteEnvVars = z.strictObject({
-  project: ProjectDir,
+  project: ReleaseProject,
   file: FileName.default(".env"),
   /** Plain values. */
   env_vars: z.record(EnvName, z.string().max(100_000)).default({}),
@@ -44,7 +45,7 @@ const Port = z.number().int().min(1).max(65_535);
  * the repository's: a model-written compose file could mount the host or join its network.
  * The release port must be one of the runner's release ports (checked by the runner, which knows them).
  */
-const ReleaseBase = { project: ProjectDir, release: ReleaseId };
+const ReleaseBase = { project: ReleaseProject, release: ReleaseId };
 /** The memory a release may take (its container's limit), unless a job says otherwise: what placement counts. */
 export const RELEASE_MEMORY_MB = 512;
 export const DeployProjectVars = z.discriminatedUnion("operation", [
@@ -77,7 +78,7 @@ export const DeployProjectVars = z.discriminatedUnion("operation", [
      * A preview's data: when its data directory does not exist yet, it starts as a copy of this
      * project's (production's) data directory (src/deploy/previews.ts); absent: it starts empty.
      */
-    copy_data_from: ProjectDir.optional(),
+    copy_data_from: ReleaseProject.optional(),
   }),
   z.strictObject({ ...ReleaseBase, operation: z.literal("start"), host_port: Port, container_port: Port.default(8000), memory_mb: z.number().int().min(32).max(65_536).default(512) }),
   z.strictObject({ ...ReleaseBase, operation: z.literal("stop") }),
@@ -86,7 +87,7 @@ export const DeployProjectVars = z.discriminatedUnion("operation", [
    * project's network; then, with delete_data, the project's data (none listed: the data alone).
    */
   z
-    .strictObject({ project: ProjectDir, operation: z.literal("remove"), releases: z.array(ReleaseId).max(500), delete_data: z.boolean().default(false) })
+    .strictObject({ project: ReleaseProject, operation: z.literal("remove"), releases: z.array(ReleaseId).max(500), delete_data: z.boolean().default(false) })
     .refine((vars) => vars.releases.length > 0 || vars.delete_data, { message: "remove needs releases, or delete_data", path: ["releases"] }),
 ]);
 export type DeployProjectVars = z.input<typeof DeployProjectVars>;

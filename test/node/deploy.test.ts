@@ -159,6 +159,36 @@ describe("deploying a project", () => {
     for (const secret of secretsSeen) expect(text).not.toContain(secret);
   }, 300_000);
 
+  it("reads v1's logs for its owner, from the API and the CLI: its requests, with every secret the release holds masked (in a URL too); another tenant's key sees no project", async () => {
+    // A request whose URL carries both secrets, as a careless client might send them: the app logs its request line.
+    const [weather, session] = secretsSeen;
+    expect((await visit(`/?api_key=${weather ?? ""}&session=${encodeURIComponent(session ?? "")}`)).status).toBe(200);
+    const read = await h.env.stack.api<{ project: string; release: string; state: string; lines: string[]; omitted: number }>(`/api/projects/${projectId}/logs?tail=50`);
+    expect(read.status, JSON.stringify(read.body)).toBe(200);
+    const [release] = await history();
+    expect(read.body).toMatchObject({ project: projectName, release: release?.id, state: "running", omitted: 0 });
+    expect(read.body.lines.some((line) => line.includes("fixture v1 listening on"))).toBe(true);
+    const asked = read.body.lines.find((line) => line.includes('"GET /?api_key='));
+    expect(asked, read.body.lines.join("\n")).toContain('"GET /?api_key=[masked]&session=[masked] HTTP/1.1" 200');
+    for (const secret of secretsSeen) expect(JSON.stringify(read.body)).not.toContain(secret);
+    // Docker's timestamp first, oldest line first.
+    expect(read.body.lines[0]).toMatch(/^\d{4}-\d{2}-\d{2}T\S+Z /);
+
+    // The owner's CLI: `orchestrator logs <project>`.
+    const owner = (await h.env.stack.api<{ project: { ownerId: string } }>(`/api/projects/${projectId}`)).body.project.ownerId;
+    const ownerKey = (await h.env.stack.api<{ key: string }>("/api/keys", { json: { userId: owner, name: "logs" } })).body.key;
+    const cli = await run(process.execPath, [inject("cliBundle"), "logs", projectName, "--tail", "5"], { env: { ...process.env, ORCHESTRATOR_CONFIG: "/nonexistent/config.json", ORCHESTRATOR_URL: h.env.stack.url, ORCHESTRATOR_API_KEY: ownerKey } });
+    expect(cli.stdout).toMatch(new RegExp(`^# ${projectName}, release ${release?.id ?? ""} on ${HANDLE} \\(running\\): 5 lines$`, "m"));
+    expect(cli.stdout).toContain("[masked]");
+    for (const secret of secretsSeen) expect(cli.stdout).not.toContain(secret);
+
+    // Another tenant: no such project. A bad tail: 400.
+    const stranger = (await h.env.stack.api<{ user: { id: string } }>("/api/users", { json: { name: "stranger" } })).body.user.id;
+    const strangerKey = (await h.env.stack.api<{ key: string }>("/api/keys", { json: { userId: stranger, name: "s" } })).body.key;
+    expect((await h.env.stack.api(`/api/projects/${projectId}/logs`, { key: strangerKey })).status).toBe(404);
+    expect((await h.env.stack.api(`/api/projects/${projectId}/logs?tail=0`)).status).toBe(400);
+  });
+
   it("keeps v1's release in its box: limits, a read-only root, and no way to the server's ports or private networks", async () => {
     const [listed] = await docker.listContainers({ filters: { label: [`orchestrator.project=${projectName}`] } });
     const container = docker.getContainer(listed?.Id ?? "");

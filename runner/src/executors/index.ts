@@ -6,6 +6,7 @@ import { caddySync } from "./caddy-sync.ts";
 import { dockerRun } from "./docker-run.ts";
 import { healthCheck } from "./health-check.ts";
 import { noop } from "./noop.ts";
+import { releaseLogs } from "./release-logs.ts";
 import { repoScaffold } from "./repo-scaffold.ts";
 import type { Executor } from "./types.ts";
 
@@ -19,4 +20,5 @@ export const executors: Record<JobType, Executor<never>> = {
   "ansible.playbook": ansiblePlaybook,
   provision,
   "repo.scaffold": repoScaffold,
+  "release.logs": releaseLogs,
 };
