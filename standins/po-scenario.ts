@@ -11,7 +11,8 @@
  *   roll back or take a project offline, it calls that tool; "change <project>: <what>" asks for a
  *   change, "ship|discard change <n> of <project>" answers one, "more on change <n> of <project>: <what>"
  *   changes it more, "undo the last change of <project>" (or
- *   "undo <project> to checkpoint <n>") undoes; anything else gets a short answer.
+ *   "undo <project> to checkpoint <n>") undoes; "why is <project> down?" (or "logs of <project>") quotes
+ *   its last log lines; anything else gets a short answer.
  * - The summariser merges the turns it is given into a line per message.
  *
  * Everything it says to the person starts with SCRIPTED_LABEL: nobody should mistake it for a model.
@@ -27,7 +28,7 @@ const ACTION_WORDS = /\b(deploy|roll ?back|offline|undeploy)\b/i;
 export function intentOf(text: string): { groups: string[]; intent: string } {
   const groups = new Set<string>();
   if (/\b(deploy|release|live|roll ?back|offline|undeploy|url)\b/i.test(text)) groups.add("deploy");
-  if (/\b(fail|error|broken|wrong|why)\b/i.test(text)) groups.add("diagnose");
+  if (/\b(fail|error|broken|wrong|why|down|logs?)\b/i.test(text)) groups.add("diagnose");
   if (/\b(spend|cost|budget|usage)\b/i.test(text)) groups.add("admin");
   if (/\b(server|runner|vps)\b/i.test(text)) groups.add("infrastructure");
   if (groups.size === 0 || /\b(build|bot|app|service|site|make|create|new|want|project)\b/i.test(text)) {
@@ -82,6 +83,11 @@ export function productOwnerReply(request: ChatRequest): Reply {
       return toolCall("create_project", { name: `${args.name.slice(0, 33)}-${Math.floor(Math.random() * 90 + 10)}`, description: args.description });
     }
     if (result.startsWith("error")) return toolCall("respond", { text: `That did not work: ${result.replace(/^error:\s*/, "")}` });
+    if (call?.function.name === "app_logs") {
+      // The evidence: the last lines, quoted as they came (masked on the server).
+      const logs = JSON.parse(result) as { project: string; state: string; lines: string[] };
+      return toolCall("respond", { text: `${logs.project}'s release is ${logs.state}. What it logged last:\n${logs.lines.slice(-5).join("\n")}` });
+    }
     if (/asked to confirm/.test(result)) return { toolCalls: [{ name: "finish", arguments: {} }] };
     return toolCall("respond", { text: "Done." });
   }
@@ -95,6 +101,10 @@ export function productOwnerReply(request: ChatRequest): Reply {
   // "more on change <n> of <project>: <what>" changes an open change more.
   const more = /^more on change\s+#?(\d+)\s+of\s+([a-z][a-z0-9-]{2,39}):\s*(.{3,})$/i.exec(text);
   if (more?.[1] && more[2] && more[3] && offered.has("change_more")) return toolCall("change_more", { project: more[2], number: Number(more[1]), request: more[3] });
+  // "why is <project> down?" (or "… not answering", "logs of <project>"): its logs, quoted.
+  const why = /^(?:why is\s+([a-z][a-z0-9-]{2,39})\s+(?:down|not answering|broken)|(?:show me the )?logs of\s+([a-z][a-z0-9-]{2,39}))\b/i.exec(text);
+  const ofProject = why?.[1] ?? why?.[2];
+  if (ofProject && offered.has("app_logs")) return toolCall("app_logs", { project: ofProject, tail: 20 });
   const undo = /^undo\s+(?:the last change of\s+)?([a-z][a-z0-9-]{2,39})(?:\s+to checkpoint\s+#?(\d+))?$/i.exec(text);
   if (undo?.[1] && offered.has("undo")) return toolCall("undo", { project: undo[1], ...(undo[2] ? { checkpoint: Number(undo[2]) } : {}) });
   const named = /\b(?:deploy|roll ?back|undeploy|offline)\s+([a-z][a-z0-9-]{2,39})\b/i.exec(text)?.[1];

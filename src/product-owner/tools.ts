@@ -17,6 +17,7 @@ import { listDeployments, startDeployTask } from "../deploy/deploys.ts";
 import { startEngineering } from "../engineering/engineering.ts";
 import { discardChange, listChanges } from "../changes/changes.ts";
 import { shipChange } from "../changes/ship.ts";
+import { appLogs } from "../deploy/release-logs.ts";
 import { ChangeRequestText } from "../shared/changes.ts";
 import { listCheckpoints, undoToCheckpoint } from "../checkpoints/checkpoints.ts";
 import { UNDO_DATA_NOTE, UndoBody } from "../shared/checkpoints.ts";
@@ -313,6 +314,17 @@ export const TOOLS: readonly Tool[] = [
       const projectId = project ? (await findProject(db, principal, project)).id : undefined;
       const failed = await listTasks(db, principal, { status: "failed", ...(projectId ? { projectId } : {}), limit: 5, offset: 0 });
       return { result: { failed: failed.map(taskSummary) } };
+    },
+  }),
+  tool({
+    name: "app_logs",
+    group: "diagnose",
+    description: "A deployed project's last log lines (its live release's stdout and stderr, oldest first, secrets masked on the server): quote them as evidence when the person asks why it misbehaves or is down.",
+    input: ProjectRef.extend({ tail: z.number().int().min(1).max(200).default(50).describe("how many of the last lines") }),
+    async run({ db, env, principal }, { project, tail }) {
+      const row = await findProject(db, principal, project);
+      const logs = await appLogs(db, env, principal, row.id, tail);
+      return { result: { project: logs.project, release: logs.release, state: logs.state, lines: logs.lines.map((line) => line.slice(0, 500)) } };
     },
   }),
   tool({

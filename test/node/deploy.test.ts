@@ -159,7 +159,7 @@ describe("deploying a project", () => {
     for (const secret of secretsSeen) expect(text).not.toContain(secret);
   }, 300_000);
 
-  it("reads v1's logs for its owner, from the API and the CLI: its requests, with every secret the release holds masked (in a URL too); another tenant's key sees no project", async () => {
+  it("reads v1's logs for its owner, from the API, the CLI and the chat (\"why is it down?\"): its requests, with every secret the release holds masked (in a URL too); another tenant's key sees no project", async () => {
     // A request whose URL carries both secrets, as a careless client might send them: the app logs its request line.
     const [weather, session] = secretsSeen;
     expect((await visit(`/?api_key=${weather ?? ""}&session=${encodeURIComponent(session ?? "")}`)).status).toBe(200);
@@ -181,6 +181,20 @@ describe("deploying a project", () => {
     expect(cli.stdout).toMatch(new RegExp(`^# ${projectName}, release ${release?.id ?? ""} on ${HANDLE} \\(running\\): 5 lines$`, "m"));
     expect(cli.stdout).toContain("[masked]");
     for (const secret of secretsSeen) expect(cli.stdout).not.toContain(secret);
+
+    // The owner asks the Product Owner why it is down: the answer quotes its last lines, masked.
+    script([]);
+    const chatId = 9010;
+    const handle = createDb({ databaseUrl: inject("databaseUrl"), wsProxy: inject("dbWsProxy") });
+    try {
+      await handle.db.execute(sql`update users set telegram_id = ${chatId} where id = ${owner}`);
+    } finally {
+      await handle.close();
+    }
+    await send(chatId, `why is ${projectName} down?`);
+    const quoted = await replyMatching(chatId, new RegExp(`${projectName}'s release is running\\. What it logged last:`));
+    expect(quoted.text).toContain('"GET /?api_key=[masked]&session=[masked] HTTP/1.1" 200');
+    for (const secret of secretsSeen) expect(quoted.text).not.toContain(secret);
 
     // Another tenant: no such project. A bad tail: 400.
     const stranger = (await h.env.stack.api<{ user: { id: string } }>("/api/users", { json: { name: "stranger" } })).body.user.id;
