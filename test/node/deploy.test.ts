@@ -184,7 +184,8 @@ describe("deploying a project", () => {
 
     // The owner asks the Product Owner why it is down: the answer quotes its last lines, masked.
     script([]);
-    const chatId = 9010;
+    // A Telegram id no other file's chat uses (they share the database, and a Telegram id is one user's).
+    const chatId = 800_000_000 + Math.floor(Math.random() * 100_000_000);
     const handle = createDb({ databaseUrl: inject("databaseUrl"), wsProxy: inject("dbWsProxy") });
     try {
       await handle.db.execute(sql`update users set telegram_id = ${chatId} where id = ${owner}`);
