@@ -179,7 +179,7 @@ export async function routeList(db: Db, serverId: string): Promise<{ generation:
 export type DeploySlot = number | null | "any";
 
 /** The deploy of a project in that slot that has not ended, if any. */
-export async function runningDeploy(db: Db, projectId: string, slot: DeploySlot = "any"): Promise<Pick<Task, "id" | "status"> & { preview: number | null } | undefined> {
+export async function runningDeploy(db: Db, projectId: string, slot: DeploySlot): Promise<Pick<Task, "id" | "status"> & { preview: number | null } | undefined> {
   const preview = sql<string | null>`${tasks.input} ->> 'preview'`;
   const [running] = await db
     .select({ id: tasks.id, status: tasks.status, preview })

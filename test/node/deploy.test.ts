@@ -159,7 +159,7 @@ describe("deploying a project", () => {
     for (const secret of secretsSeen) expect(text).not.toContain(secret);
   }, 300_000);
 
-  it("reads v1's logs for its owner, from the API, the CLI and the chat (\"why is it down?\"): its requests, with every secret the release holds masked (in a URL too); another tenant's key sees no project", async () => {
+  it("reads v1's logs for its owner, from the API, the CLI and the chat (\"why is it down?\"): its requests, with every secret the release holds masked (in a URL too); another tenant's key, and the owner's key limited to another project, see no project", async () => {
     // A request whose URL carries both secrets, as a careless client might send them: the app logs its request line.
     const [weather, session] = secretsSeen;
     expect((await visit(`/?api_key=${weather ?? ""}&session=${encodeURIComponent(session ?? "")}`)).status).toBe(200);
@@ -201,6 +201,12 @@ describe("deploying a project", () => {
     const stranger = (await h.env.stack.api<{ user: { id: string } }>("/api/users", { json: { name: "stranger" } })).body.user.id;
     const strangerKey = (await h.env.stack.api<{ key: string }>("/api/keys", { json: { userId: stranger, name: "s" } })).body.key;
     expect((await h.env.stack.api(`/api/projects/${projectId}/logs`, { key: strangerKey })).status).toBe(404);
+    // The owner's own key, limited to another of their projects: no such project either.
+    const other = await h.env.stack.api<{ project: { id: string } }>("/api/projects", { json: { name: `${projectName}-other`.slice(0, 40), description: "another one" }, key: ownerKey });
+    expect(other.status, JSON.stringify(other.body)).toBe(201);
+    const limited = await h.env.stack.api<{ key: string }>("/api/keys", { json: { name: "other only", projectId: other.body.project.id }, key: ownerKey });
+    expect(limited.status).toBe(201);
+    expect((await h.env.stack.api(`/api/projects/${projectId}/logs`, { key: limited.body.key })).status).toBe(404);
     expect((await h.env.stack.api(`/api/projects/${projectId}/logs?tail=0`)).status).toBe(400);
   });
 
